@@ -1,0 +1,1 @@
+//! berth-client: remote registry client, local image store and container engine (placeholder).

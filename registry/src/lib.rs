@@ -1,0 +1,1 @@
+//! berth-registry: the HTTP registry server (placeholder).

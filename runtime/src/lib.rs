@@ -1,0 +1,1 @@
+//! berth-runtime: one container's life (placeholder until the runtime lands).

@@ -1,0 +1,1 @@
+//! berth-storage: digests, names, backends and the content-addressable store.
