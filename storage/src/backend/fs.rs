@@ -1,0 +1,485 @@
+//! The filesystem backend: each key is a file under a root directory.
+//!
+//! Writes go to a temporary file under `<root>/.tmp` and are renamed into place on commit, so a
+//! reader sees the old object or the whole new one, never a part; a writer killed half way
+//! leaves only a temporary file that no key points at. Reads and writes run on blocking threads
+//! that hand large chunks across a channel, so hashing in the caller overlaps the disk I/O.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{check_key, Backend, BackendError, ByteStream, ListPage, ObjectMeta, ObjectWriter, Result};
+
+/// Chunk size for streamed reads: large enough that per-chunk overhead vanishes.
+const READ_CHUNK: usize = 1 << 20;
+const TMP_DIR: &str = ".tmp";
+
+/// Objects as files under one directory.
+#[derive(Debug, Clone)]
+pub struct FsBackend {
+    root: PathBuf,
+    /// fsync file contents before they become visible (durability against power loss).
+    sync: bool,
+}
+
+impl FsBackend {
+    /// Opens (creating if needed) a store rooted at `root`.
+    pub fn new(root: impl Into<PathBuf>, sync: bool) -> std::io::Result<FsBackend> {
+        let root = root.into();
+        std::fs::create_dir_all(root.join(TMP_DIR))?;
+        Ok(FsBackend { root, sync })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, key: &str) -> Result<PathBuf> {
+        check_key(key)?;
+        Ok(self.root.join(key))
+    }
+
+    fn temp_path(&self) -> PathBuf {
+        self.root
+            .join(TMP_DIR)
+            .join(uuid::Uuid::new_v4().simple().to_string())
+    }
+}
+
+/// Renames `from` onto `to`, creating `to`'s parent directories; retries when a concurrent
+/// delete removed an empty parent between the two steps.
+fn rename_into_place(from: &Path, to: &Path) -> std::io::Result<()> {
+    let mut tries = 0;
+    loop {
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        match std::fs::rename(from, to) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 8 && from.exists() => {
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> impl std::future::Future<Output = Result<T>> {
+    async move {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| BackendError::io("", std::io::Error::other(e)))?
+    }
+}
+
+#[async_trait]
+impl Backend for FsBackend {
+    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<ByteStream> {
+        let path = self.path(key)?;
+        let key = key.to_string();
+        let (file, size) = blocking({
+            let key = key.clone();
+            move || {
+                let file = File::open(&path).map_err(|e| BackendError::io(&key, e))?;
+                let size = file.metadata().map_err(|e| BackendError::io(&key, e))?.len();
+                Ok((file, size))
+            }
+        })
+        .await?;
+        let range = range.unwrap_or(0..size);
+        if range.start > range.end || range.end > size {
+            return Err(BackendError::RangeNotSatisfiable {
+                start: range.start,
+                end: range.end,
+                size,
+            });
+        }
+        let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(4);
+        tokio::task::spawn_blocking(move || {
+            let mut file = file;
+            if let Err(e) = file.seek(SeekFrom::Start(range.start)) {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+            let mut left = range.end - range.start;
+            while left > 0 {
+                let want = left.min(READ_CHUNK as u64) as usize;
+                let mut buf = BytesMut::zeroed(want);
+                let mut filled = 0;
+                while filled < want {
+                    match file.read(&mut buf[filled..]) {
+                        Ok(0) => break,
+                        Ok(n) => filled += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            let _ = tx.blocking_send(Err(e));
+                            return;
+                        }
+                    }
+                }
+                if filled == 0 {
+                    let _ = tx.blocking_send(Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "object shrank while it was read",
+                    )));
+                    return;
+                }
+                buf.truncate(filled);
+                left -= filled as u64;
+                if tx.blocking_send(Ok(buf.freeze())).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Box::pin(tokio_stream_from(rx)))
+    }
+
+    async fn read(&self, key: &str) -> Result<Bytes> {
+        let path = self.path(key)?;
+        let key = key.to_string();
+        blocking(move || {
+            std::fs::read(&path)
+                .map(Bytes::from)
+                .map_err(|e| BackendError::io(key, e))
+        })
+        .await
+    }
+
+    async fn writer(&self, key: &str) -> Result<Box<dyn ObjectWriter>> {
+        let dest = self.path(key)?;
+        let temp = self.temp_path();
+        let file = {
+            let temp = temp.clone();
+            let key = key.to_string();
+            blocking(move || File::create(&temp).map_err(|e| BackendError::io(key, e))).await?
+        };
+        let (tx, rx) = mpsc::channel(8);
+        let worker = FileWorker {
+            file,
+            temp,
+            dest,
+            sync: self.sync,
+            key: key.to_string(),
+        };
+        tokio::task::spawn_blocking(move || worker.run(rx));
+        Ok(Box::new(FsWriter {
+            tx,
+            written: 0,
+            key: key.to_string(),
+        }))
+    }
+
+    async fn put(&self, key: &str, data: Bytes) -> Result<()> {
+        let dest = self.path(key)?;
+        let temp = self.temp_path();
+        let sync = self.sync;
+        let key = key.to_string();
+        blocking(move || {
+            let write = || -> std::io::Result<()> {
+                let mut f = File::create(&temp)?;
+                f.write_all(&data)?;
+                if sync {
+                    f.sync_all()?;
+                }
+                rename_into_place(&temp, &dest)
+            };
+            write().map_err(|e| {
+                let _ = std::fs::remove_file(&temp);
+                BackendError::io(key, e)
+            })
+        })
+        .await
+    }
+
+    async fn stat(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        let path = self.path(key)?;
+        match tokio::fs::metadata(&path).await {
+            Ok(m) if m.is_file() => Ok(Some(ObjectMeta {
+                size: m.len(),
+                modified: m.modified().ok(),
+            })),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            // A file where a directory was expected (`a/b` when `a` is an object).
+            Err(e) if e.raw_os_error() == Some(libc_enotdir()) => Ok(None),
+            Err(e) => Err(BackendError::io(key, e)),
+        }
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<ListPage> {
+        let trimmed = prefix.trim_end_matches('/');
+        if !trimmed.is_empty() {
+            check_key(trimmed)?;
+        }
+        let root = self.root.clone();
+        let prefix = prefix.to_string();
+        let start_after = start_after.map(str::to_string);
+        blocking(move || {
+            let mut out = Vec::new();
+            let mut truncated = false;
+            // Walk from the directory holding the prefix; keys that merely start with the
+            // prefix text (`a/b` for prefix `a/b`) are found by filtering that directory.
+            let (dir_key, _) = match prefix.rfind('/') {
+                Some(i) => (prefix[..i].to_string(), &prefix[i + 1..]),
+                None => (String::new(), prefix.as_str()),
+            };
+            let dir = if dir_key.is_empty() {
+                root.clone()
+            } else {
+                root.join(&dir_key)
+            };
+            walk_sorted(
+                &dir,
+                &dir_key,
+                &mut |key| {
+                    if !key.starts_with(&prefix) {
+                        return true;
+                    }
+                    if let Some(a) = &start_after {
+                        if key.as_str() <= a.as_str() {
+                            return true;
+                        }
+                    }
+                    if out.len() == limit {
+                        truncated = true;
+                        return false;
+                    }
+                    out.push(key);
+                    true
+                },
+            )
+            .map_err(|e| BackendError::io(prefix.clone(), e))?;
+            Ok(ListPage {
+                keys: out,
+                truncated,
+            })
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        let path = self.path(key)?;
+        let root = self.root.clone();
+        let key = key.to_string();
+        blocking(move || {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(BackendError::io(key, e)),
+            }
+            // Empty directories are not objects: prune them so listings stay clean.
+            let mut dir = path.parent();
+            while let Some(d) = dir {
+                if d == root || std::fs::remove_dir(d).is_err() {
+                    break;
+                }
+                dir = d.parent();
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn copy(&self, from: &str, to: &str) -> Result<()> {
+        let src = self.path(from)?;
+        let dest = self.path(to)?;
+        let temp = self.temp_path();
+        let from = from.to_string();
+        blocking(move || {
+            // Objects are never modified in place, so a hard link is a faithful copy.
+            let linked = std::fs::hard_link(&src, &temp).or_else(|_| {
+                std::fs::copy(&src, &temp).map(|_| ())
+            });
+            linked
+                .and_then(|_| rename_into_place(&temp, &dest))
+                .map_err(|e| {
+                    let _ = std::fs::remove_file(&temp);
+                    BackendError::io(from, e)
+                })
+        })
+        .await
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        let src = self.path(from)?;
+        let dest = self.path(to)?;
+        let from = from.to_string();
+        blocking(move || rename_into_place(&src, &dest).map_err(|e| BackendError::io(from, e)))
+            .await
+    }
+
+    fn local_path(&self, key: &str) -> Option<PathBuf> {
+        self.path(key).ok()
+    }
+
+    fn describe(&self) -> String {
+        format!("filesystem {}", self.root.display())
+    }
+}
+
+fn libc_enotdir() -> i32 {
+    20
+}
+
+/// Visits every file below `dir` in byte order of its key. Directories sort as `name/`, which
+/// is what makes `a-b/x` come before `a/x`, as in an S3 listing.
+fn walk_sorted(
+    dir: &Path,
+    key_prefix: &str,
+    visit: &mut dyn FnMut(String) -> bool,
+) -> std::io::Result<bool> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                || e.raw_os_error() == Some(libc_enotdir()) =>
+        {
+            return Ok(true)
+        }
+        Err(e) => return Err(e),
+    };
+    let mut items = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if key_prefix.is_empty() && name == TMP_DIR {
+            continue;
+        }
+        let is_dir = entry.file_type()?.is_dir();
+        let sort_key = if is_dir { format!("{name}/") } else { name.clone() };
+        items.push((sort_key, name, is_dir));
+    }
+    items.sort();
+    for (_, name, is_dir) in items {
+        let key = if key_prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{key_prefix}/{name}")
+        };
+        if is_dir {
+            if !walk_sorted(&dir.join(&name), &key, visit)? {
+                return Ok(false);
+            }
+        } else if !visit(key) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn tokio_stream_from(
+    mut rx: mpsc::Receiver<std::io::Result<Bytes>>,
+) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+enum WriteOp {
+    Data(Bytes),
+    Commit(oneshot::Sender<std::io::Result<()>>),
+}
+
+/// The blocking side of an [`FsWriter`]: owns the temporary file.
+struct FileWorker {
+    file: File,
+    temp: PathBuf,
+    dest: PathBuf,
+    sync: bool,
+    key: String,
+}
+
+impl FileWorker {
+    fn run(mut self, mut rx: mpsc::Receiver<WriteOp>) {
+        let mut failed: Option<std::io::Error> = None;
+        while let Some(op) = rx.blocking_recv() {
+            match op {
+                WriteOp::Data(chunk) => {
+                    if failed.is_none() {
+                        if let Err(e) = self.file.write_all(&chunk) {
+                            failed = Some(e);
+                        }
+                    }
+                }
+                WriteOp::Commit(reply) => {
+                    let result = match failed.take() {
+                        Some(e) => Err(e),
+                        None => self.finish(),
+                    };
+                    if result.is_err() {
+                        let _ = std::fs::remove_file(&self.temp);
+                    }
+                    let _ = reply.send(result);
+                    return;
+                }
+            }
+        }
+        // The writer was dropped or aborted without a commit.
+        tracing::debug!(key = %self.key, "discarding uncommitted write");
+        let _ = std::fs::remove_file(&self.temp);
+    }
+
+    fn finish(&mut self) -> std::io::Result<()> {
+        if self.sync {
+            self.file.sync_all()?;
+        }
+        rename_into_place(&self.temp, &self.dest)
+    }
+}
+
+struct FsWriter {
+    tx: mpsc::Sender<WriteOp>,
+    written: u64,
+    key: String,
+}
+
+impl FsWriter {
+    fn gone(&self) -> BackendError {
+        BackendError::io(&self.key, std::io::Error::other("writer thread ended"))
+    }
+}
+
+#[async_trait]
+impl ObjectWriter for FsWriter {
+    async fn write(&mut self, chunk: Bytes) -> Result<()> {
+        self.written += chunk.len() as u64;
+        self.tx
+            .send(WriteOp::Data(chunk))
+            .await
+            .map_err(|_| self.gone())
+    }
+
+    fn written(&self) -> u64 {
+        self.written
+    }
+
+    async fn commit(self: Box<Self>) -> Result<u64> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(WriteOp::Commit(reply))
+            .await
+            .map_err(|_| self.gone())?;
+        match rx.await {
+            Ok(Ok(())) => Ok(self.written),
+            Ok(Err(e)) => Err(BackendError::io(&self.key, e)),
+            Err(_) => Err(self.gone()),
+        }
+    }
+
+    async fn abort(self: Box<Self>) -> Result<()> {
+        // Dropping the sender ends the worker, which removes the temporary file.
+        Ok(())
+    }
+}

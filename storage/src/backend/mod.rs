@@ -1,0 +1,167 @@
+//! Where bytes live: the small [`Backend`] trait and its two implementations.
+//!
+//! A backend maps string keys (`blobs/sha256/…`, `repositories/…`) to immutable objects. It
+//! offers exactly what the store above needs and no more: ranged reads, writes that become
+//! visible all at once on [`ObjectWriter::commit`], stat, sorted listing with pagination,
+//! delete, and a server-side copy. Everything that gives the bytes meaning lives above it, in
+//! code that both backends share.
+
+use std::ops::Range;
+use std::pin::Pin;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::Stream;
+
+pub mod fs;
+pub mod s3;
+
+pub use fs::FsBackend;
+pub use s3::{S3Backend, S3Config};
+
+/// A stream of chunks read from, or written to, a backend.
+pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+/// What can go wrong below the store.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("no object at {0}")]
+    NotFound(String),
+    #[error("range {start}..{end} is outside the object's {size} bytes")]
+    RangeNotSatisfiable { start: u64, end: u64, size: u64 },
+    #[error("key {0:?} is not a valid storage key")]
+    InvalidKey(String),
+    #[error("i/o error at {key}: {source}")]
+    Io {
+        key: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("S3 {op} {key}: {message}")]
+    S3 {
+        op: &'static str,
+        key: String,
+        message: String,
+    },
+}
+
+impl BackendError {
+    pub fn io(key: impl Into<String>, source: std::io::Error) -> BackendError {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            BackendError::NotFound(key.into())
+        } else {
+            BackendError::Io {
+                key: key.into(),
+                source,
+            }
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, BackendError::NotFound(_))
+    }
+}
+
+pub type Result<T, E = BackendError> = std::result::Result<T, E>;
+
+/// Size and age of a stored object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub size: u64,
+    pub modified: Option<SystemTime>,
+}
+
+/// One page of a listing: keys in byte order, and whether more follow.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListPage {
+    pub keys: Vec<String>,
+    pub truncated: bool,
+}
+
+/// An object being written. Nothing is visible under its key until [`commit`](Self::commit)
+/// returns; dropping the writer (or a crash) leaves the key as it was.
+#[async_trait]
+pub trait ObjectWriter: Send {
+    async fn write(&mut self, chunk: Bytes) -> Result<()>;
+    /// Bytes written so far.
+    fn written(&self) -> u64;
+    /// Makes the object visible under its key, replacing what was there.
+    async fn commit(self: Box<Self>) -> Result<u64>;
+    /// Discards what was written.
+    async fn abort(self: Box<Self>) -> Result<()>;
+}
+
+/// The storage a [`crate::Store`] sits on.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// Streams an object, or the byte range of it.
+    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<ByteStream>;
+
+    /// Reads a small object whole.
+    async fn read(&self, key: &str) -> Result<Bytes>;
+
+    /// Starts writing an object that becomes visible on commit.
+    async fn writer(&self, key: &str) -> Result<Box<dyn ObjectWriter>>;
+
+    /// Writes a small object in one step, atomically.
+    async fn put(&self, key: &str, data: Bytes) -> Result<()> {
+        let mut w = self.writer(key).await?;
+        w.write(data).await?;
+        w.commit().await.map(|_| ())
+    }
+
+    async fn stat(&self, key: &str) -> Result<Option<ObjectMeta>>;
+
+    /// Keys under `prefix` (recursively), in byte order, after `start_after`, at most `limit`.
+    async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize)
+        -> Result<ListPage>;
+
+    /// Removes an object; removing a missing object is not an error.
+    async fn delete(&self, key: &str) -> Result<()>;
+
+    /// Copies an object to another key (server side where the backend can), atomically.
+    async fn copy(&self, from: &str, to: &str) -> Result<()>;
+
+    /// Moves an object; the default copies then deletes.
+    async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        self.copy(from, to).await?;
+        self.delete(from).await
+    }
+
+    /// A path on the local file system where the object can be read directly, if there is one.
+    fn local_path(&self, _key: &str) -> Option<std::path::PathBuf> {
+        None
+    }
+
+    /// A short description for logs: `filesystem /var/lib/berth`, `s3 bucket/prefix`.
+    fn describe(&self) -> String;
+}
+
+/// Lists every key under a prefix, following pages.
+pub async fn list_all(backend: &dyn Backend, prefix: &str) -> Result<Vec<String>> {
+    let mut keys = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = backend.list(prefix, after.as_deref(), 1000).await?;
+        after = page.keys.last().cloned();
+        keys.extend(page.keys);
+        if !page.truncated || after.is_none() {
+            return Ok(keys);
+        }
+    }
+}
+
+/// Rejects keys that could leave the backend's root: every key the store builds comes from
+/// validated names and digests, so this is a second line of defence, not the first.
+pub(crate) fn check_key(key: &str) -> Result<()> {
+    let bad = key.is_empty()
+        || key.starts_with('/')
+        || key.contains('\0')
+        || key.split('/').any(|c| c.is_empty() || c == "." || c == "..");
+    if bad {
+        Err(BackendError::InvalidKey(key.to_string()))
+    } else {
+        Ok(())
+    }
+}

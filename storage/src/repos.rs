@@ -1,0 +1,337 @@
+//! Repository metadata: which tags, manifests, blobs and referrers belong to a repository.
+//!
+//! ```text
+//! repositories/<name>/_tags/<tag>                          the manifest digest, as text
+//! repositories/<name>/_manifests/<alg>/<hex>               the manifest's media type
+//! repositories/<name>/_blobs/<alg>/<hex>                   empty: the blob belongs here
+//! repositories/<name>/_referrers/<alg>/<hex>/<alg>-<hex>   a referrer's descriptor (JSON)
+//! catalog/<name with / as ~>                               empty: the repository exists
+//! ```
+//! The `_` prefixes cannot start a component of a repository name, so a repository `a/_tags`
+//! cannot exist and no two meanings share a key. Content lives in the blob store; everything
+//! here is a small object written in one atomic put.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{list_all, Backend, BackendError};
+use crate::digest::Digest;
+use crate::error::{Result, StoreError};
+use crate::name::{RepoName, Tag};
+
+/// An OCI content descriptor, as a referrers index lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    pub media_type: String,
+    pub digest: Digest,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A page of names and whether more follow it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
+    pub items: Vec<String>,
+    pub more: bool,
+}
+
+#[derive(Clone)]
+pub struct Repositories {
+    backend: Arc<dyn Backend>,
+}
+
+fn repo_prefix(repo: &RepoName) -> String {
+    format!("repositories/{repo}/")
+}
+
+fn tag_key(repo: &RepoName, tag: &Tag) -> String {
+    format!("repositories/{repo}/_tags/{tag}")
+}
+
+fn digest_path(d: &Digest) -> String {
+    format!("{}/{}", d.algorithm().name(), d.hex())
+}
+
+fn manifest_key(repo: &RepoName, d: &Digest) -> String {
+    format!("repositories/{repo}/_manifests/{}", digest_path(d))
+}
+
+fn blob_link_key(repo: &RepoName, d: &Digest) -> String {
+    format!("repositories/{repo}/_blobs/{}", digest_path(d))
+}
+
+fn referrers_prefix(repo: &RepoName, subject: &Digest) -> String {
+    format!("repositories/{repo}/_referrers/{}/", digest_path(subject))
+}
+
+fn catalog_key(repo: &RepoName) -> String {
+    format!("catalog/{}", repo.as_str().replace('/', "~"))
+}
+
+/// Parses the `<alg>/<hex>` tail of a key back into a digest.
+fn digest_from_path(path: &str) -> Option<Digest> {
+    let (alg, hex) = path.split_once('/')?;
+    format!("{alg}:{hex}").parse().ok()
+}
+
+fn missing_as_none<T>(r: std::result::Result<T, BackendError>) -> Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(BackendError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl Repositories {
+    pub fn new(backend: Arc<dyn Backend>) -> Repositories {
+        Repositories { backend }
+    }
+
+    // ---- tags ----
+
+    pub async fn tag(&self, repo: &RepoName, tag: &Tag) -> Result<Option<Digest>> {
+        let key = tag_key(repo, tag);
+        let Some(data) = missing_as_none(self.backend.read(&key).await)? else {
+            return Ok(None);
+        };
+        let text = std::str::from_utf8(&data).map_err(|e| StoreError::Corrupt {
+            key: key.clone(),
+            message: e.to_string(),
+        })?;
+        text.trim().parse().map(Some).map_err(|e: crate::DigestError| {
+            StoreError::Corrupt {
+                key,
+                message: e.to_string(),
+            }
+        })
+    }
+
+    /// Points a tag at a manifest, replacing what it pointed at in one atomic write.
+    pub async fn set_tag(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> Result<()> {
+        self.backend
+            .put(&tag_key(repo, tag), Bytes::from(digest.to_string()))
+            .await?;
+        self.mark(repo).await
+    }
+
+    /// Removes a tag; `false` when there was none.
+    pub async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
+        let key = tag_key(repo, tag);
+        let existed = self.backend.stat(&key).await?.is_some();
+        self.backend.delete(&key).await?;
+        Ok(existed)
+    }
+
+    /// Tags in lexical order, after `last`, at most `n` (all when `n` is `None`).
+    pub async fn tags(&self, repo: &RepoName, last: Option<&str>, n: Option<usize>) -> Result<Page> {
+        self.names_under(&format!("repositories/{repo}/_tags/"), last, n)
+            .await
+    }
+
+    /// Every tag of a repository that points at `digest`.
+    pub async fn tags_of(&self, repo: &RepoName, digest: &Digest) -> Result<Vec<Tag>> {
+        let mut out = Vec::new();
+        for t in self.tags(repo, None, None).await?.items {
+            let Ok(tag) = t.parse::<Tag>() else { continue };
+            if self.tag(repo, &tag).await?.as_ref() == Some(digest) {
+                out.push(tag);
+            }
+        }
+        Ok(out)
+    }
+
+    // ---- manifests ----
+
+    /// Records that a manifest (whose bytes are in the blob store) belongs to the repository.
+    pub async fn link_manifest(&self, repo: &RepoName, digest: &Digest, media_type: &str) -> Result<()> {
+        self.backend
+            .put(&manifest_key(repo, digest), Bytes::from(media_type.to_string()))
+            .await?;
+        self.mark(repo).await
+    }
+
+    /// The media type of a manifest of the repository, or `None` if it is not one.
+    pub async fn manifest(&self, repo: &RepoName, digest: &Digest) -> Result<Option<String>> {
+        let data = missing_as_none(self.backend.read(&manifest_key(repo, digest)).await)?;
+        Ok(data.map(|d| String::from_utf8_lossy(&d).into_owned()))
+    }
+
+    pub async fn unlink_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        let key = manifest_key(repo, digest);
+        let existed = self.backend.stat(&key).await?.is_some();
+        self.backend.delete(&key).await?;
+        Ok(existed)
+    }
+
+    pub async fn manifests(&self, repo: &RepoName) -> Result<Vec<Digest>> {
+        let prefix = format!("repositories/{repo}/_manifests/");
+        let keys = list_all(self.backend.as_ref(), &prefix).await?;
+        Ok(keys
+            .iter()
+            .filter_map(|k| digest_from_path(k.strip_prefix(&prefix)?))
+            .collect())
+    }
+
+    // ---- blob links ----
+
+    pub async fn link_blob(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
+        self.backend
+            .put(&blob_link_key(repo, digest), Bytes::new())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn has_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        Ok(self
+            .backend
+            .stat(&blob_link_key(repo, digest))
+            .await?
+            .is_some())
+    }
+
+    pub async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        let key = blob_link_key(repo, digest);
+        let existed = self.backend.stat(&key).await?.is_some();
+        self.backend.delete(&key).await?;
+        Ok(existed)
+    }
+
+    pub async fn blobs(&self, repo: &RepoName) -> Result<Vec<Digest>> {
+        let prefix = format!("repositories/{repo}/_blobs/");
+        let keys = list_all(self.backend.as_ref(), &prefix).await?;
+        Ok(keys
+            .iter()
+            .filter_map(|k| digest_from_path(k.strip_prefix(&prefix)?))
+            .collect())
+    }
+
+    // ---- referrers ----
+
+    /// Records that `referrer` (a manifest of the repository) refers to `subject`.
+    pub async fn add_referrer(&self, repo: &RepoName, subject: &Digest, referrer: &Descriptor) -> Result<()> {
+        let key = format!(
+            "{}{}-{}",
+            referrers_prefix(repo, subject),
+            referrer.digest.algorithm().name(),
+            referrer.digest.hex()
+        );
+        let data = serde_json::to_vec(referrer).expect("descriptor serialises");
+        self.backend.put(&key, Bytes::from(data)).await?;
+        Ok(())
+    }
+
+    pub async fn remove_referrer(&self, repo: &RepoName, subject: &Digest, referrer: &Digest) -> Result<()> {
+        let key = format!(
+            "{}{}-{}",
+            referrers_prefix(repo, subject),
+            referrer.algorithm().name(),
+            referrer.hex()
+        );
+        Ok(self.backend.delete(&key).await?)
+    }
+
+    /// The descriptors of every manifest that refers to `subject`, in digest order.
+    pub async fn referrers(&self, repo: &RepoName, subject: &Digest) -> Result<Vec<Descriptor>> {
+        let keys = list_all(self.backend.as_ref(), &referrers_prefix(repo, subject)).await?;
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let Some(data) = missing_as_none(self.backend.read(&key).await)? else {
+                continue;
+            };
+            let d = serde_json::from_slice(&data).map_err(|e| StoreError::Corrupt {
+                key: key.clone(),
+                message: e.to_string(),
+            })?;
+            out.push(d);
+        }
+        Ok(out)
+    }
+
+    // ---- the catalog ----
+
+    async fn mark(&self, repo: &RepoName) -> Result<()> {
+        let key = catalog_key(repo);
+        if self.backend.stat(&key).await?.is_none() {
+            self.backend.put(&key, Bytes::new()).await?;
+        }
+        Ok(())
+    }
+
+    /// Repository names in lexical order, after `last`, at most `n`.
+    pub async fn catalog(&self, last: Option<&str>, n: Option<usize>) -> Result<Page> {
+        let keys = list_all(self.backend.as_ref(), "catalog/").await?;
+        let mut names: Vec<String> = keys
+            .iter()
+            .filter_map(|k| k.strip_prefix("catalog/"))
+            .map(|k| k.replace('~', "/"))
+            .collect();
+        // `~` sorts differently from `/`, so order by the names themselves.
+        names.sort();
+        if let Some(last) = last {
+            names.retain(|n| n.as_str() > last);
+        }
+        Ok(paginate(names, n))
+    }
+
+    /// Forgets a repository entirely: tags, manifest and blob links, referrers.
+    pub async fn delete_repository(&self, repo: &RepoName) -> Result<()> {
+        for key in list_all(self.backend.as_ref(), &repo_prefix(repo)).await? {
+            // Nested repositories (`a/b` under `a`) keep their own keys.
+            let rest = &key[repo_prefix(repo).len()..];
+            if rest.starts_with('_') {
+                self.backend.delete(&key).await?;
+            }
+        }
+        self.backend.delete(&catalog_key(repo)).await?;
+        Ok(())
+    }
+
+    async fn names_under(&self, prefix: &str, last: Option<&str>, n: Option<usize>) -> Result<Page> {
+        let after = last.map(|l| format!("{prefix}{l}"));
+        let limit = n.unwrap_or(usize::MAX);
+        if limit == usize::MAX {
+            let keys = list_all(self.backend.as_ref(), prefix).await?;
+            let items = keys
+                .into_iter()
+                .filter(|k| after.as_ref().is_none_or(|a| k > a))
+                .filter_map(|k| k.strip_prefix(prefix).map(str::to_string))
+                .collect();
+            return Ok(Page { items, more: false });
+        }
+        let page = self
+            .backend
+            .list(prefix, after.as_deref(), limit)
+            .await?;
+        Ok(Page {
+            items: page
+                .keys
+                .into_iter()
+                .filter_map(|k| k.strip_prefix(prefix).map(str::to_string))
+                .collect(),
+            more: page.truncated,
+        })
+    }
+}
+
+fn paginate(mut names: Vec<String>, n: Option<usize>) -> Page {
+    match n {
+        Some(n) if names.len() > n => {
+            names.truncate(n);
+            Page {
+                items: names,
+                more: true,
+            }
+        }
+        _ => Page {
+            items: names,
+            more: false,
+        },
+    }
+}
