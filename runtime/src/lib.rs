@@ -1,1 +1,81 @@
-//! berth-runtime: one container's life (placeholder until the runtime lands).
+//! berth-runtime: one container's life, from an OCI runtime `Spec` and a root filesystem to an
+//! exit code, with no daemon.
+//!
+//! # What it knows, and what it does not
+//!
+//! The runtime knows nothing of images, registries, names or container records. Its input is
+//! an [`oci_spec::runtime::Spec`], a [`Rootfs`] (an overlay of read-only lower directories plus
+//! an upper and a work directory, or a plain directory) and a *state directory* that it owns.
+//! The engine (client/) turns an image config and `run` flags into a Spec, starting from
+//! [`default_spec`], and keeps its own records beside ours.
+//!
+//! # API
+//!
+//! ```text
+//! create(ContainerConfig) -> Result<Container>      set up, stop before the command
+//! Container::open(state_dir) -> Result<Container>   any process, any time later
+//! Container::attach(AttachOptions) -> Result<Attach>   stdio of a created or running container
+//! Attach::start() / Container::start() -> Result<pid>  run the command
+//! Attach::next_event() -> Result<Option<Event>>     Stdout / Stderr / Exit
+//! Attach::input() -> AttachInput                    write_stdin, close_stdin, resize
+//! Container::state() -> Result<State>               never blocks; MonitorDied when it is so
+//! Container::wait() / wait_timeout(d) -> Exit       exit code (128+signal), oom_killed
+//! Container::kill(signal), stop(signal, timeout)    parse_signal("TERM") for names
+//! Container::pause(), resume()                      cgroup freezer
+//! Container::exec(&Process, ExecStdio) -> ExecProcess   setns into a running container
+//! Container::processes() -> Vec<pid>                for `top`
+//! Container::delete(force)                          leaves nothing behind
+//! default_spec(id) -> Spec, resolve_user(layers, "user:group"), Error::exit_code()
+//! ```
+//!
+//! The `run` path is `create` → `attach` (streams wanted) → `Attach::start` → read events
+//! until `Event::Exit` → `delete`. `run -d` is `create` → `start` and return.
+//!
+//! # Invariants
+//!
+//! - A monitor process per container (see `monitor`) outlives the caller: it is forked from
+//!   the caller — **no hook in `main` is needed**, and the caller may be a multi-threaded
+//!   tokio program (the forked children only make system calls and use the allocator; see
+//!   the module's notes). It owns the container's pty or pipes, writes the json-file log,
+//!   serves `attach.sock` (wire format in `attach`), reaps the init, records the exit in
+//!   `state.json`, removes the cgroups and exits.
+//! - The container's mounts live only in its own mount namespace (made private first), so
+//!   none can leak to the host and none needs unmounting; cgroups are removed by the monitor
+//!   at exit and again by `delete`. After `delete` returns, no process, cgroup, mount or
+//!   file of the container remains (the engine's own upper dir and log aside).
+//! - The start path has no sleeps: the init and the monitor hand off through a socketpair.
+//! - Every failure of the runtime is an [`Error`]; `Error::exit_code` maps it to docker's
+//!   125, or 126 / 127 when the command is not executable / not found.
+//! - cgroups: pure v1, pure v2 and hybrid hosts, detected at run time (`cgroup`).
+//! - rlimits are never raised above the hard limit the runtime itself was given.
+//! - Not done: user namespaces, seccomp, AppArmor/SELinux, devices cgroup on pure v2 (needs
+//!   eBPF), networks other than `none`/`host`/a namespace path given in the Spec.
+
+mod attach;
+mod cgroup;
+mod container;
+mod error;
+mod exec;
+mod init;
+mod logfile;
+mod monitor;
+mod rootfs;
+mod spec;
+mod state;
+mod sys;
+mod user;
+
+pub use attach::{Attach, AttachInput, AttachOptions, Event};
+pub use container::{create, Container, ContainerConfig};
+pub use error::{Error, Result};
+pub use exec::{ExecProcess, ExecStdio};
+pub use rootfs::Rootfs;
+pub use spec::{
+    default_spec, host_has_cgroupns, parse_signal, DEFAULT_CAPABILITIES, DEFAULT_MASKED_PATHS,
+    DEFAULT_PATH, DEFAULT_READONLY_PATHS,
+};
+pub use state::{now_rfc3339, Exit, State, Status};
+pub use user::{resolve_user, ResolvedUser};
+
+/// The Spec types, re-exported so the engine uses the same version.
+pub use oci_spec;

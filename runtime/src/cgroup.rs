@@ -1,0 +1,506 @@
+//! cgroups for one container, on pure v1, pure v2 and hybrid hosts.
+//!
+//! The layout is read from /proc/self/mountinfo each time a container is created: every v1
+//! hierarchy that carries a controller we use (memory, cpu, cpuacct, pids, freezer, devices)
+//! gets a directory for the container; the v2 hierarchy is used when it carries one of those
+//! controllers (pure v2), or for the freezer when no v1 freezer exists. A hybrid host whose
+//! cgroup2 mount holds nothing we use (this project's machines: only hugetlb there) is thus
+//! handled as v1. The resolved directories are stored in the container's record, so pause,
+//! exec, kill and delete never guess again.
+
+use crate::error::{Error, Result};
+use oci_spec::runtime::LinuxResources;
+use serde::{Deserialize, Serialize};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const WANTED_V1: &[&str] = &["memory", "cpu", "cpuacct", "pids", "freezer", "devices"];
+const WANTED_V2: &[&str] = &["memory", "cpu", "pids"];
+
+/// One cgroup v1 hierarchy as mounted on the host.
+#[derive(Clone, Debug)]
+pub(crate) struct V1Mount {
+    pub mountpoint: PathBuf,
+    pub root: PathBuf,
+    /// Controllers and `name=` options, as in the mount's super options.
+    pub controllers: Vec<String>,
+}
+
+/// The host's cgroup mounts.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Layout {
+    pub v1: Vec<V1Mount>,
+    pub v2: Option<(PathBuf, PathBuf)>,
+}
+
+impl Layout {
+    pub fn detect() -> Result<Layout> {
+        let text = std::fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|e| Error::io("read /proc/self/mountinfo", e))?;
+        let mut layout = Layout::default();
+        for line in text.lines() {
+            let Some((pre, post)) = line.split_once(" - ") else {
+                continue;
+            };
+            let pre: Vec<&str> = pre.split(' ').collect();
+            let post: Vec<&str> = post.split(' ').collect();
+            if pre.len() < 5 || post.len() < 3 {
+                continue;
+            }
+            let root = PathBuf::from(unescape(pre[3]));
+            let mountpoint = PathBuf::from(unescape(pre[4]));
+            match post[0] {
+                "cgroup" => {
+                    let controllers = post[2]
+                        .split(',')
+                        .filter(|o| !matches!(*o, "rw" | "ro") && !o.starts_with("release_agent"))
+                        .filter(|o| *o != "clone_children" && *o != "noprefix")
+                        .map(str::to_string)
+                        .collect();
+                    layout.v1.push(V1Mount {
+                        mountpoint,
+                        root,
+                        controllers,
+                    });
+                }
+                "cgroup2" if layout.v2.is_none() => layout.v2 = Some((mountpoint, root)),
+                _ => {}
+            }
+        }
+        Ok(layout)
+    }
+
+    fn v1_has(&self, controller: &str) -> bool {
+        self.v1
+            .iter()
+            .any(|m| m.controllers.iter().any(|c| c == controller))
+    }
+
+    /// The directories a container with `cgroups_path` gets on this host.
+    pub fn paths_for(&self, cgroups_path: &Path) -> Result<CgroupPaths> {
+        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        let mut paths = CgroupPaths::default();
+        for m in &self.v1 {
+            if !m
+                .controllers
+                .iter()
+                .any(|c| WANTED_V1.contains(&c.as_str()))
+            {
+                continue;
+            }
+            let current = own.lines().find_map(|l| {
+                let mut f = l.splitn(3, ':');
+                let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+                let set: Vec<&str> = ctrls.split(',').collect();
+                m.controllers
+                    .iter()
+                    .all(|c| set.contains(&c.as_str()))
+                    .then(|| path.to_string())
+            });
+            paths.v1.push(V1Dir {
+                dir: join_cgroup(&m.mountpoint, &m.root, current.as_deref(), cgroups_path),
+                controllers: m.controllers.clone(),
+            });
+        }
+        if let Some((mountpoint, root)) = &self.v2 {
+            let available =
+                std::fs::read_to_string(mountpoint.join("cgroup.controllers")).unwrap_or_default();
+            let useful = available
+                .split_whitespace()
+                .any(|c| WANTED_V2.contains(&c) && !self.v1_has(c))
+                || !self.v1_has("freezer") && mountpoint == Path::new("/sys/fs/cgroup");
+            if useful {
+                let current = own
+                    .lines()
+                    .find_map(|l| l.strip_prefix("0::").map(str::to_string));
+                paths.v2 = Some(join_cgroup(
+                    mountpoint,
+                    root,
+                    current.as_deref(),
+                    cgroups_path,
+                ));
+            }
+        }
+        if paths.v1.is_empty() && paths.v2.is_none() {
+            return Err(Error::Cgroup(
+                "no usable cgroup hierarchy is mounted".into(),
+            ));
+        }
+        Ok(paths)
+    }
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+/// An absolute cgroups path is relative to the hierarchy's root (as runc reads it); a relative
+/// one is relative to the caller's own cgroup.
+fn join_cgroup(mountpoint: &Path, root: &Path, current: Option<&str>, path: &Path) -> PathBuf {
+    let base = if path.is_absolute() {
+        PathBuf::from("/")
+    } else {
+        PathBuf::from(current.unwrap_or("/"))
+    };
+    let full = base.join(path);
+    let rel = full
+        .strip_prefix(root)
+        .unwrap_or_else(|_| full.strip_prefix("/").unwrap());
+    mountpoint.join(rel)
+}
+
+/// One v1 directory of the container and the controllers its hierarchy carries.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct V1Dir {
+    pub dir: PathBuf,
+    pub controllers: Vec<String>,
+}
+
+/// The cgroup directories of one container.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct CgroupPaths {
+    pub v1: Vec<V1Dir>,
+    pub v2: Option<PathBuf>,
+}
+
+fn write(path: &Path, value: &str) -> Result<()> {
+    std::fs::write(path, value)
+        .map_err(|e| Error::Cgroup(format!("write {value:?} to {}: {e}", path.display())))
+}
+
+impl CgroupPaths {
+    fn v1_dir(&self, controller: &str) -> Option<&Path> {
+        self.v1
+            .iter()
+            .find(|d| d.controllers.iter().any(|c| c == controller))
+            .map(|d| d.dir.as_path())
+    }
+
+    /// Every directory of the container, v1 and v2.
+    pub fn dirs(&self) -> impl Iterator<Item = &Path> {
+        self.v1
+            .iter()
+            .map(|d| d.dir.as_path())
+            .chain(self.v2.as_deref())
+    }
+
+    /// Creates the directories and applies the limits.
+    pub fn create(&self, resources: Option<&LinuxResources>) -> Result<()> {
+        for d in &self.v1 {
+            std::fs::create_dir_all(&d.dir)
+                .map_err(|e| Error::Cgroup(format!("mkdir {}: {e}", d.dir.display())))?;
+        }
+        if let Some(dir) = &self.v2 {
+            enable_v2_controllers(dir)?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::Cgroup(format!("mkdir {}: {e}", dir.display())))?;
+        }
+        if let Some(r) = resources {
+            self.apply(r)?;
+        }
+        Ok(())
+    }
+
+    fn missing(what: &str) -> Error {
+        Error::Cgroup(format!(
+            "the {what} controller is not available on this host"
+        ))
+    }
+
+    fn apply(&self, r: &LinuxResources) -> Result<()> {
+        if let Some(mem) = r.memory() {
+            if let Some(dir) = self.v1_dir("memory") {
+                if let Some(limit) = mem.limit() {
+                    write(&dir.join("memory.limit_in_bytes"), &limit.to_string())?;
+                }
+                if let Some(swap) = mem.swap() {
+                    let f = dir.join("memory.memsw.limit_in_bytes");
+                    if f.exists() {
+                        write(&f, &swap.to_string())?;
+                    }
+                }
+                if let Some(res) = mem.reservation() {
+                    write(&dir.join("memory.soft_limit_in_bytes"), &res.to_string())?;
+                }
+                if let Some(sw) = mem.swappiness() {
+                    write(&dir.join("memory.swappiness"), &sw.to_string())?;
+                }
+                if mem.disable_oom_killer() == Some(true) {
+                    write(&dir.join("memory.oom_control"), "1")?;
+                }
+            } else if let Some(dir) = self.v2_with("memory") {
+                if let Some(limit) = mem.limit() {
+                    write(&dir.join("memory.max"), &v2_max(limit))?;
+                    if let Some(swap) = mem.swap() {
+                        let v = if swap < 0 {
+                            "max".to_string()
+                        } else {
+                            (swap - limit).max(0).to_string()
+                        };
+                        let f = dir.join("memory.swap.max");
+                        if f.exists() {
+                            write(&f, &v)?;
+                        }
+                    }
+                }
+                if let Some(res) = mem.reservation() {
+                    write(&dir.join("memory.low"), &res.to_string())?;
+                }
+            } else if mem.limit().is_some() {
+                return Err(Self::missing("memory"));
+            }
+        }
+        if let Some(cpu) = r.cpu() {
+            if let Some(dir) = self.v1_dir("cpu") {
+                if let Some(shares) = cpu.shares() {
+                    write(&dir.join("cpu.shares"), &shares.to_string())?;
+                }
+                if let Some(period) = cpu.period() {
+                    write(&dir.join("cpu.cfs_period_us"), &period.to_string())?;
+                }
+                if let Some(quota) = cpu.quota() {
+                    write(&dir.join("cpu.cfs_quota_us"), &quota.to_string())?;
+                }
+            } else if let Some(dir) = self.v2_with("cpu") {
+                if let Some(shares) = cpu.shares() {
+                    let weight = 1 + (shares.clamp(2, 262_144) - 2) * 9999 / 262_142;
+                    write(&dir.join("cpu.weight"), &weight.to_string())?;
+                }
+                if cpu.quota().is_some() || cpu.period().is_some() {
+                    let quota = cpu.quota().filter(|q| *q > 0).map(|q| q.to_string());
+                    let period = cpu.period().unwrap_or(100_000);
+                    let v = format!("{} {period}", quota.as_deref().unwrap_or("max"));
+                    write(&dir.join("cpu.max"), &v)?;
+                }
+            } else if cpu.quota().is_some() {
+                return Err(Self::missing("cpu"));
+            }
+        }
+        if let Some(pids) = r.pids() {
+            let v = if pids.limit() > 0 {
+                pids.limit().to_string()
+            } else {
+                "max".to_string()
+            };
+            if let Some(dir) = self.v1_dir("pids").or(self.v2_with("pids")) {
+                write(&dir.join("pids.max"), &v)?;
+            } else if pids.limit() > 0 {
+                return Err(Self::missing("pids"));
+            }
+        }
+        if let (Some(rules), Some(dir)) = (r.devices(), self.v1_dir("devices")) {
+            for rule in rules {
+                let file = if rule.allow() {
+                    "devices.allow"
+                } else {
+                    "devices.deny"
+                };
+                write(&dir.join(file), &rule.to_string())?;
+            }
+        }
+        if let (Some(unified), Some(dir)) = (r.unified(), &self.v2) {
+            for (k, v) in unified {
+                if k.contains('/') {
+                    return Err(Error::InvalidSpec(format!("unified key {k:?}")));
+                }
+                write(&dir.join(k), v)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn v2_with(&self, controller: &str) -> Option<&Path> {
+        let dir = self.v2.as_deref()?;
+        let ctrls = std::fs::read_to_string(dir.join("cgroup.controllers")).ok()?;
+        ctrls
+            .split_whitespace()
+            .any(|c| c == controller)
+            .then_some(dir)
+    }
+
+    /// Moves the calling process into every directory of the container (`0` means "me").
+    pub fn join_self(&self) -> io::Result<()> {
+        for dir in self.dirs() {
+            std::fs::write(dir.join("cgroup.procs"), "0")?;
+        }
+        Ok(())
+    }
+
+    pub fn freeze(&self, frozen: bool) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        if let Some(dir) = self.v1_dir("freezer") {
+            let want = if frozen { "FROZEN" } else { "THAWED" };
+            let file = dir.join("freezer.state");
+            loop {
+                write(&file, want)?;
+                let now = std::fs::read_to_string(&file).unwrap_or_default();
+                if now.trim() == want {
+                    return Ok(());
+                }
+                if Instant::now() > deadline {
+                    return Err(Error::Timeout("waiting for the freezer"));
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        let Some(dir) = &self.v2 else {
+            return Err(Self::missing("freezer"));
+        };
+        write(&dir.join("cgroup.freeze"), if frozen { "1" } else { "0" })?;
+        let want = if frozen { "frozen 1" } else { "frozen 0" };
+        loop {
+            let events = std::fs::read_to_string(dir.join("cgroup.events")).unwrap_or_default();
+            if events.lines().any(|l| l == want) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Timeout("waiting for the freezer"));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    pub fn is_frozen(&self) -> bool {
+        if let Some(dir) = self.v1_dir("freezer") {
+            let s = std::fs::read_to_string(dir.join("freezer.state")).unwrap_or_default();
+            return s.trim() == "FROZEN";
+        }
+        self.v2.as_ref().is_some_and(|dir| {
+            std::fs::read_to_string(dir.join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1")
+        })
+    }
+
+    /// Whether the OOM killer killed a process of the container.
+    pub fn oom_killed(&self) -> bool {
+        let count = |file: PathBuf| {
+            std::fs::read_to_string(file).ok().and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("oom_kill "))
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+            })
+        };
+        if let Some(dir) = self.v1_dir("memory") {
+            return count(dir.join("memory.oom_control")).unwrap_or(0) > 0;
+        }
+        self.v2
+            .as_ref()
+            .and_then(|d| count(d.join("memory.events")))
+            .unwrap_or(0)
+            > 0
+    }
+
+    /// Host pids of every process in the container.
+    pub fn procs(&self) -> Vec<i32> {
+        let dir = self
+            .v1_dir("pids")
+            .or(self.v1_dir("memory"))
+            .or(self.v2.as_deref())
+            .or(self.v1.first().map(|d| d.dir.as_path()));
+        dir.and_then(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
+            .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .unwrap_or_default()
+    }
+
+    /// SIGKILLs every process in the container (used when no monitor is left to do it).
+    pub fn kill_all(&self) {
+        if self.is_frozen() {
+            let _ = self.freeze(false);
+        }
+        for pid in self.procs() {
+            // SAFETY: kill(2) on a pid read from the container's own cgroup.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+
+    /// Removes every directory; waits (bounded) for exiting processes to leave them.
+    pub fn remove(&self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for dir in self.dirs() {
+            loop {
+                match std::fs::remove_dir(dir) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                        if Instant::now() > deadline {
+                            return Err(Error::Cgroup(format!(
+                                "{} still has processes",
+                                dir.display()
+                            )));
+                        }
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    Err(e) => return Err(Error::Cgroup(format!("rmdir {}: {e}", dir.display()))),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn v2_max(v: i64) -> String {
+    if v < 0 {
+        "max".into()
+    } else {
+        v.to_string()
+    }
+}
+
+/// Turns on the controllers we use in every ancestor of `dir` (v2 needs them delegated
+/// level by level). The mount point of the hierarchy is the first ancestor written.
+fn enable_v2_controllers(dir: &Path) -> Result<()> {
+    let mut ancestors: Vec<&Path> = dir.ancestors().skip(1).collect();
+    ancestors.reverse();
+    for a in ancestors {
+        let parent_is_cgroup = a.parent().is_some_and(|p| p.join("cgroup.procs").exists());
+        if !a.exists() && parent_is_cgroup {
+            std::fs::create_dir(a)
+                .map_err(|e| Error::Cgroup(format!("mkdir {}: {e}", a.display())))?;
+        }
+        let Ok(available) = std::fs::read_to_string(a.join("cgroup.controllers")) else {
+            continue;
+        };
+        let enabled = std::fs::read_to_string(a.join("cgroup.subtree_control")).unwrap_or_default();
+        let add: Vec<String> = available
+            .split_whitespace()
+            .filter(|c| WANTED_V2.contains(c) && !enabled.split_whitespace().any(|e| e == *c))
+            .map(|c| format!("+{c}"))
+            .collect();
+        if !add.is_empty() {
+            write(&a.join("cgroup.subtree_control"), &add.join(" "))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absolute_and_relative_paths() {
+        let mp = Path::new("/sys/fs/cgroup/memory");
+        assert_eq!(
+            join_cgroup(mp, Path::new("/"), Some("/user/1"), Path::new("/berth/x")),
+            Path::new("/sys/fs/cgroup/memory/berth/x")
+        );
+        assert_eq!(
+            join_cgroup(mp, Path::new("/"), Some("/user/1"), Path::new("berth/x")),
+            Path::new("/sys/fs/cgroup/memory/user/1/berth/x")
+        );
+        assert_eq!(
+            join_cgroup(
+                mp,
+                Path::new("/user"),
+                Some("/user/1"),
+                Path::new("berth/x")
+            ),
+            Path::new("/sys/fs/cgroup/memory/1/berth/x")
+        );
+    }
+}

@@ -1,0 +1,406 @@
+//! The handle the engine holds: create a container from a Spec and a root filesystem, then
+//! start, attach, wait, kill, stop, pause, resume, exec, and delete it. A `Container` is only a
+//! state directory and an id; any process can `open` the same directory and act on it.
+
+use crate::attach::{settled_exit, Attach, AttachOptions};
+use crate::cgroup::Layout;
+use crate::error::{Context, Error, Result};
+use crate::init::InitPlan;
+use crate::monitor::{self, MonitorPlan};
+use crate::rootfs::{Device, Rootfs};
+use crate::spec::{ns_flag, MountPlan, ProcessPlan};
+use crate::state::{Exit, Record, State, Status, ROOTFS_DIR, STATE_FILE};
+use crate::sys;
+use oci_spec::runtime::{LinuxDeviceType, LinuxNamespaceType, Spec};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Everything `create` needs.
+#[derive(Clone, Debug)]
+pub struct ContainerConfig {
+    /// The container's id: letters, digits, `_`, `-`, `.`; it names the cgroup by default.
+    pub id: String,
+    /// The OCI runtime Spec. `root.path` is ignored (see `rootfs`); `root.readonly` is used.
+    /// `process.terminal` chooses a pty over pipes.
+    pub spec: Spec,
+    /// The root filesystem.
+    pub rootfs: Rootfs,
+    /// The directory the runtime keeps the container's state in (created if missing; must
+    /// not hold a container already). `delete` removes it.
+    pub state_dir: PathBuf,
+    /// Keep the container's stdin open for attached clients (docker's `-i`); otherwise the
+    /// command reads /dev/null. A terminal's input is always open.
+    pub open_stdin: bool,
+    /// Where to write the json-file log; `None` for no log.
+    pub log: Option<PathBuf>,
+}
+
+/// A container, known by its state directory.
+#[derive(Clone, Debug)]
+pub struct Container {
+    id: String,
+    state_dir: PathBuf,
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && !id.starts_with('.')
+}
+
+fn plan(cfg: &ContainerConfig) -> Result<MonitorPlan> {
+    let spec = &cfg.spec;
+    let linux = spec.linux().clone().unwrap_or_default();
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::InvalidSpec("the spec has no process".into()))?;
+    let process = ProcessPlan::from_process(process)?;
+
+    let mut unshare = 0;
+    let mut join = vec![];
+    let mut new_pid_ns = false;
+    let mut join_pid_ns = None;
+    for ns in linux.namespaces().iter().flatten() {
+        let flag = ns_flag(ns.typ());
+        match (ns.typ(), ns.path()) {
+            (LinuxNamespaceType::User | LinuxNamespaceType::Time, _) => {
+                return Err(Error::InvalidSpec(format!(
+                    "{} namespaces are not supported",
+                    ns.typ()
+                )))
+            }
+            (LinuxNamespaceType::Pid, Some(p)) => join_pid_ns = Some(p.clone()),
+            (LinuxNamespaceType::Pid, None) => new_pid_ns = true,
+            (_, Some(p)) => join.push((flag, p.clone())),
+            (_, None) => unshare |= flag,
+        }
+    }
+    if unshare & libc::CLONE_NEWNS == 0 {
+        return Err(Error::InvalidSpec("a mount namespace is required".into()));
+    }
+    let own_uts =
+        unshare & libc::CLONE_NEWUTS != 0 || join.iter().any(|(f, _)| *f == libc::CLONE_NEWUTS);
+    if (spec.hostname().is_some() || spec.domainname().is_some()) && !own_uts {
+        return Err(Error::InvalidSpec(
+            "a hostname needs the container's own uts namespace".into(),
+        ));
+    }
+    let root_propagation = match linux.rootfs_propagation().as_deref() {
+        None | Some("") | Some("private") | Some("rprivate") => libc::MS_PRIVATE,
+        Some("slave") | Some("rslave") => libc::MS_SLAVE,
+        Some("shared") | Some("rshared") => libc::MS_SHARED,
+        Some("unbindable") | Some("runbindable") => libc::MS_UNBINDABLE,
+        Some(other) => return Err(Error::InvalidSpec(format!("rootfsPropagation {other:?}"))),
+    };
+    let mounts = spec
+        .mounts()
+        .iter()
+        .flatten()
+        .map(MountPlan::from_mount)
+        .collect::<Result<Vec<_>>>()?;
+    let devices = linux
+        .devices()
+        .iter()
+        .flatten()
+        .map(|d| {
+            let kind = match d.typ() {
+                LinuxDeviceType::B => libc::S_IFBLK,
+                LinuxDeviceType::P => libc::S_IFIFO,
+                _ => libc::S_IFCHR,
+            };
+            Device {
+                path: d.path().clone(),
+                kind,
+                major: d.major() as u32,
+                minor: d.minor() as u32,
+                mode: d.file_mode().unwrap_or(0o666) & 0o7777,
+                uid: d.uid(),
+                gid: d.gid(),
+            }
+        })
+        .collect();
+    let paths = |v: &Option<Vec<String>>| v.iter().flatten().map(PathBuf::from).collect();
+    let mut sysctl: Vec<(String, String)> = linux
+        .sysctl()
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    sysctl.sort();
+    if sysctl
+        .iter()
+        .any(|(k, _)| k.contains('/') || k.contains(".."))
+    {
+        return Err(Error::InvalidSpec("a sysctl name holds a path".into()));
+    }
+
+    let layout = Layout::detect()?;
+    let cgroups_path = linux
+        .cgroups_path()
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("/berth/{}", cfg.id)));
+    let cgroups = layout.paths_for(&cgroups_path)?;
+    let state_dir = std::path::absolute(&cfg.state_dir)
+        .ctx(|| format!("resolve {}", cfg.state_dir.display()))?;
+    Ok(MonitorPlan {
+        id: cfg.id.clone(),
+        init: InitPlan {
+            unshare,
+            join,
+            rootfs: cfg.rootfs.clone(),
+            mountpoint: state_dir.join(ROOTFS_DIR),
+            root_propagation,
+            readonly_root: spec
+                .root()
+                .as_ref()
+                .and_then(|r| r.readonly())
+                .unwrap_or(false),
+            mounts,
+            devices,
+            masked: paths(linux.masked_paths()),
+            readonly: paths(linux.readonly_paths()),
+            hostname: spec.hostname().clone(),
+            domainname: spec.domainname().clone(),
+            sysctl,
+            cgroups,
+            layout,
+            process,
+        },
+        state_dir,
+        new_pid_ns,
+        join_pid_ns,
+        open_stdin: cfg.open_stdin,
+        log: cfg.log.clone(),
+        resources: linux.resources().clone(),
+    })
+}
+
+/// Creates a container: sets up its cgroups, namespaces, root filesystem and stdio under a
+/// new monitor process, and returns once the command is ready to run (`start` runs it).
+/// A failure leaves no process, cgroup or mount behind (the state directory stays, empty of
+/// state, for the caller to remove).
+pub fn create(cfg: ContainerConfig) -> Result<Container> {
+    if !valid_id(&cfg.id) {
+        return Err(Error::InvalidSpec(format!(
+            "invalid container id {:?}",
+            cfg.id
+        )));
+    }
+    std::fs::create_dir_all(&cfg.state_dir)
+        .ctx(|| format!("create {}", cfg.state_dir.display()))?;
+    if cfg.state_dir.join(STATE_FILE).exists() {
+        return Err(Error::AlreadyExists(cfg.state_dir.clone()));
+    }
+    let plan = plan(&cfg)?;
+    monitor::spawn(plan)?;
+    Ok(Container {
+        id: cfg.id,
+        state_dir: cfg.state_dir,
+    })
+}
+
+impl Container {
+    /// The container in `state_dir`, created earlier by any process.
+    pub fn open(state_dir: impl AsRef<Path>) -> Result<Container> {
+        let state_dir = state_dir.as_ref().to_path_buf();
+        let rec = Record::load(&state_dir)?;
+        Ok(Container {
+            id: rec.state.id,
+            state_dir,
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// The container's state. Never blocks on the monitor: a monitor that died before
+    /// recording an exit shows as `Status::MonitorDied`.
+    pub fn state(&self) -> Result<State> {
+        let rec = Record::load(&self.state_dir)?;
+        let mut state = rec.state.clone();
+        match state.status {
+            Status::Created | Status::Running if !rec.monitor_alive() => {
+                let again = Record::load(&self.state_dir)?;
+                if again.state.status == Status::Stopped {
+                    return Ok(again.state);
+                }
+                state.status = Status::MonitorDied;
+            }
+            Status::Running if rec.cgroups.is_frozen() => state.status = Status::Paused,
+            _ => {}
+        }
+        Ok(state)
+    }
+
+    fn record(&self) -> Result<Record> {
+        Record::load(&self.state_dir)
+    }
+
+    fn invalid(&self, status: Status, what: &'static str) -> Error {
+        Error::InvalidState {
+            id: self.id.clone(),
+            status: status.to_string(),
+            what,
+        }
+    }
+
+    /// Connects to the monitor to receive output (and send input). Attach before `start`
+    /// to see everything the command prints.
+    pub fn attach(&self, opts: AttachOptions) -> Result<Attach> {
+        Attach::connect(&self.state_dir, opts).map_err(|e| self.connect_error(e))
+    }
+
+    fn connect_error(&self, e: io::Error) -> Error {
+        match self.state() {
+            Ok(s) if s.status == Status::Stopped => {
+                self.invalid(Status::Stopped, "the container has exited")
+            }
+            Ok(s) if s.status == Status::MonitorDied => Error::MonitorDied(self.id.clone()),
+            Err(err) => err,
+            _ => Error::io("connect to the monitor", e),
+        }
+    }
+
+    /// Runs the command of a created container. Returns the init's host pid.
+    /// `Error::CommandNotFound` / `Error::NotExecutable` when the command cannot run (the
+    /// container then stops with 127 / 126, as docker reports).
+    pub fn start(&self) -> Result<i32> {
+        self.attach(AttachOptions::default())?.start()
+    }
+
+    /// Waits for the container to exit.
+    pub fn wait(&self) -> Result<Exit> {
+        self.wait_timeout(None)?
+            .ok_or(Error::Timeout("waiting for the container"))
+    }
+
+    /// Waits at most `timeout` (`None`: for ever); `Ok(None)` when it is still running.
+    pub fn wait_timeout(&self, timeout: Option<Duration>) -> Result<Option<Exit>> {
+        match Attach::connect(&self.state_dir, AttachOptions::default()) {
+            Ok(mut a) => a.wait_exit(timeout),
+            Err(_) => settled_exit(&self.state_dir).map(Some),
+        }
+    }
+
+    /// Sends `signal` to the container's init (see `parse_signal` for names). A stopped
+    /// container is an error; SIGKILL to a paused container also thaws it so it can die.
+    pub fn kill(&self, signal: i32) -> Result<()> {
+        let rec = self.record()?;
+        let status = self.state()?.status;
+        if status == Status::Stopped {
+            return Err(self.invalid(status, "cannot signal a stopped container"));
+        }
+        let pid = rec.state.pid.unwrap_or(0);
+        let Some(fd) = sys::pidfd_for(pid, rec.pid_start) else {
+            // Exited between our look and the signal.
+            return Ok(());
+        };
+        sys::pidfd_send_signal(&fd, signal).ctx(|| format!("signal {signal} to {pid}"))?;
+        if signal == libc::SIGKILL && status == Status::Paused {
+            rec.cgroups.freeze(false)?;
+        }
+        Ok(())
+    }
+
+    /// docker's stop: `signal` (SIGTERM usually), then SIGKILL after `timeout`.
+    pub fn stop(&self, signal: i32, timeout: Duration) -> Result<Exit> {
+        let status = self.state()?.status;
+        if status == Status::Stopped {
+            return self.wait();
+        }
+        if status == Status::Paused {
+            self.resume()?;
+        }
+        self.kill(signal)?;
+        if let Some(exit) = self.wait_timeout(Some(timeout))? {
+            return Ok(exit);
+        }
+        self.kill(libc::SIGKILL)?;
+        self.wait()
+    }
+
+    /// Freezes every process of the container (cgroup freezer).
+    pub fn pause(&self) -> Result<()> {
+        let status = self.state()?.status;
+        if status != Status::Running {
+            return Err(self.invalid(status, "only a running container can be paused"));
+        }
+        self.record()?.cgroups.freeze(true)
+    }
+
+    /// Thaws a paused container.
+    pub fn resume(&self) -> Result<()> {
+        let status = self.state()?.status;
+        if status != Status::Paused {
+            return Err(self.invalid(status, "the container is not paused"));
+        }
+        self.record()?.cgroups.freeze(false)
+    }
+
+    /// Host pids of the container's processes (for `top`).
+    pub fn processes(&self) -> Result<Vec<i32>> {
+        Ok(self.record()?.cgroups.procs())
+    }
+
+    /// Removes the container: with `force`, kills a running one first (even one whose
+    /// monitor died). Waits for the monitor to exit, removes the cgroups and the state
+    /// directory. Mounts need no unmounting: they only ever existed in the container's own
+    /// mount namespace, which is gone with its last process.
+    pub fn delete(self, force: bool) -> Result<()> {
+        let rec = match self.record() {
+            Ok(r) => r,
+            Err(Error::NotFound(_)) => {
+                let _ = std::fs::remove_dir(self.state_dir.join(ROOTFS_DIR));
+                let _ = std::fs::remove_dir(&self.state_dir);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let status = self.state()?.status;
+        match status {
+            Status::Stopped => {}
+            Status::MonitorDied if force => {
+                if let Some(fd) = sys::pidfd_for(rec.state.pid.unwrap_or(0), rec.pid_start) {
+                    let _ = sys::pidfd_send_signal(&fd, libc::SIGKILL);
+                    rec.cgroups.kill_all();
+                    let _ = sys::wait_readable(
+                        std::os::fd::AsRawFd::as_raw_fd(&fd),
+                        Some(Duration::from_secs(10)),
+                    );
+                }
+                rec.cgroups.kill_all();
+            }
+            _ if force => {
+                self.kill(libc::SIGKILL)?;
+                self.wait_timeout(Some(Duration::from_secs(10)))?;
+            }
+            _ => return Err(self.invalid(status, "stop it first or force the removal")),
+        }
+        if let Some(fd) = sys::pidfd_for(rec.state.monitor_pid, rec.monitor_start) {
+            let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+            if !sys::wait_readable(raw, Some(Duration::from_secs(10))).unwrap_or(false) {
+                return Err(Error::Timeout("waiting for the monitor to exit"));
+            }
+        }
+        rec.cgroups.remove()?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match std::fs::remove_dir_all(&self.state_dir) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+                Err(e) => return Err(Error::io(format!("remove {}", self.state_dir.display()), e)),
+            }
+        }
+    }
+}

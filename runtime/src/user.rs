@@ -1,0 +1,123 @@
+//! Resolving docker's `-u user[:group]` against the container's own /etc/passwd and
+//! /etc/group, the way docker does: names or numbers, supplementary groups from /etc/group,
+//! gid 0 for a numeric uid that has no passwd entry.
+
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// A user as the container's process will run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolvedUser {
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    /// The passwd home directory, for HOME (docker sets it; `/` when unknown).
+    pub home: String,
+}
+
+/// The first of `layers` (topmost first: an overlay's upper dir, then its lower dirs, or a
+/// single rootfs directory) that holds `rel`.
+fn find(layers: &[PathBuf], rel: &str) -> Option<String> {
+    layers
+        .iter()
+        .find_map(|l| std::fs::read_to_string(l.join(rel)).ok())
+}
+
+/// Resolves `spec` (`""`, `name`, `uid`, `name:group`, `uid:gid`, ...) in the root
+/// filesystem made of `layers`, topmost first.
+pub fn resolve_user(layers: &[impl AsRef<Path>], spec: &str) -> Result<ResolvedUser> {
+    let layers: Vec<PathBuf> = layers.iter().map(|l| l.as_ref().to_path_buf()).collect();
+    let passwd = find(&layers, "etc/passwd").unwrap_or_default();
+    let group = find(&layers, "etc/group").unwrap_or_default();
+    let (user, grp) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let user = if user.is_empty() { "0" } else { user };
+    let entries: Vec<Vec<&str>> = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .filter(|f| f.len() >= 7)
+        .collect();
+    let found = entries
+        .iter()
+        .find(|f| f[0] == user)
+        .or_else(|| entries.iter().find(|f| f[2] == user));
+    let (uid, mut gid, name, home) = match found {
+        Some(f) => (
+            f[2].parse().map_err(|_| Error::UnknownUser(spec.into()))?,
+            f[3].parse().map_err(|_| Error::UnknownUser(spec.into()))?,
+            Some(f[0].to_string()),
+            f[5].to_string(),
+        ),
+        None => match user.parse::<u32>() {
+            Ok(uid) => (uid, 0, None, "/".to_string()),
+            Err(_) => return Err(Error::UnknownUser(spec.into())),
+        },
+    };
+    let groups: Vec<Vec<&str>> = group
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .filter(|f| f.len() >= 4)
+        .collect();
+    if let Some(g) = grp {
+        gid = match groups
+            .iter()
+            .find(|f| f[0] == g)
+            .or_else(|| groups.iter().find(|f| f[2] == g))
+        {
+            Some(f) => f[2].parse().map_err(|_| Error::UnknownUser(spec.into()))?,
+            None => g.parse().map_err(|_| Error::UnknownUser(spec.into()))?,
+        };
+    }
+    let mut additional_gids = vec![];
+    if let (Some(name), None) = (&name, grp) {
+        for f in &groups {
+            if f[3].split(',').any(|m| m == name) {
+                if let Ok(g) = f[2].parse::<u32>() {
+                    if g != gid && !additional_gids.contains(&g) {
+                        additional_gids.push(g);
+                    }
+                }
+            }
+        }
+    }
+    Ok(ResolvedUser {
+        uid,
+        gid,
+        additional_gids,
+        home: if home.is_empty() { "/".into() } else { home },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("etc")).unwrap();
+        std::fs::write(
+            dir.path().join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nwww:x:33:33:www:/var/www:/bin/false\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("etc/group"),
+            "root:x:0:\nwww:x:33:\nadm:x:4:www\n",
+        )
+        .unwrap();
+        let layers = [dir.path()];
+        let r = |s: &str| resolve_user(&layers, s).map(|u| (u.uid, u.gid, u.additional_gids));
+        assert_eq!(r("").unwrap(), (0, 0, vec![]));
+        assert_eq!(r("www").unwrap(), (33, 33, vec![4]));
+        assert_eq!(r("33").unwrap(), (33, 33, vec![4]));
+        assert_eq!(r("www:adm").unwrap(), (33, 4, vec![]));
+        assert_eq!(r("1000").unwrap(), (1000, 0, vec![]));
+        assert_eq!(r("1000:1000").unwrap(), (1000, 1000, vec![]));
+        assert!(r("nobody").is_err());
+        assert!(r("www:nogroup").is_err());
+        assert_eq!(resolve_user(&layers, "www").unwrap().home, "/var/www");
+    }
+}
