@@ -5,7 +5,7 @@
 use crate::error::{Error, Result};
 use oci_spec::runtime::{
     Capabilities, Capability, LinuxCapabilities, LinuxDeviceCgroup, LinuxDeviceType,
-    LinuxNamespace, LinuxNamespaceType, Mount, PosixRlimitType, Process, Spec,
+    LinuxNamespace, LinuxNamespaceType, Mount, PosixRlimitType, Process, Root, Spec,
 };
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -148,6 +148,10 @@ pub fn default_spec(id: &str) -> Spec {
     spec.set_version("1.0.2".to_string());
     spec.set_hostname(Some(id.chars().take(12).collect()));
     spec.set_annotations(None);
+    let mut root = Root::default();
+    root.set_path(PathBuf::from("rootfs"));
+    root.set_readonly(None);
+    spec.set_root(Some(root));
 
     let mut process = Process::default();
     process.set_args(Some(vec!["sh".into()]));
