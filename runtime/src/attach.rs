@@ -132,9 +132,16 @@ impl Attach {
     pub(crate) fn connect(state_dir: &Path, opts: AttachOptions) -> io::Result<Attach> {
         let (_keep, path) = socket_path(state_dir)?;
         let mut stream = UnixStream::connect(path)?;
-        let flags = u8::from(opts.stdin) * WANT_STDIN
-            | u8::from(opts.stdout) * WANT_STDOUT
-            | u8::from(opts.stderr) * WANT_STDERR;
+        let mut flags = 0;
+        for (on, bit) in [
+            (opts.stdin, WANT_STDIN),
+            (opts.stdout, WANT_STDOUT),
+            (opts.stderr, WANT_STDERR),
+        ] {
+            if on {
+                flags |= bit;
+            }
+        }
         let mut hello = MAGIC.to_vec();
         hello.extend_from_slice(&[VERSION, flags, 0, 0]);
         stream.write_all(&hello)?;

@@ -592,10 +592,10 @@ impl<'a> Monitor<'a> {
                 let payload: Vec<u8> = c.inbuf[8..8 + len].to_vec();
                 c.inbuf.drain(..8 + len);
                 match kind {
-                    attach::STDIN => {
-                        if self.stdin.is_some() || self.pty.is_some() && self.exited.is_none() {
-                            self.stdin_buf.extend_from_slice(&payload);
-                        }
+                    attach::STDIN
+                        if self.stdin.is_some() || self.pty.is_some() && self.exited.is_none() =>
+                    {
+                        self.stdin_buf.extend_from_slice(&payload);
                     }
                     attach::CLOSE_STDIN => self.close_stdin = true,
                     attach::RESIZE if payload.len() == 4 => {

@@ -324,6 +324,7 @@ fn cstring(s: impl AsRef<[u8]>, what: &str) -> Result<CString> {
         .map_err(|_| Error::InvalidSpec(format!("{what} holds a NUL byte")))
 }
 
+#[allow(clippy::unnecessary_cast)] // the type of RLIMIT_* differs between libcs
 fn rlimit_resource(t: PosixRlimitType) -> u32 {
     use PosixRlimitType::*;
     (match t {
