@@ -481,6 +481,96 @@ fn enable_v2_controllers(dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use oci_spec::runtime::{
+        LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder,
+    };
+
+    fn v1(mountpoint: &Path, controllers: &[&str]) -> V1Mount {
+        V1Mount {
+            mountpoint: mountpoint.to_path_buf(),
+            root: PathBuf::from("/"),
+            controllers: controllers.iter().map(|c| c.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn hybrid_host_uses_v1_when_v2_holds_nothing_we_use() {
+        let tmp = tempfile::tempdir().unwrap();
+        let unified = tmp.path().join("unified");
+        std::fs::create_dir(&unified).unwrap();
+        std::fs::write(unified.join("cgroup.controllers"), "hugetlb\n").unwrap();
+        let layout = Layout {
+            v1: vec![
+                v1(&tmp.path().join("memory"), &["memory"]),
+                v1(&tmp.path().join("cpu"), &["cpu"]),
+                v1(&tmp.path().join("pids"), &["pids"]),
+                v1(&tmp.path().join("freezer"), &["freezer"]),
+                v1(&tmp.path().join("cpuset"), &["cpuset"]),
+                v1(&tmp.path().join("systemd"), &["name=systemd"]),
+            ],
+            v2: Some((unified, PathBuf::from("/"))),
+        };
+        let paths = layout.paths_for(Path::new("/berth/x")).unwrap();
+        assert_eq!(paths.v2, None);
+        let dirs: Vec<&Path> = paths.dirs().collect();
+        assert_eq!(
+            dirs,
+            ["memory", "cpu", "pids", "freezer"].map(|c| tmp.path().join(c).join("berth/x"))
+        );
+    }
+
+    #[test]
+    fn pure_v2_host_delegates_controllers_and_writes_v2_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        // A fake cgroup2 tree: what the kernel would show in each directory.
+        let leaf = root.join("berth/x");
+        std::fs::create_dir_all(&leaf).unwrap();
+        for d in [root, &root.join("berth"), &leaf] {
+            std::fs::write(d.join("cgroup.controllers"), "cpuset cpu io memory pids\n").unwrap();
+            std::fs::write(d.join("cgroup.procs"), "").unwrap();
+            std::fs::write(d.join("cgroup.subtree_control"), "").unwrap();
+        }
+        let layout = Layout {
+            v1: vec![],
+            v2: Some((root.to_path_buf(), PathBuf::from("/"))),
+        };
+        let paths = layout.paths_for(Path::new("/berth/x")).unwrap();
+        assert_eq!(paths.v2.as_deref(), Some(leaf.as_path()));
+        let resources = LinuxResourcesBuilder::default()
+            .memory(
+                LinuxMemoryBuilder::default()
+                    .limit(32i64 << 20)
+                    .swap(32i64 << 20)
+                    .build()
+                    .unwrap(),
+            )
+            .cpu(
+                LinuxCpuBuilder::default()
+                    .quota(50_000i64)
+                    .period(100_000u64)
+                    .build()
+                    .unwrap(),
+            )
+            .pids(LinuxPidsBuilder::default().limit(10i64).build().unwrap())
+            .build()
+            .unwrap();
+        std::fs::write(leaf.join("memory.swap.max"), "").unwrap();
+        paths.create(Some(&resources)).unwrap();
+        let read = |p: PathBuf| std::fs::read_to_string(p).unwrap();
+        assert_eq!(
+            read(root.join("cgroup.subtree_control")),
+            "+cpu +memory +pids"
+        );
+        assert_eq!(
+            read(root.join("berth/cgroup.subtree_control")),
+            "+cpu +memory +pids"
+        );
+        assert_eq!(read(leaf.join("memory.max")), "33554432");
+        assert_eq!(read(leaf.join("memory.swap.max")), "0");
+        assert_eq!(read(leaf.join("cpu.max")), "50000 100000");
+        assert_eq!(read(leaf.join("pids.max")), "10");
+    }
 
     #[test]
     fn absolute_and_relative_paths() {

@@ -649,3 +649,57 @@ fn root_created_container_can_be_deleted_without_start() {
     assert!(!alive(st.monitor_pid));
     assert!(cgroup_dirs(&fx.id).is_empty());
 }
+
+#[test]
+fn root_device_cgroup_and_cgroup_namespace() {
+    let fx = Fixture::new();
+    let out = run(
+        &fx,
+        fx.spec(&[
+            "sh",
+            "-c",
+            "grep -E ':memory:' /proc/self/cgroup; \
+             mknod /tmp/null c 1 3 && echo x > /tmp/null && echo null-ok; \
+             mknod /tmp/kmsg c 1 11 && echo berth-device-test > /tmp/kmsg && echo kmsg-writable",
+        ]),
+    );
+    assert!(
+        out.stdout.lines().any(|l| l.ends_with(":memory:/")),
+        "{out:?}"
+    );
+    assert!(out.stdout.contains("null-ok"), "{out:?}");
+    assert!(!out.stdout.contains("kmsg-writable"), "{out:?}");
+    assert!(out.stderr.contains("Operation not permitted"), "{out:?}");
+}
+
+#[test]
+fn root_create_from_a_busy_multithreaded_process() {
+    // The monitor is forked from the caller; other threads allocating, reading the
+    // environment and printing while it forks must not matter.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let v: Vec<String> = (0..64).map(|i| format!("{i}")).collect();
+                    n += v.len() as u64 + std::env::var("PATH").map_or(0, |p| p.len() as u64);
+                    if n % 100_000 == 0 {
+                        eprint!("");
+                    }
+                }
+                n
+            })
+        })
+        .collect();
+    for _ in 0..10 {
+        let fx = Fixture::new();
+        let out = run(&fx, fx.spec(&["echo", "ok"]));
+        assert_eq!(out.stdout, "ok\n");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+}
