@@ -685,7 +685,7 @@ fn root_create_from_a_busy_multithreaded_process() {
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     let v: Vec<String> = (0..64).map(|i| format!("{i}")).collect();
                     n += v.len() as u64 + std::env::var("PATH").map_or(0, |p| p.len() as u64);
-                    if n % 100_000 == 0 {
+                    if n.is_multiple_of(100_000) {
                         eprint!("");
                     }
                 }
