@@ -703,3 +703,75 @@ fn root_create_from_a_busy_multithreaded_process() {
         w.join().unwrap();
     }
 }
+
+/// Run by `root_detached_container_outlives_its_caller` in a child test process: plays the
+/// CLI of `run -d`, which creates and starts a container and exits.
+#[test]
+fn root_helper_detached_run() {
+    let Some(state_dir) = std::env::var_os("BERTH_TEST_DETACH_STATE") else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(state_dir);
+    let fx = Fixture::new();
+    let mut cfg = fx.config(fx.spec(&["sh", "-c", "echo started; exec sleep 1000"]));
+    cfg.state_dir = dir.join("state");
+    cfg.log = Some(dir.join("log"));
+    cfg.rootfs = berth_runtime::Rootfs::Overlay {
+        lower: vec![busybox_layer().to_path_buf()],
+        upper: dir.join("upper"),
+        work: dir.join("work"),
+    };
+    std::fs::create_dir_all(dir.join("upper")).unwrap();
+    std::fs::create_dir_all(dir.join("work")).unwrap();
+    create(cfg).unwrap().start().unwrap();
+    println!("created");
+}
+
+#[test]
+fn root_detached_container_outlives_its_caller() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let lower = busybox_layer();
+    assert!(lower.exists());
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "root_helper_detached_run",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("BERTH_TEST_DETACH_STATE", dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The caller's stdout must reach end of file when the caller exits: neither the monitor
+    // nor the container may hold it.
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        let _ = tx.send(s);
+    });
+    let out = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the detached run kept its caller's stdout open");
+    assert!(child.wait().unwrap().success(), "{out}");
+    assert!(out.contains("created"), "{out}");
+    let c = Container::open(dir.path().join("state")).unwrap();
+    assert_eq!(c.state().unwrap().status, Status::Running);
+    // The container writes its log with nobody attached.
+    let mut log = String::new();
+    for _ in 0..1000 {
+        log = std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
+        if log.contains("started") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(log.contains("\"log\":\"started\\n\""), "{log}");
+    let exit = c.stop(libc::SIGTERM, Duration::from_millis(100)).unwrap();
+    assert_eq!(exit.code, 137);
+    c.delete(false).unwrap();
+}

@@ -30,16 +30,22 @@ fn busybox() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/bin/busybox"))
 }
 
-/// A read-only busybox root, shared by every test in the process as an overlay lower dir.
+/// A read-only busybox root, shared as an overlay lower dir by every test (and test process:
+/// it lives at a fixed place in the temp dir, built once, renamed into place atomically).
 pub fn busybox_layer() -> &'static Path {
-    static LAYER: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    let (_, p) = LAYER.get_or_init(|| {
+    static LAYER: OnceLock<PathBuf> = OnceLock::new();
+    LAYER.get_or_init(|| {
         require_root();
+        let done = std::env::temp_dir().join("berth-test-busybox-v1");
+        if done.join("bin/busybox").exists() {
+            return done;
+        }
         let dir = tempfile::Builder::new()
-            .prefix("berth-busybox")
+            .prefix("berth-test-busybox-")
             .tempdir()
-            .unwrap();
-        let root = dir.path().join("root");
+            .unwrap()
+            .keep();
+        let root = dir.join("root");
         for d in [
             "bin",
             "etc",
@@ -72,9 +78,13 @@ pub fn busybox_layer() -> &'static Path {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777))
             .unwrap();
-        (dir, root)
-    });
-    p
+        // Another test process may have won the race: then use its copy.
+        if std::fs::rename(&root, &done).is_err() {
+            assert!(done.join("bin/busybox").exists());
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        done
+    })
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
