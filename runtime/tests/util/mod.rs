@@ -150,6 +150,15 @@ impl Fixture {
     }
 }
 
+/// A test that fails halfway still removes its container.
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if let Ok(c) = Container::open(self.state_dir()) {
+            let _ = c.delete(true);
+        }
+    }
+}
+
 /// What an attached run saw.
 #[derive(Debug)]
 pub struct Output {
