@@ -42,14 +42,36 @@
 //! - The container's mounts live only in its own mount namespace (made private first), so
 //!   none can leak to the host and none needs unmounting; cgroups are removed by the monitor
 //!   at exit and again by `delete`. After `delete` returns, no process, cgroup, mount or
-//!   file of the container remains (the engine's own upper dir and log aside).
+//!   file of the container remains (the engine's upper/work dirs and a log kept outside the
+//!   state directory aside: those are the engine's).
 //! - The start path has no sleeps: the init and the monitor hand off through a socketpair.
 //! - Every failure of the runtime is an [`Error`]; `Error::exit_code` maps it to docker's
 //!   125, or 126 / 127 when the command is not executable / not found.
-//! - cgroups: pure v1, pure v2 and hybrid hosts, detected at run time (`cgroup`).
+//! - cgroups: pure v1, pure v2 and hybrid hosts, detected at run time (`cgroup`). An absolute
+//!   `cgroupsPath` is taken from each hierarchy's root (runc's reading), a relative one from
+//!   the caller's own cgroup; `default_spec` uses `/berth/<id>`.
 //! - rlimits are never raised above the hard limit the runtime itself was given.
-//! - Not done: user namespaces, seccomp, AppArmor/SELinux, devices cgroup on pure v2 (needs
-//!   eBPF), networks other than `none`/`host`/a namespace path given in the Spec.
+//! - Not done: user namespaces, seccomp, AppArmor/SELinux, hooks, the devices cgroup on pure
+//!   v2 (needs eBPF), networks other than `none`/`host`/a namespace path given in the Spec.
+//!
+//! # Notes for the engine
+//!
+//! - The caller must not set SIGCHLD to SIG_IGN (exec'd processes are its children, reaped
+//!   by `ExecProcess::wait`), and must use a fork-safe global allocator (glibc's malloc,
+//!   jemalloc and mimalloc are).
+//! - All calls block (a few milliseconds for `create`); from async code run them on a
+//!   blocking thread, or take `Attach::into_stream` and speak the frames with tokio.
+//! - `-i` is `ContainerConfig::open_stdin`; `-t` is `spec.process.terminal`. Attach with the
+//!   streams you want, forward stdin with `AttachInput::write_stdin` (send
+//!   `close_stdin` at end of input without a tty), window sizes with `resize` (before start
+//!   too). Detach keys (ctrl-p ctrl-q) are the client's business: stop forwarding and drop
+//!   the connection; the container keeps running. Without a tty, forward SIGINT/SIGTERM to
+//!   the container with `kill` (docker's sig-proxy); with one, ctrl-c is just input.
+//! - `logs`: read the json-file log; `logs -f` keeps reading as it grows until `state()`
+//!   says `Stopped` and the end is reached. `attach` shows only output from then on.
+//! - `restart` is `stop` + `delete` + `create` with the same upper dir; keep the log
+//!   outside the state directory if it must survive that.
+//! - `exec -t` gives back the pty master (`ExecProcess::take_pty`); copy to and from it.
 
 mod attach;
 mod cgroup;
