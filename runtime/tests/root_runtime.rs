@@ -775,3 +775,21 @@ fn root_detached_container_outlives_its_caller() {
     assert_eq!(exit.code, 137);
     c.delete(false).unwrap();
 }
+
+#[test]
+fn root_long_state_dir_path() {
+    // A unix socket path holds 107 bytes; engines keep state under long paths.
+    let fx = Fixture::new();
+    let mut cfg = fx.config(fx.spec(&["echo", "long"]));
+    cfg.state_dir = fx
+        .dir
+        .path()
+        .join("x".repeat(60))
+        .join("y".repeat(60))
+        .join("state");
+    let c = create(cfg).unwrap();
+    let mut a = c.attach(ALL_OUT).unwrap();
+    a.start().unwrap();
+    assert_eq!(collect(&mut a).stdout, "long\n");
+    c.delete(false).unwrap();
+}
