@@ -4,7 +4,7 @@
 //! repositories/<name>/_tags/<tag>                          the manifest digest, as text
 //! repositories/<name>/_manifests/<alg>/<hex>               the manifest's media type
 //! repositories/<name>/_blobs/<alg>/<hex>                   empty: the blob belongs here
-//! repositories/<name>/_referrers/<alg>/<hex>/<alg>-<hex>   a referrer's descriptor (JSON)
+//! repositories/<name>/_referrers/<hex>/<hex>               a referrer's descriptor (JSON)
 //! catalog/<name with / as ~>                               empty: the repository exists
 //! ```
 //! The `_` prefixes cannot start a component of a repository name, so a repository `a/_tags`
@@ -68,7 +68,8 @@ fn blob_link_key(repo: &RepoName, d: &Digest) -> String {
 }
 
 fn referrers_prefix(repo: &RepoName, subject: &Digest) -> String {
-    format!("repositories/{repo}/_referrers/{}/", digest_path(subject))
+    // Digests appear by their hex alone: its length (64 or 128) implies the algorithm.
+    format!("repositories/{repo}/_referrers/{}/", subject.hex())
 }
 
 fn catalog_key(repo: &RepoName) -> String {
@@ -216,24 +217,15 @@ impl Repositories {
 
     /// Records that `referrer` (a manifest of the repository) refers to `subject`.
     pub async fn add_referrer(&self, repo: &RepoName, subject: &Digest, referrer: &Descriptor) -> Result<()> {
-        let key = format!(
-            "{}{}-{}",
-            referrers_prefix(repo, subject),
-            referrer.digest.algorithm().name(),
-            referrer.digest.hex()
-        );
+        // Short keys matter to S3 servers that map each key to a file name.
+        let key = format!("{}{}", referrers_prefix(repo, subject), referrer.digest.hex());
         let data = serde_json::to_vec(referrer).expect("descriptor serialises");
         self.backend.put(&key, Bytes::from(data)).await?;
         Ok(())
     }
 
     pub async fn remove_referrer(&self, repo: &RepoName, subject: &Digest, referrer: &Digest) -> Result<()> {
-        let key = format!(
-            "{}{}-{}",
-            referrers_prefix(repo, subject),
-            referrer.algorithm().name(),
-            referrer.hex()
-        );
+        let key = format!("{}{}", referrers_prefix(repo, subject), referrer.hex());
         Ok(self.backend.delete(&key).await?)
     }
 

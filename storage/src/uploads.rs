@@ -230,22 +230,8 @@ impl Uploads {
                 Ok(only.size)
             }
             chunks => {
-                let backend = self.backend.clone();
                 let keys: Vec<String> = chunks.iter().map(|c| chunk_key(id, c.offset)).collect();
-                let stream = futures::stream::iter(keys)
-                    .then(move |k| {
-                        let backend = backend.clone();
-                        async move { backend.get(&k, None).await }
-                    })
-                    .map(|r| match r {
-                        Ok(s) => s,
-                        Err(e) => {
-                            Box::pin(futures::stream::once(async move {
-                                Err(std::io::Error::other(e))
-                            })) as crate::backend::ByteStream
-                        }
-                    })
-                    .flatten();
+                let stream = concat_objects(self.backend.clone(), keys);
                 self.blobs.put(expected, stream).await
             }
         }
@@ -321,6 +307,38 @@ impl Uploads {
             .unwrap()
             .insert(id.to_string(), Partial { offset, hasher });
     }
+}
+
+/// The objects at `keys`, one after another, as one stream.
+fn concat_objects(
+    backend: Arc<dyn Backend>,
+    keys: Vec<String>,
+) -> impl Stream<Item = std::io::Result<Bytes>> + Send {
+    struct State {
+        backend: Arc<dyn Backend>,
+        keys: std::vec::IntoIter<String>,
+        current: Option<crate::backend::ByteStream>,
+    }
+    let state = State {
+        backend,
+        keys: keys.into_iter(),
+        current: None,
+    };
+    futures::stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(cur) = st.current.as_mut() {
+                match cur.next().await {
+                    Some(item) => return Some((item, st)),
+                    None => st.current = None,
+                }
+            }
+            let key = st.keys.next()?;
+            match st.backend.get(&key, None).await {
+                Ok(s) => st.current = Some(s),
+                Err(e) => return Some((Err(std::io::Error::other(e)), st)),
+            }
+        }
+    })
 }
 
 fn status(id: &str, state: &SessionState) -> UploadStatus {

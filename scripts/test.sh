@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what berth's tests need on a fresh Debian machine, then runs every test.
+# Nothing is skipped: a test whose peer is missing fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Real peers the tests talk to (see ../shared/TESTING.md).
+DEBIAN_PACKAGES=(
+  busybox-static docker.io podman skopeo containerd docker-registry runc crun umoci
+  nginx wrk hyperfine apache2-utils iproute2 iptables tmux curl
+)
+missing=()
+for p in "${DEBIAN_PACKAGES[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# moto's S3 server (PyPI); 5.2.5 or later answers CompleteMultipartUpload as the SDK expects.
+python3 -c 'import moto, sys; from importlib.metadata import version; sys.exit(tuple(map(int, version("moto").split(".")[:3])) < (5, 2, 5))' 2>/dev/null \
+  || python3 -m pip install -q --disable-pip-version-check 'moto[server]==5.2.5'
+
+cargo build --workspace --all-targets
+cargo test --workspace --no-fail-fast

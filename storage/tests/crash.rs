@@ -1,0 +1,120 @@
+//! A writer killed with SIGKILL in the middle of a blob leaves nothing visible.
+//!
+//! The test re-runs its own binary as the child: `child_writer` does nothing unless the
+//! environment names a store, in which case it starts a blob put that never finishes. The parent
+//! kills it half way, checks that no blob (and, on the file system, nothing but a temporary
+//! file) is visible, and puts the same blob again.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use berth_storage::{Digest, FsBackend, S3Backend, S3Config, Store};
+use bytes::Bytes;
+
+const TOTAL: usize = 32 << 20;
+
+fn content() -> Vec<u8> {
+    (0..TOTAL).map(|i| (i % 251) as u8).collect()
+}
+
+/// Runs only as the child process: writes half the blob, says so, then hangs.
+#[tokio::test]
+async fn child_writer() {
+    let Ok(spec) = std::env::var("BERTH_CRASH_STORE") else {
+        return;
+    };
+    let store = if let Some(root) = spec.strip_prefix("fs:") {
+        Store::new(Arc::new(FsBackend::new(root, false).unwrap()))
+    } else {
+        let config: S3Config = serde_json::from_str(spec.strip_prefix("s3:").unwrap()).unwrap();
+        Store::new(Arc::new(S3Backend::new(&config).unwrap()))
+    };
+    let data = content();
+    let d = Digest::sha256_of(&data);
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(1);
+    let put = tokio::spawn(async move {
+        let stream = futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        store.blobs.put(&d, stream).await
+    });
+    for chunk in data[..TOTAL / 2].chunks(1 << 20) {
+        tx.send(Ok(Bytes::copy_from_slice(chunk))).await.unwrap();
+    }
+    // Give the writer time to push what it has to the backend, then signal the parent.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    println!("HALFWAY");
+    std::fs::write(std::env::var("BERTH_CRASH_FLAG").unwrap(), b"1").unwrap();
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    drop(put);
+}
+
+fn kill_child_midway(spec: String) {
+    let flag = tempfile::NamedTempFile::new().unwrap();
+    std::fs::remove_file(flag.path()).unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_writer", "--nocapture", "--test-threads=1"])
+        .env("BERTH_CRASH_STORE", spec)
+        .env("BERTH_CRASH_FLAG", flag.path())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !flag.path().exists() {
+        assert!(Instant::now() < deadline, "child never got half way");
+        assert!(child.try_wait().unwrap().is_none(), "child exited early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SIGKILL: no destructor, no cleanup.
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+async fn check_after_crash(store: &Store) {
+    let data = content();
+    let d = Digest::sha256_of(&data);
+    assert_eq!(store.blobs.stat(&d).await.unwrap(), None, "partial blob is visible");
+    assert!(store.blobs.list().await.unwrap().is_empty());
+    let stream = futures::stream::iter(
+        data.chunks(1 << 20)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect::<Vec<_>>(),
+    );
+    store.blobs.put(&d, stream).await.unwrap();
+    assert_eq!(store.blobs.read(&d).await.unwrap(), data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_blob_on_filesystem() {
+    let dir = tempfile::tempdir().unwrap();
+    kill_child_midway(format!("fs:{}", dir.path().display()));
+    let tmp: Vec<_> = std::fs::read_dir(dir.path().join(".tmp")).unwrap().collect();
+    assert_eq!(tmp.len(), 1, "the killed writer's temporary file is all that remains");
+    let store = Store::new(Arc::new(FsBackend::new(dir.path(), false).unwrap()));
+    check_after_crash(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_blob_on_s3() {
+    let server = common::moto().await;
+    let config = server.config("crash");
+    kill_child_midway(format!("s3:{}", serde_json::to_string(&config_json(&config)).unwrap()));
+    let store = Store::new(Arc::new(S3Backend::new(&config).unwrap()));
+    check_after_crash(&store).await;
+}
+
+fn config_json(c: &S3Config) -> serde_json::Value {
+    serde_json::json!({
+        "bucket": c.bucket,
+        "endpoint": c.endpoint,
+        "region": c.region,
+        "prefix": c.prefix,
+        "path_style": c.path_style,
+        "access_key_id": c.access_key_id,
+        "secret_access_key": c.secret_access_key,
+        "part_size": c.part_size,
+    })
+}
