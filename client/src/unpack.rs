@@ -52,6 +52,11 @@ use rustix::io::Errno;
 pub const MAX_METADATA_LEN: u64 = 1 << 20;
 /// How many symlinks one path may pass through, as Linux's own limit.
 const MAX_SYMLINK_HOPS: u32 = 40;
+/// The longest entry or link name accepted once cleaned (Linux's PATH_MAX less the NUL); the
+/// kernel would refuse longer ones on any path-based call anyway.
+pub const MAX_NAME_LEN: usize = 4095;
+/// The deepest directory a path may resolve to (each level holds an open descriptor).
+const MAX_DEPTH: usize = MAX_NAME_LEN / 2;
 const BLOCK: usize = 512;
 const READ_BUF: usize = 256 << 10;
 /// Larger than READ_BUF so that file data bypasses the read buffer.
@@ -629,8 +634,30 @@ struct SnapshotDir {
     skipped: Vec<SkippedEntry>,
 }
 
-/// The components of an entry name after lexical cleaning, or None if `..` climbs above
-/// the root. A leading `/` is dropped: absolute names are relative to the target.
+/// The components of an entry or link name after lexical cleaning, bounded in length.
+fn name_components<'a>(
+    e: &Entry,
+    name: &'a [u8],
+    what: &str,
+) -> Result<Vec<&'a OsStr>, UnpackError> {
+    let parts = clean(name).ok_or_else(|| UnpackError::Breakout {
+        path: match what {
+            "" => e.display(),
+            _ => format!("{} ({what} {})", e.display(), String::from_utf8_lossy(name)),
+        },
+    })?;
+    let len: usize = parts.iter().map(|p| p.len() + 1).sum();
+    if len > MAX_NAME_LEN {
+        return Err(UnpackError::Unsupported {
+            path: String::from_utf8_lossy(&name[..64.min(name.len())]).into_owned() + "…",
+            reason: format!("name of {len} bytes; at most {MAX_NAME_LEN} are allowed"),
+        });
+    }
+    Ok(parts)
+}
+
+/// The components of a name after lexical cleaning, or None if `..` climbs above the root.
+/// A leading `/` is dropped: absolute names are relative to the target.
 fn clean(name: &[u8]) -> Option<Vec<&OsStr>> {
     let mut out = Vec::new();
     for c in name.split(|&b| b == b'/') {
@@ -707,6 +734,9 @@ impl SnapshotDir {
             }
             let cur = stack.last().map_or(self.root.as_fd(), |(fd, _)| fd.as_fd());
             match open_dir(cur, &c) {
+                Ok(_) | Err(Errno::NOENT) if stack.len() >= MAX_DEPTH => {
+                    return Err(Errno::NAMETOOLONG.into())
+                }
                 Ok(fd) => stack.push((fd, c)),
                 Err(Errno::NOENT) if create => {
                     match rfs::mkdirat(cur, &c, mode(0o755)) {
@@ -784,8 +814,7 @@ impl SnapshotDir {
     }
 
     fn apply<R: Read>(&mut self, e: &Entry, tar: &mut TarReader<R>) -> Result<(), UnpackError> {
-        let components =
-            clean(&e.path).ok_or_else(|| UnpackError::Breakout { path: e.display() })?;
+        let components = name_components(e, &e.path, "")?;
         let Some((&name, parents)) = components.split_last() else {
             tracing::debug!(path = %e.display(), "layer entry names the snapshot root; skipped");
             return Ok(());
@@ -828,13 +857,7 @@ impl SnapshotDir {
                 self.node_metadata(e, &dir, name, false).map_err(write_err)
             }
             Kind::HardLink => {
-                let components = clean(&e.link).ok_or_else(|| UnpackError::Breakout {
-                    path: format!(
-                        "{} (hard link to {})",
-                        e.display(),
-                        String::from_utf8_lossy(&e.link)
-                    ),
-                })?;
+                let components = name_components(e, &e.link, "hard link to")?;
                 let Some((&target_name, target_parents)) = components.split_last() else {
                     return Err(UnpackError::Unsupported {
                         path: e.display(),

@@ -841,3 +841,112 @@ fn later_entries_replace_earlier_ones() {
     assert_eq!(fs::read(work.target.join("d")).unwrap(), b"now a file");
     assert_eq!(fs::read(work.target.join("e/keep")).unwrap(), b"k");
 }
+
+#[test]
+fn names_longer_than_path_max_are_refused() {
+    let work = Work::new();
+    let deep = "a/".repeat(3000) + "f";
+    let layer = Layer::default()
+        .pax(&[("path", deep.as_bytes())])
+        .file("short", b"x")
+        .finish();
+    let err = work.unpack(&layer).unwrap_err();
+    assert!(matches!(err, UnpackError::Unsupported { .. }), "{err:?}");
+    assert!(err.to_string().contains("at most 4095"), "{err}");
+
+    // Symlinks cannot be used to build a deeper path than a name could spell.
+    let work = Work::new();
+    let mut layer = Layer::default();
+    let hop = "b/".repeat(2000);
+    layer
+        .pax(&[("linkpath", hop.as_bytes())])
+        .symlink("l0", "x");
+    for i in 1..40 {
+        let target = format!("l{}/{hop}", i - 1);
+        layer
+            .pax(&[("linkpath", target.as_bytes())])
+            .symlink(&format!("l{i}"), "x");
+    }
+    layer.file("l39/f", b"x");
+    let err = work.unpack(&layer.finish()).unwrap_err();
+    assert!(err.to_string().contains("File name too long"), "{err}");
+}
+
+/// GNU tar, a second implementation, writes the archive and extracts the reference tree.
+#[test]
+fn same_tree_as_gnu_tar_extracts_root() {
+    use std::os::unix::fs::{chown, symlink};
+    use std::process::Command;
+    assert_root();
+    let src = tempfile::tempdir().unwrap();
+    let s = src.path();
+    fs::create_dir_all(s.join("usr/bin")).unwrap();
+    for (name, len) in [
+        ("zero", 0),
+        ("one", 1),
+        ("b511", 511),
+        ("b512", 512),
+        ("b513", 513),
+        ("big", (1 << 20) + 3),
+    ] {
+        let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+        fs::write(s.join("usr/bin").join(name), data).unwrap();
+    }
+    let long_dir = s.join("d".repeat(120)).join("e".repeat(120));
+    fs::create_dir_all(&long_dir).unwrap();
+    fs::write(long_dir.join("f".repeat(150)), b"long").unwrap();
+    fs::write(s.join("ünïcødé ñame"), b"utf8").unwrap();
+    symlink("bin/big", s.join("usr/link")).unwrap();
+    symlink("/nowhere/at/all", s.join("dangling")).unwrap();
+    fs::hard_link(s.join("usr/bin/one"), s.join("usr/hard")).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        s.join("fifo"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o640),
+        0,
+    )
+    .unwrap();
+    fs::write(s.join("setuid"), b"su").unwrap();
+    fs::set_permissions(s.join("setuid"), fs::Permissions::from_mode(0o4711)).unwrap();
+    fs::create_dir(s.join("private")).unwrap();
+    fs::write(s.join("private/owned"), b"o").unwrap();
+    chown(s.join("private/owned"), Some(1234), Some(4321)).unwrap();
+    fs::set_permissions(s.join("private"), fs::Permissions::from_mode(0o700)).unwrap();
+    chown(s.join("private"), Some(1234), Some(4321)).unwrap();
+    fs::set_permissions(s.join("usr"), fs::Permissions::from_mode(0o750)).unwrap();
+
+    for format in ["pax", "gnu", "ustar"] {
+        let work = Work::new();
+        let archive = work.root.join("layer.tar");
+        let reference = work.root.join("reference");
+        fs::create_dir(&reference).unwrap();
+        let mut tar = Command::new("tar");
+        tar.arg(format!("--format={format}"))
+            .arg("-cf")
+            .arg(&archive)
+            .arg("-C")
+            .arg(s);
+        if format == "ustar" {
+            // ustar cannot hold the long names; the rest still goes through its prefix field.
+            tar.args(["usr", "fifo", "setuid", "private", "dangling"]);
+        } else {
+            tar.arg(".");
+        }
+        assert!(tar.status().unwrap().success(), "{format}");
+        let status = Command::new("tar")
+            .args(["--same-owner", "-xpf"])
+            .arg(&archive)
+            .arg("-C")
+            .arg(&reference)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let mut expected = BTreeMap::new();
+        walk(&reference, &reference, &mut expected, None);
+        let blob = fs::read(&archive).unwrap();
+        let summary = unpack_layer(&blob[..], &work.target, &UnpackOptions::default()).unwrap();
+        assert_eq!(summary.diff_id, Digest::sha256_of(&blob), "{format}");
+        assert_eq!(work.tree(), expected, "{format}");
+    }
+}
