@@ -1,4 +1,27 @@
 //! The `berth` command line: parses arguments, then calls into the crates.
+//!
+//! Each area of commands lives in its own module under `cli/` and is flattened into one
+//! command enum, so that `berth pull`, `berth serve` and `berth run` sit side by side as in
+//! docker. Errors reach a person as one line on stderr and a non-zero exit status.
+
+mod cli;
+
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(
+    name = "berth",
+    version,
+    about = "A container registry and a daemonless docker-compatible container tool",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: cli::Command,
+}
+
 fn main() {
-    println!("berth");
+    let cli = Cli::parse();
+    let code = cli::run(cli.command);
+    std::process::exit(code);
 }

@@ -16,6 +16,8 @@ pub mod digest;
 pub mod error;
 pub mod name;
 pub mod repos;
+#[cfg(feature = "test-support")]
+pub mod testing;
 pub mod uploads;
 
 use std::path::PathBuf;

@@ -106,12 +106,13 @@ impl Repositories {
             key: key.clone(),
             message: e.to_string(),
         })?;
-        text.trim().parse().map(Some).map_err(|e: crate::DigestError| {
-            StoreError::Corrupt {
+        text.trim()
+            .parse()
+            .map(Some)
+            .map_err(|e: crate::DigestError| StoreError::Corrupt {
                 key,
                 message: e.to_string(),
-            }
-        })
+            })
     }
 
     /// Points a tag at a manifest, replacing what it pointed at in one atomic write.
@@ -131,7 +132,12 @@ impl Repositories {
     }
 
     /// Tags in lexical order, after `last`, at most `n` (all when `n` is `None`).
-    pub async fn tags(&self, repo: &RepoName, last: Option<&str>, n: Option<usize>) -> Result<Page> {
+    pub async fn tags(
+        &self,
+        repo: &RepoName,
+        last: Option<&str>,
+        n: Option<usize>,
+    ) -> Result<Page> {
         self.names_under(&format!("repositories/{repo}/_tags/"), last, n)
             .await
     }
@@ -151,9 +157,17 @@ impl Repositories {
     // ---- manifests ----
 
     /// Records that a manifest (whose bytes are in the blob store) belongs to the repository.
-    pub async fn link_manifest(&self, repo: &RepoName, digest: &Digest, media_type: &str) -> Result<()> {
+    pub async fn link_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        media_type: &str,
+    ) -> Result<()> {
         self.backend
-            .put(&manifest_key(repo, digest), Bytes::from(media_type.to_string()))
+            .put(
+                &manifest_key(repo, digest),
+                Bytes::from(media_type.to_string()),
+            )
             .await?;
         self.mark(repo).await
     }
@@ -216,15 +230,29 @@ impl Repositories {
     // ---- referrers ----
 
     /// Records that `referrer` (a manifest of the repository) refers to `subject`.
-    pub async fn add_referrer(&self, repo: &RepoName, subject: &Digest, referrer: &Descriptor) -> Result<()> {
+    pub async fn add_referrer(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        referrer: &Descriptor,
+    ) -> Result<()> {
         // Short keys matter to S3 servers that map each key to a file name.
-        let key = format!("{}{}", referrers_prefix(repo, subject), referrer.digest.hex());
+        let key = format!(
+            "{}{}",
+            referrers_prefix(repo, subject),
+            referrer.digest.hex()
+        );
         let data = serde_json::to_vec(referrer).expect("descriptor serialises");
         self.backend.put(&key, Bytes::from(data)).await?;
         Ok(())
     }
 
-    pub async fn remove_referrer(&self, repo: &RepoName, subject: &Digest, referrer: &Digest) -> Result<()> {
+    pub async fn remove_referrer(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        referrer: &Digest,
+    ) -> Result<()> {
         let key = format!("{}{}", referrers_prefix(repo, subject), referrer.hex());
         Ok(self.backend.delete(&key).await?)
     }
@@ -256,6 +284,11 @@ impl Repositories {
         Ok(())
     }
 
+    /// Whether the repository has ever held a manifest (and was not deleted since).
+    pub async fn exists(&self, repo: &RepoName) -> Result<bool> {
+        Ok(self.backend.stat(&catalog_key(repo)).await?.is_some())
+    }
+
     /// Repository names in lexical order, after `last`, at most `n`.
     pub async fn catalog(&self, last: Option<&str>, n: Option<usize>) -> Result<Page> {
         let keys = list_all(self.backend.as_ref(), "catalog/").await?;
@@ -285,7 +318,12 @@ impl Repositories {
         Ok(())
     }
 
-    async fn names_under(&self, prefix: &str, last: Option<&str>, n: Option<usize>) -> Result<Page> {
+    async fn names_under(
+        &self,
+        prefix: &str,
+        last: Option<&str>,
+        n: Option<usize>,
+    ) -> Result<Page> {
         let after = last.map(|l| format!("{prefix}{l}"));
         let limit = n.unwrap_or(usize::MAX);
         if limit == usize::MAX {
@@ -297,10 +335,7 @@ impl Repositories {
                 .collect();
             return Ok(Page { items, more: false });
         }
-        let page = self
-            .backend
-            .list(prefix, after.as_deref(), limit)
-            .await?;
+        let page = self.backend.list(prefix, after.as_deref(), limit).await?;
         Ok(Page {
             items: page
                 .keys

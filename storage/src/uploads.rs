@@ -248,7 +248,10 @@ impl Uploads {
         let keys = crate::backend::list_all(self.backend.as_ref(), "uploads/").await?;
         let mut out = Vec::new();
         for k in keys {
-            if let Some(id) = k.strip_prefix("uploads/").and_then(|r| r.strip_suffix("/state")) {
+            if let Some(id) = k
+                .strip_prefix("uploads/")
+                .and_then(|r| r.strip_suffix("/state"))
+            {
                 if let Ok(s) = self.status(id).await {
                     out.push(s);
                 }

@@ -5,7 +5,7 @@
 //! kills it half way, checks that no blob (and, on the file system, nothing but a temporary
 //! file) is visible, and puts the same blob again.
 
-mod common;
+use berth_storage::testing as common;
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -76,7 +76,11 @@ fn kill_child_midway(spec: String) {
 async fn check_after_crash(store: &Store) {
     let data = content();
     let d = Digest::sha256_of(&data);
-    assert_eq!(store.blobs.stat(&d).await.unwrap(), None, "partial blob is visible");
+    assert_eq!(
+        store.blobs.stat(&d).await.unwrap(),
+        None,
+        "partial blob is visible"
+    );
     assert!(store.blobs.list().await.unwrap().is_empty());
     let stream = futures::stream::iter(
         data.chunks(1 << 20)
@@ -91,8 +95,14 @@ async fn check_after_crash(store: &Store) {
 async fn sigkill_mid_blob_on_filesystem() {
     let dir = tempfile::tempdir().unwrap();
     kill_child_midway(format!("fs:{}", dir.path().display()));
-    let tmp: Vec<_> = std::fs::read_dir(dir.path().join(".tmp")).unwrap().collect();
-    assert_eq!(tmp.len(), 1, "the killed writer's temporary file is all that remains");
+    let tmp: Vec<_> = std::fs::read_dir(dir.path().join(".tmp"))
+        .unwrap()
+        .collect();
+    assert_eq!(
+        tmp.len(),
+        1,
+        "the killed writer's temporary file is all that remains"
+    );
     let store = Store::new(Arc::new(FsBackend::new(dir.path(), false).unwrap()));
     check_after_crash(&store).await;
 }
@@ -101,7 +111,10 @@ async fn sigkill_mid_blob_on_filesystem() {
 async fn sigkill_mid_blob_on_s3() {
     let server = common::moto().await;
     let config = server.config("crash");
-    kill_child_midway(format!("s3:{}", serde_json::to_string(&config_json(&config)).unwrap()));
+    kill_child_midway(format!(
+        "s3:{}",
+        serde_json::to_string(&config_json(&config)).unwrap()
+    ));
     let store = Store::new(Arc::new(S3Backend::new(&config).unwrap()));
     check_after_crash(&store).await;
 }

@@ -15,20 +15,48 @@ fn digests() {
     }
     type Check = fn(&DigestError) -> bool;
     let bad: Vec<(String, Check)> = vec![
-        (HEX64.to_string(), |e| matches!(e, DigestError::MissingAlgorithm(_))),
-        (String::new(), |e| matches!(e, DigestError::MissingAlgorithm(_))),
-        (format!("md5:{HEX64}"), |e| matches!(e, DigestError::UnsupportedAlgorithm(_))),
-        (format!("SHA256:{HEX64}"), |e| matches!(e, DigestError::UnsupportedAlgorithm(_))),
-        (format!(":{HEX64}"), |e| matches!(e, DigestError::UnsupportedAlgorithm(_))),
-        (format!("sha256:{}", &HEX64[1..]), |e| matches!(e, DigestError::WrongLength { actual: 63, .. })),
-        (format!("sha256:{HEX64}0"), |e| matches!(e, DigestError::WrongLength { .. })),
-        (format!("sha512:{HEX64}"), |e| matches!(e, DigestError::WrongLength { expected: 128, .. })),
-        (format!("sha256:{}", HEX64.to_uppercase()), |e| matches!(e, DigestError::InvalidHex(_))),
-        (format!("sha256:{}g", &HEX64[1..]), |e| matches!(e, DigestError::InvalidHex(_))),
-        (format!("sha256:{}/", &HEX64[1..]), |e| matches!(e, DigestError::InvalidHex(_))),
-        (format!("sha256:{}\0", &HEX64[1..]), |e| matches!(e, DigestError::InvalidHex(_))),
-        (format!("sha256:../{}", &HEX64[3..]), |e| matches!(e, DigestError::InvalidHex(_))),
-        ("sha256:".to_string(), |e| matches!(e, DigestError::WrongLength { actual: 0, .. })),
+        (HEX64.to_string(), |e| {
+            matches!(e, DigestError::MissingAlgorithm(_))
+        }),
+        (String::new(), |e| {
+            matches!(e, DigestError::MissingAlgorithm(_))
+        }),
+        (format!("md5:{HEX64}"), |e| {
+            matches!(e, DigestError::UnsupportedAlgorithm(_))
+        }),
+        (format!("SHA256:{HEX64}"), |e| {
+            matches!(e, DigestError::UnsupportedAlgorithm(_))
+        }),
+        (format!(":{HEX64}"), |e| {
+            matches!(e, DigestError::UnsupportedAlgorithm(_))
+        }),
+        (format!("sha256:{}", &HEX64[1..]), |e| {
+            matches!(e, DigestError::WrongLength { actual: 63, .. })
+        }),
+        (format!("sha256:{HEX64}0"), |e| {
+            matches!(e, DigestError::WrongLength { .. })
+        }),
+        (format!("sha512:{HEX64}"), |e| {
+            matches!(e, DigestError::WrongLength { expected: 128, .. })
+        }),
+        (format!("sha256:{}", HEX64.to_uppercase()), |e| {
+            matches!(e, DigestError::InvalidHex(_))
+        }),
+        (format!("sha256:{}g", &HEX64[1..]), |e| {
+            matches!(e, DigestError::InvalidHex(_))
+        }),
+        (format!("sha256:{}/", &HEX64[1..]), |e| {
+            matches!(e, DigestError::InvalidHex(_))
+        }),
+        (format!("sha256:{}\0", &HEX64[1..]), |e| {
+            matches!(e, DigestError::InvalidHex(_))
+        }),
+        (format!("sha256:../{}", &HEX64[3..]), |e| {
+            matches!(e, DigestError::InvalidHex(_))
+        }),
+        ("sha256:".to_string(), |e| {
+            matches!(e, DigestError::WrongLength { actual: 0, .. })
+        }),
     ];
     for (input, check) in bad {
         let err = input.parse::<Digest>().unwrap_err();
@@ -61,13 +89,19 @@ fn repository_names() {
     let bad: Vec<(&str, Check)> = vec![
         ("", |e| matches!(e, NameError::EmptyName)),
         ("..", |e| matches!(e, NameError::InvalidComponent { .. })),
-        ("a/../b", |e| matches!(e, NameError::InvalidComponent { .. })),
-        ("../etc", |e| matches!(e, NameError::InvalidComponent { .. })),
+        ("a/../b", |e| {
+            matches!(e, NameError::InvalidComponent { .. })
+        }),
+        ("../etc", |e| {
+            matches!(e, NameError::InvalidComponent { .. })
+        }),
         ("a/.", |e| matches!(e, NameError::InvalidComponent { .. })),
         ("/a", |e| matches!(e, NameError::EmptyComponent(_))),
         ("a/", |e| matches!(e, NameError::EmptyComponent(_))),
         ("a//b", |e| matches!(e, NameError::EmptyComponent(_))),
-        ("Library/busybox", |e| matches!(e, NameError::InvalidComponent { .. })),
+        ("Library/busybox", |e| {
+            matches!(e, NameError::InvalidComponent { .. })
+        }),
         ("a\0b", |e| matches!(e, NameError::InvalidComponent { .. })),
         ("a b", |e| matches!(e, NameError::InvalidComponent { .. })),
         ("-a", |e| matches!(e, NameError::InvalidComponent { .. })),
@@ -77,11 +111,15 @@ fn repository_names() {
         ("a___b", |e| matches!(e, NameError::InvalidComponent { .. })),
         ("a._b", |e| matches!(e, NameError::InvalidComponent { .. })),
         ("_tags", |e| matches!(e, NameError::InvalidComponent { .. })),
-        ("a/_manifests", |e| matches!(e, NameError::InvalidComponent { .. })),
+        ("a/_manifests", |e| {
+            matches!(e, NameError::InvalidComponent { .. })
+        }),
         ("a:b", |e| matches!(e, NameError::InvalidComponent { .. })),
         ("a\\b", |e| matches!(e, NameError::InvalidComponent { .. })),
         ("é", |e| matches!(e, NameError::InvalidComponent { .. })),
-        (&long_component, |e| matches!(e, NameError::NameTooLong(256))),
+        (&long_component, |e| {
+            matches!(e, NameError::NameTooLong(256))
+        }),
         (&long_path, |e| matches!(e, NameError::NameTooLong(256))),
     ];
     for (input, check) in bad {
@@ -118,12 +156,18 @@ fn tags() {
 
 #[test]
 fn references() {
-    assert!(matches!("latest".parse::<Reference>(), Ok(Reference::Tag(_))));
+    assert!(matches!(
+        "latest".parse::<Reference>(),
+        Ok(Reference::Tag(_))
+    ));
     let d = format!("sha256:{HEX64}");
     assert!(matches!(d.parse::<Reference>(), Ok(Reference::Digest(_))));
     assert!(matches!(
         "sha256:abc".parse::<Reference>(),
         Err(NameError::InvalidReference(..))
     ));
-    assert!(matches!("../x".parse::<Reference>(), Err(NameError::InvalidTag(_))));
+    assert!(matches!(
+        "../x".parse::<Reference>(),
+        Err(NameError::InvalidTag(_))
+    ));
 }

@@ -3,7 +3,7 @@
 //! Each scenario is written once against [`TestStore`] and run on all three backends by the
 //! `on_every_backend!` macro, so the S3 backend is held to exactly what the file system does.
 
-mod common;
+use berth_storage::testing as common;
 
 use std::sync::Arc;
 
@@ -30,7 +30,9 @@ async fn collect(mut s: berth_storage::ByteStream) -> Vec<u8> {
 }
 
 fn data(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
 }
 
 fn repo(s: &str) -> RepoName {
@@ -107,7 +109,12 @@ async fn blob_mismatch_leaves_nothing(t: TestStore) {
 }
 
 async fn ranges_are_checked(t: TestStore) {
-    let d = t.store.blobs.put_new(Bytes::from_static(b"0123456789")).await.unwrap();
+    let d = t
+        .store
+        .blobs
+        .put_new(Bytes::from_static(b"0123456789"))
+        .await
+        .unwrap();
     assert_eq!(
         collect(t.store.blobs.get(&d, Some(9..10)).await.unwrap()).await,
         b"9"
@@ -129,19 +136,33 @@ async fn upload_in_chunks(t: TestStore) {
     for w in cuts.windows(2) {
         let part = &content[w[0]..w[1]];
         let st = uploads
-            .append(&s.id, Some(w[0] as u64), Some(part.len() as u64), chunks(part, 1 << 19))
+            .append(
+                &s.id,
+                Some(w[0] as u64),
+                Some(part.len() as u64),
+                chunks(part, 1 << 19),
+            )
             .await
             .unwrap();
         assert_eq!(st.offset, w[1] as u64);
     }
-    assert_eq!(uploads.status(&s.id).await.unwrap().offset, content.len() as u64);
-    assert_eq!(uploads.complete(&s.id, &d).await.unwrap(), content.len() as u64);
+    assert_eq!(
+        uploads.status(&s.id).await.unwrap().offset,
+        content.len() as u64
+    );
+    assert_eq!(
+        uploads.complete(&s.id, &d).await.unwrap(),
+        content.len() as u64
+    );
     assert_eq!(t.store.blobs.read(&d).await.unwrap(), content);
     assert!(matches!(
         uploads.status(&s.id).await,
         Err(StoreError::UploadUnknown(_))
     ));
-    assert!(list_all(t.backend.as_ref(), "uploads/").await.unwrap().is_empty());
+    assert!(list_all(t.backend.as_ref(), "uploads/")
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 async fn upload_single_chunk_is_moved(t: TestStore) {
@@ -149,19 +170,31 @@ async fn upload_single_chunk_is_moved(t: TestStore) {
     let content = data(2 << 20, 4);
     let d = Digest::sha256_of(&content);
     let s = uploads.start(&repo("a")).await.unwrap();
-    uploads.append(&s.id, None, None, chunks(&content, 1 << 16)).await.unwrap();
+    uploads
+        .append(&s.id, None, None, chunks(&content, 1 << 16))
+        .await
+        .unwrap();
     uploads.complete(&s.id, &d).await.unwrap();
     assert_eq!(t.store.blobs.read(&d).await.unwrap(), content);
     // An empty session completes to the empty blob.
     let s = uploads.start(&repo("a")).await.unwrap();
-    uploads.complete(&s.id, &Digest::sha256_of(b"")).await.unwrap();
-    assert_eq!(t.store.blobs.stat(&Digest::sha256_of(b"")).await.unwrap(), Some(0));
+    uploads
+        .complete(&s.id, &Digest::sha256_of(b""))
+        .await
+        .unwrap();
+    assert_eq!(
+        t.store.blobs.stat(&Digest::sha256_of(b"")).await.unwrap(),
+        Some(0)
+    );
 }
 
 async fn upload_refuses_bad_chunks(t: TestStore) {
     let uploads = &t.store.uploads;
     let s = uploads.start(&repo("a")).await.unwrap();
-    uploads.append(&s.id, Some(0), None, chunks(b"hello ", 2)).await.unwrap();
+    uploads
+        .append(&s.id, Some(0), None, chunks(b"hello ", 2))
+        .await
+        .unwrap();
     // Out of order: before, past, and overlapping the end.
     for bad in [0u64, 3, 7, 100] {
         let err = uploads
@@ -175,16 +208,23 @@ async fn upload_refuses_bad_chunks(t: TestStore) {
     }
     // A body longer or shorter than declared.
     assert!(matches!(
-        uploads.append(&s.id, Some(6), Some(2), chunks(b"world", 1)).await,
+        uploads
+            .append(&s.id, Some(6), Some(2), chunks(b"world", 1))
+            .await,
         Err(StoreError::SizeMismatch { .. })
     ));
     assert!(matches!(
-        uploads.append(&s.id, Some(6), Some(9), chunks(b"world", 1)).await,
+        uploads
+            .append(&s.id, Some(6), Some(9), chunks(b"world", 1))
+            .await,
         Err(StoreError::SizeMismatch { .. })
     ));
     // The session is still usable.
     assert_eq!(uploads.status(&s.id).await.unwrap().offset, 6);
-    uploads.append(&s.id, Some(6), Some(5), chunks(b"world", 2)).await.unwrap();
+    uploads
+        .append(&s.id, Some(6), Some(5), chunks(b"world", 2))
+        .await
+        .unwrap();
     // A wrong digest cancels the session and stores nothing.
     let wrong = Digest::sha256_of(b"nope");
     assert!(matches!(
@@ -207,13 +247,22 @@ async fn upload_refuses_bad_chunks(t: TestStore) {
             uploads.status(id).await,
             Err(StoreError::UploadUnknown(_))
         ));
-        assert!(matches!(uploads.cancel(id).await, Err(StoreError::UploadUnknown(_))));
+        assert!(matches!(
+            uploads.cancel(id).await,
+            Err(StoreError::UploadUnknown(_))
+        ));
     }
     // Cancel removes everything.
     let s = uploads.start(&repo("a")).await.unwrap();
-    uploads.append(&s.id, None, None, chunks(b"data", 4)).await.unwrap();
+    uploads
+        .append(&s.id, None, None, chunks(b"data", 4))
+        .await
+        .unwrap();
     uploads.cancel(&s.id).await.unwrap();
-    assert!(list_all(t.backend.as_ref(), "uploads/").await.unwrap().is_empty());
+    assert!(list_all(t.backend.as_ref(), "uploads/")
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 async fn upload_survives_restart(t: TestStore) {
@@ -230,7 +279,12 @@ async fn upload_survives_restart(t: TestStore) {
     assert_eq!(other.uploads.status(&s.id).await.unwrap().offset, 4 << 20);
     other
         .uploads
-        .append(&s.id, Some(4 << 20), None, chunks(&content[4 << 20..], 1 << 20))
+        .append(
+            &s.id,
+            Some(4 << 20),
+            None,
+            chunks(&content[4 << 20..], 1 << 20),
+        )
         .await
         .unwrap();
     other.uploads.complete(&s.id, &d).await.unwrap();
@@ -238,13 +292,32 @@ async fn upload_survives_restart(t: TestStore) {
     // And a one-chunk session hashed by nobody in memory.
     let small = data(1000, 6);
     let s = t.store.uploads.start(&repo("r")).await.unwrap();
-    t.store.uploads.append(&s.id, None, None, chunks(&small, 100)).await.unwrap();
+    t.store
+        .uploads
+        .append(&s.id, None, None, chunks(&small, 100))
+        .await
+        .unwrap();
     let third = (t.reopen)();
-    third.uploads.complete(&s.id, &Digest::sha256_of(&small)).await.unwrap();
-    assert_eq!(t.store.blobs.read(&Digest::sha256_of(&small)).await.unwrap(), small);
+    third
+        .uploads
+        .complete(&s.id, &Digest::sha256_of(&small))
+        .await
+        .unwrap();
+    assert_eq!(
+        t.store
+            .blobs
+            .read(&Digest::sha256_of(&small))
+            .await
+            .unwrap(),
+        small
+    );
     let wrong = (t.reopen)();
     let s = t.store.uploads.start(&repo("r")).await.unwrap();
-    t.store.uploads.append(&s.id, None, None, chunks(&small, 100)).await.unwrap();
+    t.store
+        .uploads
+        .append(&s.id, None, None, chunks(&small, 100))
+        .await
+        .unwrap();
     assert!(matches!(
         wrong.uploads.complete(&s.id, &d).await,
         Err(StoreError::DigestMismatch(_))
@@ -258,14 +331,23 @@ async fn tags_and_links(t: TestStore) {
     let m2 = Digest::sha256_of(b"m2");
     assert_eq!(repos.tag(&r, &tag("latest")).await.unwrap(), None);
     repos.set_tag(&r, &tag("latest"), &m1).await.unwrap();
-    assert_eq!(repos.tag(&r, &tag("latest")).await.unwrap(), Some(m1.clone()));
+    assert_eq!(
+        repos.tag(&r, &tag("latest")).await.unwrap(),
+        Some(m1.clone())
+    );
     repos.set_tag(&r, &tag("latest"), &m2).await.unwrap();
-    assert_eq!(repos.tag(&r, &tag("latest")).await.unwrap(), Some(m2.clone()));
+    assert_eq!(
+        repos.tag(&r, &tag("latest")).await.unwrap(),
+        Some(m2.clone())
+    );
     for t in ["v1", "v10", "v2", "A", "_x", "1.0-rc"] {
         repos.set_tag(&r, &tag(t), &m1).await.unwrap();
     }
     let all = repos.tags(&r, None, None).await.unwrap();
-    assert_eq!(all.items, ["1.0-rc", "A", "_x", "latest", "v1", "v10", "v2"]);
+    assert_eq!(
+        all.items,
+        ["1.0-rc", "A", "_x", "latest", "v1", "v10", "v2"]
+    );
     assert!(!all.more);
     let p1 = repos.tags(&r, None, Some(3)).await.unwrap();
     assert_eq!(p1.items, ["1.0-rc", "A", "_x"]);
@@ -279,10 +361,16 @@ async fn tags_and_links(t: TestStore) {
     assert!(repos.delete_tag(&r, &tag("v1")).await.unwrap());
     assert!(!repos.delete_tag(&r, &tag("v1")).await.unwrap());
     // A nested repository does not leak into its parent's tags.
-    repos.set_tag(&repo("team/app/sub"), &tag("zzz"), &m1).await.unwrap();
+    repos
+        .set_tag(&repo("team/app/sub"), &tag("zzz"), &m1)
+        .await
+        .unwrap();
     assert_eq!(repos.tags(&r, None, None).await.unwrap().items.len(), 6);
 
-    repos.link_manifest(&r, &m1, "application/vnd.oci.image.manifest.v1+json").await.unwrap();
+    repos
+        .link_manifest(&r, &m1, "application/vnd.oci.image.manifest.v1+json")
+        .await
+        .unwrap();
     assert_eq!(
         repos.manifest(&r, &m1).await.unwrap().as_deref(),
         Some("application/vnd.oci.image.manifest.v1+json")
@@ -323,7 +411,10 @@ async fn referrers_and_catalog(t: TestStore) {
     got.sort_by(|a, b| a.digest.cmp(&b.digest));
     descs.sort_by(|a, b| a.digest.cmp(&b.digest));
     assert_eq!(got, descs);
-    repos.remove_referrer(&r, &subject, &descs[0].digest).await.unwrap();
+    repos
+        .remove_referrer(&r, &subject, &descs[0].digest)
+        .await
+        .unwrap();
     assert_eq!(repos.referrers(&r, &subject).await.unwrap().len(), 2);
 
     let m = Digest::sha256_of(b"m");
@@ -355,11 +446,23 @@ async fn referrers_and_catalog(t: TestStore) {
 
 async fn listing_is_sorted_and_paged(t: TestStore) {
     let b = &t.backend;
-    let keys = ["p/a/x", "p/a-b/y", "p/a.c", "p/b", "p/a/z/w", "q/outside", "pp/not"];
+    let keys = [
+        "p/a/x",
+        "p/a-b/y",
+        "p/a.c",
+        "p/b",
+        "p/a/z/w",
+        "q/outside",
+        "pp/not",
+    ];
     for k in keys {
         b.put(k, Bytes::from_static(b"1")).await.unwrap();
     }
-    let mut expected: Vec<&str> = keys.iter().copied().filter(|k| k.starts_with("p/")).collect();
+    let mut expected: Vec<&str> = keys
+        .iter()
+        .copied()
+        .filter(|k| k.starts_with("p/"))
+        .collect();
     expected.sort();
     assert_eq!(list_all(b.as_ref(), "p/").await.unwrap(), expected);
     let page = b.list("p/", None, 2).await.unwrap();
@@ -390,11 +493,17 @@ async fn concurrent_puts_of_same_content(t: TestStore) {
     for task in tasks {
         assert_eq!(task.await.unwrap().unwrap(), content.len() as u64);
     }
-    assert_eq!(list_all(t.backend.as_ref(), "blobs/").await.unwrap().len(), 1);
+    assert_eq!(
+        list_all(t.backend.as_ref(), "blobs/").await.unwrap().len(),
+        1
+    );
     assert_eq!(t.store.blobs.read(&d).await.unwrap(), content.as_slice());
     if let Some(dir) = &t.dir {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        assert_eq!(std::fs::read_dir(dir.path().join(".tmp")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join(".tmp")).unwrap().count(),
+            0
+        );
     }
 }
 
@@ -414,7 +523,12 @@ async fn concurrent_uploads_of_different_content(t: TestStore) {
                 .unwrap();
             store
                 .uploads
-                .append(&s.id, Some(half as u64), None, chunks(&content[half..], 1 << 16))
+                .append(
+                    &s.id,
+                    Some(half as u64),
+                    None,
+                    chunks(&content[half..], 1 << 16),
+                )
                 .await
                 .unwrap();
             store.uploads.complete(&s.id, &d).await.unwrap();
@@ -426,7 +540,10 @@ async fn concurrent_uploads_of_different_content(t: TestStore) {
         assert_eq!(t.store.blobs.read(&d).await.unwrap(), content);
     }
     assert_eq!(t.store.blobs.list().await.unwrap().len(), 16);
-    assert!(list_all(t.backend.as_ref(), "uploads/").await.unwrap().is_empty());
+    assert!(list_all(t.backend.as_ref(), "uploads/")
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 macro_rules! on_every_backend {

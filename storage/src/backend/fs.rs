@@ -14,7 +14,9 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{check_key, Backend, BackendError, ByteStream, ListPage, ObjectMeta, ObjectWriter, Result};
+use super::{
+    check_key, Backend, BackendError, ByteStream, ListPage, ObjectMeta, ObjectWriter, Result,
+};
 
 /// Chunk size for streamed reads: large enough that per-chunk overhead vanishes.
 const READ_CHUNK: usize = 1 << 20;
@@ -88,7 +90,10 @@ impl Backend for FsBackend {
             let key = key.clone();
             move || {
                 let file = File::open(&path).map_err(|e| BackendError::io(&key, e))?;
-                let size = file.metadata().map_err(|e| BackendError::io(&key, e))?.len();
+                let size = file
+                    .metadata()
+                    .map_err(|e| BackendError::io(&key, e))?
+                    .len();
                 Ok((file, size))
             }
         })
@@ -240,26 +245,22 @@ impl Backend for FsBackend {
             } else {
                 root.join(&dir_key)
             };
-            walk_sorted(
-                &dir,
-                &dir_key,
-                &mut |key| {
-                    if !key.starts_with(&prefix) {
+            walk_sorted(&dir, &dir_key, &mut |key| {
+                if !key.starts_with(&prefix) {
+                    return true;
+                }
+                if let Some(a) = &start_after {
+                    if key.as_str() <= a.as_str() {
                         return true;
                     }
-                    if let Some(a) = &start_after {
-                        if key.as_str() <= a.as_str() {
-                            return true;
-                        }
-                    }
-                    if out.len() == limit {
-                        truncated = true;
-                        return false;
-                    }
-                    out.push(key);
-                    true
-                },
-            )
+                }
+                if out.len() == limit {
+                    truncated = true;
+                    return false;
+                }
+                out.push(key);
+                true
+            })
             .map_err(|e| BackendError::io(prefix.clone(), e))?;
             Ok(ListPage {
                 keys: out,
@@ -299,9 +300,8 @@ impl Backend for FsBackend {
         let from = from.to_string();
         blocking(move || {
             // Objects are never modified in place, so a hard link is a faithful copy.
-            let linked = std::fs::hard_link(&src, &temp).or_else(|_| {
-                std::fs::copy(&src, &temp).map(|_| ())
-            });
+            let linked =
+                std::fs::hard_link(&src, &temp).or_else(|_| std::fs::copy(&src, &temp).map(|_| ()));
             linked
                 .and_then(|_| rename_into_place(&temp, &dest))
                 .map_err(|e| {
@@ -360,7 +360,11 @@ fn walk_sorted(
             continue;
         }
         let is_dir = entry.file_type()?.is_dir();
-        let sort_key = if is_dir { format!("{name}/") } else { name.clone() };
+        let sort_key = if is_dir {
+            format!("{name}/")
+        } else {
+            name.clone()
+        };
         items.push((sort_key, name, is_dir));
     }
     items.sort();

@@ -158,7 +158,9 @@ pub(crate) fn check_key(key: &str) -> Result<()> {
     let bad = key.is_empty()
         || key.starts_with('/')
         || key.contains('\0')
-        || key.split('/').any(|c| c.is_empty() || c == "." || c == "..");
+        || key
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..");
     if bad {
         Err(BackendError::InvalidKey(key.to_string()))
     } else {

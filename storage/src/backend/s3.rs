@@ -22,7 +22,9 @@ use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 use tokio::task::JoinSet;
 
-use super::{check_key, Backend, BackendError, ByteStream, ListPage, ObjectMeta, ObjectWriter, Result};
+use super::{
+    check_key, Backend, BackendError, ByteStream, ListPage, ObjectMeta, ObjectWriter, Result,
+};
 
 /// S3's smallest part (but the last) of a multipart upload.
 pub const MIN_PART_SIZE: usize = 5 << 20;

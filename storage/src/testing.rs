@@ -1,18 +1,16 @@
-//! Test support: real S3 protocol servers for the S3 backend to talk to.
+//! Test support (feature `test-support`): real S3 protocol servers for the S3 backend to talk to.
 //!
 //! - s3s-fs, the Rust S3 server over a directory, run in-process on a loopback port;
 //! - moto's server (`moto_server`, from PyPI's `moto[server]`), run as a child process.
 //!
 //! Both are reached over HTTP on 127.0.0.1 exactly as an S3 service would be.
 
-#![allow(dead_code)]
-
 use std::net::TcpListener as StdListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use berth_storage::{Backend, FsBackend, S3Backend, S3Config, Store};
+use crate::{Backend, FsBackend, S3Backend, S3Config, Store};
 
 pub const ACCESS_KEY: &str = "berthtest";
 pub const SECRET_KEY: &str = "berthtestsecret";
@@ -39,6 +37,7 @@ impl Drop for S3Server {
 }
 
 impl S3Server {
+    /// A config for this server's bucket, with keys under `prefix`.
     pub fn config(&self, prefix: &str) -> S3Config {
         S3Config {
             bucket: self.bucket.clone(),

@@ -1,0 +1,141 @@
+//! `berth serve`'s configuration: a TOML file, or the embedded default.
+//!
+//! Unknown keys are errors, and every error names the key and the problem on one line, so a
+//! typo never silently falls back to a default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use berth_storage::StoreConfig;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default = "default_storage")]
+    pub storage: StoreConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Whether manifests, tags and blobs may be deleted (405 UNSUPPORTED when not).
+    #[serde(default = "yes")]
+    pub delete: bool,
+    /// Largest manifest accepted, in bytes.
+    #[serde(default = "default_manifest_limit")]
+    pub max_manifest_size: usize,
+    /// Seconds to let in-flight requests finish on shutdown.
+    #[serde(default = "default_grace")]
+    pub shutdown_grace: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            listen: default_listen(),
+            delete: true,
+            max_manifest_size: default_manifest_limit(),
+            shutdown_grace: default_grace(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_listen() -> SocketAddr {
+    "127.0.0.1:5000".parse().unwrap()
+}
+
+fn default_manifest_limit() -> usize {
+    4 << 20
+}
+
+fn default_grace() -> u64 {
+    30
+}
+
+/// Where `berth serve` keeps its data when nothing says otherwise.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("BERTH_REGISTRY_ROOT") {
+        return PathBuf::from(dir);
+    }
+    let is_root = unsafe { libc::geteuid() } == 0;
+    if is_root {
+        return PathBuf::from("/var/lib/berth/registry");
+    }
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("berth/registry")
+}
+
+fn default_storage() -> StoreConfig {
+    StoreConfig::Filesystem {
+        root: default_data_dir(),
+        sync: false,
+    }
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            server: ServerConfig::default(),
+            storage: default_storage(),
+        }
+    }
+}
+
+/// A config that could not be read, with the place and the problem.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Parses TOML text; `origin` names the file in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+            let message = e.message().replace('\n', " ");
+            match line {
+                Some(l) => ConfigError(format!("{origin}, line {l}: {message}")),
+                None => ConfigError(format!("{origin}: {message}")),
+            }
+        })?;
+        config.validate(origin)?;
+        Ok(config)
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        if self.server.max_manifest_size < 1 << 20 {
+            return Err(ConfigError(format!(
+                "{origin}: server.max_manifest_size must be at least 1048576 bytes"
+            )));
+        }
+        match &self.storage {
+            StoreConfig::Filesystem { root, .. } if root.as_os_str().is_empty() => Err(
+                ConfigError(format!("{origin}: storage.root must not be empty")),
+            ),
+            StoreConfig::S3(s3) if s3.bucket.is_empty() => Err(ConfigError(format!(
+                "{origin}: storage.bucket must not be empty"
+            ))),
+            _ => Ok(()),
+        }
+    }
+}

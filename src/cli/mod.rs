@@ -1,0 +1,50 @@
+//! The command areas and how their errors become exit codes.
+
+use clap::Subcommand;
+
+pub mod serve;
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the registry server
+    Serve(serve::ServeArgs),
+}
+
+/// Runs a command and returns the process exit status, having printed any error as one line.
+pub fn run(command: Command) -> i32 {
+    let result = match command {
+        Command::Serve(args) => serve::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("Error: {}", one_line(&e));
+            1
+        }
+    }
+}
+
+/// Sends logs to stderr; `RUST_LOG` (or `BERTH_LOG`) picks the level, `info` by default.
+pub fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = std::env::var("BERTH_LOG")
+        .ok()
+        .map(EnvFilter::new)
+        .unwrap_or_else(|| EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// An error and its causes on one line: `reading config: key storage.root: invalid type`.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ").replace('\n', " ")
+}

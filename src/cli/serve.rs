@@ -1,0 +1,71 @@
+//! `berth serve`: the registry server.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use berth_registry::{Config, Server};
+use berth_storage::StoreConfig;
+use clap::Args;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Configuration file (TOML); without it berth serves on 127.0.0.1:5000 from a local directory
+    #[arg(short, long, value_name = "FILE", env = "BERTH_CONFIG_FILE")]
+    config: Option<PathBuf>,
+    /// Serve the store at this directory (overrides the config's storage), e.g. a client's root
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// Address to listen on (overrides the config), e.g. 127.0.0.1:5000
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(root) = args.root {
+        config.storage = StoreConfig::Filesystem { root, sync: false };
+    }
+    if let Some(listen) = args.listen {
+        config.server.listen = listen;
+    }
+    super::init_logging();
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let storage = describe(&config.storage);
+        let server = Server::bind(config).await?;
+        tracing::info!(
+            "berth registry listening on http://{} with {storage}",
+            server.local_addr()
+        );
+        // A line on stdout for scripts and tests that start berth on port 0.
+        println!("listening on {}", server.local_addr());
+        server.run(shutdown_signal()).await?;
+        tracing::info!("stopped");
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(0)
+}
+
+fn describe(storage: &StoreConfig) -> String {
+    match storage {
+        StoreConfig::Filesystem { root, .. } => format!("storage in {}", root.display()),
+        StoreConfig::S3(s3) => format!(
+            "storage in S3 bucket {} at {}",
+            s3.bucket,
+            s3.endpoint.as_deref().unwrap_or("AWS")
+        ),
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
