@@ -1,8 +1,15 @@
 //! berth-client: remote registry client, local image store, and container engine.
 //!
-//! For now it holds the two pieces every pull needs first: [`reference`] turns what a person
-//! types into a normalised image reference, and [`unpack`] turns a layer blob into a snapshot
-//! directory without letting any entry reach outside it.
+//! - [`reference`] turns what a person types into a normalised image reference.
+//! - [`remote`] talks to registries (auth, retries, resumable verified blob streams, pushes);
+//!   the registry's mirror uses it for its upstreams too.
+//! - [`images`] is the local image store: the storage crate's format plus the client's
+//!   image records and unpacked snapshots, and every image command (pull, push, tag, rmi,
+//!   save, load, import, …).
+//! - [`unpack`] turns a layer blob into a snapshot directory without letting any entry reach
+//!   outside it.
 
+pub mod images;
 pub mod reference;
+pub mod remote;
 pub mod unpack;

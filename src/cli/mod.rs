@@ -2,18 +2,22 @@
 
 use clap::Subcommand;
 
+pub mod images;
 pub mod serve;
 
 #[derive(Subcommand)]
 pub enum Command {
     /// Run the registry server
     Serve(serve::ServeArgs),
+    #[command(flatten)]
+    Image(images::ImageCommand),
 }
 
 /// Runs a command and returns the process exit status, having printed any error as one line.
 pub fn run(command: Command) -> i32 {
     let result = match command {
         Command::Serve(args) => serve::run(args),
+        Command::Image(cmd) => images::run(cmd),
     };
     match result {
         Ok(code) => code,

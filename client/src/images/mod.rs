@@ -1,0 +1,917 @@
+//! The local image store: a registry store on the local disk, plus what only a client needs.
+//!
+//! Layout under the client root (default `/var/lib/berth` for root, else
+//! `$XDG_DATA_HOME/berth` or `~/.local/share/berth`):
+//!
+//! ```text
+//! blobs/, repositories/, catalog/, uploads/   berth-storage's format: `berth serve --root` serves it
+//! snapshots/<chain-id hex>/                   one layer unpacked (an overlay lower dir)
+//! snapshots/<chain-id hex>.json               its diff id and unpacked size
+//! partial/<alg>-<hex>                         a layer download in progress (resumed by the next pull)
+//! images/index.json                           one record per image (see [`ImageRecord`])
+//! images/lock                                 flock held while the index and tags change
+//! ```
+//!
+//! Repository names in the store are the normalised reference's registry host and path:
+//! `docker.io/library/busybox`, `ghcr.io/org/app`. A port cannot appear in a repository name,
+//! so `localhost:5000/x` is stored as `localhost_5000/x` (a host never contains `_`, so the
+//! mapping is one to one); the image record keeps the real reference for display.
+//!
+//! An image is identified by its config digest (the IMAGE ID, as in docker). The index holds,
+//! per image, its names, layers, sizes and manifest, so that `images` reads one file; the
+//! store's tags and links are written alongside, so that a registry over the same root sees
+//! the same images. Everything is written content first and index last: a command that fails
+//! half way (a full disk, a dropped connection) leaves unreferenced blobs or snapshots, never
+//! an index entry that points at something missing.
+
+mod archive;
+mod pull;
+mod push;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use berth_storage::{Digest, FsBackend, RepoName, Store, StoreError};
+use serde::{Deserialize, Serialize};
+
+use crate::reference::{ImageRef, ReferenceError};
+use crate::remote::{RemoteError, MEDIA_DOCKER_MANIFEST};
+use crate::unpack::UnpackError;
+
+pub use archive::{ImportOptions, LoadedImage};
+pub use pull::{LayerState, NoProgress, Progress, PullOptions, PullResult};
+pub use push::PushResult;
+
+/// Why an image command failed. Messages are one line, in docker's words where it has them.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Unpack(#[from] UnpackError),
+    #[error("No such image: {0}")]
+    NotFound(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("conflict: unable to delete {id} (must be forced) - image is referenced in multiple repositories")]
+    Conflict { id: String },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("layer {layer}: its content has diff id {actual}, the image config says {expected}")]
+    DiffIdMismatch {
+        layer: Digest,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error("registry host {0:?} cannot be used in the local store (use a host name or an IPv4 address)")]
+    UnsupportedHost(String),
+}
+
+pub type Result<T, E = ImageError> = std::result::Result<T, E>;
+
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ImageError + '_ {
+    move |source| ImageError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// One layer of an image as the store holds it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LayerRecord {
+    /// The blob's digest (compressed as the registry served it).
+    pub digest: Digest,
+    pub media_type: String,
+    /// The blob's size.
+    pub size: u64,
+    /// The uncompressed tar's digest (`rootfs.diff_ids`).
+    pub diff_id: Digest,
+    /// The snapshot key: the chain id of this layer and those below it.
+    pub chain_id: Digest,
+    /// Bytes of the uncompressed tar.
+    pub unpacked_size: u64,
+}
+
+/// Everything the image commands need to know about an image without opening its blobs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ImageRecord {
+    /// The config digest: the image id.
+    pub id: Digest,
+    pub config_size: u64,
+    #[serde(default)]
+    pub created: Option<String>,
+    pub os: String,
+    pub architecture: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// The platform manifest (what a push sends and a tag points at when there is no index).
+    pub manifest: Digest,
+    pub manifest_media_type: String,
+    pub manifest_size: u64,
+    /// Further blobs that belong to the image (an index it was chosen from).
+    #[serde(default)]
+    pub extra_blobs: Vec<Digest>,
+    pub layers: Vec<LayerRecord>,
+    /// Full references: `docker.io/library/busybox:latest`.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Full digested references: `docker.io/library/busybox@sha256:…`.
+    #[serde(default)]
+    pub repo_digests: Vec<String>,
+    /// Store repositories the image's manifest and blobs are linked into.
+    #[serde(default)]
+    pub linked: BTreeSet<String>,
+    #[serde(default)]
+    pub last_tag_time: Option<String>,
+}
+
+impl ImageRecord {
+    /// Sum of the uncompressed layers: docker's SIZE.
+    pub fn size(&self) -> u64 {
+        self.layers.iter().map(|l| l.unpacked_size).sum()
+    }
+
+    /// Every blob the image needs.
+    pub fn blobs(&self) -> impl Iterator<Item = &Digest> {
+        [&self.id, &self.manifest]
+            .into_iter()
+            .chain(self.extra_blobs.iter())
+            .chain(self.layers.iter().map(|l| &l.digest))
+    }
+
+    /// `sha256:…` shortened as docker prints IMAGE ID: 12 hex digits.
+    pub fn short_id(&self) -> &str {
+        &self.id.hex()[..12]
+    }
+}
+
+/// The file `images/index.json`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Index {
+    version: u32,
+    images: BTreeMap<String, ImageRecord>,
+}
+
+/// The root directory the client uses when none is given.
+pub fn default_root() -> PathBuf {
+    if let Some(r) = std::env::var_os("BERTH_ROOT").filter(|r| !r.is_empty()) {
+        return PathBuf::from(r);
+    }
+    if rustix::process::geteuid().is_root() {
+        return PathBuf::from("/var/lib/berth");
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("berth");
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/tmp".into());
+    home.join(".local/share/berth")
+}
+
+/// The store repository that holds a reference's images: host (with `:` as `_`) / path.
+pub fn store_repo(r: &ImageRef) -> Result<RepoName> {
+    let host = r.registry().to_ascii_lowercase().replace(':', "_");
+    let name = format!("{host}/{}", r.repository());
+    name.parse()
+        .map_err(|_| ImageError::UnsupportedHost(r.registry().to_string()))
+}
+
+/// The local image store. Cheap to clone.
+#[derive(Clone)]
+pub struct ImageStore {
+    root: PathBuf,
+    store: Store,
+}
+
+/// An exclusive hold on the index, released on drop.
+pub(crate) struct IndexLock {
+    _file: std::fs::File,
+}
+
+/// What `rmi` did, line by line as docker prints it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removal {
+    Untagged(String),
+    Deleted(Digest),
+}
+
+/// A line of `history`.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryEntry {
+    /// The image id for the top entry; `None` (docker's `<missing>`) for the others.
+    pub id: Option<Digest>,
+    pub created: Option<String>,
+    pub created_by: String,
+    pub size: u64,
+    pub comment: String,
+}
+
+/// What `system df` reports about images.
+#[derive(Debug, Clone, Default)]
+pub struct DiskUsage {
+    pub images: usize,
+    pub active: usize,
+    /// Unique layers, counted once however many images share them.
+    pub size: u64,
+    pub reclaimable: u64,
+}
+
+/// Writes `data` to `path` atomically (temp file + rename in the same directory).
+pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path.parent().expect("a file in a directory");
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let tmp = dir.join(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
+    let res = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_data()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = res {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(ImageError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        });
+    }
+    Ok(())
+}
+
+impl ImageStore {
+    /// Opens (creating if needed) the store at `root`.
+    pub fn open(root: &Path) -> Result<ImageStore> {
+        let backend = FsBackend::new(root, false).map_err(io_err(root))?;
+        for d in ["images", "snapshots", "partial"] {
+            std::fs::create_dir_all(root.join(d)).map_err(io_err(root))?;
+        }
+        Ok(ImageStore {
+            root: root.to_path_buf(),
+            store: Store::new(Arc::new(backend)),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn index_path(&self) -> PathBuf {
+        self.root.join("images/index.json")
+    }
+
+    /// A layer's snapshot directory.
+    pub fn snapshot_dir(&self, chain_id: &Digest) -> PathBuf {
+        self.root.join("snapshots").join(chain_id.hex())
+    }
+
+    pub(crate) fn lock(&self) -> Result<IndexLock> {
+        let path = self.root.join("images/lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).map_err(|e| {
+            ImageError::Io {
+                path: path.clone(),
+                source: e.into(),
+            }
+        })?;
+        Ok(IndexLock { _file: file })
+    }
+
+    fn read_index(&self) -> Result<Index> {
+        let path = self.index_path();
+        match std::fs::read(&path) {
+            Ok(data) => serde_json::from_slice(&data)
+                .map_err(|e| ImageError::Invalid(format!("{} is corrupt: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Index {
+                version: 1,
+                images: BTreeMap::new(),
+            }),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
+    fn write_index(&self, _lock: &IndexLock, index: &Index) -> Result<()> {
+        let data = serde_json::to_vec(index).expect("the index serialises");
+        write_atomic(&self.index_path(), &data)
+    }
+
+    /// Every image, newest first (docker's order).
+    pub fn list(&self) -> Result<Vec<ImageRecord>> {
+        let mut v: Vec<ImageRecord> = self.read_index()?.images.into_values().collect();
+        v.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
+        Ok(v)
+    }
+
+    /// Finds an image by name (`busybox`, `busybox:1`, `x@sha256:…`), full id or short id.
+    pub fn resolve(&self, s: &str) -> Result<ImageRecord> {
+        let index = self.read_index()?;
+        find(&index, s).cloned()
+    }
+
+    /// Reads a blob of the store whole (a config, a manifest).
+    pub async fn read_blob(&self, digest: &Digest) -> Result<bytes::Bytes> {
+        Ok(self.store.blobs.read(digest).await?)
+    }
+
+    /// The image's config, parsed.
+    pub async fn config(&self, image: &ImageRecord) -> Result<serde_json::Value> {
+        let data = self.read_blob(&image.id).await?;
+        serde_json::from_slice(&data)
+            .map_err(|e| ImageError::Invalid(format!("image config {} is not JSON: {e}", image.id)))
+    }
+
+    /// Adds a name to an image (`tag SOURCE TARGET`).
+    pub async fn tag(&self, source: &str, target: &str) -> Result<()> {
+        let target = ImageRef::parse(target)?;
+        if target.digest().is_some() {
+            return Err(ImageError::Invalid(format!(
+                "refusing to create a tag with a digest reference: {}",
+                target.familiar()
+            )));
+        }
+        let lock = self.lock()?;
+        let mut index = self.read_index()?;
+        let id = find(&index, source)?.id.clone();
+        self.add_tag(&lock, &mut index, &id, &target).await?;
+        self.write_index(&lock, &index)
+    }
+
+    /// Points `target` (a tagged reference) at image `id`: in the store and in the index,
+    /// taking the name away from any other image.
+    async fn add_tag(
+        &self,
+        _lock: &IndexLock,
+        index: &mut Index,
+        id: &Digest,
+        target: &ImageRef,
+    ) -> Result<()> {
+        let repo = store_repo(target)?;
+        let tag = target.tag().expect("a tagged reference").clone();
+        let record = index
+            .images
+            .get(id.as_str())
+            .expect("the image is in the index")
+            .clone();
+        self.link_image(&record, &repo).await?;
+        self.store
+            .repos
+            .set_tag(&repo, &tag, &record.manifest)
+            .await?;
+        let full = target.to_string();
+        for r in index.images.values_mut() {
+            r.tags.retain(|t| t != &full);
+        }
+        let r = index.images.get_mut(id.as_str()).expect("present");
+        r.tags.push(full);
+        r.tags.sort();
+        r.linked.insert(repo.to_string());
+        r.last_tag_time = Some(now_rfc3339());
+        Ok(())
+    }
+
+    /// Links an image's manifest and blobs into a store repository.
+    async fn link_image(&self, record: &ImageRecord, repo: &RepoName) -> Result<()> {
+        for b in record.layers.iter().map(|l| &l.digest).chain([&record.id]) {
+            self.store.repos.link_blob(repo, b).await?;
+        }
+        self.store
+            .repos
+            .link_manifest(repo, &record.manifest, &record.manifest_media_type)
+            .await?;
+        Ok(())
+    }
+
+    /// Removes an image name, or the image itself (`rmi`).
+    pub async fn remove(&self, s: &str, force: bool) -> Result<Vec<Removal>> {
+        let lock = self.lock()?;
+        let mut index = self.read_index()?;
+        let record = find(&index, s)?.clone();
+        let mut out = Vec::new();
+        let by_name = ImageRef::parse(s)
+            .ok()
+            .filter(|r| !looks_like_id(s, &record) && index_has_name(&record, r));
+        let r = index.images.get_mut(record.id.as_str()).expect("present");
+        match by_name {
+            Some(name) => {
+                let full = name.to_string();
+                if name.digest().is_some() && !s.contains(':') || r.repo_digests.contains(&full) {
+                    r.repo_digests.retain(|d| d != &full);
+                } else {
+                    r.tags.retain(|t| t != &full);
+                    if let (Ok(repo), Some(tag)) = (store_repo(&name), name.tag()) {
+                        self.store.repos.delete_tag(&repo, tag).await?;
+                    }
+                }
+                out.push(Removal::Untagged(name.familiar()));
+                // The last tag of a repository takes that repository's digests with it.
+                if !r.tags.is_empty() {
+                    self.write_index(&lock, &index)?;
+                    return Ok(out);
+                }
+                for d in std::mem::take(&mut r.repo_digests) {
+                    out.push(Removal::Untagged(familiar_of(&d)));
+                }
+            }
+            None => {
+                let repos: BTreeSet<String> = r
+                    .tags
+                    .iter()
+                    .filter_map(|t| ImageRef::parse(t).ok().map(|r| r.name()))
+                    .collect();
+                if repos.len() > 1 && !force {
+                    return Err(ImageError::Conflict {
+                        id: record.short_id().to_string(),
+                    });
+                }
+                for t in std::mem::take(&mut r.tags) {
+                    if let Ok(name) = ImageRef::parse(&t) {
+                        if let (Ok(repo), Some(tag)) = (store_repo(&name), name.tag()) {
+                            self.store.repos.delete_tag(&repo, tag).await?;
+                        }
+                        out.push(Removal::Untagged(name.familiar()));
+                    }
+                }
+                for d in std::mem::take(&mut r.repo_digests) {
+                    out.push(Removal::Untagged(familiar_of(&d)));
+                }
+            }
+        }
+        let record = index.images.remove(record.id.as_str()).expect("present");
+        // Index first: if deleting content fails half way, nothing points at what is gone.
+        self.write_index(&lock, &index)?;
+        self.delete_unused(&index, &record).await?;
+        out.push(Removal::Deleted(record.id.clone()));
+        Ok(out)
+    }
+
+    /// Deletes what `gone` used and no image in `index` uses: links, blobs, snapshots.
+    async fn delete_unused(&self, index: &Index, gone: &ImageRecord) -> Result<()> {
+        let used_blobs: BTreeSet<&Digest> = index.images.values().flat_map(|r| r.blobs()).collect();
+        let used_chains: BTreeSet<&Digest> = index
+            .images
+            .values()
+            .flat_map(|r| r.layers.iter().map(|l| &l.chain_id))
+            .collect();
+        for repo in &gone.linked {
+            let Ok(repo) = repo.parse::<RepoName>() else {
+                continue;
+            };
+            let users: Vec<&ImageRecord> = index
+                .images
+                .values()
+                .filter(|r| r.linked.contains(repo.as_str()))
+                .collect();
+            for b in gone.blobs() {
+                if !users.iter().any(|u| u.blobs().any(|x| x == b)) {
+                    self.store.repos.unlink_blob(&repo, b).await?;
+                    self.store.repos.unlink_manifest(&repo, b).await?;
+                }
+            }
+        }
+        for b in gone.blobs() {
+            if !used_blobs.contains(b) {
+                self.store.blobs.delete(b).await?;
+            }
+        }
+        for l in &gone.layers {
+            if !used_chains.contains(&l.chain_id) {
+                let dir = self.snapshot_dir(&l.chain_id);
+                remove_tree(&dir)?;
+                let _ = std::fs::remove_file(dir.with_extension("json"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes dangling images (no tags), or with `all` every image; returns what went and
+    /// the bytes reclaimed.
+    pub async fn prune(&self, all: bool) -> Result<(Vec<Removal>, u64)> {
+        let before = self.disk_usage()?.size;
+        let mut out = Vec::new();
+        for image in self.list()? {
+            if all || image.tags.is_empty() {
+                let id = image.id.to_string();
+                out.extend(self.remove(&id, true).await?);
+            }
+        }
+        let after = self.disk_usage()?.size;
+        Ok((out, before.saturating_sub(after)))
+    }
+
+    /// What `system df` says about images.
+    pub fn disk_usage(&self) -> Result<DiskUsage> {
+        let images = self.list()?;
+        let mut seen = BTreeSet::new();
+        let mut size = 0;
+        for i in &images {
+            for l in &i.layers {
+                if seen.insert(&l.chain_id) {
+                    size += l.unpacked_size;
+                }
+            }
+        }
+        Ok(DiskUsage {
+            images: images.len(),
+            active: 0,
+            size,
+            reclaimable: size,
+        })
+    }
+
+    /// The image's history, newest first, as `history` prints it.
+    pub async fn history(&self, image: &ImageRecord) -> Result<Vec<HistoryEntry>> {
+        #[derive(Deserialize, Default)]
+        struct H {
+            #[serde(default)]
+            created: Option<String>,
+            #[serde(default)]
+            created_by: Option<String>,
+            #[serde(default)]
+            comment: Option<String>,
+            #[serde(default)]
+            empty_layer: bool,
+        }
+        let config = self.config(image).await?;
+        let hist: Vec<H> = config
+            .get("history")
+            .and_then(|h| serde_json::from_value(h.clone()).ok())
+            .unwrap_or_default();
+        let mut layers = image.layers.iter();
+        let mut out: Vec<HistoryEntry> = Vec::new();
+        if hist.is_empty() {
+            for l in &image.layers {
+                out.push(HistoryEntry {
+                    id: None,
+                    created: None,
+                    created_by: String::new(),
+                    size: l.unpacked_size,
+                    comment: String::new(),
+                });
+            }
+        }
+        for h in hist {
+            let size = if h.empty_layer {
+                0
+            } else {
+                layers.next().map(|l| l.unpacked_size).unwrap_or(0)
+            };
+            out.push(HistoryEntry {
+                id: None,
+                created: h.created,
+                created_by: h.created_by.unwrap_or_default(),
+                size,
+                comment: h.comment.unwrap_or_default(),
+            });
+        }
+        out.reverse();
+        if let Some(first) = out.first_mut() {
+            first.id = Some(image.id.clone());
+        }
+        Ok(out)
+    }
+
+    /// `image inspect` in docker's JSON shape.
+    pub async fn inspect(&self, image: &ImageRecord) -> Result<serde_json::Value> {
+        let config = self.config(image).await?;
+        let get = |k: &str| config.get(k).cloned().unwrap_or(serde_json::Value::Null);
+        let str_or_empty = |k: &str| {
+            config
+                .get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_string()
+        };
+        let comment = config
+            .get("history")
+            .and_then(|h| h.as_array())
+            .and_then(|h| h.last())
+            .and_then(|h| h.get("comment"))
+            .and_then(|c| c.as_str())
+            .unwrap_or("")
+            .to_string();
+        let lower: Vec<String> = image
+            .layers
+            .iter()
+            .rev()
+            .map(|l| self.snapshot_dir(&l.chain_id).display().to_string())
+            .collect();
+        let mut v = serde_json::json!({
+            "Id": image.id.as_str(),
+            "RepoTags": image.tags.iter().map(|t| familiar_of(t)).collect::<Vec<_>>(),
+            "RepoDigests": image.repo_digests.iter().map(|t| familiar_of(t)).collect::<Vec<_>>(),
+            "Parent": "",
+            "Comment": comment,
+            "Created": str_or_empty("created"),
+            "DockerVersion": str_or_empty("docker_version"),
+            "Author": str_or_empty("author"),
+            "Config": get("config"),
+            "Architecture": image.architecture,
+            "Os": image.os,
+            "Size": image.size(),
+            "GraphDriver": {
+                "Data": { "LowerDir": lower.join(":") },
+                "Name": "overlay",
+            },
+            "RootFS": {
+                "Type": "layers",
+                "Layers": image.layers.iter().map(|l| l.diff_id.as_str()).collect::<Vec<_>>(),
+            },
+            "Metadata": { "LastTagTime": image.last_tag_time.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into()) },
+        });
+        if let Some(variant) = &image.variant {
+            v["Variant"] = serde_json::Value::String(variant.clone());
+        }
+        Ok(v)
+    }
+
+    /// Records a complete image (content already in the store) and gives it `names`.
+    pub(crate) async fn commit_image(
+        &self,
+        mut record: ImageRecord,
+        names: &[ImageRef],
+        repo_digest: Option<(&ImageRef, &Digest)>,
+    ) -> Result<bool> {
+        let lock = self.lock()?;
+        let mut index = self.read_index()?;
+        let existed = index.images.get(record.id.as_str()).cloned();
+        let mut changed = existed.is_none();
+        if let Some(old) = &existed {
+            record.tags = old.tags.clone();
+            record.repo_digests = old.repo_digests.clone();
+            record.linked = old.linked.clone();
+            record.last_tag_time = old.last_tag_time.clone();
+            for b in &old.extra_blobs {
+                if !record.extra_blobs.contains(b) {
+                    record.extra_blobs.push(b.clone());
+                }
+            }
+        }
+        if let Some((name, digest)) = repo_digest {
+            let full = format!("{}@{}", name.name(), digest);
+            if !record.repo_digests.contains(&full) {
+                record.repo_digests.push(full);
+            }
+            let repo = store_repo(name)?;
+            // An index the image was chosen from is a manifest of the repository too.
+            if digest != &record.manifest {
+                let media = self.manifest_media_type(digest).await;
+                self.store
+                    .repos
+                    .link_manifest(&repo, digest, &media)
+                    .await?;
+            }
+        }
+        let id = record.id.clone();
+        index.images.insert(id.to_string(), record);
+        for name in names {
+            let full = name.to_string();
+            changed |= !index.images[id.as_str()].tags.contains(&full);
+            self.add_tag(&lock, &mut index, &id, name).await?;
+            // A tag pointing at an index keeps pointing at the index, as the registry had it.
+            if let (Some((rn, top)), Some(tag)) = (repo_digest, name.tag()) {
+                if rn.name() == name.name() && top != &index.images[id.as_str()].manifest {
+                    self.store
+                        .repos
+                        .set_tag(&store_repo(name)?, tag, top)
+                        .await?;
+                }
+            }
+        }
+        if let Some((name, _)) = repo_digest {
+            let repo = store_repo(name)?;
+            let r = index.images.get(id.as_str()).expect("present").clone();
+            self.link_image(&r, &repo).await?;
+            index
+                .images
+                .get_mut(id.as_str())
+                .expect("present")
+                .linked
+                .insert(repo.to_string());
+        }
+        self.write_index(&lock, &index)?;
+        Ok(changed)
+    }
+
+    async fn manifest_media_type(&self, digest: &Digest) -> String {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct M {
+            #[serde(default)]
+            media_type: Option<String>,
+        }
+        self.read_blob(digest)
+            .await
+            .ok()
+            .and_then(|b| serde_json::from_slice::<M>(&b).ok())
+            .and_then(|m| m.media_type)
+            .unwrap_or_else(|| MEDIA_DOCKER_MANIFEST.to_string())
+    }
+}
+
+fn looks_like_id(s: &str, record: &ImageRecord) -> bool {
+    let hex = s.strip_prefix("sha256:").unwrap_or(s);
+    !hex.is_empty()
+        && hex.bytes().all(|b| b.is_ascii_hexdigit())
+        && record.id.hex().starts_with(hex)
+}
+
+fn index_has_name(record: &ImageRecord, r: &ImageRef) -> bool {
+    let full = r.to_string();
+    record.tags.contains(&full) || record.repo_digests.contains(&full) || {
+        // `name@digest` written with a tag too: match on name and digest.
+        r.digest()
+            .is_some_and(|d| record.repo_digests.contains(&format!("{}@{}", r.name(), d)))
+    }
+}
+
+/// Finds an image in the index: by name first, then by (short or full) id, as docker does.
+fn find<'a>(index: &'a Index, s: &str) -> Result<&'a ImageRecord> {
+    if let Ok(r) = ImageRef::parse(s) {
+        let full = r.to_string();
+        if let Some(d) = r.digest() {
+            let digested = format!("{}@{}", r.name(), d);
+            if let Some(rec) = index.images.values().find(|i| {
+                i.repo_digests.contains(&digested)
+                    || (i.manifest == *d
+                        && i.linked.contains(
+                            store_repo(&r)
+                                .map(|x| x.to_string())
+                                .unwrap_or_default()
+                                .as_str(),
+                        ))
+            }) {
+                return Ok(rec);
+            }
+        } else if let Some(rec) = index.images.values().find(|i| i.tags.contains(&full)) {
+            return Ok(rec);
+        }
+    }
+    let hex = s.strip_prefix("sha256:").unwrap_or(s);
+    if !hex.is_empty()
+        && hex.len() <= 64
+        && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        let mut hits = index
+            .images
+            .values()
+            .filter(|i| i.id.hex().starts_with(hex));
+        if let Some(first) = hits.next() {
+            if hits.next().is_none() {
+                return Ok(first);
+            }
+            return Err(ImageError::Invalid(format!(
+                "image id {s:?} is ambiguous: more than one image starts with it"
+            )));
+        }
+    }
+    Err(ImageError::NotFound(s.to_string()))
+}
+
+/// A stored full reference shortened as docker prints it.
+pub fn familiar_of(full: &str) -> String {
+    ImageRef::parse(full)
+        .map(|r| r.familiar())
+        .unwrap_or_else(|_| full.to_string())
+}
+
+pub(crate) fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+/// Removes a directory tree, first moving it aside so that a half-removed tree is never
+/// seen under its real name.
+pub(crate) fn remove_tree(dir: &Path) -> Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    let trash = dir.with_file_name(format!(".trash-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::rename(dir, &trash).map_err(io_err(dir))?;
+    std::fs::remove_dir_all(&trash).map_err(io_err(&trash))
+}
+
+/// The chain ids of a stack of diff ids: `chain(0) = diff(0)`,
+/// `chain(n) = sha256(chain(n-1) + " " + diff(n))`.
+pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
+    let mut out: Vec<Digest> = Vec::with_capacity(diff_ids.len());
+    for d in diff_ids {
+        let next = match out.last() {
+            None => d.clone(),
+            Some(prev) => Digest::sha256_of(format!("{prev} {d}").as_bytes()),
+        };
+        out.push(next);
+    }
+    out
+}
+
+/// docker's `units.HumanSizeWithPrecision(size, 3)`: `4.26MB`, `512B`, `1.2GB`.
+pub fn human_size(size: u64) -> String {
+    const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
+    let mut s = size as f64;
+    let mut i = 0;
+    while s >= 1000.0 && i < UNITS.len() - 1 {
+        s /= 1000.0;
+        i += 1;
+    }
+    format!("{}{}", format_g(s, 3), UNITS[i])
+}
+
+/// Go's `%.<p>g`: `p` significant digits, no trailing zeros.
+fn format_g(v: f64, p: usize) -> String {
+    if v == 0.0 {
+        return "0".into();
+    }
+    let digits = v.abs().log10().floor() as i32 + 1;
+    let decimals = (p as i32 - digits).max(0) as usize;
+    let s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+/// docker's `units.HumanDuration`: `Less than a second`, `About a minute`, `3 weeks`.
+pub fn human_duration(d: chrono::Duration) -> String {
+    let secs = d.num_seconds();
+    let minutes = d.num_minutes();
+    let hours = d.num_hours();
+    match () {
+        _ if secs < 1 => "Less than a second".into(),
+        _ if secs == 1 => "1 second".into(),
+        _ if secs < 60 => format!("{secs} seconds"),
+        _ if minutes == 1 => "About a minute".into(),
+        _ if minutes < 60 => format!("{minutes} minutes"),
+        _ if hours.abs() == 1 => "About an hour".into(),
+        _ if hours < 48 => format!("{hours} hours"),
+        _ if hours < 24 * 7 * 2 => format!("{} days", hours / 24),
+        _ if hours < 24 * 30 * 2 => format!("{} weeks", hours / 24 / 7),
+        _ if hours < 24 * 365 * 2 => format!("{} months", hours / 24 / 30),
+        _ => format!("{} years", hours / 24 / 365),
+    }
+}
+
+/// `2 weeks ago` for an RFC 3339 time; `N/A` when unknown.
+pub fn human_ago(created: Option<&str>) -> String {
+    match created.and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok()) {
+        Some(t) => {
+            let d = chrono::Utc::now().signed_duration_since(t);
+            format!("{} ago", human_duration(d))
+        }
+        None => "N/A".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(human_size(4_261_000), "4.26MB");
+        assert_eq!(human_size(512), "512B");
+        assert_eq!(human_size(1_200_000_000), "1.2GB");
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(
+            human_duration(chrono::Duration::seconds(90)),
+            "About a minute"
+        );
+        assert_eq!(human_duration(chrono::Duration::days(15)), "2 weeks");
+    }
+
+    #[test]
+    fn repo_names_for_hosts() {
+        let r = ImageRef::parse("localhost:5000/a/b:1").unwrap();
+        assert_eq!(store_repo(&r).unwrap().as_str(), "localhost_5000/a/b");
+        let r = ImageRef::parse("busybox").unwrap();
+        assert_eq!(
+            store_repo(&r).unwrap().as_str(),
+            "docker.io/library/busybox"
+        );
+    }
+
+    #[test]
+    fn chain() {
+        let a = Digest::sha256_of(b"a");
+        let b = Digest::sha256_of(b"b");
+        let c = chain_ids(&[a.clone(), b.clone()]);
+        assert_eq!(c[0], a);
+        assert_eq!(c[1], Digest::sha256_of(format!("{a} {b}").as_bytes()));
+    }
+}
