@@ -11,7 +11,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
@@ -115,30 +115,24 @@ impl Backend for FsBackend {
             }
             let mut left = range.end - range.start;
             while left > 0 {
-                let want = left.min(READ_CHUNK as u64) as usize;
-                let mut buf = BytesMut::zeroed(want);
-                let mut filled = 0;
-                while filled < want {
-                    match file.read(&mut buf[filled..]) {
-                        Ok(0) => break,
-                        Ok(n) => filled += n,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(e) => {
-                            let _ = tx.blocking_send(Err(e));
-                            return;
-                        }
+                let want = left.min(READ_CHUNK as u64);
+                // read_to_end fills spare capacity without zeroing it first.
+                let mut buf = Vec::with_capacity(want as usize);
+                match (&mut file).take(want).read_to_end(&mut buf) {
+                    Ok(0) => {
+                        let _ = tx.blocking_send(Err(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "object shrank while it was read",
+                        )));
+                        return;
+                    }
+                    Ok(n) => left -= n as u64,
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(e));
+                        return;
                     }
                 }
-                if filled == 0 {
-                    let _ = tx.blocking_send(Err(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        "object shrank while it was read",
-                    )));
-                    return;
-                }
-                buf.truncate(filled);
-                left -= filled as u64;
-                if tx.blocking_send(Ok(buf.freeze())).is_err() {
+                if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
                     return;
                 }
             }
