@@ -1,8 +1,9 @@
 //! Unpacking one image layer into a snapshot directory, which is where hostile input arrives.
 //!
 //! [`unpack_layer`] reads a layer blob (gzip, zstd or plain tar, told apart by magic bytes),
-//! hashes the uncompressed tar stream as it passes (the image config's `rootfs.diff_ids` entry)
-//! and writes every entry below the target directory. overlayfs is the consumer: OCI
+//! hashes the uncompressed tar stream as it passes (the image config's `rootfs.diff_ids`
+//! entry) and writes every entry below the target directory. Decompression and hashing run on
+//! a second thread, so that they overlap with writing. overlayfs is the consumer: OCI
 //! whiteouts become overlay whiteouts (`.wh.NAME` → a 0/0 character device `NAME`,
 //! `.wh..wh..opq` → `trusted.overlay.opaque=y` on the directory).
 //!
@@ -41,6 +42,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 
 use berth_storage::{Algorithm, Digest, Hasher};
 use rustix::fs::{
@@ -59,7 +61,10 @@ pub const MAX_NAME_LEN: usize = 4095;
 const MAX_DEPTH: usize = MAX_NAME_LEN / 2;
 const BLOCK: usize = 512;
 const READ_BUF: usize = 256 << 10;
-/// Larger than READ_BUF so that file data bypasses the read buffer.
+/// The piece of uncompressed stream handed from the decompressing thread to the writing one.
+const CHUNK: usize = 1 << 20;
+/// Chunks decompressed ahead of the writer: bounds memory at a few MiB per unpack.
+const CHUNKS_IN_FLIGHT: usize = 4;
 const COPY_BUF: usize = 1 << 20;
 
 /// How a layer blob was compressed.
@@ -131,44 +136,128 @@ pub enum UnpackError {
 }
 
 /// Unpacks the layer read from `layer` into the existing directory `target`.
-pub fn unpack_layer<R: Read>(
+///
+/// Two threads share the work: one reads, decompresses and hashes the stream, the calling
+/// thread parses it and writes the files.
+pub fn unpack_layer<R: Read + Send>(
     layer: R,
     target: &Path,
     options: &UnpackOptions,
 ) -> Result<UnpackSummary, UnpackError> {
-    let (compression, stream) = decompress(layer).map_err(UnpackError::Read)?;
-    let mut tar = TarReader::new(BufReader::with_capacity(
-        READ_BUF,
-        DiffReader {
-            inner: stream,
-            hasher: Hasher::new(Algorithm::Sha256),
-            len: 0,
-        },
-    ));
     let mut snapshot = SnapshotDir::open(target, options.privileged)?;
+    let (compression, stream) = decompress(layer).map_err(UnpackError::Read)?;
+    let (chunk_tx, chunk_rx) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
+    let (free_tx, free_rx) = mpsc::channel();
+    std::thread::scope(|scope| {
+        let producer = scope.spawn(move || produce(stream, chunk_tx, free_rx));
+        let chunks = Chunks {
+            rx: chunk_rx,
+            free: free_tx,
+            current: Vec::new(),
+            pos: 0,
+        };
+        // On error `chunks` is dropped here, which stops the producer.
+        let entries = unpack_entries(chunks, &mut snapshot)?;
+        let (uncompressed_size, diff_id) = producer
+            .join()
+            .expect("the decompression thread panicked")
+            .map_err(UnpackError::Read)?;
+        Ok(UnpackSummary {
+            compression,
+            entries,
+            bytes: snapshot.bytes,
+            uncompressed_size,
+            diff_id,
+            skipped: std::mem::take(&mut snapshot.skipped),
+        })
+    })
+}
+
+fn unpack_entries(chunks: Chunks, snapshot: &mut SnapshotDir) -> Result<u64, UnpackError> {
+    let mut tar = TarReader::new(chunks);
     let mut entries = 0;
     while let Some(entry) = tar.next_entry()? {
         entries += 1;
         snapshot.apply(&entry, &mut tar)?;
     }
     snapshot.finish_dirs();
+    // The producer hashes the stream to its end, trailing blocks included; take the rest so
+    // that it can finish.
+    io::copy(&mut tar.into_inner(), &mut io::sink()).map_err(UnpackError::Read)?;
+    Ok(entries)
+}
 
-    // The diff id covers the whole stream, including anything after the end-of-archive blocks.
-    let mut rest = tar.into_inner();
-    io::copy(&mut rest, &mut io::sink()).map_err(UnpackError::Read)?;
-    let diff = rest.into_inner();
-    Ok(UnpackSummary {
-        compression,
-        entries,
-        bytes: snapshot.bytes,
-        uncompressed_size: diff.len,
-        diff_id: diff.hasher.finish(),
-        skipped: snapshot.skipped,
-    })
+/// Reads the uncompressed stream in large chunks, hashing each, and hands them over. Stops
+/// early when the receiving side has gone (it failed); chunks come back through `free` to be
+/// reused.
+fn produce(
+    mut stream: Box<dyn Read + Send + '_>,
+    chunks: SyncSender<io::Result<Vec<u8>>>,
+    free: Receiver<Vec<u8>>,
+) -> io::Result<(u64, Digest)> {
+    let mut hasher = Hasher::new(Algorithm::Sha256);
+    let mut len = 0u64;
+    loop {
+        let mut buf = free.try_recv().unwrap_or_default();
+        buf.resize(CHUNK, 0);
+        let mut filled = 0;
+        while filled < CHUNK {
+            match stream.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let kind = e.kind();
+                    let msg = e.to_string();
+                    let _ = chunks.send(Err(e));
+                    return Err(io::Error::new(kind, msg));
+                }
+            }
+        }
+        if filled == 0 {
+            return Ok((len, hasher.finish()));
+        }
+        buf.truncate(filled);
+        hasher.update(&buf);
+        len += filled as u64;
+        if chunks.send(Ok(buf)).is_err() {
+            return Err(io::Error::other("unpacking stopped"));
+        }
+    }
+}
+
+/// The uncompressed stream as the producer thread delivers it.
+struct Chunks {
+    rx: Receiver<io::Result<Vec<u8>>>,
+    free: Sender<Vec<u8>>,
+    current: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for Chunks {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.current.len() {
+            match self.rx.recv() {
+                Ok(Ok(next)) => {
+                    let used = std::mem::replace(&mut self.current, next);
+                    self.pos = 0;
+                    let _ = self.free.send(used);
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.pos);
+        buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 /// Tells the compression apart by its magic bytes and wraps the matching decoder.
-fn decompress<'a, R: Read + 'a>(mut layer: R) -> io::Result<(Compression, Box<dyn Read + 'a>)> {
+fn decompress<'a, R: Read + Send + 'a>(
+    mut layer: R,
+) -> io::Result<(Compression, Box<dyn Read + Send + 'a>)> {
     let mut magic = [0u8; 4];
     let mut n = 0;
     while n < magic.len() {
@@ -191,22 +280,6 @@ fn decompress<'a, R: Read + 'a>(mut layer: R) -> io::Result<(Compression, Box<dy
         ),
         _ => (Compression::None, Box::new(raw)),
     })
-}
-
-/// Hashes and counts the uncompressed bytes as the tar reader pulls them.
-struct DiffReader<R> {
-    inner: R,
-    hasher: Hasher,
-    len: u64,
-}
-
-impl<R: Read> Read for DiffReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.len += n as u64;
-        Ok(n)
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

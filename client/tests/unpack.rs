@@ -950,3 +950,55 @@ fn same_tree_as_gnu_tar_extracts_root() {
         assert_eq!(work.tree(), expected, "{format}");
     }
 }
+
+/// A blob download that drops after `left` bytes.
+struct Dropping {
+    data: Vec<u8>,
+    pos: usize,
+    left: usize,
+}
+
+impl std::io::Read for Dropping {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "connection reset",
+            ));
+        }
+        let n = buf.len().min(self.left).min(self.data.len() - self.pos);
+        buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+        self.pos += n;
+        self.left -= n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_failing_blob_reader_is_a_read_error() {
+    let work = Work::new();
+    let layer = gzip(&Layer::default().file("big", &vec![1; 8 << 20]).finish());
+    let reader = Dropping {
+        pos: 0,
+        left: layer.len() / 2,
+        data: layer,
+    };
+    let err = unpack_layer(reader, &work.target, &UnpackOptions::default()).unwrap_err();
+    assert!(matches!(err, UnpackError::Read(_)), "{err:?}");
+    assert!(err.to_string().contains("connection reset"), "{err}");
+}
+
+#[test]
+fn an_early_refusal_stops_a_long_layer() {
+    // The refusal comes while most of the stream is still to be decompressed.
+    let work = Work::new();
+    let mut layer = Layer::default();
+    layer.file("../escape", b"x");
+    for i in 0..64 {
+        layer.file(&format!("f{i}"), &vec![i as u8; 1 << 20]);
+    }
+    let err = work
+        .unpack(&zstd::encode_all(&layer.finish()[..], 1).unwrap())
+        .unwrap_err();
+    assert!(matches!(err, UnpackError::Breakout { .. }), "{err:?}");
+}
