@@ -456,13 +456,8 @@ fn save_load_import_prune_and_df() {
     );
 
     // import a root filesystem tar with changes.
-    let rootfs = work.path().join("rootfs.tar");
-    run(Command::new("tar")
-        .arg("-C")
-        .arg(work.path().join("work/l0"))
-        .arg("-cf")
-        .arg(&rootfs)
-        .arg("."));
+    // The base layer's tar, as build_image made it.
+    let rootfs = work.path().join("work/l0.tar");
     let id = berth.ok(&[
         "import",
         "-c",

@@ -53,6 +53,12 @@ pub struct Berth {
     pub root: PathBuf,
 }
 
+impl Default for Berth {
+    fn default() -> Berth {
+        Berth::new()
+    }
+}
+
 impl Berth {
     pub fn new() -> Berth {
         let dir = tempfile::tempdir().unwrap();
@@ -362,36 +368,29 @@ impl Dockerd {
             .stderr(log)
             .spawn()
             .unwrap();
-        let d = Dockerd {
-            dir,
-            socket,
-            child: {
-                let deadline = Instant::now() + Duration::from_secs(60);
-                loop {
-                    if Command::new("docker")
-                        .arg("-H")
-                        .arg(format!("unix://{}", socket.display()))
-                        .arg("version")
-                        .stdout(Stdio::null())
-                        .stderr(Stdio::null())
-                        .status()
-                        .is_ok_and(|s| s.success())
-                    {
-                        break;
-                    }
-                    if let Ok(Some(s)) = child.try_wait() {
-                        panic!("dockerd exited: {s}");
-                    }
-                    assert!(
-                        Instant::now() < deadline,
-                        "dockerd did not start within 60 s"
-                    );
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-                child
-            },
-        };
-        d
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let up = Command::new("docker")
+                .arg("-H")
+                .arg(format!("unix://{}", socket.display()))
+                .arg("version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if up {
+                break;
+            }
+            if let Ok(Some(s)) = child.try_wait() {
+                panic!("dockerd exited: {s}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "dockerd did not start within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Dockerd { dir, socket, child }
     }
 
     pub fn cmd(&self, args: &[&str]) -> Command {

@@ -574,7 +574,7 @@ async fn push(a: PushArgs) -> Result<i32> {
     }
     let store = a.root.open()?;
     let (remote, config) = remote()?;
-    let refs: Vec<ImageRef> = if a.all_tags || !has_explicit_tag(&a.name) && a.all_tags {
+    let refs: Vec<ImageRef> = if a.all_tags {
         let name = reference.name();
         store
             .list()?
@@ -1093,7 +1093,7 @@ async fn prune(a: PruneArgs) -> Result<i32> {
 fn df(a: DfArgs) -> Result<i32> {
     let store = a.root.open()?;
     let u = store.disk_usage()?;
-    let pct = |r: u64, t: u64| if t == 0 { 0 } else { r * 100 / t };
+    let pct = |r: u64, t: u64| (r * 100).checked_div(t).unwrap_or(0);
     let values = vec![
         json!({"Type": "Images", "TotalCount": u.images.to_string(), "Active": u.active.to_string(),
             "Size": human_size(u.size), "Reclaimable": format!("{} ({}%)", human_size(u.reclaimable), pct(u.reclaimable, u.size))}),

@@ -132,7 +132,7 @@ fn clean(p: &Path) -> Option<PathBuf> {
             Component::Prefix(_) => return None,
         }
     }
-    (!out.as_os_str().is_empty()).then_some(out)
+    Some(out)
 }
 
 /// Unwraps gzip or zstd around a tar stream.
@@ -173,6 +173,9 @@ fn extract(r: impl Read, dir: &Path) -> Result<()> {
                 path.display()
             )));
         };
+        if rel.as_os_str().is_empty() {
+            continue;
+        }
         let dest = dir.join(&rel);
         match entry.header().entry_type() {
             tar::EntryType::Directory => std::fs::create_dir_all(&dest).map_err(io_err(&dest))?,
@@ -193,7 +196,7 @@ fn extract(r: impl Read, dir: &Path) -> Result<()> {
                     } else {
                         target.into_owned()
                     };
-                    if let Some(t) = clean(&base) {
+                    if let Some(t) = clean(&base).filter(|t| !t.as_os_str().is_empty()) {
                         links.push((dest, dir.join(t)));
                     }
                 }

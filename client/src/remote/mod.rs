@@ -1115,6 +1115,7 @@ impl Remote {
     /// Uploads a blob of `size` bytes whose content is `digest`: one PUT when it fits in
     /// `options.chunk_size`, else PATCH chunks then a closing PUT. `progress` is told the
     /// bytes sent so far. A failed attempt is retried from the start (bounded).
+    #[allow(clippy::too_many_arguments)]
     pub async fn push_blob(
         &self,
         registry: &str,

@@ -202,7 +202,7 @@ impl Template {
     }
 }
 
-fn lookup<'a>(v: &'a Value, path: &[String]) -> Result<Value, String> {
+fn lookup(v: &Value, path: &[String]) -> Result<Value, String> {
     let mut cur = v;
     for p in path {
         cur = match cur {
