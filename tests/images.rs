@@ -589,3 +589,112 @@ fn a_full_disk_leaves_the_store_consistent() {
     berth.ok(&["rmi", &format!("{}/t/small:1", reg.host())]);
     assert_eq!(berth.ok(&["images", "-q"]).trim(), "");
 }
+
+/// `berth serve` over a child process, stopped on drop.
+struct Serve(std::process::Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn serve_over_the_client_root_serves_pulled_images_and_search_finds_them() {
+    let reg = Distribution::start();
+    let work = tempfile::tempdir().unwrap();
+    let image = build_image(work.path(), 1, 1000, 10);
+    skopeo_push(&image, &format!("{}/test/srv:1", reg.host()));
+    let berth = Berth::new();
+    berth.ok(&["pull", "-q", &format!("{}/test/srv:1", reg.host())]);
+
+    let port = crate::util::free_port();
+    let mut child = berth
+        .cmd(&[
+            "serve",
+            "--root",
+            berth.root.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(child.try_wait().unwrap().is_none(), "berth serve exited");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "berth serve did not listen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _serve = Serve(child);
+
+    // The registry serves what the client pulled, byte for byte, under the store's name.
+    let served = format!("127.0.0.1:{port}/127.0.0.1_{}/test/srv:1", reg.port);
+    let copy = work.path().join("copy");
+    run(Command::new(require("skopeo")).args([
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        &format!("docker://{served}"),
+        &format!("dir:{}", copy.display()),
+    ]));
+    assert_eq!(
+        std::fs::read(copy.join("manifest.json")).unwrap(),
+        std::fs::read(blob_path(&berth.root, &image.manifest)).unwrap()
+    );
+    for l in &image.layers {
+        assert!(copy.join(l.hex()).exists());
+    }
+
+    // search goes to the registry's /v1/search.
+    let out = berth.ok(&["search", &format!("127.0.0.1:{port}/srv")]);
+    let mut lines = out.lines();
+    assert!(lines.next().unwrap().starts_with("NAME"), "{out}");
+    assert!(out.contains("test/srv"), "{out}");
+    let out = berth.ok(&[
+        "search",
+        "--format",
+        "{{.Name}}",
+        "--filter",
+        "is-official=true",
+        &format!("127.0.0.1:{port}/srv"),
+    ]);
+    assert_eq!(out.trim(), "", "{out}");
+}
+
+#[test]
+fn a_configured_mirror_is_tried_before_the_registry() {
+    let mirror = Distribution::start();
+    let work = tempfile::tempdir().unwrap();
+    let image = build_image(work.path(), 0, 0, 11);
+    skopeo_push(&image, &format!("{}/team/app:3", mirror.host()));
+    // The registry itself is unreachable: only the mirror can answer.
+    let closed = crate::util::free_port();
+    let berth = Berth::new();
+    std::fs::write(
+        berth.dir.path().join("config.toml"),
+        format!(
+            "max_concurrent_downloads = 1\n[registries.\"127.0.0.1:{closed}\"]\nmirrors = [\"http://{}\"]\n",
+            mirror.host()
+        ),
+    )
+    .unwrap();
+    let name = format!("127.0.0.1:{closed}/team/app:3");
+    let out = berth.ok(&["pull", &name]);
+    assert!(
+        out.contains(&format!("Digest: {}", image.manifest)),
+        "{out}"
+    );
+    let listed = berth.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert_eq!(listed.trim(), name);
+    // A config file that does not parse is one clear error.
+    std::fs::write(berth.dir.path().join("config.toml"), "mirrors = 1\n").unwrap();
+    let (_, err) = berth.fails(&["pull", &name]);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("config.toml"), "{err}");
+}
