@@ -298,6 +298,17 @@ pub struct DfArgs {
 
 /// Runs an image command; returns the exit status.
 pub fn run(cmd: ImageCommand) -> Result<i32> {
+    // The listing commands read one file: no async runtime to start.
+    let cmd = match cmd {
+        ImageCommand::Images(a)
+        | ImageCommand::Image {
+            command: ImageSub::Ls(a),
+        } => return quiet_pipe(list(a)),
+        ImageCommand::System {
+            command: SystemSub::Df(a),
+        } => return quiet_pipe(df(a)),
+        other => other,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -356,6 +367,19 @@ pub fn run(cmd: ImageCommand) -> Result<i32> {
             } => df(a),
         }
     })
+}
+
+/// A reader that went away (`berth images | head`) is not an error.
+fn quiet_pipe(r: Result<i32>) -> Result<i32> {
+    match r {
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(0)
+        }
+        other => other,
+    }
 }
 
 fn remote() -> Result<(Remote, ClientConfig)> {
