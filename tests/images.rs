@@ -114,6 +114,15 @@ fn pull_stores_what_skopeo_copies_and_a_second_pull_downloads_nothing() {
         berth.ok(&["images", "-q"]).trim(),
         &image.config.hex()[..12]
     );
+    // Removing the digest reference keeps the tagged image.
+    assert_eq!(
+        berth.ok(&["rmi", &by_digest]).trim(),
+        format!("Untagged: {by_digest}")
+    );
+    assert_eq!(
+        berth.ok(&["images", "-q"]).trim(),
+        &image.config.hex()[..12]
+    );
 }
 
 #[test]

@@ -411,8 +411,9 @@ impl ImageStore {
         match by_name {
             Some(name) => {
                 let full = name.to_string();
-                if name.digest().is_some() && !s.contains(':') || r.repo_digests.contains(&full) {
-                    r.repo_digests.retain(|d| d != &full);
+                if let Some(d) = name.digest() {
+                    let digested = format!("{}@{}", name.name(), d);
+                    r.repo_digests.retain(|x| x != &digested);
                 } else {
                     r.tags.retain(|t| t != &full);
                     if let (Ok(repo), Some(tag)) = (store_repo(&name), name.tag()) {
