@@ -71,14 +71,10 @@ fn rename_into_place(from: &Path, to: &Path) -> std::io::Result<()> {
     }
 }
 
-fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T> + Send + 'static,
-) -> impl std::future::Future<Output = Result<T>> {
-    async move {
-        tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|e| BackendError::io("", std::io::Error::other(e)))?
-    }
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| BackendError::io("", std::io::Error::other(e)))?
 }
 
 #[async_trait]
