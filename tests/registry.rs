@@ -66,7 +66,9 @@ fn build_context(dir: &Path, base: &str) {
     )
     .unwrap();
     std::fs::write(dir.join("greeting"), "hello from berth's e2e tests\n").unwrap();
-    let noise: Vec<u8> = (0..200_000u32).map(|n| (n.wrapping_mul(40503) >> 7) as u8).collect();
+    let noise: Vec<u8> = (0..200_000u32)
+        .map(|n| (n.wrapping_mul(40503) >> 7) as u8)
+        .collect();
     std::fs::write(dir.join("noise"), noise).unwrap();
 }
 
@@ -77,7 +79,14 @@ fn busybox_rootfs_tar(dir: &Path) -> PathBuf {
     std::fs::copy("/bin/busybox", root.join("bin/busybox"))
         .expect("/bin/busybox (Debian's busybox-static) must be installed");
     let tar = dir.join("rootfs.tar");
-    run_ok(Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(&tar).arg("."));
+    run_ok(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&root)
+            .arg("-cf")
+            .arg(&tar)
+            .arg("."),
+    );
     tar
 }
 
@@ -86,13 +95,25 @@ fn busybox_rootfs_tar(dir: &Path) -> PathBuf {
 
 /// A private dockerd on its own socket, data root and exec root.
 struct Docker {
+    daemon: Option<Daemon>,
     dir: tempfile::TempDir,
-    _daemon: Daemon,
+}
+
+impl Drop for Docker {
+    fn drop(&mut self) {
+        // Stop dockerd first, then undo the mounts it leaves (its data root is bind-mounted
+        // onto itself) so the directory can be removed.
+        drop(self.daemon.take());
+        util::unmount_under(self.dir.path());
+    }
 }
 
 impl Docker {
     fn start() -> Docker {
-        let dir = tempfile::Builder::new().prefix("bd").tempdir_in("/tmp").unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("bd")
+            .tempdir_in("/tmp")
+            .unwrap();
         let d = dir.path();
         std::fs::create_dir_all(d.join("config")).unwrap();
         let mut daemon = Daemon::spawn(
@@ -121,8 +142,8 @@ impl Docker {
         };
         daemon.wait_ready(|| docker(&["version"]).status.success());
         Docker {
+            daemon: Some(daemon),
             dir,
-            _daemon: daemon,
         }
     }
 
@@ -142,7 +163,9 @@ impl Docker {
     }
 
     fn inspect(&self, image: &str, format: &str) -> String {
-        self.run(&["image", "inspect", "--format", format, image]).trim().to_string()
+        self.run(&["image", "inspect", "--format", format, image])
+            .trim()
+            .to_string()
     }
 }
 
@@ -153,7 +176,12 @@ fn docker_pushes_and_pulls_a_multi_layer_image_on_filesystem_and_s3() {
     let tar = busybox_rootfs_tar(work.path());
     docker.run(&["import", tar.to_str().unwrap(), "e2e/base:1"]);
     build_context(&work.path().join("ctx"), "e2e/base:1");
-    docker.run(&["build", "-t", "e2e/multi:1", work.path().join("ctx").to_str().unwrap()]);
+    docker.run(&[
+        "build",
+        "-t",
+        "e2e/multi:1",
+        work.path().join("ctx").to_str().unwrap(),
+    ]);
     let id = docker.inspect("e2e/multi:1", "{{.Id}}");
     let layers = docker.inspect("e2e/multi:1", "{{json .RootFS.Layers}}");
     let diff_ids: Vec<String> = serde_json::from_str(&layers).unwrap();
@@ -168,7 +196,11 @@ fn docker_pushes_and_pulls_a_multi_layer_image_on_filesystem_and_s3() {
         let pushed = pushed_digest(&docker.run(&["push", &remote]));
 
         let (served, blobs) = fetch_image(&reg, "dk/multi", "1");
-        assert_eq!(served, pushed, "{}: berth serves the manifest docker pushed", storage.name);
+        assert_eq!(
+            served, pushed,
+            "{}: berth serves the manifest docker pushed",
+            storage.name
+        );
         assert_eq!(blobs.len(), 3);
 
         // Forget every image so that the pull fetches every layer again.
@@ -184,7 +216,10 @@ fn docker_pushes_and_pulls_a_multi_layer_image_on_filesystem_and_s3() {
         assert_eq!(docker.inspect(&remote, "{{.Id}}"), id, "{}", storage.name);
         assert_eq!(docker.inspect(&remote, "{{json .RootFS.Layers}}"), layers);
         let repo_digests = docker.inspect(&remote, "{{json .RepoDigests}}");
-        assert!(repo_digests.contains(&format!("dk/multi@{pushed}")), "{repo_digests}");
+        assert!(
+            repo_digests.contains(&format!("dk/multi@{pushed}")),
+            "{repo_digests}"
+        );
         local = remote;
     }
 }
@@ -218,7 +253,9 @@ impl Podman {
     }
 
     fn inspect(&self, image: &str, format: &str) -> String {
-        self.run(&["image", "inspect", "--format", format, image]).trim().to_string()
+        self.run(&["image", "inspect", "--format", format, image])
+            .trim()
+            .to_string()
     }
 }
 
@@ -238,7 +275,10 @@ fn podman_roundtrip(storage: Storage) {
     ]);
     let id = podman.inspect("localhost/e2e-multi:1", "{{.Id}}");
     let layers = podman.inspect("localhost/e2e-multi:1", "{{json .RootFS.Layers}}");
-    assert_eq!(serde_json::from_str::<Vec<String>>(&layers).unwrap().len(), 3);
+    assert_eq!(
+        serde_json::from_str::<Vec<String>>(&layers).unwrap().len(),
+        3
+    );
 
     let reg = Registry::start(&storage, "");
     let remote = format!("{}/pm/multi:1", reg.addr);
@@ -251,9 +291,16 @@ fn podman_roundtrip(storage: Storage) {
         "localhost/e2e-multi:1",
         &format!("docker://{remote}"),
     ]);
-    let pushed = std::fs::read_to_string(&digestfile).unwrap().trim().to_string();
+    let pushed = std::fs::read_to_string(&digestfile)
+        .unwrap()
+        .trim()
+        .to_string();
     let (served, blobs) = fetch_image(&reg, "pm/multi", "1");
-    assert_eq!(served, pushed, "{}: berth serves what podman pushed", storage.name);
+    assert_eq!(
+        served, pushed,
+        "{}: berth serves what podman pushed",
+        storage.name
+    );
     assert_eq!(blobs.len(), 3);
 
     podman.run(&["rmi", "-a", "-f"]);
@@ -298,7 +345,10 @@ fn skopeo_copy_back(reg: &Registry, reference: &str, image: &util::OciImage) {
     );
     for (digest, bytes) in image.blobs() {
         let hex = digest.strip_prefix("sha256:").unwrap();
-        assert!(std::fs::read(out.path().join(hex)).unwrap() == bytes, "blob {digest}");
+        assert!(
+            std::fs::read(out.path().join(hex)).unwrap() == bytes,
+            "blob {digest}"
+        );
     }
 }
 
@@ -308,7 +358,12 @@ fn skopeo_roundtrip(storage: Storage) {
     let reg = Registry::start(&storage, "");
     let src = format!("oci:{}:latest", image.layout.display());
     for tag in ["1", "2"] {
-        skopeo(&["copy", "--dest-tls-verify=false", &src, &format!("docker://{}/sk/img:{tag}", reg.addr)]);
+        skopeo(&[
+            "copy",
+            "--dest-tls-verify=false",
+            &src,
+            &format!("docker://{}/sk/img:{tag}", reg.addr),
+        ]);
     }
     skopeo_copy_back(&reg, "sk/img:1", &image);
     assert_eq!(fetch_image(&reg, "sk/img", "2").0, image.manifest_digest());
@@ -322,7 +377,12 @@ fn skopeo_roundtrip(storage: Storage) {
     assert_eq!(inspect["Digest"], image.manifest_digest().as_str());
     let layers: Vec<String> = image.layers.iter().map(|l| digest_of(l)).collect();
     assert_eq!(inspect["Layers"], serde_json::json!(layers));
-    let raw = skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{}/sk/img:2", reg.addr)]);
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}/sk/img:2", reg.addr),
+    ]);
     assert_eq!(raw.as_bytes(), image.manifest);
 
     let tags: serde_json::Value = serde_json::from_str(&skopeo(&[
@@ -334,7 +394,11 @@ fn skopeo_roundtrip(storage: Storage) {
     assert_eq!(tags["Tags"], serde_json::json!(["1", "2"]));
 
     // skopeo deletes by digest: the manifest and both tags that point at it are gone.
-    skopeo(&["delete", "--tls-verify=false", &format!("docker://{}/sk/img:1", reg.addr)]);
+    skopeo(&[
+        "delete",
+        "--tls-verify=false",
+        &format!("docker://{}/sk/img:1", reg.addr),
+    ]);
     let gone = reg.request(
         "GET",
         &format!("/v2/sk/img/manifests/{}", image.manifest_digest()),
@@ -343,7 +407,11 @@ fn skopeo_roundtrip(storage: Storage) {
     );
     assert_eq!(gone.status, 404, "{}", storage.name);
     let inspect = run_with_timeout(
-        Command::new("skopeo").args(["inspect", "--tls-verify=false", &format!("docker://{}/sk/img:1", reg.addr)]),
+        Command::new("skopeo").args([
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{}/sk/img:1", reg.addr),
+        ]),
         util::PEER_TIMEOUT,
     );
     assert!(!inspect.status.success(), "the deleted image is not found");
@@ -364,13 +432,23 @@ fn skopeo_copies_inspects_lists_and_deletes_on_s3() {
 
 /// A private containerd with its own root, state and sockets.
 struct Containerd {
+    daemon: Option<Daemon>,
     dir: tempfile::TempDir,
-    _daemon: Daemon,
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        drop(self.daemon.take());
+        util::unmount_under(self.dir.path());
+    }
 }
 
 impl Containerd {
     fn start() -> Containerd {
-        let dir = tempfile::Builder::new().prefix("bc").tempdir_in("/tmp").unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("bc")
+            .tempdir_in("/tmp")
+            .unwrap();
         let d = dir.path().display();
         let config = dir.path().join("config.toml");
         std::fs::write(
@@ -398,8 +476,8 @@ impl Containerd {
             .success()
         });
         Containerd {
+            daemon: Some(daemon),
             dir,
-            _daemon: daemon,
         }
     }
 
@@ -435,18 +513,44 @@ fn containerd_roundtrip(storage: Storage) {
 
     // Import the image from an OCI archive under berth's name, push it, forget it, pull it.
     let archive = layout.path().join("image.tar");
-    run_ok(Command::new("tar").arg("-C").arg(&image.layout).arg("-cf").arg(&archive).args(["oci-layout", "index.json", "blobs"]));
-    containerd.ctr(&["images", "import", "--base-name", &format!("{}/ct/img", reg.addr), archive.to_str().unwrap()]);
-    assert_eq!(containerd.images().get(&remote), Some(&image.manifest_digest()), "{:?}", containerd.images());
+    run_ok(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&image.layout)
+            .arg("-cf")
+            .arg(&archive)
+            .args(["oci-layout", "index.json", "blobs"]),
+    );
+    containerd.ctr(&[
+        "images",
+        "import",
+        "--base-name",
+        &format!("{}/ct/img", reg.addr),
+        archive.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        containerd.images().get(&remote),
+        Some(&image.manifest_digest()),
+        "{:?}",
+        containerd.images()
+    );
     containerd.ctr(&["images", "push", "--plain-http", &remote]);
-    assert_eq!(fetch_image(&reg, "ct/img", "1").0, image.manifest_digest(), "{}", storage.name);
+    assert_eq!(
+        fetch_image(&reg, "ct/img", "1").0,
+        image.manifest_digest(),
+        "{}",
+        storage.name
+    );
 
     containerd.ctr(&["images", "rm", "--sync", &remote]);
     let content = containerd.ctr(&["content", "ls", "-q"]);
     assert_eq!(content.trim(), "", "garbage collection removed every blob");
 
     containerd.ctr(&["images", "pull", "--plain-http", &remote]);
-    assert_eq!(containerd.images().get(&remote), Some(&image.manifest_digest()));
+    assert_eq!(
+        containerd.images().get(&remote),
+        Some(&image.manifest_digest())
+    );
     let mut blobs = image.blobs();
     blobs.push((image.manifest_digest(), image.manifest.clone()));
     for (digest, bytes) in blobs {
@@ -458,7 +562,11 @@ fn containerd_roundtrip(storage: Storage) {
             util::PEER_TIMEOUT,
         );
         assert!(out.status.success(), "content get {digest}");
-        assert!(out.stdout == bytes, "{}: blob {digest} pulled byte for byte", storage.name);
+        assert!(
+            out.stdout == bytes,
+            "{}: blob {digest} pulled byte for byte",
+            storage.name
+        );
     }
 }
 
@@ -485,7 +593,10 @@ fn start_upload(reg: &Registry, repo: &str, first: &[u8]) -> String {
     let patch = reg.request(
         "PATCH",
         &path,
-        &[("Content-Type", "application/octet-stream"), ("Content-Range", &range)],
+        &[
+            ("Content-Type", "application/octet-stream"),
+            ("Content-Range", &range),
+        ],
         first,
     );
     assert_eq!(patch.status, 202, "{patch:?}");
@@ -504,12 +615,18 @@ fn location_path(location: &str) -> String {
 fn finish_upload(reg: &Registry, path: &str, offset: usize, rest: &[u8], digest: &str) {
     let status = reg.request("GET", path, &[], b"");
     assert_eq!(status.status, 204, "{status:?}");
-    assert_eq!(status.header("range"), Some(format!("0-{}", offset - 1).as_str()));
+    assert_eq!(
+        status.header("range"),
+        Some(format!("0-{}", offset - 1).as_str())
+    );
     let range = format!("{offset}-{}", offset + rest.len() - 1);
     let patch = reg.request(
         "PATCH",
         path,
-        &[("Content-Type", "application/octet-stream"), ("Content-Range", &range)],
+        &[
+            ("Content-Type", "application/octet-stream"),
+            ("Content-Range", &range),
+        ],
         rest,
     );
     assert_eq!(patch.status, 202, "{patch:?}");
@@ -519,7 +636,9 @@ fn finish_upload(reg: &Registry, path: &str, offset: usize, rest: &[u8], digest:
 }
 
 fn blob(n: usize, seed: u32) -> Vec<u8> {
-    (0..n as u32).map(|i| (i.wrapping_mul(seed) >> 9) as u8).collect()
+    (0..n as u32)
+        .map(|i| (i.wrapping_mul(seed) >> 9) as u8)
+        .collect()
 }
 
 #[test]
@@ -577,7 +696,10 @@ fn serve_fails(text: &str) -> String {
     let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
     file.write_all(text.as_bytes()).unwrap();
     let out = run_with_timeout(
-        Command::new(util::berth_bin()).arg("serve").arg("--config").arg(file.path()),
+        Command::new(util::berth_bin())
+            .arg("serve")
+            .arg("--config")
+            .arg(file.path()),
         Duration::from_secs(60),
     );
     assert!(!out.status.success(), "{text:?} must be refused");
@@ -588,18 +710,31 @@ fn serve_fails(text: &str) -> String {
 fn a_bad_config_is_one_line_naming_the_key() {
     let cases = [
         ("[server]\nlisten = \"127.0.0.1:0\"\nlisen = 1\n", "lisen"),
-        ("[server]\nlisten = \"127.0.0.1:0\"\ndelete = \"yes\"\n", "delete"),
+        (
+            "[server]\nlisten = \"127.0.0.1:0\"\ndelete = \"yes\"\n",
+            "delete",
+        ),
         ("[server]\nlisten = \"nowhere\"\n", "listen"),
         ("[server]\nlisten = 5000\n", "listen"),
         ("[storage]\nbackend = \"s3\"\nbucket = \"\"\n", "bucket"),
         ("[storage]\nbackend = \"floppy\"\n", "floppy"),
-        ("[storage]\nbackend = \"filesystem\"\nroot = \"/tmp\"\nsize = 3\n", "size"),
+        (
+            "[storage]\nbackend = \"filesystem\"\nroot = \"/tmp\"\nsize = 3\n",
+            "size",
+        ),
         ("[server]\nlisten = \"127.0.0.1:0\"\n[storag]\n", "storag"),
     ];
     for (text, key) in cases {
         let stderr = serve_fails(text);
-        assert_eq!(stderr.trim_end().lines().count(), 1, "{text:?}: one line, got:\n{stderr}");
-        assert!(stderr.contains(key), "{text:?}: the error names {key:?}: {stderr}");
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "{text:?}: one line, got:\n{stderr}"
+        );
+        assert!(
+            stderr.contains(key),
+            "{text:?}: the error names {key:?}: {stderr}"
+        );
     }
 }
 
@@ -610,7 +745,10 @@ fn repo_path(rel: &str) -> PathBuf {
 #[test]
 fn the_example_configs_load_and_serve() {
     let fs = berth_registry::Config::load(&repo_path("config/filesystem.toml")).unwrap();
-    assert!(matches!(fs.storage, berth_storage::StoreConfig::Filesystem { .. }));
+    assert!(matches!(
+        fs.storage,
+        berth_storage::StoreConfig::Filesystem { .. }
+    ));
     let s3 = berth_registry::Config::load(&repo_path("config/s3.toml")).unwrap();
     let berth_storage::StoreConfig::S3(s3) = s3.storage else {
         panic!("config/s3.toml describes S3");
@@ -641,9 +779,14 @@ fn the_example_configs_load_and_serve() {
             "listen" => "listen = \"127.0.0.1:0\"".to_string(),
             "bucket" => format!("bucket = {:?}", c.bucket),
             "endpoint" | "# endpoint" => format!("endpoint = {:?}", c.endpoint.as_deref().unwrap()),
-            "access_key_id" | "# access_key_id" => format!("access_key_id = {:?}", c.access_key_id.as_deref().unwrap()),
+            "access_key_id" | "# access_key_id" => {
+                format!("access_key_id = {:?}", c.access_key_id.as_deref().unwrap())
+            }
             "secret_access_key" | "# secret_access_key" => {
-                format!("secret_access_key = {:?}", c.secret_access_key.as_deref().unwrap())
+                format!(
+                    "secret_access_key = {:?}",
+                    c.secret_access_key.as_deref().unwrap()
+                )
             }
             _ => l.to_string(),
         })
@@ -654,8 +797,20 @@ fn the_example_configs_load_and_serve() {
     let mut cmd = Command::new(util::berth_bin());
     cmd.arg("serve").arg("--config").arg(file.path());
     let (mut child, addr, _) = util::spawn_serving(cmd);
-    let put = util::request(&addr, "POST", &format!("/v2/ex/blobs/uploads/?digest={}", digest_of(b"x")), &[], b"x");
-    let get = util::request(&addr, "GET", &format!("/v2/ex/blobs/{}", digest_of(b"x")), &[], b"");
+    let put = util::request(
+        &addr,
+        "POST",
+        &format!("/v2/ex/blobs/uploads/?digest={}", digest_of(b"x")),
+        &[],
+        b"x",
+    );
+    let get = util::request(
+        &addr,
+        "GET",
+        &format!("/v2/ex/blobs/{}", digest_of(b"x")),
+        &[],
+        b"",
+    );
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(put.status, 201, "{put:?}");
@@ -679,11 +834,15 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits_zero() {
     stream.write_all(&data[..1000]).unwrap();
     stream.flush().unwrap();
     reg.signal(libc::SIGTERM);
-    reg.stderr.wait_for("shutting down", Duration::from_secs(30));
+    reg.stderr
+        .wait_for("shutting down", Duration::from_secs(30));
     stream.write_all(&data[1000..]).unwrap();
     let patch: Response = util::read_response(stream, "PATCH");
     assert_eq!(patch.status, 202, "{patch:?}");
-    assert_eq!(patch.header("range"), Some(format!("0-{}", data.len() - 1).as_str()));
+    assert_eq!(
+        patch.header("range"),
+        Some(format!("0-{}", data.len() - 1).as_str())
+    );
     let status = reg.wait(Duration::from_secs(60));
     assert_eq!(status.code(), Some(0), "{}", reg.stderr.all().join("\n"));
 }
@@ -692,9 +851,13 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits_zero() {
 fn serve_without_arguments_uses_port_5000_and_the_default_directory() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("default-root");
-    let free = std::net::TcpListener::bind("127.0.0.1:5000").map(drop).is_ok();
+    let free = std::net::TcpListener::bind("127.0.0.1:5000")
+        .map(drop)
+        .is_ok();
     let mut cmd = Command::new(util::berth_bin());
-    cmd.arg("serve").env("BERTH_REGISTRY_ROOT", &root).env_remove("BERTH_CONFIG_FILE");
+    cmd.arg("serve")
+        .env("BERTH_REGISTRY_ROOT", &root)
+        .env_remove("BERTH_CONFIG_FILE");
     if free {
         let (mut child, addr, stderr) = util::spawn_serving(cmd);
         let v2 = util::request(&addr, "GET", "/v2/", &[], b"");
@@ -702,9 +865,15 @@ fn serve_without_arguments_uses_port_5000_and_the_default_directory() {
         let _ = child.wait();
         assert_eq!(addr, "127.0.0.1:5000");
         assert_eq!(v2.status, 200);
-        assert_eq!(v2.header("docker-distribution-api-version"), Some("registry/2.0"));
+        assert_eq!(
+            v2.header("docker-distribution-api-version"),
+            Some("registry/2.0")
+        );
         let log = stderr.all().join("\n");
-        assert!(log.contains(&root.display().to_string()), "the log names the data directory: {log}");
+        assert!(
+            log.contains(&root.display().to_string()),
+            "the log names the data directory: {log}"
+        );
         assert!(root.is_dir());
     } else {
         // Something else holds the default port: berth says so, naming the address.
