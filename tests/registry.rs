@@ -12,7 +12,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::util::{
-    self, digest_of, oci_image, run_ok, run_with_timeout, Daemon, Registry, Response, Storage,
+    self, digest_of, oci_image, run_ok, run_with_timeout, Daemon, Dockerd, Registry, Response,
+    Storage,
 };
 
 const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, \
@@ -93,97 +94,35 @@ fn busybox_rootfs_tar(dir: &Path) -> PathBuf {
 // ---------------------------------------------------------------------------------------------
 // docker
 
-/// A private dockerd on its own socket, data root and exec root.
-struct Docker {
-    daemon: Option<Daemon>,
-    dir: tempfile::TempDir,
+/// Runs docker against the private daemon, with the classic builder (no BuildKit needed).
+fn docker(d: &Dockerd, args: &[&str]) -> String {
+    run_ok(d.cmd(args).env("DOCKER_BUILDKIT", "0"))
 }
 
-impl Drop for Docker {
-    fn drop(&mut self) {
-        // Stop dockerd first, then undo the mounts it leaves (its data root is bind-mounted
-        // onto itself) so the directory can be removed.
-        drop(self.daemon.take());
-        util::unmount_under(self.dir.path());
-    }
-}
-
-impl Docker {
-    fn start() -> Docker {
-        let dir = tempfile::Builder::new()
-            .prefix("bd")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let d = dir.path();
-        std::fs::create_dir_all(d.join("config")).unwrap();
-        let mut daemon = Daemon::spawn(
-            "dockerd",
-            Command::new("dockerd")
-                .arg("--data-root")
-                .arg(d.join("data"))
-                .arg("--exec-root")
-                .arg(d.join("exec"))
-                .arg("--pidfile")
-                .arg(d.join("pid"))
-                .arg("-H")
-                .arg(format!("unix://{}", d.join("s").display()))
-                .args(["--bridge=none", "--iptables=false", "--ip6tables=false"]),
-            d.join("dockerd.log"),
-        );
-        let docker = |args: &[&str]| {
-            run_with_timeout(
-                Command::new("docker")
-                    .env("DOCKER_CONFIG", d.join("config"))
-                    .arg("-H")
-                    .arg(format!("unix://{}", d.join("s").display()))
-                    .args(args),
-                Duration::from_secs(30),
-            )
-        };
-        daemon.wait_ready(|| docker(&["version"]).status.success());
-        Docker {
-            daemon: Some(daemon),
-            dir,
-        }
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let d = self.dir.path();
-        let mut c = Command::new("docker");
-        c.env("DOCKER_CONFIG", d.join("config"))
-            .env("DOCKER_BUILDKIT", "0")
-            .arg("-H")
-            .arg(format!("unix://{}", d.join("s").display()))
-            .args(args);
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> String {
-        run_ok(&mut self.cmd(args))
-    }
-
-    fn inspect(&self, image: &str, format: &str) -> String {
-        self.run(&["image", "inspect", "--format", format, image])
-            .trim()
-            .to_string()
-    }
+fn docker_inspect(d: &Dockerd, image: &str, format: &str) -> String {
+    docker(d, &["image", "inspect", "--format", format, image])
+        .trim()
+        .to_string()
 }
 
 #[test]
 fn docker_pushes_and_pulls_a_multi_layer_image_on_filesystem_and_s3() {
-    let docker = Docker::start();
+    let d = Dockerd::start();
     let work = tempfile::tempdir().unwrap();
     let tar = busybox_rootfs_tar(work.path());
-    docker.run(&["import", tar.to_str().unwrap(), "e2e/base:1"]);
+    docker(&d, &["import", tar.to_str().unwrap(), "e2e/base:1"]);
     build_context(&work.path().join("ctx"), "e2e/base:1");
-    docker.run(&[
-        "build",
-        "-t",
-        "e2e/multi:1",
-        work.path().join("ctx").to_str().unwrap(),
-    ]);
-    let id = docker.inspect("e2e/multi:1", "{{.Id}}");
-    let layers = docker.inspect("e2e/multi:1", "{{json .RootFS.Layers}}");
+    docker(
+        &d,
+        &[
+            "build",
+            "-t",
+            "e2e/multi:1",
+            work.path().join("ctx").to_str().unwrap(),
+        ],
+    );
+    let id = docker_inspect(&d, "e2e/multi:1", "{{.Id}}");
+    let layers = docker_inspect(&d, "e2e/multi:1", "{{json .RootFS.Layers}}");
     let diff_ids: Vec<String> = serde_json::from_str(&layers).unwrap();
     assert_eq!(diff_ids.len(), 3, "the test image has three layers");
 
@@ -192,8 +131,8 @@ fn docker_pushes_and_pulls_a_multi_layer_image_on_filesystem_and_s3() {
         let storage = storage();
         let reg = Registry::start(&storage, "");
         let remote = format!("{}/dk/multi:1", reg.addr);
-        docker.run(&["tag", &local, &remote]);
-        let pushed = pushed_digest(&docker.run(&["push", &remote]));
+        docker(&d, &["tag", &local, &remote]);
+        let pushed = pushed_digest(&docker(&d, &["push", &remote]));
 
         let (served, blobs) = fetch_image(&reg, "dk/multi", "1");
         assert_eq!(
@@ -204,18 +143,26 @@ fn docker_pushes_and_pulls_a_multi_layer_image_on_filesystem_and_s3() {
         assert_eq!(blobs.len(), 3);
 
         // Forget every image so that the pull fetches every layer again.
-        let ids = docker.run(&["images", "-aq"]);
+        let ids = docker(&d, &["images", "-aq"]);
         let mut rmi = vec!["rmi", "-f"];
         rmi.extend(ids.split_whitespace());
-        docker.run(&rmi);
-        assert_eq!(docker.run(&["images", "-aq"]).trim(), "");
+        docker(&d, &rmi);
+        assert_eq!(docker(&d, &["images", "-aq"]).trim(), "");
 
-        let pull = docker.run(&["pull", &remote]);
+        let pull = docker(&d, &["pull", &remote]);
         assert_eq!(pull.matches("Pull complete").count(), 3, "{pull}");
         assert!(pull.contains(&pushed), "{pull}");
-        assert_eq!(docker.inspect(&remote, "{{.Id}}"), id, "{}", storage.name);
-        assert_eq!(docker.inspect(&remote, "{{json .RootFS.Layers}}"), layers);
-        let repo_digests = docker.inspect(&remote, "{{json .RepoDigests}}");
+        assert_eq!(
+            docker_inspect(&d, &remote, "{{.Id}}"),
+            id,
+            "{}",
+            storage.name
+        );
+        assert_eq!(
+            docker_inspect(&d, &remote, "{{json .RootFS.Layers}}"),
+            layers
+        );
+        let repo_digests = docker_inspect(&d, &remote, "{{json .RepoDigests}}");
         assert!(
             repo_digests.contains(&format!("dk/multi@{pushed}")),
             "{repo_digests}"

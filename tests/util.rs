@@ -376,7 +376,7 @@ impl Dockerd {
             .unwrap();
         let d = Dockerd {
             dir,
-            socket,
+            socket: socket.clone(),
             child: {
                 let deadline = Instant::now() + Duration::from_secs(60);
                 loop {
@@ -425,15 +425,13 @@ impl Drop for Dockerd {
         unsafe {
             libc_kill(self.child.id() as i32, 15);
         }
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        if wait_child(&mut self.child, Duration::from_secs(20)).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // dockerd leaves its data root bind-mounted onto itself: undo that so the directory
+        // can be removed.
+        unmount_under(self.dir.path());
     }
 }
 
