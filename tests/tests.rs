@@ -2,4 +2,5 @@
 //! Each drives the `berth` binary and real peers (see TESTING.md); a missing peer fails.
 
 mod images;
+mod registry;
 mod util;

@@ -1,16 +1,28 @@
-//! Helpers shared by the end-to-end tests: the `berth` binary with a private root, real peers
-//! (CNCF distribution, a private dockerd) on free loopback ports, and test images built from
-//! the static busybox.
+//! Helpers shared by the end-to-end tests:
+//! - the `berth` binary with a private root, HOME and config (the client commands);
+//! - `berth serve` on a free port over a chosen store, the filesystem or an S3 server, and plain
+//!   HTTP/1.1 to speak to it (the registry);
+//! - real peers (CNCF distribution, private dockerd and containerd) on free loopback ports;
+//! - test images built from the static busybox, as image directories or OCI layouts;
+//! - running peer programs with bounded waits.
+//!
+//! Everything a helper starts is stopped when its value drops, so a failing test leaves no
+//! process behind. A missing peer is a failure, never a skip.
 
 #![allow(dead_code)]
 
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use berth_storage::testing::{self, S3Server};
 use berth_storage::Digest;
 use serde_json::json;
+use sha2::{Digest as _, Sha256};
 
 /// A free TCP port on 127.0.0.1 (bound, read, released).
 pub fn free_port() -> u16 {
@@ -412,15 +424,13 @@ impl Drop for Dockerd {
         unsafe {
             libc_kill(self.child.id() as i32, 15);
         }
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        if wait_child(&mut self.child, Duration::from_secs(20)).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // dockerd leaves its data root bind-mounted onto itself: undo that so the directory
+        // can be removed.
+        unmount_under(self.dir.path());
     }
 }
 
@@ -440,4 +450,567 @@ pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
         out.push(next);
     }
     out
+}
+
+/// How long any one peer command may take before the test fails.
+pub const PEER_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The `berth` binary under test.
+pub fn berth_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_berth")
+}
+
+/// A tokio runtime that outlives every test: it drives the in-process S3 server.
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    })
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+pub fn digest_of(bytes: &[u8]) -> String {
+    format!("sha256:{}", sha256_hex(bytes))
+}
+
+/// Where a registry under test keeps its data: a directory or an S3 bucket, and whatever keeps
+/// that alive.
+pub struct Storage {
+    pub name: &'static str,
+    pub toml: String,
+    pub dir: Option<tempfile::TempDir>,
+    pub s3: Option<S3Server>,
+}
+
+impl Storage {
+    pub fn fs() -> Storage {
+        let dir = tempfile::tempdir().unwrap();
+        Storage {
+            name: "filesystem",
+            toml: format!(
+                "[storage]\nbackend = \"filesystem\"\nroot = {:?}\n",
+                dir.path().to_str().unwrap()
+            ),
+            dir: Some(dir),
+            s3: None,
+        }
+    }
+
+    /// moto's S3 server, a child process.
+    pub fn moto() -> Storage {
+        Storage::s3("moto", runtime().block_on(testing::moto()), "berth")
+    }
+
+    /// s3s-fs, in this process. It turns keys into long file names: keep repository names short.
+    pub fn s3s() -> Storage {
+        Storage::s3("s3s", runtime().block_on(testing::s3s()), "")
+    }
+
+    fn s3(name: &'static str, server: S3Server, prefix: &str) -> Storage {
+        let c = server.config(prefix);
+        let toml = format!(
+            "[storage]\nbackend = \"s3\"\nbucket = {:?}\nendpoint = {:?}\nregion = \"us-east-1\"\n\
+             prefix = {:?}\npath_style = true\naccess_key_id = {:?}\nsecret_access_key = {:?}\n",
+            c.bucket,
+            c.endpoint.unwrap(),
+            c.prefix,
+            c.access_key_id.unwrap(),
+            c.secret_access_key.unwrap(),
+        );
+        Storage {
+            name,
+            toml,
+            dir: None,
+            s3: Some(server),
+        }
+    }
+
+    /// The storage of each kind the peer tests run on.
+    pub fn each() -> Vec<fn() -> Storage> {
+        vec![Storage::fs, Storage::moto]
+    }
+}
+
+/// Lines a child wrote to stderr so far, collected by a thread.
+#[derive(Clone, Default)]
+pub struct Lines(Arc<Mutex<Vec<String>>>);
+
+impl Lines {
+    fn collect(self, from: impl Read + Send + 'static) -> Lines {
+        let lines = self.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(from).lines() {
+                let Ok(line) = line else { break };
+                lines.0.lock().unwrap().push(line);
+            }
+        });
+        self
+    }
+
+    pub fn all(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// Waits until a line contains `needle`.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.all().iter().any(|l| l.contains(needle)) {
+            assert!(
+                Instant::now() < deadline,
+                "no line with {needle:?} within {timeout:?}; got:\n{}",
+                self.all().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A running `berth serve`, killed when dropped.
+pub struct Registry {
+    child: Child,
+    /// `127.0.0.1:PORT`
+    pub addr: String,
+    pub stderr: Lines,
+    _config: tempfile::NamedTempFile,
+}
+
+impl Registry {
+    /// `berth serve` on a free loopback port with the given storage and `[server]` lines.
+    pub fn start(storage: &Storage, server: &str) -> Registry {
+        let mut config = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        write!(config, "[server]\n{server}\n{}", storage.toml).unwrap();
+        let mut cmd = Command::new(berth_bin());
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(config.path())
+            .args(["--listen", "127.0.0.1:0"]);
+        let (child, addr, stderr) = spawn_serving(cmd);
+        Registry {
+            child,
+            addr,
+            stderr,
+            _config: config,
+        }
+    }
+
+    pub fn pid(&self) -> libc::pid_t {
+        self.child.id() as libc::pid_t
+    }
+
+    pub fn signal(&self, sig: libc::c_int) {
+        assert_eq!(unsafe { libc::kill(self.pid(), sig) }, 0, "kill berth");
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        wait_child(&mut self.child, timeout)
+            .unwrap_or_else(|| panic!("berth serve did not exit within {timeout:?}"))
+    }
+
+    /// Kills the process (SIGKILL: no chance to tidy up) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
+        request(&self.addr, method, path, headers, body)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts a `berth serve` command and waits for its `listening on ADDR` line.
+pub fn spawn_serving(mut cmd: Command) -> (Child, String, Lines) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting berth serve");
+    let stderr = Lines::default().collect(child.stderr.take().unwrap());
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                let _ = tx.send(addr.trim().to_string());
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(addr) => (child, addr, stderr),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "berth serve did not start; stderr:\n{}",
+                stderr.all().join("\n")
+            );
+        }
+    }
+}
+
+fn wait_child(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs a command to completion within `timeout`, capturing its output.
+pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
+    let desc = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{desc}: {e} (the README's test command installs every peer)"));
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let Some(status) = wait_child(&mut child, timeout) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{desc} did not finish within {timeout:?}");
+    };
+    Output {
+        status,
+        stdout: out_t.join().unwrap(),
+        stderr: err_t.join().unwrap(),
+    }
+}
+
+/// Runs a peer command that must succeed; returns its stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let desc = format!("{cmd:?}");
+    let out = run_with_timeout(cmd, PEER_TIMEOUT);
+    assert!(
+        out.status.success(),
+        "{desc} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A response read off the wire.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends the head of an HTTP/1.1 request (`Connection: close`); the caller sends the body.
+pub fn send_head(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    len: usize,
+) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).expect("connect to berth");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {len}\r\n\r\n"));
+    stream.write_all(head.as_bytes()).unwrap();
+    stream
+}
+
+/// Reads a whole response from a `Connection: close` stream.
+pub fn read_response(mut stream: TcpStream, method: &str) -> Response {
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("reading the response");
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(&raw)));
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[end + 4..].to_vec();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    if chunked && method != "HEAD" {
+        body = dechunk(&body);
+    }
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size_text = std::str::from_utf8(&data[..line_end]).unwrap();
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap();
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[size + 2..];
+    }
+}
+
+/// One plain HTTP/1.1 request to `addr` (`127.0.0.1:PORT`).
+pub fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    let mut stream = send_head(addr, method, path, headers, body.len());
+    stream.write_all(body).unwrap();
+    read_response(stream, method)
+}
+
+/// An OCI image written as a layout directory: three gzip layers of real files, a config and
+/// a manifest, the way a build tool would leave it.
+pub struct OciImage {
+    pub layout: PathBuf,
+    pub manifest: Vec<u8>,
+    pub config: Vec<u8>,
+    /// Compressed layer blobs, bottom first.
+    pub layers: Vec<Vec<u8>>,
+}
+
+impl OciImage {
+    pub fn manifest_digest(&self) -> String {
+        digest_of(&self.manifest)
+    }
+
+    /// Every blob the manifest references, by digest: config and layers.
+    pub fn blobs(&self) -> Vec<(String, Vec<u8>)> {
+        let mut v = vec![(digest_of(&self.config), self.config.clone())];
+        v.extend(self.layers.iter().map(|l| (digest_of(l), l.clone())));
+        v
+    }
+}
+
+/// Writes a 3-layer image (busybox, then two layers of files) as an OCI layout at `dir`, its
+/// manifest tagged `tag` in `index.json`.
+pub fn oci_image(dir: &Path, tag: &str) -> OciImage {
+    let work = tempfile::tempdir().unwrap();
+    let mut layers = Vec::new();
+    let mut diff_ids = Vec::new();
+    for i in 0..3 {
+        let root = work.path().join(format!("layer{i}"));
+        match i {
+            0 => {
+                std::fs::create_dir_all(root.join("bin")).unwrap();
+                std::fs::copy("/bin/busybox", root.join("bin/busybox"))
+                    .expect("/bin/busybox (Debian's busybox-static) must be installed");
+            }
+            1 => {
+                std::fs::create_dir_all(root.join("etc")).unwrap();
+                std::fs::write(root.join("etc/berth-e2e"), "layer one\n").unwrap();
+            }
+            _ => {
+                std::fs::create_dir_all(root.join("data")).unwrap();
+                let noise: Vec<u8> = (0..300_000u32)
+                    .map(|n| (n.wrapping_mul(2654435761) >> 13) as u8)
+                    .collect();
+                std::fs::write(root.join("data/noise"), noise).unwrap();
+            }
+        }
+        let tar = work.path().join(format!("layer{i}.tar"));
+        run_ok(
+            Command::new("tar")
+                .args([
+                    "--sort=name",
+                    "--mtime=@0",
+                    "--owner=0",
+                    "--group=0",
+                    "--numeric-owner",
+                ])
+                .arg("-C")
+                .arg(&root)
+                .arg("-cf")
+                .arg(&tar)
+                .arg("."),
+        );
+        let plain = std::fs::read(&tar).unwrap();
+        diff_ids.push(digest_of(&plain));
+        run_ok(Command::new("gzip").args(["-n", "-f"]).arg(&tar));
+        layers.push(std::fs::read(work.path().join(format!("layer{i}.tar.gz"))).unwrap());
+    }
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Cmd": ["/bin/busybox", "sh"]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": [{"created_by": "berth e2e"}],
+    }))
+    .unwrap();
+    let descriptor = |media: &str, blob: &[u8]| serde_json::json!({"mediaType": media, "digest": digest_of(blob), "size": blob.len()});
+    let manifest = serde_json::to_vec_pretty(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": descriptor("application/vnd.oci.image.config.v1+json", &config),
+        "layers": layers
+            .iter()
+            .map(|l| descriptor("application/vnd.oci.image.layer.v1.tar+gzip", l))
+            .collect::<Vec<_>>(),
+    }))
+    .unwrap();
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    for blob in layers.iter().chain([&config, &manifest]) {
+        std::fs::write(blobs.join(sha256_hex(blob)), blob).unwrap();
+    }
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let mut index_entry = descriptor("application/vnd.oci.image.manifest.v1+json", &manifest);
+    index_entry["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": tag});
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [index_entry]});
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    OciImage {
+        layout: dir.to_path_buf(),
+        manifest,
+        config,
+        layers,
+    }
+}
+
+/// A private peer daemon (dockerd, containerd), stopped with SIGTERM (then SIGKILL) on drop.
+pub struct Daemon {
+    pub name: &'static str,
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn spawn(name: &'static str, cmd: &mut Command, log: PathBuf) -> Daemon {
+        let file = std::fs::File::create(&log).unwrap();
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("starting {name}: {e} (the README's test command installs it)")
+            });
+        Daemon { name, child, log }
+    }
+
+    /// Waits until `ready` succeeds, failing with the daemon's log when it never does.
+    pub fn wait_ready(&mut self, mut ready: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !ready() {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("{} exited ({status}):\n{}", self.name, self.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} not ready in time:\n{}",
+                self.name,
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        if wait_child(&mut self.child, Duration::from_secs(30)).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Detaches every mount at or below `dir`, deepest first: what a daemon left behind.
+pub fn unmount_under(dir: &Path) {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let mut points: Vec<&str> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| Path::new(p).starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let c = std::ffi::CString::new(p).unwrap();
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
 }

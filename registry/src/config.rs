@@ -99,6 +99,25 @@ impl Default for Config {
 #[error("{0}")]
 pub struct ConfigError(pub String);
 
+/// The dotted key (`server.delete`) of the `key = value` line holding byte `offset`, if any.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next()?;
+    let key = line.split_once('=')?.0.trim();
+    if key.is_empty() || key.starts_with('[') || key.starts_with('#') {
+        return None;
+    }
+    let table = text[..line_start].lines().rev().find_map(|l| {
+        let l = l.trim();
+        l.strip_prefix('[')?.strip_suffix(']').map(str::trim)
+    });
+    Some(match table {
+        Some(t) => format!("{t}.{key}"),
+        None => key.to_string(),
+    })
+}
+
 impl Config {
     /// Parses TOML text; `origin` names the file in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
@@ -106,7 +125,14 @@ impl Config {
             let line = e
                 .span()
                 .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
-            let message = e.message().replace('\n', " ");
+            let mut message = e.message().replace('\n', " ");
+            // serde's messages ("invalid type: string \"yes\", expected a boolean") do not say
+            // which key they are about; the span does.
+            if let Some(key) = e.span().and_then(|s| key_at(text, s.start)) {
+                if !message.contains(&format!("`{key}`")) {
+                    message = format!("{key}: {message}");
+                }
+            }
             match line {
                 Some(l) => ConfigError(format!("{origin}, line {l}: {message}")),
                 None => ConfigError(format!("{origin}: {message}")),

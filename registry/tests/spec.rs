@@ -828,7 +828,7 @@ async fn deletes(t: T) {
     let (d, _) = t.image("del", "v1", &[b"l"]).await;
     t.call(
         "PUT",
-        &format!("/v2/del/manifests/v2"),
+        "/v2/del/manifests/v2",
         &[("content-type", OCI_MANIFEST)],
         t.call("GET", "/v2/del/manifests/v1", &[], "").await.body,
     )
