@@ -16,7 +16,7 @@ DIGEST=sha256:$(openssl dgst -sha256 -r "$FILE" | cut -d' ' -f1)
 ROOT=$WORK/store
 "$BIN" put "$ROOT" "$FILE" "$DIGEST"   # warm the page cache and create the blob for `get`
 hyperfine -N --warmup 1 --runs "$RUNS" --export-json "$WORK/put.json" \
-  --prepare "rm -rf $ROOT/blobs" \
+  --prepare "rm -rf $ROOT/blobs; sync" \
   -n "openssl dgst -sha256" "openssl dgst -sha256 $FILE" \
   -n "berth put" "$BIN put $ROOT $FILE $DIGEST" >/dev/null
 "$BIN" put "$ROOT" "$FILE" "$DIGEST"
