@@ -166,16 +166,21 @@ fn json_response(status: StatusCode, body: Bytes, extra: &[(&'static str, String
 
 // ---- manifests ----
 
-/// Resolves a tag or digest reference to a digest of this repository's manifests.
-async fn resolve(reg: &Registry, repo: &RepoName, reference: &str) -> Result<(Digest, String)> {
-    let reference: Reference = reference.parse().map_err(|e: berth_storage::NameError| {
-        let code = if reference.contains(':') {
+/// A manifest URL's reference: a bad digest is DIGEST_INVALID, a bad tag MANIFEST_INVALID.
+fn manifest_reference(raw: &str) -> Result<Reference> {
+    raw.parse().map_err(|e: berth_storage::NameError| {
+        let code = if raw.contains(':') {
             Code::DigestInvalid
         } else {
             Code::ManifestInvalid
         };
         RegistryError::new(code, e.to_string())
-    })?;
+    })
+}
+
+/// Resolves a tag or digest reference to a digest of this repository's manifests.
+async fn resolve(reg: &Registry, repo: &RepoName, reference: &str) -> Result<(Digest, String)> {
+    let reference = manifest_reference(reference)?;
     let d = match reference {
         Reference::Digest(d) => d,
         Reference::Tag(t) => match reg.store.repos.tag(repo, &t).await? {
@@ -248,14 +253,7 @@ async fn put_manifest(
         )
         .with_status(StatusCode::PAYLOAD_TOO_LARGE));
     }
-    let reference: Reference = reference.parse().map_err(|e: berth_storage::NameError| {
-        let code = if reference.contains(':') {
-            Code::DigestInvalid
-        } else {
-            Code::ManifestInvalid
-        };
-        RegistryError::new(code, e.to_string())
-    })?;
+    let reference = manifest_reference(reference)?;
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
