@@ -25,4 +25,13 @@ python3 -c 'import moto, sys; from importlib.metadata import version; sys.exit(t
   || python3 -m pip install -q --disable-pip-version-check 'moto[server]==5.2.5'
 
 cargo build --workspace --all-targets
-cargo test --workspace --no-fail-fast
+log=$(mktemp)
+set +e
+cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole run: cargo ends on its (empty) doc-test summaries.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "total: %d passed, %d failed\n", p, f }' "$log"
+rm -f "$log"
+exit "$rc"
