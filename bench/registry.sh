@@ -2,13 +2,15 @@
 # Registry speed, side by side in one run: manifest GET by tag at 32 connections (wrk) against
 # berth, CNCF distribution (Debian's docker-registry) and nginx serving the same bytes as a
 # static file; resident memory of berth and distribution idle and after the load.
-# Not yet here (issue 3): the 256 MiB blob GET against nginx and the skopeo push of 3×64 MiB.
+# Then a 256 MiB blob GET (one stream, curl) against nginx serving the same file, and a
+# `skopeo copy` push of a 3×64 MiB image to berth and to distribution (hyperfine medians).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10s}
 BERTH=${BERTH:-${CARGO_TARGET_DIR:-target}/release/berth}
 [ -x "$BERTH" ] || cargo build --release -q --bin berth
 WORK=$(mktemp -d "${TMPDIR:-/var/tmp}/berth-regbench.XXXXXX")
+chmod 755 "$WORK"   # nginx's workers run as an unprivileged user
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
@@ -66,10 +68,17 @@ open(sys.argv[3], "wb").write(out)
 PY
 nginx -c "$WORK/nginx.conf" -p "$WORK" & sleep 0.5
 PIDS+=($(cat "$WORK/nginx.pid"))
+for u in "http://127.0.0.1:$B" "http://127.0.0.1:$D" "http://127.0.0.1:$N"; do
+  curl -sf -o /dev/null -H "Accept: application/vnd.oci.image.manifest.v1+json" "$u/v2/bench/app/manifests/latest" || { echo "$u does not serve the manifest" >&2; exit 1; }
+done
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 B_IDLE=$(rss $BPID); D_IDLE=$(rss $DPID)
 ACCEPT='Accept: application/vnd.oci.image.manifest.v1+json'
-rps() { wrk -t2 -c32 -d"$DURATION" -H "$ACCEPT" "$1" | awk '/Requests\/sec/ {print $2}'; }
+rps() {
+  wrk -t2 -c32 -d"$DURATION" -H "$ACCEPT" "$1" > "$WORK/wrk.out"
+  if grep -q "Non-2xx" "$WORK/wrk.out"; then echo "errors from $1:" >&2; cat "$WORK/wrk.out" >&2; exit 1; fi
+  awk '/Requests\/sec/ {print $2}' "$WORK/wrk.out"
+}
 R_B=$(rps "http://127.0.0.1:$B/v2/bench/app/manifests/latest")
 B_LOAD=$(rss $BPID)
 R_D=$(rps "http://127.0.0.1:$D/v2/bench/app/manifests/latest")
@@ -82,4 +91,49 @@ print(f"manifest GET req/s: berth {rb:,.0f}  distribution {rd:,.0f}  nginx {rn:,
 print(f"berth / distribution = {rb/rd:.1f}x (target >= 10x); berth / nginx = {rb/rn:.2f}x (target >= 0.3x)")
 print(f"RSS idle: berth {bi/1024:.1f} MiB, distribution {di/1024:.1f} MiB = {bi/di:.2f}x (target <= 0.5x)")
 print(f"RSS after load: berth {bl/1024:.1f} MiB, distribution {dl/1024:.1f} MiB = {bl/dl:.2f}x (target <= 0.5x)")
+PY
+
+# ---- 256 MiB blob GET, single stream, against nginx ----
+BLOB_MIB=${BLOB_MIB:-256}
+head -c "$((BLOB_MIB << 20))" /dev/urandom > "$WORK/big"
+BIG=sha256:$(sha256sum "$WORK/big" | cut -d' ' -f1)
+curl -sf -X POST --data-binary @"$WORK/big" -H 'Content-Type: application/octet-stream' \
+  "http://127.0.0.1:$B/v2/bench/app/blobs/uploads/?digest=$BIG" -o /dev/null
+cp "$WORK/big" "$WORK/static/big"
+hyperfine -N --warmup 2 --runs "${RUNS:-9}" --export-json "$WORK/blob.json" \
+  -n "berth blob GET" "curl -sf -o /dev/null http://127.0.0.1:$B/v2/bench/app/blobs/$BIG" \
+  -n "nginx file GET" "curl -sf -o /dev/null http://127.0.0.1:$N/big" >/dev/null
+
+# ---- skopeo push of a 3x64 MiB image, berth against distribution ----
+python3 - "$WORK/oci" <<'PY'
+import hashlib, json, os, sys
+root = sys.argv[1]; blobs = os.path.join(root, "blobs", "sha256"); os.makedirs(blobs)
+def put(data):
+    d = hashlib.sha256(data).hexdigest(); open(os.path.join(blobs, d), "wb").write(data); return "sha256:" + d, len(data)
+layers = [put(os.urandom(64 << 20)) for _ in range(3)]
+cfg = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [d for d, _ in layers]}}).encode()
+cd, cs = put(cfg)
+m = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
+    "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": n} for d, n in layers]}).encode()
+md, ms = put(m)
+json.dump({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms,
+    "annotations": {"org.opencontainers.image.ref.name": "latest"}}]}, open(os.path.join(root, "index.json"), "w"))
+open(os.path.join(root, "oci-layout"), "w").write('{"imageLayoutVersion": "1.0.0"}')
+PY
+# Each run starts its registry on an empty root (skopeo would skip blobs a registry already has);
+# the start-up is inside the timed command for both, and is a few milliseconds for each.
+hyperfine -N --runs "${PUSH_RUNS:-3}" --export-json "$WORK/push.json" \
+  --prepare "rm -rf $WORK/pb $WORK/pd; sync" \
+  -n "berth skopeo push" "bash -c 'set -e; $BERTH serve --listen 127.0.0.1:0 --root $WORK/pb > $WORK/pb.addr 2>/dev/null & p=\$!; for k in \$(seq 100); do grep -q listening $WORK/pb.addr 2>/dev/null && break; sleep 0.05; done; a=\$(sed -n \"s/listening on //p\" $WORK/pb.addr); skopeo copy -q --dest-tls-verify=false oci:$WORK/oci:latest docker://\$a/push/x:latest; kill \$p'" \
+  -n "distribution skopeo push" "bash -c 'set -e; q=\$(python3 -c \"import socket;s=socket.socket();s.bind((\\\"127.0.0.1\\\",0));print(s.getsockname()[1])\"); printf \"version: 0.1\\nlog: {level: error}\\nstorage: {filesystem: {rootdirectory: $WORK/pd}}\\nhttp: {addr: 127.0.0.1:\$q}\\n\" > $WORK/pd.yml; /usr/bin/docker-registry serve $WORK/pd.yml >/dev/null 2>&1 & p=\$!; for k in \$(seq 100); do curl -sf http://127.0.0.1:\$q/v2/ >/dev/null && break; sleep 0.05; done; skopeo copy -q --dest-tls-verify=false oci:$WORK/oci:latest docker://127.0.0.1:\$q/push/x:latest; kill \$p'" >/dev/null
+
+python3 - "$WORK/blob.json" "$WORK/push.json" "$BLOB_MIB" <<'PY'
+import json, sys
+def med(p): return {r["command"]: r["median"] for r in json.load(open(p))["results"]}
+b, p, mib = med(sys.argv[1]), med(sys.argv[2]), int(sys.argv[3])
+for k, v in b.items(): print(f"{k:26s} {v*1000:8.1f} ms  {mib/1024/v:5.2f} GiB/s")
+print(f"blob GET: berth speed / nginx speed = {b['nginx file GET']/b['berth blob GET']:.2f}x (target >= 1.0x)")
+for k, v in p.items(): print(f"{k:26s} {v*1000:8.1f} ms")
+print(f"skopeo push: berth / distribution time = {p['berth skopeo push']/p['distribution skopeo push']:.2f}x (target <= 0.7x)")
 PY
