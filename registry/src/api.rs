@@ -23,6 +23,59 @@ use crate::routes::{self, Route};
 pub struct Registry {
     pub store: Store,
     pub config: ServerConfig,
+    manifests: ManifestCache,
+}
+
+impl Registry {
+    pub fn new(store: Store, config: ServerConfig) -> Registry {
+        Registry {
+            store,
+            config,
+            manifests: ManifestCache::default(),
+        }
+    }
+}
+
+/// How long a cached manifest may be served without asking the store again.
+const MANIFEST_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+const MANIFEST_CACHE_ENTRIES: usize = 4096;
+
+/// Manifests by (repository, digest). Their bytes never change, so only a deletion can make an
+/// entry wrong: this process forgets its own deletions at once, and an entry lives at most
+/// [`MANIFEST_TTL`], so a deletion made through another process is seen soon after. Tags are
+/// never cached: a tag read goes to the store every time.
+#[derive(Default)]
+struct ManifestCache {
+    entries: std::sync::Mutex<HashMap<(RepoName, Digest), (std::time::Instant, String, Bytes)>>,
+}
+
+impl ManifestCache {
+    fn get(&self, repo: &RepoName, d: &Digest) -> Option<(String, Bytes)> {
+        let map = self.entries.lock().unwrap();
+        let (at, media_type, body) = map.get(&(repo.clone(), d.clone()))?;
+        (at.elapsed() < MANIFEST_TTL).then(|| (media_type.clone(), body.clone()))
+    }
+
+    fn insert(&self, repo: &RepoName, d: &Digest, media_type: String, body: Bytes) {
+        let mut map = self.entries.lock().unwrap();
+        if map.len() >= MANIFEST_CACHE_ENTRIES {
+            map.retain(|_, (at, _, _)| at.elapsed() < MANIFEST_TTL);
+            if map.len() >= MANIFEST_CACHE_ENTRIES {
+                map.clear();
+            }
+        }
+        map.insert(
+            (repo.clone(), d.clone()),
+            (std::time::Instant::now(), media_type, body),
+        );
+    }
+
+    fn remove(&self, repo: &RepoName, d: &Digest) {
+        self.entries
+            .lock()
+            .unwrap()
+            .remove(&(repo.clone(), d.clone()));
+    }
 }
 
 type Query = HashMap<String, String>;
@@ -178,22 +231,6 @@ fn manifest_reference(raw: &str) -> Result<Reference> {
     })
 }
 
-/// Resolves a tag or digest reference to a digest of this repository's manifests.
-async fn resolve(reg: &Registry, repo: &RepoName, reference: &str) -> Result<(Digest, String)> {
-    let reference = manifest_reference(reference)?;
-    let d = match reference {
-        Reference::Digest(d) => d,
-        Reference::Tag(t) => match reg.store.repos.tag(repo, &t).await? {
-            Some(d) => d,
-            None => return Err(manifest_unknown(reg, repo, t.as_str()).await),
-        },
-    };
-    match reg.store.repos.manifest(repo, &d).await? {
-        Some(media_type) => Ok((d, media_type)),
-        None => Err(manifest_unknown(reg, repo, d.as_str()).await),
-    }
-}
-
 async fn repo_exists(reg: &Registry, repo: &RepoName) -> bool {
     reg.store.repos.exists(repo).await.unwrap_or(false)
 }
@@ -209,8 +246,25 @@ async fn manifest_unknown(reg: &Registry, repo: &RepoName, reference: &str) -> R
 }
 
 async fn get_manifest(reg: &Registry, repo: &RepoName, reference: &str) -> Result<Response> {
-    let (d, media_type) = resolve(reg, repo, reference).await?;
-    let body = reg.store.blobs.read(&d).await?;
+    let d = match manifest_reference(reference)? {
+        Reference::Digest(d) => d,
+        Reference::Tag(t) => match reg.store.repos.tag(repo, &t).await? {
+            Some(d) => d,
+            None => return Err(manifest_unknown(reg, repo, t.as_str()).await),
+        },
+    };
+    let (media_type, body) = match reg.manifests.get(repo, &d) {
+        Some(hit) => hit,
+        None => {
+            let Some(media_type) = reg.store.repos.manifest(repo, &d).await? else {
+                return Err(manifest_unknown(reg, repo, d.as_str()).await);
+            };
+            let body = reg.store.blobs.read(&d).await?;
+            reg.manifests
+                .insert(repo, &d, media_type.clone(), body.clone());
+            (media_type, body)
+        }
+    };
     Ok(response(
         StatusCode::OK,
         &[
@@ -362,6 +416,7 @@ async fn delete_manifest(reg: &Registry, repo: &RepoName, reference: &str) -> Re
                 reg.store.repos.delete_tag(repo, &t).await?;
             }
             reg.store.repos.unlink_manifest(repo, &d).await?;
+            reg.manifests.remove(repo, &d);
         }
         Err(e) => return Err(RegistryError::new(Code::DigestInvalid, e.to_string())),
     }

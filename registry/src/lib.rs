@@ -45,10 +45,7 @@ impl Server {
         Ok(Server {
             listener,
             grace: Duration::from_secs(config.server.shutdown_grace),
-            registry: Arc::new(Registry {
-                store,
-                config: config.server,
-            }),
+            registry: Arc::new(Registry::new(store, config.server)),
         })
     }
 

@@ -52,13 +52,13 @@ impl Resp {
 }
 
 fn registry(ts: &TestStore, delete: bool) -> Arc<Registry> {
-    Arc::new(Registry {
-        store: ts.store.clone(),
-        config: ServerConfig {
+    Arc::new(Registry::new(
+        ts.store.clone(),
+        ServerConfig {
             delete,
             ..ServerConfig::default()
         },
-    })
+    ))
 }
 
 impl T {
