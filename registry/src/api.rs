@@ -46,8 +46,11 @@ const MANIFEST_CACHE_ENTRIES: usize = 4096;
 /// never cached: a tag read goes to the store every time.
 #[derive(Default)]
 struct ManifestCache {
-    entries: std::sync::Mutex<HashMap<(RepoName, Digest), (std::time::Instant, String, Bytes)>>,
+    entries: std::sync::Mutex<HashMap<(RepoName, Digest), CachedManifest>>,
 }
+
+/// When it was read, its media type, its bytes.
+type CachedManifest = (std::time::Instant, String, Bytes);
 
 impl ManifestCache {
     fn get(&self, repo: &RepoName, d: &Digest) -> Option<(String, Bytes)> {
