@@ -280,15 +280,19 @@ async fn get_manifest(reg: &Registry, repo: &RepoName, reference: &str) -> Resul
     ))
 }
 
+fn manifest_too_large(limit: usize) -> RegistryError {
+    RegistryError::new(
+        Code::SizeInvalid,
+        format!("manifest is larger than the {limit} bytes this registry accepts"),
+    )
+    .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+}
+
 async fn read_limited(body: Body, limit: usize) -> Result<Bytes> {
     let limited = http_body_util::Limited::new(body, limit);
     match limited.collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(RegistryError::new(
-            Code::SizeInvalid,
-            format!("manifest is larger than the {limit} bytes this registry accepts"),
-        )
-        .with_status(StatusCode::PAYLOAD_TOO_LARGE)),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(manifest_too_large(limit)),
         Err(e) => Err(RegistryError::new(
             Code::ManifestInvalid,
             format!("reading the manifest failed: {e}"),
@@ -304,11 +308,7 @@ async fn put_manifest(
 ) -> Result<Response> {
     let limit = reg.config.max_manifest_size;
     if content_length(req.headers()).is_some_and(|n| n > limit as u64) {
-        return Err(RegistryError::new(
-            Code::SizeInvalid,
-            format!("manifest is larger than the {limit} bytes this registry accepts"),
-        )
-        .with_status(StatusCode::PAYLOAD_TOO_LARGE));
+        return Err(manifest_too_large(limit));
     }
     let reference = manifest_reference(reference)?;
     let content_type = req

@@ -700,6 +700,24 @@ async fn manifest_size_limits(t: T) {
     t.call("GET", "/v2/big/manifests/huge", &[], "")
         .await
         .expect(404, "MANIFEST_UNKNOWN");
+    // server.max_manifest_size lowers the limit: what the default took is now too large.
+    let strict = Arc::new(Registry::new(
+        (t.ts.reopen)(),
+        ServerConfig {
+            max_manifest_size: 1 << 20,
+            ..ServerConfig::default()
+        },
+    ));
+    let r = call(
+        &strict,
+        "PUT",
+        "/v2/big/manifests/strict",
+        &[("content-type", OCI_MANIFEST)],
+        ok,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(r.code(), "SIZE_INVALID");
 }
 
 async fn tags_and_catalog(t: T) {

@@ -142,13 +142,12 @@ impl Uploads {
         let mut writer = self.backend.writer(&chunk_key(id, start)).await?;
         let mut stream = std::pin::pin!(stream);
         let mut n: u64 = 0;
-        let fail = |e: StoreError| e;
         while let Some(chunk) = stream.next().await {
             let chunk = match chunk {
                 Ok(c) => c,
                 Err(e) => {
                     writer.abort().await?;
-                    return Err(fail(StoreError::Stream(e)));
+                    return Err(StoreError::Stream(e));
                 }
             };
             n += chunk.len() as u64;

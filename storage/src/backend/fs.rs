@@ -203,7 +203,7 @@ impl Backend for FsBackend {
             Ok(_) => Ok(None),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             // A file where a directory was expected (`a/b` when `a` is an object).
-            Err(e) if e.raw_os_error() == Some(libc_enotdir()) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => Ok(None),
             Err(e) => Err(BackendError::io(key, e)),
         }
     }
@@ -319,10 +319,6 @@ impl Backend for FsBackend {
     }
 }
 
-fn libc_enotdir() -> i32 {
-    20
-}
-
 /// Visits every file below `dir` in byte order of its key. Directories sort as `name/`, which
 /// is what makes `a-b/x` come before `a/x`, as in an S3 listing.
 fn walk_sorted(
@@ -334,7 +330,7 @@ fn walk_sorted(
         Ok(e) => e,
         Err(e)
             if e.kind() == std::io::ErrorKind::NotFound
-                || e.raw_os_error() == Some(libc_enotdir()) =>
+                || e.kind() == std::io::ErrorKind::NotADirectory =>
         {
             return Ok(true)
         }
