@@ -6,9 +6,11 @@
 //! - [`images`] is the local image store: the storage crate's format plus the client's
 //!   image records and unpacked snapshots, and every image command (pull, push, tag, rmi,
 //!   save, load, import, …).
+//! - [`engine`] runs containers over berth-runtime: records, names, volumes, logs.
 //! - [`unpack`] turns a layer blob into a snapshot directory without letting any entry reach
 //!   outside it.
 
+pub mod engine;
 pub mod images;
 pub mod reference;
 pub mod remote;

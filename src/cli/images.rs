@@ -4,12 +4,13 @@
 
 mod template;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
+use berth_client::engine::Engine;
 use berth_client::images::{
     default_root, familiar_of, human_ago, human_size, ImageRecord, ImageStore, ImportOptions,
     LayerState, Progress, PullOptions, Removal,
@@ -31,7 +32,7 @@ pub struct RootArg {
 }
 
 impl RootArg {
-    fn open(&self) -> Result<ImageStore> {
+    pub(crate) fn open(&self) -> Result<ImageStore> {
         let root = self.root.clone().unwrap_or_else(default_root);
         Ok(ImageStore::open(&root)?)
     }
@@ -49,7 +50,7 @@ pub enum ImageCommand {
     Rmi(RmiArgs),
     /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
     Tag(TagArgs),
-    /// Display detailed information on one or more images
+    /// Display detailed information on containers or images
     Inspect(InspectArgs),
     /// Show the history of an image
     History(HistoryArgs),
@@ -191,7 +192,13 @@ pub struct InspectArgs {
     /// Format output using a Go template or 'json'
     #[arg(short, long)]
     format: Option<String>,
-    #[arg(required = true, value_name = "IMAGE")]
+    /// Return JSON for the specified type only (container or image)
+    #[arg(long = "type", value_name = "TYPE")]
+    kind: Option<String>,
+    /// Display total file sizes if the type is container
+    #[arg(short, long)]
+    size: bool,
+    #[arg(required = true, value_name = "NAME|ID")]
     images: Vec<String>,
     #[command(flatten)]
     root: RootArg,
@@ -801,7 +808,7 @@ fn list(a: ListArgs) -> Result<i32> {
 }
 
 /// Renders values with a template; `table` formats get a header and aligned columns.
-fn print_formatted(format: &str, headers: &Value, values: &[Value]) -> Result<i32> {
+pub(crate) fn print_formatted(format: &str, headers: &Value, values: &[Value]) -> Result<i32> {
     let t = Template::parse(format).map_err(|e| anyhow::anyhow!("template parsing error: {e}"))?;
     let mut lines = Vec::new();
     if t.table {
@@ -826,9 +833,10 @@ fn print_formatted(format: &str, headers: &Value, values: &[Value]) -> Result<i3
 
 async fn rmi(a: RmiArgs) -> Result<i32> {
     let store = a.root.open()?;
+    let in_use = images_in_use(&store)?;
     let mut code = 0;
     for name in &a.images {
-        match store.remove(name, a.force).await {
+        match store.remove(name, a.force, &in_use).await {
             Ok(actions) => {
                 for act in actions {
                     match act {
@@ -846,7 +854,7 @@ async fn rmi(a: RmiArgs) -> Result<i32> {
     Ok(code)
 }
 
-fn print_json_indented(v: &Value) -> Result<()> {
+pub(crate) fn print_json_indented(v: &Value) -> Result<()> {
     let mut buf = Vec::new();
     let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
     let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
@@ -858,24 +866,49 @@ fn print_json_indented(v: &Value) -> Result<()> {
 
 async fn inspect(a: InspectArgs) -> Result<i32> {
     let store = a.root.open()?;
+    let engine = Engine::with_images(store.clone())?;
     let mut out = Vec::new();
     let mut code = 0;
+    let kind = a.kind.as_deref().unwrap_or("");
+    if !matches!(kind, "" | "container" | "image") {
+        bail!("\"{kind}\" is not a valid value for --type (container or image)");
+    }
     for name in &a.images {
-        match store.resolve(name) {
+        // docker looks for a container first, then an image.
+        if kind != "image" {
+            if let Ok(rec) = engine.resolve(name) {
+                out.push(super::containers::inspect_value(&engine, &rec, a.size));
+                continue;
+            }
+        }
+        let found = if kind == "container" {
+            Err(anyhow::anyhow!("No such container: {name}"))
+        } else {
+            store
+                .resolve(name)
+                .map_err(|_| anyhow::anyhow!("No such object: {name}"))
+        };
+        match found {
             Ok(i) => out.push(store.inspect(&i).await?),
             Err(e) => {
-                eprintln!("Error: {}", super::one_line(&e.into()));
+                eprintln!("Error: {}", super::one_line(&e));
                 code = 1;
             }
         }
     }
-    match a.format.as_deref() {
-        None | Some("") => print_json_indented(&Value::Array(out))?,
-        Some("json") => println!("{}", serde_json::to_string(&out)?),
+    print_inspect(&out, a.format.as_deref())?;
+    Ok(code)
+}
+
+/// Prints `inspect` results: indented JSON, or each through a template.
+pub(crate) fn print_inspect(out: &[Value], format: Option<&str>) -> Result<()> {
+    match format {
+        None | Some("") => print_json_indented(&Value::Array(out.to_vec()))?,
+        Some("json") => println!("{}", serde_json::to_string(out)?),
         Some(f) => {
             let t =
                 Template::parse(f).map_err(|e| anyhow::anyhow!("template parsing error: {e}"))?;
-            for v in &out {
+            for v in out {
                 println!(
                     "{}",
                     t.render(v).map_err(|e| anyhow::anyhow!("template: {e}"))?
@@ -883,7 +916,66 @@ async fn inspect(a: InspectArgs) -> Result<i32> {
             }
         }
     }
-    Ok(code)
+    Ok(())
+}
+
+/// Aligns tab-separated rows as docker's tables are.
+pub(crate) fn tabulate_rows(rows: &[String]) -> String {
+    tabulate(rows)
+}
+
+/// `run`/`create` of an image not in the store: docker's "Unable to find image" then a
+/// pull, all on stderr (stdout is the container's).
+pub(crate) fn pull_missing(
+    store: &ImageStore,
+    name: &str,
+    platform: &Option<String>,
+    quiet: bool,
+    announce: bool,
+) -> Result<ImageRecord> {
+    let reference = ImageRef::parse(name)?;
+    if announce && !quiet {
+        eprintln!("Unable to find image '{}' locally", reference.familiar());
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let res = rt.block_on(async {
+        let (remote, config) = remote()?;
+        let options = PullOptions {
+            platform: parse_platform(platform)?,
+            concurrency: config.max_concurrent_downloads,
+        };
+        if !quiet {
+            let what = reference.tag().map(|t| t.to_string()).unwrap_or_else(|| {
+                reference
+                    .digest()
+                    .map(|d| d.to_string())
+                    .unwrap_or_default()
+            });
+            eprintln!("{what}: Pulling from {}", reference.repository());
+        }
+        let res = store
+            .pull(&remote, &reference, &options, CliProgress::new(true))
+            .await?;
+        if !quiet {
+            eprintln!("Digest: {}", res.digest);
+            eprintln!(
+                "Status: Downloaded newer image for {}",
+                reference.familiar()
+            );
+        }
+        anyhow::Ok(())
+    });
+    drop(rt);
+    res?;
+    Ok(store.resolve(name)?)
+}
+
+/// Image ids that containers use, each with one such container's short id.
+fn images_in_use(store: &ImageStore) -> Result<BTreeMap<Digest, String>> {
+    Ok(Engine::with_images(store.clone())?.images_in_use()?)
 }
 
 fn truncate(s: &str, n: usize) -> String {
@@ -1099,7 +1191,7 @@ async fn prune(a: PruneArgs) -> Result<i32> {
             return Ok(0);
         }
     }
-    let (removed, reclaimed) = store.prune(a.all).await?;
+    let (removed, reclaimed) = store.prune(a.all, &images_in_use(&store)?).await?;
     if !removed.is_empty() {
         println!("Deleted Images:");
         for r in removed {
@@ -1116,13 +1208,17 @@ async fn prune(a: PruneArgs) -> Result<i32> {
 
 fn df(a: DfArgs) -> Result<i32> {
     let store = a.root.open()?;
-    let u = store.disk_usage()?;
+    let engine = Engine::with_images(store.clone())?;
+    let u = store.disk_usage(&engine.images_in_use()?)?;
+    let c = engine.disk_usage()?;
     let pct = |r: u64, t: u64| (r * 100).checked_div(t).unwrap_or(0);
     let values = vec![
         json!({"Type": "Images", "TotalCount": u.images.to_string(), "Active": u.active.to_string(),
             "Size": human_size(u.size), "Reclaimable": format!("{} ({}%)", human_size(u.reclaimable), pct(u.reclaimable, u.size))}),
-        json!({"Type": "Containers", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"}),
-        json!({"Type": "Local Volumes", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"}),
+        json!({"Type": "Containers", "TotalCount": c.containers.to_string(), "Active": c.active.to_string(),
+            "Size": human_size(c.size), "Reclaimable": format!("{} ({}%)", human_size(c.reclaimable), pct(c.reclaimable, c.size))}),
+        json!({"Type": "Local Volumes", "TotalCount": c.volumes.to_string(), "Active": c.active_volumes.to_string(),
+            "Size": human_size(c.volume_size), "Reclaimable": format!("{} ({}%)", human_size(c.volume_reclaimable), pct(c.volume_reclaimable, c.volume_size))}),
         json!({"Type": "Build Cache", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"}),
     ];
     let format = match a.format.as_deref() {

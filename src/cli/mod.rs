@@ -2,6 +2,7 @@
 
 use clap::Subcommand;
 
+pub mod containers;
 pub mod images;
 pub mod serve;
 
@@ -11,6 +12,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     #[command(flatten)]
     Image(images::ImageCommand),
+    #[command(flatten)]
+    Container(Box<containers::ContainerCommand>),
 }
 
 /// Runs a command and returns the process exit status, having printed any error as one line.
@@ -18,6 +21,7 @@ pub fn run(command: Command) -> i32 {
     let result = match command {
         Command::Serve(args) => serve::run(args),
         Command::Image(cmd) => images::run(cmd),
+        Command::Container(cmd) => containers::run(*cmd),
     };
     match result {
         Ok(code) => code,

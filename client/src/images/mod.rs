@@ -66,6 +66,12 @@ pub enum ImageError {
     Conflict { id: String },
     #[error("{0}")]
     Invalid(String),
+    #[error("conflict: unable to remove repository reference \"{reference}\" (must force) - container {container} is using its referenced image {id}")]
+    InUse {
+        reference: String,
+        container: String,
+        id: String,
+    },
     #[error("layer {layer}: its content has diff id {actual}, the image config says {expected}")]
     DiffIdMismatch {
         layer: Digest,
@@ -330,6 +336,18 @@ impl ImageStore {
         Ok(self.store.blobs.read(digest).await?)
     }
 
+    /// The image's config, parsed, read without an async runtime (the `run` path).
+    pub fn config_sync(&self, image: &ImageRecord) -> Result<serde_json::Value> {
+        let path = self
+            .store
+            .blobs
+            .local_path(&image.id)
+            .expect("the client's store is on the local disk");
+        let data = std::fs::read(&path).map_err(io_err(&path))?;
+        serde_json::from_slice(&data)
+            .map_err(|e| ImageError::Invalid(format!("image config {} is not JSON: {e}", image.id)))
+    }
+
     /// The image's config, parsed.
     pub async fn config(&self, image: &ImageRecord) -> Result<serde_json::Value> {
         let data = self.read_blob(&image.id).await?;
@@ -398,15 +416,38 @@ impl ImageStore {
         Ok(())
     }
 
-    /// Removes an image name, or the image itself (`rmi`).
-    pub async fn remove(&self, s: &str, force: bool) -> Result<Vec<Removal>> {
+    /// Removes an image name, or the image itself (`rmi`). `in_use` maps the ids of images
+    /// that containers use to one such container: such an image is refused, or with `force`
+    /// only untagged (its content stays for the container).
+    pub async fn remove(
+        &self,
+        s: &str,
+        force: bool,
+        in_use: &BTreeMap<Digest, String>,
+    ) -> Result<Vec<Removal>> {
         let lock = self.lock()?;
         let mut index = self.read_index()?;
         let record = find(&index, s)?.clone();
+        let user = in_use.get(&record.id);
         let mut out = Vec::new();
         let by_name = ImageRef::parse(s)
             .ok()
             .filter(|r| !looks_like_id(s, &record) && index_has_name(&record, r));
+        // Removing the last name of an image a container uses deletes nothing.
+        let last_name = match &by_name {
+            None => true,
+            // A tag goes: the image goes with its last tag. A digest goes: only when no tag.
+            Some(n) => record.tags.len() <= usize::from(n.digest().is_none()),
+        };
+        if let (Some(container), true) = (user, last_name) {
+            if !force {
+                return Err(ImageError::InUse {
+                    reference: s.to_string(),
+                    container: container.clone(),
+                    id: record.short_id().to_string(),
+                });
+            }
+        }
         let r = index.images.get_mut(record.id.as_str()).expect("present");
         match by_name {
             Some(name) => {
@@ -453,6 +494,11 @@ impl ImageStore {
                     out.push(Removal::Untagged(familiar_of(&d)));
                 }
             }
+        }
+        if user.is_some() {
+            // Forced: the names go, the image stays (dangling) for its container.
+            self.write_index(&lock, &index)?;
+            return Ok(out);
         }
         let record = index.images.remove(record.id.as_str()).expect("present");
         // Index first: if deleting content fails half way, nothing points at what is gone.
@@ -501,23 +547,28 @@ impl ImageStore {
         Ok(())
     }
 
-    /// Removes dangling images (no tags), or with `all` every image; returns what went and
-    /// the bytes reclaimed.
-    pub async fn prune(&self, all: bool) -> Result<(Vec<Removal>, u64)> {
-        let before = self.disk_usage()?.size;
+    /// Removes dangling images (no tags), or with `all` every image, except those in
+    /// `in_use`; returns what went and the bytes reclaimed.
+    pub async fn prune(
+        &self,
+        all: bool,
+        in_use: &BTreeMap<Digest, String>,
+    ) -> Result<(Vec<Removal>, u64)> {
+        let before = self.disk_usage(in_use)?.size;
         let mut out = Vec::new();
         for image in self.list()? {
-            if all || image.tags.is_empty() {
+            if (all || image.tags.is_empty()) && !in_use.contains_key(&image.id) {
                 let id = image.id.to_string();
-                out.extend(self.remove(&id, true).await?);
+                out.extend(self.remove(&id, true, in_use).await?);
             }
         }
-        let after = self.disk_usage()?.size;
+        let after = self.disk_usage(in_use)?.size;
         Ok((out, before.saturating_sub(after)))
     }
 
     /// What `system df` says about images.
-    pub fn disk_usage(&self) -> Result<DiskUsage> {
+    /// `in_use` are the images containers use: active, and not reclaimable.
+    pub fn disk_usage(&self, in_use: &BTreeMap<Digest, String>) -> Result<DiskUsage> {
         let images = self.list()?;
         let mut seen = BTreeSet::new();
         let mut size = 0;
@@ -528,11 +579,28 @@ impl ImageStore {
                 }
             }
         }
+        let active: Vec<&ImageRecord> = images
+            .iter()
+            .filter(|i| in_use.contains_key(&i.id))
+            .collect();
+        let kept: BTreeSet<&Digest> = active
+            .iter()
+            .flat_map(|i| i.layers.iter().map(|l| &l.chain_id))
+            .collect();
+        let mut seen = BTreeSet::new();
+        let mut kept_size = 0;
+        for i in &active {
+            for l in &i.layers {
+                if kept.contains(&l.chain_id) && seen.insert(&l.chain_id) {
+                    kept_size += l.unpacked_size;
+                }
+            }
+        }
         Ok(DiskUsage {
             images: images.len(),
-            active: 0,
+            active: active.len(),
             size,
-            reclaimable: size,
+            reclaimable: size - kept_size,
         })
     }
 

@@ -1,0 +1,1149 @@
+//! The container engine: container records, names, volumes and logs over berth-runtime.
+//!
+//! Layout under the client root (beside the image store's):
+//!
+//! ```text
+//! containers/<id>/config.json       the engine's record (see [`ContainerRecord`])
+//! containers/<id>/upper, work/      the overlay's upper and work directories
+//! containers/<id>/run/              the runtime's state directory (state.json, attach.sock)
+//! containers/<id>/<id>-json.log     the json-file log (kept across restarts)
+//! containers/<id>/hostname, hosts, resolv.conf   bind-mounted over the image's
+//! containers/names/<name>           holds the id: a name is taken by creating this file
+//! volumes/<name>/_data              a named or anonymous volume
+//! ```
+//!
+//! There is no daemon: every command reads these files. A container is *created* when its
+//! record exists and the runtime has no state for it; `start` asks the runtime to create and
+//! start it; the runtime's monitor records the exit; `rm` deletes the runtime's state, then
+//! the directory. A name is reserved by an exclusive file create, so two `create --name x`
+//! racing cannot both win.
+
+mod logs;
+mod names;
+mod record;
+mod spec;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use berth_runtime::{AttachOptions, Container, ContainerConfig, Rootfs};
+use berth_storage::Digest;
+use serde_json::Value;
+
+use crate::images::{ImageError, ImageRecord, ImageStore};
+
+pub use logs::{read_logs, LogLine, LogOptions};
+pub use record::{ContainerRecord, HostConfig, LastRun, MountPoint, NetworkMode, ProcessConfig};
+
+/// Why an engine command failed; one line each, in docker's words where it has them.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Runtime(#[from] berth_runtime::Error),
+    #[error("No such container: {0}")]
+    NotFound(String),
+    #[error("multiple containers found with provided prefix: {0}")]
+    Ambiguous(String),
+    #[error("Conflict. The container name \"/{name}\" is already in use by container \"{id}\". You have to remove (or rename) that container to be able to reuse that name.")]
+    NameInUse { name: String, id: String },
+    #[error("Invalid container name ({0}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]
+    InvalidName(String),
+    #[error("You cannot remove a {status} container {id}. Stop the container before attempting removal or force remove")]
+    Running { id: String, status: &'static str },
+    #[error("container {0} is not running")]
+    NotRunning(String),
+    #[error("container {0} is paused, unpause the container before stopping or killing")]
+    Paused(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl EngineError {
+    /// The exit code docker gives: 127 / 126 when the command cannot run, else 125.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            EngineError::Runtime(e) => e.exit_code(),
+            _ => 125,
+        }
+    }
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
+    move |source| EngineError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Where a container is, as `ps` and `inspect` say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Created,
+    Running,
+    Paused,
+    Exited,
+    /// The monitor died without recording an exit.
+    Dead,
+}
+
+impl Status {
+    /// docker's State.Status word.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Exited => "exited",
+            Status::Dead => "dead",
+        }
+    }
+}
+
+/// The live state of a container.
+#[derive(Debug, Clone)]
+pub struct ContainerState {
+    pub status: Status,
+    pub pid: Option<i32>,
+    pub exit_code: i32,
+    pub oom_killed: bool,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub error: Option<String>,
+}
+
+/// What `create` (and `run`) take besides the image.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub name: Option<String>,
+    /// Arguments after the image name; replace the image's Cmd when not empty.
+    pub cmd: Vec<String>,
+    /// `--entrypoint`: `Some("")` clears the image's entrypoint.
+    pub entrypoint: Option<String>,
+    /// `KEY=VALUE` pairs, after `-e`/`--env-file` were read (later wins).
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub hostname: Option<String>,
+    /// `-v` arguments.
+    pub volumes: Vec<String>,
+    pub tty: bool,
+    pub open_stdin: bool,
+    pub labels: Vec<(String, String)>,
+    pub host: HostConfig,
+}
+
+/// The engine over a client root.
+#[derive(Clone)]
+pub struct Engine {
+    root: PathBuf,
+    images: ImageStore,
+}
+
+fn json_strings(v: &Value) -> Vec<String> {
+    match v {
+        Value::Array(a) => a
+            .iter()
+            .filter_map(|s| s.as_str().map(str::to_string))
+            .collect(),
+        Value::String(s) => vec![s.clone()],
+        _ => vec![],
+    }
+}
+
+fn new_id() -> String {
+    loop {
+        let id = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        // docker avoids ids whose short form is all digits (it reads as a number).
+        if !id[..12].bytes().all(|b| b.is_ascii_digit()) {
+            return id;
+        }
+    }
+}
+
+fn is_id(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+/// Writes a file by rename: readers see the old or the new content, never half of one.
+/// No fsync: a container record is rebuilt by nothing and lost with a crash of the host,
+/// which also ends the container.
+fn write_file(path: &Path, data: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&tmp, data)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            io_err(path)(e)
+        })
+}
+
+/// Removes a directory tree that may hold read-only directories (overlay's work dir).
+pub(crate) fn remove_tree(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            make_writable(path);
+            std::fs::remove_dir_all(path)
+        }
+        other => other,
+    }
+}
+
+fn make_writable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if meta.is_dir() {
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700));
+            if let Ok(rd) = std::fs::read_dir(path) {
+                for e in rd.flatten() {
+                    make_writable(&e.path());
+                }
+            }
+        }
+    }
+}
+
+/// A `-v` argument, understood.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum VolumeSpec {
+    Bind {
+        source: PathBuf,
+        dest: String,
+        read_only: bool,
+    },
+    Named {
+        name: String,
+        dest: String,
+        read_only: bool,
+    },
+    Anonymous {
+        dest: String,
+    },
+}
+
+fn clean_dest(dest: &str, arg: &str) -> Result<String> {
+    if !dest.starts_with('/') {
+        return Err(EngineError::Invalid(format!(
+            "invalid volume specification: '{arg}': the container path must be absolute"
+        )));
+    }
+    let parts: Vec<&str> = dest
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    if parts.contains(&"..") {
+        return Err(EngineError::Invalid(format!(
+            "invalid volume specification: '{arg}': the container path may not contain '..'"
+        )));
+    }
+    if parts.is_empty() {
+        return Err(EngineError::Invalid(format!(
+            "invalid volume specification: '{arg}': destination can't be '/'"
+        )));
+    }
+    Ok(format!("/{}", parts.join("/")))
+}
+
+fn parse_volume(arg: &str) -> Result<VolumeSpec> {
+    let fields: Vec<&str> = arg.split(':').collect();
+    let (source, dest, mode) = match fields.as_slice() {
+        [d] => {
+            return Ok(VolumeSpec::Anonymous {
+                dest: clean_dest(d, arg)?,
+            })
+        }
+        [s, d] => (*s, *d, ""),
+        [s, d, m] => (*s, *d, *m),
+        _ => {
+            return Err(EngineError::Invalid(format!(
+                "invalid volume specification: '{arg}'"
+            )))
+        }
+    };
+    let mut read_only = false;
+    for opt in mode.split(',').filter(|o| !o.is_empty()) {
+        match opt {
+            "ro" => read_only = true,
+            "rw" => read_only = false,
+            other => {
+                return Err(EngineError::Invalid(format!(
+                    "invalid mode: {other} (in volume '{arg}'; berth knows ro and rw)"
+                )))
+            }
+        }
+    }
+    let dest = clean_dest(dest, arg)?;
+    if source.is_empty() {
+        return Err(EngineError::Invalid(format!(
+            "invalid volume specification: '{arg}': empty source"
+        )));
+    }
+    if source.starts_with('/') || source.starts_with('.') {
+        let path = std::path::absolute(source).map_err(io_err(Path::new(source)))?;
+        let source = std::fs::canonicalize(&path).map_err(|_| {
+            EngineError::Invalid(format!(
+                "invalid mount config for type \"bind\": bind source path does not exist: {}",
+                path.display()
+            ))
+        })?;
+        return Ok(VolumeSpec::Bind {
+            source,
+            dest,
+            read_only,
+        });
+    }
+    if !names::valid(source) {
+        return Err(EngineError::Invalid(format!(
+            "\"{source}\" includes invalid characters for a local volume name, only \
+             \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host \
+             directory, use absolute path"
+        )));
+    }
+    Ok(VolumeSpec::Named {
+        name: source.to_string(),
+        dest,
+        read_only,
+    })
+}
+
+impl Engine {
+    pub fn open(root: &Path) -> Result<Engine> {
+        let images = ImageStore::open(root)?;
+        Engine::with_images(images)
+    }
+
+    pub fn with_images(images: ImageStore) -> Result<Engine> {
+        let root = images.root().to_path_buf();
+        let names = root.join("containers/names");
+        std::fs::create_dir_all(&names).map_err(io_err(&names))?;
+        Ok(Engine { root, images })
+    }
+
+    pub fn images(&self) -> &ImageStore {
+        &self.images
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// A container's directory.
+    pub fn dir(&self, id: &str) -> PathBuf {
+        self.root.join("containers").join(id)
+    }
+
+    fn names_dir(&self) -> PathBuf {
+        self.root.join("containers/names")
+    }
+
+    fn runtime_dir(&self, id: &str) -> PathBuf {
+        self.dir(id).join("run")
+    }
+
+    /// The json-file log of a container.
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.dir(id).join(format!("{id}-json.log"))
+    }
+
+    pub fn volumes_dir(&self) -> PathBuf {
+        self.root.join("volumes")
+    }
+
+    fn save(&self, rec: &ContainerRecord) -> Result<()> {
+        let data = serde_json::to_vec(rec).expect("a record serialises");
+        write_file(&self.dir(&rec.id).join("config.json"), &data)
+    }
+
+    fn load(&self, id: &str) -> Result<ContainerRecord> {
+        let path = self.dir(id).join("config.json");
+        let data = std::fs::read(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                EngineError::NotFound(id.to_string())
+            } else {
+                io_err(&path)(e)
+            }
+        })?;
+        serde_json::from_slice(&data)
+            .map_err(|e| EngineError::Invalid(format!("{} is corrupt: {e}", path.display())))
+    }
+
+    /// Every container's id.
+    fn ids(&self) -> Result<Vec<String>> {
+        let dir = self.root.join("containers");
+        let mut ids = Vec::new();
+        for e in std::fs::read_dir(&dir).map_err(io_err(&dir))? {
+            let e = e.map_err(io_err(&dir))?;
+            if let Some(n) = e.file_name().to_str().filter(|n| is_id(n)) {
+                ids.push(n.to_string());
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Every container, newest first.
+    pub fn list(&self) -> Result<Vec<ContainerRecord>> {
+        let mut v = Vec::new();
+        for id in self.ids()? {
+            match self.load(&id) {
+                Ok(r) => v.push(r),
+                // Removed between the listing and the read.
+                Err(EngineError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        v.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
+        Ok(v)
+    }
+
+    /// Finds a container by full id, name (with or without docker's `/`) or id prefix.
+    pub fn resolve(&self, s: &str) -> Result<ContainerRecord> {
+        let not_found = || EngineError::NotFound(s.to_string());
+        if s.is_empty() {
+            return Err(not_found());
+        }
+        if is_id(s) {
+            if let Ok(r) = self.load(s) {
+                return Ok(r);
+            }
+        }
+        let name = s.strip_prefix('/').unwrap_or(s);
+        if names::valid(name) {
+            if let Ok(id) = std::fs::read_to_string(self.names_dir().join(name)) {
+                if let Ok(r) = self.load(id.trim()) {
+                    return Ok(r);
+                }
+            }
+        }
+        if s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let s = s.to_ascii_lowercase();
+            let found: Vec<String> = self
+                .ids()?
+                .into_iter()
+                .filter(|id| id.starts_with(&s))
+                .collect();
+            return match found.as_slice() {
+                [one] => self.load(one),
+                [] => Err(not_found()),
+                _ => Err(EngineError::Ambiguous(s)),
+            };
+        }
+        Err(not_found())
+    }
+
+    /// Takes `name` for `id`; fails when another container has it.
+    fn reserve_name(&self, name: &str, id: &str) -> Result<()> {
+        if !names::valid(name) {
+            return Err(EngineError::InvalidName(name.to_string()));
+        }
+        let path = self.names_dir().join(name);
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(mut f) => f.write_all(id.as_bytes()).map_err(io_err(&path)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let owner = std::fs::read_to_string(&path).unwrap_or_default();
+                let owner = owner.trim();
+                // A name whose container is gone (a crash between steps) is free again.
+                if !owner.is_empty() && !self.dir(owner).join("config.json").exists() {
+                    let _ = std::fs::remove_file(&path);
+                    return self.reserve_name(name, id);
+                }
+                Err(EngineError::NameInUse {
+                    name: name.to_string(),
+                    id: owner.to_string(),
+                })
+            }
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
+    fn release_name(&self, name: &str, id: &str) {
+        let path = self.names_dir().join(name);
+        if std::fs::read_to_string(&path).is_ok_and(|o| o.trim() == id) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    /// Creates a container from an image (docker's `create`): the record, the name, the
+    /// upper and work directories and the volumes. Nothing runs yet.
+    pub fn create(
+        &self,
+        image: &ImageRecord,
+        image_name: &str,
+        image_config: &Value,
+        opts: CreateOptions,
+    ) -> Result<ContainerRecord> {
+        let cfg = image_config.get("config").cloned().unwrap_or(Value::Null);
+        let image_entrypoint = json_strings(cfg.get("Entrypoint").unwrap_or(&Value::Null));
+        let image_cmd = json_strings(cfg.get("Cmd").unwrap_or(&Value::Null));
+        let (entrypoint, cmd) = match &opts.entrypoint {
+            // docker: a new entrypoint drops the image's Cmd.
+            Some(e) if e.is_empty() => (vec![], opts.cmd.clone()),
+            Some(e) => (vec![e.clone()], opts.cmd.clone()),
+            None if opts.cmd.is_empty() => (image_entrypoint, image_cmd),
+            None => (image_entrypoint, opts.cmd.clone()),
+        };
+        if entrypoint.is_empty() && cmd.is_empty() {
+            return Err(EngineError::Invalid(
+                "No command specified: the image has no Cmd or Entrypoint; give one after the image name"
+                    .into(),
+            ));
+        }
+        let mut env = json_strings(cfg.get("Env").unwrap_or(&Value::Null));
+        for kv in &opts.env {
+            let key = kv.split('=').next().unwrap_or_default();
+            env.retain(|e| e.split('=').next() != Some(key));
+            env.push(kv.clone());
+        }
+        let str_of = |k: &str| cfg.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let mut labels: std::collections::BTreeMap<String, String> = cfg
+            .get("Labels")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        labels.extend(opts.labels.iter().cloned());
+        let image_volumes: Vec<String> = cfg
+            .get("Volumes")
+            .and_then(Value::as_object)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        let volumes = opts
+            .volumes
+            .iter()
+            .map(|v| parse_volume(v))
+            .collect::<Result<Vec<_>>>()?;
+        if let Some(w) = &opts.workdir {
+            if !w.starts_with('/') {
+                return Err(EngineError::Invalid(format!(
+                    "the working directory '{w}' is invalid, it needs to be an absolute path"
+                )));
+            }
+        }
+
+        let id = new_id();
+        let name = match &opts.name {
+            Some(n) => n.strip_prefix('/').unwrap_or(n).to_string(),
+            None => names::random(|n| self.names_dir().join(n).exists()),
+        };
+        self.reserve_name(&name, &id)?;
+        let dir = self.dir(&id);
+        let result = (|| {
+            for d in ["upper", "work"] {
+                let p = dir.join(d);
+                std::fs::create_dir_all(&p).map_err(io_err(&p))?;
+            }
+            let mut mounts = Vec::new();
+            let volume = |name: String, dest: String, read_only, anonymous| {
+                let data = self.volumes_dir().join(&name).join("_data");
+                std::fs::create_dir_all(&data).map_err(io_err(&data))?;
+                Ok::<MountPoint, EngineError>(MountPoint {
+                    kind: "volume".into(),
+                    name: Some(name),
+                    source: data,
+                    destination: dest,
+                    read_only,
+                    anonymous,
+                })
+            };
+            let mut dests = BTreeSet::new();
+            for v in &volumes {
+                match v {
+                    VolumeSpec::Bind { dest, .. }
+                    | VolumeSpec::Named { dest, .. }
+                    | VolumeSpec::Anonymous { dest } => {
+                        if !dests.insert(dest.clone()) {
+                            return Err(EngineError::Invalid(format!(
+                                "Duplicate mount point: {dest}"
+                            )));
+                        }
+                    }
+                }
+            }
+            for v in volumes.iter().cloned() {
+                match v {
+                    VolumeSpec::Bind {
+                        source,
+                        dest,
+                        read_only,
+                    } => mounts.push(MountPoint {
+                        kind: "bind".into(),
+                        name: None,
+                        source,
+                        destination: dest,
+                        read_only,
+                        anonymous: false,
+                    }),
+                    VolumeSpec::Named {
+                        name,
+                        dest,
+                        read_only,
+                    } => mounts.push(volume(name, dest, read_only, false)?),
+                    VolumeSpec::Anonymous { dest } => {
+                        mounts.push(volume(new_id(), dest, false, true)?)
+                    }
+                }
+            }
+            for dest in &image_volumes {
+                let Ok(dest) = clean_dest(dest, dest) else {
+                    continue;
+                };
+                if dests.insert(dest.clone()) {
+                    mounts.push(volume(new_id(), dest, false, true)?);
+                }
+            }
+            let rec = ContainerRecord {
+                id: id.clone(),
+                name: name.clone(),
+                created: berth_runtime::now_rfc3339(),
+                image: image_name.to_string(),
+                image_id: image.id.clone(),
+                layers: image.layers.iter().map(|l| l.chain_id.clone()).collect(),
+                config: ProcessConfig {
+                    hostname: opts.hostname.clone().unwrap_or_default(),
+                    user: opts.user.clone().unwrap_or_else(|| str_of("User")),
+                    env,
+                    cmd,
+                    entrypoint,
+                    working_dir: opts.workdir.clone().unwrap_or_else(|| str_of("WorkingDir")),
+                    tty: opts.tty,
+                    open_stdin: opts.open_stdin,
+                    labels,
+                    volumes: image_volumes.clone(),
+                    stop_signal: cfg
+                        .get("StopSignal")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                },
+                host: HostConfig {
+                    binds: opts.volumes.clone(),
+                    ..opts.host.clone()
+                },
+                mounts,
+                restart_count: 0,
+                last_run: None,
+            };
+            self.save(&rec)?;
+            Ok(rec)
+        })();
+        if result.is_err() {
+            // Nothing half made: the anonymous volumes, the directory, the name.
+            if let Ok(rec) = self.load(&id) {
+                self.remove_volumes(&rec);
+            }
+            let _ = remove_tree(&dir);
+            self.release_name(&name, &id);
+        }
+        result
+    }
+
+    /// The runtime's handle, when the container has been started at least once.
+    pub fn runtime(&self, rec: &ContainerRecord) -> Option<Container> {
+        Container::open(self.runtime_dir(&rec.id)).ok()
+    }
+
+    /// The container's live state.
+    pub fn state(&self, rec: &ContainerRecord) -> ContainerState {
+        let last = rec.last_run.as_ref();
+        let mut st = ContainerState {
+            status: Status::Created,
+            pid: None,
+            exit_code: last.map_or(0, |l| l.exit_code),
+            oom_killed: last.is_some_and(|l| l.oom_killed),
+            started_at: last.and_then(|l| l.started_at.clone()),
+            finished_at: last.and_then(|l| l.finished_at.clone()),
+            error: last.and_then(|l| l.error.clone()),
+        };
+        if last.is_some() {
+            st.status = Status::Exited;
+        }
+        let Some(c) = self.runtime(rec) else {
+            return st;
+        };
+        let Ok(s) = c.state() else {
+            return st;
+        };
+        use berth_runtime::Status as R;
+        st.status = match s.status {
+            // The runtime's "created" is the moment between its create and start.
+            R::Created => Status::Created,
+            R::Running => Status::Running,
+            R::Paused => Status::Paused,
+            R::Stopped => Status::Exited,
+            R::MonitorDied => Status::Dead,
+        };
+        st.pid = s
+            .pid
+            .filter(|_| matches!(st.status, Status::Running | Status::Paused));
+        if s.started_at.is_some() {
+            st.started_at = s.started_at;
+        }
+        if let Some(exit) = s.exit {
+            st.exit_code = exit.code;
+            st.oom_killed = exit.oom_killed;
+            st.finished_at = s.finished_at;
+        }
+        st.error = s.error.or(st.error);
+        st
+    }
+
+    /// The container's root filesystem directories, topmost first (upper, then the image's
+    /// layers from the top down).
+    fn layer_dirs(&self, rec: &ContainerRecord) -> Vec<PathBuf> {
+        let mut v = vec![self.dir(&rec.id).join("upper")];
+        v.extend(rec.layers.iter().rev().map(|c| self.images.snapshot_dir(c)));
+        v
+    }
+
+    /// Prepares a run of the container: replaces the state of a finished run (keeping the
+    /// container's files) and has the runtime set it up, stopped before its command.
+    /// Attach to the result, then start it.
+    pub fn prepare(&self, rec: &mut ContainerRecord) -> Result<Container> {
+        let state = self.state(rec);
+        match state.status {
+            Status::Running | Status::Paused => {
+                return Err(EngineError::Invalid(format!(
+                    "container {} is already running",
+                    rec.name
+                )))
+            }
+            Status::Dead => {
+                return Err(EngineError::Invalid(format!(
+                    "container {} is dead (its monitor died); remove it with `berth rm -f {}`",
+                    rec.name, rec.name
+                )))
+            }
+            Status::Exited | Status::Created => {}
+        }
+        if let Some(old) = self.runtime(rec) {
+            if state.status == Status::Exited {
+                rec.last_run = Some(LastRun {
+                    started_at: state.started_at.clone(),
+                    finished_at: state.finished_at.clone(),
+                    exit_code: state.exit_code,
+                    oom_killed: state.oom_killed,
+                    error: state.error.clone(),
+                });
+                rec.restart_count += u32::from(state.started_at.is_some());
+                self.save(rec)?;
+            }
+            old.delete(true)?;
+        }
+        let dir = self.dir(&rec.id);
+        for m in &rec.mounts {
+            if !m.source.exists() {
+                return Err(EngineError::Invalid(format!(
+                    "invalid mount config for type \"{}\": bind source path does not exist: {}",
+                    m.kind,
+                    m.source.display()
+                )));
+            }
+        }
+        for c in &rec.layers {
+            let snap = self.images.snapshot_dir(c);
+            if !snap.is_dir() {
+                return Err(EngineError::Invalid(format!(
+                    "the layer {c} of image {} is missing from {}; pull the image again",
+                    rec.image,
+                    snap.display()
+                )));
+            }
+        }
+        let etc = spec::write_etc_files(rec, &dir).map_err(io_err(&dir))?;
+        let layers = self.layer_dirs(rec);
+        let spec = spec::build(rec, &layers, &etc)?;
+        let rootfs = Rootfs::Overlay {
+            lower: layers[1..].to_vec(),
+            upper: layers[0].clone(),
+            work: dir.join("work"),
+        };
+        let rootfs = if rec.layers.is_empty() {
+            Rootfs::Directory(layers[0].clone())
+        } else {
+            rootfs
+        };
+        let c = berth_runtime::create(ContainerConfig {
+            id: rec.id.clone(),
+            spec,
+            rootfs,
+            state_dir: self.runtime_dir(&rec.id),
+            open_stdin: rec.config.open_stdin,
+            log: Some(self.log_path(&rec.id)),
+        });
+        match c {
+            Ok(c) => Ok(c),
+            Err(e) => {
+                let _ = remove_tree(&self.runtime_dir(&rec.id));
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Starts a container with nobody attached (`start`, `run -d`).
+    pub fn start(&self, rec: &mut ContainerRecord) -> Result<()> {
+        let c = self.prepare(rec)?;
+        c.start()?;
+        Ok(())
+    }
+
+    fn running(&self, rec: &ContainerRecord) -> Result<Container> {
+        let st = self.state(rec);
+        match (st.status, self.runtime(rec)) {
+            (Status::Running | Status::Paused, Some(c)) => Ok(c),
+            _ => Err(EngineError::NotRunning(rec.id.clone())),
+        }
+    }
+
+    /// docker's `stop`: the stop signal, then SIGKILL after `timeout`. A container that is
+    /// not running is left as it is.
+    pub fn stop(&self, rec: &ContainerRecord, timeout: Duration) -> Result<()> {
+        let Ok(c) = self.running(rec) else {
+            return Ok(());
+        };
+        let signal = match &rec.config.stop_signal {
+            Some(s) => berth_runtime::parse_signal(s)?,
+            None => libc::SIGTERM,
+        };
+        c.stop(signal, timeout)?;
+        Ok(())
+    }
+
+    /// Sends a signal to the container's main process.
+    pub fn kill(&self, rec: &ContainerRecord, signal: i32) -> Result<()> {
+        let c = self.running(rec)?;
+        c.kill(signal)?;
+        Ok(())
+    }
+
+    pub fn pause(&self, rec: &ContainerRecord) -> Result<()> {
+        let c = self.running(rec)?;
+        if self.state(rec).status == Status::Paused {
+            return Err(EngineError::Invalid(format!(
+                "container {} is already paused",
+                rec.id
+            )));
+        }
+        c.pause()?;
+        Ok(())
+    }
+
+    pub fn unpause(&self, rec: &ContainerRecord) -> Result<()> {
+        let c = self.running(rec)?;
+        if self.state(rec).status != Status::Paused {
+            return Err(EngineError::Invalid(format!(
+                "container {} is not paused",
+                rec.id
+            )));
+        }
+        c.resume()?;
+        Ok(())
+    }
+
+    /// Waits for the container to stop; returns its exit code.
+    pub fn wait(&self, rec: &ContainerRecord) -> Result<i32> {
+        if let Ok(c) = self.running(rec) {
+            let exit = c.wait()?;
+            return Ok(exit.code);
+        }
+        let st = self.state(rec);
+        if st.status == Status::Created {
+            // docker waits for a created container to run and stop; without a daemon
+            // nothing will start it while we wait, so say so.
+            return Err(EngineError::Invalid(format!(
+                "container {} has not been started",
+                rec.name
+            )));
+        }
+        Ok(st.exit_code)
+    }
+
+    /// Host pids of the container's processes.
+    pub fn processes(&self, rec: &ContainerRecord) -> Result<Vec<i32>> {
+        Ok(self.running(rec)?.processes()?)
+    }
+
+    /// Runs another process in a running container (`exec`): the container's environment
+    /// and user unless overridden. The process is the caller's child.
+    pub fn exec(
+        &self,
+        rec: &ContainerRecord,
+        opts: &ExecOptions,
+        stdio: berth_runtime::ExecStdio,
+    ) -> Result<berth_runtime::ExecProcess> {
+        let c = self.running(rec)?;
+        if self.state(rec).status == Status::Paused {
+            return Err(EngineError::Paused(rec.id.clone()));
+        }
+        let mut rec = rec.clone();
+        if let Some(u) = &opts.user {
+            rec.config.user = u.clone();
+        }
+        if let Some(w) = &opts.workdir {
+            rec.config.working_dir = w.clone();
+        }
+        for kv in &opts.env {
+            let key = kv.split('=').next().unwrap_or_default();
+            rec.config.env.retain(|e| e.split('=').next() != Some(key));
+            rec.config.env.push(kv.clone());
+        }
+        rec.config.entrypoint = vec![];
+        rec.config.cmd = opts.cmd.clone();
+        rec.config.tty = opts.tty;
+        let dir = self.dir(&rec.id);
+        let etc = spec::EtcFiles {
+            hostname: dir.join("hostname"),
+            hosts: dir.join("hosts"),
+            resolv: dir.join("resolv.conf"),
+        };
+        let spec = spec::build(&rec, &self.layer_dirs(&rec), &etc)?;
+        let process = spec.process().clone().expect("build sets a process");
+        Ok(c.exec(&process, stdio)?)
+    }
+
+    fn remove_volumes(&self, rec: &ContainerRecord) {
+        for m in rec.mounts.iter().filter(|m| m.anonymous) {
+            if let Some(name) = &m.name {
+                let _ = remove_tree(&self.volumes_dir().join(name));
+            }
+        }
+    }
+
+    /// Removes a container: refused while it runs unless `force` (which kills it first).
+    /// `volumes` also removes its anonymous volumes.
+    pub fn remove(&self, rec: &ContainerRecord, force: bool, volumes: bool) -> Result<()> {
+        let st = self.state(rec);
+        if matches!(st.status, Status::Running | Status::Paused) && !force {
+            return Err(EngineError::Running {
+                id: rec.id.clone(),
+                status: st.status.as_str(),
+            });
+        }
+        if let Some(c) = self.runtime(rec) {
+            c.delete(true)?;
+        }
+        // The record goes first (a rename), so a failure below leaves debris, not a
+        // half-removed container that commands trip over.
+        let dir = self.dir(&rec.id);
+        let trash = self
+            .root
+            .join("containers")
+            .join(format!(".removing-{}", rec.id));
+        std::fs::rename(&dir, &trash).map_err(io_err(&dir))?;
+        self.release_name(&rec.name, &rec.id);
+        if volumes {
+            self.remove_volumes(rec);
+        }
+        remove_tree(&trash).map_err(io_err(&trash))?;
+        Ok(())
+    }
+
+    /// Gives a container another name.
+    pub fn rename(&self, rec: &ContainerRecord, new_name: &str) -> Result<()> {
+        let new_name = new_name.strip_prefix('/').unwrap_or(new_name);
+        if new_name == rec.name {
+            return Err(EngineError::Invalid(format!(
+                "Renaming a container with the same name as its current name: {new_name}"
+            )));
+        }
+        self.reserve_name(new_name, &rec.id)?;
+        let mut updated = rec.clone();
+        updated.name = new_name.to_string();
+        if let Err(e) = self.save(&updated) {
+            self.release_name(new_name, &rec.id);
+            return Err(e);
+        }
+        self.release_name(&rec.name, &rec.id);
+        Ok(())
+    }
+
+    /// Image ids that some container uses, each with one such container's short id
+    /// (`rmi` refuses them, `image prune` keeps them).
+    pub fn images_in_use(&self) -> Result<BTreeMap<Digest, String>> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .map(|r| (r.image_id.clone(), r.short_id().to_string()))
+            .collect())
+    }
+
+    /// What `system df` says about containers and volumes.
+    pub fn disk_usage(&self) -> Result<DiskUsage> {
+        let mut u = DiskUsage::default();
+        for rec in self.list()? {
+            let size = self.size_rw(&rec);
+            u.containers += 1;
+            u.size += size;
+            if matches!(self.state(&rec).status, Status::Running | Status::Paused) {
+                u.active += 1;
+            } else {
+                u.reclaimable += size;
+            }
+        }
+        for (_, dir, used) in self.volumes()? {
+            let size = tree_size(&dir);
+            u.volumes += 1;
+            u.volume_size += size;
+            if used {
+                u.active_volumes += 1;
+            } else {
+                u.volume_reclaimable += size;
+            }
+        }
+        Ok(u)
+    }
+
+    /// Bytes a container wrote (its upper directory).
+    pub fn size_rw(&self, rec: &ContainerRecord) -> u64 {
+        tree_size(&self.dir(&rec.id).join("upper"))
+    }
+
+    /// Every volume: name, directory, and whether a container uses it.
+    pub fn volumes(&self) -> Result<Vec<(String, PathBuf, bool)>> {
+        let dir = self.volumes_dir();
+        let used: BTreeSet<String> = self
+            .list()?
+            .into_iter()
+            .flat_map(|r| r.mounts.into_iter().filter_map(|m| m.name))
+            .collect();
+        let mut v = Vec::new();
+        match std::fs::read_dir(&dir) {
+            Ok(rd) => {
+                for e in rd.flatten() {
+                    if let Some(n) = e.file_name().to_str() {
+                        v.push((n.to_string(), e.path().join("_data"), used.contains(n)));
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&dir)(e)),
+        }
+        v.sort();
+        Ok(v)
+    }
+}
+
+/// Bytes of the files under `p`.
+fn tree_size(p: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(p) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => tree_size(&e.path()),
+            Ok(_) => e.metadata().map(|m| m.len()).unwrap_or(0),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// What `system df` reports about containers and volumes.
+#[derive(Debug, Clone, Default)]
+pub struct DiskUsage {
+    pub containers: usize,
+    pub active: usize,
+    pub size: u64,
+    pub reclaimable: u64,
+    pub volumes: usize,
+    pub active_volumes: usize,
+    pub volume_size: u64,
+    pub volume_reclaimable: u64,
+}
+
+/// The hostname a container sees.
+pub fn hostname_of(rec: &ContainerRecord) -> String {
+    spec::effective_hostname(rec)
+}
+
+/// What `exec` takes.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub tty: bool,
+}
+
+/// Attach options for what `run` and `start -a` want to see.
+pub fn attach_options(stdin: bool) -> AttachOptions {
+    AttachOptions {
+        stdin,
+        stdout: true,
+        stderr: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volume_arguments() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().to_str().unwrap();
+        assert_eq!(
+            parse_volume(&format!("{src}:/data:ro")).unwrap(),
+            VolumeSpec::Bind {
+                source: std::fs::canonicalize(src).unwrap(),
+                dest: "/data".into(),
+                read_only: true
+            }
+        );
+        assert_eq!(
+            parse_volume("cache:/var/cache/").unwrap(),
+            VolumeSpec::Named {
+                name: "cache".into(),
+                dest: "/var/cache".into(),
+                read_only: false
+            }
+        );
+        assert_eq!(
+            parse_volume("/scratch").unwrap(),
+            VolumeSpec::Anonymous {
+                dest: "/scratch".into()
+            }
+        );
+        for bad in [
+            "/does/not/exist/at/all:/x",
+            "x:relative",
+            "x:/",
+            "x:/a/../b",
+            "x:/a:zz",
+            "a:b:c:d",
+            "bad name!:/x",
+            ":/x",
+        ] {
+            assert!(parse_volume(bad).is_err(), "{bad} was accepted");
+        }
+    }
+
+    #[test]
+    fn ids() {
+        let id = new_id();
+        assert!(is_id(&id));
+        assert!(!is_id(&id[..63]));
+        assert!(!is_id(&id.to_uppercase()));
+    }
+}

@@ -1,0 +1,136 @@
+//! What the engine writes about a container: `containers/<id>/config.json`.
+//!
+//! The record holds what `create` decided (image, command, environment, mounts, limits) in
+//! docker's words, so that `inspect` is a translation and `start` after a restart rebuilds
+//! the same Spec. The live part (pid, status, exit) is the runtime's `state.json`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use berth_storage::Digest;
+use serde::{Deserialize, Serialize};
+
+/// docker's `Config` of a container: what the process is.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProcessConfig {
+    pub hostname: String,
+    pub user: String,
+    pub env: Vec<String>,
+    /// The command after the entrypoint (docker's `Cmd`).
+    pub cmd: Vec<String>,
+    pub entrypoint: Vec<String>,
+    pub working_dir: String,
+    pub tty: bool,
+    /// `-i`: keep stdin open for attached clients.
+    pub open_stdin: bool,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Mount points the image declares (`VOLUME`); each gets an anonymous volume.
+    #[serde(default)]
+    pub volumes: Vec<String>,
+    #[serde(default)]
+    pub stop_signal: Option<String>,
+}
+
+impl ProcessConfig {
+    /// The full command line: entrypoint then cmd.
+    pub fn argv(&self) -> Vec<String> {
+        self.entrypoint.iter().chain(&self.cmd).cloned().collect()
+    }
+}
+
+/// How a network is given to the container.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// A network namespace with only loopback.
+    #[default]
+    None,
+    /// The host's network namespace.
+    Host,
+}
+
+impl NetworkMode {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            NetworkMode::None => "none",
+            NetworkMode::Host => "host",
+        }
+    }
+}
+
+/// docker's `HostConfig`: limits and how the container sits on the host.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HostConfig {
+    /// `-v` arguments as given.
+    pub binds: Vec<String>,
+    pub network: NetworkMode,
+    /// `--rm`.
+    pub auto_remove: bool,
+    /// Bytes; 0 = no limit.
+    pub memory: i64,
+    /// Memory plus swap, bytes; 0 = docker's default (twice `memory`), -1 = unlimited.
+    pub memory_swap: i64,
+    /// CPUs × 10⁹; 0 = no limit.
+    pub nano_cpus: i64,
+    /// 0 = no limit.
+    pub pids_limit: i64,
+    pub readonly_rootfs: bool,
+}
+
+/// A volume or bind mount of the container.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MountPoint {
+    /// `bind` or `volume`.
+    pub kind: String,
+    /// The volume's name (volumes only).
+    #[serde(default)]
+    pub name: Option<String>,
+    pub source: PathBuf,
+    pub destination: String,
+    pub read_only: bool,
+    /// An anonymous volume, removed with the container by `rm -v` and `--rm`.
+    #[serde(default)]
+    pub anonymous: bool,
+}
+
+/// How a previous run ended, kept when a restart replaces the runtime's state.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LastRun {
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub exit_code: i32,
+    pub oom_killed: bool,
+    pub error: Option<String>,
+}
+
+/// The engine's record of one container.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ContainerRecord {
+    /// 64 hex digits.
+    pub id: String,
+    /// Without docker's leading `/`.
+    pub name: String,
+    /// RFC 3339.
+    pub created: String,
+    /// The image as the user named it (`busybox`).
+    pub image: String,
+    /// The image id (config digest).
+    pub image_id: Digest,
+    /// Snapshot keys (chain ids), bottom layer first: the container keeps its layers even if
+    /// the image's name is removed.
+    pub layers: Vec<Digest>,
+    pub config: ProcessConfig,
+    pub host: HostConfig,
+    pub mounts: Vec<MountPoint>,
+    #[serde(default)]
+    pub restart_count: u32,
+    #[serde(default)]
+    pub last_run: Option<LastRun>,
+}
+
+impl ContainerRecord {
+    pub fn short_id(&self) -> &str {
+        &self.id[..12]
+    }
+}

@@ -1,0 +1,190 @@
+//! From a container record to the runtime's Spec: docker's defaults (from
+//! `berth_runtime::default_spec`), then the process, mounts, network and limits the record
+//! asks for.
+
+use std::path::{Path, PathBuf};
+
+use berth_runtime::oci_spec::runtime::{
+    LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceType, LinuxPidsBuilder, Mount, Spec, User,
+};
+use berth_runtime::{default_spec, resolve_user, DEFAULT_PATH};
+
+use super::record::{ContainerRecord, NetworkMode};
+use super::{EngineError, Result};
+
+/// The files docker bind-mounts over the image's own: /etc/hostname, /etc/hosts and
+/// /etc/resolv.conf, written into the container's directory.
+pub(crate) struct EtcFiles {
+    pub hostname: PathBuf,
+    pub hosts: PathBuf,
+    pub resolv: PathBuf,
+}
+
+/// Writes the three files for `rec` into `dir`.
+pub(crate) fn write_etc_files(rec: &ContainerRecord, dir: &Path) -> std::io::Result<EtcFiles> {
+    let files = EtcFiles {
+        hostname: dir.join("hostname"),
+        hosts: dir.join("hosts"),
+        resolv: dir.join("resolv.conf"),
+    };
+    let hostname = effective_hostname(rec);
+    std::fs::write(&files.hostname, format!("{hostname}\n"))?;
+    let hosts = match rec.host.network {
+        NetworkMode::Host => std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
+        NetworkMode::None => format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+             fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n\
+             ff02::2\tip6-allrouters\n127.0.0.1\t{hostname}\n"
+        ),
+    };
+    std::fs::write(&files.hosts, hosts)?;
+    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    std::fs::write(&files.resolv, resolv)?;
+    Ok(files)
+}
+
+/// The hostname the container sees: its own, or the host's with `--network host` (docker).
+pub(crate) fn effective_hostname(rec: &ContainerRecord) -> String {
+    if rec.host.network == NetworkMode::Host && rec.config.hostname.is_empty() {
+        return std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default();
+    }
+    if rec.config.hostname.is_empty() {
+        rec.short_id().to_string()
+    } else {
+        rec.config.hostname.clone()
+    }
+}
+
+fn bind(source: &Path, dest: &str, read_only: bool) -> Mount {
+    let mut m = Mount::default();
+    m.set_destination(PathBuf::from(dest));
+    m.set_typ(Some("bind".into()));
+    m.set_source(Some(source.to_path_buf()));
+    let mut opts = vec!["rbind".to_string(), "rprivate".to_string()];
+    if read_only {
+        opts.push("ro".into());
+    }
+    m.set_options(Some(opts));
+    m
+}
+
+/// The environment: the record's (image then user, later wins), plus PATH, HOSTNAME, HOME
+/// and TERM as docker adds them when missing.
+fn environment(rec: &ContainerRecord, hostname: &str, home: &str) -> Vec<String> {
+    let mut env: Vec<String> = Vec::new();
+    let mut set = |kv: String| {
+        let key = kv.split('=').next().unwrap_or_default().to_string();
+        env.retain(|e| e.split('=').next() != Some(key.as_str()));
+        env.push(kv);
+    };
+    set(format!("PATH={DEFAULT_PATH}"));
+    set(format!("HOSTNAME={hostname}"));
+    for kv in &rec.config.env {
+        set(kv.clone());
+    }
+    let has = |env: &[String], k: &str| env.iter().any(|e| e.split('=').next() == Some(k));
+    if rec.config.tty && !has(&env, "TERM") {
+        env.push("TERM=xterm".into());
+    }
+    if !has(&env, "HOME") {
+        env.push(format!("HOME={home}"));
+    }
+    env
+}
+
+/// Builds the Spec. `layers` are the root filesystem's directories topmost first (upper
+/// then lower), for resolving the user.
+pub(crate) fn build(rec: &ContainerRecord, layers: &[PathBuf], etc: &EtcFiles) -> Result<Spec> {
+    let mut spec = default_spec(&rec.id);
+    let hostname = effective_hostname(rec);
+    spec.set_hostname(Some(hostname.clone()));
+
+    let argv = rec.config.argv();
+    if argv.is_empty() {
+        return Err(EngineError::Invalid(
+            "no command specified: the image has no Cmd or Entrypoint; give one after the image name"
+                .into(),
+        ));
+    }
+    let user = resolve_user(layers, &rec.config.user)?;
+    let mut process = spec.process().clone().unwrap_or_default();
+    process.set_args(Some(argv));
+    process.set_env(Some(environment(rec, &hostname, &user.home)));
+    let cwd = if rec.config.working_dir.is_empty() {
+        "/".to_string()
+    } else {
+        rec.config.working_dir.clone()
+    };
+    process.set_cwd(PathBuf::from(cwd));
+    let mut u = User::default();
+    u.set_uid(user.uid);
+    u.set_gid(user.gid);
+    u.set_additional_gids(Some(user.additional_gids.clone()));
+    process.set_user(u);
+    process.set_terminal(Some(rec.config.tty));
+    spec.set_process(Some(process));
+
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    for m in &rec.mounts {
+        mounts.push(bind(&m.source, &m.destination, m.read_only));
+    }
+    let covered = |dest: &str| rec.mounts.iter().any(|m| m.destination == dest);
+    for (file, dest) in [
+        (&etc.hostname, "/etc/hostname"),
+        (&etc.hosts, "/etc/hosts"),
+        (&etc.resolv, "/etc/resolv.conf"),
+    ] {
+        if !covered(dest) {
+            mounts.push(bind(file, dest, rec.host.readonly_rootfs));
+        }
+    }
+    spec.set_mounts(Some(mounts));
+
+    if rec.host.readonly_rootfs {
+        let mut root = spec.root().clone().unwrap_or_default();
+        root.set_readonly(Some(true));
+        spec.set_root(Some(root));
+    }
+
+    let mut linux = spec.linux().clone().unwrap_or_default();
+    if rec.host.network == NetworkMode::Host {
+        if let Some(ns) = linux.namespaces_mut() {
+            ns.retain(|n| n.typ() != LinuxNamespaceType::Network);
+        }
+        // The host's /sys shows the host's interfaces; docker mounts it read-only the same.
+    }
+    let mut resources = linux.resources().clone().unwrap_or_default();
+    if rec.host.memory > 0 {
+        let swap = match rec.host.memory_swap {
+            0 => rec.host.memory * 2,
+            s => s,
+        };
+        let mem = LinuxMemoryBuilder::default()
+            .limit(rec.host.memory)
+            .swap(swap)
+            .build()
+            .map_err(|e| EngineError::Invalid(format!("memory limit: {e}")))?;
+        resources.set_memory(Some(mem));
+    }
+    if rec.host.nano_cpus > 0 {
+        let period: u64 = 100_000;
+        let cpu = LinuxCpuBuilder::default()
+            .period(period)
+            .quota(rec.host.nano_cpus * period as i64 / 1_000_000_000)
+            .build()
+            .map_err(|e| EngineError::Invalid(format!("cpu limit: {e}")))?;
+        resources.set_cpu(Some(cpu));
+    }
+    if rec.host.pids_limit > 0 {
+        let pids = LinuxPidsBuilder::default()
+            .limit(rec.host.pids_limit)
+            .build()
+            .map_err(|e| EngineError::Invalid(format!("pids limit: {e}")))?;
+        resources.set_pids(Some(pids));
+    }
+    linux.set_resources(Some(resources));
+    spec.set_linux(Some(linux));
+    Ok(spec)
+}
