@@ -21,7 +21,10 @@ struct Cli {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => std::process::exit(cli::usage_error(e)),
+    };
     let code = cli::run(cli.command);
     std::process::exit(code);
 }

@@ -500,7 +500,7 @@ fn each(
                 }
             }
             Err(err) => {
-                eprintln!("Error response from daemon: {err}");
+                eprintln!("Error: {err}");
                 code = 1;
             }
         }
@@ -677,7 +677,10 @@ fn create_record(e: &Engine, f: &CreateFlags) -> Result<ContainerRecord> {
 /// An engine failure as docker's CLI prints it, with docker's exit code.
 fn fail(err: &anyhow::Error) -> i32 {
     eprintln!("berth: {}", super::one_line(err));
-    match err.downcast_ref::<EngineError>() {
+    if let Some(e) = err.downcast_ref::<EngineError>() {
+        return e.exit_code();
+    }
+    match err.downcast_ref::<berth_runtime::Error>() {
         Some(e) => e.exit_code(),
         None => ENGINE_FAILURE,
     }
@@ -874,7 +877,7 @@ fn wait(a: ContainersArg) -> Result<i32> {
         match e.resolve(name).and_then(|rec| e.wait(&rec)) {
             Ok(c) => println!("{c}"),
             Err(err) => {
-                eprintln!("Error response from daemon: {err}");
+                eprintln!("Error: {err}");
                 code = 1;
             }
         }
@@ -1220,7 +1223,7 @@ fn exec(a: ExecArgs) -> Result<i32> {
     let rec = match e.resolve(&a.container) {
         Ok(r) => r,
         Err(err) => {
-            eprintln!("Error response from daemon: {err}");
+            eprintln!("Error: {err}");
             return Ok(1);
         }
     };

@@ -32,6 +32,42 @@ pub fn run(command: Command) -> i32 {
     }
 }
 
+/// A command line clap could not parse: help and version go out as asked; anything else is
+/// one line on stderr and docker's 125.
+pub fn usage_error(e: clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                2
+            } else {
+                0
+            }
+        }
+        _ => {
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            let usage = text
+                .lines()
+                .find_map(|l| l.strip_prefix("Usage: "))
+                .and_then(|u| {
+                    let words: Vec<&str> = u
+                        .split_whitespace()
+                        .take_while(|w| !w.starts_with('[') && !w.starts_with('<'))
+                        .collect();
+                    (!words.is_empty()).then(|| words.join(" "))
+                })
+                .unwrap_or_else(|| "berth".into());
+            eprintln!("berth: {first} (see '{usage} --help')");
+            125
+        }
+    }
+}
+
 /// Sends logs to stderr; `RUST_LOG` (or `BERTH_LOG`) picks the level, `info` by default.
 pub fn init_logging() {
     use tracing_subscriber::EnvFilter;
