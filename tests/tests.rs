@@ -3,4 +3,5 @@
 
 mod images;
 mod registry;
+mod root_containers;
 mod util;

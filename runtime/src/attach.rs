@@ -262,6 +262,8 @@ impl Attach {
     }
 
     fn read_frame(&mut self, timeout: Option<Duration>) -> Result<Option<(u8, Vec<u8>)>> {
+        // A zero timeout means "only what is there now"; sockets refuse a zero timeout.
+        let timeout = timeout.map(|t| t.max(Duration::from_micros(1)));
         self.stream
             .set_read_timeout(timeout)
             .map_err(|e| Error::io("set socket timeout", e))?;

@@ -755,9 +755,15 @@ fn attached_run(
         detach_keys,
     };
     let killer = c.clone();
-    term::attach(attach, session, true, move |sig| {
+    let res = term::attach(attach, session, true, move |sig| {
         let _ = killer.kill(sig);
-    })
+    });
+    if res.is_err() {
+        // A command that could not run: the monitor records the exit (126/127) next, so
+        // that `inspect` right after says so.
+        let _ = c.wait_timeout(Some(Duration::from_secs(5)));
+    }
+    res
 }
 
 /// `run -d --rm`: a process of our own waits for the exit and removes the container, as

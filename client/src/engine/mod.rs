@@ -804,7 +804,11 @@ impl Engine {
     /// Starts a container with nobody attached (`start`, `run -d`).
     pub fn start(&self, rec: &mut ContainerRecord) -> Result<()> {
         let c = self.prepare(rec)?;
-        c.start()?;
+        if let Err(e) = c.start() {
+            // The monitor records the failed start as an exit (126/127): wait for it.
+            let _ = c.wait_timeout(Some(Duration::from_secs(5)));
+            return Err(e.into());
+        }
         Ok(())
     }
 

@@ -1,0 +1,978 @@
+//! The container commands, run for real as root (namespaces, overlay, cgroups): every test
+//! here needs root and fails without it. Each test has its own client root holding `bb`, a
+//! busybox image imported with `berth import`, so tests never reach a registry.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::util::{free_port, require, run, Berth};
+
+const APPLETS: &[&str] = &[
+    "sh", "cat", "echo", "sleep", "ps", "id", "hostname", "true", "false", "touch", "ls", "wc",
+    "seq", "pwd", "env", "stty", "tty", "kill", "head", "grep", "mkdir", "test", "date",
+];
+
+/// The leak test counts every berth cgroup on the host: it runs alone, the others together.
+static HOST: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    HOST.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A fresh client root with the image `bb` (busybox, CMD sh, a `nobody` user, a VOLUME).
+fn setup() -> Berth {
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "the container tests need root (namespaces, mounts, cgroups)"
+    );
+    let b = Berth::new();
+    let rootfs = b.dir.path().join("rootfs");
+    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+    std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+    std::fs::create_dir_all(rootfs.join("srv/app")).unwrap();
+    std::fs::create_dir_all(rootfs.join("tmp")).unwrap();
+    std::fs::set_permissions(
+        rootfs.join("tmp"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .unwrap();
+    std::fs::copy(require("busybox"), rootfs.join("bin/busybox")).unwrap();
+    for a in APPLETS {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a)).unwrap();
+    }
+    std::fs::write(
+        rootfs.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
+    std::fs::write(rootfs.join("srv/app/seed"), "from the image\n").unwrap();
+    let tar = b.dir.path().join("rootfs.tar");
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg("."));
+    b.ok(&[
+        "import",
+        "-c",
+        "CMD [\"sh\"]",
+        "-c",
+        "ENV FROM_IMAGE=yes",
+        "-c",
+        "VOLUME /cache",
+        tar.to_str().unwrap(),
+        "bb:latest",
+    ]);
+    b
+}
+
+fn out(b: &Berth, args: &[&str]) -> Output {
+    b.cmd(args).output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs `berth run --rm bb sh -c SCRIPT` (plus `flags`) and returns its output.
+fn sh(b: &Berth, flags: &[&str], script: &str) -> Output {
+    let mut args = vec!["run", "--rm"];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&["bb", "sh", "-c", script]);
+    out(b, &args)
+}
+
+fn inspect(b: &Berth, name: &str) -> Value {
+    let v: Value = serde_json::from_str(&b.ok(&["inspect", name])).unwrap();
+    v[0].clone()
+}
+
+/// Waits (bounded) until `f` holds.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn container_dirs(b: &Berth) -> Vec<String> {
+    match std::fs::read_dir(b.root.join("containers")) {
+        Ok(rd) => rd
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n != "names")
+            .collect(),
+        Err(_) => vec![],
+    }
+}
+
+/// Mount points, berth cgroups and processes mentioning this root: what a container could
+/// leave behind.
+fn host_traces(b: &Berth) -> (usize, Vec<PathBuf>, usize) {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .count();
+    let mut cgroups = vec![];
+    for hier in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let dir = hier.path().join("berth");
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            cgroups.extend(rd.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()));
+        }
+    }
+    let root = b.root.to_string_lossy().into_owned();
+    let procs = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read(e.path().join("environ"))
+                .map(|env| String::from_utf8_lossy(&env).contains(&root))
+                .unwrap_or(false)
+        })
+        .count();
+    (mounts, cgroups, procs)
+}
+
+#[test]
+fn root_isolation_pid_hostname_masked_paths() {
+    let _host = shared();
+    let b = setup();
+    let o = sh(
+        &b,
+        &["--hostname", "boxy"],
+        "echo pid=$$; hostname; ps -o pid | wc -l; cat /proc/timer_list | wc -c; ls /sys/firmware | wc -l",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<String> = stdout(&o).lines().map(|l| l.trim().to_string()).collect();
+    assert_eq!(lines[0], "pid=1");
+    assert_eq!(lines[1], "boxy");
+    // The header, sh and ps: no host process is visible.
+    assert!(lines[2].parse::<u32>().unwrap() <= 4, "{lines:?}");
+    assert_eq!(lines[3], "0", "/proc/timer_list is masked");
+    assert_eq!(lines[4], "0", "/sys/firmware is masked");
+    // /proc/kcore is masked when the host has it, absent when it has not.
+    let kcore = sh(&b, &[], "cat /proc/kcore | wc -c");
+    assert_eq!(stdout(&kcore).trim(), "0");
+    // The default hostname is the short id.
+    let o = out(&b, &["run", "--name", "hn", "bb", "hostname"]);
+    let id = inspect(&b, "hn")["Id"].as_str().unwrap().to_string();
+    assert_eq!(stdout(&o).trim(), &id[..12]);
+    // Network none: only loopback.
+    let o = sh(&b, &[], "ls /sys/class/net");
+    assert_eq!(stdout(&o).trim(), "lo");
+    let o = sh(&b, &["--network", "host"], "ls /sys/class/net | wc -l");
+    let host_ifaces = std::fs::read_dir("/sys/class/net").unwrap().count();
+    assert_eq!(stdout(&o).trim(), host_ifaces.to_string());
+}
+
+#[test]
+fn root_run_flags_env_user_workdir_entrypoint() {
+    let _host = shared();
+    let b = setup();
+    let envfile = b.dir.path().join("env");
+    std::fs::write(&envfile, "# comment\nFROM_FILE=1\nSHARED=file\n").unwrap();
+    let o = out(
+        &b,
+        &[
+            "run",
+            "--rm",
+            "-e",
+            "A=1",
+            "--env",
+            "SHARED=flag",
+            "--env-file",
+            envfile.to_str().unwrap(),
+            "-w",
+            "/srv/app",
+            "-u",
+            "nobody",
+            "bb",
+            "sh",
+            "-c",
+            "echo $A $FROM_FILE $SHARED $FROM_IMAGE; pwd; id -u; id -g; cat seed; echo $HOME",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "1 1 flag yes\n/srv/app\n65534\n65534\nfrom the image\n/nonexistent\n"
+    );
+    let o = out(&b, &["run", "--rm", "-u", "0:65534", "bb", "id", "-g"]);
+    assert_eq!(stdout(&o).trim(), "65534");
+    // --entrypoint replaces the image's and takes the arguments after the image.
+    let o = out(&b, &["run", "--rm", "--entrypoint", "echo", "bb", "a", "b"]);
+    assert_eq!(stdout(&o), "a b\n");
+    // A working directory that does not exist is created, as docker does.
+    let o = out(&b, &["run", "--rm", "-w", "/new/dir", "bb", "pwd"]);
+    assert_eq!(stdout(&o), "/new/dir\n");
+    // The image's CMD runs when no command is given; stdin is /dev/null without -i.
+    let o = out(&b, &["run", "--rm", "bb"]);
+    assert!(o.status.success());
+    // -i passes stdin through.
+    let mut child = b
+        .cmd(&["run", "--rm", "-i", "bb", "sh", "-c", "cat; echo done"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"piped\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(stdout(&o), "piped\ndone\n");
+    // An unknown user is one line and 125... as is a relative working directory.
+    let o = out(&b, &["run", "--rm", "-u", "nosuchuser", "bb", "true"]);
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+    let o = out(&b, &["run", "--rm", "-w", "rel", "bb", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+}
+
+#[test]
+fn root_volumes_bind_ro_named_anonymous() {
+    let _host = shared();
+    let b = setup();
+    let host = b.dir.path().join("share");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("in"), "hello\n").unwrap();
+    let ro = format!("{}:/data:ro", host.display());
+    let o = sh(&b, &["-v", &ro], "cat /data/in; echo x > /data/out");
+    assert_eq!(stdout(&o), "hello\n");
+    assert!(!o.status.success(), "writing to a :ro volume must fail");
+    assert!(
+        stderr(&o).contains("Read-only file system"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!host.join("out").exists());
+    let rw = format!("{}:/data", host.display());
+    let o = sh(&b, &["-v", &rw], "echo written > /data/out");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(host.join("out")).unwrap(),
+        "written\n"
+    );
+    // A named volume outlives its containers.
+    assert!(sh(&b, &["-v", "keep:/v"], "echo kept > /v/f")
+        .status
+        .success());
+    assert_eq!(stdout(&sh(&b, &["-v", "keep:/v"], "cat /v/f")), "kept\n");
+    assert!(b.root.join("volumes/keep/_data/f").exists());
+    // Anonymous volumes (-v /path, and the image's VOLUME /cache) go with --rm.
+    let before = std::fs::read_dir(b.root.join("volumes")).unwrap().count();
+    assert!(sh(&b, &["-v", "/scratch"], "touch /scratch/x /cache/y")
+        .status
+        .success());
+    assert_eq!(
+        std::fs::read_dir(b.root.join("volumes")).unwrap().count(),
+        before
+    );
+    // ... and with rm -v, not with plain rm.
+    b.ok(&["run", "--name", "v1", "bb", "true"]);
+    let mounts = inspect(&b, "v1")["Mounts"].clone();
+    assert_eq!(mounts[0]["Destination"], "/cache");
+    assert_eq!(mounts[0]["Type"], "volume");
+    b.ok(&["rm", "-v", "v1"]);
+    assert_eq!(
+        std::fs::read_dir(b.root.join("volumes")).unwrap().count(),
+        before
+    );
+    // --read-only: the root cannot be written, volumes can.
+    let o = sh(&b, &["--read-only", "-v", "/w"], "touch /w/ok && touch /x");
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("/x"), "{}", stderr(&o));
+}
+
+#[test]
+fn root_memory_limit_kills_with_137() {
+    let _host = shared();
+    let b = setup();
+    let o = out(
+        &b,
+        &[
+            "run",
+            "--name",
+            "hog",
+            "-m",
+            "32m",
+            "bb",
+            "sh",
+            "-c",
+            "x=a; while true; do x=\"$x$x\"; done",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(137), "{}", stderr(&o));
+    let state = &inspect(&b, "hog")["State"];
+    assert_eq!(state["ExitCode"], 137);
+    assert_eq!(state["OOMKilled"], true);
+    assert_eq!(inspect(&b, "hog")["HostConfig"]["Memory"], 32 << 20);
+}
+
+#[test]
+fn root_pids_limit_stops_a_fork_bomb() {
+    let _host = shared();
+    let b = setup();
+    // The bomb runs in a child shell, which dies at its first failed fork; the container's
+    // init then replaces itself (exec: no fork needed) and stays for us to count.
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "bomb",
+        "--pids-limit",
+        "16",
+        "bb",
+        "sh",
+        "-c",
+        "sh -c 'while true; do sleep 60 & done' 2>/dev/null; echo stopped; exec sleep 60",
+    ]);
+    eventually("the bomb to stop", || {
+        stdout(&out(&b, &["logs", "bomb"])).contains("stopped")
+    });
+    let top = b.ok(&["top", "bomb"]);
+    let n = top.lines().count() - 1;
+    assert!(n <= 16, "{n} processes under a limit of 16:\n{top}");
+    assert!(
+        n >= 10,
+        "only {n} processes: the limit was not what stopped the bomb"
+    );
+    b.ok(&["rm", "-f", "bomb"]);
+}
+
+#[test]
+fn root_cpus_limit_reaches_the_cgroup() {
+    let _host = shared();
+    let b = setup();
+    let id = b.ok(&["run", "-d", "--cpus", "0.5", "bb", "sleep", "30"]);
+    let id = id.trim();
+    let mut found = None;
+    for hier in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let dir = hier.path().join("berth").join(id);
+        for (file, want) in [("cpu.cfs_quota_us", "50000"), ("cpu.max", "50000 100000")] {
+            if let Ok(v) = std::fs::read_to_string(dir.join(file)) {
+                found = Some((v.trim().to_string(), want));
+            }
+        }
+    }
+    let (got, want) = found.expect("the container's cpu cgroup");
+    assert_eq!(got, want);
+    b.ok(&["rm", "-f", id]);
+}
+
+#[test]
+fn root_exec_joins_the_container() {
+    let _host = shared();
+    let b = setup();
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ex",
+        "bb",
+        "sh",
+        "-c",
+        "echo in-ctr > /tmp/f; sleep 60",
+    ]);
+    eventually("the file", || {
+        stdout(&out(&b, &["exec", "ex", "cat", "/tmp/f"])) == "in-ctr\n"
+    });
+    // Same pid namespace: the container's init is pid 1 for exec too.
+    let o = out(
+        &b,
+        &[
+            "exec",
+            "ex",
+            "sh",
+            "-c",
+            "cat /proc/1/cmdline; echo; echo $$",
+        ],
+    );
+    let lines: Vec<&str> = std::str::from_utf8(&o.stdout).unwrap().lines().collect();
+    // (sh -c execs its last command: the init is `sleep 60`.)
+    assert!(lines[0].starts_with("sleep"), "{lines:?}");
+    assert_ne!(lines[1], "1");
+    let o = out(
+        &b,
+        &[
+            "exec",
+            "-e",
+            "X=7",
+            "-w",
+            "/tmp",
+            "-u",
+            "nobody",
+            "ex",
+            "sh",
+            "-c",
+            "echo $X $(pwd) $(id -u) $FROM_IMAGE",
+        ],
+    );
+    assert_eq!(stdout(&o), "7 /tmp 65534 yes\n");
+    // The exit code comes back; -d returns at once.
+    assert_eq!(
+        out(&b, &["exec", "ex", "sh", "-c", "exit 3"]).status.code(),
+        Some(3)
+    );
+    assert_eq!(out(&b, &["exec", "ex", "nosuch"]).status.code(), Some(127));
+    b.ok(&[
+        "exec",
+        "-d",
+        "ex",
+        "sh",
+        "-c",
+        "sleep 0.2; touch /tmp/detached",
+    ]);
+    eventually("the detached exec", || {
+        out(&b, &["exec", "ex", "test", "-e", "/tmp/detached"])
+            .status
+            .success()
+    });
+    // -i feeds stdin.
+    let mut child = b
+        .cmd(&["exec", "-i", "ex", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"to exec\n").unwrap();
+    assert_eq!(stdout(&child.wait_with_output().unwrap()), "to exec\n");
+    b.ok(&["stop", "-t", "0", "ex"]);
+    let o = out(&b, &["exec", "ex", "true"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("not running"), "{}", stderr(&o));
+    b.ok(&["rm", "ex"]);
+}
+
+#[test]
+fn root_stop_kill_restart() {
+    let _host = shared();
+    let b = setup();
+    // A process that handles TERM exits with its own code.
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "term",
+        "bb",
+        "sh",
+        "-c",
+        "trap 'echo got-term; exit 3' TERM; echo ready; while true; do sleep 0.1; done",
+    ]);
+    eventually("ready", || {
+        stdout(&out(&b, &["logs", "term"])).contains("ready")
+    });
+    assert_eq!(b.ok(&["stop", "term"]), "term\n");
+    assert_eq!(inspect(&b, "term")["State"]["ExitCode"], 3);
+    assert!(stdout(&out(&b, &["logs", "term"])).contains("got-term"));
+    assert_eq!(b.ok(&["wait", "term"]), "3\n");
+    // One that ignores TERM (sh as pid 1) is killed after -t.
+    b.ok(&["run", "-d", "--name", "deaf", "bb", "sleep", "60"]);
+    b.ok(&["stop", "-t", "1", "deaf"]);
+    assert_eq!(inspect(&b, "deaf")["State"]["ExitCode"], 137);
+    // kill -s sends the named signal.
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "killme",
+        "bb",
+        "sh",
+        "-c",
+        "trap 'echo got-usr1' USR1; echo ready; while true; do sleep 0.1; done",
+    ]);
+    eventually("ready", || {
+        stdout(&out(&b, &["logs", "killme"])).contains("ready")
+    });
+    b.ok(&["kill", "-s", "USR1", "killme"]);
+    eventually("USR1", || {
+        stdout(&out(&b, &["logs", "killme"])).contains("got-usr1")
+    });
+    assert_eq!(inspect(&b, "killme")["State"]["Status"], "running");
+    b.ok(&["kill", "killme"]);
+    eventually("the kill", || {
+        inspect(&b, "killme")["State"]["Status"] == "exited"
+    });
+    assert_eq!(inspect(&b, "killme")["State"]["ExitCode"], 137);
+    // restart keeps the container's files.
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "again",
+        "bb",
+        "sh",
+        "-c",
+        "date >> /runs; sleep 60",
+    ]);
+    eventually("first run", || {
+        out(&b, &["exec", "again", "test", "-e", "/runs"])
+            .status
+            .success()
+    });
+    b.ok(&["restart", "-t", "0", "again"]);
+    eventually("second run", || {
+        stdout(&out(&b, &["exec", "again", "wc", "-l", "/runs"])).starts_with('2')
+    });
+    assert_eq!(inspect(&b, "again")["RestartCount"], 1);
+    // start of a stopped container runs it again, with its files.
+    b.ok(&["stop", "-t", "0", "again"]);
+    b.ok(&["start", "again"]);
+    eventually("third run", || {
+        stdout(&out(&b, &["exec", "again", "wc", "-l", "/runs"])).starts_with('3')
+    });
+    // kill of a stopped container is an error.
+    b.ok(&["stop", "-t", "0", "again"]);
+    let o = out(&b, &["kill", "again"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not running"));
+    b.ok(&["rm", "term", "deaf", "killme", "again"]);
+    assert!(container_dirs(&b).is_empty());
+}
+
+#[test]
+fn root_logs_follow_tail_timestamps() {
+    let _host = shared();
+    let b = setup();
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "logs1",
+        "bb",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5; do echo out$i; echo err$i >&2; sleep 0.2; done",
+    ]);
+    // -f streams until the container exits, then ends by itself.
+    let o = b.cmd(&["logs", "-f", "logs1"]).output().unwrap();
+    assert!(o.status.success());
+    assert_eq!(stdout(&o), "out1\nout2\nout3\nout4\nout5\n");
+    assert_eq!(stderr(&o), "err1\nerr2\nerr3\nerr4\nerr5\n");
+    let o = out(&b, &["logs", "--tail", "2", "logs1"]);
+    assert_eq!(stdout(&o), "out5\n");
+    assert_eq!(stderr(&o), "err5\n");
+    // (The last two lines are out5 and err5, in either order.)
+    let o = out(&b, &["logs", "-t", "--tail", "2", "logs1"]);
+    let line = stdout(&o);
+    let (ts, text) = line.split_once(' ').unwrap();
+    assert!(chrono::DateTime::parse_from_rfc3339(ts).is_ok(), "{line}");
+    assert_eq!(text, "out5\n");
+    assert_eq!(
+        stdout(&out(
+            &b,
+            &["logs", "--since", "2099-01-01T00:00:00Z", "logs1"]
+        )),
+        ""
+    );
+    assert_eq!(
+        stdout(&out(&b, &["logs", "--since", "10m", "logs1"]))
+            .lines()
+            .count(),
+        5
+    );
+    let o = out(&b, &["logs", "--tail", "x", "logs1"]);
+    assert!(!o.status.success());
+}
+
+#[test]
+fn root_attach_and_detach_keep_it_running() {
+    let _host = shared();
+    let b = setup();
+    b.ok(&[
+        "run",
+        "-d",
+        "-i",
+        "--name",
+        "att",
+        "bb",
+        "sh",
+        "-c",
+        "while read l; do echo got:$l; done",
+    ]);
+    let mut child = b
+        .cmd(&["attach", "att"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"one\n").unwrap();
+    let mut stdout_pipe = child.stdout.take().unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 64];
+    while !String::from_utf8_lossy(&got).contains("got:one") {
+        let n = stdout_pipe.read(&mut buf).unwrap();
+        assert!(n > 0, "attach ended early");
+        got.extend_from_slice(&buf[..n]);
+    }
+    // ctrl-p ctrl-q: attach returns 0, the container keeps running.
+    stdin.write_all(&[0x10, 0x11]).unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    assert_eq!(inspect(&b, "att")["State"]["Status"], "running");
+    b.ok(&["rm", "-f", "att"]);
+}
+
+/// `run -it` under tmux: a real terminal, its size, ctrl-c, the exit code, detach.
+#[test]
+fn root_run_it_through_a_terminal() {
+    let _host = shared();
+    let b = setup();
+    let tmux = require("tmux");
+    let sock = b.dir.path().join("tmux.sock");
+    let berth = env!("CARGO_BIN_EXE_berth");
+    let rc = b.dir.path().join("rc");
+    let script = format!(
+        "BERTH_ROOT={} {berth} run -it --name tty bb sh; echo $? > {}; sleep 30",
+        b.root.display(),
+        rc.display()
+    );
+    let tm = |args: &[&str]| {
+        Command::new(&tmux)
+            .arg("-S")
+            .arg(&sock)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = tm(&[
+        "new-session",
+        "-d",
+        "-s",
+        "t",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        &script,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let pane = || stdout(&tm(&["capture-pane", "-p", "-t", "t"]));
+    let wait_for = |s: &str| eventually(s, || pane().contains(s));
+    wait_for("/ #");
+    tm(&[
+        "send-keys",
+        "-t",
+        "t",
+        "tty; stty size; echo T=$TERM",
+        "Enter",
+    ]);
+    wait_for("T=xterm");
+    let p = pane();
+    assert!(p.contains("/dev/pts/0"), "{p}");
+    assert!(p.contains("30 100"), "{p}");
+    tm(&["resize-window", "-t", "t", "-x", "120", "-y", "40"]);
+    eventually("the new size", || {
+        tm(&["send-keys", "-t", "t", "stty size", "Enter"]);
+        std::thread::sleep(Duration::from_millis(100));
+        pane().contains("40 120")
+    });
+    // ctrl-c reaches the container's foreground process, not berth.
+    tm(&["send-keys", "-t", "t", "sleep 100", "Enter"]);
+    std::thread::sleep(Duration::from_millis(300));
+    tm(&["send-keys", "-t", "t", "C-c"]);
+    tm(&["send-keys", "-t", "t", "echo after-int", "Enter"]);
+    wait_for("after-int\n");
+    // Detach and attach again.
+    tm(&["send-keys", "-t", "t", "C-p", "C-q"]);
+    eventually("detach", || rc.exists());
+    assert_eq!(std::fs::read_to_string(&rc).unwrap().trim(), "0");
+    assert_eq!(inspect(&b, "tty")["State"]["Status"], "running");
+    std::fs::remove_file(&rc).unwrap();
+    tm(&["kill-server"]);
+    let script = format!(
+        "BERTH_ROOT={} {berth} attach tty; echo $? > {}; sleep 30",
+        b.root.display(),
+        rc.display()
+    );
+    tm(&[
+        "new-session",
+        "-d",
+        "-s",
+        "t",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        &script,
+    ]);
+    // Attached once the container answers (typed text is echoed before that too, so look
+    // for the output line alone).
+    eventually("the attach", || {
+        tm(&["send-keys", "-t", "t", "echo attached-$((6*7))", "Enter"]);
+        std::thread::sleep(Duration::from_millis(100));
+        pane().lines().any(|l| l.trim() == "attached-42")
+    });
+    tm(&["send-keys", "-t", "t", "exit 7", "Enter"]);
+    eventually("the exit", || rc.exists());
+    assert_eq!(std::fs::read_to_string(&rc).unwrap().trim(), "7");
+    tm(&["kill-server"]);
+    b.ok(&["rm", "tty"]);
+}
+
+#[test]
+fn root_fifty_runs_leave_nothing_behind() {
+    let _host = HOST.write().unwrap_or_else(|e| e.into_inner());
+    let b = setup();
+    b.ok(&["run", "--rm", "bb", "true"]);
+    let before = host_traces(&b);
+    for _ in 0..50 {
+        let o = out(&b, &["run", "--rm", "bb", "true"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    assert_eq!(host_traces(&b), before);
+    assert!(container_dirs(&b).is_empty());
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
+    // rm -f of a running container, and run -d --rm reaped when it exits.
+    let id = b.ok(&["run", "-d", "-v", "/anon", "bb", "sleep", "60"]);
+    b.ok(&["rm", "-f", "-v", id.trim()]);
+    b.ok(&["run", "-d", "--rm", "bb", "sleep", "0.3"]);
+    eventually("the --rm reaper", || container_dirs(&b).is_empty());
+    assert_eq!(host_traces(&b), before);
+    assert!(std::fs::read_dir(b.root.join("volumes")).unwrap().count() == 0);
+}
+
+#[test]
+fn root_bad_input_is_one_line_and_the_right_code() {
+    let _host = shared();
+    let b = setup();
+    let port = free_port();
+    let cases: Vec<(Vec<String>, i32, &str)> = vec![
+        (
+            vec!["run".into(), "--bogus".into(), "bb".into()],
+            125,
+            "--bogus",
+        ),
+        (
+            vec![
+                "run".into(),
+                "--rm".into(),
+                "--pull".into(),
+                "never".into(),
+                "nosuch".into(),
+            ],
+            125,
+            "No such image",
+        ),
+        (
+            vec![
+                "run".into(),
+                "--rm".into(),
+                format!("127.0.0.1:{port}/nosuch"),
+            ],
+            125,
+            "127.0.0.1",
+        ),
+        (
+            vec!["run".into(), "--rm".into(), "bb".into(), "nosuchcmd".into()],
+            127,
+            "nosuchcmd",
+        ),
+        (
+            vec![
+                "run".into(),
+                "--rm".into(),
+                "bb".into(),
+                "/etc/passwd".into(),
+            ],
+            126,
+            "/etc/passwd",
+        ),
+        (
+            vec![
+                "run".into(),
+                "--rm".into(),
+                "-v".into(),
+                "/does/not/exist:/x".into(),
+                "bb".into(),
+                "true".into(),
+            ],
+            125,
+            "/does/not/exist",
+        ),
+        (
+            vec![
+                "run".into(),
+                "--rm".into(),
+                "-m".into(),
+                "lots".into(),
+                "bb".into(),
+            ],
+            125,
+            "lots",
+        ),
+        (
+            vec![
+                "run".into(),
+                "--rm".into(),
+                "--network".into(),
+                "bridge".into(),
+                "bb".into(),
+            ],
+            125,
+            "bridge",
+        ),
+        (
+            vec!["start".into(), "nosuch".into()],
+            1,
+            "No such container",
+        ),
+        (vec!["logs".into(), "nosuch".into()], 1, "No such container"),
+    ];
+    for (args, code, needle) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = out(&b, &args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        let lines: Vec<&str> = err.lines().filter(|l| !l.is_empty()).collect();
+        let extra = lines
+            .iter()
+            .filter(|l| !l.starts_with("Unable to find") && !l.contains("Pulling from"))
+            .count();
+        assert_eq!(extra, 1, "{args:?}: one line expected: {err}");
+    }
+    // Nothing is left of the failed runs.
+    assert!(container_dirs(&b).is_empty(), "{:?}", container_dirs(&b));
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
+    // Without --rm a command that cannot run leaves a container that says why.
+    let o = out(&b, &["run", "--name", "nf", "bb", "nosuchcmd"]);
+    assert_eq!(o.status.code(), Some(127));
+    let st = &inspect(&b, "nf")["State"];
+    assert_eq!(st["ExitCode"], 127);
+    assert!(st["Error"].as_str().unwrap().contains("nosuchcmd"), "{st}");
+    // Names are unique.
+    let o = out(&b, &["create", "--name", "nf", "bb"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("already in use"));
+    let o = out(&b, &["create", "--name", "bad/name", "bb"]);
+    assert_eq!(o.status.code(), Some(125));
+}
+
+#[test]
+fn root_ps_create_start_rename_pause_prune_and_images_in_use() {
+    let _host = shared();
+    let b = setup();
+    let created = b.ok(&["create", "--name", "c1", "bb", "echo", "from-create"]);
+    assert_eq!(created.trim().len(), 64);
+    b.ok(&[
+        "run", "-d", "--name", "up", "-l", "team=a", "bb", "sleep", "60",
+    ]);
+    let ps = b.ok(&["ps"]);
+    let header = ps.lines().next().unwrap();
+    for col in [
+        "CONTAINER ID",
+        "IMAGE",
+        "COMMAND",
+        "CREATED",
+        "STATUS",
+        "PORTS",
+        "NAMES",
+    ] {
+        assert!(header.contains(col), "{header}");
+    }
+    assert_eq!(ps.lines().count(), 2, "{ps}");
+    assert!(ps.contains("\"sleep 60\"") && ps.contains("Up "), "{ps}");
+    assert_eq!(b.ok(&["ps", "-a", "--format", "{{.Names}}"]), "up\nc1\n");
+    assert_eq!(
+        b.ok(&["ps", "-a", "-f", "status=created", "--format", "{{.Names}}"]),
+        "c1\n"
+    );
+    assert_eq!(b.ok(&["ps", "-f", "label=team=a", "-q"]).trim().len(), 12);
+    assert_eq!(b.ok(&["ps", "-l", "--format", "{{.Names}}"]), "up\n");
+    assert_eq!(
+        b.ok(&["ps", "-n", "2", "--format", "{{.Names}}"]),
+        "up\nc1\n"
+    );
+    assert_eq!(b.ok(&["ps", "-q", "--no-trunc"]).trim().len(), 64);
+    let row: Value = serde_json::from_str(b.ok(&["ps", "--format", "json"]).trim()).unwrap();
+    assert_eq!(row["Names"], "up");
+    assert_eq!(row["State"], "running");
+    // start -a of a created container prints its output and returns its code.
+    let o = out(&b, &["start", "-a", "c1"]);
+    assert_eq!(stdout(&o), "from-create\n");
+    assert_eq!(
+        b.ok(&["ps", "-a", "-f", "exited=0", "--format", "{{.Names}}"]),
+        "c1\n"
+    );
+    // rename, and id prefixes work wherever a name does.
+    b.ok(&["rename", "c1", "c2"]);
+    assert!(out(&b, &["inspect", "c1"]).status.code() == Some(1));
+    let id = inspect(&b, "c2")["Id"].as_str().unwrap().to_string();
+    assert_eq!(inspect(&b, &id[..5])["Name"], "/c2");
+    // pause / unpause.
+    b.ok(&["pause", "up"]);
+    assert_eq!(inspect(&b, "up")["State"]["Status"], "paused");
+    assert!(b.ok(&["ps"]).contains("(Paused)"));
+    b.ok(&["unpause", "up"]);
+    assert_eq!(inspect(&b, "up")["State"]["Status"], "running");
+    // top lists the container's processes.
+    let top = b.ok(&["top", "up"]);
+    assert!(top.lines().next().unwrap().contains("PID"));
+    assert!(top.contains("sleep 60"), "{top}");
+    // inspect has docker's shape.
+    let v = inspect(&b, "up");
+    for key in [
+        "Id",
+        "Created",
+        "Path",
+        "Args",
+        "State",
+        "Image",
+        "Name",
+        "HostConfig",
+        "Mounts",
+        "Config",
+        "GraphDriver",
+    ] {
+        assert!(v.get(key).is_some(), "inspect lacks {key}");
+    }
+    assert_eq!(v["Config"]["Labels"]["team"], "a");
+    assert_eq!(v["State"]["Running"], true);
+    assert!(v["State"]["Pid"].as_i64().unwrap() > 0);
+    assert_eq!(
+        b.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}}",
+            "--type",
+            "container",
+            "up"
+        ]),
+        "running\n"
+    );
+    // The image is in use: rmi refuses it, -f only untags it, the container still starts.
+    let o = out(&b, &["rmi", "bb"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("is using its referenced image"),
+        "{}",
+        stderr(&o)
+    );
+    let df = b.ok(&["system", "df"]);
+    assert!(
+        df.lines()
+            .any(|l| l.starts_with("Containers") && l.contains(" 2 ")),
+        "{df}"
+    );
+    b.ok(&["rmi", "-f", "bb"]);
+    assert_eq!(stdout(&out(&b, &["start", "-a", "c2"])), "from-create\n");
+    // container prune removes the stopped one only; then the image goes with image prune.
+    let o = b.ok(&["container", "prune", "-f"]);
+    assert!(o.contains(&id), "{o}");
+    assert_eq!(b.ok(&["ps", "-a", "--format", "{{.Names}}"]), "up\n");
+    b.ok(&["rm", "-f", "up"]);
+    b.ok(&["image", "prune", "-f"]);
+    assert_eq!(b.ok(&["images", "-q"]), "");
+    assert!(!Path::new(&b.root.join("containers/names/up")).exists());
+}
