@@ -2,5 +2,6 @@
 //! Each drives the `berth` binary and real peers (see TESTING.md); a missing peer fails.
 
 mod images;
+mod mirror;
 mod registry;
 mod util;
