@@ -6,6 +6,8 @@
 
 mod cli;
 
+use std::path::PathBuf;
+
 use clap::Parser;
 
 #[derive(Parser)]
@@ -16,12 +18,17 @@ use clap::Parser;
     propagate_version = true
 )]
 struct Cli {
+    /// Root directory of the store [default: $BERTH_ROOT, else /var/lib/berth as root, else
+    /// ~/.local/share/berth]; for `serve`, the registry's storage (overrides its config)
+    #[arg(long, global = true, value_name = "DIR")]
+    root: Option<PathBuf>,
     #[command(subcommand)]
     command: cli::Command,
 }
 
 fn main() {
     let cli = Cli::parse();
-    let code = cli::run(cli.command);
+    let globals = cli::Globals { root: cli.root };
+    let code = cli::run(&globals, cli.command);
     std::process::exit(code);
 }

@@ -12,6 +12,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -259,9 +260,42 @@ fn sha256_file(p: &Path) -> Digest {
     Digest::sha256_of(&std::fs::read(p).unwrap())
 }
 
+impl TestImage {
+    /// Writes the image's OCI layout as one tar at `tar` (what `berth load` reads); returns
+    /// `tar`.
+    pub fn layout_tar(&self, tar: &Path) -> PathBuf {
+        run(Command::new("tar")
+            .arg("-C")
+            .arg(&self.layout)
+            .arg("-cf")
+            .arg(tar)
+            .arg("."));
+        tar.to_path_buf()
+    }
+}
+
 /// Builds an OCI layout under `dir` with `extra` layers on top of busybox; each extra layer
 /// holds `/data/N` of `extra_size` pseudo-random bytes. The tag in the layout is `latest`.
 pub fn build_image(dir: &Path, extra: usize, extra_size: usize, seed: u8) -> TestImage {
+    build_image_compressed(dir, extra, extra_size, seed, &[])
+}
+
+/// How a test image's layer blob is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    Gzip,
+    Zstd,
+    Plain,
+}
+
+/// [`build_image`] with layer `i` compressed as `compression[i]` (gzip beyond the slice).
+pub fn build_image_compressed(
+    dir: &Path,
+    extra: usize,
+    extra_size: usize,
+    seed: u8,
+    compression: &[Compression],
+) -> TestImage {
     let busybox = require("busybox");
     let work = dir.join("work");
     let layout = dir.join("layout");
@@ -305,12 +339,27 @@ pub fn build_image(dir: &Path, extra: usize, extra_size: usize, seed: u8) -> Tes
             .arg(&tar)
             .arg("."));
         diff_ids.push(sha256_file(&tar));
-        run(Command::new("gzip").arg("-1").arg("-n").arg("-k").arg(&tar));
-        let gz = work.join(format!("l{i}.tar.gz"));
-        let d = sha256_file(&gz);
-        let size = std::fs::metadata(&gz).unwrap().len();
-        std::fs::copy(&gz, layout.join("blobs/sha256").join(d.hex())).unwrap();
-        descs.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": size}));
+        let (blob, media_type) = match compression.get(i).copied().unwrap_or(Compression::Gzip) {
+            Compression::Gzip => {
+                run(Command::new("gzip").arg("-1").arg("-n").arg("-k").arg(&tar));
+                (
+                    work.join(format!("l{i}.tar.gz")),
+                    "application/vnd.oci.image.layer.v1.tar+gzip",
+                )
+            }
+            Compression::Zstd => {
+                run(Command::new(require("zstd")).arg("-q").arg("-k").arg(&tar));
+                (
+                    work.join(format!("l{i}.tar.zst")),
+                    "application/vnd.oci.image.layer.v1.tar+zstd",
+                )
+            }
+            Compression::Plain => (tar.clone(), "application/vnd.oci.image.layer.v1.tar"),
+        };
+        let d = sha256_file(&blob);
+        let size = std::fs::metadata(&blob).unwrap().len();
+        std::fs::copy(&blob, layout.join("blobs/sha256").join(d.hex())).unwrap();
+        descs.push(json!({"mediaType": media_type, "digest": d, "size": size}));
         layers.push(d);
     }
     let config = serde_json::to_vec(&json!({
@@ -616,7 +665,7 @@ pub struct Registry {
     /// `127.0.0.1:PORT`
     pub addr: String,
     pub stderr: Lines,
-    _config: tempfile::NamedTempFile,
+    _config: Option<tempfile::NamedTempFile>,
 }
 
 impl Registry {
@@ -624,10 +673,20 @@ impl Registry {
     pub fn start(storage: &Storage, server: &str) -> Registry {
         let mut config = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
         write!(config, "[server]\n{server}\n{}", storage.toml).unwrap();
+        let path = config.path().to_path_buf();
+        Registry::serve(&[OsStr::new("--config"), path.as_os_str()], Some(config))
+    }
+
+    /// `berth serve --root DIR` (a store directory, e.g. a client's root) on a free loopback
+    /// port, with the default configuration.
+    pub fn serve_root(root: &Path) -> Registry {
+        Registry::serve(&[OsStr::new("--root"), root.as_os_str()], None)
+    }
+
+    fn serve(args: &[&OsStr], config: Option<tempfile::NamedTempFile>) -> Registry {
         let mut cmd = Command::new(berth_bin());
         cmd.arg("serve")
-            .arg("--config")
-            .arg(config.path())
+            .args(args)
             .args(["--listen", "127.0.0.1:0"]);
         let (child, addr, stderr) = spawn_serving(cmd);
         Registry {
