@@ -3,6 +3,7 @@
 # CNCF distribution, same image, same run. Prints medians and ratios (berth / peer).
 #
 #   ./bench/client.sh            # LAYERS=3 LAYER_MIB=64 RUNS=3 by default
+#   BERTH=path/to/release/berth ./bench/client.sh    # use that binary, skip the build
 #
 # The image has LAYERS layers of LAYER_MIB MiB of random bytes each (gzip -1). Pulls start from
 # an empty store every run; pushes go to a freshly started registry every run. `berth images`
@@ -12,9 +13,12 @@ cd "$(dirname "$0")/.."
 LAYERS=${LAYERS:-3}
 LAYER_MIB=${LAYER_MIB:-64}
 RUNS=${RUNS:-3}
-TARGET=${CARGO_TARGET_DIR:-$PWD/target}
-cargo build --release -q
-B=$TARGET/release/berth
+if [ -n "${BERTH:-}" ]; then
+  B=$BERTH
+else
+  cargo build --release -q
+  B=${CARGO_TARGET_DIR:-$PWD/target}/release/berth
+fi
 W=$(mktemp -d /tmp/bench-client.XXXXXX)
 PIDS=()
 cleanup() {
@@ -118,17 +122,25 @@ skopeo_push=$(median_ms "$(push_prep)" "skopeo copy -q --dest-tls-verify=false o
 kill "$(cat "$W/reg2.pid")" 2>/dev/null || true
 echo "push:  berth ${berth_push} ms | skopeo ${skopeo_push} ms ($(ratio "$berth_push" "$skopeo_push")x)"
 
-# images over 500 images: the pulled image's record copied under 500 ids.
-python3 - "$W/broot/images/index.json" "$W/b500/images/index.json" <<'EOF'
+# images over 500 images: the pulled image's record copied under 500 ids and names, each
+# name also a tag in the store (every command compares the store's tags with the index).
+python3 - "$W/broot/images/index.json" "$W/b500" <<'EOF'
 import json, hashlib, os, sys
 src = json.load(open(sys.argv[1]))
+root = sys.argv[2]
 rec = next(iter(src["images"].values()))
 out = {}
+os.makedirs(f"{root}/catalog", exist_ok=True)
 for i in range(500):
     r = dict(rec); r["id"] = "sha256:" + hashlib.sha256(f"{i}".encode()).hexdigest()
     r["tags"] = [f"docker.io/library/img{i}:latest"]
     out[r["id"]] = r
-os.makedirs(os.path.dirname(sys.argv[2]), exist_ok=True)
-json.dump({"version": 1, "images": out}, open(sys.argv[2], "w"))
+    tags = f"{root}/repositories/docker.io/library/img{i}/_tags"
+    os.makedirs(tags, exist_ok=True)
+    open(f"{tags}/latest", "w").write(rec["manifest"])
+    open(f"{root}/catalog/docker.io~library~img{i}", "w").close()
+os.makedirs(f"{root}/images", exist_ok=True)
+json.dump({"version": 1, "images": out}, open(f"{root}/images/index.json", "w"))
 EOF
+[ "$(BERTH_ROOT=$W/b500 $B images -q | wc -l)" = 500 ] || { echo "berth images does not list the 500 images" >&2; exit 1; }
 BERTH_ROOT=$W/b500 hyperfine -N -w 3 -r 30 "$B images" 2>/dev/null | grep -E "Time|Range" || true

@@ -6,6 +6,8 @@
 
 mod cli;
 
+use std::path::PathBuf;
+
 use clap::Parser;
 
 #[derive(Parser)]
@@ -16,6 +18,10 @@ use clap::Parser;
     propagate_version = true
 )]
 struct Cli {
+    /// Root directory of the store [default: $BERTH_ROOT, else /var/lib/berth as root, else
+    /// ~/.local/share/berth]; for `serve`, the registry's storage (overrides its config)
+    #[arg(long, global = true, value_name = "DIR")]
+    root: Option<PathBuf>,
     #[command(subcommand)]
     command: cli::Command,
 }
@@ -25,6 +31,7 @@ fn main() {
         Ok(cli) => cli,
         Err(e) => std::process::exit(cli::usage_error(e)),
     };
-    let code = cli::run(cli.command);
+    let globals = cli::Globals { root: cli.root };
+    let code = cli::run(&globals, cli.command);
     std::process::exit(code);
 }

@@ -6,7 +6,10 @@ use std::process::Command;
 
 use berth_storage::Digest;
 
-use crate::util::{build_image, require, run, skopeo_push, Berth, Distribution, Dockerd};
+use crate::util::{
+    berth_bin, build_image, build_image_compressed, chain_ids, require, run, skopeo_push, Berth,
+    Compression, Distribution, Dockerd, Podman, Registry, TestImage,
+};
 
 fn blob_path(root: &Path, d: &Digest) -> std::path::PathBuf {
     root.join("blobs/sha256").join(d.hex())
@@ -42,6 +45,16 @@ fn assert_same_as_skopeo(berth: &Berth, reference: &str, manifest: &Digest) {
     assert!(compared >= 3, "skopeo's copy had only {compared} files");
 }
 
+/// What a first pull prints: layers completed, then docker's Digest and Status lines.
+fn assert_pulled(out: &str, manifest: &Digest, name: &str) {
+    assert!(out.contains("Pull complete"), "{out}");
+    assert!(out.contains(&format!("Digest: {manifest}")), "{out}");
+    assert!(
+        out.contains(&format!("Status: Downloaded newer image for {name}")),
+        "{out}"
+    );
+}
+
 #[test]
 fn pull_stores_what_skopeo_copies_and_a_second_pull_downloads_nothing() {
     let reg = Distribution::start();
@@ -53,15 +66,7 @@ fn pull_stores_what_skopeo_copies_and_a_second_pull_downloads_nothing() {
     let berth = Berth::new();
     let out = berth.ok(&["pull", &name]);
     assert!(out.contains("v1: Pulling from test/pull"), "{out}");
-    assert!(out.contains("Pull complete"), "{out}");
-    assert!(
-        out.contains(&format!("Digest: {}", image.manifest)),
-        "{out}"
-    );
-    assert!(
-        out.contains(&format!("Status: Downloaded newer image for {name}")),
-        "{out}"
-    );
+    assert_pulled(&out, &image.manifest, &name);
     assert!(out.trim_end().ends_with(&name), "{out}");
     assert_same_as_skopeo(&berth, &name, &image.manifest);
 
@@ -341,21 +346,10 @@ fn push_to_distribution_then_podman_pulls_it() {
     assert!(mounted.contains("Mounted from dst/img"), "{mounted}");
 
     // podman pulls what berth pushed and sees the same image.
-    let podman_root = tempfile::tempdir().unwrap();
-    let podman = |args: &[&str]| {
-        let mut c = Command::new(require("podman"));
-        c.arg("--root")
-            .arg(podman_root.path().join("root"))
-            .arg("--runroot")
-            .arg(podman_root.path().join("run"))
-            .arg("--storage-driver=vfs")
-            .args(args);
-        String::from_utf8(run(&mut c).stdout).unwrap()
-    };
-    podman(&["pull", "-q", "--tls-verify=false", &target]);
-    let id = podman(&["image", "inspect", "--format", "{{.Id}}", &target]);
-    assert_eq!(id.trim(), image.config.hex());
-    let id = podman(&["pull", "-q", "--tls-verify=false", &sibling]);
+    let podman = Podman::new();
+    podman.run(&["pull", "-q", "--tls-verify=false", &target]);
+    assert_eq!(podman.inspect(&target, "{{.Id}}"), image.config.hex());
+    let id = podman.run(&["pull", "-q", "--tls-verify=false", &sibling]);
     assert_eq!(id.trim(), image.config.hex());
 }
 
@@ -449,13 +443,7 @@ fn save_load_import_prune_and_df() {
     assert!(blob_path(&other.root, &image.manifest).exists());
 
     // An OCI layout tar (what skopeo writes) loads too.
-    let oci_tar = work.path().join("oci.tar");
-    run(Command::new("tar")
-        .arg("-C")
-        .arg(&image.layout)
-        .arg("-cf")
-        .arg(&oci_tar)
-        .arg("."));
+    let oci_tar = image.layout_tar(&work.path().join("oci.tar"));
     let third = Berth::new();
     let out = third.ok(&["load", "-i", oci_tar.to_str().unwrap()]);
     assert!(out.contains("Loaded image"), "{out}");
@@ -524,6 +512,26 @@ fn bad_inputs_are_one_line_and_nonzero() {
         (&["images", "-f", "bogus=1"], "invalid filter"),
         (&["images", "--format", "{{.Nope"], "template"),
         (&["load", "-i", "/nonexistent.tar"], "/nonexistent.tar"),
+        (
+            &["push", "nosuch:1"],
+            "An image does not exist locally with the tag: nosuch",
+        ),
+        (&["push", "Foo//Bar"], "invalid reference format"),
+        (&["rmi", "Foo//Bar"], "No such image: Foo//Bar"),
+        (&["tag", "nosuch", "Bad//Ref"], "invalid reference format"),
+        (&["import", "/nonexistent.tar", "x:1"], "/nonexistent.tar"),
+        (
+            &["import", "/etc/hostname", "Bad//Ref"],
+            "invalid reference format",
+        ),
+        (
+            &["save", "-o", "/nonexistent-dir/x.tar", "nosuch"],
+            "/nonexistent-dir/x.tar",
+        ),
+        (
+            &["history", "--format", "{{.Nope", "nosuch"],
+            "No such image",
+        ),
     ];
     for (args, want) in cases {
         let (_, err) = berth.fails(args);
@@ -543,6 +551,30 @@ fn bad_inputs_are_one_line_and_nonzero() {
         "{err}"
     );
 
+    // Files that are not image archives or root file systems.
+    let garbage = berth.dir.path().join("garbage.tar");
+    std::fs::write(&garbage, vec![0x5a; 4096]).unwrap();
+    let garbage = garbage.to_str().unwrap();
+    for args in [vec!["load", "-i", garbage], vec!["import", garbage, "x:1"]] {
+        let (_, err) = berth.fails(&args);
+        assert_eq!(err.lines().count(), 1, "berth {args:?}: {err}");
+        assert!(err.starts_with("Error: "), "berth {args:?}: {err}");
+    }
+    assert_eq!(berth.ok(&["images", "-a", "-q"]).trim(), "");
+    // search and push to a registry that is not there.
+    let (_, err) = berth.fails(&["search", &format!("127.0.0.1:{port}/x")]);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("cannot reach registry"), "{err}");
+    let work = tempfile::tempdir().unwrap();
+    build_image(work.path(), 0, 0, 19);
+    let rootfs = work.path().join("work/l0.tar");
+    berth.ok(&["import", rootfs.to_str().unwrap(), "local:1"]);
+    let closed = format!("127.0.0.1:{port}/x/y:1");
+    berth.ok(&["tag", "local:1", &closed]);
+    let (_, err) = berth.fails(&["push", &closed]);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("cannot reach registry"), "{err}");
+
     // Wrong credentials against a registry with htpasswd auth; then the right ones.
     let reg = Distribution::start_with(Some(("alice", "secret")));
     let (_, err) = berth.fails(&["pull", &format!("{}/x/y:1", reg.host())]);
@@ -551,14 +583,22 @@ fn bad_inputs_are_one_line_and_nonzero() {
     berth.docker_config(&reg.host(), "alice", "wrong");
     let (_, err) = berth.fails(&["pull", &format!("{}/x/y:1", reg.host())]);
     assert!(err.contains("incorrect username or password"), "{err}");
+    let guarded = format!("{}/x/y:1", reg.host());
+    berth.ok(&["tag", "local:1", &guarded]);
+    let (_, err) = berth.fails(&["push", &guarded]);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("incorrect username or password"), "{err}");
     berth.docker_config(&reg.host(), "alice", "secret");
-    let (_, err) = berth.fails(&["pull", &format!("{}/x/y:1", reg.host())]);
+    let (_, err) = berth.fails(&["pull", &format!("{}/x/nothing:1", reg.host())]);
     assert!(err.contains("not found"), "{err}");
-    assert_eq!(berth.ok(&["images", "-q"]).trim(), "");
+    // Nothing the failures touched changed the store: one image, its three names.
+    let names = berth.ok(&["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"]);
+    assert_eq!(names.lines().count(), 3, "{names}");
+    assert_eq!(berth.ok(&["images", "-q"]).lines().count(), 1);
 }
 
 #[test]
-fn a_full_disk_leaves_the_store_consistent() {
+fn a_full_disk_leaves_the_store_consistent_root() {
     let reg = Distribution::start();
     let work = tempfile::tempdir().unwrap();
     let small = build_image(&work.path().join("s"), 0, 0, 8);
@@ -590,6 +630,24 @@ fn a_full_disk_leaves_the_store_consistent() {
         serde_json::from_str(&berth.ok(&["inspect", &format!("{}/t/small:1", reg.host())]))
             .unwrap();
     assert_eq!(v[0]["Id"], small.config.to_string());
+    // load and import of more than fits fail the same way.
+    let oci_tar = big.layout_tar(&work.path().join("big-oci.tar"));
+    let rootfs = work.path().join("b/work/l1.tar");
+    for args in [
+        vec!["load", "-i", oci_tar.to_str().unwrap()],
+        vec!["import", rootfs.to_str().unwrap(), "big:1"],
+    ] {
+        let (_, err) = berth.fails(&args);
+        assert_eq!(err.lines().count(), 1, "berth {args:?}: {err}");
+        assert!(
+            err.contains("No space left on device"),
+            "berth {args:?}: {err}"
+        );
+    }
+    assert_eq!(
+        berth.ok(&["images", "-a", "-q", "--no-trunc"]).trim(),
+        small.config.to_string()
+    );
     // Removing the small image frees room; tags of the failed pull never appeared.
     assert!(!berth
         .root
@@ -597,16 +655,6 @@ fn a_full_disk_leaves_the_store_consistent() {
         .exists());
     berth.ok(&["rmi", &format!("{}/t/small:1", reg.host())]);
     assert_eq!(berth.ok(&["images", "-q"]).trim(), "");
-}
-
-/// `berth serve` over a child process, stopped on drop.
-struct Serve(std::process::Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]
@@ -618,30 +666,8 @@ fn serve_over_the_client_root_serves_pulled_images_and_search_finds_them() {
     let berth = Berth::new();
     berth.ok(&["pull", "-q", &format!("{}/test/srv:1", reg.host())]);
 
-    let port = crate::util::free_port();
-    let mut child = berth
-        .cmd(&[
-            "serve",
-            "--root",
-            berth.root.to_str().unwrap(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(child.try_wait().unwrap().is_none(), "berth serve exited");
-        assert!(
-            std::time::Instant::now() < deadline,
-            "berth serve did not listen"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let _serve = Serve(child);
-
+    let server = Registry::serve_root(&berth.root);
+    let port = server.addr.rsplit(':').next().unwrap();
     // The registry serves what the client pulled, byte for byte, under the store's name.
     let served = format!("127.0.0.1:{port}/127.0.0.1_{}/test/srv:1", reg.port);
     let copy = work.path().join("copy");
@@ -706,4 +732,522 @@ fn a_configured_mirror_is_tried_before_the_registry() {
     let (_, err) = berth.fails(&["pull", &name]);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("config.toml"), "{err}");
+}
+
+#[test]
+fn push_to_berth_serve_then_docker_and_podman_pull_it_and_the_served_root_lists_it() {
+    let reg = Distribution::start();
+    let work = tempfile::tempdir().unwrap();
+    let image = build_image(work.path(), 1, 200_000, 12);
+    let src = format!("{}/src/img:1", reg.host());
+    skopeo_push(&image, &src);
+    let berth = Berth::new();
+    berth.ok(&["pull", "-q", &src]);
+
+    // A second client root, served by `berth serve`: berth pushes to it, then docker and
+    // podman pull from it.
+    let served = Berth::new();
+    let server = Registry::serve_root(&served.root);
+    let target = format!("{}/team/app:1", server.addr);
+    berth.ok(&["tag", &src, &target]);
+    let out = berth.ok(&["push", &target]);
+    assert!(
+        out.contains(&format!("1: digest: {} size:", image.manifest)),
+        "{out}"
+    );
+    let again = berth.ok(&["push", &target]);
+    assert!(again.contains("Layer already exists"), "{again}");
+    let sibling = format!("{}/team/copy:1", server.addr);
+    berth.ok(&["tag", &target, &sibling]);
+    let mounted = berth.ok(&["push", &sibling]);
+    assert!(mounted.contains("Mounted from team/app"), "{mounted}");
+
+    let docker = Dockerd::start();
+    docker.ok(&["pull", "-q", &target]);
+    let id = docker.ok(&["image", "inspect", "--format", "{{.Id}}", &target]);
+    assert_eq!(id.trim(), image.config.to_string());
+    let podman = Podman::new();
+    podman.run(&["pull", "-q", "--tls-verify=false", &sibling]);
+    assert_eq!(podman.inspect(&sibling, "{{.Id}}"), image.config.hex());
+
+    // The served root is a client root too: its images include what was pushed into it,
+    // under the store's own namespace, localhost/. `--root` goes before or after the
+    // command, and wins over BERTH_ROOT (which `berth` here points at the first root).
+    let root = served.root.to_str().unwrap();
+    let short = &image.config.hex()[..12];
+    let format = "{{.Repository}}:{{.Tag}} {{.ID}}";
+    let listed = berth.ok(&["--root", root, "images", "--format", format]);
+    let mut lines: Vec<&str> = listed.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            format!("localhost/team/app:1 {short}"),
+            format!("localhost/team/copy:1 {short}")
+        ]
+    );
+    assert_eq!(
+        berth.ok(&["images", "--root", root, "-q"]).trim(),
+        short,
+        "one image, two names"
+    );
+    assert!(!berth
+        .ok(&["images", "--format", "{{.Repository}}"])
+        .contains("localhost/"));
+    // A whole image: inspected, its layers unpacked like a pulled image's.
+    let v: serde_json::Value =
+        serde_json::from_str(&served.ok(&["inspect", "localhost/team/app:1"])).unwrap();
+    assert_eq!(v[0]["Id"], image.config.to_string());
+    assert_eq!(
+        v[0]["RepoDigests"][0],
+        format!("localhost/team/app@{}", image.manifest)
+    );
+    let chain = chain_ids(&image.diff_ids);
+    assert!(served
+        .root
+        .join("snapshots")
+        .join(chain[1].hex())
+        .join("data/0")
+        .is_file());
+
+    // A push that moves the tag: the served root's name follows the registry.
+    let other = build_image(&work.path().join("o"), 0, 0, 13);
+    skopeo_push(&other, &target);
+    assert_eq!(
+        served
+            .ok(&["images", "--format", format, "localhost/team/app"])
+            .trim(),
+        format!("localhost/team/app:1 {}", &other.config.hex()[..12])
+    );
+    // Removing a name through the client removes the registry's tag: one store. It was the
+    // old image's last name, so the image goes too, as in docker.
+    let out = served.ok(&["rmi", "localhost/team/copy:1"]);
+    assert_eq!(
+        out.lines().next(),
+        Some("Untagged: localhost/team/copy:1"),
+        "{out}"
+    );
+    assert!(out.contains(&format!("Deleted: {}", image.config)), "{out}");
+    let (_, err) = berth.fails(&["pull", &sibling]);
+    assert!(err.contains("not found"), "{err}");
+    assert_eq!(
+        served.ok(&["images", "-q", "--no-trunc"]).trim(),
+        other.config.to_string()
+    );
+}
+
+/// An OCI layout under `dir` whose `latest` is an index of `images` for `platforms`.
+fn index_layout(dir: &Path, images: &[(&TestImage, &str)]) -> (std::path::PathBuf, Digest) {
+    let layout = dir.join("index-layout");
+    std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+    let mut manifests = Vec::new();
+    for (image, platform) in images {
+        for entry in std::fs::read_dir(image.layout.join("blobs/sha256")).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(
+                entry.path(),
+                layout.join("blobs/sha256").join(entry.file_name()),
+            )
+            .unwrap();
+        }
+        let size = std::fs::metadata(blob_path(&image.layout, &image.manifest))
+            .unwrap()
+            .len();
+        let (os, arch) = platform.split_once('/').unwrap();
+        manifests.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": image.manifest, "size": size,
+            "platform": {"os": os, "architecture": arch},
+        }));
+    }
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": manifests,
+    }))
+    .unwrap();
+    let digest = Digest::sha256_of(&index);
+    std::fs::write(blob_path(&layout, &digest), &index).unwrap();
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [{"mediaType": "application/vnd.oci.image.index.v1+json",
+                "digest": digest, "size": index.len(),
+                "annotations": {"org.opencontainers.image.ref.name": "latest"}}],
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    (layout, digest)
+}
+
+/// Runs berth under a pseudo-terminal (`script`), as a person at a terminal would; returns
+/// what the terminal showed.
+fn on_a_terminal(berth: &Berth, args: &[&str]) -> String {
+    let env = berth.cmd(&[]);
+    let mut line = berth_bin().to_string();
+    for a in args {
+        line.push_str(&format!(" '{a}'"));
+    }
+    let mut c = Command::new(require("script"));
+    c.args(["-qec", &line, "/dev/null"]);
+    for (k, v) in env.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    String::from_utf8_lossy(&run(&mut c).stdout).into_owned()
+}
+
+#[test]
+fn pull_all_tags_platforms_and_progress() {
+    let reg = Distribution::start();
+    let work = tempfile::tempdir().unwrap();
+    let amd = build_image(&work.path().join("amd"), 1, 3_000_000, 14);
+    let arm = build_image(&work.path().join("arm"), 0, 0, 15);
+    let (layout, index) =
+        index_layout(work.path(), &[(&amd, "linux/amd64"), (&arm, "linux/arm64")]);
+    let multi = format!("{}/x/multi:1", reg.host());
+    run(Command::new(require("skopeo")).args([
+        "copy",
+        "--quiet",
+        "--all",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:latest", layout.display()),
+        &format!("docker://{multi}"),
+    ]));
+
+    // An index resolves to this host's platform, or to --platform.
+    let berth = Berth::new();
+    let out = berth.ok(&["pull", &multi]);
+    assert!(out.contains(&format!("Digest: {index}")), "{out}");
+    let id = |name: &str| {
+        berth
+            .ok(&["inspect", "--format", "{{.Id}}", name])
+            .trim()
+            .to_string()
+    };
+    assert_eq!(id(&multi), amd.config.to_string());
+    berth.ok(&["pull", "-q", "--platform", "linux/arm64", &multi]);
+    assert_eq!(id(&multi), arm.config.to_string());
+    let (_, err) = berth.fails(&["pull", "--platform", "linux/s390x", &multi]);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("linux/s390x"), "{err}");
+
+    // -a: every tag of the repository.
+    let all = format!("{}/x/all", reg.host());
+    skopeo_push(&amd, &format!("{all}:1"));
+    skopeo_push(&arm, &format!("{all}:2"));
+    let out = berth.ok(&["pull", "-a", &all]);
+    assert!(out.contains("Pulling from x/all"), "{out}");
+    assert!(
+        out.contains(&format!("Status: Downloaded newer images for {all}")),
+        "{out}"
+    );
+    assert_eq!(out.trim_end().lines().last(), Some(all.as_str()));
+    let tags = berth.ok(&["images", "--format", "{{.Tag}} {{.ID}}", &all]);
+    let mut tags: Vec<&str> = tags.lines().collect();
+    tags.sort();
+    assert_eq!(
+        tags,
+        [
+            format!("1 {}", &amd.config.hex()[..12]),
+            format!("2 {}", &arm.config.hex()[..12])
+        ]
+    );
+    let again = berth.ok(&["pull", "--all-tags", &all]);
+    assert!(again.contains("Status: Image is up to date for"), "{again}");
+    let (_, err) = berth.fails(&["pull", "-a", &format!("{all}:1")]);
+    assert!(err.contains("can't be used with --all-tags"), "{err}");
+
+    // -q: the reference alone.
+    let fresh = Berth::new();
+    assert_eq!(
+        fresh.ok(&["pull", "-q", &format!("{all}:2")]),
+        format!("{all}:2\n")
+    );
+
+    // At a terminal: a bar per layer with bytes and speed, then docker's Digest and Status.
+    let tty = Berth::new();
+    let shown = on_a_terminal(&tty, &["pull", &format!("{all}:1")]);
+    assert!(shown.contains("/s)"), "no speed shown: {shown}");
+    assert!(shown.contains("MiB"), "no byte count shown: {shown}");
+    assert_pulled(&shown, &amd.manifest, &format!("{all}:1"));
+}
+
+#[test]
+fn zstd_and_uncompressed_layers_pull_save_and_push() {
+    let reg = Distribution::start();
+    let work = tempfile::tempdir().unwrap();
+    let image = build_image_compressed(
+        work.path(),
+        2,
+        100_000,
+        16,
+        &[Compression::Zstd, Compression::Plain, Compression::Gzip],
+    );
+    // skopeo would compress the plain layer on its way to a registry: load the layout into
+    // berth and let berth push it, as it is.
+    let oci_tar = image.layout_tar(&work.path().join("oci.tar"));
+    let loader = Berth::new();
+    loader.ok(&["load", "-q", "-i", oci_tar.to_str().unwrap()]);
+    let name = format!("{}/x/zstd:1", reg.host());
+    loader.ok(&["tag", &image.config.to_string(), &name]);
+    let out = loader.ok(&["push", &name]);
+    assert!(
+        out.contains(&format!("1: digest: {} size:", image.manifest)),
+        "{out}"
+    );
+
+    let berth = Berth::new();
+    berth.ok(&["pull", "-q", &name]);
+    assert_same_as_skopeo(&berth, &name, &image.manifest);
+    let chain = chain_ids(&image.diff_ids);
+    let snap = |i: usize| berth.root.join("snapshots").join(chain[i].hex());
+    assert!(snap(0).join("bin/busybox").is_file());
+    assert!(snap(1).join("data/0").is_file());
+    assert!(snap(2).join("data/1").is_file());
+    let v: serde_json::Value = serde_json::from_str(&berth.ok(&["inspect", &name])).unwrap();
+    for (i, d) in image.diff_ids.iter().enumerate() {
+        assert_eq!(v[0]["RootFS"]["Layers"][i], d.to_string());
+    }
+    let tar = work.path().join("z.tar");
+    berth.ok(&["save", "-o", tar.to_str().unwrap(), &name]);
+    let other = Berth::new();
+    other.ok(&["load", "-q", "-i", tar.to_str().unwrap()]);
+    assert_eq!(
+        other.ok(&["images", "-q", "--no-trunc"]).trim(),
+        image.config.to_string()
+    );
+}
+
+#[test]
+fn images_rmi_save_import_history_and_df_flags() {
+    let reg = Distribution::start();
+    let work = tempfile::tempdir().unwrap();
+    // Same seed: the child's first layer is the base's only layer.
+    let base = build_image(&work.path().join("base"), 0, 0, 17);
+    let child = build_image(&work.path().join("child"), 1, 50_000, 17);
+    let child_name = format!("{}/x/child:1", reg.host());
+    skopeo_push(&child, &child_name);
+    let berth = Berth::new();
+    let base_tar = work.path().join("base/work/l0.tar");
+    let base_tar = base_tar.to_str().unwrap();
+    // import from a file, and from stdin with `-`, with --platform.
+    let base_id = berth.ok(&["import", base_tar, "base:1"]).trim().to_string();
+    let piped = berth
+        .cmd(&["import", "--platform", "linux/arm64", "-", "piped:1"])
+        .stdin(std::fs::File::open(base_tar).unwrap())
+        .output()
+        .unwrap();
+    assert!(piped.status.success(), "{piped:?}");
+    let v: serde_json::Value = serde_json::from_str(&berth.ok(&["inspect", "piped:1"])).unwrap();
+    assert_eq!(v[0]["Architecture"], "arm64");
+    assert_eq!(v[0]["RootFS"]["Layers"][0], base.diff_ids[0].to_string());
+    berth.ok(&["rmi", "piped:1"]);
+
+    // The base becomes an intermediate image: no name, the parent of the child.
+    berth.ok(&["pull", "-q", &child_name]);
+    berth.ok(&["tag", &child_name, "base:1"]);
+    let short_base = &base_id["sha256:".len()..][..12];
+    let short_child = &child.config.hex()[..12];
+    assert_eq!(berth.ok(&["images", "-q"]).trim(), short_child);
+    let all = berth.ok(&[
+        "images",
+        "-a",
+        "--format",
+        "{{.Repository}}:{{.Tag}} {{.ID}}",
+    ]);
+    assert!(
+        all.contains(&format!("<none>:<none> {short_base}")),
+        "{all}"
+    );
+    assert_eq!(
+        berth.ok(&["images", "-q", "-f", "dangling=true"]).trim(),
+        ""
+    );
+    assert_eq!(
+        berth
+            .ok(&["images", "-a", "-q", "-f", "dangling=true"])
+            .trim(),
+        short_base
+    );
+    assert_eq!(
+        berth
+            .ok(&["images", "-a", "-q", "-f", "dangling=false"])
+            .trim(),
+        short_child
+    );
+    assert_eq!(
+        berth
+            .ok(&["images", "-q", "-f", "reference=*/x/*:1"])
+            .trim(),
+        short_child
+    );
+    // --no-prune keeps the parent (now dangling); without it, rmi takes the parent along.
+    let out = berth.ok(&["rmi", "-f", "--no-prune", short_child]);
+    assert!(!out.contains(&base_id), "{out}");
+    assert_eq!(berth.ok(&["images", "-q"]).trim(), short_base);
+    berth.ok(&["pull", "-q", &child_name]);
+    berth.ok(&["tag", &child_name, "keep:1"]);
+    let out = berth.ok(&["rmi", "-f", &child.config.to_string()]);
+    assert!(out.contains(&format!("Deleted: {}", child.config)), "{out}");
+    assert!(out.contains(&format!("Deleted: {base_id}")), "{out}");
+    assert_eq!(berth.ok(&["images", "-a", "-q"]).trim(), "");
+
+    // Several images at once, by name, full id and sha256: id; a missing one fails alone.
+    let ids: Vec<String> = (0..3)
+        .map(|i| {
+            berth
+                .ok(&[
+                    "import",
+                    "-m",
+                    &format!("n{i}"),
+                    base_tar,
+                    &format!("i{i}:1"),
+                ])
+                .trim()
+                .to_string()
+        })
+        .collect();
+    // One rootfs: the three imports differ only by their comment.
+    assert_eq!(
+        ids.iter().collect::<std::collections::BTreeSet<_>>().len(),
+        3
+    );
+    let tar = work.path().join("two.tar");
+    berth.ok(&["save", "-o", tar.to_str().unwrap(), "i0:1", "i1:1"]);
+    let out = berth
+        .cmd(&[
+            "rmi",
+            "i0:1",
+            "nosuch:1",
+            &ids[1],
+            &ids[2]["sha256:".len()..],
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.trim(), "Error: No such image: nosuch:1");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    for id in &ids {
+        assert!(stdout.contains(&format!("Deleted: {id}")), "{stdout}");
+    }
+    assert_eq!(berth.ok(&["images", "-a", "-q"]).trim(), "");
+    // Both saved images come back from the one tar.
+    assert_eq!(berth.ok(&["load", "-q", "-i", tar.to_str().unwrap()]), "");
+    let names = berth.ok(&["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"]);
+    let mut names: Vec<&str> = names.lines().collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            format!("i0:1 {}", &ids[0]["sha256:".len()..][..12]),
+            format!("i1:1 {}", &ids[1]["sha256:".len()..][..12])
+        ]
+    );
+
+    // history: --no-trunc, -q, --human=false, {{json .}}.
+    berth.ok(&["pull", "-q", &child_name]);
+    let full = berth.ok(&["history", "--no-trunc", "-q", &child_name]);
+    assert_eq!(full.lines().next(), Some(child.config.as_str()));
+    let rows = berth.ok(&["history", "--format", "{{json .}}", &child_name]);
+    let top: serde_json::Value = serde_json::from_str(rows.lines().next().unwrap()).unwrap();
+    assert_eq!(top["ID"], short_child);
+    assert_eq!(top["CreatedBy"], "layer 1");
+    let raw = berth.ok(&[
+        "history",
+        "--human=false",
+        "--format",
+        "{{.Size}}",
+        &child_name,
+    ]);
+    assert!(
+        raw.lines().next().unwrap().parse::<u64>().unwrap() > 50_000,
+        "{raw}"
+    );
+    // inspect with {{json .}}.
+    let one = berth.ok(&["inspect", "--format", "{{json .}}", &child_name]);
+    let v: serde_json::Value = serde_json::from_str(one.trim()).unwrap();
+    assert_eq!(v["Id"], child.config.to_string());
+    assert_eq!(v["Os"], "linux");
+
+    // system df: docker's columns and rows; reclaimable counts shared layers once.
+    let df = berth.ok(&["system", "df"]);
+    let header: Vec<&str> = df.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]);
+    let kinds: Vec<&str> = df
+        .lines()
+        .skip(1)
+        .map(|l| l.split("  ").next().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["Images", "Containers", "Local Volumes", "Build Cache"]
+    );
+    let images_row: Vec<&str> = df.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&images_row[..3], ["Images", "3", "0"], "{df}");
+    let json = berth.ok(&["system", "df", "--format", "{{json .}}"]);
+    let v: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
+    assert_eq!(v["Type"], "Images");
+    assert!(
+        v["Reclaimable"].as_str().unwrap().ends_with("(100%)"),
+        "{v}"
+    );
+}
+
+#[test]
+fn search_answers_from_berth_serve_with_limit_and_filters() {
+    let work = tempfile::tempdir().unwrap();
+    let image = build_image(work.path(), 0, 0, 18);
+    let store = tempfile::tempdir().unwrap();
+    let server = Registry::serve_root(store.path());
+    for repo in ["library/findme", "team/findme-a", "team/findme-b"] {
+        skopeo_push(&image, &format!("{}/{repo}:1", server.addr));
+    }
+    let berth = Berth::new();
+    let term = format!("{}/findme", server.addr);
+    let names = |args: &[&str]| {
+        let mut a = vec!["search", "--format", "{{.Name}}"];
+        a.extend_from_slice(args);
+        a.push(&term);
+        let out = berth.ok(&a);
+        let mut v: Vec<String> = out.lines().map(str::to_string).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&[]).len(), 3);
+    assert_eq!(names(&["--limit", "2"]).len(), 2);
+    let official = names(&["--filter", "is-official=true"]);
+    assert_eq!(official.len(), 1, "{official:?}");
+    assert!(official[0].ends_with("findme"), "{official:?}");
+    assert_eq!(
+        names(&["--filter", "is-official=false", "--no-trunc"]).len(),
+        2
+    );
+    let table = berth.ok(&["search", "--no-trunc", &term]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "DESCRIPTION", "STARS", "OFFICIAL"]);
+    for (args, want) in [
+        (vec!["search", "--limit", "0", &term], "limit 0 is outside"),
+        (
+            vec!["search", "--filter", "is-official=maybe", &term],
+            "invalid filter",
+        ),
+        (
+            vec!["search", "--filter", "colour=red", &term],
+            "invalid filter",
+        ),
+    ] {
+        let (_, err) = berth.fails(&args);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
 }

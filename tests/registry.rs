@@ -5,15 +5,14 @@
 //!
 //! Each peer runs as a private instance in a temporary directory and talks only to 127.0.0.1.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use crate::util::{
-    self, digest_of, oci_image, run_ok, run_with_timeout, Daemon, Dockerd, Registry, Response,
-    Storage,
+    self, digest_of, oci_image, run_ok, run_with_timeout, Containerd, Dockerd, Podman, Registry,
+    Response, Storage,
 };
 
 const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, \
@@ -173,38 +172,6 @@ fn docker_pushes_and_pulls_a_multi_layer_image_on_filesystem_and_s3() {
 
 // ---------------------------------------------------------------------------------------------
 // podman
-
-struct Podman {
-    dir: tempfile::TempDir,
-}
-
-impl Podman {
-    fn new() -> Podman {
-        Podman {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> String {
-        let d = self.dir.path();
-        run_ok(
-            Command::new("podman")
-                .arg("--root")
-                .arg(d.join("root"))
-                .arg("--runroot")
-                .arg(d.join("run"))
-                .args(["--storage-driver", "vfs", "--events-backend", "file"])
-                .args(["--cgroup-manager", "cgroupfs"])
-                .args(args),
-        )
-    }
-
-    fn inspect(&self, image: &str, format: &str) -> String {
-        self.run(&["image", "inspect", "--format", format, image])
-            .trim()
-            .to_string()
-    }
-}
 
 fn podman_roundtrip(storage: Storage) {
     let podman = Podman::new();
@@ -376,80 +343,6 @@ fn skopeo_copies_inspects_lists_and_deletes_on_s3() {
 
 // ---------------------------------------------------------------------------------------------
 // containerd
-
-/// A private containerd with its own root, state and sockets.
-struct Containerd {
-    daemon: Option<Daemon>,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Containerd {
-    fn drop(&mut self) {
-        drop(self.daemon.take());
-        util::unmount_under(self.dir.path());
-    }
-}
-
-impl Containerd {
-    fn start() -> Containerd {
-        let dir = tempfile::Builder::new()
-            .prefix("bc")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let d = dir.path().display();
-        let config = dir.path().join("config.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
-                 disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
-                 [grpc]\n  address = \"{d}/c.sock\"\n[ttrpc]\n  address = \"{d}/c.sock.ttrpc\"\n\
-                 [debug]\n  address = \"{d}/debug.sock\"\n"
-            ),
-        )
-        .unwrap();
-        let mut daemon = Daemon::spawn(
-            "containerd",
-            Command::new("containerd").arg("--config").arg(&config),
-            dir.path().join("containerd.log"),
-        );
-        let sock = dir.path().join("c.sock");
-        daemon.wait_ready(|| {
-            run_with_timeout(
-                Command::new("ctr").arg("-a").arg(&sock).arg("version"),
-                Duration::from_secs(30),
-            )
-            .status
-            .success()
-        });
-        Containerd {
-            daemon: Some(daemon),
-            dir,
-        }
-    }
-
-    fn ctr(&self, args: &[&str]) -> String {
-        run_ok(
-            Command::new("ctr")
-                .arg("-a")
-                .arg(self.dir.path().join("c.sock"))
-                .args(["-n", "berth-e2e"])
-                .args(args),
-        )
-    }
-
-    /// Every image's name and target digest.
-    fn images(&self) -> BTreeMap<String, String> {
-        self.ctr(&["images", "ls"])
-            .lines()
-            .skip(1)
-            .filter_map(|l| {
-                let cols: Vec<&str> = l.split_whitespace().collect();
-                (cols.len() > 3).then(|| (cols[0].to_string(), cols[2].to_string()))
-            })
-            .collect()
-    }
-}
 
 fn containerd_roundtrip(storage: Storage) {
     let containerd = Containerd::start();
@@ -672,17 +565,22 @@ fn a_bad_config_is_one_line_naming_the_key() {
         ("[server]\nlisten = \"127.0.0.1:0\"\n[storag]\n", "storag"),
     ];
     for (text, key) in cases {
-        let stderr = serve_fails(text);
-        assert_eq!(
-            stderr.trim_end().lines().count(),
-            1,
-            "{text:?}: one line, got:\n{stderr}"
-        );
-        assert!(
-            stderr.contains(key),
-            "{text:?}: the error names {key:?}: {stderr}"
-        );
+        assert_refused_naming(text, key);
     }
+}
+
+/// `berth serve` refuses the config `text` with one line that names `key`.
+pub fn assert_refused_naming(text: &str, key: &str) {
+    let stderr = serve_fails(text);
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "{text:?}: one line, got:\n{stderr}"
+    );
+    assert!(
+        stderr.contains(key),
+        "{text:?}: the error names {key:?}: {stderr}"
+    );
 }
 
 fn repo_path(rel: &str) -> PathBuf {

@@ -657,6 +657,18 @@ fn root_run_it_through_a_terminal() {
         &script,
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
+    // The server and what runs in it go when the test ends, even by a panic.
+    struct KillServer(PathBuf, PathBuf);
+    impl Drop for KillServer {
+        fn drop(&mut self) {
+            let _ = Command::new(&self.0)
+                .arg("-S")
+                .arg(&self.1)
+                .arg("kill-server")
+                .output();
+        }
+    }
+    let _server = KillServer(tmux.clone(), sock.clone());
     let pane = || stdout(&tm(&["capture-pane", "-p", "-t", "t"]));
     let wait_for = |s: &str| eventually(s, || pane().contains(s));
     wait_for("/ #");
@@ -689,31 +701,39 @@ fn root_run_it_through_a_terminal() {
     assert_eq!(std::fs::read_to_string(&rc).unwrap().trim(), "0");
     assert_eq!(inspect(&b, "tty")["State"]["Status"], "running");
     std::fs::remove_file(&rc).unwrap();
-    tm(&["kill-server"]);
     let script = format!(
         "BERTH_ROOT={} {berth} attach tty; echo $? > {}; sleep 30",
         b.root.display(),
         rc.display()
     );
-    tm(&[
+    let o = tm(&[
         "new-session",
         "-d",
         "-s",
-        "t",
+        "t2",
         "-x",
         "100",
         "-y",
         "30",
         &script,
     ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let pane = || stdout(&tm(&["capture-pane", "-p", "-t", "t2"]));
+    // (Only now: the server exits with its last session.)
+    tm(&["kill-session", "-t", "t"]);
     // Attached once the container answers (typed text is echoed before that too, so look
     // for the output line alone).
-    eventually("the attach", || {
-        tm(&["send-keys", "-t", "t", "echo attached-$((6*7))", "Enter"]);
-        std::thread::sleep(Duration::from_millis(100));
-        pane().lines().any(|l| l.trim() == "attached-42")
-    });
-    tm(&["send-keys", "-t", "t", "exit 7", "Enter"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        tm(&["send-keys", "-t", "t2", "echo attached-$((6*7))", "Enter"]);
+        std::thread::sleep(Duration::from_millis(200));
+        let p = pane();
+        if p.lines().any(|l| l.trim() == "attached-42") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no answer through attach:\n{p}");
+    }
+    tm(&["send-keys", "-t", "t2", "exit 7", "Enter"]);
     eventually("the exit", || rc.exists());
     assert_eq!(std::fs::read_to_string(&rc).unwrap().trim(), "7");
     tm(&["kill-server"]);

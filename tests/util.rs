@@ -11,6 +11,8 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -176,34 +178,61 @@ impl Distribution {
 
     /// With `Some((user, password))`, requires htpasswd basic auth.
     pub fn start_with(auth: Option<(&str, &str)>) -> Distribution {
-        let bin = require("docker-registry");
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let mut config = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.path().join("data").display()
-        );
+        let mut extra = String::new();
         if let Some((user, pass)) = auth {
             let htpasswd = require("htpasswd");
             let out = run(Command::new(htpasswd).args(["-Bbn", user, pass]));
             let file = dir.path().join("htpasswd");
             std::fs::write(&file, out.stdout).unwrap();
-            config.push_str(&format!(
+            extra = format!(
                 "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
                 file.display()
-            ));
+            );
         }
+        Distribution::spawn(dir, &extra, false)
+    }
+
+    /// Logs every request (its access log) to `registry.log` in its directory; `extra` is
+    /// YAML appended to its config (an `auth:` or `proxy:` section).
+    pub fn start_logged(extra: &str) -> Distribution {
+        Distribution::spawn(tempfile::tempdir().unwrap(), extra, true)
+    }
+
+    fn spawn(dir: tempfile::TempDir, extra: &str, log: bool) -> Distribution {
+        let bin = require("docker-registry");
+        let port = free_port();
+        let config = format!(
+            "version: 0.1\nlog:\n  level: {}\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{extra}",
+            if log { "info" } else { "error" },
+            dir.path().join("data").display()
+        );
         let cfg = dir.path().join("config.yml");
         std::fs::write(&cfg, config).unwrap();
+        let output = || match log {
+            true => Stdio::from(std::fs::File::create(dir.path().join("registry.log")).unwrap()),
+            false => Stdio::null(),
+        };
         let mut child = Command::new(bin)
             .arg("serve")
             .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(output())
+            .stderr(output())
             .spawn()
             .unwrap();
         wait_for_port(port, &mut child, "docker-registry");
         Distribution { port, dir, child }
+    }
+
+    /// What it logged so far (with [`Distribution::start_logged`]).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    /// Stops it (SIGKILL), as an upstream that goes away.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn host(&self) -> String {
@@ -231,9 +260,42 @@ fn sha256_file(p: &Path) -> Digest {
     Digest::sha256_of(&std::fs::read(p).unwrap())
 }
 
+impl TestImage {
+    /// Writes the image's OCI layout as one tar at `tar` (what `berth load` reads); returns
+    /// `tar`.
+    pub fn layout_tar(&self, tar: &Path) -> PathBuf {
+        run(Command::new("tar")
+            .arg("-C")
+            .arg(&self.layout)
+            .arg("-cf")
+            .arg(tar)
+            .arg("."));
+        tar.to_path_buf()
+    }
+}
+
 /// Builds an OCI layout under `dir` with `extra` layers on top of busybox; each extra layer
 /// holds `/data/N` of `extra_size` pseudo-random bytes. The tag in the layout is `latest`.
 pub fn build_image(dir: &Path, extra: usize, extra_size: usize, seed: u8) -> TestImage {
+    build_image_compressed(dir, extra, extra_size, seed, &[])
+}
+
+/// How a test image's layer blob is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    Gzip,
+    Zstd,
+    Plain,
+}
+
+/// [`build_image`] with layer `i` compressed as `compression[i]` (gzip beyond the slice).
+pub fn build_image_compressed(
+    dir: &Path,
+    extra: usize,
+    extra_size: usize,
+    seed: u8,
+    compression: &[Compression],
+) -> TestImage {
     let busybox = require("busybox");
     let work = dir.join("work");
     let layout = dir.join("layout");
@@ -277,12 +339,27 @@ pub fn build_image(dir: &Path, extra: usize, extra_size: usize, seed: u8) -> Tes
             .arg(&tar)
             .arg("."));
         diff_ids.push(sha256_file(&tar));
-        run(Command::new("gzip").arg("-1").arg("-n").arg("-k").arg(&tar));
-        let gz = work.join(format!("l{i}.tar.gz"));
-        let d = sha256_file(&gz);
-        let size = std::fs::metadata(&gz).unwrap().len();
-        std::fs::copy(&gz, layout.join("blobs/sha256").join(d.hex())).unwrap();
-        descs.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": size}));
+        let (blob, media_type) = match compression.get(i).copied().unwrap_or(Compression::Gzip) {
+            Compression::Gzip => {
+                run(Command::new("gzip").arg("-1").arg("-n").arg("-k").arg(&tar));
+                (
+                    work.join(format!("l{i}.tar.gz")),
+                    "application/vnd.oci.image.layer.v1.tar+gzip",
+                )
+            }
+            Compression::Zstd => {
+                run(Command::new(require("zstd")).arg("-q").arg("-k").arg(&tar));
+                (
+                    work.join(format!("l{i}.tar.zst")),
+                    "application/vnd.oci.image.layer.v1.tar+zstd",
+                )
+            }
+            Compression::Plain => (tar.clone(), "application/vnd.oci.image.layer.v1.tar"),
+        };
+        let d = sha256_file(&blob);
+        let size = std::fs::metadata(&blob).unwrap().len();
+        std::fs::copy(&blob, layout.join("blobs/sha256").join(d.hex())).unwrap();
+        descs.push(json!({"mediaType": media_type, "digest": d, "size": size}));
         layers.push(d);
     }
     let config = serde_json::to_vec(&json!({
@@ -352,6 +429,12 @@ pub struct Dockerd {
 
 impl Dockerd {
     pub fn start() -> Dockerd {
+        Dockerd::start_with(&[])
+    }
+
+    /// With extra daemon flags (`--registry-mirror=…`). Its proxy for registries other than
+    /// 127.0.0.1 is a closed loopback port, so a fallback past the mirror goes nowhere.
+    pub fn start_with(flags: &[String]) -> Dockerd {
         let bin = require("dockerd");
         require("docker");
         // dockerd's state lives in short paths: unix sockets have a length limit.
@@ -376,6 +459,10 @@ impl Dockerd {
                 "--ip-masq=false",
                 "--storage-driver=vfs",
             ])
+            .args(flags)
+            .env("HTTPS_PROXY", "http://127.0.0.1:9")
+            .env("HTTP_PROXY", "http://127.0.0.1:9")
+            .env("NO_PROXY", "127.0.0.1,localhost")
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -578,7 +665,7 @@ pub struct Registry {
     /// `127.0.0.1:PORT`
     pub addr: String,
     pub stderr: Lines,
-    _config: tempfile::NamedTempFile,
+    _config: Option<tempfile::NamedTempFile>,
 }
 
 impl Registry {
@@ -586,10 +673,20 @@ impl Registry {
     pub fn start(storage: &Storage, server: &str) -> Registry {
         let mut config = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
         write!(config, "[server]\n{server}\n{}", storage.toml).unwrap();
+        let path = config.path().to_path_buf();
+        Registry::serve(&[OsStr::new("--config"), path.as_os_str()], Some(config))
+    }
+
+    /// `berth serve --root DIR` (a store directory, e.g. a client's root) on a free loopback
+    /// port, with the default configuration.
+    pub fn serve_root(root: &Path) -> Registry {
+        Registry::serve(&[OsStr::new("--root"), root.as_os_str()], None)
+    }
+
+    fn serve(args: &[&OsStr], config: Option<tempfile::NamedTempFile>) -> Registry {
         let mut cmd = Command::new(berth_bin());
         cmd.arg("serve")
-            .arg("--config")
-            .arg(config.path())
+            .args(args)
             .args(["--listen", "127.0.0.1:0"]);
         let (child, addr, stderr) = spawn_serving(cmd);
         Registry {
@@ -1012,5 +1109,120 @@ pub fn unmount_under(dir: &Path) {
     for p in points {
         let c = std::ffi::CString::new(p).unwrap();
         unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+/// A private podman: its own root and run directories, vfs storage.
+pub struct Podman {
+    pub dir: tempfile::TempDir,
+}
+
+impl Podman {
+    pub fn new() -> Podman {
+        Podman {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// podman with this instance's storage, and its registries.conf when one was written.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let d = self.dir.path();
+        let mut c = Command::new("podman");
+        c.arg("--root")
+            .arg(d.join("root"))
+            .arg("--runroot")
+            .arg(d.join("run"))
+            .args(["--storage-driver", "vfs", "--events-backend", "file"])
+            .args(["--cgroup-manager", "cgroupfs"])
+            .args(args);
+        let conf = d.join("registries.conf");
+        if conf.exists() {
+            c.env("CONTAINERS_REGISTRIES_CONF", conf);
+        }
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> String {
+        run_ok(&mut self.command(args))
+    }
+
+    pub fn inspect(&self, image: &str, format: &str) -> String {
+        self.run(&["image", "inspect", "--format", format, image])
+            .trim()
+            .to_string()
+    }
+}
+
+/// A private containerd with its own root, state and sockets.
+pub struct Containerd {
+    daemon: Option<Daemon>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        drop(self.daemon.take());
+        unmount_under(self.dir.path());
+    }
+}
+
+impl Containerd {
+    pub fn start() -> Containerd {
+        let dir = tempfile::Builder::new()
+            .prefix("bc")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let d = dir.path().display();
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
+                 disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+                 [grpc]\n  address = \"{d}/c.sock\"\n[ttrpc]\n  address = \"{d}/c.sock.ttrpc\"\n\
+                 [debug]\n  address = \"{d}/debug.sock\"\n"
+            ),
+        )
+        .unwrap();
+        let mut daemon = Daemon::spawn(
+            "containerd",
+            Command::new("containerd").arg("--config").arg(&config),
+            dir.path().join("containerd.log"),
+        );
+        let sock = dir.path().join("c.sock");
+        daemon.wait_ready(|| {
+            run_with_timeout(
+                Command::new("ctr").arg("-a").arg(&sock).arg("version"),
+                Duration::from_secs(30),
+            )
+            .status
+            .success()
+        });
+        Containerd {
+            daemon: Some(daemon),
+            dir,
+        }
+    }
+
+    pub fn ctr(&self, args: &[&str]) -> String {
+        run_ok(
+            Command::new("ctr")
+                .arg("-a")
+                .arg(self.dir.path().join("c.sock"))
+                .args(["-n", "berth-e2e"])
+                .args(args),
+        )
+    }
+
+    /// Every image's name and target digest.
+    pub fn images(&self) -> BTreeMap<String, String> {
+        self.ctr(&["images", "ls"])
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                (cols.len() > 3).then(|| (cols[0].to_string(), cols[2].to_string()))
+            })
+            .collect()
     }
 }

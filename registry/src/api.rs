@@ -17,6 +17,7 @@ use http_body_util::BodyExt;
 use crate::config::ServerConfig;
 use crate::error::{Code, RegistryError, Result};
 use crate::manifest::{Kind, Manifest, OCI_INDEX};
+use crate::mirror::Mirror;
 use crate::routes::{self, Route};
 
 /// What every request handler shares.
@@ -24,6 +25,8 @@ pub struct Registry {
     pub store: Store,
     pub config: ServerConfig,
     manifests: ManifestCache,
+    /// The pull-through cache, when the config has a `[mirror]` section.
+    pub mirror: Option<Mirror>,
 }
 
 impl Registry {
@@ -32,7 +35,14 @@ impl Registry {
             store,
             config,
             manifests: ManifestCache::default(),
+            mirror: None,
         }
+    }
+
+    /// Serves upstream registries' content beside the local repositories.
+    pub fn with_mirror(mut self, mirror: Mirror) -> Registry {
+        self.mirror = Some(mirror);
+        self
     }
 }
 
@@ -81,7 +91,7 @@ impl ManifestCache {
     }
 }
 
-type Query = HashMap<String, String>;
+pub(crate) type Query = HashMap<String, String>;
 
 fn query(req: &Request<Body>) -> Query {
     req.uri()
@@ -90,18 +100,18 @@ fn query(req: &Request<Body>) -> Query {
         .unwrap_or_default()
 }
 
-fn name(raw: &str) -> Result<RepoName> {
+pub(crate) fn name(raw: &str) -> Result<RepoName> {
     raw.parse()
         .map_err(|e: berth_storage::NameError| RegistryError::new(Code::NameInvalid, e.to_string()))
 }
 
-fn digest(raw: &str) -> Result<Digest> {
+pub(crate) fn digest(raw: &str) -> Result<Digest> {
     raw.parse().map_err(|e: berth_storage::DigestError| {
         RegistryError::new(Code::DigestInvalid, e.to_string())
     })
 }
 
-fn unsupported_method() -> RegistryError {
+pub(crate) fn unsupported_method() -> RegistryError {
     RegistryError::new(
         Code::Unsupported,
         "the method is not supported on this endpoint",
@@ -120,7 +130,11 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-fn response(status: StatusCode, headers: &[(&'static str, String)], body: Body) -> Response {
+pub(crate) fn response(
+    status: StatusCode,
+    headers: &[(&'static str, String)],
+    body: Body,
+) -> Response {
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
     let h = resp.headers_mut();
@@ -134,6 +148,7 @@ fn response(status: StatusCode, headers: &[(&'static str, String)], body: Body) 
 
 /// Answers one request.
 pub async fn handle(reg: Arc<Registry>, req: Request<Body>) -> Response {
+    crate::metrics::REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let mut resp = match route(&reg, &path, req).await {
@@ -161,7 +176,17 @@ pub async fn handle(reg: Arc<Registry>, req: Request<Body>) -> Response {
 async fn route(reg: &Registry, path: &str, req: Request<Body>) -> Result<Response> {
     let method = req.method().clone();
     let is = |m: &Method| method == *m;
-    match routes::parse(path) {
+    let route = routes::parse(path);
+    if let Some(mirror) = &reg.mirror {
+        let range = req.headers().get(header::RANGE).cloned();
+        if let Some(resp) = mirror
+            .intercept(reg, &route, &method, &query(&req), range)
+            .await?
+        {
+            return Ok(resp);
+        }
+    }
+    match route {
         Route::Base if is(&Method::GET) || is(&Method::HEAD) => Ok(json_response(
             StatusCode::OK,
             Bytes::from_static(b"{}"),
@@ -205,13 +230,18 @@ async fn route(reg: &Registry, path: &str, req: Request<Body>) -> Result<Respons
             referrers(reg, &name(n)?, &digest(d)?, query(&req)).await
         }
         Route::Search if is(&Method::GET) => search(reg, query(&req)).await,
+        Route::Metrics if is(&Method::GET) => Ok(crate::metrics::render(reg)),
         Route::NotFound => Err(RegistryError::new(Code::NameUnknown, "no such endpoint")
             .with_status(StatusCode::NOT_FOUND)),
         _ => Err(unsupported_method()),
     }
 }
 
-fn json_response(status: StatusCode, body: Bytes, extra: &[(&'static str, String)]) -> Response {
+pub(crate) fn json_response(
+    status: StatusCode,
+    body: Bytes,
+    extra: &[(&'static str, String)],
+) -> Response {
     let mut headers = vec![
         ("content-type", "application/json".to_string()),
         ("content-length", body.len().to_string()),
@@ -223,7 +253,7 @@ fn json_response(status: StatusCode, body: Bytes, extra: &[(&'static str, String
 // ---- manifests ----
 
 /// A manifest URL's reference: a bad digest is DIGEST_INVALID, a bad tag MANIFEST_INVALID.
-fn manifest_reference(raw: &str) -> Result<Reference> {
+pub(crate) fn manifest_reference(raw: &str) -> Result<Reference> {
     raw.parse().map_err(|e: berth_storage::NameError| {
         let code = if raw.contains(':') {
             Code::DigestInvalid
@@ -248,7 +278,11 @@ async fn manifest_unknown(reg: &Registry, repo: &RepoName, reference: &str) -> R
     }
 }
 
-async fn get_manifest(reg: &Registry, repo: &RepoName, reference: &str) -> Result<Response> {
+pub(crate) async fn get_manifest(
+    reg: &Registry,
+    repo: &RepoName,
+    reference: &str,
+) -> Result<Response> {
     let d = match manifest_reference(reference)? {
         Reference::Digest(d) => d,
         Reference::Tag(t) => match reg.store.repos.tag(repo, &t).await? {
@@ -433,7 +467,7 @@ async fn delete_manifest(reg: &Registry, repo: &RepoName, reference: &str) -> Re
 // ---- blobs ----
 
 /// Parses a `Range: bytes=…` header against a blob of `size` bytes.
-fn parse_range(value: &str, size: u64) -> Option<std::ops::Range<u64>> {
+pub(crate) fn parse_range(value: &str, size: u64) -> Option<std::ops::Range<u64>> {
     let spec = value.trim().strip_prefix("bytes=")?;
     if spec.contains(',') {
         return None;
@@ -459,7 +493,7 @@ fn parse_range(value: &str, size: u64) -> Option<std::ops::Range<u64>> {
     Some(start..end + 1)
 }
 
-async fn get_blob(
+pub(crate) async fn get_blob(
     reg: &Registry,
     repo: &RepoName,
     d: &Digest,
@@ -721,7 +755,7 @@ async fn cancel_upload(reg: &Registry, repo: &RepoName, id: &str) -> Result<Resp
 // ---- listings ----
 
 /// Reads `n` and `last` for a paginated listing.
-fn page_params(q: &Query) -> Result<(Option<usize>, Option<String>)> {
+pub(crate) fn page_params(q: &Query) -> Result<(Option<usize>, Option<String>)> {
     let n = match q.get("n") {
         None => None,
         Some(v) => Some(v.parse::<usize>().map_err(|_| {
@@ -732,7 +766,7 @@ fn page_params(q: &Query) -> Result<(Option<usize>, Option<String>)> {
     Ok((n, q.get("last").cloned()))
 }
 
-fn next_link(
+pub(crate) fn next_link(
     path: &str,
     n: Option<usize>,
     last: Option<&String>,
@@ -750,7 +784,7 @@ fn next_link(
     }
 }
 
-async fn tags(reg: &Registry, repo: &RepoName, q: Query) -> Result<Response> {
+pub(crate) async fn tags(reg: &Registry, repo: &RepoName, q: Query) -> Result<Response> {
     let (n, last) = page_params(&q)?;
     let page = if n == Some(0) {
         berth_storage::Page::default()
@@ -788,7 +822,7 @@ async fn catalog(reg: &Registry, q: Query) -> Result<Response> {
     Ok(json_response(StatusCode::OK, body.into(), &link))
 }
 
-async fn referrers(
+pub(crate) async fn referrers(
     reg: &Registry,
     repo: &RepoName,
     subject: &Digest,

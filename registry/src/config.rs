@@ -16,6 +16,9 @@ pub struct Config {
     pub server: ServerConfig,
     #[serde(default = "default_storage")]
     pub storage: StoreConfig,
+    /// A pull-through cache of upstream registries (none: an ordinary registry).
+    #[serde(default)]
+    pub mirror: Option<crate::mirror::MirrorConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -90,6 +93,7 @@ impl Default for Config {
         Config {
             server: ServerConfig::default(),
             storage: default_storage(),
+            mirror: None,
         }
     }
 }
@@ -110,7 +114,9 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
     }
     let table = text[..line_start].lines().rev().find_map(|l| {
         let l = l.trim();
-        l.strip_prefix('[')?.strip_suffix(']').map(str::trim)
+        l.strip_prefix('[')?
+            .strip_suffix(']')
+            .map(|t| t.trim_matches(['[', ']']).trim())
     });
     Some(match table {
         Some(t) => format!("{t}.{key}"),
@@ -153,6 +159,10 @@ impl Config {
             return Err(ConfigError(format!(
                 "{origin}: server.max_manifest_size must be at least 1048576 bytes"
             )));
+        }
+        if let Some(m) = &self.mirror {
+            m.validate()
+                .map_err(|e| ConfigError(format!("{origin}: {e}")))?;
         }
         match &self.storage {
             StoreConfig::Filesystem { root, .. } if root.as_os_str().is_empty() => Err(

@@ -74,7 +74,7 @@ impl Code {
 }
 
 /// An error answer: code, message, optional detail, and the status it is sent with.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RegistryError {
     pub code: Code,
     pub status: StatusCode,

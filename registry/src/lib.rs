@@ -2,7 +2,8 @@
 //!
 //! [`config`] reads the TOML configuration; [`routes`] maps a path to an endpoint; [`api`]
 //! answers each endpoint over a [`berth_storage::Store`]; [`manifest`] validates manifests;
-//! [`error`] turns failures into the spec's error bodies. [`Server`] binds, serves over hyper,
+//! [`mirror`] makes it a pull-through cache of upstream registries; [`metrics`] counts for
+//! `/metrics`; [`error`] turns failures into the spec's error bodies. [`Server`] binds, serves over hyper,
 //! and shuts down gracefully.
 //!
 //! The registry knows nothing of the command line, and keeps no state that matters outside the
@@ -12,6 +13,8 @@ pub mod api;
 pub mod config;
 pub mod error;
 pub mod manifest;
+pub mod metrics;
+pub mod mirror;
 pub mod routes;
 
 use std::net::SocketAddr;
@@ -27,6 +30,7 @@ use tokio::net::TcpListener;
 
 pub use api::Registry;
 pub use config::{Config, ConfigError};
+pub use mirror::Mirror;
 
 /// A bound registry, ready to serve.
 pub struct Server {
@@ -45,7 +49,10 @@ impl Server {
         Ok(Server {
             listener,
             grace: Duration::from_secs(config.server.shutdown_grace),
-            registry: Arc::new(Registry::new(store, config.server)),
+            registry: Arc::new(match config.mirror {
+                Some(m) => Registry::new(store, config.server).with_mirror(Mirror::new(m)),
+                None => Registry::new(store, config.server),
+            }),
         })
     }
 

@@ -16,12 +16,17 @@ pub enum Route<'a> {
     Upload(&'a str, &'a str),
     Referrers(&'a str, &'a str),
     Search,
+    /// `/metrics`: counters in Prometheus' text format.
+    Metrics,
     NotFound,
 }
 
 pub fn parse(path: &str) -> Route<'_> {
     if path == "/v1/search" {
         return Route::Search;
+    }
+    if path == "/metrics" {
+        return Route::Metrics;
     }
     let Some(rest) = path.strip_prefix("/v2/") else {
         return if path == "/v2" {
@@ -92,6 +97,7 @@ mod tests {
                 Route::Referrers("a", "sha256:00"),
             ),
             ("/v1/search", Route::Search),
+            ("/metrics", Route::Metrics),
             ("/v2/a/manifests/", Route::NotFound),
             ("/v2/a/blobs/x/y", Route::NotFound),
             ("/other", Route::NotFound),

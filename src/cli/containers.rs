@@ -20,7 +20,8 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
-use super::images::{print_formatted, pull_missing, RootArg};
+use super::images::{print_formatted, pull_missing};
+use super::Globals;
 use term::{Outcome, Session};
 
 /// docker's exit status for its own failures (a bad flag, no such image, …).
@@ -182,8 +183,6 @@ pub struct CreateFlags {
     /// Suppress the pull output
     #[arg(short, long)]
     quiet: bool,
-    #[command(flatten)]
-    root: RootArg,
     /// The image to run
     image: String,
     /// The command and its arguments
@@ -216,8 +215,6 @@ pub struct CreateArgs {
 
 #[derive(Args, Debug)]
 pub struct ContainersArg {
-    #[command(flatten)]
-    root: RootArg,
     /// Containers (name, id or id prefix)
     #[arg(required = true, value_name = "CONTAINER")]
     containers: Vec<String>,
@@ -297,8 +294,6 @@ pub struct PsArgs {
     /// Format output using a custom template ('table', 'table TEMPLATE', 'json', or a Go template)
     #[arg(long)]
     format: Option<String>,
-    #[command(flatten)]
-    root: RootArg,
 }
 
 #[derive(Args, Debug)]
@@ -318,15 +313,11 @@ pub struct LogsArgs {
     /// Show logs before a timestamp or relative time
     #[arg(long)]
     until: Option<String>,
-    #[command(flatten)]
-    root: RootArg,
     container: String,
 }
 
 #[derive(Args, Debug)]
 pub struct TopArgs {
-    #[command(flatten)]
-    root: RootArg,
     container: String,
     /// Options for ps (default -ef)
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -356,8 +347,6 @@ pub struct ExecArgs {
     /// Username or UID (format: <name|uid>[:<group|gid>])
     #[arg(short, long)]
     user: Option<String>,
-    #[command(flatten)]
-    root: RootArg,
     container: String,
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
@@ -374,15 +363,11 @@ pub struct AttachArgs {
     /// Override the key sequence for detaching a container
     #[arg(long, default_value = "ctrl-p,ctrl-q")]
     detach_keys: String,
-    #[command(flatten)]
-    root: RootArg,
     container: String,
 }
 
 #[derive(Args, Debug)]
 pub struct RenameArgs {
-    #[command(flatten)]
-    root: RootArg,
     container: String,
     new_name: String,
 }
@@ -392,8 +377,6 @@ pub struct PruneArgs {
     /// Do not prompt for confirmation
     #[arg(short, long)]
     force: bool,
-    #[command(flatten)]
-    root: RootArg,
 }
 
 #[derive(Args, Debug)]
@@ -408,60 +391,60 @@ pub struct ContainerInspectArgs {
     c: ContainersArg,
 }
 
-fn engine(root: &RootArg) -> Result<Engine> {
-    Ok(Engine::with_images(root.open()?)?)
+fn engine(g: &Globals) -> Result<Engine> {
+    Ok(Engine::with_images(g.open_store()?)?)
 }
 
 /// Runs a container command; returns the exit status.
-pub fn run(cmd: ContainerCommand) -> Result<i32> {
+pub fn run(g: &Globals, cmd: ContainerCommand) -> Result<i32> {
     use ContainerCommand as C;
     use ContainerSub as S;
     match cmd {
-        C::Run(a) | C::Container { command: S::Run(a) } => run_container(a),
+        C::Run(a) | C::Container { command: S::Run(a) } => run_container(g, a),
         C::Create(a)
         | C::Container {
             command: S::Create(a),
-        } => create(a),
+        } => create(g, a),
         C::Start(a)
         | C::Container {
             command: S::Start(a),
-        } => start(a),
+        } => start(g, a),
         C::Stop(a)
         | C::Container {
             command: S::Stop(a),
-        } => stop(a, false),
+        } => stop(g, a, false),
         C::Restart(a)
         | C::Container {
             command: S::Restart(a),
-        } => stop(a, true),
+        } => stop(g, a, true),
         C::Kill(a)
         | C::Container {
             command: S::Kill(a),
-        } => kill(a),
-        C::Rm(a) | C::Container { command: S::Rm(a) } => rm(a),
-        C::Ps(a) | C::Container { command: S::Ls(a) } => ps(a),
+        } => kill(g, a),
+        C::Rm(a) | C::Container { command: S::Rm(a) } => rm(g, a),
+        C::Ps(a) | C::Container { command: S::Ls(a) } => ps(g, a),
         C::Logs(a)
         | C::Container {
             command: S::Logs(a),
-        } => logs(a),
-        C::Top(a) | C::Container { command: S::Top(a) } => top(a),
+        } => logs(g, a),
+        C::Top(a) | C::Container { command: S::Top(a) } => top(g, a),
         C::Exec(a)
         | C::Container {
             command: S::Exec(a),
-        } => exec(a),
+        } => exec(g, a),
         C::Attach(a)
         | C::Container {
             command: S::Attach(a),
-        } => attach(a),
+        } => attach(g, a),
         C::Wait(a)
         | C::Container {
             command: S::Wait(a),
-        } => wait(a),
+        } => wait(g, a),
         C::Rename(a)
         | C::Container {
             command: S::Rename(a),
         } => {
-            let e = engine(&a.root)?;
+            let e = engine(g)?;
             let rec = e.resolve(&a.container)?;
             e.rename(&rec, &a.new_name)?;
             Ok(0)
@@ -469,28 +452,29 @@ pub fn run(cmd: ContainerCommand) -> Result<i32> {
         C::Pause(a)
         | C::Container {
             command: S::Pause(a),
-        } => each(&a, |e, rec| e.pause(rec).map(|_| true)),
+        } => each(g, &a, |e, rec| e.pause(rec).map(|_| true)),
         C::Unpause(a)
         | C::Container {
             command: S::Unpause(a),
-        } => each(&a, |e, rec| e.unpause(rec).map(|_| true)),
+        } => each(g, &a, |e, rec| e.unpause(rec).map(|_| true)),
         C::Container {
             command: S::Inspect(a),
-        } => inspect_containers(&a.c, a.format.as_deref(), a.size),
+        } => inspect_containers(g, &a.c, a.format.as_deref(), a.size),
         C::Container {
             command: S::Prune(a),
-        } => prune(a),
-        C::Reap(a) => reap(a),
+        } => prune(g, a),
+        C::Reap(a) => reap(g, a),
     }
 }
 
 /// Does `f` for each named container, printing the name as given (docker's echo) on
 /// success and one error line per failure; 1 if any failed.
 fn each(
+    g: &Globals,
     a: &ContainersArg,
     f: impl Fn(&Engine, &ContainerRecord) -> Result<bool, EngineError>,
 ) -> Result<i32> {
-    let e = engine(&a.root)?;
+    let e = engine(g)?;
     let mut code = 0;
     for name in &a.containers {
         match e.resolve(name).and_then(|rec| f(&e, &rec)) {
@@ -686,8 +670,8 @@ fn fail(err: &anyhow::Error) -> i32 {
     }
 }
 
-fn create(a: CreateArgs) -> Result<i32> {
-    let e = engine(&a.flags.root)?;
+fn create(g: &Globals, a: CreateArgs) -> Result<i32> {
+    let e = engine(g)?;
     match create_record(&e, &a.flags) {
         Ok(rec) => {
             println!("{}", rec.id);
@@ -697,8 +681,8 @@ fn create(a: CreateArgs) -> Result<i32> {
     }
 }
 
-fn run_container(a: RunArgs) -> Result<i32> {
-    let e = match engine(&a.flags.root) {
+fn run_container(g: &Globals, a: RunArgs) -> Result<i32> {
+    let e = match engine(g) {
         Ok(e) => e,
         Err(err) => return Ok(fail(&err)),
     };
@@ -790,8 +774,8 @@ fn spawn_reaper(e: &Engine, rec: &ContainerRecord) -> Result<()> {
     Ok(())
 }
 
-fn reap(a: ContainersArg) -> Result<i32> {
-    let e = engine(&a.root)?;
+fn reap(g: &Globals, a: ContainersArg) -> Result<i32> {
+    let e = engine(g)?;
     for name in &a.containers {
         if let Ok(rec) = e.resolve(name) {
             if let Some(c) = e.runtime(&rec) {
@@ -808,8 +792,8 @@ fn reap(a: ContainersArg) -> Result<i32> {
     Ok(0)
 }
 
-fn start(a: StartArgs) -> Result<i32> {
-    let e = engine(&a.c.root)?;
+fn start(g: &Globals, a: StartArgs) -> Result<i32> {
+    let e = engine(g)?;
     if a.attach || a.interactive {
         if a.c.containers.len() > 1 {
             bail!("you cannot start and attach multiple containers at once");
@@ -828,7 +812,7 @@ fn start(a: StartArgs) -> Result<i32> {
             Err(err) => Ok(fail(&err)),
         };
     }
-    each(&a.c, |e, rec| {
+    each(g, &a.c, |e, rec| {
         let mut rec = rec.clone();
         match e.state(&rec).status {
             // docker: starting a running container is not an error.
@@ -844,14 +828,14 @@ fn start(a: StartArgs) -> Result<i32> {
     })
 }
 
-fn stop(a: StopArgs, restart: bool) -> Result<i32> {
+fn stop(g: &Globals, a: StopArgs, restart: bool) -> Result<i32> {
     let timeout = Duration::from_secs(a.time);
     let signal = a
         .signal
         .as_deref()
         .map(berth_runtime::parse_signal)
         .transpose()?;
-    each(&a.c, |e, rec| {
+    each(g, &a.c, |e, rec| {
         let mut rec = rec.clone();
         if let Some(sig) = signal {
             rec.config.stop_signal = Some(sig.to_string());
@@ -865,19 +849,19 @@ fn stop(a: StopArgs, restart: bool) -> Result<i32> {
     })
 }
 
-fn kill(a: KillArgs) -> Result<i32> {
+fn kill(g: &Globals, a: KillArgs) -> Result<i32> {
     let signal = berth_runtime::parse_signal(&a.signal)?;
-    each(&a.c, |e, rec| e.kill(rec, signal).map(|_| true))
+    each(g, &a.c, |e, rec| e.kill(rec, signal).map(|_| true))
 }
 
-fn rm(a: RmArgs) -> Result<i32> {
-    each(&a.c, |e, rec| {
+fn rm(g: &Globals, a: RmArgs) -> Result<i32> {
+    each(g, &a.c, |e, rec| {
         e.remove(rec, a.force, a.volumes).map(|_| true)
     })
 }
 
-fn wait(a: ContainersArg) -> Result<i32> {
-    let e = engine(&a.root)?;
+fn wait(g: &Globals, a: ContainersArg) -> Result<i32> {
+    let e = engine(g)?;
     let mut code = 0;
     for name in &a.containers {
         match e.resolve(name).and_then(|rec| e.wait(&rec)) {
@@ -1050,8 +1034,8 @@ fn matches(
     })
 }
 
-fn ps(a: PsArgs) -> Result<i32> {
-    let e = engine(&a.root)?;
+fn ps(g: &Globals, a: PsArgs) -> Result<i32> {
+    let e = engine(g)?;
     let filters = ps_filter(&a.filter)?;
     let mut shown = Vec::new();
     let limit = if a.latest { 1 } else { a.last };
@@ -1133,8 +1117,8 @@ fn parse_time(s: &str) -> Result<DateTime<Utc>> {
     Ok(Utc::now() - chrono::Duration::milliseconds((total * 1000.0) as i64))
 }
 
-fn logs(a: LogsArgs) -> Result<i32> {
-    let e = engine(&a.root)?;
+fn logs(g: &Globals, a: LogsArgs) -> Result<i32> {
+    let e = engine(g)?;
     let rec = e.resolve(&a.container)?;
     let tail = match a.tail.as_str() {
         "all" | "-1" => None,
@@ -1175,8 +1159,8 @@ fn logs(a: LogsArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn top(a: TopArgs) -> Result<i32> {
-    let e = engine(&a.root)?;
+fn top(g: &Globals, a: TopArgs) -> Result<i32> {
+    let e = engine(g)?;
     let rec = e.resolve(&a.container)?;
     let pids = e.processes(&rec)?;
     let args = if a.ps_args.is_empty() {
@@ -1224,8 +1208,8 @@ fn top(a: TopArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn exec(a: ExecArgs) -> Result<i32> {
-    let e = engine(&a.root)?;
+fn exec(g: &Globals, a: ExecArgs) -> Result<i32> {
+    let e = engine(g)?;
     let rec = match e.resolve(&a.container) {
         Ok(r) => r,
         Err(err) => {
@@ -1285,8 +1269,8 @@ impl<T: std::os::fd::AsFd> DupFd for T {
     }
 }
 
-fn attach(a: AttachArgs) -> Result<i32> {
-    let e = engine(&a.root)?;
+fn attach(g: &Globals, a: AttachArgs) -> Result<i32> {
+    let e = engine(g)?;
     let rec = e.resolve(&a.container)?;
     let st = e.state(&rec);
     if st.status == Status::Paused {
@@ -1317,8 +1301,8 @@ fn attach(a: AttachArgs) -> Result<i32> {
     }
 }
 
-fn prune(a: PruneArgs) -> Result<i32> {
-    let e = engine(&a.root)?;
+fn prune(g: &Globals, a: PruneArgs) -> Result<i32> {
+    let e = engine(g)?;
     if !a.force {
         print!("WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ");
         std::io::stdout().flush()?;
@@ -1480,8 +1464,13 @@ pub fn inspect_value(e: &Engine, rec: &ContainerRecord, size: bool) -> Value {
     v
 }
 
-fn inspect_containers(a: &ContainersArg, format: Option<&str>, size: bool) -> Result<i32> {
-    let e = engine(&a.root)?;
+fn inspect_containers(
+    g: &Globals,
+    a: &ContainersArg,
+    format: Option<&str>,
+    size: bool,
+) -> Result<i32> {
+    let e = engine(g)?;
     let mut out = Vec::new();
     let mut code = 0;
     for name in &a.containers {

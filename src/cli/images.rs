@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use anyhow::{bail, Context, Result};
 use berth_client::engine::Engine;
 use berth_client::images::{
-    default_root, familiar_of, human_ago, human_size, ImageRecord, ImageStore, ImportOptions,
-    LayerState, Progress, PullOptions, Removal,
+    familiar_of, human_ago, human_size, intermediates, ImageRecord, ImageStore, ImportOptions,
+    LayerState, Progress, PullOptions, Removal, RemoveOptions,
 };
 use berth_client::reference::ImageRef;
 use berth_client::remote::{ClientConfig, Platform, PushOptions, Remote};
@@ -21,22 +21,8 @@ use berth_storage::Digest;
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
+use super::Globals;
 use template::{tabulate, Template};
-
-/// Where the local store is: `--root`, else `$BERTH_ROOT`, else the default per user.
-#[derive(Args, Debug, Clone)]
-pub struct RootArg {
-    /// Root directory of the local image store
-    #[arg(long, value_name = "DIR")]
-    root: Option<PathBuf>,
-}
-
-impl RootArg {
-    pub(crate) fn open(&self) -> Result<ImageStore> {
-        let root = self.root.clone().unwrap_or_else(default_root);
-        Ok(ImageStore::open(&root)?)
-    }
-}
 
 #[derive(Subcommand)]
 pub enum ImageCommand {
@@ -121,8 +107,6 @@ pub struct PullArgs {
     quiet: bool,
     /// NAME[:TAG|@DIGEST]
     name: String,
-    #[command(flatten)]
-    root: RootArg,
 }
 
 #[derive(Args)]
@@ -135,8 +119,6 @@ pub struct PushArgs {
     quiet: bool,
     /// NAME[:TAG]
     name: String,
-    #[command(flatten)]
-    root: RootArg,
 }
 
 #[derive(Args)]
@@ -161,8 +143,6 @@ pub struct ListArgs {
     format: Option<String>,
     /// [REPOSITORY[:TAG]]
     reference: Option<String>,
-    #[command(flatten)]
-    root: RootArg,
 }
 
 #[derive(Args)]
@@ -175,16 +155,12 @@ pub struct RmiArgs {
     no_prune: bool,
     #[arg(required = true, value_name = "IMAGE")]
     images: Vec<String>,
-    #[command(flatten)]
-    root: RootArg,
 }
 
 #[derive(Args)]
 pub struct TagArgs {
     source: String,
     target: String,
-    #[command(flatten)]
-    root: RootArg,
 }
 
 #[derive(Args)]
@@ -200,8 +176,6 @@ pub struct InspectArgs {
     size: bool,
     #[arg(required = true, value_name = "NAME|ID")]
     images: Vec<String>,
-    #[command(flatten)]
-    root: RootArg,
 }
 
 #[derive(Args)]
@@ -219,8 +193,6 @@ pub struct HistoryArgs {
     #[arg(long)]
     format: Option<String>,
     image: String,
-    #[command(flatten)]
-    root: RootArg,
 }
 
 #[derive(Args)]
@@ -230,8 +202,6 @@ pub struct SaveArgs {
     output: Option<PathBuf>,
     #[arg(required = true, value_name = "IMAGE")]
     images: Vec<String>,
-    #[command(flatten)]
-    root: RootArg,
 }
 
 #[derive(Args)]
@@ -242,8 +212,6 @@ pub struct LoadArgs {
     /// Suppress the load output
     #[arg(short, long)]
     quiet: bool,
-    #[command(flatten)]
-    root: RootArg,
 }
 
 #[derive(Args)]
@@ -261,8 +229,6 @@ pub struct ImportArgs {
     file: String,
     /// REPOSITORY[:TAG]
     reference: Option<String>,
-    #[command(flatten)]
-    root: RootArg,
 }
 
 #[derive(Args)]
@@ -290,8 +256,6 @@ pub struct PruneArgs {
     /// Do not prompt for confirmation
     #[arg(short, long)]
     force: bool,
-    #[command(flatten)]
-    root: RootArg,
 }
 
 #[derive(Args)]
@@ -299,79 +263,84 @@ pub struct DfArgs {
     /// Format output using a Go template
     #[arg(long)]
     format: Option<String>,
-    #[command(flatten)]
-    root: RootArg,
 }
 
 /// Runs an image command; returns the exit status.
-pub fn run(cmd: ImageCommand) -> Result<i32> {
+pub fn run(g: &Globals, cmd: ImageCommand) -> Result<i32> {
+    let rt = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")
+    };
+    // search alone has no use for the local store.
+    if let ImageCommand::Search(a) = cmd {
+        return rt()?.block_on(search(a));
+    }
+    let store = g.open_store()?;
     // The listing commands read one file: no async runtime to start.
     let cmd = match cmd {
         ImageCommand::Images(a)
         | ImageCommand::Image {
             command: ImageSub::Ls(a),
-        } => return quiet_pipe(list(a)),
+        } => return quiet_pipe(list(&store, a)),
         ImageCommand::System {
             command: SystemSub::Df(a),
-        } => return quiet_pipe(df(a)),
+        } => return quiet_pipe(df(&store, a)),
         other => other,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    rt.block_on(async move {
+    rt()?.block_on(async move {
         match cmd {
             ImageCommand::Pull(a)
             | ImageCommand::Image {
                 command: ImageSub::Pull(a),
-            } => pull(a).await,
+            } => pull(&store, a).await,
             ImageCommand::Push(a)
             | ImageCommand::Image {
                 command: ImageSub::Push(a),
-            } => push(a).await,
+            } => push(&store, a).await,
             ImageCommand::Images(a)
             | ImageCommand::Image {
                 command: ImageSub::Ls(a),
-            } => list(a),
+            } => list(&store, a),
             ImageCommand::Rmi(a)
             | ImageCommand::Image {
                 command: ImageSub::Rm(a),
-            } => rmi(a).await,
+            } => rmi(&store, a).await,
             ImageCommand::Tag(a)
             | ImageCommand::Image {
                 command: ImageSub::Tag(a),
             } => {
-                a.root.open()?.tag(&a.source, &a.target).await?;
+                store.tag(&a.source, &a.target).await?;
                 Ok(0)
             }
             ImageCommand::Inspect(a)
             | ImageCommand::Image {
                 command: ImageSub::Inspect(a),
-            } => inspect(a).await,
+            } => inspect(&store, a).await,
             ImageCommand::History(a)
             | ImageCommand::Image {
                 command: ImageSub::History(a),
-            } => history(a).await,
+            } => history(&store, a).await,
             ImageCommand::Save(a)
             | ImageCommand::Image {
                 command: ImageSub::Save(a),
-            } => save(a).await,
+            } => save(&store, a).await,
             ImageCommand::Load(a)
             | ImageCommand::Image {
                 command: ImageSub::Load(a),
-            } => load(a).await,
+            } => load(&store, a).await,
             ImageCommand::Import(a)
             | ImageCommand::Image {
                 command: ImageSub::Import(a),
-            } => import(a).await,
+            } => import(&store, a).await,
             ImageCommand::Search(a) => search(a).await,
             ImageCommand::Image {
                 command: ImageSub::Prune(a),
-            } => prune(a).await,
+            } => prune(&store, a).await,
             ImageCommand::System {
                 command: SystemSub::Df(a),
-            } => df(a),
+            } => df(&store, a),
         }
     })
 }
@@ -487,8 +456,16 @@ impl Progress for CliProgress {
                         | LayerState::LayerAlreadyExists
                         | LayerState::MountedFrom(_)
                 ) {
+                    // A layer that moved keeps its byte count and speed on its last line.
+                    let moved = matches!(state, LayerState::PullComplete | LayerState::Pushed)
+                        && bar.length().unwrap_or(0) > 0;
+                    let template = if moved {
+                        "{prefix}: {msg:<16} {total_bytes} in {elapsed} ({bytes_per_sec})"
+                    } else {
+                        "{prefix}: {msg}"
+                    };
                     bar.set_style(
-                        indicatif::ProgressStyle::with_template("{prefix}: {msg}").expect("valid"),
+                        indicatif::ProgressStyle::with_template(template).expect("valid"),
                     );
                     bar.finish_with_message(text.clone());
                 }
@@ -517,7 +494,7 @@ fn parse_platform(p: &Option<String>) -> Result<Platform> {
     })
 }
 
-async fn pull(a: PullArgs) -> Result<i32> {
+async fn pull(store: &ImageStore, a: PullArgs) -> Result<i32> {
     let reference = ImageRef::parse(&a.name)?;
     if a.all_tags
         && (reference.digest().is_some()
@@ -525,7 +502,6 @@ async fn pull(a: PullArgs) -> Result<i32> {
     {
         bail!("tag can't be used with --all-tags/-a");
     }
-    let store = a.root.open()?;
     let (remote, config) = remote()?;
     let options = PullOptions {
         platform: parse_platform(&a.platform)?,
@@ -598,12 +574,11 @@ fn has_explicit_tag(s: &str) -> bool {
     s.rsplit('/').next().is_some_and(|last| last.contains(':'))
 }
 
-async fn push(a: PushArgs) -> Result<i32> {
+async fn push(store: &ImageStore, a: PushArgs) -> Result<i32> {
     let reference = ImageRef::parse(&a.name)?;
     if reference.digest().is_some() {
         bail!("cannot push a digest reference");
     }
-    let store = a.root.open()?;
     let (remote, config) = remote()?;
     let refs: Vec<ImageRef> = if a.all_tags {
         let name = reference.name();
@@ -717,8 +692,7 @@ fn created_at(c: Option<&str>) -> String {
         .unwrap_or_default()
 }
 
-fn list(a: ListArgs) -> Result<i32> {
-    let store = a.root.open()?;
+fn list(store: &ImageStore, a: ListArgs) -> Result<i32> {
     let mut dangling: Option<bool> = None;
     let mut patterns: Vec<String> = Vec::new();
     for f in &a.filter {
@@ -737,11 +711,15 @@ fn list(a: ListArgs) -> Result<i32> {
     if let Some(r) = &a.reference {
         patterns.push(r.clone());
     }
-    let _ = a.all;
     let images = store.list()?;
+    let hidden = if a.all {
+        Default::default()
+    } else {
+        intermediates(&images)
+    };
     let mut values: Vec<Value> = Vec::new();
     let mut ids: Vec<String> = Vec::new();
-    for i in &images {
+    for i in images.iter().filter(|i| !hidden.contains(&i.id)) {
         if let Some(d) = dangling {
             if d != i.tags.is_empty() {
                 continue;
@@ -831,12 +809,16 @@ pub(crate) fn print_formatted(format: &str, headers: &Value, values: &[Value]) -
     Ok(0)
 }
 
-async fn rmi(a: RmiArgs) -> Result<i32> {
-    let store = a.root.open()?;
-    let in_use = images_in_use(&store)?;
+async fn rmi(store: &ImageStore, a: RmiArgs) -> Result<i32> {
     let mut code = 0;
+    let in_use = images_in_use(store)?;
     for name in &a.images {
-        match store.remove(name, a.force, &in_use).await {
+        let options = RemoveOptions {
+            force: a.force,
+            prune_parents: !a.no_prune,
+            in_use: in_use.clone(),
+        };
+        match store.remove(name, options).await {
             Ok(actions) => {
                 for act in actions {
                     match act {
@@ -864,8 +846,7 @@ pub(crate) fn print_json_indented(v: &Value) -> Result<()> {
     Ok(())
 }
 
-async fn inspect(a: InspectArgs) -> Result<i32> {
-    let store = a.root.open()?;
+async fn inspect(store: &ImageStore, a: InspectArgs) -> Result<i32> {
     let engine = Engine::with_images(store.clone())?;
     let mut out = Vec::new();
     let mut code = 0;
@@ -988,8 +969,7 @@ fn truncate(s: &str, n: usize) -> String {
     }
 }
 
-async fn history(a: HistoryArgs) -> Result<i32> {
-    let store = a.root.open()?;
+async fn history(store: &ImageStore, a: HistoryArgs) -> Result<i32> {
     let image = store.resolve(&a.image)?;
     let entries = store.history(&image).await?;
     let values: Vec<Value> = entries
@@ -1033,8 +1013,7 @@ async fn history(a: HistoryArgs) -> Result<i32> {
     print_formatted(format, &headers, &values)
 }
 
-async fn save(a: SaveArgs) -> Result<i32> {
-    let store = a.root.open()?;
+async fn save(store: &ImageStore, a: SaveArgs) -> Result<i32> {
     match &a.output {
         Some(path) => {
             let dir = path
@@ -1061,8 +1040,7 @@ async fn save(a: SaveArgs) -> Result<i32> {
     Ok(0)
 }
 
-async fn load(a: LoadArgs) -> Result<i32> {
-    let store = a.root.open()?;
+async fn load(store: &ImageStore, a: LoadArgs) -> Result<i32> {
     let loaded = match &a.input {
         Some(p) => {
             let f = std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
@@ -1088,8 +1066,7 @@ async fn load(a: LoadArgs) -> Result<i32> {
     Ok(0)
 }
 
-async fn import(a: ImportArgs) -> Result<i32> {
-    let store = a.root.open()?;
+async fn import(store: &ImageStore, a: ImportArgs) -> Result<i32> {
     let reference = a.reference.as_deref().map(ImageRef::parse).transpose()?;
     let options = ImportOptions {
         changes: a.change.clone(),
@@ -1175,8 +1152,7 @@ async fn search(a: SearchArgs) -> Result<i32> {
     print_formatted(format, &headers, &values)
 }
 
-async fn prune(a: PruneArgs) -> Result<i32> {
-    let store = a.root.open()?;
+async fn prune(store: &ImageStore, a: PruneArgs) -> Result<i32> {
     if !a.force {
         let warning = if a.all {
             "WARNING! This will remove all images without at least one container associated to them."
@@ -1191,7 +1167,7 @@ async fn prune(a: PruneArgs) -> Result<i32> {
             return Ok(0);
         }
     }
-    let (removed, reclaimed) = store.prune(a.all, &images_in_use(&store)?).await?;
+    let (removed, reclaimed) = store.prune(a.all, &images_in_use(store)?).await?;
     if !removed.is_empty() {
         println!("Deleted Images:");
         for r in removed {
@@ -1206,8 +1182,7 @@ async fn prune(a: PruneArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn df(a: DfArgs) -> Result<i32> {
-    let store = a.root.open()?;
+fn df(store: &ImageStore, a: DfArgs) -> Result<i32> {
     let engine = Engine::with_images(store.clone())?;
     let u = store.disk_usage(&engine.images_in_use()?)?;
     let c = engine.disk_usage()?;

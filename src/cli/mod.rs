@@ -1,5 +1,9 @@
 //! The command areas and how their errors become exit codes.
 
+use std::path::PathBuf;
+
+use anyhow::Context;
+use berth_client::images::{default_root, ImageStore};
 use clap::Subcommand;
 
 pub mod containers;
@@ -16,12 +20,45 @@ pub enum Command {
     Container(Box<containers::ContainerCommand>),
 }
 
+/// Options that every command takes, before or after its name (`berth --root D images`,
+/// `berth images --root D`), as podman's global options.
+pub struct Globals {
+    /// `--root`: the store's directory. The client commands default to [`default_root`]
+    /// (`$BERTH_ROOT`, else per user); `serve` defaults to its configuration's storage.
+    pub root: Option<PathBuf>,
+}
+
+impl Globals {
+    /// Opens the local store the client commands work on, first registering what reached it
+    /// through `berth serve` (images pushed to a registry over this root). Call it before
+    /// starting an async runtime: it starts its own when there is something to register.
+    pub fn open_store(&self) -> anyhow::Result<ImageStore> {
+        let root = self.root.clone().unwrap_or_else(default_root);
+        let store = ImageStore::open(&root)?;
+        let changes = store.served_changes()?;
+        if !changes.is_empty() {
+            let failed = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?
+                .block_on(store.adopt_served(changes))?;
+            for (name, e) in failed {
+                eprintln!(
+                    "Warning: {name}, pushed to a registry over this store, is not an image here yet: {}",
+                    one_line(&e.into())
+                );
+            }
+        }
+        Ok(store)
+    }
+}
+
 /// Runs a command and returns the process exit status, having printed any error as one line.
-pub fn run(command: Command) -> i32 {
+pub fn run(globals: &Globals, command: Command) -> i32 {
     let result = match command {
-        Command::Serve(args) => serve::run(args),
-        Command::Image(cmd) => images::run(cmd),
-        Command::Container(cmd) => containers::run(*cmd),
+        Command::Serve(args) => serve::run(globals, args),
+        Command::Image(cmd) => images::run(globals, cmd),
+        Command::Container(cmd) => containers::run(globals, *cmd),
     };
     match result {
         Ok(code) => code,

@@ -12,20 +12,18 @@ pub struct ServeArgs {
     /// Configuration file (TOML); without it berth serves on 127.0.0.1:5000 from a local directory
     #[arg(short, long, value_name = "FILE", env = "BERTH_CONFIG_FILE")]
     config: Option<PathBuf>,
-    /// Serve the store at this directory (overrides the config's storage), e.g. a client's root
-    #[arg(long, value_name = "DIR")]
-    root: Option<PathBuf>,
     /// Address to listen on (overrides the config), e.g. 127.0.0.1:5000
     #[arg(long, value_name = "ADDR")]
     listen: Option<std::net::SocketAddr>,
 }
 
-pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
+/// Serves the store of the config, or of `--root` (a directory, e.g. a client's root).
+pub fn run(globals: &super::Globals, args: ServeArgs) -> anyhow::Result<i32> {
     let mut config = match &args.config {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
-    if let Some(root) = args.root {
+    if let Some(root) = globals.root.clone() {
         config.storage = StoreConfig::Filesystem { root, sync: false };
     }
     if let Some(listen) = args.listen {

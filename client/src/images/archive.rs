@@ -432,23 +432,13 @@ impl ImageStore {
             }
         };
         let manifest_digest = self.store.blobs.put_new(manifest.clone()).await?;
-        let record = ImageRecord {
-            id: id.clone(),
-            config_size: config.len() as u64,
-            created: cfg.created,
-            os: cfg.os,
-            architecture: cfg.architecture,
-            variant: cfg.variant,
-            manifest: manifest_digest,
-            manifest_media_type,
-            manifest_size: manifest.len() as u64,
-            extra_blobs: Vec::new(),
+        let record = cfg.record(
+            &id,
+            config.len() as u64,
+            (&manifest_digest, manifest_media_type, manifest.len() as u64),
+            Vec::new(),
             layers,
-            tags: Vec::new(),
-            repo_digests: Vec::new(),
-            linked: Default::default(),
-            last_tag_time: None,
-        };
+        );
         self.commit_image(record, names, None).await?;
         Ok(id)
     }

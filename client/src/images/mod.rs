@@ -27,6 +27,7 @@
 mod archive;
 mod pull;
 mod push;
+mod served;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -43,6 +44,7 @@ use crate::unpack::UnpackError;
 pub use archive::{ImportOptions, LoadedImage};
 pub use pull::{LayerState, NoProgress, Progress, PullOptions, PullResult};
 pub use push::PushResult;
+pub use served::StoreChanges;
 
 /// Why an image command failed. Messages are one line, in docker's words where it has them.
 #[derive(Debug, thiserror::Error)]
@@ -185,11 +187,50 @@ pub fn default_root() -> PathBuf {
 }
 
 /// The store repository that holds a reference's images: host (with `:` as `_`) / path.
+/// `localhost/PATH` is the store's own namespace: the repository `PATH` itself (when PATH
+/// does not begin with a host), which is where `berth serve` over this root keeps what is
+/// pushed to it. [`ref_of_store_repo`] is the inverse.
 pub fn store_repo(r: &ImageRef) -> Result<RepoName> {
     let host = r.registry().to_ascii_lowercase().replace(':', "_");
-    let name = format!("{host}/{}", r.repository());
+    let path = r.repository().as_str();
+    let first = path.split('/').next().unwrap_or_default();
+    let name = if host == "localhost" && !is_store_host(first) {
+        path.to_string()
+    } else {
+        format!("{host}/{path}")
+    };
     name.parse()
         .map_err(|_| ImageError::UnsupportedHost(r.registry().to_string()))
+}
+
+/// The name under which the client shows a store repository's tag: the inverse of
+/// [`store_repo`]. `docker.io/library/busybox` → `busybox`, `127.0.0.1_5000/a` →
+/// `127.0.0.1:5000/a`, and a repository pushed through `berth serve`, `team/app` →
+/// `localhost/team/app`.
+pub fn ref_of_store_repo(repo: &str, tag: &str) -> Option<ImageRef> {
+    let (first, rest) = repo.split_once('/').unwrap_or((repo, ""));
+    let name = if is_store_host(first) && !rest.is_empty() {
+        let host = match first.rsplit_once('_') {
+            Some((h, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+                format!("{h}:{port}")
+            }
+            _ => first.to_string(),
+        };
+        format!("{host}/{rest}")
+    } else {
+        format!("localhost/{repo}")
+    };
+    ImageRef::parse(&format!("{name}:{tag}")).ok()
+}
+
+/// Whether a store repository's first component names a registry host (as [`store_repo`]
+/// writes hosts): it has a `.`, is `localhost`, or is `host_port`.
+fn is_store_host(first: &str) -> bool {
+    first.contains('.')
+        || first == "localhost"
+        || first.rsplit_once('_').is_some_and(|(h, port)| {
+            !h.is_empty() && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
+        })
 }
 
 /// The local image store. Cheap to clone.
@@ -202,6 +243,55 @@ pub struct ImageStore {
 /// An exclusive hold on the index, released on drop.
 pub(crate) struct IndexLock {
     _file: std::fs::File,
+}
+
+/// How `rmi` removes.
+#[derive(Debug, Clone)]
+pub struct RemoveOptions {
+    /// Remove an image by id even when it has names in several repositories.
+    pub force: bool,
+    /// Also remove the untagged parents that only the removed image used (docker's default;
+    /// `--no-prune` turns it off).
+    pub prune_parents: bool,
+    /// Images that containers use, each with one such container's short id: removing one
+    /// is refused, or with `force` it is only untagged (its content stays for the container).
+    pub in_use: BTreeMap<Digest, String>,
+}
+
+impl Default for RemoveOptions {
+    fn default() -> RemoveOptions {
+        RemoveOptions {
+            force: false,
+            prune_parents: true,
+            in_use: BTreeMap::new(),
+        }
+    }
+}
+
+/// The intermediate images among `images`: docker's (and podman's) images that `images`
+/// hides without `-a`. An image is one when it has no name (no tag, no digest) and is the
+/// parent of another image: its layers are the first layers of that image.
+pub fn intermediates(images: &[ImageRecord]) -> BTreeSet<Digest> {
+    let tops: BTreeSet<(usize, &Digest)> = images
+        .iter()
+        .flat_map(|i| {
+            let n = i.layers.len();
+            i.layers[..n.saturating_sub(1)]
+                .iter()
+                .enumerate()
+                .map(|(k, l)| (k, &l.chain_id))
+        })
+        .collect();
+    images
+        .iter()
+        .filter(|i| i.tags.is_empty() && i.repo_digests.is_empty())
+        .filter(|i| {
+            i.layers
+                .last()
+                .is_some_and(|l| tops.contains(&(i.layers.len() - 1, &l.chain_id)))
+        })
+        .map(|i| i.id.clone())
+        .collect()
 }
 
 /// What `rmi` did, line by line as docker prints it.
@@ -416,10 +506,45 @@ impl ImageStore {
         Ok(())
     }
 
-    /// Removes an image name, or the image itself (`rmi`). `in_use` maps the ids of images
-    /// that containers use to one such container: such an image is refused, or with `force`
-    /// only untagged (its content stays for the container).
-    pub async fn remove(
+    /// Removes an image name, or the image itself (`rmi`); then, unless told not to, the
+    /// untagged parents that only it used, as docker does.
+    pub async fn remove(&self, s: &str, options: RemoveOptions) -> Result<Vec<Removal>> {
+        // The image's layer chain, to recognise its parents by.
+        let chains: Vec<Digest> = self
+            .resolve(s)?
+            .layers
+            .iter()
+            .map(|l| l.chain_id.clone())
+            .collect();
+        let mut out = self.remove_one(s, options.force, &options.in_use).await?;
+        if !options.prune_parents || !matches!(out.last(), Some(Removal::Deleted(_))) {
+            return Ok(out);
+        }
+        loop {
+            let images = self.list()?;
+            let parents = intermediates(&images);
+            let orphan = images.iter().find(|i| {
+                i.tags.is_empty()
+                    && i.repo_digests.is_empty()
+                    && !parents.contains(&i.id)
+                    && i.layers
+                        .last()
+                        .is_some_and(|l| chains.contains(&l.chain_id))
+            });
+            let Some(orphan) = orphan else {
+                return Ok(out);
+            };
+            if options.in_use.contains_key(&orphan.id) {
+                return Ok(out);
+            }
+            let removed = self
+                .remove_one(orphan.id.as_str(), true, &options.in_use)
+                .await?;
+            out.extend(removed);
+        }
+    }
+
+    async fn remove_one(
         &self,
         s: &str,
         force: bool,
@@ -559,7 +684,7 @@ impl ImageStore {
         for image in self.list()? {
             if (all || image.tags.is_empty()) && !in_use.contains_key(&image.id) {
                 let id = image.id.to_string();
-                out.extend(self.remove(&id, true, in_use).await?);
+                out.extend(self.remove_one(&id, true, in_use).await?);
             }
         }
         let after = self.disk_usage(in_use)?.size;
@@ -973,6 +1098,25 @@ mod tests {
             store_repo(&r).unwrap().as_str(),
             "docker.io/library/busybox"
         );
+        // localhost/ is the store's own namespace; a host after it stays a component.
+        let r = ImageRef::parse("localhost/team/app").unwrap();
+        assert_eq!(store_repo(&r).unwrap().as_str(), "team/app");
+        let r = ImageRef::parse("localhost/a.b/c").unwrap();
+        assert_eq!(store_repo(&r).unwrap().as_str(), "localhost/a.b/c");
+        // And back.
+        for (repo, name) in [
+            ("docker.io/library/busybox", "docker.io/library/busybox:1"),
+            ("127.0.0.1_5000/a/b", "127.0.0.1:5000/a/b:1"),
+            ("localhost_5000/a", "localhost:5000/a:1"),
+            ("team/app", "localhost/team/app:1"),
+            ("app", "localhost/app:1"),
+            ("my_team/app", "localhost/my_team/app:1"),
+            ("localhost/a.b/c", "localhost/a.b/c:1"),
+        ] {
+            let r = ref_of_store_repo(repo, "1").unwrap();
+            assert_eq!(r.to_string(), name);
+            assert_eq!(store_repo(&r).unwrap().as_str(), repo);
+        }
     }
 
     #[test]

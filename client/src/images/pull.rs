@@ -118,6 +118,37 @@ pub(crate) struct ConfigDoc {
     pub rootfs: RootFs,
 }
 
+impl ConfigDoc {
+    /// The record of an image with this config, before it has names. `manifest` is the
+    /// platform manifest's digest, media type and size.
+    pub(crate) fn record(
+        &self,
+        id: &Digest,
+        config_size: u64,
+        manifest: (&Digest, String, u64),
+        extra_blobs: Vec<Digest>,
+        layers: Vec<LayerRecord>,
+    ) -> ImageRecord {
+        ImageRecord {
+            id: id.clone(),
+            config_size,
+            created: self.created.clone(),
+            os: self.os.clone(),
+            architecture: self.architecture.clone(),
+            variant: self.variant.clone(),
+            manifest: manifest.0.clone(),
+            manifest_media_type: manifest.1,
+            manifest_size: manifest.2,
+            extra_blobs,
+            layers,
+            tags: Vec::new(),
+            repo_digests: Vec::new(),
+            linked: Default::default(),
+            last_tag_time: None,
+        }
+    }
+}
+
 #[derive(Deserialize, Default)]
 pub(crate) struct RootFs {
     #[serde(default)]
@@ -142,7 +173,7 @@ pub(crate) fn parse_config(bytes: &[u8]) -> Result<ConfigDoc> {
         .map_err(|e| ImageError::Invalid(format!("the image config is not valid: {e}")))
 }
 
-fn check_layer_type(media_type: &str) -> Result<()> {
+pub(crate) fn check_layer_type(media_type: &str) -> Result<()> {
     match media_type {
         MEDIA_DOCKER_LAYER_GZIP
         | MEDIA_DOCKER_LAYER_TAR
@@ -217,8 +248,14 @@ impl ImageStore {
             let diff_id = config.rootfs.diff_ids[i].clone();
             let chain = chains[i].clone();
             async move {
-                self.fetch_layer(remote, reference, l, &diff_id, &chain, progress.as_ref())
-                    .await
+                self.fetch_layer(
+                    Some((remote, reference)),
+                    l,
+                    &diff_id,
+                    &chain,
+                    progress.as_ref(),
+                )
+                .await
             }
         });
         let layers: Vec<LayerRecord> = futures::stream::iter(jobs)
@@ -235,26 +272,17 @@ impl ImageStore {
             blobs.put_bytes(&ix.digest, ix.bytes.clone()).await?;
             extra.push(ix.digest.clone());
         }
-        let record = ImageRecord {
-            id: doc.config.digest.clone(),
-            config_size: config_bytes.len() as u64,
-            created: config.created.clone(),
-            os: config.os.clone(),
-            architecture: config.architecture.clone(),
-            variant: config.variant.clone(),
-            manifest: manifest.digest.clone(),
-            manifest_media_type: doc
-                .media_type
-                .clone()
-                .unwrap_or_else(|| manifest.media_type.clone()),
-            manifest_size: manifest.bytes.len() as u64,
-            extra_blobs: extra,
+        let media_type = doc
+            .media_type
+            .clone()
+            .unwrap_or_else(|| manifest.media_type.clone());
+        let record = config.record(
+            &doc.config.digest,
+            config_bytes.len() as u64,
+            (&manifest.digest, media_type, manifest.bytes.len() as u64),
+            extra,
             layers,
-            tags: Vec::new(),
-            repo_digests: Vec::new(),
-            linked: Default::default(),
-            last_tag_time: None,
-        };
+        );
         let id = record.id.clone();
         let names: Vec<ImageRef> = reference
             .tag()
@@ -273,11 +301,11 @@ impl ImageStore {
         })
     }
 
-    /// Makes sure one layer's blob and snapshot are in the store.
-    async fn fetch_layer(
+    /// Makes sure one layer's blob and snapshot are in the store; a blob the store lacks
+    /// comes from `source`, or is an error without one.
+    pub(crate) async fn fetch_layer(
         &self,
-        remote: &Remote,
-        reference: &ImageRef,
+        source: Option<(&Remote, &ImageRef)>,
         layer: &Desc,
         diff_id: &Digest,
         chain: &Digest,
@@ -308,7 +336,10 @@ impl ImageStore {
             .join("snapshots")
             .join(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir(&tmp).map_err(io_err(&tmp))?;
-        let result = if have_blob {
+        let result = if let (false, Some((remote, reference))) = (have_blob, source) {
+            self.download_and_unpack(remote, reference, layer, &tmp, progress)
+                .await
+        } else {
             progress.layer(&layer.digest, LayerState::Extracting);
             let path = self
                 .store
@@ -323,9 +354,6 @@ impl ImageStore {
             })
             .await
             .expect("the unpack task does not panic")
-        } else {
-            self.download_and_unpack(remote, reference, layer, &tmp, progress)
-                .await
         };
         let (actual, size) = match result {
             Ok(r) => r,

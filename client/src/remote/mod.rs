@@ -89,12 +89,17 @@ pub struct RemoteConfig {
     pub mirrors: BTreeMap<String, Vec<String>>,
     /// Credentials by registry host (`docker.io`, `localhost:5000`).
     pub credentials: BTreeMap<String, Credential>,
+    /// Bearer tokens by registry host, sent as they are on every request to that host (a
+    /// registry token issued out of band, as the mirror's upstream config may give one).
+    pub tokens: BTreeMap<String, String>,
     pub user_agent: String,
     /// Further attempts after a retryable failure (429, 5xx, a dropped connection).
     pub retries: u32,
     /// The first backoff; each retry doubles it.
     pub backoff: Duration,
     pub connect_timeout: Duration,
+    /// Longest wait for any one read from a registry's connection (headers or a body chunk).
+    pub read_timeout: Option<Duration>,
 }
 
 impl Default for RemoteConfig {
@@ -107,6 +112,8 @@ impl Default for RemoteConfig {
             retries: 4,
             backoff: Duration::from_millis(200),
             connect_timeout: Duration::from_secs(15),
+            read_timeout: None,
+            tokens: BTreeMap::new(),
         }
     }
 }
@@ -312,14 +319,16 @@ pub struct Remote {
 }
 
 fn build_client(config: &RemoteConfig, insecure: bool) -> reqwest::Client {
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .user_agent(config.user_agent.clone())
         .connect_timeout(config.connect_timeout)
         .pool_idle_timeout(Duration::from_secs(30))
         .tcp_nodelay(true)
-        .danger_accept_invalid_certs(insecure)
-        .build()
-        .expect("the TLS backend initialises")
+        .danger_accept_invalid_certs(insecure);
+    if let Some(t) = config.read_timeout {
+        builder = builder.read_timeout(t);
+    }
+    builder.build().expect("the TLS backend initialises")
 }
 
 /// The deepest message of an error chain: "connection refused" rather than "error sending
@@ -563,6 +572,9 @@ impl Remote {
     /// The `Authorization` value to send for (host, scope), fetching a token if the host
     /// is known to want one.
     async fn authorization(&self, ep: &Endpoint, scope: &str) -> Result<Option<String>> {
+        if let Some(t) = self.inner.config.tokens.get(&ep.host) {
+            return Ok(Some(format!("Bearer {t}")));
+        }
         let challenge = {
             let cache = self.inner.auth.lock().unwrap();
             match cache.challenge(&ep.host) {

@@ -1,0 +1,725 @@
+//! `berth serve` as a registry mirror (pull-through cache), proven with real peers: upstreams are
+//! CNCF distribution and another `berth serve`; dockerd (`--registry-mirror`), containerd's
+//! `ctr` (`hosts.toml`, routed by `ns`), podman (`registries.conf`) and skopeo pull through it.
+//! The docker and containerd tests need root (they start private daemons), as the machines
+//! here run the whole suite.
+//!
+//! Each peer runs as a private instance in a temporary directory and talks only to 127.0.0.1.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::util::{
+    self, digest_of, oci_image, run_ok, send_head, Containerd, Distribution, Dockerd, OciImage,
+    Podman, Registry, Response, Storage,
+};
+
+const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
+    application/vnd.docker.distribution.manifest.v2+json, \
+    application/vnd.oci.image.index.v1+json";
+
+/// One upstream line of a `[mirror]` section: its host, URL and any further keys.
+struct Up<'a> {
+    host: &'a str,
+    url: String,
+    keys: &'a str,
+}
+
+/// A `[mirror]` section.
+fn mirror_toml(default: Option<&str>, tag_ttl: u64, local: &[&str], ups: &[Up]) -> String {
+    let mut t = format!("[mirror]\ntag_ttl = {tag_ttl}\nlocal = {local:?}\n");
+    if let Some(d) = default {
+        t.push_str(&format!("default = {d:?}\n"));
+    }
+    for u in ups {
+        t.push_str(&format!(
+            "[mirror.upstream.{:?}]\nurl = {:?}\n{}\n",
+            u.host, u.url, u.keys
+        ));
+    }
+    t
+}
+
+/// `berth serve` on the filesystem with a `[mirror]` section.
+fn start_mirror(mirror: &str) -> (Registry, Storage) {
+    let mut storage = Storage::fs();
+    storage.toml.push_str(mirror);
+    (Registry::start(&storage, ""), storage)
+}
+
+/// Pushes a small OCI image (a config and the given layers) to a registry; returns the
+/// manifest's digest.
+fn push_image(addr: &str, repo: &str, tag: &str, layers: &[&[u8]]) -> String {
+    let config = format!(
+        "{{\"architecture\":\"amd64\",\"os\":\"linux\",\"layers\":{}}}",
+        layers.len()
+    );
+    let mut descs = Vec::new();
+    for blob in std::iter::once(config.as_bytes()).chain(layers.iter().copied()) {
+        let r = util::request(
+            addr,
+            "POST",
+            &format!("/v2/{repo}/blobs/uploads/?digest={}", digest_of(blob)),
+            &[],
+            blob,
+        );
+        assert_eq!(r.status, 201, "{r:?}");
+        descs.push(serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest_of(blob), "size": blob.len()}));
+    }
+    let mut config_desc = descs.remove(0);
+    config_desc["mediaType"] = "application/vnd.oci.image.config.v1+json".into();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": config_desc,
+        "layers": descs,
+    }))
+    .unwrap();
+    let r = util::request(
+        addr,
+        "PUT",
+        &format!("/v2/{repo}/manifests/{tag}"),
+        &[("content-type", "application/vnd.oci.image.manifest.v1+json")],
+        &manifest,
+    );
+    assert_eq!(r.status, 201, "{r:?}");
+    digest_of(&manifest)
+}
+
+fn get(reg: &Registry, path: &str) -> Response {
+    reg.request("GET", path, &[("accept", ACCEPT)], b"")
+}
+
+fn code(r: &Response) -> String {
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+    v["errors"][0]["code"].as_str().unwrap_or("").to_string()
+}
+
+/// A counter's value on the mirror's `/metrics` (labels included in `name`).
+fn metric(reg: &Registry, name: &str) -> u64 {
+    let r = get(reg, "/metrics");
+    assert_eq!(r.status, 200);
+    let text = String::from_utf8(r.body).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+/// A GET whose connection may be cut: the status and whatever body arrived.
+fn get_tolerant(addr: &str, path: &str) -> (u16, Vec<u8>) {
+    let mut stream = send_head(addr, "GET", path, &[], 0);
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(raw.len(), |e| e + 4);
+    let status = String::from_utf8_lossy(&raw)
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, raw[end..].to_vec())
+}
+
+#[test]
+fn routes_by_ns_then_host_prefix_then_default_and_refuses_pushes_into_caches() {
+    let (hub_storage, second_storage) = (Storage::fs(), Storage::fs());
+    let hub = Registry::start(&hub_storage, "");
+    let second = Registry::start(&second_storage, "");
+    let from_hub = push_image(&hub.addr, "library/app", "1", &[b"hub layer"]);
+    let from_second = push_image(&second.addr, "org/app", "1", &[b"second layer"]);
+    let (mirror, storage) = start_mirror(&mirror_toml(
+        Some("docker.io"),
+        300,
+        &["team"],
+        &[
+            Up {
+                host: "docker.io",
+                url: hub.url(""),
+                keys: "",
+            },
+            Up {
+                host: "second.test",
+                url: second.url(""),
+                keys: "",
+            },
+        ],
+    ));
+
+    // The default upstream, by Docker Hub's path; by its host prefix; by ns.
+    let cases = [
+        ("/v2/library/app/manifests/1", &from_hub),
+        ("/v2/docker.io/library/app/manifests/1", &from_hub),
+        ("/v2/second.test/org/app/manifests/1", &from_second),
+        ("/v2/org/app/manifests/1?ns=second.test", &from_second),
+        ("/v2/library/app/manifests/1?ns=docker.io", &from_hub),
+    ];
+    for (path, want) in cases {
+        let r = get(&mirror, path);
+        assert_eq!(r.status, 200, "{path}: {r:?}");
+        assert_eq!(
+            r.header("docker-content-digest"),
+            Some(want.as_str()),
+            "{path}"
+        );
+        assert_eq!(&digest_of(&r.body), want, "{path}");
+    }
+    // A blob through each route, byte for byte.
+    let r = get(
+        &mirror,
+        &format!(
+            "/v2/org/app/blobs/{}?ns=second.test",
+            digest_of(b"second layer")
+        ),
+    );
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"second layer"[..]));
+    // ns of no upstream: unknown here (containerd then tries the next host).
+    let r = get(&mirror, "/v2/org/app/manifests/1?ns=ghcr.io");
+    assert_eq!(
+        (r.status, code(&r).as_str()),
+        (404, "NAME_UNKNOWN"),
+        "{r:?}"
+    );
+    // The second upstream does not know Docker Hub's names, nor the first its own.
+    let r = get(&mirror, "/v2/org/app/manifests/1");
+    assert_eq!(
+        (r.status, code(&r).as_str()),
+        (404, "MANIFEST_UNKNOWN"),
+        "{r:?}"
+    );
+
+    // Pushes into a cached namespace are refused; the local prefix takes them.
+    let refused = [
+        ("POST", "/v2/library/app/blobs/uploads/".to_string()),
+        ("PUT", "/v2/second.test/org/app/manifests/2".to_string()),
+        ("DELETE", "/v2/library/app/manifests/1".to_string()),
+        (
+            "DELETE",
+            format!("/v2/library/app/blobs/{}", digest_of(b"hub layer")),
+        ),
+    ];
+    for (method, path) in refused {
+        let r = mirror.request(method, &path, &[], b"");
+        assert_eq!(
+            (r.status, code(&r).as_str()),
+            (405, "UNSUPPORTED"),
+            "{method} {path}: {r:?}"
+        );
+    }
+    let local = push_image(&mirror.addr, "team/tool", "1", &[b"local layer"]);
+    let r = get(&mirror, "/v2/team/tool/manifests/1");
+    assert_eq!(r.header("docker-content-digest"), Some(local.as_str()));
+
+    // The cache lives in the store under the upstream's host.
+    let catalog = get(&mirror, "/v2/_catalog");
+    let names: serde_json::Value = serde_json::from_slice(&catalog.body).unwrap();
+    for name in ["docker.io/library/app", "second.test/org/app", "team/tool"] {
+        assert!(
+            names["repositories"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n == name),
+            "{name} in {names}"
+        );
+    }
+    let root = storage.dir.as_ref().unwrap().path();
+    assert!(root
+        .join("repositories/second.test/org/app/_tags/1")
+        .exists());
+    // Tags come from the upstream.
+    let r = get(&mirror, "/v2/org/app/tags/list?ns=second.test");
+    let tags: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(tags["tags"], serde_json::json!(["1"]), "{r:?}");
+}
+
+#[test]
+fn tags_are_revalidated_with_a_head_after_their_time_to_live() {
+    let up_storage = Storage::fs();
+    let up = Registry::start(&up_storage, "");
+    let first = push_image(&up.addr, "library/app", "1", &[b"one"]);
+    let (mirror, _s) = start_mirror(&mirror_toml(
+        Some("docker.io"),
+        1,
+        &[],
+        &[Up {
+            host: "docker.io",
+            url: up.url(""),
+            keys: "",
+        }],
+    ));
+    let misses = "berth_mirror_cache_misses_total{kind=\"manifest\"}";
+    let hits = "berth_mirror_cache_hits_total{kind=\"manifest\"}";
+    let path = "/v2/library/app/manifests/1";
+    assert_eq!(
+        get(&mirror, path).header("docker-content-digest"),
+        Some(first.as_str())
+    );
+    assert_eq!(metric(&mirror, misses), 1);
+    // Within its time to live the tag is not asked about again.
+    assert_eq!(
+        get(&mirror, path).header("docker-content-digest"),
+        Some(first.as_str())
+    );
+    assert_eq!((metric(&mirror, misses), metric(&mirror, hits)), (1, 1));
+    // After it, a HEAD finds the same digest: nothing is downloaded.
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(
+        get(&mirror, path).header("docker-content-digest"),
+        Some(first.as_str())
+    );
+    assert_eq!((metric(&mirror, misses), metric(&mirror, hits)), (1, 2));
+    // The upstream moves the tag: the mirror follows once the time to live is over.
+    let second = push_image(&up.addr, "library/app", "1", &[b"two"]);
+    std::thread::sleep(Duration::from_millis(1200));
+    let r = get(&mirror, path);
+    assert_eq!(r.header("docker-content-digest"), Some(second.as_str()));
+    assert_eq!(metric(&mirror, misses), 2);
+    // The old manifest is still there by digest.
+    let r = get(&mirror, &format!("/v2/library/app/manifests/{first}"));
+    assert_eq!(r.status, 200);
+}
+
+/// Where a filesystem store keeps a blob.
+fn blob_file(storage: &Storage, digest: &str) -> std::path::PathBuf {
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    storage
+        .dir
+        .as_ref()
+        .unwrap()
+        .path()
+        .join("blobs/sha256")
+        .join(hex)
+}
+
+#[test]
+fn a_blob_that_does_not_match_its_digest_is_never_stored_and_the_next_request_retries() {
+    let upstream_storage = Storage::fs();
+    let up = Registry::start(&upstream_storage, "");
+    let layer: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 / 5) as u8).collect();
+    push_image(&up.addr, "library/app", "1", &[&layer]);
+    let d = digest_of(&layer);
+    let (mirror, storage) = start_mirror(&mirror_toml(
+        Some("docker.io"),
+        300,
+        &[],
+        &[Up {
+            host: "docker.io",
+            url: up.url(""),
+            keys: "",
+        }],
+    ));
+    // The upstream's copy goes bad (same length, one byte changed).
+    let file = blob_file(&upstream_storage, &d);
+    let mut bad = layer.clone();
+    bad[1_000_000] ^= 1;
+    std::fs::write(&file, &bad).unwrap();
+
+    let path = format!("/v2/library/app/blobs/{d}");
+    let (status, body) = get_tolerant(&mirror.addr, &path);
+    assert!(
+        status >= 500 || body.len() < layer.len(),
+        "a client never gets the whole of a wrong blob (status {status}, {} bytes)",
+        body.len()
+    );
+    let cached = blob_file(&storage, &d);
+    assert!(!cached.exists(), "the wrong blob was not stored");
+    assert_eq!(metric(&mirror, "berth_mirror_upstream_errors_total"), 1);
+    mirror
+        .stderr
+        .wait_for(&format!("expected {d}"), Duration::from_secs(10));
+
+    // The upstream is repaired: the next request goes upstream again and succeeds.
+    std::fs::write(&file, &layer).unwrap();
+    let r = get(&mirror, &path);
+    assert_eq!(r.status, 200);
+    assert!(r.body == layer, "the blob, byte for byte");
+    assert!(cached.exists());
+    assert_eq!(
+        metric(&mirror, "berth_mirror_cache_misses_total{kind=\"blob\"}"),
+        2
+    );
+}
+
+#[test]
+fn with_the_upstream_gone_the_cache_is_served_and_the_rest_is_a_5xx_in_time() {
+    let up_storage = Storage::fs();
+    let mut up = Registry::start(&up_storage, "");
+    let d = push_image(&up.addr, "library/app", "1", &[b"cached layer"]);
+    push_image(&up.addr, "library/other", "1", &[b"never fetched"]);
+    // A second upstream that accepts connections and never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("http://{}", silent.local_addr().unwrap());
+    let (mirror, _s) = start_mirror(&mirror_toml(
+        Some("docker.io"),
+        1,
+        &[],
+        &[
+            Up {
+                host: "docker.io",
+                url: up.url(""),
+                keys: "timeout = 2",
+            },
+            Up {
+                host: "silent.test",
+                url: silent_url,
+                keys: "timeout = 1",
+            },
+        ],
+    ));
+    assert_eq!(get(&mirror, "/v2/library/app/manifests/1").status, 200);
+    let blob = format!("/v2/library/app/blobs/{}", digest_of(b"cached layer"));
+    assert_eq!(get(&mirror, &blob).status, 200);
+
+    up.kill();
+    std::thread::sleep(Duration::from_millis(1200));
+    // The tag is past its time to live and the upstream is gone: served stale, and logged.
+    let r = get(&mirror, "/v2/library/app/manifests/1");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("docker-content-digest"), Some(d.as_str()));
+    mirror
+        .stderr
+        .wait_for("past its time to live", Duration::from_secs(10));
+    assert_eq!(metric(&mirror, "berth_mirror_stale_tags_served_total"), 1);
+    let r = get(&mirror, &format!("/v2/library/app/manifests/{d}"));
+    assert_eq!(r.status, 200);
+    let r = get(&mirror, &blob);
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"cached layer"[..]));
+
+    // What was never cached: a spec error with a 5xx.
+    for path in [
+        "/v2/library/other/manifests/1".to_string(),
+        format!("/v2/library/other/blobs/{}", digest_of(b"never fetched")),
+        "/v2/silent.test/x/manifests/1".to_string(),
+        format!("/v2/silent.test/x/blobs/{}", digest_of(b"x")),
+    ] {
+        let r = get(&mirror, &path);
+        assert!(r.status >= 500, "{path}: {r:?}");
+        assert_eq!(code(&r), "UNAVAILABLE", "{path}: {r:?}");
+    }
+    assert!(metric(&mirror, "berth_mirror_upstream_errors_total") >= 4);
+    drop(silent);
+}
+
+#[test]
+fn a_bad_mirror_section_is_one_line_naming_the_key() {
+    let up = "[mirror.upstream.\"docker.io\"]\nurl = \"https://registry-1.docker.io\"\n";
+    let cases = [
+        ("[mirror]\n".to_string(), "mirror.upstream"),
+        (
+            format!("[mirror]\ndefault = \"ghcr.io\"\n{up}"),
+            "mirror.default",
+        ),
+        (format!("[mirror]\ntag_tl = 3\n{up}"), "tag_tl"),
+        (
+            format!("[mirror]\nlocal = [\"docker.io/x\"]\n{up}"),
+            "mirror.local",
+        ),
+        (
+            format!("[mirror]\nlocal = [\"Team\"]\n{up}"),
+            "mirror.local",
+        ),
+        (
+            "[mirror.upstream.\"docker.io\"]\nurl = \"ftp://x\"\n".to_string(),
+            "url",
+        ),
+        ("[mirror.upstream.\"docker.io\"]\n".to_string(), "url"),
+        (format!("{up}username = \"u\"\n"), "username"),
+        (
+            format!("{up}token = \"t\"\nusername = \"u\"\npassword = \"p\"\n"),
+            "token",
+        ),
+        (format!("{up}timeout = 0\n"), "timeout"),
+        (format!("{up}timeout = \"soon\"\n"), "timeout"),
+        (format!("{up}passwd = \"x\"\n"), "passwd"),
+        (
+            "[mirror.upstream.\"Docker.IO\"]\nurl = \"http://127.0.0.1:1\"\n".to_string(),
+            "Docker.IO",
+        ),
+    ];
+    for (text, key) in cases {
+        let text = format!("[server]\nlisten = \"127.0.0.1:0\"\n{text}");
+        crate::registry::assert_refused_naming(&text, key);
+    }
+}
+
+#[test]
+fn the_example_mirror_config_loads_and_serves() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/mirror.toml");
+    let config = berth_registry::Config::load(&path).unwrap();
+    let mirror = config
+        .mirror
+        .expect("config/mirror.toml has a [mirror] section");
+    assert_eq!(mirror.default.as_deref(), Some("docker.io"));
+    assert!(mirror.upstream.len() >= 2);
+    assert!(mirror.upstream.values().any(|u| u.username.is_some()));
+    // It serves as written, on a free port and a temporary root; no upstream is asked.
+    let root = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(util::berth_bin());
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(&path)
+        .args(["--listen", "127.0.0.1:0", "--root"])
+        .arg(root.path());
+    let (mut child, addr, _) = util::spawn_serving(cmd);
+    let v2 = util::request(&addr, "GET", "/v2/", &[], b"");
+    let push = util::request(&addr, "POST", "/v2/library/x/blobs/uploads/", &[], b"");
+    let metrics = util::request(&addr, "GET", "/metrics", &[], b"");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(v2.status, 200);
+    assert_eq!(push.status, 405, "library/x is Docker Hub's: {push:?}");
+    let text = String::from_utf8(metrics.body).unwrap();
+    assert!(
+        text.contains("berth_mirror_cache_hits_total{kind=\"blob\"} 0"),
+        "{text}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Real clients through the mirror
+
+/// Distribution holding `image` as `repo:latest`, pushed with skopeo.
+fn distribution_with(image: &OciImage, repo: &str, logged: bool) -> Distribution {
+    let dist = if logged {
+        Distribution::start_logged("")
+    } else {
+        Distribution::start()
+    };
+    skopeo_copy_to(image, &format!("{}/{repo}:latest", dist.host()));
+    dist
+}
+
+/// A mirror whose default upstream, `docker.io`, is `dist`.
+fn mirror_of(dist: &Distribution, tag_ttl: u64, keys: &str) -> (Registry, Storage) {
+    start_mirror(&mirror_toml(
+        Some("docker.io"),
+        tag_ttl,
+        &[],
+        &[Up {
+            host: "docker.io",
+            url: format!("http://{}", dist.host()),
+            keys,
+        }],
+    ))
+}
+
+fn skopeo_copy_to(image: &OciImage, dest: &str) {
+    run_ok(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:latest", image.layout.display()),
+        &format!("docker://{dest}"),
+    ]));
+}
+
+#[test]
+fn dockerd_pulls_busybox_through_the_mirror_and_again_with_the_upstream_gone() {
+    let layout = tempfile::tempdir().unwrap();
+    let image = oci_image(layout.path(), "latest");
+    let mut dist = distribution_with(&image, "library/busybox", false);
+    let (mirror, _s) = mirror_of(&dist, 1, "timeout = 5");
+    let d = Dockerd::start_with(&[format!("--registry-mirror=http://{}", mirror.addr)]);
+    let config_id = digest_of(&image.config);
+    d.ok(&["pull", "busybox"]);
+    let id = d.ok(&["image", "inspect", "--format", "{{.Id}}", "busybox"]);
+    assert_eq!(id.trim(), config_id);
+    assert!(metric(&mirror, "berth_mirror_cache_misses_total{kind=\"blob\"}") >= 3);
+
+    dist.kill();
+    std::thread::sleep(Duration::from_millis(1200));
+    d.ok(&["rmi", "busybox"]);
+    d.ok(&["pull", "busybox"]);
+    let id = d.ok(&["image", "inspect", "--format", "{{.Id}}", "busybox"]);
+    assert_eq!(id.trim(), config_id, "pulled again from the cache alone");
+}
+
+#[test]
+fn ctr_pulls_through_the_mirror_with_hosts_toml_routed_by_ns() {
+    let layout = tempfile::tempdir().unwrap();
+    let image = oci_image(layout.path(), "latest");
+    // The second upstream is another berth; the default one does not have the image.
+    let second_storage = Storage::fs();
+    let second = Registry::start(&second_storage, "");
+    skopeo_copy_to(&image, &format!("{}/org/app:latest", second.addr));
+    let hub = Distribution::start();
+    let (mirror, _s) = start_mirror(&mirror_toml(
+        Some("docker.io"),
+        300,
+        &[],
+        &[
+            Up {
+                host: "docker.io",
+                url: format!("http://{}", hub.host()),
+                keys: "",
+            },
+            Up {
+                host: "second.test",
+                url: second.url(""),
+                keys: "",
+            },
+        ],
+    ));
+    let containerd = Containerd::start();
+    let hosts = containerd.dir.path().join("certs.d/second.test");
+    std::fs::create_dir_all(&hosts).unwrap();
+    // The registry itself is a closed port: only the mirror can answer.
+    std::fs::write(
+        hosts.join("hosts.toml"),
+        format!(
+            "server = \"http://127.0.0.1:9\"\n\n[host.\"http://{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+            mirror.addr
+        ),
+    )
+    .unwrap();
+    let hosts_dir = containerd.dir.path().join("certs.d");
+    containerd.ctr(&[
+        "images",
+        "pull",
+        "--hosts-dir",
+        hosts_dir.to_str().unwrap(),
+        "second.test/org/app:latest",
+    ]);
+    assert_eq!(
+        containerd.images().get("second.test/org/app:latest"),
+        Some(&image.manifest_digest())
+    );
+    for (digest, bytes) in image.blobs() {
+        let out = util::run_with_timeout(
+            Command::new("ctr")
+                .arg("-a")
+                .arg(containerd.dir.path().join("c.sock"))
+                .args(["-n", "berth-e2e", "content", "get", &digest]),
+            util::PEER_TIMEOUT,
+        );
+        assert!(out.stdout == bytes, "{digest} pulled byte for byte");
+    }
+    // It came through the ns route into the second upstream's cache.
+    let r = get(&mirror, "/v2/second.test/org/app/manifests/latest");
+    assert_eq!(
+        r.header("docker-content-digest"),
+        Some(image.manifest_digest().as_str())
+    );
+    assert_eq!(
+        metric(&mirror, "berth_mirror_cache_misses_total{kind=\"blob\"}"),
+        image.blobs().len() as u64
+    );
+}
+
+#[test]
+fn podman_pulls_through_the_mirror_with_registries_conf() {
+    let layout = tempfile::tempdir().unwrap();
+    let image = oci_image(layout.path(), "latest");
+    let dist = distribution_with(&image, "library/busybox", false);
+    let (mirror, _s) = mirror_of(&dist, 300, "");
+    let podman = Podman::new();
+    // docker.io itself is a closed port: only the mirror can answer.
+    std::fs::write(
+        podman.dir.path().join("registries.conf"),
+        format!(
+            "unqualified-search-registries = [\"docker.io\"]\n\n[[registry]]\nprefix = \"docker.io\"\n\
+             location = \"127.0.0.1:9\"\ninsecure = true\n\n[[registry.mirror]]\nlocation = \"{}\"\ninsecure = true\n",
+            mirror.addr
+        ),
+    )
+    .unwrap();
+    podman.run(&["pull", "docker.io/library/busybox:latest"]);
+    assert_eq!(
+        podman.inspect("docker.io/library/busybox:latest", "{{.Digest}}"),
+        image.manifest_digest()
+    );
+    assert_eq!(
+        metric(&mirror, "berth_mirror_cache_misses_total{kind=\"blob\"}"),
+        image.blobs().len() as u64
+    );
+}
+
+/// How many GETs of `path` distribution's access log shows.
+fn gets_in_log(log: &str, path: &str) -> usize {
+    log.lines()
+        .filter(|l| l.contains(&format!("\"GET {path} ")) || l.contains(&format!("\"GET {path}?")))
+        .count()
+}
+
+#[test]
+fn twenty_concurrent_cold_pulls_fetch_each_blob_from_the_upstream_once() {
+    let layout = tempfile::tempdir().unwrap();
+    let image = oci_image(layout.path(), "latest");
+    let mut dist = distribution_with(&image, "library/app", true);
+    let (mirror, _s) = mirror_of(&dist, 300, "");
+    let out = tempfile::tempdir().unwrap();
+    let pull = |i: usize| {
+        let dest = out.path().join(format!("c{i}"));
+        let mut cmd = Command::new("skopeo");
+        cmd.args(["copy", "--quiet", "--src-tls-verify=false"])
+            .arg(format!("docker://{}/library/app:latest", mirror.addr))
+            .arg(format!("dir:{}", dest.display()));
+        cmd
+    };
+    let children: Vec<_> = (0..20)
+        .map(|i| {
+            pull(i)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (i, c) in children.into_iter().enumerate() {
+        let o = c.wait_with_output().unwrap();
+        assert!(
+            o.status.success(),
+            "client {i}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    for i in 0..20 {
+        for (digest, bytes) in image.blobs() {
+            let got = std::fs::read(
+                out.path()
+                    .join(format!("c{i}"))
+                    .join(digest.strip_prefix("sha256:").unwrap()),
+            )
+            .unwrap();
+            assert!(got == bytes, "client {i} has {digest} whole");
+        }
+    }
+    let log = dist.log_text();
+    for (digest, _) in image.blobs() {
+        assert_eq!(
+            gets_in_log(&log, &format!("/v2/library/app/blobs/{digest}")),
+            1,
+            "{digest} was fetched from the upstream once; its log:\n{log}"
+        );
+    }
+    assert_eq!(
+        gets_in_log(
+            &log,
+            &format!("/v2/library/app/manifests/{}", image.manifest_digest())
+        ),
+        1,
+        "the manifest too"
+    );
+    let size: usize = image.blobs().iter().map(|(_, b)| b.len()).sum();
+    assert_eq!(
+        metric(&mirror, "berth_mirror_upstream_bytes_total"),
+        size as u64
+    );
+
+    // The upstream goes away; the same pull still succeeds from the cache.
+    dist.kill();
+    let again = out.path().join("again");
+    run_ok(
+        Command::new("skopeo")
+            .args(["copy", "--quiet", "--src-tls-verify=false"])
+            .arg(format!("docker://{}/library/app:latest", mirror.addr))
+            .arg(format!("dir:{}", again.display())),
+    );
+    assert!(again.join("manifest.json").exists());
+    let _ = std::io::stdout().flush();
+}
