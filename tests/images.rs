@@ -496,7 +496,8 @@ fn bad_inputs_are_one_line_and_nonzero() {
     let berth = Berth::new();
     let cases: &[(&[&str], &str)] = &[
         (&["rmi", "nosuch:1"], "No such image: nosuch:1"),
-        (&["inspect", "nosuch"], "No such image: nosuch"),
+        (&["inspect", "nosuch"], "No such object: nosuch"),
+        (&["image", "inspect", "nosuch"], "No such image: nosuch"),
         (&["history", "nosuch"], "No such image"),
         (&["tag", "nosuch", "x:1"], "No such image"),
         (

@@ -1505,7 +1505,7 @@ mod tests {
     fn command_column() {
         assert_eq!(
             go_quote(&ellipsis("sh -c 'while true; do sleep 1; done'", 20)),
-            "\"sh -c 'while true;…\""
+            "\"sh -c 'while true; …\""
         );
         assert_eq!(go_quote("echo \"hi\""), "\"echo \\\"hi\\\"\"");
     }

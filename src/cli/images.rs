@@ -314,10 +314,13 @@ pub fn run(g: &Globals, cmd: ImageCommand) -> Result<i32> {
                 store.tag(&a.source, &a.target).await?;
                 Ok(0)
             }
-            ImageCommand::Inspect(a)
-            | ImageCommand::Image {
-                command: ImageSub::Inspect(a),
-            } => inspect(&store, a).await,
+            ImageCommand::Inspect(a) => inspect(&store, a).await,
+            ImageCommand::Image {
+                command: ImageSub::Inspect(mut a),
+            } => {
+                a.kind = Some("image".into());
+                inspect(&store, a).await
+            }
             ImageCommand::History(a)
             | ImageCommand::Image {
                 command: ImageSub::History(a),
@@ -862,12 +865,13 @@ async fn inspect(store: &ImageStore, a: InspectArgs) -> Result<i32> {
                 continue;
             }
         }
-        let found = if kind == "container" {
-            Err(anyhow::anyhow!("No such container: {name}"))
-        } else {
-            store
+        let found = match kind {
+            "container" => Err(anyhow::anyhow!("No such container: {name}")),
+            "image" => store.resolve(name).map_err(anyhow::Error::from),
+            // docker's word when it looked for every kind of object.
+            _ => store
                 .resolve(name)
-                .map_err(|_| anyhow::anyhow!("No such object: {name}"))
+                .map_err(|_| anyhow::anyhow!("No such object: {name}")),
         };
         match found {
             Ok(i) => out.push(store.inspect(&i).await?),
