@@ -728,10 +728,35 @@ fn a_configured_mirror_is_tried_before_the_registry() {
     let listed = berth.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     assert_eq!(listed.trim(), name);
     // A config file that does not parse is one clear error.
-    std::fs::write(berth.dir.path().join("config.toml"), "mirrors = 1\n").unwrap();
-    let (_, err) = berth.fails(&["pull", &name]);
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("config.toml"), "{err}");
+    for bad in ["mirrors = 1\n", "default_registry = \"a/b\"\n"] {
+        std::fs::write(berth.dir.path().join("config.toml"), bad).unwrap();
+        let (_, err) = berth.fails(&["pull", &name]);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("config.toml"), "{err}");
+    }
+
+    // default_registry answers for names without a registry; they keep docker.io's names.
+    skopeo_push(&image, &format!("{}/library/dflt:2", mirror.host()));
+    skopeo_push(&image, &format!("{}/team/dflt:3", mirror.host()));
+    std::fs::write(
+        berth.dir.path().join("config.toml"),
+        format!("default_registry = \"{}\"\n", mirror.host()),
+    )
+    .unwrap();
+    berth.ok(&["pull", "-q", "dflt:2"]);
+    berth.ok(&["pull", "-q", "team/dflt:3"]);
+    let listed = berth.ok(&[
+        "images",
+        "--format",
+        "{{.Repository}}:{{.Tag}}",
+        "-f",
+        "reference=dflt",
+        "-f",
+        "reference=*/dflt",
+    ]);
+    let mut listed: Vec<&str> = listed.lines().collect();
+    listed.sort();
+    assert_eq!(listed, ["dflt:2", "team/dflt:3"]);
 }
 
 #[test]
