@@ -754,9 +754,11 @@ fn list(store: &ImageStore, a: ListArgs) -> Result<i32> {
         }
     }
     if a.quiet {
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         for id in ids {
-            println!("{id}");
+            writeln!(out, "{id}")?;
         }
+        out.flush()?;
         return Ok(0);
     }
     let format = match a.format.as_deref() {
@@ -791,7 +793,7 @@ fn print_formatted(format: &str, headers: &Value, values: &[Value]) -> Result<i3
     for v in values {
         lines.push(t.render(v).map_err(|e| anyhow::anyhow!("template: {e}"))?);
     }
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if t.table {
         out.write_all(tabulate(&lines).as_bytes())?;
     } else {
@@ -799,6 +801,7 @@ fn print_formatted(format: &str, headers: &Value, values: &[Value]) -> Result<i3
             writeln!(out, "{l}")?;
         }
     }
+    out.flush()?;
     Ok(0)
 }
 
