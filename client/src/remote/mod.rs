@@ -600,7 +600,8 @@ impl Remote {
                 }
             }
         };
-        self.fetch_token(ep, &challenge, scope).await.map(Some)
+        let token = self.fetch_token(ep, &challenge, scope).await?;
+        Ok(Some(format!("Bearer {token}")))
     }
 
     /// Asks a Bearer challenge's realm for a token covering `scope` (space-separated scopes).
