@@ -8,7 +8,7 @@ use berth_storage::Digest;
 
 use crate::util::{
     berth_bin, build_image, build_image_compressed, chain_ids, require, run, skopeo_push, Berth,
-    Compression, Distribution, Dockerd, Podman, Registry, TestImage,
+    Compression, Distribution, Dockerd, Fault, FlakyProxy, Podman, Registry, TestImage,
 };
 
 fn blob_path(root: &Path, d: &Digest) -> std::path::PathBuf {
@@ -729,10 +729,35 @@ fn a_configured_mirror_is_tried_before_the_registry() {
     let listed = berth.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     assert_eq!(listed.trim(), name);
     // A config file that does not parse is one clear error.
-    std::fs::write(berth.dir.path().join("config.toml"), "mirrors = 1\n").unwrap();
-    let (_, err) = berth.fails(&["pull", &name]);
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("config.toml"), "{err}");
+    for bad in ["mirrors = 1\n", "default_registry = \"a/b\"\n"] {
+        std::fs::write(berth.dir.path().join("config.toml"), bad).unwrap();
+        let (_, err) = berth.fails(&["pull", &name]);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("config.toml"), "{err}");
+    }
+
+    // default_registry answers for names without a registry; they keep docker.io's names.
+    skopeo_push(&image, &format!("{}/library/dflt:2", mirror.host()));
+    skopeo_push(&image, &format!("{}/team/dflt:3", mirror.host()));
+    std::fs::write(
+        berth.dir.path().join("config.toml"),
+        format!("default_registry = \"{}\"\n", mirror.host()),
+    )
+    .unwrap();
+    berth.ok(&["pull", "-q", "dflt:2"]);
+    berth.ok(&["pull", "-q", "team/dflt:3"]);
+    let listed = berth.ok(&[
+        "images",
+        "--format",
+        "{{.Repository}}:{{.Tag}}",
+        "-f",
+        "reference=dflt",
+        "-f",
+        "reference=*/dflt",
+    ]);
+    let mut listed: Vec<&str> = listed.lines().collect();
+    listed.sort();
+    assert_eq!(listed, ["dflt:2", "team/dflt:3"]);
 }
 
 #[test]
@@ -1251,4 +1276,62 @@ fn search_answers_from_berth_serve_with_limit_and_filters() {
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(err.contains(want), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn pull_and_push_ride_out_5xx_429_and_a_dropped_connection() {
+    let reg = Distribution::start();
+    let work = tempfile::tempdir().unwrap();
+    let image = build_image(work.path(), 1, 3_000_000, 20);
+    skopeo_push(&image, &format!("{}/x/flaky:1", reg.host()));
+    let big = image.layers[1].to_string();
+    let proxy = FlakyProxy::start(
+        &reg.host(),
+        vec![
+            ("/manifests/", Fault::Status(503)),
+            (&big, Fault::Status(429)),
+            (&big, Fault::Cut(1_000_000)),
+        ],
+    );
+    let berth = Berth::new();
+    let name = format!("{}/x/flaky:1", proxy.addr);
+    let out = berth.ok(&["pull", &name]);
+    assert_pulled(&out, &image.manifest, &name);
+    assert_eq!(
+        std::fs::read(blob_path(&berth.root, &image.layers[1])).unwrap(),
+        std::fs::read(blob_path(&image.layout, &image.layers[1])).unwrap()
+    );
+    // The manifest was asked for again after the 503; the big blob three times, the last
+    // from where the cut connection stopped.
+    assert!(proxy.seen("/manifests/").len() >= 2);
+    let gets = proxy.seen(&big);
+    assert!(gets.len() >= 3, "{gets:#?}");
+    let resumed = gets.last().unwrap().to_ascii_lowercase();
+    assert!(resumed.contains("\r\nrange: bytes="), "{resumed}");
+    assert!(!resumed.contains("range: bytes=0-"), "{resumed}");
+
+    // A push in 1 MB chunks, through a 500 on one of them.
+    std::fs::write(
+        berth.dir.path().join("config.toml"),
+        "push_chunk_size = 1000000\n",
+    )
+    .unwrap();
+    let faulty = FlakyProxy::start(&reg.host(), vec![("PATCH ", Fault::Status(500))]);
+    let pushed_faulty = format!("{}/x/pushed:1", faulty.addr);
+    berth.ok(&["tag", &name, &pushed_faulty]);
+    let out = berth.ok(&["push", &pushed_faulty]);
+    assert!(
+        out.contains(&format!("1: digest: {} size:", image.manifest)),
+        "{out}"
+    );
+    assert!(
+        faulty.seen("PATCH ").len() >= 4,
+        "the big layer goes in chunks"
+    );
+    let other = Berth::new();
+    other.ok(&["pull", "-q", &format!("{}/x/pushed:1", reg.host())]);
+    assert_eq!(
+        other.ok(&["images", "-q", "--no-trunc"]).trim(),
+        image.config.to_string()
+    );
 }

@@ -338,7 +338,12 @@ fn a_blob_that_does_not_match_its_digest_is_never_stored_and_the_next_request_re
     let r = get(&mirror, &path);
     assert_eq!(r.status, 200);
     assert!(r.body == layer, "the blob, byte for byte");
-    assert!(cached.exists());
+    // The store commits once the last client has its bytes; it does not keep them waiting.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !cached.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(cached.exists(), "the good blob was stored");
     assert_eq!(
         metric(&mirror, "berth_mirror_cache_misses_total{kind=\"blob\"}"),
         2
@@ -509,13 +514,18 @@ fn mirror_of(dist: &Distribution, tag_ttl: u64, keys: &str) -> (Registry, Storag
 }
 
 fn skopeo_copy_to(image: &OciImage, dest: &str) {
-    run_ok(Command::new("skopeo").args([
-        "copy",
-        "--quiet",
-        "--dest-tls-verify=false",
-        &format!("oci:{}:latest", image.layout.display()),
-        &format!("docker://{dest}"),
-    ]));
+    skopeo_copy_as(image, dest, &[]);
+}
+
+/// `skopeo copy` of the image to `dest` with extra arguments (`--dest-creds`).
+fn skopeo_copy_as(image: &OciImage, dest: &str, extra: &[&str]) {
+    run_ok(
+        Command::new("skopeo")
+            .args(["copy", "--quiet", "--dest-tls-verify=false"])
+            .args(extra)
+            .arg(format!("oci:{}:latest", image.layout.display()))
+            .arg(format!("docker://{dest}")),
+    );
 }
 
 #[test]
@@ -721,5 +731,260 @@ fn twenty_concurrent_cold_pulls_fetch_each_blob_from_the_upstream_once() {
             .arg(format!("dir:{}", again.display())),
     );
     assert!(again.join("manifest.json").exists());
-    let _ = std::io::stdout().flush();
+}
+
+// ---------------------------------------------------------------------------------------------
+// An upstream that demands bearer tokens
+
+/// A token service for distribution's `auth: token`: to callers with the right basic
+/// credentials it hands out one JWT, signed with a key made for the test, that grants pull and
+/// push on `org/app`; it records each request's line.
+struct TokenServer {
+    port: u16,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+fn b64url(data: &[u8]) -> String {
+    util::base64_encode(data)
+        .trim_end_matches('=')
+        .replace('+', "-")
+        .replace('/', "_")
+}
+
+/// A signing key and its self-signed certificate (the root distribution trusts) in `dir`;
+/// returns a token for `service` from `issuer`.
+fn make_token(dir: &Path, issuer: &str, service: &str) -> String {
+    run_ok(Command::new("openssl").current_dir(dir).args([
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "cert.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=berth-test-token",
+    ]));
+    let der = util::run_with_timeout(
+        Command::new("openssl")
+            .current_dir(dir)
+            .args(["x509", "-in", "cert.pem", "-outform", "DER"]),
+        util::PEER_TIMEOUT,
+    )
+    .stdout;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let header =
+        serde_json::json!({"alg": "RS256", "typ": "JWT", "x5c": [util::base64_encode(&der)]});
+    let claims = serde_json::json!({
+        "iss": issuer, "sub": "mirror", "aud": service, "jti": "berth-test",
+        "iat": now - 60, "nbf": now - 60, "exp": now + 3600,
+        "access": [{"type": "repository", "name": "org/app", "actions": ["pull", "push"]}],
+    });
+    let signing_input = format!(
+        "{}.{}",
+        b64url(header.to_string().as_bytes()),
+        b64url(claims.to_string().as_bytes())
+    );
+    std::fs::write(dir.join("input"), &signing_input).unwrap();
+    let signature = util::run_with_timeout(
+        Command::new("openssl")
+            .current_dir(dir)
+            .args(["dgst", "-sha256", "-sign", "key.pem", "input"]),
+        util::PEER_TIMEOUT,
+    )
+    .stdout;
+    format!("{signing_input}.{}", b64url(&signature))
+}
+
+impl TokenServer {
+    fn start(token: String, user: &str, password: &str) -> TokenServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let expected = format!(
+            "authorization: basic {}",
+            util::base64_encode(format!("{user}:{password}").as_bytes()).to_lowercase()
+        );
+        let (seen, stopped) = (requests.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((mut conn, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                conn.set_nonblocking(false).unwrap();
+                conn.set_read_timeout(Some(Duration::from_secs(10)))
+                    .unwrap();
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_string();
+                let authorized = head.to_lowercase().contains(&expected);
+                seen.lock().unwrap().push(format!(
+                    "{} {authorized}",
+                    head.lines().next().unwrap_or("")
+                ));
+                let (status, body) = if authorized {
+                    let b = serde_json::json!({"token": token, "expires_in": 3600});
+                    ("200 OK", b.to_string())
+                } else {
+                    (
+                        "401 Unauthorized",
+                        r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#
+                            .to_string(),
+                    )
+                };
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        TokenServer {
+            port,
+            requests,
+            stop,
+        }
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn an_upstream_that_demands_bearer_tokens_is_mirrored_with_one_token_per_scope() {
+    let keys = tempfile::tempdir().unwrap();
+    let token = make_token(keys.path(), "berth-test", "upstream.test");
+    let tokens = TokenServer::start(token, "mirror-bot", "s3cret");
+    let dist = Distribution::start_logged(&format!(
+        "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: upstream.test\n    issuer: berth-test\n    rootcertbundle: {}\n",
+        tokens.port,
+        keys.path().join("cert.pem").display()
+    ));
+    let layout = tempfile::tempdir().unwrap();
+    let image = oci_image(layout.path(), "latest");
+    // Anonymous reads are refused by the upstream itself.
+    let r = util::request(&dist.host(), "GET", "/v2/org/app/tags/list", &[], b"");
+    assert_eq!(r.status, 401, "{r:?}");
+    assert!(r
+        .header("www-authenticate")
+        .unwrap_or("")
+        .starts_with("Bearer realm="));
+    let creds = ["--dest-creds", "mirror-bot:s3cret"];
+    skopeo_copy_as(&image, &format!("{}/org/app:latest", dist.host()), &creds);
+    let before = tokens.requests().len();
+    let upstream = |keys: &'static str| Up {
+        host: "private.test",
+        url: format!("http://{}", dist.host()),
+        keys,
+    };
+    let (mirror, _s) = start_mirror(&mirror_toml(
+        None,
+        300,
+        &[],
+        &[upstream("username = \"mirror-bot\"\npassword = \"s3cret\"")],
+    ));
+    let out = tempfile::tempdir().unwrap();
+    let copy = util::run_with_timeout(
+        Command::new("skopeo")
+            .args(["copy", "--quiet", "--src-tls-verify=false"])
+            .arg(format!(
+                "docker://{}/private.test/org/app:latest",
+                mirror.addr
+            ))
+            .arg(format!("dir:{}", out.path().join("img").display())),
+        util::PEER_TIMEOUT,
+    );
+    assert!(
+        copy.status.success(),
+        "{}\nthe mirror's log:\n{}",
+        String::from_utf8_lossy(&copy.stderr),
+        mirror.stderr.all().join("\n"),
+    );
+    for (digest, bytes) in image.blobs() {
+        let got = std::fs::read(
+            out.path()
+                .join("img")
+                .join(digest.strip_prefix("sha256:").unwrap()),
+        );
+        assert!(got.unwrap() == bytes, "{digest} whole through the mirror");
+    }
+    let asked: Vec<String> = tokens.requests()[before..].to_vec();
+    assert_eq!(
+        asked.len(),
+        1,
+        "one token for the pull scope, cached for every later request: {asked:?}"
+    );
+    assert!(
+        asked[0].contains("scope=repository%3Aorg%2Fapp%3Apull")
+            && asked[0].contains("service=upstream.test")
+            && asked[0].ends_with(" true"),
+        "the mirror asked for the pull scope with its credentials: {asked:?}"
+    );
+
+    // Wrong credentials: a 5xx with a spec error body, nothing cached.
+    let (bad, _b) = start_mirror(&mirror_toml(
+        None,
+        300,
+        &[],
+        &[upstream("username = \"mirror-bot\"\npassword = \"wrong\"")],
+    ));
+    let r = get(&bad, "/v2/private.test/org/app/manifests/latest");
+    assert_eq!((r.status, code(&r).as_str()), (502, "UNAVAILABLE"), "{r:?}");
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("unauthorized"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn an_upstream_with_basic_auth_is_mirrored_with_the_configured_credentials() {
+    let dist = Distribution::start_with(Some(("mirror-bot", "s3cret")));
+    let layout = tempfile::tempdir().unwrap();
+    let image = oci_image(layout.path(), "latest");
+    let creds = ["--dest-creds", "mirror-bot:s3cret"];
+    skopeo_copy_as(&image, &format!("{}/org/app:latest", dist.host()), &creds);
+    let mirror_with = |password: &str| {
+        start_mirror(&mirror_toml(
+            Some("basic.test"),
+            300,
+            &[],
+            &[Up {
+                host: "basic.test",
+                url: format!("http://{}", dist.host()),
+                keys: &format!("username = \"mirror-bot\"\npassword = {password:?}"),
+            }],
+        ))
+    };
+    let (mirror, _s) = mirror_with("s3cret");
+    let r = get(&mirror, "/v2/org/app/manifests/latest");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(digest_of(&r.body), image.manifest_digest());
+    for (digest, bytes) in image.blobs() {
+        let r = get(&mirror, &format!("/v2/org/app/blobs/{digest}"));
+        assert!(r.status == 200 && r.body == bytes, "{digest}");
+    }
+    let (bad, _b) = mirror_with("wrong");
+    let r = get(&bad, "/v2/org/app/manifests/latest");
+    assert_eq!((r.status, code(&r).as_str()), (502, "UNAVAILABLE"), "{r:?}");
 }

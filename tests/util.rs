@@ -1226,3 +1226,141 @@ impl Containerd {
             .collect()
     }
 }
+
+/// What [`FlakyProxy`] does to the first request whose request line contains a needle.
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// Answer with this status (and `Retry-After: 0`) instead of asking the registry.
+    Status(u16),
+    /// Pass the registry's answer on, but close the connection after this many bytes of it.
+    Cut(usize),
+}
+
+/// A loopback HTTP proxy in front of a registry that fails chosen requests, as a flaky
+/// network or an overloaded registry would. Each request travels on a connection of its own
+/// (the proxy asks the registry to close after answering), so every request is seen and
+/// recorded. Stops on drop.
+pub struct FlakyProxy {
+    /// `127.0.0.1:PORT`
+    pub addr: String,
+    /// The head of every request received, in order.
+    pub requests: Arc<Mutex<Vec<String>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FlakyProxy {
+    /// Proxies to `upstream` (`127.0.0.1:PORT`); each fault applies once, to the first
+    /// request whose request line contains its needle.
+    pub fn start(upstream: &str, faults: Vec<(&str, Fault)>) -> FlakyProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let faults: Arc<Mutex<Vec<(String, Fault)>>> = Arc::new(Mutex::new(
+            faults
+                .into_iter()
+                .map(|(n, f)| (n.to_string(), f))
+                .collect(),
+        ));
+        let (upstream, seen, stopped) = (upstream.to_string(), requests.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let (upstream, seen, faults) = (upstream.clone(), seen.clone(), faults.clone());
+                std::thread::spawn(move || {
+                    let _ = FlakyProxy::serve(conn, &upstream, &seen, &faults);
+                });
+            }
+        });
+        FlakyProxy {
+            addr,
+            requests,
+            stop,
+        }
+    }
+
+    fn serve(
+        mut client: TcpStream,
+        upstream: &str,
+        seen: &Mutex<Vec<String>>,
+        faults: &Mutex<Vec<(String, Fault)>>,
+    ) -> std::io::Result<()> {
+        client.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if client.read(&mut byte)? == 0 {
+                return Ok(());
+            }
+            head.push(byte[0]);
+        }
+        let text = String::from_utf8_lossy(&head).into_owned();
+        seen.lock().unwrap().push(text.clone());
+        let line = text.lines().next().unwrap_or_default().to_string();
+        let fault = {
+            let mut faults = faults.lock().unwrap();
+            let i = faults.iter().position(|(n, _)| line.contains(n.as_str()));
+            i.map(|i| faults.remove(i).1)
+        };
+        if let Some(Fault::Status(code)) = fault {
+            let answer = format!(
+                "HTTP/1.1 {code} Injected\r\nContent-Length: 0\r\nRetry-After: 0\r\nConnection: close\r\n\r\n"
+            );
+            client.write_all(answer.as_bytes())?;
+            return Ok(());
+        }
+        let mut rewritten: String = text
+            .trim_end_matches("\r\n")
+            .split("\r\n")
+            .filter(|h| !h.to_ascii_lowercase().starts_with("connection:"))
+            .map(|h| format!("{h}\r\n"))
+            .collect();
+        rewritten.push_str("Connection: close\r\n\r\n");
+        let mut registry = TcpStream::connect(upstream)?;
+        registry.write_all(rewritten.as_bytes())?;
+        // The request body (if any) flows on while the answer comes back.
+        let (mut from_client, mut to_registry) = (client.try_clone()?, registry.try_clone()?);
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut from_client, &mut to_registry);
+        });
+        let limit = match fault {
+            Some(Fault::Cut(n)) => n,
+            _ => usize::MAX,
+        };
+        let mut sent = 0;
+        let mut buf = vec![0u8; 64 << 10];
+        while sent < limit {
+            let n = registry.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            let n = n.min(limit - sent);
+            client.write_all(&buf[..n])?;
+            sent += n;
+        }
+        let _ = client.shutdown(std::net::Shutdown::Both);
+        let _ = registry.shutdown(std::net::Shutdown::Both);
+        Ok(())
+    }
+
+    /// The recorded request heads whose request line contains `needle`.
+    pub fn seen(&self, needle: &str) -> Vec<String> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.lines().next().is_some_and(|l| l.contains(needle)))
+            .cloned()
+            .collect()
+    }
+}
+
+impl Drop for FlakyProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = TcpStream::connect(&self.addr);
+    }
+}

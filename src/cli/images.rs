@@ -764,9 +764,11 @@ fn list(store: &ImageStore, a: ListArgs) -> Result<i32> {
         }
     }
     if a.quiet {
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         for id in ids {
-            println!("{id}");
+            writeln!(out, "{id}")?;
         }
+        out.flush()?;
         return Ok(0);
     }
     let format = match a.format.as_deref() {
@@ -801,7 +803,7 @@ pub(crate) fn print_formatted(format: &str, headers: &Value, values: &[Value]) -
     for v in values {
         lines.push(t.render(v).map_err(|e| anyhow::anyhow!("template: {e}"))?);
     }
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if t.table {
         out.write_all(tabulate(&lines).as_bytes())?;
     } else {
@@ -809,6 +811,7 @@ pub(crate) fn print_formatted(format: &str, headers: &Value, values: &[Value]) -
             writeln!(out, "{l}")?;
         }
     }
+    out.flush()?;
     Ok(0)
 }
 

@@ -9,9 +9,12 @@
 //! [`super::ref_of_store_repo`] says (`team/app:1` pushed through the registry is
 //! `localhost/team/app:1` here); a tag gone from the store is taken off its image.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
 use berth_storage::{Digest, RepoName, Tag};
+use serde::{Deserialize, Serialize};
 
 use super::pull::{check_layer_type, parse_config, parse_manifest, NoProgress};
 use super::{
@@ -36,53 +39,106 @@ impl StoreChanges {
     }
 }
 
+/// When a directory last changed: (seconds, nanoseconds) of its mtime.
+type Stamp = (i64, i64);
+
+/// `images/synced.json`: the mtimes of `catalog/` and of each repository's `_tags/` when the
+/// index last agreed with them. A tag written, replaced or removed changes its `_tags/`
+/// directory's mtime, a repository created or deleted changes `catalog/`'s, so a command
+/// whose stamps all match knows the index is current after one `stat` per repository.
+#[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Synced {
+    catalog: Option<Stamp>,
+    repos: BTreeMap<String, Stamp>,
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.mtime(), m.mtime_nsec()))
+}
+
 impl ImageStore {
-    /// Every tag of the store: (repository, tag) → digest. Read straight from the disk: this
-    /// runs before every command and must stay cheap.
-    fn store_tags(&self) -> Result<BTreeMap<(String, String), Digest>> {
-        let mut out = BTreeMap::new();
+    fn synced_path(&self) -> PathBuf {
+        self.root.join("images/synced.json")
+    }
+
+    fn tags_dir(&self, repo: &str) -> PathBuf {
+        self.root.join("repositories").join(repo).join("_tags")
+    }
+
+    /// The store's repositories, from `catalog/`.
+    fn store_repos(&self) -> Result<BTreeSet<String>> {
         let catalog = self.root.join("catalog");
         let entries = match std::fs::read_dir(&catalog) {
             Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
             Err(e) => return Err(super::io_err(&catalog)(e)),
         };
+        let mut out = BTreeSet::new();
         for entry in entries {
             let entry = entry.map_err(super::io_err(&catalog))?;
-            let Some(name) = entry.file_name().to_str().map(|n| n.replace('~', "/")) else {
-                continue;
-            };
-            let Ok(repo) = name.parse::<RepoName>() else {
-                continue;
-            };
-            let dir = self
-                .root
-                .join("repositories")
-                .join(repo.as_str())
-                .join("_tags");
-            let Ok(tags) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for t in tags.flatten() {
-                let Some(tag) = t.file_name().to_str().and_then(|t| t.parse::<Tag>().ok()) else {
-                    continue;
-                };
-                let Some(digest) = std::fs::read_to_string(t.path())
-                    .ok()
-                    .and_then(|d| d.trim().parse::<Digest>().ok())
-                else {
-                    continue;
-                };
-                out.insert((repo.to_string(), tag.to_string()), digest);
+            if let Some(name) = entry.file_name().to_str().map(|n| n.replace('~', "/")) {
+                if name.parse::<RepoName>().is_ok() {
+                    out.insert(name);
+                }
             }
         }
         Ok(out)
     }
 
+    /// A repository's tags: tag → digest, read straight from the disk.
+    fn repo_tags(&self, repo: &str) -> BTreeMap<String, Digest> {
+        let mut out = BTreeMap::new();
+        let Ok(tags) = std::fs::read_dir(self.tags_dir(repo)) else {
+            return out;
+        };
+        for t in tags.flatten() {
+            let Some(tag) = t.file_name().to_str().and_then(|t| t.parse::<Tag>().ok()) else {
+                continue;
+            };
+            if let Some(digest) = std::fs::read_to_string(t.path())
+                .ok()
+                .and_then(|d| d.trim().parse::<Digest>().ok())
+            {
+                out.insert(tag.to_string(), digest);
+            }
+        }
+        out
+    }
+
     /// How the index differs from the store's tags (empty when the client made every tag).
+    /// Runs before every command: when `images/synced.json` says nothing moved, it costs a
+    /// `stat` per repository and reads neither the index nor a tag.
     pub fn served_changes(&self) -> Result<StoreChanges> {
+        let synced: Synced = std::fs::read(self.synced_path())
+            .ok()
+            .and_then(|d| serde_json::from_slice(&d).ok())
+            .unwrap_or_default();
+        // Stamps first, contents after: a change in between is seen by the next command.
+        let catalog = stamp(&self.root.join("catalog"));
+        let repos = if catalog.is_some() && catalog == synced.catalog {
+            synced.repos.keys().cloned().collect()
+        } else {
+            self.store_repos()?
+        };
+        let now = Synced {
+            catalog,
+            repos: repos
+                .iter()
+                .map(|r| (r.clone(), stamp(&self.tags_dir(r)).unwrap_or_default()))
+                .collect(),
+        };
+        if now == synced {
+            return Ok(StoreChanges::default());
+        }
+        let moved: BTreeSet<&String> = now
+            .repos
+            .iter()
+            .filter(|(r, st)| synced.repos.get(*r) != Some(st))
+            .map(|(r, _)| r)
+            .collect();
+
         let index = self.read_index()?;
-        let tags = self.store_tags()?;
         let mut claimed: HashMap<(String, String), (&ImageRecord, &String)> = HashMap::new();
         for record in index.images.values() {
             for full in &record.tags {
@@ -95,20 +151,36 @@ impl ImageStore {
             }
         }
         let mut changes = StoreChanges::default();
-        for ((repo, tag), digest) in &tags {
-            let known = claimed
-                .get(&(repo.clone(), tag.clone()))
-                .is_some_and(|(r, _)| r.manifest == *digest || r.extra_blobs.contains(digest));
-            if !known {
-                if let (Ok(repo), Ok(tag)) = (repo.parse(), tag.parse()) {
-                    changes.added.push((repo, tag, digest.clone()));
+        let mut tags: HashMap<(String, String), Digest> = HashMap::new();
+        for repo in &moved {
+            for (tag, digest) in self.repo_tags(repo) {
+                let key = ((*repo).clone(), tag);
+                let known = claimed
+                    .get(&key)
+                    .is_some_and(|(r, _)| r.manifest == digest || r.extra_blobs.contains(&digest));
+                if !known {
+                    if let (Ok(repo), Ok(tag)) = (key.0.parse(), key.1.parse()) {
+                        changes.added.push((repo, tag, digest.clone()));
+                    }
                 }
+                tags.insert(key, digest);
             }
         }
-        for (key, (_, full)) in claimed {
-            if !tags.contains_key(&key) {
-                changes.removed.push(full.clone());
+        for ((repo, tag), (_, full)) in &claimed {
+            let gone = if moved.contains(repo) {
+                !tags.contains_key(&(repo.clone(), tag.clone()))
+            } else {
+                !now.repos.contains_key(repo)
+            };
+            if gone {
+                changes.removed.push((*full).clone());
             }
+        }
+        if changes.is_empty() {
+            // The index agrees with the store as it was stamped: remember that. A root this
+            // user cannot write just compares again next time.
+            let data = serde_json::to_vec(&now).expect("the stamps serialise");
+            let _ = super::write_atomic(&self.synced_path(), &data);
         }
         Ok(changes)
     }

@@ -6,6 +6,7 @@
 //! move at once:
 //!
 //! ```toml
+//! default_registry = "registry.lan:5000"     # answers for docker.io names (`busybox`)
 //! insecure_registries = ["registry.lan:5000"]
 //! max_concurrent_downloads = 3
 //! max_concurrent_uploads = 5
@@ -54,6 +55,10 @@ pub struct RegistrySection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientConfig {
+    /// The registry host that names without a registry (`busybox`, `team/app`) go to, in
+    /// place of Docker Hub; local names stay `docker.io/...` (as with a mirror).
+    #[serde(default)]
+    pub default_registry: Option<String>,
     #[serde(default)]
     pub insecure_registries: Vec<String>,
     #[serde(default = "default_downloads")]
@@ -80,6 +85,7 @@ fn default_chunk() -> u64 {
 impl Default for ClientConfig {
     fn default() -> ClientConfig {
         ClientConfig {
+            default_registry: None,
             insecure_registries: Vec::new(),
             max_concurrent_downloads: default_downloads(),
             max_concurrent_uploads: default_uploads(),
@@ -140,6 +146,16 @@ impl ClientConfig {
                     .into(),
             });
         }
+        if let Some(d) = &config.default_registry {
+            if d.is_empty() || d.contains(['/', ' ', '?', '#', '@']) {
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "default_registry: {d:?} is not a registry host (host or host:port)"
+                    ),
+                });
+            }
+        }
         for (name, section) in &config.registries {
             for m in &section.mirrors {
                 if !(m.starts_with("http://") || m.starts_with("https://")) {
@@ -169,6 +185,7 @@ impl ClientConfig {
         }
         Ok(RemoteConfig {
             insecure,
+            default_registry: self.default_registry.clone(),
             mirrors,
             credentials: docker_credentials()?,
             ..RemoteConfig::default()
@@ -288,5 +305,17 @@ mod tests {
         std::fs::write(&p, "mirrors = 1").unwrap();
         assert!(ClientConfig::load_from(&p, true).is_err());
         assert!(ClientConfig::load_from(&dir.path().join("none"), false).is_ok());
+    }
+
+    #[test]
+    fn the_example_client_config_loads() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/client.toml");
+        let c = ClientConfig::load_from(&p, true).unwrap();
+        assert_eq!(c.default_registry.as_deref(), Some("registry.lan:5000"));
+        assert_eq!(c.push_chunk_size, 32 << 20);
+        assert_eq!(c.registries["docker.io"].mirrors, ["http://127.0.0.1:5000"]);
+        let r = c.remote_config().unwrap();
+        assert_eq!(r.default_registry.as_deref(), Some("registry.lan:5000"));
+        assert!(r.insecure.contains(&"registry.lan:5000".to_string()));
     }
 }

@@ -85,6 +85,9 @@ pub struct RemoteConfig {
     /// Hosts (`host` or `host:port`) that may be reached over plain HTTP or unverified TLS,
     /// beyond the loopback hosts that always may.
     pub insecure: Vec<String>,
+    /// The host (`registry.lan:5000`) that answers for `docker.io`: names without a registry
+    /// (`busybox`) are pulled from, pushed to and searched on it. `None`: Docker Hub.
+    pub default_registry: Option<String>,
     /// Mirror base URLs to try, in order, before a registry (keyed by registry host).
     pub mirrors: BTreeMap<String, Vec<String>>,
     /// Credentials by registry host (`docker.io`, `localhost:5000`).
@@ -106,6 +109,7 @@ impl Default for RemoteConfig {
     fn default() -> RemoteConfig {
         RemoteConfig {
             insecure: Vec::new(),
+            default_registry: None,
             mirrors: BTreeMap::new(),
             credentials: BTreeMap::new(),
             user_agent: format!("berth/{}", env!("CARGO_PKG_VERSION")),
@@ -463,6 +467,15 @@ impl Remote {
             })
     }
 
+    /// Where `docker.io`'s API is: the configured default registry, else Docker Hub's.
+    fn default_api_host(&self) -> &str {
+        self.inner
+            .config
+            .default_registry
+            .as_deref()
+            .unwrap_or(crate::reference::DEFAULT_REGISTRY_API_HOST)
+    }
+
     /// The registry's own endpoint.
     fn endpoint(&self, registry: &str) -> Result<Endpoint> {
         let invalid = || RemoteError::InvalidRegistry(registry.to_string());
@@ -486,10 +499,7 @@ impl Remote {
         }
         let host = registry.to_ascii_lowercase();
         let (api, key) = if host == crate::reference::DEFAULT_REGISTRY {
-            (
-                crate::reference::DEFAULT_REGISTRY_API_HOST.to_string(),
-                host,
-            )
+            (self.default_api_host().to_string(), host)
         } else {
             (host.clone(), host)
         };
@@ -534,7 +544,7 @@ impl Remote {
             return b.clone();
         }
         let api = if ep.host == crate::reference::DEFAULT_REGISTRY {
-            crate::reference::DEFAULT_REGISTRY_API_HOST
+            self.default_api_host()
         } else {
             &ep.host
         };
@@ -590,7 +600,8 @@ impl Remote {
                 }
             }
         };
-        self.fetch_token(ep, &challenge, scope).await.map(Some)
+        let token = self.fetch_token(ep, &challenge, scope).await?;
+        Ok(Some(format!("Bearer {token}")))
     }
 
     /// Asks a Bearer challenge's realm for a token covering `scope` (space-separated scopes).
@@ -1316,10 +1327,12 @@ impl Remote {
         term: &str,
         limit: Option<u32>,
     ) -> Result<SearchResults> {
-        let registry = if registry == crate::reference::DEFAULT_REGISTRY {
-            "https://index.docker.io"
-        } else {
+        let registry = if registry != crate::reference::DEFAULT_REGISTRY {
             registry
+        } else if let Some(default) = &self.inner.config.default_registry {
+            default
+        } else {
+            "https://index.docker.io"
         };
         let ep = self.endpoint(registry)?;
         let mut query = vec![("q", term.to_string())];
