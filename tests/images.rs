@@ -786,6 +786,15 @@ fn push_to_berth_serve_then_docker_and_podman_pull_it_and_the_served_root_lists_
     berth.ok(&["tag", &target, &sibling]);
     let mounted = berth.ok(&["push", &sibling]);
     assert!(mounted.contains("Mounted from team/app"), "{mounted}");
+    // -a pushes every tag of the repository.
+    berth.ok(&["tag", &src, &format!("{}/team/app:2", server.addr)]);
+    let all = berth.ok(&["push", "-a", &format!("{}/team/app", server.addr)]);
+    for tag in ["1", "2"] {
+        assert!(
+            all.contains(&format!("{tag}: digest: {} size:", image.manifest)),
+            "{all}"
+        );
+    }
 
     let docker = Dockerd::start();
     docker.ok(&["pull", "-q", &target]);
@@ -808,13 +817,14 @@ fn push_to_berth_serve_then_docker_and_podman_pull_it_and_the_served_root_lists_
         lines,
         [
             format!("localhost/team/app:1 {short}"),
+            format!("localhost/team/app:2 {short}"),
             format!("localhost/team/copy:1 {short}")
         ]
     );
     assert_eq!(
         berth.ok(&["images", "--root", root, "-q"]).trim(),
         short,
-        "one image, two names"
+        "one image, three names"
     );
     assert!(!berth
         .ok(&["images", "--format", "{{.Repository}}"])
@@ -840,16 +850,19 @@ fn push_to_berth_serve_then_docker_and_podman_pull_it_and_the_served_root_lists_
     skopeo_push(&other, &target);
     assert_eq!(
         served
-            .ok(&["images", "--format", format, "localhost/team/app"])
+            .ok(&["images", "--format", format, "localhost/team/app:1"])
             .trim(),
         format!("localhost/team/app:1 {}", &other.config.hex()[..12])
     );
-    // Removing a name through the client removes the registry's tag: one store. It was the
-    // old image's last name, so the image goes too, as in docker.
-    let out = served.ok(&["rmi", "localhost/team/copy:1"]);
+    // Removing a name through the client removes the registry's tag: one store. With the
+    // old image's last names gone, the image goes too, as in docker.
+    let out = served.ok(&["rmi", "localhost/team/app:2", "localhost/team/copy:1"]);
     assert_eq!(
-        out.lines().next(),
-        Some("Untagged: localhost/team/copy:1"),
+        out.lines().take(2).collect::<Vec<_>>(),
+        [
+            "Untagged: localhost/team/app:2",
+            "Untagged: localhost/team/copy:1"
+        ],
         "{out}"
     );
     assert!(out.contains(&format!("Deleted: {}", image.config)), "{out}");
