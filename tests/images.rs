@@ -1270,6 +1270,14 @@ fn search_answers_from_berth_serve_with_limit_and_filters() {
         names(&["--filter", "is-official=false", "--no-trunc"]).len(),
         2
     );
+    // A name without a registry searches the configured default registry.
+    std::fs::write(
+        berth.dir.path().join("config.toml"),
+        format!("default_registry = \"{}\"\n", server.addr),
+    )
+    .unwrap();
+    let found = berth.ok(&["search", "--format", "{{.Name}}", "findme-a"]);
+    assert_eq!(found.trim(), "team/findme-a", "{found}");
     let table = berth.ok(&["search", "--no-trunc", &term]);
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(header, ["NAME", "DESCRIPTION", "STARS", "OFFICIAL"]);
