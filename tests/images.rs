@@ -345,6 +345,19 @@ fn push_to_distribution_then_podman_pulls_it() {
     let mounted = berth.ok(&["push", &sibling]);
     assert!(mounted.contains("Mounted from dst/img"), "{mounted}");
 
+    // At a terminal: a bar per layer, each pushed layer's last line with bytes and speed.
+    let third = Distribution::start();
+    let tty_target = format!("{}/tty/img:1", third.host());
+    berth.ok(&["tag", &target, &tty_target]);
+    let shown = on_a_terminal(&berth, &["push", &tty_target]);
+    assert!(shown.contains("Pushed"), "{shown}");
+    assert!(shown.contains("MiB in "), "no byte count shown: {shown}");
+    assert!(shown.contains("/s)"), "no speed shown: {shown}");
+    assert!(
+        shown.contains(&format!("1: digest: {} size:", image.manifest)),
+        "{shown}"
+    );
+
     // podman pulls what berth pushed and sees the same image.
     let podman = Podman::new();
     podman.run(&["pull", "-q", "--tls-verify=false", &target]);
