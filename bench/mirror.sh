@@ -4,6 +4,7 @@
 #
 #   ./bench/mirror.sh            # LAYERS=3 LAYER_MIB=64 CLIENTS=20 RUNS=3 by default
 #   BERTH=path/to/release/berth ./bench/mirror.sh   # skips the build
+#   OUT_DIR=/dev/shm (default): where the clients write their copies (CLIENTS x the image)
 #
 # Cold: CLIENTS concurrent `skopeo copy` (to dir:) of the image through each mirror, each run
 # with an empty cache; wall time until the last client is done, and the blob bytes the
@@ -26,13 +27,15 @@ if [ -z "${BERTH:-}" ]; then
   BERTH=$TARGET/release/berth
 fi
 W=$(mktemp -d /tmp/bench-mirror.XXXXXX)
+# The clients' copies (CLIENTS x the image) go to memory: the disk may not hold them.
+O=$(mktemp -d "${OUT_DIR:-/dev/shm}/bench-mirror-out.XXXXXX")
 PIDS=()
 NS=berth-bench-$$
 cleanup() {
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   ip netns del "$NS" 2>/dev/null || true
-  rm -rf "$W"
+  rm -rf "$W" "$O"
 }
 trap cleanup EXIT
 
@@ -118,11 +121,11 @@ cold() {
   local port; port=$(free_port)
   "$1" "$port"
   local before; before=$(log_lines)
-  rm -rf "$W/out"; mkdir -p "$W/out"; sync
+  rm -rf "$O/out"; mkdir -p "$O/out"; sync
   local s e pids=()
   s=$(date +%s%N)
   for i in $(seq "$CLIENTS"); do
-    skopeo copy -q --src-tls-verify=false "docker://127.0.0.1:$port/bench/img:latest" "dir:$W/out/$i" &
+    skopeo copy -q --src-tls-verify=false "docker://127.0.0.1:$port/bench/img:latest" "dir:$O/out/$i" &
     pids+=("$!")
   done
   local failed=0
@@ -131,7 +134,7 @@ cold() {
   stop_mirror
   [ "$failed" = 0 ] || { echo "a pull through $1 failed" >&2; exit 1; }
   sleep 0.5 # the access log's last lines
-  rm -rf "$W/out"
+  rm -rf "$O/out"
   echo "$(((e - s) / 1000000)) $(upstream_bytes "$before")" >"$W/result"
 }
 median() { sort -n | sed -n "$(((RUNS + 1) / 2))p"; }
@@ -163,14 +166,14 @@ skopeo copy -q --dest-tls-verify=false "oci:$W/layout:latest" "docker://127.0.0.
 warm() { # PORT
   local times=()
   for _ in $(seq "$RUNS"); do
-    rm -rf "$W/w"; sync
+    rm -rf "$O/w"; sync
     local s e
     s=$(date +%s%N)
-    skopeo copy -q --src-tls-verify=false "docker://127.0.0.1:$1/bench/img:latest" "dir:$W/w"
+    skopeo copy -q --src-tls-verify=false "docker://127.0.0.1:$1/bench/img:latest" "dir:$O/w"
     e=$(date +%s%N)
     times+=($(((e - s) / 1000000)))
   done
-  rm -rf "$W/w"
+  rm -rf "$O/w"
   printf '%s\n' "${times[@]}" | median
 }
 wm=$(warm "$MP"); wd=$(warm "$DP")

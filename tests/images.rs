@@ -345,6 +345,19 @@ fn push_to_distribution_then_podman_pulls_it() {
     let mounted = berth.ok(&["push", &sibling]);
     assert!(mounted.contains("Mounted from dst/img"), "{mounted}");
 
+    // At a terminal: a bar per layer, each pushed layer's last line with bytes and speed.
+    let third = Distribution::start();
+    let tty_target = format!("{}/tty/img:1", third.host());
+    berth.ok(&["tag", &target, &tty_target]);
+    let shown = on_a_terminal(&berth, &["push", &tty_target]);
+    assert!(shown.contains("Pushed"), "{shown}");
+    assert!(shown.contains("MiB in "), "no byte count shown: {shown}");
+    assert!(shown.contains("/s)"), "no speed shown: {shown}");
+    assert!(
+        shown.contains(&format!("1: digest: {} size:", image.manifest)),
+        "{shown}"
+    );
+
     // podman pulls what berth pushed and sees the same image.
     let podman = Podman::new();
     podman.run(&["pull", "-q", "--tls-verify=false", &target]);
@@ -787,6 +800,15 @@ fn push_to_berth_serve_then_docker_and_podman_pull_it_and_the_served_root_lists_
     berth.ok(&["tag", &target, &sibling]);
     let mounted = berth.ok(&["push", &sibling]);
     assert!(mounted.contains("Mounted from team/app"), "{mounted}");
+    // -a pushes every tag of the repository.
+    berth.ok(&["tag", &src, &format!("{}/team/app:2", server.addr)]);
+    let all = berth.ok(&["push", "-a", &format!("{}/team/app", server.addr)]);
+    for tag in ["1", "2"] {
+        assert!(
+            all.contains(&format!("{tag}: digest: {} size:", image.manifest)),
+            "{all}"
+        );
+    }
 
     let docker = Dockerd::start();
     docker.ok(&["pull", "-q", &target]);
@@ -809,13 +831,14 @@ fn push_to_berth_serve_then_docker_and_podman_pull_it_and_the_served_root_lists_
         lines,
         [
             format!("localhost/team/app:1 {short}"),
+            format!("localhost/team/app:2 {short}"),
             format!("localhost/team/copy:1 {short}")
         ]
     );
     assert_eq!(
         berth.ok(&["images", "--root", root, "-q"]).trim(),
         short,
-        "one image, two names"
+        "one image, three names"
     );
     assert!(!berth
         .ok(&["images", "--format", "{{.Repository}}"])
@@ -841,16 +864,19 @@ fn push_to_berth_serve_then_docker_and_podman_pull_it_and_the_served_root_lists_
     skopeo_push(&other, &target);
     assert_eq!(
         served
-            .ok(&["images", "--format", format, "localhost/team/app"])
+            .ok(&["images", "--format", format, "localhost/team/app:1"])
             .trim(),
         format!("localhost/team/app:1 {}", &other.config.hex()[..12])
     );
-    // Removing a name through the client removes the registry's tag: one store. It was the
-    // old image's last name, so the image goes too, as in docker.
-    let out = served.ok(&["rmi", "localhost/team/copy:1"]);
+    // Removing a name through the client removes the registry's tag: one store. With the
+    // old image's last names gone, the image goes too, as in docker.
+    let out = served.ok(&["rmi", "localhost/team/app:2", "localhost/team/copy:1"]);
     assert_eq!(
-        out.lines().next(),
-        Some("Untagged: localhost/team/copy:1"),
+        out.lines().take(2).collect::<Vec<_>>(),
+        [
+            "Untagged: localhost/team/app:2",
+            "Untagged: localhost/team/copy:1"
+        ],
         "{out}"
     );
     assert!(out.contains(&format!("Deleted: {}", image.config)), "{out}");
@@ -1258,6 +1284,14 @@ fn search_answers_from_berth_serve_with_limit_and_filters() {
         names(&["--filter", "is-official=false", "--no-trunc"]).len(),
         2
     );
+    // A name without a registry searches the configured default registry.
+    std::fs::write(
+        berth.dir.path().join("config.toml"),
+        format!("default_registry = \"{}\"\n", server.addr),
+    )
+    .unwrap();
+    let found = berth.ok(&["search", "--format", "{{.Name}}", "findme-a"]);
+    assert_eq!(found.trim(), "team/findme-a", "{found}");
     let table = berth.ok(&["search", "--no-trunc", &term]);
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(header, ["NAME", "DESCRIPTION", "STARS", "OFFICIAL"]);

@@ -10,6 +10,8 @@
 //! partial/<alg>-<hex>                         a layer download in progress (resumed by the next pull)
 //! images/index.json                           one record per image (see [`ImageRecord`])
 //! images/lock                                 flock held while the index and tags change
+//! images/synced.json                          mtimes of catalog/ and _tags/ when the index last
+//!                                             agreed with the store's tags (see `served`)
 //! ```
 //!
 //! Repository names in the store are the normalised reference's registry host and path:

@@ -178,8 +178,20 @@ impl ImageStore {
         }
         if changes.is_empty() {
             // The index agrees with the store as it was stamped: remember that. A root this
-            // user cannot write just compares again next time.
-            let data = serde_json::to_vec(&now).expect("the stamps serialise");
+            // user cannot write just compares again next time. File times tick coarsely
+            // (a few ms), so a directory changed within the last seconds may change again
+            // under the same stamp: those are remembered as unknown, and compared again.
+            let recent = chrono::Utc::now().timestamp() - 2;
+            let settled = |st: Stamp| if st.0 >= recent { (-1, -1) } else { st };
+            let remembered = Synced {
+                catalog: now.catalog.map(settled),
+                repos: now
+                    .repos
+                    .into_iter()
+                    .map(|(r, st)| (r, settled(st)))
+                    .collect(),
+            };
+            let data = serde_json::to_vec(&remembered).expect("the stamps serialise");
             let _ = super::write_atomic(&self.synced_path(), &data);
         }
         Ok(changes)

@@ -655,19 +655,32 @@ impl Mirror {
             tokio::spawn(async move { store.blobs.put(&d, rx).await })
         };
         let mut storing = true;
-        // The newest chunk waits until the next one arrives or the digest is checked.
+        // Chunks are gathered into pieces of PIECE bytes (each costs every reader a wake-up
+        // and a write); the newest piece waits until the next one is full or the digest is
+        // checked.
+        let mut filling = bytes::BytesMut::new();
         let mut held: Option<Bytes> = None;
         let failure = loop {
-            match stream.next().await {
+            let next = stream.next().await;
+            let piece = match &next {
                 Some(Ok(chunk)) => {
                     Counters::add(&self.inner.counters.upstream_bytes, chunk.len() as u64);
-                    if storing && tx.send(Ok(chunk.clone())).await.is_err() {
-                        storing = false;
-                    }
-                    if let Some(prev) = held.replace(chunk) {
-                        flight.update(|s| s.chunks.push(prev));
-                    }
+                    filling.extend_from_slice(chunk);
+                    (filling.len() >= PIECE).then(|| filling.split().freeze())
                 }
+                None if !filling.is_empty() => Some(filling.split().freeze()),
+                _ => None,
+            };
+            if let Some(piece) = piece {
+                if storing && tx.send(Ok(piece.clone())).await.is_err() {
+                    storing = false;
+                }
+                if let Some(prev) = held.replace(piece) {
+                    flight.update(|s| s.chunks.push(prev));
+                }
+            }
+            match next {
+                Some(Ok(_)) => {}
                 Some(Err(e)) => break Some(e),
                 None => break None,
             }
@@ -802,6 +815,9 @@ impl<T: Clone + Send + Sync + 'static> Flights<T> {
         out
     }
 }
+
+/// The size of the pieces a blob in flight is handed on in.
+const PIECE: usize = 512 << 10;
 
 /// One blob on its way from an upstream, shared by every client that asked for it meanwhile.
 pub struct BlobFlight {
