@@ -16,11 +16,28 @@ pub struct ResolvedUser {
 }
 
 /// The first of `layers` (topmost first: an overlay's upper dir, then its lower dirs, or a
-/// single rootfs directory) that holds `rel`.
+/// single rootfs directory) that holds `rel`. A symlink on the way (`etc` or the file) ends
+/// the search with nothing: it points somewhere in the container, and following it on the
+/// host could read a host file.
 fn find(layers: &[PathBuf], rel: &str) -> Option<String> {
-    layers
-        .iter()
-        .find_map(|l| std::fs::read_to_string(l.join(rel)).ok())
+    for layer in layers {
+        let mut path = layer.clone();
+        for part in rel.split('/') {
+            path.push(part);
+            match std::fs::symlink_metadata(&path) {
+                Ok(m) if m.file_type().is_symlink() => return None,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_file() => return std::fs::read_to_string(&path).ok(),
+            // A whiteout (character device) or anything else hides lower layers' files.
+            Ok(_) => return None,
+            Err(_) => continue,
+        }
+    }
+    None
 }
 
 /// Resolves `spec` (`""`, `name`, `uid`, `name:group`, `uid:gid`, ...) in the root
@@ -119,5 +136,34 @@ mod tests {
         assert!(r("nobody").is_err());
         assert!(r("www:nogroup").is_err());
         assert_eq!(resolve_user(&layers, "www").unwrap().home, "/var/www");
+    }
+
+    #[test]
+    fn symlinks_are_not_followed_on_the_host() {
+        let host = tempfile::tempdir().unwrap();
+        std::fs::write(host.path().join("passwd"), "evil:x:4242:4242::/:/bin/sh\n").unwrap();
+        for link_etc in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            if link_etc {
+                std::os::unix::fs::symlink(host.path(), dir.path().join("etc")).unwrap();
+            } else {
+                std::fs::create_dir(dir.path().join("etc")).unwrap();
+                std::os::unix::fs::symlink(
+                    host.path().join("passwd"),
+                    dir.path().join("etc/passwd"),
+                )
+                .unwrap();
+            }
+            // A lower layer's real file is hidden by the link above it too.
+            let lower = tempfile::tempdir().unwrap();
+            std::fs::create_dir(lower.path().join("etc")).unwrap();
+            std::fs::write(lower.path().join("etc/passwd"), "evil:x:1:1::/:/bin/sh\n").unwrap();
+            let layers = [dir.path(), lower.path()];
+            assert!(
+                resolve_user(&layers, "evil").is_err(),
+                "link_etc={link_etc}"
+            );
+            assert_eq!(resolve_user(&layers, "7").unwrap().uid, 7);
+        }
     }
 }
