@@ -73,7 +73,7 @@ fn build_context(dir: &Path, base: &str) {
 }
 
 /// A busybox root file system as a tar, the base layer for `docker import` / `podman import`.
-fn busybox_rootfs_tar(dir: &Path) -> PathBuf {
+pub(crate) fn busybox_rootfs_tar(dir: &Path) -> PathBuf {
     let root = dir.join("rootfs");
     std::fs::create_dir_all(root.join("bin")).unwrap();
     std::fs::copy("/bin/busybox", root.join("bin/busybox"))
@@ -352,15 +352,7 @@ fn containerd_roundtrip(storage: Storage) {
     let remote = format!("{}/ct/img:1", reg.addr);
 
     // Import the image from an OCI archive under berth's name, push it, forget it, pull it.
-    let archive = layout.path().join("image.tar");
-    run_ok(
-        Command::new("tar")
-            .arg("-C")
-            .arg(&image.layout)
-            .arg("-cf")
-            .arg(&archive)
-            .args(["oci-layout", "index.json", "blobs"]),
-    );
+    let archive = util::oci_archive(&image, &layout.path().join("image.tar"));
     containerd.ctr(&[
         "images",
         "import",

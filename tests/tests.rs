@@ -1,6 +1,7 @@
 //! berth's end-to-end tests: one test binary, one module per area, shared helpers in `util`.
 //! Each drives the `berth` binary and real peers (see TESTING.md); a missing peer fails.
 
+mod auth;
 mod images;
 mod mirror;
 mod registry;

@@ -429,12 +429,19 @@ pub struct Dockerd {
 
 impl Dockerd {
     pub fn start() -> Dockerd {
-        Dockerd::start_with(&[])
+        Dockerd::start_in(None, &[])
     }
 
     /// With extra daemon flags (`--registry-mirror=…`). Its proxy for registries other than
     /// 127.0.0.1 is a closed loopback port, so a fallback past the mirror goes nowhere.
     pub fn start_with(flags: &[String]) -> Dockerd {
+        Dockerd::start_in(None, flags)
+    }
+
+    /// With a network namespace, dockerd runs inside it (its registries are the namespace's
+    /// addresses, reached without the proxy) and sees `certs_d()` as `/etc/docker/certs.d`, so
+    /// a test can give it a CA for a registry without touching the host's docker configuration.
+    pub fn start_in(netns: Option<&NetNs>, flags: &[String]) -> Dockerd {
         let bin = require("dockerd");
         require("docker");
         // dockerd's state lives in short paths: unix sockets have a length limit.
@@ -444,7 +451,22 @@ impl Dockerd {
             .unwrap();
         let socket = dir.path().join("d.sock");
         let log = std::fs::File::create(dir.path().join("dockerd.log")).unwrap();
-        let mut child = Command::new(bin)
+        std::fs::create_dir_all(dir.path().join("certs.d")).unwrap();
+        let mut command = match netns {
+            None => Command::new(bin),
+            Some(ns) => {
+                let mut c = ns.exec("unshare");
+                c.args(["-m", "sh", "-c"])
+                    .arg(
+                        "mkdir -p /etc/docker/certs.d && mount --bind \"$0\" /etc/docker/certs.d \
+                         && exec \"$@\"",
+                    )
+                    .arg(dir.path().join("certs.d"))
+                    .arg(bin);
+                c
+            }
+        };
+        let mut child = command
             .arg("--data-root")
             .arg(dir.path().join("data"))
             .arg("--exec-root")
@@ -462,7 +484,13 @@ impl Dockerd {
             .args(flags)
             .env("HTTPS_PROXY", "http://127.0.0.1:9")
             .env("HTTP_PROXY", "http://127.0.0.1:9")
-            .env("NO_PROXY", "127.0.0.1,localhost")
+            .env(
+                "NO_PROXY",
+                match netns {
+                    Some(ns) => format!("127.0.0.1,localhost,{}", ns.addr),
+                    None => "127.0.0.1,localhost".to_string(),
+                },
+            )
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -503,6 +531,96 @@ impl Dockerd {
 
     pub fn ok(&self, args: &[&str]) -> String {
         String::from_utf8(run(&mut self.cmd(args)).stdout).unwrap()
+    }
+
+    /// What dockerd reads as `/etc/docker/certs.d` when started in a namespace.
+    pub fn certs_d(&self) -> PathBuf {
+        self.dir.path().join("certs.d")
+    }
+}
+
+/// A network namespace of the test's own, with `lo` up and `addr` on it, deleted on drop.
+pub struct NetNs {
+    pub name: String,
+    pub addr: String,
+}
+
+impl NetNs {
+    pub fn new(addr: &str) -> NetNs {
+        let name = format!("berth-{}-{}", std::process::id(), free_port());
+        run(Command::new(require("ip")).args(["netns", "add", &name]));
+        let ns = NetNs {
+            name,
+            addr: addr.to_string(),
+        };
+        run(ns.exec("ip").args(["link", "set", "lo", "up"]));
+        run(ns
+            .exec("ip")
+            .args(["addr", "add", &format!("{addr}/32"), "dev", "lo"]));
+        ns
+    }
+
+    /// A command that runs `program` inside the namespace. `nsenter` enters the network
+    /// namespace only; `ip netns exec` would also mount a fresh /sys, hiding the cgroups that
+    /// dockerd needs.
+    pub fn exec(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new(require("nsenter"));
+        c.arg(format!("--net=/run/netns/{}", self.name))
+            .arg(program);
+        c
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// A certificate authority of the test's own and a server certificate it signed for
+/// `localhost` and the given IP addresses, as PEM files in a temporary directory.
+pub struct TestCa {
+    pub dir: tempfile::TempDir,
+    /// The CA certificate (what clients are told to trust).
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TestCa {
+    pub fn new(ips: &[&str]) -> TestCa {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+        let dir = tempfile::tempdir().unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "berth test CA");
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        for ip in ips {
+            params
+                .subject_alt_names
+                .push(SanType::IpAddress(ip.parse().unwrap()));
+        }
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        let ca = dir.path().join("ca.crt");
+        std::fs::write(&ca, ca_cert.pem()).unwrap();
+        let cert_path = dir.path().join("server.crt");
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        let key_path = dir.path().join("server.key");
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        TestCa {
+            dir,
+            ca,
+            cert: cert_path,
+            key: key_path,
+        }
     }
 }
 
@@ -671,23 +789,51 @@ pub struct Registry {
 impl Registry {
     /// `berth serve` on a free loopback port with the given storage and `[server]` lines.
     pub fn start(storage: &Storage, server: &str) -> Registry {
+        Registry::start_in(storage, server, None, "127.0.0.1:0")
+    }
+
+    /// `berth serve` listening on `listen`, inside `netns` when given. `config` is the text of
+    /// the `[server]` table, and may go on with further tables (`[auth]`, `[tls]`).
+    pub fn start_in(
+        storage: &Storage,
+        config: &str,
+        netns: Option<&NetNs>,
+        listen: &str,
+    ) -> Registry {
+        let server = config;
         let mut config = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
         write!(config, "[server]\n{server}\n{}", storage.toml).unwrap();
         let path = config.path().to_path_buf();
-        Registry::serve(&[OsStr::new("--config"), path.as_os_str()], Some(config))
+        Registry::serve(
+            &[OsStr::new("--config"), path.as_os_str()],
+            Some(config),
+            netns,
+            listen,
+        )
     }
 
     /// `berth serve --root DIR` (a store directory, e.g. a client's root) on a free loopback
     /// port, with the default configuration.
     pub fn serve_root(root: &Path) -> Registry {
-        Registry::serve(&[OsStr::new("--root"), root.as_os_str()], None)
+        Registry::serve(
+            &[OsStr::new("--root"), root.as_os_str()],
+            None,
+            None,
+            "127.0.0.1:0",
+        )
     }
 
-    fn serve(args: &[&OsStr], config: Option<tempfile::NamedTempFile>) -> Registry {
-        let mut cmd = Command::new(berth_bin());
-        cmd.arg("serve")
-            .args(args)
-            .args(["--listen", "127.0.0.1:0"]);
+    fn serve(
+        args: &[&OsStr],
+        config: Option<tempfile::NamedTempFile>,
+        netns: Option<&NetNs>,
+        listen: &str,
+    ) -> Registry {
+        let mut cmd = match netns {
+            Some(ns) => ns.exec(berth_bin()),
+            None => Command::new(berth_bin()),
+        };
+        cmd.arg("serve").args(args).args(["--listen", listen]);
         let (child, addr, stderr) = spawn_serving(cmd);
         Registry {
             child,
@@ -785,13 +931,25 @@ fn wait_child(child: &mut Child, timeout: Duration) -> Option<std::process::Exit
 
 /// Runs a command to completion within `timeout`, capturing its output.
 pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
+    run_with_input(cmd, None, timeout)
+}
+
+/// Runs a command to completion within `timeout`, with `input` on its stdin (else none).
+pub fn run_with_input(cmd: &mut Command, input: Option<&[u8]>, timeout: Duration) -> Output {
     let desc = format!("{cmd:?}");
     let mut child = cmd
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("{desc}: {e} (the README's test command installs every peer)"));
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        stdin.write_all(input).unwrap();
+    }
     let mut out = child.stdout.take().unwrap();
     let mut err = child.stderr.take().unwrap();
     let out_t = std::thread::spawn(move || {
@@ -1040,6 +1198,20 @@ pub fn oci_image(dir: &Path, tag: &str) -> OciImage {
         config,
         layers,
     }
+}
+
+/// The layout of `image` as an OCI archive (a tar of the layout) at `path`, the form
+/// `ctr images import` reads.
+pub fn oci_archive(image: &OciImage, path: &Path) -> PathBuf {
+    run_ok(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&image.layout)
+            .arg("-cf")
+            .arg(path)
+            .args(["oci-layout", "index.json", "blobs"]),
+    );
+    path.to_path_buf()
 }
 
 /// A private peer daemon (dockerd, containerd), stopped with SIGTERM (then SIGKILL) on drop.

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use futures::{Stream, TryStreamExt};
 use http_body_util::BodyExt;
 
+use crate::auth::{Auth, Grant};
 use crate::config::ServerConfig;
 use crate::error::{Code, RegistryError, Result};
 use crate::manifest::{Kind, Manifest, OCI_INDEX};
@@ -27,6 +28,8 @@ pub struct Registry {
     manifests: ManifestCache,
     /// The pull-through cache, when the config has a `[mirror]` section.
     pub mirror: Option<Mirror>,
+    /// Access control; `None` lets everyone do everything.
+    auth: Option<Auth>,
 }
 
 impl Registry {
@@ -36,6 +39,21 @@ impl Registry {
             config,
             manifests: ManifestCache::default(),
             mirror: None,
+            auth: None,
+        }
+    }
+
+    pub fn with_auth(mut self, auth: Option<Auth>) -> Registry {
+        self.auth = auth;
+        self
+    }
+
+    /// Whether the caller `auth::admit` let in may see (and mount from) `repo`.
+    fn may_pull(&self, grant: Option<&Grant>, repo: &str) -> bool {
+        match (&self.auth, grant) {
+            (None, _) => true,
+            (Some(auth), Some(grant)) => auth.may_pull(grant, repo),
+            (Some(_), None) => false,
         }
     }
 
@@ -93,6 +111,11 @@ impl ManifestCache {
 
 pub(crate) type Query = HashMap<String, String>;
 
+/// Who `auth::admit` let in, when access is controlled.
+fn grant(req: &Request<Body>) -> Option<Grant> {
+    req.extensions().get::<Grant>().cloned()
+}
+
 fn query(req: &Request<Body>) -> Query {
     req.uri()
         .query()
@@ -147,11 +170,20 @@ pub(crate) fn response(
 }
 
 /// Answers one request.
-pub async fn handle(reg: Arc<Registry>, req: Request<Body>) -> Response {
+pub async fn handle(reg: Arc<Registry>, mut req: Request<Body>) -> Response {
     crate::metrics::REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let path = req.uri().path().to_string();
     let method = req.method().clone();
-    let mut resp = match route(&reg, &path, req).await {
+    let admitted = match &reg.auth {
+        Some(auth) => crate::auth::admit(auth, &mut req).await,
+        None => Ok(None),
+    };
+    let answer = match admitted {
+        Ok(None) => route(&reg, &path, req).await,
+        Ok(Some(resp)) => Ok(resp),
+        Err(e) => Err(e),
+    };
+    let mut resp = match answer {
         Ok(r) => r,
         Err(e) => {
             if e.status.is_server_error() {
@@ -192,7 +224,7 @@ async fn route(reg: &Registry, path: &str, req: Request<Body>) -> Result<Respons
             Bytes::from_static(b"{}"),
             &[],
         )),
-        Route::Catalog if is(&Method::GET) => catalog(reg, query(&req)).await,
+        Route::Catalog if is(&Method::GET) => catalog(reg, query(&req), grant(&req)).await,
         Route::Tags(n) if is(&Method::GET) => tags(reg, &name(n)?, query(&req)).await,
         Route::Manifest(n, r) => {
             let repo = name(n)?;
@@ -229,7 +261,7 @@ async fn route(reg: &Registry, path: &str, req: Request<Body>) -> Result<Respons
         Route::Referrers(n, d) if is(&Method::GET) => {
             referrers(reg, &name(n)?, &digest(d)?, query(&req)).await
         }
-        Route::Search if is(&Method::GET) => search(reg, query(&req)).await,
+        Route::Search if is(&Method::GET) => search(reg, query(&req), grant(&req)).await,
         Route::Metrics if is(&Method::GET) => Ok(crate::metrics::render(reg)),
         Route::NotFound => Err(RegistryError::new(Code::NameUnknown, "no such endpoint")
             .with_status(StatusCode::NOT_FOUND)),
@@ -596,11 +628,14 @@ async fn start_upload(reg: &Registry, repo: &RepoName, req: Request<Body>) -> Re
         let d = digest(m)?;
         let mountable = match q.get("from") {
             Some(from) => match from.parse::<RepoName>() {
-                Ok(from) => reg.store.repos.has_blob(&from, &d).await?,
-                Err(_) => false,
+                Ok(from) if reg.may_pull(grant(&req).as_ref(), from.as_str()) => {
+                    reg.store.repos.has_blob(&from, &d).await?
+                }
+                _ => false,
             },
-            // Automatic mount (OCI 1.1): any repository's copy will do.
-            None => true,
+            // Automatic mount (OCI 1.1): any repository's copy will do, unless access is
+            // controlled: then the caller must name a source it may pull.
+            None => reg.auth.is_none(),
         };
         if mountable && reg.store.blobs.exists(&d).await? {
             reg.store.repos.link_blob(repo, &d).await?;
@@ -809,10 +844,17 @@ pub(crate) async fn tags(reg: &Registry, repo: &RepoName, q: Query) -> Result<Re
     Ok(json_response(StatusCode::OK, body.into(), &link))
 }
 
-async fn catalog(reg: &Registry, q: Query) -> Result<Response> {
+async fn catalog(reg: &Registry, q: Query, grant: Option<Grant>) -> Result<Response> {
     let (n, last) = page_params(&q)?;
     let page = if n == Some(0) {
         berth_storage::Page::default()
+    } else if reg.auth.is_some() {
+        // Only what the caller may pull, paginated after filtering.
+        let mut items = reg.store.repos.catalog(last.as_deref(), None).await?.items;
+        items.retain(|r| reg.may_pull(grant.as_ref(), r));
+        let more = n.is_some_and(|n| items.len() > n);
+        items.truncate(n.unwrap_or(usize::MAX));
+        berth_storage::Page { items, more }
     } else {
         reg.store.repos.catalog(last.as_deref(), n).await?
     };
@@ -847,7 +889,7 @@ pub(crate) async fn referrers(
 }
 
 /// `GET /v1/search?q=…&n=…`: docker's search API over the catalog.
-async fn search(reg: &Registry, q: Query) -> Result<Response> {
+async fn search(reg: &Registry, q: Query, grant: Option<Grant>) -> Result<Response> {
     let term = q.get("q").cloned().unwrap_or_default().to_lowercase();
     let limit: usize = q
         .get("n")
@@ -857,7 +899,7 @@ async fn search(reg: &Registry, q: Query) -> Result<Response> {
     let all = reg.store.repos.catalog(None, None).await?.items;
     let results: Vec<serde_json::Value> = all
         .iter()
-        .filter(|name| name.contains(&term))
+        .filter(|name| name.contains(&term) && reg.may_pull(grant.as_ref(), name))
         .take(limit)
         .map(|name| {
             serde_json::json!({

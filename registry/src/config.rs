@@ -19,6 +19,12 @@ pub struct Config {
     /// A pull-through cache of upstream registries (none: an ordinary registry).
     #[serde(default)]
     pub mirror: Option<crate::mirror::MirrorConfig>,
+    /// Who may pull, push and delete; absent: everyone may do everything.
+    #[serde(default)]
+    pub auth: Option<crate::auth::AuthConfig>,
+    /// Serve HTTPS with this certificate; absent: plain HTTP.
+    #[serde(default)]
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -94,6 +100,8 @@ impl Default for Config {
             server: ServerConfig::default(),
             storage: default_storage(),
             mirror: None,
+            auth: None,
+            tls: None,
         }
     }
 }

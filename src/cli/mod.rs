@@ -8,6 +8,7 @@ use clap::Subcommand;
 
 pub mod containers;
 pub mod images;
+pub mod login;
 pub mod serve;
 
 #[derive(Subcommand)]
@@ -18,6 +19,10 @@ pub enum Command {
     Image(images::ImageCommand),
     #[command(flatten)]
     Container(Box<containers::ContainerCommand>),
+    /// Log in to a registry (credentials kept in docker's config.json)
+    Login(login::LoginArgs),
+    /// Log out from a registry
+    Logout(login::LogoutArgs),
 }
 
 /// Options that every command takes, before or after its name (`berth --root D images`,
@@ -59,6 +64,8 @@ pub fn run(globals: &Globals, command: Command) -> i32 {
         Command::Serve(args) => serve::run(globals, args),
         Command::Image(cmd) => images::run(globals, cmd),
         Command::Container(cmd) => containers::run(globals, *cmd),
+        Command::Login(args) => login::login(args),
+        Command::Logout(args) => login::logout(args),
     };
     match result {
         Ok(code) => code,

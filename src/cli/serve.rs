@@ -33,11 +33,31 @@ pub fn run(globals: &super::Globals, args: ServeArgs) -> anyhow::Result<i32> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
         let storage = describe(&config.storage);
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let server = Server::bind(config).await?;
         tracing::info!(
-            "berth registry listening on http://{} with {storage}",
+            "berth registry listening on {scheme}://{} with {storage}",
             server.local_addr()
         );
+        if let Some(certificates) = server.certificates() {
+            // SIGHUP reads the certificate and key again; open connections keep theirs.
+            let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .context("installing the SIGHUP handler")?;
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    match certificates.reload() {
+                        Ok(()) => tracing::info!("TLS certificate reloaded"),
+                        Err(e) => tracing::error!(
+                            "TLS certificate not reloaded, keeping the old one: {e}"
+                        ),
+                    }
+                }
+            });
+        }
         // A line on stdout for scripts and tests that start berth on port 0.
         println!("listening on {}", server.local_addr());
         server.run(shutdown_signal()).await?;

@@ -16,8 +16,9 @@
 //! ```
 //!
 //! Credentials come from docker's `config.json` (`$DOCKER_CONFIG/config.json`, else
-//! `~/.docker/config.json`): the `auths` map of registry to base64 `user:password`. Credential
-//! helpers (`credsStore`, `credHelpers`) are not run.
+//! `~/.docker/config.json`): the `auths` map of registry to base64 `user:password`, and the
+//! credential helpers named by `credsStore` and `credHelpers`, run when a host's credential is
+//! first needed ([`super::credentials`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -188,6 +189,7 @@ impl ClientConfig {
             default_registry: self.default_registry.clone(),
             mirrors,
             credentials: docker_credentials()?,
+            helpers: docker_helpers()?,
             ..RemoteConfig::default()
         })
     }
@@ -231,6 +233,19 @@ pub fn docker_credentials() -> Result<BTreeMap<String, Credential>, ConfigError>
     parse_docker_config(&text).map_err(|message| ConfigError::Invalid { path, message })
 }
 
+/// The credential helpers docker's `config.json` names.
+pub fn docker_helpers() -> Result<super::credentials::Helpers, ConfigError> {
+    let Some(path) = docker_config_path() else {
+        return Ok(Default::default());
+    };
+    super::credentials::DockerConfig::open(&path)
+        .map(|c| c.helpers())
+        .map_err(|e| ConfigError::Invalid {
+            path,
+            message: e.to_string(),
+        })
+}
+
 /// Parses the `auths` of a docker `config.json`.
 pub fn parse_docker_config(text: &[u8]) -> Result<BTreeMap<String, Credential>, String> {
     let file: DockerConfigFile = serde_json::from_slice(text).map_err(|e| e.to_string())?;
@@ -262,7 +277,7 @@ pub fn parse_docker_config(text: &[u8]) -> Result<BTreeMap<String, Credential>, 
 }
 
 /// `https://index.docker.io/v1/` → `docker.io`, `http://host:5000/v2/` → `host:5000`.
-fn normalise_auth_key(key: &str) -> String {
+pub fn normalise_auth_key(key: &str) -> String {
     let host = key
         .trim_start_matches("https://")
         .trim_start_matches("http://");

@@ -20,6 +20,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod credentials;
 pub mod platform;
 
 use std::collections::{BTreeMap, HashMap};
@@ -95,6 +96,8 @@ pub struct RemoteConfig {
     /// Bearer tokens by registry host, sent as they are on every request to that host (a
     /// registry token issued out of band, as the mirror's upstream config may give one).
     pub tokens: BTreeMap<String, String>,
+    /// Credential helpers, asked before `credentials`.
+    pub helpers: credentials::Helpers,
     pub user_agent: String,
     /// Further attempts after a retryable failure (429, 5xx, a dropped connection).
     pub retries: u32,
@@ -112,6 +115,7 @@ impl Default for RemoteConfig {
             default_registry: None,
             mirrors: BTreeMap::new(),
             credentials: BTreeMap::new(),
+            helpers: credentials::Helpers::default(),
             user_agent: format!("berth/{}", env!("CARGO_PKG_VERSION")),
             retries: 4,
             backoff: Duration::from_millis(200),
@@ -314,6 +318,8 @@ struct Inner {
     insecure: reqwest::Client,
     auth: Mutex<AuthCache>,
     schemes: Mutex<HashMap<String, &'static str>>,
+    /// What credential helpers answered, by host.
+    helped: Mutex<HashMap<String, Option<Credential>>>,
 }
 
 /// The registry client. See the module documentation.
@@ -449,6 +455,7 @@ impl Remote {
                 config,
                 auth: Mutex::new(AuthCache::default()),
                 schemes: Mutex::new(HashMap::new()),
+                helped: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -575,8 +582,31 @@ impl Remote {
         }
     }
 
-    fn credential(&self, host: &str) -> Option<&Credential> {
-        self.inner.config.credentials.get(host)
+    /// The host's credential: its credential helper's answer (asked once per host), else
+    /// the `auths` entry.
+    fn credential(&self, host: &str) -> Option<Credential> {
+        if let Some(helper) = self.inner.config.helpers.for_host(host) {
+            let known = self.inner.helped.lock().unwrap().get(host).cloned();
+            let answer = match known {
+                Some(a) => a,
+                None => {
+                    let a = credentials::helper_get(helper, host).unwrap_or_else(|e| {
+                        tracing::warn!("{e}");
+                        None
+                    });
+                    self.inner
+                        .helped
+                        .lock()
+                        .unwrap()
+                        .insert(host.to_string(), a.clone());
+                    a
+                }
+            };
+            if answer.is_some() {
+                return answer;
+            }
+        }
+        self.inner.config.credentials.get(host).cloned()
     }
 
     /// The `Authorization` value to send for (host, scope), fetching a token if the host
@@ -590,7 +620,7 @@ impl Remote {
             match cache.challenge(&ep.host) {
                 None => return Ok(None),
                 Some(Challenge::Basic) => {
-                    return Ok(self.credential(&ep.host).map(basic_header));
+                    return Ok(self.credential(&ep.host).as_ref().map(basic_header));
                 }
                 Some(c @ Challenge::Bearer { .. }) => {
                     if let Some(t) = cache.token(&ep.host, scope) {

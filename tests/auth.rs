@@ -1,0 +1,677 @@
+//! `berth serve` with access control, proven with real clients: docker (`docker login`, push,
+//! pull), podman and skopeo (`--creds`), containerd's `ctr` (`--user`) and berth's own
+//! `login`/`push`/`pull`, each with Basic auth and with tokens from berth's token service;
+//! over TLS with a test CA for skopeo and for docker (the latter in a network namespace of the
+//! test's own, so that docker does not treat the registry as a loopback one and skip the
+//! certificate check: it needs root). The registry's log names users and repositories and never
+//! a password or a token.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::registry::busybox_rootfs_tar;
+use crate::util::{
+    self, oci_image, require, run_ok, run_with_input, Berth, Containerd, Dockerd, NetNs, Podman,
+    Registry, Storage, TestCa,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Mode {
+    Basic,
+    Token,
+}
+
+const MODES: [Mode; 2] = [Mode::Basic, Mode::Token];
+
+/// A registry with two users: alice may pull and push `team/*`, bob may only pull it.
+struct Secured {
+    reg: Registry,
+    _storage: Storage,
+    _dir: tempfile::TempDir,
+}
+
+impl Secured {
+    fn start(mode: Mode, tls: Option<&TestCa>) -> Secured {
+        Secured::start_in(mode, tls, None, "127.0.0.1:0")
+    }
+
+    fn start_in(mode: Mode, tls: Option<&TestCa>, netns: Option<&NetNs>, listen: &str) -> Secured {
+        let dir = tempfile::tempdir().unwrap();
+        let mut htpasswd = String::new();
+        for (user, pw) in [("alice", "alice-pw"), ("bob", "bob-pw")] {
+            let out = run_ok(Command::new(require("htpasswd")).args(["-Bbn", user, pw]));
+            htpasswd.push_str(out.trim());
+            htpasswd.push('\n');
+        }
+        let file = dir.path().join("htpasswd");
+        std::fs::write(&file, htpasswd).unwrap();
+        let mut config = format!(
+            "[auth]\nhtpasswd = {file:?}\n[auth.groups]\nteam = [\"alice\", \"bob\"]\n\
+             [[auth.rules]]\ngroups = [\"team\"]\nrepositories = [\"team/*\"]\nactions = [\"pull\"]\n\
+             [[auth.rules]]\nusers = [\"alice\"]\nrepositories = [\"team/*\"]\nactions = [\"push\", \"delete\"]\n"
+        );
+        if mode == Mode::Token {
+            config.push_str(&format!(
+                "[auth.token]\nkey = {:?}\n",
+                dir.path().join("token.pem")
+            ));
+        }
+        if let Some(ca) = tls {
+            config.push_str(&format!(
+                "[tls]\ncert = {:?}\nkey = {:?}\n",
+                ca.cert, ca.key
+            ));
+        }
+        let storage = Storage::fs();
+        let reg = Registry::start_in(&storage, &config, netns, listen);
+        Secured {
+            reg,
+            _storage: storage,
+            _dir: dir,
+        }
+    }
+
+    fn addr(&self) -> &str {
+        &self.reg.addr
+    }
+
+    /// The registry's log must not hold a secret.
+    fn assert_log_keeps_secrets(&self, secrets: &[&str]) {
+        let log = self.reg.stderr.all().join("\n");
+        for s in secrets {
+            assert!(!log.contains(s), "the log shows {s:?}:\n{log}");
+        }
+    }
+}
+
+fn docker(d: &Dockerd, args: &[&str]) -> String {
+    run_ok(&mut d.cmd(args))
+}
+
+fn docker_fails(d: &Dockerd, args: &[&str], input: Option<&[u8]>) -> String {
+    let out = run_with_input(&mut d.cmd(args), input, util::PEER_TIMEOUT);
+    assert!(!out.status.success(), "docker {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn docker_login(d: &Dockerd, addr: &str, user: &str, password: &str) -> std::process::Output {
+    run_with_input(
+        &mut d.cmd(&["login", "-u", user, "--password-stdin", addr]),
+        Some(password.as_bytes()),
+        util::PEER_TIMEOUT,
+    )
+}
+
+/// docker login, push as alice, pull back, and the refusals: a wrong password, bob pushing,
+/// nobody pulling.
+fn docker_roundtrip(d: &Dockerd, s: &Secured, what: &str) {
+    let addr = s.addr();
+    let out = docker_login(d, addr, "alice", "wrong-pw");
+    assert!(!out.status.success(), "{what}: a wrong password is refused");
+    let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(err.contains("unauthorized"), "{what}: {err}");
+    let out = docker_login(d, addr, "alice", "alice-pw");
+    assert!(out.status.success(), "{what}: {out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Login Succeeded"));
+
+    let remote = format!("{addr}/team/app:1");
+    docker(d, &["tag", "e2e/base:1", &remote]);
+    let pushed = docker(d, &["push", &remote]);
+    assert!(pushed.contains("digest: sha256:"), "{what}: {pushed}");
+    docker(d, &["rmi", &remote]);
+    let pulled = docker(d, &["pull", &remote]);
+    assert!(
+        pulled.contains("Downloaded newer image") || pulled.contains("Pull complete"),
+        "{what}: {pulled}"
+    );
+
+    // bob may pull but not push.
+    docker(d, &["logout", addr]);
+    assert!(docker_login(d, addr, "bob", "bob-pw").status.success());
+    docker(d, &["rmi", &remote]);
+    docker(d, &["pull", &remote]);
+    let other = format!("{addr}/team/bob:1");
+    docker(d, &["tag", "e2e/base:1", &other]);
+    let err = docker_fails(d, &["push", &other], None);
+    assert!(
+        err.contains("denied") || err.contains("unauthorized"),
+        "{what}: {err}"
+    );
+
+    // Without credentials nothing is served.
+    docker(d, &["logout", addr]);
+    docker(d, &["rmi", &remote]);
+    let err = docker_fails(d, &["pull", &remote], None);
+    assert!(
+        err.contains("unauthorized") || err.contains("no basic auth credentials"),
+        "{what}: {err}"
+    );
+    docker(d, &["rmi", &other]);
+    s.assert_log_keeps_secrets(&["alice-pw", "bob-pw", "wrong-pw"]);
+}
+
+#[test]
+fn docker_logs_in_pushes_and_pulls_with_basic_auth_and_tokens() {
+    let d = Dockerd::start();
+    let work = tempfile::tempdir().unwrap();
+    let tar = busybox_rootfs_tar(work.path());
+    docker(&d, &["import", tar.to_str().unwrap(), "e2e/base:1"]);
+    for mode in MODES {
+        let s = Secured::start(mode, None);
+        docker_roundtrip(&d, &s, &format!("{mode:?}"));
+        // The log names the user and the repository of a refusal.
+        let log = s.reg.stderr.all().join("\n");
+        assert!(
+            log.contains("bob") && log.contains("team/bob"),
+            "{mode:?}: {log}"
+        );
+    }
+}
+
+/// docker over TLS with a test CA: refused until the CA is in docker's certs.d, then login,
+/// push and pull work. Runs dockerd and berth in a network namespace of the test's own on
+/// 10.88.5.1 (root).
+#[test]
+fn docker_over_tls_with_a_test_ca_as_root() {
+    let ns = NetNs::new("10.88.5.1");
+    let ca = TestCa::new(&["10.88.5.1"]);
+    let d = Dockerd::start_in(Some(&ns), &[]);
+    let work = tempfile::tempdir().unwrap();
+    let tar = busybox_rootfs_tar(work.path());
+    docker(&d, &["import", tar.to_str().unwrap(), "e2e/base:1"]);
+    for mode in MODES {
+        let s = Secured::start_in(mode, Some(&ca), Some(&ns), "10.88.5.1:0");
+        let addr = s.addr().to_string();
+        let out = docker_login(&d, &addr, "alice", "alice-pw");
+        assert!(!out.status.success(), "{mode:?}: an unknown CA is refused");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("certificate") || err.contains("x509"),
+            "{mode:?}: {err}"
+        );
+        let certs = d.certs_d().join(&addr);
+        std::fs::create_dir_all(&certs).unwrap();
+        std::fs::copy(&ca.ca, certs.join("ca.crt")).unwrap();
+        docker_roundtrip(&d, &s, &format!("TLS {mode:?}"));
+    }
+}
+
+fn skopeo(args: &[&str]) -> std::process::Output {
+    run_with_input(
+        Command::new(require("skopeo")).args(args),
+        None,
+        util::PEER_TIMEOUT,
+    )
+}
+
+fn skopeo_ok(args: &[&str]) -> String {
+    let out = skopeo(args);
+    assert!(
+        out.status.success(),
+        "skopeo {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn skopeo_fails(args: &[&str]) -> String {
+    let out = skopeo(args);
+    assert!(!out.status.success(), "skopeo {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn skopeo_copies_with_creds_over_plain_http_and_over_tls_with_a_test_ca() {
+    for mode in MODES {
+        let s = Secured::start(mode, None);
+        skopeo_roundtrip_plain(&s, &format!("plain {mode:?}"));
+    }
+    let ca = TestCa::new(&["127.0.0.1"]);
+    let certs = tempfile::tempdir().unwrap();
+    std::fs::copy(&ca.ca, certs.path().join("ca.crt")).unwrap();
+    for mode in MODES {
+        let s = Secured::start(mode, Some(&ca));
+        let layout = tempfile::tempdir().unwrap();
+        let image = oci_image(layout.path(), "latest");
+        let src = format!("oci:{}:latest", image.layout.display());
+        let dest = format!("docker://{}/team/tls:1", s.addr());
+        // Without the CA the certificate is refused.
+        let err = skopeo_fails(&["copy", "--dest-creds", "alice:alice-pw", &src, &dest]);
+        assert!(
+            err.contains("certificate") || err.contains("x509"),
+            "{mode:?}: {err}"
+        );
+        let dir = certs.path().to_str().unwrap();
+        skopeo_ok(&[
+            "copy",
+            "--dest-cert-dir",
+            dir,
+            "--dest-creds",
+            "alice:alice-pw",
+            &src,
+            &dest,
+        ]);
+        let inspect = skopeo_ok(&["inspect", "--cert-dir", dir, "--creds", "bob:bob-pw", &dest]);
+        let v: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+        assert_eq!(v["Digest"], image.manifest_digest().as_str(), "{mode:?}");
+        let err = skopeo_fails(&[
+            "copy",
+            "--dest-cert-dir",
+            dir,
+            "--dest-creds",
+            "bob:bob-pw",
+            &src,
+            &dest,
+        ]);
+        assert!(
+            err.contains("denied") || err.contains("unauthorized"),
+            "{mode:?}: {err}"
+        );
+        s.assert_log_keeps_secrets(&["alice-pw", "bob-pw"]);
+    }
+}
+
+/// skopeo copies with `--dest-creds` and inspects with `--creds`; a wrong password, bob pushing
+/// and an anonymous inspect are refused.
+fn skopeo_roundtrip_plain(s: &Secured, what: &str) {
+    let layout = tempfile::tempdir().unwrap();
+    let image = oci_image(layout.path(), "latest");
+    let src = format!("oci:{}:latest", image.layout.display());
+    let dest = format!("docker://{}/team/sk:1", s.addr());
+    let copy = |creds: &str| {
+        skopeo(&[
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            creds,
+            &src,
+            &dest,
+        ])
+    };
+    let out = copy("alice:nope");
+    assert!(!out.status.success(), "{what}: a wrong password is refused");
+    let out = copy("bob:bob-pw");
+    assert!(!out.status.success(), "{what}: bob may not push");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("denied") || err.contains("unauthorized"),
+        "{what}: {err}"
+    );
+    let out = copy("alice:alice-pw");
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let inspect = skopeo_ok(&[
+        "inspect",
+        "--tls-verify=false",
+        "--creds",
+        "bob:bob-pw",
+        &dest,
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+    assert_eq!(v["Digest"], image.manifest_digest().as_str(), "{what}");
+    let err = skopeo_fails(&["inspect", "--tls-verify=false", &dest]);
+    assert!(
+        err.contains("unauthorized") || err.contains("authentication required"),
+        "{what}: {err}"
+    );
+    s.assert_log_keeps_secrets(&["alice-pw", "bob-pw", "alice:nope"]);
+}
+
+#[test]
+fn podman_pushes_and_pulls_with_creds() {
+    let podman = Podman::new();
+    let work = tempfile::tempdir().unwrap();
+    let tar = busybox_rootfs_tar(work.path());
+    podman.run(&["import", tar.to_str().unwrap(), "localhost/e2e-base:1"]);
+    for mode in MODES {
+        let s = Secured::start(mode, None);
+        let remote = format!("{}/team/pm:1", s.addr());
+        let push = |creds: &str| {
+            run_with_input(
+                &mut podman.command(&[
+                    "push",
+                    "--tls-verify=false",
+                    "--creds",
+                    creds,
+                    "localhost/e2e-base:1",
+                    &format!("docker://{remote}"),
+                ]),
+                None,
+                util::PEER_TIMEOUT,
+            )
+        };
+        assert!(!push("alice:nope").status.success(), "{mode:?}");
+        assert!(!push("bob:bob-pw").status.success(), "{mode:?}");
+        let out = push("alice:alice-pw");
+        assert!(
+            out.status.success(),
+            "{mode:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        podman.run(&[
+            "pull",
+            "--tls-verify=false",
+            "--creds",
+            "bob:bob-pw",
+            &remote,
+        ]);
+        podman.run(&["rmi", &remote]);
+        s.assert_log_keeps_secrets(&["alice-pw", "bob-pw"]);
+    }
+}
+
+#[test]
+fn ctr_pushes_and_pulls_with_user() {
+    let containerd = Containerd::start();
+    let layout = tempfile::tempdir().unwrap();
+    let image = oci_image(layout.path(), "1");
+    let archive = util::oci_archive(&image, &layout.path().join("image.tar"));
+    for mode in MODES {
+        let s = Secured::start(mode, None);
+        let base = format!("{}/team/ct", s.addr());
+        let remote = format!("{base}:1");
+        containerd.ctr(&[
+            "images",
+            "import",
+            "--base-name",
+            &base,
+            archive.to_str().unwrap(),
+        ]);
+        let ctr = |args: &[&str]| {
+            run_with_input(
+                Command::new("ctr")
+                    .arg("-a")
+                    .arg(containerd.dir.path().join("c.sock"))
+                    .args(["-n", "berth-e2e"])
+                    .args(args),
+                None,
+                util::PEER_TIMEOUT,
+            )
+        };
+        let out = ctr(&[
+            "images",
+            "push",
+            "--plain-http",
+            "--user",
+            "bob:bob-pw",
+            &remote,
+        ]);
+        assert!(!out.status.success(), "{mode:?}: bob may not push");
+        let out = ctr(&[
+            "images",
+            "push",
+            "--plain-http",
+            "--user",
+            "alice:nope",
+            &remote,
+        ]);
+        assert!(!out.status.success(), "{mode:?}: wrong password");
+        containerd.ctr(&[
+            "images",
+            "push",
+            "--plain-http",
+            "--user",
+            "alice:alice-pw",
+            &remote,
+        ]);
+        containerd.ctr(&["images", "rm", "--sync", &remote]);
+        let out = ctr(&["images", "pull", "--plain-http", &remote]);
+        assert!(!out.status.success(), "{mode:?}: anonymous pull is refused");
+        containerd.ctr(&[
+            "images",
+            "pull",
+            "--plain-http",
+            "--user",
+            "bob:bob-pw",
+            &remote,
+        ]);
+        assert_eq!(
+            containerd.images().get(&remote),
+            Some(&image.manifest_digest()),
+            "{mode:?}"
+        );
+        containerd.ctr(&["images", "rm", "--sync", &remote]);
+        s.assert_log_keeps_secrets(&["alice-pw", "bob-pw"]);
+    }
+}
+
+/// A credential helper that keeps its secrets in a JSON file beside it, as the real ones keep
+/// them in a keychain.
+fn write_helper(dir: &Path) {
+    let script = format!(
+        "#!/bin/sh\nstore={store}\ncase \"$1\" in\n\
+         get) read url; if [ -f \"$store\" ]; then cat \"$store\"; else echo 'credentials not found in native keychain'; exit 1; fi ;;\n\
+         store) cat > \"$store\" ;;\n\
+         erase) read url; rm -f \"$store\" ;;\n\
+         esac\n",
+        store = dir.join("secret.json").display()
+    );
+    let path = dir.join("docker-credential-berthtest");
+    std::fs::write(&path, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn berth_with_input(
+    berth: &Berth,
+    args: &[&str],
+    input: &str,
+    path: Option<&Path>,
+) -> std::process::Output {
+    let mut cmd = berth.cmd(args);
+    if let Some(p) = path {
+        cmd.env(
+            "PATH",
+            format!(
+                "{}:{}",
+                p.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        );
+    }
+    run_with_input(&mut cmd, Some(input.as_bytes()), util::PEER_TIMEOUT)
+}
+
+/// berth's own client: `login` checks and stores the credential in docker's config.json, `push`
+/// and `pull` use it against Basic and Bearer challenges, `logout` forgets it; a credential
+/// helper named by `credsStore` keeps it instead when configured.
+#[test]
+fn berth_login_push_pull_logout_with_basic_auth_tokens_and_a_credential_helper() {
+    let work = tempfile::tempdir().unwrap();
+    let tar = busybox_rootfs_tar(work.path());
+    for mode in MODES {
+        let s = Secured::start(mode, None);
+        let addr = s.addr().to_string();
+        let berth = Berth::new();
+        let image = format!("{addr}/team/b:1");
+        berth.ok(&["import", tar.to_str().unwrap(), &image]);
+        let (_, err) = berth.fails(&["push", &image]);
+        assert!(
+            err.contains("unauthorized") || err.contains("authentication required"),
+            "{mode:?}: {err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+        let out = berth_with_input(
+            &berth,
+            &["login", "-u", "alice", "--password-stdin", &addr],
+            "nope\n",
+            None,
+        );
+        assert!(
+            !out.status.success(),
+            "{mode:?}: a wrong password is refused"
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("incorrect username or password"),
+            "{mode:?}: {err}"
+        );
+        let config = berth.dir.path().join("docker/config.json");
+        assert!(!config.exists(), "nothing is stored for a refused login");
+
+        let out = berth_with_input(
+            &berth,
+            &["login", "-u", "alice", "--password-stdin", &addr],
+            "alice-pw\n",
+            None,
+        );
+        assert!(
+            out.status.success(),
+            "{mode:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Login Succeeded"));
+        let stored: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+        assert_eq!(
+            stored["auths"][&addr]["auth"],
+            util::base64_encode(b"alice:alice-pw")
+        );
+
+        let out = berth.ok(&["push", &image]);
+        assert!(out.contains("digest: sha256:"), "{mode:?}: {out}");
+        berth.ok(&["rmi", &image]);
+        berth.ok(&["pull", &image]);
+
+        assert!(berth
+            .ok(&["logout", &addr])
+            .contains("Removing login credentials"));
+        assert!(berth.ok(&["logout", &addr]).contains("Not logged in"));
+        berth.ok(&["rmi", &image]);
+        let (_, err) = berth.fails(&["pull", &image]);
+        assert!(
+            err.contains("unauthorized") || err.contains("authentication required"),
+            "{mode:?}: {err}"
+        );
+
+        // A credential helper: login stores through it, pull asks it, logout erases.
+        let helper_dir = tempfile::tempdir().unwrap();
+        write_helper(helper_dir.path());
+        std::fs::write(&config, r#"{"credsStore":"berthtest"}"#).unwrap();
+        let out = berth_with_input(
+            &berth,
+            &["login", "-u", "bob", "--password-stdin", &addr],
+            "bob-pw",
+            Some(helper_dir.path()),
+        );
+        assert!(
+            out.status.success(),
+            "{mode:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let kept = std::fs::read_to_string(helper_dir.path().join("secret.json")).unwrap();
+        assert!(kept.contains("bob-pw"), "the helper keeps the secret");
+        assert!(
+            !std::fs::read_to_string(&config).unwrap().contains("bob-pw"),
+            "config.json does not"
+        );
+        let mut pull = berth.cmd(&["pull", &image]);
+        pull.env(
+            "PATH",
+            format!(
+                "{}:{}",
+                helper_dir.path().display(),
+                std::env::var("PATH").unwrap()
+            ),
+        );
+        let out = run_with_input(&mut pull, None, util::PEER_TIMEOUT);
+        assert!(
+            out.status.success(),
+            "{mode:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = berth_with_input(&berth, &["logout", &addr], "", Some(helper_dir.path()));
+        assert!(out.status.success());
+        assert!(!helper_dir.path().join("secret.json").exists());
+        s.assert_log_keeps_secrets(&["alice-pw", "bob-pw"]);
+    }
+}
+
+/// The example auth config loads, and a registry started from it (with its files moved to a
+/// temporary directory) refuses anonymous callers.
+#[test]
+fn the_example_auth_config_loads_and_serves() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/auth.toml");
+    let config = berth_registry::Config::load(&path).unwrap();
+    let auth = config.auth.expect("config/auth.toml has [auth]");
+    assert!(auth.token.is_some() && !auth.rules.is_empty());
+    assert!(config.tls.is_some());
+
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(&["127.0.0.1"]);
+    let htpasswd = run_ok(Command::new(require("htpasswd")).args(["-Bbn", "alice", "alice-pw"]));
+    std::fs::write(dir.path().join("htpasswd"), htpasswd).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text: String = text
+        .lines()
+        .map(|l| match l.split('=').next().unwrap().trim() {
+            "htpasswd" => format!("htpasswd = {:?}", dir.path().join("htpasswd")),
+            "key" if l.contains("token") => format!("key = {:?}", dir.path().join("token.pem")),
+            "cert" => format!("cert = {:?}", ca.cert),
+            "key" => format!("key = {:?}", ca.key),
+            "root" => format!("root = {:?}", dir.path().join("data")),
+            "listen" => "listen = \"127.0.0.1:0\"".to_string(),
+            _ => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let file = dir.path().join("auth.toml");
+    std::fs::write(&file, text).unwrap();
+    let mut cmd = Command::new(util::berth_bin());
+    cmd.arg("serve").arg("--config").arg(&file);
+    let (mut child, addr, _) = util::spawn_serving(cmd);
+    let certs = tempfile::tempdir().unwrap();
+    std::fs::copy(&ca.ca, certs.path().join("ca.crt")).unwrap();
+    let out = skopeo(&[
+        "inspect",
+        "--cert-dir",
+        certs.path().to_str().unwrap(),
+        &format!("docker://{addr}/team-a/x:1"),
+    ]);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unauthorized") || err.contains("authentication required"),
+        "{err}"
+    );
+    assert!(
+        dir.path().join("token.pem").exists(),
+        "the token key was created on start"
+    );
+}
+
+/// A registry whose htpasswd holds a hash it cannot check does not start, and says why.
+#[test]
+fn an_htpasswd_with_md5_hashes_is_refused_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let md5 = run_ok(Command::new(require("htpasswd")).args(["-mbn", "carol", "pw"]));
+    let file = dir.path().join("htpasswd");
+    std::fs::write(&file, md5).unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!("[server]\nlisten = \"127.0.0.1:0\"\n[storage]\nbackend = \"filesystem\"\nroot = {:?}\n[auth]\nhtpasswd = {file:?}\n", dir.path().join("d")),
+    )
+    .unwrap();
+    let out = util::run_with_timeout(
+        Command::new(util::berth_bin())
+            .arg("serve")
+            .arg("--config")
+            .arg(&config),
+        Duration::from_secs(60),
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("carol") && err.contains("htpasswd -B") && err.contains("line 1"),
+        "{err}"
+    );
+}
