@@ -118,21 +118,24 @@ fn container_dirs(b: &Berth) -> Vec<String> {
     }
 }
 
-/// Mount points, berth cgroups and processes mentioning this root: what a container could
-/// leave behind.
-fn host_traces(b: &Berth) -> (usize, Vec<PathBuf>, usize) {
+/// What containers of this root could leave behind on the host: mounts that mention the
+/// root, cgroups under `parent` (the test's own --cgroup-parent), processes whose environment
+/// names the root. (Only what is this test's own: other work on the machine mounts and starts
+/// containers too.)
+fn host_traces(b: &Berth, parent: &str) -> (usize, Vec<PathBuf>, usize) {
+    let root = b.root.to_string_lossy().into_owned();
     let mounts = std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
         .lines()
+        .filter(|l| l.contains(&root))
         .count();
     let mut cgroups = vec![];
     for hier in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-        let dir = hier.path().join("berth");
+        let dir = hier.path().join(parent.trim_start_matches('/'));
         if let Ok(rd) = std::fs::read_dir(&dir) {
             cgroups.extend(rd.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()));
         }
     }
-    let root = b.root.to_string_lossy().into_owned();
     let procs = std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
@@ -744,22 +747,37 @@ fn root_run_it_through_a_terminal() {
 fn root_fifty_runs_leave_nothing_behind() {
     let _host = HOST.write().unwrap_or_else(|e| e.into_inner());
     let b = setup();
-    b.ok(&["run", "--rm", "bb", "true"]);
-    let before = host_traces(&b);
+    let parent = format!("/berth-test-{}", std::process::id());
+    let cg = ["--cgroup-parent", parent.as_str()];
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run"];
+        args.extend_from_slice(&cg);
+        args.extend_from_slice(extra);
+        out(&b, &args)
+    };
+    let before = host_traces(&b, &parent);
+    assert_eq!(before, (0, vec![], 0));
     for _ in 0..50 {
-        let o = out(&b, &["run", "--rm", "bb", "true"]);
+        let o = run(&["--rm", "bb", "true"]);
         assert!(o.status.success(), "{}", stderr(&o));
     }
-    assert_eq!(host_traces(&b), before);
+    assert_eq!(host_traces(&b, &parent), before);
     assert!(container_dirs(&b).is_empty());
     assert_eq!(b.ok(&["ps", "-aq"]), "");
     // rm -f of a running container, and run -d --rm reaped when it exits.
-    let id = b.ok(&["run", "-d", "-v", "/anon", "bb", "sleep", "60"]);
+    let id = stdout(&run(&["-d", "-v", "/anon", "bb", "sleep", "60"]));
+    assert!(
+        !host_traces(&b, &parent).1.is_empty(),
+        "a running container has cgroups"
+    );
     b.ok(&["rm", "-f", "-v", id.trim()]);
-    b.ok(&["run", "-d", "--rm", "bb", "sleep", "0.3"]);
+    assert!(run(&["-d", "--rm", "bb", "sleep", "0.3"]).status.success());
     eventually("the --rm reaper", || container_dirs(&b).is_empty());
-    assert_eq!(host_traces(&b), before);
+    eventually("the reaper's exit", || host_traces(&b, &parent) == before);
     assert!(std::fs::read_dir(b.root.join("volumes")).unwrap().count() == 0);
+    for hier in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let _ = std::fs::remove_dir(hier.path().join(parent.trim_start_matches('/')));
+    }
 }
 
 #[test]

@@ -168,6 +168,9 @@ pub struct CreateFlags {
     /// Mount the container's root filesystem as read only
     #[arg(long)]
     read_only: bool,
+    /// Parent cgroup for the container's cgroup (default /berth)
+    #[arg(long, value_name = "PATH")]
+    cgroup_parent: Option<String>,
     /// Connect a container to a network: none (the default here) or host
     #[arg(long, alias = "net", default_value = "none")]
     network: String,
@@ -599,6 +602,14 @@ fn create_options(f: &CreateFlags) -> Result<CreateOptions> {
             f.pull
         );
     }
+    let cgroup_parent = f.cgroup_parent.clone().unwrap_or_default();
+    if cgroup_parent.split('/').any(|c| c == ".." || c == ".")
+        || cgroup_parent.contains(char::is_whitespace)
+    {
+        bail!(
+            "invalid --cgroup-parent {cgroup_parent:?}: a cgroup path without . or .. components"
+        );
+    }
     let mut labels = Vec::new();
     for l in &f.label {
         let (k, v) = l.split_once('=').unwrap_or((l, ""));
@@ -628,6 +639,7 @@ fn create_options(f: &CreateFlags) -> Result<CreateOptions> {
             nano_cpus,
             pids_limit,
             readonly_rootfs: f.read_only,
+            cgroup_parent,
         },
     })
 }
@@ -1420,6 +1432,7 @@ pub fn inspect_value(e: &Engine, rec: &ContainerRecord, size: bool) -> Value {
             "NanoCpus": rec.host.nano_cpus,
             "PidsLimit": if rec.host.pids_limit > 0 { json!(rec.host.pids_limit) } else { Value::Null },
             "Privileged": false,
+            "CgroupParent": rec.host.cgroup_parent,
             "MaskedPaths": berth_runtime::DEFAULT_MASKED_PATHS,
             "ReadonlyPaths": berth_runtime::DEFAULT_READONLY_PATHS,
         },

@@ -76,6 +76,9 @@ pub struct HostConfig {
     /// 0 = no limit.
     pub pids_limit: i64,
     pub readonly_rootfs: bool,
+    /// `--cgroup-parent`: the cgroup the container's own goes under (default `/berth`).
+    #[serde(default)]
+    pub cgroup_parent: String,
 }
 
 /// A volume or bind mount of the container.

@@ -155,6 +155,10 @@ pub(crate) fn build(rec: &ContainerRecord, layers: &[PathBuf], etc: &EtcFiles) -
         }
         // The host's /sys shows the host's interfaces; docker mounts it read-only the same.
     }
+    if !rec.host.cgroup_parent.is_empty() {
+        let parent = rec.host.cgroup_parent.trim_end_matches('/');
+        linux.set_cgroups_path(Some(PathBuf::from(format!("{parent}/{}", rec.id))));
+    }
     let mut resources = linux.resources().clone().unwrap_or_default();
     if rec.host.memory > 0 {
         let swap = match rec.host.memory_swap {

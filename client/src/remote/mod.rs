@@ -511,14 +511,14 @@ impl Remote {
             (host.clone(), host)
         };
         let insecure = self.insecure_host(&api);
+        // Docker Hub's credentials are docker.io's; with a default registry configured,
+        // docker.io names go to that host, and only its own credentials may go with them.
+        let hub = key == crate::reference::DEFAULT_REGISTRY
+            && self.inner.config.default_registry.is_none();
         Ok(Endpoint {
             registry: registry.to_string(),
             base: (!insecure).then(|| format!("https://{api}")),
-            host: if key == crate::reference::DEFAULT_REGISTRY {
-                key
-            } else {
-                api
-            },
+            host: if hub { key } else { api },
             ns: None,
             insecure,
         })
@@ -1696,6 +1696,22 @@ mod tests {
         let local = r.endpoint("localhost:5000").unwrap();
         assert!(local.base.is_none() && local.insecure);
         assert!(r.endpoint("a b").is_err());
+        // With a default registry, docker.io names use that host's credentials, never Hub's.
+        let mut cfg = RemoteConfig {
+            default_registry: Some("registry.lan:5000".into()),
+            ..RemoteConfig::default()
+        };
+        cfg.credentials.insert(
+            "docker.io".into(),
+            Credential {
+                username: "hub".into(),
+                password: "hub".into(),
+            },
+        );
+        let r = Remote::new(cfg);
+        let ep = r.endpoint("docker.io").unwrap();
+        assert_eq!(ep.host, "registry.lan:5000");
+        assert!(r.credential(&ep.host).is_none());
     }
 
     #[test]
