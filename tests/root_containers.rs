@@ -220,6 +220,15 @@ fn root_run_flags_env_user_workdir_entrypoint() {
     // A working directory that does not exist is created, as docker does.
     let o = out(&b, &["run", "--rm", "-w", "/new/dir", "bb", "pwd"]);
     assert_eq!(stdout(&o), "/new/dir\n");
+    // A --rm container's overlay is volatile (no host-wide sync when it goes); a kept one's not.
+    let root_line = "grep ' / overlay' /proc/mounts";
+    assert!(stdout(&sh(&b, &[], root_line)).contains("volatile"));
+    let o = out(&b, &["run", "--name", "kept", "bb", "sh", "-c", root_line]);
+    assert!(
+        stdout(&o).contains("overlay") && !stdout(&o).contains("volatile"),
+        "{}",
+        stdout(&o)
+    );
     // The image's CMD runs when no command is given; stdin is /dev/null without -i.
     let o = out(&b, &["run", "--rm", "bb"]);
     assert!(o.status.success());

@@ -34,6 +34,7 @@ fn main() {
                 lower: vec![lower.clone().into()],
                 upper: dir.join("upper"),
                 work: dir.join("work"),
+                volatile: false,
             },
             state_dir: dir.join("state"),
             open_stdin: false,

@@ -25,6 +25,12 @@ pub enum Rootfs {
         lower: Vec<PathBuf>,
         upper: PathBuf,
         work: PathBuf,
+        /// Mount with overlayfs's `volatile` (Linux 5.10+): no sync of the upper dir's
+        /// filesystem when the overlay goes away, which otherwise flushes the whole host
+        /// disk at every container exit. After a host crash such an upper dir cannot be
+        /// mounted again: for containers that are removed when they exit (`--rm`).
+        /// Falls back to a normal mount on kernels without it.
+        volatile: bool,
     },
     /// A directory used as the root as it is (bind-mounted).
     Directory(PathBuf),
@@ -123,7 +129,12 @@ pub(crate) fn mount_rootfs(rootfs: &Rootfs, mountpoint: &Path) -> Result<()> {
             None,
         )
         .ctx(|| format!("bind {} as root", dir.display())),
-        Rootfs::Overlay { lower, upper, work } => {
+        Rootfs::Overlay {
+            lower,
+            upper,
+            work,
+            volatile,
+        } => {
             if lower.is_empty() {
                 return Err(Error::InvalidSpec(
                     "an overlay needs at least one lower dir".into(),
@@ -156,14 +167,22 @@ pub(crate) fn mount_rootfs(rootfs: &Rootfs, mountpoint: &Path) -> Result<()> {
                     work.display()
                 );
             }
-            mount(
-                Some(Path::new("overlay")),
-                mountpoint,
-                Some("overlay"),
-                0,
-                Some(&data),
-            )
-            .ctx(|| format!("mount overlay ({data})"))
+            let overlay = |data: &str| {
+                mount(
+                    Some(Path::new("overlay")),
+                    mountpoint,
+                    Some("overlay"),
+                    0,
+                    Some(data),
+                )
+            };
+            if *volatile {
+                match overlay(&format!("{data},volatile")) {
+                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+                    other => return other.ctx(|| format!("mount overlay ({data},volatile)")),
+                }
+            }
+            overlay(&data).ctx(|| format!("mount overlay ({data})"))
         }
     }
 }

@@ -722,6 +722,7 @@ fn root_helper_detached_run() {
         lower: vec![busybox_layer().to_path_buf()],
         upper: dir.join("upper"),
         work: dir.join("work"),
+        volatile: false,
     };
     std::fs::create_dir_all(dir.join("upper")).unwrap();
     std::fs::create_dir_all(dir.join("work")).unwrap();

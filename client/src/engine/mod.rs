@@ -778,6 +778,8 @@ impl Engine {
             lower: layers[1..].to_vec(),
             upper: layers[0].clone(),
             work: dir.join("work"),
+            // A --rm container's files go with it: skip the host-wide sync at unmount.
+            volatile: rec.host.auto_remove,
         };
         let rootfs = if rec.layers.is_empty() {
             Rootfs::Directory(layers[0].clone())

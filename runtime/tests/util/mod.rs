@@ -123,6 +123,8 @@ impl Fixture {
             lower: vec![busybox_layer().to_path_buf()],
             upper: self.dir.path().join("upper"),
             work: self.dir.path().join("work"),
+            // Every fixture is removed with its test: the engine's --rm case.
+            volatile: true,
         }
     }
 
