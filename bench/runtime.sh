@@ -1,0 +1,230 @@
+#!/usr/bin/env bash
+# bench/runtime.sh: container start latency and `ps` over many containers, berth beside podman,
+# docker (a private dockerd), bare crun and runc, on the same busybox image, in one run.
+#
+#   ./bench/runtime.sh       # RUNS=21 PS_CONTAINERS=100 PS_PEERS=1; BERTH=path/to/berth skips the build
+#   BUSY_DISK=1 ./bench/runtime.sh   # the start rounds beside a loop that copies and deletes small
+#                                    # files on the same disk, as builds do (see bench/README.md)
+#
+# Start: `run --rm --network none IMAGE true` for berth, podman (runc: crun refuses hybrid cgroup
+# hosts) and docker; bare `crun run` / `runc run` on an OCI bundle of the same root filesystem
+# (crun inside a mount namespace that hides the cgroup2 mount of a hybrid host; their state on a
+# tmpfs, as /run is); the floor, `unshare -fpmuin chroot ROOTFS true`; and, to show what the
+# disk costs, berth again with its root on a tmpfs (not counted in the ratios). The tools take
+# turns within each round, so load that drifts during the run falls on all of them alike.
+# Prints medians and berth / peer.
+# ps: PS_CONTAINERS detached `sleep 1000` containers, then `ps` and `ps -a` under hyperfine
+# (and the same for docker and podman unless PS_PEERS=0). Needs root.
+# Everything lives in one temp dir that is removed on exit: containers, dockerd, mounts.
+set -euo pipefail
+export LC_ALL=C # EPOCHREALTIME with a '.'
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-21}
+NPS=${PS_CONTAINERS:-100}
+PS_PEERS=${PS_PEERS:-1}
+BUSY_DISK=${BUSY_DISK:-0}
+[ "$(id -u)" = 0 ] || { echo "bench/runtime.sh needs root" >&2; exit 1; }
+for t in podman docker dockerd crun runc hyperfine nsenter unshare python3; do
+  command -v "$t" >/dev/null || { echo "missing $t (scripts/test.sh installs the peers)" >&2; exit 1; }
+done
+if [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; then :; else
+  echo "need a static /bin/busybox: apt-get install busybox-static" >&2; exit 1
+fi
+if [ -z "${BERTH:-}" ]; then
+  cargo build --release -q --bin berth
+  BERTH=${CARGO_TARGET_DIR:-$PWD/target}/release/berth
+fi
+BERTH=$(realpath "$BERTH")
+
+# Short: dockerd's unix socket lives here.
+W=$(mktemp -d /tmp/brt.XXXXXX)
+export BERTH_ROOT=$W/berth
+IMG=localhost/bench/busybox:1
+D="docker -H unix://$W/d.sock"
+P="podman --root $W/podman --runroot $W/podman-run --runtime runc"
+# root here lacks CAP_SYS_RESOURCE and has 20000 open files at most (TESTING.md)
+PODMAN_LIMITS="--ulimit nofile=20000:20000 --ulimit nproc=32768:32768"
+DOCKERD_PID=
+BUSY_PID=
+cleanup() {
+  set +e
+  trap - EXIT INT TERM
+  [ -n "$BUSY_PID" ] && rm -f "$W/busy/on" && wait "$BUSY_PID" 2>/dev/null
+  "$BERTH" ps -aq 2>/dev/null | xargs -r "$BERTH" rm -f >/dev/null 2>&1
+  "$BERTH" ps -aq --root "$W/tmpfs/berth" 2>/dev/null | xargs -r "$BERTH" rm -f --root "$W/tmpfs/berth" >/dev/null 2>&1
+  if [ -n "$DOCKERD_PID" ]; then
+    $D ps -aq 2>/dev/null | xargs -r $D rm -f >/dev/null 2>&1
+    kill "$DOCKERD_PID" 2>/dev/null
+    for _ in $(seq 100); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 0.2; done
+  fi
+  [ -d "$W/podman" ] && $P rm -af -t 0 >/dev/null 2>&1
+  # Podman's overlay bind, the namespace file, leftovers: deepest first.
+  awk -v w="$W/" 'index($2, w) == 1 { print $2 }' /proc/mounts | sort -r | xargs -r -n1 umount -l
+  rm -rf "$W"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# The image: a static busybox with a few applets, as a tar, imported by each tool.
+R=$W/rootfs
+mkdir -p "$R/bin" "$R/proc" "$R/sys" "$R/dev" "$R/etc" "$R/tmp" "$R/root"
+cp /bin/busybox "$R/bin/busybox"
+for a in sh true sleep ls cat; do ln -s busybox "$R/bin/$a"; done
+tar -C "$R" -cf "$W/rootfs.tar" .
+"$BERTH" import "$W/rootfs.tar" "$IMG" >/dev/null
+mkdir "$W/tmpfs"
+mount -t tmpfs -o mode=755 tmpfs "$W/tmpfs"
+"$BERTH" import --root "$W/tmpfs/berth" "$W/rootfs.tar" "$IMG" >/dev/null
+$P import -q "$W/rootfs.tar" "$IMG" >/dev/null
+
+dockerd --data-root "$W/docker" --exec-root "$W/dx" --pidfile "$W/d.pid" -H "unix://$W/d.sock" \
+  --storage-driver vfs --bridge none --iptables=false --ip-masq=false >"$W/dockerd.log" 2>&1 &
+DOCKERD_PID=$!
+for _ in $(seq 300); do $D version >/dev/null 2>&1 && break; sleep 0.2; done
+$D version >/dev/null 2>&1 || { echo "dockerd did not start:" >&2; tail "$W/dockerd.log" >&2; exit 1; }
+$D import "$W/rootfs.tar" "$IMG" >/dev/null
+
+# The OCI bundle for crun and runc: the same root filesystem, crun's default spec (its own
+# pid, mount, ipc, uts and network namespaces: --network none), `true`, no terminal.
+mkdir "$W/bundle"
+cp -a "$R" "$W/bundle/rootfs"
+(cd "$W/bundle" && crun spec)
+python3 - "$W/bundle/config.json" <<'EOF'
+import json, sys
+s = json.load(open(sys.argv[1]))
+s["process"]["args"] = ["true"]
+s["process"]["terminal"] = False
+s["root"]["readonly"] = False  # writable, as the engines give it
+json.dump(s, open(sys.argv[1], "w"))
+EOF
+# crun 1.8 refuses a hybrid host (cgroup2 at /sys/fs/cgroup/unified beside v1 controllers):
+# a mount namespace of our own, kept in a file, in which that mount is gone.
+mkdir "$W/ns"
+mount --bind "$W/ns" "$W/ns"
+mount --make-private "$W/ns"
+touch "$W/ns/mnt"
+if [ "$(stat -f -c %T /sys/fs/cgroup/unified 2>/dev/null)" = cgroup2fs ] &&
+  [ "$(stat -f -c %T /sys/fs/cgroup)" != cgroup2fs ]; then
+  unshare --mount="$W/ns/mnt" --propagation private umount /sys/fs/cgroup/unified
+else
+  unshare --mount="$W/ns/mnt" --propagation private true
+fi
+
+# One timed run of "$@", in microseconds, appended to $W/t.NAME; a failure ends the benchmark.
+timed() {
+  local name=$1 s e
+  shift
+  s=${EPOCHREALTIME/./}
+  "$@" >/dev/null 2>"$W/err" || { echo "$name failed: $*" >&2; cat "$W/err" >&2; exit 1; }
+  e=${EPOCHREALTIME/./}
+  echo $((e - s)) >>"$W/t.$name"
+}
+# The same for crun inside the namespace; the clock runs there too, so nsenter is not counted.
+timed_crun() {
+  nsenter --mount="$W/ns/mnt" bash -c 's=${EPOCHREALTIME/./}
+    crun --root "$1/tmpfs/crun" run -b "$1/bundle" "$2" >/dev/null 2>"$1/err" || { cat "$1/err" >&2; exit 1; }
+    e=${EPOCHREALTIME/./}; echo $((e - s)) >>"$1/t.crun"' _ "$W" "$1" ||
+    { echo "crun run failed" >&2; exit 1; }
+}
+
+round() {
+  timed berth "$BERTH" run --rm --pull never --network none "$IMG" true
+  timed podman $P run --rm --pull never --network none $PODMAN_LIMITS "$IMG" true
+  timed docker $D run --rm --pull never --network none "$IMG" true
+  timed_crun "c$1"
+  timed runc runc --root "$W/tmpfs/runc" run -b "$W/bundle" "r$1"
+  timed floor unshare -fpmuin chroot "$W/bundle/rootfs" true
+  timed berth_tmpfs "$BERTH" run --root "$W/tmpfs/berth" --rm --pull never --network none "$IMG" true
+}
+echo "start: run --rm --network none $IMG true; median of $RUNS rounds (after 2 warm-up rounds)"
+round w1
+round w2
+rm -f "$W"/t.*
+# The disk under the stores: what every process on the host wrote, discarded and flushed meanwhile.
+DEV=$(basename "$(findmnt -no SOURCE -T "$W")")
+disk() { awk -v d="$DEV" '$3 == d { print $10, $15, $19 }' /proc/diskstats; }
+if [ "$BUSY_DISK" = 1 ]; then
+  # 3000 files of 4-16 KiB, copied and the previous copy deleted, over and over, until the
+  # file busy/on goes (at most 10 min).
+  python3 -c 'import os, sys
+for i in range(3000):
+    d = f"{sys.argv[1]}/{i % 30}"; os.makedirs(d, exist_ok=True)
+    open(f"{d}/{i}", "wb").write(os.urandom(4096 * (1 + i % 4)))' "$W/busy/src"
+  touch "$W/busy/on"
+  (
+    end=$((SECONDS + 600)) n=0
+    while [ -e "$W/busy/on" ] && [ "$SECONDS" -lt "$end" ]; do
+      n=$((n + 1))
+      cp -r "$W/busy/src" "$W/busy/c$n"
+      rm -rf "$W/busy/c$((n - 1))"
+    done
+  ) &
+  BUSY_PID=$!
+  echo "  (beside a loop copying and deleting 3000 small files in $W/busy)"
+fi
+DISK0=$(disk)
+for i in $(seq "$RUNS"); do round "$i"; done
+DISK1=$(disk)
+if [ -n "$BUSY_PID" ]; then rm "$W/busy/on"; wait "$BUSY_PID"; BUSY_PID=; fi
+
+python3 - "$W" "$DEV" "$DISK0" "$DISK1" <<'EOF'
+import statistics, sys
+w = sys.argv[1]
+rows = [("berth", "berth run --rm"), ("podman", "podman run --rm (runc)"),
+        ("docker", "docker run --rm (dockerd, vfs)"), ("crun", "crun run (bundle)"),
+        ("runc", "runc run (bundle)"), ("floor", "unshare -fpmuin chroot true"),
+        ("berth_tmpfs", "berth run --rm, root on tmpfs")]
+med = {}
+for k, label in rows:
+    t = sorted(int(x) / 1000 for x in open(f"{w}/t.{k}"))
+    med[k] = statistics.median(t)
+    print(f"  {label:32} median {med[k]:7.1f} ms   min {t[0]:7.1f}   max {t[-1]:7.1f}")
+b = med["berth"]
+for k, target in [("podman", "<= 0.3"), ("docker", "<= 0.3"), ("crun", "<= 2"), ("runc", "")]:
+    print(f"  berth / {k:6} = {b / med[k]:5.2f}x" + (f"   (target {target}x)" if target else ""))
+if sys.argv[3] and sys.argv[4]:
+    (w0, d0, f0), (w1, d1, f1) = (map(int, a.split()) for a in sys.argv[3:5])
+    print(f"  disk {sys.argv[2]} meanwhile (every process on the host): {(w1 - w0) / 2048:.0f} MiB "
+          f"written, {d1 - d0} discards, {f1 - f0} flushes")
+EOF
+
+# ps over NPS running containers.
+hyper_ms() { # KEY LABEL COMMAND: prints the hyperfine median in ms, and keeps it in $W/ps.KEY
+  hyperfine -N -w 3 -r 30 --export-json "$W/h.json" "$3" >/dev/null 2>&1 ||
+    { echo "failed: $3" >&2; $3 >&2; exit 1; }
+  python3 -c 'import json, sys; r = json.load(open(sys.argv[1]))["results"][0]
+open(sys.argv[2], "w").write("%.2f" % (r["median"] * 1e3))
+print("  %s: %.1f ms (mean %.1f ± %.1f)" % (sys.argv[3], r["median"] * 1e3, r["mean"] * 1e3, r["stddev"] * 1e3))' \
+    "$W/h.json" "$W/ps.$1" "$2"
+}
+ps_bench() { # NAME CLI [RUN FLAGS]: start NPS containers, time ps and ps -a, remove them
+  local name=$1 cli=$2 flags=${3:-} s e n
+  s=${EPOCHREALTIME/./}
+  for i in $(seq "$NPS"); do
+    $cli run -d --pull never --network none $flags --name "ps$i" "$IMG" sleep 1000 >/dev/null
+  done
+  e=${EPOCHREALTIME/./}
+  n=$($cli ps -q | wc -l)
+  [ "$n" = "$NPS" ] || { echo "$name ps shows $n running containers, not $NPS" >&2; exit 1; }
+  echo "  $name: $NPS x run -d: $(((e - s) / 1000)) ms in all"
+  hyper_ms "$name" "$name ps   " "$cli ps"
+  hyper_ms "$name-a" "$name ps -a" "$cli ps -a"
+  s=${EPOCHREALTIME/./}
+  # sleep as pid 1 ignores SIGTERM: podman's rm -f would wait 10 s for each without -t 0
+  $cli rm -f $([ "$name" = podman ] && echo -t 0) $($cli ps -aq) >/dev/null
+  e=${EPOCHREALTIME/./}
+  echo "  $name rm -f of $NPS: $(((e - s) / 1000)) ms"
+}
+echo "ps over $NPS running containers (sleep 1000; hyperfine median of 30; target for berth < 50 ms)"
+ps_bench berth "$BERTH"
+if [ "$PS_PEERS" = 1 ]; then
+  ps_bench docker "$D"
+  ps_bench podman "$P" "$PODMAN_LIMITS"
+  python3 - "$W" <<'EOF'
+import sys
+ps = lambda k: float(open(f"{sys.argv[1]}/ps.{k}").read())
+for peer in ("docker", "podman"):
+    print(f"  berth ps / {peer} ps = {ps('berth') / ps(peer):.2f}x, "
+          f"ps -a: {ps('berth-a') / ps(peer + '-a'):.2f}x")
+EOF
+fi
