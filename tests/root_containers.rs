@@ -23,8 +23,33 @@ fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
     HOST.read().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A test's client root: whatever containers it still holds when the test ends (a failed
+/// assertion on the way) are removed, so no test leaves a container running on the host.
+struct Root(Berth);
+
+impl std::ops::Deref for Root {
+    type Target = Berth;
+    fn deref(&self) -> &Berth {
+        &self.0
+    }
+}
+
+impl Drop for Root {
+    fn drop(&mut self) {
+        if let Ok(o) = self.0.cmd(&["ps", "-aq", "--no-trunc"]).output() {
+            let ids = String::from_utf8_lossy(&o.stdout).into_owned();
+            let ids: Vec<&str> = ids.split_whitespace().collect();
+            if !ids.is_empty() {
+                let mut args = vec!["rm", "-f", "-v"];
+                args.extend(ids);
+                let _ = self.0.cmd(&args).output();
+            }
+        }
+    }
+}
+
 /// A fresh client root with the image `bb` (busybox, CMD sh, a `nobody` user, a VOLUME).
-fn setup() -> Berth {
+fn setup() -> Root {
     assert_eq!(
         unsafe { libc::geteuid() },
         0,
@@ -70,7 +95,7 @@ fn setup() -> Berth {
         tar.to_str().unwrap(),
         "bb:latest",
     ]);
-    b
+    Root(b)
 }
 
 fn out(b: &Berth, args: &[&str]) -> Output {
