@@ -6,6 +6,7 @@ mod term;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -931,8 +932,13 @@ fn status_text(st: &berth_client::engine::ContainerState) -> String {
 }
 
 /// One container as `ps` and its templates see it.
-fn ps_row(e: &Engine, rec: &ContainerRecord, no_trunc: bool, size: bool) -> Value {
-    let st = e.state(rec);
+fn ps_row(
+    e: &Engine,
+    rec: &ContainerRecord,
+    st: &berth_client::engine::ContainerState,
+    no_trunc: bool,
+    size: bool,
+) -> Value {
     let command = rec.config.argv().join(" ");
     let command = if no_trunc {
         command
@@ -967,7 +973,7 @@ fn ps_row(e: &Engine, rec: &ContainerRecord, no_trunc: bool, size: bool) -> Valu
         "RunningFor": human_ago(Some(&rec.created)),
         "Ports": "",
         "State": st.status.as_str(),
-        "Status": status_text(&st),
+        "Status": status_text(st),
         "Size": size,
         "Names": rec.name,
         "Labels": labels.join(","),
@@ -1061,21 +1067,22 @@ fn ps(g: &Globals, a: PsArgs) -> Result<i32> {
         if !matches(&e, &rec, &st, &filters) {
             continue;
         }
-        shown.push(rec);
+        // The state is read once per container: `ps` over many containers is a hot path.
+        shown.push((rec, st));
     }
     if limit > 0 {
         shown.truncate(limit as usize);
     }
     if a.quiet && a.format.is_none() {
         let mut out = std::io::stdout().lock();
-        for rec in &shown {
+        for (rec, _) in &shown {
             writeln!(out, "{}", if a.no_trunc { &rec.id } else { rec.short_id() })?;
         }
         return Ok(0);
     }
     let rows: Vec<Value> = shown
         .iter()
-        .map(|r| ps_row(&e, r, a.no_trunc, a.size))
+        .map(|(r, st)| ps_row(&e, r, st, a.no_trunc, a.size))
         .collect();
     let default = if a.size {
         "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}\t{{.Size}}"
@@ -1244,8 +1251,8 @@ fn exec(g: &Globals, a: ExecArgs) -> Result<i32> {
         let null = std::fs::File::open("/dev/null")?;
         ExecStdio::Fds {
             stdin: null.into(),
-            stdout: std::io::stdout().as_fd_owned()?,
-            stderr: std::io::stderr().as_fd_owned()?,
+            stdout: std::io::stdout().as_fd().try_clone_to_owned()?,
+            stderr: std::io::stderr().as_fd().try_clone_to_owned()?,
         }
     };
     let mut p = match e.exec(&rec, &opts, stdio) {
@@ -1260,25 +1267,13 @@ fn exec(g: &Globals, a: ExecArgs) -> Result<i32> {
         return Ok(0);
     }
     if let Some(pty) = p.take_pty() {
-        let pid = p.pid();
-        let waiter = std::thread::spawn(move || term::pump_pty(pty, a.interactive));
+        let pump = std::thread::spawn(move || term::pump_pty(pty, a.interactive));
         let exit = p.wait()?;
-        let _ = pid;
-        // The pty's output ends with the process; do not wait on a reader blocked on stdin.
-        let _ = waiter.join();
+        // The output pump ends when the process's pty closes (its stdin reader is detached).
+        let _ = pump.join();
         return Ok(exit.code);
     }
     Ok(p.wait()?.code)
-}
-
-trait DupFd {
-    fn as_fd_owned(&self) -> std::io::Result<std::os::fd::OwnedFd>;
-}
-
-impl<T: std::os::fd::AsFd> DupFd for T {
-    fn as_fd_owned(&self) -> std::io::Result<std::os::fd::OwnedFd> {
-        self.as_fd().try_clone_to_owned()
-    }
 }
 
 fn attach(g: &Globals, a: AttachArgs) -> Result<i32> {

@@ -56,6 +56,30 @@ fn wanted(l: &LogLine, opts: &LogOptions) -> bool {
     opts.since.is_none_or(|s| t >= s) && opts.until.is_none_or(|u| t <= u)
 }
 
+/// Reads the complete lines of `path` from byte `pos` on, returning them and the position
+/// after the last one. A half-written last line is left for the next read.
+fn read_from(path: &Path, pos: u64, opts: &LogOptions) -> Result<(Vec<LogLine>, u64)> {
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((vec![], pos)),
+        Err(e) => return Err(io_err(path)(e)),
+    };
+    file.seek(SeekFrom::Start(pos)).map_err(io_err(path))?;
+    let mut reader = BufReader::new(file);
+    let (mut lines, mut pos, mut buf) = (Vec::new(), pos, String::new());
+    loop {
+        buf.clear();
+        let n = reader.read_line(&mut buf).map_err(io_err(path))?;
+        if n == 0 || !buf.ends_with('\n') {
+            return Ok((lines, pos));
+        }
+        pos += n as u64;
+        if let Some(l) = parse(buf.trim_end()).filter(|l| wanted(l, opts)) {
+            lines.push(l);
+        }
+    }
+}
+
 /// Sends the log's lines to `out`. With `follow`, keeps reading what is appended until
 /// `follow()` says the container has stopped and the end is reached. `out` returning false
 /// stops (the reader went away).
@@ -65,62 +89,21 @@ pub fn read_logs(
     follow: Option<&dyn Fn() -> bool>,
     out: &mut dyn FnMut(&LogLine) -> bool,
 ) -> Result<()> {
-    let file = match std::fs::File::open(path) {
-        Ok(f) => Some(f),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(io_err(path)(e)),
-    };
-    let mut pos = 0u64;
-    if let Some(file) = file {
-        let mut lines: Vec<LogLine> = Vec::new();
-        let mut reader = BufReader::new(file);
-        let mut buf = String::new();
-        loop {
-            buf.clear();
-            let n = reader.read_line(&mut buf).map_err(io_err(path))?;
-            // A line still being written (no newline yet) is read on the next round.
-            if n == 0 || !buf.ends_with('\n') {
-                break;
-            }
-            pos += n as u64;
-            if let Some(l) = parse(buf.trim_end()).filter(|l| wanted(l, opts)) {
-                lines.push(l);
-            }
-        }
-        let skip = match opts.tail {
-            Some(n) => lines.len().saturating_sub(n),
-            None => 0,
-        };
-        for l in &lines[skip..] {
-            if !out(l) {
-                return Ok(());
-            }
-        }
+    let (lines, mut pos) = read_from(path, 0, opts)?;
+    let skip = opts.tail.map_or(0, |n| lines.len().saturating_sub(n));
+    if !lines[skip..].iter().all(&mut *out) {
+        return Ok(());
     }
     let Some(running) = follow else {
         return Ok(());
     };
-    let mut line = String::new();
     loop {
         // Read the state before the file: output written before the exit is then seen.
         let alive = running();
-        if let Ok(mut f) = std::fs::File::open(path) {
-            f.seek(SeekFrom::Start(pos)).map_err(io_err(path))?;
-            let mut reader = BufReader::new(f);
-            loop {
-                line.clear();
-                let n = reader.read_line(&mut line).map_err(io_err(path))?;
-                // A half-written line is read again, whole, on the next round.
-                if n == 0 || !line.ends_with('\n') {
-                    break;
-                }
-                pos += n as u64;
-                if let Some(l) = parse(line.trim_end()).filter(|l| wanted(l, opts)) {
-                    if !out(&l) {
-                        return Ok(());
-                    }
-                }
-            }
+        let (lines, next) = read_from(path, pos, opts)?;
+        pos = next;
+        if !lines.iter().all(&mut *out) {
+            return Ok(());
         }
         if !alive {
             return Ok(());

@@ -182,9 +182,8 @@ pub fn attach(
     start: bool,
     kill: impl Fn(i32) + Send + 'static,
 ) -> Result<Outcome> {
-    let resize = attach.input()?;
+    let mut resize = attach.input()?;
     if session.tty {
-        let mut resize = attach.input()?;
         if let Some((r, c)) = window_size() {
             let _ = resize.resize(r, c);
         }
