@@ -1048,3 +1048,207 @@ fn root_ps_create_start_rename_pause_prune_and_images_in_use() {
     assert_eq!(b.ok(&["images", "-q"]), "");
     assert!(!Path::new(&b.root.join("containers/names/up")).exists());
 }
+
+#[test]
+fn root_more_flags_sig_proxy_detach_keys_stop_signal_until_top_start_i_prune_prompt() {
+    let _host = shared();
+    let b = setup();
+    let trap = "trap 'exit 5' TERM; echo ready; while true; do sleep 0.1; done";
+    let started = |child: &mut std::process::Child| {
+        let mut buf = [0u8; 16];
+        let n = child.stdout.as_mut().unwrap().read(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"ready\n");
+    };
+    // --sig-proxy (on by default): SIGTERM to berth reaches the container, which exits 5.
+    let mut child = b
+        .cmd(&["run", "--name", "proxied", "bb", "sh", "-c", trap])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    started(&mut child);
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(child.wait().unwrap().code(), Some(5));
+    // --sig-proxy=false: berth itself dies of it; the container runs on.
+    let mut child = b
+        .cmd(&[
+            "run",
+            "--sig-proxy=false",
+            "--name",
+            "unproxied",
+            "bb",
+            "sh",
+            "-c",
+            trap,
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    started(&mut child);
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGTERM));
+    assert_eq!(inspect(&b, "unproxied")["State"]["Status"], "running");
+    // stop -s: the given signal first.
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "usr1",
+        "bb",
+        "sh",
+        "-c",
+        "trap 'exit 4' USR1; echo ready; while true; do sleep 0.1; done",
+    ]);
+    eventually("ready", || {
+        stdout(&out(&b, &["logs", "usr1"])).contains("ready")
+    });
+    b.ok(&["stop", "-s", "USR1", "usr1"]);
+    assert_eq!(inspect(&b, "usr1")["State"]["ExitCode"], 4);
+    // logs --until.
+    assert_eq!(
+        stdout(&out(
+            &b,
+            &["logs", "--until", "2000-01-01T00:00:00Z", "usr1"]
+        )),
+        ""
+    );
+    assert_eq!(
+        stdout(&out(&b, &["logs", "--until", "0s", "usr1"])),
+        "ready\n"
+    );
+    // top passes ps options on.
+    let top = b.ok(&["top", "unproxied", "-o", "pid,comm"]);
+    let header: Vec<&str> = top.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["PID", "COMMAND"], "{top}");
+    assert!(
+        top.lines()
+            .skip(1)
+            .all(|l| l.split_whitespace().count() == 2),
+        "{top}"
+    );
+    // attach --detach-keys with a key of one's own; attach --no-stdin sends nothing.
+    b.ok(&[
+        "run",
+        "-d",
+        "-i",
+        "--name",
+        "reader",
+        "bb",
+        "sh",
+        "-c",
+        "while read l; do echo got:$l; done",
+    ]);
+    let mut child = b
+        .cmd(&["attach", "--detach-keys", "ctrl-x", "reader"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.as_mut().unwrap().write_all(&[0x18]).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(inspect(&b, "reader")["State"]["Status"], "running");
+    let mut child = b
+        .cmd(&["attach", "--no-stdin", "reader"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"dropped\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    b.ok(&["kill", "reader"]);
+    let o = child.wait_with_output().unwrap();
+    assert!(!stdout(&o).contains("got:"), "{}", stdout(&o));
+    // start -a -i feeds the container's stdin.
+    b.ok(&[
+        "create",
+        "-i",
+        "--name",
+        "si",
+        "bb",
+        "sh",
+        "-c",
+        "read l; echo got:$l",
+    ]);
+    let mut child = b
+        .cmd(&["start", "-a", "-i", "si"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"hi\n").unwrap();
+    assert_eq!(stdout(&child.wait_with_output().unwrap()), "got:hi\n");
+    // --memory-swap reaches inspect and the memory cgroup.
+    let id = b.ok(&[
+        "run",
+        "-d",
+        "-m",
+        "32m",
+        "--memory-swap",
+        "64m",
+        "bb",
+        "sleep",
+        "30",
+    ]);
+    assert_eq!(inspect(&b, id.trim())["HostConfig"]["MemorySwap"], 64 << 20);
+    let memsw = format!(
+        "/sys/fs/cgroup/memory/berth/{}/memory.memsw.limit_in_bytes",
+        id.trim()
+    );
+    if Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists() {
+        assert_eq!(
+            std::fs::read_to_string(memsw).unwrap().trim(),
+            (64u64 << 20).to_string()
+        );
+    }
+    b.ok(&["rm", "-f", id.trim(), "unproxied"]);
+    // ps -f name= / id= / ancestor= and -s.
+    assert_eq!(
+        b.ok(&["ps", "-a", "-f", "name=usr", "--format", "{{.Names}}"]),
+        "usr1\n"
+    );
+    let sid = inspect(&b, "si")["Id"].as_str().unwrap().to_string();
+    assert_eq!(
+        b.ok(&[
+            "ps",
+            "-a",
+            "-f",
+            &format!("id={}", &sid[..8]),
+            "--format",
+            "{{.Names}}"
+        ]),
+        "si\n"
+    );
+    assert_eq!(
+        b.ok(&["ps", "-a", "-f", "ancestor=bb", "-q"])
+            .lines()
+            .count(),
+        4
+    );
+    assert_eq!(b.ok(&["ps", "-a", "-f", "ancestor=nosuch", "-q"]), "");
+    let sized = b.ok(&["ps", "-a", "-s", "-f", "name=si"]);
+    assert!(sized.lines().next().unwrap().contains("SIZE"), "{sized}");
+    // container prune asks first: "n" keeps everything, "y" removes the stopped ones.
+    let prune = |answer: &str| {
+        let mut child = b
+            .cmd(&["container", "prune"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(answer.as_bytes())
+            .unwrap();
+        stdout(&child.wait_with_output().unwrap())
+    };
+    assert!(prune("n\n").contains("Are you sure"));
+    assert_eq!(b.ok(&["ps", "-aq"]).lines().count(), 4);
+    assert!(prune("y\n").contains("Deleted Containers:"));
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
+}

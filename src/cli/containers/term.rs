@@ -72,12 +72,15 @@ const PROXIED: &[Signal] = &[
     Signal::SIGUSR2,
 ];
 
-/// Blocks the proxied signals and SIGWINCH in this thread (and the threads it starts) and
-/// hands each to `on_signal` from a thread of its own. Call before starting other threads.
-pub fn route_signals(on_signal: impl Fn(Signal) + Send + 'static) {
+/// Blocks SIGWINCH, and with `proxy` the proxied signals, in this thread (and the threads it
+/// starts) and hands each to `on_signal` from a thread of its own; signals not proxied keep
+/// their default effect on berth. Call before starting other threads.
+pub fn route_signals(proxy: bool, on_signal: impl Fn(Signal) + Send + 'static) {
     let mut set = SigSet::empty();
-    for s in PROXIED {
-        set.add(*s);
+    if proxy {
+        for s in PROXIED {
+            set.add(*s);
+        }
     }
     set.add(Signal::SIGWINCH);
     if set.thread_block().is_err() {
@@ -192,14 +195,14 @@ pub fn attach(
         let resize = std::sync::Mutex::new(resize);
         let tty = session.tty;
         let proxy = session.sig_proxy && !session.tty;
-        route_signals(move |sig| {
+        route_signals(proxy, move |sig| {
             if sig == Signal::SIGWINCH {
                 if let (true, Some((r, c))) = (tty, window_size()) {
                     if let Ok(mut i) = resize.lock() {
                         let _ = i.resize(r, c);
                     }
                 }
-            } else if proxy {
+            } else {
                 kill(sig as i32);
             }
         });
@@ -283,7 +286,7 @@ pub fn pump_pty(pty: OwnedFd, stdin: bool) -> Result<()> {
         set_pty_size(master.as_fd(), r, c);
     }
     let for_resize = master.try_clone()?;
-    route_signals(move |sig| {
+    route_signals(false, move |sig| {
         if sig == Signal::SIGWINCH {
             if let Some((r, c)) = window_size() {
                 set_pty_size(for_resize.as_fd(), r, c);
