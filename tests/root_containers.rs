@@ -734,7 +734,10 @@ fn root_run_it_through_a_terminal() {
     wait_for("after-int\n");
     // Detach and attach again.
     tm(&["send-keys", "-t", "t", "C-p", "C-q"]);
-    eventually("detach", || rc.exists());
+    // (The shell creates the file before it writes the code: wait for the code.)
+    eventually("detach", || {
+        std::fs::read_to_string(&rc).is_ok_and(|c| c.ends_with('\n'))
+    });
     assert_eq!(std::fs::read_to_string(&rc).unwrap().trim(), "0");
     assert_eq!(inspect(&b, "tty")["State"]["Status"], "running");
     std::fs::remove_file(&rc).unwrap();
@@ -771,7 +774,9 @@ fn root_run_it_through_a_terminal() {
         assert!(Instant::now() < deadline, "no answer through attach:\n{p}");
     }
     tm(&["send-keys", "-t", "t2", "exit 7", "Enter"]);
-    eventually("the exit", || rc.exists());
+    eventually("the exit", || {
+        std::fs::read_to_string(&rc).is_ok_and(|c| c.ends_with('\n'))
+    });
     assert_eq!(std::fs::read_to_string(&rc).unwrap().trim(), "7");
     tm(&["kill-server"]);
     b.ok(&["rm", "tty"]);
@@ -935,7 +940,7 @@ fn root_bad_input_is_one_line_and_the_right_code() {
 fn root_ps_create_start_rename_pause_prune_and_images_in_use() {
     let _host = shared();
     let b = setup();
-    let created = b.ok(&["create", "--name", "c1", "bb", "echo", "from-create"]);
+    let created = b.ok(&["create", "--name", "made", "bb", "echo", "from-create"]);
     assert_eq!(created.trim().len(), 64);
     b.ok(&[
         "run", "-d", "--name", "up", "-l", "team=a", "bb", "sleep", "60",
@@ -955,33 +960,34 @@ fn root_ps_create_start_rename_pause_prune_and_images_in_use() {
     }
     assert_eq!(ps.lines().count(), 2, "{ps}");
     assert!(ps.contains("\"sleep 60\"") && ps.contains("Up "), "{ps}");
-    assert_eq!(b.ok(&["ps", "-a", "--format", "{{.Names}}"]), "up\nc1\n");
+    assert_eq!(b.ok(&["ps", "-a", "--format", "{{.Names}}"]), "up\nmade\n");
     assert_eq!(
         b.ok(&["ps", "-a", "-f", "status=created", "--format", "{{.Names}}"]),
-        "c1\n"
+        "made\n"
     );
     assert_eq!(b.ok(&["ps", "-f", "label=team=a", "-q"]).trim().len(), 12);
     assert_eq!(b.ok(&["ps", "-l", "--format", "{{.Names}}"]), "up\n");
     assert_eq!(
         b.ok(&["ps", "-n", "2", "--format", "{{.Names}}"]),
-        "up\nc1\n"
+        "up\nmade\n"
     );
     assert_eq!(b.ok(&["ps", "-q", "--no-trunc"]).trim().len(), 64);
     let row: Value = serde_json::from_str(b.ok(&["ps", "--format", "json"]).trim()).unwrap();
     assert_eq!(row["Names"], "up");
     assert_eq!(row["State"], "running");
     // start -a of a created container prints its output and returns its code.
-    let o = out(&b, &["start", "-a", "c1"]);
+    let o = out(&b, &["start", "-a", "made"]);
     assert_eq!(stdout(&o), "from-create\n");
     assert_eq!(
         b.ok(&["ps", "-a", "-f", "exited=0", "--format", "{{.Names}}"]),
-        "c1\n"
+        "made\n"
     );
-    // rename, and id prefixes work wherever a name does.
-    b.ok(&["rename", "c1", "c2"]);
-    assert!(out(&b, &["inspect", "c1"]).status.code() == Some(1));
-    let id = inspect(&b, "c2")["Id"].as_str().unwrap().to_string();
-    assert_eq!(inspect(&b, &id[..5])["Name"], "/c2");
+    // rename, and id prefixes work wherever a name does (names here are not hex, so no
+    // id prefix can answer for them).
+    b.ok(&["rename", "made", "renamed"]);
+    assert!(out(&b, &["inspect", "made"]).status.code() == Some(1));
+    let id = inspect(&b, "renamed")["Id"].as_str().unwrap().to_string();
+    assert_eq!(inspect(&b, &id[..5])["Name"], "/renamed");
     // pause / unpause.
     b.ok(&["pause", "up"]);
     assert_eq!(inspect(&b, "up")["State"]["Status"], "paused");
@@ -1038,7 +1044,10 @@ fn root_ps_create_start_rename_pause_prune_and_images_in_use() {
         "{df}"
     );
     b.ok(&["rmi", "-f", "bb"]);
-    assert_eq!(stdout(&out(&b, &["start", "-a", "c2"])), "from-create\n");
+    assert_eq!(
+        stdout(&out(&b, &["start", "-a", "renamed"])),
+        "from-create\n"
+    );
     // container prune removes the stopped one only; then the image goes with image prune.
     let o = b.ok(&["container", "prune", "-f"]);
     assert!(o.contains(&id), "{o}");
