@@ -988,3 +988,170 @@ fn an_upstream_with_basic_auth_is_mirrored_with_the_configured_credentials() {
     let r = get(&bad, "/v2/org/app/manifests/latest");
     assert_eq!((r.status, code(&r).as_str()), (502, "UNAVAILABLE"), "{r:?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Streaming: a client's first bytes do not wait for the whole blob
+
+/// An upstream that serves one blob in two parts: the first `head` bytes at once, the rest only
+/// when the test says so. It records each request's line.
+struct TrickleUpstream {
+    port: u16,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    release: std::sync::mpsc::Sender<()>,
+}
+
+impl TrickleUpstream {
+    fn start(blob: Vec<u8>, head: usize) -> TrickleUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let released = std::sync::Arc::new(std::sync::Mutex::new(released));
+        let digest = digest_of(&blob);
+        let blob = std::sync::Arc::new(blob);
+        let seen = requests.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let (seen, released, blob, digest) =
+                    (seen.clone(), released.clone(), blob.clone(), digest.clone());
+                std::thread::spawn(move || {
+                    let mut raw = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !raw.ends_with(b"\r\n\r\n") {
+                        match conn.read(&mut byte) {
+                            Ok(1) => raw.push(byte[0]),
+                            _ => return,
+                        }
+                    }
+                    let line = String::from_utf8_lossy(&raw)
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .to_string();
+                    seen.lock().unwrap().push(line.clone());
+                    let mut words = line.split(' ');
+                    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+                    if path != format!("/v2/slow/app/blobs/{digest}") {
+                        let _ = conn.write_all(
+                            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        );
+                        return;
+                    }
+                    let head_lines = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\
+                         Content-Length: {}\r\nDocker-Content-Digest: {digest}\r\n\
+                         Connection: close\r\n\r\n",
+                        blob.len()
+                    );
+                    if conn.write_all(head_lines.as_bytes()).is_err() || method == "HEAD" {
+                        return;
+                    }
+                    if conn.write_all(&blob[..head]).is_err() {
+                        return;
+                    }
+                    let _ = released.lock().unwrap().recv();
+                    let _ = conn.write_all(&blob[head..]);
+                });
+            }
+        });
+        TrickleUpstream {
+            port,
+            requests,
+            release,
+        }
+    }
+}
+
+/// Reads a response's head and then body bytes until `want` of them have come; what came.
+fn read_until(stream: &mut std::net::TcpStream, want: usize) -> (String, Vec<u8>) {
+    let mut raw = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            if raw.len() - (end + 4) >= want {
+                let head = String::from_utf8_lossy(&raw[..end]).to_string();
+                return (head, raw[end + 4..].to_vec());
+            }
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => panic!("the connection ended after {} bytes", raw.len()),
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e) => panic!(
+                "no more bytes came while the upstream held the rest of the blob back \
+                 ({} bytes so far): {e}",
+                raw.len()
+            ),
+        }
+    }
+}
+
+#[test]
+fn clients_get_a_blobs_first_bytes_while_the_upstream_is_still_sending_it() {
+    const MIB: usize = 1 << 20;
+    let mut blob = Vec::with_capacity(6 * MIB);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    while blob.len() < 6 * MIB {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        blob.extend_from_slice(&x.to_le_bytes());
+    }
+    let digest = digest_of(&blob);
+    // 3 MiB at once, the other 3 only after both clients have seen their first MiB.
+    let up = TrickleUpstream::start(blob.clone(), 3 * MIB);
+    let (mirror, storage) = start_mirror(&mirror_toml(
+        Some("up.test"),
+        300,
+        &[],
+        &[Up {
+            host: "up.test",
+            url: format!("http://127.0.0.1:{}", up.port),
+            keys: "",
+        }],
+    ));
+    let path = format!("/v2/slow/app/blobs/{digest}");
+    let open = || {
+        let s = send_head(&mirror.addr, "GET", &path, &[], 0);
+        // A guard against a hang, not a timing: the bytes are on their way or never come.
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s
+    };
+    let mut first = open();
+    let (head, mut first_body) = read_until(&mut first, MIB);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains(&format!("content-length: {}", blob.len())),
+        "{head}"
+    );
+    // A second client joins the flight under way and starts from the first byte too.
+    let mut second = open();
+    let (_, mut second_body) = read_until(&mut second, MIB);
+    assert_eq!(second_body[..MIB], blob[..MIB]);
+    assert!(
+        !blob_file(&storage, &digest).exists(),
+        "not stored before it is whole"
+    );
+    up.release.send(()).unwrap();
+    second.read_to_end(&mut second_body).unwrap();
+    first.read_to_end(&mut first_body).unwrap();
+    assert!(first_body == blob, "the first client got the whole blob");
+    assert!(second_body == blob, "the second client got the whole blob");
+    let gets = up
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.starts_with(&format!("GET {path}")))
+        .count();
+    assert_eq!(gets, 1, "one fetch from the upstream: {:?}", up.requests);
+    // Stored once verified: a third client reads it from the cache.
+    let r = get(&mirror, &path);
+    assert_eq!(r.status, 200);
+    assert!(r.body == blob);
+    assert_eq!(
+        metric(&mirror, "berth_mirror_upstream_bytes_total"),
+        blob.len() as u64
+    );
+}
