@@ -442,6 +442,10 @@ fn a_bad_mirror_section_is_one_line_naming_the_key() {
         (format!("{up}timeout = \"soon\"\n"), "timeout"),
         (format!("{up}passwd = \"x\"\n"), "passwd"),
         (
+            format!("[mirror]\nspool = \"/proc/version\"\n{up}"),
+            "spool",
+        ),
+        (
             "[mirror.upstream.\"Docker.IO\"]\nurl = \"http://127.0.0.1:1\"\n".to_string(),
             "Docker.IO",
         ),
@@ -1063,6 +1067,36 @@ impl TrickleUpstream {
     }
 }
 
+const MIB: usize = 1 << 20;
+
+/// `len` bytes that do not compress.
+fn noise(len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 8);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A mirror whose default upstream (`up.test`) is `up`.
+fn mirror_of_trickle(up: &TrickleUpstream) -> (Registry, Storage) {
+    start_mirror(&mirror_toml(
+        Some("up.test"),
+        300,
+        &[],
+        &[Up {
+            host: "up.test",
+            url: format!("http://127.0.0.1:{}", up.port),
+            keys: "",
+        }],
+    ))
+}
+
 /// Reads a response's head and then body bytes until `want` of them have come; what came.
 fn read_until(stream: &mut std::net::TcpStream, want: usize) -> (String, Vec<u8>) {
     let mut raw = Vec::new();
@@ -1088,28 +1122,11 @@ fn read_until(stream: &mut std::net::TcpStream, want: usize) -> (String, Vec<u8>
 
 #[test]
 fn clients_get_a_blobs_first_bytes_while_the_upstream_is_still_sending_it() {
-    const MIB: usize = 1 << 20;
-    let mut blob = Vec::with_capacity(6 * MIB);
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    while blob.len() < 6 * MIB {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        blob.extend_from_slice(&x.to_le_bytes());
-    }
+    let blob = noise(6 * MIB);
     let digest = digest_of(&blob);
     // 3 MiB at once, the other 3 only after both clients have seen their first MiB.
     let up = TrickleUpstream::start(blob.clone(), 3 * MIB);
-    let (mirror, storage) = start_mirror(&mirror_toml(
-        Some("up.test"),
-        300,
-        &[],
-        &[Up {
-            host: "up.test",
-            url: format!("http://127.0.0.1:{}", up.port),
-            keys: "",
-        }],
-    ));
+    let (mirror, storage) = mirror_of_trickle(&up);
     let path = format!("/v2/slow/app/blobs/{digest}");
     let open = || {
         let s = send_head(&mirror.addr, "GET", &path, &[], 0);
@@ -1154,4 +1171,65 @@ fn clients_get_a_blobs_first_bytes_while_the_upstream_is_still_sending_it() {
         metric(&mirror, "berth_mirror_upstream_bytes_total"),
         blob.len() as u64
     );
+}
+
+/// The mirror process's resident memory, in bytes.
+fn rss(reg: &Registry) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", reg.pid())).unwrap();
+    let kib: usize = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+#[test]
+fn a_large_blob_in_flight_is_spooled_not_held_in_memory_and_ranges_wait_for_the_whole() {
+    let blob = noise(256 * MIB);
+    let digest = digest_of(&blob);
+    // 224 MiB at once; the rest when the test has looked at the mirror's memory.
+    let up = TrickleUpstream::start(blob.clone(), 224 * MIB);
+    let (mirror, storage) = mirror_of_trickle(&up);
+    let before = rss(&mirror);
+    let path = format!("/v2/slow/app/blobs/{digest}");
+    let mut client = send_head(&mirror.addr, "GET", &path, &[], 0);
+    client
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let (_, mut body) = read_until(&mut client, 200 * MIB);
+    // A ranged read of the blob in flight is answered once the whole is there and checked.
+    let ranged = {
+        let (addr, path) = (mirror.addr.clone(), path.clone());
+        std::thread::spawn(move || {
+            util::request(
+                &addr,
+                "GET",
+                &path,
+                &[("range", "bytes=230686720-230686729")],
+                b"",
+            )
+        })
+    };
+    let during = rss(&mirror);
+    assert!(
+        during < before + 64 * MIB,
+        "the mirror holds {} MiB more with 224 MiB of a blob in flight ({} MiB before)",
+        (during - before) / MIB,
+        before / MIB
+    );
+    up.release.send(()).unwrap();
+    client.read_to_end(&mut body).unwrap();
+    assert!(body == blob, "the client got the whole blob");
+    let r = ranged.join().unwrap();
+    assert_eq!(r.status, 206, "{r:?}");
+    assert_eq!(r.body, &blob[230686720..230686730]);
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes 230686720-230686729/{}", blob.len()).as_str())
+    );
+    // Stored, and the same bytes.
+    let r = get(&mirror, &path);
+    assert!(r.status == 200 && r.body == blob);
+    assert!(blob_file(&storage, &digest).exists());
 }

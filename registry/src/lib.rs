@@ -67,7 +67,7 @@ impl Server {
             grace: Duration::from_secs(config.server.shutdown_grace),
             registry: Arc::new(match config.mirror {
                 Some(m) => Registry::new(store, config.server)
-                    .with_mirror(Mirror::new(m))
+                    .with_mirror(Mirror::new(m).map_err(anyhow::Error::msg)?)
                     .with_auth(auth),
                 None => Registry::new(store, config.server).with_auth(auth),
             }),

@@ -6,6 +6,7 @@
 //! default = "docker.io"
 //! tag_ttl = 300
 //! local = ["team"]
+//! spool = "/var/tmp/berth-spool"
 //!
 //! [mirror.upstream."docker.io"]
 //! url = "https://registry-1.docker.io"
@@ -37,6 +38,10 @@ pub struct MirrorConfig {
     /// prefixed repository name (`/v2/ghcr.io/org/app/...`).
     #[serde(default)]
     pub upstream: BTreeMap<String, UpstreamConfig>,
+    /// Where blobs on their way from an upstream are kept until they are whole and stored
+    /// (unnamed files, gone when done). Default: the system's temporary directory.
+    #[serde(default)]
+    pub spool: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

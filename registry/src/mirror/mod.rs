@@ -10,7 +10,8 @@
 //!   revalidated with a HEAD, downloading nothing when its digest did not change. A failing
 //!   upstream leaves cached tags served (stale, logged) and the rest answered 5xx in time.
 //! - A missing blob is fetched by one [`BlobFlight`] however many clients want it: its chunks go
-//!   to every client as they arrive and into the store at the same time; the last chunk is held
+//!   to a spool file and into the store as they arrive, and every client reads the spool at its
+//!   own pace (memory holds a piece or two, whatever the blob's size); the newest piece is held
 //!   back until the digest is verified, so a client never receives a whole wrong blob, and a
 //!   wrong blob is never stored. Manifests have the same single flight ([`Flights`]).
 //! - Upstreams are reached with the client's [`Remote`] (auth challenges, token cache, retries).
@@ -188,26 +189,39 @@ struct Inner {
     checked: Mutex<HashMap<(RepoName, Tag), Instant>>,
     manifests: Flights<Digest>,
     blobs: Mutex<HashMap<Digest, Arc<BlobFlight>>>,
+    /// Where blobs in flight are spooled.
+    spool_dir: std::path::PathBuf,
     counters: Counters,
 }
 
 impl Mirror {
-    pub fn new(config: MirrorConfig) -> Mirror {
+    /// The mirror of `config`; an error (one line) when its spool directory cannot hold files.
+    pub fn new(config: MirrorConfig) -> std::result::Result<Mirror, String> {
+        let spool_dir = config.spool.clone().unwrap_or_else(std::env::temp_dir);
+        std::fs::create_dir_all(&spool_dir)
+            .and_then(|()| Spool::create(&spool_dir).map(drop))
+            .map_err(|e| {
+                format!(
+                    "mirror: cannot keep blobs in flight in {} (the mirror's spool): {e}",
+                    spool_dir.display()
+                )
+            })?;
         let upstreams = config
             .upstream
             .iter()
             .map(|(host, c)| (host.clone(), Arc::new(Upstream::new(host, c))))
             .collect();
-        Mirror {
+        Ok(Mirror {
             inner: Arc::new(Inner {
                 config,
                 upstreams,
                 checked: Mutex::new(HashMap::new()),
                 manifests: Flights::default(),
                 blobs: Mutex::new(HashMap::new()),
+                spool_dir,
                 counters: Counters::default(),
             }),
-        }
+        })
     }
 
     pub fn counters(&self) -> &Counters {
@@ -558,48 +572,36 @@ impl Mirror {
             None => {}
         }
         let flight = self.blob_flight(reg, c, d);
-        let opened = flight.opened().await;
-        let total = match opened {
-            Opened::Streaming(total) => total,
+        let (total, spool) = match flight.opened().await {
+            Opened::Streaming(total, spool) => (total, spool),
             Opened::Stored => return api::get_blob(reg, cache, d, range).await,
             Opened::Failed(e) => return Err(e),
         };
-        if let Some(r) = range {
-            // A ranged read of a blob on its way in: answer it from the whole.
-            let all = flight.finished().await?;
-            if flight.stored_already() {
-                return api::get_blob(reg, cache, d, Some(r)).await;
-            }
-            let size = all.iter().map(|c| c.len() as u64).sum::<u64>();
-            let Some(range) = r.to_str().ok().and_then(|s| api::parse_range(s, size)) else {
-                return Err(RegistryError::new(
-                    Code::RangeInvalid,
-                    format!("the range cannot be satisfied by a blob of {size} bytes"),
-                )
-                .with_header("content-range", format!("bytes */{size}")));
-            };
-            let mut out = bytes::BytesMut::with_capacity((range.end - range.start) as usize);
-            let mut at = 0u64;
-            for c in all {
-                let (start, end) = (at, at + c.len() as u64);
-                at = end;
-                let (a, b) = (range.start.max(start), range.end.min(end));
-                if a < b {
-                    out.extend_from_slice(&c[(a - start) as usize..(b - start) as usize]);
-                }
-            }
-            let mut resp = blob_head(d, Some(range.end - range.start));
-            *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
-            resp.headers_mut().insert(
-                "content-range",
-                HeaderValue::from_str(&format!("bytes {}-{}/{size}", range.start, range.end - 1))
-                    .expect("ascii"),
-            );
-            *resp.body_mut() = Body::from(out.freeze());
+        let Some(r) = range else {
+            let mut resp = blob_head(d, total);
+            *resp.body_mut() = Body::from_stream(flight.reader(spool, 0, None));
             return Ok(resp);
+        };
+        // A ranged read of a blob on its way in: answered once the whole is there and checked.
+        let size = flight.finished().await?;
+        if flight.stored_already() {
+            return api::get_blob(reg, cache, d, Some(r)).await;
         }
-        let mut resp = blob_head(d, total);
-        *resp.body_mut() = Body::from_stream(flight.reader());
+        let Some(range) = r.to_str().ok().and_then(|s| api::parse_range(s, size)) else {
+            return Err(RegistryError::new(
+                Code::RangeInvalid,
+                format!("the range cannot be satisfied by a blob of {size} bytes"),
+            )
+            .with_header("content-range", format!("bytes */{size}")));
+        };
+        let mut resp = blob_head(d, Some(range.end - range.start));
+        *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+        resp.headers_mut().insert(
+            "content-range",
+            HeaderValue::from_str(&format!("bytes {}-{}/{size}", range.start, range.end - 1))
+                .expect("ascii"),
+        );
+        *resp.body_mut() = Body::from_stream(flight.reader(spool, range.start, Some(range.end)));
         Ok(resp)
     }
 
@@ -645,9 +647,18 @@ impl Mirror {
                 return;
             }
         };
+        let spool = match Spool::create(&self.inner.spool_dir) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                tracing::error!("spooling {d} from {}: {e}", up.host);
+                flight.update(|s| s.end = Some(Err(spool_error(&e))));
+                return;
+            }
+        };
         flight.update(|s| {
             s.opened = true;
             s.total = stream.total;
+            s.spool = Some(spool.clone());
         });
         let (mut tx, rx) = futures::channel::mpsc::channel::<std::io::Result<Bytes>>(16);
         let put = {
@@ -655,11 +666,12 @@ impl Mirror {
             tokio::spawn(async move { store.blobs.put(&d, rx).await })
         };
         let mut storing = true;
-        // Chunks are gathered into pieces of PIECE bytes (each costs every reader a wake-up
-        // and a write); the newest piece waits until the next one is full or the digest is
-        // checked.
+        // Chunks are gathered into pieces of PIECE bytes (each costs every reader a wake-up and
+        // a read); a piece is written to the spool and sent to the store, and readers are let
+        // up to the end of the piece before it: the newest waits until the next one is written
+        // or the digest is checked.
         let mut filling = bytes::BytesMut::new();
-        let mut held: Option<Bytes> = None;
+        let mut written = 0u64;
         let failure = loop {
             let next = stream.next().await;
             let piece = match &next {
@@ -672,21 +684,35 @@ impl Mirror {
                 _ => None,
             };
             if let Some(piece) = piece {
-                if storing && tx.send(Ok(piece.clone())).await.is_err() {
+                let at = written;
+                written += piece.len() as u64;
+                let (sp, p) = (spool.clone(), piece.clone());
+                let wrote = tokio::task::spawn_blocking(move || sp.write_at(&p, at))
+                    .await
+                    .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+                if let Err(e) = wrote {
+                    break Some(Failed::Spool(e));
+                }
+                if storing && tx.send(Ok(piece)).await.is_err() {
                     storing = false;
                 }
-                if let Some(prev) = held.replace(piece) {
-                    flight.update(|s| s.chunks.push(prev));
-                }
+                flight.update(|s| s.ready = at);
             }
             match next {
                 Some(Ok(_)) => {}
-                Some(Err(e)) => break Some(e),
+                Some(Err(e)) => break Some(Failed::Upstream(e)),
                 None => break None,
             }
         };
         match failure {
-            Some(e) => {
+            Some(Failed::Spool(e)) => {
+                let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                drop(tx);
+                let _ = put.await;
+                tracing::error!("spooling {d} from {}: {e}", up.host);
+                flight.update(|s| s.end = Some(Err(spool_error(&e))));
+            }
+            Some(Failed::Upstream(e)) => {
                 let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
                 drop(tx);
                 let _ = put.await;
@@ -706,7 +732,7 @@ impl Mirror {
             }
             None => {
                 flight.update(|s| {
-                    s.chunks.extend(held.take());
+                    s.ready = written;
                     s.end = Some(Ok(()));
                 });
                 drop(tx);
@@ -722,6 +748,19 @@ impl Mirror {
             }
         }
     }
+}
+
+/// Why a blob flight ended early.
+enum Failed {
+    Upstream(RemoteError),
+    Spool(std::io::Error),
+}
+
+fn spool_error(e: &std::io::Error) -> RegistryError {
+    RegistryError::new(
+        Code::Internal,
+        format!("the mirror cannot spool the blob: {e}"),
+    )
 }
 
 fn manifest_unknown(up: &Upstream, repo: &RepoName, reference: &Reference) -> RegistryError {
@@ -820,6 +859,8 @@ impl<T: Clone + Send + Sync + 'static> Flights<T> {
 const PIECE: usize = 512 << 10;
 
 /// One blob on its way from an upstream, shared by every client that asked for it meanwhile.
+/// Its bytes go to a spool file as they come (memory holds a piece or two, whatever the blob's
+/// size); every reader reads the spool at its own pace, up to what is `ready`.
 pub struct BlobFlight {
     state: Mutex<FlightState>,
     changed: watch::Sender<u64>,
@@ -830,16 +871,19 @@ struct FlightState {
     /// The upstream answered; `total` is its Content-Length.
     opened: bool,
     total: Option<u64>,
-    /// Verified-so-far chunks, in order (the newest one is held back until the next arrives).
-    chunks: Vec<Bytes>,
-    /// Finished: every chunk is in `chunks`, or the reason it failed.
+    /// Where the bytes go, once opened.
+    spool: Option<Arc<Spool>>,
+    /// How many of the spool's bytes readers may have: all but the newest piece until the
+    /// digest is checked, then all.
+    ready: u64,
+    /// Finished: `ready` covers the whole blob, or the reason it failed.
     end: Option<Result<()>>,
     /// The blob turned out to be in the store already; read it there.
     stored_already: bool,
 }
 
 enum Opened {
-    Streaming(Option<u64>),
+    Streaming(Option<u64>, Arc<Spool>),
     Stored,
     Failed(RegistryError),
 }
@@ -876,28 +920,27 @@ impl BlobFlight {
     async fn opened(&self) -> Opened {
         self.wait(|s| {
             if s.stored_already {
-                Some(Opened::Stored)
-            } else if s.opened {
-                Some(Opened::Streaming(s.total))
-            } else {
-                match &s.end {
-                    Some(Err(e)) => Some(Opened::Failed(e.clone())),
-                    Some(Ok(())) => Some(Opened::Streaming(s.total)),
-                    None => None,
-                }
+                return Some(Opened::Stored);
+            }
+            if let Some(spool) = &s.spool {
+                return Some(Opened::Streaming(s.total, spool.clone()));
+            }
+            match &s.end {
+                Some(Err(e)) => Some(Opened::Failed(e.clone())),
+                _ => None,
             }
         })
         .await
     }
 
-    /// Waits for the whole blob; its chunks.
-    async fn finished(&self) -> Result<Vec<Bytes>> {
+    /// Waits for the whole blob; its size (0 when it was in the store already).
+    async fn finished(&self) -> Result<u64> {
         self.wait(|s| {
             if s.stored_already {
-                return Some(Ok(Vec::new()));
+                return Some(Ok(0));
             }
             match &s.end {
-                Some(Ok(())) => Some(Ok(s.chunks.clone())),
+                Some(Ok(())) => Some(Ok(s.ready)),
                 Some(Err(e)) => Some(Err(e.clone())),
                 None => None,
             }
@@ -905,23 +948,113 @@ impl BlobFlight {
         .await
     }
 
-    /// The blob's chunks as they come; an error item (which cuts the client's connection)
-    /// when the flight fails.
-    fn reader(self: Arc<Self>) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send {
-        futures::stream::unfold(Some((self, 0usize)), |state| async move {
-            let (flight, next) = state?;
-            let item = flight
-                .wait(|s| match s.chunks.get(next) {
-                    Some(c) => Some(Some(Ok(c.clone()))),
-                    None => match &s.end {
-                        Some(Ok(())) => Some(None),
-                        Some(Err(e)) => Some(Some(Err(std::io::Error::other(e.to_string())))),
+    /// The blob's bytes from `start` (to `end`, or to the blob's end) as they become ready; an
+    /// error item (which cuts the client's connection) when the flight fails.
+    fn reader(
+        self: Arc<Self>,
+        spool: Arc<Spool>,
+        start: u64,
+        end: Option<u64>,
+    ) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send {
+        futures::stream::unfold(Some((self, spool, start)), move |state| async move {
+            let (flight, spool, at) = state?;
+            if end.is_some_and(|e| at >= e) {
+                return None;
+            }
+            let upto = flight
+                .wait(|s| {
+                    if s.ready > at {
+                        return Some(Ok(s.ready));
+                    }
+                    match &s.end {
+                        Some(Ok(())) => Some(Ok(at)),
+                        Some(Err(e)) => Some(Err(std::io::Error::other(e.to_string()))),
                         None => None,
-                    },
+                    }
                 })
-                .await?;
-            let more = item.is_ok().then_some((flight, next + 1));
-            Some((item, more))
+                .await;
+            let upto = match upto {
+                Ok(u) if u > at => end.map_or(u, |e| u.min(e)),
+                Ok(_) => return None,
+                Err(e) => return Some((Err(e), None)),
+            };
+            let len = (upto - at).min(PIECE as u64) as usize;
+            let sp = spool.clone();
+            let read = tokio::task::spawn_blocking(move || sp.read_at(at, len))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            match read {
+                Ok(b) => {
+                    let next = at + b.len() as u64;
+                    Some((Ok(b), Some((flight, spool, next))))
+                }
+                Err(e) => Some((Err(e), None)),
+            }
         })
+    }
+}
+
+/// A blob's bytes on their way: an unnamed file in the spool directory, gone when the last
+/// reader lets go of it (or the process ends).
+pub struct Spool {
+    file: Option<std::fs::File>,
+}
+
+impl Spool {
+    /// A new, empty spool file in `dir` (which must exist).
+    pub fn create(dir: &std::path::Path) -> std::io::Result<Spool> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let unnamed = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_TMPFILE)
+            .open(dir);
+        let file = match unnamed {
+            Ok(f) => f,
+            // A filesystem without O_TMPFILE: a named file, removed at once.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR)) => {
+                static N: AtomicU64 = AtomicU64::new(0);
+                let path = dir.join(format!(
+                    ".berth-spool-{}-{}",
+                    std::process::id(),
+                    N.fetch_add(1, Ordering::Relaxed)
+                ));
+                let f = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&path)?;
+                std::fs::remove_file(&path)?;
+                f
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Spool { file: Some(file) })
+    }
+
+    fn file(&self) -> &std::fs::File {
+        self.file.as_ref().expect("only taken on drop")
+    }
+
+    fn write_at(&self, bytes: &[u8], at: u64) -> std::io::Result<()> {
+        std::os::unix::fs::FileExt::write_all_at(self.file(), bytes, at)
+    }
+
+    fn read_at(&self, at: u64, len: usize) -> std::io::Result<Bytes> {
+        let mut buf = vec![0u8; len];
+        std::os::unix::fs::FileExt::read_exact_at(self.file(), &mut buf, at)?;
+        Ok(Bytes::from(buf))
+    }
+}
+
+impl Drop for Spool {
+    /// Freeing a large file's blocks can take a while (a synchronous discard on some disks):
+    /// off the request threads when there are any.
+    fn drop(&mut self) {
+        if let (Some(f), Ok(rt)) = (self.file.take(), tokio::runtime::Handle::try_current()) {
+            rt.spawn_blocking(move || drop(f));
+        }
     }
 }
