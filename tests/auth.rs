@@ -17,26 +17,31 @@ use crate::util::{
 };
 
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Mode {
+pub(crate) enum Mode {
     Basic,
     Token,
 }
 
-const MODES: [Mode; 2] = [Mode::Basic, Mode::Token];
+pub(crate) const MODES: [Mode; 2] = [Mode::Basic, Mode::Token];
 
 /// A registry with two users: alice may pull and push `team/*`, bob may only pull it.
-struct Secured {
-    reg: Registry,
+pub(crate) struct Secured {
+    pub(crate) reg: Registry,
     _storage: Storage,
     _dir: tempfile::TempDir,
 }
 
 impl Secured {
-    fn start(mode: Mode, tls: Option<&TestCa>) -> Secured {
+    pub(crate) fn start(mode: Mode, tls: Option<&TestCa>) -> Secured {
         Secured::start_in(mode, tls, None, "127.0.0.1:0")
     }
 
-    fn start_in(mode: Mode, tls: Option<&TestCa>, netns: Option<&NetNs>, listen: &str) -> Secured {
+    pub(crate) fn start_in(
+        mode: Mode,
+        tls: Option<&TestCa>,
+        netns: Option<&NetNs>,
+        listen: &str,
+    ) -> Secured {
         let dir = tempfile::tempdir().unwrap();
         let mut htpasswd = String::new();
         for (user, pw) in [("alice", "alice-pw"), ("bob", "bob-pw")] {
@@ -72,12 +77,12 @@ impl Secured {
         }
     }
 
-    fn addr(&self) -> &str {
+    pub(crate) fn addr(&self) -> &str {
         &self.reg.addr
     }
 
     /// The registry's log must not hold a secret.
-    fn assert_log_keeps_secrets(&self, secrets: &[&str]) {
+    pub(crate) fn assert_log_keeps_secrets(&self, secrets: &[&str]) {
         let log = self.reg.stderr.all().join("\n");
         for s in secrets {
             assert!(!log.contains(s), "the log shows {s:?}:\n{log}");
@@ -346,46 +351,39 @@ fn podman_pushes_and_pulls_with_creds() {
         };
         assert!(!push("alice:nope").status.success(), "{mode:?}");
         assert!(!push("bob:bob-pw").status.success(), "{mode:?}");
-        let out = push("alice:alice-pw");
-        assert!(
-            out.status.success(),
-            "{mode:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        podman.run(&[
-            "pull",
-            "--tls-verify=false",
-            "--creds",
-            "bob:bob-pw",
-            &remote,
-        ]);
-        podman.run(&["rmi", &remote]);
+        podman_push_pull(&podman, &remote, &["--tls-verify=false"]);
         s.assert_log_keeps_secrets(&["alice-pw", "bob-pw"]);
     }
 }
 
+/// podman pushes `localhost/e2e-base:1` to `remote` as alice and pulls it back as bob, with
+/// `flags` (how to reach the registry).
+pub(crate) fn podman_push_pull(podman: &Podman, remote: &str, flags: &[&str]) {
+    let dest = format!("docker://{remote}");
+    let mut push = vec!["push"];
+    push.extend(flags);
+    push.extend(["--creds", "alice:alice-pw", "localhost/e2e-base:1", &dest]);
+    podman.run(&push);
+    let mut pull = vec!["pull"];
+    pull.extend(flags);
+    pull.extend(["--creds", "bob:bob-pw", remote]);
+    podman.run(&pull);
+    podman.run(&["rmi", remote]);
+}
+
 #[test]
 fn ctr_pushes_and_pulls_with_user() {
-    let containerd = Containerd::start();
-    let layout = tempfile::tempdir().unwrap();
-    let image = oci_image(layout.path(), "1");
-    let archive = util::oci_archive(&image, &layout.path().join("image.tar"));
+    let ctr_peer = Ctr::start();
     for mode in MODES {
         let s = Secured::start(mode, None);
         let base = format!("{}/team/ct", s.addr());
         let remote = format!("{base}:1");
-        containerd.ctr(&[
-            "images",
-            "import",
-            "--base-name",
-            &base,
-            archive.to_str().unwrap(),
-        ]);
+        ctr_peer.import(&base);
         let ctr = |args: &[&str]| {
             run_with_input(
                 Command::new("ctr")
                     .arg("-a")
-                    .arg(containerd.dir.path().join("c.sock"))
+                    .arg(ctr_peer.containerd.dir.path().join("c.sock"))
                     .args(["-n", "berth-e2e"])
                     .args(args),
                 None,
@@ -410,32 +408,66 @@ fn ctr_pushes_and_pulls_with_user() {
             &remote,
         ]);
         assert!(!out.status.success(), "{mode:?}: wrong password");
-        containerd.ctr(&[
-            "images",
-            "push",
-            "--plain-http",
-            "--user",
-            "alice:alice-pw",
-            &remote,
-        ]);
-        containerd.ctr(&["images", "rm", "--sync", &remote]);
+        ctr_peer.push_pull(&base, &["--plain-http"], mode);
         let out = ctr(&["images", "pull", "--plain-http", &remote]);
         assert!(!out.status.success(), "{mode:?}: anonymous pull is refused");
-        containerd.ctr(&[
-            "images",
-            "pull",
-            "--plain-http",
-            "--user",
-            "bob:bob-pw",
-            &remote,
-        ]);
-        assert_eq!(
-            containerd.images().get(&remote),
-            Some(&image.manifest_digest()),
-            "{mode:?}"
-        );
-        containerd.ctr(&["images", "rm", "--sync", &remote]);
         s.assert_log_keeps_secrets(&["alice-pw", "bob-pw"]);
+    }
+}
+
+/// containerd with an OCI image to import, push and pull.
+pub(crate) struct Ctr {
+    pub(crate) containerd: Containerd,
+    image: util::OciImage,
+    archive: std::path::PathBuf,
+    _layout: tempfile::TempDir,
+}
+
+impl Ctr {
+    pub(crate) fn start() -> Ctr {
+        let containerd = Containerd::start();
+        let layout = tempfile::tempdir().unwrap();
+        let image = oci_image(layout.path(), "1");
+        let archive = util::oci_archive(&image, &layout.path().join("image.tar"));
+        Ctr {
+            containerd,
+            image,
+            archive,
+            _layout: layout,
+        }
+    }
+
+    /// Imports the image as `<base>:1`.
+    pub(crate) fn import(&self, base: &str) {
+        self.containerd.ctr(&[
+            "images",
+            "import",
+            "--base-name",
+            base,
+            self.archive.to_str().unwrap(),
+        ]);
+    }
+
+    /// Imports the image as `<base>:1`, pushes it as alice and pulls it back as bob with
+    /// `flags` (how to reach the registry): the pulled image is the one pushed.
+    pub(crate) fn push_pull(&self, base: &str, flags: &[&str], mode: Mode) {
+        let remote = format!("{base}:1");
+        self.import(base);
+        let run = |verb: &str, user: &str| {
+            let mut args = vec!["images", verb];
+            args.extend(flags);
+            args.extend(["--user", user, &remote]);
+            self.containerd.ctr(&args);
+        };
+        run("push", "alice:alice-pw");
+        self.containerd.ctr(&["images", "rm", "--sync", &remote]);
+        run("pull", "bob:bob-pw");
+        assert_eq!(
+            self.containerd.images().get(&remote),
+            Some(&self.image.manifest_digest()),
+            "{mode:?} {flags:?}"
+        );
+        self.containerd.ctr(&["images", "rm", "--sync", &remote]);
     }
 }
 
@@ -674,4 +706,93 @@ fn an_htpasswd_with_md5_hashes_is_refused_at_start_up() {
         err.contains("carol") && err.contains("htpasswd -B") && err.contains("line 1"),
         "{err}"
     );
+}
+
+/// 1,000 wrong passwords from four threads, each on a connection of its own, against a running
+/// `berth serve` with bcrypt hashes, while bob keeps pulling the manifest and every blob in two
+/// more: every wrong one is 401 UNAUTHORIZED, every one of bob's gets the right bytes.
+#[test]
+fn a_thousand_wrong_passwords_leave_the_registry_serving_others() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let s = Secured::start(Mode::Basic, None);
+    let addr = s.addr().to_string();
+    let layout = tempfile::tempdir().unwrap();
+    let image = oci_image(layout.path(), "latest");
+    skopeo_ok(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        "alice:alice-pw",
+        &format!("oci:{}:latest", image.layout.display()),
+        &format!("docker://{addr}/team/bf:1"),
+    ]);
+    let blobs = image.blobs();
+    let bob = format!("Basic {}", util::base64_encode(b"bob:bob-pw"));
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let wrong: Vec<_> = (0..4)
+            .map(|t| {
+                let addr = &addr;
+                scope.spawn(move || {
+                    for i in 0..250 {
+                        let auth = util::base64_encode(format!("alice:wrong-{t}-{i}").as_bytes());
+                        let r = util::request(
+                            addr,
+                            "GET",
+                            "/v2/team/bf/manifests/1",
+                            &[("Authorization", &format!("Basic {auth}"))],
+                            b"",
+                        );
+                        assert_eq!(r.status, 401, "wrong password {t}-{i}");
+                        let body = String::from_utf8_lossy(&r.body);
+                        assert!(body.contains("UNAUTHORIZED"), "{body}");
+                    }
+                })
+            })
+            .collect();
+        let right: Vec<_> = (0..2)
+            .map(|_| {
+                let (addr, bob, blobs, image, done) = (&addr, &bob, &blobs, &image, &done);
+                scope.spawn(move || {
+                    let mut rounds = 0;
+                    // Bounded: the wrong-password threads end long before.
+                    while (rounds == 0 || !done.load(Ordering::SeqCst)) && rounds < 100_000 {
+                        let auth = [("Authorization", bob.as_str())];
+                        let r = util::request(addr, "GET", "/v2/team/bf/manifests/1", &auth, b"");
+                        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+                        assert_eq!(r.body, image.manifest);
+                        for (digest, bytes) in blobs {
+                            let r = util::request(
+                                addr,
+                                "GET",
+                                &format!("/v2/team/bf/blobs/{digest}"),
+                                &auth,
+                                b"",
+                            );
+                            assert_eq!(r.status, 200, "{digest}");
+                            assert!(r.body == *bytes, "{digest}: other bytes");
+                        }
+                        rounds += 1;
+                    }
+                    rounds
+                })
+            })
+            .collect();
+        let outcomes: Vec<_> = wrong.into_iter().map(|h| h.join()).collect();
+        done.store(true, Ordering::SeqCst);
+        let pulls: Vec<_> = right.into_iter().map(|h| h.join()).collect();
+        for o in outcomes {
+            if let Err(e) = o {
+                std::panic::resume_unwind(e);
+            }
+        }
+        for p in pulls {
+            match p {
+                Ok(rounds) => assert!(rounds >= 1),
+                Err(e) => std::panic::resume_unwind(e),
+            }
+        }
+    });
+    let log = s.reg.stderr.all().join("\n");
+    assert!(!log.contains("wrong-"), "no password in the log");
 }

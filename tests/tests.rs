@@ -2,6 +2,7 @@
 //! Each drives the `berth` binary and real peers (see TESTING.md); a missing peer fails.
 
 mod auth;
+mod auth_tls;
 mod images;
 mod mirror;
 mod registry;

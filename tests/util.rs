@@ -88,7 +88,15 @@ impl Berth {
     }
 
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_berth"));
+        self.cmd_in(None, args)
+    }
+
+    /// Like [`Berth::cmd`], run inside `netns` when given.
+    pub fn cmd_in(&self, netns: Option<&NetNs>, args: &[&str]) -> Command {
+        let mut c = match netns {
+            Some(ns) => ns.exec(env!("CARGO_BIN_EXE_berth")),
+            None => Command::new(env!("CARGO_BIN_EXE_berth")),
+        };
         c.args(args)
             .env("BERTH_ROOT", &self.root)
             .env("HOME", self.dir.path())

@@ -5,7 +5,8 @@
 //! [`mirror`] makes it a pull-through cache of upstream registries; [`metrics`] counts for
 //! `/metrics`; [`error`] turns failures into the spec's error bodies; [`auth`] decides who may
 //! do what before an endpoint runs; [`tls`] holds the certificate. [`Server`] binds, serves over
-//! hyper (plain or TLS), and shuts down gracefully.
+//! hyper (plain, or TLS with plain HTTP kept for loopback peers on the same port), and shuts
+//! down gracefully.
 //!
 //! The registry knows nothing of the command line, and keeps no state that matters outside the
 //! store: several processes over one S3 bucket behave as one registry.
@@ -29,7 +30,7 @@ use axum::http::Request;
 use berth_storage::Store;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 pub use api::Registry;
 pub use config::{Config, ConfigError};
@@ -58,6 +59,13 @@ impl Server {
             .map(|a| auth::Auth::new(a, tls.is_some()))
             .transpose()
             .map_err(anyhow::Error::msg)?;
+        if auth.is_some() && tls.is_none() && !config.server.listen.ip().is_loopback() {
+            tracing::warn!(
+                "[auth] is configured without [tls] and {} is not a loopback address: \
+                 passwords and tokens will cross the network in clear; configure [tls]",
+                config.server.listen
+            );
+        }
         let store = Store::open(&config.storage).map_err(anyhow::Error::msg)?;
         let listener = TcpListener::bind(config.server.listen)
             .await
@@ -93,19 +101,12 @@ impl Server {
     /// Serves until `shutdown` resolves, then lets in-flight requests finish (up to the grace
     /// period) before returning.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
-        let registry = self.registry.clone();
-        let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-            let registry = registry.clone();
-            async move {
-                let req = req.map(Body::new);
-                Ok::<_, std::convert::Infallible>(api::handle(registry, req).await)
-            }
-        });
         let http = ConnBuilder::new(TokioExecutor::new());
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let acceptor = self.tls.as_ref().map(|(a, _)| a.clone());
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
-            let (socket, _) = tokio::select! {
+            let (socket, peer) = tokio::select! {
                 accepted = self.listener.accept() => match accepted {
                     Ok(conn) => conn,
                     Err(e) => {
@@ -117,46 +118,21 @@ impl Server {
                 _ = shutdown.as_mut() => break,
             };
             let _ = socket.set_nodelay(true);
-            match &self.tls {
-                None => {
-                    let conn = http
-                        .serve_connection_with_upgrades(TokioIo::new(socket), service.clone())
-                        .into_owned();
-                    let conn = graceful.watch(conn);
-                    tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(error = %e, "connection ended with an error");
-                        }
-                    });
+            // Everything after the accept (the first byte, the handshake) happens in the
+            // connection's own task, bounded in time: a slow or silent client never holds up
+            // the accept loop.
+            let conn = Connection {
+                http: http.clone(),
+                registry: self.registry.clone(),
+                watcher: graceful.watcher(),
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                match acceptor {
+                    None => conn.serve(socket, Transport { tls: false }).await,
+                    Some(acceptor) => conn.dispatch(socket, peer, acceptor).await,
                 }
-                Some((acceptor, _)) => {
-                    // The handshake runs in the connection's own task, bounded in time, so a
-                    // slow or silent client never holds up the accept loop.
-                    let handshake =
-                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(socket));
-                    let (http, service) = (http.clone(), service.clone());
-                    let watcher = graceful.watcher();
-                    tokio::spawn(async move {
-                        let stream = match handshake.await {
-                            Ok(Ok(s)) => s,
-                            Ok(Err(e)) => {
-                                tracing::debug!(error = %e, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!("TLS handshake timed out");
-                                return;
-                            }
-                        };
-                        let conn = http
-                            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                            .into_owned();
-                        if let Err(e) = watcher.watch(conn).await {
-                            tracing::debug!(error = %e, "connection ended with an error");
-                        }
-                    });
-                }
-            }
+            });
         }
         tracing::info!("shutting down: letting in-flight requests finish");
         tokio::select! {
@@ -167,4 +143,118 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// How a request reached the server; handlers find it in the request's extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transport {
+    /// Over TLS (else plain HTTP).
+    pub tls: bool,
+}
+
+/// How long a new connection has to send its first byte and finish a TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The first byte of every TLS connection: a handshake record.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// What a non-loopback client that speaks plain HTTP to a TLS port is told (the words of
+/// distribution and nginx) before the connection is closed.
+const USE_HTTPS: &str = "Client sent an HTTP request to an HTTPS server.\n";
+
+/// What serving one accepted connection needs.
+struct Connection {
+    http: ConnBuilder<TokioExecutor>,
+    registry: Arc<Registry>,
+    watcher: hyper_util::server::graceful::Watcher,
+}
+
+impl Connection {
+    /// With TLS configured, one port speaks both: a connection whose first byte opens a TLS
+    /// handshake is served over TLS; any other is plain HTTP, served only to loopback peers
+    /// (127.0.0.0/8, ::1) and answered 400 elsewhere, so that credentials never cross a
+    /// network in clear.
+    async fn dispatch(
+        self,
+        socket: TcpStream,
+        peer: SocketAddr,
+        acceptor: tokio_rustls::TlsAcceptor,
+    ) {
+        let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
+        let mut first = [0u8; 1];
+        match tokio::time::timeout_at(deadline, socket.peek(&mut first)).await {
+            Ok(Ok(1..)) => {}
+            Ok(Ok(_)) => return,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "connection failed before its first byte");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "connection sent nothing within {HANDSHAKE_TIMEOUT:?}");
+                return;
+            }
+        }
+        if first[0] == TLS_HANDSHAKE_RECORD {
+            match tokio::time::timeout_at(deadline, acceptor.accept(socket)).await {
+                Ok(Ok(stream)) => self.serve(stream, Transport { tls: true }).await,
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        } else if peer.ip().to_canonical().is_loopback() {
+            self.serve(socket, Transport { tls: false }).await
+        } else {
+            tracing::debug!(%peer, "plain HTTP from a non-loopback peer refused: TLS only");
+            refuse_plain_http(socket).await;
+        }
+    }
+
+    /// Serves HTTP/1.1 or HTTP/2 on `io` until the client leaves or shutdown ends it.
+    async fn serve<I>(self, io: I, transport: Transport)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let registry = self.registry;
+        let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+            let registry = registry.clone();
+            async move {
+                let mut req = req.map(Body::new);
+                req.extensions_mut().insert(transport);
+                Ok::<_, std::convert::Infallible>(api::handle(registry, req).await)
+            }
+        });
+        let conn = self
+            .http
+            .serve_connection_with_upgrades(TokioIo::new(io), service)
+            .into_owned();
+        if let Err(e) = self.watcher.watch(conn).await {
+            tracing::debug!(error = %e, "connection ended with an error");
+        }
+    }
+}
+
+/// Answers 400 with [`USE_HTTPS`] and closes. What the client sent is read and dropped for a
+/// moment after the answer, so that closing with unread bytes does not reset the connection
+/// before the client has read the answer.
+async fn refuse_plain_http(mut socket: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{USE_HTTPS}",
+        USE_HTTPS.len()
+    );
+    let drain = async {
+        socket.write_all(answer.as_bytes()).await?;
+        socket.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        let mut left = 64usize << 10;
+        while left > 0 {
+            let n = socket.read(&mut sink).await?;
+            if n == 0 {
+                break;
+            }
+            left = left.saturating_sub(n);
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
 }

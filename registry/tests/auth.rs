@@ -958,3 +958,69 @@ async fn a_thousand_wrong_passwords_leave_others_served() {
         StatusCode::OK
     );
 }
+
+/// `/metrics` asks for a user (any user with valid credentials) unless `auth.metrics` is
+/// `"public"`; a value it does not know is refused with the key named.
+#[tokio::test]
+async fn metrics_need_a_user_unless_public() {
+    for token in [false, true] {
+        let (reg, _ts, _f, _dir) = setup(token).await;
+        let r = call(&reg, "GET", "/metrics", &[], "").await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "token {token}");
+        assert_eq!(r.code(), "UNAUTHORIZED");
+        assert!(!r.header("www-authenticate").is_empty());
+        let r = send(&reg, "GET", "/metrics", basic("reader", "wrong")).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "token {token}");
+        let r = send(&reg, "GET", "/metrics", basic("reader", "reader-pw")).await;
+        assert_eq!(r.status, StatusCode::OK, "token {token}");
+        assert!(String::from_utf8_lossy(&r.body).contains("berth_http_requests_total"));
+        if token {
+            // An anonymous token (anyone can have one) is not a user.
+            let t = call(
+                &reg,
+                "GET",
+                "/token?service=registry.test&scope=repository:public/app:pull",
+                &[],
+                "",
+            )
+            .await;
+            assert_eq!(t.status, StatusCode::OK);
+            let bearer = format!("Bearer {}", t.json()["token"].as_str().unwrap());
+            let r = send(&reg, "GET", "/metrics", bearer).await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+            let bearer = authorization(&reg, Who::Reader, true, "repository:team/app:pull")
+                .await
+                .unwrap();
+            let r = send(&reg, "GET", "/metrics", bearer).await;
+            assert_eq!(
+                r.status,
+                StatusCode::OK,
+                "a reader's token names the reader"
+            );
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = auth_config(dir.path(), false);
+    config.metrics = berth_registry::auth::MetricsAccess::Public;
+    let ts = testing::fs_store();
+    let reg = Arc::new(
+        Registry::new(ts.store.clone(), ServerConfig::default())
+            .with_auth(Some(Auth::new(&config, false).unwrap())),
+    );
+    let r = call(&reg, "GET", "/metrics", &[], "").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        call(&reg, "GET", "/v2/team/app/tags/list", &[], "")
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED,
+        "only /metrics is opened"
+    );
+    let err = Config::parse("[auth]\nhtpasswd = \"x\"\nmetrics = \"everyone\"\n", "t")
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("metrics") && err.to_string().contains("public"),
+        "{err}"
+    );
+}

@@ -15,6 +15,9 @@
 //! mirrors = ["http://127.0.0.1:5000"]
 //! ```
 //!
+//! Per-registry CA and client certificates come from `certs.d/<host[:port]>/` beside that file
+//! and from docker's `/etc/docker/certs.d` (`$BERTH_CERTS_D` instead) ([`super::certs`]).
+//!
 //! Credentials come from docker's `config.json` (`$DOCKER_CONFIG/config.json`, else
 //! `~/.docker/config.json`): the `auths` map of registry to base64 `user:password`, and the
 //! credential helpers named by `credsStore` and `credHelpers`, run when a host's credential is
@@ -190,6 +193,11 @@ impl ClientConfig {
             mirrors,
             credentials: docker_credentials()?,
             helpers: docker_helpers()?,
+            certs_dirs: super::certs::default_roots(
+                ClientConfig::default_path()
+                    .as_deref()
+                    .and_then(Path::parent),
+            ),
             ..RemoteConfig::default()
         })
     }

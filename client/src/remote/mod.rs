@@ -12,6 +12,9 @@
 //!   are probed over HTTPS once and fall back to plain HTTP, as docker does.
 //! - Reads (manifests, blobs, tags) go first to the registry's configured mirrors, each asked
 //!   with `?ns=<registry>` as containerd does, then to the registry itself.
+//! - A registry host's own CA certificates and client certificate come from certs.d
+//!   directories laid out as docker's ([`certs`]); a certificate failure names the directory
+//!   to put the CA in.
 //! - Auth follows the registry's `WWW-Authenticate` challenge ([`auth`]): Basic, or Bearer
 //!   tokens from the realm, cached per (host, scope).
 //! - Idempotent requests are retried with exponential backoff on 429, 5xx and dropped
@@ -19,6 +22,7 @@
 //!   whole-blob download is verified against its digest while it streams ([`BlobStream`]).
 
 pub mod auth;
+pub mod certs;
 pub mod config;
 pub mod credentials;
 pub mod platform;
@@ -98,6 +102,9 @@ pub struct RemoteConfig {
     pub tokens: BTreeMap<String, String>,
     /// Credential helpers, asked before `credentials`.
     pub helpers: credentials::Helpers,
+    /// certs.d roots holding per-host CA and client certificates ([`certs`]), searched in
+    /// order.
+    pub certs_dirs: Vec<std::path::PathBuf>,
     pub user_agent: String,
     /// Further attempts after a retryable failure (429, 5xx, a dropped connection).
     pub retries: u32,
@@ -116,6 +123,7 @@ impl Default for RemoteConfig {
             mirrors: BTreeMap::new(),
             credentials: BTreeMap::new(),
             helpers: credentials::Helpers::default(),
+            certs_dirs: Vec::new(),
             user_agent: format!("berth/{}", env!("CARGO_PKG_VERSION")),
             retries: 4,
             backoff: Duration::from_millis(200),
@@ -153,6 +161,9 @@ pub enum RemoteError {
     },
     #[error("{registry}: {message}")]
     Protocol { registry: String, message: String },
+    /// A host's certs.d directory holds something unusable.
+    #[error("{registry}: {message}")]
+    Certificates { registry: String, message: String },
     #[error(transparent)]
     Mismatch(#[from] Mismatch),
     #[error("reading the content to send failed: {0}")]
@@ -320,6 +331,8 @@ struct Inner {
     schemes: Mutex<HashMap<String, &'static str>>,
     /// What credential helpers answered, by host.
     helped: Mutex<HashMap<String, Option<Credential>>>,
+    /// Clients for hosts with certs.d material, by (host, insecure); `None`: the shared ones.
+    per_host: Mutex<HashMap<(String, bool), Option<reqwest::Client>>>,
 }
 
 /// The registry client. See the module documentation.
@@ -329,6 +342,12 @@ pub struct Remote {
 }
 
 fn build_client(config: &RemoteConfig, insecure: bool) -> reqwest::Client {
+    client_builder(config, insecure)
+        .build()
+        .expect("the TLS backend initialises")
+}
+
+fn client_builder(config: &RemoteConfig, insecure: bool) -> reqwest::ClientBuilder {
     let mut builder = reqwest::Client::builder()
         .user_agent(config.user_agent.clone())
         .connect_timeout(config.connect_timeout)
@@ -338,7 +357,12 @@ fn build_client(config: &RemoteConfig, insecure: bool) -> reqwest::Client {
     if let Some(t) = config.read_timeout {
         builder = builder.read_timeout(t);
     }
-    builder.build().expect("the TLS backend initialises")
+    builder
+}
+
+/// Whether a transport failure is about a certificate (not worth retrying).
+fn is_certificate_error(message: &str) -> bool {
+    message.to_ascii_lowercase().contains("certificate")
 }
 
 /// The deepest message of an error chain: "connection refused" rather than "error sending
@@ -456,6 +480,7 @@ impl Remote {
                 auth: Mutex::new(AuthCache::default()),
                 schemes: Mutex::new(HashMap::new()),
                 helped: Mutex::new(HashMap::new()),
+                per_host: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -558,9 +583,10 @@ impl Remote {
         if let Some(s) = self.inner.schemes.lock().unwrap().get(&ep.host) {
             return format!("{s}://{api}");
         }
+        // The host's own client (certs.d: a client certificate the server may demand).
         let probe = self
-            .inner
-            .insecure
+            .client_for(&ep.registry, &ep.host, true)
+            .unwrap_or_else(|_| self.shared(true))
             .get(format!("https://{api}/v2/"))
             .timeout(Duration::from_secs(5))
             .send()
@@ -574,11 +600,71 @@ impl Remote {
         format!("{scheme}://{api}")
     }
 
-    fn client(&self, ep: &Endpoint) -> &reqwest::Client {
-        if ep.insecure {
-            &self.inner.insecure
+    fn client(&self, ep: &Endpoint) -> Result<reqwest::Client> {
+        self.client_for(&ep.registry, &ep.host, ep.insecure)
+    }
+
+    /// The client for `host`: one of its own when its certs.d directories hold CA or client
+    /// certificates, else the shared one.
+    fn client_for(&self, registry: &str, host: &str, insecure: bool) -> Result<reqwest::Client> {
+        let key = (host.to_string(), insecure);
+        if let Some(c) = self.inner.per_host.lock().unwrap().get(&key) {
+            return Ok(c.clone().unwrap_or_else(|| self.shared(insecure)));
+        }
+        let config = &self.inner.config;
+        let own = certs::for_host(&config.certs_dirs, host)
+            .map_err(|message| RemoteError::Certificates {
+                registry: registry.to_string(),
+                message,
+            })?
+            .map(|tls| {
+                let mut builder = client_builder(config, insecure);
+                for root in tls.roots {
+                    builder = builder.add_root_certificate(root);
+                }
+                if let Some(identity) = tls.identity {
+                    builder = builder.identity(identity);
+                }
+                builder.build().map_err(|e| RemoteError::Certificates {
+                    registry: registry.to_string(),
+                    message: format!("the certificates for {host}: {}", root_message(&e)),
+                })
+            })
+            .transpose()?;
+        self.inner.per_host.lock().unwrap().insert(key, own.clone());
+        Ok(own.unwrap_or_else(|| self.shared(insecure)))
+    }
+
+    fn shared(&self, insecure: bool) -> reqwest::Client {
+        if insecure {
+            self.inner.insecure.clone()
         } else {
-            &self.inner.secure
+            self.inner.secure.clone()
+        }
+    }
+
+    /// A transport failure as one line; a certificate failure says where the CA goes.
+    fn unreachable(&self, registry: &str, host: &str, e: &reqwest::Error) -> RemoteError {
+        let mut message = root_message(e);
+        if is_certificate_error(&message) {
+            let dirs: Vec<String> = self
+                .inner
+                .config
+                .certs_dirs
+                .iter()
+                .map(|d| d.join(host).join("ca.crt").display().to_string())
+                .collect();
+            if !dirs.is_empty() {
+                message.push_str(&format!(
+                    "; if the registry's certificate is signed by a private CA, put the CA \
+                     certificate in {}",
+                    dirs.join(" or ")
+                ));
+            }
+        }
+        RemoteError::Unreachable {
+            registry: registry.to_string(),
+            message,
         }
     }
 
@@ -651,11 +737,8 @@ impl Remote {
         for s in scope.split(' ').filter(|s| !s.is_empty()) {
             query.push(("scope", s));
         }
-        let client = if self.insecure_host(realm_host(realm)) {
-            &self.inner.insecure
-        } else {
-            &self.inner.secure
-        };
+        let realm_host = realm_host(realm);
+        let client = self.client_for(&ep.registry, realm_host, self.insecure_host(realm_host))?;
         let mut attempt = 0;
         let resp = loop {
             let mut req = client.get(realm).query(&query);
@@ -665,12 +748,15 @@ impl Remote {
             match req.send().await {
                 Ok(r) if retryable_status(r.status()) && attempt < self.inner.config.retries => {}
                 Ok(r) => break r,
-                Err(_) if attempt < self.inner.config.retries => {}
+                Err(e)
+                    if attempt < self.inner.config.retries
+                        && !is_certificate_error(&root_message(&e)) => {}
                 Err(e) => {
-                    return Err(RemoteError::Unreachable {
-                        registry: format!("{} (token service {realm})", ep.registry),
-                        message: root_message(&e),
-                    })
+                    return Err(self.unreachable(
+                        &format!("{} (token service {realm})", ep.registry),
+                        realm_host,
+                        &e,
+                    ))
                 }
             }
             self.backoff(attempt, None).await;
@@ -734,28 +820,25 @@ impl Remote {
         mut make: impl FnMut(&reqwest::Client, &str) -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response> {
         let base = self.base(ep).await;
-        let client = self.client(ep);
+        let client = self.client(ep)?;
         let retries = if retry { self.inner.config.retries } else { 0 };
         let mut attempt = 0;
         let mut challenged = false;
         loop {
-            let mut req = make(client, &base);
+            let mut req = make(&client, &base);
             if let Some(a) = self.authorization(ep, scope).await? {
                 req = req.header(AUTHORIZATION, a);
             }
             let resp = match req.send().await {
                 Ok(r) => r,
                 Err(e) => {
-                    if attempt < retries {
+                    if attempt < retries && !is_certificate_error(&root_message(&e)) {
                         tracing::debug!("retrying {}: {}", ep.registry, root_message(&e));
                         self.backoff(attempt, None).await;
                         attempt += 1;
                         continue;
                     }
-                    return Err(RemoteError::Unreachable {
-                        registry: ep.registry.clone(),
-                        message: root_message(&e),
-                    });
+                    return Err(self.unreachable(&ep.registry, &ep.host, &e));
                 }
             };
             let status = resp.status();

@@ -53,6 +53,20 @@ pub struct AuthConfig {
     /// Present: clients get Bearer challenges and tokens from berth's token service.
     #[serde(default)]
     pub token: Option<TokenConfig>,
+    /// Who may read `/metrics`.
+    #[serde(default)]
+    pub metrics: MetricsAccess,
+}
+
+/// `auth.metrics`: who may read `/metrics` when access is controlled.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MetricsAccess {
+    /// Any user with valid credentials (a scraper given a user of its own).
+    #[default]
+    SignedIn,
+    /// Everyone, without credentials.
+    Public,
 }
 
 fn default_realm() -> String {
@@ -68,7 +82,9 @@ pub struct Auth {
     rules: Rules,
     realm: String,
     tokens: Option<Tokens>,
-    /// Whether the registry is served over TLS (the scheme of the default token realm).
+    metrics: MetricsAccess,
+    /// Whether the registry is served over TLS: the scheme of the default token realm when
+    /// the request does not say how it came ([`crate::Transport`]).
     tls: bool,
 }
 
@@ -87,6 +103,9 @@ pub enum Need<'a> {
     Nothing,
     /// Any caller with valid credentials (the API base: how clients check a login).
     SignedIn,
+    /// A user with valid credentials (a token must name one: an anonymous token is not
+    /// enough).
+    User,
     Repository(&'a str, Action),
     Catalog,
 }
@@ -96,9 +115,10 @@ pub fn need<'a>(route: &Route<'a>, method: &Method) -> Need<'a> {
     let read = *method == Method::GET || *method == Method::HEAD;
     match *route {
         Route::Base => Need::SignedIn,
+        // `/metrics` needs a user unless `auth.metrics = "public"` (see `admit`).
+        Route::Metrics => Need::User,
         Route::Catalog => Need::Catalog,
-        // `/metrics` holds counters only, no names: scrapers need no credentials.
-        Route::Search | Route::Metrics | Route::NotFound => Need::Nothing,
+        Route::Search | Route::NotFound => Need::Nothing,
         Route::Tags(n) | Route::Referrers(n, _) => Need::Repository(n, Action::Pull),
         Route::Manifest(n, _) | Route::Blob(n, _) => Need::Repository(
             n,
@@ -125,6 +145,7 @@ impl Auth {
             rules,
             realm: config.realm.clone(),
             tokens,
+            metrics: config.metrics,
             tls,
         })
     }
@@ -215,6 +236,10 @@ impl Auth {
             Need::SignedIn => match (&grant.caller, &grant.token) {
                 (Caller::User(_), _) | (_, Some(_)) => Ok(()),
                 _ => Err(self.unauthorized(req, None, "authentication required")),
+            },
+            Need::User => match &grant.caller {
+                Caller::User(_) => Ok(()),
+                Caller::Anonymous => Err(self.unauthorized(req, None, "authentication required")),
             },
             Need::Catalog if self.catalog_allowed(grant) => Ok(()),
             Need::Catalog => {
@@ -315,7 +340,12 @@ impl Auth {
                         .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
             })
             .unwrap_or("localhost");
-        let scheme = if self.tls { "https" } else { "http" };
+        // The scheme the client used: a loopback client may speak plain HTTP to a TLS port.
+        let tls = req
+            .extensions
+            .get::<crate::Transport>()
+            .map_or(self.tls, |t| t.tls);
+        let scheme = if tls { "https" } else { "http" };
         format!("{scheme}://{host}{TOKEN_PATH}")
     }
 
@@ -506,7 +536,10 @@ pub async fn admit(auth: &Auth, req: &mut Request<Body>) -> Result<Option<Respon
     let route = routes::parse(&path);
     // Work on the head alone: the body is not `Sync`, and the head is all that is needed.
     let (mut parts, body) = std::mem::replace(req, Request::new(Body::empty())).into_parts();
-    let need = need(&route, &parts.method);
+    let need = match route {
+        Route::Metrics if auth.metrics == MetricsAccess::Public => Need::Nothing,
+        _ => need(&route, &parts.method),
+    };
     let admitted = match auth.authenticate(&parts).await {
         Ok(grant) => auth.check(&parts, &grant, &need).map(|()| grant),
         Err(e) => Err(e),
