@@ -725,3 +725,75 @@ fn serve_without_arguments_uses_port_5000_and_the_default_directory() {
         assert!(stderr.contains("127.0.0.1:5000"), "{stderr}");
     }
 }
+
+/// Reads until the server closes the connection; panics if it is still open after `limit`.
+fn read_until_closed(stream: &mut std::net::TcpStream, limit: Duration) -> Vec<u8> {
+    use std::io::Read;
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return got,
+            Err(e) => panic!(
+                "the server kept the connection open ({e}) after {:?}",
+                String::from_utf8_lossy(&got)
+            ),
+        }
+    }
+}
+
+#[test]
+fn slow_and_silent_connections_are_closed_while_others_are_served() {
+    let storage = Storage::fs();
+    let reg = Registry::start(&storage, "header_timeout = 1");
+    let open = |opening: &[u8]| {
+        let mut s = std::net::TcpStream::connect(&reg.addr).unwrap();
+        s.write_all(opening).unwrap();
+        s
+    };
+    let mut silent = open(b"");
+    let mut half_preface = open(b"PRI * HTTP/2.0\r\n");
+    let mut half_head = open(b"GET /v2/ HTTP/1.1\r\nHost: registry\r\nUser-Agent: slow");
+    let mut idle = open(b"GET /v2/ HTTP/1.1\r\nHost: registry\r\n\r\n");
+    // A request whose head comes a byte at a time but whole within the limit is served.
+    let mut trickle = std::net::TcpStream::connect(&reg.addr).unwrap();
+    trickle.set_nodelay(true).unwrap();
+    for b in b"GET /v2/ HTTP/1.1\r\nHost: registry\r\nConnection: close\r\n\r\n" {
+        trickle.write_all(&[*b]).unwrap();
+        std::thread::sleep(Duration::from_millis(4));
+    }
+    // Meanwhile everyone else is served.
+    for _ in 0..5 {
+        assert_eq!(reg.request("GET", "/v2/", &[], b"").status, 200);
+    }
+    let limit = Duration::from_secs(20);
+    let served = read_until_closed(&mut trickle, limit);
+    assert!(
+        served.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&served)
+    );
+    for (what, stream) in [
+        ("a client that sends nothing", &mut silent),
+        ("half of the HTTP/2 preface", &mut half_preface),
+        ("half of a request head", &mut half_head),
+    ] {
+        let got = read_until_closed(stream, limit);
+        assert!(
+            got.is_empty() || got.starts_with(b"HTTP/1.1 408"),
+            "{what}: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+    }
+    // A kept-alive connection gets its answer, then is closed once idle past the limit.
+    let got = read_until_closed(&mut idle, limit);
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+    assert_eq!(reg.request("GET", "/v2/", &[], b"").status, 200);
+}

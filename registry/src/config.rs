@@ -42,6 +42,11 @@ pub struct ServerConfig {
     /// Seconds to let in-flight requests finish on shutdown.
     #[serde(default = "default_grace")]
     pub shutdown_grace: u64,
+    /// Seconds a client has to send a request's headers over HTTP/1 once it starts one, or
+    /// to start the next on a kept-alive connection; past it the connection is closed, so
+    /// that slow or silent clients cannot hold connections open. 0: no limit.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout: u64,
 }
 
 impl Default for ServerConfig {
@@ -51,6 +56,7 @@ impl Default for ServerConfig {
             delete: true,
             max_manifest_size: default_manifest_limit(),
             shutdown_grace: default_grace(),
+            header_timeout: default_header_timeout(),
         }
     }
 }
@@ -68,6 +74,10 @@ fn default_manifest_limit() -> usize {
 }
 
 fn default_grace() -> u64 {
+    30
+}
+
+fn default_header_timeout() -> u64 {
     30
 }
 

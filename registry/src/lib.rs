@@ -28,7 +28,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::Request;
 use berth_storage::Store;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -41,6 +41,10 @@ pub struct Server {
     listener: TcpListener,
     registry: Arc<Registry>,
     grace: Duration,
+    header_timeout: Option<Duration>,
+    /// How long a new connection has to say which protocol it speaks (and finish a TLS
+    /// handshake) before it is closed.
+    opening: Duration,
     tls: Option<(tokio_rustls::TlsAcceptor, Arc<tls::Certificates>)>,
 }
 
@@ -73,6 +77,14 @@ impl Server {
         Ok(Server {
             listener,
             grace: Duration::from_secs(config.server.shutdown_grace),
+            header_timeout: match config.server.header_timeout {
+                0 => None,
+                s => Some(Duration::from_secs(s)),
+            },
+            opening: match config.server.header_timeout {
+                0 => OPENING_TIMEOUT,
+                s => OPENING_TIMEOUT.min(Duration::from_secs(s)),
+            },
             registry: Arc::new(match config.mirror {
                 Some(m) => Registry::new(store, config.server)
                     .with_mirror(Mirror::new(m).map_err(anyhow::Error::msg)?)
@@ -101,7 +113,11 @@ impl Server {
     /// Serves until `shutdown` resolves, then lets in-flight requests finish (up to the grace
     /// period) before returning.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
-        let http = ConnBuilder::new(TokioExecutor::new());
+        let mut http = ConnBuilder::new(TokioExecutor::new());
+        // hyper enforces a header read timeout only with a timer; `None` turns it off.
+        http.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_timeout);
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let acceptor = self.tls.as_ref().map(|(a, _)| a.clone());
         let mut shutdown = std::pin::pin!(shutdown);
@@ -127,12 +143,8 @@ impl Server {
                 watcher: graceful.watcher(),
             };
             let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                match acceptor {
-                    None => conn.serve(socket, Transport { tls: false }).await,
-                    Some(acceptor) => conn.dispatch(socket, peer, acceptor).await,
-                }
-            });
+            let opening = self.opening;
+            tokio::spawn(conn.dispatch(socket, peer, acceptor, opening));
         }
         tracing::info!("shutting down: letting in-flight requests finish");
         tokio::select! {
@@ -152,8 +164,13 @@ pub struct Transport {
     pub tls: bool,
 }
 
-/// How long a new connection has to send its first byte and finish a TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest a new connection may take to send the bytes that tell its protocol (a TLS
+/// handshake record, the HTTP/2 preface, an HTTP/1 request line) and finish a TLS handshake;
+/// `[server] header_timeout` shortens it.
+const OPENING_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What an HTTP/2 client without TLS sends first.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// The first byte of every TLS connection: a handshake record.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
@@ -170,31 +187,36 @@ struct Connection {
 }
 
 impl Connection {
-    /// With TLS configured, one port speaks both: a connection whose first byte opens a TLS
-    /// handshake is served over TLS; any other is plain HTTP, served only to loopback peers
-    /// (127.0.0.0/8, ::1) and answered 400 elsewhere, so that credentials never cross a
-    /// network in clear.
+    /// Waits (at most `opening`) for the bytes that tell how the connection speaks, then
+    /// serves it. With TLS configured, one port speaks both: a connection whose first byte
+    /// opens a TLS handshake is served over TLS; any other is plain HTTP, served only to
+    /// loopback peers (127.0.0.0/8, ::1) and answered 400 elsewhere, so that credentials never
+    /// cross a network in clear. Past this point hyper's header read timeout bounds each
+    /// request's head.
     async fn dispatch(
         self,
         socket: TcpStream,
         peer: SocketAddr,
-        acceptor: tokio_rustls::TlsAcceptor,
+        acceptor: Option<tokio_rustls::TlsAcceptor>,
+        opening: Duration,
     ) {
-        let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
-        let mut first = [0u8; 1];
-        match tokio::time::timeout_at(deadline, socket.peek(&mut first)).await {
-            Ok(Ok(1..)) => {}
-            Ok(Ok(_)) => return,
+        let deadline = tokio::time::Instant::now() + opening;
+        let first = match tokio::time::timeout_at(deadline, opening_bytes(&socket)).await {
+            Ok(Ok(Some(first))) => first,
+            Ok(Ok(None)) => return,
             Ok(Err(e)) => {
-                tracing::debug!(%peer, error = %e, "connection failed before its first byte");
+                tracing::debug!(%peer, error = %e, "connection failed before its first request");
                 return;
             }
             Err(_) => {
-                tracing::debug!(%peer, "connection sent nothing within {HANDSHAKE_TIMEOUT:?}");
+                tracing::debug!(%peer, "connection did not open a request within {opening:?}");
                 return;
             }
-        }
-        if first[0] == TLS_HANDSHAKE_RECORD {
+        };
+        let Some(acceptor) = acceptor else {
+            return self.serve(socket, Transport { tls: false }).await;
+        };
+        if first == TLS_HANDSHAKE_RECORD {
             match tokio::time::timeout_at(deadline, acceptor.accept(socket)).await {
                 Ok(Ok(stream)) => self.serve(stream, Transport { tls: true }).await,
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
@@ -229,6 +251,25 @@ impl Connection {
         if let Err(e) = self.watcher.watch(conn).await {
             tracing::debug!(error = %e, "connection ended with an error");
         }
+    }
+}
+
+/// Peeks at a new connection until its opening bytes tell the protocol: a TLS record, or
+/// anything that is not the start of the HTTP/2 preface, decides at the first byte; a client
+/// sending the preface has to send all of it (hyper would otherwise wait for the rest with no
+/// limit). Returns the first byte, or `None` when the peer closed without sending one.
+async fn opening_bytes(socket: &TcpStream) -> std::io::Result<Option<u8>> {
+    let mut buf = [0u8; H2_PREFACE.len()];
+    loop {
+        let n = socket.peek(&mut buf).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if n == buf.len() || buf[..n] != H2_PREFACE[..n] {
+            return Ok(Some(buf[0]));
+        }
+        // A partial preface: peek returns at once while those bytes wait unread, so poll.
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
