@@ -446,6 +446,10 @@ fn a_bad_mirror_section_is_one_line_naming_the_key() {
             "spool",
         ),
         (
+            format!("[mirror]\ncerts_d = \"/proc/version\"\n{up}"),
+            "mirror.certs_d",
+        ),
+        (
             "[mirror.upstream.\"Docker.IO\"]\nurl = \"http://127.0.0.1:1\"\n".to_string(),
             "Docker.IO",
         ),
@@ -1232,4 +1236,86 @@ fn a_large_blob_in_flight_is_spooled_not_held_in_memory_and_ranges_wait_for_the_
     let r = get(&mirror, &path);
     assert!(r.status == 200 && r.body == blob);
     assert!(blob_file(&storage, &digest).exists());
+}
+
+// ---------------------------------------------------------------------------------------------
+// An upstream whose certificate a private CA signed
+
+/// The mirror trusts a private CA for an upstream when `[mirror] certs_d` holds it in the
+/// upstream's directory, as docker's certs.d does; without it the upstream's certificate is
+/// refused and the client gets a 5xx. The upstream is a `berth serve` over TLS on an address
+/// that is not loopback (loopback hosts are never verified), in a network namespace of the
+/// test's own: needs root.
+#[test]
+fn an_upstream_signed_by_a_private_ca_is_trusted_through_certs_d_as_root() {
+    let ns = util::NetNs::new("10.88.9.1");
+    let ca = util::TestCa::new(&["10.88.9.1"]);
+    // The upstream's content, pushed over loopback before it moves into the namespace.
+    let upstream_storage = Storage::fs();
+    let layout = tempfile::tempdir().unwrap();
+    let image = oci_image(layout.path(), "latest");
+    {
+        let seed = Registry::start(&upstream_storage, "");
+        skopeo_copy_to(&image, &format!("{}/org/app:1.0", seed.addr));
+    }
+    let tls = format!(
+        "[tls]\ncert = {:?}\nkey = {:?}\n",
+        ca.cert.to_str().unwrap(),
+        ca.key.to_str().unwrap()
+    );
+    let upstream = Registry::start_in(&upstream_storage, &tls, Some(&ns), "10.88.9.1:0");
+    let mirror_with = |keys: &str| {
+        let mut storage = Storage::fs();
+        storage.toml.push_str(&format!(
+            "[mirror]\ndefault = \"private.test\"\n{keys}\n\
+             [mirror.upstream.\"private.test\"]\nurl = \"https://{}\"\ntimeout = 10\n",
+            upstream.addr
+        ));
+        let reg = Registry::start_in(&storage, "", Some(&ns), "127.0.0.1:0");
+        (reg, storage)
+    };
+    let pull = |mirror: &Registry| {
+        let berth = util::Berth::new();
+        let out = berth
+            .cmd_in(
+                Some(&ns),
+                &["pull", &format!("{}/org/app:1.0", mirror.addr)],
+            )
+            .output()
+            .unwrap();
+        (berth, out)
+    };
+
+    let (untrusting, _s) = mirror_with("");
+    let (_b, out) = pull(&untrusting);
+    assert!(
+        !out.status.success(),
+        "pulled through an untrusted upstream"
+    );
+    let log = untrusting.stderr.all().join("\n");
+    assert!(log.to_lowercase().contains("certificate"), "{log}");
+
+    let certs_d = tempfile::tempdir().unwrap();
+    let host_dir = certs_d.path().join(&upstream.addr);
+    std::fs::create_dir(&host_dir).unwrap();
+    std::fs::copy(&ca.ca, host_dir.join("ca.crt")).unwrap();
+    let (trusting, _t) = mirror_with(&format!("certs_d = {:?}", certs_d.path()));
+    let (berth, out) = pull(&trusting);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = berth.ok(&["images", "--digests", "--format", "{{.Digest}}"]);
+    assert_eq!(id.trim(), image.manifest_digest());
+
+    // A certs.d the mirror cannot use stops it at start-up, naming the key.
+    std::fs::write(host_dir.join("broken.crt"), "not a certificate").unwrap();
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[mirror]\ncerts_d = {:?}\n\
+         [mirror.upstream.\"private.test\"]\nurl = \"https://{}\"\n",
+        certs_d.path(),
+        upstream.addr
+    );
+    crate::registry::assert_refused_naming(&text, "mirror.certs_d");
 }

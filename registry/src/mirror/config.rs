@@ -42,6 +42,12 @@ pub struct MirrorConfig {
     /// (unnamed files, gone when done). Default: the system's temporary directory.
     #[serde(default)]
     pub spool: Option<std::path::PathBuf>,
+    /// A certs.d directory laid out as docker's (`/etc/docker/certs.d`): for an upstream whose
+    /// URL names `host[:port]`, `<certs_d>/<host[:port]>/` holds the CA certificates
+    /// (`*.crt`) trusted for it beside the system's, and a client certificate
+    /// (`NAME.cert` + `NAME.key`) presented to it. None: the system's CAs only.
+    #[serde(default)]
+    pub certs_d: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -81,6 +87,16 @@ fn default_connect_timeout() -> u64 {
 impl UpstreamConfig {
     pub fn timeout(&self) -> Duration {
         Duration::from_secs(self.timeout)
+    }
+
+    /// The `host[:port]` of the upstream's URL: what its credentials and its certs.d
+    /// directory are keyed by.
+    pub fn api_host(&self) -> String {
+        let url = self.url.trim_end_matches('/');
+        url.split_once("://")
+            .map(|(_, rest)| rest.split('/').next().unwrap_or(rest))
+            .unwrap_or(url)
+            .to_ascii_lowercase()
     }
 }
 
@@ -128,6 +144,19 @@ impl MirrorConfig {
             }
             if u.timeout == 0 || u.connect_timeout == 0 {
                 return Err(format!("{key}: timeouts must be at least 1 second"));
+            }
+        }
+        if let Some(dir) = &self.certs_d {
+            if !dir.is_dir() {
+                return Err(format!(
+                    "mirror.certs_d: {} is not a directory",
+                    dir.display()
+                ));
+            }
+            for u in self.upstream.values() {
+                let roots = [dir.clone()];
+                berth_client::remote::certs::for_host(&roots, &u.api_host())
+                    .map_err(|e| format!("mirror.certs_d: {e}"))?;
             }
         }
         for prefix in &self.local {

@@ -48,18 +48,15 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    fn new(host: &str, c: &UpstreamConfig) -> Upstream {
+    fn new(host: &str, c: &UpstreamConfig, certs_d: Option<&std::path::Path>) -> Upstream {
         let url = c.url.trim_end_matches('/').to_string();
-        let api_host = url
-            .split_once("://")
-            .map(|(_, rest)| rest.split('/').next().unwrap_or(rest))
-            .unwrap_or(&url)
-            .to_ascii_lowercase();
+        let api_host = c.api_host();
         let mut rc = RemoteConfig {
             retries: 2,
             backoff: Duration::from_millis(100),
             connect_timeout: Duration::from_secs(c.connect_timeout),
             read_timeout: Some(c.timeout()),
+            certs_dirs: certs_d.into_iter().map(|d| d.to_path_buf()).collect(),
             ..RemoteConfig::default()
         };
         if let (Some(u), Some(p)) = (&c.username, &c.password) {
@@ -209,7 +206,10 @@ impl Mirror {
         let upstreams = config
             .upstream
             .iter()
-            .map(|(host, c)| (host.clone(), Arc::new(Upstream::new(host, c))))
+            .map(|(host, c)| {
+                let up = Upstream::new(host, c, config.certs_d.as_deref());
+                (host.clone(), Arc::new(up))
+            })
             .collect();
         Ok(Mirror {
             inner: Arc::new(Inner {
