@@ -14,6 +14,7 @@ use crate::util::{free_port, require, run, Berth};
 const APPLETS: &[&str] = &[
     "sh", "cat", "echo", "sleep", "ps", "id", "hostname", "true", "false", "touch", "ls", "wc",
     "seq", "pwd", "env", "stty", "tty", "kill", "head", "grep", "mkdir", "test", "date",
+    "readlink", "stat", "rm",
 ];
 
 /// The leak test counts every berth cgroup on the host: it runs alone, the others together.
@@ -77,6 +78,18 @@ fn setup() -> Root {
     .unwrap();
     std::fs::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
     std::fs::write(rootfs.join("srv/app/seed"), "from the image\n").unwrap();
+    // What a new volume on /srv/app is filled with: a symlink, a hard link, a file and a
+    // directory of nobody's with their own modes.
+    std::os::unix::fs::symlink("seed", rootfs.join("srv/app/link")).unwrap();
+    std::fs::hard_link(rootfs.join("srv/app/seed"), rootfs.join("srv/app/hard")).unwrap();
+    std::fs::create_dir(rootfs.join("srv/app/private")).unwrap();
+    std::fs::write(rootfs.join("srv/app/private/key"), "secret\n").unwrap();
+    for (path, mode) in [("srv/app/private/key", 0o640), ("srv/app/private", 0o750)] {
+        let path = rootfs.join(path);
+        std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .unwrap();
+    }
     let tar = b.dir.path().join("rootfs.tar");
     run(Command::new("tar")
         .arg("-C")
@@ -328,6 +341,68 @@ fn root_volumes_bind_ro_named_anonymous() {
     let o = sh(&b, &["--read-only", "-v", "/w"], "touch /w/ok && touch /x");
     assert!(!o.status.success());
     assert!(stderr(&o).contains("/x"), "{}", stderr(&o));
+}
+
+/// As docker: a volume that is empty when a container mounts it is first filled with what the
+/// image holds at its destination (owners, modes, links kept); one with content is left as it
+/// is; `nocopy` and bind mounts are never filled.
+#[test]
+fn root_empty_volumes_are_filled_from_the_image() {
+    let _host = shared();
+    let b = setup();
+    let listing = "cd /srv/app && cat seed hard link private/key && readlink link && \
+                   stat -c '%n %u:%g %a %h' seed private private/key";
+    let o = sh(&b, &["-v", "app:/srv/app"], listing);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "from the image\nfrom the image\nfrom the image\nsecret\nseed\n\
+         seed 0:0 644 2\nprivate 65534:65534 750 2\nprivate/key 65534:65534 640 1\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(b.root.join("volumes/app/_data/seed")).unwrap(),
+        "from the image\n"
+    );
+    // The volume now has content of its own: the next container sees that, not the image's.
+    assert!(sh(
+        &b,
+        &["-v", "app:/srv/app"],
+        "cd /srv/app && echo changed > seed && rm hard"
+    )
+    .status
+    .success());
+    let o = sh(&b, &["-v", "app:/srv/app"], "cd /srv/app && cat seed && ls");
+    assert_eq!(stdout(&o), "changed\nlink\nprivate\nseed\n");
+    // Anonymous volumes are filled too.
+    let o = sh(&b, &["-v", "/srv/app"], "cat /srv/app/seed");
+    assert_eq!(stdout(&o), "from the image\n", "{}", stderr(&o));
+    // nocopy leaves a new volume empty, and a bind mount shows the host directory as it is.
+    let o = sh(
+        &b,
+        &["-v", "bare:/srv/app:nocopy"],
+        "ls -A /srv/app | wc -l",
+    );
+    assert_eq!(stdout(&o).trim(), "0", "{}", stderr(&o));
+    b.ok(&[
+        "create",
+        "--name",
+        "nc",
+        "-v",
+        "bare2:/srv/app:ro,nocopy",
+        "bb",
+        "true",
+    ]);
+    assert_eq!(inspect(&b, "nc")["Mounts"][0]["Mode"], "ro,nocopy");
+    let host = b.dir.path().join("empty");
+    std::fs::create_dir(&host).unwrap();
+    let bind = format!("{}:/srv/app", host.display());
+    let o = sh(&b, &["-v", &bind], "ls -A /srv/app | wc -l");
+    assert_eq!(stdout(&o).trim(), "0", "{}", stderr(&o));
+    assert_eq!(std::fs::read_dir(&host).unwrap().count(), 0);
+    let bad = format!("{}:/srv/app:nocopy", host.display());
+    let o = out(&b, &["run", "--rm", "-v", &bad, "bb", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("nocopy"), "{}", stderr(&o));
 }
 
 #[test]

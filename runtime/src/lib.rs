@@ -93,8 +93,8 @@ pub use error::{Error, Result};
 pub use exec::{ExecProcess, ExecStdio};
 pub use rootfs::Rootfs;
 pub use spec::{
-    default_spec, host_has_cgroupns, parse_signal, DEFAULT_CAPABILITIES, DEFAULT_MASKED_PATHS,
-    DEFAULT_PATH, DEFAULT_READONLY_PATHS,
+    default_spec, host_has_cgroupns, parse_signal, COPY_UP, DEFAULT_CAPABILITIES,
+    DEFAULT_MASKED_PATHS, DEFAULT_PATH, DEFAULT_READONLY_PATHS,
 };
 pub use state::{now_rfc3339, Exit, State, Status};
 pub use user::{resolve_user, ResolvedUser};

@@ -13,6 +13,7 @@ use std::collections::VecDeque;
 use std::ffi::{CString, OsString};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
 /// The root filesystem of a container.
@@ -215,6 +216,15 @@ pub(crate) fn mount_one(root: &Path, m: &MountPlan, layout: &Layout) -> Result<(
             ))
         })?;
         create_target(&target, meta.is_dir())?;
+        if m.copy_up && meta.is_dir() && dir_is_empty(&m.source)? {
+            copy_tree(&target, &m.source).ctx(|| {
+                format!(
+                    "copy the image's {} into the volume {}",
+                    m.dest.display(),
+                    m.source.display()
+                )
+            })?;
+        }
         mount(
             Some(&m.source),
             &target,
@@ -249,6 +259,98 @@ pub(crate) fn mount_one(root: &Path, m: &MountPlan, layout: &Layout) -> Result<(
         mount(None, &target, None, m.propagation, None)
             .ctx(|| format!("set propagation of {}", m.dest.display()))?;
     }
+    Ok(())
+}
+
+fn dir_is_empty(dir: &Path) -> Result<bool> {
+    Ok(std::fs::read_dir(dir)
+        .ctx(|| format!("read {}", dir.display()))?
+        .next()
+        .is_none())
+}
+
+/// Copies the tree under `from` into the existing directory `to` as `cp -a` would, without
+/// following any symlink: files, directories, symlinks, device nodes, fifos and sockets keep
+/// their mode, owner and modification time; hard links inside the tree stay hard links.
+/// Extended attributes are not copied.
+pub(crate) fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let mut links: std::collections::HashMap<(u64, u64), PathBuf> = Default::default();
+    let mut dirs = Vec::new();
+    let mut pending = vec![(from.to_path_buf(), to.to_path_buf())];
+    while let Some((src_dir, dst_dir)) = pending.pop() {
+        for entry in std::fs::read_dir(&src_dir)? {
+            let entry = entry?;
+            let (src, dst) = (entry.path(), dst_dir.join(entry.file_name()));
+            let meta = std::fs::symlink_metadata(&src)?;
+            let kind = meta.file_type();
+            if !kind.is_dir() && meta.nlink() > 1 {
+                if let Some(first) = links.get(&(meta.dev(), meta.ino())) {
+                    std::fs::hard_link(first, &dst)?;
+                    continue;
+                }
+                links.insert((meta.dev(), meta.ino()), dst.clone());
+            }
+            if kind.is_dir() {
+                std::fs::create_dir(&dst)?;
+                pending.push((src, dst.clone()));
+                // Modes and times once the directory is filled (a read-only one could not
+                // take its entries, and each entry would touch its mtime).
+                dirs.push((dst, meta));
+                continue;
+            }
+            if kind.is_symlink() {
+                std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
+            } else if kind.is_file() {
+                let mut input = std::fs::File::open(&src)?;
+                let mut output = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&dst)?;
+                io::copy(&mut input, &mut output)?;
+            } else {
+                let path = c(&dst);
+                // SAFETY: a NUL-terminated path; mknod only creates the node.
+                cvt(unsafe { libc::mknod(path.as_ptr(), meta.mode(), meta.rdev()) })?;
+            }
+            set_owner_mode_time(&dst, &meta)?;
+        }
+    }
+    for (dst, meta) in dirs.iter().rev() {
+        set_owner_mode_time(dst, meta)?;
+    }
+    Ok(())
+}
+
+/// Gives `path` (not followed if a symlink) the owner, mode and modification time in `meta`.
+fn set_owner_mode_time(path: &Path, meta: &std::fs::Metadata) -> io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    std::os::unix::fs::lchown(path, Some(meta.uid()), Some(meta.gid()))?;
+    if !meta.file_type().is_symlink() {
+        // After the chown, which clears set-id bits.
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+    }
+    let times = [
+        libc::timespec {
+            tv_sec: meta.atime(),
+            tv_nsec: meta.atime_nsec(),
+        },
+        libc::timespec {
+            tv_sec: meta.mtime(),
+            tv_nsec: meta.mtime_nsec(),
+        },
+    ];
+    let p = c(path);
+    // SAFETY: a NUL-terminated path and two timespecs, as utimensat expects.
+    cvt(unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            p.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })?;
     Ok(())
 }
 

@@ -427,7 +427,14 @@ pub(crate) struct MountPlan {
     pub propagation: libc::c_ulong,
     pub data: String,
     pub bind: bool,
+    /// [`COPY_UP`] was among the options.
+    pub copy_up: bool,
 }
+
+/// A bind mount option of berth's own (docker's volume behaviour, as crun's `tmpcopyup` is
+/// for a tmpfs): when the source is an empty directory, what the root filesystem holds at the
+/// destination is copied into it first.
+pub const COPY_UP: &str = "copyup";
 
 impl MountPlan {
     pub fn from_mount(m: &Mount) -> Result<MountPlan> {
@@ -438,7 +445,10 @@ impl MountPlan {
                 dest.display()
             )));
         }
-        let (flags, propagation, data, bind) = parse_options(m.options().as_deref().unwrap_or(&[]));
+        let options = m.options().as_deref().unwrap_or(&[]);
+        let copy_up = options.iter().any(|o| o == COPY_UP);
+        let options: Vec<String> = options.iter().filter(|o| *o != COPY_UP).cloned().collect();
+        let (flags, propagation, data, bind) = parse_options(&options);
         let fstype =
             m.typ()
                 .clone()
@@ -452,6 +462,7 @@ impl MountPlan {
             propagation,
             data,
             bind,
+            copy_up: copy_up && bind,
         })
     }
 }

@@ -1359,11 +1359,16 @@ pub fn inspect_value(e: &Engine, rec: &ContainerRecord, size: bool) -> Value {
         .mounts
         .iter()
         .map(|m| {
+            let mode = [m.read_only.then_some("ro"), m.no_copy.then_some("nocopy")]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(",");
             let mut v = json!({
                 "Type": m.kind,
                 "Source": m.source,
                 "Destination": m.destination,
-                "Mode": if m.read_only { "ro" } else { "" },
+                "Mode": mode,
                 "RW": !m.read_only,
                 "Propagation": if m.kind == "bind" { "rprivate" } else { "" },
             });

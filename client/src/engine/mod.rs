@@ -232,6 +232,7 @@ enum VolumeSpec {
         name: String,
         dest: String,
         read_only: bool,
+        no_copy: bool,
     },
     Anonymous {
         dest: String,
@@ -277,14 +278,15 @@ fn parse_volume(arg: &str) -> Result<VolumeSpec> {
             )))
         }
     };
-    let mut read_only = false;
+    let (mut read_only, mut no_copy) = (false, false);
     for opt in mode.split(',').filter(|o| !o.is_empty()) {
         match opt {
             "ro" => read_only = true,
             "rw" => read_only = false,
+            "nocopy" => no_copy = true,
             other => {
                 return Err(EngineError::Invalid(format!(
-                    "invalid mode: {other} (in volume '{arg}'; berth knows ro and rw)"
+                    "invalid mode: {other} (in volume '{arg}'; berth knows ro, rw and nocopy)"
                 )))
             }
         }
@@ -303,6 +305,12 @@ fn parse_volume(arg: &str) -> Result<VolumeSpec> {
                 path.display()
             ))
         })?;
+        if no_copy {
+            return Err(EngineError::Invalid(format!(
+                "invalid mode: nocopy (in volume '{arg}'): it is for volumes, a bind mount \
+                 shows the host directory as it is"
+            )));
+        }
         return Ok(VolumeSpec::Bind {
             source,
             dest,
@@ -320,6 +328,7 @@ fn parse_volume(arg: &str) -> Result<VolumeSpec> {
         name: source.to_string(),
         dest,
         read_only,
+        no_copy,
     })
 }
 
@@ -556,7 +565,7 @@ impl Engine {
                 std::fs::create_dir_all(&p).map_err(io_err(&p))?;
             }
             let mut mounts = Vec::new();
-            let volume = |name: String, dest: String, read_only, anonymous| {
+            let volume = |name: String, dest: String, read_only, anonymous, no_copy| {
                 let data = self.volumes_dir().join(&name).join("_data");
                 std::fs::create_dir_all(&data).map_err(io_err(&data))?;
                 Ok::<MountPoint, EngineError>(MountPoint {
@@ -566,6 +575,7 @@ impl Engine {
                     destination: dest,
                     read_only,
                     anonymous,
+                    no_copy,
                 })
             };
             let mut dests = BTreeSet::new();
@@ -595,14 +605,16 @@ impl Engine {
                         destination: dest,
                         read_only,
                         anonymous: false,
+                        no_copy: false,
                     }),
                     VolumeSpec::Named {
                         name,
                         dest,
                         read_only,
-                    } => mounts.push(volume(name, dest, read_only, false)?),
+                        no_copy,
+                    } => mounts.push(volume(name, dest, read_only, false, no_copy)?),
                     VolumeSpec::Anonymous { dest } => {
-                        mounts.push(volume(new_id(), dest, false, true)?)
+                        mounts.push(volume(new_id(), dest, false, true, false)?)
                     }
                 }
             }
@@ -611,7 +623,7 @@ impl Engine {
                     continue;
                 };
                 if dests.insert(dest.clone()) {
-                    mounts.push(volume(new_id(), dest, false, true)?);
+                    mounts.push(volume(new_id(), dest, false, true, false)?);
                 }
             }
             let rec = ContainerRecord {
@@ -1122,7 +1134,17 @@ mod tests {
             VolumeSpec::Named {
                 name: "cache".into(),
                 dest: "/var/cache".into(),
-                read_only: false
+                read_only: false,
+                no_copy: false
+            }
+        );
+        assert_eq!(
+            parse_volume("cache:/var/cache:ro,nocopy").unwrap(),
+            VolumeSpec::Named {
+                name: "cache".into(),
+                dest: "/var/cache".into(),
+                read_only: true,
+                no_copy: true
             }
         );
         assert_eq!(
@@ -1131,6 +1153,7 @@ mod tests {
                 dest: "/scratch".into()
             }
         );
+        let bind_nocopy = format!("{src}:/data:nocopy");
         for bad in [
             "/does/not/exist/at/all:/x",
             "x:relative",
@@ -1140,6 +1163,7 @@ mod tests {
             "a:b:c:d",
             "bad name!:/x",
             ":/x",
+            bind_nocopy.as_str(),
         ] {
             assert!(parse_volume(bad).is_err(), "{bad} was accepted");
         }

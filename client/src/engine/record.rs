@@ -95,6 +95,9 @@ pub struct MountPoint {
     /// An anonymous volume, removed with the container by `rm -v` and `--rm`.
     #[serde(default)]
     pub anonymous: bool,
+    /// A volume that is not filled with the image's content when empty (`-v name:/dir:nocopy`).
+    #[serde(default)]
+    pub no_copy: bool,
 }
 
 /// How a previous run ended, kept when a restart replaces the runtime's state.

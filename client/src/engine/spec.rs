@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use berth_runtime::oci_spec::runtime::{
     LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceType, LinuxPidsBuilder, Mount, Spec, User,
 };
-use berth_runtime::{default_spec, resolve_user, DEFAULT_PATH};
+use berth_runtime::{default_spec, resolve_user, COPY_UP, DEFAULT_PATH};
 
 use super::record::{ContainerRecord, NetworkMode};
 use super::{EngineError, Result};
@@ -128,7 +128,14 @@ pub(crate) fn build(rec: &ContainerRecord, layers: &[PathBuf], etc: &EtcFiles) -
 
     let mut mounts = spec.mounts().clone().unwrap_or_default();
     for m in &rec.mounts {
-        mounts.push(bind(&m.source, &m.destination, m.read_only));
+        let mut mount = bind(&m.source, &m.destination, m.read_only);
+        if m.kind == "volume" && !m.no_copy {
+            // docker fills an empty volume with what the image has at its destination.
+            let mut opts = mount.options().clone().unwrap_or_default();
+            opts.push(COPY_UP.to_string());
+            mount.set_options(Some(opts));
+        }
+        mounts.push(mount);
     }
     let covered = |dest: &str| rec.mounts.iter().any(|m| m.destination == dest);
     for (file, dest) in [
