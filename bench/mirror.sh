@@ -5,6 +5,7 @@
 #   ./bench/mirror.sh            # LAYERS=3 LAYER_MIB=64 CLIENTS=20 RUNS=3 WARM_RUNS=9 by default
 #   BERTH=path/to/release/berth ./bench/mirror.sh   # skips the build
 #   OUT_DIR=/dev/shm (default): where the clients write their copies (CLIENTS x the image)
+#   SPOOL=DIR: the berth mirror's [mirror] spool (default: its own default, the temp dir)
 #
 # Cold: CLIENTS concurrent `skopeo copy` (to dir:) of the image through each mirror, each run
 # with an empty cache; wall time until the last client is done, and the blob bytes the
@@ -92,6 +93,7 @@ log_lines() { wc -l <"$W/up/log"; }
 # The mirrors, each started afresh on an empty cache: berth ([mirror]) and distribution (proxy).
 start_berth_mirror() { # PORT
   rm -rf "$W/bm"; mkdir -p "$W/bm"
+  local Q='"' # SPOOL (where blobs in flight are kept; default the temp dir) goes in quotes
   cat >"$W/bm.toml" <<EOF
 [server]
 listen = "127.0.0.1:$1"
@@ -100,6 +102,7 @@ backend = "filesystem"
 root = "$W/bm"
 [mirror]
 default = "docker.io"
+${SPOOL:+spool = $Q$SPOOL$Q}
 [mirror.upstream."docker.io"]
 url = "http://$UPHOST:$UP"
 EOF
@@ -132,25 +135,28 @@ cold() {
   local failed=0
   for p in "${pids[@]}"; do wait "$p" || failed=1; done
   e=$(date +%s%N)
+  # The mirror's own CPU time (user + system) for the run, in ms.
+  local cpu
+  cpu=$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%d", ($14 + $15) * 1000 / hz }' "/proc/$(cat "$W/mirror.pid")/stat")
   stop_mirror
   [ "$failed" = 0 ] || { echo "a pull through $1 failed" >&2; exit 1; }
   sleep 0.5 # the access log's last lines
   rm -rf "$O/out"
-  echo "$(((e - s) / 1000000)) $(upstream_bytes "$before")" >"$W/result"
+  echo "$(((e - s) / 1000000)) $(upstream_bytes "$before") $cpu" >"$W/result"
 }
 median() { sort -n | sed -n "$(((${RUNS} + 1) / 2))p"; }
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 
 echo "image: $LAYERS x $LAYER_MIB MiB random layers (gzip -1), $IMAGE_BYTES bytes of blobs; $CLIENTS concurrent skopeo pulls; upstream link: $UPSTREAM_RATE; median of $RUNS runs"
-B_MS=(); B_BYTES=(); D_MS=(); D_BYTES=()
+B_MS=(); B_BYTES=(); B_CPU=(); D_MS=(); D_BYTES=(); D_CPU=()
 for _ in $(seq "$RUNS"); do
-  cold start_berth_mirror; read -r ms bytes <"$W/result"; B_MS+=("$ms"); B_BYTES+=("$bytes")
-  cold start_dist_mirror; read -r ms bytes <"$W/result"; D_MS+=("$ms"); D_BYTES+=("$bytes")
+  cold start_berth_mirror; read -r ms bytes cpu <"$W/result"; B_MS+=("$ms"); B_BYTES+=("$bytes"); B_CPU+=("$cpu")
+  cold start_dist_mirror; read -r ms bytes cpu <"$W/result"; D_MS+=("$ms"); D_BYTES+=("$bytes"); D_CPU+=("$cpu")
 done
 bm=$(printf '%s\n' "${B_MS[@]}" | median); bb=$(printf '%s\n' "${B_BYTES[@]}" | median)
 dm=$(printf '%s\n' "${D_MS[@]}" | median); db=$(printf '%s\n' "${D_BYTES[@]}" | median)
-echo "cold, berth mirror:        ${bm} ms (runs: ${B_MS[*]}), upstream bytes $bb = $(ratio "$bb" "$IMAGE_BYTES")x the image"
-echo "cold, distribution proxy:  ${dm} ms (runs: ${D_MS[*]}), upstream bytes $db = $(ratio "$db" "$IMAGE_BYTES")x the image"
+echo "cold, berth mirror:        ${bm} ms (runs: ${B_MS[*]}), upstream bytes $bb = $(ratio "$bb" "$IMAGE_BYTES")x the image; the mirror's CPU ms: ${B_CPU[*]}"
+echo "cold, distribution proxy:  ${dm} ms (runs: ${D_MS[*]}), upstream bytes $db = $(ratio "$db" "$IMAGE_BYTES")x the image; the mirror's CPU ms: ${D_CPU[*]}"
 echo "cold wall time berth / distribution: $(ratio "$bm" "$dm")x (target <= 0.5x); upstream bytes berth / image: $(ratio "$bb" "$IMAGE_BYTES")x (target <= 1.05x)"
 
 # Warm: berth's mirror with the image cached vs a berth serving it directly.
