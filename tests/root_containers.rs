@@ -1336,3 +1336,110 @@ fn root_more_flags_sig_proxy_detach_keys_stop_signal_until_top_start_i_prune_pro
     assert!(prune("y\n").contains("Deleted Containers:"));
     assert_eq!(b.ok(&["ps", "-aq"]), "");
 }
+
+/// `run` with images from a registry: `-q` pulls without a word, `--pull missing` (the
+/// default) keeps the local copy of a tag, `--pull always` takes the registry's newer one;
+/// `exec --env-file` and `inspect -s` on the container.
+#[test]
+fn root_run_pulls_quietly_or_always_and_exec_reads_env_files() {
+    let _host = shared();
+    let b = setup();
+    let storage = crate::util::Storage::fs();
+    let reg = crate::util::Registry::start(&storage, "");
+    let name = format!("{}/team/bb:1", reg.addr);
+    b.ok(&["tag", "bb", &name]);
+    b.ok(&["push", &name]);
+    b.ok(&["rmi", &name]);
+
+    let o = out(
+        &b,
+        &["run", "--rm", "-q", &name, "sh", "-c", "echo $FROM_IMAGE"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "yes\n");
+    assert_eq!(stderr(&o), "", "-q pulls without a word");
+    b.ok(&["rmi", &name]);
+    let o = out(&b, &["run", "--rm", &name, "true"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("Unable to find image") && stderr(&o).contains("Pulling from"),
+        "{}",
+        stderr(&o)
+    );
+
+    // The registry's tag moves to an image with another ENV.
+    let tar = b.dir.path().join("rootfs.tar");
+    b.ok(&[
+        "import",
+        "-c",
+        "ENV FROM_IMAGE=newer",
+        tar.to_str().unwrap(),
+        "newer:1",
+    ]);
+    let saved = b.dir.path().join("newer.tar");
+    b.ok(&["save", "-o", saved.to_str().unwrap(), "newer:1"]);
+    let elsewhere = Berth::new();
+    elsewhere.ok(&["load", "-i", saved.to_str().unwrap()]);
+    elsewhere.ok(&["tag", "newer:1", &name]);
+    elsewhere.ok(&["push", &name]);
+    let env_of = |pull: &str| {
+        let o = out(
+            &b,
+            &[
+                "run",
+                "--rm",
+                "-q",
+                "--pull",
+                pull,
+                &name,
+                "sh",
+                "-c",
+                "echo $FROM_IMAGE",
+            ],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
+    assert_eq!(
+        env_of("missing"),
+        "yes\n",
+        "the local copy of the tag is kept"
+    );
+    assert_eq!(env_of("never"), "yes\n");
+    assert_eq!(
+        env_of("always"),
+        "newer\n",
+        "--pull always takes the registry's"
+    );
+    assert_eq!(env_of("missing"), "newer\n");
+
+    // exec --env-file, and inspect -s.
+    b.ok(&["run", "-d", "--name", "envs", "bb", "sleep", "60"]);
+    let file = b.dir.path().join("exec.env");
+    std::fs::write(&file, "# a comment\nA=1\n\nB=two words\n").unwrap();
+    let o = out(
+        &b,
+        &[
+            "exec",
+            "--env-file",
+            file.to_str().unwrap(),
+            "envs",
+            "sh",
+            "-c",
+            "echo $A/$B",
+        ],
+    );
+    assert_eq!(stdout(&o), "1/two words\n", "{}", stderr(&o));
+    b.ok(&[
+        "exec",
+        "envs",
+        "sh",
+        "-c",
+        "head -c 100000 /bin/busybox > /big",
+    ]);
+    let sized: Value = serde_json::from_str(&b.ok(&["inspect", "-s", "envs"])).unwrap();
+    let rw = sized[0]["SizeRw"].as_u64().unwrap();
+    assert!((100_000..200_000).contains(&rw), "SizeRw {rw}");
+    assert!(inspect(&b, "envs").get("SizeRw").is_none(), "only with -s");
+    b.ok(&["rm", "-f", "envs"]);
+}
