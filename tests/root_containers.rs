@@ -1413,6 +1413,38 @@ fn root_run_pulls_quietly_or_always_and_exec_reads_env_files() {
     );
     assert_eq!(env_of("missing"), "newer\n");
 
+    // --platform: an image of another platform is not run, whether pulled again or kept.
+    let host = if cfg!(target_arch = "aarch64") {
+        ("linux/arm64", "linux/amd64")
+    } else {
+        ("linux/amd64", "linux/arm64")
+    };
+    for pull in ["missing", "never"] {
+        let o = out(
+            &b,
+            &[
+                "run",
+                "--rm",
+                "--pull",
+                pull,
+                "--platform",
+                host.1,
+                &name,
+                "true",
+            ],
+        );
+        assert_eq!(o.status.code(), Some(125), "--pull {pull}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("does not match the specified platform")
+                && stderr(&o).contains(host.1),
+            "{}",
+            stderr(&o)
+        );
+    }
+    let o = out(&b, &["run", "--rm", "--platform", host.0, &name, "true"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stderr(&o), "", "the local image fits: nothing pulled");
+
     // exec --env-file, and inspect -s.
     b.ok(&["run", "-d", "--name", "envs", "bb", "sleep", "60"]);
     let file = b.dir.path().join("exec.env");

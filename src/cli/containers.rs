@@ -16,6 +16,7 @@ use berth_client::engine::{
     LogOptions, NetworkMode, Status,
 };
 use berth_client::images::{human_ago, human_duration, human_size, ImageRecord};
+use berth_client::remote::Platform;
 use berth_runtime::ExecStdio;
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
@@ -650,17 +651,47 @@ fn num_cpus() -> usize {
 }
 
 /// The image to run: from the store, pulled when missing (or always, with `--pull always`).
+/// With `--platform`, a local image of another platform counts as missing, and the image must
+/// be of that platform in the end (docker's rule).
 fn find_image(e: &Engine, f: &CreateFlags) -> Result<ImageRecord> {
-    let local = e.images().resolve(&f.image);
-    match (f.pull.as_str(), local) {
-        ("always", _) => pull_missing(e.images(), &f.image, &f.platform, f.quiet, false),
-        (_, Ok(i)) => Ok(i),
-        ("never", Err(err)) => Err(err.into()),
-        (_, Err(berth_client::images::ImageError::NotFound(_))) => {
-            pull_missing(e.images(), &f.image, &f.platform, f.quiet, true)
+    let wanted: Option<Platform> = f.platform.as_deref().map(str::parse).transpose()?;
+    let platform_of = |i: &ImageRecord| -> Result<Platform> {
+        let config = e.images().config_sync(i)?;
+        let field = |k: &str| config.get(k).and_then(|v| v.as_str()).map(str::to_string);
+        Ok(Platform {
+            os: field("os").unwrap_or_default(),
+            architecture: field("architecture").unwrap_or_default(),
+            variant: field("variant"),
+        })
+    };
+    let fits = |i: &ImageRecord| -> Result<bool> {
+        match &wanted {
+            None => Ok(true),
+            Some(w) => Ok(w.matches(&platform_of(i)?)),
         }
-        (_, Err(err)) => Err(err.into()),
+    };
+    let pull = |announce| pull_missing(e.images(), &f.image, &f.platform, f.quiet, announce);
+    let local = e.images().resolve(&f.image);
+    let image = match (f.pull.as_str(), local) {
+        ("always", _) => pull(false)?,
+        (_, Ok(i)) if fits(&i)? => return Ok(i),
+        ("never", Ok(i)) => i,
+        (_, Ok(_)) => pull(true)?,
+        ("never", Err(err)) => return Err(err.into()),
+        (_, Err(berth_client::images::ImageError::NotFound(_))) => pull(true)?,
+        (_, Err(err)) => return Err(err.into()),
+    };
+    if let Some(w) = &wanted {
+        let actual = platform_of(&image)?;
+        if !w.matches(&actual) {
+            bail!(
+                "image with reference {} was found but does not match the specified platform: \
+                 wanted {w}, actual: {actual}",
+                f.image
+            );
+        }
     }
+    Ok(image)
 }
 
 /// `create` and the first half of `run`: the container's record, nothing running yet.
