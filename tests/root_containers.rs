@@ -2,6 +2,7 @@
 //! here needs root and fails without it. Each test has its own client root holding `bb`, a
 //! busybox image imported with `berth import`, so tests never reach a registry.
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -14,7 +15,7 @@ use crate::util::{free_port, require, run, Berth};
 const APPLETS: &[&str] = &[
     "sh", "cat", "echo", "sleep", "ps", "id", "hostname", "true", "false", "touch", "ls", "wc",
     "seq", "pwd", "env", "stty", "tty", "kill", "head", "grep", "mkdir", "test", "date",
-    "readlink", "stat", "rm",
+    "readlink", "stat", "rm", "ip", "httpd", "wget",
 ];
 
 /// The leak test counts every berth cgroup on the host: it runs alone, the others together.
@@ -186,6 +187,46 @@ fn host_traces(b: &Berth, parent: &str) -> (usize, Vec<PathBuf>, usize) {
     (mounts, cgroups, procs)
 }
 
+/// What bridge networking leaves on the host: host ends of veth pairs, address leases and
+/// published-port rules, each as a set of names. (Other tests' stopped containers may have
+/// left leases and rules that a new container takes over and removes: compare with
+/// `no_new_net_traces`, not equality.)
+fn net_traces() -> [BTreeSet<String>; 3] {
+    let names = |dir: &str| -> BTreeSet<String> {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let veths = names("/sys/class/net")
+        .into_iter()
+        .filter(|n| n.starts_with("bv"))
+        .collect();
+    let leases = names("/run/berth/net/berth0")
+        .into_iter()
+        .filter(|n| n.parse::<std::net::Ipv4Addr>().is_ok())
+        .collect();
+    let o = Command::new("iptables")
+        .args(["-w", "-t", "nat", "-S"])
+        .output()
+        .unwrap();
+    let rules = stdout(&o)
+        .lines()
+        .filter(|l| l.contains("berth:"))
+        .map(str::to_string)
+        .collect();
+    [veths, leases, rules]
+}
+
+fn no_new_net_traces(before: &[BTreeSet<String>; 3]) -> bool {
+    net_traces()
+        .iter()
+        .zip(before)
+        .all(|(now, then)| now.is_subset(then))
+}
+
 #[test]
 fn root_isolation_pid_hostname_masked_paths() {
     let _host = shared();
@@ -211,7 +252,7 @@ fn root_isolation_pid_hostname_masked_paths() {
     let id = inspect(&b, "hn")["Id"].as_str().unwrap().to_string();
     assert_eq!(stdout(&o).trim(), &id[..12]);
     // Network none: only loopback.
-    let o = sh(&b, &[], "ls /sys/class/net");
+    let o = sh(&b, &["--network", "none"], "ls /sys/class/net");
     assert_eq!(stdout(&o).trim(), "lo");
     let o = sh(&b, &["--network", "host"], "ls /sys/class/net | wc -l");
     let host_ifaces = std::fs::read_dir("/sys/class/net").unwrap().count();
@@ -871,11 +912,22 @@ fn root_fifty_runs_leave_nothing_behind() {
     };
     let before = host_traces(&b, &parent);
     assert_eq!(before, (0, vec![], 0));
-    for _ in 0..50 {
-        let o = run(&["--rm", "bb", "true"]);
+    let net_before = net_traces();
+    for i in 0..50 {
+        // On the bridge (the default), every fifth with a published port.
+        let o = if i % 5 == 0 {
+            run(&["--rm", "-p", "80", "bb", "true"])
+        } else {
+            run(&["--rm", "bb", "true"])
+        };
         assert!(o.status.success(), "{}", stderr(&o));
     }
     assert_eq!(host_traces(&b, &parent), before);
+    assert!(
+        no_new_net_traces(&net_before),
+        "veth pairs, leases and port rules left: {:?} (before: {net_before:?})",
+        net_traces()
+    );
     assert!(container_dirs(&b).is_empty());
     assert_eq!(b.ok(&["ps", "-aq"]), "");
     // rm -f of a running container, and run -d --rm reaped when it exits.
@@ -885,9 +937,12 @@ fn root_fifty_runs_leave_nothing_behind() {
         "a running container has cgroups"
     );
     b.ok(&["rm", "-f", "-v", id.trim()]);
-    assert!(run(&["-d", "--rm", "bb", "sleep", "0.3"]).status.success());
+    assert!(run(&["-d", "--rm", "-p", "80", "bb", "sleep", "0.3"])
+        .status
+        .success());
     eventually("the --rm reaper", || container_dirs(&b).is_empty());
     eventually("the reaper's exit", || host_traces(&b, &parent) == before);
+    eventually("the reaper's unplugging", || no_new_net_traces(&net_before));
     assert!(std::fs::read_dir(b.root.join("volumes")).unwrap().count() == 0);
     for hier in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
         let _ = std::fs::remove_dir(hier.path().join(parent.trim_start_matches('/')));
@@ -968,11 +1023,11 @@ fn root_bad_input_is_one_line_and_the_right_code() {
                 "run".into(),
                 "--rm".into(),
                 "--network".into(),
-                "bridge".into(),
+                "nosuch".into(),
                 "bb".into(),
             ],
             125,
-            "bridge",
+            "network nosuch not found",
         ),
         (
             vec!["start".into(), "nosuch".into()],
@@ -1474,4 +1529,169 @@ fn root_run_pulls_quietly_or_always_and_exec_reads_env_files() {
     assert!((100_000..200_000).contains(&rw), "SizeRw {rw}");
     assert!(inspect(&b, "envs").get("SizeRw").is_none(), "only with -s");
     b.ok(&["rm", "-f", "envs"]);
+}
+
+/// One HTTP/1.0 GET; the response's body, or None when nothing answers.
+fn http_get(addr: &str, path: &str) -> Option<String> {
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\n\r\n").ok()?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).ok()?;
+    resp.split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+}
+
+#[test]
+fn root_bridge_network_addresses_publishes_ports_and_leaves_nothing() {
+    let _host = shared();
+    let b = setup();
+    // busybox httpd serves a page from a read-only bind on a published port.
+    let www = b.dir.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "hello from the bridge\n").unwrap();
+    let page = format!("{}:/www:ro", www.display());
+    let port = free_port();
+    let publish = format!("{port}:80");
+    let httpd = ["httpd", "-f", "-p", "80", "-h", "/www"];
+    let mut args = vec![
+        "run", "-d", "-v", &page, "--name", "web", "-p", &publish, "bb",
+    ];
+    args.extend(httpd);
+    b.ok(&args);
+    let web = inspect(&b, "web");
+    let settings = &web["NetworkSettings"];
+    let ip = settings["IPAddress"].as_str().unwrap().to_string();
+    assert!(ip.starts_with("10.89."), "{settings}");
+    assert_eq!(settings["Gateway"], "10.89.0.1");
+    assert_eq!(settings["Ports"]["80/tcp"][0]["HostPort"], port.to_string());
+    assert_eq!(web["HostConfig"]["NetworkMode"], "bridge");
+    let body = || http_get(&format!("127.0.0.1:{port}"), "/index.html");
+    eventually("httpd on the published port", || body().is_some());
+    assert_eq!(body().unwrap(), "hello from the bridge\n");
+    // The container's own address, from the host and from another container.
+    assert_eq!(
+        http_get(&format!("{ip}:80"), "/index.html").unwrap(),
+        "hello from the bridge\n"
+    );
+    let o = sh(
+        &b,
+        &[],
+        &format!("wget -qO- http://{ip}/index.html && ip -o -4 addr show eth0 && ip route"),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.starts_with("hello from the bridge\n"), "{text}");
+    assert!(
+        text.contains("inet 10.89.") && !text.contains(&format!("inet {ip}/")),
+        "{text}"
+    );
+    assert!(text.contains("default via 10.89.0.1"), "{text}");
+    // /etc/hosts names the container on its address.
+    let hosts = b.ok(&["exec", "web", "cat", "/etc/hosts"]);
+    assert!(
+        hosts.contains(&format!("{ip}\t{}", &web["Id"].as_str().unwrap()[..12])),
+        "{hosts}"
+    );
+    // ps and port show the binding as docker does.
+    let ps = b.ok(&["ps", "--format", "{{.Ports}}", "-f", "name=web"]);
+    assert_eq!(ps.trim(), format!("0.0.0.0:{port}->80/tcp"));
+    assert_eq!(
+        b.ok(&["port", "web"]).trim(),
+        format!("80/tcp -> 0.0.0.0:{port}")
+    );
+    assert_eq!(
+        b.ok(&["port", "web", "80"]).trim(),
+        format!("0.0.0.0:{port}")
+    );
+
+    // -P: the port the image exposes, on a free host port chosen at start.
+    let tar = b.dir.path().join("rootfs.tar");
+    b.ok(&[
+        "import",
+        "-c",
+        "EXPOSE 80/tcp",
+        tar.to_str().unwrap(),
+        "bbx:1",
+    ]);
+    let mut args = vec!["run", "-d", "--name", "web2", "-P", "-v", &page, "bbx:1"];
+    args.extend(httpd);
+    b.ok(&args);
+    let host = b.ok(&["port", "web2", "80/tcp"]);
+    let chosen = host.trim().strip_prefix("0.0.0.0:").unwrap().to_string();
+    eventually("httpd on the chosen port", || {
+        http_get(&format!("127.0.0.1:{chosen}"), "/index.html").is_some()
+    });
+
+    // Conflicts and bad input: one line, 125, nothing left.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = listener.local_addr().unwrap().port();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["-p".into(), format!("{port}:80")],
+            "port is already allocated",
+        ),
+        (
+            vec!["-p".into(), format!("127.0.0.1:{busy}:80")],
+            "address already in use",
+        ),
+        (vec!["-p".into(), "80/sctp".into()], "unknown protocol"),
+        (vec!["-p".into(), "http".into()], "is not a port number"),
+        (
+            vec!["-p".into(), "8000-8001:80".into()],
+            "ranges differ in length",
+        ),
+        (
+            vec!["-p".into(), "1.2.3:80:80".into()],
+            "is not an IPv4 address",
+        ),
+        (
+            vec!["--network".into(), "none".into(), "-p".into(), "80".into()],
+            "--network bridge",
+        ),
+    ];
+    let rules_before = net_traces()[2].len();
+    for (flags, needle) in cases {
+        let mut args = vec!["run", "--rm"];
+        args.extend(flags.iter().map(String::as_str));
+        args.extend(["bb", "true"]);
+        let o = out(&b, &args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(125), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+    }
+    drop(listener);
+    assert_eq!(b.ok(&["ps", "-aq"]).lines().count(), 2, "only web and web2");
+    assert_eq!(
+        net_traces()[2].len(),
+        rules_before,
+        "no rule of the failed runs"
+    );
+
+    // Stopped: unplugged (no address, no rule); started again: plugged in again.
+    let ids = [
+        web["Id"].as_str().unwrap().to_string(),
+        inspect(&b, "web2")["Id"].as_str().unwrap().to_string(),
+    ];
+    b.ok(&["stop", "-t", "1", "web"]);
+    assert_eq!(inspect(&b, "web")["NetworkSettings"]["IPAddress"], "");
+    assert!(!net_traces()[2].iter().any(|r| r.contains(&ids[0])));
+    assert!(http_get(&format!("127.0.0.1:{port}"), "/").is_none());
+    b.ok(&["start", "web"]);
+    eventually("httpd after start", || body().is_some());
+    // Removed: no veth, lease or rule of theirs is left.
+    b.ok(&["rm", "-f", "web", "web2"]);
+    let [veths, leases, rules] = net_traces();
+    for id in &ids {
+        assert!(!veths.iter().any(|v| id.starts_with(&v[2..])), "{veths:?}");
+        assert!(!rules.iter().any(|r| r.contains(id.as_str())), "{rules:?}");
+        for l in &leases {
+            let owner =
+                std::fs::read_to_string(format!("/run/berth/net/berth0/{l}")).unwrap_or_default();
+            assert!(!owner.starts_with(id.as_str()), "lease {l}: {owner}");
+        }
+    }
+    assert!(http_get(&format!("127.0.0.1:{port}"), "/").is_none());
 }

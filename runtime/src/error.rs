@@ -57,6 +57,9 @@ pub enum Error {
     /// A bounded wait ran out.
     #[error("timed out {0}")]
     Timeout(&'static str),
+    /// Bridge networking failed: the bridge, an address, a veth pair or a published port.
+    #[error("network: {0}")]
+    Network(String),
 }
 
 impl Error {

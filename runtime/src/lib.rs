@@ -51,8 +51,12 @@
 //!   `cgroupsPath` is taken from each hierarchy's root (runc's reading), a relative one from
 //!   the caller's own cgroup; `default_spec` uses `/berth/<id>`.
 //! - rlimits are never raised above the hard limit the runtime itself was given.
+//! - Networks: the Spec's (none: a new namespace with `lo`; host: no network namespace; a
+//!   namespace path), and a bridge: `net::connect` plugs a created container's namespace into
+//!   a host bridge (veth, address lease, NAT, published ports) before `start`;
+//!   `net::disconnect` removes what it left on the host.
 //! - Not done: user namespaces, seccomp, AppArmor/SELinux, hooks, the devices cgroup on pure
-//!   v2 (needs eBPF), networks other than `none`/`host`/a namespace path given in the Spec.
+//!   v2 (needs eBPF), IPv6 on bridges.
 //!
 //! # Notes for the engine
 //!
@@ -81,6 +85,7 @@ mod exec;
 mod init;
 mod logfile;
 mod monitor;
+pub mod net;
 mod rootfs;
 mod spec;
 mod state;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use berth_client::engine::{
     read_logs, ContainerRecord, CreateOptions, Engine, EngineError, ExecOptions, HostConfig,
-    LogOptions, NetworkMode, Status,
+    LogOptions, NetworkMode, NetworkState, PortBinding, Status,
 };
 use berth_client::images::{human_ago, human_duration, human_size, ImageRecord};
 use berth_client::remote::Platform;
@@ -63,6 +63,8 @@ pub enum ContainerCommand {
     Pause(ContainersArg),
     /// Unpause all processes within one or more containers
     Unpause(ContainersArg),
+    /// List port mappings or a specific mapping for the container
+    Port(PortArgs),
     /// Manage containers
     Container {
         #[command(subcommand)]
@@ -111,8 +113,18 @@ pub enum ContainerSub {
     Pause(ContainersArg),
     /// Unpause all processes within one or more containers
     Unpause(ContainersArg),
+    /// List port mappings or a specific mapping for the container
+    Port(PortArgs),
     /// Remove all stopped containers
     Prune(PruneArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PortArgs {
+    container: String,
+    /// The container port to show: PORT[/PROTO]
+    #[arg(value_name = "PRIVATE_PORT[/PROTO]")]
+    port: Option<String>,
 }
 
 /// The flags `create` and `run` share.
@@ -173,9 +185,15 @@ pub struct CreateFlags {
     /// Parent cgroup for the container's cgroup (default /berth)
     #[arg(long, value_name = "PATH")]
     cgroup_parent: Option<String>,
-    /// Connect a container to a network: none (the default here) or host
-    #[arg(long, alias = "net", default_value = "none")]
+    /// Connect a container to a network: bridge (berth0, 10.89.0.0/16), none or host
+    #[arg(long, alias = "net", default_value = "bridge")]
     network: String,
+    /// Publish a container's port(s) to the host: [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|udp]
+    #[arg(short, long, value_name = "PORTS")]
+    publish: Vec<String>,
+    /// Publish all exposed ports to free host ports
+    #[arg(short = 'P', long)]
+    publish_all: bool,
     /// Set meta data on a container
     #[arg(short, long = "label", value_name = "KEY=VALUE")]
     label: Vec<String>,
@@ -454,6 +472,10 @@ pub fn run(g: &Globals, cmd: ContainerCommand) -> Result<i32> {
             e.rename(&rec, &a.new_name)?;
             Ok(0)
         }
+        C::Port(a)
+        | C::Container {
+            command: S::Port(a),
+        } => port(g, a),
         C::Pause(a)
         | C::Container {
             command: S::Pause(a),
@@ -555,12 +577,24 @@ fn create_options(f: &CreateFlags) -> Result<CreateOptions> {
     let network = match f.network.as_str() {
         "none" => NetworkMode::None,
         "host" => NetworkMode::Host,
-        "bridge" | "default" => bail!(
-            "network \"{}\": bridge networks are not supported yet; use --network none or --network host",
-            f.network
-        ),
-        other => bail!("network {other} not found (berth knows none and host)"),
+        "bridge" | "default" => NetworkMode::Bridge,
+        other => bail!("network {other} not found (berth knows bridge, none and host)"),
     };
+    let mut port_bindings = Vec::new();
+    for p in &f.publish {
+        port_bindings.extend(parse_publish(p)?);
+    }
+    let publishes = !port_bindings.is_empty() || f.publish_all;
+    match network {
+        NetworkMode::Host if publishes => {
+            eprintln!("WARNING: Published ports are discarded when using host network mode");
+            port_bindings.clear();
+        }
+        NetworkMode::None if publishes => {
+            bail!("ports cannot be published with --network none: use --network bridge")
+        }
+        _ => {}
+    }
     let memory = f
         .memory
         .as_deref()
@@ -642,8 +676,65 @@ fn create_options(f: &CreateFlags) -> Result<CreateOptions> {
             pids_limit,
             readonly_rootfs: f.read_only,
             cgroup_parent,
+            port_bindings,
+            publish_all: f.publish_all && network == NetworkMode::Bridge,
         },
     })
+}
+
+/// One `-p`: `[IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]`, ports or ranges (`8000-8009:80-89`).
+fn parse_publish(arg: &str) -> Result<Vec<PortBinding>> {
+    let bad = |why: &str| anyhow::anyhow!("invalid publish {arg:?}: {why}");
+    let (spec, protocol) = match arg.rsplit_once('/') {
+        Some((s, p @ ("tcp" | "udp"))) => (s, p),
+        Some((_, p)) => return Err(bad(&format!("unknown protocol {p:?} (tcp or udp)"))),
+        None => (arg, "tcp"),
+    };
+    if spec.starts_with('[') {
+        return Err(bad("IPv6 host addresses are not supported"));
+    }
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (host_ip, host, container) = match parts[..] {
+        [c] => ("", "", c),
+        [h, c] => ("", h, c),
+        [ip, h, c] => (ip, h, c),
+        _ => return Err(bad("expected [IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]")),
+    };
+    if !host_ip.is_empty() && host_ip.parse::<std::net::Ipv4Addr>().is_err() {
+        return Err(bad(&format!("{host_ip:?} is not an IPv4 address")));
+    }
+    let range = |s: &str, zero_ok: bool| -> Result<(u16, u16)> {
+        let (a, b) = s.split_once('-').unwrap_or((s, s));
+        let port = |p: &str| match p.parse::<u16>() {
+            Ok(0) if !zero_ok => Err(bad("port 0")),
+            Ok(n) => Ok(n),
+            Err(_) => Err(bad(&format!("{p:?} is not a port number"))),
+        };
+        let (a, b) = (port(a)?, port(b)?);
+        if b < a {
+            return Err(bad(&format!("the range {s} ends before it starts")));
+        }
+        Ok((a, b))
+    };
+    let (c0, c1) = range(container, false)?;
+    let hosts: Vec<u16> = if host.is_empty() {
+        vec![0; usize::from(c1 - c0) + 1]
+    } else {
+        let (h0, h1) = range(host, true)?;
+        if h1 - h0 != c1 - c0 {
+            return Err(bad("the host and container ranges differ in length"));
+        }
+        (h0..=h1).collect()
+    };
+    Ok((c0..=c1)
+        .zip(hosts)
+        .map(|(c, h)| PortBinding {
+            protocol: protocol.to_string(),
+            container_port: c,
+            host_ip: host_ip.to_string(),
+            host_port: h,
+        })
+        .collect())
 }
 
 fn num_cpus() -> usize {
@@ -963,6 +1054,78 @@ fn status_text(st: &berth_client::engine::ContainerState) -> String {
 }
 
 /// One container as `ps` and its templates see it.
+/// `port`: `80/tcp -> 0.0.0.0:8080` per published port, or the host side of one.
+fn port(g: &Globals, a: PortArgs) -> Result<i32> {
+    let e = engine(g)?;
+    let rec = e.resolve(&a.container)?;
+    let ports = e.network_state(&rec).map(|n| n.ports).unwrap_or_default();
+    let wanted = match &a.port {
+        None => None,
+        Some(p) => {
+            let (port, proto) = p.split_once('/').unwrap_or((p, "tcp"));
+            let port: u16 = port
+                .parse()
+                .map_err(|_| anyhow!("invalid port {p:?}: PORT[/tcp|udp]"))?;
+            Some(format!("{port}/{proto}"))
+        }
+    };
+    let mut found = false;
+    for p in &ports {
+        let host = format!(
+            "{}:{}",
+            if p.host_ip.is_empty() {
+                "0.0.0.0"
+            } else {
+                p.host_ip.as_str()
+            },
+            p.host_port
+        );
+        match &wanted {
+            None => println!("{} -> {host}", p.key()),
+            Some(w) if *w == p.key() => println!("{host}"),
+            Some(_) => continue,
+        }
+        found = true;
+    }
+    if let (Some(w), false) = (&wanted, found) {
+        bail!("No public port '{w}' published for {}", a.container);
+    }
+    Ok(0)
+}
+
+/// docker's PORTS column: `0.0.0.0:8080->80/tcp, 0.0.0.0:32768->53/udp`.
+fn ports_column(net: &Option<NetworkState>) -> String {
+    net.iter()
+        .flat_map(|n| &n.ports)
+        .map(|p| {
+            let ip = if p.host_ip.is_empty() {
+                "0.0.0.0"
+            } else {
+                p.host_ip.as_str()
+            };
+            format!("{ip}:{}->{}", p.host_port, p.key())
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// docker's `{"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}`; `host_port` 0 is
+/// written empty, as docker writes a binding whose host port is chosen at start.
+fn ports_map(ports: &[PortBinding]) -> Value {
+    let mut m: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for p in ports {
+        let host_port = if p.host_port == 0 {
+            String::new()
+        } else {
+            p.host_port.to_string()
+        };
+        m.entry(p.key())
+            .or_default()
+            .push(json!({ "HostIp": p.host_ip, "HostPort": host_port }));
+    }
+    json!(m)
+}
+
 fn ps_row(
     e: &Engine,
     rec: &ContainerRecord,
@@ -1002,7 +1165,7 @@ fn ps_row(
         "Command": go_quote(&command),
         "CreatedAt": created_at(&rec.created),
         "RunningFor": human_ago(Some(&rec.created)),
-        "Ports": "",
+        "Ports": ports_column(&e.network_state(rec)),
         "State": st.status.as_str(),
         "Status": status_text(st),
         "Size": size,
@@ -1451,6 +1614,8 @@ pub fn inspect_value(e: &Engine, rec: &ContainerRecord, size: bool) -> Value {
             "Binds": if rec.host.binds.is_empty() { Value::Null } else { json!(rec.host.binds) },
             "LogConfig": { "Type": "json-file", "Config": {} },
             "NetworkMode": rec.host.network.as_str(),
+            "PortBindings": ports_map(&rec.host.port_bindings),
+            "PublishAllPorts": rec.host.publish_all,
             "RestartPolicy": { "Name": "no", "MaximumRetryCount": 0 },
             "AutoRemove": rec.host.auto_remove,
             "ReadonlyRootfs": rec.host.readonly_rootfs,
@@ -1497,14 +1662,29 @@ pub fn inspect_value(e: &Engine, rec: &ContainerRecord, size: bool) -> Value {
             "Labels": rec.config.labels,
             "StopSignal": rec.config.stop_signal,
         },
-        "NetworkSettings": {
-            "Networks": { rec.host.network.as_str(): {} },
-            "Ports": {},
-        },
+        "NetworkSettings": network_settings(rec, &e.network_state(rec)),
     });
     if size {
         v["SizeRw"] = json!(e.size_rw(rec));
     }
+    v
+}
+
+/// docker's NetworkSettings: the address and published ports while the container runs on
+/// the bridge, empty otherwise.
+fn network_settings(rec: &ContainerRecord, net: &Option<NetworkState>) -> Value {
+    let endpoint = match net {
+        Some(n) => json!({
+            "IPAddress": n.ip_address,
+            "IPPrefixLen": n.prefix,
+            "Gateway": n.gateway,
+            "MacAddress": n.mac_address,
+        }),
+        None => json!({ "IPAddress": "", "IPPrefixLen": 0, "Gateway": "", "MacAddress": "" }),
+    };
+    let mut v = endpoint.clone();
+    v["Networks"] = json!({ rec.host.network.as_str(): endpoint });
+    v["Ports"] = net.as_ref().map_or(json!({}), |n| ports_map(&n.ports));
     v
 }
 
@@ -1533,6 +1713,39 @@ fn inspect_containers(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn publish_arguments() {
+        let one = |a: &str| {
+            parse_publish(a)
+                .unwrap()
+                .iter()
+                .map(|p| format!("{}|{}|{}", p.host_ip, p.host_port, p.key()))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(one("80"), "|0|80/tcp");
+        assert_eq!(one("8080:80"), "|8080|80/tcp");
+        assert_eq!(one("127.0.0.1::53/udp"), "127.0.0.1|0|53/udp");
+        assert_eq!(one("10.0.0.1:81:80/tcp"), "10.0.0.1|81|80/tcp");
+        assert_eq!(one("8000-8001:90-91"), "|8000|90/tcp |8001|91/tcp");
+        assert_eq!(one("90-91"), "|0|90/tcp |0|91/tcp");
+        for bad in [
+            "",
+            "0",
+            "http",
+            "80/sctp",
+            "1:2:3:4",
+            "[::1]:80:80",
+            "x.y:80:80",
+            "70000",
+            "81-80",
+            "8000-8002:80-81",
+            "8080:80-81",
+        ] {
+            assert!(parse_publish(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn sizes() {

@@ -35,7 +35,10 @@ use serde_json::Value;
 use crate::images::{ImageError, ImageRecord, ImageStore};
 
 pub use logs::{read_logs, LogLine, LogOptions};
-pub use record::{ContainerRecord, HostConfig, LastRun, MountPoint, NetworkMode, ProcessConfig};
+pub use record::{
+    ContainerRecord, HostConfig, LastRun, MountPoint, NetworkMode, NetworkState, PortBinding,
+    ProcessConfig,
+};
 
 /// Why an engine command failed; one line each, in docker's words where it has them.
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +151,36 @@ pub struct CreateOptions {
 pub struct Engine {
     root: PathBuf,
     images: ImageStore,
+    bridge: berth_runtime::net::Bridge,
+}
+
+/// The `-p` bindings, and with `-P` one on a free host port for each port the image
+/// exposes (`ExposedPorts`: `"80/tcp": {}`) that `-p` did not bind.
+fn exposed_bindings(image_cfg: &Value, host: &HostConfig) -> Vec<PortBinding> {
+    let mut out = host.port_bindings.clone();
+    if !host.publish_all {
+        return out;
+    }
+    let exposed = image_cfg.get("ExposedPorts").and_then(Value::as_object);
+    for key in exposed.into_iter().flat_map(|m| m.keys()) {
+        let (port, proto) = key.split_once('/').unwrap_or((key, "tcp"));
+        let (Ok(port), "tcp" | "udp") = (port.parse::<u16>(), proto) else {
+            continue;
+        };
+        if port != 0
+            && !out
+                .iter()
+                .any(|b| b.container_port == port && b.protocol == proto)
+        {
+            out.push(PortBinding {
+                protocol: proto.to_string(),
+                container_port: port,
+                host_ip: String::new(),
+                host_port: 0,
+            });
+        }
+    }
+    out
 }
 
 fn json_strings(v: &Value) -> Vec<String> {
@@ -342,7 +375,17 @@ impl Engine {
         let root = images.root().to_path_buf();
         let names = root.join("containers/names");
         std::fs::create_dir_all(&names).map_err(io_err(&names))?;
-        Ok(Engine { root, images })
+        Ok(Engine {
+            root,
+            images,
+            bridge: berth_runtime::net::Bridge::default(),
+        })
+    }
+
+    /// The bridge containers of `--network bridge` are plugged into (berth0, 10.89.0.1/16
+    /// unless changed here).
+    pub fn set_bridge(&mut self, bridge: berth_runtime::net::Bridge) {
+        self.bridge = bridge;
     }
 
     pub fn images(&self) -> &ImageStore {
@@ -373,6 +416,88 @@ impl Engine {
 
     pub fn volumes_dir(&self) -> PathBuf {
         self.root.join("volumes")
+    }
+
+    fn network_path(&self, id: &str) -> PathBuf {
+        self.dir(id).join("network.json")
+    }
+
+    /// Where a running container on the bridge sits (address, published ports); `None` when
+    /// it is not plugged in.
+    pub fn network_state(&self, rec: &ContainerRecord) -> Option<NetworkState> {
+        if !matches!(self.state(rec).status, Status::Running | Status::Paused) {
+            return None;
+        }
+        let data = std::fs::read(self.network_path(&rec.id)).ok()?;
+        serde_json::from_slice(&data).ok()
+    }
+
+    /// Plugs a created container into the bridge and writes its address into its /etc/hosts.
+    fn connect(&self, rec: &ContainerRecord, c: &Container) -> Result<()> {
+        use berth_runtime::net::{PortMapping, Protocol};
+        let pid = c.state()?.pid.ok_or_else(|| {
+            EngineError::Invalid(format!("container {} has no process to plug in", rec.id))
+        })?;
+        let ports: Vec<PortMapping> = rec
+            .host
+            .port_bindings
+            .iter()
+            .map(|p| PortMapping {
+                host_ip: p.host_ip.parse().ok(),
+                host_port: p.host_port,
+                container_port: p.container_port,
+                protocol: if p.protocol == "udp" {
+                    Protocol::Udp
+                } else {
+                    Protocol::Tcp
+                },
+            })
+            .collect();
+        let a = berth_runtime::net::connect(&self.bridge, &rec.id, pid, &ports)?;
+        let state = NetworkState {
+            ip_address: a.address.to_string(),
+            gateway: a.gateway.to_string(),
+            prefix: a.prefix,
+            mac_address: a.mac.clone(),
+            ports: a
+                .ports
+                .iter()
+                .map(|m| PortBinding {
+                    protocol: m.protocol.as_str().to_string(),
+                    container_port: m.container_port,
+                    host_ip: m.host_ip.map(|i| i.to_string()).unwrap_or_default(),
+                    host_port: m.host_port,
+                })
+                .collect(),
+        };
+        let dir = self.dir(&rec.id);
+        let written = write_file(
+            &self.network_path(&rec.id),
+            &serde_json::to_vec(&state).expect("a network state serialises"),
+        )
+        .and_then(|_| {
+            // The file is bind-mounted already: rewrite it in place, not by a rename.
+            let hosts = dir.join("hosts");
+            let text = spec::own_hosts(&spec::effective_hostname(rec), &state.ip_address);
+            std::fs::write(&hosts, text).map_err(io_err(&hosts))
+        });
+        if let Err(e) = written {
+            self.disconnect(rec);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Removes what the container left on the host's network (published ports, its
+    /// address); its veth pair went with its namespace.
+    fn disconnect(&self, rec: &ContainerRecord) {
+        if rec.host.network != NetworkMode::Bridge {
+            return;
+        }
+        let _ = std::fs::remove_file(self.network_path(&rec.id));
+        if let Err(e) = berth_runtime::net::disconnect(&self.bridge, &rec.id) {
+            tracing::warn!("unplugging container {} from the bridge: {e}", rec.id);
+        }
     }
 
     fn save(&self, rec: &ContainerRecord) -> Result<()> {
@@ -651,6 +776,7 @@ impl Engine {
                 },
                 host: HostConfig {
                     binds: opts.volumes.clone(),
+                    port_bindings: exposed_bindings(&cfg, &opts.host),
                     ..opts.host.clone()
                 },
                 mounts,
@@ -763,6 +889,7 @@ impl Engine {
             }
             old.delete(true)?;
         }
+        self.disconnect(rec);
         let dir = self.dir(&rec.id);
         for m in &rec.mounts {
             if !m.source.exists() {
@@ -806,13 +933,21 @@ impl Engine {
             open_stdin: rec.config.open_stdin,
             log: Some(self.log_path(&rec.id)),
         });
-        match c {
-            Ok(c) => Ok(c),
+        let c = match c {
+            Ok(c) => c,
             Err(e) => {
                 let _ = remove_tree(&self.runtime_dir(&rec.id));
-                Err(e.into())
+                return Err(e.into());
+            }
+        };
+        if rec.host.network == NetworkMode::Bridge {
+            if let Err(e) = self.connect(rec, &c) {
+                let _ = c.delete(true);
+                let _ = remove_tree(&self.runtime_dir(&rec.id));
+                return Err(e);
             }
         }
+        Ok(c)
     }
 
     /// Starts a container with nobody attached (`start`, `run -d`).
@@ -845,6 +980,7 @@ impl Engine {
             None => libc::SIGTERM,
         };
         c.stop(signal, timeout)?;
+        self.disconnect(rec);
         Ok(())
     }
 
@@ -961,6 +1097,7 @@ impl Engine {
         if let Some(c) = self.runtime(rec) {
             c.delete(true)?;
         }
+        self.disconnect(rec);
         // The record goes first (a rename), so a failure below leaves debris, not a
         // half-removed container that commands trip over.
         let dir = self.dir(&rec.id);

@@ -48,6 +48,8 @@ pub enum NetworkMode {
     None,
     /// The host's network namespace.
     Host,
+    /// A namespace of its own plugged into berth's host bridge (docker's default network).
+    Bridge,
 }
 
 impl NetworkMode {
@@ -55,6 +57,7 @@ impl NetworkMode {
         match self {
             NetworkMode::None => "none",
             NetworkMode::Host => "host",
+            NetworkMode::Bridge => "bridge",
         }
     }
 }
@@ -79,6 +82,44 @@ pub struct HostConfig {
     /// `--cgroup-parent`: the cgroup the container's own goes under (default `/berth`).
     #[serde(default)]
     pub cgroup_parent: String,
+    /// `-p`: ports published on the host (bridge network only).
+    #[serde(default)]
+    pub port_bindings: Vec<PortBinding>,
+    /// `-P`: the image's exposed ports are published too, each on a free host port.
+    #[serde(default)]
+    pub publish_all: bool,
+}
+
+/// One `-p`: a container port and where on the host it is published.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PortBinding {
+    /// `tcp` or `udp`.
+    pub protocol: String,
+    pub container_port: u16,
+    /// Empty for all of the host's addresses.
+    #[serde(default)]
+    pub host_ip: String,
+    /// 0: a free port is chosen at each start.
+    pub host_port: u16,
+}
+
+impl PortBinding {
+    /// docker's key for the container side: `80/tcp`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.container_port, self.protocol)
+    }
+}
+
+/// Where a running container sits on the bridge: `containers/<id>/network.json`, written
+/// when it is plugged in and removed when it is unplugged.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NetworkState {
+    pub ip_address: String,
+    pub gateway: String,
+    pub prefix: u8,
+    pub mac_address: String,
+    /// The published ports with the host ports chosen.
+    pub ports: Vec<PortBinding>,
 }
 
 /// A volume or bind mount of the container.

@@ -31,16 +31,51 @@ pub(crate) fn write_etc_files(rec: &ContainerRecord, dir: &Path) -> std::io::Res
     std::fs::write(&files.hostname, format!("{hostname}\n"))?;
     let hosts = match rec.host.network {
         NetworkMode::Host => std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
-        NetworkMode::None => format!(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
-             fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n\
-             ff02::2\tip6-allrouters\n127.0.0.1\t{hostname}\n"
-        ),
+        NetworkMode::None | NetworkMode::Bridge => own_hosts(&hostname, "127.0.0.1"),
     };
     std::fs::write(&files.hosts, hosts)?;
     let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let resolv = match rec.host.network {
+        NetworkMode::Bridge => bridge_resolv(&resolv),
+        _ => resolv,
+    };
     std::fs::write(&files.resolv, resolv)?;
     Ok(files)
+}
+
+/// /etc/hosts of a container with a network namespace of its own: localhost, and its
+/// hostname on `address`.
+pub(crate) fn own_hosts(hostname: &str, address: &str) -> String {
+    format!(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+         fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n\
+         ff02::2\tip6-allrouters\n{address}\t{hostname}\n"
+    )
+}
+
+/// The host's resolv.conf as a container on the bridge can use it (docker's rule): name
+/// servers on the host's loopback cannot be reached from the container, so they go, and
+/// when none is left the container gets public ones.
+fn bridge_resolv(host: &str) -> String {
+    let local = |l: &str| {
+        let mut w = l.split_whitespace();
+        w.next() == Some("nameserver")
+            && w.next()
+                .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+                .is_some_and(|a| a.is_loopback())
+    };
+    let mut out: String = host
+        .lines()
+        .filter(|l| !local(l))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    if !out
+        .lines()
+        .any(|l| l.trim_start().starts_with("nameserver"))
+    {
+        out.push_str("nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+    }
+    out
 }
 
 /// The hostname the container sees: its own, or the host's with `--network host` (docker).
