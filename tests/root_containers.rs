@@ -1694,4 +1694,50 @@ fn root_bridge_network_addresses_publishes_ports_and_leaves_nothing() {
         }
     }
     assert!(http_get(&format!("127.0.0.1:{port}"), "/").is_none());
+
+    // Out through NAT: a server in a network namespace of this test's own, reached over a
+    // veth from the host, sees the host's address, not the container's.
+    let ns = format!("berth-nat-{}", std::process::id());
+    let ip_cmd = |args: &[&str]| run(Command::new("ip").args(args));
+    ip_cmd(&["netns", "add", &ns]);
+    let outside = Outside(ns.clone());
+    ip_cmd(&[
+        "link", "add", "bxnat0", "type", "veth", "peer", "name", "eth0", "netns", &ns,
+    ]);
+    ip_cmd(&["addr", "add", "10.90.7.1/24", "dev", "bxnat0"]);
+    ip_cmd(&["link", "set", "bxnat0", "up"]);
+    ip_cmd(&["-n", &ns, "addr", "add", "10.90.7.2/24", "dev", "eth0"]);
+    ip_cmd(&["-n", &ns, "link", "set", "eth0", "up"]);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let nsfile = format!("/run/netns/{ns}");
+    let server = std::thread::spawn(move || {
+        let f = std::fs::File::open(nsfile).unwrap();
+        use std::os::fd::AsRawFd;
+        assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+        let l = std::net::TcpListener::bind("10.90.7.2:8000").unwrap();
+        ready_tx.send(()).unwrap();
+        let (mut c, peer) = l.accept().unwrap();
+        let mut buf = [0u8; 1024];
+        let _ = c.read(&mut buf);
+        c.write_all(b"HTTP/1.0 200 OK\r\n\r\noutside\n").unwrap();
+        peer.ip().to_string()
+    });
+    ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let o = sh(&b, &[], "wget -qO- http://10.90.7.2:8000/");
+    assert_eq!(stdout(&o), "outside\n", "{}", stderr(&o));
+    assert_eq!(
+        server.join().unwrap(),
+        "10.90.7.1",
+        "the source is masqueraded"
+    );
+    drop(outside);
+}
+
+/// A network namespace of a test's own, deleted (with its veth) when dropped.
+struct Outside(String);
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
 }
