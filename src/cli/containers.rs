@@ -121,6 +121,7 @@ pub enum ContainerSub {
 
 #[derive(Args, Debug)]
 pub struct PortArgs {
+    /// The container's name or id
     container: String,
     /// The container port to show: PORT[/PROTO]
     #[arg(value_name = "PRIVATE_PORT[/PROTO]")]
