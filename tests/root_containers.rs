@@ -774,6 +774,41 @@ fn root_attach_and_detach_keep_it_running() {
     assert!(status.success());
     assert_eq!(inspect(&b, "att")["State"]["Status"], "running");
     b.ok(&["rm", "-f", "att"]);
+
+    // Detached from a foreground `run --rm`: it is still removed when it exits.
+    let mut child = b
+        .cmd(&[
+            "run",
+            "-i",
+            "--rm",
+            "--name",
+            "att2",
+            "-p",
+            "80",
+            "bb",
+            "sh",
+            "-c",
+            "while read l; do echo got:$l; done",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"two\n").unwrap();
+    let mut stdout_pipe = child.stdout.take().unwrap();
+    let mut got = Vec::new();
+    while !String::from_utf8_lossy(&got).contains("got:two") {
+        let n = stdout_pipe.read(&mut buf).unwrap();
+        assert!(n > 0, "run ended early");
+        got.extend_from_slice(&buf[..n]);
+    }
+    stdin.write_all(&[0x10, 0x11]).unwrap();
+    assert!(child.wait().unwrap().success());
+    let id = inspect(&b, "att2")["Id"].as_str().unwrap().to_string();
+    b.ok(&["stop", "-t", "1", "att2"]);
+    eventually("the reaper's removal", || b.ok(&["ps", "-aq"]).is_empty());
+    assert!(!net_traces()[2].iter().any(|r| r.contains(&id)));
 }
 
 /// `run -it` under tmux: a real terminal, its size, ctrl-c, the exit code, detach.
@@ -1694,6 +1729,24 @@ fn root_bridge_network_addresses_publishes_ports_and_leaves_nothing() {
         }
     }
     assert!(http_get(&format!("127.0.0.1:{port}"), "/").is_none());
+
+    // A container that exits by itself gives its port and address back, detached or not.
+    let rules_of = |id: &str| {
+        let [_, leases, rules] = net_traces();
+        let leased = leases.iter().any(|l| {
+            std::fs::read_to_string(format!("/run/berth/net/berth0/{l}"))
+                .is_ok_and(|owner| owner.starts_with(id))
+        });
+        rules.iter().filter(|r| r.contains(id)).count() + usize::from(leased)
+    };
+    let publish = format!("{}:80", free_port());
+    let id = b.ok(&["run", "-d", "-p", &publish, "bb", "sleep", "0.3"]);
+    eventually("the exited container's ports given back", || {
+        rules_of(id.trim()) == 0
+    });
+    b.ok(&["run", "--name", "fg", "-p", &publish, "bb", "true"]);
+    assert_eq!(rules_of(inspect(&b, "fg")["Id"].as_str().unwrap()), 0);
+    b.ok(&["rm", "fg", id.trim()]);
 
     // Out through NAT: a server in a network namespace of this test's own, reached over a
     // veth from the host, sees the host's address, not the container's.

@@ -597,17 +597,27 @@ fn plug(b: &Bridge, pid: i32, host_if: &str, address: Ipv4Addr) -> Result<String
 }
 
 /// Removes what [`connect`] left on the host for `tag`: its published ports, its address's
-/// lease and its veth pair (gone already when the container's namespace is).
+/// lease and its veth pair (gone already when the container's namespace is). Nothing is
+/// removed while the namespace holding the lease lives: a container that was started again
+/// meanwhile keeps its network.
 pub fn disconnect(b: &Bridge, tag: &str) -> Result<()> {
     if !b.lease_dir.exists() {
         return Ok(());
     }
     let _lock = Lock::take(b)?;
+    let leases: Vec<(PathBuf, Lease)> = fs::read_dir(&b.lease_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| Lease::read(&e.path()).map(|l| (e.path(), l)))
+        .filter(|(_, l)| l.tag == tag)
+        .collect();
+    if leases.iter().any(|(_, l)| l.alive()) {
+        return Ok(());
+    }
     remove_rules_of(tag);
-    for e in fs::read_dir(&b.lease_dir).into_iter().flatten().flatten() {
-        if Lease::read(&e.path()).is_some_and(|l| l.tag == tag) {
-            let _ = fs::remove_file(e.path());
-        }
+    for (path, _) in leases {
+        let _ = fs::remove_file(path);
     }
     let host_if = host_interface(tag);
     if Path::new("/sys/class/net").join(&host_if).exists() {

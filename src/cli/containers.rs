@@ -830,11 +830,14 @@ fn run_container(g: &Globals, a: RunArgs) -> Result<i32> {
         Ok(r) => r,
         Err(err) => return Ok(fail(&err)),
     };
+    // After the run: --rm removes the container; otherwise it gives back its ports.
     let remove = |e: &Engine, rec: &ContainerRecord| {
         if rec.host.auto_remove {
             if let Err(err) = e.remove(rec, true, true) {
                 eprintln!("berth: removing container {}: {err}", rec.short_id());
             }
+        } else {
+            e.disconnect(rec);
         }
     };
     if a.detach {
@@ -842,7 +845,7 @@ fn run_container(g: &Globals, a: RunArgs) -> Result<i32> {
             remove(&e, &rec);
             return Ok(fail(&err.into()));
         }
-        if rec.host.auto_remove {
+        if needs_reaper(&rec) {
             spawn_reaper(&e, &rec)?;
         }
         println!("{}", rec.id);
@@ -850,7 +853,12 @@ fn run_container(g: &Globals, a: RunArgs) -> Result<i32> {
     }
     let code = match attached_run(&e, &mut rec, a.flags.interactive, a.sig_proxy, detach_keys) {
         Ok(Outcome::Exited(exit)) => exit.code,
-        Ok(Outcome::Detached) => return Ok(0),
+        Ok(Outcome::Detached) => {
+            if needs_reaper(&rec) {
+                spawn_reaper(&e, &rec)?;
+            }
+            return Ok(0);
+        }
         Err(err) => fail(&err),
     };
     remove(&e, &rec);
@@ -886,8 +894,15 @@ fn attached_run(
     res
 }
 
-/// `run -d --rm`: a process of our own waits for the exit and removes the container, as
-/// docker's daemon would.
+/// Whether a started container needs someone to act when it exits: a `--rm` one is
+/// removed, one with published ports gives them back (docker's daemon does both).
+fn needs_reaper(rec: &ContainerRecord) -> bool {
+    rec.host.auto_remove
+        || (rec.host.network == NetworkMode::Bridge && !rec.host.port_bindings.is_empty())
+}
+
+/// `run -d --rm`, and containers with published ports: a process of our own waits for the
+/// exit and removes the container, or unplugs it from the bridge, as docker's daemon would.
 fn spawn_reaper(e: &Engine, rec: &ContainerRecord) -> Result<()> {
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().context("find the berth executable")?;
@@ -919,8 +934,10 @@ fn reap(g: &Globals, a: ContainersArg) -> Result<i32> {
             }
             // Removed meanwhile by someone else, or restarted: leave it.
             if let Ok(rec) = e.resolve(&rec.id) {
-                if e.state(&rec).status == Status::Exited {
-                    e.remove(&rec, false, true)?;
+                match e.state(&rec).status {
+                    Status::Exited if rec.host.auto_remove => e.remove(&rec, false, true)?,
+                    Status::Exited => e.disconnect(&rec),
+                    _ => {}
                 }
             }
         }
@@ -941,10 +958,17 @@ fn start(g: &Globals, a: StartArgs) -> Result<i32> {
             Ok(Outcome::Exited(exit)) => {
                 if rec.host.auto_remove {
                     e.remove(&rec, true, true)?;
+                } else {
+                    e.disconnect(&rec);
                 }
                 Ok(exit.code)
             }
-            Ok(Outcome::Detached) => Ok(0),
+            Ok(Outcome::Detached) => {
+                if needs_reaper(&rec) {
+                    spawn_reaper(&e, &rec)?;
+                }
+                Ok(0)
+            }
             Err(err) => Ok(fail(&err)),
         };
     }
@@ -955,7 +979,7 @@ fn start(g: &Globals, a: StartArgs) -> Result<i32> {
             Status::Running | Status::Paused => Ok(true),
             _ => {
                 e.start(&mut rec)?;
-                if rec.host.auto_remove {
+                if needs_reaper(&rec) {
                     spawn_reaper(e, &rec).map_err(|err| EngineError::Invalid(err.to_string()))?;
                 }
                 Ok(true)

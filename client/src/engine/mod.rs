@@ -488,9 +488,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Removes what the container left on the host's network (published ports, its
-    /// address); its veth pair went with its namespace.
-    fn disconnect(&self, rec: &ContainerRecord) {
+    /// Removes what a stopped container left on the host's network (published ports, its
+    /// address); its veth pair went with its namespace. A running container keeps them.
+    pub fn disconnect(&self, rec: &ContainerRecord) {
         if rec.host.network != NetworkMode::Bridge {
             return;
         }
