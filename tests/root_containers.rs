@@ -1685,6 +1685,12 @@ fn root_bridge_network_addresses_publishes_ports_and_leaves_nothing() {
             vec!["--network".into(), "none".into(), "-p".into(), "80".into()],
             "--network bridge",
         ),
+        (vec!["--dns".into(), "nope".into()], "is not an ip address"),
+        (vec!["--add-host".into(), "db".into()], "--add-host"),
+        (
+            vec!["--add-host".into(), "db:1.2.3".into()],
+            "is not an IP address",
+        ),
     ];
     let rules_before = net_traces()[2].len();
     for (flags, needle) in cases {
@@ -1747,6 +1753,35 @@ fn root_bridge_network_addresses_publishes_ports_and_leaves_nothing() {
     b.ok(&["run", "--name", "fg", "-p", &publish, "bb", "true"]);
     assert_eq!(rules_of(inspect(&b, "fg")["Id"].as_str().unwrap()), 0);
     b.ok(&["rm", "fg", id.trim()]);
+
+    // --dns, --dns-search, --dns-option and --add-host, host-gateway being the bridge's.
+    let o = sh(
+        &b,
+        &[
+            "--dns",
+            "10.89.0.53",
+            "--dns-search",
+            "example.test",
+            "--dns-option",
+            "ndots:2",
+            "--add-host",
+            "db:10.1.2.3",
+            "--add-host",
+            "gw:host-gateway",
+        ],
+        "cat /etc/resolv.conf /etc/hosts",
+    );
+    let text = stdout(&o);
+    for line in [
+        "nameserver 10.89.0.53\n",
+        "search example.test\n",
+        "options ndots:2\n",
+        "10.1.2.3\tdb\n",
+        "10.89.0.1\tgw\n",
+    ] {
+        assert!(text.contains(line), "{line:?} in\n{text}");
+    }
+    assert_eq!(text.matches("nameserver").count(), 1, "{text}");
 
     // Out through NAT: a server in a network namespace of this test's own, reached over a
     // veth from the host, sees the host's address, not the container's.

@@ -162,6 +162,18 @@ pub struct CreateFlags {
     /// Container host name
     #[arg(short = 'h', long)]
     hostname: Option<String>,
+    /// Set custom DNS servers
+    #[arg(long, value_name = "IP")]
+    dns: Vec<String>,
+    /// Set custom DNS search domains
+    #[arg(long, value_name = "DOMAIN")]
+    dns_search: Vec<String>,
+    /// Set DNS options
+    #[arg(long, value_name = "OPTION")]
+    dns_option: Vec<String>,
+    /// Add a custom host-to-IP mapping (host:ip; host-gateway is the bridge's gateway)
+    #[arg(long, value_name = "HOST:IP")]
+    add_host: Vec<String>,
     /// Bind mount a volume (HOST-DIR:CONTAINER-DIR[:ro], NAME:CONTAINER-DIR[:ro], or CONTAINER-DIR)
     #[arg(short, long = "volume", value_name = "VOLUME")]
     volume: Vec<String>,
@@ -586,6 +598,24 @@ fn create_options(f: &CreateFlags) -> Result<CreateOptions> {
         port_bindings.extend(parse_publish(p)?);
     }
     let publishes = !port_bindings.is_empty() || f.publish_all;
+    let dns = f
+        .dns
+        .iter()
+        .map(|d| match d.parse::<std::net::IpAddr>() {
+            Ok(ip) => Ok(ip.to_string()),
+            Err(_) => Err(anyhow!("{d} is not an ip address (--dns)")),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    for v in f.dns_search.iter().chain(&f.dns_option) {
+        if v.is_empty() || v.contains(char::is_whitespace) {
+            bail!("invalid DNS search domain or option {v:?}");
+        }
+    }
+    let extra_hosts = f
+        .add_host
+        .iter()
+        .map(|h| parse_add_host(h))
+        .collect::<Result<Vec<_>>>()?;
     match network {
         NetworkMode::Host if publishes => {
             eprintln!("WARNING: Published ports are discarded when using host network mode");
@@ -679,8 +709,37 @@ fn create_options(f: &CreateFlags) -> Result<CreateOptions> {
             cgroup_parent,
             port_bindings,
             publish_all: f.publish_all && network == NetworkMode::Bridge,
+            dns,
+            dns_search: f.dns_search.clone(),
+            dns_options: f.dns_option.clone(),
+            extra_hosts,
         },
     })
+}
+
+/// `--add-host NAME:IP` (or `NAME=IP`): `NAME:IP` with `host-gateway` resolved to the
+/// bridge's gateway, as docker resolves it to its bridge's.
+fn parse_add_host(arg: &str) -> Result<String> {
+    let bad = |why: &str| anyhow!("invalid argument {arg:?} for \"--add-host\" flag: {why}");
+    let (name, ip) = arg
+        .split_once('=')
+        .or_else(|| arg.split_once(':'))
+        .ok_or_else(|| bad("expected HOST:IP"))?;
+    let valid_name = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
+    if !valid_name {
+        return Err(bad("invalid host name"));
+    }
+    let ip = match ip.trim_start_matches('[').trim_end_matches(']') {
+        "host-gateway" => berth_runtime::net::Bridge::default().gateway.to_string(),
+        other => other
+            .parse::<std::net::IpAddr>()
+            .map_err(|_| bad(&format!("{other:?} is not an IP address")))?
+            .to_string(),
+    };
+    Ok(format!("{name}:{ip}"))
 }
 
 /// One `-p`: `[IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]`, ports or ranges (`8000-8009:80-89`).
@@ -1641,6 +1700,10 @@ pub fn inspect_value(e: &Engine, rec: &ContainerRecord, size: bool) -> Value {
             "NetworkMode": rec.host.network.as_str(),
             "PortBindings": ports_map(&rec.host.port_bindings),
             "PublishAllPorts": rec.host.publish_all,
+            "Dns": rec.host.dns,
+            "DnsSearch": rec.host.dns_search,
+            "DnsOptions": rec.host.dns_options,
+            "ExtraHosts": if rec.host.extra_hosts.is_empty() { Value::Null } else { json!(rec.host.extra_hosts) },
             "RestartPolicy": { "Name": "no", "MaximumRetryCount": 0 },
             "AutoRemove": rec.host.auto_remove,
             "ReadonlyRootfs": rec.host.readonly_rootfs,

@@ -478,7 +478,7 @@ impl Engine {
         .and_then(|_| {
             // The file is bind-mounted already: rewrite it in place, not by a rename.
             let hosts = dir.join("hosts");
-            let text = spec::own_hosts(&spec::effective_hostname(rec), &state.ip_address);
+            let text = spec::own_hosts(rec, &spec::effective_hostname(rec), &state.ip_address);
             std::fs::write(&hosts, text).map_err(io_err(&hosts))
         });
         if let Err(e) = written {

@@ -88,6 +88,19 @@ pub struct HostConfig {
     /// `-P`: the image's exposed ports are published too, each on a free host port.
     #[serde(default)]
     pub publish_all: bool,
+    /// `--dns`: name servers replacing the host's in the container's resolv.conf.
+    #[serde(default)]
+    pub dns: Vec<String>,
+    /// `--dns-search`: search domains replacing the host's.
+    #[serde(default)]
+    pub dns_search: Vec<String>,
+    /// `--dns-option`: resolver options replacing the host's.
+    #[serde(default)]
+    pub dns_options: Vec<String>,
+    /// `--add-host NAME:IP`: lines added to the container's /etc/hosts, as `NAME:IP`
+    /// (`host-gateway` already replaced by the bridge's gateway).
+    #[serde(default)]
+    pub extra_hosts: Vec<String>,
 }
 
 /// One `-p`: a container port and where on the host it is published.

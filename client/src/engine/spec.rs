@@ -30,27 +30,75 @@ pub(crate) fn write_etc_files(rec: &ContainerRecord, dir: &Path) -> std::io::Res
     let hostname = effective_hostname(rec);
     std::fs::write(&files.hostname, format!("{hostname}\n"))?;
     let hosts = match rec.host.network {
-        NetworkMode::Host => std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
-        NetworkMode::None | NetworkMode::Bridge => own_hosts(&hostname, "127.0.0.1"),
+        NetworkMode::Host => {
+            let mut h = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+            if !h.is_empty() && !h.ends_with('\n') {
+                h.push('\n');
+            }
+            h + &extra_hosts(rec)
+        }
+        NetworkMode::None | NetworkMode::Bridge => own_hosts(rec, &hostname, "127.0.0.1"),
     };
     std::fs::write(&files.hosts, hosts)?;
     let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let resolv = match rec.host.network {
-        NetworkMode::Bridge => bridge_resolv(&resolv),
+        NetworkMode::Bridge if rec.host.dns.is_empty() => bridge_resolv(&resolv),
         _ => resolv,
     };
-    std::fs::write(&files.resolv, resolv)?;
+    std::fs::write(&files.resolv, with_dns_flags(rec, &resolv))?;
     Ok(files)
 }
 
-/// /etc/hosts of a container with a network namespace of its own: localhost, and its
-/// hostname on `address`.
-pub(crate) fn own_hosts(hostname: &str, address: &str) -> String {
+/// /etc/hosts of a container with a network namespace of its own: localhost, the
+/// `--add-host` lines, and its hostname on `address`.
+pub(crate) fn own_hosts(rec: &ContainerRecord, hostname: &str, address: &str) -> String {
     format!(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
          fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n\
-         ff02::2\tip6-allrouters\n{address}\t{hostname}\n"
+         ff02::2\tip6-allrouters\n{}{address}\t{hostname}\n",
+        extra_hosts(rec)
     )
+}
+
+/// `--add-host NAME:IP` lines of /etc/hosts, docker's `IP\tNAME`.
+fn extra_hosts(rec: &ContainerRecord) -> String {
+    rec.host
+        .extra_hosts
+        .iter()
+        .filter_map(|h| h.split_once(':'))
+        .map(|(name, ip)| format!("{ip}\t{name}\n"))
+        .collect()
+}
+
+/// resolv.conf with `--dns`, `--dns-search` and `--dns-option` in place of the host's
+/// nameserver, search and options lines (each kind replaced only when given, as docker).
+fn with_dns_flags(rec: &ContainerRecord, resolv: &str) -> String {
+    let h = &rec.host;
+    let kinds = [
+        ("nameserver", &h.dns),
+        ("search", &h.dns_search),
+        ("options", &h.dns_options),
+    ];
+    let replaced = |l: &str| {
+        kinds
+            .iter()
+            .any(|(k, given)| !given.is_empty() && l.split_whitespace().next() == Some(*k))
+    };
+    let mut out: String = resolv
+        .lines()
+        .filter(|l| !replaced(l))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    for ns in &h.dns {
+        out.push_str(&format!("nameserver {ns}\n"));
+    }
+    if !h.dns_search.is_empty() {
+        out.push_str(&format!("search {}\n", h.dns_search.join(" ")));
+    }
+    if !h.dns_options.is_empty() {
+        out.push_str(&format!("options {}\n", h.dns_options.join(" ")));
+    }
+    out
 }
 
 /// The host's resolv.conf as a container on the bridge can use it (docker's rule): name
