@@ -1629,6 +1629,28 @@ fn root_bridge_network_addresses_publishes_ports_and_leaves_nothing() {
         hosts.contains(&format!("{ip}\t{}", &web["Id"].as_str().unwrap()[..12])),
         "{hosts}"
     );
+    // --network container:web: web's namespace (its httpd on localhost), hostname and hosts.
+    let o = sh(
+        &b,
+        &["--network", "container:web"],
+        "wget -qO- http://127.0.0.1/index.html && hostname && ip -o -4 addr show eth0",
+    );
+    let text = stdout(&o);
+    assert!(
+        text.starts_with("hello from the bridge\n"),
+        "{text}{}",
+        stderr(&o)
+    );
+    assert!(text.contains(&web["Id"].as_str().unwrap()[..12]), "{text}");
+    assert!(text.contains(&format!("inet {ip}/")), "{text}");
+    let joined = out(&b, &["create", "--network", "container:web", "bb"]);
+    let joined_id = stdout(&joined).trim().to_string();
+    assert_eq!(
+        inspect(&b, &joined_id)["HostConfig"]["NetworkMode"],
+        format!("container:{}", web["Id"].as_str().unwrap())
+    );
+    b.ok(&["rm", &joined_id]);
+
     // ps and port show the binding as docker does.
     let ps = b.ok(&["ps", "--format", "{{.Ports}}", "-f", "name=web"]);
     assert_eq!(ps.trim(), format!("0.0.0.0:{port}->80/tcp"));
@@ -1718,6 +1740,16 @@ fn root_bridge_network_addresses_publishes_ports_and_leaves_nothing() {
     ];
     b.ok(&["stop", "-t", "1", "web"]);
     assert_eq!(inspect(&b, "web")["NetworkSettings"]["IPAddress"], "");
+    let o = out(
+        &b,
+        &["run", "--rm", "--network", "container:web", "bb", "true"],
+    );
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        stderr(&o).contains("cannot join network of a non running container"),
+        "{}",
+        stderr(&o)
+    );
     assert!(!net_traces()[2].iter().any(|r| r.contains(&ids[0])));
     assert!(http_get(&format!("127.0.0.1:{port}"), "/").is_none());
     b.ok(&["start", "web"]);

@@ -198,7 +198,8 @@ pub struct CreateFlags {
     /// Parent cgroup for the container's cgroup (default /berth)
     #[arg(long, value_name = "PATH")]
     cgroup_parent: Option<String>,
-    /// Connect a container to a network: bridge (berth0, 10.89.0.0/16), none or host
+    /// Connect a container to a network: bridge (berth0, 10.89.0.0/16), none, host or
+    /// container:NAME (another container's network)
     #[arg(long, alias = "net", default_value = "bridge")]
     network: String,
     /// Publish a container's port(s) to the host: [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|udp]
@@ -591,8 +592,31 @@ fn create_options(f: &CreateFlags) -> Result<CreateOptions> {
         "none" => NetworkMode::None,
         "host" => NetworkMode::Host,
         "bridge" | "default" => NetworkMode::Bridge,
-        other => bail!("network {other} not found (berth knows bridge, none and host)"),
+        other if other.starts_with("container:") => NetworkMode::Container,
+        other => {
+            bail!("network {other} not found (berth knows bridge, none, host and container:NAME)")
+        }
     };
+    let network_container = match f.network.strip_prefix("container:") {
+        Some("") => bail!("--network container: needs a container's name or id"),
+        Some(c) => c.to_string(),
+        None => String::new(),
+    };
+    if network == NetworkMode::Container {
+        let conflict = |what: &str| anyhow!("conflicting options: {what} and the network mode");
+        if f.hostname.is_some() {
+            return Err(conflict("hostname"));
+        }
+        if !f.publish.is_empty() || f.publish_all {
+            return Err(conflict("port publishing"));
+        }
+        if !f.dns.is_empty() || !f.dns_search.is_empty() || !f.dns_option.is_empty() {
+            return Err(conflict("dns"));
+        }
+        if !f.add_host.is_empty() {
+            return Err(conflict("custom host-to-IP mapping"));
+        }
+    }
     let mut port_bindings = Vec::new();
     for p in &f.publish {
         port_bindings.extend(parse_publish(p)?);
@@ -713,6 +737,7 @@ fn create_options(f: &CreateFlags) -> Result<CreateOptions> {
             dns_search: f.dns_search.clone(),
             dns_options: f.dns_option.clone(),
             extra_hosts,
+            network_container,
         },
     })
 }
@@ -1697,7 +1722,7 @@ pub fn inspect_value(e: &Engine, rec: &ContainerRecord, size: bool) -> Value {
         "HostConfig": {
             "Binds": if rec.host.binds.is_empty() { Value::Null } else { json!(rec.host.binds) },
             "LogConfig": { "Type": "json-file", "Config": {} },
-            "NetworkMode": rec.host.network.as_str(),
+            "NetworkMode": rec.host.network_mode(),
             "PortBindings": ports_map(&rec.host.port_bindings),
             "PublishAllPorts": rec.host.publish_all,
             "Dns": rec.host.dns,

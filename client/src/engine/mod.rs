@@ -488,6 +488,53 @@ impl Engine {
         Ok(())
     }
 
+    /// `--network container:X`: the Spec joins X's network namespace (X must run), and the
+    /// container sees X's /etc/hosts and resolv.conf, as docker shares them.
+    fn join_network_of(
+        &self,
+        rec: &ContainerRecord,
+        spec: &mut berth_runtime::oci_spec::runtime::Spec,
+        etc: &spec::EtcFiles,
+    ) -> Result<()> {
+        use berth_runtime::oci_spec::runtime::LinuxNamespaceType;
+        let target = self.load(&rec.host.network_container).map_err(|_| {
+            EngineError::Invalid(format!(
+                "joining the network of container {}: it no longer exists",
+                rec.host.network_container
+            ))
+        })?;
+        let st = self.state(&target);
+        let pid = match (st.status, st.pid) {
+            (Status::Running | Status::Paused, Some(pid)) => pid,
+            _ => {
+                return Err(EngineError::Invalid(format!(
+                    "cannot join network of a non running container: {}",
+                    target.name
+                )))
+            }
+        };
+        let mut linux = spec.linux().clone().unwrap_or_default();
+        if let Some(namespaces) = linux.namespaces_mut() {
+            for ns in namespaces.iter_mut() {
+                if ns.typ() == LinuxNamespaceType::Network {
+                    ns.set_path(Some(PathBuf::from(format!("/proc/{pid}/ns/net"))));
+                }
+            }
+        }
+        spec.set_linux(Some(linux));
+        // docker gives it the other's hostname too (the uts namespace stays its own).
+        let hostname = spec::effective_hostname(&target);
+        std::fs::write(&etc.hostname, format!("{hostname}\n")).map_err(io_err(&etc.hostname))?;
+        spec.set_hostname(Some(hostname));
+        let theirs = self.dir(&target.id);
+        for (file, ours) in [("hosts", &etc.hosts), ("resolv.conf", &etc.resolv)] {
+            let from = theirs.join(file);
+            let data = std::fs::read(&from).map_err(io_err(&from))?;
+            std::fs::write(ours, data).map_err(io_err(ours))?;
+        }
+        Ok(())
+    }
+
     /// Removes what a stopped container left on the host's network (published ports, its
     /// address); its veth pair went with its namespace. A running container keeps them.
     pub fn disconnect(&self, rec: &ContainerRecord) {
@@ -677,6 +724,11 @@ impl Engine {
             }
         }
 
+        let mut host = opts.host.clone();
+        if host.network == NetworkMode::Container {
+            let target = self.resolve(&host.network_container)?;
+            host.network_container = target.id.clone();
+        }
         let id = new_id();
         let name = match &opts.name {
             Some(n) => n.strip_prefix('/').unwrap_or(n).to_string(),
@@ -776,8 +828,8 @@ impl Engine {
                 },
                 host: HostConfig {
                     binds: opts.volumes.clone(),
-                    port_bindings: exposed_bindings(&cfg, &opts.host),
-                    ..opts.host.clone()
+                    port_bindings: exposed_bindings(&cfg, &host),
+                    ..host.clone()
                 },
                 mounts,
                 restart_count: 0,
@@ -912,7 +964,10 @@ impl Engine {
         }
         let etc = spec::write_etc_files(rec, &dir).map_err(io_err(&dir))?;
         let layers = self.layer_dirs(rec);
-        let spec = spec::build(rec, &layers, &etc)?;
+        let mut spec = spec::build(rec, &layers, &etc)?;
+        if rec.host.network == NetworkMode::Container {
+            self.join_network_of(rec, &mut spec, &etc)?;
+        }
         let rootfs = Rootfs::Overlay {
             lower: layers[1..].to_vec(),
             upper: layers[0].clone(),

@@ -50,6 +50,9 @@ pub enum NetworkMode {
     Host,
     /// A namespace of its own plugged into berth's host bridge (docker's default network).
     Bridge,
+    /// Another container's namespace (`--network container:NAME`; the id is
+    /// `HostConfig::network_container`).
+    Container,
 }
 
 impl NetworkMode {
@@ -58,6 +61,7 @@ impl NetworkMode {
             NetworkMode::None => "none",
             NetworkMode::Host => "host",
             NetworkMode::Bridge => "bridge",
+            NetworkMode::Container => "container",
         }
     }
 }
@@ -101,6 +105,20 @@ pub struct HostConfig {
     /// (`host-gateway` already replaced by the bridge's gateway).
     #[serde(default)]
     pub extra_hosts: Vec<String>,
+    /// With `NetworkMode::Container`: the container whose network namespace this one joins
+    /// (a name or id as given to `create`, its id once created).
+    #[serde(default)]
+    pub network_container: String,
+}
+
+impl HostConfig {
+    /// docker's `HostConfig.NetworkMode`: `bridge`, `none`, `host`, `container:<id>`.
+    pub fn network_mode(&self) -> String {
+        match self.network {
+            NetworkMode::Container => format!("container:{}", self.network_container),
+            other => other.as_str().to_string(),
+        }
+    }
 }
 
 /// One `-p`: a container port and where on the host it is published.

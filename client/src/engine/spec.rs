@@ -37,7 +37,9 @@ pub(crate) fn write_etc_files(rec: &ContainerRecord, dir: &Path) -> std::io::Res
             }
             h + &extra_hosts(rec)
         }
-        NetworkMode::None | NetworkMode::Bridge => own_hosts(rec, &hostname, "127.0.0.1"),
+        NetworkMode::None | NetworkMode::Bridge | NetworkMode::Container => {
+            own_hosts(rec, &hostname, "127.0.0.1")
+        }
     };
     std::fs::write(&files.hosts, hosts)?;
     let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
