@@ -2,7 +2,7 @@
 # bench/runtime.sh: container start latency and `ps` over many containers, berth beside podman,
 # docker (a private dockerd), bare crun and runc, on the same busybox image, in one run.
 #
-#   ./bench/runtime.sh       # RUNS=21 PS_CONTAINERS=100 PS_PEERS=1; BERTH=path/to/berth skips the build
+#   ./bench/runtime.sh       # RUNS=21 BRIDGE_RUNS=11 PS_CONTAINERS=100 PS_PEERS=1; BERTH=path/to/berth skips the build
 #   BUSY_DISK=1 ./bench/runtime.sh   # the start rounds beside a loop that copies and deletes small
 #                                    # files on the same disk, as builds do (see bench/README.md)
 #
@@ -186,6 +186,26 @@ if sys.argv[3] and sys.argv[4]:
     (w0, d0, f0), (w1, d1, f1) = (map(int, a.split()) for a in sys.argv[3:5])
     print(f"  disk {sys.argv[2]} meanwhile (every process on the host): {(w1 - w0) / 2048:.0f} MiB "
           f"written, {d1 - d0} discards, {f1 - f0} flushes")
+EOF
+
+# On a bridge: the network's share of a start, berth's bridge (the default) beside podman's
+# default network (its CNI bridge, with a veth, an address and NAT rules as berth's).
+BRIDGE_RUNS=${BRIDGE_RUNS:-11}
+bridge_round() {
+  timed berth_bridge "$BERTH" run --rm --pull never "$IMG" true
+  timed podman_bridge $P run --rm --pull never $PODMAN_LIMITS "$IMG" true
+}
+bridge_round
+rm -f "$W"/t.*_bridge
+for i in $(seq "$BRIDGE_RUNS"); do bridge_round; done
+python3 - "$W" "$BRIDGE_RUNS" <<'EOF'
+import statistics, sys
+w = sys.argv[1]
+med = {k: statistics.median(int(x) / 1000 for x in open(f"{w}/t.{k}")) for k in ("berth_bridge", "podman_bridge")}
+print(f"bridge: run --rm IMAGE true on each tool's default bridge network; median of {sys.argv[2]}")
+print(f"  berth run --rm (berth0)           median {med['berth_bridge']:7.1f} ms")
+print(f"  podman run --rm (cni-podman0)     median {med['podman_bridge']:7.1f} ms")
+print(f"  berth / podman = {med['berth_bridge'] / med['podman_bridge']:5.2f}x")
 EOF
 
 # ps over NPS running containers.
