@@ -1651,6 +1651,39 @@ fn root_bridge_network_addresses_publishes_ports_and_leaves_nothing() {
     );
     b.ok(&["rm", &joined_id]);
 
+    // network ls and inspect: the three networks, web on the bridge with its address.
+    let ls = b.ok(&["network", "ls"]);
+    let words: Vec<Vec<&str>> = ls.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(
+        words[0],
+        ["NETWORK", "ID", "NAME", "DRIVER", "SCOPE"],
+        "{ls}"
+    );
+    let names: Vec<(&str, &str)> = words[1..].iter().map(|w| (w[1], w[2])).collect();
+    assert_eq!(
+        names,
+        [("bridge", "bridge"), ("host", "host"), ("none", "null")]
+    );
+    let net: Value = serde_json::from_str(&b.ok(&["network", "inspect", "bridge"])).unwrap();
+    assert_eq!(net[0]["IPAM"]["Config"][0]["Subnet"], "10.89.0.0/16");
+    let web_id = web["Id"].as_str().unwrap();
+    assert_eq!(
+        net[0]["Containers"][web_id]["IPv4Address"],
+        format!("{ip}/16")
+    );
+    assert_eq!(net[0]["Containers"][web_id]["Name"], "web");
+    for (args, needle) in [
+        (
+            &["network", "inspect", "nosuch"][..],
+            "network nosuch not found",
+        ),
+        (&["network", "create", "mine"][..], "not supported yet"),
+    ] {
+        let o = out(&b, args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        assert!(stderr(&o).contains(needle), "{}", stderr(&o));
+    }
+
     // ps and port show the binding as docker does.
     let ps = b.ok(&["ps", "--format", "{{.Ports}}", "-f", "name=web"]);
     assert_eq!(ps.trim(), format!("0.0.0.0:{port}->80/tcp"));

@@ -9,6 +9,7 @@ use clap::Subcommand;
 pub mod containers;
 pub mod images;
 pub mod login;
+pub mod network;
 pub mod serve;
 
 #[derive(Subcommand)]
@@ -19,6 +20,11 @@ pub enum Command {
     Image(images::ImageCommand),
     #[command(flatten)]
     Container(Box<containers::ContainerCommand>),
+    /// Manage networks
+    Network {
+        #[command(subcommand)]
+        command: network::NetworkCommand,
+    },
     /// Log in to a registry (credentials kept in docker's config.json)
     Login(login::LoginArgs),
     /// Log out from a registry
@@ -64,6 +70,7 @@ pub fn run(globals: &Globals, command: Command) -> i32 {
         Command::Serve(args) => serve::run(globals, args),
         Command::Image(cmd) => images::run(globals, cmd),
         Command::Container(cmd) => containers::run(globals, *cmd),
+        Command::Network { command } => network::run(globals, command),
         Command::Login(args) => login::login(args),
         Command::Logout(args) => login::logout(args),
     };
