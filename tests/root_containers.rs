@@ -1894,3 +1894,90 @@ impl Drop for Outside {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
     }
 }
+
+#[test]
+fn root_bridge_from_the_config_file() {
+    let _host = shared();
+    let b = setup();
+    let n = std::process::id() % 200 + 20;
+    let name = format!("btest{n}");
+    let subnet = format!("10.91.{n}.0/24");
+    let config = b.dir.path().join("config.toml");
+    let base = std::fs::read_to_string(&config).unwrap_or_default();
+    let write =
+        |bridge: &str| std::fs::write(&config, format!("{base}\n[bridge]\n{bridge}\n")).unwrap();
+    let cleanup = HostBridge {
+        name: name.clone(),
+        subnet: subnet.clone(),
+    };
+    write(&format!("name = \"{name}\"\naddress = \"10.91.{n}.1/24\""));
+    let o = sh(
+        &b,
+        &[],
+        "ip -o -4 addr show eth0 && ip route && cat /sys/class/net/eth0/address",
+    );
+    let text = stdout(&o);
+    assert!(
+        text.contains(&format!("inet 10.91.{n}.2/24")),
+        "{text}{}",
+        stderr(&o)
+    );
+    assert!(text.contains(&format!("default via 10.91.{n}.1")), "{text}");
+    assert!(text.contains(&format!("02:42:0a:5b:{n:02x}:02")), "{text}");
+    assert!(std::path::Path::new("/sys/class/net").join(&name).exists());
+    let net: Value = serde_json::from_str(&b.ok(&["network", "inspect", "bridge"])).unwrap();
+    assert_eq!(net[0]["IPAM"]["Config"][0]["Subnet"], subnet.as_str());
+    // A bad section: one line naming the key, before anything is made.
+    for (section, key) in [
+        (
+            format!("name = \"{name}\"\naddress = \"10.91.{n}.0/24\""),
+            "bridge.address",
+        ),
+        (
+            format!("name = \"{name}\"\naddress = \"10.91.{n}.1/31\""),
+            "bridge.address",
+        ),
+        ("name = \"a-name-far-too-long\"".to_string(), "bridge.name"),
+        ("colour = \"blue\"".to_string(), "colour"),
+    ] {
+        write(&section);
+        let o = out(&b, &["run", "--rm", "bb", "true"]);
+        assert_eq!(o.status.code(), Some(125), "{section}");
+        assert!(stderr(&o).contains(key), "{section}: {}", stderr(&o));
+        assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
+    }
+    std::fs::write(&config, &base).unwrap();
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
+    drop(cleanup);
+}
+
+/// A bridge a test had berth make, removed with its NAT and FORWARD rules and its leases.
+struct HostBridge {
+    name: String,
+    subnet: String,
+}
+
+impl Drop for HostBridge {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.name])
+            .status();
+        for table in ["nat", "filter"] {
+            let o = Command::new("iptables")
+                .args(["-w", "-t", table, "-S"])
+                .output()
+                .unwrap();
+            for rule in stdout(&o).lines() {
+                let words: Vec<&str> = rule.split_whitespace().collect();
+                if words.first() == Some(&"-A")
+                    && words.iter().any(|w| *w == self.name || *w == self.subnet)
+                {
+                    let mut args = vec!["-w", "-t", table, "-D"];
+                    args.extend(&words[1..]);
+                    let _ = Command::new("iptables").args(&args).status();
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(format!("/run/berth/net/{}", self.name));
+    }
+}

@@ -12,8 +12,9 @@
 //!   taken over by the next container (which removes the stale owner's port rules first);
 //! - iptables rules in the nat table's `BERTH` chain, each with the comment `berth:<tag>`.
 //!
-//! All of it is done under an flock on the lease directory, so containers of different
-//! berth roots (and processes) share one bridge and never get the same address or port.
+//! All of it is done under one host-wide flock (`Bridge::state_dir`/lock), so containers of
+//! different berth roots, processes and bridges never get the same address or port, and no
+//! bridge takes another's port rules for stale.
 //! The host plumbing is done with iproute2's `ip` and `iptables` (nf_tables or legacy), as
 //! run by root.
 
@@ -39,23 +40,30 @@ pub struct Bridge {
     pub gateway: Ipv4Addr,
     /// The subnet's prefix length (8 to 30).
     pub prefix: u8,
-    /// Where the host-wide leases and their lock live (on a tmpfs, as they die at reboot).
-    pub lease_dir: PathBuf,
+    /// Where the host-wide state lives: the lock, and each bridge's leases in a directory
+    /// of its name (on a tmpfs, as they die at reboot). All bridges share it, as they share
+    /// the published-port rules.
+    pub state_dir: PathBuf,
 }
 
 impl Default for Bridge {
-    /// berth's default bridge: `berth0`, 10.89.0.1/16, leases in /run/berth/net/berth0.
+    /// berth's default bridge: `berth0`, 10.89.0.1/16, state in /run/berth/net.
     fn default() -> Self {
         Bridge {
             name: "berth0".into(),
             gateway: Ipv4Addr::new(10, 89, 0, 1),
             prefix: 16,
-            lease_dir: PathBuf::from("/run/berth/net/berth0"),
+            state_dir: PathBuf::from("/run/berth/net"),
         }
     }
 }
 
 impl Bridge {
+    /// This bridge's address leases.
+    pub fn lease_dir(&self) -> PathBuf {
+        self.state_dir.join(&self.name)
+    }
+
     fn mask(&self) -> u32 {
         u32::MAX << (32 - u32::from(self.prefix))
     }
@@ -136,9 +144,9 @@ struct Lock {
 
 impl Lock {
     fn take(bridge: &Bridge) -> Result<Lock> {
-        fs::create_dir_all(&bridge.lease_dir)
-            .ctx(|| format!("create {}", bridge.lease_dir.display()))?;
-        let path = bridge.lease_dir.join("lock");
+        let leases = bridge.lease_dir();
+        fs::create_dir_all(&leases).ctx(|| format!("create {}", leases.display()))?;
+        let path = bridge.state_dir.join("lock");
         let f = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -391,13 +399,13 @@ fn allocate(b: &Bridge, tag: &str, pid: i32, netns: u64) -> Result<Ipv4Addr> {
             continue;
         }
         let addr = Ipv4Addr::from(a);
-        let path = b.lease_dir.join(addr.to_string());
+        let path = b.lease_dir().join(addr.to_string());
         match Lease::read(&path) {
             Some(l) if l.alive() && l.tag != tag => continue,
             Some(l) => remove_rules_of(&l.tag),
             None => {}
         }
-        let tmp = b.lease_dir.join(format!(".{addr}.tmp"));
+        let tmp = b.lease_dir().join(format!(".{addr}.tmp"));
         fs::write(&tmp, format!("{tag} {pid} {netns}\n"))
             .ctx(|| format!("write {}", tmp.display()))?;
         fs::rename(&tmp, &path).ctx(|| format!("write {}", path.display()))?;
@@ -449,10 +457,12 @@ fn publish(
 ) -> Result<Vec<PortMapping>> {
     let mut taken: Vec<(String, u16)> = vec![];
     for (_, t, proto, port) in port_rules() {
-        let alive = fs::read_dir(&b.lease_dir)
+        // Every bridge's leases: the rules of all of them share the chain.
+        let alive = fs::read_dir(&b.state_dir)
             .into_iter()
             .flatten()
             .flatten()
+            .flat_map(|d| fs::read_dir(d.path()).into_iter().flatten().flatten())
             .filter_map(|e| Lease::read(&e.path()))
             .any(|l| l.tag == t && l.alive());
         if alive {
@@ -545,7 +555,7 @@ pub fn connect(b: &Bridge, tag: &str, pid: i32, ports: &[PortMapping]) -> Result
     });
     if attached.is_err() {
         remove_rules_of(tag);
-        let _ = fs::remove_file(b.lease_dir.join(address.to_string()));
+        let _ = fs::remove_file(b.lease_dir().join(address.to_string()));
         let _ = ip("remove the veth pair", &["link", "del", &host_if]);
     }
     attached
@@ -601,11 +611,11 @@ fn plug(b: &Bridge, pid: i32, host_if: &str, address: Ipv4Addr) -> Result<String
 /// removed while the namespace holding the lease lives: a container that was started again
 /// meanwhile keeps its network.
 pub fn disconnect(b: &Bridge, tag: &str) -> Result<()> {
-    if !b.lease_dir.exists() {
+    if !b.lease_dir().exists() {
         return Ok(());
     }
     let _lock = Lock::take(b)?;
-    let leases: Vec<(PathBuf, Lease)> = fs::read_dir(&b.lease_dir)
+    let leases: Vec<(PathBuf, Lease)> = fs::read_dir(b.lease_dir())
         .into_iter()
         .flatten()
         .flatten()

@@ -429,7 +429,22 @@ pub struct ContainerInspectArgs {
 }
 
 fn engine(g: &Globals) -> Result<Engine> {
-    Ok(Engine::with_images(g.open_store()?)?)
+    let mut e = Engine::with_images(g.open_store()?)?;
+    e.set_bridge(configured_bridge()?);
+    Ok(e)
+}
+
+/// The bridge of `--network bridge`: the client config file's `[bridge]`, else berth0 on
+/// 10.89.0.1/16.
+pub(crate) fn configured_bridge() -> Result<berth_runtime::net::Bridge> {
+    let cfg = berth_client::remote::ClientConfig::load()?;
+    let (gateway, prefix) = cfg.bridge.gateway().map_err(anyhow::Error::msg)?;
+    Ok(berth_runtime::net::Bridge {
+        name: cfg.bridge.name,
+        state_dir: berth_runtime::net::Bridge::default().state_dir,
+        gateway,
+        prefix,
+    })
 }
 
 /// Runs a container command; returns the exit status.
@@ -758,7 +773,7 @@ fn parse_add_host(arg: &str) -> Result<String> {
         return Err(bad("invalid host name"));
     }
     let ip = match ip.trim_start_matches('[').trim_end_matches(']') {
-        "host-gateway" => berth_runtime::net::Bridge::default().gateway.to_string(),
+        "host-gateway" => configured_bridge()?.gateway.to_string(),
         other => other
             .parse::<std::net::IpAddr>()
             .map_err(|_| bad(&format!("{other:?} is not an IP address")))?

@@ -4,11 +4,11 @@
 
 use anyhow::{bail, Result};
 use berth_client::engine::{Engine, NetworkMode, Status};
-use berth_runtime::net::Bridge;
 use berth_storage::Digest;
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
+use super::containers::configured_bridge;
 use super::images::print_formatted;
 use super::Globals;
 
@@ -119,7 +119,7 @@ fn ls(a: LsArgs) -> Result<i32> {
 
 fn inspect(g: &Globals, a: InspectArgs) -> Result<i32> {
     let e = Engine::with_images(g.open_store()?)?;
-    let bridge = Bridge::default();
+    let bridge = configured_bridge()?;
     let mut out = Vec::new();
     for wanted in &a.networks {
         let Some((name, driver, mode)) = NETWORKS

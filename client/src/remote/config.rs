@@ -13,6 +13,10 @@
 //!
 //! [registries."docker.io"]
 //! mirrors = ["http://127.0.0.1:5000"]
+//!
+//! [bridge]                     # the default network's bridge (docker's `bip`)
+//! name = "berth0"
+//! address = "10.89.0.1/16"     # the gateway's address and the subnet's prefix
 //! ```
 //!
 //! Per-registry CA and client certificates come from `certs.d/<host[:port]>/` beside that file
@@ -55,6 +59,61 @@ pub struct RegistrySection {
     pub insecure: bool,
 }
 
+/// The `[bridge]` section: the host bridge of `--network bridge`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeSection {
+    /// The interface's name.
+    #[serde(default = "default_bridge_name")]
+    pub name: String,
+    /// The gateway's address with the subnet's prefix length (`10.89.0.1/16`).
+    #[serde(default = "default_bridge_address")]
+    pub address: String,
+}
+
+fn default_bridge_name() -> String {
+    "berth0".into()
+}
+fn default_bridge_address() -> String {
+    "10.89.0.1/16".into()
+}
+
+impl Default for BridgeSection {
+    fn default() -> Self {
+        BridgeSection {
+            name: default_bridge_name(),
+            address: default_bridge_address(),
+        }
+    }
+}
+
+impl BridgeSection {
+    /// The gateway and the prefix length, or why they are not usable.
+    pub fn gateway(&self) -> Result<(std::net::Ipv4Addr, u8), String> {
+        let bad = || {
+            format!(
+                "bridge.address: {:?} must be an IPv4 address with a prefix length from 8 to 30, \
+                 such as 10.89.0.1/16",
+                self.address
+            )
+        };
+        let (ip, prefix) = self.address.split_once('/').ok_or_else(bad)?;
+        let ip: std::net::Ipv4Addr = ip.parse().map_err(|_| bad())?;
+        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+        if !(8..=30).contains(&prefix) {
+            return Err(bad());
+        }
+        let host = u32::from(ip) & !(u32::MAX << (32 - u32::from(prefix)));
+        if host == 0 || host == !(u32::MAX << (32 - u32::from(prefix))) {
+            return Err(format!(
+                "bridge.address: {} is the subnet's network or broadcast address; give the gateway's, such as the .1",
+                self.address
+            ));
+        }
+        Ok((ip, prefix))
+    }
+}
+
 /// berth's client configuration file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -74,6 +133,8 @@ pub struct ClientConfig {
     pub push_chunk_size: u64,
     #[serde(default)]
     pub registries: BTreeMap<String, RegistrySection>,
+    #[serde(default)]
+    pub bridge: BridgeSection,
 }
 
 fn default_downloads() -> usize {
@@ -95,6 +156,7 @@ impl Default for ClientConfig {
             max_concurrent_uploads: default_uploads(),
             push_chunk_size: default_chunk(),
             registries: BTreeMap::new(),
+            bridge: BridgeSection::default(),
         }
     }
 }
@@ -160,6 +222,27 @@ impl ClientConfig {
                 });
             }
         }
+        let name = &config.bridge.name;
+        let name_ok = !name.is_empty()
+            && name.len() <= 15
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !name_ok {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message: format!(
+                    "bridge.name: {name:?} must be 1 to 15 letters, digits, '-', '_' or '.'"
+                ),
+            });
+        }
+        config
+            .bridge
+            .gateway()
+            .map_err(|message| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message,
+            })?;
         for (name, section) in &config.registries {
             for m in &section.mirrors {
                 if !(m.starts_with("http://") || m.starts_with("https://")) {
@@ -337,6 +420,8 @@ mod tests {
         assert_eq!(c.default_registry.as_deref(), Some("registry.lan:5000"));
         assert_eq!(c.push_chunk_size, 32 << 20);
         assert_eq!(c.registries["docker.io"].mirrors, ["http://127.0.0.1:5000"]);
+        assert_eq!(c.bridge, BridgeSection::default());
+        assert_eq!(c.bridge.gateway(), Ok(("10.89.0.1".parse().unwrap(), 16)));
         let r = c.remote_config().unwrap();
         assert_eq!(r.default_registry.as_deref(), Some("registry.lan:5000"));
         assert!(r.insecure.contains(&"registry.lan:5000".to_string()));
