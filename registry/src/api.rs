@@ -667,14 +667,6 @@ async fn start_upload(reg: &Registry, repo: &RepoName, req: Request<Body>) -> Re
 }
 
 /// Loads a session and checks that it belongs to the repository in the URL.
-async fn session(reg: &Registry, repo: &RepoName, id: &str) -> Result<berth_storage::UploadStatus> {
-    let s = reg.store.uploads.status(id).await?;
-    if s.repository != repo.as_str() {
-        return Err(StoreError::UploadUnknown(id.to_string()).into());
-    }
-    Ok(s)
-}
-
 /// Reads `Content-Range: <start>-<end>` (the `bytes ` prefix tolerated).
 fn content_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>> {
     let Some(v) = headers.get(header::CONTENT_RANGE) else {
@@ -702,43 +694,26 @@ fn content_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>> {
     Ok(Some((start, end)))
 }
 
-async fn append_chunk(
-    reg: &Registry,
-    repo: &RepoName,
-    id: &str,
-    req: Request<Body>,
-) -> Result<berth_storage::UploadStatus> {
-    let current = session(reg, repo, id).await?;
-    let range = content_range(req.headers())?;
-    let mut declared = content_length(req.headers());
-    let mut offset = None;
-    if let Some((start, end)) = range {
-        let len = end - start + 1;
-        if declared.is_some_and(|d| d != len) {
-            return Err(RegistryError::new(
-                Code::SizeInvalid,
-                format!(
-                    "Content-Range covers {len} bytes but Content-Length is {}",
-                    declared.unwrap_or(0)
-                ),
-            ));
-        }
-        if start != current.offset {
-            return Err(StoreError::UploadOffset {
-                id: id.to_string(),
-                expected: current.offset,
-                got: start,
+/// Where a chunk must start and how long it is, from `Content-Range` and `Content-Length`
+/// (the store checks the start against the session).
+fn chunk_bounds(headers: &HeaderMap) -> Result<(Option<u64>, Option<u64>)> {
+    let declared = content_length(headers);
+    match content_range(headers)? {
+        None => Ok((None, declared)),
+        Some((start, end)) => {
+            let len = end - start + 1;
+            if declared.is_some_and(|d| d != len) {
+                return Err(RegistryError::new(
+                    Code::SizeInvalid,
+                    format!(
+                        "Content-Range covers {len} bytes but Content-Length is {}",
+                        declared.unwrap_or(0)
+                    ),
+                ));
             }
-            .into());
+            Ok((Some(start), Some(len)))
         }
-        declared = Some(len);
-        offset = Some(start);
     }
-    Ok(reg
-        .store
-        .uploads
-        .append(id, offset, declared, body_stream(req.into_body()))
-        .await?)
 }
 
 async fn patch_upload(
@@ -747,7 +722,12 @@ async fn patch_upload(
     id: &str,
     req: Request<Body>,
 ) -> Result<Response> {
-    let s = append_chunk(reg, repo, id, req).await?;
+    let (offset, declared) = chunk_bounds(req.headers())?;
+    let s = reg
+        .store
+        .uploads
+        .append_in(repo, id, offset, declared, body_stream(req.into_body()))
+        .await?;
     Ok(upload_accepted(StatusCode::ACCEPTED, repo, id, s.offset))
 }
 
@@ -766,20 +746,23 @@ async fn finish_upload(
     };
     let d = digest(want)?;
     // A final chunk may ride on the PUT.
-    append_chunk(reg, repo, id, req).await?;
-    reg.store.uploads.complete(id, &d).await?;
+    let (offset, declared) = chunk_bounds(req.headers())?;
+    let body = body_stream(req.into_body());
+    reg.store
+        .uploads
+        .finish_in(repo, id, offset, declared, body, &d)
+        .await?;
     reg.store.repos.link_blob(repo, &d).await?;
     Ok(blob_created(repo, &d))
 }
 
 async fn upload_status(reg: &Registry, repo: &RepoName, id: &str) -> Result<Response> {
-    let s = session(reg, repo, id).await?;
+    let s = reg.store.uploads.status_in(repo, id).await?;
     Ok(upload_accepted(StatusCode::NO_CONTENT, repo, id, s.offset))
 }
 
 async fn cancel_upload(reg: &Registry, repo: &RepoName, id: &str) -> Result<Response> {
-    session(reg, repo, id).await?;
-    reg.store.uploads.cancel(id).await?;
+    reg.store.uploads.cancel_in(repo, id).await?;
     Ok(response(
         StatusCode::NO_CONTENT,
         &[("content-length", "0".into())],

@@ -113,6 +113,65 @@ impl Uploads {
         Ok(status(id, &state))
     }
 
+    /// Loads session `id` for `repository`: another repository's session is unknown to it,
+    /// as a registry must answer (the `_in` methods check this with the one read they need).
+    async fn load_in(&self, repository: Option<&RepoName>, id: &str) -> Result<SessionState> {
+        let state = self.load(id).await?;
+        if repository.is_some_and(|r| state.repository != r.as_str()) {
+            return Err(StoreError::UploadUnknown(id.to_string()));
+        }
+        Ok(state)
+    }
+
+    /// [`Uploads::status`] of a session of `repository`.
+    pub async fn status_in(&self, repository: &RepoName, id: &str) -> Result<UploadStatus> {
+        let state = self.load_in(Some(repository), id).await?;
+        Ok(status(id, &state))
+    }
+
+    /// [`Uploads::append`] to a session of `repository`.
+    pub async fn append_in<S>(
+        &self,
+        repository: &RepoName,
+        id: &str,
+        offset: Option<u64>,
+        declared: Option<u64>,
+        stream: S,
+    ) -> Result<UploadStatus>
+    where
+        S: Stream<Item = std::io::Result<Bytes>> + Send,
+    {
+        self.append_to(Some(repository), id, offset, declared, stream)
+            .await
+    }
+
+    /// A last chunk (possibly empty) then [`Uploads::complete`], for a session of
+    /// `repository`, with one read of the session's state: a registry's closing PUT.
+    pub async fn finish_in<S>(
+        &self,
+        repository: &RepoName,
+        id: &str,
+        offset: Option<u64>,
+        declared: Option<u64>,
+        stream: S,
+        expected: &Digest,
+    ) -> Result<u64>
+    where
+        S: Stream<Item = std::io::Result<Bytes>> + Send,
+    {
+        let state = self.load_in(Some(repository), id).await?;
+        let state = self
+            .append_loaded(id, state, offset, declared, stream)
+            .await?;
+        self.complete_loaded(id, state, expected).await
+    }
+
+    /// [`Uploads::cancel`] of a session of `repository`.
+    pub async fn cancel_in(&self, repository: &RepoName, id: &str) -> Result<()> {
+        let state = self.load_in(Some(repository), id).await?;
+        self.remove(id, &state).await
+    }
+
     /// Appends a chunk. `offset`, when given, must be where the session stands; `declared`, when
     /// given, is the chunk's length, and a stream of another length is refused. A refused or
     /// failed chunk leaves the session as it was.
@@ -126,7 +185,39 @@ impl Uploads {
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send,
     {
-        let mut state = self.load(id).await?;
+        self.append_to(None, id, offset, declared, stream).await
+    }
+
+    async fn append_to<S>(
+        &self,
+        repository: Option<&RepoName>,
+        id: &str,
+        offset: Option<u64>,
+        declared: Option<u64>,
+        stream: S,
+    ) -> Result<UploadStatus>
+    where
+        S: Stream<Item = std::io::Result<Bytes>> + Send,
+    {
+        let state = self.load_in(repository, id).await?;
+        let state = self
+            .append_loaded(id, state, offset, declared, stream)
+            .await?;
+        Ok(status(id, &state))
+    }
+
+    /// `append` on a state already read; returns the state after it.
+    async fn append_loaded<S>(
+        &self,
+        id: &str,
+        mut state: SessionState,
+        offset: Option<u64>,
+        declared: Option<u64>,
+        stream: S,
+    ) -> Result<SessionState>
+    where
+        S: Stream<Item = std::io::Result<Bytes>> + Send,
+    {
         if let Some(got) = offset {
             if got != state.offset {
                 return Err(StoreError::UploadOffset {
@@ -177,7 +268,7 @@ impl Uploads {
             if let Some(h) = hasher {
                 self.put_partial(id, start, h);
             }
-            return Ok(status(id, &state));
+            return Ok(state);
         }
         writer.commit().await?;
         state.chunks.push(Chunk {
@@ -189,13 +280,22 @@ impl Uploads {
         if let Some(h) = hasher {
             self.put_partial(id, state.offset, h);
         }
-        Ok(status(id, &state))
+        Ok(state)
     }
 
     /// Finishes a session: the bytes received must have digest `expected`. On success the
     /// blob is in the store and the session is gone. On a mismatch the session is cancelled.
     pub async fn complete(&self, id: &str, expected: &Digest) -> Result<u64> {
         let state = self.load(id).await?;
+        self.complete_loaded(id, state, expected).await
+    }
+
+    async fn complete_loaded(
+        &self,
+        id: &str,
+        state: SessionState,
+        expected: &Digest,
+    ) -> Result<u64> {
         let result = self.assemble(id, &state, expected).await;
         if matches!(result, Ok(_) | Err(StoreError::DigestMismatch(_))) {
             self.remove(id, &state).await?;

@@ -546,6 +546,58 @@ async fn concurrent_uploads_of_different_content(t: TestStore) {
         .is_empty());
 }
 
+/// The `_in` methods: one repository's session is unknown to another, and untouched by it;
+/// `finish_in` takes a last chunk and completes with one read of the session.
+async fn upload_sessions_belong_to_their_repository(t: TestStore) {
+    let uploads = &t.store.uploads;
+    let (a, b) = (repo("team/a"), repo("team/b"));
+    let s = uploads.start(&a).await.unwrap();
+    uploads
+        .append_in(&a, &s.id, Some(0), Some(6), chunks(b"hello ", 4))
+        .await
+        .unwrap();
+    let unknown = |r: Result<(), StoreError>| {
+        assert!(matches!(r, Err(StoreError::UploadUnknown(_))), "{r:?}")
+    };
+    unknown(uploads.status_in(&b, &s.id).await.map(drop));
+    unknown(
+        uploads
+            .append_in(&b, &s.id, Some(6), None, chunks(b"x", 1))
+            .await
+            .map(drop),
+    );
+    let d = Digest::sha256_of(b"hello world");
+    unknown(
+        uploads
+            .finish_in(&b, &s.id, None, None, chunks(b"world", 5), &d)
+            .await
+            .map(drop),
+    );
+    unknown(uploads.cancel_in(&b, &s.id).await);
+    assert_eq!(uploads.status_in(&a, &s.id).await.unwrap().offset, 6);
+    // A last chunk at the wrong offset is refused and the session stays.
+    assert!(matches!(
+        uploads
+            .finish_in(&a, &s.id, Some(3), None, chunks(b"world", 5), &d)
+            .await,
+        Err(StoreError::UploadOffset { expected: 6, .. })
+    ));
+    let size = uploads
+        .finish_in(&a, &s.id, Some(6), Some(5), chunks(b"world", 2), &d)
+        .await
+        .unwrap();
+    assert_eq!(size, 11);
+    assert_eq!(t.store.blobs.read(&d).await.unwrap(), &b"hello world"[..]);
+    unknown(uploads.status_in(&a, &s.id).await.map(drop));
+    // cancel_in by the owner.
+    let s = uploads.start(&b).await.unwrap();
+    uploads.cancel_in(&b, &s.id).await.unwrap();
+    assert!(list_all(t.backend.as_ref(), "uploads/")
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {
         mod fs {
@@ -571,6 +623,7 @@ on_every_backend!(
     upload_single_chunk_is_moved,
     upload_refuses_bad_chunks,
     upload_survives_restart,
+    upload_sessions_belong_to_their_repository,
     tags_and_links,
     referrers_and_catalog,
     listing_is_sorted_and_paged,
