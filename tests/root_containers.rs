@@ -1947,6 +1947,18 @@ fn root_bridge_from_the_config_file() {
         assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
     }
     std::fs::write(&config, &base).unwrap();
+    // Without iproute2 and iptables: one line that says what to do, nothing left.
+    let o = b
+        .cmd(&["run", "--rm", "bb", "true"])
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        stderr(&o).contains("is not installed") && stderr(&o).contains("--network none"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(b.ok(&["ps", "-aq"]), "");
     drop(cleanup);
 }

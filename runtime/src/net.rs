@@ -206,7 +206,8 @@ fn run(what: &str, cmd: &mut Command, input: Option<&str>) -> Result<String> {
     let mut child = cmd.spawn().map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             Error::Network(format!(
-                "{what}: `{program}` is not installed (bridge networks need iproute2 and iptables)"
+                "{what}: `{program}` is not installed (bridge networks need iproute2 and \
+                 iptables; without them, use --network none or --network host)"
             ))
         } else {
             Error::io(format!("{what}: run {program}"), e)
