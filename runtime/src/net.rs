@@ -74,26 +74,46 @@ impl Bridge {
         format!("{net}/{}", self.prefix)
     }
 
-    fn check(&self) -> Result<()> {
-        let ok_name = !self.name.is_empty()
+    /// What is wrong with the name, if anything: an interface name of 1 to 15 bytes.
+    pub fn name_problem(&self) -> Option<String> {
+        let ok = !self.name.is_empty()
             && self.name.len() <= 15
             && self
                 .name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-        if !ok_name {
-            return Err(Error::Network(format!(
-                "invalid bridge name {:?}",
+        (!ok).then(|| {
+            format!(
+                "{:?} must be 1 to 15 letters, digits, '-', '_' or '.'",
                 self.name
-            )));
-        }
+            )
+        })
+    }
+
+    /// What is wrong with the gateway and prefix, if anything: a prefix from /8 to /30 and
+    /// a gateway that is neither the subnet's network nor its broadcast address.
+    pub fn address_problem(&self) -> Option<String> {
+        let cidr = format!("{}/{}", self.gateway, self.prefix);
         if !(8..=30).contains(&self.prefix) {
-            return Err(Error::Network(format!(
-                "bridge subnet prefix /{} must be between /8 and /30",
-                self.prefix
-            )));
+            return Some(format!(
+                "{cidr}: the prefix length must be from 8 to 30, such as 10.89.0.1/16"
+            ));
         }
-        Ok(())
+        let host = u32::from(self.gateway) & !self.mask();
+        (host == 0 || host == !self.mask()).then(|| {
+            format!(
+                "{cidr} is the subnet's network or broadcast address; give the gateway's, \
+                 such as the .1"
+            )
+        })
+    }
+
+    fn check(&self) -> Result<()> {
+        match (self.name_problem(), self.address_problem()) {
+            (Some(p), _) => Err(Error::Network(format!("bridge name {p}"))),
+            (None, Some(p)) => Err(Error::Network(format!("bridge address {p}"))),
+            (None, None) => Ok(()),
+        }
     }
 }
 
@@ -131,8 +151,6 @@ pub struct Attachment {
     pub gateway: Ipv4Addr,
     pub prefix: u8,
     pub mac: String,
-    /// The host side of the veth pair.
-    pub host_interface: String,
     /// The published ports, host ports chosen.
     pub ports: Vec<PortMapping>,
 }
@@ -374,19 +392,35 @@ fn port_rules() -> Vec<(String, String, String, u16)> {
         .collect()
 }
 
+/// Deletes one rule of the BERTH chain, given as `-S` printed it.
+fn delete_rule(rule: &str) {
+    // `-S` prints the rule as `-A CHAIN …`; the same words after `-D` delete it. The comment
+    // is quoted by -S only when it has spaces; ours has none.
+    let words = rule.split_whitespace().skip(1).map(|w| w.trim_matches('"'));
+    let mut cmd = Command::new("iptables");
+    cmd.args(["-w", "-t", "nat", "-D"]).args(words);
+    let _ = run("remove a published port", &mut cmd, None);
+}
+
 fn remove_rules_of(tag: &str) {
     for (rule, t, _, _) in port_rules() {
         if t == tag {
-            // `-S` prints the rule as `-A CHAIN …`; the same words after `-D` delete it.
-            let mut words: Vec<String> = rule.split_whitespace().map(str::to_string).collect();
-            words[0] = "-D".into();
-            let mut cmd = Command::new("iptables");
-            cmd.args(["-w", "-t", "nat"]);
-            // The comment is quoted by -S only when it has spaces; ours has none.
-            cmd.args(words.iter().map(|w| w.trim_matches('"')));
-            let _ = run("remove a published port", &mut cmd, None);
+            delete_rule(&rule);
         }
     }
+}
+
+/// The tags whose lease, on any bridge, is held by a living namespace.
+fn live_tags(b: &Bridge) -> std::collections::HashSet<String> {
+    fs::read_dir(&b.state_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|d| fs::read_dir(d.path()).into_iter().flatten().flatten())
+        .filter_map(|e| Lease::read(&e.path()))
+        .filter(Lease::alive)
+        .map(|l| l.tag)
+        .collect()
 }
 
 /// Takes a free address: the first with no lease, or with a stale one (whose owner's port
@@ -456,20 +490,14 @@ fn publish(
     address: Ipv4Addr,
     ports: &[PortMapping],
 ) -> Result<Vec<PortMapping>> {
+    // Every bridge's leases count: the rules of all of them share the chain.
+    let live = live_tags(b);
     let mut taken: Vec<(String, u16)> = vec![];
-    for (_, t, proto, port) in port_rules() {
-        // Every bridge's leases: the rules of all of them share the chain.
-        let alive = fs::read_dir(&b.state_dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .flat_map(|d| fs::read_dir(d.path()).into_iter().flatten().flatten())
-            .filter_map(|e| Lease::read(&e.path()))
-            .any(|l| l.tag == t && l.alive());
-        if alive {
+    for (rule, t, proto, port) in port_rules() {
+        if live.contains(&t) {
             taken.push((proto, port));
         } else {
-            remove_rules_of(&t);
+            delete_rule(&rule);
         }
     }
     let mut done = vec![];
@@ -523,7 +551,7 @@ fn publish(
 }
 
 /// The host side's name for a tag: `bv` and the tag's first 11 characters.
-pub fn host_interface(tag: &str) -> String {
+fn host_interface(tag: &str) -> String {
     let short: String = tag.chars().take(11).collect();
     format!("bv{short}")
 }
@@ -550,7 +578,6 @@ pub fn connect(b: &Bridge, tag: &str, pid: i32, ports: &[PortMapping]) -> Result
             gateway: b.gateway,
             prefix: b.prefix,
             mac,
-            host_interface: host_if.clone(),
             ports,
         })
     });

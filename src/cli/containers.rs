@@ -438,13 +438,7 @@ fn engine(g: &Globals) -> Result<Engine> {
 /// 10.89.0.1/16.
 pub(crate) fn configured_bridge() -> Result<berth_runtime::net::Bridge> {
     let cfg = berth_client::remote::ClientConfig::load()?;
-    let (gateway, prefix) = cfg.bridge.gateway().map_err(anyhow::Error::msg)?;
-    Ok(berth_runtime::net::Bridge {
-        name: cfg.bridge.name,
-        state_dir: berth_runtime::net::Bridge::default().state_dir,
-        gateway,
-        prefix,
-    })
+    cfg.bridge.bridge().map_err(anyhow::Error::msg)
 }
 
 /// Runs a container command; returns the exit status.
@@ -1182,7 +1176,10 @@ fn status_text(st: &berth_client::engine::ContainerState) -> String {
 fn port(g: &Globals, a: PortArgs) -> Result<i32> {
     let e = engine(g)?;
     let rec = e.resolve(&a.container)?;
-    let ports = e.network_state(&rec).map(|n| n.ports).unwrap_or_default();
+    let ports = e
+        .network_state(&rec, e.state(&rec).status)
+        .map(|n| n.ports)
+        .unwrap_or_default();
     let wanted = match &a.port {
         None => None,
         Some(p) => {
@@ -1289,7 +1286,7 @@ fn ps_row(
         "Command": go_quote(&command),
         "CreatedAt": created_at(&rec.created),
         "RunningFor": human_ago(Some(&rec.created)),
-        "Ports": ports_column(&e.network_state(rec)),
+        "Ports": ports_column(&e.network_state(rec, st.status)),
         "State": st.status.as_str(),
         "Status": status_text(st),
         "Size": size,
@@ -1790,7 +1787,7 @@ pub fn inspect_value(e: &Engine, rec: &ContainerRecord, size: bool) -> Value {
             "Labels": rec.config.labels,
             "StopSignal": rec.config.stop_signal,
         },
-        "NetworkSettings": network_settings(rec, &e.network_state(rec)),
+        "NetworkSettings": network_settings(rec, &e.network_state(rec, st.status)),
     });
     if size {
         v["SizeRw"] = json!(e.size_rw(rec));

@@ -130,11 +130,14 @@ fn inspect(g: &Globals, a: InspectArgs) -> Result<i32> {
         };
         let mut containers = serde_json::Map::new();
         for rec in e.list()? {
-            let running = matches!(e.state(&rec).status, Status::Running | Status::Paused);
-            if rec.host.network != *mode || !running {
+            if rec.host.network != *mode {
                 continue;
             }
-            let net = e.network_state(&rec);
+            let status = e.state(&rec).status;
+            if !matches!(status, Status::Running | Status::Paused) {
+                continue;
+            }
+            let net = e.network_state(&rec, status);
             containers.insert(
                 rec.id.clone(),
                 json!({

@@ -422,10 +422,10 @@ impl Engine {
         self.dir(id).join("network.json")
     }
 
-    /// Where a running container on the bridge sits (address, published ports); `None` when
-    /// it is not plugged in.
-    pub fn network_state(&self, rec: &ContainerRecord) -> Option<NetworkState> {
-        if !matches!(self.state(rec).status, Status::Running | Status::Paused) {
+    /// Where a container on the bridge sits (address, published ports), given its status
+    /// (from [`Engine::state`]); `None` unless it runs.
+    pub fn network_state(&self, rec: &ContainerRecord, status: Status) -> Option<NetworkState> {
+        if !matches!(status, Status::Running | Status::Paused) {
             return None;
         }
         let data = std::fs::read(self.network_path(&rec.id)).ok()?;

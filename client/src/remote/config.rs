@@ -59,58 +59,44 @@ pub struct RegistrySection {
     pub insecure: bool,
 }
 
-/// The `[bridge]` section: the host bridge of `--network bridge`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// The `[bridge]` section: the host bridge of `--network bridge`; a key left out keeps
+/// berth's default (`berth_runtime::net::Bridge::default()`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BridgeSection {
     /// The interface's name.
-    #[serde(default = "default_bridge_name")]
-    pub name: String,
+    #[serde(default)]
+    pub name: Option<String>,
     /// The gateway's address with the subnet's prefix length (`10.89.0.1/16`).
-    #[serde(default = "default_bridge_address")]
-    pub address: String,
-}
-
-fn default_bridge_name() -> String {
-    "berth0".into()
-}
-fn default_bridge_address() -> String {
-    "10.89.0.1/16".into()
-}
-
-impl Default for BridgeSection {
-    fn default() -> Self {
-        BridgeSection {
-            name: default_bridge_name(),
-            address: default_bridge_address(),
-        }
-    }
+    #[serde(default)]
+    pub address: Option<String>,
 }
 
 impl BridgeSection {
-    /// The gateway and the prefix length, or why they are not usable.
-    pub fn gateway(&self) -> Result<(std::net::Ipv4Addr, u8), String> {
-        let bad = || {
-            format!(
-                "bridge.address: {:?} must be an IPv4 address with a prefix length from 8 to 30, \
-                 such as 10.89.0.1/16",
-                self.address
-            )
-        };
-        let (ip, prefix) = self.address.split_once('/').ok_or_else(bad)?;
-        let ip: std::net::Ipv4Addr = ip.parse().map_err(|_| bad())?;
-        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
-        if !(8..=30).contains(&prefix) {
-            return Err(bad());
+    /// The bridge this section describes, or why it cannot be one (a message naming the key).
+    pub fn bridge(&self) -> Result<berth_runtime::net::Bridge, String> {
+        let mut b = berth_runtime::net::Bridge::default();
+        if let Some(name) = &self.name {
+            b.name = name.clone();
         }
-        let host = u32::from(ip) & !(u32::MAX << (32 - u32::from(prefix)));
-        if host == 0 || host == !(u32::MAX << (32 - u32::from(prefix))) {
-            return Err(format!(
-                "bridge.address: {} is the subnet's network or broadcast address; give the gateway's, such as the .1",
-                self.address
-            ));
+        if let Some(p) = b.name_problem() {
+            return Err(format!("bridge.name: {p}"));
         }
-        Ok((ip, prefix))
+        if let Some(address) = &self.address {
+            let bad = || {
+                format!(
+                    "bridge.address: {address:?} must be an IPv4 address with a prefix length, \
+                     such as 10.89.0.1/16"
+                )
+            };
+            let (ip, prefix) = address.split_once('/').ok_or_else(bad)?;
+            b.gateway = ip.parse().map_err(|_| bad())?;
+            b.prefix = prefix.parse().map_err(|_| bad())?;
+        }
+        if let Some(p) = b.address_problem() {
+            return Err(format!("bridge.address: {p}"));
+        }
+        Ok(b)
     }
 }
 
@@ -222,23 +208,9 @@ impl ClientConfig {
                 });
             }
         }
-        let name = &config.bridge.name;
-        let name_ok = !name.is_empty()
-            && name.len() <= 15
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-        if !name_ok {
-            return Err(ConfigError::Invalid {
-                path: path.to_path_buf(),
-                message: format!(
-                    "bridge.name: {name:?} must be 1 to 15 letters, digits, '-', '_' or '.'"
-                ),
-            });
-        }
         config
             .bridge
-            .gateway()
+            .bridge()
             .map_err(|message| ConfigError::Invalid {
                 path: path.to_path_buf(),
                 message,
@@ -420,8 +392,7 @@ mod tests {
         assert_eq!(c.default_registry.as_deref(), Some("registry.lan:5000"));
         assert_eq!(c.push_chunk_size, 32 << 20);
         assert_eq!(c.registries["docker.io"].mirrors, ["http://127.0.0.1:5000"]);
-        assert_eq!(c.bridge, BridgeSection::default());
-        assert_eq!(c.bridge.gateway(), Ok(("10.89.0.1".parse().unwrap(), 16)));
+        assert_eq!(c.bridge.bridge(), Ok(berth_runtime::net::Bridge::default()));
         let r = c.remote_config().unwrap();
         assert_eq!(r.default_registry.as_deref(), Some("registry.lan:5000"));
         assert!(r.insecure.contains(&"registry.lan:5000".to_string()));
