@@ -1664,6 +1664,23 @@ fn root_bridge_network_addresses_publishes_ports_and_leaves_nothing() {
         names,
         [("bridge", "bridge"), ("host", "host"), ("none", "null")]
     );
+    let ids = b.ok(&["network", "ls", "-q"]);
+    assert_eq!(ids.lines().count(), 3, "{ids}");
+    assert!(ids.lines().all(|l| l.len() == 12), "{ids}");
+    let full = b.ok(&[
+        "network",
+        "ls",
+        "--no-trunc",
+        "--format",
+        "{{.ID}} {{.Name}}",
+    ]);
+    let first = full.lines().next().unwrap();
+    assert!(first.starts_with(ids.lines().next().unwrap()) && first.ends_with(" bridge"));
+    assert_eq!(first.split(' ').next().unwrap().len(), 64, "{full}");
+    assert_eq!(
+        b.ok(&["network", "inspect", "-f", "{{.Driver}}", "none", "bridge"]),
+        "null\nbridge\n"
+    );
     let net: Value = serde_json::from_str(&b.ok(&["network", "inspect", "bridge"])).unwrap();
     assert_eq!(net[0]["IPAM"]["Config"][0]["Subnet"], "10.89.0.0/16");
     let web_id = web["Id"].as_str().unwrap();
