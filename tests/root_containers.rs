@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::{free_port, require, run, Berth};
+use crate::util::{berth_bin, free_port, require, run, Berth};
 
 const APPLETS: &[&str] = &[
     "sh", "cat", "echo", "sleep", "ps", "id", "hostname", "true", "false", "touch", "ls", "wc",
@@ -818,7 +818,7 @@ fn root_run_it_through_a_terminal() {
     let b = setup();
     let tmux = require("tmux");
     let sock = b.dir.path().join("tmux.sock");
-    let berth = env!("CARGO_BIN_EXE_berth");
+    let berth = berth_bin();
     let rc = b.dir.path().join("rc");
     let script = format!(
         "BERTH_ROOT={} {berth} run -it --name tty bb sh; echo $? > {}; sleep 30",

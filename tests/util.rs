@@ -94,8 +94,8 @@ impl Berth {
     /// Like [`Berth::cmd`], run inside `netns` when given.
     pub fn cmd_in(&self, netns: Option<&NetNs>, args: &[&str]) -> Command {
         let mut c = match netns {
-            Some(ns) => ns.exec(env!("CARGO_BIN_EXE_berth")),
-            None => Command::new(env!("CARGO_BIN_EXE_berth")),
+            Some(ns) => ns.exec(berth_bin()),
+            None => Command::new(berth_bin()),
         };
         c.args(args)
             .env("BERTH_ROOT", &self.root)
@@ -668,9 +668,13 @@ pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
 /// How long any one peer command may take before the test fails.
 pub const PEER_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// The `berth` binary under test.
+/// The `berth` binary under test: cargo's, unless `BERTH_TEST_BINARY` names a copy of it
+/// (worktrees that share one target directory overwrite each other's `target/debug/berth`).
 pub fn berth_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_berth")
+    static BIN: OnceLock<String> = OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("BERTH_TEST_BINARY").unwrap_or_else(|_| env!("CARGO_BIN_EXE_berth").to_string())
+    })
 }
 
 /// A tokio runtime that outlives every test: it drives the in-process S3 server.
