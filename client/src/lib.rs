@@ -10,6 +10,7 @@
 //! - [`unpack`] turns a layer blob into a snapshot directory without letting any entry reach
 //!   outside it.
 
+pub mod build;
 pub mod engine;
 pub mod images;
 pub mod reference;
