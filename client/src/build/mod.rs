@@ -10,3 +10,5 @@ pub mod dockerfile;
 pub mod ignore;
 pub mod instructions;
 pub mod shell;
+pub mod context;
+pub mod plan;
