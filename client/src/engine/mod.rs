@@ -22,6 +22,7 @@ mod logs;
 mod names;
 mod record;
 mod spec;
+mod step;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -35,6 +36,7 @@ use serde_json::Value;
 use crate::images::{ImageError, ImageRecord, ImageStore};
 
 pub use logs::{read_logs, LogLine, LogOptions};
+pub use step::{lookup, StepMount, StepProcess, Stream};
 pub use record::{
     ContainerRecord, HostConfig, LastRun, MountPoint, NetworkMode, NetworkState, PortBinding,
     ProcessConfig,

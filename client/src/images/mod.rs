@@ -27,6 +27,7 @@
 //! an index entry that points at something missing.
 
 mod archive;
+mod cache;
 mod pull;
 mod push;
 mod served;
@@ -44,6 +45,7 @@ use crate::remote::{RemoteError, MEDIA_DOCKER_MANIFEST};
 use crate::unpack::UnpackError;
 
 pub use archive::{ImportOptions, LoadedImage};
+pub use cache::{CachePruned, CacheRecord};
 pub use pull::{LayerState, NoProgress, Progress, PullOptions, PullResult};
 pub use push::PushResult;
 pub use served::StoreChanges;
@@ -637,11 +639,19 @@ impl ImageStore {
 
     /// Deletes what `gone` used and no image in `index` uses: links, blobs, snapshots.
     async fn delete_unused(&self, index: &Index, gone: &ImageRecord) -> Result<()> {
-        let used_blobs: BTreeSet<&Digest> = index.images.values().flat_map(|r| r.blobs()).collect();
+        // The build cache holds layers too (see `cache`).
+        let (cache_blobs, cache_chains) = self.cache_holds();
+        let used_blobs: BTreeSet<&Digest> = index
+            .images
+            .values()
+            .flat_map(|r| r.blobs())
+            .chain(&cache_blobs)
+            .collect();
         let used_chains: BTreeSet<&Digest> = index
             .images
             .values()
             .flat_map(|r| r.layers.iter().map(|l| &l.chain_id))
+            .chain(&cache_chains)
             .collect();
         for repo in &gone.linked {
             let Ok(repo) = repo.parse::<RepoName>() else {
