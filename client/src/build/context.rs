@@ -225,8 +225,7 @@ impl Context {
             return;
         };
         let map = self.hashes.lock().expect("not poisoned");
-        let v: Vec<(&PathBuf, &Stamp, &String)> =
-            map.iter().map(|(p, (s, d))| (p, s, d)).collect();
+        let v: Vec<(&PathBuf, &Stamp, &String)> = map.iter().map(|(p, (s, d))| (p, s, d)).collect();
         if let Ok(data) = serde_json::to_vec(&v) {
             let tmp = file.with_extension(format!("tmp-{}", std::process::id()));
             if std::fs::write(&tmp, data).is_ok() {
@@ -570,7 +569,15 @@ mod tests {
             ],
             "",
         );
-        for src in ["../x", "/etc/passwd", "a/../../x", "up/x", "abs", "deep/escape", "loop"] {
+        for src in [
+            "../x",
+            "/etc/passwd",
+            "a/../../x",
+            "up/x",
+            "abs",
+            "deep/escape",
+            "loop",
+        ] {
             match c.sources(src) {
                 Err(ContextError::Outside(_)) => {}
                 other => panic!("{src}: {other:?}"),
@@ -601,11 +608,20 @@ mod tests {
             "secret.txt\nlogs\n",
         );
         assert_eq!(rels(c.sources("*.txt").unwrap()), ["a.txt", "b.txt"]);
-        assert_eq!(rels(c.sources("dir/*.txt").unwrap()), ["dir/x.txt", "dir/y.txt"]);
+        assert_eq!(
+            rels(c.sources("dir/*.txt").unwrap()),
+            ["dir/x.txt", "dir/y.txt"]
+        );
         assert_eq!(rels(c.sources("[ab].txt").unwrap()), ["a.txt", "b.txt"]);
         assert_eq!(rels(c.sources("*.none").unwrap()), Vec::<String>::new());
-        assert!(matches!(c.sources("secret.txt"), Err(ContextError::NotFound(_))));
-        assert!(matches!(c.sources("logs/1.log"), Err(ContextError::NotFound(_))));
+        assert!(matches!(
+            c.sources("secret.txt"),
+            Err(ContextError::NotFound(_))
+        ));
+        assert!(matches!(
+            c.sources("logs/1.log"),
+            Err(ContextError::NotFound(_))
+        ));
         let mut seen = Vec::new();
         c.walk(".", &mut |p, _, _| {
             seen.push(p.to_string());
@@ -614,14 +630,26 @@ mod tests {
         .unwrap();
         assert_eq!(
             seen,
-            [".dockerignore", "a.txt", "b.txt", "c.md", "dir", "dir/x.txt", "dir/y.txt"]
+            [
+                ".dockerignore",
+                "a.txt",
+                "b.txt",
+                "c.md",
+                "dir",
+                "dir/x.txt",
+                "dir/y.txt"
+            ]
         );
     }
 
     #[test]
     fn exceptions_inside_excluded_directories() {
         let (_d, c) = ctx_with(
-            &[("docs/a.md", "a"), ("docs/keep.md", "k"), ("docs/sub/b.md", "b")],
+            &[
+                ("docs/a.md", "a"),
+                ("docs/keep.md", "k"),
+                ("docs/sub/b.md", "b"),
+            ],
             "docs\n!docs/keep.md\n",
         );
         let mut seen = Vec::new();
@@ -646,9 +674,17 @@ mod tests {
         assert_eq!(c.digest(&c.sources("src").unwrap()).unwrap(), one);
         std::fs::write(&a, "changed").unwrap();
         assert_ne!(c.digest(&c.sources("src").unwrap()).unwrap(), one);
-        std::fs::set_permissions(d.path().join("ctx/src/b"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(
+            d.path().join("ctx/src/b"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
         let two = c.digest(&c.sources("src").unwrap()).unwrap();
-        std::fs::set_permissions(d.path().join("ctx/src/b"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(
+            d.path().join("ctx/src/b"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
         assert_ne!(c.digest(&c.sources("src").unwrap()).unwrap(), two);
     }
 

@@ -266,9 +266,12 @@ pub fn plan(file: File, options: &PlanOptions) -> Result<Plan, ParseError> {
             ));
         }
         if let Some(p) = &s.platform {
-            let value = lexer
-                .word(p, &global)
-                .map_err(|e| perr(s.line, format!("failed to process arguments for platform {p}: {e}")))?;
+            let value = lexer.word(p, &global).map_err(|e| {
+                perr(
+                    s.line,
+                    format!("failed to process arguments for platform {p}: {e}"),
+                )
+            })?;
             if value.is_empty() {
                 return Err(perr(
                     s.line,
@@ -330,7 +333,11 @@ pub fn plan(file: File, options: &PlanOptions) -> Result<Plan, ParseError> {
         Some(t) => match stage_named(&file.stages, t) {
             Some(i) => i,
             None => {
-                let names: Vec<&str> = file.stages.iter().filter_map(|s| s.name.as_deref()).collect();
+                let names: Vec<&str> = file
+                    .stages
+                    .iter()
+                    .filter_map(|s| s.name.as_deref())
+                    .collect();
                 let mut message = format!("target stage {t:?} could not be found");
                 if let Some(m) = instructions::suggest(t, &names) {
                     message = format!("{message} (did you mean {m}?)");
@@ -362,7 +369,8 @@ impl Plan {
     /// Build args given that no ARG of the needed stages (or the global ones) declares:
     /// docker warns about them.
     pub fn unused_build_args(&self) -> Vec<String> {
-        let mut declared: BTreeSet<&str> = self.global_declared.iter().map(String::as_str).collect();
+        let mut declared: BTreeSet<&str> =
+            self.global_declared.iter().map(String::as_str).collect();
         for &i in &self.needed {
             for c in &self.stages[i].commands {
                 if let Instruction::Arg(defs) = &c.instruction {
@@ -391,7 +399,10 @@ mod tests {
     fn planned(text: &str, args: &[(&str, &str)], target: Option<&str>) -> Result<Plan, String> {
         let file = instructions::parse(text).map_err(|e| e.to_string())?;
         let options = PlanOptions {
-            build_args: args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            build_args: args
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             target: target.map(str::to_string),
         };
         plan(file, &options).map_err(|e| e.to_string())
@@ -408,12 +419,20 @@ mod tests {
         let bases: Vec<Base> = p.stages.iter().map(|s| s.base.clone()).collect();
         assert_eq!(
             bases,
-            [Base::Image("busybox:1".into()), Base::Stage(0), Base::Scratch, Base::Image("x:1".into())]
+            [
+                Base::Image("busybox:1".into()),
+                Base::Stage(0),
+                Base::Scratch,
+                Base::Image("x:1".into())
+            ]
         );
         let p = planned("ARG TAG=1\nFROM busybox:$TAG\n", &[("TAG", "2")], None).unwrap();
         assert_eq!(p.stages[0].base, Base::Image("busybox:2".into()));
         let p = planned("FROM busybox:$TARGETARCH\n", &[], None).unwrap();
-        assert_eq!(p.stages[0].base, Base::Image(format!("busybox:{}", Platform::host().architecture)));
+        assert_eq!(
+            p.stages[0].base,
+            Base::Image(format!("busybox:{}", Platform::host().architecture))
+        );
     }
 
     #[test]
@@ -424,8 +443,16 @@ mod tests {
         assert_eq!(planned(text, &[], Some("B")).unwrap().needed, [1]);
         let p = planned("FROM scratch\nCOPY --from=busybox:1 /bin /bin\nRUN --mount=from=alpine,target=/x true\n", &[], None).unwrap();
         assert_eq!(
-            p.stages[0].sources.values().flatten().cloned().collect::<Vec<_>>(),
-            [FromSource::Image("busybox:1".into()), FromSource::Image("alpine".into())]
+            p.stages[0]
+                .sources
+                .values()
+                .flatten()
+                .cloned()
+                .collect::<Vec<_>>(),
+            [
+                FromSource::Image("busybox:1".into()),
+                FromSource::Image("alpine".into())
+            ]
         );
     }
 
@@ -448,7 +475,12 @@ mod tests {
 
     #[test]
     fn unused_build_args_are_named() {
-        let p = planned("ARG A\nFROM scratch\nARG B\n", &[("A", "1"), ("B", "2"), ("C", "3"), ("HTTP_PROXY", "x")], None).unwrap();
+        let p = planned(
+            "ARG A\nFROM scratch\nARG B\n",
+            &[("A", "1"), ("B", "2"), ("C", "3"), ("HTTP_PROXY", "x")],
+            None,
+        )
+        .unwrap();
         assert_eq!(p.unused_build_args(), ["C"]);
     }
 }

@@ -36,11 +36,11 @@ use serde_json::Value;
 use crate::images::{ImageError, ImageRecord, ImageStore};
 
 pub use logs::{read_logs, LogLine, LogOptions};
-pub use step::{lookup, StepMount, StepProcess, Stream};
 pub use record::{
     ContainerRecord, HostConfig, LastRun, MountPoint, NetworkMode, NetworkState, PortBinding,
     ProcessConfig,
 };
+pub use step::{lookup, StepMount, StepProcess, Stream};
 
 /// Why an engine command failed; one line each, in docker's words where it has them.
 #[derive(Debug, thiserror::Error)]

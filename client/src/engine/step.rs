@@ -50,8 +50,9 @@ pub enum Stream {
 }
 
 /// Whether `path` exists in an overlay stack (directories topmost first), whiteouts and
-/// opaque directories respected; its metadata when it does.
-pub fn lookup(layers: &[PathBuf], path: &str) -> Option<std::fs::Metadata> {
+/// opaque directories respected: where it is and its metadata when it does (symlinks are
+/// not followed).
+pub fn lookup(layers: &[PathBuf], path: &str) -> Option<(PathBuf, std::fs::Metadata)> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let rel = path.trim_start_matches('/');
     let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
@@ -71,10 +72,11 @@ pub fn lookup(layers: &[PathBuf], path: &str) -> Option<std::fs::Metadata> {
                 break;
             }
             if i + 1 == parts.len() {
-                return Some(m);
+                return Some((here, m));
             }
             if !m.is_dir() {
-                break;
+                // A file here hides whatever lower layers have below its path.
+                return None;
             }
             if is_opaque(&here) {
                 opaque = true;
@@ -84,7 +86,7 @@ pub fn lookup(layers: &[PathBuf], path: &str) -> Option<std::fs::Metadata> {
             return None;
         }
         if parts.is_empty() {
-            return std::fs::metadata(layer).ok();
+            return std::fs::metadata(layer).ok().map(|m| (layer.clone(), m));
         }
         if opaque {
             // The deepest opaque directory present here hides lower layers' content.
@@ -153,11 +155,7 @@ fn remove_stubs(upper: &Path, lower: &[PathBuf], destinations: &[String]) {
 impl Engine {
     /// Runs one build step to its end, handing its output to `output`; returns its exit
     /// code. The step's changes are in `p.upper` afterwards.
-    pub fn run_step(
-        &self,
-        p: &StepProcess,
-        output: &mut dyn FnMut(Stream, &[u8]),
-    ) -> Result<i32> {
+    pub fn run_step(&self, p: &StepProcess, output: &mut dyn FnMut(Stream, &[u8])) -> Result<i32> {
         let id = super::new_id();
         let dir = self.root.join("builder/run").join(&id);
         std::fs::create_dir_all(dir.join("work")).map_err(io_err(&dir))?;
@@ -296,10 +294,14 @@ mod tests {
         let layers = vec![top.clone(), bottom.clone()];
         assert!(lookup(&layers, "/etc/passwd").is_some());
         assert!(lookup(&layers, "/etc/group").is_some());
-        assert!(lookup(&layers, "/etc/sub").unwrap().is_dir());
+        assert!(lookup(&layers, "/etc/sub").unwrap().1.is_dir());
+        assert_eq!(
+            lookup(&layers, "/etc/group").unwrap().0,
+            top.join("etc/group")
+        );
         assert!(lookup(&layers, "/nope").is_none());
         assert!(lookup(&layers, "/etc/passwd/x").is_none());
-        assert!(lookup(&layers, "/").unwrap().is_dir());
+        assert!(lookup(&layers, "/").unwrap().1.is_dir());
     }
 
     #[test]
@@ -318,7 +320,12 @@ mod tests {
         remove_stubs(
             &upper,
             &[lower],
-            &["/etc/hosts".into(), "/proc".into(), "/cache/deep".into(), "/data".into()],
+            &[
+                "/etc/hosts".into(),
+                "/proc".into(),
+                "/cache/deep".into(),
+                "/data".into(),
+            ],
         );
         assert!(!upper.join("etc/hosts").exists());
         assert!(!upper.join("proc").exists());

@@ -107,8 +107,11 @@ impl ImageStore {
             .values()
             .flat_map(|i| i.layers.iter().map(|l| l.chain_id.clone()))
             .collect();
-        let image_blobs: BTreeSet<Digest> =
-            index.images.values().flat_map(|i| i.blobs().cloned()).collect();
+        let image_blobs: BTreeSet<Digest> = index
+            .images
+            .values()
+            .flat_map(|i| i.blobs().cloned())
+            .collect();
         let mut out = CachePruned::default();
         let mut gone = Vec::new();
         for (key, rec) in self.cache_list()? {

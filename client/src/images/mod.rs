@@ -1001,6 +1001,14 @@ pub(crate) fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
+/// Writes a snapshot's `<chain id>.json` (its diff id and unpacked size) beside it.
+pub(crate) fn write_snapshot_meta(snapshot: &Path, meta: &serde_json::Value) -> Result<()> {
+    write_atomic(
+        &snapshot.with_extension("json"),
+        &serde_json::to_vec(meta).expect("serialises"),
+    )
+}
+
 /// Removes a directory tree, first moving it aside so that a half-removed tree is never
 /// seen under its real name.
 pub(crate) fn remove_tree(dir: &Path) -> Result<()> {
