@@ -385,7 +385,7 @@ impl LayerDir<'_> {
             } else {
                 copy_leaf(path, meta, &dst, &owner)
             };
-            r.map_err(|m| super::context::ContextError::Unusable(m))
+            r.map_err(super::context::ContextError::Unusable)
         })
         .map_err(|e| e.to_string())?;
         // Directories get their owner, mode and time after their content is in.
@@ -537,7 +537,7 @@ mod tests {
         std::fs::write(top.join("usr/bin/new"), "n").unwrap();
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            &top.join("usr/bin/gone"),
+            top.join("usr/bin/gone"),
             rustix::fs::FileType::CharacterDevice,
             rustix::fs::Mode::from_raw_mode(0),
             0,

@@ -355,19 +355,19 @@ fn words(rest: &str, escape: char) -> Vec<String> {
     out
 }
 
-enum Json {
+enum JsonArray {
     Strings(Vec<String>),
-    NotStrings,
-    NotJson,
+    Mixed,
+    Not,
 }
 
-fn json_array(rest: &str) -> Json {
+fn json_array(rest: &str) -> JsonArray {
     let t = rest.trim_start();
     if !t.starts_with('[') {
-        return Json::NotJson;
+        return JsonArray::Not;
     }
     match serde_json::from_str::<Vec<serde_json::Value>>(t) {
-        Err(_) => Json::NotJson,
+        Err(_) => JsonArray::Not,
         Ok(v) => v
             .into_iter()
             .map(|x| match x {
@@ -375,7 +375,7 @@ fn json_array(rest: &str) -> Json {
                 _ => None,
             })
             .collect::<Option<Vec<_>>>()
-            .map_or(Json::NotStrings, Json::Strings),
+            .map_or(JsonArray::Mixed, JsonArray::Strings),
     }
 }
 
@@ -386,18 +386,18 @@ fn maybe_json(rest: &str) -> Result<Args, String> {
         return Ok(Args::Empty);
     }
     match json_array(rest) {
-        Json::Strings(v) => Ok(Args::Json(v)),
-        Json::NotStrings => Err(NOT_STRINGS.into()),
-        Json::NotJson => Ok(Args::Text(rest.to_string())),
+        JsonArray::Strings(v) => Ok(Args::Json(v)),
+        JsonArray::Mixed => Err(NOT_STRINGS.into()),
+        JsonArray::Not => Ok(Args::Text(rest.to_string())),
     }
 }
 
 fn maybe_json_list(rest: &str) -> Result<Args, String> {
     match json_array(rest) {
-        Json::Strings(v) => Ok(Args::Json(v)),
-        Json::NotStrings => Err(NOT_STRINGS.into()),
-        Json::NotJson if rest.is_empty() => Ok(Args::Empty),
-        Json::NotJson => Ok(Args::Words(
+        JsonArray::Strings(v) => Ok(Args::Json(v)),
+        JsonArray::Mixed => Err(NOT_STRINGS.into()),
+        JsonArray::Not if rest.is_empty() => Ok(Args::Empty),
+        JsonArray::Not => Ok(Args::Words(
             split_blanks(rest, usize::MAX)
                 .into_iter()
                 .map(str::to_string)

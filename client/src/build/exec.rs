@@ -279,10 +279,9 @@ pub fn build(
         cached: AtomicUsize::new(0),
     };
     resolve_bases(&mut b)?;
-    if b.ctx.is_some() && uses_context(&b) {
+    if let Some(ctx) = b.ctx.as_ref().filter(|_| uses_context(&b)) {
         let v = b.next_vertex();
         b.progress.start(v, "[internal] load build context");
-        let ctx = b.ctx.as_ref().expect("checked");
         let (files, bytes) = super::context::size(ctx);
         b.progress.status(
             v,
@@ -568,10 +567,13 @@ fn run_stage(b: &Build, index: usize) -> Result<StageOutput> {
     })
 }
 
+/// Fills a layer directory.
+type Fill<'x> = Box<dyn FnOnce(&Path) -> Result<()> + 'x>;
+
 /// What a step that makes a layer does, once it is known not to be cached.
 enum Maker<'x> {
     Run(StepProcess),
-    Fill(Box<dyn FnOnce(&Path) -> Result<()> + 'x>),
+    Fill(Fill<'x>),
 }
 
 impl<'b, 'a> Stage<'b, 'a> {
@@ -801,9 +803,8 @@ impl<'b, 'a> Stage<'b, 'a> {
         };
         if !b.opts.no_cache {
             if let Some(rec) = b.images.cache_get(&k) {
-                let layer = self.adopt(&rec).map_err(|e| {
+                let layer = self.adopt(&rec).inspect_err(|e| {
                     b.progress.error(v, &e.to_string());
-                    e
                 })?;
                 let mut rec = rec;
                 rec.last_used = rfc3339(chrono::Utc::now());
@@ -1320,8 +1321,7 @@ impl<'b, 'a> Stage<'b, 'a> {
                     .images
                     .build_tmp()?
                     .join(format!("mount-{}", uuid::Uuid::new_v4().simple()));
-                let desc;
-                match fields.get("from") {
+                let desc = match fields.get("from") {
                     None => {
                         let ctx = b.ctx.as_ref().ok_or_else(|| {
                             step_err(cmd, "a bind mount of the context needs a context")
@@ -1360,10 +1360,10 @@ impl<'b, 'a> Stage<'b, 'a> {
                             )
                             .map_err(|m| step_err(cmd, m))?;
                         }
-                        desc = json!({"type": "bind", "target": target, "context": digest, "source": source});
+                        json!({"type": "bind", "target": target, "context": digest, "source": source})
                     }
                     Some(from) => {
-                        let (layers, id) = self.from_layers(from)?;
+                        let (layers, id) = self.source_layers(from)?;
                         let r = Rootfs { layers: &layers };
                         let found = r.sources(&source).map_err(|m| step_err(cmd, m))?;
                         std::fs::create_dir_all(&copy).map_err(other)?;
@@ -1382,10 +1382,9 @@ impl<'b, 'a> Stage<'b, 'a> {
                             ld.copy_from_rootfs(&r, path, host, meta, &dest, &Ignore::default())
                                 .map_err(|m| step_err(cmd, m))?;
                         }
-                        desc =
-                            json!({"type": "bind", "target": target, "from": id, "source": source});
+                        json!({"type": "bind", "target": target, "from": id, "source": source})
                     }
-                }
+                };
                 // A file source is mounted as the file.
                 let single = std::fs::read_dir(&copy)
                     .map(|r| r.flatten().map(|e| e.path()).collect::<Vec<_>>())
@@ -1429,7 +1428,7 @@ impl<'b, 'a> Stage<'b, 'a> {
     }
 
     /// The snapshots of a `--from` source (stage or image) and what identifies its content.
-    fn from_layers(&self, from: &str) -> Result<(Vec<PathBuf>, String)> {
+    fn source_layers(&self, from: &str) -> Result<(Vec<PathBuf>, String)> {
         let stages = &self.b.plan.file.stages;
         let index = from.parse::<usize>().ok().or_else(|| {
             stages
@@ -1538,7 +1537,7 @@ impl<'b, 'a> Stage<'b, 'a> {
         match &c.from {
             Some(from) => {
                 let (layers, id) = self
-                    .from_layers(from)
+                    .source_layers(from)
                     .map_err(|e| step_err(cmd, e.to_string()))?;
                 from_layers = layers;
                 let r = Rootfs {
