@@ -275,3 +275,168 @@ fn root_failing_run_gives_its_exit_code_and_output() {
     }
     assert!(rec.with("log ").contains(&"oops".to_string()));
 }
+
+#[test]
+fn root_multi_stage_args_heredocs_and_owners() {
+    let f = fixture();
+    let ctx = context(&[
+        ("src/x", "x"),
+        ("skip.log", "no"),
+        (".dockerignore", "*.log\n"),
+    ]);
+    let df = r#"ARG GREETING=hello
+FROM base:1 AS build
+ARG GREETING
+ARG WHO=world
+RUN echo "$GREETING $WHO" > /out
+RUN <<EOF
+echo one > /h1
+echo two >> /h1
+EOF
+COPY <<-EOT /etc/conf
+	value=$WHO
+	EOT
+FROM base:1 AS unused
+RUN exit 1
+FROM base:1
+WORKDIR /work
+USER app
+WORKDIR sub
+COPY --from=build /out /h1 /etc/conf ./
+COPY --chown=app:app --chmod=600 src /owned/
+COPY * /all/
+USER root
+RUN stat -c '%U %a' /owned/x /work/sub > /stats && id -u app >> /stats
+"#;
+    let (r, rec) = f.build_with(ctx.path(), df, "m:1", |o| {
+        o.build_args.insert("WHO".into(), "berth".into());
+    });
+    r.unwrap_or_else(|e| panic!("{e}: {:?}", rec.lines.lock().unwrap()));
+    assert_eq!(
+        f.read("m:1", "/work/sub/out").as_deref(),
+        Some("hello berth\n")
+    );
+    assert_eq!(f.read("m:1", "/work/sub/h1").as_deref(), Some("one\ntwo\n"));
+    assert_eq!(
+        f.read("m:1", "/work/sub/conf").as_deref(),
+        Some("value=berth\n")
+    );
+    assert_eq!(
+        f.read("m:1", "/stats").as_deref(),
+        Some("app 600\napp 755\n1000\n")
+    );
+    assert_eq!(
+        f.read("m:1", "/all/src/x"),
+        None,
+        "a directory's content, not itself"
+    );
+    assert_eq!(f.read("m:1", "/all/x").as_deref(), Some("x"));
+    assert_eq!(f.read("m:1", "/all/skip.log"), None, ".dockerignore'd");
+    assert!(
+        !rec.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("exit 1")),
+        "the unused stage ran"
+    );
+    let c = f.config("m:1");
+    assert_eq!(c.config.working_dir, "/work/sub");
+    assert_eq!(c.config.user, "root");
+}
+
+#[test]
+fn root_reproducible_with_source_date_epoch() {
+    let f = fixture();
+    let ctx = context(&[("a", "a")]);
+    let df = "FROM base:1\nCOPY a /a\nRUN echo x > /b && mkdir -p /d\nENV Z=1\n";
+    let ids: Vec<_> = (0..2)
+        .map(|_| {
+            // No cache: every step runs again, at another time.
+            let (r, _) = f.build_with(ctx.path(), df, "r:1", |o| {
+                o.source_date_epoch = Some(1_700_000_000);
+                o.no_cache = true;
+            });
+            let r = r.unwrap();
+            assert_eq!(r.ran, 2);
+            let c = f.config("r:1");
+            assert_eq!(c.created.as_deref(), Some("2023-11-14T22:13:20Z"));
+            std::thread::sleep(std::time::Duration::from_millis(1100));
+            r.manifest
+        })
+        .collect();
+    assert_eq!(ids[0], ids[1]);
+}
+
+#[test]
+fn root_onbuild_triggers_and_add_archives() {
+    let f = fixture();
+    let ctx = context(&[("t.txt", "trigger")]);
+    let parent = "FROM base:1\nONBUILD COPY t.txt /from-trigger\nONBUILD RUN echo ran > /ran\n";
+    let (r, _) = f.build(ctx.path(), parent, "parent:1");
+    r.unwrap();
+    assert_eq!(f.config("parent:1").config.on_build.len(), 2);
+    let tar = ctx.path().join("a.tar.gz");
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("inside"), "in").unwrap();
+    assert!(std::process::Command::new("tar")
+        .arg("-C")
+        .arg(src.path())
+        .arg("-czf")
+        .arg(&tar)
+        .arg("inside")
+        .status()
+        .unwrap()
+        .success());
+    let (r, rec) = f.build(
+        ctx.path(),
+        "FROM parent:1\nADD a.tar.gz /x/\nCOPY a.tar.gz /y/\n",
+        "child:1",
+    );
+    r.unwrap_or_else(|e| panic!("{e}: {:?}", rec.lines.lock().unwrap()));
+    assert_eq!(
+        f.read("child:1", "/from-trigger").as_deref(),
+        Some("trigger")
+    );
+    assert_eq!(f.read("child:1", "/ran").as_deref(), Some("ran\n"));
+    assert_eq!(f.read("child:1", "/x/inside").as_deref(), Some("in"));
+    let image = f.engine.images().resolve("child:1").unwrap();
+    let layers: Vec<PathBuf> = image
+        .layers
+        .iter()
+        .rev()
+        .map(|l| f.engine.images().snapshot_dir(&l.chain_id))
+        .collect();
+    assert!(crate::engine::lookup(&layers, "/y/a.tar.gz").is_some_and(|(_, m)| m.len() > 0));
+    assert!(f.config("child:1").config.on_build.is_empty());
+}
+
+#[test]
+fn root_hostile_sources_are_refused() {
+    let f = fixture();
+    let ctx = context(&[("ok", "ok")]);
+    std::os::unix::fs::symlink("/etc/shadow", ctx.path().join("leak")).unwrap();
+    for (df, want) in [
+        (
+            "FROM base:1\nCOPY ../x /x\n",
+            "forbidden path outside the build context: ../x",
+        ),
+        (
+            "FROM base:1\nCOPY /etc/passwd /x\n",
+            "forbidden path outside the build context: /etc/passwd",
+        ),
+        (
+            "FROM base:1\nCOPY leak /x\n",
+            "forbidden path outside the build context: leak",
+        ),
+        (
+            "FROM base:1\nCOPY nope /x\n",
+            "file not found in build context or excluded by .dockerignore",
+        ),
+    ] {
+        let (r, _) = f.build(ctx.path(), df, "h:1");
+        let e = r.map(|_| ()).unwrap_err();
+        assert!(e.to_string().contains(want), "{df:?}: {e}");
+        assert_eq!(e.lines(), Some((2, 2)));
+    }
+}
