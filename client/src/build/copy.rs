@@ -373,8 +373,14 @@ impl LayerDir<'_> {
             let meta = std::fs::metadata(host).map_err(ioe(host))?;
             return copy_leaf(host, &meta, &dir.join(base_of(dest)), &owner);
         }
+        let new_top = self.below.entry(&self.below.resolve(dest, true)).is_none()
+            && std::fs::symlink_metadata(self.host(dest)).is_err();
         let top = self.ensure_dir(dest)?;
         let mut dirs: Vec<(PathBuf, Metadata)> = Vec::new();
+        if new_top {
+            // A directory the copy makes takes the source directory's mode and time.
+            dirs.push((top.clone(), std::fs::metadata(host).map_err(ioe(host))?));
+        }
         ctx.walk(rel, &mut |sub, path, meta| {
             if !excludes.is_empty() && excludes.excludes(sub) {
                 return Ok(());
@@ -413,8 +419,14 @@ impl LayerDir<'_> {
             let dir = self.ensure_dir(&parent_of(dest))?;
             return copy_leaf(host, meta, &dir.join(base_of(dest)), &owner);
         }
+        let new_top = self.below.entry(&self.below.resolve(dest, true)).is_none()
+            && std::fs::symlink_metadata(self.host(dest)).is_err();
         let top = self.ensure_dir(dest)?;
-        self.copy_tree(from, path, &top, "", &owner, excludes)
+        self.copy_tree(from, path, &top, "", &owner, excludes)?;
+        if new_top {
+            finish(&top, meta, &owner, false)?;
+        }
+        Ok(())
     }
 
     fn copy_tree(
