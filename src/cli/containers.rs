@@ -12,12 +12,11 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use berth_client::engine::{
-    read_logs, ContainerRecord, CreateOptions, Engine, EngineError, ExecOptions, HostConfig,
-    LogOptions, NetworkMode, NetworkState, PortBinding, Status,
+    parse_signal, read_logs, ContainerRecord, CreateOptions, Engine, EngineError, ExecOptions,
+    ExecStdio, HostConfig, LogOptions, NetworkMode, NetworkState, PortBinding, Status,
 };
 use berth_client::images::{human_ago, human_duration, human_size, ImageRecord};
 use berth_client::remote::Platform;
-use berth_runtime::ExecStdio;
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
@@ -428,17 +427,18 @@ pub struct ContainerInspectArgs {
     c: ContainersArg,
 }
 
-fn engine(g: &Globals) -> Result<Engine> {
+pub(crate) fn engine(g: &Globals) -> Result<Engine> {
     let mut e = Engine::with_images(g.open_store()?)?;
-    e.set_bridge(configured_bridge()?);
+    configure(&mut e)?;
     Ok(e)
 }
 
 /// The bridge of `--network bridge`: the client config file's `[bridge]`, else berth0 on
 /// 10.89.0.1/16.
-pub(crate) fn configured_bridge() -> Result<berth_runtime::net::Bridge> {
-    let cfg = berth_client::remote::ClientConfig::load()?;
-    cfg.bridge.bridge().map_err(anyhow::Error::msg)
+fn configure(e: &mut Engine) -> Result<()> {
+    let cfg = berth_client::config::ClientConfig::load()?;
+    e.set_bridge(&cfg.bridge)?;
+    Ok(())
 }
 
 /// Runs a container command; returns the exit status.
@@ -596,7 +596,7 @@ fn environment(files: &[PathBuf], env: &[String]) -> Result<Vec<String>> {
     Ok(out)
 }
 
-fn create_options(f: &CreateFlags) -> Result<CreateOptions> {
+fn create_options(e: &Engine, f: &CreateFlags) -> Result<CreateOptions> {
     let network = match f.network.as_str() {
         "none" => NetworkMode::None,
         "host" => NetworkMode::Host,
@@ -647,7 +647,7 @@ fn create_options(f: &CreateFlags) -> Result<CreateOptions> {
     let extra_hosts = f
         .add_host
         .iter()
-        .map(|h| parse_add_host(h))
+        .map(|h| parse_add_host(h, e.bridge_gateway()))
         .collect::<Result<Vec<_>>>()?;
     match network {
         NetworkMode::Host if publishes => {
@@ -753,7 +753,7 @@ fn create_options(f: &CreateFlags) -> Result<CreateOptions> {
 
 /// `--add-host NAME:IP` (or `NAME=IP`): `NAME:IP` with `host-gateway` resolved to the
 /// bridge's gateway, as docker resolves it to its bridge's.
-fn parse_add_host(arg: &str) -> Result<String> {
+fn parse_add_host(arg: &str, gateway: std::net::Ipv4Addr) -> Result<String> {
     let bad = |why: &str| anyhow!("invalid argument {arg:?} for \"--add-host\" flag: {why}");
     let (name, ip) = arg
         .split_once('=')
@@ -767,7 +767,7 @@ fn parse_add_host(arg: &str) -> Result<String> {
         return Err(bad("invalid host name"));
     }
     let ip = match ip.trim_start_matches('[').trim_end_matches(']') {
-        "host-gateway" => configured_bridge()?.gateway.to_string(),
+        "host-gateway" => gateway.to_string(),
         other => other
             .parse::<std::net::IpAddr>()
             .map_err(|_| bad(&format!("{other:?} is not an IP address")))?
@@ -881,7 +881,7 @@ fn find_image(e: &Engine, f: &CreateFlags) -> Result<ImageRecord> {
 
 /// `create` and the first half of `run`: the container's record, nothing running yet.
 fn create_record(e: &Engine, f: &CreateFlags) -> Result<ContainerRecord> {
-    let opts = create_options(f)?;
+    let opts = create_options(e, f)?;
     let image = find_image(e, f)?;
     let config = e.images().config_sync(&image)?;
     Ok(e.create(&image, &f.image, &config, opts)?)
@@ -893,10 +893,7 @@ fn fail(err: &anyhow::Error) -> i32 {
     if let Some(e) = err.downcast_ref::<EngineError>() {
         return e.exit_code();
     }
-    match err.downcast_ref::<berth_runtime::Error>() {
-        Some(e) => e.exit_code(),
-        None => ENGINE_FAILURE,
-    }
+    ENGINE_FAILURE
 }
 
 fn create(g: &Globals, a: CreateArgs) -> Result<i32> {
@@ -967,22 +964,21 @@ fn attached_run(
     sig_proxy: bool,
     detach_keys: Vec<u8>,
 ) -> Result<Outcome> {
-    let c = e.prepare(rec)?;
-    let attach = c.attach(berth_client::engine::attach_options(stdin))?;
+    let mut attached = e.attach_new(rec, stdin)?;
+    let signals = attached.signals();
     let session = Session {
         stdin,
         tty: rec.config.tty,
         sig_proxy,
         detach_keys,
     };
-    let killer = c.clone();
-    let res = term::attach(attach, session, true, move |sig| {
-        let _ = killer.kill(sig);
+    let res = term::attach(&mut attached, session, true, move |sig| {
+        let _ = signals.send(sig);
     });
     if res.is_err() {
         // A command that could not run: the monitor records the exit (126/127) next, so
         // that `inspect` right after says so.
-        let _ = c.wait_timeout(Some(Duration::from_secs(5)));
+        attached.settle();
     }
     res
 }
@@ -1022,9 +1018,7 @@ fn reap(g: &Globals, a: ContainersArg) -> Result<i32> {
     let e = engine(g)?;
     for name in &a.containers {
         if let Ok(rec) = e.resolve(name) {
-            if let Some(c) = e.runtime(&rec) {
-                let _ = c.wait();
-            }
+            let _ = e.wait(&rec);
             // Removed meanwhile by someone else, or restarted: leave it.
             if let Ok(rec) = e.resolve(&rec.id) {
                 match e.state(&rec).status {
@@ -1083,11 +1077,7 @@ fn start(g: &Globals, a: StartArgs) -> Result<i32> {
 
 fn stop(g: &Globals, a: StopArgs, restart: bool) -> Result<i32> {
     let timeout = Duration::from_secs(a.time);
-    let signal = a
-        .signal
-        .as_deref()
-        .map(berth_runtime::parse_signal)
-        .transpose()?;
+    let signal = a.signal.as_deref().map(parse_signal).transpose()?;
     each(g, &a.c, |e, rec| {
         let mut rec = rec.clone();
         if let Some(sig) = signal {
@@ -1103,7 +1093,7 @@ fn stop(g: &Globals, a: StopArgs, restart: bool) -> Result<i32> {
 }
 
 fn kill(g: &Globals, a: KillArgs) -> Result<i32> {
-    let signal = berth_runtime::parse_signal(&a.signal)?;
+    let signal = parse_signal(&a.signal)?;
     each(g, &a.c, |e, rec| e.kill(rec, signal).map(|_| true))
 }
 
@@ -1468,14 +1458,7 @@ fn logs(g: &Globals, a: LogsArgs) -> Result<i32> {
     };
     let mut stdout = std::io::stdout().lock();
     let mut stderr = std::io::stderr();
-    let running = || {
-        e.resolve(&rec.id).is_ok_and(|r| {
-            matches!(
-                e.state(&r).status,
-                Status::Running | Status::Paused | Status::Created
-            ) && e.runtime(&r).is_some()
-        })
-    };
+    let running = || e.resolve(&rec.id).is_ok_and(|r| e.log_may_grow(&r));
     let follow: Option<&dyn Fn() -> bool> = if a.follow { Some(&running) } else { None };
     read_logs(&e.log_path(&rec.id), &opts, follow, &mut |l| {
         let mut line = Vec::new();
@@ -1594,24 +1577,17 @@ fn exec(g: &Globals, a: ExecArgs) -> Result<i32> {
 fn attach(g: &Globals, a: AttachArgs) -> Result<i32> {
     let e = engine(g)?;
     let rec = e.resolve(&a.container)?;
-    let st = e.state(&rec);
-    if st.status == Status::Paused {
-        bail!("You cannot attach to a paused container, unpause it first");
-    }
-    let Some(c) = e.runtime(&rec).filter(|_| st.status == Status::Running) else {
-        bail!("You cannot attach to a stopped container, start it first");
-    };
     let stdin = !a.no_stdin && rec.config.open_stdin;
-    let attach = c.attach(berth_client::engine::attach_options(stdin))?;
+    let mut attached = e.attach(&rec, stdin)?;
     let session = Session {
         stdin,
         tty: rec.config.tty,
         sig_proxy: a.sig_proxy,
         detach_keys: term::parse_detach_keys(&a.detach_keys)?,
     };
-    let killer = c.clone();
-    match term::attach(attach, session, false, move |sig| {
-        let _ = killer.kill(sig);
+    let signals = attached.signals();
+    match term::attach(&mut attached, session, false, move |sig| {
+        let _ = signals.send(sig);
     })? {
         Outcome::Exited(exit) => {
             if rec.host.auto_remove {
@@ -1754,8 +1730,8 @@ pub fn inspect_value(e: &Engine, rec: &ContainerRecord, size: bool) -> Value {
             "PidsLimit": if rec.host.pids_limit > 0 { json!(rec.host.pids_limit) } else { Value::Null },
             "Privileged": false,
             "CgroupParent": rec.host.cgroup_parent,
-            "MaskedPaths": berth_runtime::DEFAULT_MASKED_PATHS,
-            "ReadonlyPaths": berth_runtime::DEFAULT_READONLY_PATHS,
+            "MaskedPaths": rec.host.masked_paths(),
+            "ReadonlyPaths": rec.host.readonly_paths(),
         },
         "GraphDriver": {
             "Name": "overlay",

@@ -10,13 +10,14 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
+use berth_client::config::ClientConfig;
 use berth_client::engine::Engine;
 use berth_client::images::{
     familiar_of, human_ago, human_size, intermediates, ImageRecord, ImageStore, ImportOptions,
     LayerState, Progress, PullOptions, Removal, RemoveOptions,
 };
 use berth_client::reference::ImageRef;
-use berth_client::remote::{ClientConfig, Platform, PushOptions, Remote};
+use berth_client::remote::{Platform, PushOptions, Remote};
 use berth_storage::Digest;
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};

@@ -5,9 +5,10 @@
 use std::io::{BufRead, IsTerminal, Read, Write};
 
 use anyhow::{bail, Context, Result};
+use berth_client::config::ClientConfig;
 use berth_client::remote::config::{docker_config_path, normalise_auth_key};
 use berth_client::remote::credentials::DockerConfig;
-use berth_client::remote::{ClientConfig, Credential, Remote};
+use berth_client::remote::{Credential, Remote};
 use clap::Args;
 
 #[derive(Args)]

@@ -3,12 +3,12 @@
 //! that would make them say so.
 
 use anyhow::{bail, Result};
-use berth_client::engine::{Engine, NetworkMode, Status};
+use berth_client::engine::{NetworkMode, Status};
 use berth_storage::Digest;
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
-use super::containers::configured_bridge;
+use super::containers::engine;
 use super::images::print_formatted;
 use super::Globals;
 
@@ -118,8 +118,7 @@ fn ls(a: LsArgs) -> Result<i32> {
 }
 
 fn inspect(g: &Globals, a: InspectArgs) -> Result<i32> {
-    let e = Engine::with_images(g.open_store()?)?;
-    let bridge = configured_bridge()?;
+    let e = engine(g)?;
     let mut out = Vec::new();
     for wanted in &a.networks {
         let Some((name, driver, mode)) = NETWORKS
@@ -149,12 +148,12 @@ fn inspect(g: &Globals, a: InspectArgs) -> Result<i32> {
             );
         }
         let config = if *mode == NetworkMode::Bridge {
-            json!([{ "Subnet": bridge.subnet(), "Gateway": bridge.gateway.to_string() }])
+            json!([{ "Subnet": e.bridge_subnet(), "Gateway": e.bridge_gateway().to_string() }])
         } else {
             json!([])
         };
         let options = if *mode == NetworkMode::Bridge {
-            json!({ "com.docker.network.bridge.name": bridge.name })
+            json!({ "com.docker.network.bridge.name": e.bridge_name() })
         } else {
             json!({})
         };
