@@ -11,6 +11,8 @@ use berth_client::remote::credentials::DockerConfig;
 use berth_client::remote::{Credential, Remote};
 use clap::Args;
 
+use crate::cli::globals::block_on;
+
 #[derive(Args)]
 pub struct LoginArgs {
     /// Registry to log in to (docker.io when omitted)
@@ -109,8 +111,7 @@ pub fn login(a: LoginArgs) -> Result<i32> {
         }
         _ => host.clone(),
     };
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(remote.ping(&target))?;
+    block_on(async { Ok(remote.ping(&target).await?) })?;
 
     let path = docker_config_path().context("no HOME or DOCKER_CONFIG to keep credentials in")?;
     let mut file = DockerConfig::open(&path)?;
