@@ -285,10 +285,7 @@ pub fn build(
         let (files, bytes) = super::context::size(ctx);
         b.progress.status(
             v,
-            &format!(
-                "transferring context: {} ({files} files) done",
-                crate::images::human_size(bytes)
-            ),
+            &format!("transferring context: {bytes}B in {files} files done"),
         );
         b.progress.done(v);
     }
