@@ -4,8 +4,9 @@
 //! cli/container/<verb>.rs   run, create, start, stop (+restart), kill, rm, ps, logs, top, exec,
 //!                           attach, wait, rename, pause (+unpause), port, inspect, prune
 //!                           (opts.rs: the run/create flags and their conversion)
-//! cli/image/<verb>.rs       pull, push, ls (images), rm (rmi), tag, history, save, load,
-//!                           import, inspect, prune
+//! cli/image/<verb>.rs       build, pull, push, ls (images), rm (rmi), tag, history, save,
+//!                           load, import, inspect, prune
+//! cli/builder/<verb>.rs     prune (the build cache)
 //! cli/network/<verb>.rs     ls, inspect, and the verbs not supported yet
 //! cli/system/<verb>.rs      df, and `berth inspect`
 //! cli/registry/<verb>.rs    login (+logout), search
@@ -21,6 +22,7 @@
 //! `ImageVerb`) flattened into [`Command`] and, through [`verb::Object`], into the object's
 //! command: `berth stop` and `berth container stop` are one definition.
 
+pub mod builder;
 pub mod container;
 pub mod exit;
 pub mod flags;
@@ -58,6 +60,11 @@ pub enum Command {
         #[command(subcommand)]
         command: Box<container::ContainerCommand>,
     },
+    /// Manage builds
+    Builder {
+        #[command(subcommand)]
+        command: builder::BuilderCommand,
+    },
     /// Manage images
     Image {
         #[command(subcommand)]
@@ -90,6 +97,7 @@ pub fn run(g: &Globals, command: Command) -> i32 {
             .and_then(|store| system::inspect::run(&store, a)),
         Command::Search(a) => registry::search::run(a),
         Command::Image { command } => command.run(g),
+        Command::Builder { command } => command.run(g),
         Command::System { command } => command.run(g),
         Command::Containers(v) => v.run(g),
         Command::Container { command } => command.run(g),
