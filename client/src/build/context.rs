@@ -397,14 +397,16 @@ impl Context {
     }
 
     /// Calls `f` for every entry under the directory `rel` that the build sees, parents
-    /// before children, in name order: `(path relative to rel, host path, metadata)`.
+    /// before children, in name order: `(path relative to rel, host path, metadata)`. An
+    /// excluded directory that holds an exception is seen, as the parent of what is.
     pub fn walk(
         &self,
         rel: &str,
         f: &mut dyn FnMut(&str, &Path, &Metadata) -> Result<()>,
     ) -> Result<()> {
         let base = self.root.join(rel);
-        self.walk_in(rel, &base, "", f)
+        let mut pending = Vec::new();
+        self.walk_in(rel, &base, "", &mut pending, f)
     }
 
     fn walk_in(
@@ -412,6 +414,7 @@ impl Context {
         rel: &str,
         dir: &Path,
         prefix: &str,
+        pending: &mut Vec<(String, PathBuf, Metadata)>,
         f: &mut dyn FnMut(&str, &Path, &Metadata) -> Result<()>,
     ) -> Result<()> {
         let mut entries: Vec<(String, PathBuf)> = Vec::new();
@@ -436,11 +439,20 @@ impl Context {
             if excluded && !(meta.is_dir() && self.ignore.has_exceptions()) {
                 continue;
             }
-            if !excluded {
-                f(&sub, &path, &meta)?;
+            if excluded {
+                // Seen only if something under it is.
+                pending.push((sub.clone(), path.clone(), meta.clone()));
+                let depth = pending.len();
+                self.walk_in(rel, &path, &sub, pending, f)?;
+                pending.truncate(depth - 1);
+                continue;
             }
+            for (psub, ppath, pmeta) in pending.drain(..) {
+                f(&psub, &ppath, &pmeta)?;
+            }
+            f(&sub, &path, &meta)?;
             if meta.is_dir() {
-                self.walk_in(rel, &path, &sub, f)?;
+                self.walk_in(rel, &path, &sub, pending, f)?;
             }
         }
         Ok(())
@@ -658,7 +670,7 @@ mod tests {
             Ok(())
         })
         .unwrap();
-        assert_eq!(seen, [".dockerignore", "docs/keep.md"]);
+        assert_eq!(seen, [".dockerignore", "docs", "docs/keep.md"]);
     }
 
     #[test]

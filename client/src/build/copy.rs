@@ -315,9 +315,43 @@ pub struct LayerDir<'a> {
     pub below: Rootfs<'a>,
     /// Owner of directories the copy creates.
     pub owner: Owner,
+    /// Files copied that have other links, by (device, inode): their copy, so the other
+    /// links become links to it again, as docker copies hard links.
+    pub links: std::cell::RefCell<std::collections::HashMap<(u64, u64), PathBuf>>,
 }
 
-impl LayerDir<'_> {
+impl<'a> LayerDir<'a> {
+    pub fn new(dir: &'a Path, below: Rootfs<'a>, owner: Owner) -> LayerDir<'a> {
+        LayerDir {
+            dir,
+            below,
+            owner,
+            links: Default::default(),
+        }
+    }
+
+    /// Copies a non-directory, linking it to an earlier copy of the same file.
+    fn leaf(&self, src: &Path, meta: &Metadata, dst: &Path, owner: &Owner) -> CopyResult<()> {
+        if !meta.is_file() || meta.nlink() < 2 {
+            return copy_leaf(src, meta, dst, owner);
+        }
+        let key = (meta.dev(), meta.ino());
+        let earlier = self.links.borrow().get(&key).cloned();
+        match earlier {
+            Some(first) if first != dst => {
+                if std::fs::symlink_metadata(dst).is_ok() {
+                    std::fs::remove_file(dst).map_err(ioe(dst))?;
+                }
+                std::fs::hard_link(&first, dst).map_err(ioe(dst))
+            }
+            _ => {
+                copy_leaf(src, meta, dst, owner)?;
+                self.links.borrow_mut().insert(key, dst.to_path_buf());
+                Ok(())
+            }
+        }
+    }
+
     fn host(&self, path: &str) -> PathBuf {
         self.dir.join(path.trim_start_matches('/'))
     }
@@ -371,7 +405,7 @@ impl LayerDir<'_> {
             let parent = parent_of(dest);
             let dir = self.ensure_dir(&parent)?;
             let meta = std::fs::metadata(host).map_err(ioe(host))?;
-            return copy_leaf(host, &meta, &dir.join(base_of(dest)), &owner);
+            return self.leaf(host, &meta, &dir.join(base_of(dest)), &owner);
         }
         let new_top = self.below.entry(&self.below.resolve(dest, true)).is_none()
             && std::fs::symlink_metadata(self.host(dest)).is_err();
@@ -389,7 +423,7 @@ impl LayerDir<'_> {
             let r = if meta.is_dir() {
                 make_dir(&dst).map(|_| dirs.push((dst, meta.clone())))
             } else {
-                copy_leaf(path, meta, &dst, &owner)
+                self.leaf(path, meta, &dst, &owner)
             };
             r.map_err(super::context::ContextError::Unusable)
         })
@@ -417,7 +451,7 @@ impl LayerDir<'_> {
         };
         if !meta.is_dir() {
             let dir = self.ensure_dir(&parent_of(dest))?;
-            return copy_leaf(host, meta, &dir.join(base_of(dest)), &owner);
+            return self.leaf(host, meta, &dir.join(base_of(dest)), &owner);
         }
         let new_top = self.below.entry(&self.below.resolve(dest, true)).is_none()
             && std::fs::symlink_metadata(self.host(dest)).is_err();
@@ -454,7 +488,7 @@ impl LayerDir<'_> {
                 self.copy_tree(from, &child, &dst, &rel, owner, excludes)?;
                 finish(&dst, &meta, owner, false)?;
             } else {
-                copy_leaf(&host, &meta, &dst, owner)?;
+                self.leaf(&host, &meta, &dst, owner)?;
             }
         }
         Ok(())

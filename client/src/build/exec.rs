@@ -995,11 +995,7 @@ impl<'b, 'a> Stage<'b, 'a> {
         let fill = {
             let wd = wd.clone();
             move |dir: &Path| -> Result<()> {
-                let ld = LayerDir {
-                    dir,
-                    below: Rootfs { layers: &lower },
-                    owner,
-                };
+                let ld = LayerDir::new(dir, Rootfs { layers: &lower }, owner);
                 ld.ensure_dir(&wd).map(|_| ()).map_err(other)
             }
         };
@@ -1336,11 +1332,8 @@ impl<'b, 'a> Stage<'b, 'a> {
                             .map_err(|e| step_err(cmd, e.to_string()))?;
                         std::fs::create_dir_all(&copy).map_err(other)?;
                         let no_below: Vec<PathBuf> = vec![];
-                        let ld = LayerDir {
-                            dir: &copy,
-                            below: Rootfs { layers: &no_below },
-                            owner: Owner::default(),
-                        };
+                        let ld =
+                            LayerDir::new(&copy, Rootfs { layers: &no_below }, Owner::default());
                         for s in &srcs {
                             let dest = if s.is_dir {
                                 "/".to_string()
@@ -1365,11 +1358,8 @@ impl<'b, 'a> Stage<'b, 'a> {
                         let found = r.sources(&source).map_err(|m| step_err(cmd, m))?;
                         std::fs::create_dir_all(&copy).map_err(other)?;
                         let no_below: Vec<PathBuf> = vec![];
-                        let ld = LayerDir {
-                            dir: &copy,
-                            below: Rootfs { layers: &no_below },
-                            owner: Owner::default(),
-                        };
+                        let ld =
+                            LayerDir::new(&copy, Rootfs { layers: &no_below }, Owner::default());
                         for (path, host, meta) in &found {
                             let dest = if meta.is_dir() {
                                 "/".to_string()
@@ -1649,11 +1639,7 @@ impl<'b, 'a> Stage<'b, 'a> {
         let fetched: Vec<PathBuf> = downloads.values().map(|d| d.0.clone()).collect();
         let cmd2 = cmd.clone();
         let fill = move |dir: &Path| -> Result<()> {
-            let ld = LayerDir {
-                dir,
-                below: Rootfs { layers: &lower2 },
-                owner,
-            };
+            let ld = LayerDir::new(dir, Rootfs { layers: &lower2 }, owner);
             let from = Rootfs {
                 layers: &from_layers,
             };
