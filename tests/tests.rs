@@ -6,5 +6,6 @@ mod auth_tls;
 mod images;
 mod mirror;
 mod registry;
+mod root_confine;
 mod root_containers;
 mod util;

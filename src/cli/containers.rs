@@ -747,6 +747,7 @@ fn create_options(f: &CreateFlags) -> Result<CreateOptions> {
             dns_options: f.dns_option.clone(),
             extra_hosts,
             network_container,
+            ..HostConfig::default()
         },
     })
 }

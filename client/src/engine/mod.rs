@@ -18,9 +18,11 @@
 //! the directory. A name is reserved by an exclusive file create, so two `create --name x`
 //! racing cannot both win.
 
+mod confine;
 mod logs;
 mod names;
 mod record;
+pub mod seccomp;
 mod spec;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -34,6 +36,7 @@ use serde_json::Value;
 
 use crate::images::{ImageError, ImageRecord, ImageStore};
 
+pub use confine::capabilities;
 pub use logs::{read_logs, LogLine, LogOptions};
 pub use record::{
     ContainerRecord, HostConfig, LastRun, MountPoint, NetworkMode, NetworkState, PortBinding,
@@ -725,6 +728,7 @@ impl Engine {
         }
 
         let mut host = opts.host.clone();
+        confine::check(&mut host)?;
         if host.network == NetworkMode::Container {
             let target = self.resolve(&host.network_container)?;
             host.network_container = target.id.clone();
