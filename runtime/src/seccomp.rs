@@ -89,7 +89,7 @@ impl Filter {
 
 /// struct sock_filter values from their bytes in the host's order; `None` unless whole.
 fn decode(bytes: &[u8]) -> Option<Vec<libc::sock_filter>> {
-    if bytes.is_empty() || bytes.len() % 8 != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(8) {
         return None;
     }
     Some(
