@@ -923,6 +923,15 @@ pub fn remove(n: &Network) -> Result<()> {
     Ok(())
 }
 
+/// Whether the host has an interface named `name` (a macvlan network's parent).
+pub fn interface_exists(name: &str) -> Result<bool> {
+    let mut rt = Rtnl::open().map_err(net_err("open a netlink socket"))?;
+    Ok(rt
+        .link_index(name)
+        .map_err(net_err("look up an interface"))?
+        .is_some())
+}
+
 /// The IPv4 subnets in use on the host (interface addresses and routes), so a new network
 /// does not overlap one: (address, prefix length).
 pub fn host_subnets() -> Result<Vec<(Ipv4Addr, u8)>> {
