@@ -776,8 +776,20 @@ fn plug(
     match host_if {
         Some(h) => {
             // A stale pair of the same name (its container gone, the host end kept by a
-            // crash between these steps) is in the way.
-            let _ = rt.del_link(h);
+            // crash between these steps) is in the way; a living one is another container's.
+            if rt.link_index(h).ok().flatten().is_some() {
+                let owner = all_leases(&n.state_dir).into_iter().find(|(_, _, l)| {
+                    l.alive() && l.tag != e.tag && l.host_interface.as_deref() == Some(h)
+                });
+                if let Some((_, _, l)) = owner {
+                    return Err(Error::Network(format!(
+                        "the interface {h} belongs to {}: tags must differ in their first 11 \
+                         characters",
+                        l.tag
+                    )));
+                }
+                let _ = rt.del_link(h);
+            }
             rt.add_veth(h, link, &e.interface, &ns, mac)
                 .map_err(net_err("create a veth pair on the bridge"))?;
             let index = rt

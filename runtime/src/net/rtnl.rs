@@ -212,7 +212,9 @@ impl Rtnl {
                 true,
             )])),
         ]));
-        self.request(RouteNetlinkMessage::SetLink(m), 0).map(drop)
+        // A port's settings change through NEWLINK on the existing link (SETLINK ignores
+        // link info).
+        self.request(RouteNetlinkMessage::NewLink(m), 0).map(drop)
     }
 
     /// Deletes the link named `name`; a link already gone is no error.
