@@ -59,10 +59,22 @@ fn push_image(addr: &str, repo: &str, tag: &str, layers: &[&[u8]]) -> String {
     );
     let mut descs = Vec::new();
     for blob in std::iter::once(config.as_bytes()).chain(layers.iter().copied()) {
+        // POST then PUT: the flow every registry takes (distribution resets a monolithic POST).
         let r = util::request(
             addr,
             "POST",
-            &format!("/v2/{repo}/blobs/uploads/?digest={}", digest_of(blob)),
+            &format!("/v2/{repo}/blobs/uploads/"),
+            &[],
+            b"",
+        );
+        assert_eq!(r.status, 202, "{r:?}");
+        let location = r.header("location").expect("an upload's location");
+        let location = &location[location.find("/v2/").expect("a /v2/ path")..];
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let r = util::request(
+            addr,
+            "PUT",
+            &format!("{location}{sep}digest={}", digest_of(blob)),
             &[],
             blob,
         );

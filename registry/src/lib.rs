@@ -165,7 +165,6 @@ impl Server {
         while let Some(Ok((socket, peer))) = self.listener.accept().now_or_never() {
             spawn(socket, peer);
         }
-        drop(spawn);
         drop(stopping);
         tokio::select! {
             _ = stop.closed() => {}
