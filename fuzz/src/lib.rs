@@ -133,7 +133,7 @@ pub fn config(data: &[u8]) {
     let _ = berth_registry::Config::parse(s, "fuzz.toml");
     let file = tempfile::NamedTempFile::new().expect("a temporary file");
     if std::fs::write(file.path(), s).is_ok() {
-        let _ = berth_client::remote::ClientConfig::load_from(file.path(), true);
+        let _ = berth_client::config::ClientConfig::load_from(file.path(), true);
     }
 }
 
