@@ -5,7 +5,7 @@
 //! of the Spec is built.
 
 use berth_runtime::oci_spec::runtime::{
-    Capabilities, LinuxCapabilities, LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType, Spec,
+    Capabilities, LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType, Spec,
 };
 use berth_runtime::{CAPABILITIES, DEFAULT_CAPABILITIES};
 
