@@ -405,6 +405,39 @@ fn num_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// `--security-opt` values as the engine keeps them: a seccomp profile's file is read here and
+/// kept as its compact JSON (`seccomp={...}`), as docker's CLI sends it, so the container does
+/// not depend on the file later. Errors in docker's words.
+fn security_opts(opts: &[String]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for opt in opts {
+        let (key, value) = match opt.split_once('=') {
+            Some(kv) => kv,
+            None if opt == "no-new-privileges" => (opt.as_str(), ""),
+            None => opt.split_once(':').unwrap_or((opt.as_str(), "")),
+        };
+        if value.is_empty() && key != "no-new-privileges" {
+            bail!("Invalid --security-opt: {opt:?}");
+        }
+        if key != "seccomp" || value == "unconfined" || value == "builtin" {
+            out.push(opt.clone());
+            continue;
+        }
+        let data = std::fs::read(value).map_err(|e| {
+            let why = match e.kind() {
+                std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
+                std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+                _ => e.to_string(),
+            };
+            anyhow!("opening seccomp profile ({value}) failed: open {value}: {why}")
+        })?;
+        let json: serde_json::Value = serde_json::from_slice(&data)
+            .map_err(|e| anyhow!("compacting json for seccomp profile ({value}) failed: {e}"))?;
+        out.push(format!("seccomp={json}"));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -456,37 +489,4 @@ mod tests {
         assert!(environment(&[], &["=x".into()]).is_err());
         assert!(environment(&[dir.path().join("missing")], &[]).is_err());
     }
-}
-
-/// `--security-opt` values as the engine keeps them: a seccomp profile's file is read here and
-/// kept as its compact JSON (`seccomp={...}`), as docker's CLI sends it, so the container does
-/// not depend on the file later. Errors in docker's words.
-fn security_opts(opts: &[String]) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    for opt in opts {
-        let (key, value) = match opt.split_once('=') {
-            Some(kv) => kv,
-            None if opt == "no-new-privileges" => (opt.as_str(), ""),
-            None => opt.split_once(':').unwrap_or((opt.as_str(), "")),
-        };
-        if value.is_empty() && key != "no-new-privileges" {
-            bail!("Invalid --security-opt: {opt:?}");
-        }
-        if key != "seccomp" || value == "unconfined" || value == "builtin" {
-            out.push(opt.clone());
-            continue;
-        }
-        let data = std::fs::read(value).map_err(|e| {
-            let why = match e.kind() {
-                std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
-                std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
-                _ => e.to_string(),
-            };
-            anyhow!("opening seccomp profile ({value}) failed: open {value}: {why}")
-        })?;
-        let json: serde_json::Value = serde_json::from_slice(&data)
-            .map_err(|e| anyhow!("compacting json for seccomp profile ({value}) failed: {e}"))?;
-        out.push(format!("seccomp={json}"));
-    }
-    Ok(out)
 }
