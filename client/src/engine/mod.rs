@@ -5,6 +5,7 @@
 //! ```text
 //! containers/<id>/config.json       the engine's record (see [`ContainerRecord`])
 //! containers/<id>/upper, work/      the overlay's upper and work directories
+//! containers/<id>/init/             docker's init layer (mount targets, /.dockerenv), under upper
 //! containers/<id>/run/              the runtime's state directory (state.json, attach.sock)
 //! containers/<id>/<id>-json.log     the json-file log (kept across restarts)
 //! containers/<id>/hostname, hosts, resolv.conf   bind-mounted over the image's
@@ -18,6 +19,7 @@
 //! the directory. A name is reserved by an exclusive file create, so two `create --name x`
 //! racing cannot both win.
 
+mod commit;
 mod logs;
 mod names;
 mod record;
@@ -34,6 +36,7 @@ use serde_json::Value;
 
 use crate::images::{ImageError, ImageRecord, ImageStore};
 
+pub use commit::CommitOptions;
 pub use logs::{read_logs, LogLine, LogOptions};
 pub use record::{
     ContainerRecord, HostConfig, LastRun, MountPoint, NetworkMode, NetworkState, PortBinding,
@@ -741,6 +744,9 @@ impl Engine {
                 let p = dir.join(d);
                 std::fs::create_dir_all(&p).map_err(io_err(&p))?;
             }
+            if !image.layers.is_empty() {
+                commit::write_init_layer(&dir.join("init"))?;
+            }
             let mut mounts = Vec::new();
             let volume = |name: String, dest: String, read_only, anonymous, no_copy| {
                 let data = self.volumes_dir().join(&name).join("_data");
@@ -903,7 +909,7 @@ impl Engine {
     /// layers from the top down).
     fn layer_dirs(&self, rec: &ContainerRecord) -> Vec<PathBuf> {
         let mut v = vec![self.dir(&rec.id).join("upper")];
-        v.extend(rec.layers.iter().rev().map(|c| self.images.snapshot_dir(c)));
+        v.extend(self.lower_dirs(rec));
         v
     }
 
@@ -952,17 +958,11 @@ impl Engine {
                 )));
             }
         }
-        for c in &rec.layers {
-            let snap = self.images.snapshot_dir(c);
-            if !snap.is_dir() {
-                return Err(EngineError::Invalid(format!(
-                    "the layer {c} of image {} is missing from {}; pull the image again",
-                    rec.image,
-                    snap.display()
-                )));
-            }
-        }
+        self.check_snapshots(rec)?;
         let etc = spec::write_etc_files(rec, &dir).map_err(io_err(&dir))?;
+        if !rec.layers.is_empty() {
+            self.init_layer(rec)?;
+        }
         let layers = self.layer_dirs(rec);
         let mut spec = spec::build(rec, &layers, &etc)?;
         if rec.host.network == NetworkMode::Container {
