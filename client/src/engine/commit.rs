@@ -129,7 +129,7 @@ impl Engine {
     pub fn changes(&self, rec: &ContainerRecord) -> Result<Vec<Change>> {
         self.check_snapshots(rec)?;
         let upper = self.dir(&rec.id).join("upper");
-        Ok(layer::changes(&upper, &self.lower_dirs(rec)).map_err(invalid)?)
+        layer::changes(&upper, &self.lower_dirs(rec)).map_err(invalid)
     }
 
     /// `export`: the container's merged root filesystem as a tar written to `out` (volumes
@@ -138,7 +138,7 @@ impl Engine {
         self.check_snapshots(rec)?;
         let mut layers = vec![self.dir(&rec.id).join("upper")];
         layers.extend(self.lower_dirs(rec));
-        Ok(layer::export(&layers, out).map_err(invalid)?)
+        layer::export(&layers, out).map_err(invalid)
     }
 
     /// `commit`: a new image of the container's image plus one layer of what the container

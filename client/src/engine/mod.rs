@@ -20,6 +20,7 @@
 //! racing cannot both win.
 
 mod commit;
+mod cp;
 mod logs;
 mod names;
 mod record;
@@ -37,6 +38,7 @@ use serde_json::Value;
 use crate::images::{ImageError, ImageRecord, ImageStore};
 
 pub use commit::CommitOptions;
+pub use cp::{CopyOptions, HostSource, HostTarget};
 pub use logs::{read_logs, LogLine, LogOptions};
 pub use record::{
     ContainerRecord, HostConfig, LastRun, MountPoint, NetworkMode, NetworkState, PortBinding,
@@ -71,6 +73,9 @@ pub enum EngineError {
     },
     #[error("{0}")]
     Invalid(String),
+    /// `cp` failed: docker answers these with exit code 1.
+    #[error("{0}")]
+    Copy(String),
 }
 
 impl EngineError {
@@ -78,6 +83,7 @@ impl EngineError {
     pub fn exit_code(&self) -> i32 {
         match self {
             EngineError::Runtime(e) => e.exit_code(),
+            EngineError::Copy(_) => 1,
             _ => 125,
         }
     }
