@@ -19,11 +19,13 @@
 //! the directory. A name is reserved by an exclusive file create, so two `create --name x`
 //! racing cannot both win.
 
+mod bridge;
 mod commit;
 mod cp;
 mod logs;
 mod names;
 mod record;
+mod session;
 mod spec;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -31,18 +33,22 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use berth_runtime::{AttachOptions, Container, ContainerConfig, Rootfs};
+use berth_runtime::{Container, ContainerConfig, Rootfs};
 use berth_storage::Digest;
 use serde_json::Value;
 
 use crate::images::{ImageError, ImageRecord, ImageStore};
 
+pub use bridge::BridgeSection;
 pub use commit::CommitOptions;
 pub use cp::{CopyOptions, HostSource, HostTarget};
 pub use logs::{read_logs, LogLine, LogOptions};
 pub use record::{
     ContainerRecord, HostConfig, LastRun, MountPoint, NetworkMode, NetworkState, PortBinding,
     ProcessConfig,
+};
+pub use session::{
+    parse_signal, AttachInput, Attached, ExecProcess, ExecStdio, Exit, Output, Signals,
 };
 
 /// Why an engine command failed; one line each, in docker's words where it has them.
@@ -76,6 +82,9 @@ pub enum EngineError {
     /// `cp` failed: docker answers these with exit code 1.
     #[error("{0}")]
     Copy(String),
+    /// A container's attached streams failed.
+    #[error(transparent)]
+    Stream(#[from] std::io::Error),
 }
 
 impl EngineError {
@@ -389,12 +398,6 @@ impl Engine {
             images,
             bridge: berth_runtime::net::Bridge::default(),
         })
-    }
-
-    /// The bridge containers of `--network bridge` are plugged into (berth0, 10.89.0.1/16
-    /// unless changed here).
-    pub fn set_bridge(&mut self, bridge: berth_runtime::net::Bridge) {
-        self.bridge = bridge;
     }
 
     pub fn images(&self) -> &ImageStore {
@@ -862,7 +865,7 @@ impl Engine {
     }
 
     /// The runtime's handle, when the container has been started at least once.
-    pub fn runtime(&self, rec: &ContainerRecord) -> Option<Container> {
+    pub(crate) fn runtime(&self, rec: &ContainerRecord) -> Option<Container> {
         Container::open(self.runtime_dir(&rec.id)).ok()
     }
 
@@ -922,7 +925,7 @@ impl Engine {
     /// Prepares a run of the container: replaces the state of a finished run (keeping the
     /// container's files) and has the runtime set it up, stopped before its command.
     /// Attach to the result, then start it.
-    pub fn prepare(&self, rec: &mut ContainerRecord) -> Result<Container> {
+    pub(crate) fn prepare(&self, rec: &mut ContainerRecord) -> Result<Container> {
         let state = self.state(rec);
         match state.status {
             Status::Running | Status::Paused => {
@@ -1105,8 +1108,8 @@ impl Engine {
         &self,
         rec: &ContainerRecord,
         opts: &ExecOptions,
-        stdio: berth_runtime::ExecStdio,
-    ) -> Result<berth_runtime::ExecProcess> {
+        stdio: ExecStdio,
+    ) -> Result<ExecProcess> {
         let c = self.running(rec)?;
         if self.state(rec).status == Status::Paused {
             return Err(EngineError::Paused(rec.id.clone()));
@@ -1134,7 +1137,7 @@ impl Engine {
         };
         let spec = spec::build(&rec, &self.layer_dirs(&rec), &etc)?;
         let process = spec.process().clone().expect("build sets a process");
-        Ok(c.exec(&process, stdio)?)
+        Ok(ExecProcess(c.exec(&process, stdio.into())?))
     }
 
     fn remove_volumes(&self, rec: &ContainerRecord) {
@@ -1300,15 +1303,6 @@ pub struct ExecOptions {
     pub workdir: Option<String>,
     pub user: Option<String>,
     pub tty: bool,
-}
-
-/// Attach options for what `run` and `start -a` want to see.
-pub fn attach_options(stdin: bool) -> AttachOptions {
-    AttachOptions {
-        stdin,
-        stdout: true,
-        stderr: true,
-    }
 }
 
 #[cfg(test)]
