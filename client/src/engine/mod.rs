@@ -21,10 +21,12 @@
 
 mod bridge;
 mod commit;
+mod confine;
 mod cp;
 mod logs;
 mod names;
 mod record;
+pub mod seccomp;
 mod session;
 mod spec;
 
@@ -41,6 +43,7 @@ use crate::images::{ImageError, ImageRecord, ImageStore};
 
 pub use bridge::BridgeSection;
 pub use commit::CommitOptions;
+pub use confine::capabilities;
 pub use cp::{CopyOptions, HostSource, HostTarget};
 pub use logs::{read_logs, LogLine, LogOptions};
 pub use record::{
@@ -737,6 +740,7 @@ impl Engine {
         }
 
         let mut host = opts.host.clone();
+        confine::check(&mut host)?;
         if host.network == NetworkMode::Container {
             let target = self.resolve(&host.network_container)?;
             host.network_container = target.id.clone();
