@@ -9,5 +9,6 @@ mod images;
 mod mirror;
 mod registry;
 mod root_build;
+mod root_confine;
 mod root_containers;
 mod util;

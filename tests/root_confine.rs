@@ -1,0 +1,322 @@
+//! Confinement, as root: what a container may not do, probed from inside berth's default
+//! container and docker's (a private dockerd) on the same image, and compared; then what
+//! seccomp, capabilities and security options change. Every test needs root and fails
+//! without it; the docker comparison needs dockerd (scripts/test.sh installs docker.io).
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::root_containers::{shared, Root};
+use crate::util::{require, run, Berth, Dockerd};
+
+/// A client root with `probe`: a busybox image with every applet.
+fn setup(b: Berth) -> (Root, std::path::PathBuf) {
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "the confinement tests need root"
+    );
+    let rootfs = b.dir.path().join("rootfs");
+    for d in ["bin", "etc", "tmp", "mnt", "proc", "sys", "dev"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    std::fs::copy(require("busybox"), rootfs.join("bin/busybox")).unwrap();
+    let list = run(Command::new(rootfs.join("bin/busybox")).arg("--list")).stdout;
+    for applet in String::from_utf8_lossy(&list).lines() {
+        if applet != "busybox" {
+            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+        }
+    }
+    std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    std::fs::write(rootfs.join("etc/group"), "root:x:0:\n").unwrap();
+    let tar = b.dir.path().join("probe.tar");
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg("."));
+    b.ok(&["import", tar.to_str().unwrap(), "probe:1"]);
+    (Root(b), tar)
+}
+
+/// The host's root disk as `major minor` (what a container must not open through mknod).
+fn host_disk() -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata("/").unwrap().dev();
+    (libc::major(dev), libc::minor(dev))
+}
+
+/// Each probe prints `NAME blocked` or `NAME OPEN`; the first line is the seccomp mode.
+fn probes() -> String {
+    let (major, minor) = host_disk();
+    let probe = |name: &str, cmd: &str| {
+        format!("if ( {cmd} ) >/dev/null 2>&1; then echo '{name} OPEN'; else echo '{name} blocked'; fi\n")
+    };
+    let mut s = String::from("grep '^Seccomp:' /proc/self/status | tr -d '\\t '\n");
+    s += &probe("unshare-user", "unshare -U true");
+    s += &probe("unshare-mount", "unshare -m true");
+    s += &probe("mount-tmpfs", "mount -t tmpfs none /mnt");
+    s += &probe("mount-proc", "mkdir -p /tmp/p && mount -t proc proc /tmp/p");
+    s += &probe("proc-sys", "echo 1 > /proc/sys/vm/drop_caches");
+    s += &probe("proc-sys-kernel", "echo x > /proc/sys/kernel/hostname");
+    s += &probe("sysrq-trigger", "echo h > /proc/sysrq-trigger");
+    s += &probe(
+        "sys-write",
+        "echo 1 > /sys/kernel/profiling || touch /sys/x",
+    );
+    s += &probe("kcore", "test \"$(head -c 16 /proc/kcore | wc -c)\" -gt 0");
+    s += &probe(
+        "host-disk",
+        &format!("mknod /tmp/disk b {major} {minor} && head -c 512 /tmp/disk >/dev/null"),
+    );
+    s += &probe("kmsg", "head -c 1 /dev/kmsg");
+    s += &probe(
+        "kmsg-mknod",
+        "mknod /tmp/kmsg c 1 11 && head -c 1 /tmp/kmsg",
+    );
+    s += &probe("mem-mknod", "mknod /tmp/mem c 1 1 && head -c 1 /tmp/mem");
+    s += &probe("module", ": > /tmp/m.ko && insmod /tmp/m.ko");
+    // busybox's date reports a refused clock change but exits 0: look at the year.
+    s += &probe("time", "date -s 2001-01-01; test \"$(date +%Y)\" = 2001");
+    s += &probe("hwclock", "hwclock -w");
+    s += &probe("net-admin", "ip addr add 127.0.0.9/8 dev lo");
+    s += &probe("lo-down", "ip link set lo down");
+    s += &probe("cgroup-write", "for f in /sys/fs/cgroup/*/cgroup.procs /sys/fs/cgroup/cgroup.procs; do [ -e $f ] && echo $$ > $f && exit 0; done; exit 1");
+    s += &probe(
+        "cgroup-mkdir",
+        "for d in /sys/fs/cgroup/*/; do mkdir $d/berthprobe && exit 0; done; exit 1",
+    );
+    s += &probe(
+        "chroot-escape",
+        "mkdir -p /tmp/c && chroot /tmp/c /bin/true",
+    );
+    s += &probe("reboot", "reboot -f");
+    s += &probe("swapoff", "swapoff -a");
+    s += &probe("hostname", "hostname probe");
+    s
+}
+
+#[test]
+fn root_default_container_blocks_what_dockers_blocks() {
+    let _g = shared();
+    let (b, tar) = setup(Berth::new());
+    let script = probes();
+    let ours = b.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "probe:1",
+        "sh",
+        "-c",
+        &script,
+    ]);
+
+    let d = Dockerd::start();
+    run(&mut d.cmd(&["import", tar.to_str().unwrap(), "probe:1"]));
+    let theirs = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "probe:1",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    let _ = d.cmd(&["rmi", "-f", "probe:1"]).output();
+    assert_eq!(ours, theirs, "berth:\n{ours}\ndocker:\n{theirs}");
+
+    let mut lines = ours.lines();
+    assert_eq!(lines.next(), Some("Seccomp:2"), "{ours}");
+    for line in lines {
+        assert!(line.ends_with(" blocked"), "{line}\n{ours}");
+    }
+}
+
+#[test]
+fn root_exec_gets_the_containers_filter() {
+    let _g = shared();
+    let (b, _) = setup(Berth::new());
+    let id = b.ok(&["run", "-d", "--network", "none", "probe:1", "sleep", "100"]);
+    let id = id.trim();
+    let status = b.ok(&["exec", id, "grep", "^Seccomp:", "/proc/self/status"]);
+    assert_eq!(
+        status.split_whitespace().collect::<Vec<_>>(),
+        ["Seccomp:", "2"]
+    );
+    let (_, err) = b.fails(&["exec", id, "unshare", "-U", "true"]);
+    assert!(err.contains("Operation not permitted"), "{err}");
+    b.ok(&["rm", "-f", id]);
+}
+
+#[test]
+fn root_seccomp_program_is_compiled_once_per_host() {
+    let _g = shared();
+    let (b, _) = setup(Berth::new());
+    b.ok(&["run", "--rm", "--network", "none", "probe:1", "true"]);
+    let cache = Path::new("/run/berth/seccomp");
+    // Other tests on the host may add programs meanwhile: what must not happen is that a
+    // program already there is written again (a rename gives it a new inode).
+    let programs = || -> Vec<(std::ffi::OsString, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::read_dir(cache)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| (e.file_name(), e.metadata().unwrap().ino()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let before = programs();
+    assert!(
+        !before.is_empty(),
+        "no compiled program in {}",
+        cache.display()
+    );
+    b.ok(&["run", "--rm", "--network", "none", "probe:1", "true"]);
+    let after = programs();
+    for p in &before {
+        assert!(after.contains(p), "{:?} was compiled again", p.0);
+    }
+}
+
+/// `run --rm --network none probe:1 sh -c SCRIPT` with `flags` before the image.
+fn run_with(b: &Berth, flags: &[&str], script: &str) -> String {
+    let mut args = vec!["run", "--rm", "--network", "none"];
+    args.extend(flags);
+    args.extend(["probe:1", "sh", "-c", script]);
+    b.ok(&args)
+}
+
+fn status_field(out: &str, field: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(field))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|| panic!("no {field} in {out}"))
+}
+
+#[test]
+fn root_capabilities_privileged_and_security_opts() {
+    let _g = shared();
+    let (b, _) = setup(Berth::new());
+    let status = "cat /proc/self/status";
+
+    // --cap-drop ALL --cap-add: only what was added (CAP_NET_ADMIN is bit 12).
+    let out = run_with(&b, &["--cap-drop", "ALL", "--cap-add", "net_admin"], status);
+    assert_eq!(status_field(&out, "CapBnd:"), "0000000000001000");
+    let out = run_with(
+        &b,
+        &["--cap-add", "NET_ADMIN"],
+        "ip addr add 127.0.0.9/8 dev lo && ip link set lo down && echo done",
+    );
+    assert_eq!(out.trim(), "done");
+    // CAP_SYS_ADMIN also opens the filter's namespace rules (docker's profile).
+    let out = run_with(
+        &b,
+        &["--cap-add", "CAP_SYS_ADMIN"],
+        "unshare -m true && echo ok",
+    );
+    assert_eq!(out.trim(), "ok");
+
+    // --privileged: no filter, mounts allowed, host devices, nothing masked.
+    let out = run_with(
+        &b,
+        &["--privileged"],
+        "grep Seccomp: /proc/self/status; mount -t tmpfs none /mnt && echo mounted; \
+         test -c /dev/kmsg && echo kmsg; test -n \"$(head -c 10 /proc/timer_list)\" && echo unmasked",
+    );
+    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    assert!(lines[0].ends_with('0'), "{out}");
+    assert_eq!(&lines[1..], ["mounted", "kmsg", "unmasked"], "{out}");
+
+    // --security-opt: unconfined, a profile file, no-new-privileges, system paths.
+    let out = run_with(&b, &["--security-opt", "seccomp=unconfined"], status);
+    assert_eq!(status_field(&out, "Seccomp:"), "0");
+    let profile = b.dir.path().join("profile.json");
+    std::fs::write(
+        &profile,
+        r#"{ "defaultAction": "SCMP_ACT_ALLOW",
+             "syscalls": [ { "names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO",
+                             "errnoRet": 13 } ] }"#,
+    )
+    .unwrap();
+    let opt = format!("seccomp={}", profile.display());
+    let out = run_with(
+        &b,
+        &["--security-opt", &opt],
+        "grep Seccomp: /proc/self/status; mkdir /tmp/x 2>&1; true",
+    );
+    assert!(out.contains("Permission denied"), "{out}");
+    let out = run_with(&b, &["--security-opt", "no-new-privileges"], status);
+    assert_eq!(status_field(&out, "NoNewPrivs:"), "1");
+    let out = run_with(
+        &b,
+        &["--security-opt", "systempaths=unconfined"],
+        "test -n \"$(head -c 10 /proc/timer_list)\" && echo unmasked",
+    );
+    assert_eq!(out.trim(), "unmasked");
+
+    // inspect shows them in docker's words; the profile is kept as its JSON.
+    let id = b.ok(&[
+        "create",
+        "--cap-add",
+        "sys_time",
+        "--cap-drop",
+        "chown",
+        "--security-opt",
+        &opt,
+        "--privileged",
+        "probe:1",
+        "true",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&b.ok(&["inspect", id.trim()])).unwrap();
+    let h = &v[0]["HostConfig"];
+    assert_eq!(h["CapAdd"], serde_json::json!(["CAP_SYS_TIME"]));
+    assert_eq!(h["CapDrop"], serde_json::json!(["CAP_CHOWN"]));
+    assert_eq!(h["Privileged"], true);
+    assert_eq!(h["MaskedPaths"], serde_json::json!([]));
+    let sec = h["SecurityOpt"][0].as_str().unwrap();
+    assert!(
+        sec.starts_with("seccomp={\"defaultAction\":\"SCMP_ACT_ALLOW\""),
+        "{sec}"
+    );
+    b.ok(&["rm", id.trim()]);
+}
+
+#[test]
+fn root_bad_confinement_flags_are_refused() {
+    let _g = shared();
+    let (b, _) = setup(Berth::new());
+    let bad_profile = b.dir.path().join("bad.json");
+    std::fs::write(&bad_profile, r#"{"defaultAction": "SCMP_ACT_SOMETIMES"}"#).unwrap();
+    let bad = format!("seccomp={}", bad_profile.display());
+    for (flags, message) in [
+        (vec!["--cap-add", "nope"], "invalid CapAdd: unknown capability: \"CAP_NOPE\""),
+        (vec!["--cap-drop", "CAP_X"], "invalid CapDrop: unknown capability: \"CAP_X\""),
+        (
+            vec!["--security-opt", "seccomp=/nonexistent/p.json"],
+            "opening seccomp profile (/nonexistent/p.json) failed: open /nonexistent/p.json: no such file or directory",
+        ),
+        (vec!["--security-opt", &bad], "Decoding seccomp profile failed"),
+        (vec!["--security-opt", "foo"], "Invalid --security-opt: \"foo\""),
+        (vec!["--security-opt", "foo=bar"], "invalid --security-opt 1: \"foo=bar\""),
+        (vec!["--security-opt", "no-new-privileges=maybe"], "invalid --security-opt 2"),
+        (vec!["--security-opt", "apparmor=docker-default"], "no AppArmor"),
+    ] {
+        let mut args = vec!["run", "--rm", "--network", "none"];
+        args.extend(&flags);
+        args.extend(["probe:1", "true"]);
+        let out = b.cmd(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{flags:?}: {err}");
+        assert!(err.contains(message), "{flags:?}: {err}");
+    }
+    assert_eq!(
+        b.ok(&["ps", "-aq"]),
+        "",
+        "a refused container was left behind"
+    );
+}
