@@ -87,7 +87,7 @@ fn output(spec: &Option<String>) -> Result<Output> {
     };
     Ok(match fields.get("type").map(String::as_str) {
         Some("image") => Output::Image {
-            oci: fields.get("oci-mediatypes").map_or(true, |v| v != "false"),
+            oci: fields.get("oci-mediatypes").is_none_or(|v| v != "false"),
         },
         Some("docker") => Output::Image { oci: false },
         Some("local") => Output::Local(dest()?),

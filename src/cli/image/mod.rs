@@ -30,7 +30,7 @@ use super::verb::{Object, Respell, Respelling};
 #[derive(Subcommand)]
 pub enum ImageVerb {
     /// Build an image from a Dockerfile
-    Build(build::BuildArgs),
+    Build(Box<build::BuildArgs>),
     /// Download an image from a registry
     Pull(pull::PullArgs),
     /// Upload an image to a registry
@@ -75,7 +75,7 @@ impl ImageVerb {
     pub fn run(self, g: &Globals) -> Result<i32> {
         let store = g.open_store()?;
         match self {
-            ImageVerb::Build(a) => build::run(g, store, a),
+            ImageVerb::Build(a) => build::run(g, store, *a),
             ImageVerb::Pull(a) => pull::run(&store, a),
             ImageVerb::Push(a) => push::run(&store, a),
             ImageVerb::Images(a) => quiet_pipe(ls::run(&store, a)),
