@@ -96,6 +96,7 @@ pub use attach::{Attach, AttachInput, AttachOptions, Event};
 pub use container::{create, Container, ContainerConfig};
 pub use error::{Error, Result};
 pub use exec::{ExecProcess, ExecStdio};
+pub use logfile::{LogConfig, LogEntry, LogFormat, LogReader};
 pub use rootfs::Rootfs;
 pub use spec::{
     default_spec, host_has_cgroupns, parse_signal, COPY_UP, DEFAULT_CAPABILITIES,
