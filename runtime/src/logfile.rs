@@ -14,10 +14,14 @@
 //! has reached `max_size` is renamed `<path>.1` (the older ones shifted to `.2`, …, the
 //! oldest beyond `max_files` removed) and a new live file is started; with one file only,
 //! the live file is truncated instead. With `compress`, `<path>.1` is gzipped to
-//! `<path>.1.gz` by a child process of the monitor (the container's output never waits for
-//! it), whose gzip header's extra field holds `{"lastTime":…,"inode":…}` (docker keeps the
-//! last time there; the inode of the file it was, so that a follower can tell which rotated
-//! file it held). A reader prefers `<path>.N` to `<path>.N.gz` while both exist.
+//! `<path>.1.gz`, whose gzip header's extra field holds `{"lastTime":…,"inode":…}` (docker
+//! keeps the last time there; the inode of the file it was, so that a follower can tell
+//! which rotated file it held). A reader prefers `<path>.N` to `<path>.N.gz` while both
+//! exist. The monitor compresses in its own loop (zlib-rs at its fastest level: a few tens
+//! of milliseconds for a 10 MB file, while the container's output waits in its pipe): it
+//! can neither fork a helper nor start a thread, as its children are born in the
+//! container's pid namespace (a helper there would hold the container's exit up) and a
+//! process whose children's pid namespace is not its own cannot make threads.
 //!
 //! [`LogReader`] reads the rotated files oldest first, then the live file, and follows it
 //! across rotations (`logs -f`): when the path names another file than the one it holds,
@@ -97,8 +101,6 @@ pub(crate) struct LogWriter {
     file: File,
     size: u64,
     partial: [Vec<u8>; 2],
-    /// The child gzipping the last rotated file, if it may still run.
-    compressor: Option<libc::pid_t>,
 }
 
 impl LogWriter {
@@ -113,7 +115,6 @@ impl LogWriter {
             file,
             size,
             partial: [vec![], vec![]],
-            compressor: None,
         })
     }
 
@@ -134,14 +135,13 @@ impl LogWriter {
         }
     }
 
-    /// Writes what is left of unterminated lines and waits for a compression under way.
+    /// Writes what is left of unterminated lines.
     pub fn finish(&mut self) {
         for i in 0..2 {
             if !self.partial[i].is_empty() {
                 self.emit(i);
             }
         }
-        self.wait_compressor();
     }
 
     fn emit(&mut self, i: usize) {
@@ -194,12 +194,6 @@ impl LogWriter {
         }
     }
 
-    fn wait_compressor(&mut self) {
-        if let Some(pid) = self.compressor.take() {
-            let _ = crate::sys::wait_child(pid, 0);
-        }
-    }
-
     fn rotate(&mut self) -> io::Result<()> {
         let path = self.cfg.path.clone();
         if self.cfg.max_files < 2 {
@@ -208,8 +202,6 @@ impl LogWriter {
             self.size = 0;
             return Ok(());
         }
-        // The last rotation's file must be whole before it moves.
-        self.wait_compressor();
         let last = self.cfg.max_files - 1;
         for gz in [false, true] {
             let _ = std::fs::remove_file(rotated(&path, last, gz));
@@ -229,25 +221,14 @@ impl LogWriter {
             .open(&path)?;
         self.size = 0;
         if self.cfg.compress {
-            self.compressor = spawn_compressor(&first, inode);
+            // A file that cannot be compressed stays as it is, still readable.
+            let _ = compress(&first, inode);
         }
         Ok(())
     }
 }
 
-/// Forks a child that gzips `file` into `file.gz` and removes `file`; `None` when the fork
-/// failed (the file then stays as it is, still readable).
-fn spawn_compressor(file: &Path, inode: u64) -> Option<libc::pid_t> {
-    match crate::sys::fork() {
-        Ok(0) => {
-            let ok = compress(file, inode).is_ok();
-            crate::sys::exit_now(if ok { 0 } else { 1 })
-        }
-        Ok(pid) => Some(pid),
-        Err(_) => None,
-    }
-}
-
+/// Gzips `file` into `file.gz` (through a temporary name), then removes `file`.
 fn compress(file: &Path, inode: u64) -> io::Result<()> {
     let mut src = File::open(file)?;
     let mut data = vec![];
