@@ -7,11 +7,15 @@
 //!   image records and unpacked snapshots, and every image command (pull, push, tag, rmi,
 //!   save, load, import, …).
 //! - [`engine`] runs containers over berth-runtime: records, names, volumes, logs.
+//! - [`layer`] writes layers (a container's upper directory or a plain tree → a tar in the
+//!   store, compressed and hashed in one pass), lists a container's changes and exports a
+//!   merged tree; its reader twin is [`unpack`].
 //! - [`unpack`] turns a layer blob into a snapshot directory without letting any entry reach
 //!   outside it.
 
 pub mod engine;
 pub mod images;
+pub mod layer;
 pub mod reference;
 pub mod remote;
 pub mod unpack;

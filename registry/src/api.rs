@@ -210,7 +210,10 @@ async fn route(reg: &Registry, path: &str, req: Request<Body>) -> Result<Respons
     let is = |m: &Method| method == *m;
     let route = routes::parse(path);
     if let Some(mirror) = &reg.mirror {
-        let range = req.headers().get(header::RANGE).cloned();
+        let range = match route {
+            Route::Blob(_, d) if is(&Method::GET) => wanted_range(req.headers(), d),
+            _ => None,
+        };
         if let Some(resp) = mirror
             .intercept(reg, &route, &method, &query(&req), range)
             .await?
@@ -239,10 +242,11 @@ async fn route(reg: &Registry, path: &str, req: Request<Body>) -> Result<Respons
             let repo = name(n)?;
             let d = digest(d)?;
             match method {
-                Method::GET | Method::HEAD => {
-                    let range = req.headers().get(header::RANGE).cloned();
-                    get_blob(reg, &repo, &d, range).await
+                Method::GET => {
+                    let range = wanted_range(req.headers(), d.as_str());
+                    get_blob(reg, &repo, &d, BlobRead::Get(range)).await
                 }
+                Method::HEAD => get_blob(reg, &repo, &d, BlobRead::Head).await,
                 Method::DELETE => delete_blob(reg, &repo, &d).await,
                 _ => Err(unsupported_method()),
             }
@@ -284,7 +288,8 @@ pub(crate) fn json_response(
 
 // ---- manifests ----
 
-/// A manifest URL's reference: a bad digest is DIGEST_INVALID, a bad tag MANIFEST_INVALID.
+/// A manifest URL's reference for a PUT: a bad digest is DIGEST_INVALID, a bad tag
+/// MANIFEST_INVALID.
 pub(crate) fn manifest_reference(raw: &str) -> Result<Reference> {
     raw.parse().map_err(|e: berth_storage::NameError| {
         let code = if raw.contains(':') {
@@ -293,6 +298,16 @@ pub(crate) fn manifest_reference(raw: &str) -> Result<Reference> {
             Code::ManifestInvalid
         };
         RegistryError::new(code, e.to_string())
+    })
+}
+
+/// A manifest URL's reference for a read or a delete: one that is neither a tag nor a digest
+/// names nothing the registry could hold, so it is unknown (404 MANIFEST_UNKNOWN, as
+/// distribution and the conformance suite have it), not a bad request.
+pub(crate) fn known_reference(raw: &str) -> Result<Reference> {
+    raw.parse().map_err(|e: berth_storage::NameError| {
+        RegistryError::new(Code::ManifestUnknown, e.to_string())
+            .with_detail(serde_json::json!({ "reference": raw }))
     })
 }
 
@@ -315,7 +330,7 @@ pub(crate) async fn get_manifest(
     repo: &RepoName,
     reference: &str,
 ) -> Result<Response> {
-    let d = match manifest_reference(reference)? {
+    let d = match known_reference(reference)? {
         Reference::Digest(d) => d,
         Reference::Tag(t) => match reg.store.repos.tag(repo, &t).await? {
             Some(d) => d,
@@ -463,13 +478,13 @@ async fn delete_manifest(reg: &Registry, repo: &RepoName, reference: &str) -> Re
     if !reg.config.delete {
         return Err(deletion_disabled());
     }
-    match reference.parse::<Reference>() {
-        Ok(Reference::Tag(t)) => {
+    match known_reference(reference)? {
+        Reference::Tag(t) => {
             if !reg.store.repos.delete_tag(repo, &t).await? {
                 return Err(manifest_unknown(reg, repo, t.as_str()).await);
             }
         }
-        Ok(Reference::Digest(d)) => {
+        Reference::Digest(d) => {
             if reg.store.repos.manifest(repo, &d).await?.is_none() {
                 return Err(manifest_unknown(reg, repo, d.as_str()).await);
             }
@@ -487,7 +502,6 @@ async fn delete_manifest(reg: &Registry, repo: &RepoName, reference: &str) -> Re
             reg.store.repos.unlink_manifest(repo, &d).await?;
             reg.manifests.remove(repo, &d);
         }
-        Err(e) => return Err(RegistryError::new(Code::DigestInvalid, e.to_string())),
     }
     Ok(response(
         StatusCode::ACCEPTED,
@@ -498,38 +512,50 @@ async fn delete_manifest(reg: &Registry, repo: &RepoName, reference: &str) -> Re
 
 // ---- blobs ----
 
-/// Parses a `Range: bytes=…` header against a blob of `size` bytes.
-pub(crate) fn parse_range(value: &str, size: u64) -> Option<std::ops::Range<u64>> {
-    let spec = value.trim().strip_prefix("bytes=")?;
-    if spec.contains(',') {
-        return None;
-    }
-    let (a, b) = spec.split_once('-')?;
-    let (a, b) = (a.trim(), b.trim());
-    if a.is_empty() {
-        let n: u64 = b.parse().ok()?;
-        if n == 0 || size == 0 {
-            return None;
-        }
-        return Some(size.saturating_sub(n)..size);
-    }
-    let start: u64 = a.parse().ok()?;
-    let end = if b.is_empty() {
-        size.checked_sub(1)?
-    } else {
-        b.parse::<u64>().ok()?.min(size.checked_sub(1)?)
-    };
-    if start > end || start >= size {
-        return None;
-    }
-    Some(start..end + 1)
+/// A read of a blob: a HEAD, or a GET with the `Range` header to honour (already dropped by
+/// [`wanted_range`] when `If-Range` does not match).
+#[derive(Debug, Clone)]
+pub(crate) enum BlobRead {
+    Head,
+    Get(Option<HeaderValue>),
 }
 
+/// The `Range` a GET of a blob whose ETag is `"<digest>"` asks for: none when `If-Range` names
+/// another entity tag or a date (a blob has no Last-Modified to match), as RFC 9110 §13.1.5
+/// says.
+pub(crate) fn wanted_range(headers: &HeaderMap, digest: &str) -> Option<HeaderValue> {
+    let range = headers.get(header::RANGE)?;
+    match headers.get(header::IF_RANGE) {
+        None => Some(range.clone()),
+        Some(v) => {
+            let v = v.as_bytes();
+            let tag = v.strip_prefix(b"\"").and_then(|t| t.strip_suffix(b"\""));
+            (tag == Some(digest.as_bytes())).then(|| range.clone())
+        }
+    }
+}
+
+/// 416 for a range the blob cannot satisfy: `Content-Range: bytes */SIZE` and no body (the
+/// spec has no error code for it; RANGE_INVALID is about upload chunks).
+pub(crate) fn range_not_satisfiable(d: &Digest, size: u64) -> Response {
+    response(
+        StatusCode::RANGE_NOT_SATISFIABLE,
+        &[
+            ("content-range", format!("bytes */{size}")),
+            ("content-length", "0".to_string()),
+            ("docker-content-digest", d.to_string()),
+            ("accept-ranges", "bytes".to_string()),
+        ],
+        Body::empty(),
+    )
+}
+
+/// Answers a blob read. A HEAD never opens the blob (on S3: no GetObject), only stats it.
 pub(crate) async fn get_blob(
     reg: &Registry,
     repo: &RepoName,
     d: &Digest,
-    range_header: Option<HeaderValue>,
+    read: BlobRead,
 ) -> Result<Response> {
     let blob_unknown = || {
         RegistryError::new(Code::BlobUnknown, "blob unknown to registry")
@@ -547,17 +573,18 @@ pub(crate) async fn get_blob(
         ("accept-ranges", "bytes".to_string()),
         ("etag", format!("\"{d}\"")),
     ];
-    let range = match range_header.as_ref().and_then(|v| v.to_str().ok()) {
+    let range_header = match read {
+        BlobRead::Head => {
+            out.push(("content-length", size.to_string()));
+            return Ok(response(StatusCode::OK, &out, Body::empty()));
+        }
+        BlobRead::Get(r) => r,
+    };
+    let range = match range_header.and_then(|v| crate::range::parse_range(v.as_bytes())) {
         None => None,
-        Some(r) => match parse_range(r, size) {
+        Some(r) => match r.resolve(size) {
             Some(range) => Some(range),
-            None => {
-                return Err(RegistryError::new(
-                    Code::RangeInvalid,
-                    format!("range {r} cannot be satisfied by a blob of {size} bytes"),
-                )
-                .with_header("content-range", format!("bytes */{size}")))
-            }
+            None => return Ok(range_not_satisfiable(d, size)),
         },
     };
     let status = match &range {
@@ -666,54 +693,28 @@ async fn start_upload(reg: &Registry, repo: &RepoName, req: Request<Body>) -> Re
     Ok(upload_accepted(StatusCode::ACCEPTED, repo, &session.id, 0))
 }
 
-/// Loads a session and checks that it belongs to the repository in the URL.
-/// Reads `Content-Range: <start>-<end>` (the `bytes ` prefix tolerated).
-fn content_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>> {
-    let Some(v) = headers.get(header::CONTENT_RANGE) else {
-        return Ok(None);
-    };
-    let bad = || {
-        RegistryError::new(
-            Code::BlobUploadInvalid,
-            "Content-Range must be <start>-<end>",
-        )
-        .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
-    };
-    let s = v.to_str().map_err(|_| bad())?.trim();
-    let s = s
-        .strip_prefix("bytes ")
-        .or(s.strip_prefix("bytes="))
-        .unwrap_or(s);
-    let s = s.split('/').next().unwrap_or(s);
-    let (a, b) = s.split_once('-').ok_or_else(bad)?;
-    let start: u64 = a.trim().parse().map_err(|_| bad())?;
-    let end: u64 = b.trim().parse().map_err(|_| bad())?;
-    if end < start {
-        return Err(bad());
-    }
-    Ok(Some((start, end)))
-}
-
 /// Where a chunk must start and how long it is, from `Content-Range` and `Content-Length`
-/// (the store checks the start against the session).
+/// (the store checks the start against the session). A malformed range, or one whose length
+/// does not fit in 64 bits, is 416.
 fn chunk_bounds(headers: &HeaderMap) -> Result<(Option<u64>, Option<u64>)> {
     let declared = content_length(headers);
-    match content_range(headers)? {
-        None => Ok((None, declared)),
-        Some((start, end)) => {
-            let len = end - start + 1;
-            if declared.is_some_and(|d| d != len) {
-                return Err(RegistryError::new(
-                    Code::SizeInvalid,
-                    format!(
-                        "Content-Range covers {len} bytes but Content-Length is {}",
-                        declared.unwrap_or(0)
-                    ),
-                ));
-            }
-            Ok((Some(start), Some(len)))
-        }
+    let Some(v) = headers.get(header::CONTENT_RANGE) else {
+        return Ok((None, declared));
+    };
+    let Some((start, len)) = crate::range::parse_chunk_range(v.as_bytes()) else {
+        return Err(RegistryError::new(
+            Code::BlobUploadInvalid,
+            "Content-Range must be <start>-<end>, with start <= end < 2^64 - 1",
+        )
+        .with_status(StatusCode::RANGE_NOT_SATISFIABLE));
+    };
+    if let Some(d) = declared.filter(|d| *d != len) {
+        return Err(RegistryError::new(
+            Code::SizeInvalid,
+            format!("Content-Range covers {len} bytes but Content-Length is {d}"),
+        ));
     }
+    Ok((Some(start), Some(len)))
 }
 
 async fn patch_upload(
@@ -904,28 +905,4 @@ async fn search(reg: &Registry, q: Query, grant: Option<Grant>) -> Result<Respon
     }))
     .unwrap_or_default();
     Ok(json_response(StatusCode::OK, body.into(), &[]))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_range;
-
-    #[test]
-    fn ranges() {
-        let table = [
-            ("bytes=0-9", 100, Some(0..10)),
-            ("bytes=90-", 100, Some(90..100)),
-            ("bytes=-10", 100, Some(90..100)),
-            ("bytes=95-200", 100, Some(95..100)),
-            ("bytes=100-", 100, None),
-            ("bytes=5-2", 100, None),
-            ("bytes=0-1,5-6", 100, None),
-            ("items=0-1", 100, None),
-            ("bytes=0-0", 0, None),
-            ("bytes=-0", 100, None),
-        ];
-        for (h, size, want) in table {
-            assert_eq!(parse_range(h, size), want, "{h}");
-        }
-    }
 }

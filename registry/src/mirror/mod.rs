@@ -541,7 +541,7 @@ impl Mirror {
     async fn head_blob(&self, reg: &Registry, c: &Cached, d: &Digest) -> Result<Response> {
         let (up, repo, cache) = (&c.upstream, &c.repo, &c.cache);
         match self.cached_blob(reg, c, d).await? {
-            Some(true) => return api::get_blob(reg, cache, d, None).await,
+            Some(true) => return api::get_blob(reg, cache, d, api::BlobRead::Head).await,
             Some(false) => return Err(blob_unknown(d)),
             None => {}
         }
@@ -566,7 +566,7 @@ impl Mirror {
         match self.cached_blob(reg, c, d).await? {
             Some(true) => {
                 Counters::add(&self.inner.counters.blob_hits, 1);
-                return api::get_blob(reg, cache, d, range).await;
+                return api::get_blob(reg, cache, d, api::BlobRead::Get(range)).await;
             }
             Some(false) => return Err(blob_unknown(d)),
             None => {}
@@ -574,10 +574,14 @@ impl Mirror {
         let flight = self.blob_flight(reg, c, d);
         let (total, spool) = match flight.opened().await {
             Opened::Streaming(total, spool) => (total, spool),
-            Opened::Stored => return api::get_blob(reg, cache, d, range).await,
+            Opened::Stored => return api::get_blob(reg, cache, d, api::BlobRead::Get(range)).await,
             Opened::Failed(e) => return Err(e),
         };
-        let Some(r) = range else {
+        // A Range header that is to be ignored is as good as none.
+        let Some(wanted) = range
+            .as_ref()
+            .and_then(|r| crate::range::parse_range(r.as_bytes()))
+        else {
             let mut resp = blob_head(d, total);
             *resp.body_mut() = Body::from_stream(flight.reader(spool, 0, None));
             return Ok(resp);
@@ -585,22 +589,17 @@ impl Mirror {
         // A ranged read of a blob on its way in: answered once the whole is there and checked.
         let size = flight.finished().await?;
         if flight.stored_already() {
-            return api::get_blob(reg, cache, d, Some(r)).await;
+            return api::get_blob(reg, cache, d, api::BlobRead::Get(range)).await;
         }
-        let Some(range) = r.to_str().ok().and_then(|s| api::parse_range(s, size)) else {
-            return Err(RegistryError::new(
-                Code::RangeInvalid,
-                format!("the range cannot be satisfied by a blob of {size} bytes"),
-            )
-            .with_header("content-range", format!("bytes */{size}")));
+        let Some(range) = wanted.resolve(size) else {
+            return Ok(api::range_not_satisfiable(d, size));
         };
         let mut resp = blob_head(d, Some(range.end - range.start));
         *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
-        resp.headers_mut().insert(
-            "content-range",
-            HeaderValue::from_str(&format!("bytes {}-{}/{size}", range.start, range.end - 1))
-                .expect("ascii"),
-        );
+        let content_range = format!("bytes {}-{}/{size}", range.start, range.end - 1);
+        let content_range = HeaderValue::try_from(content_range)
+            .map_err(|e| RegistryError::new(Code::Internal, e.to_string()))?;
+        resp.headers_mut().insert("content-range", content_range);
         *resp.body_mut() = Body::from_stream(flight.reader(spool, range.start, Some(range.end)));
         Ok(resp)
     }
