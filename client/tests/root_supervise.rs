@@ -239,7 +239,7 @@ fn root_healthcheck_turns_healthy_then_unhealthy() {
                 cmd: vec!["rm".into(), "/tmp/ok".into()],
                 ..Default::default()
             },
-            berth_runtime::ExecStdio::Null,
+            berth_client::engine::ExecStdio::Null,
         )
         .unwrap();
     assert_eq!(p.wait().unwrap().code, 0);

@@ -2,6 +2,10 @@
 //!
 //! One handler per endpoint; [`handle`] picks it from the parsed route and the method. Every
 //! answer carries `Docker-Distribution-API-Version`; every error is a [`RegistryError`].
+//!
+//! A [`Front`] (the pull-through mirror) may stand before the handlers: it sees each routed
+//! request first and answers it or leaves it to them. The front calls the handlers to serve
+//! what it cached; the handlers know it only through the trait, so the arrow points one way.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,16 +22,32 @@ use crate::auth::{Auth, Grant};
 use crate::config::ServerConfig;
 use crate::error::{Code, RegistryError, Result};
 use crate::manifest::{Kind, Manifest, OCI_INDEX};
-use crate::mirror::Mirror;
 use crate::routes::{self, Route};
+
+/// A layer in front of the spec handlers: it answers a routed request itself (`Some`), or
+/// leaves it to the handlers (`None`). The pull-through mirror is one.
+pub trait Front: Send + Sync {
+    fn intercept<'a>(
+        &'a self,
+        reg: &'a Registry,
+        route: &'a Route<'a>,
+        method: &'a Method,
+        query: &'a Query,
+        range: Option<HeaderValue>,
+    ) -> futures::future::BoxFuture<'a, Result<Option<Response>>>;
+
+    /// Its counters, appended to `/metrics` in Prometheus' text format.
+    fn render_metrics(&self, out: &mut String);
+}
 
 /// What every request handler shares.
 pub struct Registry {
     pub store: Store,
     pub config: ServerConfig,
     manifests: ManifestCache,
-    /// The pull-through cache, when the config has a `[mirror]` section.
-    pub mirror: Option<Mirror>,
+    /// What stands before the handlers: the pull-through cache, when the config has a
+    /// `[mirror]` section.
+    front: Option<Box<dyn Front>>,
     /// Access control; `None` lets everyone do everything.
     auth: Option<Auth>,
 }
@@ -38,7 +58,7 @@ impl Registry {
             store,
             config,
             manifests: ManifestCache::default(),
-            mirror: None,
+            front: None,
             auth: None,
         }
     }
@@ -57,9 +77,10 @@ impl Registry {
         }
     }
 
-    /// Serves upstream registries' content beside the local repositories.
-    pub fn with_mirror(mut self, mirror: Mirror) -> Registry {
-        self.mirror = Some(mirror);
+    /// Puts a layer before the handlers (the mirror: upstream registries' content beside the
+    /// local repositories).
+    pub fn with_front(mut self, front: impl Front + 'static) -> Registry {
+        self.front = Some(Box::new(front));
         self
     }
 }
@@ -109,7 +130,8 @@ impl ManifestCache {
     }
 }
 
-pub(crate) type Query = HashMap<String, String>;
+/// A request's query parameters.
+pub type Query = HashMap<String, String>;
 
 /// Who `auth::admit` let in, when access is controlled.
 fn grant(req: &Request<Body>) -> Option<Grant> {
@@ -205,19 +227,34 @@ pub async fn handle(reg: Arc<Registry>, mut req: Request<Body>) -> Response {
     resp
 }
 
+/// `/metrics`: the request counter and the front's counters.
+fn metrics(reg: &Registry) -> Response {
+    let text = crate::metrics::text(|out| {
+        if let Some(front) = &reg.front {
+            front.render_metrics(out);
+        }
+    });
+    response(
+        StatusCode::OK,
+        &[
+            ("content-type", crate::metrics::CONTENT_TYPE.to_string()),
+            ("content-length", text.len().to_string()),
+        ],
+        Body::from(text),
+    )
+}
+
 async fn route(reg: &Registry, path: &str, req: Request<Body>) -> Result<Response> {
     let method = req.method().clone();
     let is = |m: &Method| method == *m;
     let route = routes::parse(path);
-    if let Some(mirror) = &reg.mirror {
+    if let Some(front) = &reg.front {
         let range = match route {
             Route::Blob(_, d) if is(&Method::GET) => wanted_range(req.headers(), d),
             _ => None,
         };
-        if let Some(resp) = mirror
-            .intercept(reg, &route, &method, &query(&req), range)
-            .await?
-        {
+        let query = query(&req);
+        if let Some(resp) = front.intercept(reg, &route, &method, &query, range).await? {
             return Ok(resp);
         }
     }
@@ -266,7 +303,7 @@ async fn route(reg: &Registry, path: &str, req: Request<Body>) -> Result<Respons
             referrers(reg, &name(n)?, &digest(d)?, query(&req)).await
         }
         Route::Search if is(&Method::GET) => search(reg, query(&req), grant(&req)).await,
-        Route::Metrics if is(&Method::GET) => Ok(crate::metrics::render(reg)),
+        Route::Metrics if is(&Method::GET) => Ok(metrics(reg)),
         Route::NotFound => Err(RegistryError::new(Code::NameUnknown, "no such endpoint")
             .with_status(StatusCode::NOT_FOUND)),
         _ => Err(unsupported_method()),

@@ -89,7 +89,7 @@ impl Server {
             },
             registry: Arc::new(match config.mirror {
                 Some(m) => Registry::new(store, config.server)
-                    .with_mirror(Mirror::new(m).map_err(anyhow::Error::msg)?)
+                    .with_front(Mirror::new(m).map_err(anyhow::Error::msg)?)
                     .with_auth(auth),
                 None => Registry::new(store, config.server).with_auth(auth),
             }),

@@ -18,9 +18,11 @@
 //! the directory. A name is reserved by an exclusive file create, so two `create --name x`
 //! racing cannot both win.
 
+mod bridge;
 mod logs;
 mod names;
 mod record;
+mod session;
 mod spec;
 mod supervise;
 
@@ -29,16 +31,20 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use berth_runtime::{AttachOptions, Container, ContainerConfig, Rootfs};
+use berth_runtime::{Container, ContainerConfig, Rootfs};
 use berth_storage::Digest;
 use serde_json::Value;
 
 use crate::images::{ImageError, ImageRecord, ImageStore};
 
+pub use bridge::BridgeSection;
 pub use logs::{log_settings, read_log, read_logs, LogLine, LogOptions};
 pub use record::{
     ContainerRecord, Healthcheck, HostConfig, LastRun, Lifecycle, LogConfig, MountPoint,
     NetworkMode, NetworkState, PortBinding, ProcessConfig, RestartPolicy,
+};
+pub use session::{
+    parse_signal, AttachInput, Attached, ExecProcess, ExecStdio, Exit, Output, Signals,
 };
 pub use supervise::{Health, HealthResult};
 
@@ -70,6 +76,9 @@ pub enum EngineError {
     },
     #[error("{0}")]
     Invalid(String),
+    /// A container's attached streams failed.
+    #[error(transparent)]
+    Stream(#[from] std::io::Error),
 }
 
 impl EngineError {
@@ -385,12 +394,6 @@ impl Engine {
             images,
             bridge: berth_runtime::net::Bridge::default(),
         })
-    }
-
-    /// The bridge containers of `--network bridge` are plugged into (berth0, 10.89.0.1/16
-    /// unless changed here).
-    pub fn set_bridge(&mut self, bridge: berth_runtime::net::Bridge) {
-        self.bridge = bridge;
     }
 
     pub fn images(&self) -> &ImageStore {
@@ -887,7 +890,7 @@ impl Engine {
     }
 
     /// The runtime's handle, when the container has been started at least once.
-    pub fn runtime(&self, rec: &ContainerRecord) -> Option<Container> {
+    pub(crate) fn runtime(&self, rec: &ContainerRecord) -> Option<Container> {
         Container::open(self.runtime_dir(&rec.id)).ok()
     }
 
@@ -953,7 +956,7 @@ impl Engine {
     /// finished run (keeping the container's files) and has the runtime set it up, stopped
     /// before its command. Attach to the result, then start it. As docker's, a start by a
     /// person sets `RestartCount` back to 0 and forgets an earlier `stop`.
-    pub fn prepare(&self, rec: &mut ContainerRecord) -> Result<Container> {
+    pub(crate) fn prepare(&self, rec: &mut ContainerRecord) -> Result<Container> {
         let _lock = self.lock(&rec.id)?;
         self.prepare_run(rec, true)
     }
@@ -1208,8 +1211,8 @@ impl Engine {
         &self,
         rec: &ContainerRecord,
         opts: &ExecOptions,
-        stdio: berth_runtime::ExecStdio,
-    ) -> Result<berth_runtime::ExecProcess> {
+        stdio: ExecStdio,
+    ) -> Result<ExecProcess> {
         let c = self.running(rec)?;
         if self.state(rec).status == Status::Paused {
             return Err(EngineError::Paused(rec.id.clone()));
@@ -1237,7 +1240,7 @@ impl Engine {
         };
         let spec = spec::build(&rec, &self.layer_dirs(&rec), &etc)?;
         let process = spec.process().clone().expect("build sets a process");
-        Ok(c.exec(&process, stdio)?)
+        Ok(ExecProcess(c.exec(&process, stdio.into())?))
     }
 
     fn remove_volumes(&self, rec: &ContainerRecord) {
@@ -1459,15 +1462,6 @@ pub struct ExecOptions {
     pub workdir: Option<String>,
     pub user: Option<String>,
     pub tty: bool,
-}
-
-/// Attach options for what `run` and `start -a` want to see.
-pub fn attach_options(stdin: bool) -> AttachOptions {
-    AttachOptions {
-        stdin,
-        stdout: true,
-        stderr: true,
-    }
 }
 
 #[cfg(test)]

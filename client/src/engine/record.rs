@@ -272,6 +272,22 @@ impl HostConfig {
             other => other.as_str().to_string(),
         }
     }
+
+    /// docker's `HostConfig.MaskedPaths`: what the container sees empty (/proc/kcore, …).
+    pub fn masked_paths(&self) -> Vec<String> {
+        berth_runtime::DEFAULT_MASKED_PATHS
+            .iter()
+            .map(|p| p.to_string())
+            .collect()
+    }
+
+    /// docker's `HostConfig.ReadonlyPaths`: what the container sees read-only (/proc/sys, …).
+    pub fn readonly_paths(&self) -> Vec<String> {
+        berth_runtime::DEFAULT_READONLY_PATHS
+            .iter()
+            .map(|p| p.to_string())
+            .collect()
+    }
 }
 
 /// One `-p`: a container port and where on the host it is published.

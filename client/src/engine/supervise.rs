@@ -33,11 +33,12 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
-use berth_runtime::{AttachOptions, ExecStdio};
+use berth_runtime::AttachOptions;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    io_err, write_file, ContainerRecord, Engine, EngineError, ExecOptions, Result, Status,
+    io_err, write_file, ContainerRecord, Engine, EngineError, ExecOptions, ExecStdio, Result,
+    Status,
 };
 use crate::engine::record::{Healthcheck, RestartPolicy};
 
@@ -500,7 +501,7 @@ impl Engine {
         };
         if timed_out {
             // SAFETY: a signal to our own child, not yet reaped.
-            unsafe { libc::kill(process.pid(), libc::SIGKILL) };
+            unsafe { libc::kill(process.0.pid(), libc::SIGKILL) };
             let _ = process.wait();
             return Ok((
                 -1,

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::Response;
-use berth_client::remote::{Credential, Remote, RemoteConfig, RemoteError};
+use berth_remote::{Credential, Remote, RemoteConfig, RemoteError};
 use berth_storage::{Digest, Reference, RepoName, Store, Tag};
 use bytes::Bytes;
 use futures::future::{BoxFuture, FutureExt, Shared};
@@ -191,6 +191,23 @@ struct Inner {
     counters: Counters,
 }
 
+impl api::Front for Mirror {
+    fn intercept<'a>(
+        &'a self,
+        reg: &'a Registry,
+        route: &'a Route<'a>,
+        method: &'a Method,
+        query: &'a api::Query,
+        range: Option<HeaderValue>,
+    ) -> BoxFuture<'a, Result<Option<Response>>> {
+        self.answer(reg, route, method, query, range).boxed()
+    }
+
+    fn render_metrics(&self, out: &mut String) {
+        self.counters().render(out);
+    }
+}
+
 impl Mirror {
     /// The mirror of `config`; an error (one line) when its spool directory cannot hold files.
     pub fn new(config: MirrorConfig) -> std::result::Result<Mirror, String> {
@@ -283,7 +300,7 @@ impl Mirror {
 
     /// Answers a request for a repository that the mirror serves; `None` for local ones (and
     /// for endpoints without a repository), which the registry answers as usual.
-    pub async fn intercept(
+    async fn answer(
         &self,
         reg: &Registry,
         route: &Route<'_>,

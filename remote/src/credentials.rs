@@ -17,6 +17,7 @@ use std::process::{Command, Stdio};
 use base64::Engine;
 use serde::Deserialize;
 
+use super::config::{docker_config_path, ConfigError};
 use super::Credential;
 
 /// Which helper, if any, serves which host.
@@ -125,6 +126,19 @@ pub fn helper_get(helper: &str, host: &str) -> Result<Option<Credential>, Creden
         username: answer.username,
         password: answer.secret,
     }))
+}
+
+/// The credential helpers docker's `config.json` names.
+pub fn docker_helpers() -> Result<Helpers, ConfigError> {
+    let Some(path) = docker_config_path() else {
+        return Ok(Default::default());
+    };
+    DockerConfig::open(&path)
+        .map(|c| c.helpers())
+        .map_err(|e| ConfigError::Invalid {
+            path,
+            message: e.to_string(),
+        })
 }
 
 /// docker's `config.json`, as a JSON object whose unknown keys are kept.

@@ -1,9 +1,9 @@
-//! What the client is configured with: berth's own TOML file and docker's credentials file.
+//! berth's client configuration file: which registries may be reached over plain HTTP, which
+//! mirrors to try before a registry, how many layers to move at once, and the default
+//! network's bridge.
 //!
-//! berth's file (`$BERTH_CONFIG`, else `$XDG_CONFIG_HOME/berth/config.toml`, else
-//! `~/.config/berth/config.toml`; a missing file means the defaults) says which registries may
-//! be reached over plain HTTP, which mirrors to try before a registry, and how many layers to
-//! move at once:
+//! The file is `$BERTH_CONFIG`, else `$XDG_CONFIG_HOME/berth/config.toml`, else
+//! `~/.config/berth/config.toml`; a missing file means the defaults:
 //!
 //! ```toml
 //! default_registry = "registry.lan:5000"     # answers for docker.io names (`busybox`)
@@ -19,33 +19,21 @@
 //! address = "10.89.0.1/16"     # the gateway's address and the subnet's prefix
 //! ```
 //!
-//! Per-registry CA and client certificates come from `certs.d/<host[:port]>/` beside that file
-//! and from docker's `/etc/docker/certs.d` (`$BERTH_CERTS_D` instead) ([`super::certs`]).
-//!
-//! Credentials come from docker's `config.json` (`$DOCKER_CONFIG/config.json`, else
-//! `~/.docker/config.json`): the `auths` map of registry to base64 `user:password`, and the
-//! credential helpers named by `credsStore` and `credHelpers`, run when a host's credential is
-//! first needed ([`super::credentials`]).
+//! [`ClientConfig::remote_config`] turns it into the registry client's [`RemoteConfig`], with
+//! docker's credentials (`config.json` and its helpers, [`berth_remote::config`]) and the
+//! per-registry certificates of `certs.d/<host[:port]>/` beside this file and in docker's
+//! `/etc/docker/certs.d` (`$BERTH_CERTS_D` instead) ([`berth_remote::certs`]). The
+//! `[bridge]` section is the engine's ([`BridgeSection`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use base64::Engine;
+use berth_remote::config::{docker_credentials, ConfigError};
+use berth_remote::credentials::docker_helpers;
+use berth_remote::RemoteConfig;
 use serde::Deserialize;
 
-use super::{Credential, RemoteConfig};
-
-/// Why a configuration file could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("reading {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
-}
+use crate::engine::BridgeSection;
 
 /// One registry's section of berth's config file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -57,47 +45,6 @@ pub struct RegistrySection {
     /// Allow plain HTTP (and unverified TLS) for this registry.
     #[serde(default)]
     pub insecure: bool,
-}
-
-/// The `[bridge]` section: the host bridge of `--network bridge`; a key left out keeps
-/// berth's default (`berth_runtime::net::Bridge::default()`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BridgeSection {
-    /// The interface's name.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// The gateway's address with the subnet's prefix length (`10.89.0.1/16`).
-    #[serde(default)]
-    pub address: Option<String>,
-}
-
-impl BridgeSection {
-    /// The bridge this section describes, or why it cannot be one (a message naming the key).
-    pub fn bridge(&self) -> Result<berth_runtime::net::Bridge, String> {
-        let mut b = berth_runtime::net::Bridge::default();
-        if let Some(name) = &self.name {
-            b.name = name.clone();
-        }
-        if let Some(p) = b.name_problem() {
-            return Err(format!("bridge.name: {p}"));
-        }
-        if let Some(address) = &self.address {
-            let bad = || {
-                format!(
-                    "bridge.address: {address:?} must be an IPv4 address with a prefix length, \
-                     such as 10.89.0.1/16"
-                )
-            };
-            let (ip, prefix) = address.split_once('/').ok_or_else(bad)?;
-            b.gateway = ip.parse().map_err(|_| bad())?;
-            b.prefix = prefix.parse().map_err(|_| bad())?;
-        }
-        if let Some(p) = b.address_problem() {
-            return Err(format!("bridge.address: {p}"));
-        }
-        Ok(b)
-    }
 }
 
 /// berth's client configuration file.
@@ -248,7 +195,7 @@ impl ClientConfig {
             mirrors,
             credentials: docker_credentials()?,
             helpers: docker_helpers()?,
-            certs_dirs: super::certs::default_roots(
+            certs_dirs: berth_remote::certs::default_roots(
                 ClientConfig::default_path()
                     .as_deref()
                     .and_then(Path::parent),
@@ -258,115 +205,9 @@ impl ClientConfig {
     }
 }
 
-#[derive(Deserialize)]
-struct DockerConfigFile {
-    #[serde(default)]
-    auths: BTreeMap<String, DockerAuth>,
-}
-
-#[derive(Deserialize)]
-struct DockerAuth {
-    #[serde(default)]
-    auth: Option<String>,
-    #[serde(default)]
-    username: Option<String>,
-    #[serde(default)]
-    password: Option<String>,
-}
-
-/// The path of docker's credentials file.
-pub fn docker_config_path() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os("DOCKER_CONFIG").filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(d).join("config.json"));
-    }
-    home().map(|h| h.join(".docker/config.json"))
-}
-
-/// Credentials from docker's `config.json`, keyed by registry host (`docker.io` for Docker
-/// Hub's `https://index.docker.io/v1/` entry). A missing file means no credentials.
-pub fn docker_credentials() -> Result<BTreeMap<String, Credential>, ConfigError> {
-    let Some(path) = docker_config_path() else {
-        return Ok(BTreeMap::new());
-    };
-    let text = match std::fs::read(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-        Err(source) => return Err(ConfigError::Read { path, source }),
-    };
-    parse_docker_config(&text).map_err(|message| ConfigError::Invalid { path, message })
-}
-
-/// The credential helpers docker's `config.json` names.
-pub fn docker_helpers() -> Result<super::credentials::Helpers, ConfigError> {
-    let Some(path) = docker_config_path() else {
-        return Ok(Default::default());
-    };
-    super::credentials::DockerConfig::open(&path)
-        .map(|c| c.helpers())
-        .map_err(|e| ConfigError::Invalid {
-            path,
-            message: e.to_string(),
-        })
-}
-
-/// Parses the `auths` of a docker `config.json`.
-pub fn parse_docker_config(text: &[u8]) -> Result<BTreeMap<String, Credential>, String> {
-    let file: DockerConfigFile = serde_json::from_slice(text).map_err(|e| e.to_string())?;
-    let mut out = BTreeMap::new();
-    for (key, auth) in file.auths {
-        let cred = match (&auth.auth, &auth.username, &auth.password) {
-            (Some(b64), _, _) if !b64.is_empty() => {
-                let raw = base64::engine::general_purpose::STANDARD
-                    .decode(b64.trim())
-                    .map_err(|e| format!("auths.{key:?}.auth: {e}"))?;
-                let raw = String::from_utf8(raw).map_err(|e| format!("auths.{key:?}.auth: {e}"))?;
-                let (u, p) = raw
-                    .split_once(':')
-                    .ok_or_else(|| format!("auths.{key:?}.auth is not base64 of user:password"))?;
-                Credential {
-                    username: u.to_string(),
-                    password: p.to_string(),
-                }
-            }
-            (_, Some(u), Some(p)) => Credential {
-                username: u.clone(),
-                password: p.clone(),
-            },
-            _ => continue,
-        };
-        out.insert(normalise_auth_key(&key), cred);
-    }
-    Ok(out)
-}
-
-/// `https://index.docker.io/v1/` → `docker.io`, `http://host:5000/v2/` → `host:5000`.
-pub fn normalise_auth_key(key: &str) -> String {
-    let host = key
-        .trim_start_matches("https://")
-        .trim_start_matches("http://");
-    let host = host.split('/').next().unwrap_or(host).to_ascii_lowercase();
-    match host.as_str() {
-        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
-            "docker.io".to_string()
-        }
-        _ => host,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_docker_auths() {
-        let json = br#"{"auths":{"https://index.docker.io/v1/":{"auth":"dXNlcjpwYTpzcw=="},
-            "127.0.0.1:5000":{"username":"a","password":"b"},"x.io":{}},"credsStore":"desktop"}"#;
-        let c = parse_docker_config(json).unwrap();
-        assert_eq!(c["docker.io"].username, "user");
-        assert_eq!(c["docker.io"].password, "pa:ss");
-        assert_eq!(c["127.0.0.1:5000"].password, "b");
-        assert!(!c.contains_key("x.io"));
-    }
 
     #[test]
     fn config_file() {
@@ -392,7 +233,7 @@ mod tests {
         assert_eq!(c.default_registry.as_deref(), Some("registry.lan:5000"));
         assert_eq!(c.push_chunk_size, 32 << 20);
         assert_eq!(c.registries["docker.io"].mirrors, ["http://127.0.0.1:5000"]);
-        assert_eq!(c.bridge.bridge(), Ok(berth_runtime::net::Bridge::default()));
+        assert_eq!(c.bridge.bridge(), BridgeSection::default().bridge());
         let r = c.remote_config().unwrap();
         assert_eq!(r.default_registry.as_deref(), Some("registry.lan:5000"));
         assert!(r.insecure.contains(&"registry.lan:5000".to_string()));

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use berth_runtime::{Attach, AttachInput, Event, Exit};
+use berth_client::engine::{AttachInput, Attached, Exit, Output};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::termios::{self, SetArg, Termios};
 
@@ -180,7 +180,7 @@ pub struct Session {
 /// detaches. `start` runs the command once everything is wired (run, start -a); `kill` sends
 /// a proxied signal.
 pub fn attach(
-    mut attach: Attach,
+    attach: &mut Attached,
     session: Session,
     start: bool,
     kill: impl Fn(i32) + Send + 'static,
@@ -229,16 +229,16 @@ pub fn attach(
         if detached.load(Ordering::SeqCst) {
             break Outcome::Detached;
         }
-        match attach.next_event_timeout(Some(Duration::from_millis(100)))? {
-            Some(Event::Stdout(b)) => {
+        match attach.next(Some(Duration::from_millis(100)))? {
+            Some(Output::Stdout(b)) => {
                 let _ = stdout.write_all(&b);
                 let _ = stdout.flush();
             }
-            Some(Event::Stderr(b)) => {
+            Some(Output::Stderr(b)) => {
                 let _ = stderr.write_all(&b);
                 let _ = stderr.flush();
             }
-            Some(Event::Exit(e)) => break Outcome::Exited(e),
+            Some(Output::Exit(e)) => break Outcome::Exited(e),
             None => {}
         }
     };

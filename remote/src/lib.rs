@@ -1,8 +1,9 @@
-//! The registry HTTP client: everything berth says to a distribution-spec registry.
+//! berth-remote, the registry HTTP client: everything berth says to a distribution-spec
+//! registry, and the image references ([`reference`]) people name images with.
 //!
-//! Used by the CLI (pull, push, search) and by the registry's mirror (fetching from
-//! upstreams), so it knows nothing of either: it takes a registry, a repository and a
-//! reference, and gives bytes, digests and streams. [`Remote`] is cheap to clone (an `Arc`)
+//! A crate of its own so that both sides can link it alone: the client (pull, push, search,
+//! login) and the registry's mirror (fetching from upstreams). It knows nothing of either:
+//! it takes a registry, a repository and a reference, and gives bytes, digests and streams. [`Remote`] is cheap to clone (an `Arc`)
 //! and shares one connection pool, token cache and scheme cache between clones.
 //!
 //! - A *registry* argument is a host as a reference names it (`docker.io`, `localhost:5000`,
@@ -26,6 +27,7 @@ pub mod certs;
 pub mod config;
 pub mod credentials;
 pub mod platform;
+pub mod reference;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -45,7 +47,7 @@ use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use auth::{AuthCache, Challenge};
-pub use config::{ClientConfig, ConfigError};
+pub use config::ConfigError;
 pub use platform::{Platform, PlatformError};
 
 pub const MEDIA_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";

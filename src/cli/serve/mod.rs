@@ -7,6 +7,8 @@ use berth_registry::{Config, Server};
 use berth_storage::StoreConfig;
 use clap::Args;
 
+use super::globals::Globals;
+
 #[derive(Args)]
 pub struct ServeArgs {
     /// Configuration file (TOML); without it berth serves on 127.0.0.1:5000 from a local directory
@@ -18,7 +20,7 @@ pub struct ServeArgs {
 }
 
 /// Serves the store of the config, or of `--root` (a directory, e.g. a client's root).
-pub fn run(globals: &super::Globals, args: ServeArgs) -> anyhow::Result<i32> {
+pub fn run(globals: &Globals, args: ServeArgs) -> anyhow::Result<i32> {
     let mut config = match &args.config {
         Some(path) => Config::load(path)?,
         None => Config::default(),
@@ -29,7 +31,7 @@ pub fn run(globals: &super::Globals, args: ServeArgs) -> anyhow::Result<i32> {
     if let Some(listen) = args.listen {
         config.server.listen = listen;
     }
-    super::init_logging();
+    init_logging();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
         let storage = describe(&config.storage);
@@ -86,4 +88,19 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// Sends logs to stderr; `RUST_LOG` (or `BERTH_LOG`) picks the level, `info` by default.
+pub fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = std::env::var("BERTH_LOG")
+        .ok()
+        .map(EnvFilter::new)
+        .unwrap_or_else(|| {
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
+        });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

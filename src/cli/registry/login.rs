@@ -5,10 +5,13 @@
 use std::io::{BufRead, IsTerminal, Read, Write};
 
 use anyhow::{bail, Context, Result};
+use berth_client::config::ClientConfig;
 use berth_client::remote::config::{docker_config_path, normalise_auth_key};
 use berth_client::remote::credentials::DockerConfig;
-use berth_client::remote::{ClientConfig, Credential, Remote};
+use berth_client::remote::{Credential, Remote};
 use clap::Args;
+
+use crate::cli::globals::block_on;
 
 #[derive(Args)]
 pub struct LoginArgs {
@@ -108,8 +111,7 @@ pub fn login(a: LoginArgs) -> Result<i32> {
         }
         _ => host.clone(),
     };
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(remote.ping(&target))?;
+    block_on(async { Ok(remote.ping(&target).await?) })?;
 
     let path = docker_config_path().context("no HOME or DOCKER_CONFIG to keep credentials in")?;
     let mut file = DockerConfig::open(&path)?;
