@@ -8,5 +8,6 @@ mod cli;
 mod images;
 mod mirror;
 mod registry;
+mod root_confine;
 mod root_containers;
 mod util;

@@ -19,9 +19,11 @@
 //! racing cannot both win.
 
 mod bridge;
+mod confine;
 mod logs;
 mod names;
 mod record;
+pub mod seccomp;
 mod session;
 mod spec;
 mod supervise;
@@ -38,6 +40,7 @@ use serde_json::Value;
 use crate::images::{ImageError, ImageRecord, ImageStore};
 
 pub use bridge::BridgeSection;
+pub use confine::capabilities;
 pub use logs::{log_settings, read_log, read_logs, LogLine, LogOptions};
 pub use record::{
     ContainerRecord, Healthcheck, HostConfig, LastRun, Lifecycle, LogConfig, MountPoint,
@@ -757,6 +760,7 @@ impl Engine {
         }
 
         let mut host = opts.host.clone();
+        confine::check(&mut host)?;
         if host.network == NetworkMode::Container {
             let target = self.resolve(&host.network_container)?;
             host.network_container = target.id.clone();
