@@ -262,6 +262,10 @@ pub struct HostConfig {
     /// (a name or id as given to `create`, its id once created).
     #[serde(default)]
     pub network_container: String,
+    /// With `NetworkMode::Bridge`: the networks the container is on, in the order of its
+    /// interfaces (eth0 first); empty means the default bridge alone.
+    #[serde(default)]
+    pub networks: Vec<EndpointConfig>,
     /// `--privileged`: every capability and device, no seccomp filter, no masked paths.
     #[serde(default)]
     pub privileged: bool,
@@ -275,6 +279,23 @@ pub struct HostConfig {
     /// `label=disable`, `systempaths=unconfined`.
     #[serde(default)]
     pub security_opt: Vec<String>,
+}
+
+/// One network of a container, as `--network`, `--ip`, `--network-alias` and `network
+/// connect` asked.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EndpointConfig {
+    /// The network's name (`bridge` for the default one).
+    pub network: String,
+    /// The network's id (empty for the default bridge).
+    #[serde(default)]
+    pub network_id: String,
+    /// `--network-alias`: more names the network's resolver answers for the container.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// `--ip`: the address asked for; empty for the first free one.
+    #[serde(default)]
+    pub ipv4_address: String,
 }
 
 impl HostConfig {
@@ -333,6 +354,25 @@ pub struct NetworkState {
     pub mac_address: String,
     /// The published ports with the host ports chosen.
     pub ports: Vec<PortBinding>,
+    /// Every network the container is on (the fields above are the first's).
+    #[serde(default)]
+    pub endpoints: Vec<EndpointState>,
+}
+
+/// Where a running container sits on one network.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EndpointState {
+    pub network: String,
+    #[serde(default)]
+    pub network_id: String,
+    /// The interface inside (`eth0`, `eth1`, …).
+    pub interface: String,
+    pub ip_address: String,
+    pub gateway: String,
+    pub prefix: u8,
+    pub mac_address: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
 }
 
 /// A volume or bind mount of the container.
