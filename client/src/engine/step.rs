@@ -205,6 +205,11 @@ impl Engine {
                 .collect(),
             restart_count: 0,
             last_run: None,
+            restart_policy: Default::default(),
+            log_config: Default::default(),
+            manually_stopped: false,
+            restart_cancelled: false,
+            restarting: false,
         };
         let etc = spec::write_etc_files(&rec, dir).map_err(io_err(dir))?;
         let mut layers = vec![p.upper.clone()];
