@@ -3,6 +3,7 @@
 
 mod auth;
 mod auth_tls;
+mod gc;
 mod images;
 mod mirror;
 mod registry;

@@ -673,7 +673,8 @@ pub const PEER_TIMEOUT: Duration = Duration::from_secs(300);
 pub fn berth_bin() -> &'static str {
     static BIN: OnceLock<String> = OnceLock::new();
     BIN.get_or_init(|| {
-        std::env::var("BERTH_TEST_BINARY").unwrap_or_else(|_| env!("CARGO_BIN_EXE_berth").to_string())
+        std::env::var("BERTH_TEST_BINARY")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_berth").to_string())
     })
 }
 

@@ -30,6 +30,8 @@ pub struct Registry {
     pub mirror: Option<Mirror>,
     /// Access control; `None` lets everyone do everything.
     auth: Option<Auth>,
+    /// What this process's garbage collections did.
+    pub collections: Arc<crate::gc::Counters>,
 }
 
 impl Registry {
@@ -40,6 +42,7 @@ impl Registry {
             manifests: ManifestCache::default(),
             mirror: None,
             auth: None,
+            collections: Arc::default(),
         }
     }
 
@@ -263,9 +266,45 @@ async fn route(reg: &Registry, path: &str, req: Request<Body>) -> Result<Respons
         }
         Route::Search if is(&Method::GET) => search(reg, query(&req), grant(&req)).await,
         Route::Metrics if is(&Method::GET) => Ok(crate::metrics::render(reg)),
+        Route::Livez if is(&Method::GET) || is(&Method::HEAD) => Ok(health(StatusCode::OK, "ok")),
+        Route::Readyz if is(&Method::GET) || is(&Method::HEAD) => Ok(readiness(reg).await),
         Route::NotFound => Err(RegistryError::new(Code::NameUnknown, "no such endpoint")
             .with_status(StatusCode::NOT_FOUND)),
         _ => Err(unsupported_method()),
+    }
+}
+
+/// How long `/readyz` waits for the store to answer.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn health(status: StatusCode, text: &str) -> Response {
+    let body = format!("{text}\n");
+    response(
+        status,
+        &[
+            ("content-type", "text/plain; charset=utf-8".to_string()),
+            ("content-length", body.len().to_string()),
+        ],
+        Body::from(body),
+    )
+}
+
+/// `/readyz`: 200 while the store answers, 503 with the reason while it does not.
+async fn readiness(reg: &Registry) -> Response {
+    let probe = reg.store.backend().reachable();
+    match tokio::time::timeout(READY_TIMEOUT, probe).await {
+        Ok(Ok(())) => health(StatusCode::OK, "ok"),
+        Ok(Err(e)) => {
+            tracing::warn!("not ready: the store does not answer: {e}");
+            health(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("store unreachable: {e}"),
+            )
+        }
+        Err(_) => health(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store unreachable: no answer within 5 seconds",
+        ),
     }
 }
 
@@ -399,6 +438,13 @@ async fn put_manifest(
         }
         Reference::Tag(_) => Digest::sha256_of(&body),
     };
+    let blob_unknown = |d: &Digest| {
+        RegistryError::new(
+            Code::ManifestBlobUnknown,
+            format!("manifest references {d} which is not in {repo}"),
+        )
+        .with_detail(serde_json::json!({ "digest": d.to_string() }))
+    };
     // Every referenced blob or child manifest must already be in this repository.
     for r in &manifest.references {
         let present = match manifest.kind {
@@ -410,19 +456,27 @@ async fn put_manifest(
             Kind::Index => reg.store.repos.manifest(repo, &r.digest).await?.is_some(),
         };
         if !present {
-            return Err(RegistryError::new(
-                Code::ManifestBlobUnknown,
-                format!("manifest references {} which is not in {repo}", r.digest),
-            )
-            .with_detail(serde_json::json!({ "digest": r.digest.to_string() })));
+            return Err(blob_unknown(&r.digest));
         }
     }
     let size = body.len() as u64;
-    reg.store.blobs.put_bytes(&d, body).await?;
-    reg.store
+    reg.store.blobs.put_bytes(&d, body.clone()).await?;
+    // A blob a collection deleted between the check above and the link is reported missing
+    // here (see berth_storage::gc): the manifest is taken back and the client pushes it again.
+    let missing = reg
+        .store
         .repos
-        .link_manifest(repo, &d, &manifest.media_type)
+        .link_manifest(repo, &d, &manifest.media_type, &body)
         .await?;
+    if let Some(gone) = missing.iter().find(|m| {
+        manifest
+            .references
+            .iter()
+            .any(|r| &r.digest == *m && !(manifest.kind == Kind::Image && r.foreign))
+    }) {
+        reg.store.repos.unlink_manifest(repo, &d).await?;
+        return Err(blob_unknown(gone));
+    }
     if let Some(subject) = &manifest.subject {
         reg.store
             .repos

@@ -25,6 +25,37 @@ pub struct Config {
     /// Serve HTTPS with this certificate; absent: plain HTTP.
     #[serde(default)]
     pub tls: Option<crate::tls::TlsConfig>,
+    /// Garbage collection: its schedule and what it may delete.
+    #[serde(default)]
+    pub gc: GcConfig,
+}
+
+/// The `[gc]` section: how often `berth serve` collects, and the policy (the store's
+/// [`berth_storage::gc::Policy`]: delay, untagged, uploads, retention rules) every
+/// collection of this store follows, `berth gc` included.
+#[derive(Debug, Clone, Deserialize)]
+pub struct GcConfig {
+    /// How often `berth serve` collects in the background; 0: never (run `berth gc`).
+    #[serde(
+        default = "default_gc_interval",
+        deserialize_with = "berth_storage::gc::duration"
+    )]
+    pub interval: std::time::Duration,
+    #[serde(flatten)]
+    pub policy: berth_storage::gc::Policy,
+}
+
+impl Default for GcConfig {
+    fn default() -> GcConfig {
+        GcConfig {
+            interval: default_gc_interval(),
+            policy: berth_storage::gc::Policy::default(),
+        }
+    }
+}
+
+fn default_gc_interval() -> std::time::Duration {
+    std::time::Duration::from_secs(24 * 3600)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -112,6 +143,7 @@ impl Default for Config {
             mirror: None,
             auth: None,
             tls: None,
+            gc: GcConfig::default(),
         }
     }
 }
@@ -182,6 +214,10 @@ impl Config {
             m.validate()
                 .map_err(|e| ConfigError(format!("{origin}: {e}")))?;
         }
+        self.gc
+            .policy
+            .validate()
+            .map_err(|e| ConfigError(format!("{origin}: {e}")))?;
         match &self.storage {
             StoreConfig::Filesystem { root, .. } if root.as_os_str().is_empty() => Err(
                 ConfigError(format!("{origin}: storage.root must not be empty")),

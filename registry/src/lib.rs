@@ -15,6 +15,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod gc;
 pub mod manifest;
 pub mod metrics;
 pub mod mirror;
@@ -46,6 +47,7 @@ pub struct Server {
     /// handshake) before it is closed.
     opening: Duration,
     tls: Option<(tokio_rustls::TlsAcceptor, Arc<tls::Certificates>)>,
+    gc: config::GcConfig,
 }
 
 impl Server {
@@ -71,6 +73,7 @@ impl Server {
             );
         }
         let store = Store::open(&config.storage).map_err(anyhow::Error::msg)?;
+        let gc = config.gc.clone();
         let listener = TcpListener::bind(config.server.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.server.listen))?;
@@ -92,6 +95,7 @@ impl Server {
                 None => Registry::new(store, config.server).with_auth(auth),
             }),
             tls,
+            gc,
         })
     }
 
@@ -121,6 +125,17 @@ impl Server {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let acceptor = self.tls.as_ref().map(|(a, _)| a.clone());
         let mut shutdown = std::pin::pin!(shutdown);
+        // The background collection; aborted when the server stops (a collection killed half
+        // way leaves a consistent store, and the next one finishes the job).
+        let collector = (!self.gc.interval.is_zero()).then(|| {
+            tokio::spawn(gc::schedule(
+                self.registry.store.clone(),
+                self.gc.policy.clone(),
+                self.gc.interval,
+                self.registry.collections.clone(),
+            ))
+        });
+        let _stop_collector = collector.map(|t| t.abort_handle()).map(AbortOnDrop);
         loop {
             let (socket, peer) = tokio::select! {
                 accepted = self.listener.accept() => match accepted {
@@ -154,6 +169,15 @@ impl Server {
             }
         }
         Ok(())
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

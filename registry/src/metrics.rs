@@ -1,7 +1,7 @@
 //! `/metrics`: the registry's counters in Prometheus' text format (version 0.0.4).
 //!
-//! Counters live beside what they count (the mirror keeps its own); this module only gathers
-//! them into one answer.
+//! Counters live beside what they count (the mirror and garbage collection keep their own);
+//! this module only gathers them into one answer.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -25,6 +25,7 @@ pub fn render(reg: &Registry) -> Response {
     if let Some(m) = &reg.mirror {
         m.counters().render(&mut out);
     }
+    reg.collections.render(&mut out);
     api::response(
         StatusCode::OK,
         &[
