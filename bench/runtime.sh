@@ -42,7 +42,7 @@ export BERTH_ROOT=$W/berth
 IMG=localhost/bench/busybox:1
 D="docker -H unix://$W/d.sock"
 P="podman --root $W/podman --runroot $W/podman-run --runtime runc"
-# root here lacks CAP_SYS_RESOURCE and has 20000 open files at most (TESTING.md)
+# root here lacks CAP_SYS_RESOURCE and has 20000 open files at most
 PODMAN_LIMITS="--ulimit nofile=20000:20000 --ulimit nproc=32768:32768"
 DOCKERD_PID=
 BUSY_PID=

@@ -1,8 +1,5 @@
-//! The `berth` command line: parses arguments, then calls into the crates.
-//!
-//! Each area of commands lives in its own module under `cli/` and is flattened into one
-//! command enum, so that `berth pull`, `berth serve` and `berth run` sit side by side as in
-//! docker. Errors reach a person as one line on stderr and a non-zero exit status.
+//! The `berth` binary: parses the command line and hands it to `cli`, which holds every
+//! command (a directory per docker object, a file per verb) and decides the exit status.
 
 mod cli;
 
@@ -29,9 +26,9 @@ struct Cli {
 fn main() {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => std::process::exit(cli::usage_error(e)),
+        Err(e) => std::process::exit(cli::exit::usage_error(e)),
     };
-    let globals = cli::Globals { root: cli.root };
+    let globals = cli::globals::Globals { root: cli.root };
     let code = cli::run(&globals, cli.command);
     std::process::exit(code);
 }

@@ -21,13 +21,13 @@ const APPLETS: &[&str] = &[
 /// The leak test counts every berth cgroup on the host: it runs alone, the others together.
 static HOST: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
-fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+pub(crate) fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
     HOST.read().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A test's client root: whatever containers it still holds when the test ends (a failed
 /// assertion on the way) are removed, so no test leaves a container running on the host.
-struct Root(Berth);
+pub(crate) struct Root(pub(crate) Berth);
 
 impl std::ops::Deref for Root {
     type Target = Berth;

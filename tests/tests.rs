@@ -1,11 +1,14 @@
 //! berth's end-to-end tests: one test binary, one module per area, shared helpers in `util`.
-//! Each drives the `berth` binary and real peers (see TESTING.md); a missing peer fails.
+//! Each drives the `berth` binary and real peers (`scripts/test.sh` installs them); a missing
+//! peer fails.
 
 mod auth;
 mod auth_tls;
+mod cli;
 mod gc;
 mod images;
 mod mirror;
 mod registry;
+mod root_confine;
 mod root_containers;
 mod util;

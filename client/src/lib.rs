@@ -1,17 +1,24 @@
 //! berth-client: remote registry client, local image store, and container engine.
 //!
-//! - [`reference`] turns what a person types into a normalised image reference.
-//! - [`remote`] talks to registries (auth, retries, resumable verified blob streams, pushes);
-//!   the registry's mirror uses it for its upstreams too.
+//! - [`reference`] turns what a person types into a normalised image reference, and
+//!   [`remote`] talks to registries (auth, retries, resumable verified blob streams, pushes):
+//!   both are the `berth-remote` crate, re-exported, which the registry's mirror uses too.
+//! - [`config`] is berth's client configuration file (registries, mirrors, the bridge).
 //! - [`images`] is the local image store: the storage crate's format plus the client's
 //!   image records and unpacked snapshots, and every image command (pull, push, tag, rmi,
 //!   save, load, import, …).
 //! - [`engine`] runs containers over berth-runtime: records, names, volumes, logs.
+//! - [`layer`] writes layers (a container's upper directory or a plain tree → a tar in the
+//!   store, compressed and hashed in one pass), lists a container's changes and exports a
+//!   merged tree; its reader twin is [`unpack`].
 //! - [`unpack`] turns a layer blob into a snapshot directory without letting any entry reach
 //!   outside it.
 
+pub mod config;
 pub mod engine;
 pub mod images;
-pub mod reference;
-pub mod remote;
+pub mod layer;
 pub mod unpack;
+
+pub use berth_remote as remote;
+pub use berth_remote::reference;

@@ -745,7 +745,7 @@ fn clean(name: &[u8]) -> Option<Vec<&OsStr>> {
     Some(out)
 }
 
-fn open_dir(dir: BorrowedFd<'_>, name: &OsStr) -> Result<OwnedFd, Errno> {
+pub(crate) fn open_dir(dir: BorrowedFd<'_>, name: &OsStr) -> Result<OwnedFd, Errno> {
     rfs::openat(
         dir,
         name,
@@ -760,7 +760,7 @@ fn mode(bits: u32) -> Mode {
 
 /// Extended attributes a layer may set: nothing overlayfs interprets, nothing only the host's
 /// security policy should decide.
-fn xattr_allowed(name: &[u8]) -> bool {
+pub(crate) fn xattr_allowed(name: &[u8]) -> bool {
     (name.starts_with(b"user.") && !name.starts_with(b"user.overlay."))
         || name == b"security.capability"
         || name == b"system.posix_acl_access"

@@ -2,6 +2,10 @@
 //!
 //! One handler per endpoint; [`handle`] picks it from the parsed route and the method. Every
 //! answer carries `Docker-Distribution-API-Version`; every error is a [`RegistryError`].
+//!
+//! A [`Front`] (the pull-through mirror) may stand before the handlers: it sees each routed
+//! request first and answers it or leaves it to them. The front calls the handlers to serve
+//! what it cached; the handlers know it only through the trait, so the arrow points one way.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,16 +22,32 @@ use crate::auth::{Auth, Grant};
 use crate::config::ServerConfig;
 use crate::error::{Code, RegistryError, Result};
 use crate::manifest::{Kind, Manifest, OCI_INDEX};
-use crate::mirror::Mirror;
 use crate::routes::{self, Route};
+
+/// A layer in front of the spec handlers: it answers a routed request itself (`Some`), or
+/// leaves it to the handlers (`None`). The pull-through mirror is one.
+pub trait Front: Send + Sync {
+    fn intercept<'a>(
+        &'a self,
+        reg: &'a Registry,
+        route: &'a Route<'a>,
+        method: &'a Method,
+        query: &'a Query,
+        range: Option<HeaderValue>,
+    ) -> futures::future::BoxFuture<'a, Result<Option<Response>>>;
+
+    /// Its counters, appended to `/metrics` in Prometheus' text format.
+    fn render_metrics(&self, out: &mut String);
+}
 
 /// What every request handler shares.
 pub struct Registry {
     pub store: Store,
     pub config: ServerConfig,
     manifests: ManifestCache,
-    /// The pull-through cache, when the config has a `[mirror]` section.
-    pub mirror: Option<Mirror>,
+    /// What stands before the handlers: the pull-through cache, when the config has a
+    /// `[mirror]` section.
+    front: Option<Box<dyn Front>>,
     /// Access control; `None` lets everyone do everything.
     auth: Option<Auth>,
     /// What this process's garbage collections did.
@@ -40,7 +60,7 @@ impl Registry {
             store,
             config,
             manifests: ManifestCache::default(),
-            mirror: None,
+            front: None,
             auth: None,
             collections: Arc::default(),
         }
@@ -60,9 +80,10 @@ impl Registry {
         }
     }
 
-    /// Serves upstream registries' content beside the local repositories.
-    pub fn with_mirror(mut self, mirror: Mirror) -> Registry {
-        self.mirror = Some(mirror);
+    /// Puts a layer before the handlers (the mirror: upstream registries' content beside the
+    /// local repositories).
+    pub fn with_front(mut self, front: impl Front + 'static) -> Registry {
+        self.front = Some(Box::new(front));
         self
     }
 }
@@ -112,7 +133,8 @@ impl ManifestCache {
     }
 }
 
-pub(crate) type Query = HashMap<String, String>;
+/// A request's query parameters.
+pub type Query = HashMap<String, String>;
 
 /// Who `auth::admit` let in, when access is controlled.
 fn grant(req: &Request<Body>) -> Option<Grant> {
@@ -208,16 +230,35 @@ pub async fn handle(reg: Arc<Registry>, mut req: Request<Body>) -> Response {
     resp
 }
 
+/// `/metrics`: the request counter and the front's counters.
+fn metrics(reg: &Registry) -> Response {
+    let text = crate::metrics::text(|out| {
+        if let Some(front) = &reg.front {
+            front.render_metrics(out);
+        }
+        reg.collections.render(out);
+    });
+    response(
+        StatusCode::OK,
+        &[
+            ("content-type", crate::metrics::CONTENT_TYPE.to_string()),
+            ("content-length", text.len().to_string()),
+        ],
+        Body::from(text),
+    )
+}
+
 async fn route(reg: &Registry, path: &str, req: Request<Body>) -> Result<Response> {
     let method = req.method().clone();
     let is = |m: &Method| method == *m;
     let route = routes::parse(path);
-    if let Some(mirror) = &reg.mirror {
-        let range = req.headers().get(header::RANGE).cloned();
-        if let Some(resp) = mirror
-            .intercept(reg, &route, &method, &query(&req), range)
-            .await?
-        {
+    if let Some(front) = &reg.front {
+        let range = match route {
+            Route::Blob(_, d) if is(&Method::GET) => wanted_range(req.headers(), d),
+            _ => None,
+        };
+        let query = query(&req);
+        if let Some(resp) = front.intercept(reg, &route, &method, &query, range).await? {
             return Ok(resp);
         }
     }
@@ -242,10 +283,11 @@ async fn route(reg: &Registry, path: &str, req: Request<Body>) -> Result<Respons
             let repo = name(n)?;
             let d = digest(d)?;
             match method {
-                Method::GET | Method::HEAD => {
-                    let range = req.headers().get(header::RANGE).cloned();
-                    get_blob(reg, &repo, &d, range).await
+                Method::GET => {
+                    let range = wanted_range(req.headers(), d.as_str());
+                    get_blob(reg, &repo, &d, BlobRead::Get(range)).await
                 }
+                Method::HEAD => get_blob(reg, &repo, &d, BlobRead::Head).await,
                 Method::DELETE => delete_blob(reg, &repo, &d).await,
                 _ => Err(unsupported_method()),
             }
@@ -265,7 +307,7 @@ async fn route(reg: &Registry, path: &str, req: Request<Body>) -> Result<Respons
             referrers(reg, &name(n)?, &digest(d)?, query(&req)).await
         }
         Route::Search if is(&Method::GET) => search(reg, query(&req), grant(&req)).await,
-        Route::Metrics if is(&Method::GET) => Ok(crate::metrics::render(reg)),
+        Route::Metrics if is(&Method::GET) => Ok(metrics(reg)),
         Route::Livez if is(&Method::GET) || is(&Method::HEAD) => Ok(health(StatusCode::OK, "ok")),
         Route::Readyz if is(&Method::GET) || is(&Method::HEAD) => Ok(readiness(reg).await),
         Route::NotFound => Err(RegistryError::new(Code::NameUnknown, "no such endpoint")
@@ -323,7 +365,8 @@ pub(crate) fn json_response(
 
 // ---- manifests ----
 
-/// A manifest URL's reference: a bad digest is DIGEST_INVALID, a bad tag MANIFEST_INVALID.
+/// A manifest URL's reference for a PUT: a bad digest is DIGEST_INVALID, a bad tag
+/// MANIFEST_INVALID.
 pub(crate) fn manifest_reference(raw: &str) -> Result<Reference> {
     raw.parse().map_err(|e: berth_storage::NameError| {
         let code = if raw.contains(':') {
@@ -332,6 +375,16 @@ pub(crate) fn manifest_reference(raw: &str) -> Result<Reference> {
             Code::ManifestInvalid
         };
         RegistryError::new(code, e.to_string())
+    })
+}
+
+/// A manifest URL's reference for a read or a delete: one that is neither a tag nor a digest
+/// names nothing the registry could hold, so it is unknown (404 MANIFEST_UNKNOWN, as
+/// distribution and the conformance suite have it), not a bad request.
+pub(crate) fn known_reference(raw: &str) -> Result<Reference> {
+    raw.parse().map_err(|e: berth_storage::NameError| {
+        RegistryError::new(Code::ManifestUnknown, e.to_string())
+            .with_detail(serde_json::json!({ "reference": raw }))
     })
 }
 
@@ -354,7 +407,7 @@ pub(crate) async fn get_manifest(
     repo: &RepoName,
     reference: &str,
 ) -> Result<Response> {
-    let d = match manifest_reference(reference)? {
+    let d = match known_reference(reference)? {
         Reference::Digest(d) => d,
         Reference::Tag(t) => match reg.store.repos.tag(repo, &t).await? {
             Some(d) => d,
@@ -517,13 +570,13 @@ async fn delete_manifest(reg: &Registry, repo: &RepoName, reference: &str) -> Re
     if !reg.config.delete {
         return Err(deletion_disabled());
     }
-    match reference.parse::<Reference>() {
-        Ok(Reference::Tag(t)) => {
+    match known_reference(reference)? {
+        Reference::Tag(t) => {
             if !reg.store.repos.delete_tag(repo, &t).await? {
                 return Err(manifest_unknown(reg, repo, t.as_str()).await);
             }
         }
-        Ok(Reference::Digest(d)) => {
+        Reference::Digest(d) => {
             if reg.store.repos.manifest(repo, &d).await?.is_none() {
                 return Err(manifest_unknown(reg, repo, d.as_str()).await);
             }
@@ -541,7 +594,6 @@ async fn delete_manifest(reg: &Registry, repo: &RepoName, reference: &str) -> Re
             reg.store.repos.unlink_manifest(repo, &d).await?;
             reg.manifests.remove(repo, &d);
         }
-        Err(e) => return Err(RegistryError::new(Code::DigestInvalid, e.to_string())),
     }
     Ok(response(
         StatusCode::ACCEPTED,
@@ -552,38 +604,50 @@ async fn delete_manifest(reg: &Registry, repo: &RepoName, reference: &str) -> Re
 
 // ---- blobs ----
 
-/// Parses a `Range: bytes=…` header against a blob of `size` bytes.
-pub(crate) fn parse_range(value: &str, size: u64) -> Option<std::ops::Range<u64>> {
-    let spec = value.trim().strip_prefix("bytes=")?;
-    if spec.contains(',') {
-        return None;
-    }
-    let (a, b) = spec.split_once('-')?;
-    let (a, b) = (a.trim(), b.trim());
-    if a.is_empty() {
-        let n: u64 = b.parse().ok()?;
-        if n == 0 || size == 0 {
-            return None;
-        }
-        return Some(size.saturating_sub(n)..size);
-    }
-    let start: u64 = a.parse().ok()?;
-    let end = if b.is_empty() {
-        size.checked_sub(1)?
-    } else {
-        b.parse::<u64>().ok()?.min(size.checked_sub(1)?)
-    };
-    if start > end || start >= size {
-        return None;
-    }
-    Some(start..end + 1)
+/// A read of a blob: a HEAD, or a GET with the `Range` header to honour (already dropped by
+/// [`wanted_range`] when `If-Range` does not match).
+#[derive(Debug, Clone)]
+pub(crate) enum BlobRead {
+    Head,
+    Get(Option<HeaderValue>),
 }
 
+/// The `Range` a GET of a blob whose ETag is `"<digest>"` asks for: none when `If-Range` names
+/// another entity tag or a date (a blob has no Last-Modified to match), as RFC 9110 §13.1.5
+/// says.
+pub(crate) fn wanted_range(headers: &HeaderMap, digest: &str) -> Option<HeaderValue> {
+    let range = headers.get(header::RANGE)?;
+    match headers.get(header::IF_RANGE) {
+        None => Some(range.clone()),
+        Some(v) => {
+            let v = v.as_bytes();
+            let tag = v.strip_prefix(b"\"").and_then(|t| t.strip_suffix(b"\""));
+            (tag == Some(digest.as_bytes())).then(|| range.clone())
+        }
+    }
+}
+
+/// 416 for a range the blob cannot satisfy: `Content-Range: bytes */SIZE` and no body (the
+/// spec has no error code for it; RANGE_INVALID is about upload chunks).
+pub(crate) fn range_not_satisfiable(d: &Digest, size: u64) -> Response {
+    response(
+        StatusCode::RANGE_NOT_SATISFIABLE,
+        &[
+            ("content-range", format!("bytes */{size}")),
+            ("content-length", "0".to_string()),
+            ("docker-content-digest", d.to_string()),
+            ("accept-ranges", "bytes".to_string()),
+        ],
+        Body::empty(),
+    )
+}
+
+/// Answers a blob read. A HEAD never opens the blob (on S3: no GetObject), only stats it.
 pub(crate) async fn get_blob(
     reg: &Registry,
     repo: &RepoName,
     d: &Digest,
-    range_header: Option<HeaderValue>,
+    read: BlobRead,
 ) -> Result<Response> {
     let blob_unknown = || {
         RegistryError::new(Code::BlobUnknown, "blob unknown to registry")
@@ -601,17 +665,18 @@ pub(crate) async fn get_blob(
         ("accept-ranges", "bytes".to_string()),
         ("etag", format!("\"{d}\"")),
     ];
-    let range = match range_header.as_ref().and_then(|v| v.to_str().ok()) {
+    let range_header = match read {
+        BlobRead::Head => {
+            out.push(("content-length", size.to_string()));
+            return Ok(response(StatusCode::OK, &out, Body::empty()));
+        }
+        BlobRead::Get(r) => r,
+    };
+    let range = match range_header.and_then(|v| crate::range::parse_range(v.as_bytes())) {
         None => None,
-        Some(r) => match parse_range(r, size) {
+        Some(r) => match r.resolve(size) {
             Some(range) => Some(range),
-            None => {
-                return Err(RegistryError::new(
-                    Code::RangeInvalid,
-                    format!("range {r} cannot be satisfied by a blob of {size} bytes"),
-                )
-                .with_header("content-range", format!("bytes */{size}")))
-            }
+            None => return Ok(range_not_satisfiable(d, size)),
         },
     };
     let status = match &range {
@@ -720,54 +785,28 @@ async fn start_upload(reg: &Registry, repo: &RepoName, req: Request<Body>) -> Re
     Ok(upload_accepted(StatusCode::ACCEPTED, repo, &session.id, 0))
 }
 
-/// Loads a session and checks that it belongs to the repository in the URL.
-/// Reads `Content-Range: <start>-<end>` (the `bytes ` prefix tolerated).
-fn content_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>> {
-    let Some(v) = headers.get(header::CONTENT_RANGE) else {
-        return Ok(None);
-    };
-    let bad = || {
-        RegistryError::new(
-            Code::BlobUploadInvalid,
-            "Content-Range must be <start>-<end>",
-        )
-        .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
-    };
-    let s = v.to_str().map_err(|_| bad())?.trim();
-    let s = s
-        .strip_prefix("bytes ")
-        .or(s.strip_prefix("bytes="))
-        .unwrap_or(s);
-    let s = s.split('/').next().unwrap_or(s);
-    let (a, b) = s.split_once('-').ok_or_else(bad)?;
-    let start: u64 = a.trim().parse().map_err(|_| bad())?;
-    let end: u64 = b.trim().parse().map_err(|_| bad())?;
-    if end < start {
-        return Err(bad());
-    }
-    Ok(Some((start, end)))
-}
-
 /// Where a chunk must start and how long it is, from `Content-Range` and `Content-Length`
-/// (the store checks the start against the session).
+/// (the store checks the start against the session). A malformed range, or one whose length
+/// does not fit in 64 bits, is 416.
 fn chunk_bounds(headers: &HeaderMap) -> Result<(Option<u64>, Option<u64>)> {
     let declared = content_length(headers);
-    match content_range(headers)? {
-        None => Ok((None, declared)),
-        Some((start, end)) => {
-            let len = end - start + 1;
-            if declared.is_some_and(|d| d != len) {
-                return Err(RegistryError::new(
-                    Code::SizeInvalid,
-                    format!(
-                        "Content-Range covers {len} bytes but Content-Length is {}",
-                        declared.unwrap_or(0)
-                    ),
-                ));
-            }
-            Ok((Some(start), Some(len)))
-        }
+    let Some(v) = headers.get(header::CONTENT_RANGE) else {
+        return Ok((None, declared));
+    };
+    let Some((start, len)) = crate::range::parse_chunk_range(v.as_bytes()) else {
+        return Err(RegistryError::new(
+            Code::BlobUploadInvalid,
+            "Content-Range must be <start>-<end>, with start <= end < 2^64 - 1",
+        )
+        .with_status(StatusCode::RANGE_NOT_SATISFIABLE));
+    };
+    if let Some(d) = declared.filter(|d| *d != len) {
+        return Err(RegistryError::new(
+            Code::SizeInvalid,
+            format!("Content-Range covers {len} bytes but Content-Length is {d}"),
+        ));
     }
+    Ok((Some(start), Some(len)))
 }
 
 async fn patch_upload(
@@ -958,28 +997,4 @@ async fn search(reg: &Registry, q: Query, grant: Option<Grant>) -> Result<Respon
     }))
     .unwrap_or_default();
     Ok(json_response(StatusCode::OK, body.into(), &[]))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_range;
-
-    #[test]
-    fn ranges() {
-        let table = [
-            ("bytes=0-9", 100, Some(0..10)),
-            ("bytes=90-", 100, Some(90..100)),
-            ("bytes=-10", 100, Some(90..100)),
-            ("bytes=95-200", 100, Some(95..100)),
-            ("bytes=100-", 100, None),
-            ("bytes=5-2", 100, None),
-            ("bytes=0-1,5-6", 100, None),
-            ("items=0-1", 100, None),
-            ("bytes=0-0", 0, None),
-            ("bytes=-0", 100, None),
-        ];
-        for (h, size, want) in table {
-            assert_eq!(parse_range(h, size), want, "{h}");
-        }
-    }
 }

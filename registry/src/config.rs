@@ -18,7 +18,7 @@ pub struct Config {
     pub storage: StoreConfig,
     /// A pull-through cache of upstream registries (none: an ordinary registry).
     #[serde(default)]
-    pub mirror: Option<crate::mirror::MirrorConfig>,
+    pub mirror: Option<crate::mirror::config::MirrorConfig>,
     /// Who may pull, push and delete; absent: everyone may do everything.
     #[serde(default)]
     pub auth: Option<crate::auth::AuthConfig>,

@@ -21,7 +21,6 @@ pub enum Code {
     Denied,
     Unsupported,
     TooManyRequests,
-    RangeInvalid,
     Unavailable,
     Internal,
 }
@@ -43,7 +42,6 @@ impl Code {
             Code::Denied => "DENIED",
             Code::Unsupported => "UNSUPPORTED",
             Code::TooManyRequests => "TOOMANYREQUESTS",
-            Code::RangeInvalid => "RANGE_INVALID",
             Code::Unavailable => "UNAVAILABLE",
             Code::Internal => "UNKNOWN",
         }
@@ -66,7 +64,6 @@ impl Code {
             Code::Denied => StatusCode::FORBIDDEN,
             Code::Unsupported => StatusCode::METHOD_NOT_ALLOWED,
             Code::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
-            Code::RangeInvalid => StatusCode::RANGE_NOT_SATISFIABLE,
             Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -80,7 +77,7 @@ pub struct RegistryError {
     pub status: StatusCode,
     pub message: String,
     pub detail: Option<serde_json::Value>,
-    /// Extra headers, such as `WWW-Authenticate` or a 416's `Content-Range`.
+    /// Extra headers, such as `WWW-Authenticate` or a refused chunk's `Range`.
     pub headers: Vec<(&'static str, String)>,
 }
 

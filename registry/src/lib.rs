@@ -1,6 +1,7 @@
 //! berth-registry: the OCI distribution-spec v1.1 registry server behind `berth serve`.
 //!
-//! [`config`] reads the TOML configuration; [`routes`] maps a path to an endpoint; [`api`]
+//! [`config`] reads the TOML configuration; [`routes`] maps a path to an endpoint; [`range`]
+//! reads byte ranges; [`api`]
 //! answers each endpoint over a [`berth_storage::Store`]; [`manifest`] validates manifests;
 //! [`mirror`] makes it a pull-through cache of upstream registries; [`metrics`] counts for
 //! `/metrics`; [`error`] turns failures into the spec's error bodies; [`auth`] decides who may
@@ -19,6 +20,7 @@ pub mod gc;
 pub mod manifest;
 pub mod metrics;
 pub mod mirror;
+pub mod range;
 pub mod routes;
 pub mod tls;
 
@@ -90,7 +92,7 @@ impl Server {
             },
             registry: Arc::new(match config.mirror {
                 Some(m) => Registry::new(store, config.server)
-                    .with_mirror(Mirror::new(m).map_err(anyhow::Error::msg)?)
+                    .with_front(Mirror::new(m).map_err(anyhow::Error::msg)?)
                     .with_auth(auth),
                 None => Registry::new(store, config.server).with_auth(auth),
             }),

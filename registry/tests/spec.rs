@@ -221,11 +221,72 @@ async fn blobs_get_head_range_delete(t: T) {
     assert_eq!(r.header("content-length"), "10");
     let r = t.call("GET", &path, &[("range", "bytes=-5")], "").await;
     assert_eq!(r.body, &data[99_995..]);
-    let r = t
-        .call("GET", &path, &[("range", "bytes=100000-")], "")
-        .await;
-    assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE);
-    assert_eq!(r.header("content-range"), "bytes */100000");
+    // RFC 9110: what is not one well-formed bytes range is ignored (the whole blob, 200);
+    // past the end is clamped; what selects nothing is 416 with `bytes */SIZE` and no code.
+    let etag = format!("\"{d}\"");
+    // (request headers, status, the bytes that come back)
+    type Case<'a> = (&'a [(&'a str, &'a str)], u16, std::ops::Range<usize>);
+    let cases: &[Case] = &[
+        (&[("range", "items=0-9")], 200, 0..100_000),
+        (&[("range", "bytes=abc")], 200, 0..100_000),
+        (&[("range", "bytes 0-9")], 200, 0..100_000),
+        (&[("range", "bytes=9-5")], 200, 0..100_000),
+        (&[("range", "bytes=0-1,5-6")], 200, 0..100_000),
+        (&[("range", "bytes=0-1,200000-")], 200, 0..100_000),
+        (&[("range", "bytes=99990-200000")], 206, 99_990..100_000),
+        (
+            &[("range", "bytes=99990-99999999999999999999999")],
+            206,
+            99_990..100_000,
+        ),
+        (&[("range", "bytes=-200000")], 206, 0..100_000),
+        (&[("range", "Bytes=0-0")], 206, 0..1),
+        (&[("range", "bytes=100000-")], 416, 0..0),
+        (&[("range", "bytes=100000-100005")], 416, 0..0),
+        (&[("range", "bytes=-0")], 416, 0..0),
+        (&[("range", "bytes=18446744073709551615-")], 416, 0..0),
+        // If-Range: the blob's own ETag keeps the range; another tag or a date drops it.
+        (&[("range", "bytes=0-9"), ("if-range", &etag)], 206, 0..10),
+        (
+            &[("range", "bytes=0-9"), ("if-range", "\"sha256:other\"")],
+            200,
+            0..100_000,
+        ),
+        (
+            &[
+                ("range", "bytes=0-9"),
+                ("if-range", "Wed, 21 Oct 2015 07:28:00 GMT"),
+            ],
+            200,
+            0..100_000,
+        ),
+    ];
+    for (headers, status, want) in cases {
+        let r = t.call("GET", &path, headers, "").await;
+        assert_eq!(r.status.as_u16(), *status, "{headers:?}: {:?}", r.body);
+        match status {
+            416 => {
+                assert_eq!(r.header("content-range"), "bytes */100000", "{headers:?}");
+                assert!(
+                    r.body.is_empty(),
+                    "{headers:?}: no error code: {:?}",
+                    r.body
+                );
+            }
+            _ => {
+                assert_eq!(r.body, &data[want.clone()], "{headers:?}");
+                assert_eq!(r.header("content-length"), want.len().to_string());
+                let range = format!("bytes {}-{}/100000", want.start, want.end - 1);
+                let expected = if *status == 206 { range.as_str() } else { "" };
+                assert_eq!(r.header("content-range"), expected, "{headers:?}");
+            }
+        }
+    }
+    // Range means nothing to a HEAD.
+    let r = t.call("HEAD", &path, &[("range", "bytes=0-9")], "").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("content-length"), "100000");
+    assert_eq!(r.header("content-range"), "");
     // Another repository cannot read it without a mount.
     t.call("GET", &format!("/v2/other/blobs/{d}"), &[], "")
         .await
@@ -245,6 +306,29 @@ async fn blobs_get_head_range_delete(t: T) {
         .expect(404, "BLOB_UNKNOWN");
 }
 
+/// A HEAD of a blob only stats it: it never opens it (on S3, never starts a GetObject).
+async fn blob_heads_open_nothing(t: T) {
+    let d = t.blob("app", b"a small config").await;
+    let recording = Arc::new(testing::Recording::new(t.ts.backend.clone()));
+    let reg = Arc::new(Registry::new(
+        berth_storage::Store::new(recording.clone()),
+        ServerConfig::default(),
+    ));
+    let path = format!("/v2/app/blobs/{d}");
+    let r = call(&reg, "HEAD", &path, &[], "").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("content-length"), "14");
+    let calls = recording.take();
+    assert!(!calls.is_empty());
+    assert!(calls.iter().all(|(op, _)| *op == "stat"), "{calls:?}");
+    // The GET does open it (so the recording sees what it should).
+    let r = call(&reg, "GET", &path, &[], "").await;
+    assert_eq!(r.body, "a small config");
+    let calls = recording.take();
+    let blob = format!("blobs/sha256/{}", d.hex());
+    assert!(calls.contains(&("get", blob)), "{calls:?}");
+}
+
 async fn uploads_monolithic_and_post_put(t: T) {
     // Wrong digest on a monolithic POST.
     let wrong = Digest::sha256_of(b"other");
@@ -256,8 +340,12 @@ async fn uploads_monolithic_and_post_put(t: T) {
     )
     .await
     .expect(400, "DIGEST_INVALID");
-    t.call("HEAD", &format!("/v2/app/blobs/{wrong}"), &[], "")
-        .await;
+    // Nothing of it was kept, under either digest.
+    for d in [wrong, Digest::sha256_of(b"data")] {
+        let r = t.call("HEAD", &format!("/v2/app/blobs/{d}"), &[], "").await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{d}");
+        assert!(t.ts.store.blobs.stat(&d).await.unwrap().is_none(), "{d}");
+    }
     // POST then PUT with the whole body.
     let r = t.call("POST", "/v2/app/blobs/uploads/", &[], "").await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
@@ -335,10 +423,20 @@ async fn uploads_chunked(t: T) {
     )
     .await
     .expect(400, "SIZE_INVALID");
-    let r = t
-        .call("PATCH", &loc, &[("content-range", "abc")], "x")
-        .await;
-    assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE);
+    // Malformed ranges, and ones whose length overflows 64 bits: 416, session unchanged.
+    for range in [
+        "abc",
+        "0-18446744073709551615",
+        "18446744073709551615-0",
+        "0-99999999999999999999",
+        "-1-5",
+    ] {
+        let r = t
+            .call("PATCH", &loc, &[("content-range", range)], "x")
+            .await;
+        assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE, "{range}");
+        assert_eq!(r.code(), "BLOB_UPLOAD_INVALID", "{range}");
+    }
     // A body larger than its declared range.
     t.call(
         "PATCH",
@@ -391,7 +489,9 @@ async fn uploads_chunked(t: T) {
         .await
         .expect(404, "BLOB_UPLOAD_UNKNOWN");
     // Wrong digest at the end cancels the session.
-    t.call("PATCH", &loc, &[], "abc").await;
+    let r = t.call("PATCH", &loc, &[], "abc").await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    assert_eq!(r.header("range"), "0-2");
     t.call("PUT", &format!("{loc}?digest={d}"), &[], "")
         .await
         .expect(400, "DIGEST_INVALID");
@@ -404,7 +504,8 @@ async fn uploads_chunked(t: T) {
         .await
         .header("location")
         .to_string();
-    t.call("PATCH", &loc, &[], "abc").await;
+    let r = t.call("PATCH", &loc, &[], "abc").await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
     assert_eq!(
         t.call("DELETE", &loc, &[], "").await.status,
         StatusCode::NO_CONTENT
@@ -423,8 +524,10 @@ async fn upload_continues_after_restart(t: T) {
         .await
         .header("location")
         .to_string();
-    t.call("PATCH", &loc, &[("content-range", "0-4")], "hello")
+    let r = t
+        .call("PATCH", &loc, &[("content-range", "0-4")], "hello")
         .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
     // A new registry process over the same storage.
     let other = registry(&TestStore { ..reopen(&t.ts) }, true);
     let d = Digest::sha256_of(b"hello world");
@@ -654,6 +757,62 @@ async fn manifests(t: T) {
     .expect(400, "MANIFEST_BLOB_UNKNOWN");
 }
 
+/// A reference that is neither a tag nor a digest names nothing: reads and deletes answer 404
+/// MANIFEST_UNKNOWN (as distribution and the OCI conformance suite expect), a PUT 400 with a
+/// spec code.
+async fn odd_references(t: T) {
+    let (_, body) = t.image("odd", "v1", &[b"l"]).await;
+    let long = "a".repeat(129);
+    for reference in [
+        ".INVALID_MANIFEST_NAME",
+        "-x",
+        long.as_str(),
+        "sha256:zz",
+        "sha256:",
+        "md5:0123456789abcdef0123456789abcdef",
+        "a:b:c",
+    ] {
+        let path = format!("/v2/odd/manifests/{reference}");
+        t.call("GET", &path, &[], "")
+            .await
+            .expect(404, "MANIFEST_UNKNOWN");
+        let r = t.call("HEAD", &path, &[], "").await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{reference}");
+        assert!(r.body.is_empty());
+        t.call("DELETE", &path, &[], "")
+            .await
+            .expect(404, "MANIFEST_UNKNOWN");
+        let want = if reference.contains(':') {
+            "DIGEST_INVALID"
+        } else {
+            "MANIFEST_INVALID"
+        };
+        t.call(
+            "PUT",
+            &path,
+            &[("content-type", OCI_MANIFEST)],
+            body.clone(),
+        )
+        .await
+        .expect(400, want);
+    }
+    // A 128-character tag is a tag.
+    let longest = "a".repeat(128);
+    let r = t
+        .call(
+            "PUT",
+            &format!("/v2/odd/manifests/{longest}"),
+            &[("content-type", OCI_MANIFEST)],
+            body.clone(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let r = t
+        .call("GET", &format!("/v2/odd/manifests/{longest}"), &[], "")
+        .await;
+    assert_eq!(r.body, body);
+}
+
 async fn manifest_size_limits(t: T) {
     let (_, body) = t.image("big", "base", &[b"l"]).await;
     let mut m: Value = serde_json::from_slice(&body).unwrap();
@@ -696,7 +855,7 @@ async fn manifest_size_limits(t: T) {
             too_big,
         )
         .await;
-    assert!(r.status.is_client_error());
+    r.expect(413, "SIZE_INVALID");
     t.call("GET", "/v2/big/manifests/huge", &[], "")
         .await
         .expect(404, "MANIFEST_UNKNOWN");
@@ -746,7 +905,12 @@ async fn tags_and_catalog(t: T) {
     assert_eq!(r.header("link"), "");
     let r = t.call("GET", "/v2/repo/x/tags/list?n=0", &[], "").await;
     assert_eq!(r.json()["tags"], json!([]));
-    t.call("GET", "/v2/repo/x/tags/list?n=abc", &[], "").await;
+    t.call("GET", "/v2/repo/x/tags/list?n=abc", &[], "")
+        .await
+        .expect(400, "UNSUPPORTED");
+    t.call("GET", "/v2/_catalog?n=-1", &[], "")
+        .await
+        .expect(400, "UNSUPPORTED");
     for repo in ["b", "a/b", "a"] {
         t.image(repo, "t", &[b"l"]).await;
     }
@@ -844,13 +1008,15 @@ async fn referrers(t: T) {
 
 async fn deletes(t: T) {
     let (d, _) = t.image("del", "v1", &[b"l"]).await;
-    t.call(
-        "PUT",
-        "/v2/del/manifests/v2",
-        &[("content-type", OCI_MANIFEST)],
-        t.call("GET", "/v2/del/manifests/v1", &[], "").await.body,
-    )
-    .await;
+    let r = t
+        .call(
+            "PUT",
+            "/v2/del/manifests/v2",
+            &[("content-type", OCI_MANIFEST)],
+            t.call("GET", "/v2/del/manifests/v1", &[], "").await.body,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     // A tag alone.
     assert_eq!(
         t.call("DELETE", "/v2/del/manifests/v2", &[], "")
@@ -920,11 +1086,13 @@ macro_rules! on_every_backend {
 on_every_backend!(
     base_and_errors_for_names,
     blobs_get_head_range_delete,
+    blob_heads_open_nothing,
     uploads_monolithic_and_post_put,
     uploads_chunked,
     upload_continues_after_restart,
     mounts,
     manifests,
+    odd_references,
     manifest_size_limits,
     tags_and_catalog,
     referrers,

@@ -191,3 +191,140 @@ pub async fn store(kind: &str) -> TestStore {
         other => panic!("unknown backend {other}"),
     }
 }
+
+/// A backend that hands every call to another and notes what it was and on which key, so a
+/// test can see what a request cost the store: a `get` is a GetObject on S3 (an open on disk),
+/// a `stat` a HeadObject.
+pub struct Recording {
+    inner: Arc<dyn Backend>,
+    calls: std::sync::Mutex<Vec<(&'static str, String)>>,
+}
+
+impl Recording {
+    pub fn new(inner: Arc<dyn Backend>) -> Recording {
+        Recording {
+            inner,
+            calls: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The calls so far, in order, and forgets them.
+    pub fn take(&self) -> Vec<(&'static str, String)> {
+        std::mem::take(&mut *self.calls.lock().unwrap())
+    }
+
+    fn note(&self, op: &'static str, key: &str) {
+        self.calls.lock().unwrap().push((op, key.to_string()));
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for Recording {
+    async fn get(
+        &self,
+        key: &str,
+        range: Option<std::ops::Range<u64>>,
+    ) -> crate::backend::Result<crate::ByteStream> {
+        self.note("get", key);
+        self.inner.get(key, range).await
+    }
+
+    async fn read(&self, key: &str) -> crate::backend::Result<bytes::Bytes> {
+        self.note("read", key);
+        self.inner.read(key).await
+    }
+
+    async fn writer(
+        &self,
+        key: &str,
+    ) -> crate::backend::Result<Box<dyn crate::backend::ObjectWriter>> {
+        self.note("writer", key);
+        self.inner.writer(key).await
+    }
+
+    async fn put(&self, key: &str, data: bytes::Bytes) -> crate::backend::Result<()> {
+        self.note("put", key);
+        self.inner.put(key, data).await
+    }
+
+    async fn stat(&self, key: &str) -> crate::backend::Result<Option<crate::backend::ObjectMeta>> {
+        self.note("stat", key);
+        self.inner.stat(key).await
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> crate::backend::Result<crate::backend::ListPage> {
+        self.note("list", prefix);
+        self.inner.list(prefix, start_after, limit).await
+    }
+
+    async fn delete(&self, key: &str) -> crate::backend::Result<()> {
+        self.note("delete", key);
+        self.inner.delete(key).await
+    }
+
+    async fn copy(&self, from: &str, to: &str) -> crate::backend::Result<()> {
+        self.note("copy", to);
+        self.inner.copy(from, to).await
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> crate::backend::Result<()> {
+        self.note("rename", to);
+        self.inner.rename(from, to).await
+    }
+
+    fn scan(&self, prefix: &str) -> crate::backend::EntryStream {
+        self.note("scan", prefix);
+        self.inner.scan(prefix)
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> crate::backend::Result<()> {
+        for k in keys {
+            self.note("delete", k);
+        }
+        self.inner.delete_many(keys).await
+    }
+
+    async fn create_new(
+        &self,
+        key: &str,
+        data: bytes::Bytes,
+    ) -> crate::backend::Result<Option<String>> {
+        self.note("create_new", key);
+        self.inner.create_new(key, data).await
+    }
+
+    async fn read_versioned(
+        &self,
+        key: &str,
+    ) -> crate::backend::Result<Option<crate::backend::Versioned>> {
+        self.note("read", key);
+        self.inner.read_versioned(key).await
+    }
+
+    async fn replace(
+        &self,
+        key: &str,
+        data: bytes::Bytes,
+        etag: &str,
+    ) -> crate::backend::Result<Option<String>> {
+        self.note("replace", key);
+        self.inner.replace(key, data, etag).await
+    }
+
+    async fn reachable(&self) -> crate::backend::Result<()> {
+        self.inner.reachable().await
+    }
+
+    fn local_path(&self, key: &str) -> Option<std::path::PathBuf> {
+        self.inner.local_path(key)
+    }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}

@@ -109,6 +109,19 @@ pub struct HostConfig {
     /// (a name or id as given to `create`, its id once created).
     #[serde(default)]
     pub network_container: String,
+    /// `--privileged`: every capability and device, no seccomp filter, no masked paths.
+    #[serde(default)]
+    pub privileged: bool,
+    /// `--cap-add`, `--cap-drop`: `CAP_` names (or `ALL`), as normalised by `create`.
+    #[serde(default)]
+    pub cap_add: Vec<String>,
+    #[serde(default)]
+    pub cap_drop: Vec<String>,
+    /// `--security-opt`: `seccomp=unconfined`, `seccomp=<the profile's JSON>` (the CLI reads
+    /// the file, as docker's does), `no-new-privileges[=true|false]`, `apparmor=unconfined`,
+    /// `label=disable`, `systempaths=unconfined`.
+    #[serde(default)]
+    pub security_opt: Vec<String>,
 }
 
 impl HostConfig {
@@ -118,6 +131,22 @@ impl HostConfig {
             NetworkMode::Container => format!("container:{}", self.network_container),
             other => other.as_str().to_string(),
         }
+    }
+
+    /// docker's `HostConfig.MaskedPaths`: what the container sees empty (/proc/kcore, …).
+    pub fn masked_paths(&self) -> Vec<String> {
+        berth_runtime::DEFAULT_MASKED_PATHS
+            .iter()
+            .map(|p| p.to_string())
+            .collect()
+    }
+
+    /// docker's `HostConfig.ReadonlyPaths`: what the container sees read-only (/proc/sys, …).
+    pub fn readonly_paths(&self) -> Vec<String> {
+        berth_runtime::DEFAULT_READONLY_PATHS
+            .iter()
+            .map(|p| p.to_string())
+            .collect()
     }
 }
 

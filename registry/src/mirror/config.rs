@@ -155,7 +155,7 @@ impl MirrorConfig {
             }
             for u in self.upstream.values() {
                 let roots = [dir.clone()];
-                berth_client::remote::certs::for_host(&roots, &u.api_host())
+                berth_remote::certs::for_host(&roots, &u.api_host())
                     .map_err(|e| format!("mirror.certs_d: {e}"))?;
             }
         }

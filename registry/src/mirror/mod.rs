@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::Response;
-use berth_client::remote::{Credential, Remote, RemoteConfig, RemoteError};
+use berth_remote::{Credential, Remote, RemoteConfig, RemoteError};
 use berth_storage::{Digest, Reference, RepoName, Store, Tag};
 use bytes::Bytes;
 use futures::future::{BoxFuture, FutureExt, Shared};
@@ -191,6 +191,23 @@ struct Inner {
     counters: Counters,
 }
 
+impl api::Front for Mirror {
+    fn intercept<'a>(
+        &'a self,
+        reg: &'a Registry,
+        route: &'a Route<'a>,
+        method: &'a Method,
+        query: &'a api::Query,
+        range: Option<HeaderValue>,
+    ) -> BoxFuture<'a, Result<Option<Response>>> {
+        self.answer(reg, route, method, query, range).boxed()
+    }
+
+    fn render_metrics(&self, out: &mut String) {
+        self.counters().render(out);
+    }
+}
+
 impl Mirror {
     /// The mirror of `config`; an error (one line) when its spool directory cannot hold files.
     pub fn new(config: MirrorConfig) -> std::result::Result<Mirror, String> {
@@ -283,7 +300,7 @@ impl Mirror {
 
     /// Answers a request for a repository that the mirror serves; `None` for local ones (and
     /// for endpoints without a repository), which the registry answers as usual.
-    pub async fn intercept(
+    async fn answer(
         &self,
         reg: &Registry,
         route: &Route<'_>,
@@ -542,7 +559,7 @@ impl Mirror {
     async fn head_blob(&self, reg: &Registry, c: &Cached, d: &Digest) -> Result<Response> {
         let (up, repo, cache) = (&c.upstream, &c.repo, &c.cache);
         match self.cached_blob(reg, c, d).await? {
-            Some(true) => return api::get_blob(reg, cache, d, None).await,
+            Some(true) => return api::get_blob(reg, cache, d, api::BlobRead::Head).await,
             Some(false) => return Err(blob_unknown(d)),
             None => {}
         }
@@ -567,7 +584,7 @@ impl Mirror {
         match self.cached_blob(reg, c, d).await? {
             Some(true) => {
                 Counters::add(&self.inner.counters.blob_hits, 1);
-                return api::get_blob(reg, cache, d, range).await;
+                return api::get_blob(reg, cache, d, api::BlobRead::Get(range)).await;
             }
             Some(false) => return Err(blob_unknown(d)),
             None => {}
@@ -575,10 +592,14 @@ impl Mirror {
         let flight = self.blob_flight(reg, c, d);
         let (total, spool) = match flight.opened().await {
             Opened::Streaming(total, spool) => (total, spool),
-            Opened::Stored => return api::get_blob(reg, cache, d, range).await,
+            Opened::Stored => return api::get_blob(reg, cache, d, api::BlobRead::Get(range)).await,
             Opened::Failed(e) => return Err(e),
         };
-        let Some(r) = range else {
+        // A Range header that is to be ignored is as good as none.
+        let Some(wanted) = range
+            .as_ref()
+            .and_then(|r| crate::range::parse_range(r.as_bytes()))
+        else {
             let mut resp = blob_head(d, total);
             *resp.body_mut() = Body::from_stream(flight.reader(spool, 0, None));
             return Ok(resp);
@@ -586,22 +607,17 @@ impl Mirror {
         // A ranged read of a blob on its way in: answered once the whole is there and checked.
         let size = flight.finished().await?;
         if flight.stored_already() {
-            return api::get_blob(reg, cache, d, Some(r)).await;
+            return api::get_blob(reg, cache, d, api::BlobRead::Get(range)).await;
         }
-        let Some(range) = r.to_str().ok().and_then(|s| api::parse_range(s, size)) else {
-            return Err(RegistryError::new(
-                Code::RangeInvalid,
-                format!("the range cannot be satisfied by a blob of {size} bytes"),
-            )
-            .with_header("content-range", format!("bytes */{size}")));
+        let Some(range) = wanted.resolve(size) else {
+            return Ok(api::range_not_satisfiable(d, size));
         };
         let mut resp = blob_head(d, Some(range.end - range.start));
         *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
-        resp.headers_mut().insert(
-            "content-range",
-            HeaderValue::from_str(&format!("bytes {}-{}/{size}", range.start, range.end - 1))
-                .expect("ascii"),
-        );
+        let content_range = format!("bytes {}-{}/{size}", range.start, range.end - 1);
+        let content_range = HeaderValue::try_from(content_range)
+            .map_err(|e| RegistryError::new(Code::Internal, e.to_string()))?;
+        resp.headers_mut().insert("content-range", content_range);
         *resp.body_mut() = Body::from_stream(flight.reader(spool, range.start, Some(range.end)));
         Ok(resp)
     }

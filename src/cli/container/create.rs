@@ -1,0 +1,82 @@
+//! `berth create`: a container's record from an image (pulled when missing), nothing running.
+
+use anyhow::{bail, Result};
+use berth_client::engine::{ContainerRecord, Engine};
+use berth_client::images::ImageRecord;
+use berth_client::remote::Platform;
+use clap::Args;
+
+use super::opts::{create_options, CreateFlags};
+use crate::cli::exit::engine_failure;
+use crate::cli::globals::Globals;
+use crate::cli::image::pull::pull_missing;
+
+#[derive(Args, Debug)]
+#[command(disable_help_flag = true)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    pub flags: CreateFlags,
+}
+
+pub fn run(g: &Globals, a: CreateArgs) -> Result<i32> {
+    let e = g.engine()?;
+    match create_record(&e, &a.flags) {
+        Ok(rec) => {
+            println!("{}", rec.id);
+            Ok(0)
+        }
+        Err(err) => Ok(engine_failure(&err)),
+    }
+}
+
+/// The image to run: from the store, pulled when missing (or always, with `--pull always`).
+/// With `--platform`, a local image of another platform counts as missing, and the image must
+/// be of that platform in the end (docker's rule).
+fn find_image(e: &Engine, f: &CreateFlags) -> Result<ImageRecord> {
+    let wanted: Option<Platform> = f.platform.as_deref().map(str::parse).transpose()?;
+    let platform_of = |i: &ImageRecord| -> Result<Platform> {
+        let config = e.images().config_sync(i)?;
+        let field = |k: &str| config.get(k).and_then(|v| v.as_str()).map(str::to_string);
+        Ok(Platform {
+            os: field("os").unwrap_or_default(),
+            architecture: field("architecture").unwrap_or_default(),
+            variant: field("variant"),
+        })
+    };
+    let fits = |i: &ImageRecord| -> Result<bool> {
+        match &wanted {
+            None => Ok(true),
+            Some(w) => Ok(w.matches(&platform_of(i)?)),
+        }
+    };
+    let pull = |announce| pull_missing(e.images(), &f.image, &f.platform, f.quiet, announce);
+    let local = e.images().resolve(&f.image);
+    let image = match (f.pull.as_str(), local) {
+        ("always", _) => pull(false)?,
+        (_, Ok(i)) if fits(&i)? => return Ok(i),
+        ("never", Ok(i)) => i,
+        (_, Ok(_)) => pull(true)?,
+        ("never", Err(err)) => return Err(err.into()),
+        (_, Err(berth_client::images::ImageError::NotFound(_))) => pull(true)?,
+        (_, Err(err)) => return Err(err.into()),
+    };
+    if let Some(w) = &wanted {
+        let actual = platform_of(&image)?;
+        if !w.matches(&actual) {
+            bail!(
+                "image with reference {} was found but does not match the specified platform: \
+                 wanted {w}, actual: {actual}",
+                f.image
+            );
+        }
+    }
+    Ok(image)
+}
+
+/// `create` and the first half of `run`: the container's record, nothing running yet.
+pub fn create_record(e: &Engine, f: &CreateFlags) -> Result<ContainerRecord> {
+    let opts = create_options(e, f)?;
+    let image = find_image(e, f)?;
+    let config = e.images().config_sync(&image)?;
+    Ok(e.create(&image, &f.image, &config, opts)?)
+}

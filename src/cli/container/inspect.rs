@@ -1,0 +1,217 @@
+//! `berth container inspect`, and docker's container document that `berth inspect` shows too.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use berth_client::engine::{
+    hostname_of, ContainerRecord, Engine, NetworkState, PortBinding, Status,
+};
+use clap::Args;
+use serde_json::{json, Value};
+
+use super::each::ContainersArg;
+use crate::cli::format::print_inspect;
+use crate::cli::globals::Globals;
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// Format output using a custom template
+    #[arg(short, long)]
+    format: Option<String>,
+    /// Display total file sizes
+    #[arg(short, long)]
+    size: bool,
+    #[command(flatten)]
+    c: ContainersArg,
+}
+
+/// docker's container JSON for `inspect`.
+pub fn inspect_value(e: &Engine, rec: &ContainerRecord, size: bool) -> Value {
+    let st = e.state(rec);
+    let dir = e.dir(&rec.id);
+    let argv = rec.config.argv();
+    let zero = "0001-01-01T00:00:00Z".to_string();
+    let lower: Vec<String> = rec
+        .layers
+        .iter()
+        .rev()
+        .map(|c| e.images().snapshot_dir(c).display().to_string())
+        .collect();
+    let mounts: Vec<Value> = rec
+        .mounts
+        .iter()
+        .map(|m| {
+            let mode = [m.read_only.then_some("ro"), m.no_copy.then_some("nocopy")]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(",");
+            let mut v = json!({
+                "Type": m.kind,
+                "Source": m.source,
+                "Destination": m.destination,
+                "Mode": mode,
+                "RW": !m.read_only,
+                "Propagation": if m.kind == "bind" { "rprivate" } else { "" },
+            });
+            if let Some(n) = &m.name {
+                v["Name"] = json!(n);
+                v["Driver"] = json!("local");
+            }
+            v
+        })
+        .collect();
+    let env_map: BTreeMap<String, Value> = rec
+        .config
+        .volumes
+        .iter()
+        .map(|v| (v.clone(), json!({})))
+        .collect();
+    let mut v = json!({
+        "Id": rec.id,
+        "Created": rec.created,
+        "Path": argv.first().cloned().unwrap_or_default(),
+        "Args": argv.iter().skip(1).collect::<Vec<_>>(),
+        "State": {
+            "Status": st.status.as_str(),
+            "Running": matches!(st.status, Status::Running | Status::Paused),
+            "Paused": st.status == Status::Paused,
+            "Restarting": false,
+            "OOMKilled": st.oom_killed,
+            "Dead": st.status == Status::Dead,
+            "Pid": st.pid.unwrap_or(0),
+            "ExitCode": st.exit_code,
+            "Error": st.error.clone().unwrap_or_default(),
+            "StartedAt": st.started_at.clone().unwrap_or(zero.clone()),
+            "FinishedAt": st.finished_at.clone().unwrap_or(zero),
+        },
+        "Image": rec.image_id.as_str(),
+        "ResolvConfPath": dir.join("resolv.conf"),
+        "HostnamePath": dir.join("hostname"),
+        "HostsPath": dir.join("hosts"),
+        "LogPath": e.log_path(&rec.id),
+        "Name": format!("/{}", rec.name),
+        "RestartCount": rec.restart_count,
+        "Driver": "overlay",
+        "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": null,
+        "HostConfig": {
+            "Binds": if rec.host.binds.is_empty() { Value::Null } else { json!(rec.host.binds) },
+            "LogConfig": { "Type": "json-file", "Config": {} },
+            "NetworkMode": rec.host.network_mode(),
+            "PortBindings": ports_map(&rec.host.port_bindings),
+            "PublishAllPorts": rec.host.publish_all,
+            "Dns": rec.host.dns,
+            "DnsSearch": rec.host.dns_search,
+            "DnsOptions": rec.host.dns_options,
+            "ExtraHosts": if rec.host.extra_hosts.is_empty() { Value::Null } else { json!(rec.host.extra_hosts) },
+            "RestartPolicy": { "Name": "no", "MaximumRetryCount": 0 },
+            "AutoRemove": rec.host.auto_remove,
+            "ReadonlyRootfs": rec.host.readonly_rootfs,
+            "Memory": rec.host.memory,
+            "MemorySwap": match (rec.host.memory, rec.host.memory_swap) {
+                (0, s) => s,
+                (m, 0) => m * 2,
+                (_, s) => s,
+            },
+            "NanoCpus": rec.host.nano_cpus,
+            "PidsLimit": if rec.host.pids_limit > 0 { json!(rec.host.pids_limit) } else { Value::Null },
+            "Privileged": false,
+            "CgroupParent": rec.host.cgroup_parent,
+            "MaskedPaths": rec.host.masked_paths(),
+            "ReadonlyPaths": rec.host.readonly_paths(),
+        },
+        "GraphDriver": {
+            "Name": "overlay",
+            "Data": {
+                "LowerDir": lower.join(":"),
+                "UpperDir": dir.join("upper"),
+                "WorkDir": dir.join("work"),
+                "MergedDir": dir.join("run/rootfs"),
+            },
+        },
+        "Mounts": mounts,
+        "Config": {
+            "Hostname": hostname_of(rec),
+            "Domainname": "",
+            "User": rec.config.user,
+            "AttachStdin": rec.config.open_stdin,
+            "AttachStdout": true,
+            "AttachStderr": true,
+            "Tty": rec.config.tty,
+            "OpenStdin": rec.config.open_stdin,
+            "StdinOnce": rec.config.open_stdin,
+            "Env": rec.config.env,
+            "Cmd": if rec.config.cmd.is_empty() { Value::Null } else { json!(rec.config.cmd) },
+            "Image": rec.image,
+            "Volumes": if env_map.is_empty() { Value::Null } else { json!(env_map) },
+            "WorkingDir": rec.config.working_dir,
+            "Entrypoint": if rec.config.entrypoint.is_empty() { Value::Null } else { json!(rec.config.entrypoint) },
+            "OnBuild": null,
+            "Labels": rec.config.labels,
+            "StopSignal": rec.config.stop_signal,
+        },
+        "NetworkSettings": network_settings(rec, &e.network_state(rec, st.status)),
+    });
+    if size {
+        v["SizeRw"] = json!(e.size_rw(rec));
+    }
+    v
+}
+
+/// docker's NetworkSettings: the address and published ports while the container runs on
+/// the bridge, empty otherwise.
+fn network_settings(rec: &ContainerRecord, net: &Option<NetworkState>) -> Value {
+    let endpoint = match net {
+        Some(n) => json!({
+            "IPAddress": n.ip_address,
+            "IPPrefixLen": n.prefix,
+            "Gateway": n.gateway,
+            "MacAddress": n.mac_address,
+        }),
+        None => json!({ "IPAddress": "", "IPPrefixLen": 0, "Gateway": "", "MacAddress": "" }),
+    };
+    let mut v = endpoint.clone();
+    v["Networks"] = json!({ rec.host.network.as_str(): endpoint });
+    v["Ports"] = net.as_ref().map_or(json!({}), |n| ports_map(&n.ports));
+    v
+}
+
+pub fn run(g: &Globals, a: InspectArgs) -> Result<i32> {
+    let (format, size) = (a.format.as_deref(), a.size);
+    let a = &a.c;
+    let e = g.engine()?;
+    let mut out = Vec::new();
+    let mut code = 0;
+    for name in &a.containers {
+        match e.resolve(name) {
+            Ok(rec) => out.push(inspect_value(&e, &rec, size)),
+            Err(err) => {
+                eprintln!("Error: {err}");
+                code = 1;
+            }
+        }
+    }
+    print_inspect(&out, format)?;
+    Ok(code)
+}
+
+/// docker's `{"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}`; `host_port` 0 is
+/// written empty, as docker writes a binding whose host port is chosen at start.
+fn ports_map(ports: &[PortBinding]) -> Value {
+    let mut m: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for p in ports {
+        let host_port = if p.host_port == 0 {
+            String::new()
+        } else {
+            p.host_port.to_string()
+        };
+        m.entry(p.key())
+            .or_default()
+            .push(json!({ "HostIp": p.host_ip, "HostPort": host_port }));
+    }
+    json!(m)
+}

@@ -1,0 +1,441 @@
+//! The flags `run` and `create` share ([`CreateFlags`]) and their conversion into the
+//! engine's [`CreateOptions`] ([`create_options`]): every check of a flag's value, in docker's
+//! words, happens here, once. A new flag: a field in `CreateFlags` (in docker's order of
+//! `docker run --help`, with its help line), and its reading in `create_options`.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context, Result};
+use berth_client::engine::{CreateOptions, Engine, HostConfig, NetworkMode, PortBinding};
+use clap::Args;
+
+use crate::cli::flags::parse_bytes;
+
+/// The flags `create` and `run` share.
+#[derive(Args, Debug, Clone)]
+#[command(disable_help_flag = true)]
+pub struct CreateFlags {
+    /// Print usage
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+    /// Assign a name to the container
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Automatically remove the container and its anonymous volumes when it exits
+    #[arg(long)]
+    pub rm: bool,
+    /// Keep STDIN open even if not attached
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Set environment variables (KEY=VALUE, or KEY to take it from here)
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Read in a file of environment variables
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+    /// Working directory inside the container
+    #[arg(short, long, value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// Username or UID (format: <name|uid>[:<group|gid>])
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Container host name
+    #[arg(short = 'h', long)]
+    pub hostname: Option<String>,
+    /// Set custom DNS servers
+    #[arg(long, value_name = "IP")]
+    pub dns: Vec<String>,
+    /// Set custom DNS search domains
+    #[arg(long, value_name = "DOMAIN")]
+    pub dns_search: Vec<String>,
+    /// Set DNS options
+    #[arg(long, value_name = "OPTION")]
+    pub dns_option: Vec<String>,
+    /// Add a custom host-to-IP mapping (host:ip; host-gateway is the bridge's gateway)
+    #[arg(long, value_name = "HOST:IP")]
+    pub add_host: Vec<String>,
+    /// Bind mount a volume (HOST-DIR:CONTAINER-DIR[:ro], NAME:CONTAINER-DIR[:ro], or CONTAINER-DIR)
+    #[arg(short, long = "volume", value_name = "VOLUME")]
+    pub volume: Vec<String>,
+    /// Overwrite the default ENTRYPOINT of the image
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Memory limit (e.g. 32m, 1g)
+    #[arg(short, long)]
+    pub memory: Option<String>,
+    /// Swap limit equal to memory plus swap: -1 to enable unlimited swap
+    #[arg(long, allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// Number of CPUs
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Tune container pids limit (-1 for unlimited)
+    #[arg(long, allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Mount the container's root filesystem as read only
+    #[arg(long)]
+    pub read_only: bool,
+    /// Parent cgroup for the container's cgroup (default /berth)
+    #[arg(long, value_name = "PATH")]
+    pub cgroup_parent: Option<String>,
+    /// Connect a container to a network: bridge (berth0, 10.89.0.0/16), none, host or
+    /// container:NAME (another container's network)
+    #[arg(long, alias = "net", default_value = "bridge")]
+    pub network: String,
+    /// Publish a container's port(s) to the host: [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|udp]
+    #[arg(short, long, value_name = "PORTS")]
+    pub publish: Vec<String>,
+    /// Publish all exposed ports to free host ports
+    #[arg(short = 'P', long)]
+    pub publish_all: bool,
+    /// Set meta data on a container
+    #[arg(short, long = "label", value_name = "KEY=VALUE")]
+    pub label: Vec<String>,
+    /// Pull image before running: missing, always, never
+    #[arg(long, default_value = "missing")]
+    pub pull: String,
+    /// Set platform if the image must be pulled (os/arch[/variant])
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Suppress the pull output
+    #[arg(short, long)]
+    pub quiet: bool,
+    // New flags go above this line: the image and the command come last.
+    /// The image to run
+    pub image: String,
+    /// The command and its arguments
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+/// The environment from `--env-file`s then `-e`s: `KEY=VALUE`, or `KEY` alone to take this
+/// process's value (dropped when unset, as docker does).
+pub fn environment(files: &[PathBuf], env: &[String]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut add = |kv: &str, origin: &str| -> Result<()> {
+        let key = kv.split('=').next().unwrap_or_default();
+        if key.is_empty() || key.contains(char::is_whitespace) {
+            bail!("invalid environment variable {kv:?} {origin}");
+        }
+        if kv.contains('=') {
+            out.push(kv.to_string());
+        } else if let Ok(v) = std::env::var(key) {
+            out.push(format!("{key}={v}"));
+        }
+        Ok(())
+    };
+    for f in files {
+        let file =
+            std::fs::File::open(f).with_context(|| format!("open env file {}", f.display()))?;
+        for line in std::io::BufReader::new(file).lines() {
+            let line = line.with_context(|| format!("read env file {}", f.display()))?;
+            let line = line.trim_start();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            add(line, &format!("in {}", f.display()))?;
+        }
+    }
+    for kv in env {
+        add(kv, "given with -e")?;
+    }
+    Ok(out)
+}
+
+/// The engine's options for the flags: every value checked, in docker's words.
+pub fn create_options(e: &Engine, f: &CreateFlags) -> Result<CreateOptions> {
+    let network = match f.network.as_str() {
+        "none" => NetworkMode::None,
+        "host" => NetworkMode::Host,
+        "bridge" | "default" => NetworkMode::Bridge,
+        other if other.starts_with("container:") => NetworkMode::Container,
+        other => {
+            bail!("network {other} not found (berth knows bridge, none, host and container:NAME)")
+        }
+    };
+    let network_container = match f.network.strip_prefix("container:") {
+        Some("") => bail!("--network container: needs a container's name or id"),
+        Some(c) => c.to_string(),
+        None => String::new(),
+    };
+    if network == NetworkMode::Container {
+        let conflict = |what: &str| anyhow!("conflicting options: {what} and the network mode");
+        if f.hostname.is_some() {
+            return Err(conflict("hostname"));
+        }
+        if !f.publish.is_empty() || f.publish_all {
+            return Err(conflict("port publishing"));
+        }
+        if !f.dns.is_empty() || !f.dns_search.is_empty() || !f.dns_option.is_empty() {
+            return Err(conflict("dns"));
+        }
+        if !f.add_host.is_empty() {
+            return Err(conflict("custom host-to-IP mapping"));
+        }
+    }
+    let mut port_bindings = Vec::new();
+    for p in &f.publish {
+        port_bindings.extend(parse_publish(p)?);
+    }
+    let publishes = !port_bindings.is_empty() || f.publish_all;
+    let dns = f
+        .dns
+        .iter()
+        .map(|d| match d.parse::<std::net::IpAddr>() {
+            Ok(ip) => Ok(ip.to_string()),
+            Err(_) => Err(anyhow!("{d} is not an ip address (--dns)")),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    for v in f.dns_search.iter().chain(&f.dns_option) {
+        if v.is_empty() || v.contains(char::is_whitespace) {
+            bail!("invalid DNS search domain or option {v:?}");
+        }
+    }
+    let extra_hosts = f
+        .add_host
+        .iter()
+        .map(|h| parse_add_host(h, e.bridge_gateway()))
+        .collect::<Result<Vec<_>>>()?;
+    match network {
+        NetworkMode::Host if publishes => {
+            eprintln!("WARNING: Published ports are discarded when using host network mode");
+            port_bindings.clear();
+        }
+        NetworkMode::None if publishes => {
+            bail!("ports cannot be published with --network none: use --network bridge")
+        }
+        _ => {}
+    }
+    let memory = f
+        .memory
+        .as_deref()
+        .map(parse_bytes)
+        .transpose()?
+        .unwrap_or(0);
+    if memory != 0 && memory < 6 << 20 {
+        bail!("Minimum memory limit allowed is 6MB");
+    }
+    let memory_swap = match f.memory_swap.as_deref() {
+        None => 0,
+        Some("-1") => -1,
+        Some(s) => {
+            let v = parse_bytes(s)?;
+            if memory == 0 {
+                bail!("You should always set the Memory limit when using Memoryswap limit");
+            }
+            if v < memory {
+                bail!("Minimum memoryswap limit should be larger than memory limit, see usage");
+            }
+            v
+        }
+    };
+    let nano_cpus = match f.cpus {
+        None => 0,
+        Some(c) if c > 0.0 && c <= num_cpus() as f64 => (c * 1e9) as i64,
+        Some(c) => bail!(
+            "range of CPUs is from 0.01 to {}.00, as there are only {} CPUs available (asked for {c})",
+            num_cpus(),
+            num_cpus()
+        ),
+    };
+    let pids_limit = match f.pids_limit {
+        None | Some(-1) | Some(0) => 0,
+        Some(n) if n > 0 => n,
+        Some(n) => bail!("invalid --pids-limit {n}"),
+    };
+    if !matches!(f.pull.as_str(), "missing" | "always" | "never") {
+        bail!(
+            "invalid pull option: '{}': must be one of \"always\", \"missing\" or \"never\"",
+            f.pull
+        );
+    }
+    let cgroup_parent = f.cgroup_parent.clone().unwrap_or_default();
+    if cgroup_parent.split('/').any(|c| c == ".." || c == ".")
+        || cgroup_parent.contains(char::is_whitespace)
+    {
+        bail!(
+            "invalid --cgroup-parent {cgroup_parent:?}: a cgroup path without . or .. components"
+        );
+    }
+    let mut labels = Vec::new();
+    for l in &f.label {
+        let (k, v) = l.split_once('=').unwrap_or((l, ""));
+        if k.is_empty() {
+            bail!("invalid label {l:?}");
+        }
+        labels.push((k.to_string(), v.to_string()));
+    }
+    Ok(CreateOptions {
+        name: f.name.clone(),
+        cmd: f.command.clone(),
+        entrypoint: f.entrypoint.clone(),
+        env: environment(&f.env_file, &f.env)?,
+        workdir: f.workdir.clone(),
+        user: f.user.clone(),
+        hostname: f.hostname.clone(),
+        volumes: f.volume.clone(),
+        tty: f.tty,
+        open_stdin: f.interactive,
+        labels,
+        host: HostConfig {
+            binds: vec![],
+            network,
+            auto_remove: f.rm,
+            memory,
+            memory_swap,
+            nano_cpus,
+            pids_limit,
+            readonly_rootfs: f.read_only,
+            cgroup_parent,
+            port_bindings,
+            publish_all: f.publish_all && network == NetworkMode::Bridge,
+            dns,
+            dns_search: f.dns_search.clone(),
+            dns_options: f.dns_option.clone(),
+            extra_hosts,
+            network_container,
+            ..HostConfig::default()
+        },
+    })
+}
+
+/// `--add-host NAME:IP` (or `NAME=IP`): `NAME:IP` with `host-gateway` resolved to the
+/// bridge's gateway, as docker resolves it to its bridge's.
+fn parse_add_host(arg: &str, gateway: std::net::Ipv4Addr) -> Result<String> {
+    let bad = |why: &str| anyhow!("invalid argument {arg:?} for \"--add-host\" flag: {why}");
+    let (name, ip) = arg
+        .split_once('=')
+        .or_else(|| arg.split_once(':'))
+        .ok_or_else(|| bad("expected HOST:IP"))?;
+    let valid_name = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
+    if !valid_name {
+        return Err(bad("invalid host name"));
+    }
+    let ip = match ip.trim_start_matches('[').trim_end_matches(']') {
+        "host-gateway" => gateway.to_string(),
+        other => other
+            .parse::<std::net::IpAddr>()
+            .map_err(|_| bad(&format!("{other:?} is not an IP address")))?
+            .to_string(),
+    };
+    Ok(format!("{name}:{ip}"))
+}
+
+/// One `-p`: `[IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]`, ports or ranges (`8000-8009:80-89`).
+fn parse_publish(arg: &str) -> Result<Vec<PortBinding>> {
+    let bad = |why: &str| anyhow::anyhow!("invalid publish {arg:?}: {why}");
+    let (spec, protocol) = match arg.rsplit_once('/') {
+        Some((s, p @ ("tcp" | "udp"))) => (s, p),
+        Some((_, p)) => return Err(bad(&format!("unknown protocol {p:?} (tcp or udp)"))),
+        None => (arg, "tcp"),
+    };
+    if spec.starts_with('[') {
+        return Err(bad("IPv6 host addresses are not supported"));
+    }
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (host_ip, host, container) = match parts[..] {
+        [c] => ("", "", c),
+        [h, c] => ("", h, c),
+        [ip, h, c] => (ip, h, c),
+        _ => return Err(bad("expected [IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]")),
+    };
+    if !host_ip.is_empty() && host_ip.parse::<std::net::Ipv4Addr>().is_err() {
+        return Err(bad(&format!("{host_ip:?} is not an IPv4 address")));
+    }
+    let range = |s: &str, zero_ok: bool| -> Result<(u16, u16)> {
+        let (a, b) = s.split_once('-').unwrap_or((s, s));
+        let port = |p: &str| match p.parse::<u16>() {
+            Ok(0) if !zero_ok => Err(bad("port 0")),
+            Ok(n) => Ok(n),
+            Err(_) => Err(bad(&format!("{p:?} is not a port number"))),
+        };
+        let (a, b) = (port(a)?, port(b)?);
+        if b < a {
+            return Err(bad(&format!("the range {s} ends before it starts")));
+        }
+        Ok((a, b))
+    };
+    let (c0, c1) = range(container, false)?;
+    let hosts: Vec<u16> = if host.is_empty() {
+        vec![0; usize::from(c1 - c0) + 1]
+    } else {
+        let (h0, h1) = range(host, true)?;
+        if h1 - h0 != c1 - c0 {
+            return Err(bad("the host and container ranges differ in length"));
+        }
+        (h0..=h1).collect()
+    };
+    Ok((c0..=c1)
+        .zip(hosts)
+        .map(|(c, h)| PortBinding {
+            protocol: protocol.to_string(),
+            container_port: c,
+            host_ip: host_ip.to_string(),
+            host_port: h,
+        })
+        .collect())
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_arguments() {
+        let one = |a: &str| {
+            parse_publish(a)
+                .unwrap()
+                .iter()
+                .map(|p| format!("{}|{}|{}", p.host_ip, p.host_port, p.key()))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(one("80"), "|0|80/tcp");
+        assert_eq!(one("8080:80"), "|8080|80/tcp");
+        assert_eq!(one("127.0.0.1::53/udp"), "127.0.0.1|0|53/udp");
+        assert_eq!(one("10.0.0.1:81:80/tcp"), "10.0.0.1|81|80/tcp");
+        assert_eq!(one("8000-8001:90-91"), "|8000|90/tcp |8001|91/tcp");
+        assert_eq!(one("90-91"), "|0|90/tcp |0|91/tcp");
+        for bad in [
+            "",
+            "0",
+            "http",
+            "80/sctp",
+            "1:2:3:4",
+            "[::1]:80:80",
+            "x.y:80:80",
+            "70000",
+            "81-80",
+            "8000-8002:80-81",
+            "8080:80-81",
+        ] {
+            assert!(parse_publish(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn env_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("env");
+        std::fs::write(
+            &f,
+            "# comment\nA=1\n\nB=two words\nBERTH_SURELY_UNSET_VAR\n",
+        )
+        .unwrap();
+        let env = environment(&[f], &["A=3".into(), "C=".into()]).unwrap();
+        assert_eq!(env, vec!["A=1", "B=two words", "A=3", "C="]);
+        assert!(environment(&[], &["=x".into()]).is_err());
+        assert!(environment(&[dir.path().join("missing")], &[]).is_err());
+    }
+}

@@ -1,0 +1,225 @@
+//! `berth ps` (`container ls`): containers as docker lists them, filtered (`-f`), as a
+//! table or through `--format`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use anyhow::{anyhow, bail, Result};
+use berth_client::engine::{ContainerRecord, ContainerState, Engine, NetworkState, Status};
+use clap::Args;
+use serde_json::{json, Value};
+
+use crate::cli::format::{
+    created_at, ellipsis, go_quote, human_ago, human_since, human_size, print_list,
+};
+use crate::cli::globals::Globals;
+
+#[derive(Args, Debug)]
+pub struct PsArgs {
+    /// Show all containers (default shows just running)
+    #[arg(short, long)]
+    all: bool,
+    /// Only display container IDs
+    #[arg(short, long)]
+    quiet: bool,
+    /// Show the latest created container (includes all states)
+    #[arg(short, long)]
+    latest: bool,
+    /// Show n last created containers (includes all states)
+    #[arg(short = 'n', long = "last", default_value_t = -1, allow_hyphen_values = true)]
+    last: i64,
+    /// Don't truncate output
+    #[arg(long)]
+    no_trunc: bool,
+    /// Display total file sizes
+    #[arg(short, long)]
+    size: bool,
+    /// Filter output based on conditions provided (status=, name=, id=, ancestor=, label=, exited=)
+    #[arg(short, long)]
+    filter: Vec<String>,
+    /// Format output using a custom template ('table', 'table TEMPLATE', 'json', or a Go template)
+    #[arg(long)]
+    format: Option<String>,
+}
+
+fn status_text(st: &ContainerState) -> String {
+    let since = |t: &Option<String>| human_since(t.as_deref());
+    match st.status {
+        Status::Created => "Created".into(),
+        Status::Running => format!("Up {}", since(&st.started_at)),
+        Status::Paused => format!("Up {} (Paused)", since(&st.started_at)),
+        Status::Exited => format!("Exited ({}) {} ago", st.exit_code, since(&st.finished_at)),
+        Status::Dead => "Dead".into(),
+    }
+}
+
+/// docker's PORTS column: `0.0.0.0:8080->80/tcp, 0.0.0.0:32768->53/udp`.
+fn ports_column(net: &Option<NetworkState>) -> String {
+    net.iter()
+        .flat_map(|n| &n.ports)
+        .map(|p| {
+            let ip = if p.host_ip.is_empty() {
+                "0.0.0.0"
+            } else {
+                p.host_ip.as_str()
+            };
+            format!("{ip}:{}->{}", p.host_port, p.key())
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn ps_row(
+    e: &Engine,
+    rec: &ContainerRecord,
+    st: &ContainerState,
+    no_trunc: bool,
+    size: bool,
+) -> Value {
+    let command = rec.config.argv().join(" ");
+    let command = if no_trunc {
+        command
+    } else {
+        ellipsis(&command, 20)
+    };
+    let labels: Vec<String> = rec
+        .config
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let mounts: Vec<String> = rec
+        .mounts
+        .iter()
+        .map(|m| {
+            m.name
+                .clone()
+                .unwrap_or_else(|| m.source.display().to_string())
+        })
+        .collect();
+    let size = if size {
+        human_size(e.size_rw(rec))
+    } else {
+        String::new()
+    };
+    json!({
+        "ID": if no_trunc { rec.id.clone() } else { rec.short_id().to_string() },
+        "Image": rec.image,
+        "Command": go_quote(&command),
+        "CreatedAt": created_at(Some(&rec.created)),
+        "RunningFor": human_ago(Some(&rec.created)),
+        "Ports": ports_column(&e.network_state(rec, st.status)),
+        "State": st.status.as_str(),
+        "Status": status_text(st),
+        "Size": size,
+        "Names": rec.name,
+        "Labels": labels.join(","),
+        "Mounts": mounts.join(","),
+        "Networks": rec.host.network.as_str(),
+        "LocalVolumes": rec.mounts.iter().filter(|m| m.kind == "volume").count().to_string(),
+    })
+}
+
+/// `ps -f` filters: the same key ORs, different keys AND.
+fn ps_filter(filters: &[String]) -> Result<BTreeMap<String, Vec<String>>> {
+    let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for f in filters {
+        let (k, v) = f
+            .split_once('=')
+            .ok_or_else(|| anyhow!("bad format of filter (expected name=value): {f}"))?;
+        match k {
+            "status" => {
+                if ![
+                    "created",
+                    "restarting",
+                    "running",
+                    "removing",
+                    "paused",
+                    "exited",
+                    "dead",
+                ]
+                .contains(&v)
+                {
+                    bail!("invalid filter 'status={v}'");
+                }
+            }
+            "name" | "id" | "ancestor" | "label" | "exited" => {}
+            other => bail!("invalid filter '{other}'"),
+        }
+        m.entry(k.to_string()).or_default().push(v.to_string());
+    }
+    Ok(m)
+}
+
+fn matches(
+    e: &Engine,
+    rec: &ContainerRecord,
+    st: &ContainerState,
+    filters: &BTreeMap<String, Vec<String>>,
+) -> bool {
+    filters.iter().all(|(k, vs)| {
+        vs.iter().any(|v| match k.as_str() {
+            "status" => st.status.as_str() == v,
+            "name" => rec.name.contains(v.trim_start_matches('/')),
+            "id" => rec.id.starts_with(v.as_str()),
+            "exited" => st.status == Status::Exited && v.parse() == Ok(st.exit_code),
+            "label" => match v.split_once('=') {
+                Some((k, val)) => rec.config.labels.get(k).is_some_and(|x| x == val),
+                None => rec.config.labels.contains_key(v.as_str()),
+            },
+            "ancestor" => {
+                rec.image == *v
+                    || rec.image_id.as_str() == v
+                    || rec.image_id.hex().starts_with(v.as_str())
+                    || e.images().resolve(v).is_ok_and(|i| i.id == rec.image_id)
+            }
+            _ => false,
+        })
+    })
+}
+
+pub fn run(g: &Globals, a: PsArgs) -> Result<i32> {
+    let e = g.engine()?;
+    let filters = ps_filter(&a.filter)?;
+    let mut shown = Vec::new();
+    let limit = if a.latest { 1 } else { a.last };
+    let all =
+        a.all || limit > 0 || filters.contains_key("status") || filters.contains_key("exited");
+    for rec in e.list()? {
+        let st = e.state(&rec);
+        if !all && !matches!(st.status, Status::Running | Status::Paused) {
+            continue;
+        }
+        if !matches(&e, &rec, &st, &filters) {
+            continue;
+        }
+        // The state is read once per container: `ps` over many containers is a hot path.
+        shown.push((rec, st));
+    }
+    if limit > 0 {
+        shown.truncate(limit as usize);
+    }
+    if a.quiet && a.format.is_none() {
+        let mut out = std::io::stdout().lock();
+        for (rec, _) in &shown {
+            writeln!(out, "{}", if a.no_trunc { &rec.id } else { rec.short_id() })?;
+        }
+        return Ok(0);
+    }
+    let rows: Vec<Value> = shown
+        .iter()
+        .map(|(r, st)| ps_row(&e, r, st, a.no_trunc, a.size))
+        .collect();
+    let default = if a.size {
+        "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}\t{{.Size}}"
+    } else {
+        "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
+    };
+    let headers = json!({
+        "ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
+        "RunningFor": "CREATED", "Ports": "PORTS", "State": "STATE", "Status": "STATUS",
+        "Size": "SIZE", "Names": "NAMES", "Labels": "LABELS", "Mounts": "MOUNTS",
+        "Networks": "NETWORKS", "LocalVolumes": "LOCAL VOLUMES",
+    });
+    print_list(a.format.as_deref(), default, &headers, &rows)
+}

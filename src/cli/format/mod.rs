@@ -1,0 +1,99 @@
+//! The formatter: every table, `--format` template, human size and time, and inspect
+//! document a command prints goes through here, as docker's `cli/command/formatter`.
+//!
+//! - [`print_list`]: a listing (`ps`, `images`, `network ls`, …): docker's default table, a
+//!   `table …` template with a header row, `json` (one object per line), or a Go template per
+//!   row. Rows are JSON objects whose keys are docker's field names; the header row is the
+//!   same object with column titles.
+//! - [`print_inspect`]: `inspect` documents: a JSON array indented as docker indents it, or a
+//!   template per document.
+//! - [`template`]: Go's text/template with docker's functions; [`table`]: the tabwriter;
+//!   [`units`]: sizes, durations, dates and quoting as docker writes them.
+
+pub mod table;
+pub mod template;
+pub mod units;
+
+use std::io::Write;
+
+use anyhow::{anyhow, Result};
+use serde_json::Value;
+
+pub use table::tabulate;
+pub use template::Template;
+pub use units::{created_at, ellipsis, go_quote, human_ago, human_since, human_size};
+
+fn parse(format: &str) -> Result<Template> {
+    Template::parse(format).map_err(|e| anyhow!("template parsing error: {e}"))
+}
+
+/// Prints a listing: `format` as given to `--format` (`None`, empty or `table`: `default`;
+/// `json`: one JSON object per row; otherwise a template, `table …` with a header).
+pub fn print_list(
+    format: Option<&str>,
+    default: &str,
+    headers: &Value,
+    rows: &[Value],
+) -> Result<i32> {
+    let format = match format {
+        None | Some("") | Some("table") => default,
+        Some("json") => "{{json .}}",
+        Some(f) => f,
+    };
+    print_rows(format, headers, rows)
+}
+
+/// Renders rows with a template; a `table` template gets a header and aligned columns.
+pub fn print_rows(format: &str, headers: &Value, rows: &[Value]) -> Result<i32> {
+    let t = parse(format)?;
+    let mut lines = Vec::new();
+    if t.table {
+        lines.push(t.render(headers).map_err(|e| anyhow!("template: {e}"))?);
+    }
+    for v in rows {
+        lines.push(t.render(v).map_err(|e| anyhow!("template: {e}"))?);
+    }
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    if t.table {
+        out.write_all(tabulate(&lines).as_bytes())?;
+    } else {
+        for l in lines {
+            writeln!(out, "{l}")?;
+        }
+    }
+    out.flush()?;
+    Ok(0)
+}
+
+/// Prints `inspect` documents: a JSON array indented by four spaces (docker's), `json` on one
+/// line, or each document through a template.
+pub fn print_inspect(docs: &[Value], format: Option<&str>) -> Result<()> {
+    match format {
+        None | Some("") => print_json_indented(&Value::Array(docs.to_vec())),
+        Some("json") => {
+            println!("{}", serde_json::to_string(docs)?);
+            Ok(())
+        }
+        Some(f) => {
+            let t = parse(f)?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for v in docs {
+                let line = t.render(v).map_err(|e| anyhow!("template: {e}"))?;
+                writeln!(out, "{line}")?;
+            }
+            out.flush()?;
+            Ok(())
+        }
+    }
+}
+
+/// A value as JSON indented by four spaces, and a newline.
+pub fn print_json_indented(v: &Value) -> Result<()> {
+    let mut buf = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+    serde::Serialize::serialize(v, &mut ser)?;
+    buf.push(b'\n');
+    std::io::stdout().write_all(&buf)?;
+    Ok(())
+}

@@ -1,0 +1,133 @@
+//! Sizes, times and strings as docker's CLI writes them (go-units and docker's formatter).
+
+use chrono::{DateTime, Utc};
+
+/// docker's `units.HumanSizeWithPrecision(size, 3)`: `4.26MB`, `512B`, `1.2GB`.
+pub fn human_size(size: u64) -> String {
+    const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
+    let mut s = size as f64;
+    let mut i = 0;
+    while s >= 1000.0 && i < UNITS.len() - 1 {
+        s /= 1000.0;
+        i += 1;
+    }
+    format!("{}{}", format_g(s, 3), UNITS[i])
+}
+
+/// Go's `%.<p>g`: `p` significant digits, no trailing zeros.
+fn format_g(v: f64, p: usize) -> String {
+    if v == 0.0 {
+        return "0".into();
+    }
+    let digits = v.abs().log10().floor() as i32 + 1;
+    let decimals = (p as i32 - digits).max(0) as usize;
+    let s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+/// docker's `units.HumanDuration`: `Less than a second`, `About a minute`, `3 weeks`.
+pub fn human_duration(d: chrono::Duration) -> String {
+    let secs = d.num_seconds();
+    let minutes = d.num_minutes();
+    let hours = d.num_hours();
+    match () {
+        _ if secs < 1 => "Less than a second".into(),
+        _ if secs == 1 => "1 second".into(),
+        _ if secs < 60 => format!("{secs} seconds"),
+        _ if minutes == 1 => "About a minute".into(),
+        _ if minutes < 60 => format!("{minutes} minutes"),
+        _ if hours.abs() == 1 => "About an hour".into(),
+        _ if hours < 48 => format!("{hours} hours"),
+        _ if hours < 24 * 7 * 2 => format!("{} days", hours / 24),
+        _ if hours < 24 * 30 * 2 => format!("{} weeks", hours / 24 / 7),
+        _ if hours < 24 * 365 * 2 => format!("{} months", hours / 24 / 30),
+        _ => format!("{} years", hours / 24 / 365),
+    }
+}
+
+/// `2 weeks ago` for an RFC 3339 time; `N/A` when unknown.
+pub fn human_ago(created: Option<&str>) -> String {
+    match created.and_then(|c| DateTime::parse_from_rfc3339(c).ok()) {
+        Some(t) => format!(
+            "{} ago",
+            human_duration(Utc::now().signed_duration_since(t))
+        ),
+        None => "N/A".into(),
+    }
+}
+
+/// How long since an RFC 3339 time (`3 minutes`); empty when unknown.
+pub fn human_since(t: Option<&str>) -> String {
+    t.and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| human_duration(Utc::now().signed_duration_since(t)))
+        .unwrap_or_default()
+}
+
+/// docker's `CreatedAt`: `2024-01-02 03:04:05 +0000 UTC`; empty when unknown.
+pub fn created_at(t: Option<&str>) -> String {
+    t.and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| {
+            t.with_timezone(&Utc)
+                .format("%Y-%m-%d %H:%M:%S +0000 UTC")
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+/// docker's `ellipsis`: at most `n` characters, the last one `…` when cut.
+pub fn ellipsis(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        return s.to_string();
+    }
+    let mut t: String = s.chars().take(n.saturating_sub(1)).collect();
+    t.push('…');
+    t
+}
+
+/// Go's `strconv.Quote` for what a command line holds.
+pub fn go_quote(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(human_size(4_261_000), "4.26MB");
+        assert_eq!(human_size(512), "512B");
+        assert_eq!(human_size(1_200_000_000), "1.2GB");
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(
+            human_duration(chrono::Duration::seconds(90)),
+            "About a minute"
+        );
+        assert_eq!(human_duration(chrono::Duration::days(15)), "2 weeks");
+    }
+
+    #[test]
+    fn command_column() {
+        assert_eq!(
+            go_quote(&ellipsis("sh -c 'while true; do sleep 1; done'", 20)),
+            "\"sh -c 'while true; …\""
+        );
+        assert_eq!(go_quote("echo \"hi\""), "\"echo \\\"hi\\\"\"");
+    }
+}

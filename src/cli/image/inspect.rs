@@ -1,0 +1,20 @@
+//! `berth image inspect`: `berth inspect --type image`.
+
+use anyhow::Result;
+use berth_client::images::ImageStore;
+use clap::Args;
+
+use crate::cli::system::inspect::{self, Kind};
+
+#[derive(Args)]
+pub struct InspectArgs {
+    /// Format output using a Go template or 'json'
+    #[arg(short, long)]
+    format: Option<String>,
+    #[arg(required = true, value_name = "IMAGE")]
+    images: Vec<String>,
+}
+
+pub fn run(store: &ImageStore, a: InspectArgs) -> Result<i32> {
+    inspect::inspect(store, &a.images, Kind::Image, a.format.as_deref(), false)
+}

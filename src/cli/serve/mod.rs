@@ -1,0 +1,106 @@
+//! `berth serve`: the registry server.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use berth_registry::{Config, Server};
+use berth_storage::StoreConfig;
+use clap::Args;
+
+use super::globals::Globals;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Configuration file (TOML); without it berth serves on 127.0.0.1:5000 from a local directory
+    #[arg(short, long, value_name = "FILE", env = "BERTH_CONFIG_FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on (overrides the config), e.g. 127.0.0.1:5000
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
+}
+
+/// Serves the store of the config, or of `--root` (a directory, e.g. a client's root).
+pub fn run(globals: &Globals, args: ServeArgs) -> anyhow::Result<i32> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(root) = globals.root.clone() {
+        config.storage = StoreConfig::Filesystem { root, sync: false };
+    }
+    if let Some(listen) = args.listen {
+        config.server.listen = listen;
+    }
+    init_logging();
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let storage = describe(&config.storage);
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let server = Server::bind(config).await?;
+        tracing::info!(
+            "berth registry listening on {scheme}://{} with {storage}",
+            server.local_addr()
+        );
+        if let Some(certificates) = server.certificates() {
+            // SIGHUP reads the certificate and key again; open connections keep theirs.
+            let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .context("installing the SIGHUP handler")?;
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    match certificates.reload() {
+                        Ok(()) => tracing::info!("TLS certificate reloaded"),
+                        Err(e) => tracing::error!(
+                            "TLS certificate not reloaded, keeping the old one: {e}"
+                        ),
+                    }
+                }
+            });
+        }
+        // A line on stdout for scripts and tests that start berth on port 0.
+        println!("listening on {}", server.local_addr());
+        server.run(shutdown_signal()).await?;
+        tracing::info!("stopped");
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(0)
+}
+
+fn describe(storage: &StoreConfig) -> String {
+    match storage {
+        StoreConfig::Filesystem { root, .. } => format!("storage in {}", root.display()),
+        StoreConfig::S3(s3) => format!(
+            "storage in S3 bucket {} at {}",
+            s3.bucket,
+            s3.endpoint.as_deref().unwrap_or("AWS")
+        ),
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Sends logs to stderr; `RUST_LOG` (or `BERTH_LOG`) picks the level, `info` by default.
+pub fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = std::env::var("BERTH_LOG")
+        .ok()
+        .map(EnvFilter::new)
+        .unwrap_or_else(|| {
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
+        });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,151 @@
+//! The command line's shape: every verb answers `--help`, under both of docker's spellings
+//! where docker has two (`berth stop` and `berth container stop`, `berth images` and `berth
+//! image ls`) with the same flags, docker's aliases work, and names docker does not have are
+//! refused with its exit code.
+
+use std::process::{Command, Output};
+
+use crate::util::berth_bin;
+
+fn berth(args: &[&str]) -> Output {
+    Command::new(berth_bin())
+        .args(args)
+        .env("BERTH_ROOT", "/nonexistent/berth-cli-test")
+        .output()
+        .expect("run berth")
+}
+
+/// The help of a command line, and its `Options:` section.
+fn help(words: &[&str]) -> (String, String) {
+    let mut args = words.to_vec();
+    args.push("--help");
+    let out = berth(&args);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "berth {} --help: {}{}",
+        words.join(" "),
+        text,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let options = text
+        .split_once("Options:")
+        .map(|(_, o)| o.to_string())
+        .unwrap_or_default();
+    (text, options)
+}
+
+/// (top-level words, object words): one verb, two spellings.
+const BOTH: &[(&[&str], &[&str])] = &[
+    (&["run"], &["container", "run"]),
+    (&["create"], &["container", "create"]),
+    (&["start"], &["container", "start"]),
+    (&["stop"], &["container", "stop"]),
+    (&["restart"], &["container", "restart"]),
+    (&["kill"], &["container", "kill"]),
+    (&["rm"], &["container", "rm"]),
+    (&["ps"], &["container", "ls"]),
+    (&["logs"], &["container", "logs"]),
+    (&["top"], &["container", "top"]),
+    (&["exec"], &["container", "exec"]),
+    (&["attach"], &["container", "attach"]),
+    (&["wait"], &["container", "wait"]),
+    (&["rename"], &["container", "rename"]),
+    (&["pause"], &["container", "pause"]),
+    (&["unpause"], &["container", "unpause"]),
+    (&["port"], &["container", "port"]),
+    (&["pull"], &["image", "pull"]),
+    (&["push"], &["image", "push"]),
+    (&["images"], &["image", "ls"]),
+    (&["rmi"], &["image", "rm"]),
+    (&["tag"], &["image", "tag"]),
+    (&["history"], &["image", "history"]),
+    (&["save"], &["image", "save"]),
+    (&["load"], &["image", "load"]),
+    (&["import"], &["image", "import"]),
+];
+
+/// Verbs with one spelling, and aliases (docker's), each answering `--help`.
+const ONE: &[&[&str]] = &[
+    &["inspect"],
+    &["search"],
+    &["login"],
+    &["logout"],
+    &["serve"],
+    &["container", "inspect"],
+    &["container", "prune"],
+    &["container", "ps"],
+    &["container", "list"],
+    &["container", "remove"],
+    &["image", "inspect"],
+    &["image", "prune"],
+    &["image", "list"],
+    &["image", "rmi"],
+    &["image", "remove"],
+    &["network", "ls"],
+    &["network", "list"],
+    &["network", "inspect"],
+    &["network", "create"],
+    &["network", "rm"],
+    &["network", "remove"],
+    &["network", "connect"],
+    &["network", "disconnect"],
+    &["system", "df"],
+];
+
+#[test]
+fn every_verb_answers_help_under_each_spelling_with_the_same_flags() {
+    for (top, object) in BOTH {
+        let (top_text, top_options) = help(top);
+        let (object_text, object_options) = help(object);
+        assert_eq!(
+            top_options,
+            object_options,
+            "berth {} and berth {} differ",
+            top.join(" "),
+            object.join(" ")
+        );
+        assert!(
+            top_text.contains(&format!("Usage: berth {}", top.join(" "))),
+            "{top_text}"
+        );
+        assert!(
+            object_text.contains(&format!("Usage: berth {}", object.join(" "))),
+            "{object_text}"
+        );
+    }
+    for words in ONE {
+        help(words);
+    }
+    // The object's help lists docker's names, with the top-level one as an alias.
+    let (text, _) = help(&["container"]);
+    assert!(
+        text.contains("ls ") && text.contains("aliases: ps, list"),
+        "{text}"
+    );
+    let (text, _) = help(&["image"]);
+    assert!(
+        text.contains("rm ") && text.contains("aliases: rmi, remove"),
+        "{text}"
+    );
+}
+
+#[test]
+fn names_docker_does_not_have_are_refused_with_125() {
+    for words in [
+        &["ls"][..],
+        &["prune"],
+        &["container", "images"],
+        &["image", "ps"],
+        &["container", "nosuch"],
+    ] {
+        let out = berth(words);
+        assert_eq!(out.status.code(), Some(125), "berth {}", words.join(" "));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.starts_with("berth: ") && err.lines().count() == 1,
+            "berth {}: {err}",
+            words.join(" ")
+        );
+    }
+}
