@@ -8,6 +8,7 @@ mod cli;
 mod gc;
 mod images;
 mod mirror;
+mod notify;
 mod registry;
 mod root_confine;
 mod root_containers;

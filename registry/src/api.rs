@@ -52,6 +52,10 @@ pub struct Registry {
     auth: Option<Auth>,
     /// What this process's garbage collections did.
     pub collections: Arc<crate::gc::Counters>,
+    /// Where events go (`[notifications]`).
+    pub notifier: Option<crate::notify::Notifier>,
+    /// Log a line per request (`[log] requests`).
+    pub log_requests: bool,
 }
 
 impl Registry {
@@ -63,6 +67,8 @@ impl Registry {
             front: None,
             auth: None,
             collections: Arc::default(),
+            notifier: None,
+            log_requests: false,
         }
     }
 
@@ -197,12 +203,32 @@ pub(crate) fn response(
 /// Answers one request.
 pub async fn handle(reg: Arc<Registry>, mut req: Request<Body>) -> Response {
     crate::metrics::REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let started = std::time::Instant::now();
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let admitted = match &reg.auth {
         Some(auth) => crate::auth::admit(auth, &mut req).await,
         None => Ok(None),
     };
+    let user = req
+        .extensions()
+        .get::<Grant>()
+        .map(|g| g.caller.name().to_string());
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    // What the events of this request will need, read before the handlers consume it.
+    let facts = reg.notifier.as_ref().map(|_| crate::notify::RequestFacts {
+        id: id.clone(),
+        method: method.clone(),
+        path: path.clone(),
+        query: query(&req),
+        headers: req.headers().clone(),
+        peer: req.extensions().get::<crate::Peer>().map(|p| p.0),
+        tls: req
+            .extensions()
+            .get::<crate::Transport>()
+            .is_some_and(|t| t.tls),
+        user: user.clone(),
+    });
     let answer = match admitted {
         Ok(None) => route(&reg, &path, req).await,
         Ok(Some(resp)) => Ok(resp),
@@ -223,6 +249,36 @@ pub async fn handle(reg: Arc<Registry>, mut req: Request<Body>) -> Response {
         "docker-distribution-api-version",
         HeaderValue::from_static("registry/2.0"),
     );
+    if let (Some(n), Some(f)) = (&reg.notifier, &facts) {
+        let store = &reg.store;
+        let (status, headers) = (resp.status(), resp.headers().clone());
+        n.observe(f, status, &headers, |d: String| async move {
+            match d.parse::<Digest>() {
+                Ok(d) => store.blobs.stat(&d).await.ok().flatten().unwrap_or(0),
+                Err(_) => 0,
+            }
+        })
+        .await;
+    }
+    if reg.log_requests {
+        let bytes = resp
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        tracing::info!(
+            target: "berth::access",
+            request_id = %id,
+            %method,
+            %path,
+            status = resp.status().as_u16(),
+            bytes,
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            user = user.as_deref().unwrap_or(""),
+            "request"
+        );
+    }
     if method == Method::HEAD {
         // HEAD answers carry the GET's headers (Content-Length included) and no body.
         *resp.body_mut() = Body::empty();

@@ -25,37 +25,37 @@ pub struct Config {
     /// Serve HTTPS with this certificate; absent: plain HTTP.
     #[serde(default)]
     pub tls: Option<crate::tls::TlsConfig>,
-    /// Garbage collection: its schedule and what it may delete.
+    /// Garbage collection: its schedule and the policy every collection of this store
+    /// follows (`berth gc` too): delay, untagged, uploads, retention rules.
     #[serde(default)]
-    pub gc: GcConfig,
+    pub gc: berth_storage::gc::Policy,
+    /// Webhooks: endpoints that receive push, pull and delete events.
+    #[serde(default)]
+    pub notifications: Option<crate::notify::NotificationsConfig>,
+    /// How `berth serve` logs.
+    #[serde(default)]
+    pub log: LogConfig,
 }
 
-/// The `[gc]` section: how often `berth serve` collects, and the policy (the store's
-/// [`berth_storage::gc::Policy`]: delay, untagged, uploads, retention rules) every
-/// collection of this store follows, `berth gc` included.
-#[derive(Debug, Clone, Deserialize)]
-pub struct GcConfig {
-    /// How often `berth serve` collects in the background; 0: never (run `berth gc`).
-    #[serde(
-        default = "default_gc_interval",
-        deserialize_with = "berth_storage::gc::duration"
-    )]
-    pub interval: std::time::Duration,
-    #[serde(flatten)]
-    pub policy: berth_storage::gc::Policy,
+/// The `[log]` section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (the default: one readable line an event) or `json` (one object a line: time,
+    /// level, message and the event's fields).
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A line for every request: request id, method, path, status, bytes, duration, user.
+    #[serde(default)]
+    pub requests: bool,
 }
 
-impl Default for GcConfig {
-    fn default() -> GcConfig {
-        GcConfig {
-            interval: default_gc_interval(),
-            policy: berth_storage::gc::Policy::default(),
-        }
-    }
-}
-
-fn default_gc_interval() -> std::time::Duration {
-    std::time::Duration::from_secs(24 * 3600)
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -128,6 +128,12 @@ pub fn default_data_dir() -> PathBuf {
     base.join("berth/registry")
 }
 
+/// Where undelivered events wait when `[notifications] queue` does not say: beside the
+/// default store (`/var/lib/berth/notifications` as root).
+pub fn default_queue_dir() -> PathBuf {
+    default_data_dir().with_file_name("notifications")
+}
+
 fn default_storage() -> StoreConfig {
     StoreConfig::Filesystem {
         root: default_data_dir(),
@@ -143,7 +149,9 @@ impl Default for Config {
             mirror: None,
             auth: None,
             tls: None,
-            gc: GcConfig::default(),
+            gc: berth_storage::gc::Policy::default(),
+            notifications: None,
+            log: LogConfig::default(),
         }
     }
 }
@@ -215,9 +223,12 @@ impl Config {
                 .map_err(|e| ConfigError(format!("{origin}: {e}")))?;
         }
         self.gc
-            .policy
             .validate()
             .map_err(|e| ConfigError(format!("{origin}: {e}")))?;
+        if let Some(n) = &self.notifications {
+            n.validate()
+                .map_err(|e| ConfigError(format!("{origin}: {e}")))?;
+        }
         match &self.storage {
             StoreConfig::Filesystem { root, .. } if root.as_os_str().is_empty() => Err(
                 ConfigError(format!("{origin}: storage.root must not be empty")),

@@ -20,6 +20,7 @@ pub mod gc;
 pub mod manifest;
 pub mod metrics;
 pub mod mirror;
+pub mod notify;
 pub mod range;
 pub mod routes;
 pub mod tls;
@@ -49,7 +50,7 @@ pub struct Server {
     /// handshake) before it is closed.
     opening: Duration,
     tls: Option<(tokio_rustls::TlsAcceptor, Arc<tls::Certificates>)>,
-    gc: config::GcConfig,
+    gc: berth_storage::gc::Policy,
 }
 
 impl Server {
@@ -76,9 +77,18 @@ impl Server {
         }
         let store = Store::open(&config.storage).map_err(anyhow::Error::msg)?;
         let gc = config.gc.clone();
+        let log_requests = config.log.requests;
         let listener = TcpListener::bind(config.server.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.server.listen))?;
+        let notifier = match &config.notifications {
+            Some(n) => {
+                let queue = n.queue.clone().unwrap_or_else(config::default_queue_dir);
+                let addr = listener.local_addr().unwrap_or(config.server.listen);
+                Some(notify::Notifier::new(n, &queue, addr).map_err(anyhow::Error::msg)?)
+            }
+            None => None,
+        };
         Ok(Server {
             listener,
             grace: Duration::from_secs(config.server.shutdown_grace),
@@ -90,11 +100,16 @@ impl Server {
                 0 => OPENING_TIMEOUT,
                 s => OPENING_TIMEOUT.min(Duration::from_secs(s)),
             },
-            registry: Arc::new(match config.mirror {
-                Some(m) => Registry::new(store, config.server)
-                    .with_front(Mirror::new(m).map_err(anyhow::Error::msg)?)
-                    .with_auth(auth),
-                None => Registry::new(store, config.server).with_auth(auth),
+            registry: Arc::new({
+                let mut registry = match config.mirror {
+                    Some(m) => Registry::new(store, config.server)
+                        .with_front(Mirror::new(m).map_err(anyhow::Error::msg)?)
+                        .with_auth(auth),
+                    None => Registry::new(store, config.server).with_auth(auth),
+                };
+                registry.notifier = notifier;
+                registry.log_requests = log_requests;
+                registry
             }),
             tls,
             gc,
@@ -132,12 +147,15 @@ impl Server {
         let collector = (!self.gc.interval.is_zero()).then(|| {
             tokio::spawn(gc::schedule(
                 self.registry.store.clone(),
-                self.gc.policy.clone(),
+                self.gc.clone(),
                 self.gc.interval,
                 self.registry.collections.clone(),
             ))
         });
         let _stop_collector = collector.map(|t| t.abort_handle()).map(AbortOnDrop);
+        if let Some(n) = &self.registry.notifier {
+            n.start();
+        }
         loop {
             let (socket, peer) = tokio::select! {
                 accepted = self.listener.accept() => match accepted {
@@ -182,6 +200,10 @@ impl Drop for AbortOnDrop {
         self.0.abort();
     }
 }
+
+/// The address of the peer that sent a request (a request extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer(pub SocketAddr);
 
 /// How a request reached the server; handlers find it in the request's extensions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,16 +262,16 @@ impl Connection {
             }
         };
         let Some(acceptor) = acceptor else {
-            return self.serve(socket, Transport { tls: false }).await;
+            return self.serve(socket, Transport { tls: false }, peer).await;
         };
         if first == TLS_HANDSHAKE_RECORD {
             match tokio::time::timeout_at(deadline, acceptor.accept(socket)).await {
-                Ok(Ok(stream)) => self.serve(stream, Transport { tls: true }).await,
+                Ok(Ok(stream)) => self.serve(stream, Transport { tls: true }, peer).await,
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
         } else if peer.ip().to_canonical().is_loopback() {
-            self.serve(socket, Transport { tls: false }).await
+            self.serve(socket, Transport { tls: false }, peer).await
         } else {
             tracing::debug!(%peer, "plain HTTP from a non-loopback peer refused: TLS only");
             refuse_plain_http(socket).await;
@@ -257,7 +279,7 @@ impl Connection {
     }
 
     /// Serves HTTP/1.1 or HTTP/2 on `io` until the client leaves or shutdown ends it.
-    async fn serve<I>(self, io: I, transport: Transport)
+    async fn serve<I>(self, io: I, transport: Transport, peer: SocketAddr)
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
@@ -267,6 +289,7 @@ impl Connection {
             async move {
                 let mut req = req.map(Body::new);
                 req.extensions_mut().insert(transport);
+                req.extensions_mut().insert(Peer(peer));
                 Ok::<_, std::convert::Infallible>(api::handle(registry, req).await)
             }
         });

@@ -36,11 +36,14 @@ pub(crate) fn rescue_key(d: &Digest) -> String {
     format!("gc/rescue/{}/{}", d.algorithm().name(), d.hex())
 }
 
+/// A sweep's id and its doomed list.
+type Doomed = (String, Arc<HashSet<Digest>>);
+
 /// The writer's side: the doomed list of the sweep in progress, read once per sweep.
 #[derive(Clone)]
 pub(crate) struct Guard {
     backend: Arc<dyn Backend>,
-    doomed: Arc<Mutex<Option<(String, Arc<HashSet<Digest>>)>>>,
+    doomed: Arc<Mutex<Option<Doomed>>>,
 }
 
 impl Guard {

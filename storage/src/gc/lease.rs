@@ -66,6 +66,23 @@ fn process_start(pid: u32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// Whether process `pid`, started at `started`, still runs on this host. When its `/proc`
+/// entry cannot be read (another user's, hidden), the kernel is asked; only a certain "no
+/// such process" counts as dead.
+fn process_alive(pid: u32, started: u64) -> bool {
+    match process_start(pid) {
+        Some(s) => s == started,
+        None => {
+            let Ok(pid) = libc::pid_t::try_from(pid) else {
+                return true;
+            };
+            // SAFETY: signal 0 only checks that the process exists.
+            let r = unsafe { libc::kill(pid, 0) };
+            r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+        }
+    }
+}
+
 fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
@@ -92,7 +109,7 @@ impl Record {
             return false;
         }
         let here = !self.boot.is_empty() && self.boot == boot_id();
-        !(here && process_start(self.pid) != Some(self.started))
+        !here || process_alive(self.pid, self.started)
     }
 
     /// Who holds it, for a person.

@@ -311,7 +311,7 @@ mod tests {
         let d = Digest::sha256_of(b"x");
         let hex = d.hex();
         assert!(matches!(
-            parse_key(&format!("repositories/a/b/_tags/v1")),
+            parse_key("repositories/a/b/_tags/v1"),
             Some(("a/b", Kind::Tag(t))) if t.as_str() == "v1"
         ));
         assert!(matches!(

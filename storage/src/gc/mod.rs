@@ -51,10 +51,14 @@ use self::mark::{gather, live, manifest_roots, RefsCache};
 /// Blobs deleted per batch (S3's DeleteObjects takes a thousand keys).
 const SWEEP_BATCH: usize = 1000;
 
-/// What a collection may delete, and when.
+/// What a collection may delete, and when (a registry config's `[gc]` section).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
+    /// How often a server (`berth serve`) collects in the background; zero: never. Default
+    /// 24h. A collection itself does not read it.
+    #[serde(default = "default_interval", deserialize_with = "duration")]
+    pub interval: Duration,
     /// Blobs and blob links younger than this are kept: a push's blobs arrive before its
     /// manifest. Default one hour.
     #[serde(default = "default_delay", deserialize_with = "duration")]
@@ -76,12 +80,17 @@ pub struct Policy {
 impl Default for Policy {
     fn default() -> Policy {
         Policy {
+            interval: default_interval(),
             delay: default_delay(),
             untagged: None,
             uploads: default_uploads(),
             retention: Vec::new(),
         }
     }
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(24 * 3600)
 }
 
 fn default_delay() -> Duration {
@@ -127,38 +136,42 @@ impl Policy {
     }
 }
 
-/// Parses `90d`, `12h`, `30m`, `45s`, `1h30m` or a number of seconds.
+/// Parses `90d`, `12h`, `30m`, `45s`, `500ms`, `1h30m` or a number of seconds.
 pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
     let t = text.trim();
     if let Ok(secs) = t.parse::<u64>() {
         return Ok(Duration::from_secs(secs));
     }
-    let bad = || format!("{text:?} is not a duration (write 90d, 12h, 30m, 45s or 1h30m)");
-    let mut total = 0u64;
-    let mut number = String::new();
-    for c in t.chars() {
-        if c.is_ascii_digit() {
-            number.push(c);
-            continue;
-        }
-        let unit = match c {
-            'd' => 86400,
-            'h' => 3600,
-            'm' => 60,
-            's' => 1,
-            _ => return Err(bad()),
-        };
-        let n: u64 = number.parse().map_err(|_| bad())?;
-        total = n
-            .checked_mul(unit)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(bad)?;
-        number.clear();
-    }
-    if !number.is_empty() || t.is_empty() {
+    let bad = || format!("{text:?} is not a duration (write 90d, 12h, 30m, 45s, 500ms or 1h30m)");
+    let mut total = Duration::ZERO;
+    let mut rest = t;
+    if rest.is_empty() {
         return Err(bad());
     }
-    Ok(Duration::from_secs(total))
+    while !rest.is_empty() {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        let (number, tail) = rest.split_at(digits);
+        let letters = tail.len()
+            - tail
+                .trim_start_matches(|c: char| c.is_ascii_alphabetic())
+                .len();
+        let (unit, tail) = tail.split_at(letters);
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        let one = match unit {
+            "d" => Duration::from_secs(86400),
+            "h" => Duration::from_secs(3600),
+            "m" => Duration::from_secs(60),
+            "s" => Duration::from_secs(1),
+            "ms" => Duration::from_millis(1),
+            _ => return Err(bad()),
+        };
+        let part = one
+            .checked_mul(u32::try_from(n).map_err(|_| bad())?)
+            .ok_or_else(bad)?;
+        total = total.checked_add(part).ok_or_else(bad)?;
+        rest = tail;
+    }
+    Ok(total)
 }
 
 #[derive(Deserialize)]
@@ -245,7 +258,7 @@ pub async fn collect(store: &Store, policy: &Policy, options: &Options) -> Resul
     } else {
         Some(take_lease(&backend, options.wait).await?)
     };
-    let result = run(&backend, policy, options, now, lease.as_ref()).await;
+    let result = run(store, policy, options, now, lease.as_ref()).await;
     if let Some(lease) = lease {
         let ended = lease.set_sweep(None).await;
         if ended.is_ok() && result.is_ok() {
@@ -279,12 +292,13 @@ async fn take_lease(backend: &Arc<dyn Backend>, wait: Option<Duration>) -> Resul
 }
 
 async fn run(
-    backend: &Arc<dyn Backend>,
+    store: &Store,
     policy: &Policy,
     options: &Options,
     now: SystemTime,
     lease: Option<&Lease>,
 ) -> Result<Report> {
+    let backend = store.backend();
     let mut report = Report {
         dry_run: options.dry_run,
         ..Report::default()
@@ -325,6 +339,9 @@ async fn run(
             backend.delete_many(&uploads.1).await?;
         }
         plan.apply_to(&mut meta);
+        if !options.dry_run {
+            relink_tagged(store, &meta).await?;
+        }
     }
 
     // The mark, and the doomed.
@@ -408,6 +425,55 @@ async fn run(
     Ok(report)
 }
 
+/// Links again the manifests that tags point at in repositories that lost their link (a
+/// rule deleted it while a push was tagging it): the tag keeps the content live in any case,
+/// and this keeps it reachable by its tag.
+async fn relink_tagged(store: &Store, meta: &mark::Meta) -> Result<()> {
+    let linked: HashSet<(&crate::name::RepoName, &Digest)> = meta
+        .manifests
+        .iter()
+        .map(|l| (&*l.repo, &l.digest))
+        .collect();
+    for t in &meta.tags {
+        if linked.contains(&(&*t.repo, &t.target)) {
+            continue;
+        }
+        let body = match store.blobs.read(&t.target).await {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e),
+        };
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Kind {
+            media_type: Option<String>,
+            manifests: Option<serde_json::Value>,
+        }
+        let kind: Option<Kind> = serde_json::from_slice(&body).ok();
+        let media_type = match kind {
+            Some(Kind {
+                media_type: Some(m),
+                ..
+            }) => m,
+            Some(Kind {
+                manifests: Some(_), ..
+            }) => "application/vnd.oci.image.index.v1+json".to_string(),
+            _ => "application/vnd.oci.image.manifest.v1+json".to_string(),
+        };
+        tracing::warn!(
+            "{}:{} pointed at {} which its repository no longer linked: linked again",
+            t.repo,
+            t.tag,
+            t.target
+        );
+        store
+            .repos
+            .link_manifest(&t.repo, &t.target, &media_type, &body)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Deletes what the rules planned, each key only if it did not change since it was read
 /// (a tag moved, a manifest pushed again): tags first, then referrer records, manifest
 /// links and blob links, so that no tag is left pointing at a manifest its repository lost.
@@ -488,13 +554,16 @@ mod tests {
             ("5x", None),
             ("1d2", None),
             ("-1h", None),
+            ("500ms", Some(0)),
+            ("1m30s", Some(90)),
         ];
         for (text, want) in table {
             assert_eq!(
-                parse_duration(text).ok(),
-                want.map(Duration::from_secs),
+                parse_duration(text).ok().map(|d| d.as_secs()),
+                want,
                 "{text}"
             );
         }
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
     }
 }

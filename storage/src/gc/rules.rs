@@ -207,10 +207,11 @@ pub(crate) fn plan(meta: &Meta, refs: &RefsCache, policy: &Policy, now: SystemTi
             .iter()
             .filter(|l| !after.contains(&l.digest))
             .filter(|l| {
+                // A manifest younger than the delay may be a push whose tag is on its way.
                 before.contains(&l.digest)
                     || policy
                         .untagged
-                        .is_some_and(|age| older_than(l.modified, now, age))
+                        .is_some_and(|age| older_than(l.modified, now, age.max(policy.delay)))
             })
             .map(|l| &l.digest)
             .collect();
