@@ -628,9 +628,26 @@ fn root_build_cache_reuses_steps_and_prunes() {
         ["[2/5] COPY one /one", "[3/5] RUN cat /one > /copy1"]
     );
     assert_eq!(r.cat("c:1", "/copy2"), "2 changed");
-    // rmi keeps what the cache holds; builder prune -a removes the cache, then the image's
-    // layers still serve the image.
+    // rmi keeps what the cache holds, and so does a registry's collection over the same
+    // root, past its grace time for new blobs; builder prune -a removes the cache, then the
+    // image's layers still serve the image.
     r.b.ok(&["rmi", "c:1"]);
+    let old = std::process::Command::new("find")
+        .arg(&r.b.root)
+        .args([
+            "-type",
+            "f",
+            "-exec",
+            "touch",
+            "-d",
+            "2 hours ago",
+            "{}",
+            "+",
+        ])
+        .status()
+        .unwrap();
+    assert!(old.success());
+    r.b.ok(&["--root", r.b.root.to_str().unwrap(), "gc"]);
     let (ran, _) = steps(&r.build_ok(&["-t", "c:1"], c.path()));
     assert!(ran.is_empty(), "the cache outlived the image: {ran:?}");
     let out = r.b.ok(&["builder", "prune", "-a", "-f"]);

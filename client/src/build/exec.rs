@@ -805,7 +805,7 @@ impl<'b, 'a> Stage<'b, 'a> {
                 })?;
                 let mut rec = rec;
                 rec.last_used = rfc3339(chrono::Utc::now());
-                let _ = b.images.cache_put(&k, &rec);
+                let _ = b.images.cache_touch(&k, &rec);
                 self.created = Some(rec.created.clone());
                 self.layers.push(layer);
                 self.history(created_by, false);
@@ -947,15 +947,13 @@ impl<'b, 'a> Stage<'b, 'a> {
             let now = rfc3339(chrono::Utc::now());
             let created = b.now();
             self.created = Some(created.clone());
-            b.images.cache_put(
-                k,
-                &CacheRecord {
-                    layer: layer.clone(),
-                    created,
-                    last_used: now,
-                    description: name.to_string(),
-                },
-            )?;
+            let rec = CacheRecord {
+                layer: layer.clone(),
+                created,
+                last_used: now,
+                description: name.to_string(),
+            };
+            b.rt.block_on(b.images.cache_put(k, &rec))?;
             Ok(layer)
         })();
         if dir.exists() {

@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{io_err, write_atomic, ImageStore, LayerRecord, Result};
 
+/// The store's hold (`holds/build-cache`) on the blobs the cache records name.
+const CACHE_HOLD: &str = "build-cache";
+
 /// One cached step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CacheRecord {
@@ -52,10 +55,38 @@ impl ImageStore {
         (blob.exists() && self.snapshot_dir(&rec.layer.chain_id).is_dir()).then_some(rec)
     }
 
-    /// Remembers a step.
-    pub fn cache_put(&self, key: &Digest, rec: &CacheRecord) -> Result<()> {
+    /// Remembers a step that made a layer: the store's hold on the cache's blobs
+    /// (`holds/build-cache`, read by every collection) names the layer before the record
+    /// does, so no collection, this client's or a registry's over the same root, frees it.
+    pub async fn cache_put(&self, key: &Digest, rec: &CacheRecord) -> Result<()> {
+        let _lock = self.cache_lock()?;
+        let mut blobs = self.cache_blobs_present();
+        blobs.insert(rec.layer.digest.clone());
+        self.store.hold(CACHE_HOLD, &blobs).await?;
+        self.cache_touch(key, rec)
+    }
+
+    /// The blobs of the cache's records that the store has (a record whose blob is gone is
+    /// stale: `cache_get` never answers it, and the store refuses to hold what it lacks).
+    fn cache_blobs_present(&self) -> BTreeSet<Digest> {
+        let (blobs, _) = self.cache_holds();
+        blobs
+            .into_iter()
+            .filter(|d| self.store.blobs.local_path(d).is_some_and(|p| p.exists()))
+            .collect()
+    }
+
+    /// Rewrites the record of a step the cache has (its last use).
+    pub fn cache_touch(&self, key: &Digest, rec: &CacheRecord) -> Result<()> {
         let data = serde_json::to_vec(rec).expect("a cache record serialises");
         write_atomic(&self.cache_path(key), &data)
+    }
+
+    /// Orders writers of the cache's hold (parallel stages, other builds).
+    fn cache_lock(&self) -> Result<super::IndexLock> {
+        let dir = self.cache_dir();
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        self.lock_file(self.root.join("builder/cache.lock"))
     }
 
     /// Every record, by key.
@@ -114,6 +145,7 @@ impl ImageStore {
             .collect();
         let mut out = CachePruned::default();
         let mut gone = Vec::new();
+        let cache_lock = self.cache_lock()?;
         for (key, rec) in self.cache_list()? {
             if all || !image_chains.contains(&rec.layer.chain_id) {
                 let path = self.cache_path(&key);
@@ -123,6 +155,11 @@ impl ImageStore {
             }
         }
         let (kept_blobs, kept_chains) = self.cache_holds();
+        self.store
+            .hold(CACHE_HOLD, &self.cache_blobs_present())
+            .await?;
+        drop(cache_lock);
+        let mut candidates = BTreeSet::new();
         for rec in gone {
             let l = &rec.layer;
             if !image_chains.contains(&l.chain_id) && !kept_chains.contains(&l.chain_id) {
@@ -134,9 +171,10 @@ impl ImageStore {
                 }
             }
             if !image_blobs.contains(&l.digest) && !kept_blobs.contains(&l.digest) {
-                self.store.blobs.delete(&l.digest).await?;
+                candidates.insert(l.digest.clone());
             }
         }
+        self.free_blobs(candidates).await?;
         Ok(out)
     }
 

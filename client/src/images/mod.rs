@@ -382,7 +382,11 @@ impl ImageStore {
     }
 
     pub(crate) fn lock(&self) -> Result<IndexLock> {
-        let path = self.root.join("images/lock");
+        self.lock_file(self.root.join("images/lock"))
+    }
+
+    /// An exclusive flock on `path` (created when missing), released on drop.
+    pub(crate) fn lock_file(&self, path: PathBuf) -> Result<IndexLock> {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -692,27 +696,12 @@ impl ImageStore {
                 }
             }
         }
-        // The blobs go only if nothing at all needs them any more: another image (the hold
-        // written with the index), a registry repository over this root, a collection's
-        // rules. The store's collector decides; when another collection runs (a registry
-        // over this root), what is left is freed by that one or the next.
         let candidates: BTreeSet<Digest> = gone
             .blobs()
             .filter(|b| !used_blobs.contains(b))
             .cloned()
             .collect();
-        let options = gc::Options {
-            scope: gc::Scope::Only(candidates),
-            wait: Some(std::time::Duration::from_secs(60)),
-            ..gc::Options::default()
-        };
-        match gc::collect(&self.store, &gc::Policy::default(), &options).await {
-            Ok(_) => {}
-            Err(StoreError::CollectionBusy(holder)) => {
-                tracing::info!("a collection by {holder} is running: it frees what rmi left")
-            }
-            Err(e) => return Err(e.into()),
-        }
+        self.free_blobs(candidates).await?;
         for l in &gone.layers {
             if !used_chains.contains(&l.chain_id) {
                 let dir = self.snapshot_dir(&l.chain_id);
@@ -721,6 +710,29 @@ impl ImageStore {
             }
         }
         Ok(())
+    }
+
+    /// Deletes those of `candidates` that nothing at all needs any more: an image (the hold
+    /// written with the index), the build cache (its hold), a registry repository over this
+    /// root, a collection's rules. The store's collector decides; when another collection
+    /// runs (a registry over this root), what is left is freed by that one or the next.
+    pub(crate) async fn free_blobs(&self, candidates: BTreeSet<Digest>) -> Result<()> {
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        let options = gc::Options {
+            scope: gc::Scope::Only(candidates),
+            wait: Some(std::time::Duration::from_secs(60)),
+            ..gc::Options::default()
+        };
+        match gc::collect(&self.store, &gc::Policy::default(), &options).await {
+            Ok(_) => Ok(()),
+            Err(StoreError::CollectionBusy(holder)) => {
+                tracing::info!("a collection by {holder} is running: it frees the rest");
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Removes dangling images (no tags), or with `all` every image, except those in
