@@ -632,21 +632,7 @@ fn root_build_cache_reuses_steps_and_prunes() {
     // root, past its grace time for new blobs; builder prune -a removes the cache, then the
     // image's layers still serve the image.
     r.b.ok(&["rmi", "c:1"]);
-    let old = std::process::Command::new("find")
-        .arg(&r.b.root)
-        .args([
-            "-type",
-            "f",
-            "-exec",
-            "touch",
-            "-d",
-            "2 hours ago",
-            "{}",
-            "+",
-        ])
-        .status()
-        .unwrap();
-    assert!(old.success());
+    crate::util::backdate(&r.b.root);
     r.b.ok(&["--root", r.b.root.to_str().unwrap(), "gc"]);
     let (ran, _) = steps(&r.build_ok(&["-t", "c:1"], c.path()));
     assert!(ran.is_empty(), "the cache outlived the image: {ran:?}");
