@@ -25,6 +25,9 @@ pub struct Config {
     /// Serve HTTPS with this certificate; absent: plain HTTP.
     #[serde(default)]
     pub tls: Option<crate::tls::TlsConfig>,
+    /// The web page (on unless `enabled = false`).
+    #[serde(default)]
+    pub web: crate::web::WebConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -112,6 +115,7 @@ impl Default for Config {
             mirror: None,
             auth: None,
             tls: None,
+            web: crate::web::WebConfig::default(),
         }
     }
 }
@@ -179,6 +183,9 @@ impl Config {
                 "{origin}: server.max_manifest_size must be at least 1048576 bytes"
             )));
         }
+        self.web
+            .validate()
+            .map_err(|e| ConfigError(format!("{origin}: {e}")))?;
         if let Some(m) = &self.mirror {
             m.validate()
                 .map_err(|e| ConfigError(format!("{origin}: {e}")))?;

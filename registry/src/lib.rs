@@ -5,7 +5,8 @@
 //! answers each endpoint over a [`berth_storage::Store`]; [`manifest`] validates manifests;
 //! [`mirror`] makes it a pull-through cache of upstream registries; [`metrics`] counts for
 //! `/metrics`; [`error`] turns failures into the spec's error bodies; [`auth`] decides who may
-//! do what before an endpoint runs; [`tls`] holds the certificate. [`Server`] binds, serves over
+//! do what before an endpoint runs; [`tls`] holds the certificate; [`web`] is the web page
+//! served beside the API. [`Server`] binds, serves over
 //! hyper (plain, or TLS with plain HTTP kept for loopback peers on the same port), and shuts
 //! down gracefully.
 //!
@@ -22,6 +23,7 @@ pub mod mirror;
 pub mod range;
 pub mod routes;
 pub mod tls;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -95,11 +97,15 @@ impl Server {
                 0 => OPENING_TIMEOUT,
                 s => OPENING_TIMEOUT.min(Duration::from_secs(s)),
             },
-            registry: Arc::new(match config.mirror {
-                Some(m) => Registry::new(store, config.server)
-                    .with_front(Mirror::new(m).map_err(anyhow::Error::msg)?)
-                    .with_auth(auth),
-                None => Registry::new(store, config.server).with_auth(auth),
+            registry: Arc::new({
+                let mut reg = Registry::new(store, config.server).with_auth(auth);
+                if let Some(m) = config.mirror {
+                    reg = reg.with_front(Mirror::new(m).map_err(anyhow::Error::msg)?);
+                }
+                if config.web.enabled {
+                    reg = reg.with_page(web::Web::new(config.web));
+                }
+                reg
             }),
             tls,
         })
