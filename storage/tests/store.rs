@@ -449,7 +449,10 @@ async fn catalog_knows_last_push(t: TestStore) {
     let repos = &t.store.repos;
     let m = Digest::sha256_of(b"m");
     repos.link_manifest(&repo("old"), &m, "x").await.unwrap();
-    repos.link_manifest(&repo("new/one"), &m, "x").await.unwrap();
+    repos
+        .link_manifest(&repo("new/one"), &m, "x")
+        .await
+        .unwrap();
     // S3 servers keep whole seconds, and a marker younger than a second is not rewritten.
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     repos
