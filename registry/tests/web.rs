@@ -458,3 +458,61 @@ async fn no_delete_when_the_registry_forbids_it() {
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert!(tag_exists(&reg, "team/app", "v1").await);
 }
+
+/// A mirror's page: each upstream with its own hits and misses and what it has cached; no
+/// mirror, no mirror link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirror_view() {
+    let upstream = serve("").await;
+    push_image(&upstream.registry, "team/app", "v1", &ImageSpec::default()).await;
+    let ts = store().await;
+    let config = berth_registry::Config::parse(
+        &format!(
+            "[mirror]\ndefault = \"up.test\"\nlocal = [\"local\"]\n\
+             [mirror.upstream.\"up.test\"]\nurl = \"http://{}\"\n\
+             [mirror.upstream.\"other.test\"]\nurl = \"http://127.0.0.1:9\"\n",
+            upstream.addr
+        ),
+        "test",
+    )
+    .unwrap();
+    let mirror = berth_registry::Mirror::new(config.mirror.unwrap()).unwrap();
+    let reg = std::sync::Arc::new(
+        berth_registry::Registry::new(ts.store.clone(), ServerConfig::default())
+            .with_front(mirror)
+            .with_page(berth_registry::web::Web::new(
+                berth_registry::web::WebConfig::default(),
+            )),
+    );
+    // A miss, then a hit, for the tagged manifest.
+    for _ in 0..2 {
+        let r = call(&reg, "GET", "/v2/up.test/team/app/manifests/v1", &[], "").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    }
+    let listing = get(&reg, "/ui/", None).await;
+    assert!(listing.text().contains(r#"href="/ui/_mirror""#));
+    let page = get(&reg, "/ui/_mirror", None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let text = page.text();
+    let up = text.find("up.test</h2>").expect("the upstream's section");
+    let other = text
+        .find("other.test</h2>")
+        .expect("the other upstream's section");
+    assert!(other < up, "sorted by host");
+    let (other_part, up_part) = (&text[other..up], &text[up..]);
+    assert!(up_part.contains("1 hits, 1 misses"), "{up_part}");
+    assert!(up_part.contains(&format!("http://{}", upstream.addr)));
+    assert!(up_part.contains(r#"href="/ui/r/up.test/team/app""#));
+    assert!(other_part.contains("0 hits, 0 misses"));
+    assert!(other_part.contains("Nothing cached yet."));
+    // The cached repository is browsable like any other.
+    let cached = get(&reg, "/ui/r/up.test/team/app", None).await;
+    assert_eq!(cached.status, StatusCode::OK);
+    assert!(cached.text().contains("v1"));
+
+    let plain = registry(&ts, Setup::default());
+    let listing = get(&plain, "/ui/", None).await;
+    assert!(!listing.text().contains("_mirror"));
+    let page = get(&plain, "/ui/_mirror", None).await;
+    assert!(page.text().contains("This registry is not a mirror"));
+}

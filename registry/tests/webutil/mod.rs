@@ -11,12 +11,13 @@ use axum::http::{HeaderMap, Method, Request, StatusCode};
 use berth_registry::auth::{Auth, AuthConfig};
 use berth_registry::config::ServerConfig;
 use berth_registry::web::{Web, WebConfig};
-use berth_registry::{api, Config, Registry};
+use berth_registry::{api, Config, Registry, Server};
 use berth_storage::testing::{self, TestStore};
 use berth_storage::Digest;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use serde_json::json;
+use std::net::SocketAddr;
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -473,4 +474,42 @@ pub async fn tag_exists(reg: &Arc<Registry>, repo: &str, tag: &str) -> bool {
 /// A size as the page prints it.
 pub fn pages_size(n: u64) -> String {
     berth_registry::web::human_size(n)
+}
+
+/// A `berth serve` on a loopback port, stopped when dropped.
+pub struct Serving {
+    pub addr: SocketAddr,
+    pub registry: Arc<Registry>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub async fn serve(extra: &str) -> Serving {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\nbackend = \"filesystem\"\nroot = {:?}\n{extra}",
+        dir.path().join("store")
+    );
+    let config = Config::parse(&text, "test").unwrap();
+    let server = Server::bind(config).await.unwrap();
+    let addr = server.local_addr();
+    let registry = server.registry();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+    Serving {
+        addr,
+        registry,
+        stop: Some(stop),
+        _dir: dir,
+    }
 }
