@@ -21,13 +21,13 @@ const APPLETS: &[&str] = &[
 /// The leak test counts every berth cgroup on the host: it runs alone, the others together.
 static HOST: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
-fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+pub(crate) fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
     HOST.read().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A test's client root: whatever containers it still holds when the test ends (a failed
 /// assertion on the way) are removed, so no test leaves a container running on the host.
-struct Root(Berth);
+pub(crate) struct Root(Berth);
 
 impl std::ops::Deref for Root {
     type Target = Berth;
@@ -51,7 +51,7 @@ impl Drop for Root {
 }
 
 /// A fresh client root with the image `bb` (busybox, CMD sh, a `nobody` user, a VOLUME).
-fn setup() -> Root {
+pub(crate) fn setup() -> Root {
     assert_eq!(
         unsafe { libc::geteuid() },
         0,
@@ -138,7 +138,7 @@ fn inspect(b: &Berth, name: &str) -> Value {
 }
 
 /// Waits (bounded) until `f` holds.
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+pub(crate) fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !f() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");

@@ -9,4 +9,5 @@ mod images;
 mod mirror;
 mod registry;
 mod root_containers;
+mod root_events;
 mod util;

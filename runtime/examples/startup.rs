@@ -39,6 +39,7 @@ fn main() {
             state_dir: dir.join("state"),
             open_stdin: false,
             log: Some(dir.join("log")),
+            on_exit: None,
         })
         .expect("create");
         let t_create = t.elapsed();

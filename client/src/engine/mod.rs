@@ -30,13 +30,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use berth_runtime::{Container, ContainerConfig, Rootfs};
+use berth_runtime::{Container, ContainerConfig, ExitHook, Rootfs};
 use berth_storage::Digest;
 use serde_json::Value;
 
+use crate::events::{Event, Journal, Kind};
 use crate::images::{ImageError, ImageRecord, ImageStore};
 
-pub use bridge::BridgeSection;
+pub use bridge::{network_id, BridgeSection};
 pub use logs::{read_logs, LogLine, LogOptions};
 pub use record::{
     ContainerRecord, HostConfig, LastRun, MountPoint, NetworkMode, NetworkState, PortBinding,
@@ -374,6 +375,28 @@ fn parse_volume(arg: &str) -> Result<VolumeSpec> {
     })
 }
 
+/// A container event with docker's attributes: the labels, the image and the name.
+fn container_event(rec: &ContainerRecord, action: &str) -> Event {
+    let mut e = Event::new(Kind::Container, action, &rec.id);
+    for (k, v) in &rec.config.labels {
+        e = e.attr(k, v);
+    }
+    e.from(&rec.image).attr("name", &rec.name)
+}
+
+fn volume_event(name: &str, action: &str) -> Event {
+    Event::new(Kind::Volume, action, name).attr("driver", "local")
+}
+
+/// A bridge network's event about a container (`connect`, `disconnect`).
+fn network_event(rec: &ContainerRecord, action: &str) -> Event {
+    let name = rec.host.network.as_str();
+    Event::new(Kind::Network, action, network_id(name))
+        .attr("container", &rec.id)
+        .attr("name", name)
+        .attr("type", "bridge")
+}
+
 impl Engine {
     pub fn open(root: &Path) -> Result<Engine> {
         let images = ImageStore::open(root)?;
@@ -397,6 +420,11 @@ impl Engine {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The events journal under the root, which every engine operation writes to.
+    pub fn journal(&self) -> Journal {
+        Journal::open(&self.root)
     }
 
     /// A container's directory.
@@ -488,6 +516,7 @@ impl Engine {
             self.disconnect(rec);
             return Err(e);
         }
+        self.journal().record(network_event(rec, "connect"));
         Ok(())
     }
 
@@ -544,7 +573,9 @@ impl Engine {
         if rec.host.network != NetworkMode::Bridge {
             return;
         }
-        let _ = std::fs::remove_file(self.network_path(&rec.id));
+        if std::fs::remove_file(self.network_path(&rec.id)).is_ok() {
+            self.journal().record(network_event(rec, "disconnect"));
+        }
         if let Err(e) = berth_runtime::net::disconnect(&self.bridge, &rec.id) {
             tracing::warn!("unplugging container {} from the bridge: {e}", rec.id);
         }
@@ -738,6 +769,14 @@ impl Engine {
             None => names::random(|n| self.names_dir().join(n).exists()),
         };
         self.reserve_name(&name, &id)?;
+        let preexisting: BTreeSet<String> = volumes
+            .iter()
+            .filter_map(|v| match v {
+                VolumeSpec::Named { name, .. } => Some(name.clone()),
+                _ => None,
+            })
+            .filter(|n| self.volumes_dir().join(n).exists())
+            .collect();
         let dir = self.dir(&id);
         let result = (|| {
             for d in ["upper", "work"] {
@@ -839,6 +878,16 @@ impl Engine {
                 last_run: None,
             };
             self.save(&rec)?;
+            let journal = self.journal();
+            for m in &rec.mounts {
+                match &m.name {
+                    Some(n) if !preexisting.contains(n) => {
+                        journal.record(volume_event(n, "create"))
+                    }
+                    _ => {}
+                }
+            }
+            journal.record(container_event(&rec, "create"));
             Ok(rec)
         })();
         if result.is_err() {
@@ -990,6 +1039,7 @@ impl Engine {
             state_dir: self.runtime_dir(&rec.id),
             open_stdin: rec.config.open_stdin,
             log: Some(self.log_path(&rec.id)),
+            on_exit: Some(die_event(self.journal(), rec.clone())),
         });
         let c = match c {
             Ok(c) => c,
@@ -1005,6 +1055,18 @@ impl Engine {
                 return Err(e);
             }
         }
+        let journal = self.journal();
+        for m in rec.mounts.iter().filter(|m| m.kind == "volume") {
+            if let Some(n) = &m.name {
+                journal.record(
+                    volume_event(n, "mount")
+                        .attr("container", &rec.id)
+                        .attr("destination", &m.destination)
+                        .attr("propagation", "")
+                        .attr("read/write", (!m.read_only).to_string()),
+                );
+            }
+        }
         Ok(c)
     }
 
@@ -1016,6 +1078,7 @@ impl Engine {
             let _ = c.wait_timeout(Some(Duration::from_secs(5)));
             return Err(e.into());
         }
+        self.journal().record(container_event(rec, "start"));
         Ok(())
     }
 
@@ -1037,8 +1100,11 @@ impl Engine {
             Some(s) => berth_runtime::parse_signal(s)?,
             None => libc::SIGTERM,
         };
+        let journal = self.journal();
+        journal.record(container_event(rec, "kill").attr("signal", signal.to_string()));
         c.stop(signal, timeout)?;
         self.disconnect(rec);
+        journal.record(container_event(rec, "stop"));
         Ok(())
     }
 
@@ -1046,6 +1112,8 @@ impl Engine {
     pub fn kill(&self, rec: &ContainerRecord, signal: i32) -> Result<()> {
         let c = self.running(rec)?;
         c.kill(signal)?;
+        self.journal()
+            .record(container_event(rec, "kill").attr("signal", signal.to_string()));
         Ok(())
     }
 
@@ -1058,6 +1126,7 @@ impl Engine {
             )));
         }
         c.pause()?;
+        self.journal().record(container_event(rec, "pause"));
         Ok(())
     }
 
@@ -1070,6 +1139,7 @@ impl Engine {
             )));
         }
         c.resume()?;
+        self.journal().record(container_event(rec, "unpause"));
         Ok(())
     }
 
@@ -1131,7 +1201,19 @@ impl Engine {
         };
         let spec = spec::build(&rec, &self.layer_dirs(&rec), &etc)?;
         let process = spec.process().clone().expect("build sets a process");
-        Ok(ExecProcess(c.exec(&process, stdio.into())?))
+        let command = opts.cmd.join(" ");
+        let exec_id = new_id();
+        let journal = self.journal();
+        let event = |action: &str| {
+            container_event(&rec, &format!("{action}: {command}")).attr("execID", &exec_id)
+        };
+        journal.record(event("exec_create"));
+        let process = c.exec(&process, stdio.into())?;
+        journal.record(event("exec_start"));
+        Ok(ExecProcess {
+            process,
+            on_exit: Some((journal, event("exec_die"))),
+        })
     }
 
     fn remove_volumes(&self, rec: &ContainerRecord) {
@@ -1152,7 +1234,12 @@ impl Engine {
                 status: st.status.as_str(),
             });
         }
+        let journal = self.journal();
         if let Some(c) = self.runtime(rec) {
+            if matches!(st.status, Status::Running | Status::Paused) {
+                journal
+                    .record(container_event(rec, "kill").attr("signal", libc::SIGKILL.to_string()));
+            }
             c.delete(true)?;
         }
         self.disconnect(rec);
@@ -1167,8 +1254,14 @@ impl Engine {
         self.release_name(&rec.name, &rec.id);
         if volumes {
             self.remove_volumes(rec);
+            for m in rec.mounts.iter().filter(|m| m.anonymous) {
+                if let Some(n) = &m.name {
+                    journal.record(volume_event(n, "destroy"));
+                }
+            }
         }
         remove_tree(&trash).map_err(io_err(&trash))?;
+        journal.record(container_event(rec, "destroy"));
         Ok(())
     }
 
@@ -1188,6 +1281,8 @@ impl Engine {
             return Err(e);
         }
         self.release_name(&rec.name, &rec.id);
+        self.journal()
+            .record(container_event(&updated, "rename").attr("oldName", format!("/{}", rec.name)));
         Ok(())
     }
 
@@ -1282,6 +1377,14 @@ pub struct DiskUsage {
     pub active_volumes: usize,
     pub volume_size: u64,
     pub volume_reclaimable: u64,
+}
+
+/// The monitor's hook that writes a container's `die` event (with its exit code) to the
+/// journal when the container exits.
+fn die_event(journal: Journal, rec: ContainerRecord) -> ExitHook {
+    ExitHook(std::sync::Arc::new(move |exit: &berth_runtime::Exit| {
+        journal.record(container_event(&rec, "die").attr("exitCode", exit.code.to_string()));
+    }))
 }
 
 /// The hostname a container sees.

@@ -144,6 +144,7 @@ impl Fixture {
             state_dir: self.state_dir(),
             open_stdin: false,
             log: Some(self.log_path()),
+            on_exit: None,
         }
     }
 
