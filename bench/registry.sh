@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Registry speed, side by side in one run: manifest GET by tag at 32 connections (wrk) against
 # berth, CNCF distribution (Debian's docker-registry) and nginx serving the same bytes as a
-# static file; resident memory of berth and distribution idle and after the load.
+# static file; resident memory of berth and distribution idle and after the load; HEAD of a
+# blob (ab) and GET of a small blob (wrk) against nginx serving the same bytes.
 # Then a 256 MiB blob GET (one stream, curl) against nginx serving the same file, and a
 # `skopeo copy` push of a 3×64 MiB image to berth and to distribution (hyperfine medians).
 set -euo pipefail
@@ -65,6 +66,12 @@ for port in map(int, sys.argv[1:3]):
     r = c.getresponse(); r.read(); assert r.status == 201, r.status
     out = m
 open(sys.argv[3], "wb").write(out)
+# The config blob too, for the small-request runs: nginx serves it at the blob's own path.
+import os
+blobs = os.path.join(os.path.dirname(os.path.dirname(sys.argv[3])), "blobs")
+os.makedirs(blobs, exist_ok=True)
+open(os.path.join(blobs, cd), "wb").write(config)
+open(os.path.join(os.path.dirname(blobs), "config.digest"), "w").write(cd)
 PY
 nginx -c "$WORK/nginx.conf" -p "$WORK" & sleep 0.5
 PIDS+=($(cat "$WORK/nginx.pid"))
@@ -91,6 +98,29 @@ print(f"manifest GET req/s: berth {rb:,.0f}  distribution {rd:,.0f}  nginx {rn:,
 print(f"berth / distribution = {rb/rd:.1f}x (target >= 10x); berth / nginx = {rb/rn:.2f}x (target >= 0.3x)")
 print(f"RSS idle: berth {bi/1024:.1f} MiB, distribution {di/1024:.1f} MiB = {bi/di:.2f}x (target <= 0.5x)")
 print(f"RSS after load: berth {bl/1024:.1f} MiB, distribution {dl/1024:.1f} MiB = {bl/dl:.2f}x (target <= 0.5x)")
+PY
+
+# ---- small requests: HEAD of a blob (ab -k -i: wrk hangs on HEAD) and GET of a small blob
+# (the image config, ~80 bytes), against nginx serving the same bytes ----
+CD=$(cat "$WORK/static/v2/bench/app/config.digest")
+SECS=${DURATION%s}
+heads() {
+  ab -k -i -q -c 32 -t "$SECS" -n 100000000 "$1" > "$WORK/ab.out" 2>&1 || true
+  if ! grep -q "^Failed requests: *0" "$WORK/ab.out" || grep -q "Non-2xx" "$WORK/ab.out"; then
+    echo "errors from HEAD $1:" >&2; cat "$WORK/ab.out" >&2; exit 1
+  fi
+  awk '/Requests per second/ {print $4}' "$WORK/ab.out"
+}
+H_B=$(heads "http://127.0.0.1:$B/v2/bench/app/blobs/$CD")
+H_N=$(heads "http://127.0.0.1:$N/v2/bench/app/blobs/$CD")
+G_B=$(rps "http://127.0.0.1:$B/v2/bench/app/blobs/$CD")
+G_N=$(rps "http://127.0.0.1:$N/v2/bench/app/blobs/$CD")
+python3 - "$H_B" "$H_N" "$G_B" "$G_N" "$R_B" "$R_N" <<'PY'
+import sys
+hb, hn, gb, gn, mb, mn = map(float, sys.argv[1:7])
+print(f"blob HEAD req/s: berth {hb:,.0f}  nginx {hn:,.0f}  = {hb/hn:.2f}x (target >= 0.5x)")
+print(f"small blob GET req/s: berth {gb:,.0f}  nginx {gn:,.0f}  = {gb/gn:.2f}x (target >= 0.5x)")
+print(f"manifest GET: berth / nginx = {mb/mn:.2f}x (target >= 0.8x)")
 PY
 
 # ---- 256 MiB blob GET, single stream, against nginx ----

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 # Real peers the tests talk to (README.md, Test).
 DEBIAN_PACKAGES=(
   busybox-static docker.io podman skopeo containerd docker-registry runc crun umoci
-  nginx wrk hyperfine apache2-utils iproute2 iptables tmux curl
+  nginx wrk hyperfine apache2-utils iproute2 iptables tmux curl libseccomp-dev
 )
 missing=()
 for p in "${DEBIAN_PACKAGES[@]}"; do

@@ -394,7 +394,7 @@ fn docker_pulls_what_berth_pushed_and_loads_what_berth_saved() {
     let v: serde_json::Value = serde_json::from_str(&inspect).unwrap();
     assert_eq!(v[0]["Id"], image.config.to_string());
     assert_eq!(v[0]["RootFS"]["Layers"][1], image.diff_ids[1].to_string());
-    // The image runs under docker when this host lets dockerd run containers.
+    // The image runs under docker.
     let ran = docker
         .cmd(&[
             "run",
@@ -408,14 +408,12 @@ fn docker_pulls_what_berth_pushed_and_loads_what_berth_saved() {
         ])
         .output()
         .unwrap();
-    if ran.status.success() {
-        assert_eq!(ran.stdout, [6u8]);
-    } else {
-        eprintln!(
-            "note: dockerd cannot run containers here ({}); the image was checked with inspect",
-            String::from_utf8_lossy(&ran.stderr).trim()
-        );
-    }
+    assert!(
+        ran.status.success(),
+        "docker run of the saved image: {}",
+        String::from_utf8_lossy(&ran.stderr).trim()
+    );
+    assert_eq!(ran.stdout, [6u8]);
 
     // docker save → berth load: same image id and diff ids.
     let dtar = berth.dir.path().join("docker.tar");
@@ -487,8 +485,9 @@ fn save_load_import_prune_and_df() {
     assert_eq!(v[0]["RootFS"]["Layers"][0], image.diff_ids[0].to_string());
 
     let df = berth.ok(&["system", "df"]);
-    assert!(df.lines().nth(1).unwrap().starts_with("Images"), "{df}");
-    assert!(df.contains("2 "), "{df}");
+    let images: Vec<&str> = df.lines().nth(1).unwrap_or("").split_whitespace().collect();
+    // TYPE TOTAL ACTIVE SIZE RECLAIMABLE: the pulled image and the import.
+    assert_eq!(images.get(..3), Some(&["Images", "2", "0"][..]), "{df}");
 
     // Untag the import: it becomes dangling; prune removes it and nothing else.
     let (import_id, _) = (id.trim().to_string(), ());
@@ -519,8 +518,10 @@ fn bad_inputs_are_one_line_and_nonzero() {
         ),
         (&["pull", "Foo//Bar"], "invalid reference format"),
         (&["pull", "a:b:c"], "invalid reference format"),
+        // (On a loopback port where nothing listens: the platform is refused before any
+        // registry is asked, and no name can reach a registry on the internet.)
         (
-            &["pull", "--platform", "linux", "busybox"],
+            &["pull", "--platform", "linux", "127.0.0.1:1/busybox"],
             "invalid platform",
         ),
         (&["images", "-f", "bogus=1"], "invalid filter"),

@@ -59,10 +59,22 @@ fn push_image(addr: &str, repo: &str, tag: &str, layers: &[&[u8]]) -> String {
     );
     let mut descs = Vec::new();
     for blob in std::iter::once(config.as_bytes()).chain(layers.iter().copied()) {
+        // POST then PUT: the flow every registry takes (distribution resets a monolithic POST).
         let r = util::request(
             addr,
             "POST",
-            &format!("/v2/{repo}/blobs/uploads/?digest={}", digest_of(blob)),
+            &format!("/v2/{repo}/blobs/uploads/"),
+            &[],
+            b"",
+        );
+        assert_eq!(r.status, 202, "{r:?}");
+        let location = r.header("location").expect("an upload's location");
+        let location = &location[location.find("/v2/").expect("a /v2/ path")..];
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let r = util::request(
+            addr,
+            "PUT",
+            &format!("{location}{sep}digest={}", digest_of(blob)),
             &[],
             blob,
         );
@@ -239,16 +251,16 @@ fn routes_by_ns_then_host_prefix_then_default_and_refuses_pushes_into_caches() {
 
 #[test]
 fn tags_are_revalidated_with_a_head_after_their_time_to_live() {
-    let up_storage = Storage::fs();
-    let up = Registry::start(&up_storage, "");
-    let first = push_image(&up.addr, "library/app", "1", &[b"one"]);
+    // The upstream logs what it is asked.
+    let up = Distribution::start_logged("");
+    let first = push_image(&up.host(), "library/app", "1", &[b"one"]);
     let (mirror, _s) = start_mirror(&mirror_toml(
         Some("docker.io"),
         1,
         &[],
         &[Up {
             host: "docker.io",
-            url: up.url(""),
+            url: format!("http://{}", up.host()),
             keys: "",
         }],
     ));
@@ -274,7 +286,7 @@ fn tags_are_revalidated_with_a_head_after_their_time_to_live() {
     );
     assert_eq!((metric(&mirror, misses), metric(&mirror, hits)), (1, 2));
     // The upstream moves the tag: the mirror follows once the time to live is over.
-    let second = push_image(&up.addr, "library/app", "1", &[b"two"]);
+    let second = push_image(&up.host(), "library/app", "1", &[b"two"]);
     std::thread::sleep(Duration::from_millis(1200));
     let r = get(&mirror, path);
     assert_eq!(r.header("docker-content-digest"), Some(second.as_str()));
@@ -282,6 +294,33 @@ fn tags_are_revalidated_with_a_head_after_their_time_to_live() {
     // The old manifest is still there by digest.
     let r = get(&mirror, &format!("/v2/library/app/manifests/{first}"));
     assert_eq!(r.status, 200);
+    // What the upstream was asked: a HEAD of the tag at the first request and after each time
+    // to live (none within it), each manifest fetched once by digest, the tag never fetched.
+    let asked = |method: &str, path: &str| {
+        up.log_text()
+            .lines()
+            .filter(|l| l.contains(&format!("\"{method} {path} ")))
+            .count()
+    };
+    let want = [
+        ("HEAD", path.to_string(), 3),
+        ("GET", path.to_string(), 0),
+        ("GET", format!("/v2/library/app/manifests/{first}"), 1),
+        ("GET", format!("/v2/library/app/manifests/{second}"), 1),
+    ];
+    // (The upstream writes its log line once it has answered: allow it a moment.)
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while want.iter().any(|(m, p, n)| asked(m, p) != *n) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for (method, path, n) in want {
+        assert_eq!(
+            asked(method, &path),
+            n,
+            "{method} {path}:\n{}",
+            up.log_text()
+        );
+    }
 }
 
 /// Where a filesystem store keeps a blob.
@@ -395,16 +434,23 @@ fn with_the_upstream_gone_the_cache_is_served_and_the_rest_is_a_5xx_in_time() {
     let r = get(&mirror, &blob);
     assert_eq!((r.status, r.body.as_slice()), (200, &b"cached layer"[..]));
 
-    // What was never cached: a spec error with a 5xx.
+    // What was never cached: a spec error with a 5xx, within the upstream's timeout (1 and
+    // 2 s here; the client would wait 60 s).
     for path in [
         "/v2/library/other/manifests/1".to_string(),
         format!("/v2/library/other/blobs/{}", digest_of(b"never fetched")),
         "/v2/silent.test/x/manifests/1".to_string(),
         format!("/v2/silent.test/x/blobs/{}", digest_of(b"x")),
     ] {
+        let asked = std::time::Instant::now();
         let r = get(&mirror, &path);
+        let took = asked.elapsed();
         assert!(r.status >= 500, "{path}: {r:?}");
         assert_eq!(code(&r), "UNAVAILABLE", "{path}: {r:?}");
+        assert!(
+            took < Duration::from_secs(10),
+            "{path}: answered after {took:?}"
+        );
     }
     assert!(metric(&mirror, "berth_mirror_upstream_errors_total") >= 4);
     drop(silent);
@@ -486,11 +532,17 @@ fn the_example_mirror_config_loads_and_serves() {
     let _ = child.wait();
     assert_eq!(v2.status, 200);
     assert_eq!(push.status, 405, "library/x is Docker Hub's: {push:?}");
+    // Nothing went to an upstream: the mirror counted no fetch, no error, no byte.
     let text = String::from_utf8(metrics.body).unwrap();
-    assert!(
-        text.contains("berth_mirror_cache_hits_total{kind=\"blob\"} 0"),
-        "{text}"
-    );
+    for counter in [
+        "berth_mirror_cache_hits_total{kind=\"blob\"} 0",
+        "berth_mirror_cache_misses_total{kind=\"manifest\"} 0",
+        "berth_mirror_cache_misses_total{kind=\"blob\"} 0",
+        "berth_mirror_upstream_errors_total 0",
+        "berth_mirror_upstream_bytes_total 0",
+    ] {
+        assert!(text.lines().any(|l| l == counter), "{counter} in\n{text}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1202,19 +1254,28 @@ fn a_large_blob_in_flight_is_spooled_not_held_in_memory_and_ranges_wait_for_the_
         .set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();
     let (_, mut body) = read_until(&mut client, 200 * MIB);
-    // A ranged read of the blob in flight is answered once the whole is there and checked.
-    let ranged = {
-        let (addr, path) = (mirror.addr.clone(), path.clone());
-        std::thread::spawn(move || {
-            util::request(
-                &addr,
-                "GET",
-                &path,
-                &[("range", "bytes=230686720-230686729")],
-                b"",
-            )
-        })
-    };
+    // A ranged read of the blob in flight is answered once the whole is there and checked,
+    // even for bytes that arrived long ago: nothing comes back while the upstream holds the
+    // rest (a second is far more than an early answer from this machine would take).
+    let mut ranged = send_head(
+        &mirror.addr,
+        "GET",
+        &path,
+        &[("range", "bytes=1048576-1048585")],
+        0,
+    );
+    ranged
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let mut first = [0u8; 1];
+    let early = ranged.read(&mut first);
+    assert!(
+        matches!(&early, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+        "the range was answered before the blob was whole: {early:?}"
+    );
+    ranged
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
     let during = rss(&mirror);
     assert!(
         during < before + 64 * MIB,
@@ -1225,12 +1286,12 @@ fn a_large_blob_in_flight_is_spooled_not_held_in_memory_and_ranges_wait_for_the_
     up.release.send(()).unwrap();
     client.read_to_end(&mut body).unwrap();
     assert!(body == blob, "the client got the whole blob");
-    let r = ranged.join().unwrap();
+    let r = util::read_response(ranged, "GET");
     assert_eq!(r.status, 206, "{r:?}");
-    assert_eq!(r.body, &blob[230686720..230686730]);
+    assert_eq!(r.body, &blob[1048576..1048586]);
     assert_eq!(
         r.header("content-range"),
-        Some(format!("bytes 230686720-230686729/{}", blob.len()).as_str())
+        Some(format!("bytes 1048576-1048585/{}", blob.len()).as_str())
     );
     // Stored, and the same bytes.
     let r = get(&mirror, &path);
@@ -1318,4 +1379,144 @@ fn an_upstream_signed_by_a_private_ca_is_trusted_through_certs_d_as_root() {
         upstream.addr
     );
     crate::registry::assert_refused_naming(&text, "mirror.certs_d");
+}
+
+// ---------------------------------------------------------------------------------------------
+// An upstream that misbehaves
+
+/// An upstream that answers each request as `answer(method, path)` says (status line, extra
+/// headers, body) on a connection of its own, and records each request line.
+struct ScriptedUpstream {
+    port: u16,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+type Answer = (&'static str, String, Vec<u8>);
+
+impl ScriptedUpstream {
+    fn start(answer: impl Fn(&str, &str) -> Answer + Send + Sync + 'static) -> ScriptedUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (seen, answer) = (requests.clone(), std::sync::Arc::new(answer));
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let (seen, answer) = (seen.clone(), answer.clone());
+                std::thread::spawn(move || {
+                    let mut raw = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !raw.ends_with(b"\r\n\r\n") {
+                        match conn.read(&mut byte) {
+                            Ok(1) => raw.push(byte[0]),
+                            _ => return,
+                        }
+                    }
+                    let text = String::from_utf8_lossy(&raw);
+                    let line = text.lines().next().unwrap_or("").to_string();
+                    seen.lock().unwrap().push(line.clone());
+                    let mut words = line.split(' ');
+                    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+                    let (status, headers, body) = answer(method, path);
+                    let head = format!(
+                        "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = conn.write_all(head.as_bytes());
+                    if method != "HEAD" {
+                        let _ = conn.write_all(&body);
+                    }
+                });
+            }
+        });
+        ScriptedUpstream { port, requests }
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+/// An upstream whose tag list pages carry malformed Link headers, point at another host or
+/// loop: the mirror answers a spec 502 naming the problem, follows a bounded number of pages,
+/// never asks another host, and goes on serving.
+#[test]
+fn a_hostile_upstreams_tag_pages_are_a_502_never_a_crash_nor_a_loop() {
+    // Another host that must never be asked.
+    let foreign = ScriptedUpstream::start(|_, _| ("200 OK", String::new(), b"{}".to_vec()));
+    let foreign_port = foreign.port;
+    let up = ScriptedUpstream::start(move |_, path| {
+        let json = |tags: &str| format!("{{\"name\":\"x\",\"tags\":[{tags}]}}").into_bytes();
+        let link = |l: &str| format!("Link: {l}\r\nContent-Type: application/json\r\n");
+        let Some((repo, query)) = path
+            .strip_prefix("/v2/")
+            .and_then(|p| p.split_once("/tags/list"))
+        else {
+            return ("200 OK", String::new(), b"{}".to_vec());
+        };
+        let last = query.split("last=").nth(1).unwrap_or("");
+        match (repo, last) {
+            ("bad/brackets", _) => ("200 OK", link(r#">x<; rel="next""#), json("\"a\"")),
+            ("bad/bare", _) => (
+                "200 OK",
+                link(r#"/v2/bad/bare/tags/list?last=a; rel="next""#),
+                json("\"a\""),
+            ),
+            ("bad/foreign", _) => (
+                "200 OK",
+                link(&format!(
+                    "<http://127.0.0.1:{foreign_port}/v2/bad/foreign/tags/list?last=a>; rel=\"next\""
+                )),
+                json("\"a\""),
+            ),
+            // Every page points back at the first.
+            ("bad/loop", _) => (
+                "200 OK",
+                link(r#"</v2/bad/loop/tags/list?n=1000>; rel="next""#),
+                json("\"a\""),
+            ),
+            // A relative link, then the last page: followed.
+            ("good/pages", "") => ("200 OK", link(r#"<list?last=a>; rel="next""#), json("\"a\"")),
+            ("good/pages", _) => ("200 OK", String::new(), json("\"b\"")),
+            _ => (
+                "404 Not Found",
+                String::new(),
+                br#"{"errors":[{"code":"NAME_UNKNOWN","message":"no"}]}"#.to_vec(),
+            ),
+        }
+    });
+    let (mirror, _s) = start_mirror(&mirror_toml(
+        Some("hostile.test"),
+        300,
+        &[],
+        &[Up {
+            host: "hostile.test",
+            url: format!("http://127.0.0.1:{}", up.port),
+            keys: "",
+        }],
+    ));
+    for (repo, why) in [
+        ("bad/brackets", "Link header"),
+        ("bad/bare", "Link header"),
+        ("bad/foreign", "is not on http://127.0.0.1:"),
+        ("bad/loop", "loop"),
+    ] {
+        let r = get(&mirror, &format!("/v2/{repo}/tags/list"));
+        assert_eq!(
+            (r.status, code(&r).as_str()),
+            (502, "UNAVAILABLE"),
+            "{repo}: {r:?}"
+        );
+        let text = String::from_utf8_lossy(&r.body);
+        assert!(text.contains(why), "{repo}: {text}");
+    }
+    let asked = up.requests();
+    let loops = asked.iter().filter(|l| l.contains("/bad/loop/")).count();
+    assert!(loops <= 2, "the loop was followed: {asked:?}");
+    assert!(foreign.requests().is_empty(), "another host was asked");
+    let r = get(&mirror, "/v2/good/pages/tags/list");
+    assert_eq!(r.status, 200, "{r:?}");
+    let tags: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(tags["tags"], serde_json::json!(["a", "b"]));
+    assert_eq!(get(&mirror, "/v2/").status, 200, "still serving");
 }

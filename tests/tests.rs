@@ -8,6 +8,7 @@ mod cli;
 mod images;
 mod mirror;
 mod registry;
+mod root_confine;
 mod root_containers;
 mod root_events;
 mod util;

@@ -15,7 +15,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_storage::{Digest, Reference, RepoName, Store, StoreError, Tag};
 use bytes::Bytes;
-use futures::{Stream, TryStreamExt};
+use futures::{FutureExt, Stream, TryStreamExt};
 use http_body_util::BodyExt;
 
 use crate::auth::{Auth, Grant};
@@ -103,13 +103,13 @@ type CachedManifest = (std::time::Instant, String, Bytes);
 
 impl ManifestCache {
     fn get(&self, repo: &RepoName, d: &Digest) -> Option<(String, Bytes)> {
-        let map = self.entries.lock().unwrap();
+        let map = crate::lock(&self.entries);
         let (at, media_type, body) = map.get(&(repo.clone(), d.clone()))?;
         (at.elapsed() < MANIFEST_TTL).then(|| (media_type.clone(), body.clone()))
     }
 
     fn insert(&self, repo: &RepoName, d: &Digest, media_type: String, body: Bytes) {
-        let mut map = self.entries.lock().unwrap();
+        let mut map = crate::lock(&self.entries);
         if map.len() >= MANIFEST_CACHE_ENTRIES {
             map.retain(|_, (at, _, _)| at.elapsed() < MANIFEST_TTL);
             if map.len() >= MANIFEST_CACHE_ENTRIES {
@@ -123,10 +123,7 @@ impl ManifestCache {
     }
 
     fn remove(&self, repo: &RepoName, d: &Digest) {
-        self.entries
-            .lock()
-            .unwrap()
-            .remove(&(repo.clone(), d.clone()));
+        crate::lock(&self.entries).remove(&(repo.clone(), d.clone()));
     }
 }
 
@@ -200,10 +197,30 @@ pub async fn handle(reg: Arc<Registry>, mut req: Request<Body>) -> Response {
         Some(auth) => crate::auth::admit(auth, &mut req).await,
         None => Ok(None),
     };
-    let answer = match admitted {
-        Ok(None) => route(&reg, &path, req).await,
-        Ok(Some(resp)) => Ok(resp),
-        Err(e) => Err(e),
+    let answer = async {
+        match admitted {
+            Ok(None) => route(&reg, &path, req).await,
+            Ok(Some(resp)) => Ok(resp),
+            Err(e) => Err(e),
+        }
+    };
+    // A bug that panics costs the request it met, answered 500, never the server: the
+    // connection and every other request go on. (Locks here tolerate a holder that panicked:
+    // see `crate::lock`.)
+    let answer = match std::panic::AssertUnwindSafe(answer).catch_unwind().await {
+        Ok(answer) => answer,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(%method, %path, panic = %what, "the request's handler panicked");
+            Err(RegistryError::new(
+                Code::Internal,
+                "internal error: the registry failed while answering this request",
+            ))
+        }
     };
     let mut resp = match answer {
         Ok(r) => r,

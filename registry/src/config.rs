@@ -123,14 +123,14 @@ pub struct ConfigError(pub String);
 
 /// The dotted key (`server.delete`) of the `key = value` line holding byte `offset`, if any.
 fn key_at(text: &str, offset: usize) -> Option<String> {
-    let offset = offset.min(text.len());
-    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
-    let line = text[line_start..].lines().next()?;
+    let before = text.get(..offset.min(text.len()))?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text.get(line_start..)?.lines().next()?;
     let key = line.split_once('=')?.0.trim();
     if key.is_empty() || key.starts_with('[') || key.starts_with('#') {
         return None;
     }
-    let table = text[..line_start].lines().rev().find_map(|l| {
+    let table = text.get(..line_start)?.lines().rev().find_map(|l| {
         let l = l.trim();
         l.strip_prefix('[')?
             .strip_suffix(']')
@@ -148,7 +148,8 @@ impl Config {
         let config: Config = toml::from_str(text).map_err(|e| {
             let line = e
                 .span()
-                .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+                .and_then(|s| text.get(..s.start.min(text.len())))
+                .map(|before| before.lines().count().max(1));
             let mut message = e.message().replace('\n', " ");
             // serde's messages ("invalid type: string \"yes\", expected a boolean") do not say
             // which key they are about; the span does.

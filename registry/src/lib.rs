@@ -30,6 +30,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::Request;
 use berth_storage::Store;
+use futures::FutureExt;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use tokio::net::{TcpListener, TcpStream};
@@ -37,6 +38,13 @@ use tokio::net::{TcpListener, TcpStream};
 pub use api::Registry;
 pub use config::{Config, ConfigError};
 pub use mirror::Mirror;
+
+/// Locks a mutex even when a holder panicked. A handler's panic is answered 500 and the server
+/// goes on (`api::handle`), so a lock it held must stay usable: every critical section in this
+/// crate leaves its data consistent at each step (inserts, removals, counters).
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// A bound registry, ready to serve.
 pub struct Server {
@@ -113,28 +121,20 @@ impl Server {
     }
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish (up to the grace
-    /// period) before returning.
+    /// period) before returning. A request is in flight once its client has sent it: the
+    /// connections waiting in the listen queue and those whose request the server has not
+    /// read yet are answered too (then closed); only connections with nothing sent are closed
+    /// at once.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
         let mut http = ConnBuilder::new(TokioExecutor::new());
         // hyper enforces a header read timeout only with a timer; `None` turns it off.
         http.http1()
             .timer(TokioTimer::new())
             .header_read_timeout(self.header_timeout);
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        // Every connection holds a receiver: shutdown is over when the last one is dropped.
+        let (stop, stopping) = tokio::sync::watch::channel(false);
         let acceptor = self.tls.as_ref().map(|(a, _)| a.clone());
-        let mut shutdown = std::pin::pin!(shutdown);
-        loop {
-            let (socket, peer) = tokio::select! {
-                accepted = self.listener.accept() => match accepted {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                _ = shutdown.as_mut() => break,
-            };
+        let spawn = |socket: TcpStream, peer: SocketAddr| {
             let _ = socket.set_nodelay(true);
             // Everything after the accept (the first byte, the handshake) happens in the
             // connection's own task, bounded in time: a slow or silent client never holds up
@@ -142,15 +142,32 @@ impl Server {
             let conn = Connection {
                 http: http.clone(),
                 registry: self.registry.clone(),
-                watcher: graceful.watcher(),
+                stopping: stopping.clone(),
             };
-            let acceptor = acceptor.clone();
-            let opening = self.opening;
-            tokio::spawn(conn.dispatch(socket, peer, acceptor, opening));
+            tokio::spawn(conn.dispatch(socket, peer, acceptor.clone(), self.opening));
+        };
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok((socket, peer)) => spawn(socket, peer),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                _ = shutdown.as_mut() => break,
+            }
         }
         tracing::info!("shutting down: letting in-flight requests finish");
+        let _ = stop.send(true);
+        // Clients in the listen queue have connected and may have sent their request.
+        while let Some(Ok((socket, peer))) = self.listener.accept().now_or_never() {
+            spawn(socket, peer);
+        }
+        drop(stopping);
         tokio::select! {
-            _ = graceful.shutdown() => {}
+            _ = stop.closed() => {}
             _ = tokio::time::sleep(self.grace) => {
                 tracing::warn!("in-flight requests did not finish within the grace period");
             }
@@ -185,7 +202,9 @@ const USE_HTTPS: &str = "Client sent an HTTP request to an HTTPS server.\n";
 struct Connection {
     http: ConnBuilder<TokioExecutor>,
     registry: Arc<Registry>,
-    watcher: hyper_util::server::graceful::Watcher,
+    /// Turns true when the server shuts down; shutdown waits until every connection's copy
+    /// is dropped.
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Connection {
@@ -203,6 +222,13 @@ impl Connection {
         opening: Duration,
     ) {
         let deadline = tokio::time::Instant::now() + opening;
+        if *self.stopping.borrow() {
+            // Accepted during shutdown: answered only if its request is already here.
+            match opening_bytes(&socket).now_or_never() {
+                Some(Ok(Some(_))) => {}
+                _ => return,
+            }
+        }
         let first = match tokio::time::timeout_at(deadline, opening_bytes(&socket)).await {
             Ok(Ok(Some(first))) => first,
             Ok(Ok(None)) => return,
@@ -250,7 +276,24 @@ impl Connection {
             .http
             .serve_connection_with_upgrades(TokioIo::new(io), service)
             .into_owned();
-        if let Err(e) = self.watcher.watch(conn).await {
+        let mut conn = std::pin::pin!(conn);
+        let mut stopping = self.stopping;
+        // The connection is polled before the shutdown signal, so a request the client has
+        // already sent is read first: a graceful shutdown then lets it finish instead of
+        // closing the connection as idle.
+        let ended = tokio::select! {
+            biased;
+            ended = conn.as_mut() => Some(ended),
+            _ = stopping.wait_for(|stop| *stop) => None,
+        };
+        let ended = match ended {
+            Some(ended) => ended,
+            None => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        };
+        if let Err(e) = ended {
             tracing::debug!(error = %e, "connection ended with an error");
         }
     }
@@ -267,8 +310,11 @@ async fn opening_bytes(socket: &TcpStream) -> std::io::Result<Option<u8>> {
         if n == 0 {
             return Ok(None);
         }
-        if n == buf.len() || buf[..n] != H2_PREFACE[..n] {
-            return Ok(Some(buf[0]));
+        let (Some(seen), Some(first)) = (buf.get(..n), buf.first()) else {
+            return Ok(None);
+        };
+        if n == buf.len() || !H2_PREFACE.starts_with(seen) {
+            return Ok(Some(*first));
         }
         // A partial preface: peek returns at once while those bytes wait unread, so poll.
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -56,14 +56,22 @@ impl Certificates {
     /// Reads the pair again; on failure the old one stays.
     pub fn reload(&self) -> Result<(), String> {
         let fresh = Certificates::load(&self.config, &self.provider)?;
-        *self.current.write().unwrap() = Arc::new(fresh);
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(fresh);
         Ok(())
     }
 }
 
 impl ResolvesServerCert for Certificates {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.read().unwrap().clone())
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
+        )
     }
 }
 

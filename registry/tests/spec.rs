@@ -329,6 +329,26 @@ async fn blob_heads_open_nothing(t: T) {
     assert!(calls.contains(&("get", blob)), "{calls:?}");
 }
 
+/// A panic inside a handler (injected: the store panics on one tag's key) is that request's
+/// 500 with a spec body; the registry goes on answering, the same repository included.
+async fn a_panic_is_a_500_and_the_registry_goes_on(t: T) {
+    let (d, body) = t.image("app", "v1", &[b"layer"]).await;
+    let backend = testing::Recording::new(t.ts.backend.clone()).panic_on("_tags/boom");
+    let reg = Arc::new(Registry::new(
+        berth_storage::Store::new(Arc::new(backend)),
+        ServerConfig::default(),
+    ));
+    for _ in 0..3 {
+        let r = call(&reg, "GET", "/v2/app/manifests/boom", &[], "").await;
+        r.expect(500, "UNKNOWN");
+        assert_eq!(r.header("content-type"), "application/json");
+        let r = call(&reg, "GET", "/v2/app/manifests/v1", &[], "").await;
+        assert_eq!((r.status, &r.body[..]), (StatusCode::OK, &body[..]));
+        let r = call(&reg, "HEAD", &format!("/v2/app/manifests/{d}"), &[], "").await;
+        assert_eq!(r.status, StatusCode::OK);
+    }
+}
+
 async fn uploads_monolithic_and_post_put(t: T) {
     // Wrong digest on a monolithic POST.
     let wrong = Digest::sha256_of(b"other");
@@ -1087,6 +1107,7 @@ on_every_backend!(
     base_and_errors_for_names,
     blobs_get_head_range_delete,
     blob_heads_open_nothing,
+    a_panic_is_a_500_and_the_registry_goes_on,
     uploads_monolithic_and_post_put,
     uploads_chunked,
     upload_continues_after_restart,

@@ -1408,8 +1408,24 @@ impl Remote {
             if let Some(ns) = &ep.ns {
                 url.push_str(&format!("&ns={ns}"));
             }
+            let protocol = |message: String| RemoteError::Protocol {
+                registry: ep.registry.clone(),
+                message,
+            };
             let mut out = Vec::new();
-            for _ in 0..10_000 {
+            let mut seen = std::collections::HashSet::new();
+            let mut bytes_left = MAX_TAG_LIST_BYTES;
+            loop {
+                if !seen.insert(url.clone()) {
+                    return Err(protocol(format!(
+                        "the tag list's pages loop: {url} was already read"
+                    )));
+                }
+                if seen.len() > MAX_TAG_PAGES {
+                    return Err(protocol(format!(
+                        "the tag list goes on for more than {MAX_TAG_PAGES} pages"
+                    )));
+                }
                 let u = url.clone();
                 let resp = self
                     .send(&ep, &scope, true, |c, _| c.get(u.clone()))
@@ -1417,20 +1433,22 @@ impl Remote {
                 if !resp.status().is_success() {
                     return Err(self.fail(&ep, resp, "GET", "repository").await);
                 }
-                let next = header_str(resp.headers(), "link").and_then(next_link);
-                let body = read_limited(resp, 16 << 20, &ep).await?;
-                let list: TagList =
-                    serde_json::from_slice(&body).map_err(|e| RemoteError::Protocol {
-                        registry: ep.registry.clone(),
-                        message: format!("tag list is not valid JSON: {e}"),
-                    })?;
+                let next = match header_str(resp.headers(), "link") {
+                    None => None,
+                    Some(link) => next_page(link, &url).map_err(|e| {
+                        protocol(format!("the tag list's Link header {link:?}: {e}"))
+                    })?,
+                };
+                let body = read_limited(resp, bytes_left, &ep).await?;
+                bytes_left = bytes_left.saturating_sub(body.len());
+                let list: TagList = serde_json::from_slice(&body)
+                    .map_err(|e| protocol(format!("tag list is not valid JSON: {e}")))?;
                 out.extend(list.tags.unwrap_or_default());
                 match next {
-                    Some(n) => url = resolve_location(&base, &n),
+                    Some(n) => url = n,
                     None => return Ok(out),
                 }
             }
-            Ok(out)
         })
         .await
     }
@@ -1535,17 +1553,47 @@ fn with_digest(location: &str, digest: &Digest) -> String {
     )
 }
 
-/// `<url>; rel="next"` from a `Link` header.
-fn next_link(link: &str) -> Option<String> {
-    for part in link.split(',') {
-        let part = part.trim();
-        if part.contains("rel=\"next\"") || part.contains("rel=next") {
-            let start = part.find('<')? + 1;
-            let end = part.find('>')?;
-            return Some(part[start..end].to_string());
+/// The most pages of a tag list followed, and the most bytes read over all of them.
+const MAX_TAG_PAGES: usize = 1000;
+const MAX_TAG_LIST_BYTES: usize = 64 << 20;
+
+/// The next page a `Link` header (RFC 8288: `<url>; rel="next"`, several links separated by
+/// commas) names, resolved against the URL of the page it came with. `Ok(None)` when no link is
+/// `rel="next"`; an error when the header is malformed or the next page is on another origin
+/// (scheme, host and port): credentials for one registry are never sent to another.
+pub fn next_page(link: &str, current: &str) -> std::result::Result<Option<String>, String> {
+    let current = reqwest::Url::parse(current).map_err(|e| format!("{current}: {e}"))?;
+    for value in link.split(',').map(str::trim).filter(|v| !v.is_empty()) {
+        let Some((target, params)) = value
+            .strip_prefix('<')
+            .and_then(|rest| rest.split_once('>'))
+        else {
+            return Err(format!("{value:?} is not <url>; params"));
+        };
+        let is_next = params.split(';').any(|p| {
+            let Some((name, v)) = p.split_once('=') else {
+                return false;
+            };
+            let v = v.trim().trim_matches('"');
+            name.trim().eq_ignore_ascii_case("rel")
+                && v.split_ascii_whitespace()
+                    .any(|r| r.eq_ignore_ascii_case("next"))
+        });
+        if !is_next {
+            continue;
         }
+        let next = current
+            .join(target)
+            .map_err(|e| format!("{target:?} is not a URL: {e}"))?;
+        if next.origin() != current.origin() {
+            return Err(format!(
+                "the next page {next} is not on {}",
+                current.origin().ascii_serialization()
+            ));
+        }
+        return Ok(Some(next.to_string()));
     }
-    None
+    Ok(None)
 }
 
 async fn read_limited(resp: reqwest::Response, limit: usize, ep: &Endpoint) -> Result<Bytes> {
@@ -1809,9 +1857,48 @@ mod tests {
             with_digest("http://h/u?s=1", &Digest::sha256_of(b"")),
             "http://h/u?s=1&digest=sha256%3Ae3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
-        assert_eq!(
-            next_link(r#"</v2/x/tags/list?n=2&last=b>; rel="next""#).as_deref(),
-            Some("/v2/x/tags/list?n=2&last=b")
-        );
+    }
+
+    /// (Link header, the next page or the start of the error)
+    #[test]
+    fn links() {
+        let page = "http://h:5000/v2/x/tags/list?n=2";
+        let table: &[(&str, Result<Option<&str>, &str>)] = &[
+            (
+                r#"</v2/x/tags/list?n=2&last=b>; rel="next""#,
+                Ok(Some("http://h:5000/v2/x/tags/list?n=2&last=b")),
+            ),
+            (
+                r#"<http://h:5000/v2/x/tags/list?last=b>; rel=next"#,
+                Ok(Some("http://h:5000/v2/x/tags/list?last=b")),
+            ),
+            (
+                r#"</a>; rel="prev", <list?last=c>; REL="last next""#,
+                Ok(Some("http://h:5000/v2/x/tags/list?last=c")),
+            ),
+            (r#"</a>; rel="prev""#, Ok(None)),
+            ("", Ok(None)),
+            (",,", Ok(None)),
+            (r#">x<; rel="next""#, Err("\">x<")),
+            (r#"/v2/x/tags/list; rel="next""#, Err("\"/v2/x")),
+            (r#"<no end; rel="next""#, Err("\"<no end")),
+            (
+                r#"<http://other:5000/v2/x>; rel="next""#,
+                Err("the next page"),
+            ),
+            (r#"<https://h:5000/v2/x>; rel="next""#, Err("the next page")),
+            (r#"<//evil/v2/x>; rel="next""#, Err("the next page")),
+            (
+                r#"<http://[::1>; rel="next""#,
+                Err("\"http://[::1\" is not a URL"),
+            ),
+        ];
+        for (link, want) in table {
+            match (next_page(link, page), want) {
+                (Ok(got), Ok(want)) => assert_eq!(got.as_deref(), *want, "{link}"),
+                (Err(e), Err(want)) => assert!(e.starts_with(want), "{link}: {e}"),
+                (got, want) => panic!("{link}: {got:?}, wanted {want:?}"),
+            }
+        }
     }
 }

@@ -8,6 +8,7 @@ use crate::error::{Context, Error, Result};
 use crate::init::InitPlan;
 use crate::monitor::{self, MonitorPlan};
 use crate::rootfs::{Device, Rootfs};
+use crate::seccomp;
 use crate::spec::{ns_flag, MountPlan, ProcessPlan};
 use crate::state::{Exit, Record, State, Status, ROOTFS_DIR, STATE_FILE};
 use crate::sys;
@@ -73,7 +74,8 @@ fn plan(cfg: &ContainerConfig) -> Result<MonitorPlan> {
         .process()
         .as_ref()
         .ok_or_else(|| Error::InvalidSpec("the spec has no process".into()))?;
-    let process = ProcessPlan::from_process(process)?;
+    let mut process = ProcessPlan::from_process(process)?;
+    process.seccomp = linux.seccomp().as_ref().map(seccomp::compile).transpose()?;
 
     let mut unshare = 0;
     let mut join = vec![];
@@ -212,7 +214,18 @@ pub fn create(cfg: ContainerConfig) -> Result<Container> {
         return Err(Error::AlreadyExists(cfg.state_dir.clone()));
     }
     let plan = plan(&cfg)?;
-    monitor::spawn(plan)?;
+    // `exec` installs the same filter in every process it starts.
+    let filter_file = cfg.state_dir.join(seccomp::STATE_FILE);
+    match &plan.init.process.seccomp {
+        Some(f) => seccomp::save(f, &filter_file)?,
+        None => {
+            let _ = std::fs::remove_file(&filter_file);
+        }
+    }
+    if let Err(e) = monitor::spawn(plan) {
+        let _ = std::fs::remove_file(&filter_file);
+        return Err(e);
+    }
     Ok(Container {
         id: cfg.id,
         state_dir: cfg.state_dir,

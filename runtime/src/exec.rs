@@ -97,7 +97,8 @@ impl Container {
                 what: "exec needs a running container",
             });
         }
-        let plan = ProcessPlan::from_process(process)?;
+        let mut plan = ProcessPlan::from_process(process)?;
+        plan.seccomp = crate::seccomp::load(&self.state_dir().join(crate::seccomp::STATE_FILE))?;
         let pid = rec.state.pid.unwrap_or(0);
         // Hold the init while we open its namespaces, so the files are its own.
         let _init = sys::pidfd_for(pid, rec.pid_start).ok_or_else(|| Error::InvalidState {

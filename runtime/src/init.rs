@@ -324,6 +324,13 @@ pub(crate) fn exec_process(p: &ProcessPlan, sock: RawFd) -> ! {
             );
         }
         libc::umask(p.umask.unwrap_or(0o022) as libc::mode_t);
+        // Without no_new_privs, installing a filter takes CAP_SYS_ADMIN: before the
+        // capabilities go (runc's order); the steps after it are calls every profile allows.
+        if let Some(f) = p.seccomp.as_ref().filter(|_| !p.no_new_privs) {
+            if let Err(e) = crate::seccomp::install(f) {
+                setup_err("seccomp", e);
+            }
+        }
         if let Some(caps) = &p.caps {
             for cap in 0..=last_cap() {
                 if caps.bounding & (1 << cap) == 0 {
@@ -345,7 +352,11 @@ pub(crate) fn exec_process(p: &ProcessPlan, sock: RawFd) -> ! {
         }
         if let Some(caps) = &p.caps {
             libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0);
-            if let Err(e) = capset(caps.effective, caps.permitted, caps.inheritable) {
+            // Capabilities this kernel does not know are left out (runc's way), so a Spec
+            // with every name (`--privileged`) runs on older kernels too.
+            let known = u64::MAX >> (63 - last_cap().min(63));
+            let (e, p, i) = (caps.effective, caps.permitted, caps.inheritable);
+            if let Err(e) = capset(e & known, p & known, i & known) {
                 setup_err("capset", e);
             }
             for cap in 0..=last_cap() {
@@ -362,6 +373,12 @@ pub(crate) fn exec_process(p: &ProcessPlan, sock: RawFd) -> ! {
         }
         if p.no_new_privs && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
             setup_err("no_new_privs", std::io::Error::last_os_error());
+        }
+        // With no_new_privs, as late as can be: the fewest calls run under the filter.
+        if let Some(f) = p.seccomp.as_ref().filter(|_| p.no_new_privs) {
+            if let Err(e) = crate::seccomp::install(f) {
+                setup_err("seccomp", e);
+            }
         }
     }
     sys::reset_signals();

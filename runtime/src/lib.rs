@@ -56,8 +56,13 @@
 //!   namespace path), and a bridge: `net::connect` plugs a created container's namespace into
 //!   a host bridge (veth, address lease, NAT, published ports) before `start`;
 //!   `net::disconnect` removes what it left on the host.
-//! - Not done: user namespaces, seccomp, AppArmor/SELinux, hooks, the devices cgroup on pure
-//!   v2 (needs eBPF), IPv6 on bridges.
+//! - seccomp: the Spec's `linux.seccomp` is compiled to BPF once per host (libseccomp, cached
+//!   in `/run/berth/seccomp/`, see `seccomp`) and installed by the init and by every exec'd
+//!   process as the last step before `execve` (before the capabilities are dropped when
+//!   `noNewPrivileges` is off, as runc does); a syscall numbered above every one the profile
+//!   names gets ENOSYS, not the default action.
+//! - Not done: user namespaces, AppArmor/SELinux, hooks, the devices cgroup on pure v2
+//!   (needs eBPF), IPv6 on bridges.
 //!
 //! # Notes for the engine
 //!
@@ -88,6 +93,7 @@ mod logfile;
 mod monitor;
 pub mod net;
 mod rootfs;
+mod seccomp;
 mod spec;
 mod state;
 mod sys;
@@ -99,7 +105,7 @@ pub use error::{Error, Result};
 pub use exec::{ExecProcess, ExecStdio};
 pub use rootfs::Rootfs;
 pub use spec::{
-    default_spec, host_has_cgroupns, parse_signal, COPY_UP, DEFAULT_CAPABILITIES,
+    default_spec, host_has_cgroupns, parse_signal, CAPABILITIES, COPY_UP, DEFAULT_CAPABILITIES,
     DEFAULT_MASKED_PATHS, DEFAULT_PATH, DEFAULT_READONLY_PATHS,
 };
 pub use state::{now_rfc3339, Exit, State, Status};

@@ -56,8 +56,9 @@ pub const DEFAULT_READONLY_PATHS: &[&str] = &[
 /// The PATH a container gets when its environment has none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Capability names by number (the kernel's numbering).
-const CAP_NAMES: &[&str] = &[
+/// Capability names by number (the kernel's numbering); a kernel may know fewer
+/// (/proc/sys/kernel/cap_last_cap): the runtime leaves out those it does not.
+pub const CAPABILITIES: &[&str] = &[
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
     "CAP_DAC_READ_SEARCH",
@@ -285,7 +286,7 @@ fn cap_number(c: &Capability) -> Result<u32> {
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default();
-    CAP_NAMES
+    CAPABILITIES
         .iter()
         .position(|n| *n == name)
         .map(|p| p as u32)
@@ -317,6 +318,8 @@ pub(crate) struct ProcessPlan {
     pub oom_score_adj: Option<i32>,
     pub terminal: bool,
     pub console_size: Option<(u16, u16)>,
+    /// The container's seccomp filter (see `seccomp`), installed last.
+    pub seccomp: Option<crate::seccomp::Filter>,
 }
 
 fn cstring(s: impl AsRef<[u8]>, what: &str) -> Result<CString> {
@@ -413,6 +416,7 @@ impl ProcessPlan {
                     b.width().min(u16::MAX as u64) as u16,
                 )
             }),
+            seccomp: None,
         })
     }
 }

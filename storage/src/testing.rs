@@ -195,9 +195,11 @@ pub async fn store(kind: &str) -> TestStore {
 /// A backend that hands every call to another and notes what it was and on which key, so a
 /// test can see what a request cost the store: a `get` is a GetObject on S3 (an open on disk),
 /// a `stat` a HeadObject.
+/// With [`Recording::panic_on`] it also stands in for a bug: a panic in the middle of a request.
 pub struct Recording {
     inner: Arc<dyn Backend>,
     calls: std::sync::Mutex<Vec<(&'static str, String)>>,
+    panic_on: Option<String>,
 }
 
 impl Recording {
@@ -205,16 +207,34 @@ impl Recording {
         Recording {
             inner,
             calls: std::sync::Mutex::new(Vec::new()),
+            panic_on: None,
         }
+    }
+
+    /// Panics on every call whose key contains `part`.
+    pub fn panic_on(mut self, part: &str) -> Recording {
+        self.panic_on = Some(part.to_string());
+        self
     }
 
     /// The calls so far, in order, and forgets them.
     pub fn take(&self) -> Vec<(&'static str, String)> {
-        std::mem::take(&mut *self.calls.lock().unwrap())
+        std::mem::take(
+            &mut *self
+                .calls
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 
     fn note(&self, op: &'static str, key: &str) {
-        self.calls.lock().unwrap().push((op, key.to_string()));
+        self.calls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((op, key.to_string()));
+        if let Some(part) = self.panic_on.as_deref().filter(|p| key.contains(p)) {
+            panic!("injected: {op} {key} contains {part}");
+        }
     }
 }
 

@@ -19,9 +19,11 @@
 //! racing cannot both win.
 
 mod bridge;
+mod confine;
 mod logs;
 mod names;
 mod record;
+pub mod seccomp;
 mod session;
 mod spec;
 
@@ -38,6 +40,7 @@ use crate::events::{Event, Journal, Kind};
 use crate::images::{ImageError, ImageRecord, ImageStore};
 
 pub use bridge::{network_id, BridgeSection};
+pub use confine::capabilities;
 pub use logs::{read_logs, LogLine, LogOptions};
 pub use record::{
     ContainerRecord, HostConfig, LastRun, MountPoint, NetworkMode, NetworkState, PortBinding,
@@ -759,6 +762,7 @@ impl Engine {
         }
 
         let mut host = opts.host.clone();
+        confine::check(&mut host)?;
         if host.network == NetworkMode::Container {
             let target = self.resolve(&host.network_container)?;
             host.network_container = target.id.clone();

@@ -109,6 +109,19 @@ pub struct HostConfig {
     /// (a name or id as given to `create`, its id once created).
     #[serde(default)]
     pub network_container: String,
+    /// `--privileged`: every capability and device, no seccomp filter, no masked paths.
+    #[serde(default)]
+    pub privileged: bool,
+    /// `--cap-add`, `--cap-drop`: `CAP_` names (or `ALL`), as normalised by `create`.
+    #[serde(default)]
+    pub cap_add: Vec<String>,
+    #[serde(default)]
+    pub cap_drop: Vec<String>,
+    /// `--security-opt`: `seccomp=unconfined`, `seccomp=<the profile's JSON>` (the CLI reads
+    /// the file, as docker's does), `no-new-privileges[=true|false]`, `apparmor=unconfined`,
+    /// `label=disable`, `systempaths=unconfined`.
+    #[serde(default)]
+    pub security_opt: Vec<String>,
 }
 
 impl HostConfig {

@@ -282,5 +282,6 @@ pub(crate) fn build(rec: &ContainerRecord, layers: &[PathBuf], etc: &EtcFiles) -
     }
     linux.set_resources(Some(resources));
     spec.set_linux(Some(linux));
+    super::confine::apply(rec, &mut spec)?;
     Ok(spec)
 }

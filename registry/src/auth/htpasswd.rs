@@ -102,7 +102,7 @@ impl Users {
         msg.extend_from_slice(password.as_bytes());
         let mut tag = [0u8; 32];
         tag.copy_from_slice(hmac::sign(&self.key, &msg).as_ref());
-        if let Some(at) = self.verified.lock().unwrap().get(&tag) {
+        if let Some(at) = crate::lock(&self.verified).get(&tag) {
             if at.elapsed() < REMEMBER {
                 return true;
             }
@@ -121,7 +121,7 @@ impl Users {
             .and_then(Result::ok)
             .unwrap_or(false);
         if ok && known {
-            let mut map = self.verified.lock().unwrap();
+            let mut map = crate::lock(&self.verified);
             if map.len() >= REMEMBER_MAX {
                 map.retain(|_, at| at.elapsed() < REMEMBER);
                 if map.len() >= REMEMBER_MAX {

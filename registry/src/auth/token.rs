@@ -284,10 +284,9 @@ fn generate_key(rng: &ring::rand::SystemRandom) -> Result<Vec<u8>, String> {
 
 /// The DER inside the first `-----BEGIN PRIVATE KEY-----` block.
 fn pem_private_key(text: &str) -> Option<Vec<u8>> {
-    let start = text.find("-----BEGIN PRIVATE KEY-----")?;
-    let body = &text[start + "-----BEGIN PRIVATE KEY-----".len()..];
-    let end = body.find("-----END PRIVATE KEY-----")?;
-    let b64: String = body[..end].split_whitespace().collect();
+    let (_, body) = text.split_once("-----BEGIN PRIVATE KEY-----")?;
+    let (b64, _) = body.split_once("-----END PRIVATE KEY-----")?;
+    let b64: String = b64.split_whitespace().collect();
     base64::engine::general_purpose::STANDARD.decode(b64).ok()
 }
 
@@ -347,7 +346,7 @@ fn libtrust_key_id(point: &[u8]) -> String {
     der.extend_from_slice(point);
     let sum = ring::digest::digest(&ring::digest::SHA256, &der);
     const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let bits = &sum.as_ref()[..30];
+    let bits = sum.as_ref().iter().take(30);
     let mut out = String::new();
     let (mut acc, mut n) = (0u32, 0);
     for &b in bits {

@@ -253,7 +253,9 @@ impl Mirror {
     pub fn target(&self, raw: &str, ns: Option<&str>) -> Result<Target> {
         let name: RepoName = api::name(raw)?;
         let cached = |host: &str, repo: RepoName| -> Result<Target> {
-            let upstream = self.inner.upstreams[host].clone();
+            let upstream = self.inner.upstreams.get(host).cloned().ok_or_else(|| {
+                RegistryError::new(Code::Internal, format!("no upstream {host} is configured"))
+            })?;
             let cache = api::name(&format!("{}/{repo}", host_component(host)))?;
             Ok(Target::Cached(Cached {
                 upstream,
@@ -384,11 +386,7 @@ impl Mirror {
             }
             Reference::Tag(t) => {
                 let local = reg.store.repos.tag(cache, &t).await?;
-                let fresh = self
-                    .inner
-                    .checked
-                    .lock()
-                    .unwrap()
+                let fresh = crate::lock(&self.inner.checked)
                     .get(&(cache.clone(), t.clone()))
                     .is_some_and(|at| at.elapsed() < self.tag_ttl());
                 if let (Some(d), true) = (&local, fresh) {
@@ -466,11 +464,7 @@ impl Mirror {
         if local.as_ref() != Some(&d) {
             store.repos.set_tag(cache, tag, &d).await?;
         }
-        self.inner
-            .checked
-            .lock()
-            .unwrap()
-            .insert((cache.clone(), tag.clone()), Instant::now());
+        crate::lock(&self.inner.checked).insert((cache.clone(), tag.clone()), Instant::now());
         Ok(d)
     }
 
@@ -524,12 +518,18 @@ impl Mirror {
                 Code::NameUnknown,
                 format!("{} has no repository {repo}", up.host),
             )),
-            Err(e) => {
+            // Down or unwell: what the cache holds is the best answer there is.
+            Err(e) if e.is_retryable() => {
                 self.upstream_failed(up, &e);
                 tracing::warn!(
                     "listing the cached tags of {cache}: the upstream could not be asked"
                 );
                 api::tags(reg, cache, query.clone()).await
+            }
+            // It answered, but nothing usable (a malformed page, a Link elsewhere): a 502.
+            Err(e) => {
+                self.upstream_failed(up, &e);
+                Err(upstream_error(up, e))
             }
         }
     }
@@ -623,7 +623,7 @@ impl Mirror {
 
     /// The flight fetching `d`, joined if one is under way, else started.
     fn blob_flight(&self, reg: &Registry, c: &Cached, d: &Digest) -> Arc<BlobFlight> {
-        let mut flights = self.inner.blobs.lock().unwrap();
+        let mut flights = crate::lock(&self.inner.blobs);
         if let Some(f) = flights.get(d) {
             return f.clone();
         }
@@ -635,7 +635,7 @@ impl Mirror {
         let f = flight.clone();
         tokio::spawn(async move {
             this.fly(&store, &c, &d, &f).await;
-            this.inner.blobs.lock().unwrap().remove(&d);
+            crate::lock(&this.inner.blobs).remove(&d);
         });
         flight
     }
@@ -848,7 +848,7 @@ impl<T: Clone + Send + Sync + 'static> Flights<T> {
         work: impl Future<Output = Result<T>> + Send + 'static,
     ) -> Result<T> {
         let shared = {
-            let mut running = self.running.lock().unwrap();
+            let mut running = crate::lock(&self.running);
             match running.get(&key) {
                 Some(s) => s.clone(),
                 None => {
@@ -869,7 +869,7 @@ impl<T: Clone + Send + Sync + 'static> Flights<T> {
             }
         };
         let out = shared.clone().await;
-        let mut running = self.running.lock().unwrap();
+        let mut running = crate::lock(&self.running);
         if running.get(&key).is_some_and(|s| s.ptr_eq(&shared)) {
             running.remove(&key);
         }
@@ -927,19 +927,19 @@ impl BlobFlight {
     }
 
     fn update(&self, f: impl FnOnce(&mut FlightState)) {
-        f(&mut self.state.lock().unwrap());
+        f(&mut crate::lock(&self.state));
         self.changed.send_modify(|v| *v += 1);
     }
 
     fn stored_already(&self) -> bool {
-        self.state.lock().unwrap().stored_already
+        crate::lock(&self.state).stored_already
     }
 
     /// Waits until `ready` says something about the state.
     async fn wait<R>(&self, mut ready: impl FnMut(&FlightState) -> Option<R>) -> R {
         let mut rx = self.changed.subscribe();
         loop {
-            if let Some(r) = ready(&self.state.lock().unwrap()) {
+            if let Some(r) = ready(&crate::lock(&self.state)) {
                 return r;
             }
             // The sender lives as long as `self`.

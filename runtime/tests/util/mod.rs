@@ -153,6 +153,43 @@ impl Fixture {
     }
 }
 
+impl Fixture {
+    /// What is left of this container on the host: mounts whose point or source lies in the
+    /// fixture's directory, and processes (the monitor, the container's) whose working
+    /// directory, root or an open file lies there. Empty once it is gone.
+    pub fn traces(&self) -> Vec<String> {
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        let mut found: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(&dir) || l.contains(&self.id))
+            .map(|l| format!("mount: {l}"))
+            .collect();
+        let me = std::process::id().to_string();
+        for p in std::fs::read_dir("/proc").unwrap().flatten() {
+            let pid = p.file_name().to_string_lossy().into_owned();
+            if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == me {
+                continue;
+            }
+            let mut links: Vec<PathBuf> = ["cwd", "root"]
+                .iter()
+                .filter_map(|l| std::fs::read_link(p.path().join(l)).ok())
+                .collect();
+            if let Ok(fds) = std::fs::read_dir(p.path().join("fd")) {
+                links.extend(
+                    fds.flatten()
+                        .filter_map(|f| std::fs::read_link(f.path()).ok()),
+                );
+            }
+            if links.iter().any(|l| l.starts_with(&dir)) && alive(pid.parse().unwrap_or(0)) {
+                let comm = std::fs::read_to_string(p.path().join("comm")).unwrap_or_default();
+                found.push(format!("process {pid} ({})", comm.trim()));
+            }
+        }
+        found
+    }
+}
+
 /// A test that fails halfway still removes its container.
 impl Drop for Fixture {
     fn drop(&mut self) {

@@ -298,6 +298,7 @@ pub fn create_options(e: &Engine, f: &CreateFlags) -> Result<CreateOptions> {
             dns_options: f.dns_option.clone(),
             extra_hosts,
             network_container,
+            ..HostConfig::default()
         },
     })
 }
