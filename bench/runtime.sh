@@ -188,24 +188,29 @@ if sys.argv[3] and sys.argv[4]:
           f"written, {d1 - d0} discards, {f1 - f0} flushes")
 EOF
 
-# On a bridge: the network's share of a start, berth's bridge (the default) beside podman's
-# default network (its CNI bridge, with a veth, an address and NAT rules as berth's).
+# On a bridge: the network's share of a start. berth on its default bridge beside the same
+# run with --network none (what the bridge adds) and beside podman's default network (its CNI
+# bridge, with a veth, an address and NAT rules as berth's), taking turns.
 BRIDGE_RUNS=${BRIDGE_RUNS:-11}
 bridge_round() {
   timed berth_bridge "$BERTH" run --rm --pull never "$IMG" true
+  timed berth_none "$BERTH" run --rm --pull never --network none "$IMG" true
   timed podman_bridge $P run --rm --pull never $PODMAN_LIMITS "$IMG" true
 }
 bridge_round
-rm -f "$W"/t.*_bridge
+rm -f "$W"/t.*_bridge "$W"/t.berth_none
 for i in $(seq "$BRIDGE_RUNS"); do bridge_round; done
 python3 - "$W" "$BRIDGE_RUNS" <<'EOF'
 import statistics, sys
 w = sys.argv[1]
-med = {k: statistics.median(int(x) / 1000 for x in open(f"{w}/t.{k}")) for k in ("berth_bridge", "podman_bridge")}
+med = {k: statistics.median(int(x) / 1000 for x in open(f"{w}/t.{k}"))
+       for k in ("berth_bridge", "berth_none", "podman_bridge")}
 print(f"bridge: run --rm IMAGE true on each tool's default bridge network; median of {sys.argv[2]}")
 print(f"  berth run --rm (berth0)           median {med['berth_bridge']:7.1f} ms")
+print(f"  berth run --rm --network none     median {med['berth_none']:7.1f} ms")
 print(f"  podman run --rm (cni-podman0)     median {med['podman_bridge']:7.1f} ms")
-print(f"  berth / podman = {med['berth_bridge'] / med['podman_bridge']:5.2f}x")
+print(f"  berth bridge / berth none = {med['berth_bridge'] / med['berth_none']:5.2f}x   (target <= 1.3x)")
+print(f"  berth / podman = {med['berth_bridge'] / med['podman_bridge']:5.2f}x   (target <= 0.1x)")
 EOF
 
 # ps over NPS running containers.

@@ -49,13 +49,6 @@ impl BridgeSection {
     }
 }
 
-/// A network's id: stable, from its name (there is no daemon to hand out random ones).
-pub fn network_id(name: &str) -> String {
-    berth_storage::Digest::sha256_of(format!("berth network {name}").as_bytes())
-        .hex()
-        .to_string()
-}
-
 impl Engine {
     /// The bridge containers of `--network bridge` are plugged into: berth0 on 10.89.0.1/16
     /// unless the section says otherwise.

@@ -5,6 +5,7 @@
 //! ```text
 //! containers/<id>/config.json       the engine's record (see [`ContainerRecord`])
 //! containers/<id>/upper, work/      the overlay's upper and work directories
+//! containers/<id>/init/             docker's init layer (mount targets, /.dockerenv), under upper
 //! containers/<id>/run/              the runtime's state directory (state.json, attach.sock)
 //! containers/<id>/<id>-json.log     the json-file log (kept across restarts)
 //! containers/<id>/hostname, hosts, resolv.conf   bind-mounted over the image's
@@ -19,9 +20,12 @@
 //! racing cannot both win.
 
 mod bridge;
+mod commit;
 mod confine;
+mod cp;
 mod logs;
 mod names;
+mod network;
 mod record;
 pub mod seccomp;
 mod session;
@@ -39,12 +43,15 @@ use serde_json::Value;
 use crate::events::{Event, Journal, Kind};
 use crate::images::{ImageError, ImageRecord, ImageStore};
 
-pub use bridge::{network_id, BridgeSection};
+pub use bridge::BridgeSection;
+pub use commit::CommitOptions;
 pub use confine::capabilities;
+pub use cp::{CopyOptions, HostSource, HostTarget};
 pub use logs::{read_logs, LogLine, LogOptions};
+pub use network::{predefined_id, NetworkOptions, NetworkRecord, PREDEFINED};
 pub use record::{
-    ContainerRecord, HostConfig, LastRun, MountPoint, NetworkMode, NetworkState, PortBinding,
-    ProcessConfig,
+    ContainerRecord, EndpointConfig, EndpointState, HostConfig, LastRun, MountPoint, NetworkMode,
+    NetworkState, PortBinding, ProcessConfig,
 };
 pub use session::{
     parse_signal, AttachInput, Attached, ExecProcess, ExecStdio, Exit, Output, Signals,
@@ -78,6 +85,9 @@ pub enum EngineError {
     },
     #[error("{0}")]
     Invalid(String),
+    /// `cp` failed: docker answers these with exit code 1.
+    #[error("{0}")]
+    Copy(String),
     /// A container's attached streams failed.
     #[error(transparent)]
     Stream(#[from] std::io::Error),
@@ -88,6 +98,7 @@ impl EngineError {
     pub fn exit_code(&self) -> i32 {
         match self {
             EngineError::Runtime(e) => e.exit_code(),
+            EngineError::Copy(_) => 1,
             _ => 125,
         }
     }
@@ -391,13 +402,24 @@ fn volume_event(name: &str, action: &str) -> Event {
     Event::new(Kind::Volume, action, name).attr("driver", "local")
 }
 
-/// A bridge network's event about a container (`connect`, `disconnect`).
-fn network_event(rec: &ContainerRecord, action: &str) -> Event {
-    let name = rec.host.network.as_str();
-    Event::new(Kind::Network, action, network_id(name))
+/// A network's event about a container (`connect`, `disconnect`): the network's id, its
+/// name and driver, and the container.
+fn network_event(
+    rec: &ContainerRecord,
+    network: &str,
+    id: &str,
+    driver: &str,
+    action: &str,
+) -> Event {
+    let id = if id.is_empty() {
+        predefined_id(network)
+    } else {
+        id.to_string()
+    };
+    Event::new(Kind::Network, action, id)
         .attr("container", &rec.id)
-        .attr("name", name)
-        .attr("type", "bridge")
+        .attr("name", network)
+        .attr("type", driver)
 }
 
 impl Engine {
@@ -466,7 +488,118 @@ impl Engine {
         serde_json::from_slice(&data).ok()
     }
 
-    /// Plugs a created container into the bridge and writes its address into its /etc/hosts.
+    /// The networks of a container with a namespace of its own, in the order of its
+    /// interfaces: what it asked for, the host side, and the definition of a user-defined one.
+    fn endpoints_of(
+        &self,
+        rec: &ContainerRecord,
+    ) -> Result<
+        Vec<(
+            EndpointConfig,
+            berth_runtime::net::Network,
+            Option<NetworkRecord>,
+        )>,
+    > {
+        let asked = if rec.host.networks.is_empty() {
+            vec![EndpointConfig {
+                network: "bridge".into(),
+                ..EndpointConfig::default()
+            }]
+        } else {
+            rec.host.networks.clone()
+        };
+        asked
+            .into_iter()
+            .map(|e| {
+                if e.network == "bridge" {
+                    return Ok((e, self.bridge.clone(), None));
+                }
+                let key = if e.network_id.is_empty() {
+                    &e.network
+                } else {
+                    &e.network_id
+                };
+                let r = self
+                    .find_network(key)?
+                    .filter(|r| e.network_id.is_empty() || r.id == e.network_id)
+                    .ok_or_else(|| {
+                        EngineError::Invalid(format!("network {} not found", e.network))
+                    })?;
+                Ok((e, self.host_side(&r), Some(r)))
+            })
+            .collect()
+    }
+
+    /// What a network's resolver answers for the container: its name, its short id and the
+    /// endpoint's aliases.
+    fn dns_names(rec: &ContainerRecord, e: &EndpointConfig) -> Vec<String> {
+        let mut v = vec![rec.name.clone(), rec.short_id().to_string()];
+        for a in &e.aliases {
+            if !v.contains(a) {
+                v.push(a.clone());
+            }
+        }
+        v
+    }
+
+    /// Plugs one network into a created or running container as `interface`; returns where
+    /// it sits and the published ports (host ports chosen).
+    fn plug_endpoint(
+        &self,
+        rec: &ContainerRecord,
+        pid: i32,
+        (e, host, user): &(
+            EndpointConfig,
+            berth_runtime::net::Network,
+            Option<NetworkRecord>,
+        ),
+        interface: String,
+        default_route: bool,
+        ports: Vec<berth_runtime::net::PortMapping>,
+    ) -> Result<(EndpointState, Vec<berth_runtime::net::PortMapping>)> {
+        let address = match e.ipv4_address.as_str() {
+            "" => None,
+            a => Some(
+                a.parse()
+                    .map_err(|_| EngineError::Invalid(format!("invalid IPv4 address: {a}")))?,
+            ),
+        };
+        let a = berth_runtime::net::connect_endpoint(
+            host,
+            &berth_runtime::net::Endpoint {
+                tag: rec.id.clone(),
+                pid,
+                interface: interface.clone(),
+                address,
+                default_route,
+                ports,
+                names: if user.is_some() {
+                    Self::dns_names(rec, e)
+                } else {
+                    vec![]
+                },
+            },
+        )?;
+        let state = EndpointState {
+            network: e.network.clone(),
+            network_id: user.as_ref().map(|u| u.id.clone()).unwrap_or_default(),
+            interface,
+            ip_address: a.address.to_string(),
+            gateway: if host.internal {
+                String::new()
+            } else {
+                a.gateway.to_string()
+            },
+            prefix: a.prefix,
+            mac_address: a.mac,
+            aliases: e.aliases.clone(),
+        };
+        Ok((state, a.ports))
+    }
+
+    /// Plugs a created container into its networks (one interface each, the default route
+    /// through the first that has a way out, the published ports on the first) and writes
+    /// its address into its /etc/hosts.
     fn connect(&self, rec: &ContainerRecord, c: &Container) -> Result<()> {
         use berth_runtime::net::{PortMapping, Protocol};
         let pid = c.state()?.pid.ok_or_else(|| {
@@ -487,14 +620,36 @@ impl Engine {
                 },
             })
             .collect();
-        let a = berth_runtime::net::connect(&self.bridge, &rec.id, pid, &ports)?;
+        let endpoints = self.endpoints_of(rec)?;
+        let mut states: Vec<EndpointState> = vec![];
+        let mut published = vec![];
+        let mut routed = false;
+        for (i, ep) in endpoints.iter().enumerate() {
+            let default_route = !routed && !ep.1.internal;
+            routed |= default_route;
+            let ports = if i == 0 { ports.clone() } else { vec![] };
+            match self.plug_endpoint(rec, pid, ep, format!("eth{i}"), default_route, ports) {
+                Ok((s, ports)) => {
+                    if i == 0 {
+                        published = ports;
+                    }
+                    states.push(s)
+                }
+                Err(e) => {
+                    for (done, s) in endpoints.iter().zip(&states) {
+                        let _ = berth_runtime::net::detach(&done.1, &rec.id, &s.interface);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let first = states.first().cloned().unwrap_or_default();
         let state = NetworkState {
-            ip_address: a.address.to_string(),
-            gateway: a.gateway.to_string(),
-            prefix: a.prefix,
-            mac_address: a.mac.clone(),
-            ports: a
-                .ports
+            ip_address: first.ip_address.clone(),
+            gateway: first.gateway.clone(),
+            prefix: first.prefix,
+            mac_address: first.mac_address.clone(),
+            ports: published
                 .iter()
                 .map(|m| PortBinding {
                     protocol: m.protocol.as_str().to_string(),
@@ -503,24 +658,50 @@ impl Engine {
                     host_port: m.host_port,
                 })
                 .collect(),
+            endpoints: states,
         };
-        let dir = self.dir(&rec.id);
-        let written = write_file(
-            &self.network_path(&rec.id),
-            &serde_json::to_vec(&state).expect("a network state serialises"),
-        )
-        .and_then(|_| {
-            // The file is bind-mounted already: rewrite it in place, not by a rename.
-            let hosts = dir.join("hosts");
-            let text = spec::own_hosts(rec, &spec::effective_hostname(rec), &state.ip_address);
-            std::fs::write(&hosts, text).map_err(io_err(&hosts))
-        });
+        let written = self.write_network_state(rec, &state);
         if let Err(e) = written {
             self.disconnect(rec);
             return Err(e);
         }
-        self.journal().record(network_event(rec, "connect"));
+        for s in &state.endpoints {
+            self.journal()
+                .record(self.endpoint_event(rec, s, "connect"));
+        }
         Ok(())
+    }
+
+    /// The journal's event for one of a container's endpoints.
+    fn endpoint_event(&self, rec: &ContainerRecord, s: &EndpointState, action: &str) -> Event {
+        let driver = match s.network_id.as_str() {
+            "" => "bridge".to_string(),
+            id => self
+                .find_network(id)
+                .ok()
+                .flatten()
+                .map(|r| r.driver)
+                .unwrap_or_else(|| "bridge".into()),
+        };
+        network_event(rec, &s.network, &s.network_id, &driver, action)
+    }
+
+    /// `network.json` and the container's address in its bind-mounted /etc/hosts.
+    fn write_network_state(&self, rec: &ContainerRecord, state: &NetworkState) -> Result<()> {
+        let dir = self.dir(&rec.id);
+        write_file(
+            &self.network_path(&rec.id),
+            &serde_json::to_vec(state).expect("a network state serialises"),
+        )?;
+        // The file is bind-mounted already: rewrite it in place, not by a rename.
+        let hosts = dir.join("hosts");
+        let address = if state.ip_address.is_empty() {
+            "127.0.0.1"
+        } else {
+            &state.ip_address
+        };
+        let text = spec::own_hosts(rec, &spec::effective_hostname(rec), address);
+        std::fs::write(&hosts, text).map_err(io_err(&hosts))
     }
 
     /// `--network container:X`: the Spec joins X's network namespace (X must run), and the
@@ -570,17 +751,48 @@ impl Engine {
         Ok(())
     }
 
-    /// Removes what a stopped container left on the host's network (published ports, its
-    /// address); its veth pair went with its namespace. A running container keeps them.
+    /// Removes what a stopped container left on the host's networks (published ports, its
+    /// addresses); its interfaces went with its namespace. A running container keeps them.
     pub fn disconnect(&self, rec: &ContainerRecord) {
         if rec.host.network != NetworkMode::Bridge {
             return;
         }
+        // What it was plugged into, for the journal, before the record of it goes.
+        let plugged: Option<NetworkState> = std::fs::read(self.network_path(&rec.id))
+            .ok()
+            .and_then(|d| serde_json::from_slice(&d).ok());
         if std::fs::remove_file(self.network_path(&rec.id)).is_ok() {
-            self.journal().record(network_event(rec, "disconnect"));
+            for s in plugged.iter().flat_map(|p| &p.endpoints) {
+                self.journal()
+                    .record(self.endpoint_event(rec, s, "disconnect"));
+            }
         }
-        if let Err(e) = berth_runtime::net::disconnect(&self.bridge, &rec.id) {
-            tracing::warn!("unplugging container {} from the bridge: {e}", rec.id);
+        let hosts: Vec<berth_runtime::net::Network> = match self.endpoints_of(rec) {
+            Ok(eps) => eps.into_iter().map(|(_, h, _)| h).collect(),
+            // A network removed meanwhile: unplug from those that are left.
+            Err(_) => rec
+                .host
+                .networks
+                .iter()
+                .filter_map(|e| match e.network.as_str() {
+                    "bridge" => Some(self.bridge.clone()),
+                    n => self
+                        .find_network(n)
+                        .ok()
+                        .flatten()
+                        .map(|r| self.host_side(&r)),
+                })
+                .chain(rec.host.networks.is_empty().then(|| self.bridge.clone()))
+                .collect(),
+        };
+        for h in hosts {
+            if let Err(e) = berth_runtime::net::disconnect(&h, &rec.id) {
+                tracing::warn!(
+                    "unplugging container {} from network {}: {e}",
+                    rec.id,
+                    h.name
+                );
+            }
         }
     }
 
@@ -763,6 +975,30 @@ impl Engine {
 
         let mut host = opts.host.clone();
         confine::check(&mut host)?;
+        if host.network == NetworkMode::Bridge {
+            let mut seen = BTreeSet::new();
+            let mut checked = vec![];
+            for e in std::mem::take(&mut host.networks) {
+                let e = self.check_endpoint(e)?;
+                if !seen.insert(e.network.clone()) {
+                    return Err(EngineError::Invalid(format!(
+                        "network {} is given twice",
+                        e.network
+                    )));
+                }
+                checked.push(e);
+            }
+            // The default bridge alone is written as no list, as before networks had names.
+            if !(checked.len() == 1
+                && checked[0]
+                    == EndpointConfig {
+                        network: "bridge".into(),
+                        ..EndpointConfig::default()
+                    })
+            {
+                host.networks = checked;
+            }
+        }
         if host.network == NetworkMode::Container {
             let target = self.resolve(&host.network_container)?;
             host.network_container = target.id.clone();
@@ -786,6 +1022,9 @@ impl Engine {
             for d in ["upper", "work"] {
                 let p = dir.join(d);
                 std::fs::create_dir_all(&p).map_err(io_err(&p))?;
+            }
+            if !image.layers.is_empty() {
+                commit::write_init_layer(&dir.join("init"))?;
             }
             let mut mounts = Vec::new();
             let volume = |name: String, dest: String, read_only, anonymous, no_copy| {
@@ -959,7 +1198,7 @@ impl Engine {
     /// layers from the top down).
     fn layer_dirs(&self, rec: &ContainerRecord) -> Vec<PathBuf> {
         let mut v = vec![self.dir(&rec.id).join("upper")];
-        v.extend(rec.layers.iter().rev().map(|c| self.images.snapshot_dir(c)));
+        v.extend(self.lower_dirs(rec));
         v
     }
 
@@ -1008,17 +1247,24 @@ impl Engine {
                 )));
             }
         }
-        for c in &rec.layers {
-            let snap = self.images.snapshot_dir(c);
-            if !snap.is_dir() {
-                return Err(EngineError::Invalid(format!(
-                    "the layer {c} of image {} is missing from {}; pull the image again",
-                    rec.image,
-                    snap.display()
-                )));
+        self.check_snapshots(rec)?;
+        let etc = spec::write_etc_files(rec, &dir).map_err(io_err(&dir))?;
+        if !rec.layers.is_empty() {
+            self.init_layer(rec)?;
+        }
+        if rec.host.network == NetworkMode::Bridge && rec.host.dns.is_empty() {
+            // On a user-defined bridge network, names are answered by its resolver on the
+            // gateway (the first such network's).
+            let resolver = self
+                .endpoints_of(rec)?
+                .into_iter()
+                .find(|(_, h, _)| h.dns)
+                .map(|(_, h, _)| h.gateway);
+            if let Some(gw) = resolver {
+                let text = spec::resolv_with_nameserver(rec, &gw.to_string());
+                std::fs::write(&etc.resolv, text).map_err(io_err(&etc.resolv))?;
             }
         }
-        let etc = spec::write_etc_files(rec, &dir).map_err(io_err(&dir))?;
         let layers = self.layer_dirs(rec);
         let mut spec = spec::build(rec, &layers, &etc)?;
         if rec.host.network == NetworkMode::Container {
@@ -1285,9 +1531,219 @@ impl Engine {
             return Err(e);
         }
         self.release_name(&rec.name, &rec.id);
+        // The resolvers answer the new name at once.
+        if matches!(self.state(rec).status, Status::Running | Status::Paused) {
+            for (e, host, user) in self.endpoints_of(&updated).unwrap_or_default() {
+                if user.is_some() {
+                    let _ = berth_runtime::net::set_names(
+                        &host,
+                        &rec.id,
+                        &Self::dns_names(&updated, &e),
+                    );
+                }
+            }
+        }
         self.journal()
             .record(container_event(&updated, "rename").attr("oldName", format!("/{}", rec.name)));
         Ok(())
+    }
+
+    /// docker's `network connect`: the container is on the network from its next start, and
+    /// at once when it runs (a new interface, `eth<N>`).
+    pub fn connect_network(&self, rec: &ContainerRecord, e: EndpointConfig) -> Result<()> {
+        if rec.host.network != NetworkMode::Bridge {
+            return Err(EngineError::Invalid(format!(
+                "container sharing network namespace with another container or host cannot be connected to any other network (container {} has --network {})",
+                rec.name,
+                rec.host.network_mode()
+            )));
+        }
+        let mut updated = rec.clone();
+        let mut e = self.check_endpoint(e)?;
+        if updated.host.networks.is_empty() {
+            updated.host.networks.push(EndpointConfig {
+                network: "bridge".into(),
+                ..EndpointConfig::default()
+            });
+        }
+        if updated.host.networks.iter().any(|x| {
+            x.network == e.network || (!e.network_id.is_empty() && x.network_id == e.network_id)
+        }) {
+            return Err(EngineError::Invalid(format!(
+                "endpoint with name {} already exists in network {}",
+                rec.name, e.network
+            )));
+        }
+        e.aliases.dedup();
+        updated.host.networks.push(e);
+        let st = self.state(rec);
+        if let (Status::Running | Status::Paused, Some(pid)) = (st.status, st.pid) {
+            let index = updated.host.networks.len() - 1;
+            let eps = self.endpoints_of(&updated)?;
+            let mut state = self
+                .network_state(rec, st.status)
+                .unwrap_or_else(|| NetworkState {
+                    ip_address: String::new(),
+                    gateway: String::new(),
+                    prefix: 0,
+                    mac_address: String::new(),
+                    ports: vec![],
+                    endpoints: vec![],
+                });
+            let routed = state.endpoints.iter().any(|s| !s.gateway.is_empty());
+            let (s, _) = self.plug_endpoint(
+                &updated,
+                pid,
+                &eps[index],
+                format!("eth{index}"),
+                !routed,
+                vec![],
+            )?;
+            if state.ip_address.is_empty() {
+                state.ip_address = s.ip_address.clone();
+                state.gateway = s.gateway.clone();
+                state.prefix = s.prefix;
+                state.mac_address = s.mac_address.clone();
+            }
+            state.endpoints.push(s.clone());
+            if let Err(err) = self
+                .save(&updated)
+                .and_then(|_| self.write_network_state(&updated, &state))
+            {
+                let _ = berth_runtime::net::detach(&eps[index].1, &rec.id, &format!("eth{index}"));
+                return Err(err);
+            }
+            self.journal()
+                .record(self.endpoint_event(&updated, &s, "connect"));
+            return Ok(());
+        }
+        self.save(&updated)
+    }
+
+    /// docker's `network disconnect`: off the network now (its interface goes) and at the
+    /// next starts. `force` also takes it off a network whose definition is gone.
+    pub fn disconnect_network(
+        &self,
+        rec: &ContainerRecord,
+        network: &str,
+        force: bool,
+    ) -> Result<()> {
+        let found = self.find_network(network)?;
+        let (name, id) = match (&found, network) {
+            (Some(r), _) => (r.name.clone(), r.id.clone()),
+            (None, "bridge") => ("bridge".to_string(), String::new()),
+            (None, n) if force => (n.to_string(), String::new()),
+            (None, n) => return Err(EngineError::Invalid(format!("network {n} not found"))),
+        };
+        let on = |x: &EndpointConfig| x.network == name || (!id.is_empty() && x.network_id == id);
+        let listed = if rec.host.networks.is_empty() {
+            name == "bridge" && rec.host.network == NetworkMode::Bridge
+        } else {
+            rec.host.networks.iter().any(on)
+        };
+        if !listed {
+            return Err(EngineError::Invalid(format!(
+                "container {} is not connected to network {name}",
+                rec.short_id()
+            )));
+        }
+        let mut updated = rec.clone();
+        if updated.host.networks.is_empty() {
+            updated.host.networks.push(EndpointConfig {
+                network: "bridge".into(),
+                ..EndpointConfig::default()
+            });
+        }
+        let index = updated.host.networks.iter().position(on).unwrap_or(0);
+        updated.host.networks.remove(index);
+        if updated.host.networks.is_empty() {
+            // Off every network: docker leaves it with loopback alone.
+            updated.host.network = NetworkMode::None;
+            updated.host.port_bindings.clear();
+            updated.host.publish_all = false;
+        }
+        let st = self.state(rec);
+        if matches!(st.status, Status::Running | Status::Paused) {
+            let mut state = self.network_state(rec, st.status);
+            let interface = state
+                .as_ref()
+                .and_then(|s| s.endpoints.get(index).map(|e| e.interface.clone()))
+                .unwrap_or_else(|| format!("eth{index}"));
+            let host = match &found {
+                Some(r) => Some(self.host_side(r)),
+                None if name == "bridge" => Some(self.bridge.clone()),
+                None => None,
+            };
+            if let Some(host) = host {
+                berth_runtime::net::detach(&host, &rec.id, &interface)?;
+                let driver = found.as_ref().map_or("bridge", |r| r.driver.as_str());
+                self.journal()
+                    .record(network_event(rec, &name, &id, driver, "disconnect"));
+            }
+            if let Some(state) = state.as_mut() {
+                state.endpoints.retain(|e| e.interface != interface);
+                let first = state.endpoints.first().cloned().unwrap_or_default();
+                if index == 0 {
+                    state.ports.clear();
+                }
+                state.ip_address = first.ip_address;
+                state.gateway = first.gateway;
+                state.prefix = first.prefix;
+                state.mac_address = first.mac_address;
+                self.write_network_state(&updated, state)?;
+            }
+        }
+        self.save(&updated)
+    }
+
+    /// Checks an endpoint `create` or `network connect` was asked for: the network exists
+    /// (its id filled in), `--ip` and aliases only on user-defined networks.
+    pub(crate) fn check_endpoint(&self, mut e: EndpointConfig) -> Result<EndpointConfig> {
+        if e.network == "default" {
+            e.network = "bridge".into();
+        }
+        if e.network == "bridge" {
+            if !e.ipv4_address.is_empty() {
+                return Err(EngineError::Invalid(
+                    "user specified IP address is supported on user defined networks only".into(),
+                ));
+            }
+            if !e.aliases.is_empty() {
+                return Err(EngineError::Invalid(
+                    "network-scoped alias is supported only for containers in user defined networks"
+                        .into(),
+                ));
+            }
+            return Ok(e);
+        }
+        if matches!(e.network.as_str(), "host" | "none") {
+            return Err(EngineError::Invalid(format!(
+                "conflicting options: cannot attach both user-defined and non-user-defined \
+                 network-modes ({} is only a --network of its own)",
+                e.network
+            )));
+        }
+        let r = self
+            .find_network(&e.network)?
+            .ok_or_else(|| EngineError::Invalid(format!("network {} not found", e.network)))?;
+        if !e.ipv4_address.is_empty() {
+            let a: std::net::Ipv4Addr = e.ipv4_address.parse().map_err(|_| {
+                EngineError::Invalid(format!("invalid IPv4 address: {}", e.ipv4_address))
+            })?;
+            if !self.host_side(&r).holds(a) {
+                return Err(EngineError::Invalid(format!(
+                    "no configured subnet or ip-range contain the IP address {a}"
+                )));
+            }
+        }
+        for a in &e.aliases {
+            if a.is_empty() || a.len() > 253 || a.contains(char::is_whitespace) {
+                return Err(EngineError::Invalid(format!("invalid network alias {a:?}")));
+            }
+        }
+        e.network = r.name.clone();
+        e.network_id = r.id.clone();
+        Ok(e)
     }
 
     /// Image ids that some container uses, each with one such container's short id

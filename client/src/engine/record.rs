@@ -109,6 +109,10 @@ pub struct HostConfig {
     /// (a name or id as given to `create`, its id once created).
     #[serde(default)]
     pub network_container: String,
+    /// With `NetworkMode::Bridge`: the networks the container is on, in the order of its
+    /// interfaces (eth0 first); empty means the default bridge alone.
+    #[serde(default)]
+    pub networks: Vec<EndpointConfig>,
     /// `--privileged`: every capability and device, no seccomp filter, no masked paths.
     #[serde(default)]
     pub privileged: bool,
@@ -124,6 +128,23 @@ pub struct HostConfig {
     pub security_opt: Vec<String>,
 }
 
+/// One network of a container, as `--network`, `--ip`, `--network-alias` and `network
+/// connect` asked.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EndpointConfig {
+    /// The network's name (`bridge` for the default one).
+    pub network: String,
+    /// The network's id (empty for the default bridge).
+    #[serde(default)]
+    pub network_id: String,
+    /// `--network-alias`: more names the network's resolver answers for the container.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// `--ip`: the address asked for; empty for the first free one.
+    #[serde(default)]
+    pub ipv4_address: String,
+}
+
 impl HostConfig {
     /// docker's `HostConfig.NetworkMode`: `bridge`, `none`, `host`, `container:<id>`.
     pub fn network_mode(&self) -> String {
@@ -133,20 +154,31 @@ impl HostConfig {
         }
     }
 
-    /// docker's `HostConfig.MaskedPaths`: what the container sees empty (/proc/kcore, …).
+    /// docker's `HostConfig.MaskedPaths`: what the container sees empty (/proc/kcore, …);
+    /// none with `--privileged` or `--security-opt systempaths=unconfined`.
     pub fn masked_paths(&self) -> Vec<String> {
-        berth_runtime::DEFAULT_MASKED_PATHS
-            .iter()
-            .map(|p| p.to_string())
-            .collect()
+        self.system_paths(berth_runtime::DEFAULT_MASKED_PATHS)
     }
 
     /// docker's `HostConfig.ReadonlyPaths`: what the container sees read-only (/proc/sys, …).
     pub fn readonly_paths(&self) -> Vec<String> {
-        berth_runtime::DEFAULT_READONLY_PATHS
-            .iter()
-            .map(|p| p.to_string())
-            .collect()
+        self.system_paths(berth_runtime::DEFAULT_READONLY_PATHS)
+    }
+
+    /// Whether /proc and /sys paths are left as the kernel shows them.
+    pub fn system_paths_unconfined(&self) -> bool {
+        self.privileged
+            || self
+                .security_opt
+                .iter()
+                .any(|o| o == "systempaths=unconfined" || o == "systempaths:unconfined")
+    }
+
+    fn system_paths(&self, paths: &[&str]) -> Vec<String> {
+        if self.system_paths_unconfined() {
+            return vec![];
+        }
+        paths.iter().map(|p| p.to_string()).collect()
     }
 }
 
@@ -180,6 +212,25 @@ pub struct NetworkState {
     pub mac_address: String,
     /// The published ports with the host ports chosen.
     pub ports: Vec<PortBinding>,
+    /// Every network the container is on (the fields above are the first's).
+    #[serde(default)]
+    pub endpoints: Vec<EndpointState>,
+}
+
+/// Where a running container sits on one network.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EndpointState {
+    pub network: String,
+    #[serde(default)]
+    pub network_id: String,
+    /// The interface inside (`eth0`, `eth1`, …).
+    pub interface: String,
+    pub ip_address: String,
+    pub gateway: String,
+    pub prefix: u8,
+    pub mac_address: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
 }
 
 /// A volume or bind mount of the container.

@@ -103,6 +103,19 @@ fn with_dns_flags(rec: &ContainerRecord, resolv: &str) -> String {
     out
 }
 
+/// resolv.conf with `nameserver` alone in place of the host's name servers (the host's
+/// search and options kept), then the `--dns-*` flags.
+pub(crate) fn resolv_with_nameserver(rec: &ContainerRecord, nameserver: &str) -> String {
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let mut out: String = host
+        .lines()
+        .filter(|l| l.split_whitespace().next() != Some("nameserver"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    out.push_str(&format!("nameserver {nameserver}\n"));
+    with_dns_flags(rec, &out)
+}
+
 /// The host's resolv.conf as a container on the bridge can use it (docker's rule): name
 /// servers on the host's loopback cannot be reached from the container, so they go, and
 /// when none is left the container gets public ones.

@@ -22,7 +22,7 @@ pub fn require_root() {
     );
 }
 
-fn busybox() -> PathBuf {
+pub fn busybox() -> PathBuf {
     ["/bin/busybox", "/usr/bin/busybox"]
         .iter()
         .map(PathBuf::from)

@@ -1,6 +1,6 @@
 //! The networks every host has: bridge, host and none.
 
-pub use berth_client::engine::network_id;
+pub use berth_client::engine::predefined_id as network_id;
 use berth_client::engine::NetworkMode;
 
 /// The three networks: (name, driver, mode).

@@ -1,0 +1,461 @@
+//! The resolver of a user-defined network: containers' names with no daemon.
+//!
+//! One process per network, forked from the `connect` that plugged its first container in
+//! (no exec, as the monitor), serving UDP and TCP on the gateway's port 53, which is the
+//! `nameserver` of its containers' resolv.conf. It holds an flock on `<state_dir>/<name>.dns`
+//! (which also holds its pid) for its whole life, so whoever holds the host-wide lock can
+//! tell whether it runs. It keeps no table: each question is answered from the leases, which
+//! `connect`, `set_names` and `disconnect` change, so answers follow containers as they come,
+//! are renamed and go. A name is answered when a living lease on a network the asking
+//! container shares (this one or another user-defined network it is also on) lists it (the
+//! container's name, its aliases, its short id); other names are forwarded to the host's
+//! resolvers (from the host's namespace, so loopback resolvers work), except on internal
+//! networks, which have no way out. It exits once no container is left on its network:
+//! at once when the last one is unplugged ([`stop_if_idle`]), or within a second when the
+//! last one dies without being unplugged.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use simple_dns::rdata::{RData, A};
+use simple_dns::{Packet, PacketFlag, ResourceRecord, CLASS, QTYPE, RCODE, TYPE};
+
+use super::{leases_in, Lock, Network};
+use crate::error::{Context, Error, Result};
+use crate::sys;
+
+/// How long a forwarded question waits for each upstream resolver.
+const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn lock_path(n: &Network) -> PathBuf {
+    n.state_dir.join(format!("{}.dns", n.name))
+}
+
+fn open_lock(n: &Network) -> Result<File> {
+    let path = lock_path(n);
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .ctx(|| format!("open {}", path.display()))
+}
+
+fn try_lock(f: &File) -> bool {
+    // SAFETY: flock on an fd we own.
+    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
+/// Starts the network's resolver unless it runs. Called under the host-wide lock.
+pub(super) fn ensure(n: &Network) -> Result<()> {
+    let lock = open_lock(n)?;
+    if !try_lock(&lock) {
+        return Ok(());
+    }
+    // Bound here, so a port that cannot be had is the caller's error, not a silent child's.
+    let addr = SocketAddrV4::new(n.gateway, 53);
+    let udp = UdpSocket::bind(addr).map_err(|e| {
+        Error::Network(format!(
+            "start the name resolver of network {} on {addr}/udp: {e}",
+            n.name
+        ))
+    })?;
+    let tcp = TcpListener::bind(addr).map_err(|e| {
+        Error::Network(format!(
+            "start the name resolver of network {} on {addr}/tcp: {e}",
+            n.name
+        ))
+    })?;
+    let upstreams = upstreams();
+    let pid = sys::fork().map_err(|e| Error::io("fork the name resolver", e))?;
+    if pid == 0 {
+        // SAFETY: setsid is a plain system call.
+        unsafe { libc::setsid() };
+        match sys::fork() {
+            Ok(0) => {
+                let keep = [lock.as_raw_fd(), udp.as_raw_fd(), tcp.as_raw_fd()];
+                detach_process(&keep);
+                let mut lock = lock;
+                let _ = lock.set_len(0);
+                let _ = write!(lock, "{}", std::process::id());
+                let r = Resolver {
+                    net: n.clone(),
+                    upstreams,
+                };
+                let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    r.serve(&lock, udp, tcp)
+                }))
+                .map_or(70, |_| 0);
+                sys::exit_now(code)
+            }
+            Ok(_) => sys::exit_now(0),
+            Err(_) => sys::exit_now(1),
+        }
+    }
+    let _ = sys::wait_child(pid, 0);
+    Ok(())
+}
+
+/// The resolver's process: signals reset, stdio on /dev/null, every fd but `keep` closed.
+fn detach_process(keep: &[i32]) {
+    sys::reset_signals();
+    sys::ignore_signal(libc::SIGPIPE);
+    sys::set_process_name(c"berth-dns");
+    // SAFETY: plain system calls on fds of this process.
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        for fd in 0..3 {
+            libc::dup2(null, fd);
+        }
+        let max = libc::sysconf(libc::_SC_OPEN_MAX).clamp(64, 65536) as i32;
+        for fd in 3..max {
+            if fd != null && !keep.contains(&fd) {
+                libc::close(fd);
+            }
+        }
+        if null > 2 && !keep.contains(&null) {
+            libc::close(null);
+        }
+        libc::chdir(c"/".as_ptr());
+    }
+}
+
+/// Ends the network's resolver, if it runs, and waits until it is gone. Called under the
+/// host-wide lock.
+pub(super) fn stop(n: &Network) {
+    let Ok(mut lock) = open_lock(n) else {
+        return;
+    };
+    if !try_lock(&lock) {
+        let mut pid = String::new();
+        let _ = lock.read_to_string(&mut pid);
+        if let Ok(pid) = pid.trim().parse::<i32>() {
+            if pid > 1 {
+                // SAFETY: the lock's holder is alive and wrote this pid: no reuse possible.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+        }
+        // Its death releases the lock.
+        // SAFETY: flock on an fd we own.
+        unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+    }
+    drop(lock);
+    let _ = fs::remove_file(lock_path(n));
+}
+
+/// Ends the resolver when no container is left on the network.
+pub(super) fn stop_if_idle(n: &Network) {
+    if !super::in_use(n) {
+        stop(n);
+    }
+}
+
+/// The host's name servers, from /etc/resolv.conf.
+fn upstreams() -> Vec<IpAddr> {
+    fs::read_to_string("/etc/resolv.conf")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some("nameserver"))
+                .then(|| w.next()?.parse().ok())
+                .flatten()
+        })
+        .collect()
+}
+
+struct Resolver {
+    net: Network,
+    upstreams: Vec<IpAddr>,
+}
+
+/// What a question gets.
+enum Answer {
+    /// A reply built here.
+    Local(Vec<u8>),
+    /// Not ours: ask the host's resolvers.
+    Forward,
+    /// Not even a question.
+    Drop,
+}
+
+impl Resolver {
+    fn serve(&self, lock: &File, udp: UdpSocket, tcp: TcpListener) {
+        let mut fds = [
+            libc::pollfd {
+                fd: udp.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: tcp.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        let mut buf = vec![0u8; 4096];
+        loop {
+            // SAFETY: two valid pollfds.
+            let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, 1000) };
+            if r == 0 {
+                if self.idle() {
+                    // Under the host-wide lock, so no container is being plugged in
+                    // meanwhile; the resolver's own lock goes first, so the next `connect`
+                    // sees it free and starts another.
+                    let host = Lock::take(&self.net.state_dir);
+                    if self.idle() {
+                        // SAFETY: unlocking an fd we own.
+                        unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_UN) };
+                        drop(host);
+                        return;
+                    }
+                }
+                continue;
+            }
+            if fds[0].revents & libc::POLLIN != 0 {
+                if let Ok((len, from)) = udp.recv_from(&mut buf) {
+                    self.on_udp(&udp, &buf[..len], from);
+                }
+            }
+            if fds[1].revents & libc::POLLIN != 0 {
+                if let Ok((stream, from)) = tcp.accept() {
+                    let me = Resolver {
+                        net: self.net.clone(),
+                        upstreams: self.upstreams.clone(),
+                    };
+                    std::thread::spawn(move || me.on_tcp(stream, from));
+                }
+            }
+        }
+    }
+
+    fn idle(&self) -> bool {
+        !super::in_use(&self.net)
+    }
+
+    fn on_udp(&self, udp: &UdpSocket, query: &[u8], from: SocketAddr) {
+        match self.answer(query, from.ip()) {
+            Answer::Local(reply) => {
+                let _ = udp.send_to(&reply, from);
+            }
+            Answer::Forward => {
+                let (Ok(sock), query) = (udp.try_clone(), query.to_vec()) else {
+                    return;
+                };
+                let upstreams = self.upstreams.clone();
+                std::thread::spawn(move || {
+                    let reply = forward_udp(&upstreams, &query)
+                        .unwrap_or_else(|| failure(&query, RCODE::ServerFailure));
+                    if !reply.is_empty() {
+                        let _ = sock.send_to(&reply, from);
+                    }
+                });
+            }
+            Answer::Drop => {}
+        }
+    }
+
+    fn on_tcp(&self, mut s: TcpStream, from: SocketAddr) {
+        let _ = s.set_read_timeout(Some(UPSTREAM_TIMEOUT));
+        // Several questions may come on one connection, each with its length first.
+        loop {
+            let mut len = [0u8; 2];
+            if s.read_exact(&mut len).is_err() {
+                return;
+            }
+            let mut query = vec![0u8; u16::from_be_bytes(len) as usize];
+            if s.read_exact(&mut query).is_err() {
+                return;
+            }
+            let reply = match self.answer(&query, from.ip()) {
+                Answer::Local(r) => r,
+                Answer::Forward => forward_tcp(&self.upstreams, &query)
+                    .unwrap_or_else(|| failure(&query, RCODE::ServerFailure)),
+                Answer::Drop => return,
+            };
+            let mut out = (reply.len() as u16).to_be_bytes().to_vec();
+            out.extend_from_slice(&reply);
+            if s.write_all(&out).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// The addresses `name` has for the container at `from`.
+    fn lookup(&self, name: &str, from: IpAddr) -> Vec<Ipv4Addr> {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        if name.is_empty() {
+            return vec![];
+        }
+        let own = leases_in(&self.net.lease_dir());
+        let asker = match from {
+            IpAddr::V4(a) => own
+                .iter()
+                .find(|(addr, l)| *addr == a && l.alive())
+                .map(|(_, l)| l.tag.clone()),
+            IpAddr::V6(_) => None,
+        };
+        // This network first, then the other resolving networks the asker is on.
+        let mut dirs = vec![self.net.lease_dir()];
+        if let Some(tag) = &asker {
+            for e in fs::read_dir(&self.net.state_dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let p = e.path();
+                let Some(stem) = p
+                    .file_name()
+                    .and_then(|f| f.to_str())
+                    .and_then(|f| f.strip_suffix(".net"))
+                else {
+                    continue;
+                };
+                if stem == self.net.name
+                    || !fs::read_to_string(&p).is_ok_and(|s| s.contains("dns=true"))
+                {
+                    continue;
+                }
+                let dir = self.net.state_dir.join(stem);
+                if leases_in(&dir)
+                    .iter()
+                    .any(|(_, l)| &l.tag == tag && l.alive())
+                {
+                    dirs.push(dir);
+                }
+            }
+        }
+        for dir in dirs {
+            let found: Vec<Ipv4Addr> = leases_in(&dir)
+                .into_iter()
+                .filter(|(_, l)| l.names.iter().any(|n| n.eq_ignore_ascii_case(&name)))
+                .filter(|(_, l)| l.alive())
+                .map(|(a, _)| a)
+                .collect();
+            if !found.is_empty() {
+                return found;
+            }
+        }
+        vec![]
+    }
+
+    fn answer(&self, query: &[u8], from: IpAddr) -> Answer {
+        let Ok(q) = Packet::parse(query) else {
+            return Answer::Drop;
+        };
+        if q.has_flags(PacketFlag::RESPONSE) {
+            return Answer::Drop;
+        }
+        let Some(question) = q.questions.first() else {
+            return Answer::Local(failure(query, RCODE::FormatError));
+        };
+        let name = question.qname.to_string();
+        let found = self.lookup(&name, from);
+        let known = !found.is_empty();
+        if !known {
+            return if self.net.internal || self.upstreams.is_empty() {
+                Answer::Local(failure(query, RCODE::NameError))
+            } else {
+                Answer::Forward
+            };
+        }
+        let mut reply = Packet::new_reply(q.id());
+        reply.set_flags(PacketFlag::AUTHORITATIVE_ANSWER | PacketFlag::RECURSION_AVAILABLE);
+        if q.has_flags(PacketFlag::RECURSION_DESIRED) {
+            reply.set_flags(PacketFlag::RECURSION_DESIRED);
+        }
+        reply.questions.push(question.clone());
+        // A name of ours has IPv4 addresses only: other types get an empty answer.
+        if matches!(question.qtype, QTYPE::TYPE(TYPE::A) | QTYPE::ANY) {
+            for a in found {
+                reply.answers.push(ResourceRecord::new(
+                    question.qname.clone(),
+                    CLASS::IN,
+                    0,
+                    RData::A(A {
+                        address: u32::from(a),
+                    }),
+                ));
+            }
+        }
+        match reply.build_bytes_vec() {
+            Ok(b) => Answer::Local(b),
+            Err(_) => Answer::Local(failure(query, RCODE::ServerFailure)),
+        }
+    }
+}
+
+/// A reply to `query` with only its header, question and `rcode`; empty when the query is
+/// not even a header.
+fn failure(query: &[u8], rcode: RCODE) -> Vec<u8> {
+    if query.len() < 12 {
+        return vec![];
+    }
+    let mut r = match Packet::parse(query) {
+        Ok(q) => {
+            let mut r = Packet::new_reply(q.id());
+            r.questions = q.questions.clone();
+            if q.has_flags(PacketFlag::RECURSION_DESIRED) {
+                r.set_flags(PacketFlag::RECURSION_DESIRED);
+            }
+            r
+        }
+        Err(_) => Packet::new_reply(u16::from_be_bytes([query[0], query[1]])),
+    };
+    r.set_flags(PacketFlag::RECURSION_AVAILABLE);
+    *r.rcode_mut() = rcode;
+    r.build_bytes_vec().unwrap_or_default()
+}
+
+fn forward_udp(upstreams: &[IpAddr], query: &[u8]) -> Option<Vec<u8>> {
+    for up in upstreams {
+        let local: SocketAddr = match up {
+            IpAddr::V4(_) => "0.0.0.0:0".parse().ok()?,
+            IpAddr::V6(_) => "[::]:0".parse().ok()?,
+        };
+        let Ok(s) = UdpSocket::bind(local) else {
+            continue;
+        };
+        if s.connect(SocketAddr::new(*up, 53)).is_err()
+            || s.set_read_timeout(Some(UPSTREAM_TIMEOUT)).is_err()
+            || s.send(query).is_err()
+        {
+            continue;
+        }
+        let mut buf = vec![0u8; 65535];
+        if let Ok(n) = s.recv(&mut buf) {
+            buf.truncate(n);
+            return Some(buf);
+        }
+    }
+    None
+}
+
+fn forward_tcp(upstreams: &[IpAddr], query: &[u8]) -> Option<Vec<u8>> {
+    for up in upstreams {
+        let Ok(mut s) = TcpStream::connect_timeout(&SocketAddr::new(*up, 53), UPSTREAM_TIMEOUT)
+        else {
+            continue;
+        };
+        let _ = s.set_read_timeout(Some(UPSTREAM_TIMEOUT));
+        let mut out = (query.len() as u16).to_be_bytes().to_vec();
+        out.extend_from_slice(query);
+        if s.write_all(&out).is_err() {
+            continue;
+        }
+        let mut len = [0u8; 2];
+        if s.read_exact(&mut len).is_err() {
+            continue;
+        }
+        let mut reply = vec![0u8; u16::from_be_bytes(len) as usize];
+        if s.read_exact(&mut reply).is_ok() {
+            return Some(reply);
+        }
+    }
+    None
+}

@@ -1,0 +1,317 @@
+//! The packet filter's part of a network, in iptables' words (nf_tables or legacy, whichever
+//! `iptables` the host has), written in batches through `iptables-restore --noflush`: one
+//! process per change, never one per rule.
+//!
+//! - A network's own rules ([`setup`]): NAT out of the subnet (not for internal networks),
+//!   forwarding in and out of its bridge (only within it when internal), the masquerade that
+//!   lets a container reach a published port through the host's address (hairpin), the
+//!   masquerade of published ports reached on 127.0.0.1, and a drop of packets from the
+//!   bridge to 127.0.0.0/8 (`route_localnet` is on for those published ports, and without
+//!   it a container could reach the host's loopback services). Read once with
+//!   `iptables-save`, the missing ones added in one batch.
+//! - A container's published ports: DNAT rules in the nat table's `BERTH` chain, each
+//!   commented `berth:<tag>`, added in one batch ([`publish`]) and removed in one
+//!   ([`unpublish`]).
+
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
+
+use super::{Network, PortMapping, CHAIN};
+use crate::error::{Error, Result};
+
+fn spawn_error(program: &str, e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        Error::Network(format!(
+            "`{program}` is not installed (bridge networks need iptables; without it, use \
+             --network none or --network host)"
+        ))
+    } else {
+        Error::io(format!("run {program}"), e)
+    }
+}
+
+/// What `iptables-save` prints for the tables named.
+fn save(tables: &[&str]) -> Result<String> {
+    let mut out = String::new();
+    for t in tables {
+        let o = Command::new("iptables-save")
+            .args(["-t", t])
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|e| spawn_error("iptables-save", e))?;
+        if !o.status.success() {
+            return Err(Error::Network(format!(
+                "read the {t} table: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            )));
+        }
+        out.push_str(&String::from_utf8_lossy(&o.stdout));
+    }
+    Ok(out)
+}
+
+/// Feeds `batch` (iptables-save's format) to `iptables-restore --noflush`: all of it or
+/// nothing.
+fn restore(what: &str, batch: &str) -> Result<()> {
+    let mut child = Command::new("iptables-restore")
+        .args(["-w", "--noflush"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| spawn_error("iptables-restore", e))?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(batch.as_bytes())
+        .map_err(|e| Error::io(format!("{what}: write to iptables-restore"), e))?;
+    let out = child
+        .wait_with_output()
+        .map_err(|e| Error::io(format!("{what}: wait for iptables-restore"), e))?;
+    if !out.status.success() {
+        return Err(Error::Network(format!(
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// Rules of one table: (table, lines as iptables-save prints them, `-A CHAIN …`).
+struct Table {
+    name: &'static str,
+    chains: Vec<&'static str>,
+    rules: Vec<(bool, String)>,
+}
+
+/// The rules a network needs, table by table; `true` marks a rule that goes first in its
+/// chain (inserted), others are appended.
+fn network_rules(n: &Network) -> Vec<Table> {
+    let b = &n.name;
+    let subnet = n.subnet();
+    let mut nat = vec![
+        (
+            false,
+            format!("-A PREROUTING -m addrtype --dst-type LOCAL -j {CHAIN}"),
+        ),
+        (
+            false,
+            format!("-A OUTPUT -m addrtype --dst-type LOCAL -j {CHAIN}"),
+        ),
+        (
+            false,
+            format!("-A POSTROUTING -s 127.0.0.0/8 -o {b} -j MASQUERADE"),
+        ),
+        (
+            false,
+            format!("-A POSTROUTING -s {subnet} -o {b} -m conntrack --ctstate DNAT -j MASQUERADE"),
+        ),
+    ];
+    let mut filter = vec![
+        (true, format!("-A FORWARD -i {b} -j ACCEPT")),
+        (true, format!("-A FORWARD -o {b} -j ACCEPT")),
+    ];
+    if n.internal {
+        // Inserted after the accepts, so they come before them.
+        filter.push((true, format!("-A FORWARD -i {b} ! -o {b} -j DROP")));
+        filter.push((true, format!("-A FORWARD -o {b} ! -i {b} -j DROP")));
+    } else {
+        nat.push((
+            false,
+            format!("-A POSTROUTING -s {subnet} ! -o {b} -j MASQUERADE"),
+        ));
+    }
+    if n.dns {
+        for p in ["udp", "tcp"] {
+            filter.push((
+                true,
+                format!("-A INPUT -i {b} -p {p} -m {p} --dport 53 -j ACCEPT"),
+            ));
+        }
+    }
+    vec![
+        Table {
+            name: "nat",
+            chains: vec![CHAIN],
+            rules: nat,
+        },
+        Table {
+            name: "filter",
+            chains: vec![],
+            rules: filter,
+        },
+        Table {
+            name: "raw",
+            chains: vec![],
+            rules: vec![(
+                false,
+                format!("-A PREROUTING -d 127.0.0.0/8 -i {b} -j DROP"),
+            )],
+        },
+    ]
+}
+
+/// iptables-save's output as (table, its lines).
+fn sections(saved: &str) -> Vec<(&str, Vec<&str>)> {
+    saved
+        .split("\n*")
+        .filter_map(|s| {
+            let s = s.trim_start_matches('*');
+            let (name, rest) = s.split_once('\n')?;
+            Some((name, rest.lines().collect()))
+        })
+        .collect()
+}
+
+/// Adds what [`network_rules`] says is missing: one `iptables-save`, one batch.
+pub(crate) fn setup(n: &Network) -> Result<()> {
+    let tables = network_rules(n);
+    let names: Vec<&str> = tables.iter().map(|t| t.name).collect();
+    let current = save(&names)?;
+    let sections = sections(&current);
+    let mut batch = String::new();
+    for t in &tables {
+        let lines = sections
+            .iter()
+            .find(|(name, _)| *name == t.name)
+            .map(|(_, l)| l.as_slice())
+            .unwrap_or(&[]);
+        let mut part = String::new();
+        for c in &t.chains {
+            if !lines.iter().any(|l| l.starts_with(&format!(":{c} "))) {
+                part.push_str(&format!(":{c} - [0:0]\n"));
+            }
+        }
+        for (first, rule) in &t.rules {
+            if lines.contains(&rule.as_str()) {
+                continue;
+            }
+            if *first {
+                let rest = rule.strip_prefix("-A ").unwrap_or(rule);
+                let (chain, spec) = rest.split_once(' ').unwrap_or((rest, ""));
+                part.push_str(&format!("-I {chain} 1 {spec}\n"));
+            } else {
+                part.push_str(rule);
+                part.push('\n');
+            }
+        }
+        if !part.is_empty() {
+            batch.push_str(&format!("*{}\n{part}COMMIT\n", t.name));
+        }
+    }
+    if batch.is_empty() {
+        return Ok(());
+    }
+    restore(&format!("set up the rules of network {}", n.name), &batch)
+}
+
+/// Removes a network's own rules (those naming its bridge or subnet; the shared jumps to
+/// `BERTH` stay): one `iptables-save`, one batch.
+pub(crate) fn teardown(n: &Network) -> Result<()> {
+    let current = save(&["nat", "filter", "raw"])?;
+    let b = format!(" {} ", n.name);
+    let subnet = format!(" {} ", n.subnet());
+    let mut batch = String::new();
+    for (name, lines) in sections(&current) {
+        let dels: String = lines
+            .iter()
+            .filter(|l| l.starts_with("-A "))
+            .filter(|l| {
+                let l = format!("{l} ");
+                l.contains(&b) || l.contains(&subnet)
+            })
+            .map(|l| format!("-D {}\n", &l[3..]))
+            .collect();
+        if !dels.is_empty() {
+            batch.push_str(&format!("*{name}\n{dels}COMMIT\n"));
+        }
+    }
+    if batch.is_empty() {
+        return Ok(());
+    }
+    restore(&format!("remove the rules of network {}", n.name), &batch)
+}
+
+/// The DNAT rule of one published port, as `-A`/`-D` arguments (without the verb).
+fn port_rule(tag: &str, address: Ipv4Addr, m: &PortMapping) -> String {
+    let dest = m.host_ip.map(|a| format!("-d {a}/32 ")).unwrap_or_default();
+    let p = m.protocol.as_str();
+    format!(
+        "{CHAIN} {dest}-p {p} -m {p} --dport {} -m comment --comment berth:{tag} -j DNAT \
+         --to-destination {address}:{}",
+        m.host_port, m.container_port
+    )
+}
+
+/// Adds the DNAT rules of a container's published ports in one batch.
+pub(crate) fn publish(tag: &str, address: Ipv4Addr, ports: &[PortMapping]) -> Result<()> {
+    if ports.is_empty() {
+        return Ok(());
+    }
+    let rules: String = ports
+        .iter()
+        .map(|m| format!("-A {}\n", port_rule(tag, address, m)))
+        .collect();
+    restore("publish ports", &format!("*nat\n{rules}COMMIT\n"))
+}
+
+/// Removes the DNAT rules [`publish`] added, in one batch; when some are gone already (the
+/// batch fails whole), the ones left, found by their comment.
+pub(crate) fn unpublish(tag: &str, address: Ipv4Addr, ports: &[PortMapping]) {
+    if ports.is_empty() {
+        return;
+    }
+    let rules: String = ports
+        .iter()
+        .map(|m| format!("-D {}\n", port_rule(tag, address, m)))
+        .collect();
+    if restore("remove published ports", &format!("*nat\n{rules}COMMIT\n")).is_err() {
+        remove_tagged(|t| t == tag);
+    }
+}
+
+/// The BERTH chain's rules as (line, tag, protocol, host port); empty when it cannot be
+/// read. Only for leases written before leases named their ports.
+pub(crate) fn tagged_rules() -> Vec<(String, String, String, u16)> {
+    let Ok(out) = save(&["nat"]) else {
+        return vec![];
+    };
+    out.lines()
+        .filter(|l| l.starts_with(&format!("-A {CHAIN} ")))
+        .filter_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let after = |k: &str| {
+                words
+                    .iter()
+                    .position(|w| *w == k)
+                    .and_then(|i| words.get(i + 1))
+                    .map(|w| w.trim_matches('"').to_string())
+            };
+            let tag = after("--comment")?.strip_prefix("berth:")?.to_string();
+            Some((
+                l.to_string(),
+                tag,
+                after("-p")?,
+                after("--dport")?.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// Removes, in one batch, the BERTH rules whose tag `gone` says is gone.
+pub(crate) fn remove_tagged(gone: impl Fn(&str) -> bool) {
+    let dels: String = tagged_rules()
+        .into_iter()
+        .filter(|(_, t, _, _)| gone(t))
+        .map(|(l, ..)| format!("-D {}\n", &l[3..]))
+        .collect();
+    if !dels.is_empty() {
+        let _ = restore(
+            "remove stale published ports",
+            &format!("*nat\n{dels}COMMIT\n"),
+        );
+    }
+}

@@ -1,0 +1,1043 @@
+//! Networks: a container's interfaces, addresses and routes, NAT to the outside, published
+//! ports, and a name resolver per user-defined network.
+//!
+//! A [`Network`] is the host side of one network: a bridge with the gateway's address (or,
+//! with `parent`, macvlan links over a host interface, the gateway being a router outside),
+//! its subnet and its rules. The container's network namespace is the one the runtime made
+//! for it (no path in the Spec): [`connect`] runs between `create` and `start`, while the
+//! init waits, and plugs one interface per network into it by the init's pid; a running
+//! container can be plugged into more ([`connect`] again, with another interface name) and
+//! unplugged ([`detach`]). The interfaces die with the namespace, so a container that exits
+//! (or whose monitor is killed) leaves none behind. What outlives it is host-wide:
+//!
+//! - a *lease* per address: a file under [`Network::lease_dir`] whose first line names the
+//!   tag (the container's id), the init's pid and the inode of its network namespace, and
+//!   whose next lines name the host's end of its veth pair, its published ports and the
+//!   names the network's resolver answers for it. A lease whose namespace is gone is stale
+//!   and is taken over by the next container (its port rules removed first);
+//! - DNAT rules for published ports in the nat table's `BERTH` chain, each with the comment
+//!   `berth:<tag>` (see `firewall`);
+//! - per network, a stamp `<state_dir>/<name>.net` saying its bridge (by interface index)
+//!   has its address and rules, so a start checks one netlink answer instead of the rules;
+//! - per user-defined bridge network, a resolver process (see `dns`), started with its first
+//!   container and gone after its last.
+//!
+//! All of it changes under one host-wide flock (`<state_dir>/lock`), so containers of
+//! different berth roots, processes and networks never get the same address or port.
+//! Links, addresses and routes are set through rtnetlink (no process spawned); rules with
+//! one `iptables-restore` batch per change, and none for a container without ports.
+
+mod dns;
+mod firewall;
+mod rtnl;
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Context, Error, Result};
+use rtnl::Rtnl;
+
+/// The iptables chain (nat table) holding the published ports.
+const CHAIN: &str = "BERTH";
+
+/// What the stamp records besides the bridge's index: bump it when [`firewall`] changes the
+/// rules a network needs, so bridges set up by an older berth get the new ones.
+const RULES_VERSION: u32 = 2;
+
+/// The host side of a network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Network {
+    /// The bridge's interface name (at most 15 bytes); for macvlan, the name the network's
+    /// leases are kept under.
+    pub name: String,
+    /// The gateway: the bridge's own address, the containers' default route.
+    pub gateway: Ipv4Addr,
+    /// The subnet's prefix length (8 to 30).
+    pub prefix: u8,
+    /// Where the host-wide state lives: the lock, each network's stamp and its leases in a
+    /// directory of its name (on a tmpfs, as they die at reboot). All networks share it, as
+    /// they share the published-port rules.
+    pub state_dir: PathBuf,
+    /// docker's `--ip-range`: addresses are handed out from this part of the subnet only
+    /// (an address and a prefix length).
+    pub range: Option<(Ipv4Addr, u8)>,
+    /// No route out: no NAT, no forwarding to other interfaces, no default route in the
+    /// container, no published ports.
+    pub internal: bool,
+    /// A resolver on the gateway's port 53 answers the containers' names (user-defined
+    /// bridge networks; docker's default bridge has none).
+    pub dns: bool,
+    /// macvlan: the host interface the containers' links hang off. No bridge, no NAT.
+    pub parent: Option<String>,
+}
+
+/// The default network's host side has been called a bridge since before there were others.
+pub type Bridge = Network;
+
+impl Default for Network {
+    /// berth's default bridge: `berth0`, 10.89.0.1/16, state in /run/berth/net.
+    fn default() -> Self {
+        Network {
+            name: "berth0".into(),
+            gateway: Ipv4Addr::new(10, 89, 0, 1),
+            prefix: 16,
+            state_dir: PathBuf::from("/run/berth/net"),
+            range: None,
+            internal: false,
+            dns: false,
+            parent: None,
+        }
+    }
+}
+
+fn mask_of(prefix: u8) -> u32 {
+    u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)
+}
+
+/// Whether `a/pa` and `b/pb` share an address.
+pub fn overlaps(a: Ipv4Addr, pa: u8, b: Ipv4Addr, pb: u8) -> bool {
+    let m = mask_of(pa.min(pb));
+    u32::from(a) & m == u32::from(b) & m
+}
+
+impl Network {
+    /// This network's address leases.
+    pub fn lease_dir(&self) -> PathBuf {
+        self.state_dir.join(&self.name)
+    }
+
+    fn stamp_path(&self) -> PathBuf {
+        self.state_dir.join(format!("{}.net", self.name))
+    }
+
+    fn mask(&self) -> u32 {
+        mask_of(self.prefix)
+    }
+
+    /// The subnet's first address.
+    pub fn network_address(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.gateway) & self.mask())
+    }
+
+    /// The subnet in CIDR form (`10.89.0.0/16`).
+    pub fn subnet(&self) -> String {
+        format!("{}/{}", self.network_address(), self.prefix)
+    }
+
+    /// Whether `a` is an address of the subnet a container may have (not the network's,
+    /// the broadcast or the gateway).
+    pub fn holds(&self, a: Ipv4Addr) -> bool {
+        let host = u32::from(a) & !self.mask();
+        u32::from(a) & self.mask() == u32::from(self.gateway) & self.mask()
+            && host != 0
+            && host != !self.mask()
+            && a != self.gateway
+    }
+
+    /// What is wrong with the name, if anything: an interface name of 1 to 15 bytes.
+    pub fn name_problem(&self) -> Option<String> {
+        let ok = !self.name.is_empty()
+            && self.name.len() <= 15
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        (!ok).then(|| {
+            format!(
+                "{:?} must be 1 to 15 letters, digits, '-', '_' or '.'",
+                self.name
+            )
+        })
+    }
+
+    /// What is wrong with the gateway, prefix and range, if anything: a prefix from /8 to
+    /// /30, a gateway that is neither the subnet's network nor its broadcast address, a
+    /// range inside the subnet.
+    pub fn address_problem(&self) -> Option<String> {
+        let cidr = format!("{}/{}", self.gateway, self.prefix);
+        if !(8..=30).contains(&self.prefix) {
+            return Some(format!(
+                "{cidr}: the prefix length must be from 8 to 30, such as 10.89.0.1/16"
+            ));
+        }
+        let host = u32::from(self.gateway) & !self.mask();
+        if host == 0 || host == !self.mask() {
+            return Some(format!(
+                "{cidr} is the subnet's network or broadcast address; give the gateway's, \
+                 such as the .1"
+            ));
+        }
+        if let Some((r, p)) = self.range {
+            if p < self.prefix || p > 32 || !overlaps(r, p, self.gateway, self.prefix) {
+                return Some(format!(
+                    "the range {r}/{p} is not inside the subnet {}",
+                    self.subnet()
+                ));
+            }
+        }
+        None
+    }
+
+    fn check(&self) -> Result<()> {
+        match (self.name_problem(), self.address_problem()) {
+            (Some(p), _) => Err(Error::Network(format!("network name {p}"))),
+            (None, Some(p)) => Err(Error::Network(format!("network address {p}"))),
+            (None, None) => Ok(()),
+        }
+    }
+
+    /// The addresses handed out, first to last.
+    fn pool(&self) -> std::ops::RangeInclusive<u32> {
+        let (base, prefix) = self.range.unwrap_or((self.gateway, self.prefix));
+        let m = mask_of(prefix);
+        let first = u32::from(base) & m;
+        first..=(first | !m)
+    }
+}
+
+/// TCP or UDP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Protocol> {
+        match s {
+            "tcp" => Some(Protocol::Tcp),
+            "udp" => Some(Protocol::Udp),
+            _ => None,
+        }
+    }
+}
+
+/// A port of the container published on the host (`-p`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortMapping {
+    /// The host address it answers on; `None` for all of the host's addresses.
+    pub host_ip: Option<Ipv4Addr>,
+    /// The host port; 0 picks a free one (docker's `-p 80`).
+    pub host_port: u16,
+    pub container_port: u16,
+    pub protocol: Protocol,
+}
+
+/// One interface of a container on a network: what [`connect`] is asked for.
+#[derive(Clone, Debug, Default)]
+pub struct Endpoint {
+    /// What this leaves on the host is known by: the container's id (letters and digits).
+    pub tag: String,
+    /// The container's init, whose network namespace gets the interface.
+    pub pid: i32,
+    /// The interface's name inside (`eth0`, `eth1`, …).
+    pub interface: String,
+    /// docker's `--ip`: this address, else the first free one.
+    pub address: Option<Ipv4Addr>,
+    /// Whether the container's default route goes through this network's gateway (the
+    /// first network that is not internal).
+    pub default_route: bool,
+    pub ports: Vec<PortMapping>,
+    /// What the network's resolver answers with this address: name, aliases, short id.
+    pub names: Vec<String>,
+}
+
+/// What [`connect`] gave the container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attachment {
+    pub address: Ipv4Addr,
+    pub gateway: Ipv4Addr,
+    pub prefix: u8,
+    pub mac: String,
+    /// The published ports, host ports chosen.
+    pub ports: Vec<PortMapping>,
+}
+
+/// The host-wide lock, held while leases and rules change.
+struct Lock {
+    _file: File,
+}
+
+impl Lock {
+    fn take(state_dir: &Path) -> Result<Lock> {
+        fs::create_dir_all(state_dir).ctx(|| format!("create {}", state_dir.display()))?;
+        let path = state_dir.join("lock");
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .ctx(|| format!("open {}", path.display()))?;
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(Error::io(
+                format!("lock {}", path.display()),
+                std::io::Error::last_os_error(),
+            ));
+        }
+        Ok(Lock { _file: f })
+    }
+}
+
+/// A lease file: `tag pid netns-inode` on its first line (all that berth wrote before
+/// leases said more), then `if NAME`, `port PROTO HOST-IP|- HOST-PORT CONTAINER-PORT` and
+/// `name NAME` lines.
+#[derive(Clone, Debug, Default)]
+struct Lease {
+    tag: String,
+    pid: i32,
+    netns: u64,
+    /// Whether the lease says what it holds (written by this berth): one without it may own
+    /// port rules it does not name.
+    complete: bool,
+    host_interface: Option<String>,
+    ports: Vec<PortMapping>,
+    names: Vec<String>,
+}
+
+impl Lease {
+    fn read(path: &Path) -> Option<Lease> {
+        Lease::parse(&fs::read_to_string(path).ok()?)
+    }
+
+    fn parse(s: &str) -> Option<Lease> {
+        let mut lines = s.lines();
+        let mut it = lines.next()?.split_whitespace();
+        let mut l = Lease {
+            tag: it.next()?.to_string(),
+            pid: it.next()?.parse().ok()?,
+            netns: it.next()?.parse().ok()?,
+            ..Lease::default()
+        };
+        for line in lines {
+            let w: Vec<&str> = line.split_whitespace().collect();
+            match w.as_slice() {
+                ["complete"] => l.complete = true,
+                ["if", name] => l.host_interface = Some(name.to_string()),
+                ["name", name] => l.names.push(name.to_string()),
+                ["port", proto, ip, host, container] => l.ports.push(PortMapping {
+                    protocol: Protocol::parse(proto)?,
+                    host_ip: if *ip == "-" { None } else { ip.parse().ok() },
+                    host_port: host.parse().ok()?,
+                    container_port: container.parse().ok()?,
+                }),
+                _ => {}
+            }
+        }
+        Some(l)
+    }
+
+    fn render(&self) -> String {
+        let mut s = format!("{} {} {}\ncomplete\n", self.tag, self.pid, self.netns);
+        if let Some(i) = &self.host_interface {
+            s.push_str(&format!("if {i}\n"));
+        }
+        for p in &self.ports {
+            let ip = p.host_ip.map_or("-".to_string(), |a| a.to_string());
+            s.push_str(&format!(
+                "port {} {ip} {} {}\n",
+                p.protocol.as_str(),
+                p.host_port,
+                p.container_port
+            ));
+        }
+        for n in &self.names {
+            s.push_str(&format!("name {n}\n"));
+        }
+        s
+    }
+
+    /// Writes the lease by rename: readers (the resolver) see it whole.
+    fn write(&self, path: &Path) -> Result<()> {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("lease");
+        let tmp = path.with_file_name(format!(".{name}.tmp"));
+        fs::write(&tmp, self.render()).ctx(|| format!("write {}", tmp.display()))?;
+        fs::rename(&tmp, path).ctx(|| format!("write {}", path.display()))
+    }
+
+    /// Whether the container holding it still has its network namespace.
+    fn alive(&self) -> bool {
+        netns_inode(self.pid).is_some_and(|i| i == self.netns)
+    }
+}
+
+fn netns_inode(pid: i32) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(format!("/proc/{pid}/ns/net"))
+        .ok()
+        .map(|m| m.ino())
+}
+
+/// The leases of one lease directory: (address, lease).
+fn leases_in(dir: &Path) -> Vec<(Ipv4Addr, Lease)> {
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let addr: Ipv4Addr = e.file_name().to_str()?.parse().ok()?;
+            Some((addr, Lease::read(&e.path())?))
+        })
+        .collect()
+}
+
+/// Every lease of every network: (lease directory, address, lease).
+fn all_leases(state_dir: &Path) -> Vec<(PathBuf, Ipv4Addr, Lease)> {
+    fs::read_dir(state_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|d| d.file_type().is_ok_and(|t| t.is_dir()))
+        .flat_map(|d| {
+            let dir = d.path();
+            leases_in(&dir)
+                .into_iter()
+                .map(move |(a, l)| (dir.clone(), a, l))
+        })
+        .collect()
+}
+
+/// Removes a stale lease and what it held on the host: its port rules (those of a lease
+/// that does not name them are found by their comment) and its veth pair's host end, if a
+/// crash left it.
+fn clear_stale(path: &Path, address: Ipv4Addr, l: &Lease, rt: Option<&mut Rtnl>) {
+    if l.complete {
+        firewall::unpublish(&l.tag, address, &l.ports);
+    } else {
+        firewall::remove_tagged(|t| t == l.tag);
+    }
+    if let (Some(i), Some(rt)) = (&l.host_interface, rt) {
+        let _ = rt.del_link(i);
+    }
+    let _ = fs::remove_file(path);
+}
+
+/// Writes a sysctl unless it holds `value` already.
+fn set_sysctl(path: &str, value: &str) -> Result<()> {
+    if fs::read_to_string(path).is_ok_and(|v| v.trim() == value) {
+        return Ok(());
+    }
+    fs::write(path, value).ctx(|| format!("write {path}"))
+}
+
+fn net_err(what: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |e| Error::Network(format!("{what}: {e}"))
+}
+
+/// What the stamp of a ready bridge says.
+fn stamp_text(n: &Network, index: u32) -> String {
+    format!(
+        "{index} {RULES_VERSION} {}/{} internal={} dns={}\n",
+        n.gateway, n.prefix, n.internal, n.dns
+    )
+}
+
+/// Makes the network's host side ready; returns the bridge's (or the macvlan parent's)
+/// interface index. A bridge whose stamp matches costs one netlink request and one read;
+/// otherwise it is created if missing, given its address, brought up, and its rules added.
+fn ensure_network(n: &Network, rt: &mut Rtnl) -> Result<u32> {
+    if let Some(parent) = &n.parent {
+        return rt
+            .link_index(parent)
+            .map_err(net_err("look up the parent interface"))?
+            .ok_or_else(|| {
+                Error::Network(format!(
+                    "the parent interface {parent} of network {} does not exist",
+                    n.name
+                ))
+            });
+    }
+    let index = rt
+        .link_index(&n.name)
+        .map_err(net_err("look up the bridge"))?;
+    if let Some(i) = index {
+        if fs::read_to_string(n.stamp_path()).is_ok_and(|s| s == stamp_text(n, i)) {
+            return Ok(i);
+        }
+    }
+    let index = match index {
+        Some(i) => i,
+        None => {
+            match rt.add_bridge(&n.name) {
+                Err(e) if e.raw_os_error() != Some(libc::EEXIST) => {
+                    return Err(Error::Network(format!("create bridge {}: {e}", n.name)))
+                }
+                _ => {}
+            }
+            rt.link_index(&n.name)
+                .map_err(net_err("look up the bridge"))?
+                .ok_or_else(|| Error::Network(format!("bridge {} vanished", n.name)))?
+        }
+    };
+    rt.add_address(index, n.gateway, n.prefix).map_err(|e| {
+        Error::Network(format!(
+            "give bridge {} the address {}/{}: {e}",
+            n.name, n.gateway, n.prefix
+        ))
+    })?;
+    if !rt.link_up(index).unwrap_or(false) {
+        rt.set_up(index).map_err(net_err("bring the bridge up"))?;
+    }
+    set_sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
+    // Published ports answer on 127.0.0.1 too: DNAT'd loopback packets must be routable
+    // out of the bridge, and get the bridge's address as their source (see firewall).
+    set_sysctl(
+        &format!("/proc/sys/net/ipv4/conf/{}/route_localnet", n.name),
+        "1",
+    )?;
+    firewall::setup(n)?;
+    let stamp = n.stamp_path();
+    fs::write(&stamp, stamp_text(n, index)).ctx(|| format!("write {}", stamp.display()))?;
+    Ok(index)
+}
+
+/// Takes an address: `wanted`, else the first with no lease or a stale one. A stale lease
+/// in the way is cleared first.
+fn allocate(
+    n: &Network,
+    lease: &Lease,
+    wanted: Option<Ipv4Addr>,
+    rt: &mut Rtnl,
+) -> Result<Ipv4Addr> {
+    let dir = n.lease_dir();
+    let take = |addr: Ipv4Addr, rt: &mut Rtnl| -> Result<Option<Ipv4Addr>> {
+        let path = dir.join(addr.to_string());
+        match Lease::read(&path) {
+            Some(l) if l.alive() && l.tag != lease.tag => return Ok(None),
+            Some(l) => clear_stale(&path, addr, &l, Some(rt)),
+            None => {}
+        }
+        lease.write(&path)?;
+        Ok(Some(addr))
+    };
+    if let Some(a) = wanted {
+        if !n.holds(a) {
+            return Err(Error::Network(format!(
+                "no configured subnet or ip-range contain the IP address {a}"
+            )));
+        }
+        return take(a, rt)?.ok_or_else(|| Error::Network("Address already in use".into()));
+    }
+    for a in n.pool() {
+        let addr = Ipv4Addr::from(a);
+        if !n.holds(addr) {
+            continue;
+        }
+        if let Some(a) = take(addr, rt)? {
+            return Ok(a);
+        }
+    }
+    Err(Error::Network(format!(
+        "no free address left in {} on network {}",
+        n.subnet(),
+        n.name
+    )))
+}
+
+fn free_port(protocol: Protocol, host_ip: Ipv4Addr) -> Result<u16> {
+    let addr = SocketAddrV4::new(host_ip, 0);
+    let port = match protocol {
+        Protocol::Tcp => TcpListener::bind(addr).and_then(|l| l.local_addr()),
+        Protocol::Udp => UdpSocket::bind(addr).and_then(|s| s.local_addr()),
+    }
+    .ctx(|| "pick a free host port".into())?
+    .port();
+    Ok(port)
+}
+
+/// Fails when a host process listens on the port (a published port would hide it).
+fn port_unused(m: &PortMapping, host_ip: Ipv4Addr) -> Result<()> {
+    let addr = SocketAddrV4::new(host_ip, m.host_port);
+    let bound = match m.protocol {
+        Protocol::Tcp => TcpListener::bind(addr).map(drop),
+        Protocol::Udp => UdpSocket::bind(addr).map(drop),
+    };
+    bound.map_err(|e| {
+        Error::Network(format!(
+            "publish {addr}/{}: {}",
+            m.protocol.as_str(),
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                "address already in use".to_string()
+            } else {
+                e.to_string()
+            }
+        ))
+    })
+}
+
+/// Chooses the host ports and adds the rules, in one batch. Ports held by living leases are
+/// taken; stale leases' rules are cleared first, so no rule sends a port to an address that
+/// is gone or handed to another container.
+fn publish(
+    n: &Network,
+    tag: &str,
+    address: Ipv4Addr,
+    ports: &[PortMapping],
+) -> Result<Vec<PortMapping>> {
+    if ports.is_empty() {
+        return Ok(vec![]);
+    }
+    let mut taken: HashSet<(Protocol, u16)> = HashSet::new();
+    let mut legacy = false;
+    let mut live_tags = HashSet::new();
+    for (dir, addr, l) in all_leases(&n.state_dir) {
+        if l.alive() {
+            live_tags.insert(l.tag.clone());
+            legacy |= !l.complete;
+            taken.extend(l.ports.iter().map(|p| (p.protocol, p.host_port)));
+        } else if !l.ports.is_empty() || !l.complete {
+            // Its rules go; the address stays leased until taken over.
+            firewall::unpublish(&l.tag, addr, &l.ports);
+            let _ = Lease {
+                ports: vec![],
+                ..l.clone()
+            }
+            .write(&dir.join(addr.to_string()));
+            legacy |= !l.complete;
+        }
+    }
+    if legacy {
+        // Leases written by an older berth do not name their ports: ask the rules.
+        for (_, t, proto, port) in firewall::tagged_rules() {
+            if live_tags.contains(&t) {
+                if let Some(p) = Protocol::parse(&proto) {
+                    taken.insert((p, port));
+                }
+            }
+        }
+        firewall::remove_tagged(|t| !live_tags.contains(t) && t != tag);
+    }
+    let mut done = vec![];
+    for m in ports {
+        let host_ip = m.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let mut m = m.clone();
+        if m.host_port == 0 {
+            m.host_port = loop {
+                let p = free_port(m.protocol, host_ip)?;
+                if !taken.contains(&(m.protocol, p)) {
+                    break p;
+                }
+            };
+        } else if taken.contains(&(m.protocol, m.host_port)) {
+            return Err(Error::Network(format!(
+                "Bind for {host_ip}:{} failed: port is already allocated",
+                m.host_port
+            )));
+        } else {
+            port_unused(&m, host_ip)?;
+        }
+        taken.insert((m.protocol, m.host_port));
+        done.push(m);
+    }
+    firewall::publish(tag, address, &done)?;
+    Ok(done)
+}
+
+/// The host end's name of a container's veth pair: `bv` and the tag's first 11 characters
+/// for `eth0`, `b<N>` and the same for `eth<N>`.
+fn host_interface(tag: &str, interface: &str) -> Result<String> {
+    let short: String = tag.chars().take(11).collect();
+    match interface
+        .strip_prefix("eth")
+        .and_then(|n| n.parse::<u8>().ok())
+    {
+        Some(0) => Ok(format!("bv{short}")),
+        Some(n @ 1..=9) => Ok(format!("b{n}{short}")),
+        _ => Err(Error::Network(format!(
+            "interface {interface}: a container has eth0 to eth9 (ten networks at most)"
+        ))),
+    }
+}
+
+/// docker's rule: the MAC address is 02:42 then the IPv4 address.
+fn mac_of(address: Ipv4Addr) -> [u8; 6] {
+    let o = address.octets();
+    [0x02, 0x42, o[0], o[1], o[2], o[3]]
+}
+
+/// Plugs the network namespace of a created (or running) container into the network: an
+/// interface named `e.interface` with an address of the subnet, the default route through
+/// the gateway when asked, and the published ports. [`disconnect`] (once the container is
+/// gone) or [`detach`] (while it runs) with the same tag removes it.
+pub fn connect_endpoint(n: &Network, e: &Endpoint) -> Result<Attachment> {
+    n.check()?;
+    if e.tag.is_empty() || !e.tag.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(Error::Network(format!("invalid network tag {:?}", e.tag)));
+    }
+    if n.internal && !e.ports.is_empty() {
+        return Err(Error::Network(format!(
+            "ports cannot be published on network {}: it is internal (no route out)",
+            n.name
+        )));
+    }
+    if n.parent.is_some() && !e.ports.is_empty() {
+        return Err(Error::Network(format!(
+            "ports cannot be published on the macvlan network {}: its containers have \
+             addresses of their own on the parent's network",
+            n.name
+        )));
+    }
+    let host_if = match n.parent {
+        None => Some(host_interface(&e.tag, &e.interface)?),
+        Some(_) => None,
+    };
+    let netns = netns_inode(e.pid)
+        .ok_or_else(|| Error::Network(format!("process {} has no network namespace", e.pid)))?;
+    let _lock = Lock::take(&n.state_dir)?;
+    fs::create_dir_all(n.lease_dir()).ctx(|| format!("create {}", n.lease_dir().display()))?;
+    let mut rt = Rtnl::open().map_err(net_err("open a netlink socket"))?;
+    let link = ensure_network(n, &mut rt)?;
+    let mut lease = Lease {
+        tag: e.tag.clone(),
+        pid: e.pid,
+        netns,
+        complete: true,
+        host_interface: host_if.clone(),
+        ports: vec![],
+        names: e.names.clone(),
+    };
+    let address = allocate(n, &lease, e.address, &mut rt)?;
+    let lease_path = n.lease_dir().join(address.to_string());
+    let attached = plug(n, e, link, host_if.as_deref(), address, &mut rt).and_then(|()| {
+        let ports = publish(n, &e.tag, address, &e.ports)?;
+        lease.ports = ports.clone();
+        if !ports.is_empty() {
+            if let Err(err) = lease.write(&lease_path) {
+                firewall::unpublish(&e.tag, address, &ports);
+                return Err(err);
+            }
+        }
+        if n.dns {
+            dns::ensure(n)?;
+        }
+        let m = mac_of(address);
+        Ok(Attachment {
+            address,
+            gateway: n.gateway,
+            prefix: n.prefix,
+            mac: format!(
+                "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+                m[0], m[1], m[2], m[3], m[4], m[5]
+            ),
+            ports,
+        })
+    });
+    if attached.is_err() {
+        firewall::unpublish(&e.tag, address, &lease.ports);
+        let _ = fs::remove_file(&lease_path);
+        match &host_if {
+            Some(h) => {
+                let _ = rt.del_link(h);
+            }
+            None => {
+                let _ = remove_inside(e.pid, &e.interface);
+            }
+        }
+    }
+    attached
+}
+
+/// [`connect_endpoint`] for the common case: `eth0` with the default route.
+pub fn connect(n: &Network, tag: &str, pid: i32, ports: &[PortMapping]) -> Result<Attachment> {
+    connect_endpoint(
+        n,
+        &Endpoint {
+            tag: tag.into(),
+            pid,
+            interface: "eth0".into(),
+            default_route: true,
+            ports: ports.to_vec(),
+            ..Endpoint::default()
+        },
+    )
+}
+
+/// The interface, its address and route, in the container's namespace.
+fn plug(
+    n: &Network,
+    e: &Endpoint,
+    link: u32,
+    host_if: Option<&str>,
+    address: Ipv4Addr,
+    rt: &mut Rtnl,
+) -> Result<()> {
+    let ns = File::open(format!("/proc/{}/ns/net", e.pid))
+        .ctx(|| format!("open the network namespace of {}", e.pid))?;
+    let mac = mac_of(address);
+    match host_if {
+        Some(h) => {
+            // A stale pair of the same name (its container gone, the host end kept by a
+            // crash between these steps) is in the way; a living one is another container's.
+            if rt.link_index(h).ok().flatten().is_some() {
+                let owner = all_leases(&n.state_dir).into_iter().find(|(_, _, l)| {
+                    l.alive() && l.tag != e.tag && l.host_interface.as_deref() == Some(h)
+                });
+                if let Some((_, _, l)) = owner {
+                    return Err(Error::Network(format!(
+                        "the interface {h} belongs to {}: tags must differ in their first 11 \
+                         characters",
+                        l.tag
+                    )));
+                }
+                let _ = rt.del_link(h);
+            }
+            rt.add_veth(h, link, &e.interface, &ns, mac)
+                .map_err(net_err("create a veth pair on the bridge"))?;
+            let index = rt
+                .link_index(h)
+                .map_err(net_err("look up the veth pair"))?
+                .ok_or_else(|| Error::Network(format!("the veth {h} vanished")))?;
+            rt.set_hairpin(index)
+                .map_err(net_err("set hairpin mode on the bridge port"))?;
+        }
+        None => rt
+            .add_macvlan(link, &e.interface, &ns, mac)
+            .map_err(net_err("create a macvlan link"))?,
+    }
+    let mut inside = Rtnl::open_in(&ns).map_err(net_err("enter the container's network"))?;
+    let index = inside
+        .link_index(&e.interface)
+        .map_err(net_err("look up the container's interface"))?
+        .ok_or_else(|| Error::Network(format!("{} vanished in the container", e.interface)))?;
+    inside
+        .add_address(index, address, n.prefix)
+        .map_err(net_err("give the container its address"))?;
+    inside
+        .set_up(index)
+        .map_err(net_err("bring the container's interface up"))?;
+    if e.default_route && !n.internal {
+        inside
+            .add_default_route(n.gateway)
+            .map_err(net_err("add the container's default route"))?;
+    }
+    Ok(())
+}
+
+/// Deletes a container's interface from inside its namespace (macvlan links have no host
+/// end to delete).
+fn remove_inside(pid: i32, interface: &str) -> Result<()> {
+    let ns = File::open(format!("/proc/{pid}/ns/net"))
+        .ctx(|| format!("open the network namespace of {pid}"))?;
+    let mut inside = Rtnl::open_in(&ns).map_err(net_err("enter the container's network"))?;
+    inside
+        .del_link(interface)
+        .map_err(net_err("remove the container's interface"))
+}
+
+/// The leases of `tag` on network `n`: (path, address, lease).
+fn leases_of(n: &Network, tag: &str) -> Vec<(PathBuf, Ipv4Addr, Lease)> {
+    leases_in(&n.lease_dir())
+        .into_iter()
+        .filter(|(_, l)| l.tag == tag)
+        .map(|(a, l)| (n.lease_dir().join(a.to_string()), a, l))
+        .collect()
+}
+
+/// Removes what [`connect`] left on the host for `tag`: its published ports, its address's
+/// lease and its veth pair (gone already when the container's namespace is). Nothing is
+/// removed while the namespace holding the lease lives: a container that was started again
+/// meanwhile keeps its network.
+pub fn disconnect(n: &Network, tag: &str) -> Result<()> {
+    if !n.lease_dir().exists() {
+        return Ok(());
+    }
+    let _lock = Lock::take(&n.state_dir)?;
+    let leases = leases_of(n, tag);
+    if leases.is_empty() || leases.iter().any(|(_, _, l)| l.alive()) {
+        return Ok(());
+    }
+    let mut rt = Rtnl::open().ok();
+    for (path, addr, l) in &leases {
+        clear_stale(path, *addr, l, rt.as_mut());
+    }
+    if n.dns {
+        dns::stop_if_idle(n);
+    }
+    Ok(())
+}
+
+/// Takes a running container off the network now (docker's `network disconnect`): its
+/// interface, published ports and lease.
+pub fn detach(n: &Network, tag: &str, interface: &str) -> Result<()> {
+    let _lock = Lock::take(&n.state_dir)?;
+    let mut rt = Rtnl::open().map_err(net_err("open a netlink socket"))?;
+    for (path, addr, l) in leases_of(n, tag) {
+        if l.alive() && n.parent.is_some() {
+            remove_inside(l.pid, interface)?;
+        }
+        clear_stale(&path, addr, &l, Some(&mut rt));
+    }
+    if n.dns {
+        dns::stop_if_idle(n);
+    }
+    Ok(())
+}
+
+/// Changes the names the resolver answers for `tag` on network `n` (a rename).
+pub fn set_names(n: &Network, tag: &str, names: &[String]) -> Result<()> {
+    let _lock = Lock::take(&n.state_dir)?;
+    for (path, _, l) in leases_of(n, tag) {
+        Lease {
+            names: names.to_vec(),
+            ..l
+        }
+        .write(&path)?;
+    }
+    Ok(())
+}
+
+/// Whether a container still holds an address on network `n`.
+pub fn in_use(n: &Network) -> bool {
+    leases_in(&n.lease_dir()).iter().any(|(_, l)| l.alive())
+}
+
+/// Removes a network's host side: its bridge, rules, resolver, stamp and leases. Refused
+/// while a container holds an address on it.
+pub fn remove(n: &Network) -> Result<()> {
+    let _lock = Lock::take(&n.state_dir)?;
+    let mut rt = Rtnl::open().map_err(net_err("open a netlink socket"))?;
+    let leases = leases_in(&n.lease_dir());
+    if let Some((_, l)) = leases.iter().find(|(_, l)| l.alive()) {
+        return Err(Error::Network(format!(
+            "network {} has active endpoints (container {})",
+            n.name, l.tag
+        )));
+    }
+    for (addr, l) in &leases {
+        clear_stale(
+            &n.lease_dir().join(addr.to_string()),
+            *addr,
+            l,
+            Some(&mut rt),
+        );
+    }
+    dns::stop(n);
+    let stamp = n.stamp_path();
+    if n.parent.is_none() {
+        // Only a bridge that berth set up (it has a stamp) is berth's to take down.
+        if stamp.exists() || rt.link_index(&n.name).ok().flatten().is_some() {
+            firewall::teardown(n)?;
+            rt.del_link(&n.name)
+                .map_err(net_err(&format!("remove bridge {}", n.name)))?;
+        }
+    }
+    let _ = fs::remove_file(&stamp);
+    let _ = fs::remove_dir_all(n.lease_dir());
+    Ok(())
+}
+
+/// Whether the host has an interface named `name` (a macvlan network's parent).
+pub fn interface_exists(name: &str) -> Result<bool> {
+    let mut rt = Rtnl::open().map_err(net_err("open a netlink socket"))?;
+    Ok(rt
+        .link_index(name)
+        .map_err(net_err("look up an interface"))?
+        .is_some())
+}
+
+/// The IPv4 subnets in use on the host (interface addresses and routes), so a new network
+/// does not overlap one: (address, prefix length).
+pub fn host_subnets() -> Result<Vec<(Ipv4Addr, u8)>> {
+    let mut rt = Rtnl::open().map_err(net_err("open a netlink socket"))?;
+    let mut v: Vec<(Ipv4Addr, u8)> = rt
+        .addresses()
+        .map_err(net_err("list the host's addresses"))?
+        .into_iter()
+        .filter(|(_, a, _)| !a.is_loopback())
+        .map(|(_, a, p)| (a, p))
+        .collect();
+    v.extend(
+        rt.routes()
+            .map_err(net_err("list the host's routes"))?
+            .into_iter()
+            .filter(|(d, _, _)| !d.is_loopback())
+            .map(|(d, p, _)| (d, p)),
+    );
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leases_read_old_and_new() {
+        let old = Lease::parse("abc 12 345\n").unwrap();
+        assert!(!old.complete && old.ports.is_empty());
+        let l = Lease {
+            tag: "abc".into(),
+            pid: 12,
+            netns: 345,
+            complete: true,
+            host_interface: Some("bvabc".into()),
+            ports: vec![PortMapping {
+                host_ip: Some(Ipv4Addr::LOCALHOST),
+                host_port: 8080,
+                container_port: 80,
+                protocol: Protocol::Tcp,
+            }],
+            names: vec!["web".into(), "abc".into()],
+        };
+        let back = Lease::parse(&l.render()).unwrap();
+        assert_eq!(back.render(), l.render());
+        assert!(back.complete);
+        // The first line is what older berths read.
+        assert_eq!(l.render().lines().next(), Some("abc 12 345"));
+    }
+
+    #[test]
+    fn pools_and_subnets() {
+        let n = Network {
+            gateway: Ipv4Addr::new(10, 90, 3, 1),
+            prefix: 24,
+            range: Some((Ipv4Addr::new(10, 90, 3, 128), 25)),
+            ..Network::default()
+        };
+        assert_eq!(n.subnet(), "10.90.3.0/24");
+        assert_eq!(n.address_problem(), None);
+        let pool: Vec<u32> = n.pool().collect();
+        assert_eq!(Ipv4Addr::from(pool[0]), Ipv4Addr::new(10, 90, 3, 128));
+        assert_eq!(
+            Ipv4Addr::from(*pool.last().unwrap()),
+            Ipv4Addr::new(10, 90, 3, 255)
+        );
+        assert!(!n.holds(Ipv4Addr::new(10, 90, 3, 255)));
+        assert!(!n.holds(Ipv4Addr::new(10, 90, 3, 1)));
+        assert!(n.holds(Ipv4Addr::new(10, 90, 3, 2)));
+        let out = Network {
+            range: Some((Ipv4Addr::new(10, 91, 0, 0), 25)),
+            ..n.clone()
+        };
+        assert!(out.address_problem().is_some());
+        assert!(overlaps(
+            Ipv4Addr::new(10, 0, 0, 0),
+            8,
+            Ipv4Addr::new(10, 90, 3, 0),
+            24
+        ));
+        assert!(!overlaps(
+            Ipv4Addr::new(10, 91, 0, 0),
+            16,
+            Ipv4Addr::new(10, 90, 3, 0),
+            24
+        ));
+    }
+
+    #[test]
+    fn host_interface_names() {
+        let tag = "0123456789abcdef";
+        assert_eq!(host_interface(tag, "eth0").unwrap(), "bv0123456789a");
+        assert_eq!(host_interface(tag, "eth3").unwrap(), "b30123456789a");
+        assert!(host_interface(tag, "eth10").is_err());
+        assert!(host_interface(tag, "wlan0").is_err());
+    }
+}
