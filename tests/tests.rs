@@ -5,8 +5,10 @@
 mod auth;
 mod auth_tls;
 mod cli;
+mod gc;
 mod images;
 mod mirror;
+mod notify;
 mod registry;
 mod root_confine;
 mod root_containers;

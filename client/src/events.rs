@@ -30,13 +30,14 @@
 //! - container (`Actor.ID` the container id; attributes `image`, `name` and the labels):
 //!   `create`, `start`, `die` (`exitCode`; written by the monitor at the exit), `kill`
 //!   (`signal`), `stop`, `pause`, `unpause`, `rename` (`oldName`), `destroy`,
-//!   `exec_start: CMD` (`execID`) — the engine writes them.
+//!   `exec_create/exec_start/exec_die: CMD` (`execID`) — the engine writes them;
+//!   `health_status: STATUS` when a healthcheck changes it — the supervisor writes it.
 //! - image (`Actor.ID` the reference or the image id; attribute `name`): `pull`, `push`,
 //!   `tag`, `untag`, `delete`, `load`, `save`, `import` — the image store writes them.
 //! - volume (`Actor.ID` the volume's name; `driver`): `create`, `mount` (`container`,
 //!   `destination`, `read/write`), `destroy`.
-//! - network (`Actor.ID` the network's id; `name`, `type`, `container`): `connect`,
-//!   `disconnect`.
+//! - network (`Actor.ID` the network's id; `name`, `type`, `container`): `create`,
+//!   `destroy`, `connect`, `disconnect`.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};

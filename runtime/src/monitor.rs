@@ -26,7 +26,7 @@ use crate::attach::{self, frame};
 use crate::cgroup::CgroupPaths;
 use crate::error::{Error, Result};
 use crate::init::{self, InitPlan};
-use crate::logfile::LogWriter;
+use crate::logfile::{LogConfig, LogWriter};
 use crate::state::{now_rfc3339, Exit, Record, State, Status, ROOTFS_DIR, SOCKET_FILE};
 use crate::sys;
 use oci_spec::runtime::LinuxResources;
@@ -44,7 +44,7 @@ pub(crate) struct MonitorPlan {
     pub new_pid_ns: bool,
     pub join_pid_ns: Option<PathBuf>,
     pub open_stdin: bool,
-    pub log: Option<PathBuf>,
+    pub log: Option<LogConfig>,
     pub resources: Option<LinuxResources>,
     pub on_exit: Option<crate::container::ExitHook>,
 }
@@ -322,7 +322,7 @@ impl<'a> Monitor<'a> {
                 finished_at: None,
                 exit: None,
                 error: None,
-                log_path: plan.log.clone(),
+                log_path: plan.log.as_ref().map(|l| l.path.clone()),
             },
             pid_start: sys::proc_stat(pid).map_or(0, |(_, s)| s),
             monitor_start: sys::self_start_time(),

@@ -30,6 +30,7 @@ mod record;
 pub mod seccomp;
 mod session;
 mod spec;
+mod supervise;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -47,15 +48,16 @@ pub use bridge::BridgeSection;
 pub use commit::CommitOptions;
 pub use confine::capabilities;
 pub use cp::{CopyOptions, HostSource, HostTarget};
-pub use logs::{read_logs, LogLine, LogOptions};
+pub use logs::{log_settings, read_log, read_logs, LogLine, LogOptions};
 pub use network::{predefined_id, NetworkOptions, NetworkRecord, PREDEFINED};
 pub use record::{
-    ContainerRecord, EndpointConfig, EndpointState, HostConfig, LastRun, MountPoint, NetworkMode,
-    NetworkState, PortBinding, ProcessConfig,
+    ContainerRecord, EndpointConfig, EndpointState, Healthcheck, HostConfig, LastRun, Lifecycle,
+    LogConfig, MountPoint, NetworkMode, NetworkState, PortBinding, ProcessConfig, RestartPolicy,
 };
 pub use session::{
     parse_signal, AttachInput, Attached, ExecProcess, ExecStdio, Exit, Output, Signals,
 };
+pub use supervise::{Health, HealthResult};
 
 /// Why an engine command failed; one line each, in docker's words where it has them.
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +149,9 @@ pub struct ContainerState {
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
     pub error: Option<String>,
+    /// Exited, and its supervisor waits to restart it (docker's `Restarting`; `status`
+    /// stays `Exited`).
+    pub restarting: bool,
 }
 
 /// What `create` (and `run`) take besides the image.
@@ -922,7 +927,31 @@ impl Engine {
         image_config: &Value,
         opts: CreateOptions,
     ) -> Result<ContainerRecord> {
+        self.create_with(image, image_name, image_config, opts, Lifecycle::default())
+    }
+
+    /// [`Engine::create`] with what the container's life is to be: restart policy,
+    /// healthcheck, log driver, stop signal and timeout (checked here, docker's messages).
+    pub fn create_with(
+        &self,
+        image: &ImageRecord,
+        image_name: &str,
+        image_config: &Value,
+        opts: CreateOptions,
+        life: Lifecycle,
+    ) -> Result<ContainerRecord> {
         let cfg = image_config.get("config").cloned().unwrap_or(Value::Null);
+        if life.restart_policy != RestartPolicy::No && opts.host.auto_remove {
+            return Err(EngineError::Invalid(
+                "conflicting options: cannot specify both --restart and --rm".into(),
+            ));
+        }
+        log_settings(&life.log_config, Path::new("/"), "x").map_err(EngineError::Invalid)?;
+        if let Some(s) = &life.stop_signal {
+            berth_runtime::parse_signal(s)
+                .map_err(|_| EngineError::Invalid(format!("Invalid signal: {s}")))?;
+        }
+        let healthcheck = image_healthcheck(&cfg, life.healthcheck.clone())?;
         let image_entrypoint = json_strings(cfg.get("Entrypoint").unwrap_or(&Value::Null));
         let image_cmd = json_strings(cfg.get("Cmd").unwrap_or(&Value::Null));
         let (entrypoint, cmd) = match &opts.entrypoint {
@@ -1106,10 +1135,13 @@ impl Engine {
                     open_stdin: opts.open_stdin,
                     labels,
                     volumes: image_volumes.clone(),
-                    stop_signal: cfg
-                        .get("StopSignal")
-                        .and_then(Value::as_str)
-                        .map(str::to_string),
+                    stop_signal: life.stop_signal.clone().or_else(|| {
+                        cfg.get("StopSignal")
+                            .and_then(Value::as_str)
+                            .map(str::to_string)
+                    }),
+                    stop_timeout: life.stop_timeout,
+                    healthcheck: healthcheck.clone(),
                 },
                 host: HostConfig {
                     binds: opts.volumes.clone(),
@@ -1119,6 +1151,11 @@ impl Engine {
                 mounts,
                 restart_count: 0,
                 last_run: None,
+                restart_policy: life.restart_policy,
+                log_config: life.log_config.clone(),
+                manually_stopped: false,
+                restart_cancelled: false,
+                restarting: false,
             };
             self.save(&rec)?;
             let journal = self.journal();
@@ -1160,6 +1197,7 @@ impl Engine {
             started_at: last.and_then(|l| l.started_at.clone()),
             finished_at: last.and_then(|l| l.finished_at.clone()),
             error: last.and_then(|l| l.error.clone()),
+            restarting: false,
         };
         if last.is_some() {
             st.status = Status::Exited;
@@ -1191,6 +1229,10 @@ impl Engine {
             st.finished_at = s.finished_at;
         }
         st.error = s.error.or(st.error);
+        st.restarting = st.status == Status::Exited
+            && rec.restarting
+            && !rec.restart_cancelled
+            && self.supervisor_alive(rec);
         st
     }
 
@@ -1202,10 +1244,28 @@ impl Engine {
         v
     }
 
-    /// Prepares a run of the container: replaces the state of a finished run (keeping the
-    /// container's files) and has the runtime set it up, stopped before its command.
-    /// Attach to the result, then start it.
+    /// Prepares a run of the container started by a person: replaces the state of a
+    /// finished run (keeping the container's files) and has the runtime set it up, stopped
+    /// before its command. Attach to the result, then start it. As docker's, a start by a
+    /// person sets `RestartCount` back to 0 and forgets an earlier `stop`.
     pub(crate) fn prepare(&self, rec: &mut ContainerRecord) -> Result<Container> {
+        let _lock = self.lock(&rec.id)?;
+        self.prepare_run(rec, true)
+    }
+
+    /// Starts a run: `manual` when a person asked (not the restart policy).
+    pub(crate) fn start_run(&self, rec: &mut ContainerRecord, manual: bool) -> Result<()> {
+        let c = self.prepare_run(rec, manual)?;
+        if let Err(e) = c.start() {
+            // The monitor records the failed start as an exit (126/127): wait for it.
+            let _ = c.wait_timeout(Some(Duration::from_secs(5)));
+            return Err(e.into());
+        }
+        self.journal().record(container_event(rec, "start"));
+        Ok(())
+    }
+
+    fn prepare_run(&self, rec: &mut ContainerRecord, manual: bool) -> Result<Container> {
         let state = self.state(rec);
         match state.status {
             Status::Running | Status::Paused => {
@@ -1222,18 +1282,27 @@ impl Engine {
             }
             Status::Exited | Status::Created => {}
         }
-        if let Some(old) = self.runtime(rec) {
-            if state.status == Status::Exited {
-                rec.last_run = Some(LastRun {
-                    started_at: state.started_at.clone(),
-                    finished_at: state.finished_at.clone(),
-                    exit_code: state.exit_code,
-                    oom_killed: state.oom_killed,
-                    error: state.error.clone(),
-                });
-                rec.restart_count += u32::from(state.started_at.is_some());
-                self.save(rec)?;
-            }
+        let before = rec.clone();
+        if manual {
+            rec.restart_count = 0;
+            rec.manually_stopped = false;
+            rec.restart_cancelled = false;
+            rec.restarting = false;
+        }
+        let old = self.runtime(rec);
+        if old.is_some() && state.status == Status::Exited {
+            rec.last_run = Some(LastRun {
+                started_at: state.started_at.clone(),
+                finished_at: state.finished_at.clone(),
+                exit_code: state.exit_code,
+                oom_killed: state.oom_killed,
+                error: state.error.clone(),
+            });
+        }
+        if *rec != before {
+            self.save(rec)?;
+        }
+        if let Some(old) = old {
             old.delete(true)?;
         }
         self.disconnect(rec);
@@ -1282,13 +1351,17 @@ impl Engine {
         } else {
             rootfs
         };
+        let log = log_settings(&rec.log_config, &dir, &rec.id).map_err(EngineError::Invalid)?;
+        if let Some(parent) = log.as_ref().and_then(|l| l.path.parent()) {
+            std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+        }
         let c = berth_runtime::create(ContainerConfig {
             id: rec.id.clone(),
             spec,
             rootfs,
             state_dir: self.runtime_dir(&rec.id),
             open_stdin: rec.config.open_stdin,
-            log: Some(self.log_path(&rec.id)),
+            log,
             on_exit: Some(die_event(self.journal(), rec.clone())),
         });
         let c = match c {
@@ -1320,16 +1393,24 @@ impl Engine {
         Ok(c)
     }
 
-    /// Starts a container with nobody attached (`start`, `run -d`).
+    /// Starts a container with nobody attached (`start`, `run -d`), as a person does (see
+    /// [`Engine::prepare`]).
     pub fn start(&self, rec: &mut ContainerRecord) -> Result<()> {
-        let c = self.prepare(rec)?;
-        if let Err(e) = c.start() {
-            // The monitor records the failed start as an exit (126/127): wait for it.
-            let _ = c.wait_timeout(Some(Duration::from_secs(5)));
-            return Err(e.into());
-        }
-        self.journal().record(container_event(rec, "start"));
-        Ok(())
+        let _lock = self.lock(&rec.id)?;
+        self.start_run(rec, true)
+    }
+
+    /// Where the container's log is and in which format; `None` with the `none` driver.
+    pub fn log_source(&self, rec: &ContainerRecord) -> Option<(PathBuf, berth_runtime::LogFormat)> {
+        log_settings(&rec.log_config, &self.dir(&rec.id), &rec.id)
+            .ok()
+            .flatten()
+            .map(|l| (l.path, l.format))
+    }
+
+    /// The seconds `stop` waits before SIGKILL when not told: `--stop-timeout`, else 10.
+    pub fn stop_timeout(&self, rec: &ContainerRecord) -> Duration {
+        Duration::from_secs(rec.config.stop_timeout.unwrap_or(10).max(0) as u64)
     }
 
     fn running(&self, rec: &ContainerRecord) -> Result<Container> {
@@ -1343,7 +1424,16 @@ impl Engine {
     /// docker's `stop`: the stop signal, then SIGKILL after `timeout`. A container that is
     /// not running is left as it is.
     pub fn stop(&self, rec: &ContainerRecord, timeout: Duration) -> Result<()> {
-        let Ok(c) = self.running(rec) else {
+        let running = self.running(rec);
+        if running.is_ok() || self.state(rec).restarting {
+            // docker: a stopped container stays down, whatever its restart policy.
+            self.update(&rec.id, |r| {
+                r.manually_stopped = true;
+                r.restart_cancelled = true;
+                r.restarting = false;
+            })?;
+        }
+        let Ok(c) = running else {
             return Ok(());
         };
         let signal = match &rec.config.stop_signal {
@@ -1358,10 +1448,29 @@ impl Engine {
         Ok(())
     }
 
-    /// Sends a signal to the container's main process.
+    /// Sends a signal to the container's main process. As docker's, a kill is a person
+    /// stopping the container: `unless-stopped` no longer restarts it, and its next exit is
+    /// not restarted unless the signal differs from a stop signal the container has.
     pub fn kill(&self, rec: &ContainerRecord, signal: i32) -> Result<()> {
-        let c = self.running(rec)?;
-        c.kill(signal)?;
+        let running = self.running(rec);
+        let restarting = running.is_err() && self.state(rec).restarting;
+        if running.is_ok() || restarting {
+            let stop_signal = rec
+                .config
+                .stop_signal
+                .as_deref()
+                .and_then(|s| berth_runtime::parse_signal(s).ok());
+            let cancel = stop_signal.is_none_or(|s| s == signal) || signal == libc::SIGKILL;
+            self.update(&rec.id, |r| {
+                r.manually_stopped = true;
+                r.restart_cancelled |= cancel;
+                r.restarting &= !cancel;
+            })?;
+        }
+        if restarting {
+            return Ok(());
+        }
+        running?.kill(signal)?;
         self.journal()
             .record(container_event(rec, "kill").attr("signal", signal.to_string()));
         Ok(())
@@ -1478,11 +1587,29 @@ impl Engine {
     /// `volumes` also removes its anonymous volumes.
     pub fn remove(&self, rec: &ContainerRecord, force: bool, volumes: bool) -> Result<()> {
         let st = self.state(rec);
+        if st.restarting && !force {
+            return Err(EngineError::Running {
+                id: rec.id.clone(),
+                status: "restarting",
+            });
+        }
         if matches!(st.status, Status::Running | Status::Paused) && !force {
             return Err(EngineError::Running {
                 id: rec.id.clone(),
                 status: st.status.as_str(),
             });
+        }
+        // Its supervisor must not restart what is being removed.
+        let _lock = match self.lock(&rec.id) {
+            Ok(l) => Some(l),
+            Err(EngineError::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
+        if _lock.is_some() && (rec.restart_policy != RestartPolicy::No || rec.restarting) {
+            let mut r = self.load(&rec.id)?;
+            r.restart_cancelled = true;
+            r.restarting = false;
+            self.save(&r)?;
         }
         let journal = self.journal();
         if let Some(c) = self.runtime(rec) {
@@ -1810,6 +1937,44 @@ impl Engine {
         v.sort();
         Ok(v)
     }
+}
+
+/// The healthcheck a container gets: the flags' (`flags`) over the image's `Healthcheck`,
+/// checked as docker checks them; `None` when neither has one.
+fn image_healthcheck(cfg: &Value, flags: Option<Healthcheck>) -> Result<Option<Healthcheck>> {
+    let image = cfg.get("Healthcheck").filter(|h| !h.is_null()).map(|h| {
+        let n = |k: &str| h.get(k).and_then(Value::as_i64).unwrap_or(0);
+        Healthcheck {
+            test: json_strings(h.get("Test").unwrap_or(&Value::Null)),
+            interval: n("Interval"),
+            timeout: n("Timeout"),
+            start_period: n("StartPeriod"),
+            retries: n("Retries"),
+        }
+    });
+    let check = match flags {
+        Some(f) => Some(f.merged_over(image.as_ref())),
+        None => image,
+    };
+    if let Some(h) = &check {
+        for (what, v) in [
+            ("Interval", h.interval),
+            ("Timeout", h.timeout),
+            ("StartPeriod", h.start_period),
+        ] {
+            if v != 0 && v < 1_000_000 {
+                return Err(EngineError::Invalid(format!(
+                    "{what} in Healthcheck cannot be less than 1ms"
+                )));
+            }
+        }
+        if h.retries < 0 {
+            return Err(EngineError::Invalid(
+                "Retries in Healthcheck cannot be negative".into(),
+            ));
+        }
+    }
+    Ok(check)
 }
 
 /// Bytes of the files under `p`.

@@ -118,7 +118,8 @@ pub fn need<'a>(route: &Route<'a>, method: &Method) -> Need<'a> {
         // `/metrics` needs a user unless `auth.metrics = "public"` (see `admit`).
         Route::Metrics => Need::User,
         Route::Catalog => Need::Catalog,
-        Route::Search | Route::NotFound => Need::Nothing,
+        // Orchestrators probe health without credentials.
+        Route::Search | Route::NotFound | Route::Livez | Route::Readyz => Need::Nothing,
         Route::Tags(n) | Route::Referrers(n, _) => Need::Repository(n, Action::Pull),
         Route::Manifest(n, _) | Route::Blob(n, _) => Need::Repository(
             n,
