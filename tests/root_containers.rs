@@ -51,7 +51,7 @@ impl Drop for Root {
 }
 
 /// A fresh client root with the image `bb` (busybox, CMD sh, a `nobody` user, a VOLUME).
-fn setup() -> Root {
+pub(crate) fn setup() -> Root {
     assert_eq!(
         unsafe { libc::geteuid() },
         0,
@@ -138,7 +138,7 @@ fn inspect(b: &Berth, name: &str) -> Value {
 }
 
 /// Waits (bounded) until `f` holds.
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+pub(crate) fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !f() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");

@@ -12,4 +12,5 @@ mod notify;
 mod registry;
 mod root_confine;
 mod root_containers;
+mod root_events;
 mod util;
