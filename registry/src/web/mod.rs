@@ -76,7 +76,9 @@ impl Default for WebConfig {
 }
 
 /// Paths that belong to the API: the page's prefix may not be one of them or lie under one.
-const API_PATHS: [&str; 5] = ["/v2", "/v1", "/token", "/metrics", "/_"];
+const API_PATHS: [&str; 7] = [
+    "/v2", "/v1", "/token", "/metrics", "/livez", "/readyz", "/_",
+];
 
 impl WebConfig {
     /// The prefix must be a path of its own, beside the API's.
