@@ -421,6 +421,25 @@ fn root_build_flags() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(std::fs::read_to_string(&iid).unwrap(), id.trim());
+    // The journal has docker's (BuildKit's) events: a tag per name, no step as a container.
+    let journal = std::fs::read_to_string(r.b.root.join("events/journal")).unwrap();
+    let events: Vec<Value> = journal
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for name in ["flags:1", "flags:2"] {
+        assert!(
+            events.iter().any(|e| e["Type"] == "image"
+                && e["Action"] == "tag"
+                && e["Actor"]["ID"] == id.trim()
+                && e["Actor"]["Attributes"]["name"] == name),
+            "{journal}"
+        );
+    }
+    assert!(
+        !events.iter().any(|e| e["Type"] == "container"),
+        "{journal}"
+    );
     assert_eq!(r.cat("flags:2", "/v"), "given\n");
     // --build-arg KEY takes the value from the environment.
     let mut cmd = r.b.cmd(&[

@@ -1973,6 +1973,12 @@ fn export(b: &Build) -> Result<BuildResult> {
             last_tag_time: None,
         };
         images.commit_image(record, &names, None).await?;
+        // BuildKit's events: the image tagged with each name.
+        let journal = images.journal();
+        for n in &names {
+            journal
+                .record(crate::images::image_event(id.as_str(), "tag").attr("name", n.familiar()));
+        }
         Ok::<_, crate::images::ImageError>((id, m))
     })?;
     b.progress.status(v, &format!("writing image {id} done"));

@@ -246,6 +246,8 @@ impl Engine {
             state_dir: dir.join("run"),
             open_stdin: false,
             log: None,
+            // BuildKit's steps are no containers to `docker events`: no die event.
+            on_exit: None,
         })?;
         let run = (|| -> Result<i32> {
             if p.network == NetworkMode::Bridge {
