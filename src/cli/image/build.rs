@@ -59,7 +59,7 @@ pub struct BuildArgs {
     #[arg(short = 'o', long = "output", value_name = "SPEC")]
     output: Option<String>,
     /// Build context: a directory, or "-" to read a tar archive or a Dockerfile from STDIN
-    #[arg(value_name = "PATH | URL | -")]
+    #[arg(value_name = "PATH | -")]
     context: String,
 }
 
