@@ -111,7 +111,8 @@ impl StageOutput {
 struct Build<'a> {
     engine: &'a Engine,
     images: &'a ImageStore,
-    remote: &'a Remote,
+    /// Makes the registry client, when a base image must be pulled.
+    remote: &'a (dyn Fn() -> Remote + Sync),
     rt: &'a tokio::runtime::Handle,
     opts: &'a BuildOptions,
     plan: Plan,
@@ -149,8 +150,9 @@ impl Build<'_> {
         let record = match local {
             Ok(r) if !self.opts.pull => r,
             Ok(_) | Err(crate::images::ImageError::NotFound(_)) => {
+                let remote = (self.remote)();
                 let pulled = self.rt.block_on(self.images.pull(
-                    self.remote,
+                    &remote,
                     &reference,
                     &PullOptions::default(),
                     Arc::new(NoProgress),
@@ -189,7 +191,7 @@ impl Build<'_> {
 /// Runs a build; see the module's documentation.
 pub fn build(
     engine: &Engine,
-    remote: &Remote,
+    remote: &(dyn Fn() -> Remote + Sync),
     rt: &tokio::runtime::Handle,
     opts: &BuildOptions,
     progress: &dyn Progress,

@@ -162,7 +162,13 @@ impl Fixture {
         };
         f(&mut opts);
         let rec = Recorder::default();
-        let r = build(&self.engine, &self.remote, self.rt.handle(), &opts, &rec);
+        let r = build(
+            &self.engine,
+            &|| self.remote.clone(),
+            self.rt.handle(),
+            &opts,
+            &rec,
+        );
         (r, rec)
     }
 

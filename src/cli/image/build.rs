@@ -266,12 +266,16 @@ pub fn run(g: &Globals, store: ImageStore, a: BuildArgs) -> Result<i32> {
         (_, other) => bail!("invalid progress mode {other:?} (auto, plain, tty, quiet)"),
     };
     let progress = BuildProgress::new(mode);
-    let (remote, config) = crate::cli::remote::remote()?;
+    // The registry client loads the host's CA certificates, which costs more than a cached
+    // build: it is made only when a base image must be pulled, and for --push.
+    let config = berth_client::config::ClientConfig::load()?;
+    let remote_config = config.remote_config()?;
+    let make_remote = || berth_client::remote::Remote::new(remote_config.clone());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let result = build::build(&engine, &remote, rt.handle(), &opts, &*progress);
+    let result = build::build(&engine, &make_remote, rt.handle(), &opts, &*progress);
     if let Some(dir) = scratch {
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -293,6 +297,7 @@ pub fn run(g: &Globals, store: ImageStore, a: BuildArgs) -> Result<i32> {
         Output::Tar(file) => export_fs(&engine, &result.id, None, Some(file))?,
     }
     if a.push {
+        let remote = make_remote();
         for t in &tags {
             let p = crate::cli::image::progress::CliProgress::new(mode != Mode::Plain);
             rt.block_on(engine.images().push(
