@@ -537,7 +537,11 @@ async fn sign_in_and_what_each_user_sees() {
         for name in ["team/app", "team/web", "other/app", "public/app"] {
             push_image(&fill, name, "v1", &ImageSpec::default()).await;
         }
-        let case = if token_service { "token service" } else { "basic" };
+        let case = if token_service {
+            "token service"
+        } else {
+            "basic"
+        };
 
         // Anonymous: the public repository only; a team page sends to the sign-in form.
         let mut anon = Browser::default();
@@ -546,7 +550,10 @@ async fn sign_in_and_what_each_user_sees() {
         assert!(page.text().contains(r#"href="/ui/_signin""#));
         let team = anon.get(&reg, "/ui/r/team/app").await;
         assert_eq!(team.status, StatusCode::SEE_OTHER);
-        assert_eq!(team.header("location"), "/ui/_signin?next=%2Fui%2Fr%2Fteam%2Fapp");
+        assert_eq!(
+            team.header("location"),
+            "/ui/_signin?next=%2Fui%2Fr%2Fteam%2Fapp"
+        );
         let public = anon.get(&reg, "/ui/r/public/app").await;
         assert_eq!(public.status, StatusCode::OK);
         assert!(!public.text().contains("_delete"));
@@ -554,7 +561,9 @@ async fn sign_in_and_what_each_user_sees() {
         // Signing in: the form needs its CSRF token; a wrong password is refused.
         let mut bob = Browser::default();
         let form = bob.get(&reg, "/ui/_signin?next=/ui/r/team/app").await;
-        assert!(form.text().contains(r#"name="next" value="/ui/r/team/app""#));
+        assert!(form
+            .text()
+            .contains(r#"name="next" value="/ui/r/team/app""#));
         let csrf = bob.cookies["berth_csrf"].clone();
         let no_csrf = bob
             .submit(&reg, "/ui/_signin", "username=bob&password=bob-pw")
@@ -562,7 +571,11 @@ async fn sign_in_and_what_each_user_sees() {
         assert_eq!(no_csrf.status, StatusCode::FORBIDDEN, "{case}");
         assert!(!bob.cookies.contains_key("berth_session"));
         let wrong = bob
-            .submit(&reg, "/ui/_signin", &format!("username=bob&password=nope&csrf={csrf}"))
+            .submit(
+                &reg,
+                "/ui/_signin",
+                &format!("username=bob&password=nope&csrf={csrf}"),
+            )
             .await;
         assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "{case}");
         assert!(wrong.text().contains("Wrong user name or password."));
@@ -665,7 +678,11 @@ async fn sign_in_and_what_each_user_sees() {
         alice.get(&reg, "/ui/_signin").await;
         let csrf = alice.cookies["berth_csrf"].clone();
         alice
-            .submit(&reg, "/ui/_signin", &format!("username=alice&password=alice-pw&csrf={csrf}"))
+            .submit(
+                &reg,
+                "/ui/_signin",
+                &format!("username=alice&password=alice-pw&csrf={csrf}"),
+            )
             .await;
         let team = alice.get(&reg, "/ui/r/team/app").await;
         assert!(team.text().contains("_delete"), "{case}");
@@ -678,7 +695,12 @@ async fn sign_in_and_what_each_user_sees() {
                 &[],
             )
             .await;
-        assert_eq!(done.status, StatusCode::SEE_OTHER, "{case}: {}", done.text());
+        assert_eq!(
+            done.status,
+            StatusCode::SEE_OTHER,
+            "{case}: {}",
+            done.text()
+        );
         assert!(!tag_exists(&fill, "team/app", "v1").await);
 
         // Signing out: needs the token, clears the session.
@@ -735,7 +757,10 @@ async fn cookies_under_tls_and_no_open_redirect() {
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{next}");
         assert_eq!(r.header("location"), want, "{next}");
         let cookie = r.set_cookie("berth_session");
-        assert!(cookie.contains("; Secure") && cookie.contains("HttpOnly"), "{cookie}");
+        assert!(
+            cookie.contains("; Secure") && cookie.contains("HttpOnly"),
+            "{cookie}"
+        );
     }
     // Without [auth] there is nothing to sign in to.
     let open = registry(&ts, Setup::default());
@@ -744,7 +769,12 @@ async fn cookies_under_tls_and_no_open_redirect() {
     assert!(page.text().contains("no access control"));
     let csrf = b.cookies["berth_csrf"].clone();
     let r = b
-        .post(&open, "/ui/_signin", &format!("username=a&password=b&csrf={csrf}"), &[])
+        .post(
+            &open,
+            "/ui/_signin",
+            &format!("username=a&password=b&csrf={csrf}"),
+            &[],
+        )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.set_cookie("berth_session").is_empty());

@@ -366,3 +366,132 @@ async fn browse_search_copy_and_delete_in_chromium() {
 
     c.close().await.unwrap();
 }
+
+/// With access control: the sign-in form, what a reader sees (no delete button), signing out,
+/// and a user who may delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_and_out_in_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = auth_config(dir.path(), true);
+    let text = format!(
+        "[auth]\nhtpasswd = {:?}\n\
+         [[auth.rules]]\nusers = [\"alice\", \"bob\"]\nrepositories = [\"team/*\"]\nactions = [\"pull\"]\n\
+         [[auth.rules]]\nusers = [\"alice\"]\nrepositories = [\"team/*\"]\nactions = [\"delete\"]\n\
+         [[auth.rules]]\nanonymous = true\nusers = [\"*\"]\nrepositories = [\"public/*\"]\nactions = [\"pull\"]\n\
+         [auth.token]\nkey = {:?}\n",
+        auth.htpasswd,
+        dir.path().join("token.pem"),
+    );
+    let serving = serve(&text).await;
+    let fill = filler_of(&serving);
+    for name in ["team/app", "public/app"] {
+        push_image(&fill, name, "v1", &ImageSpec::default()).await;
+    }
+    let base = format!("http://{}", serving.addr);
+    let driver = start_driver().await;
+    let c = browser(&driver).await;
+
+    c.goto(&format!("{base}/ui/")).await.unwrap();
+    assert_eq!(texts(&c, "#results tbody a").await, ["public/app"]);
+    // A team page asks to sign in first, then comes back.
+    c.goto(&format!("{base}/ui/r/team/app")).await.unwrap();
+    wait_for(
+        &c,
+        "the sign-in form",
+        "document.getElementById('username')",
+    )
+    .await;
+    accessible(&c, "sign-in").await;
+    shot(&c, "7-sign-in").await;
+    let sign_in = |user: &'static str| {
+        let c = c.clone();
+        async move {
+            c.find(Locator::Id("username"))
+                .await
+                .unwrap()
+                .send_keys(user)
+                .await
+                .unwrap();
+            c.find(Locator::Id("password"))
+                .await
+                .unwrap()
+                .send_keys(&format!("{user}-pw\n"))
+                .await
+                .unwrap();
+        }
+    };
+    c.find(Locator::Id("username"))
+        .await
+        .unwrap()
+        .send_keys("bob")
+        .await
+        .unwrap();
+    c.find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys("wrong\n")
+        .await
+        .unwrap();
+    wait_for(&c, "the refusal", "document.querySelector('.error')").await;
+    sign_in("bob").await;
+    wait_for(
+        &c,
+        "team/app for bob",
+        "document.querySelector('h1') && document.querySelector('h1').textContent === 'team/app'",
+    )
+    .await;
+    assert!(c
+        .find_all(Locator::Css("form.delete"))
+        .await
+        .unwrap()
+        .is_empty());
+    let who = c
+        .find(Locator::Css(".who"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(who.contains("Signed in as bob"), "{who}");
+    shot(&c, "8-reader").await;
+    // The session cookie is out of the page's reach.
+    let visible = c.execute("return document.cookie;", vec![]).await.unwrap();
+    assert_eq!(visible, Value::String(String::new()));
+
+    click_and_wait(
+        &c,
+        Locator::XPath("//button[text()='Sign out']"),
+        "signed out",
+        "document.querySelector('.who a')",
+    )
+    .await;
+    assert_eq!(texts(&c, "#results tbody a").await, ["public/app"]);
+
+    c.goto(&format!("{base}/ui/_signin?next=/ui/r/team/app"))
+        .await
+        .unwrap();
+    sign_in("alice").await;
+    wait_for(
+        &c,
+        "the delete buttons",
+        "document.querySelector('form.delete')",
+    )
+    .await;
+    click_and_wait(
+        &c,
+        Locator::Css("form.delete button"),
+        "the dialog",
+        "document.querySelector('dialog[open]')",
+    )
+    .await;
+    click_and_wait(
+        &c,
+        Locator::XPath("//dialog//button[text()='Delete']"),
+        "the notice",
+        "document.querySelector('.notice')",
+    )
+    .await;
+    assert!(!tag_exists(&fill, "team/app", "v1").await);
+    shot(&c, "9-deleted-by-alice").await;
+    c.close().await.unwrap();
+}
