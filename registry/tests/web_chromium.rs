@@ -198,6 +198,66 @@ async fn fits_a_phone(c: &Client, view: &str) {
     c.set_window_size(1280, 900).await.unwrap();
 }
 
+const TAB: &str = "\u{E004}";
+const ENTER: &str = "\u{E007}";
+
+async fn press(c: &Client, key: &str) {
+    c.active_element()
+        .await
+        .unwrap()
+        .send_keys(key)
+        .await
+        .unwrap();
+}
+
+/// Tabs (at most 40 times) until the focused element matches `css`.
+async fn tab_to(c: &Client, css: &str) {
+    let check = format!("return document.activeElement.matches({css:?});");
+    for _ in 0..40 {
+        if c.execute(&check, vec![]).await.unwrap() == Value::Bool(true) {
+            return;
+        }
+        press(c, TAB).await;
+    }
+    panic!("40 tabs did not reach {css}");
+}
+
+async fn keyboard_delete(c: &Client, base: &str) {
+    c.goto(&format!("{base}/ui/")).await.unwrap();
+    c.execute("document.activeElement.blur();", vec![])
+        .await
+        .unwrap();
+    press(c, TAB).await;
+    tab_to(c, "a.skip").await;
+    press(c, ENTER).await;
+    wait_for(
+        c,
+        "the main content focused",
+        "document.activeElement.id === 'main'",
+    )
+    .await;
+    tab_to(c, "#results a[href$='/r/team/app']").await;
+    press(c, ENTER).await;
+    wait_for(c, "the repository", "document.querySelector('table.tags')").await;
+    tab_to(c, "form.delete:has(input[value=v2]) button").await;
+    press(c, ENTER).await;
+    wait_for(
+        c,
+        "the dialog, Cancel focused",
+        "document.activeElement.textContent === 'Cancel'",
+    )
+    .await;
+    press(c, TAB).await;
+    wait_for(
+        c,
+        "Delete focused",
+        "document.activeElement.textContent === 'Delete'",
+    )
+    .await;
+    press(c, ENTER).await;
+    wait_for(c, "the notice", "document.querySelector('.notice') && document.querySelector('.notice').textContent === 'Deleted tag v2.'").await;
+}
+
 /// Browse, search as you type, copy, delete after confirming: the open registry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browse_search_copy_and_delete_in_chromium() {
@@ -349,6 +409,10 @@ async fn browse_search_copy_and_delete_in_chromium() {
     assert!(!tag_exists(reg, "team/app", "v1").await);
     assert!(tag_exists(reg, "team/app", "v2").await);
     shot(&c, "6-deleted").await;
+
+    // The keyboard alone: the skip link, a repository, and deleting v2 through the dialog.
+    keyboard_delete(&c, &base).await;
+    assert!(!tag_exists(reg, "team/app", "v2").await);
 
     // The check can fail: an unlabelled field and an image without text are found.
     c.execute(
