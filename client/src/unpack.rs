@@ -80,12 +80,16 @@ pub enum Compression {
 pub struct UnpackOptions {
     /// Set ownership from the tar and create device nodes. Defaults to "effective uid is 0".
     pub privileged: bool,
+    /// Read `.wh.` names as OCI whiteouts (a layer); off, they are ordinary files (a tar
+    /// that is not a layer, as `cp` moves).
+    pub whiteouts: bool,
 }
 
 impl Default for UnpackOptions {
     fn default() -> UnpackOptions {
         UnpackOptions {
             privileged: rustix::process::geteuid().is_root(),
+            whiteouts: true,
         }
     }
 }
@@ -145,6 +149,7 @@ pub fn unpack_layer<R: Read + Send>(
     options: &UnpackOptions,
 ) -> Result<UnpackSummary, UnpackError> {
     let mut snapshot = SnapshotDir::open(target, options.privileged)?;
+    snapshot.whiteouts = options.whiteouts;
     let (compression, stream) = decompress(layer).map_err(UnpackError::Read)?;
     let (chunk_tx, chunk_rx) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
     let (free_tx, free_rx) = mpsc::channel();
@@ -696,9 +701,9 @@ struct DirMeta {
 }
 
 struct SnapshotDir {
-    path: PathBuf,
     root: OwnedFd,
     privileged: bool,
+    whiteouts: bool,
     /// The parent of the previous entry, by its cleaned name in the archive.
     parent_cache: Option<(Vec<OsString>, Rc<ResolvedDir>)>,
     dirs: Vec<DirMeta>,
@@ -745,6 +750,42 @@ fn clean(name: &[u8]) -> Option<Vec<&OsStr>> {
     Some(out)
 }
 
+/// Removes the directory `name` of `dir` and everything in it, never following a symlink.
+fn remove_tree_at(dir: BorrowedFd<'_>, name: &OsStr, depth: usize) -> io::Result<()> {
+    if depth > MAX_DEPTH {
+        return Err(Errno::NAMETOOLONG.into());
+    }
+    let fd = open_dir(dir, name)?;
+    let mut names = Vec::new();
+    for e in rfs::Dir::read_from(&fd)? {
+        let e = e?;
+        let n = e.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            names.push((OsStr::from_bytes(n).to_os_string(), e.file_type()));
+        }
+    }
+    for (n, kind) in names {
+        let is_dir = match kind {
+            FileType::Directory => true,
+            FileType::Unknown => rfs::statat(&fd, &n, AtFlags::SYMLINK_NOFOLLOW)
+                .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory),
+            _ => false,
+        };
+        if is_dir {
+            remove_tree_at(fd.as_fd(), &n, depth + 1)?;
+        } else {
+            match rfs::unlinkat(&fd, &n, AtFlags::empty()) {
+                Ok(()) | Err(Errno::NOENT) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    match rfs::unlinkat(dir, name, AtFlags::REMOVEDIR) {
+        Ok(()) | Err(Errno::NOENT) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub(crate) fn open_dir(dir: BorrowedFd<'_>, name: &OsStr) -> Result<OwnedFd, Errno> {
     rfs::openat(
         dir,
@@ -779,9 +820,9 @@ impl SnapshotDir {
             source: e.into(),
         })?;
         Ok(SnapshotDir {
-            path: path.to_path_buf(),
             root,
             privileged,
+            whiteouts: true,
             parent_cache: None,
             dirs: Vec::new(),
             buf: vec![0; COPY_BUF],
@@ -878,8 +919,8 @@ impl SnapshotDir {
         // A cached parent may have lived below what goes now.
         self.parent_cache = None;
         if is_dir {
-            // `real` has no symlink in it and remove_dir_all follows none inside.
-            std::fs::remove_dir_all(self.path.join(&dir.real).join(name))?;
+            // Through descriptors: the tree may be a running container's, changing meanwhile.
+            remove_tree_at(dir.fd.as_fd(), name, 0)?;
         } else {
             rfs::unlinkat(&dir.fd, name, AtFlags::empty())?;
         }
@@ -898,7 +939,11 @@ impl SnapshotDir {
         };
         let dir = self.parent(parents).map_err(write_err)?;
 
-        if let Some(hidden) = name.as_bytes().strip_prefix(b".wh.") {
+        if let Some(hidden) = name
+            .as_bytes()
+            .strip_prefix(b".wh.")
+            .filter(|_| self.whiteouts)
+        {
             return self.whiteout(e, &dir, hidden).map_err(write_err);
         }
         match e.kind {

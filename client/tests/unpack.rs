@@ -473,7 +473,13 @@ fn device_nodes_are_skipped_when_unprivileged() {
     layer.raw(&h, b"");
     layer.entry("dev/fifo", EntryType::Fifo, 0o644, b"", "");
     let summary = work
-        .unpack_with(&layer.finish(), &UnpackOptions { privileged: false })
+        .unpack_with(
+            &layer.finish(),
+            &UnpackOptions {
+                privileged: false,
+                ..UnpackOptions::default()
+            },
+        )
         .unwrap();
     let skipped: Vec<_> = summary.skipped.iter().map(|s| s.path.as_str()).collect();
     assert_eq!(skipped, ["dev/sda", "dev/mem"]);

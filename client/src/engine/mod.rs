@@ -5,6 +5,7 @@
 //! ```text
 //! containers/<id>/config.json       the engine's record (see [`ContainerRecord`])
 //! containers/<id>/upper, work/      the overlay's upper and work directories
+//! containers/<id>/init/             docker's init layer (mount targets, /.dockerenv), under upper
 //! containers/<id>/run/              the runtime's state directory (state.json, attach.sock)
 //! containers/<id>/<id>-json.log     the json-file log (kept across restarts)
 //! containers/<id>/hostname, hosts, resolv.conf   bind-mounted over the image's
@@ -19,7 +20,9 @@
 //! racing cannot both win.
 
 mod bridge;
+mod commit;
 mod confine;
+mod cp;
 mod logs;
 mod names;
 mod network;
@@ -40,7 +43,9 @@ use serde_json::Value;
 use crate::images::{ImageError, ImageRecord, ImageStore};
 
 pub use bridge::BridgeSection;
+pub use commit::CommitOptions;
 pub use confine::capabilities;
+pub use cp::{CopyOptions, HostSource, HostTarget};
 pub use logs::{read_logs, LogLine, LogOptions};
 pub use network::{predefined_id, NetworkOptions, NetworkRecord, PREDEFINED};
 pub use record::{
@@ -79,6 +84,9 @@ pub enum EngineError {
     },
     #[error("{0}")]
     Invalid(String),
+    /// `cp` failed: docker answers these with exit code 1.
+    #[error("{0}")]
+    Copy(String),
     /// A container's attached streams failed.
     #[error(transparent)]
     Stream(#[from] std::io::Error),
@@ -89,6 +97,7 @@ impl EngineError {
     pub fn exit_code(&self) -> i32 {
         match self {
             EngineError::Runtime(e) => e.exit_code(),
+            EngineError::Copy(_) => 1,
             _ => 125,
         }
     }
@@ -936,6 +945,9 @@ impl Engine {
                 let p = dir.join(d);
                 std::fs::create_dir_all(&p).map_err(io_err(&p))?;
             }
+            if !image.layers.is_empty() {
+                commit::write_init_layer(&dir.join("init"))?;
+            }
             let mut mounts = Vec::new();
             let volume = |name: String, dest: String, read_only, anonymous, no_copy| {
                 let data = self.volumes_dir().join(&name).join("_data");
@@ -1098,7 +1110,7 @@ impl Engine {
     /// layers from the top down).
     fn layer_dirs(&self, rec: &ContainerRecord) -> Vec<PathBuf> {
         let mut v = vec![self.dir(&rec.id).join("upper")];
-        v.extend(rec.layers.iter().rev().map(|c| self.images.snapshot_dir(c)));
+        v.extend(self.lower_dirs(rec));
         v
     }
 
@@ -1147,17 +1159,11 @@ impl Engine {
                 )));
             }
         }
-        for c in &rec.layers {
-            let snap = self.images.snapshot_dir(c);
-            if !snap.is_dir() {
-                return Err(EngineError::Invalid(format!(
-                    "the layer {c} of image {} is missing from {}; pull the image again",
-                    rec.image,
-                    snap.display()
-                )));
-            }
-        }
+        self.check_snapshots(rec)?;
         let etc = spec::write_etc_files(rec, &dir).map_err(io_err(&dir))?;
+        if !rec.layers.is_empty() {
+            self.init_layer(rec)?;
+        }
         if rec.host.network == NetworkMode::Bridge && rec.host.dns.is_empty() {
             // On a user-defined bridge network, names are answered by its resolver on the
             // gateway (the first such network's).

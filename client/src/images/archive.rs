@@ -217,7 +217,10 @@ fn extract(r: impl Read, dir: &Path) -> Result<()> {
 }
 
 /// Applies `-c` Dockerfile instructions to an image config's `config` object.
-fn apply_changes(config: &mut serde_json::Map<String, Value>, changes: &[String]) -> Result<()> {
+pub(crate) fn apply_changes(
+    config: &mut serde_json::Map<String, Value>,
+    changes: &[String],
+) -> Result<()> {
     let list = |s: &str| -> Value {
         match serde_json::from_str::<Vec<String>>(s) {
             Ok(v) => json!(v),
@@ -242,6 +245,15 @@ fn apply_changes(config: &mut serde_json::Map<String, Value>, changes: &[String]
             }
             "WORKDIR" => {
                 config.insert("WorkingDir".into(), json!(rest));
+            }
+            "ONBUILD" => {
+                let triggers = config.entry("OnBuild").or_insert_with(|| json!([]));
+                if !triggers.is_array() {
+                    *triggers = json!([]);
+                }
+                if let Value::Array(a) = triggers {
+                    a.push(json!(rest));
+                }
             }
             "STOPSIGNAL" => {
                 config.insert("StopSignal".into(), json!(rest));
@@ -314,6 +326,43 @@ impl ImageStore {
         Ok(d)
     }
 
+    /// Gives an unpacked layer (`tmp`, under `snapshots/`) its name: the chain id of
+    /// `diff_id` on top of `parent`, with its sidecar record. A snapshot already there (the
+    /// same layer, made by another command) is kept and `tmp` removed. Returns the chain id.
+    pub(crate) fn publish_snapshot(
+        &self,
+        tmp: &Path,
+        parent: Option<&Digest>,
+        diff_id: &Digest,
+        size: u64,
+    ) -> Result<Digest> {
+        let chain = match parent {
+            None => diff_id.clone(),
+            Some(p) => Digest::sha256_of(format!("{p} {diff_id}").as_bytes()),
+        };
+        let snap = self.snapshot_dir(&chain);
+        if snap.exists() {
+            remove_tree(tmp)?;
+        } else {
+            std::fs::rename(tmp, &snap).map_err(io_err(&snap))?;
+        }
+        write_atomic(
+            &snap.with_extension("json"),
+            &serde_json::to_vec(&json!({"diff_id": diff_id, "size": size})).expect("serialises"),
+        )?;
+        Ok(chain)
+    }
+
+    /// A fresh directory under `snapshots/` to unpack a layer into before it has a name.
+    pub(crate) fn snapshot_tmp(&self) -> Result<PathBuf> {
+        let tmp = self
+            .root
+            .join("snapshots")
+            .join(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir(&tmp).map_err(io_err(&tmp))?;
+        Ok(tmp)
+    }
+
     /// Moves a layer file into the store (as blob `digest`) and makes its snapshot on top of
     /// `parent`; checks the diff id when one is expected.
     fn ingest_layer(
@@ -340,11 +389,7 @@ impl ImageStore {
             Some(m) => m.to_string(),
             None => media_type_of(path)?.to_string(),
         };
-        let tmp = self
-            .root
-            .join("snapshots")
-            .join(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir(&tmp).map_err(io_err(&tmp))?;
+        let tmp = self.snapshot_tmp()?;
         let summary = File::open(path)
             .map_err(io_err(path))
             .and_then(|f| Ok(unpack_layer(f, &tmp, &UnpackOptions::default())?));
@@ -365,23 +410,8 @@ impl ImageStore {
                 });
             }
         }
-        let chain = match parent {
-            None => summary.diff_id.clone(),
-            Some(p) => Digest::sha256_of(format!("{p} {}", summary.diff_id).as_bytes()),
-        };
-        let snap = self.snapshot_dir(&chain);
-        if snap.exists() {
-            remove_tree(&tmp)?;
-        } else {
-            std::fs::rename(&tmp, &snap).map_err(io_err(&snap))?;
-        }
-        write_atomic(
-            &snap.with_extension("json"),
-            &serde_json::to_vec(
-                &json!({"diff_id": summary.diff_id, "size": summary.uncompressed_size}),
-            )
-            .expect("serialises"),
-        )?;
+        let chain =
+            self.publish_snapshot(&tmp, parent, &summary.diff_id, summary.uncompressed_size)?;
         let dest = self
             .store
             .blobs
@@ -407,7 +437,7 @@ impl ImageStore {
 
     /// Records an image whose config is `config` and layers are `layers`, with `manifest`
     /// if the archive carried one (else a docker v2 manifest is written).
-    async fn add_image(
+    pub(crate) async fn add_image(
         &self,
         config: Bytes,
         layers: Vec<LayerRecord>,

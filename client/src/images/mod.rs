@@ -43,6 +43,7 @@ use crate::reference::{ImageRef, ReferenceError};
 use crate::remote::{RemoteError, MEDIA_DOCKER_MANIFEST};
 use crate::unpack::UnpackError;
 
+pub(crate) use archive::apply_changes;
 pub use archive::{ImportOptions, LoadedImage};
 pub use pull::{LayerState, NoProgress, Progress, PullOptions, PullResult};
 pub use push::PushResult;

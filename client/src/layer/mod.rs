@@ -188,6 +188,48 @@ pub fn export<W: Write>(layers: &[PathBuf], out: W) -> Result<u64, LayerError> {
     Ok(len)
 }
 
+/// The entry `name` of the directory `parent` (all below it too, for a directory) as a tar
+/// written to `out`, its top entry named `as_path`; `owner` replaces every entry's owner.
+/// Returns the bytes written. No symlink is followed: `parent` is the only way in.
+pub fn tar_entry<W: Write>(
+    parent: std::os::fd::OwnedFd,
+    name: &[u8],
+    as_path: &str,
+    owner: Option<(u32, u32)>,
+    out: W,
+) -> Result<u64, LayerError> {
+    let parent = Stack::from_fd(parent);
+    let mut out = out;
+    let mut ship = |chunk: Vec<u8>| out.write_all(&chunk);
+    let mut stream = TarStream::new(&mut ship, None);
+    stream.owner = owner;
+    Walker::new(View::Plain, &mut |node| stream.node(node)).run_entry(
+        &parent,
+        name,
+        &clean_prefix(as_path),
+    )?;
+    let (len, _, _) = stream.finish().map_err(LayerError::Write)?;
+    out.flush().map_err(LayerError::Write)?;
+    Ok(len)
+}
+
+/// What the directory `dir` holds (not the directory itself) as a tar written to `out`;
+/// `owner` replaces every entry's owner. Returns the bytes written.
+pub fn tar_contents<W: Write>(
+    dir: std::os::fd::OwnedFd,
+    owner: Option<(u32, u32)>,
+    out: W,
+) -> Result<u64, LayerError> {
+    let mut out = out;
+    let mut ship = |chunk: Vec<u8>| out.write_all(&chunk);
+    let mut stream = TarStream::new(&mut ship, None);
+    stream.owner = owner;
+    Walker::new(View::Plain, &mut |node| stream.node(node)).run(Stack::from_fd(dir), b"")?;
+    let (len, _, _) = stream.finish().map_err(LayerError::Write)?;
+    out.flush().map_err(LayerError::Write)?;
+    Ok(len)
+}
+
 /// The tar stream of one directory tree written to `out` (no whiteout interpreted): the
 /// uncompressed layer `write_layer` would store for a [`LayerSource::Tree`]. Returns its
 /// length and digest.
@@ -430,6 +472,8 @@ struct TarStream<'s> {
     len: u64,
     entries: u64,
     epoch: Option<i64>,
+    /// Every entry's owner, when set.
+    owner: Option<(u32, u32)>,
 }
 
 impl<'s> TarStream<'s> {
@@ -444,6 +488,7 @@ impl<'s> TarStream<'s> {
             len: 0,
             entries: 0,
             epoch,
+            owner: None,
         }
     }
 
@@ -544,13 +589,14 @@ impl<'s> TarStream<'s> {
                 tar::TYPE_FILE
             }
         };
+        let (uid, gid) = self.owner.unwrap_or((stat.uid, stat.gid));
         let header = tar::Header {
             name: &name,
             link: &link,
             typeflag,
             mode,
-            uid: u64::from(stat.uid),
-            gid: u64::from(stat.gid),
+            uid: u64::from(uid),
+            gid: u64::from(gid),
             size,
             mtime,
             devmajor: rustix::fs::major(stat.rdev),

@@ -130,6 +130,11 @@ impl Stack {
         Ok(Stack { dirs })
     }
 
+    /// One directory, already open.
+    pub fn from_fd(fd: OwnedFd) -> Stack {
+        Stack { dirs: vec![fd] }
+    }
+
     /// The visible names of this merged directory, each with the layer that decides it and
     /// what is there; whiteouts hide names below them.
     pub fn entries(&self, hide_whiteouts: bool) -> io::Result<BTreeMap<Vec<u8>, (usize, Stat)>> {
@@ -374,6 +379,23 @@ impl<'v> Walker<'v> {
             })?;
         }
         self.dir(&stack, &mut path, 0)
+    }
+
+    /// Walks one entry of `parent` (and, for a directory, all below it), naming it `as_path`.
+    pub fn run_entry(
+        &mut self,
+        parent: &Stack,
+        name: &[u8],
+        as_path: &[u8],
+    ) -> Result<(), LayerError> {
+        let mut path = as_path.to_vec();
+        let st = rfs::statat(
+            parent.top(),
+            OsStr::from_bytes(name),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| self.err(&path, e.into()))?;
+        self.entry(parent, name, 0, Stat::of(&st), &mut path, 0)
     }
 
     fn err(&self, path: &[u8], source: io::Error) -> LayerError {

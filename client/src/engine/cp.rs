@@ -1,0 +1,636 @@
+//! `cp`: files in and out of a container, with docker's rules for `/` and `/.` at the ends
+//! of paths, and no way out of the container's root whatever it does meanwhile
+//! (CVE-2018-15664).
+//!
+//! The container's root is a descriptor: `/proc/PID/root` of a running container (its own
+//! mount namespace, volumes included), or for a stopped one an overlay of its layers mounted
+//! in a private mount namespace of a helper thread, with its volumes bound in, that lives as
+//! long as the copy. Paths inside are opened with `openat2(RESOLVE_IN_ROOT |
+//! RESOLVE_NO_MAGICLINKS)`, so `..` and absolute symlinks stop at that root, and from there
+//! every step is relative to a descriptor with `O_NOFOLLOW` (the layer writer's walk going
+//! out, `unpack`'s scoped resolution coming in). Both directions move a tar stream, as
+//! docker's do: the walk writes it, `unpack` reads it.
+
+use std::ffi::CString;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
+
+use super::{ContainerRecord, Engine, EngineError, Result, Status};
+use crate::layer;
+use crate::unpack::{unpack_layer, UnpackError, UnpackOptions};
+
+/// `cp`'s flags.
+#[derive(Debug, Clone, Default)]
+pub struct CopyOptions {
+    /// `-a`: keep owners (into the container: the source's; out: the container's).
+    pub archive: bool,
+    /// `-L`: follow a symlink named by the source path.
+    pub follow_link: bool,
+}
+
+/// The host side of a copy out of a container.
+pub enum HostTarget<'a> {
+    Path(&'a Path),
+    /// `-`: the tar stream itself.
+    Stream(&'a mut (dyn Write + Send)),
+}
+
+/// The host side of a copy into a container.
+pub enum HostSource<'a> {
+    Path(&'a Path),
+    /// `-`: a tar stream to extract.
+    Stream(Box<dyn Read + Send + 'a>),
+}
+
+/// A path as `cp` reads it: where it points, and what its ending says.
+struct CpPath {
+    /// Without the trailing `/` or `/.`.
+    path: String,
+    /// Ends with `/.`: the directory's content, not the directory.
+    contents: bool,
+    /// Ends with `/` (or `/.`): must be a directory.
+    dir: bool,
+}
+
+impl CpPath {
+    fn parse(p: &str) -> CpPath {
+        let contents = p.ends_with("/.") || p == ".";
+        let dir = contents || p.ends_with('/');
+        let mut path = p.trim_end_matches("/.").trim_end_matches('/').to_string();
+        if path.is_empty() && p.starts_with('/') {
+            path = "/".into();
+        }
+        CpPath {
+            path,
+            contents: contents || p == "/",
+            dir,
+        }
+    }
+
+    /// The parent directory and the last name (`None` for the root).
+    fn split(&self) -> (String, Option<String>) {
+        let p = self.path.trim_end_matches('/');
+        match p.rsplit_once('/') {
+            Some((parent, name)) if !name.is_empty() && name != "." && name != ".." => (
+                if parent.is_empty() {
+                    "/".into()
+                } else {
+                    parent.into()
+                },
+                Some(name.into()),
+            ),
+            None if !p.is_empty() && p != "." && p != ".." => (".".into(), Some(p.into())),
+            _ => (p.into(), None),
+        }
+    }
+}
+
+fn cp_err(msg: impl Into<String>) -> EngineError {
+    EngineError::Copy(msg.into())
+}
+
+/// A container's root, held open for a copy.
+pub(crate) struct ContainerRoot {
+    fd: OwnedFd,
+    /// For a stopped container: the helper thread whose mount namespace holds the overlay;
+    /// dropping the sender lets it end.
+    _hold: Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>,
+    mountpoint: Option<PathBuf>,
+}
+
+impl Drop for ContainerRoot {
+    fn drop(&mut self) {
+        if let Some((tx, h)) = self._hold.take() {
+            drop(tx);
+            let _ = h.join();
+        }
+        if let Some(m) = &self.mountpoint {
+            let _ = std::fs::remove_dir(m);
+        }
+    }
+}
+
+/// Opens `path` below `root`, resolved as if `root` were `/`.
+fn open_in_root(root: BorrowedFd<'_>, path: &str, flags: OFlags) -> io::Result<OwnedFd> {
+    let rel = path.trim_start_matches('/');
+    let rel = if rel.is_empty() { "." } else { rel };
+    loop {
+        match rfs::openat2(
+            root,
+            rel,
+            flags | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        ) {
+            // The kernel asks for a retry when a rename raced the lookup.
+            Err(Errno::AGAIN) | Err(Errno::INTR) => continue,
+            Err(Errno::NOSYS) => {
+                return Err(io::Error::other(
+                    "this kernel lacks openat2 (Linux 5.6 or later is needed for cp)",
+                ))
+            }
+            other => return other.map_err(Into::into),
+        }
+    }
+}
+
+impl Engine {
+    /// The container's root as a descriptor (see the module documentation).
+    pub(crate) fn container_root(&self, rec: &ContainerRecord) -> Result<ContainerRoot> {
+        let st = self.state(rec);
+        if let (Status::Running | Status::Paused, Some(pid)) = (st.status, st.pid) {
+            let fd = rfs::open(
+                format!("/proc/{pid}/root"),
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| cp_err(format!("cannot reach the container's root: {e}")))?;
+            return Ok(ContainerRoot {
+                fd,
+                _hold: None,
+                mountpoint: None,
+            });
+        }
+        self.check_snapshots(rec)?;
+        if !rec.layers.is_empty() {
+            self.init_layer(rec)?;
+        }
+        let dir = self.dir(&rec.id);
+        let mountpoint = dir.join(format!("cp-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir(&mountpoint).map_err(super::io_err(&mountpoint))?;
+        let lowers = self.lower_dirs(rec);
+        let upper = dir.join("upper");
+        let work = dir.join("work");
+        let mounts: Vec<(PathBuf, String, bool)> = rec
+            .mounts
+            .iter()
+            .map(|m| (m.source.clone(), m.destination.clone(), m.read_only))
+            .collect();
+        let (fd_tx, fd_rx) = mpsc::channel();
+        let (hold_tx, hold_rx) = mpsc::channel::<()>();
+        let mp = mountpoint.clone();
+        let handle = std::thread::spawn(move || {
+            let r = mount_private(&mp, &lowers, &upper, &work, &mounts);
+            let ok = r.is_ok();
+            let _ = fd_tx.send(r);
+            if ok {
+                // Holds the namespace (and so the volumes' bind mounts) until the copy ends.
+                let _ = hold_rx.recv();
+            }
+        });
+        let root = ContainerRoot {
+            fd: match fd_rx.recv() {
+                Ok(Ok(fd)) => fd,
+                Ok(Err(e)) => {
+                    let _ = handle.join();
+                    let _ = std::fs::remove_dir(&mountpoint);
+                    return Err(cp_err(format!(
+                        "cannot mount the stopped container's files: {e}"
+                    )));
+                }
+                Err(_) => {
+                    let _ = std::fs::remove_dir(&mountpoint);
+                    return Err(cp_err("the mount helper died"));
+                }
+            },
+            _hold: Some((hold_tx, handle)),
+            mountpoint: Some(mountpoint),
+        };
+        Ok(root)
+    }
+
+    /// `cp CONTAINER:SRC DEST`: returns the bytes of tar moved.
+    pub fn copy_from(
+        &self,
+        rec: &ContainerRecord,
+        src: &str,
+        dest: HostTarget<'_>,
+        options: &CopyOptions,
+    ) -> Result<u64> {
+        let root = self.container_root(rec)?;
+        copy_out(root.fd.as_fd(), &rec.name, src, dest, options)
+    }
+
+    /// `cp SRC CONTAINER:DEST`: returns the bytes of tar moved.
+    pub fn copy_to(
+        &self,
+        rec: &ContainerRecord,
+        src: HostSource<'_>,
+        dest: &str,
+        options: &CopyOptions,
+    ) -> Result<u64> {
+        let root = self.container_root(rec)?;
+        copy_in(root.fd.as_fd(), &rec.name, src, dest, options)
+    }
+}
+
+/// In a thread's own mount namespace: the overlay at `mountpoint`, the volumes bound in;
+/// returns the root, open.
+fn mount_private(
+    mountpoint: &Path,
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    mounts: &[(PathBuf, String, bool)],
+) -> io::Result<OwnedFd> {
+    // SAFETY: unshare and mount take no pointers we do not own; the namespace and the fs
+    // attributes become this thread's alone.
+    let sys = |r: libc::c_int| {
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    };
+    sys(unsafe { libc::unshare(libc::CLONE_NEWNS | libc::CLONE_FS) })?;
+    let root = CString::new("/").expect("no NUL");
+    sys(unsafe {
+        libc::mount(
+            std::ptr::null(),
+            root.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        )
+    })?;
+    let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(io::Error::other);
+    let target = c(mountpoint)?;
+    if lowers.is_empty() {
+        sys(unsafe {
+            libc::mount(
+                c(upper)?.as_ptr(),
+                target.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            )
+        })?;
+    } else {
+        let list: Vec<String> = lowers.iter().map(|l| l.display().to_string()).collect();
+        let data = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            list.join(":"),
+            upper.display(),
+            work.display()
+        );
+        let data = CString::new(data).map_err(io::Error::other)?;
+        let kind = CString::new("overlay").expect("no NUL");
+        sys(unsafe {
+            libc::mount(
+                kind.as_ptr(),
+                target.as_ptr(),
+                kind.as_ptr(),
+                0,
+                data.as_ptr().cast(),
+            )
+        })?;
+    }
+    let rootfd = rfs::open(
+        mountpoint,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    for (source, dest, read_only) in mounts {
+        // The mount point, resolved inside the root; missing ones are left alone.
+        let Ok(at) = open_in_root(rootfd.as_fd(), dest, OFlags::PATH | OFlags::DIRECTORY) else {
+            continue;
+        };
+        let at_path = CString::new(format!("/proc/self/fd/{}", at.as_raw_fd())).expect("no NUL");
+        sys(unsafe {
+            libc::mount(
+                c(source)?.as_ptr(),
+                at_path.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND | libc::MS_REC,
+                std::ptr::null(),
+            )
+        })?;
+        if *read_only {
+            sys(unsafe {
+                libc::mount(
+                    std::ptr::null(),
+                    at_path.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                    std::ptr::null(),
+                )
+            })?;
+        }
+    }
+    Ok(rootfd)
+}
+
+/// What a copy reads: a directory and one of its names, or a directory's content.
+enum Source {
+    Entry { parent: OwnedFd, name: Vec<u8> },
+    Contents(OwnedFd),
+}
+
+/// Resolves a source path inside `root`: the last name is a symlink itself unless
+/// `follow`, in which case links are followed (still inside the root).
+fn resolve_source(
+    root: BorrowedFd<'_>,
+    src: &CpPath,
+    follow: bool,
+    missing: &dyn Fn(&str) -> EngineError,
+) -> Result<(Source, FileType)> {
+    let mut path = src.path.clone();
+    for _ in 0..40 {
+        let probe = CpPath {
+            path: path.clone(),
+            contents: false,
+            dir: false,
+        };
+        let (parent, name) = probe.split();
+        let Some(name) = name else {
+            let dir = open_in_root(root, &path, OFlags::RDONLY | OFlags::DIRECTORY)
+                .map_err(|_| missing(&src.path))?;
+            return Ok((Source::Contents(dir), FileType::Directory));
+        };
+        let parent_fd = open_in_root(root, &parent, OFlags::RDONLY | OFlags::DIRECTORY)
+            .map_err(|_| missing(&src.path))?;
+        let st = rfs::statat(&parent_fd, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|_| missing(&src.path))?;
+        let kind = FileType::from_raw_mode(st.st_mode);
+        if kind == FileType::Symlink && (follow || src.dir) {
+            let target = rfs::readlinkat(&parent_fd, name.as_str(), Vec::new())
+                .map_err(|e| cp_err(e.to_string()))?;
+            let target = target.to_string_lossy().into_owned();
+            path = if target.starts_with('/') {
+                target
+            } else {
+                format!("{}/{target}", parent.trim_end_matches('/'))
+            };
+            continue;
+        }
+        if src.dir && kind != FileType::Directory {
+            return Err(cp_err(format!("lstat {}/: not a directory", src.path)));
+        }
+        if src.contents {
+            let dir = rfs::openat(
+                &parent_fd,
+                name.as_str(),
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| cp_err(e.to_string()))?;
+            return Ok((Source::Contents(dir), kind));
+        }
+        return Ok((
+            Source::Entry {
+                parent: parent_fd,
+                name: name.into_bytes(),
+            },
+            kind,
+        ));
+    }
+    Err(cp_err(format!(
+        "{}: too many levels of symbolic links",
+        src.path
+    )))
+}
+
+/// Writes the source as a tar whose top entry is `top` (ignored for a directory's content).
+fn write_source<W: Write>(
+    source: Source,
+    top: &str,
+    owner: Option<(u32, u32)>,
+    out: W,
+) -> Result<u64> {
+    let r = match source {
+        Source::Entry { parent, name } => layer::tar_entry(parent, &name, top, owner, out),
+        Source::Contents(dir) => layer::tar_contents(dir, owner, out),
+    };
+    r.map_err(|e| cp_err(e.to_string()))
+}
+
+/// Streams `source` as a tar into `unpack` below the directory `into`.
+fn pipe_into(
+    source: Source,
+    top: &str,
+    owner: Option<(u32, u32)>,
+    into: &Path,
+    options: &UnpackOptions,
+) -> Result<u64> {
+    let (reader, writer) = io::pipe().map_err(|e| cp_err(e.to_string()))?;
+    std::thread::scope(|s| {
+        let top = top.to_string();
+        let w = s.spawn(move || write_source(source, &top, owner, writer));
+        let unpacked = unpack_layer(reader, into, options);
+        let written = w.join().expect("the tar writer does not panic");
+        match (written, unpacked) {
+            (_, Err(e)) => Err(unpack_err(e)),
+            (Err(e), Ok(_)) => Err(e),
+            (Ok(n), Ok(_)) => Ok(n),
+        }
+    })
+}
+
+fn unpack_err(e: UnpackError) -> EngineError {
+    match &e {
+        UnpackError::Write { source, .. } if source.raw_os_error() == Some(libc::EROFS) => {
+            cp_err("mounted volume is marked read-only")
+        }
+        UnpackError::Target { source, .. } if source.raw_os_error() == Some(libc::EROFS) => {
+            cp_err("mounted volume is marked read-only")
+        }
+        _ => cp_err(e.to_string()),
+    }
+}
+
+fn base_name(p: &str) -> String {
+    let t = p.trim_end_matches('/');
+    t.rsplit('/').next().unwrap_or(t).to_string()
+}
+
+pub(crate) fn copy_out(
+    root: BorrowedFd<'_>,
+    container: &str,
+    src: &str,
+    dest: HostTarget<'_>,
+    options: &CopyOptions,
+) -> Result<u64> {
+    let s = CpPath::parse(src);
+    let missing = |p: &str| {
+        cp_err(format!(
+            "Could not find the file {p} in container {container}"
+        ))
+    };
+    let (source, kind) = resolve_source(root, &s, options.follow_link, &missing)?;
+    let is_dir = kind == FileType::Directory;
+    let owner = None;
+    let dest = match dest {
+        HostTarget::Stream(out) => return write_source(source, &base_name(&s.path), owner, out),
+        HostTarget::Path(p) => p,
+    };
+    let d = CpPath::parse(&dest.to_string_lossy());
+    let unpack = UnpackOptions {
+        privileged: options.archive,
+        whiteouts: false,
+    };
+    match std::fs::metadata(dest) {
+        Ok(m) if m.is_dir() => {
+            let top = base_name(&s.path);
+            pipe_into(source, &top, owner, dest, &unpack)
+        }
+        Ok(_) if is_dir => Err(cp_err("cannot copy directory")),
+        Ok(_) => {
+            let into = dest.parent().filter(|p| !p.as_os_str().is_empty());
+            let into = into.unwrap_or(Path::new("."));
+            pipe_into(source, &base_name(&d.path), owner, into, &unpack)
+        }
+        Err(_) if d.dir && !is_dir => Err(cp_err("no such directory")),
+        Err(_) => {
+            let into = Path::new(&d.path)
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .to_path_buf();
+            if !into.is_dir() {
+                return Err(cp_err("no such directory"));
+            }
+            match source {
+                // A directory's content lands in a new directory of the destination's name.
+                Source::Contents(dir) => {
+                    let new = Path::new(&d.path);
+                    std::fs::create_dir(new).map_err(|e| cp_err(e.to_string()))?;
+                    pipe_into(Source::Contents(dir), "", owner, new, &unpack)
+                }
+                entry => pipe_into(entry, &base_name(&d.path), owner, &into, &unpack),
+            }
+        }
+    }
+}
+
+pub(crate) fn copy_in(
+    root: BorrowedFd<'_>,
+    container: &str,
+    src: HostSource<'_>,
+    dest: &str,
+    options: &CopyOptions,
+) -> Result<u64> {
+    let d = CpPath::parse(dest);
+    let unpack = UnpackOptions {
+        privileged: true,
+        whiteouts: false,
+    };
+    let missing = |p: &str| {
+        cp_err(format!(
+            "Could not find the file {p} in container {container}"
+        ))
+    };
+    // Where the destination is: an existing directory, an existing file, or a new name.
+    let existing = open_in_root(root, &d.path, OFlags::PATH);
+    let existing_kind = match &existing {
+        Ok(fd) => Some(FileType::from_raw_mode(
+            rfs::fstat(fd).map_err(|e| cp_err(e.to_string()))?.st_mode,
+        )),
+        Err(_) => None,
+    };
+    let into_dir = |path: &str| -> Result<OwnedFd> {
+        open_in_root(root, path, OFlags::RDONLY | OFlags::DIRECTORY).map_err(|_| missing(path))
+    };
+    let proc_path = |fd: &OwnedFd| PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+    let src_path = match src {
+        HostSource::Stream(r) => {
+            if existing_kind != Some(FileType::Directory) {
+                return Err(cp_err(format!(
+                    "destination \"{container}:{dest}\" must be a directory"
+                )));
+            }
+            let dir = into_dir(&d.path)?;
+            let mut counted = Counted { inner: r, n: 0 };
+            unpack_layer(&mut counted, &proc_path(&dir), &unpack).map_err(unpack_err)?;
+            return Ok(counted.n);
+        }
+        HostSource::Path(p) => p,
+    };
+    let s = CpPath::parse(&src_path.to_string_lossy());
+    let host_missing = |p: &str| cp_err(format!("lstat {p}: no such file or directory"));
+    let host_root = rfs::open("/", OFlags::PATH | OFlags::DIRECTORY, Mode::empty())
+        .map_err(|e| cp_err(e.to_string()))?;
+    // The host side is the caller's own: resolved from the real root (relative paths from
+    // the working directory).
+    let abs = std::path::absolute(&s.path).map_err(|e| cp_err(e.to_string()))?;
+    let s = CpPath {
+        path: abs.to_string_lossy().into_owned(),
+        ..s
+    };
+    let (source, kind) = resolve_source(host_root.as_fd(), &s, options.follow_link, &host_missing)?;
+    let is_dir = kind == FileType::Directory;
+    let owner = (!options.archive).then_some((0, 0));
+    match existing_kind {
+        Some(FileType::Directory) => {
+            let dir = into_dir(&d.path)?;
+            pipe_into(
+                source,
+                &base_name(&s.path),
+                owner,
+                &proc_path(&dir),
+                &unpack,
+            )
+        }
+        Some(_) if is_dir => Err(cp_err("cannot copy directory")),
+        Some(_) => {
+            let (parent, _) = d.split();
+            let dir = into_dir(&parent)?;
+            pipe_into(
+                source,
+                &base_name(&d.path),
+                owner,
+                &proc_path(&dir),
+                &unpack,
+            )
+        }
+        None if d.dir => Err(cp_err("no such directory")),
+        None => {
+            let (parent, name) = d.split();
+            let name = name.ok_or_else(|| missing(&d.path))?;
+            let dir = into_dir(&parent)?;
+            match source {
+                Source::Contents(src_dir) => {
+                    rfs::mkdirat(&dir, name.as_str(), Mode::from_raw_mode(0o755))
+                        .map_err(|e| cp_err(e.to_string()))?;
+                    let new = rfs::openat(
+                        &dir,
+                        name.as_str(),
+                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(|e| cp_err(e.to_string()))?;
+                    pipe_into(
+                        Source::Contents(src_dir),
+                        "",
+                        owner,
+                        &proc_path(&new),
+                        &unpack,
+                    )
+                }
+                entry => pipe_into(entry, &name, owner, &proc_path(&dir), &unpack),
+            }
+        }
+    }
+}
+
+/// Counts what passes through.
+struct Counted<R> {
+    inner: R,
+    n: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let k = self.inner.read(buf)?;
+        self.n += k as u64;
+        Ok(k)
+    }
+}
+
+#[cfg(test)]
+mod tests;
