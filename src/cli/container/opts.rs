@@ -313,7 +313,6 @@ pub fn create_options(e: &Engine, f: &CreateFlags) -> Result<CreateOptions> {
             cap_add: f.cap_add.clone(),
             cap_drop: f.cap_drop.clone(),
             security_opt: security_opts(&f.security_opt)?,
-            ..HostConfig::default()
         },
     })
 }
