@@ -13,4 +13,5 @@ mod ops;
 mod registry;
 mod root_confine;
 mod root_containers;
+mod root_events;
 mod util;

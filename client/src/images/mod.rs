@@ -39,6 +39,7 @@ use std::sync::Arc;
 use berth_storage::{gc, Digest, FsBackend, RepoName, Store, StoreError};
 use serde::{Deserialize, Serialize};
 
+use crate::events::{Event, Journal, Kind};
 use crate::reference::{ImageRef, ReferenceError};
 use crate::remote::{RemoteError, MEDIA_DOCKER_MANIFEST};
 use crate::unpack::UnpackError;
@@ -274,6 +275,11 @@ impl Default for RemoveOptions {
     }
 }
 
+/// An image event (`Actor.ID` a reference or an image id; add its `name`).
+pub(crate) fn image_event(id: &str, action: &str) -> Event {
+    Event::new(Kind::Image, action, id)
+}
+
 /// The intermediate images among `images`: docker's (and podman's) images that `images`
 /// hides without `-a`. An image is one when it has no name (no tag, no digest) and is the
 /// parent of another image: its layers are the first layers of that image.
@@ -360,6 +366,11 @@ impl ImageStore {
             root: root.to_path_buf(),
             store: Store::new(Arc::new(backend)),
         })
+    }
+
+    /// The events journal under the root, which every image operation writes to.
+    pub fn journal(&self) -> Journal {
+        Journal::open(&self.root)
     }
 
     pub fn root(&self) -> &Path {
@@ -482,7 +493,10 @@ impl ImageStore {
         let mut index = self.read_index()?;
         let id = find(&index, source)?.id.clone();
         self.add_tag(&lock, &mut index, &id, &target).await?;
-        self.write_index(&lock, &index).await
+        self.write_index(&lock, &index).await?;
+        self.journal()
+            .record(image_event(id.as_str(), "tag").attr("name", target.familiar()));
+        Ok(())
     }
 
     /// Points `target` (a tagged reference) at image `id`: in the store and in the index,
@@ -570,6 +584,26 @@ impl ImageStore {
     }
 
     async fn remove_one(
+        &self,
+        s: &str,
+        force: bool,
+        in_use: &BTreeMap<Digest, String>,
+    ) -> Result<Vec<Removal>> {
+        let id = find(&self.read_index()?, s)?.id.clone();
+        let removed = self.remove_one_unrecorded(s, force, in_use).await?;
+        // docker's events: the image id for each name taken away, then the deletion.
+        let journal = self.journal();
+        for r in &removed {
+            let action = match r {
+                Removal::Untagged(_) => "untag",
+                Removal::Deleted(_) => "delete",
+            };
+            journal.record(image_event(id.as_str(), action).attr("name", id.as_str()));
+        }
+        Ok(removed)
+    }
+
+    async fn remove_one_unrecorded(
         &self,
         s: &str,
         force: bool,
