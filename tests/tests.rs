@@ -14,4 +14,5 @@ mod registry;
 mod root_confine;
 mod root_containers;
 mod root_events;
+mod root_network;
 mod util;
