@@ -9,6 +9,7 @@ mod gc;
 mod images;
 mod mirror;
 mod notify;
+mod ops;
 mod registry;
 mod root_confine;
 mod root_containers;
