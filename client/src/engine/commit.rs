@@ -146,6 +146,15 @@ impl Engine {
     /// and `-c` changes; returns its id. A running container is paused meanwhile when
     /// `options.pause`.
     pub async fn commit(&self, rec: &ContainerRecord, options: &CommitOptions) -> Result<Digest> {
+        if options
+            .reference
+            .as_ref()
+            .is_some_and(|r| r.digest().is_some())
+        {
+            return Err(EngineError::Invalid(
+                "refusing to create a tag with a digest reference".into(),
+            ));
+        }
         for c in &options.changes {
             let inst = c.split_whitespace().next().unwrap_or_default();
             if !COMMIT_INSTRUCTIONS.contains(&inst.to_ascii_uppercase().as_str()) {

@@ -1122,6 +1122,8 @@ impl Engine {
     /// container's files) and has the runtime set it up, stopped before its command.
     /// Attach to the result, then start it.
     pub(crate) fn prepare(&self, rec: &mut ContainerRecord) -> Result<Container> {
+        // Not while `cp` has the stopped container's files mounted.
+        let _files = self.lock_files(rec)?;
         let state = self.state(rec);
         match state.status {
             Status::Running | Status::Paused => {

@@ -116,6 +116,7 @@ fn root_paths_follow_dockers_rules() {
     for (s, dest, msg) in [
         (src.path().join("d"), "/etc/a", "cannot copy directory"),
         (src.path().join("file"), "/nonexist/", "no such directory"),
+        (src.path().join("file"), "/etc/a/", "no such directory"),
         (
             src.path().join("file"),
             "/nonexist/x",
