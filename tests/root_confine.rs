@@ -80,7 +80,7 @@ fn probes() -> String {
     // busybox's date reports a refused clock change but exits 0: look at the year.
     s += &probe("time", "date -s 2001-01-01; test \"$(date +%Y)\" = 2001");
     s += &probe("hwclock", "hwclock -w");
-    s += &probe("net-admin", "ip link add berthprobe type dummy");
+    s += &probe("net-admin", "ip addr add 127.0.0.9/8 dev lo");
     s += &probe("lo-down", "ip link set lo down");
     s += &probe("cgroup-write", "for f in /sys/fs/cgroup/*/cgroup.procs /sys/fs/cgroup/cgroup.procs; do [ -e $f ] && echo $$ > $f && exit 0; done; exit 1");
     s += &probe(
@@ -180,4 +180,143 @@ fn root_seccomp_program_is_compiled_once_per_host() {
     for p in &before {
         assert!(after.contains(p), "{:?} was compiled again", p.0);
     }
+}
+
+/// `run --rm --network none probe:1 sh -c SCRIPT` with `flags` before the image.
+fn run_with(b: &Berth, flags: &[&str], script: &str) -> String {
+    let mut args = vec!["run", "--rm", "--network", "none"];
+    args.extend(flags);
+    args.extend(["probe:1", "sh", "-c", script]);
+    b.ok(&args)
+}
+
+fn status_field(out: &str, field: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(field))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|| panic!("no {field} in {out}"))
+}
+
+#[test]
+fn root_capabilities_privileged_and_security_opts() {
+    let _g = shared();
+    let (b, _) = setup(Berth::new());
+    let status = "cat /proc/self/status";
+
+    // --cap-drop ALL --cap-add: only what was added (CAP_NET_ADMIN is bit 12).
+    let out = run_with(&b, &["--cap-drop", "ALL", "--cap-add", "net_admin"], status);
+    assert_eq!(status_field(&out, "CapBnd:"), "0000000000001000");
+    let out = run_with(
+        &b,
+        &["--cap-add", "NET_ADMIN"],
+        "ip addr add 127.0.0.9/8 dev lo && ip link set lo down && echo done",
+    );
+    assert_eq!(out.trim(), "done");
+    // CAP_SYS_ADMIN also opens the filter's namespace rules (docker's profile).
+    let out = run_with(
+        &b,
+        &["--cap-add", "CAP_SYS_ADMIN"],
+        "unshare -m true && echo ok",
+    );
+    assert_eq!(out.trim(), "ok");
+
+    // --privileged: no filter, mounts allowed, host devices, nothing masked.
+    let out = run_with(
+        &b,
+        &["--privileged"],
+        "grep Seccomp: /proc/self/status; mount -t tmpfs none /mnt && echo mounted; \
+         test -c /dev/kmsg && echo kmsg; test -n \"$(head -c 10 /proc/timer_list)\" && echo unmasked",
+    );
+    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    assert!(lines[0].ends_with('0'), "{out}");
+    assert_eq!(&lines[1..], ["mounted", "kmsg", "unmasked"], "{out}");
+
+    // --security-opt: unconfined, a profile file, no-new-privileges, system paths.
+    let out = run_with(&b, &["--security-opt", "seccomp=unconfined"], status);
+    assert_eq!(status_field(&out, "Seccomp:"), "0");
+    let profile = b.dir.path().join("profile.json");
+    std::fs::write(
+        &profile,
+        r#"{ "defaultAction": "SCMP_ACT_ALLOW",
+             "syscalls": [ { "names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO",
+                             "errnoRet": 13 } ] }"#,
+    )
+    .unwrap();
+    let opt = format!("seccomp={}", profile.display());
+    let out = run_with(
+        &b,
+        &["--security-opt", &opt],
+        "grep Seccomp: /proc/self/status; mkdir /tmp/x 2>&1; true",
+    );
+    assert!(out.contains("Permission denied"), "{out}");
+    let out = run_with(&b, &["--security-opt", "no-new-privileges"], status);
+    assert_eq!(status_field(&out, "NoNewPrivs:"), "1");
+    let out = run_with(
+        &b,
+        &["--security-opt", "systempaths=unconfined"],
+        "test -n \"$(head -c 10 /proc/timer_list)\" && echo unmasked",
+    );
+    assert_eq!(out.trim(), "unmasked");
+
+    // inspect shows them in docker's words; the profile is kept as its JSON.
+    let id = b.ok(&[
+        "create",
+        "--cap-add",
+        "sys_time",
+        "--cap-drop",
+        "chown",
+        "--security-opt",
+        &opt,
+        "--privileged",
+        "probe:1",
+        "true",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&b.ok(&["inspect", id.trim()])).unwrap();
+    let h = &v[0]["HostConfig"];
+    assert_eq!(h["CapAdd"], serde_json::json!(["CAP_SYS_TIME"]));
+    assert_eq!(h["CapDrop"], serde_json::json!(["CAP_CHOWN"]));
+    assert_eq!(h["Privileged"], true);
+    assert_eq!(h["MaskedPaths"], serde_json::json!([]));
+    let sec = h["SecurityOpt"][0].as_str().unwrap();
+    assert!(
+        sec.starts_with("seccomp={\"defaultAction\":\"SCMP_ACT_ALLOW\""),
+        "{sec}"
+    );
+    b.ok(&["rm", id.trim()]);
+}
+
+#[test]
+fn root_bad_confinement_flags_are_refused() {
+    let _g = shared();
+    let (b, _) = setup(Berth::new());
+    let bad_profile = b.dir.path().join("bad.json");
+    std::fs::write(&bad_profile, r#"{"defaultAction": "SCMP_ACT_SOMETIMES"}"#).unwrap();
+    let bad = format!("seccomp={}", bad_profile.display());
+    for (flags, message) in [
+        (vec!["--cap-add", "nope"], "invalid CapAdd: unknown capability: \"CAP_NOPE\""),
+        (vec!["--cap-drop", "CAP_X"], "invalid CapDrop: unknown capability: \"CAP_X\""),
+        (
+            vec!["--security-opt", "seccomp=/nonexistent/p.json"],
+            "opening seccomp profile (/nonexistent/p.json) failed: open /nonexistent/p.json: no such file or directory",
+        ),
+        (vec!["--security-opt", &bad], "Decoding seccomp profile failed"),
+        (vec!["--security-opt", "foo"], "Invalid --security-opt: \"foo\""),
+        (vec!["--security-opt", "foo=bar"], "invalid --security-opt 1: \"foo=bar\""),
+        (vec!["--security-opt", "no-new-privileges=maybe"], "invalid --security-opt 2"),
+        (vec!["--security-opt", "apparmor=docker-default"], "no AppArmor"),
+    ] {
+        let mut args = vec!["run", "--rm", "--network", "none"];
+        args.extend(&flags);
+        args.extend(["probe:1", "true"]);
+        let out = b.cmd(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{flags:?}: {err}");
+        assert!(err.contains(message), "{flags:?}: {err}");
+    }
+    assert_eq!(
+        b.ok(&["ps", "-aq"]),
+        "",
+        "a refused container was left behind"
+    );
 }

@@ -273,6 +273,26 @@ fn capset(effective: u64, permitted: u64, inheritable: u64) -> std::io::Result<(
     Ok(())
 }
 
+/// The calling process's permitted capabilities (capget), all bits when it cannot tell.
+fn own_permitted() -> u64 {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    let header = Header {
+        version: CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [[0u32; 3]; 2];
+    // SAFETY: capget with a v3 header and room for two data structs.
+    let r = unsafe { libc::syscall(libc::SYS_capget, &header, data.as_mut_ptr()) };
+    if r != 0 {
+        return u64::MAX;
+    }
+    (data[0][1] as u64) | ((data[1][1] as u64) << 32)
+}
+
 fn last_cap() -> u32 {
     std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
@@ -331,6 +351,7 @@ pub(crate) fn exec_process(p: &ProcessPlan, sock: RawFd) -> ! {
                 setup_err("seccomp", e);
             }
         }
+        let permitted_now = own_permitted();
         if let Some(caps) = &p.caps {
             for cap in 0..=last_cap() {
                 if caps.bounding & (1 << cap) == 0 {
@@ -352,9 +373,10 @@ pub(crate) fn exec_process(p: &ProcessPlan, sock: RawFd) -> ! {
         }
         if let Some(caps) = &p.caps {
             libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0);
-            // Capabilities this kernel does not know are left out (runc's way), so a Spec
-            // with every name (`--privileged`) runs on older kernels too.
-            let known = u64::MAX >> (63 - last_cap().min(63));
+            // Capabilities this kernel does not know are left out (runc's way), and so are
+            // those the runtime itself lacks (a root without CAP_SYS_RESOURCE, as on some
+            // CI machines), so a Spec with every name (`--privileged`) still runs.
+            let known = (u64::MAX >> (63 - last_cap().min(63))) & permitted_now;
             let (e, p, i) = (caps.effective, caps.permitted, caps.inheritable);
             if let Err(e) = capset(e & known, p & known, i & known) {
                 setup_err("capset", e);

@@ -5,7 +5,7 @@
 //! of the Spec is built.
 
 use berth_runtime::oci_spec::runtime::{
-    Capabilities, LinuxCapabilities, LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType, Spec,
+    Capabilities, LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType, Spec,
 };
 use berth_runtime::{CAPABILITIES, DEFAULT_CAPABILITIES};
 
@@ -40,6 +40,8 @@ fn normalize_capability(c: &str, flag: &str) -> Result<String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum SecurityOpt {
     SeccompUnconfined,
+    /// `seccomp=builtin`: docker's default profile, named.
+    SeccompDefault,
     /// A profile's JSON, as the CLI read it from the file.
     SeccompProfile(String),
     NoNewPrivileges(bool),
@@ -59,6 +61,7 @@ fn parse_security_opt(opt: &str) -> Result<SecurityOpt> {
     };
     Ok(match key {
         "seccomp" if value == "unconfined" => SecurityOpt::SeccompUnconfined,
+        "seccomp" if value == "builtin" => SecurityOpt::SeccompDefault,
         "seccomp" => SecurityOpt::SeccompProfile(value.to_string()),
         "no-new-privileges" => match value {
             "true" => SecurityOpt::NoNewPrivileges(true),
@@ -137,7 +140,10 @@ pub(crate) fn apply(rec: &ContainerRecord, spec: &mut Spec) -> Result<()> {
         .filter_map(|n| serde_json::from_value(serde_json::Value::String(n.clone())).ok())
         .collect();
     let mut process = spec.process().clone().unwrap_or_default();
-    let mut lc = LinuxCapabilities::default();
+    // Not LinuxCapabilities::default(): that one fills every set with runc's three defaults.
+    let mut lc = process.capabilities().clone().unwrap_or_default();
+    lc.set_inheritable(None);
+    lc.set_ambient(None);
     lc.set_bounding(Some(set.clone()));
     lc.set_effective(Some(set.clone()));
     lc.set_permitted(Some(set));
@@ -148,16 +154,15 @@ pub(crate) fn apply(rec: &ContainerRecord, spec: &mut Spec) -> Result<()> {
     } else {
         Some(seccomp::default_profile())
     };
-    let mut unmask = host.privileged;
     for opt in &host.security_opt {
         match parse_security_opt(opt)? {
             SecurityOpt::SeccompUnconfined => profile = None,
+            SecurityOpt::SeccompDefault => profile = Some(seccomp::default_profile()),
             SecurityOpt::SeccompProfile(json) => profile = Some(seccomp::parse(&json)?),
             SecurityOpt::NoNewPrivileges(on) => {
                 process.set_no_new_privileges(Some(on));
             }
-            SecurityOpt::UnmaskSystemPaths => unmask = true,
-            SecurityOpt::NoOp => {}
+            SecurityOpt::UnmaskSystemPaths | SecurityOpt::NoOp => {}
         }
     }
     spec.set_process(Some(process));
@@ -167,7 +172,7 @@ pub(crate) fn apply(rec: &ContainerRecord, spec: &mut Spec) -> Result<()> {
         Some(p) => Some(seccomp::resolve(p, &caps)?),
         None => None,
     });
-    if unmask {
+    if host.system_paths_unconfined() {
         linux.set_masked_paths(None);
         linux.set_readonly_paths(None);
     }

@@ -154,20 +154,31 @@ impl HostConfig {
         }
     }
 
-    /// docker's `HostConfig.MaskedPaths`: what the container sees empty (/proc/kcore, …).
+    /// docker's `HostConfig.MaskedPaths`: what the container sees empty (/proc/kcore, …);
+    /// none with `--privileged` or `--security-opt systempaths=unconfined`.
     pub fn masked_paths(&self) -> Vec<String> {
-        berth_runtime::DEFAULT_MASKED_PATHS
-            .iter()
-            .map(|p| p.to_string())
-            .collect()
+        self.system_paths(berth_runtime::DEFAULT_MASKED_PATHS)
     }
 
     /// docker's `HostConfig.ReadonlyPaths`: what the container sees read-only (/proc/sys, …).
     pub fn readonly_paths(&self) -> Vec<String> {
-        berth_runtime::DEFAULT_READONLY_PATHS
-            .iter()
-            .map(|p| p.to_string())
-            .collect()
+        self.system_paths(berth_runtime::DEFAULT_READONLY_PATHS)
+    }
+
+    /// Whether /proc and /sys paths are left as the kernel shows them.
+    pub fn system_paths_unconfined(&self) -> bool {
+        self.privileged
+            || self
+                .security_opt
+                .iter()
+                .any(|o| o == "systempaths=unconfined" || o == "systempaths:unconfined")
+    }
+
+    fn system_paths(&self, paths: &[&str]) -> Vec<String> {
+        if self.system_paths_unconfined() {
+            return vec![];
+        }
+        paths.iter().map(|p| p.to_string()).collect()
     }
 }
 

@@ -119,7 +119,7 @@ pub fn inspect_value(e: &Engine, rec: &ContainerRecord, size: bool) -> Value {
             },
             "NanoCpus": rec.host.nano_cpus,
             "PidsLimit": if rec.host.pids_limit > 0 { json!(rec.host.pids_limit) } else { Value::Null },
-            "Privileged": false,
+            "Privileged": rec.host.privileged,
             "CgroupParent": rec.host.cgroup_parent,
             "MaskedPaths": rec.host.masked_paths(),
             "ReadonlyPaths": rec.host.readonly_paths(),
@@ -156,6 +156,7 @@ pub fn inspect_value(e: &Engine, rec: &ContainerRecord, size: bool) -> Value {
         },
         "NetworkSettings": network_settings(rec, &e.network_state(rec, st.status)),
     });
+    confinement(&mut v["HostConfig"], &rec.host);
     if size {
         v["SizeRw"] = json!(e.size_rw(rec));
     }
@@ -214,4 +215,13 @@ fn ports_map(ports: &[PortBinding]) -> Value {
             .push(json!({ "HostIp": p.host_ip, "HostPort": host_port }));
     }
     json!(m)
+}
+
+/// docker's confinement fields of HostConfig (beside the json! above, which is at the
+/// macro's recursion limit).
+fn confinement(h: &mut Value, host: &berth_client::engine::HostConfig) {
+    let list = |v: &Vec<String>| if v.is_empty() { Value::Null } else { json!(v) };
+    h["CapAdd"] = list(&host.cap_add);
+    h["CapDrop"] = list(&host.cap_drop);
+    h["SecurityOpt"] = list(&host.security_opt);
 }

@@ -31,6 +31,20 @@ pub struct CreateFlags {
     /// Allocate a pseudo-TTY
     #[arg(short, long)]
     pub tty: bool,
+    /// Add Linux capabilities (a name with or without CAP_, or ALL)
+    #[arg(long, value_name = "CAPABILITY")]
+    pub cap_add: Vec<String>,
+    /// Drop Linux capabilities (a name with or without CAP_, or ALL)
+    #[arg(long, value_name = "CAPABILITY")]
+    pub cap_drop: Vec<String>,
+    /// Give extended privileges to this container: every capability and host device, no
+    /// seccomp filter, no masked paths
+    #[arg(long)]
+    pub privileged: bool,
+    /// Security options: seccomp=unconfined|builtin|PROFILE.json, no-new-privileges[=true],
+    /// systempaths=unconfined, apparmor=unconfined, label=disable
+    #[arg(long, value_name = "OPTION")]
+    pub security_opt: Vec<String>,
     /// Set environment variables (KEY=VALUE, or KEY to take it from here)
     #[arg(short, long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
@@ -298,6 +312,10 @@ pub fn create_options(e: &Engine, f: &CreateFlags) -> Result<CreateOptions> {
             dns_options: f.dns_option.clone(),
             extra_hosts,
             network_container,
+            privileged: f.privileged,
+            cap_add: f.cap_add.clone(),
+            cap_drop: f.cap_drop.clone(),
+            security_opt: security_opts(&f.security_opt)?,
             ..HostConfig::default()
         },
     })
@@ -385,6 +403,39 @@ fn parse_publish(arg: &str) -> Result<Vec<PortBinding>> {
 
 fn num_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// `--security-opt` values as the engine keeps them: a seccomp profile's file is read here and
+/// kept as its compact JSON (`seccomp={...}`), as docker's CLI sends it, so the container does
+/// not depend on the file later. Errors in docker's words.
+fn security_opts(opts: &[String]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for opt in opts {
+        let (key, value) = match opt.split_once('=') {
+            Some(kv) => kv,
+            None if opt == "no-new-privileges" => (opt.as_str(), ""),
+            None => opt.split_once(':').unwrap_or((opt.as_str(), "")),
+        };
+        if value.is_empty() && key != "no-new-privileges" {
+            bail!("Invalid --security-opt: {opt:?}");
+        }
+        if key != "seccomp" || value == "unconfined" || value == "builtin" {
+            out.push(opt.clone());
+            continue;
+        }
+        let data = std::fs::read(value).map_err(|e| {
+            let why = match e.kind() {
+                std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
+                std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+                _ => e.to_string(),
+            };
+            anyhow!("opening seccomp profile ({value}) failed: open {value}: {why}")
+        })?;
+        let json: serde_json::Value = serde_json::from_slice(&data)
+            .map_err(|e| anyhow!("compacting json for seccomp profile ({value}) failed: {e}"))?;
+        out.push(format!("seccomp={json}"));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
