@@ -386,6 +386,11 @@ fn mount_private(
             )
         })?;
         if *read_only {
+            // `at` is the directory under the new mount: the remount goes to the mount now
+            // on top of it, reached by resolving the path again.
+            let top = open_in_root(rootfd.as_fd(), dest, OFlags::PATH | OFlags::DIRECTORY)?;
+            let at_path =
+                CString::new(format!("/proc/self/fd/{}", top.as_raw_fd())).expect("no NUL");
             sys(unsafe {
                 libc::mount(
                     std::ptr::null(),
@@ -560,6 +565,10 @@ pub(crate) fn copy_out(
             let into = into.unwrap_or(Path::new("."));
             pipe_into(source, &base_name(&d.path), owner, into, &unpack)
         }
+        // docker's CLI stats the destination first: `FILE/` is not a directory.
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+            Err(cp_err(format!("stat {}: not a directory", dest.display())))
+        }
         Err(_) if d.dir && !is_dir => Err(cp_err("no such directory")),
         Err(_) => {
             let into = Path::new(&d.path)
@@ -609,7 +618,15 @@ pub(crate) fn copy_in(
         Err(_) => None,
     };
     let into_dir = |path: &str| -> Result<OwnedFd> {
-        open_in_root(root, path, OFlags::RDONLY | OFlags::DIRECTORY).map_err(|_| missing(path))
+        open_in_root(root, path, OFlags::RDONLY | OFlags::DIRECTORY).map_err(|e| {
+            if e.raw_os_error() == Some(libc::ENOTDIR)
+                && open_in_root(root, path, OFlags::PATH).is_ok()
+            {
+                cp_err("extraction point is not a directory")
+            } else {
+                missing(path)
+            }
+        })
     };
     let proc_path = |fd: &OwnedFd| PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
     let src_path = match src {
