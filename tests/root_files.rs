@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::root_containers::{shared, Root};
+use crate::root_events::{actions_of, journal};
 use crate::util::{
     busybox_rootfs, import_rootfs, run, run_with_input, Berth, Dockerd, Podman, Registry, Storage,
 };
@@ -105,6 +106,12 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Whether the events journal has `action` for the container `name`.
+fn has_event(b: &Berth, name: &str, action: &str) -> bool {
+    let id = b.ok(&["inspect", "-f", "{{.Id}}", name]);
+    actions_of(&journal(&b.root), "container", id.trim()).contains(&action.to_string())
+}
+
 /// A failure with docker's exit code 1 and one line that contains `msg`.
 fn fails_with(o: Output, msg: &str) {
     let err = stderr(&o);
@@ -157,6 +164,7 @@ fn root_diff_and_export_match_dockers_and_export_imports() {
     );
 
     // -o writes the same tar; a path whose directory is missing is refused before any work.
+    assert!(has_event(&b, "box", "export"));
     let file = b.dir.path().join("c.tar");
     b.ok(&["export", "-o", file.to_str().unwrap(), "box"]);
     let written = std::fs::read(&file).unwrap();
@@ -269,6 +277,7 @@ fn root_commit_flags_and_the_image_runs_in_berth_docker_and_podman() {
     assert!(id.starts_with("sha256:") && id.len() == 71, "{id}");
     // Paused during the commit (the default), running again after it.
     assert_eq!(status(&b, "box"), "running");
+    assert!(has_event(&b, "box", "commit"));
 
     let img = image_inspect(&b, "committed:1");
     assert_eq!(img["Id"], id);
@@ -402,6 +411,7 @@ fn root_cp_both_ways_archive_links_streams_and_errors() {
         sh("cat /tmp/mine /tmp/tree/deep/f /srv/dir/deep/f; stat -c %u:%g /tmp/mine"),
         "mine\ndeep\ndeep\n0:0\n"
     );
+    assert!(has_event(&b, "box", "extract-to-dir"));
     // -a keeps the owner.
     cp_ok(&b, &["-a", &h("mine"), "box:/tmp/kept"]);
     assert_eq!(sh("stat -c %u:%g /tmp/kept"), "1234:4321\n");
@@ -410,6 +420,7 @@ fn root_cp_both_ways_archive_links_streams_and_errors() {
     // link or (-L) as its target.
     cp_ok(&b, &["box:/srv/owned/o", &h("o")]);
     assert_eq!(std::fs::read_to_string(host.join("o")).unwrap(), "o\n");
+    assert!(has_event(&b, "box", "archive-path"));
     cp_ok(&b, &["box:/srv/owned", &h("tree")]);
     assert!(host.join("tree/owned/o").is_file());
     cp_ok(&b, &["box:/srv/link", &h("link")]);

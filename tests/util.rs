@@ -67,8 +67,11 @@ pub fn busybox_rootfs(rootfs: &Path, dirs: &[&str]) {
     for d in ["bin", "etc"].iter().chain(dirs) {
         std::fs::create_dir_all(rootfs.join(d)).unwrap();
     }
-    std::fs::copy(require("busybox"), rootfs.join("bin/busybox")).unwrap();
-    let list = run(Command::new(rootfs.join("bin/busybox")).arg("--list")).stdout;
+    let busybox = require("busybox");
+    std::fs::copy(&busybox, rootfs.join("bin/busybox")).unwrap();
+    // The host's copy lists the applets: the new one may still be open for writing in a
+    // child another test is forking (ETXTBSY).
+    let list = run(Command::new(&busybox).arg("--list")).stdout;
     for applet in String::from_utf8_lossy(&list).lines() {
         if applet != "busybox" {
             std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();

@@ -38,7 +38,11 @@ fn main() {
             },
             state_dir: dir.join("state"),
             open_stdin: false,
-            log: Some(dir.join("log")),
+            log: Some(berth_runtime::LogConfig::unrotated(
+                dir.join("log"),
+                berth_runtime::LogFormat::JsonFile,
+            )),
+            on_exit: None,
         })
         .expect("create");
         let t_create = t.elapsed();

@@ -6,6 +6,7 @@ use crate::attach::{settled_exit, Attach, AttachOptions};
 use crate::cgroup::Layout;
 use crate::error::{Context, Error, Result};
 use crate::init::InitPlan;
+use crate::logfile::LogConfig;
 use crate::monitor::{self, MonitorPlan};
 use crate::rootfs::{Device, Rootfs};
 use crate::seccomp;
@@ -33,8 +34,22 @@ pub struct ContainerConfig {
     /// Keep the container's stdin open for attached clients (docker's `-i`); otherwise the
     /// command reads /dev/null. A terminal's input is always open.
     pub open_stdin: bool,
-    /// Where to write the json-file log; `None` for no log.
-    pub log: Option<PathBuf>,
+    /// Where and how to write the log (format, rotation); `None` for no log.
+    pub log: Option<LogConfig>,
+    /// Called by the monitor once it has recorded the exit (the engine writes its `die` event
+    /// with it). It runs in the monitor process, after the fork: keep it to a few system
+    /// calls.
+    pub on_exit: Option<ExitHook>,
+}
+
+/// A function the monitor calls with the container's exit.
+#[derive(Clone)]
+pub struct ExitHook(pub std::sync::Arc<dyn Fn(&Exit) + Send + Sync>);
+
+impl std::fmt::Debug for ExitHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExitHook")
+    }
 }
 
 /// A container, known by its state directory.
@@ -150,6 +165,7 @@ fn plan(cfg: &ContainerConfig) -> Result<MonitorPlan> {
     let state_dir = std::path::absolute(&cfg.state_dir)
         .ctx(|| format!("resolve {}", cfg.state_dir.display()))?;
     Ok(MonitorPlan {
+        on_exit: cfg.on_exit.clone(),
         id: cfg.id.clone(),
         init: InitPlan {
             unshare,

@@ -25,6 +25,7 @@
 //! Container::exec(&Process, ExecStdio) -> ExecProcess   setns into a running container
 //! Container::processes() -> Vec<pid>                for `top`
 //! Container::delete(force)                          leaves nothing behind
+//! ContainerConfig::on_exit                          called by the monitor with the exit
 //! default_spec(id) -> Spec, resolve_user(layers, "user:group"), Error::exit_code()
 //! ```
 //!
@@ -36,7 +37,7 @@
 //! - A monitor process per container (see `monitor`) outlives the caller: it is forked from
 //!   the caller — **no hook in `main` is needed**, and the caller may be a multi-threaded
 //!   tokio program (the forked children only make system calls and use the allocator; see
-//!   the module's notes). It owns the container's pty or pipes, writes the json-file log,
+//!   the module's notes). It owns the container's pty or pipes, writes the log (see `logfile`),
 //!   serves `attach.sock` (wire format in `attach`), reaps the init, records the exit in
 //!   `state.json`, removes the cgroups and exits.
 //! - The container's mounts live only in its own mount namespace (made private first), so
@@ -76,8 +77,9 @@
 //!   too). Detach keys (ctrl-p ctrl-q) are the client's business: stop forwarding and drop
 //!   the connection; the container keeps running. Without a tty, forward SIGINT/SIGTERM to
 //!   the container with `kill` (docker's sig-proxy); with one, ctrl-c is just input.
-//! - `logs`: read the json-file log; `logs -f` keeps reading as it grows until `state()`
-//!   says `Stopped` and the end is reached. `attach` shows only output from then on.
+//! - `logs`: `LogReader` reads the log (json-file or local, rotated files first); `logs -f`
+//!   calls `read_new` again as it grows, across rotations, until `state()` says `Stopped`
+//!   and the end is reached. `attach` shows only output from then on.
 //! - `restart` is `stop` + `delete` + `create` with the same upper dir; keep the log
 //!   outside the state directory if it must survive that.
 //! - `exec -t` gives back the pty master (`ExecProcess::take_pty`); copy to and from it.
@@ -99,9 +101,10 @@ mod sys;
 mod user;
 
 pub use attach::{Attach, AttachInput, AttachOptions, Event};
-pub use container::{create, Container, ContainerConfig};
+pub use container::{create, Container, ContainerConfig, ExitHook};
 pub use error::{Error, Result};
 pub use exec::{ExecProcess, ExecStdio};
+pub use logfile::{LogConfig, LogEntry, LogFormat, LogReader};
 pub use rootfs::Rootfs;
 pub use spec::{
     default_spec, host_has_cgroupns, parse_signal, CAPABILITIES, COPY_UP, DEFAULT_CAPABILITIES,

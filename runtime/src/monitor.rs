@@ -26,7 +26,7 @@ use crate::attach::{self, frame};
 use crate::cgroup::CgroupPaths;
 use crate::error::{Error, Result};
 use crate::init::{self, InitPlan};
-use crate::logfile::LogWriter;
+use crate::logfile::{LogConfig, LogWriter};
 use crate::state::{now_rfc3339, Exit, Record, State, Status, ROOTFS_DIR, SOCKET_FILE};
 use crate::sys;
 use oci_spec::runtime::LinuxResources;
@@ -44,8 +44,9 @@ pub(crate) struct MonitorPlan {
     pub new_pid_ns: bool,
     pub join_pid_ns: Option<PathBuf>,
     pub open_stdin: bool,
-    pub log: Option<PathBuf>,
+    pub log: Option<LogConfig>,
     pub resources: Option<LinuxResources>,
+    pub on_exit: Option<crate::container::ExitHook>,
 }
 
 const STATUS_FD: RawFd = 3;
@@ -321,7 +322,7 @@ impl<'a> Monitor<'a> {
                 finished_at: None,
                 exit: None,
                 error: None,
-                log_path: plan.log.clone(),
+                log_path: plan.log.as_ref().map(|l| l.path.clone()),
             },
             pid_start: sys::proc_stat(pid).map_or(0, |(_, s)| s),
             monitor_start: sys::self_start_time(),
@@ -660,6 +661,9 @@ impl<'a> Monitor<'a> {
         self.record.state.exit = Some(exit);
         self.record.state.finished_at = Some(now_rfc3339());
         let _ = self.record.save(&self.plan.state_dir);
+        if let Some(hook) = &self.plan.on_exit {
+            (hook.0)(&exit);
+        }
         let payload = serde_json::to_vec(&exit).unwrap_or_default();
         let answer_starter = frame(attach::ERROR, b"the container has exited");
         self.accept();

@@ -734,7 +734,10 @@ fn root_helper_detached_run() {
     let fx = Fixture::new();
     let mut cfg = fx.config(fx.spec(&["sh", "-c", "echo started; exec sleep 1000"]));
     cfg.state_dir = dir.join("state");
-    cfg.log = Some(dir.join("log"));
+    cfg.log = Some(berth_runtime::LogConfig::unrotated(
+        dir.join("log"),
+        berth_runtime::LogFormat::JsonFile,
+    ));
     cfg.rootfs = berth_runtime::Rootfs::Overlay {
         lower: vec![busybox_layer().to_path_buf()],
         upper: dir.join("upper"),

@@ -10,7 +10,8 @@
 //! cli/network/<verb>.rs     ls, inspect, and the verbs not supported yet
 //! cli/system/<verb>.rs      df, and `berth inspect`
 //! cli/registry/<verb>.rs    login (+logout), search
-//! cli/serve/                berth serve: the registry server
+//! cli/serve/                berth serve: the registry server; gc.rs: berth gc, one garbage
+//!                           collection of its store
 //! ```
 //!
 //! Shared, each in one place: [`format`] (tables, `--format` templates, sizes and times,
@@ -76,6 +77,8 @@ pub enum Command {
     },
     /// Run the registry server
     Serve(serve::ServeArgs),
+    /// Collect the garbage of a registry's store (safe beside running servers and pushes)
+    Gc(serve::gc::GcArgs),
     /// Removes a --rm container once it exits (started by `run -d --rm`)
     #[command(hide = true, name = "__reap")]
     Reap(container::each::ContainersArg),
@@ -85,6 +88,7 @@ pub enum Command {
 pub fn run(g: &Globals, command: Command) -> i32 {
     let result = match command {
         Command::Serve(a) => serve::run(g, a),
+        Command::Gc(a) => serve::gc::run(g, a),
         Command::Images(v) => v.run(g),
         Command::Inspect(a) => g
             .open_store()

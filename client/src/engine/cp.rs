@@ -21,7 +21,7 @@ use std::sync::mpsc;
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
-use super::{ContainerRecord, Engine, EngineError, Result, Status};
+use super::{container_event, ContainerRecord, Engine, EngineError, Result, Status};
 use crate::layer;
 use crate::unpack::{unpack_layer, UnpackError, UnpackOptions};
 
@@ -288,7 +288,10 @@ impl Engine {
         options: &CopyOptions,
     ) -> Result<u64> {
         let root = self.container_root(rec)?;
-        copy_out(root.fd.as_fd(), &rec.name, src, dest, options)
+        let n = copy_out(root.fd.as_fd(), &rec.name, src, dest, options)?;
+        self.journal()
+            .record(container_event(rec, "archive-path").attr("path", src));
+        Ok(n)
     }
 
     /// `cp SRC CONTAINER:DEST`: returns the bytes of tar moved.
@@ -300,7 +303,10 @@ impl Engine {
         options: &CopyOptions,
     ) -> Result<u64> {
         let root = self.container_root(rec)?;
-        copy_in(root.fd.as_fd(), &rec.name, src, dest, options)
+        let n = copy_in(root.fd.as_fd(), &rec.name, src, dest, options)?;
+        self.journal()
+            .record(container_event(rec, "extract-to-dir").attr("path", dest));
+        Ok(n)
     }
 }
 

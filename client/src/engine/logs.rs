@@ -1,13 +1,15 @@
-//! Reading a container's json-file log (`logs`): one JSON object per line,
-//! `{"log":"…","stream":"stdout","time":"…"}`, as the runtime's monitor writes it.
+//! A container's log (`logs`): the driver's settings (`--log-driver`, `--log-opt`, checked
+//! as docker checks them), and reading the files the runtime's monitor writes (the formats
+//! and rotation are the runtime's, `berth_runtime::LogReader`), with `--tail`, `--since`,
+//! `--until` and `-f`.
 
-use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::Path;
 use std::time::Duration;
 
+use berth_runtime::{LogFormat, LogReader};
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 
+use super::record::LogConfig;
 use super::{io_err, Result};
 
 /// Which lines `logs` shows.
@@ -29,22 +31,6 @@ pub struct LogLine {
     pub data: Vec<u8>,
 }
 
-#[derive(Deserialize)]
-struct Entry {
-    log: String,
-    stream: String,
-    time: String,
-}
-
-fn parse(line: &str) -> Option<LogLine> {
-    let e: Entry = serde_json::from_str(line).ok()?;
-    Some(LogLine {
-        stream: if e.stream == "stderr" { 2 } else { 1 },
-        time: e.time,
-        data: e.log.into_bytes(),
-    })
-}
-
 fn wanted(l: &LogLine, opts: &LogOptions) -> bool {
     if opts.since.is_none() && opts.until.is_none() {
         return true;
@@ -56,40 +42,39 @@ fn wanted(l: &LogLine, opts: &LogOptions) -> bool {
     opts.since.is_none_or(|s| t >= s) && opts.until.is_none_or(|u| t <= u)
 }
 
-/// Reads the complete lines of `path` from byte `pos` on, returning them and the position
-/// after the last one. A half-written last line is left for the next read.
-fn read_from(path: &Path, pos: u64, opts: &LogOptions) -> Result<(Vec<LogLine>, u64)> {
-    let mut file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((vec![], pos)),
-        Err(e) => return Err(io_err(path)(e)),
-    };
-    file.seek(SeekFrom::Start(pos)).map_err(io_err(path))?;
-    let mut reader = BufReader::new(file);
-    let (mut lines, mut pos, mut buf) = (Vec::new(), pos, String::new());
-    loop {
-        buf.clear();
-        let n = reader.read_line(&mut buf).map_err(io_err(path))?;
-        if n == 0 || !buf.ends_with('\n') {
-            return Ok((lines, pos));
-        }
-        pos += n as u64;
-        if let Some(l) = parse(buf.trim_end()).filter(|l| wanted(l, opts)) {
-            lines.push(l);
-        }
-    }
-}
-
-/// Sends the log's lines to `out`. With `follow`, keeps reading what is appended until
-/// `follow()` says the container has stopped and the end is reached. `out` returning false
-/// stops (the reader went away).
+/// Sends a json-file log's lines to `out` (see [`read_log`]).
 pub fn read_logs(
     path: &Path,
     opts: &LogOptions,
     follow: Option<&dyn Fn() -> bool>,
     out: &mut dyn FnMut(&LogLine) -> bool,
 ) -> Result<()> {
-    let (lines, mut pos) = read_from(path, 0, opts)?;
+    read_log(path, LogFormat::JsonFile, opts, follow, out)
+}
+
+/// Sends the log's lines to `out`, its rotated files first. With `follow`, keeps reading
+/// what is appended (across rotations) until `follow()` says the container has stopped and
+/// the end is reached. `out` returning false stops (the reader went away).
+pub fn read_log(
+    path: &Path,
+    format: LogFormat,
+    opts: &LogOptions,
+    follow: Option<&dyn Fn() -> bool>,
+    out: &mut dyn FnMut(&LogLine) -> bool,
+) -> Result<()> {
+    let mut reader = LogReader::open(path, format).map_err(io_err(path))?;
+    let convert = |e: berth_runtime::LogEntry| LogLine {
+        stream: e.stream,
+        time: e.time,
+        data: e.data,
+    };
+    let lines: Vec<LogLine> = reader
+        .read_new()
+        .map_err(io_err(path))?
+        .into_iter()
+        .map(convert)
+        .filter(|l| wanted(l, opts))
+        .collect();
     let skip = opts.tail.map_or(0, |n| lines.len().saturating_sub(n));
     if !lines[skip..].iter().all(&mut *out) {
         return Ok(());
@@ -100,9 +85,13 @@ pub fn read_logs(
     loop {
         // Read the state before the file: output written before the exit is then seen.
         let alive = running();
-        let (lines, next) = read_from(path, pos, opts)?;
-        pos = next;
-        if !lines.iter().all(&mut *out) {
+        let new = reader.read_new().map_err(io_err(path))?;
+        if !new
+            .into_iter()
+            .map(convert)
+            .filter(|l| wanted(l, opts))
+            .all(|l| out(&l))
+        {
             return Ok(());
         }
         if !alive {
@@ -112,9 +101,244 @@ pub fn read_logs(
     }
 }
 
+/// docker's sizes for `max-size` (`10k`, `1.5m`, `2g`, `100`; powers of 1000, or of 1024
+/// when `binary`).
+fn parse_size(s: &str, binary: bool) -> std::result::Result<i64, String> {
+    let bad = || format!("invalid size: '{s}'");
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().map_err(|_| bad())?;
+    let unit = unit.trim().to_ascii_lowercase();
+    let unit = unit
+        .strip_suffix("ib")
+        .or(unit.strip_suffix('b'))
+        .unwrap_or(&unit);
+    let base: f64 = if binary { 1024.0 } else { 1000.0 };
+    let mult = match unit {
+        "" => 1.0,
+        "k" => base,
+        "m" => base.powi(2),
+        "g" => base.powi(3),
+        "t" => base.powi(4),
+        "p" => base.powi(5),
+        _ => return Err(bad()),
+    };
+    Ok((n * mult) as i64)
+}
+
+/// Go's `strconv.ParseBool`.
+fn parse_bool(s: &str) -> std::result::Result<bool, String> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        _ => Err(format!(
+            "strconv.ParseBool: parsing \"{s}\": invalid syntax"
+        )),
+    }
+}
+
+/// The options of docker's drivers that berth does not implement, refused by name rather
+/// than taken and ignored.
+const UNSUPPORTED_OPTIONS: &[&str] = &[
+    "labels",
+    "labels-regex",
+    "env",
+    "env-regex",
+    "tag",
+    "mode",
+    "max-buffer-size",
+];
+
+/// Checks `--log-driver`/`--log-opt` as docker does and says how the monitor writes the
+/// log under `dir` (`None`: the `none` driver, no log). Docker's messages.
+pub fn log_settings(
+    cfg: &LogConfig,
+    dir: &Path,
+    id: &str,
+) -> std::result::Result<Option<berth_runtime::LogConfig>, String> {
+    let (format, path, binary) = match cfg.driver.as_str() {
+        "json-file" => (
+            LogFormat::JsonFile,
+            dir.join(format!("{id}-json.log")),
+            false,
+        ),
+        "local" => (
+            LogFormat::Local,
+            dir.join("local-logs").join("container.log"),
+            true,
+        ),
+        "none" if cfg.options.is_empty() => return Ok(None),
+        "none" => return Err("invalid logging opts for driver none".into()),
+        "syslog" | "journald" | "gelf" | "fluentd" | "awslogs" | "splunk" | "etwlogs"
+        | "gcplogs" | "logentries" => {
+            return Err(format!(
+                "the {} log driver is not supported by berth (json-file, local and none are)",
+                cfg.driver
+            ))
+        }
+        other => {
+            return Err(format!(
+                "error looking up logging plugin {other}: plugin \"{other}\" not found"
+            ))
+        }
+    };
+    for key in cfg.options.keys() {
+        if !matches!(key.as_str(), "max-size" | "max-file" | "compress") {
+            if UNSUPPORTED_OPTIONS.contains(&key.as_str()) {
+                return Err(format!(
+                    "log opt '{key}' is not supported by berth (max-size, max-file and compress are)"
+                ));
+            }
+            return Err(match format {
+                LogFormat::JsonFile => format!("unknown log opt '{key}' for json-file log driver"),
+                LogFormat::Local => format!("unknown log opt '{key}' for log driver local"),
+            });
+        }
+    }
+    let opt = |k: &str| cfg.options.get(k).map(String::as_str);
+    // docker's local driver: 20 MiB × 5 files, compressed, unless told otherwise.
+    let local = format == LogFormat::Local;
+    let max_size = match opt("max-size") {
+        Some(s) => {
+            let n = parse_size(s, binary)?;
+            if n < 0 || (n == 0 && !local) {
+                return Err("max-size must be a positive number".into());
+            }
+            (n > 0).then_some(n as u64)
+        }
+        None if local => Some(20 << 20),
+        None => None,
+    };
+    let max_files = match opt("max-file") {
+        Some(s) => {
+            let n: i64 = s
+                .parse()
+                .map_err(|_| format!("strconv.Atoi: parsing \"{s}\": invalid syntax"))?;
+            if n < 1 {
+                return Err("max-file cannot be less than 1".into());
+            }
+            n.min(u32::MAX as i64) as u32
+        }
+        None if local => 5,
+        None => 1,
+    };
+    let compress = match opt("compress") {
+        Some(s) => parse_bool(s)?,
+        None => local,
+    };
+    if compress && (max_files < 2 || max_size.is_none()) && !(local && opt("compress").is_none()) {
+        return Err(
+            "compress cannot be true when max-file is less than 2 or max-size is not set".into(),
+        );
+    }
+    Ok(Some(berth_runtime::LogConfig {
+        path,
+        format,
+        max_size,
+        max_files,
+        compress: compress && max_files >= 2 && max_size.is_some(),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_options_are_checked_as_docker_does() {
+        let dir = Path::new("/c");
+        let cfg = |driver: &str, opts: &[(&str, &str)]| LogConfig {
+            driver: driver.into(),
+            options: opts
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        let ok = |c: LogConfig| log_settings(&c, dir, "id").unwrap().unwrap();
+        let d = ok(cfg("json-file", &[]));
+        assert_eq!(
+            (
+                d.path.to_str().unwrap(),
+                d.max_size,
+                d.max_files,
+                d.compress
+            ),
+            ("/c/id-json.log", None, 1, false)
+        );
+        let r = ok(cfg(
+            "json-file",
+            &[("max-size", "10k"), ("max-file", "3"), ("compress", "true")],
+        ));
+        assert_eq!(
+            (r.max_size, r.max_files, r.compress),
+            (Some(10_000), 3, true)
+        );
+        let l = ok(cfg("local", &[]));
+        assert_eq!(
+            (
+                l.path.to_str().unwrap(),
+                l.max_size,
+                l.max_files,
+                l.compress
+            ),
+            ("/c/local-logs/container.log", Some(20 << 20), 5, true)
+        );
+        assert_eq!(ok(cfg("local", &[("max-size", "1k")])).max_size, Some(1024));
+        assert!(log_settings(&cfg("none", &[]), dir, "id")
+            .unwrap()
+            .is_none());
+        for (c, msg) in [
+            (
+                cfg("json-file", &[("foo", "1")]),
+                "unknown log opt 'foo' for json-file log driver",
+            ),
+            (
+                cfg("local", &[("foo", "1")]),
+                "unknown log opt 'foo' for log driver local",
+            ),
+            (
+                cfg("json-file", &[("max-size", "0")]),
+                "max-size must be a positive number",
+            ),
+            (
+                cfg("json-file", &[("max-size", "abc")]),
+                "invalid size: 'abc'",
+            ),
+            (
+                cfg("json-file", &[("max-file", "0")]),
+                "max-file cannot be less than 1",
+            ),
+            (
+                cfg("json-file", &[("compress", "true")]),
+                "compress cannot be true when max-file is less than 2 or max-size is not set",
+            ),
+            (
+                cfg(
+                    "json-file",
+                    &[("max-size", "1k"), ("max-file", "2"), ("compress", "yes")],
+                ),
+                "strconv.ParseBool: parsing \"yes\": invalid syntax",
+            ),
+            (
+                cfg("none", &[("max-size", "1k")]),
+                "invalid logging opts for driver none",
+            ),
+            (
+                cfg("bogus", &[]),
+                "error looking up logging plugin bogus: plugin \"bogus\" not found",
+            ),
+        ] {
+            assert_eq!(log_settings(&c, dir, "id").unwrap_err(), msg);
+        }
+        assert!(
+            log_settings(&cfg("json-file", &[("labels", "a")]), dir, "id")
+                .unwrap_err()
+                .contains("not supported")
+        );
+    }
 
     #[test]
     fn tail_since_and_partial_lines() {

@@ -30,31 +30,34 @@ mod record;
 pub mod seccomp;
 mod session;
 mod spec;
+mod supervise;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use berth_runtime::{Container, ContainerConfig, Rootfs};
+use berth_runtime::{Container, ContainerConfig, ExitHook, Rootfs};
 use berth_storage::Digest;
 use serde_json::Value;
 
+use crate::events::{Event, Journal, Kind};
 use crate::images::{ImageError, ImageRecord, ImageStore};
 
 pub use bridge::BridgeSection;
 pub use commit::CommitOptions;
 pub use confine::capabilities;
 pub use cp::{CopyOptions, HostSource, HostTarget};
-pub use logs::{read_logs, LogLine, LogOptions};
+pub use logs::{log_settings, read_log, read_logs, LogLine, LogOptions};
 pub use network::{predefined_id, NetworkOptions, NetworkRecord, PREDEFINED};
 pub use record::{
-    ContainerRecord, EndpointConfig, EndpointState, HostConfig, LastRun, MountPoint, NetworkMode,
-    NetworkState, PortBinding, ProcessConfig,
+    ContainerRecord, EndpointConfig, EndpointState, Healthcheck, HostConfig, LastRun, Lifecycle,
+    LogConfig, MountPoint, NetworkMode, NetworkState, PortBinding, ProcessConfig, RestartPolicy,
 };
 pub use session::{
     parse_signal, AttachInput, Attached, ExecProcess, ExecStdio, Exit, Output, Signals,
 };
+pub use supervise::{Health, HealthResult};
 
 /// Why an engine command failed; one line each, in docker's words where it has them.
 #[derive(Debug, thiserror::Error)]
@@ -146,6 +149,9 @@ pub struct ContainerState {
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
     pub error: Option<String>,
+    /// Exited, and its supervisor waits to restart it (docker's `Restarting`; `status`
+    /// stays `Exited`).
+    pub restarting: bool,
 }
 
 /// What `create` (and `run`) take besides the image.
@@ -388,6 +394,39 @@ fn parse_volume(arg: &str) -> Result<VolumeSpec> {
     })
 }
 
+/// A container event with docker's attributes: the labels, the image and the name.
+fn container_event(rec: &ContainerRecord, action: &str) -> Event {
+    let mut e = Event::new(Kind::Container, action, &rec.id);
+    for (k, v) in &rec.config.labels {
+        e = e.attr(k, v);
+    }
+    e.from(&rec.image).attr("name", &rec.name)
+}
+
+fn volume_event(name: &str, action: &str) -> Event {
+    Event::new(Kind::Volume, action, name).attr("driver", "local")
+}
+
+/// A network's event about a container (`connect`, `disconnect`): the network's id, its
+/// name and driver, and the container.
+fn network_event(
+    rec: &ContainerRecord,
+    network: &str,
+    id: &str,
+    driver: &str,
+    action: &str,
+) -> Event {
+    let id = if id.is_empty() {
+        predefined_id(network)
+    } else {
+        id.to_string()
+    };
+    Event::new(Kind::Network, action, id)
+        .attr("container", &rec.id)
+        .attr("name", network)
+        .attr("type", driver)
+}
+
 impl Engine {
     pub fn open(root: &Path) -> Result<Engine> {
         let images = ImageStore::open(root)?;
@@ -411,6 +450,11 @@ impl Engine {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The events journal under the root, which every engine operation writes to.
+    pub fn journal(&self) -> Journal {
+        Journal::open(&self.root)
     }
 
     /// A container's directory.
@@ -626,7 +670,25 @@ impl Engine {
             self.disconnect(rec);
             return Err(e);
         }
+        for s in &state.endpoints {
+            self.journal()
+                .record(self.endpoint_event(rec, s, "connect"));
+        }
         Ok(())
+    }
+
+    /// The journal's event for one of a container's endpoints.
+    fn endpoint_event(&self, rec: &ContainerRecord, s: &EndpointState, action: &str) -> Event {
+        let driver = match s.network_id.as_str() {
+            "" => "bridge".to_string(),
+            id => self
+                .find_network(id)
+                .ok()
+                .flatten()
+                .map(|r| r.driver)
+                .unwrap_or_else(|| "bridge".into()),
+        };
+        network_event(rec, &s.network, &s.network_id, &driver, action)
     }
 
     /// `network.json` and the container's address in its bind-mounted /etc/hosts.
@@ -700,7 +762,16 @@ impl Engine {
         if rec.host.network != NetworkMode::Bridge {
             return;
         }
-        let _ = std::fs::remove_file(self.network_path(&rec.id));
+        // What it was plugged into, for the journal, before the record of it goes.
+        let plugged: Option<NetworkState> = std::fs::read(self.network_path(&rec.id))
+            .ok()
+            .and_then(|d| serde_json::from_slice(&d).ok());
+        if std::fs::remove_file(self.network_path(&rec.id)).is_ok() {
+            for s in plugged.iter().flat_map(|p| &p.endpoints) {
+                self.journal()
+                    .record(self.endpoint_event(rec, s, "disconnect"));
+            }
+        }
         let hosts: Vec<berth_runtime::net::Network> = match self.endpoints_of(rec) {
             Ok(eps) => eps.into_iter().map(|(_, h, _)| h).collect(),
             // A network removed meanwhile: unplug from those that are left.
@@ -856,7 +927,31 @@ impl Engine {
         image_config: &Value,
         opts: CreateOptions,
     ) -> Result<ContainerRecord> {
+        self.create_with(image, image_name, image_config, opts, Lifecycle::default())
+    }
+
+    /// [`Engine::create`] with what the container's life is to be: restart policy,
+    /// healthcheck, log driver, stop signal and timeout (checked here, docker's messages).
+    pub fn create_with(
+        &self,
+        image: &ImageRecord,
+        image_name: &str,
+        image_config: &Value,
+        opts: CreateOptions,
+        life: Lifecycle,
+    ) -> Result<ContainerRecord> {
         let cfg = image_config.get("config").cloned().unwrap_or(Value::Null);
+        if life.restart_policy != RestartPolicy::No && opts.host.auto_remove {
+            return Err(EngineError::Invalid(
+                "conflicting options: cannot specify both --restart and --rm".into(),
+            ));
+        }
+        log_settings(&life.log_config, Path::new("/"), "x").map_err(EngineError::Invalid)?;
+        if let Some(s) = &life.stop_signal {
+            berth_runtime::parse_signal(s)
+                .map_err(|_| EngineError::Invalid(format!("Invalid signal: {s}")))?;
+        }
+        let healthcheck = image_healthcheck(&cfg, life.healthcheck.clone())?;
         let image_entrypoint = json_strings(cfg.get("Entrypoint").unwrap_or(&Value::Null));
         let image_cmd = json_strings(cfg.get("Cmd").unwrap_or(&Value::Null));
         let (entrypoint, cmd) = match &opts.entrypoint {
@@ -943,6 +1038,14 @@ impl Engine {
             None => names::random(|n| self.names_dir().join(n).exists()),
         };
         self.reserve_name(&name, &id)?;
+        let preexisting: BTreeSet<String> = volumes
+            .iter()
+            .filter_map(|v| match v {
+                VolumeSpec::Named { name, .. } => Some(name.clone()),
+                _ => None,
+            })
+            .filter(|n| self.volumes_dir().join(n).exists())
+            .collect();
         let dir = self.dir(&id);
         let result = (|| {
             for d in ["upper", "work"] {
@@ -1032,10 +1135,13 @@ impl Engine {
                     open_stdin: opts.open_stdin,
                     labels,
                     volumes: image_volumes.clone(),
-                    stop_signal: cfg
-                        .get("StopSignal")
-                        .and_then(Value::as_str)
-                        .map(str::to_string),
+                    stop_signal: life.stop_signal.clone().or_else(|| {
+                        cfg.get("StopSignal")
+                            .and_then(Value::as_str)
+                            .map(str::to_string)
+                    }),
+                    stop_timeout: life.stop_timeout,
+                    healthcheck: healthcheck.clone(),
                 },
                 host: HostConfig {
                     binds: opts.volumes.clone(),
@@ -1045,8 +1151,23 @@ impl Engine {
                 mounts,
                 restart_count: 0,
                 last_run: None,
+                restart_policy: life.restart_policy,
+                log_config: life.log_config.clone(),
+                manually_stopped: false,
+                restart_cancelled: false,
+                restarting: false,
             };
             self.save(&rec)?;
+            let journal = self.journal();
+            for m in &rec.mounts {
+                match &m.name {
+                    Some(n) if !preexisting.contains(n) => {
+                        journal.record(volume_event(n, "create"))
+                    }
+                    _ => {}
+                }
+            }
+            journal.record(container_event(&rec, "create"));
             Ok(rec)
         })();
         if result.is_err() {
@@ -1076,6 +1197,7 @@ impl Engine {
             started_at: last.and_then(|l| l.started_at.clone()),
             finished_at: last.and_then(|l| l.finished_at.clone()),
             error: last.and_then(|l| l.error.clone()),
+            restarting: false,
         };
         if last.is_some() {
             st.status = Status::Exited;
@@ -1107,6 +1229,10 @@ impl Engine {
             st.finished_at = s.finished_at;
         }
         st.error = s.error.or(st.error);
+        st.restarting = st.status == Status::Exited
+            && rec.restarting
+            && !rec.restart_cancelled
+            && self.supervisor_alive(rec);
         st
     }
 
@@ -1118,10 +1244,28 @@ impl Engine {
         v
     }
 
-    /// Prepares a run of the container: replaces the state of a finished run (keeping the
-    /// container's files) and has the runtime set it up, stopped before its command.
-    /// Attach to the result, then start it.
+    /// Prepares a run of the container started by a person: replaces the state of a
+    /// finished run (keeping the container's files) and has the runtime set it up, stopped
+    /// before its command. Attach to the result, then start it. As docker's, a start by a
+    /// person sets `RestartCount` back to 0 and forgets an earlier `stop`.
     pub(crate) fn prepare(&self, rec: &mut ContainerRecord) -> Result<Container> {
+        let _lock = self.lock(&rec.id)?;
+        self.prepare_run(rec, true)
+    }
+
+    /// Starts a run: `manual` when a person asked (not the restart policy).
+    pub(crate) fn start_run(&self, rec: &mut ContainerRecord, manual: bool) -> Result<()> {
+        let c = self.prepare_run(rec, manual)?;
+        if let Err(e) = c.start() {
+            // The monitor records the failed start as an exit (126/127): wait for it.
+            let _ = c.wait_timeout(Some(Duration::from_secs(5)));
+            return Err(e.into());
+        }
+        self.journal().record(container_event(rec, "start"));
+        Ok(())
+    }
+
+    fn prepare_run(&self, rec: &mut ContainerRecord, manual: bool) -> Result<Container> {
         // Not while `cp` has the stopped container's files mounted.
         let _files = self.lock_files(rec)?;
         let state = self.state(rec);
@@ -1140,18 +1284,27 @@ impl Engine {
             }
             Status::Exited | Status::Created => {}
         }
-        if let Some(old) = self.runtime(rec) {
-            if state.status == Status::Exited {
-                rec.last_run = Some(LastRun {
-                    started_at: state.started_at.clone(),
-                    finished_at: state.finished_at.clone(),
-                    exit_code: state.exit_code,
-                    oom_killed: state.oom_killed,
-                    error: state.error.clone(),
-                });
-                rec.restart_count += u32::from(state.started_at.is_some());
-                self.save(rec)?;
-            }
+        let before = rec.clone();
+        if manual {
+            rec.restart_count = 0;
+            rec.manually_stopped = false;
+            rec.restart_cancelled = false;
+            rec.restarting = false;
+        }
+        let old = self.runtime(rec);
+        if old.is_some() && state.status == Status::Exited {
+            rec.last_run = Some(LastRun {
+                started_at: state.started_at.clone(),
+                finished_at: state.finished_at.clone(),
+                exit_code: state.exit_code,
+                oom_killed: state.oom_killed,
+                error: state.error.clone(),
+            });
+        }
+        if *rec != before {
+            self.save(rec)?;
+        }
+        if let Some(old) = old {
             old.delete(true)?;
         }
         self.disconnect(rec);
@@ -1200,13 +1353,18 @@ impl Engine {
         } else {
             rootfs
         };
+        let log = log_settings(&rec.log_config, &dir, &rec.id).map_err(EngineError::Invalid)?;
+        if let Some(parent) = log.as_ref().and_then(|l| l.path.parent()) {
+            std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+        }
         let c = berth_runtime::create(ContainerConfig {
             id: rec.id.clone(),
             spec,
             rootfs,
             state_dir: self.runtime_dir(&rec.id),
             open_stdin: rec.config.open_stdin,
-            log: Some(self.log_path(&rec.id)),
+            log,
+            on_exit: Some(die_event(self.journal(), rec.clone())),
         });
         let c = match c {
             Ok(c) => c,
@@ -1222,18 +1380,39 @@ impl Engine {
                 return Err(e);
             }
         }
+        let journal = self.journal();
+        for m in rec.mounts.iter().filter(|m| m.kind == "volume") {
+            if let Some(n) = &m.name {
+                journal.record(
+                    volume_event(n, "mount")
+                        .attr("container", &rec.id)
+                        .attr("destination", &m.destination)
+                        .attr("propagation", "")
+                        .attr("read/write", (!m.read_only).to_string()),
+                );
+            }
+        }
         Ok(c)
     }
 
-    /// Starts a container with nobody attached (`start`, `run -d`).
+    /// Starts a container with nobody attached (`start`, `run -d`), as a person does (see
+    /// [`Engine::prepare`]).
     pub fn start(&self, rec: &mut ContainerRecord) -> Result<()> {
-        let c = self.prepare(rec)?;
-        if let Err(e) = c.start() {
-            // The monitor records the failed start as an exit (126/127): wait for it.
-            let _ = c.wait_timeout(Some(Duration::from_secs(5)));
-            return Err(e.into());
-        }
-        Ok(())
+        let _lock = self.lock(&rec.id)?;
+        self.start_run(rec, true)
+    }
+
+    /// Where the container's log is and in which format; `None` with the `none` driver.
+    pub fn log_source(&self, rec: &ContainerRecord) -> Option<(PathBuf, berth_runtime::LogFormat)> {
+        log_settings(&rec.log_config, &self.dir(&rec.id), &rec.id)
+            .ok()
+            .flatten()
+            .map(|l| (l.path, l.format))
+    }
+
+    /// The seconds `stop` waits before SIGKILL when not told: `--stop-timeout`, else 10.
+    pub fn stop_timeout(&self, rec: &ContainerRecord) -> Duration {
+        Duration::from_secs(rec.config.stop_timeout.unwrap_or(10).max(0) as u64)
     }
 
     fn running(&self, rec: &ContainerRecord) -> Result<Container> {
@@ -1247,22 +1426,55 @@ impl Engine {
     /// docker's `stop`: the stop signal, then SIGKILL after `timeout`. A container that is
     /// not running is left as it is.
     pub fn stop(&self, rec: &ContainerRecord, timeout: Duration) -> Result<()> {
-        let Ok(c) = self.running(rec) else {
+        let running = self.running(rec);
+        if running.is_ok() || self.state(rec).restarting {
+            // docker: a stopped container stays down, whatever its restart policy.
+            self.update(&rec.id, |r| {
+                r.manually_stopped = true;
+                r.restart_cancelled = true;
+                r.restarting = false;
+            })?;
+        }
+        let Ok(c) = running else {
             return Ok(());
         };
         let signal = match &rec.config.stop_signal {
             Some(s) => berth_runtime::parse_signal(s)?,
             None => libc::SIGTERM,
         };
+        let journal = self.journal();
+        journal.record(container_event(rec, "kill").attr("signal", signal.to_string()));
         c.stop(signal, timeout)?;
         self.disconnect(rec);
+        journal.record(container_event(rec, "stop"));
         Ok(())
     }
 
-    /// Sends a signal to the container's main process.
+    /// Sends a signal to the container's main process. As docker's, a kill is a person
+    /// stopping the container: `unless-stopped` no longer restarts it, and its next exit is
+    /// not restarted unless the signal differs from a stop signal the container has.
     pub fn kill(&self, rec: &ContainerRecord, signal: i32) -> Result<()> {
-        let c = self.running(rec)?;
-        c.kill(signal)?;
+        let running = self.running(rec);
+        let restarting = running.is_err() && self.state(rec).restarting;
+        if running.is_ok() || restarting {
+            let stop_signal = rec
+                .config
+                .stop_signal
+                .as_deref()
+                .and_then(|s| berth_runtime::parse_signal(s).ok());
+            let cancel = stop_signal.is_none_or(|s| s == signal) || signal == libc::SIGKILL;
+            self.update(&rec.id, |r| {
+                r.manually_stopped = true;
+                r.restart_cancelled |= cancel;
+                r.restarting &= !cancel;
+            })?;
+        }
+        if restarting {
+            return Ok(());
+        }
+        running?.kill(signal)?;
+        self.journal()
+            .record(container_event(rec, "kill").attr("signal", signal.to_string()));
         Ok(())
     }
 
@@ -1275,6 +1487,7 @@ impl Engine {
             )));
         }
         c.pause()?;
+        self.journal().record(container_event(rec, "pause"));
         Ok(())
     }
 
@@ -1287,6 +1500,7 @@ impl Engine {
             )));
         }
         c.resume()?;
+        self.journal().record(container_event(rec, "unpause"));
         Ok(())
     }
 
@@ -1348,7 +1562,19 @@ impl Engine {
         };
         let spec = spec::build(&rec, &self.layer_dirs(&rec), &etc)?;
         let process = spec.process().clone().expect("build sets a process");
-        Ok(ExecProcess(c.exec(&process, stdio.into())?))
+        let command = opts.cmd.join(" ");
+        let exec_id = new_id();
+        let journal = self.journal();
+        let event = |action: &str| {
+            container_event(&rec, &format!("{action}: {command}")).attr("execID", &exec_id)
+        };
+        journal.record(event("exec_create"));
+        let process = c.exec(&process, stdio.into())?;
+        journal.record(event("exec_start"));
+        Ok(ExecProcess {
+            process,
+            on_exit: Some((journal, event("exec_die"))),
+        })
     }
 
     fn remove_volumes(&self, rec: &ContainerRecord) {
@@ -1363,13 +1589,41 @@ impl Engine {
     /// `volumes` also removes its anonymous volumes.
     pub fn remove(&self, rec: &ContainerRecord, force: bool, volumes: bool) -> Result<()> {
         let st = self.state(rec);
+        if st.restarting && !force {
+            return Err(EngineError::Running {
+                id: rec.id.clone(),
+                status: "restarting",
+            });
+        }
         if matches!(st.status, Status::Running | Status::Paused) && !force {
             return Err(EngineError::Running {
                 id: rec.id.clone(),
                 status: st.status.as_str(),
             });
         }
+        // Its supervisor must not restart what is being removed.
+        let _lock = match self.lock(&rec.id) {
+            Ok(l) => Some(l),
+            Err(EngineError::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
+        // Nor a `cp` have its files mounted while they go.
+        let _files = match _lock {
+            Some(_) => Some(self.lock_files(rec)?),
+            None => None,
+        };
+        if _lock.is_some() && (rec.restart_policy != RestartPolicy::No || rec.restarting) {
+            let mut r = self.load(&rec.id)?;
+            r.restart_cancelled = true;
+            r.restarting = false;
+            self.save(&r)?;
+        }
+        let journal = self.journal();
         if let Some(c) = self.runtime(rec) {
+            if matches!(st.status, Status::Running | Status::Paused) {
+                journal
+                    .record(container_event(rec, "kill").attr("signal", libc::SIGKILL.to_string()));
+            }
             c.delete(true)?;
         }
         self.disconnect(rec);
@@ -1384,8 +1638,14 @@ impl Engine {
         self.release_name(&rec.name, &rec.id);
         if volumes {
             self.remove_volumes(rec);
+            for m in rec.mounts.iter().filter(|m| m.anonymous) {
+                if let Some(n) = &m.name {
+                    journal.record(volume_event(n, "destroy"));
+                }
+            }
         }
         remove_tree(&trash).map_err(io_err(&trash))?;
+        journal.record(container_event(rec, "destroy"));
         Ok(())
     }
 
@@ -1417,6 +1677,8 @@ impl Engine {
                 }
             }
         }
+        self.journal()
+            .record(container_event(&updated, "rename").attr("oldName", format!("/{}", rec.name)));
         Ok(())
     }
 
@@ -1477,7 +1739,7 @@ impl Engine {
                 state.prefix = s.prefix;
                 state.mac_address = s.mac_address.clone();
             }
-            state.endpoints.push(s);
+            state.endpoints.push(s.clone());
             if let Err(err) = self
                 .save(&updated)
                 .and_then(|_| self.write_network_state(&updated, &state))
@@ -1485,6 +1747,8 @@ impl Engine {
                 let _ = berth_runtime::net::detach(&eps[index].1, &rec.id, &format!("eth{index}"));
                 return Err(err);
             }
+            self.journal()
+                .record(self.endpoint_event(&updated, &s, "connect"));
             return Ok(());
         }
         self.save(&updated)
@@ -1546,6 +1810,9 @@ impl Engine {
             };
             if let Some(host) = host {
                 berth_runtime::net::detach(&host, &rec.id, &interface)?;
+                let driver = found.as_ref().map_or("bridge", |r| r.driver.as_str());
+                self.journal()
+                    .record(network_event(rec, &name, &id, driver, "disconnect"));
             }
             if let Some(state) = state.as_mut() {
                 state.endpoints.retain(|e| e.interface != interface);
@@ -1679,6 +1946,44 @@ impl Engine {
     }
 }
 
+/// The healthcheck a container gets: the flags' (`flags`) over the image's `Healthcheck`,
+/// checked as docker checks them; `None` when neither has one.
+fn image_healthcheck(cfg: &Value, flags: Option<Healthcheck>) -> Result<Option<Healthcheck>> {
+    let image = cfg.get("Healthcheck").filter(|h| !h.is_null()).map(|h| {
+        let n = |k: &str| h.get(k).and_then(Value::as_i64).unwrap_or(0);
+        Healthcheck {
+            test: json_strings(h.get("Test").unwrap_or(&Value::Null)),
+            interval: n("Interval"),
+            timeout: n("Timeout"),
+            start_period: n("StartPeriod"),
+            retries: n("Retries"),
+        }
+    });
+    let check = match flags {
+        Some(f) => Some(f.merged_over(image.as_ref())),
+        None => image,
+    };
+    if let Some(h) = &check {
+        for (what, v) in [
+            ("Interval", h.interval),
+            ("Timeout", h.timeout),
+            ("StartPeriod", h.start_period),
+        ] {
+            if v != 0 && v < 1_000_000 {
+                return Err(EngineError::Invalid(format!(
+                    "{what} in Healthcheck cannot be less than 1ms"
+                )));
+            }
+        }
+        if h.retries < 0 {
+            return Err(EngineError::Invalid(
+                "Retries in Healthcheck cannot be negative".into(),
+            ));
+        }
+    }
+    Ok(check)
+}
+
 /// Bytes of the files under `p`.
 fn tree_size(p: &Path) -> u64 {
     let Ok(rd) = std::fs::read_dir(p) else {
@@ -1704,6 +2009,14 @@ pub struct DiskUsage {
     pub active_volumes: usize,
     pub volume_size: u64,
     pub volume_reclaimable: u64,
+}
+
+/// The monitor's hook that writes a container's `die` event (with its exit code) to the
+/// journal when the container exits.
+fn die_event(journal: Journal, rec: ContainerRecord) -> ExitHook {
+    ExitHook(std::sync::Arc::new(move |exit: &berth_runtime::Exit| {
+        journal.record(container_event(&rec, "die").attr("exitCode", exit.code.to_string()));
+    }))
 }
 
 /// The hostname a container sees.

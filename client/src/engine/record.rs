@@ -30,6 +30,159 @@ pub struct ProcessConfig {
     pub volumes: Vec<String>,
     #[serde(default)]
     pub stop_signal: Option<String>,
+    /// `--stop-timeout`: seconds `stop` waits before SIGKILL when not told (docker: 10).
+    #[serde(default)]
+    pub stop_timeout: Option<i64>,
+    /// The healthcheck: the image's `HEALTHCHECK` merged with the `--health-*` flags.
+    #[serde(default)]
+    pub healthcheck: Option<Healthcheck>,
+}
+
+/// docker's `Healthcheck` (durations in nanoseconds; 0: docker's default).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Healthcheck {
+    /// `[]` inherit, `["NONE"]` off, `["CMD", args…]`, `["CMD-SHELL", command]`.
+    pub test: Vec<String>,
+    pub interval: i64,
+    pub timeout: i64,
+    pub start_period: i64,
+    pub retries: i64,
+}
+
+impl Healthcheck {
+    /// docker's defaults: every 30 s, 30 s to answer, 3 failures in a row.
+    pub const DEFAULT_INTERVAL: i64 = 30_000_000_000;
+    pub const DEFAULT_TIMEOUT: i64 = 30_000_000_000;
+    pub const DEFAULT_RETRIES: i64 = 3;
+
+    /// The probe's command line, `None` when there is no check to run.
+    pub fn argv(&self) -> Option<Vec<String>> {
+        match self.test.split_first() {
+            Some((kind, rest)) if kind == "CMD" && !rest.is_empty() => Some(rest.to_vec()),
+            Some((kind, [cmd])) if kind == "CMD-SHELL" => {
+                Some(vec!["/bin/sh".into(), "-c".into(), cmd.clone()])
+            }
+            _ => None,
+        }
+    }
+
+    /// Fields the flags left unset (0, `[]`) taken from the image's check (docker's merge).
+    pub fn merged_over(mut self, image: Option<&Healthcheck>) -> Healthcheck {
+        if let Some(i) = image {
+            if self.test.is_empty() {
+                self.test = i.test.clone();
+            }
+            for (mine, theirs) in [
+                (&mut self.interval, i.interval),
+                (&mut self.timeout, i.timeout),
+                (&mut self.start_period, i.start_period),
+                (&mut self.retries, i.retries),
+            ] {
+                if *mine == 0 {
+                    *mine = theirs;
+                }
+            }
+        }
+        self
+    }
+}
+
+/// docker's restart policies.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    #[default]
+    No,
+    Always,
+    UnlessStopped,
+    /// At most this many restarts (0: no limit).
+    OnFailure(u32),
+}
+
+impl RestartPolicy {
+    /// Reads `--restart`: `no`, `always`, `unless-stopped`, `on-failure[:N]`, with docker's
+    /// messages.
+    pub fn parse(s: &str) -> Result<RestartPolicy, String> {
+        let (name, count) = match s.split_once(':') {
+            Some((n, c)) => (n, Some(c)),
+            None => (s, None),
+        };
+        let count = match count {
+            None => None,
+            Some(c) => match c.parse::<i64>() {
+                Ok(n) if n < 0 => return Err("maximum retry count cannot be negative".into()),
+                Ok(n) => Some(n.min(u32::MAX as i64) as u32),
+                Err(_) => {
+                    return Err(
+                        "invalid restart policy format: maximum retry count must be an integer"
+                            .into(),
+                    )
+                }
+            },
+        };
+        let policy = match name {
+            "" | "no" => RestartPolicy::No,
+            "always" => RestartPolicy::Always,
+            "unless-stopped" => RestartPolicy::UnlessStopped,
+            "on-failure" => return Ok(RestartPolicy::OnFailure(count.unwrap_or(0))),
+            other => return Err(format!("invalid restart policy '{other}'")),
+        };
+        if count.is_some() {
+            return Err(format!(
+                "maximum retry count cannot be used with restart policy '{}'",
+                policy.name()
+            ));
+        }
+        Ok(policy)
+    }
+
+    /// docker's `RestartPolicy.Name`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RestartPolicy::No => "no",
+            RestartPolicy::Always => "always",
+            RestartPolicy::UnlessStopped => "unless-stopped",
+            RestartPolicy::OnFailure(_) => "on-failure",
+        }
+    }
+
+    /// docker's `RestartPolicy.MaximumRetryCount`.
+    pub fn maximum_retry_count(&self) -> u32 {
+        match self {
+            RestartPolicy::OnFailure(n) => *n,
+            _ => 0,
+        }
+    }
+}
+
+/// What `create` takes about a container's life beyond its process: restarts, health, logs
+/// and how it is stopped (the `--restart`, `--health-*`, `--log-*` and `--stop-*` flags).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lifecycle {
+    pub restart_policy: RestartPolicy,
+    pub log_config: LogConfig,
+    /// The flags' healthcheck, merged over the image's; `["NONE"]` for `--no-healthcheck`.
+    pub healthcheck: Option<Healthcheck>,
+    /// `--stop-signal`, in place of the image's `STOPSIGNAL`.
+    pub stop_signal: Option<String>,
+    pub stop_timeout: Option<i64>,
+}
+
+/// docker's `LogConfig`: the driver and its options as given.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `json-file`, `local` or `none`.
+    pub driver: String,
+    pub options: BTreeMap<String, String>,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            driver: "json-file".into(),
+            options: BTreeMap::new(),
+        }
+    }
 }
 
 impl ProcessConfig {
@@ -285,6 +438,23 @@ pub struct ContainerRecord {
     pub restart_count: u32,
     #[serde(default)]
     pub last_run: Option<LastRun>,
+    /// `--restart` (docker's HostConfig.RestartPolicy).
+    #[serde(default)]
+    pub restart_policy: RestartPolicy,
+    /// `--log-driver`, `--log-opt` (docker's HostConfig.LogConfig).
+    #[serde(default)]
+    pub log_config: LogConfig,
+    /// Stopped or killed by a person (docker's HasBeenManuallyStopped): `unless-stopped`
+    /// then stays down, also after a reboot. A manual start clears it.
+    #[serde(default)]
+    pub manually_stopped: bool,
+    /// The next exit is not followed by a restart, whatever the policy (docker's
+    /// ExitOnNext): set by `stop`, `rm -f` and `kill`; a manual start clears it.
+    #[serde(default)]
+    pub restart_cancelled: bool,
+    /// The supervisor waits to restart the container (docker's `Restarting`).
+    #[serde(default)]
+    pub restarting: bool,
 }
 
 impl ContainerRecord {

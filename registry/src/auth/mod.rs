@@ -118,7 +118,8 @@ pub fn need<'a>(route: &Route<'a>, method: &Method) -> Need<'a> {
         // `/metrics` needs a user unless `auth.metrics = "public"` (see `admit`).
         Route::Metrics => Need::User,
         Route::Catalog => Need::Catalog,
-        Route::Search | Route::NotFound => Need::Nothing,
+        // Orchestrators probe health without credentials.
+        Route::Search | Route::NotFound | Route::Livez | Route::Readyz => Need::Nothing,
         Route::Tags(n) | Route::Referrers(n, _) => Need::Repository(n, Action::Pull),
         Route::Manifest(n, _) | Route::Blob(n, _) => Need::Repository(
             n,
@@ -171,7 +172,12 @@ impl Auth {
                         token: None,
                     })
                 } else {
-                    tracing::warn!(user = %user, "authentication failed: wrong user name or password");
+                    tracing::warn!(
+                        user = %user,
+                        status = 401,
+                        code = %Code::Unauthorized.as_str(),
+                        "authentication failed: wrong user name or password"
+                    );
                     Err(self.unauthorized(req, None, "incorrect username or password"))
                 }
             }
@@ -189,7 +195,12 @@ impl Auth {
                         token: Some(v.access),
                     }),
                     Err(reason) => {
-                        tracing::warn!(%reason, "authentication failed: token refused");
+                        tracing::warn!(
+                            %reason,
+                            status = 401,
+                            code = %Code::Unauthorized.as_str(),
+                            "authentication failed: token refused"
+                        );
                         Err(self.unauthorized(
                             req,
                             Some("invalid_token"),
@@ -278,9 +289,7 @@ impl Auth {
         repo: &str,
         action: &str,
     ) -> RegistryError {
-        let user = grant.caller.name();
-        tracing::warn!(%user, repository = %repo, %action, "access denied");
-        match grant.caller {
+        let answer = match grant.caller {
             Caller::Anonymous => {
                 self.challenge(req, scope.as_deref(), None, "authentication required")
             }
@@ -288,7 +297,17 @@ impl Auth {
                 RegistryError::new(Code::Denied, "requested access to the resource is denied")
                     .with_detail(serde_json::json!({"repository": repo, "action": action}))
             }
-        }
+        };
+        let user = grant.caller.name();
+        tracing::warn!(
+            %user,
+            repository = %repo,
+            %action,
+            status = answer.status.as_u16(),
+            code = %answer.code.as_str(),
+            "access denied"
+        );
+        answer
     }
 
     fn unauthorized(&self, req: &Parts, error: Option<&str>, message: &str) -> RegistryError {
@@ -395,7 +414,12 @@ impl Auth {
                 if self.users.verify(&user, &password).await {
                     Caller::User(user)
                 } else {
-                    tracing::warn!(user = %user, "token refused: wrong user name or password");
+                    tracing::warn!(
+                        user = %user,
+                        status = 401,
+                        code = %Code::Unauthorized.as_str(),
+                        "token refused: wrong user name or password"
+                    );
                     return Err(self.basic_challenge("incorrect username or password"));
                 }
             }

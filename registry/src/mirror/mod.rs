@@ -487,10 +487,11 @@ impl Mirror {
                 return Err(upstream_error(up, e));
             }
         };
-        store.blobs.put_bytes(&m.digest, m.bytes).await?;
+        store.blobs.put_bytes(&m.digest, m.bytes.clone()).await?;
+        // Its layers come when a client asks for them: those missing now are expected.
         store
             .repos
-            .link_manifest(cache, &m.digest, &m.media_type)
+            .link_manifest(cache, &m.digest, &m.media_type, &m.bytes)
             .await?;
         Ok(m.digest)
     }

@@ -143,7 +143,11 @@ impl Fixture {
             rootfs: self.rootfs(),
             state_dir: self.state_dir(),
             open_stdin: false,
-            log: Some(self.log_path()),
+            log: Some(berth_runtime::LogConfig::unrotated(
+                self.log_path(),
+                berth_runtime::LogFormat::JsonFile,
+            )),
+            on_exit: None,
         }
     }
 
