@@ -15,5 +15,6 @@ mod root_build;
 mod root_confine;
 mod root_containers;
 mod root_events;
+mod root_files;
 mod root_network;
 mod util;
