@@ -19,6 +19,7 @@ use serde_json::Value;
 use crate::root_containers::{
     eventually, host_traces, http_get, inspect, out, setup, shared, stderr, stdout, Root,
 };
+use crate::root_events::journal;
 use crate::util::{free_port, require, Berth};
 
 /// A test's client root whose containers, then networks, go when it drops.
@@ -624,8 +625,39 @@ fn root_network_commands_flags_and_messages() {
         "the first with a way out: {routes}"
     );
 
+    let back_id = json(&b.ok(&["network", "inspect", "back"]))[0]["Id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     b.ok(&["rm", "-f", "c1", "c2", "c3"]);
     assert_eq!(b.ok(&["network", "rm", "front", "back"]), "front\nback\n");
+    // The events journal: the network's create and destroy, and each container's connect and
+    // disconnect on it in docker's words (the live disconnect and connect of c2 among them).
+    let events: Vec<Value> = journal(&b.root)
+        .into_iter()
+        .filter(|e| e["Type"] == "network" && e["Actor"]["ID"] == back_id.as_str())
+        .collect();
+    let actions: Vec<&str> = events
+        .iter()
+        .map(|e| e["Action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions.first(), Some(&"create"), "{actions:?}");
+    assert_eq!(actions.last(), Some(&"destroy"), "{actions:?}");
+    assert_eq!(events[0]["Actor"]["Attributes"]["name"], "back");
+    assert_eq!(events[0]["Actor"]["Attributes"]["type"], "bridge");
+    let c2_id = c2["Id"].as_str().unwrap();
+    let of_c2: Vec<&str> = events
+        .iter()
+        .filter(|e| e["Actor"]["Attributes"]["container"] == c2_id)
+        .map(|e| e["Action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        of_c2[..3],
+        ["connect", "disconnect", "connect"],
+        "{of_c2:?}"
+    );
+    let count = |a: &str| actions.iter().filter(|x| **x == a).count();
+    assert_eq!(count("connect"), count("disconnect"), "{actions:?}");
     assert!(!std::path::Path::new("/sys/class/net")
         .join(&bridge)
         .exists());
