@@ -51,7 +51,7 @@ impl Drop for Root {
 }
 
 /// A fresh client root with the image `bb` (busybox, CMD sh, a `nobody` user, a VOLUME).
-fn setup() -> Root {
+pub(crate) fn setup() -> Root {
     assert_eq!(
         unsafe { libc::geteuid() },
         0,
@@ -112,15 +112,15 @@ fn setup() -> Root {
     Root(b)
 }
 
-fn out(b: &Berth, args: &[&str]) -> Output {
+pub(crate) fn out(b: &Berth, args: &[&str]) -> Output {
     b.cmd(args).output().unwrap()
 }
 
-fn stdout(o: &Output) -> String {
+pub(crate) fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-fn stderr(o: &Output) -> String {
+pub(crate) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
@@ -132,7 +132,7 @@ fn sh(b: &Berth, flags: &[&str], script: &str) -> Output {
     out(b, &args)
 }
 
-fn inspect(b: &Berth, name: &str) -> Value {
+pub(crate) fn inspect(b: &Berth, name: &str) -> Value {
     let v: Value = serde_json::from_str(&b.ok(&["inspect", name])).unwrap();
     v[0].clone()
 }

@@ -10,4 +10,5 @@ mod mirror;
 mod registry;
 mod root_confine;
 mod root_containers;
+mod root_lifecycle;
 mod util;

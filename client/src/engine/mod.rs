@@ -153,6 +153,22 @@ pub struct ContainerState {
     pub restarting: bool,
 }
 
+impl ContainerState {
+    /// docker's `State.Status`: `restarting` while the supervisor waits to restart it.
+    pub fn status_word(&self) -> &'static str {
+        if self.restarting {
+            "restarting"
+        } else {
+            self.status.as_str()
+        }
+    }
+
+    /// docker's `State.Running`: true while it runs, is paused, or waits to restart.
+    pub fn running(&self) -> bool {
+        self.restarting || matches!(self.status, Status::Running | Status::Paused)
+    }
+}
+
 /// What `create` (and `run`) take besides the image.
 #[derive(Debug, Clone, Default)]
 pub struct CreateOptions {
@@ -1310,9 +1326,9 @@ impl Engine {
             .map(|l| (l.path, l.format))
     }
 
-    /// The seconds `stop` waits before SIGKILL when not told: `--stop-timeout`, else 10.
+    /// How long `stop` waits before SIGKILL when not told: `--stop-timeout`, else 10 s.
     pub fn stop_timeout(&self, rec: &ContainerRecord) -> Duration {
-        Duration::from_secs(rec.config.stop_timeout.unwrap_or(10).max(0) as u64)
+        stop_timeout(rec.config.stop_timeout.unwrap_or(10))
     }
 
     fn running(&self, rec: &ContainerRecord) -> Result<Container> {
@@ -1801,6 +1817,15 @@ impl Engine {
         }
         v.sort();
         Ok(v)
+    }
+}
+
+/// A stop timeout in seconds as docker reads it: a negative one waits for the exit however
+/// long it takes (here: a century).
+pub fn stop_timeout(seconds: i64) -> Duration {
+    match u64::try_from(seconds) {
+        Ok(s) => Duration::from_secs(s),
+        Err(_) => Duration::from_secs(100 * 365 * 24 * 3600),
     }
 }
 
