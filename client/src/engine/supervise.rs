@@ -6,7 +6,7 @@
 //! Which process: the runtime's monitor owns one run of the process (stdio, log, exit) and
 //! knows nothing of images, names or networks, while a restart rebuilds the run from the
 //! engine's record (the Spec, /etc files, the bridge). So the binary that holds the engine
-//! starts a supervisor (`berth __reap ID`, a new session of its own) when a started container
+//! starts a supervisor (`berth __supervise ID`, a new session of its own) when a started container
 //! needs one ([`Engine::needs_supervisor`]); it lives across the container's runs and ends
 //! when the container stays down or is removed.
 //!
@@ -430,8 +430,10 @@ impl Engine {
             if rec.restart_cancelled || !rec.restarting {
                 continue;
             }
-            rec.restarting = false;
+            // `restarting` holds until the new run exists: between the two, the container
+            // never reads as exited (docker's Restarting lasts until the start).
             let started = self.start_run(&mut rec, false);
+            rec.restarting = false;
             self.save(&rec)?;
             return match started {
                 Ok(()) => {
