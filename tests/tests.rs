@@ -5,10 +5,13 @@
 mod auth;
 mod auth_tls;
 mod cli;
+mod gc;
 mod images;
 mod mirror;
+mod notify;
 mod registry;
 mod root_confine;
 mod root_containers;
+mod root_events;
 mod root_lifecycle;
 mod util;

@@ -8,6 +8,8 @@
 //!   image records and unpacked snapshots, and every image command (pull, push, tag, rmi,
 //!   save, load, import, …).
 //! - [`engine`] runs containers over berth-runtime: records, names, volumes, logs.
+//! - [`events`] is the events journal every command writes what it did to, and `berth
+//!   events` reads.
 //! - [`layer`] writes layers (a container's upper directory or a plain tree → a tar in the
 //!   store, compressed and hashed in one pass), lists a container's changes and exports a
 //!   merged tree; its reader twin is [`unpack`].
@@ -16,6 +18,7 @@
 
 pub mod config;
 pub mod engine;
+pub mod events;
 pub mod images;
 pub mod layer;
 pub mod unpack;

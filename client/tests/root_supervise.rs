@@ -150,6 +150,17 @@ fn root_on_failure_restarts_n_times_with_growing_delays() {
         (Status::Exited, 1, false)
     );
     assert_eq!(rec.restart_count, 4);
+    // The journal: each run's start and die once (the monitor writes die, the run start).
+    let actions: Vec<String> = r
+        .engine
+        .journal()
+        .read(None, None)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.actor.id == rec.id && matches!(e.action.as_str(), "start" | "die"))
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(actions, ["start", "die"].repeat(5));
     let starts = uptimes(&data.join("starts"));
     assert_eq!(starts.len(), 5, "{starts:?}");
     // docker's delays: 100 ms, then doubled at each restart.
@@ -256,6 +267,19 @@ fn root_healthcheck_turns_healthy_then_unhealthy() {
     join(supervisor);
     // As docker's, the last health stays for inspect.
     assert_eq!(r.engine.health(&rec).unwrap().status, "unhealthy");
+    let health: Vec<String> = r
+        .engine
+        .journal()
+        .read(None, None)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.actor.id == rec.id && e.action.starts_with("health_status"))
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(
+        health,
+        ["health_status: healthy", "health_status: unhealthy"]
+    );
 }
 
 #[test]

@@ -38,6 +38,40 @@ pub trait Front: Send + Sync {
 
     /// Its counters, appended to `/metrics` in Prometheus' text format.
     fn render_metrics(&self, out: &mut String);
+
+    /// The upstreams it caches, with their counters (the mirror's; none for other fronts).
+    fn upstreams(&self) -> Vec<UpstreamSummary> {
+        Vec::new()
+    }
+}
+
+/// Another face of the registry on the same port (the web page): it claims the requests that
+/// are its own before access control and routing see them, and answers them itself. The spec
+/// endpoints never reach it, so their answers do not depend on it.
+pub trait Page: Send + Sync {
+    /// Whether the request is the page's (its path, and for `/` a browser's `Accept`).
+    fn claims(&self, req: &Request<Body>) -> bool;
+
+    fn answer(
+        &self,
+        reg: Arc<Registry>,
+        req: Request<Body>,
+    ) -> futures::future::BoxFuture<'static, Response>;
+}
+
+/// What the mirror tells about one upstream, for the web page.
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamSummary {
+    /// As configured: the `ns` and first path component that route to it.
+    pub host: String,
+    pub url: String,
+    /// The store's repositories that cache it start with this and `/`.
+    pub cache_prefix: String,
+    pub manifest_hits: u64,
+    pub manifest_misses: u64,
+    pub blob_hits: u64,
+    pub blob_misses: u64,
+    pub errors: u64,
 }
 
 /// What every request handler shares.
@@ -50,6 +84,14 @@ pub struct Registry {
     front: Option<Box<dyn Front>>,
     /// Access control; `None` lets everyone do everything.
     auth: Option<Auth>,
+    /// The web page, when it is on.
+    page: Option<Arc<dyn Page>>,
+    /// What this process's garbage collections did.
+    pub collections: Arc<crate::gc::Counters>,
+    /// Where events go (`[notifications]`).
+    pub notifier: Option<crate::notify::Notifier>,
+    /// Log a line per request (`[log] requests`).
+    pub log_requests: bool,
 }
 
 impl Registry {
@@ -60,7 +102,27 @@ impl Registry {
             manifests: ManifestCache::default(),
             front: None,
             auth: None,
+            page: None,
+            collections: Arc::default(),
+            notifier: None,
+            log_requests: false,
         }
+    }
+
+    /// Serves the web page beside the API.
+    pub fn with_page(mut self, page: impl Page + 'static) -> Registry {
+        self.page = Some(Arc::new(page));
+        self
+    }
+
+    /// The access control, when `[auth]` is configured.
+    pub fn auth(&self) -> Option<&Auth> {
+        self.auth.as_ref()
+    }
+
+    /// What stands before the handlers (the mirror), if anything.
+    pub fn front(&self) -> Option<&dyn Front> {
+        self.front.as_deref()
     }
 
     pub fn with_auth(mut self, auth: Option<Auth>) -> Registry {
@@ -191,12 +253,37 @@ pub(crate) fn response(
 /// Answers one request.
 pub async fn handle(reg: Arc<Registry>, mut req: Request<Body>) -> Response {
     crate::metrics::REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if let Some(page) = reg.page.clone() {
+        if page.claims(&req) {
+            return page.answer(reg, req).await;
+        }
+    }
+    let started = std::time::Instant::now();
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let admitted = match &reg.auth {
         Some(auth) => crate::auth::admit(auth, &mut req).await,
         None => Ok(None),
     };
+    let user = req
+        .extensions()
+        .get::<Grant>()
+        .map(|g| g.caller.name().to_string());
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    // What the events of this request will need, read before the handlers consume it.
+    let facts = reg.notifier.as_ref().map(|_| crate::notify::RequestFacts {
+        id: id.clone(),
+        method: method.clone(),
+        path: path.clone(),
+        query: query(&req),
+        headers: req.headers().clone(),
+        peer: req.extensions().get::<crate::Peer>().map(|p| p.0),
+        tls: req
+            .extensions()
+            .get::<crate::Transport>()
+            .is_some_and(|t| t.tls),
+        user: user.clone(),
+    });
     let answer = async {
         match admitted {
             Ok(None) => route(&reg, &path, req).await,
@@ -237,6 +324,36 @@ pub async fn handle(reg: Arc<Registry>, mut req: Request<Body>) -> Response {
         "docker-distribution-api-version",
         HeaderValue::from_static("registry/2.0"),
     );
+    if let (Some(n), Some(f)) = (&reg.notifier, &facts) {
+        let store = &reg.store;
+        let (status, headers) = (resp.status(), resp.headers().clone());
+        n.observe(f, status, &headers, |d: String| async move {
+            match d.parse::<Digest>() {
+                Ok(d) => store.blobs.stat(&d).await.ok().flatten().unwrap_or(0),
+                Err(_) => 0,
+            }
+        })
+        .await;
+    }
+    if reg.log_requests {
+        let bytes = resp
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        tracing::info!(
+            target: "berth::access",
+            request_id = %id,
+            %method,
+            %path,
+            status = resp.status().as_u16(),
+            bytes,
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            user = user.as_deref().unwrap_or(""),
+            "request"
+        );
+    }
     if method == Method::HEAD {
         // HEAD answers carry the GET's headers (Content-Length included) and no body.
         *resp.body_mut() = Body::empty();
@@ -250,6 +367,7 @@ fn metrics(reg: &Registry) -> Response {
         if let Some(front) = &reg.front {
             front.render_metrics(out);
         }
+        reg.collections.render(out);
     });
     response(
         StatusCode::OK,
@@ -261,7 +379,9 @@ fn metrics(reg: &Registry) -> Response {
     )
 }
 
-async fn route(reg: &Registry, path: &str, req: Request<Body>) -> Result<Response> {
+/// Answers a request that access control has let through (or that needs none): the front,
+/// then the spec handlers.
+pub(crate) async fn route(reg: &Registry, path: &str, req: Request<Body>) -> Result<Response> {
     let method = req.method().clone();
     let is = |m: &Method| method == *m;
     let route = routes::parse(path);
@@ -321,9 +441,45 @@ async fn route(reg: &Registry, path: &str, req: Request<Body>) -> Result<Respons
         }
         Route::Search if is(&Method::GET) => search(reg, query(&req), grant(&req)).await,
         Route::Metrics if is(&Method::GET) => Ok(metrics(reg)),
+        Route::Livez if is(&Method::GET) || is(&Method::HEAD) => Ok(health(StatusCode::OK, "ok")),
+        Route::Readyz if is(&Method::GET) || is(&Method::HEAD) => Ok(readiness(reg).await),
         Route::NotFound => Err(RegistryError::new(Code::NameUnknown, "no such endpoint")
             .with_status(StatusCode::NOT_FOUND)),
         _ => Err(unsupported_method()),
+    }
+}
+
+/// How long `/readyz` waits for the store to answer.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn health(status: StatusCode, text: &str) -> Response {
+    let body = format!("{text}\n");
+    response(
+        status,
+        &[
+            ("content-type", "text/plain; charset=utf-8".to_string()),
+            ("content-length", body.len().to_string()),
+        ],
+        Body::from(body),
+    )
+}
+
+/// `/readyz`: 200 while the store answers, 503 with the reason while it does not.
+async fn readiness(reg: &Registry) -> Response {
+    let probe = reg.store.backend().reachable();
+    match tokio::time::timeout(READY_TIMEOUT, probe).await {
+        Ok(Ok(())) => health(StatusCode::OK, "ok"),
+        Ok(Err(e)) => {
+            tracing::warn!("not ready: the store does not answer: {e}");
+            health(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("store unreachable: {e}"),
+            )
+        }
+        Err(_) => health(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store unreachable: no answer within 5 seconds",
+        ),
     }
 }
 
@@ -468,6 +624,13 @@ async fn put_manifest(
         }
         Reference::Tag(_) => Digest::sha256_of(&body),
     };
+    let blob_unknown = |d: &Digest| {
+        RegistryError::new(
+            Code::ManifestBlobUnknown,
+            format!("manifest references {d} which is not in {repo}"),
+        )
+        .with_detail(serde_json::json!({ "digest": d.to_string() }))
+    };
     // Every referenced blob or child manifest must already be in this repository.
     for r in &manifest.references {
         let present = match manifest.kind {
@@ -479,19 +642,27 @@ async fn put_manifest(
             Kind::Index => reg.store.repos.manifest(repo, &r.digest).await?.is_some(),
         };
         if !present {
-            return Err(RegistryError::new(
-                Code::ManifestBlobUnknown,
-                format!("manifest references {} which is not in {repo}", r.digest),
-            )
-            .with_detail(serde_json::json!({ "digest": r.digest.to_string() })));
+            return Err(blob_unknown(&r.digest));
         }
     }
     let size = body.len() as u64;
-    reg.store.blobs.put_bytes(&d, body).await?;
-    reg.store
+    reg.store.blobs.put_bytes(&d, body.clone()).await?;
+    // A blob a collection deleted between the check above and the link is reported missing
+    // here (see berth_storage::gc): the manifest is taken back and the client pushes it again.
+    let missing = reg
+        .store
         .repos
-        .link_manifest(repo, &d, &manifest.media_type)
+        .link_manifest(repo, &d, &manifest.media_type, &body)
         .await?;
+    if let Some(gone) = missing.iter().find(|m| {
+        manifest
+            .references
+            .iter()
+            .any(|r| &r.digest == *m && !(manifest.kind == Kind::Image && r.foreign))
+    }) {
+        reg.store.repos.unlink_manifest(repo, &d).await?;
+        return Err(blob_unknown(gone));
+    }
     if let Some(subject) = &manifest.subject {
         reg.store
             .repos

@@ -25,6 +25,40 @@ pub struct Config {
     /// Serve HTTPS with this certificate; absent: plain HTTP.
     #[serde(default)]
     pub tls: Option<crate::tls::TlsConfig>,
+    /// The web page (on unless `enabled = false`).
+    #[serde(default)]
+    pub web: crate::web::WebConfig,
+    /// Garbage collection: its schedule and the policy every collection of this store
+    /// follows (`berth gc` too): delay, untagged, uploads, retention rules.
+    #[serde(default)]
+    pub gc: berth_storage::gc::Policy,
+    /// Webhooks: endpoints that receive push, pull and delete events.
+    #[serde(default)]
+    pub notifications: Option<crate::notify::NotificationsConfig>,
+    /// How `berth serve` logs.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// The `[log]` section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (the default: one readable line an event) or `json` (one object a line: time,
+    /// level, message and the event's fields).
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A line for every request: request id, method, path, status, bytes, duration, user.
+    #[serde(default)]
+    pub requests: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -97,6 +131,12 @@ pub fn default_data_dir() -> PathBuf {
     base.join("berth/registry")
 }
 
+/// Where undelivered events wait when `[notifications] queue` does not say: beside the
+/// default store (`/var/lib/berth/notifications` as root).
+pub fn default_queue_dir() -> PathBuf {
+    default_data_dir().with_file_name("notifications")
+}
+
 fn default_storage() -> StoreConfig {
     StoreConfig::Filesystem {
         root: default_data_dir(),
@@ -112,6 +152,10 @@ impl Default for Config {
             mirror: None,
             auth: None,
             tls: None,
+            web: crate::web::WebConfig::default(),
+            gc: berth_storage::gc::Policy::default(),
+            notifications: None,
+            log: LogConfig::default(),
         }
     }
 }
@@ -179,8 +223,18 @@ impl Config {
                 "{origin}: server.max_manifest_size must be at least 1048576 bytes"
             )));
         }
+        self.web
+            .validate()
+            .map_err(|e| ConfigError(format!("{origin}: {e}")))?;
         if let Some(m) = &self.mirror {
             m.validate()
+                .map_err(|e| ConfigError(format!("{origin}: {e}")))?;
+        }
+        self.gc
+            .validate()
+            .map_err(|e| ConfigError(format!("{origin}: {e}")))?;
+        if let Some(n) = &self.notifications {
+            n.validate()
                 .map_err(|e| ConfigError(format!("{origin}: {e}")))?;
         }
         match &self.storage {

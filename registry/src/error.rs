@@ -169,6 +169,8 @@ impl From<StoreError> for RegistryError {
                 Code::BlobUploadInvalid,
                 format!("reading the request body failed: {e}"),
             ),
+            // A writer waited its limit for a collection's sweep: worth trying again.
+            e @ StoreError::SweepStuck => RegistryError::new(Code::Unavailable, e.to_string()),
             other => {
                 tracing::error!(error = %other, "storage failure");
                 RegistryError::new(Code::Internal, format!("storage failure: {other}"))

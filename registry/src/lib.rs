@@ -5,7 +5,8 @@
 //! answers each endpoint over a [`berth_storage::Store`]; [`manifest`] validates manifests;
 //! [`mirror`] makes it a pull-through cache of upstream registries; [`metrics`] counts for
 //! `/metrics`; [`error`] turns failures into the spec's error bodies; [`auth`] decides who may
-//! do what before an endpoint runs; [`tls`] holds the certificate. [`Server`] binds, serves over
+//! do what before an endpoint runs; [`tls`] holds the certificate; [`web`] is the web page
+//! served beside the API. [`Server`] binds, serves over
 //! hyper (plain, or TLS with plain HTTP kept for loopback peers on the same port), and shuts
 //! down gracefully.
 //!
@@ -16,12 +17,15 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod gc;
 pub mod manifest;
 pub mod metrics;
 pub mod mirror;
+pub mod notify;
 pub mod range;
 pub mod routes;
 pub mod tls;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -56,6 +60,7 @@ pub struct Server {
     /// handshake) before it is closed.
     opening: Duration,
     tls: Option<(tokio_rustls::TlsAcceptor, Arc<tls::Certificates>)>,
+    gc: berth_storage::gc::Policy,
 }
 
 impl Server {
@@ -81,9 +86,19 @@ impl Server {
             );
         }
         let store = Store::open(&config.storage).map_err(anyhow::Error::msg)?;
+        let gc = config.gc.clone();
+        let log_requests = config.log.requests;
         let listener = TcpListener::bind(config.server.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.server.listen))?;
+        let notifier = match &config.notifications {
+            Some(n) => {
+                let queue = n.queue.clone().unwrap_or_else(config::default_queue_dir);
+                let addr = listener.local_addr().unwrap_or(config.server.listen);
+                Some(notify::Notifier::new(n, &queue, addr).map_err(anyhow::Error::msg)?)
+            }
+            None => None,
+        };
         Ok(Server {
             listener,
             grace: Duration::from_secs(config.server.shutdown_grace),
@@ -95,13 +110,20 @@ impl Server {
                 0 => OPENING_TIMEOUT,
                 s => OPENING_TIMEOUT.min(Duration::from_secs(s)),
             },
-            registry: Arc::new(match config.mirror {
-                Some(m) => Registry::new(store, config.server)
-                    .with_front(Mirror::new(m).map_err(anyhow::Error::msg)?)
-                    .with_auth(auth),
-                None => Registry::new(store, config.server).with_auth(auth),
+            registry: Arc::new({
+                let mut registry = Registry::new(store, config.server).with_auth(auth);
+                if let Some(m) = config.mirror {
+                    registry = registry.with_front(Mirror::new(m).map_err(anyhow::Error::msg)?);
+                }
+                if config.web.enabled {
+                    registry = registry.with_page(web::Web::new(config.web));
+                }
+                registry.notifier = notifier;
+                registry.log_requests = log_requests;
+                registry
             }),
             tls,
+            gc,
         })
     }
 
@@ -134,6 +156,20 @@ impl Server {
         // Every connection holds a receiver: shutdown is over when the last one is dropped.
         let (stop, stopping) = tokio::sync::watch::channel(false);
         let acceptor = self.tls.as_ref().map(|(a, _)| a.clone());
+        // The background collection; aborted when the server stops (a collection killed half
+        // way leaves a consistent store, and the next one finishes the job).
+        let collector = (!self.gc.interval.is_zero()).then(|| {
+            tokio::spawn(gc::schedule(
+                self.registry.store.clone(),
+                self.gc.clone(),
+                self.gc.interval,
+                self.registry.collections.clone(),
+            ))
+        });
+        let _stop_collector = collector.map(|t| t.abort_handle()).map(AbortOnDrop);
+        if let Some(n) = &self.registry.notifier {
+            n.start();
+        }
         let spawn = |socket: TcpStream, peer: SocketAddr| {
             let _ = socket.set_nodelay(true);
             // Everything after the accept (the first byte, the handshake) happens in the
@@ -175,6 +211,19 @@ impl Server {
         Ok(())
     }
 }
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The address of the peer that sent a request (a request extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer(pub SocketAddr);
 
 /// How a request reached the server; handlers find it in the request's extensions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -242,16 +291,16 @@ impl Connection {
             }
         };
         let Some(acceptor) = acceptor else {
-            return self.serve(socket, Transport { tls: false }).await;
+            return self.serve(socket, Transport { tls: false }, peer).await;
         };
         if first == TLS_HANDSHAKE_RECORD {
             match tokio::time::timeout_at(deadline, acceptor.accept(socket)).await {
-                Ok(Ok(stream)) => self.serve(stream, Transport { tls: true }).await,
+                Ok(Ok(stream)) => self.serve(stream, Transport { tls: true }, peer).await,
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
         } else if peer.ip().to_canonical().is_loopback() {
-            self.serve(socket, Transport { tls: false }).await
+            self.serve(socket, Transport { tls: false }, peer).await
         } else {
             tracing::debug!(%peer, "plain HTTP from a non-loopback peer refused: TLS only");
             refuse_plain_http(socket).await;
@@ -259,7 +308,7 @@ impl Connection {
     }
 
     /// Serves HTTP/1.1 or HTTP/2 on `io` until the client leaves or shutdown ends it.
-    async fn serve<I>(self, io: I, transport: Transport)
+    async fn serve<I>(self, io: I, transport: Transport, peer: SocketAddr)
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
@@ -269,6 +318,7 @@ impl Connection {
             async move {
                 let mut req = req.map(Body::new);
                 req.extensions_mut().insert(transport);
+                req.extensions_mut().insert(Peer(peer));
                 Ok::<_, std::convert::Infallible>(api::handle(registry, req).await)
             }
         });

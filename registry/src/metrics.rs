@@ -1,8 +1,9 @@
 //! `/metrics`: the registry's counters in Prometheus' text format (version 0.0.4).
 //!
 //! Counters live beside what they count (the mirror keeps its own and adds them through
-//! `api::Front::render_metrics`); this module holds the request counter and writes the text.
-//! It imports nothing of the registry's: the spec handlers turn the text into the answer.
+//! `api::Front::render_metrics`; garbage collection's are in `gc`); this module holds the
+//! request counter and writes the text. It imports nothing of the registry's: the spec
+//! handlers turn the text into the answer.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -18,6 +18,10 @@ pub enum Route<'a> {
     Search,
     /// `/metrics`: counters in Prometheus' text format.
     Metrics,
+    /// `/livez`: the process serves.
+    Livez,
+    /// `/readyz`: the process serves and its store answers.
+    Readyz,
     NotFound,
 }
 
@@ -25,8 +29,11 @@ pub fn parse(path: &str) -> Route<'_> {
     if path == "/v1/search" {
         return Route::Search;
     }
-    if path == "/metrics" {
-        return Route::Metrics;
+    match path {
+        "/metrics" => return Route::Metrics,
+        "/livez" => return Route::Livez,
+        "/readyz" => return Route::Readyz,
+        _ => {}
     }
     let Some(rest) = path.strip_prefix("/v2/") else {
         return if path == "/v2" {

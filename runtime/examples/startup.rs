@@ -42,6 +42,7 @@ fn main() {
                 dir.join("log"),
                 berth_runtime::LogFormat::JsonFile,
             )),
+            on_exit: None,
         })
         .expect("create");
         let t_create = t.elapsed();

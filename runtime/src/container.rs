@@ -36,6 +36,20 @@ pub struct ContainerConfig {
     pub open_stdin: bool,
     /// Where and how to write the log (format, rotation); `None` for no log.
     pub log: Option<LogConfig>,
+    /// Called by the monitor once it has recorded the exit (the engine writes its `die` event
+    /// with it). It runs in the monitor process, after the fork: keep it to a few system
+    /// calls.
+    pub on_exit: Option<ExitHook>,
+}
+
+/// A function the monitor calls with the container's exit.
+#[derive(Clone)]
+pub struct ExitHook(pub std::sync::Arc<dyn Fn(&Exit) + Send + Sync>);
+
+impl std::fmt::Debug for ExitHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExitHook")
+    }
 }
 
 /// A container, known by its state directory.
@@ -151,6 +165,7 @@ fn plan(cfg: &ContainerConfig) -> Result<MonitorPlan> {
     let state_dir = std::path::absolute(&cfg.state_dir)
         .ctx(|| format!("resolve {}", cfg.state_dir.display()))?;
     Ok(MonitorPlan {
+        on_exit: cfg.on_exit.clone(),
         id: cfg.id.clone(),
         init: InitPlan {
             unshare,

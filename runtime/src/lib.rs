@@ -25,6 +25,7 @@
 //! Container::exec(&Process, ExecStdio) -> ExecProcess   setns into a running container
 //! Container::processes() -> Vec<pid>                for `top`
 //! Container::delete(force)                          leaves nothing behind
+//! ContainerConfig::on_exit                          called by the monitor with the exit
 //! default_spec(id) -> Spec, resolve_user(layers, "user:group"), Error::exit_code()
 //! ```
 //!
@@ -100,7 +101,7 @@ mod sys;
 mod user;
 
 pub use attach::{Attach, AttachInput, AttachOptions, Event};
-pub use container::{create, Container, ContainerConfig};
+pub use container::{create, Container, ContainerConfig, ExitHook};
 pub use error::{Error, Result};
 pub use exec::{ExecProcess, ExecStdio};
 pub use logfile::{LogConfig, LogEntry, LogFormat, LogReader};

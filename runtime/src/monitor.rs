@@ -46,6 +46,7 @@ pub(crate) struct MonitorPlan {
     pub open_stdin: bool,
     pub log: Option<LogConfig>,
     pub resources: Option<LinuxResources>,
+    pub on_exit: Option<crate::container::ExitHook>,
 }
 
 const STATUS_FD: RawFd = 3;
@@ -660,6 +661,9 @@ impl<'a> Monitor<'a> {
         self.record.state.exit = Some(exit);
         self.record.state.finished_at = Some(now_rfc3339());
         let _ = self.record.save(&self.plan.state_dir);
+        if let Some(hook) = &self.plan.on_exit {
+            (hook.0)(&exit);
+        }
         let payload = serde_json::to_vec(&exit).unwrap_or_default();
         let answer_starter = frame(attach::ERROR, b"the container has exited");
         self.accept();

@@ -9,7 +9,8 @@
 //! cli/network/<verb>.rs     ls, inspect, and the verbs not supported yet
 //! cli/system/<verb>.rs      df, and `berth inspect`
 //! cli/registry/<verb>.rs    login (+logout), search
-//! cli/serve/                berth serve: the registry server
+//! cli/serve/                berth serve: the registry server; gc.rs: berth gc, one garbage
+//!                           collection of its store
 //! ```
 //!
 //! Shared, each in one place: [`format`] (tables, `--format` templates, sizes and times,
@@ -75,6 +76,8 @@ pub enum Command {
     },
     /// Run the registry server
     Serve(serve::ServeArgs),
+    /// Collect the garbage of a registry's store (safe beside running servers and pushes)
+    Gc(serve::gc::GcArgs),
     /// Supervises a started container: restarts, healthchecks, --rm (started by run/start)
     #[command(hide = true, name = "__supervise")]
     Supervise(container::each::ContainersArg),
@@ -84,6 +87,7 @@ pub enum Command {
 pub fn run(g: &Globals, command: Command) -> i32 {
     let result = match command {
         Command::Serve(a) => serve::run(g, a),
+        Command::Gc(a) => serve::gc::run(g, a),
         Command::Images(v) => v.run(g),
         Command::Inspect(a) => g
             .open_store()

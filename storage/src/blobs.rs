@@ -122,10 +122,6 @@ impl BlobStore {
         Ok(digest)
     }
 
-    pub async fn delete(&self, digest: &Digest) -> Result<()> {
-        Ok(self.backend.delete(&blob_key(digest)).await?)
-    }
-
     /// Every blob in the store, in digest order (for garbage collection and accounting).
     pub async fn list(&self) -> Result<Vec<Digest>> {
         let keys = crate::backend::list_all(self.backend.as_ref(), "blobs/").await?;

@@ -24,6 +24,12 @@ pub enum StoreError {
     SizeMismatch { declared: u64, actual: u64 },
     #[error("reading the content failed: {0}")]
     Stream(std::io::Error),
+    #[error("another garbage collection is running ({0}); try again when it has finished")]
+    CollectionBusy(String),
+    #[error("the garbage collection lost its lease to another process and stopped")]
+    LeaseLost,
+    #[error("a garbage collection has held the store's blobs for too long; try again")]
+    SweepStuck,
     #[error("stored metadata at {key} is corrupt: {message}")]
     Corrupt { key: String, message: String },
 }

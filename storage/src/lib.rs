@@ -8,18 +8,24 @@
 //!   ever becomes part of a key.
 //! - [`backend`]: the [`Backend`] trait over a file system or an S3 bucket.
 //! - [`Store`]: [`BlobStore`] (content by digest), [`Uploads`] (chunked upload sessions) and
-//!   [`Repositories`] (tags, manifest and blob links, referrers, the catalog) over one backend.
+//!   [`Repositories`] (tags, manifest and blob links, referrers, the catalog) over one backend,
+//!   and holds (`holds/<name>`: digests that something outside the repositories needs).
+//! - [`gc`]: what is live, and the one collector that deletes blobs; [`refs`]: what a stored
+//!   manifest needs.
 
 pub mod backend;
 pub mod blobs;
 pub mod digest;
 pub mod error;
+pub mod gc;
 pub mod name;
+pub mod refs;
 pub mod repos;
 #[cfg(feature = "test-support")]
 pub mod testing;
 pub mod uploads;
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -53,17 +59,63 @@ pub struct Store {
     pub blobs: BlobStore,
     pub uploads: Uploads,
     pub repos: Repositories,
+    guard: gc::guard::Guard,
+}
+
+/// The key of a hold.
+fn hold_key(name: &str) -> std::result::Result<String, StoreError> {
+    let ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && !name.starts_with('.');
+    if !ok {
+        return Err(StoreError::Corrupt {
+            key: format!("holds/{name}"),
+            message: "a hold's name is letters, digits, '-', '_' and '.'".into(),
+        });
+    }
+    Ok(format!("holds/{name}"))
 }
 
 impl Store {
     pub fn new(backend: Arc<dyn Backend>) -> Store {
         let blobs = BlobStore::new(backend.clone());
+        let guard = gc::guard::Guard::new(backend.clone());
         Store {
             uploads: Uploads::new(backend.clone(), blobs.clone()),
-            repos: Repositories::new(backend.clone()),
+            repos: Repositories::new(backend.clone(), guard.clone()),
             blobs,
             backend,
+            guard,
         }
+    }
+
+    /// Records that `name`, something outside the repositories (the client's image index),
+    /// needs `digests`, replacing what it held before: no collection deletes them while the
+    /// hold lists them. Fails with [`StoreError::BlobUnknown`] when a digest the hold did not
+    /// list before is not in the store.
+    pub async fn hold(&self, name: &str, digests: &BTreeSet<Digest>) -> Result<()> {
+        let key = hold_key(name)?;
+        let before: BTreeSet<Digest> = match self.backend.read(&key).await {
+            Ok(data) => String::from_utf8_lossy(&data)
+                .lines()
+                .filter_map(|l| l.parse().ok())
+                .collect(),
+            Err(e) if e.is_not_found() => BTreeSet::new(),
+            Err(e) => return Err(e.into()),
+        };
+        let text: String = digests.iter().map(|d| format!("{d}\n")).collect();
+        self.backend.put(&key, bytes::Bytes::from(text)).await?;
+        let added: Vec<&Digest> = digests.difference(&before).collect();
+        self.guard.kept(&added).await
+    }
+
+    /// Whether a collection is sweeping the store right now (for `/readyz` and operators).
+    pub async fn collecting(&self) -> Result<Option<String>> {
+        Ok(gc::lease::current(&*self.backend)
+            .await?
+            .map(|r| r.holder()))
     }
 
     /// Opens the store a config describes.

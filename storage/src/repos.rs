@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -20,7 +21,9 @@ use serde::{Deserialize, Serialize};
 use crate::backend::{list_all, Backend, BackendError};
 use crate::digest::Digest;
 use crate::error::{Result, StoreError};
+use crate::gc::guard::Guard;
 use crate::name::{RepoName, Tag};
+use crate::refs::manifest_refs;
 
 /// An OCI content descriptor, as a referrers index lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,13 +48,17 @@ pub struct Page {
 #[derive(Clone)]
 pub struct Repositories {
     backend: Arc<dyn Backend>,
+    guard: Guard,
 }
 
-fn repo_prefix(repo: &RepoName) -> String {
+/// How long a catalog marker counts as just written (see `Repositories::mark`).
+const MARK_FRESH: Duration = Duration::from_secs(1);
+
+pub(crate) fn repo_prefix(repo: &RepoName) -> String {
     format!("repositories/{repo}/")
 }
 
-fn tag_key(repo: &RepoName, tag: &Tag) -> String {
+pub(crate) fn tag_key(repo: &RepoName, tag: &Tag) -> String {
     format!("repositories/{repo}/_tags/{tag}")
 }
 
@@ -59,15 +66,15 @@ fn digest_path(d: &Digest) -> String {
     format!("{}/{}", d.algorithm().name(), d.hex())
 }
 
-fn manifest_key(repo: &RepoName, d: &Digest) -> String {
+pub(crate) fn manifest_key(repo: &RepoName, d: &Digest) -> String {
     format!("repositories/{repo}/_manifests/{}", digest_path(d))
 }
 
-fn blob_link_key(repo: &RepoName, d: &Digest) -> String {
+pub(crate) fn blob_link_key(repo: &RepoName, d: &Digest) -> String {
     format!("repositories/{repo}/_blobs/{}", digest_path(d))
 }
 
-fn referrers_prefix(repo: &RepoName, subject: &Digest) -> String {
+pub(crate) fn referrers_prefix(repo: &RepoName, subject: &Digest) -> String {
     // Digests appear by their hex alone: its length (64 or 128) implies the algorithm.
     format!("repositories/{repo}/_referrers/{}/", subject.hex())
 }
@@ -77,7 +84,7 @@ fn catalog_key(repo: &RepoName) -> String {
 }
 
 /// Parses the `<alg>/<hex>` tail of a key back into a digest.
-fn digest_from_path(path: &str) -> Option<Digest> {
+pub(crate) fn digest_from_path(path: &str) -> Option<Digest> {
     let (alg, hex) = path.split_once('/')?;
     format!("{alg}:{hex}").parse().ok()
 }
@@ -91,8 +98,8 @@ fn missing_as_none<T>(r: std::result::Result<T, BackendError>) -> Result<Option<
 }
 
 impl Repositories {
-    pub fn new(backend: Arc<dyn Backend>) -> Repositories {
-        Repositories { backend }
+    pub(crate) fn new(backend: Arc<dyn Backend>, guard: Guard) -> Repositories {
+        Repositories { backend, guard }
     }
 
     // ---- tags ----
@@ -156,20 +163,41 @@ impl Repositories {
 
     // ---- manifests ----
 
-    /// Records that a manifest (whose bytes are in the blob store) belongs to the repository.
+    /// Records that a manifest belongs to the repository; `body` is its content, already in
+    /// the blob store. Fails with [`StoreError::BlobUnknown`] (and links nothing) when the
+    /// manifest's bytes are not in the store, and returns the digests it needs (blobs,
+    /// children) that are not: a registry refuses such a manifest, a mirror fetches them
+    /// later. Once linked, no collection deletes what the manifest needs (see `gc::guard`).
     pub async fn link_manifest(
         &self,
         repo: &RepoName,
         digest: &Digest,
         media_type: &str,
-    ) -> Result<()> {
+        body: &[u8],
+    ) -> Result<Vec<Digest>> {
+        let key = manifest_key(repo, digest);
+        let existed = self.backend.stat(&key).await?.is_some();
         self.backend
-            .put(
-                &manifest_key(repo, digest),
-                Bytes::from(media_type.to_string()),
-            )
+            .put(&key, Bytes::from(media_type.to_string()))
             .await?;
-        self.mark(repo).await
+        let refs = manifest_refs(body);
+        let needs: Vec<&Digest> = refs.needs().collect();
+        let kept = async {
+            self.guard.kept(&[digest]).await?;
+            self.guard.missing(&needs).await
+        };
+        match kept.await {
+            Ok(missing) => {
+                self.mark(repo).await?;
+                Ok(missing)
+            }
+            Err(e) => {
+                if !existed {
+                    self.backend.delete(&key).await?;
+                }
+                Err(e)
+            }
+        }
     }
 
     /// The media type of a manifest of the repository, or `None` if it is not one.
@@ -196,10 +224,16 @@ impl Repositories {
 
     // ---- blob links ----
 
+    /// Records that a blob belongs to the repository. Fails with [`StoreError::BlobUnknown`]
+    /// (and links nothing) when the blob is not, or no longer, in the store; once linked, no
+    /// collection deletes it before its link is older than the collection's delay.
     pub async fn link_blob(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
-        self.backend
-            .put(&blob_link_key(repo, digest), Bytes::new())
-            .await?;
+        let key = blob_link_key(repo, digest);
+        self.backend.put(&key, Bytes::new()).await?;
+        if let Err(e) = self.guard.kept(&[digest]).await {
+            self.backend.delete(&key).await?;
+            return Err(e);
+        }
         Ok(())
     }
 
@@ -276,12 +310,44 @@ impl Repositories {
 
     // ---- the catalog ----
 
+    /// Records that the repository exists and was pushed to now: the catalog marker's
+    /// modification time is the repository's last push ([`Repositories::catalog_pushed`]). A
+    /// marker written in the last second is left alone, so a push's manifest and tag cost
+    /// one write, not two.
     async fn mark(&self, repo: &RepoName) -> Result<()> {
         let key = catalog_key(repo);
-        if self.backend.stat(&key).await?.is_none() {
+        let fresh = self.backend.stat(&key).await?.is_some_and(|m| {
+            m.modified
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age < MARK_FRESH)
+        });
+        if !fresh {
             self.backend.put(&key, Bytes::new()).await?;
         }
         Ok(())
+    }
+
+    /// Every repository with the time of its last push (a manifest or a tag written), in
+    /// name order: one listing, whatever the number of repositories.
+    pub async fn catalog_pushed(&self) -> Result<Vec<(String, Option<SystemTime>)>> {
+        let mut out: Vec<(String, Option<SystemTime>)> = self
+            .backend
+            .list_meta("catalog/")
+            .await?
+            .into_iter()
+            .filter_map(|(k, m)| Some((k.strip_prefix("catalog/")?.replace('~', "/"), m.modified)))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// When a tag was last pointed at its manifest.
+    pub async fn tag_pushed(&self, repo: &RepoName, tag: &Tag) -> Result<Option<SystemTime>> {
+        Ok(self
+            .backend
+            .stat(&tag_key(repo, tag))
+            .await?
+            .and_then(|m| m.modified))
     }
 
     /// Whether the repository has ever held a manifest (and was not deleted since).

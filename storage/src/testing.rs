@@ -297,6 +297,49 @@ impl Backend for Recording {
         self.inner.rename(from, to).await
     }
 
+    fn scan(&self, prefix: &str) -> crate::backend::EntryStream {
+        self.note("scan", prefix);
+        self.inner.scan(prefix)
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> crate::backend::Result<()> {
+        for k in keys {
+            self.note("delete", k);
+        }
+        self.inner.delete_many(keys).await
+    }
+
+    async fn create_new(
+        &self,
+        key: &str,
+        data: bytes::Bytes,
+    ) -> crate::backend::Result<Option<String>> {
+        self.note("create_new", key);
+        self.inner.create_new(key, data).await
+    }
+
+    async fn read_versioned(
+        &self,
+        key: &str,
+    ) -> crate::backend::Result<Option<crate::backend::Versioned>> {
+        self.note("read", key);
+        self.inner.read_versioned(key).await
+    }
+
+    async fn replace(
+        &self,
+        key: &str,
+        data: bytes::Bytes,
+        etag: &str,
+    ) -> crate::backend::Result<Option<String>> {
+        self.note("replace", key);
+        self.inner.replace(key, data, etag).await
+    }
+
+    async fn reachable(&self) -> crate::backend::Result<()> {
+        self.inner.reachable().await
+    }
+
     fn local_path(&self, key: &str) -> Option<std::path::PathBuf> {
         self.inner.local_path(key)
     }

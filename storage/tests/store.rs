@@ -60,7 +60,15 @@ async fn blob_round_trip(t: TestStore) {
     // Putting it again keeps one copy and succeeds.
     blobs.put(&d, chunks(&content, 1 << 20)).await.unwrap();
     assert_eq!(blobs.list().await.unwrap(), vec![d.clone()]);
-    blobs.delete(&d).await.unwrap();
+    // Only a collection deletes blobs: an unreferenced one goes.
+    let policy = berth_storage::gc::Policy {
+        delay: std::time::Duration::ZERO,
+        ..Default::default()
+    };
+    let report = berth_storage::gc::collect(&t.store, &policy, &Default::default())
+        .await
+        .unwrap();
+    assert_eq!((report.blobs, report.bytes), (1, content.len() as u64));
     assert_eq!(blobs.stat(&d).await.unwrap(), None);
     assert!(matches!(
         blobs.get(&d, None).await,
@@ -367,10 +375,26 @@ async fn tags_and_links(t: TestStore) {
         .unwrap();
     assert_eq!(repos.tags(&r, None, None).await.unwrap().items.len(), 6);
 
-    repos
-        .link_manifest(&r, &m1, "application/vnd.oci.image.manifest.v1+json")
+    // Links need their content in the store; a link to missing content is refused.
+    let missing = Digest::sha256_of(b"not stored");
+    assert!(repos
+        .link_manifest(&r, &missing, "x", b"{}")
+        .await
+        .unwrap_err()
+        .is_not_found());
+    assert_eq!(repos.manifest(&r, &missing).await.unwrap(), None);
+    t.store
+        .blobs
+        .put_new(Bytes::from_static(b"m1"))
         .await
         .unwrap();
+    assert_eq!(
+        repos
+            .link_manifest(&r, &m1, "application/vnd.oci.image.manifest.v1+json", b"m1")
+            .await
+            .unwrap(),
+        Vec::<Digest>::new()
+    );
     assert_eq!(
         repos.manifest(&r, &m1).await.unwrap().as_deref(),
         Some("application/vnd.oci.image.manifest.v1+json")
@@ -381,7 +405,13 @@ async fn tags_and_links(t: TestStore) {
     assert_eq!(repos.manifest(&r, &m1).await.unwrap(), None);
 
     let b = Digest::sha256_of(b"layer");
+    assert!(repos.link_blob(&r, &b).await.unwrap_err().is_not_found());
     assert!(!repos.has_blob(&r, &b).await.unwrap());
+    t.store
+        .blobs
+        .put_new(Bytes::from_static(b"layer"))
+        .await
+        .unwrap();
     repos.link_blob(&r, &b).await.unwrap();
     assert!(repos.has_blob(&r, &b).await.unwrap());
     assert!(!repos.has_blob(&repo("team/other"), &b).await.unwrap());
@@ -417,10 +447,15 @@ async fn referrers_and_catalog(t: TestStore) {
         .unwrap();
     assert_eq!(repos.referrers(&r, &subject).await.unwrap().len(), 2);
 
-    let m = Digest::sha256_of(b"m");
+    let m = t
+        .store
+        .blobs
+        .put_new(Bytes::from_static(b"m"))
+        .await
+        .unwrap();
     let names = ["b", "a/b", "a-b", "a", "a/b/c", "a.b", "z9"];
     for n in names {
-        repos.link_manifest(&repo(n), &m, "x").await.unwrap();
+        repos.link_manifest(&repo(n), &m, "x", b"m").await.unwrap();
     }
     let mut sorted: Vec<String> = names.iter().map(|s| s.to_string()).collect();
     sorted.sort();
@@ -442,6 +477,47 @@ async fn referrers_and_catalog(t: TestStore) {
     assert!(!after.contains(&"a".to_string()));
     assert!(after.contains(&"a/b".to_string()));
     assert!(repos.manifest(&repo("a/b"), &m).await.unwrap().is_some());
+}
+
+/// The catalog knows each repository's last push: one listing gives names and times.
+async fn catalog_knows_last_push(t: TestStore) {
+    let repos = &t.store.repos;
+    let m = t
+        .store
+        .blobs
+        .put_new(Bytes::from_static(b"m"))
+        .await
+        .unwrap();
+    repos
+        .link_manifest(&repo("old"), &m, "x", b"m")
+        .await
+        .unwrap();
+    repos
+        .link_manifest(&repo("new/one"), &m, "x", b"m")
+        .await
+        .unwrap();
+    // S3 servers keep whole seconds, and a marker younger than a second is not rewritten.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    repos
+        .set_tag(&repo("new/one"), &tag("v1"), &m)
+        .await
+        .unwrap();
+    let got = repos.catalog_pushed().await.unwrap();
+    let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["new/one", "old"]);
+    let (new, old) = (got[0].1.unwrap(), got[1].1.unwrap());
+    assert!(new > old, "{new:?} should be later than {old:?}");
+    let tagged = repos
+        .tag_pushed(&repo("new/one"), &tag("v1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(tagged >= old);
+    assert!(repos
+        .tag_pushed(&repo("old"), &tag("v1"))
+        .await
+        .unwrap()
+        .is_none());
 }
 
 async fn listing_is_sorted_and_paged(t: TestStore) {
@@ -626,6 +702,7 @@ on_every_backend!(
     upload_sessions_belong_to_their_repository,
     tags_and_links,
     referrers_and_catalog,
+    catalog_knows_last_push,
     listing_is_sorted_and_paged,
     concurrent_puts_of_same_content,
     concurrent_uploads_of_different_content,

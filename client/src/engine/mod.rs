@@ -37,10 +37,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use berth_runtime::{Container, ContainerConfig, Rootfs};
+use berth_runtime::{Container, ContainerConfig, ExitHook, Rootfs};
 use berth_storage::Digest;
 use serde_json::Value;
 
+use crate::events::{Event, Journal, Kind};
 use crate::images::{ImageError, ImageRecord, ImageStore};
 
 pub use bridge::BridgeSection;
@@ -409,6 +410,39 @@ fn parse_volume(arg: &str) -> Result<VolumeSpec> {
     })
 }
 
+/// A container event with docker's attributes: the labels, the image and the name.
+fn container_event(rec: &ContainerRecord, action: &str) -> Event {
+    let mut e = Event::new(Kind::Container, action, &rec.id);
+    for (k, v) in &rec.config.labels {
+        e = e.attr(k, v);
+    }
+    e.from(&rec.image).attr("name", &rec.name)
+}
+
+fn volume_event(name: &str, action: &str) -> Event {
+    Event::new(Kind::Volume, action, name).attr("driver", "local")
+}
+
+/// A network's event about a container (`connect`, `disconnect`): the network's id, its
+/// name and driver, and the container.
+fn network_event(
+    rec: &ContainerRecord,
+    network: &str,
+    id: &str,
+    driver: &str,
+    action: &str,
+) -> Event {
+    let id = if id.is_empty() {
+        predefined_id(network)
+    } else {
+        id.to_string()
+    };
+    Event::new(Kind::Network, action, id)
+        .attr("container", &rec.id)
+        .attr("name", network)
+        .attr("type", driver)
+}
+
 impl Engine {
     pub fn open(root: &Path) -> Result<Engine> {
         let images = ImageStore::open(root)?;
@@ -432,6 +466,11 @@ impl Engine {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The events journal under the root, which every engine operation writes to.
+    pub fn journal(&self) -> Journal {
+        Journal::open(&self.root)
     }
 
     /// A container's directory.
@@ -647,7 +686,25 @@ impl Engine {
             self.disconnect(rec);
             return Err(e);
         }
+        for s in &state.endpoints {
+            self.journal()
+                .record(self.endpoint_event(rec, s, "connect"));
+        }
         Ok(())
+    }
+
+    /// The journal's event for one of a container's endpoints.
+    fn endpoint_event(&self, rec: &ContainerRecord, s: &EndpointState, action: &str) -> Event {
+        let driver = match s.network_id.as_str() {
+            "" => "bridge".to_string(),
+            id => self
+                .find_network(id)
+                .ok()
+                .flatten()
+                .map(|r| r.driver)
+                .unwrap_or_else(|| "bridge".into()),
+        };
+        network_event(rec, &s.network, &s.network_id, &driver, action)
     }
 
     /// `network.json` and the container's address in its bind-mounted /etc/hosts.
@@ -721,7 +778,16 @@ impl Engine {
         if rec.host.network != NetworkMode::Bridge {
             return;
         }
-        let _ = std::fs::remove_file(self.network_path(&rec.id));
+        // What it was plugged into, for the journal, before the record of it goes.
+        let plugged: Option<NetworkState> = std::fs::read(self.network_path(&rec.id))
+            .ok()
+            .and_then(|d| serde_json::from_slice(&d).ok());
+        if std::fs::remove_file(self.network_path(&rec.id)).is_ok() {
+            for s in plugged.iter().flat_map(|p| &p.endpoints) {
+                self.journal()
+                    .record(self.endpoint_event(rec, s, "disconnect"));
+            }
+        }
         let hosts: Vec<berth_runtime::net::Network> = match self.endpoints_of(rec) {
             Ok(eps) => eps.into_iter().map(|(_, h, _)| h).collect(),
             // A network removed meanwhile: unplug from those that are left.
@@ -988,6 +1054,14 @@ impl Engine {
             None => names::random(|n| self.names_dir().join(n).exists()),
         };
         self.reserve_name(&name, &id)?;
+        let preexisting: BTreeSet<String> = volumes
+            .iter()
+            .filter_map(|v| match v {
+                VolumeSpec::Named { name, .. } => Some(name.clone()),
+                _ => None,
+            })
+            .filter(|n| self.volumes_dir().join(n).exists())
+            .collect();
         let dir = self.dir(&id);
         let result = (|| {
             for d in ["upper", "work"] {
@@ -1100,6 +1174,16 @@ impl Engine {
                 restarting: false,
             };
             self.save(&rec)?;
+            let journal = self.journal();
+            for m in &rec.mounts {
+                match &m.name {
+                    Some(n) if !preexisting.contains(n) => {
+                        journal.record(volume_event(n, "create"))
+                    }
+                    _ => {}
+                }
+            }
+            journal.record(container_event(&rec, "create"));
             Ok(rec)
         })();
         if result.is_err() {
@@ -1193,6 +1277,7 @@ impl Engine {
             let _ = c.wait_timeout(Some(Duration::from_secs(5)));
             return Err(e.into());
         }
+        self.journal().record(container_event(rec, "start"));
         Ok(())
     }
 
@@ -1293,6 +1378,7 @@ impl Engine {
             state_dir: self.runtime_dir(&rec.id),
             open_stdin: rec.config.open_stdin,
             log,
+            on_exit: Some(die_event(self.journal(), rec.clone())),
         });
         let c = match c {
             Ok(c) => c,
@@ -1306,6 +1392,18 @@ impl Engine {
                 let _ = c.delete(true);
                 let _ = remove_tree(&self.runtime_dir(&rec.id));
                 return Err(e);
+            }
+        }
+        let journal = self.journal();
+        for m in rec.mounts.iter().filter(|m| m.kind == "volume") {
+            if let Some(n) = &m.name {
+                journal.record(
+                    volume_event(n, "mount")
+                        .attr("container", &rec.id)
+                        .attr("destination", &m.destination)
+                        .attr("propagation", "")
+                        .attr("read/write", (!m.read_only).to_string()),
+                );
             }
         }
         Ok(c)
@@ -1358,8 +1456,11 @@ impl Engine {
             Some(s) => berth_runtime::parse_signal(s)?,
             None => libc::SIGTERM,
         };
+        let journal = self.journal();
+        journal.record(container_event(rec, "kill").attr("signal", signal.to_string()));
         c.stop(signal, timeout)?;
         self.disconnect(rec);
+        journal.record(container_event(rec, "stop"));
         Ok(())
     }
 
@@ -1386,6 +1487,8 @@ impl Engine {
             return Ok(());
         }
         running?.kill(signal)?;
+        self.journal()
+            .record(container_event(rec, "kill").attr("signal", signal.to_string()));
         Ok(())
     }
 
@@ -1398,6 +1501,7 @@ impl Engine {
             )));
         }
         c.pause()?;
+        self.journal().record(container_event(rec, "pause"));
         Ok(())
     }
 
@@ -1410,6 +1514,7 @@ impl Engine {
             )));
         }
         c.resume()?;
+        self.journal().record(container_event(rec, "unpause"));
         Ok(())
     }
 
@@ -1471,7 +1576,19 @@ impl Engine {
         };
         let spec = spec::build(&rec, &self.layer_dirs(&rec), &etc)?;
         let process = spec.process().clone().expect("build sets a process");
-        Ok(ExecProcess(c.exec(&process, stdio.into())?))
+        let command = opts.cmd.join(" ");
+        let exec_id = new_id();
+        let journal = self.journal();
+        let event = |action: &str| {
+            container_event(&rec, &format!("{action}: {command}")).attr("execID", &exec_id)
+        };
+        journal.record(event("exec_create"));
+        let process = c.exec(&process, stdio.into())?;
+        journal.record(event("exec_start"));
+        Ok(ExecProcess {
+            process,
+            on_exit: Some((journal, event("exec_die"))),
+        })
     }
 
     fn remove_volumes(&self, rec: &ContainerRecord) {
@@ -1510,7 +1627,12 @@ impl Engine {
             r.restarting = false;
             self.save(&r)?;
         }
+        let journal = self.journal();
         if let Some(c) = self.runtime(rec) {
+            if matches!(st.status, Status::Running | Status::Paused) {
+                journal
+                    .record(container_event(rec, "kill").attr("signal", libc::SIGKILL.to_string()));
+            }
             c.delete(true)?;
         }
         self.disconnect(rec);
@@ -1525,8 +1647,14 @@ impl Engine {
         self.release_name(&rec.name, &rec.id);
         if volumes {
             self.remove_volumes(rec);
+            for m in rec.mounts.iter().filter(|m| m.anonymous) {
+                if let Some(n) = &m.name {
+                    journal.record(volume_event(n, "destroy"));
+                }
+            }
         }
         remove_tree(&trash).map_err(io_err(&trash))?;
+        journal.record(container_event(rec, "destroy"));
         Ok(())
     }
 
@@ -1558,6 +1686,8 @@ impl Engine {
                 }
             }
         }
+        self.journal()
+            .record(container_event(&updated, "rename").attr("oldName", format!("/{}", rec.name)));
         Ok(())
     }
 
@@ -1618,7 +1748,7 @@ impl Engine {
                 state.prefix = s.prefix;
                 state.mac_address = s.mac_address.clone();
             }
-            state.endpoints.push(s);
+            state.endpoints.push(s.clone());
             if let Err(err) = self
                 .save(&updated)
                 .and_then(|_| self.write_network_state(&updated, &state))
@@ -1626,6 +1756,8 @@ impl Engine {
                 let _ = berth_runtime::net::detach(&eps[index].1, &rec.id, &format!("eth{index}"));
                 return Err(err);
             }
+            self.journal()
+                .record(self.endpoint_event(&updated, &s, "connect"));
             return Ok(());
         }
         self.save(&updated)
@@ -1687,6 +1819,9 @@ impl Engine {
             };
             if let Some(host) = host {
                 berth_runtime::net::detach(&host, &rec.id, &interface)?;
+                let driver = found.as_ref().map_or("bridge", |r| r.driver.as_str());
+                self.journal()
+                    .record(network_event(rec, &name, &id, driver, "disconnect"));
             }
             if let Some(state) = state.as_mut() {
                 state.endpoints.retain(|e| e.interface != interface);
@@ -1892,6 +2027,14 @@ pub struct DiskUsage {
     pub active_volumes: usize,
     pub volume_size: u64,
     pub volume_reclaimable: u64,
+}
+
+/// The monitor's hook that writes a container's `die` event (with its exit code) to the
+/// journal when the container exits.
+fn die_event(journal: Journal, rec: ContainerRecord) -> ExitHook {
+    ExitHook(std::sync::Arc::new(move |exit: &berth_runtime::Exit| {
+        journal.record(container_event(&rec, "die").attr("exitCode", exit.code.to_string()));
+    }))
 }
 
 /// The hostname a container sees.

@@ -21,6 +21,8 @@ use berth_runtime::net::{self, Network};
 use berth_storage::Digest;
 use serde::{Deserialize, Serialize};
 
+use crate::events::{Event, Kind};
+
 use super::{io_err, names, new_id, write_file, Engine, EngineError, Result, Status};
 
 /// The networks every root has, as docker names them: (name, driver).
@@ -32,6 +34,13 @@ pub fn predefined_id(name: &str) -> String {
     Digest::sha256_of(format!("berth network {name}").as_bytes())
         .hex()
         .to_string()
+}
+
+/// A user-defined network's `create` or `destroy` event.
+fn network_record_event(r: &NetworkRecord, action: &str) -> Event {
+    Event::new(Kind::Network, action, &r.id)
+        .attr("name", &r.name)
+        .attr("type", &r.driver)
 }
 
 /// Where subnets of networks created without `--subnet` come from: the /24s of 10.92.0.0
@@ -376,6 +385,7 @@ impl Engine {
             let _ = std::fs::remove_file(&name_path);
             return Err(e);
         }
+        self.journal().record(network_record_event(&rec, "create"));
         Ok(rec)
     }
 
@@ -427,6 +437,7 @@ impl Engine {
         if std::fs::read_to_string(&name_path).is_ok_and(|i| i.trim() == rec.id) {
             let _ = std::fs::remove_file(name_path);
         }
+        self.journal().record(network_record_event(&rec, "destroy"));
         Ok(rec)
     }
 

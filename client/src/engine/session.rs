@@ -19,7 +19,8 @@ use std::time::Duration;
 
 use berth_runtime::{AttachOptions, Container};
 
-use super::{ContainerRecord, Engine, EngineError, Result, Status};
+use super::{container_event, ContainerRecord, Engine, EngineError, Result, Status};
+use crate::events::{Event, Journal};
 
 /// How a process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +56,8 @@ pub enum Output {
 pub struct Attached {
     attach: berth_runtime::Attach,
     container: Container,
+    /// The journal and the `start` event to write once the command runs.
+    on_start: Option<(Journal, Event)>,
 }
 
 /// The sending half of an attached container's streams: its stdin and its terminal's size.
@@ -96,6 +99,9 @@ impl Attached {
     /// Runs the container's command (after [`Engine::attach_new`]).
     pub fn start(&mut self) -> Result<()> {
         self.attach.start()?;
+        if let Some((journal, event)) = self.on_start.take() {
+            journal.record(event);
+        }
         Ok(())
     }
 
@@ -154,19 +160,26 @@ impl From<ExecStdio> for berth_runtime::ExecStdio {
 }
 
 /// A process started by [`Engine::exec`]: a child of the caller.
-#[derive(Debug)]
-pub struct ExecProcess(pub(super) berth_runtime::ExecProcess);
+pub struct ExecProcess {
+    pub(super) process: berth_runtime::ExecProcess,
+    /// The journal and the `exec_die` event to write at the exit.
+    pub(super) on_exit: Option<(Journal, Event)>,
+}
 
 impl ExecProcess {
     /// The terminal's master side when the process has one: copy the user's terminal to and
     /// from it.
     pub fn take_pty(&mut self) -> Option<OwnedFd> {
-        self.0.take_pty()
+        self.process.take_pty()
     }
 
     /// Waits for the process and reaps it.
-    pub fn wait(&self) -> Result<Exit> {
-        Ok(self.0.wait()?.into())
+    pub fn wait(&mut self) -> Result<Exit> {
+        let exit: Exit = self.process.wait()?.into();
+        if let Some((journal, event)) = self.on_exit.take() {
+            journal.record(event.attr("exitCode", exit.code.to_string()));
+        }
+        Ok(exit)
     }
 }
 
@@ -190,7 +203,11 @@ impl Engine {
     pub fn attach_new(&self, rec: &mut ContainerRecord, stdin: bool) -> Result<Attached> {
         let container = self.prepare(rec)?;
         let attach = container.attach(streams(stdin))?;
-        Ok(Attached { attach, container })
+        Ok(Attached {
+            attach,
+            container,
+            on_start: Some((self.journal(), container_event(rec, "start"))),
+        })
     }
 
     /// `attach`: a running container's streams, refused as docker refuses a paused or
@@ -208,7 +225,11 @@ impl Engine {
             ));
         };
         let attach = container.attach(streams(stdin))?;
-        Ok(Attached { attach, container })
+        Ok(Attached {
+            attach,
+            container,
+            on_start: None,
+        })
     }
 
     /// Whether a container's log may still grow: its command runs, or is about to (prepared

@@ -37,8 +37,8 @@ use berth_runtime::AttachOptions;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    io_err, write_file, ContainerRecord, Engine, EngineError, ExecOptions, ExecStdio, Result,
-    Status,
+    container_event, io_err, write_file, ContainerRecord, Engine, EngineError, ExecOptions,
+    ExecStdio, Result, Status,
 };
 use crate::engine::record::{Healthcheck, RestartPolicy};
 
@@ -306,12 +306,10 @@ impl Engine {
         )
     }
 
-    /// An event of the container's life, for `berth events`.
-    ///
-    /// HOOK (events journal): the journal has not landed yet; once it has, this writes
-    /// `action` (`die` with `exitCode`, `start`, `health_status: healthy`) through it.
-    fn event(&self, rec: &ContainerRecord, action: &str, attributes: &[(&str, String)]) {
-        tracing::debug!(container = %rec.id, action, ?attributes, "event");
+    /// An event of the container's life in the journal (`health_status: healthy`); `die`
+    /// comes from the monitor and `start` from [`Engine::start_run`].
+    fn event(&self, rec: &ContainerRecord, action: &str) {
+        self.journal().record(container_event(rec, action));
     }
 
     /// What docker's daemon does at its start, for one container, after a reboot (run once
@@ -349,7 +347,6 @@ impl Engine {
             return Ok(false);
         }
         self.start_run(&mut rec, true)?;
-        self.event(&rec, "start", &[]);
         Ok(true)
     }
 
@@ -380,7 +377,6 @@ impl Engine {
             {
                 continue;
             }
-            self.event(&rec, "die", &[("exitCode", st.exit_code.to_string())]);
             if st.status != Status::Exited || !should_restart(&rec, st.exit_code) {
                 drop(_mine);
                 drop(lock);
@@ -436,10 +432,7 @@ impl Engine {
             rec.restarting = false;
             self.save(&rec)?;
             return match started {
-                Ok(()) => {
-                    self.event(&rec, "start", &[]);
-                    Ok(true)
-                }
+                Ok(()) => Ok(true),
                 Err(e) => {
                     tracing::warn!("restarting container {}: {e}", rec.id);
                     Ok(false)
@@ -509,7 +502,7 @@ impl Engine {
             let start_period = Duration::from_nanos(check.start_period.max(0) as u64);
             let within = since(&st.started_at) < start_period;
             if record_probe(&mut health, check, result, within) {
-                self.event(&rec, &format!("health_status: {}", health.status), &[]);
+                self.event(&rec, &format!("health_status: {}", health.status));
             }
             // A run that ended meanwhile keeps its last health for inspect, as docker's.
             self.save_health(id, &health)?;
@@ -551,7 +544,7 @@ impl Engine {
             cmd: check.argv().unwrap_or_default(),
             ..Default::default()
         };
-        let process = self.exec(rec, &opts, stdio)?;
+        let mut process = self.exec(rec, &opts, stdio)?;
         let deadline = Instant::now() + timeout;
         let mut output = vec![];
         let mut buf = [0u8; 4096];
@@ -580,7 +573,7 @@ impl Engine {
         };
         if timed_out {
             // SAFETY: a signal to our own child, not yet reaped.
-            unsafe { libc::kill(process.0.pid(), libc::SIGKILL) };
+            unsafe { libc::kill(process.process.pid(), libc::SIGKILL) };
             let _ = process.wait();
             return Ok((
                 -1,

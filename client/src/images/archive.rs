@@ -574,7 +574,14 @@ impl ImageStore {
             Ok(())
         })
         .await
-        .expect("the save task does not panic")
+        .expect("the save task does not panic")?;
+        let journal = self.journal();
+        for (image, _) in &images {
+            journal.record(
+                super::image_event(image.id.as_str(), "save").attr("name", image.id.as_str()),
+            );
+        }
+        Ok(())
     }
 
     /// Loads every image of a `docker save` tar or OCI layout tar read from `input`.
@@ -582,6 +589,10 @@ impl ImageStore {
         let dir = self.work_dir()?;
         let res = self.load_in(input, &dir).await;
         let _ = remove_tree(&dir);
+        let journal = self.journal();
+        for l in res.iter().flatten() {
+            journal.record(super::image_event(l.id.as_str(), "load").attr("name", l.id.as_str()));
+        }
         res
     }
 
@@ -779,6 +790,10 @@ impl ImageStore {
         let dir = self.work_dir()?;
         let res = self.import_in(input, &dir, reference, options).await;
         let _ = remove_tree(&dir);
+        if let Ok(id) = &res {
+            self.journal()
+                .record(super::image_event(id.as_str(), "import").attr("name", id.as_str()));
+        }
         res
     }
 

@@ -36,9 +36,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use berth_storage::{Digest, FsBackend, RepoName, Store, StoreError};
+use berth_storage::{gc, Digest, FsBackend, RepoName, Store, StoreError};
 use serde::{Deserialize, Serialize};
 
+use crate::events::{Event, Journal, Kind};
 use crate::reference::{ImageRef, ReferenceError};
 use crate::remote::{RemoteError, MEDIA_DOCKER_MANIFEST};
 use crate::unpack::UnpackError;
@@ -165,6 +166,9 @@ impl ImageRecord {
     }
 }
 
+/// The store's hold (see `berth_storage::Store::hold`) on every blob the index's images need.
+const IMAGES_HOLD: &str = "images";
+
 /// The file `images/index.json`.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Index {
@@ -271,6 +275,11 @@ impl Default for RemoveOptions {
     }
 }
 
+/// An image event (`Actor.ID` a reference or an image id; add its `name`).
+pub(crate) fn image_event(id: &str, action: &str) -> Event {
+    Event::new(Kind::Image, action, id)
+}
+
 /// The intermediate images among `images`: docker's (and podman's) images that `images`
 /// hides without `-a`. An image is one when it has no name (no tag, no digest) and is the
 /// parent of another image: its layers are the first layers of that image.
@@ -359,6 +368,11 @@ impl ImageStore {
         })
     }
 
+    /// The events journal under the root, which every image operation writes to.
+    pub fn journal(&self) -> Journal {
+        Journal::open(&self.root)
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -406,9 +420,27 @@ impl ImageStore {
         }
     }
 
-    fn write_index(&self, _lock: &IndexLock, index: &Index) -> Result<()> {
+    /// Writes the index, and the store's hold on what its images need (`holds/images`, which
+    /// every collection reads, the registry's too): before the index, the hold covers the
+    /// old images and the new; after it, the new only. So at no moment does an image in the
+    /// index lack a hold, and a removed image's blobs are free once the index has gone.
+    async fn write_index(&self, _lock: &IndexLock, index: &Index) -> Result<()> {
+        let new: BTreeSet<Digest> = index
+            .images
+            .values()
+            .flat_map(|r| r.blobs().cloned())
+            .collect();
+        let mut both = new.clone();
+        if let Ok(old) = self.read_index() {
+            both.extend(old.images.values().flat_map(|r| r.blobs().cloned()));
+        }
+        self.store.hold(IMAGES_HOLD, &both).await?;
         let data = serde_json::to_vec(index).expect("the index serialises");
-        write_atomic(&self.index_path(), &data)
+        write_atomic(&self.index_path(), &data)?;
+        if both.len() != new.len() {
+            self.store.hold(IMAGES_HOLD, &new).await?;
+        }
+        Ok(())
     }
 
     /// Every image, newest first (docker's order).
@@ -461,7 +493,10 @@ impl ImageStore {
         let mut index = self.read_index()?;
         let id = find(&index, source)?.id.clone();
         self.add_tag(&lock, &mut index, &id, &target).await?;
-        self.write_index(&lock, &index)
+        self.write_index(&lock, &index).await?;
+        self.journal()
+            .record(image_event(id.as_str(), "tag").attr("name", target.familiar()));
+        Ok(())
     }
 
     /// Points `target` (a tagged reference) at image `id`: in the store and in the index,
@@ -502,9 +537,10 @@ impl ImageStore {
         for b in record.layers.iter().map(|l| &l.digest).chain([&record.id]) {
             self.store.repos.link_blob(repo, b).await?;
         }
+        let body = self.read_blob(&record.manifest).await?;
         self.store
             .repos
-            .link_manifest(repo, &record.manifest, &record.manifest_media_type)
+            .link_manifest(repo, &record.manifest, &record.manifest_media_type, &body)
             .await?;
         Ok(())
     }
@@ -553,6 +589,26 @@ impl ImageStore {
         force: bool,
         in_use: &BTreeMap<Digest, String>,
     ) -> Result<Vec<Removal>> {
+        let id = find(&self.read_index()?, s)?.id.clone();
+        let removed = self.remove_one_unrecorded(s, force, in_use).await?;
+        // docker's events: the image id for each name taken away, then the deletion.
+        let journal = self.journal();
+        for r in &removed {
+            let action = match r {
+                Removal::Untagged(_) => "untag",
+                Removal::Deleted(_) => "delete",
+            };
+            journal.record(image_event(id.as_str(), action).attr("name", id.as_str()));
+        }
+        Ok(removed)
+    }
+
+    async fn remove_one_unrecorded(
+        &self,
+        s: &str,
+        force: bool,
+        in_use: &BTreeMap<Digest, String>,
+    ) -> Result<Vec<Removal>> {
         let lock = self.lock()?;
         let mut index = self.read_index()?;
         let record = find(&index, s)?.clone();
@@ -592,7 +648,7 @@ impl ImageStore {
                 out.push(Removal::Untagged(name.familiar()));
                 // The last tag of a repository takes that repository's digests with it.
                 if !r.tags.is_empty() {
-                    self.write_index(&lock, &index)?;
+                    self.write_index(&lock, &index).await?;
                     return Ok(out);
                 }
                 for d in std::mem::take(&mut r.repo_digests) {
@@ -625,12 +681,12 @@ impl ImageStore {
         }
         if user.is_some() {
             // Forced: the names go, the image stays (dangling) for its container.
-            self.write_index(&lock, &index)?;
+            self.write_index(&lock, &index).await?;
             return Ok(out);
         }
         let record = index.images.remove(record.id.as_str()).expect("present");
         // Index first: if deleting content fails half way, nothing points at what is gone.
-        self.write_index(&lock, &index)?;
+        self.write_index(&lock, &index).await?;
         self.delete_unused(&index, &record).await?;
         out.push(Removal::Deleted(record.id.clone()));
         Ok(out)
@@ -660,10 +716,26 @@ impl ImageStore {
                 }
             }
         }
-        for b in gone.blobs() {
-            if !used_blobs.contains(b) {
-                self.store.blobs.delete(b).await?;
+        // The blobs go only if nothing at all needs them any more: another image (the hold
+        // written with the index), a registry repository over this root, a collection's
+        // rules. The store's collector decides; when another collection runs (a registry
+        // over this root), what is left is freed by that one or the next.
+        let candidates: BTreeSet<Digest> = gone
+            .blobs()
+            .filter(|b| !used_blobs.contains(b))
+            .cloned()
+            .collect();
+        let options = gc::Options {
+            scope: gc::Scope::Only(candidates),
+            wait: Some(std::time::Duration::from_secs(60)),
+            ..gc::Options::default()
+        };
+        match gc::collect(&self.store, &gc::Policy::default(), &options).await {
+            Ok(_) => {}
+            Err(StoreError::CollectionBusy(holder)) => {
+                tracing::info!("a collection by {holder} is running: it frees what rmi left")
             }
+            Err(e) => return Err(e.into()),
         }
         for l in &gone.layers {
             if !used_chains.contains(&l.chain_id) {
@@ -869,9 +941,11 @@ impl ImageStore {
             // An index the image was chosen from is a manifest of the repository too.
             if digest != &record.manifest {
                 let media = self.manifest_media_type(digest).await;
+                let body = self.read_blob(digest).await?;
+                // Its other platforms' manifests are not pulled: missing is expected.
                 self.store
                     .repos
-                    .link_manifest(&repo, digest, &media)
+                    .link_manifest(&repo, digest, &media, &body)
                     .await?;
             }
         }
@@ -902,7 +976,7 @@ impl ImageStore {
                 .linked
                 .insert(repo.to_string());
         }
-        self.write_index(&lock, &index)?;
+        self.write_index(&lock, &index).await?;
         Ok(changed)
     }
 

@@ -293,6 +293,10 @@ impl ImageStore {
         let updated = self
             .commit_image(record, &names, Some((&named, &top_digest)))
             .await?;
+        self.journal().record(
+            super::image_event(&reference.familiar(), "pull")
+                .attr("name", reference.familiar_name()),
+        );
         Ok(PullResult {
             reference: reference.clone(),
             digest: top_digest,

@@ -104,6 +104,10 @@ impl ImageStore {
                 let _ = self.store.repos.link_blob(&local, b).await;
             }
         }
+        self.journal().record(
+            super::image_event(&reference.familiar(), "push")
+                .attr("name", reference.familiar_name()),
+        );
         Ok(PushResult {
             tag: tag.to_string(),
             digest,

@@ -233,7 +233,7 @@ impl ImageStore {
             for r in index.images.values_mut() {
                 r.tags.retain(|t| !dropped.contains(t));
             }
-            self.write_index(&lock, &index)?;
+            self.write_index(&lock, &index).await?;
         }
         Ok(failed)
     }

@@ -152,29 +152,9 @@ impl Rule {
     }
 }
 
-/// Glob matching where `*` stands for any run of characters, `/` included.
-pub fn matches(pattern: &str, name: &str) -> bool {
-    let (p, n) = (pattern.as_bytes(), name.as_bytes());
-    let (mut pi, mut ni) = (0, 0);
-    // Where the last `*` was, and how much of the name it has eaten so far.
-    let mut star: Option<(usize, usize)> = None;
-    while ni < n.len() {
-        if pi < p.len() && p[pi] == b'*' {
-            star = Some((pi, ni));
-            pi += 1;
-        } else if pi < p.len() && p[pi] == n[ni] {
-            pi += 1;
-            ni += 1;
-        } else if let Some((sp, sn)) = star {
-            pi = sp + 1;
-            ni = sn + 1;
-            star = Some((sp, sn + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == b'*')
-}
+/// Glob matching where `*` stands for any run of characters, `/` included (the store's, so
+/// that access rules and retention rules read patterns alike).
+pub use berth_storage::name::glob_matches as matches;
 
 #[cfg(test)]
 mod tests {

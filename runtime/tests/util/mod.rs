@@ -147,6 +147,7 @@ impl Fixture {
                 self.log_path(),
                 berth_runtime::LogFormat::JsonFile,
             )),
+            on_exit: None,
         }
     }
 

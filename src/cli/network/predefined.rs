@@ -1,7 +1,7 @@
 //! The networks every host has: bridge, host and none.
 
+pub use berth_client::engine::predefined_id as network_id;
 use berth_client::engine::NetworkMode;
-use berth_storage::Digest;
 
 /// The three networks: (name, driver, mode).
 pub const NETWORKS: [(&str, &str, NetworkMode); 3] = [
@@ -9,10 +9,3 @@ pub const NETWORKS: [(&str, &str, NetworkMode); 3] = [
     ("host", "host", NetworkMode::Host),
     ("none", "null", NetworkMode::None),
 ];
-
-/// A network's id: stable, from its name (there is no daemon to hand out random ones).
-pub fn network_id(name: &str) -> String {
-    Digest::sha256_of(format!("berth network {name}").as_bytes())
-        .hex()
-        .to_string()
-}

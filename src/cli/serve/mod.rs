@@ -3,11 +3,14 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use berth_registry::config::LogFormat;
 use berth_registry::{Config, Server};
 use berth_storage::StoreConfig;
 use clap::Args;
 
 use super::globals::Globals;
+
+pub mod gc;
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -31,7 +34,7 @@ pub fn run(globals: &Globals, args: ServeArgs) -> anyhow::Result<i32> {
     if let Some(listen) = args.listen {
         config.server.listen = listen;
     }
-    init_logging();
+    init_logging(config.log.format);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
         let storage = describe(&config.storage);
@@ -90,8 +93,9 @@ async fn shutdown_signal() {
     }
 }
 
-/// Sends logs to stderr; `RUST_LOG` (or `BERTH_LOG`) picks the level, `info` by default.
-pub fn init_logging() {
+/// Sends logs to stderr, as text or one JSON object a line; `RUST_LOG` (or `BERTH_LOG`)
+/// picks the level, `info` by default.
+pub fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = std::env::var("BERTH_LOG")
         .ok()
@@ -99,8 +103,68 @@ pub fn init_logging() {
         .unwrap_or_else(|| {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
         });
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .try_init();
+        // Colours for a person at a terminal, never escape codes in a journal or a file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.event_format(JsonLines).try_init(),
+    };
+}
+
+/// One JSON object a line: `time` (RFC 3339, UTC), `level`, `message`, `target`, then the
+/// event's own fields by name (a request's: `request_id`, `method`, `path`, `status`,
+/// `bytes`, `duration_ms`, `user`).
+struct JsonLines;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for JsonLines
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        use serde_json::{Map, Value};
+        struct Fields<'a>(&'a mut Map<String, Value>);
+        impl tracing::field::Visit for Fields<'_> {
+            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                self.0
+                    .insert(f.name().into(), Value::from(format!("{v:?}")));
+            }
+            fn record_str(&mut self, f: &tracing::field::Field, v: &str) {
+                self.0.insert(f.name().into(), Value::from(v));
+            }
+            fn record_u64(&mut self, f: &tracing::field::Field, v: u64) {
+                self.0.insert(f.name().into(), Value::from(v));
+            }
+            fn record_i64(&mut self, f: &tracing::field::Field, v: i64) {
+                self.0.insert(f.name().into(), Value::from(v));
+            }
+            fn record_f64(&mut self, f: &tracing::field::Field, v: f64) {
+                self.0.insert(f.name().into(), Value::from(v));
+            }
+            fn record_bool(&mut self, f: &tracing::field::Field, v: bool) {
+                self.0.insert(f.name().into(), Value::from(v));
+            }
+        }
+        let meta = event.metadata();
+        let mut map = Map::new();
+        map.insert(
+            "time".into(),
+            Value::from(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+        );
+        map.insert(
+            "level".into(),
+            Value::from(meta.level().as_str().to_ascii_lowercase()),
+        );
+        map.insert("target".into(), Value::from(meta.target()));
+        event.record(&mut Fields(&mut map));
+        writeln!(writer, "{}", Value::Object(map))
+    }
 }

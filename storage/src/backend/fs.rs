@@ -15,12 +15,15 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    check_key, Backend, BackendError, ByteStream, ListPage, ObjectMeta, ObjectWriter, Result,
+    check_key, Backend, BackendError, ByteStream, Entry, EntryStream, ListPage, ObjectMeta,
+    ObjectWriter, Result, Versioned,
 };
 
 /// Chunk size for streamed reads: large enough that per-chunk overhead vanishes.
 const READ_CHUNK: usize = 1 << 20;
 const TMP_DIR: &str = ".tmp";
+/// Entries a scan hands over at a time.
+const SCAN_PAGE: usize = 1000;
 
 /// Objects as files under one directory.
 #[derive(Debug, Clone)]
@@ -52,6 +55,52 @@ impl FsBackend {
             .join(TMP_DIR)
             .join(uuid::Uuid::new_v4().simple().to_string())
     }
+
+    /// Runs `f` holding the root's lock for conditional writes: an `flock` on a file under
+    /// `.tmp`, which every process on this host that opens the root takes for them.
+    async fn conditionally<T: Send + 'static>(
+        &self,
+        key: &str,
+        f: impl FnOnce(&Path) -> std::io::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let path = self.path(key)?;
+        let lock = self.root.join(TMP_DIR).join("conditional.lock");
+        let key = key.to_string();
+        blocking(move || {
+            let run = || {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&lock)?;
+                file.lock()?;
+                f(&path)
+            };
+            run().map_err(|e| BackendError::io(key, e))
+        })
+        .await
+    }
+}
+
+/// The version tag of a small object on disk: a hash of its content.
+fn etag_of(data: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(&sha2::Sha256::digest(data)[..16])
+}
+
+/// Writes `data` to `dest` through a temporary file beside the others.
+fn write_through_temp(temp: &Path, dest: &Path, data: &[u8], sync: bool) -> std::io::Result<()> {
+    let write = || -> std::io::Result<()> {
+        let mut f = File::create(temp)?;
+        f.write_all(data)?;
+        if sync {
+            f.sync_all()?;
+        }
+        rename_into_place(temp, dest)
+    };
+    write().inspect_err(|_| {
+        let _ = std::fs::remove_file(temp);
+    })
 }
 
 /// Renames `from` onto `to`, creating `to`'s parent directories; retries when a concurrent
@@ -177,18 +226,7 @@ impl Backend for FsBackend {
         let sync = self.sync;
         let key = key.to_string();
         blocking(move || {
-            let write = || -> std::io::Result<()> {
-                let mut f = File::create(&temp)?;
-                f.write_all(&data)?;
-                if sync {
-                    f.sync_all()?;
-                }
-                rename_into_place(&temp, &dest)
-            };
-            write().map_err(|e| {
-                let _ = std::fs::remove_file(&temp);
-                BackendError::io(key, e)
-            })
+            write_through_temp(&temp, &dest, &data, sync).map_err(|e| BackendError::io(key, e))
         })
         .await
     }
@@ -260,6 +298,32 @@ impl Backend for FsBackend {
         .await
     }
 
+    async fn list_meta(&self, prefix: &str) -> Result<Vec<(String, ObjectMeta)>> {
+        let keys = super::list_all(self, prefix).await?;
+        let root = self.root.clone();
+        // One blocking task for every stat: a listing of 10,000 keys costs one thread hop.
+        blocking(move || {
+            let mut out = Vec::with_capacity(keys.len());
+            for key in keys {
+                match std::fs::metadata(root.join(&key)) {
+                    Ok(m) if m.is_file() => {
+                        let meta = ObjectMeta {
+                            size: m.len(),
+                            modified: m.modified().ok(),
+                        };
+                        out.push((key, meta));
+                    }
+                    // Deleted since it was listed.
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(BackendError::io(key, e)),
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn delete(&self, key: &str) -> Result<()> {
         let path = self.path(key)?;
         let root = self.root.clone();
@@ -279,6 +343,139 @@ impl Backend for FsBackend {
                 dir = d.parent();
             }
             Ok(())
+        })
+        .await
+    }
+
+    fn scan(&self, prefix: &str) -> EntryStream {
+        let (tx, rx) = mpsc::channel::<Result<Vec<Entry>>>(4);
+        let trimmed = prefix.trim_end_matches('/').to_string();
+        let checked = if trimmed.is_empty() {
+            Ok(())
+        } else {
+            check_key(&trimmed)
+        };
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = checked {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+            let dir = if trimmed.is_empty() {
+                root.clone()
+            } else {
+                root.join(&trimmed)
+            };
+            let mut page = Vec::with_capacity(SCAN_PAGE);
+            let walked = walk_entries(&dir, &trimmed, &mut |entry| {
+                page.push(entry);
+                if page.len() == SCAN_PAGE {
+                    let full = std::mem::replace(&mut page, Vec::with_capacity(SCAN_PAGE));
+                    return tx.blocking_send(Ok(full)).is_ok();
+                }
+                true
+            });
+            let last = match walked {
+                Ok(_) => Ok(page),
+                Err(e) => Err(BackendError::io(trimmed, e)),
+            };
+            let _ = tx.blocking_send(last);
+        });
+        Box::pin(tokio_stream_from(rx))
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> Result<()> {
+        let mut paths = Vec::with_capacity(keys.len());
+        for k in keys {
+            paths.push((k.clone(), self.path(k)?));
+        }
+        let root = self.root.clone();
+        // A few threads: unlinking is mostly waiting for the file system.
+        let threads = 4.min(paths.len().max(1));
+        let per = paths.len().div_ceil(threads).max(1);
+        let mut tasks = Vec::new();
+        let mut rest = paths;
+        while !rest.is_empty() {
+            let tail = rest.split_off(per.min(rest.len()));
+            let part = std::mem::replace(&mut rest, tail);
+            tasks.push(tokio::task::spawn_blocking(move || {
+                let mut parents = std::collections::BTreeSet::new();
+                for (key, path) in part {
+                    match std::fs::remove_file(&path) {
+                        Ok(()) => {
+                            if let Some(p) = path.parent() {
+                                parents.insert(p.to_path_buf());
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(BackendError::io(key, e)),
+                    }
+                }
+                Ok(parents)
+            }));
+        }
+        let mut parents = std::collections::BTreeSet::new();
+        for t in tasks {
+            parents.extend(
+                t.await
+                    .map_err(|e| BackendError::io("", std::io::Error::other(e)))??,
+            );
+        }
+        blocking(move || {
+            // Deepest first, so that a directory emptied by its children goes too.
+            for p in parents.iter().rev() {
+                let mut dir = Some(p.as_path());
+                while let Some(d) = dir {
+                    if d == root || std::fs::remove_dir(d).is_err() {
+                        break;
+                    }
+                    dir = d.parent();
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_new(&self, key: &str, data: Bytes) -> Result<Option<String>> {
+        let temp = self.temp_path();
+        let sync = self.sync;
+        self.conditionally(key, move |dest| {
+            if dest.exists() {
+                return Ok(None);
+            }
+            write_through_temp(&temp, dest, &data, sync)?;
+            Ok(Some(etag_of(&data)))
+        })
+        .await
+    }
+
+    async fn read_versioned(&self, key: &str) -> Result<Option<Versioned>> {
+        match self.read(key).await {
+            Ok(data) => Ok(Some(Versioned {
+                etag: etag_of(&data),
+                data,
+            })),
+            Err(BackendError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn replace(&self, key: &str, data: Bytes, etag: &str) -> Result<Option<String>> {
+        let temp = self.temp_path();
+        let sync = self.sync;
+        let etag = etag.to_string();
+        self.conditionally(key, move |dest| {
+            let current = match std::fs::read(dest) {
+                Ok(c) => c,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            if etag_of(&current) != etag {
+                return Ok(None);
+            }
+            write_through_temp(&temp, dest, &data, sync)?;
+            Ok(Some(etag_of(&data)))
         })
         .await
     }
@@ -308,6 +505,16 @@ impl Backend for FsBackend {
         let from = from.to_string();
         blocking(move || rename_into_place(&src, &dest).map_err(|e| BackendError::io(from, e)))
             .await
+    }
+
+    async fn reachable(&self) -> Result<()> {
+        let root = self.root.clone();
+        blocking(move || {
+            std::fs::read_dir(&root)
+                .map(drop)
+                .map_err(|e| BackendError::io(root.display().to_string(), e))
+        })
+        .await
     }
 
     fn local_path(&self, key: &str) -> Option<PathBuf> {
@@ -371,9 +578,59 @@ fn walk_sorted(
     Ok(true)
 }
 
-fn tokio_stream_from(
-    mut rx: mpsc::Receiver<std::io::Result<Bytes>>,
-) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send {
+/// Visits every file below `dir` with its size and modification time, in directory order.
+/// Returns `false` when the visitor asked to stop.
+fn walk_entries(
+    dir: &Path,
+    key_prefix: &str,
+    visit: &mut dyn FnMut(Entry) -> bool,
+) -> std::io::Result<bool> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                || e.kind() == std::io::ErrorKind::NotADirectory =>
+        {
+            return Ok(true)
+        }
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if key_prefix.is_empty() && name == TMP_DIR {
+            continue;
+        }
+        let key = if key_prefix.is_empty() {
+            name
+        } else {
+            format!("{key_prefix}/{name}")
+        };
+        let meta = match entry.metadata() {
+            Ok(m) => m,
+            // Removed since the directory was read.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let go_on = if meta.is_dir() {
+            walk_entries(&entry.path(), &key, visit)?
+        } else {
+            visit(Entry {
+                key,
+                size: meta.len(),
+                modified: meta.modified().ok(),
+            })
+        };
+        if !go_on {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn tokio_stream_from<T: Send>(mut rx: mpsc::Receiver<T>) -> impl futures::Stream<Item = T> + Send {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 

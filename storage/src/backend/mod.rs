@@ -30,6 +30,8 @@ pub enum BackendError {
     NotFound(String),
     #[error("range {start}..{end} is outside the object's {size} bytes")]
     RangeNotSatisfiable { start: u64, end: u64, size: u64 },
+    #[error("the object at {0} changed while it was being replaced")]
+    Precondition(String),
     #[error("key {0:?} is not a valid storage key")]
     InvalidKey(String),
     #[error("i/o error at {key}: {source}")]
@@ -70,6 +72,25 @@ pub type Result<T, E = BackendError> = std::result::Result<T, E>;
 pub struct ObjectMeta {
     pub size: u64,
     pub modified: Option<SystemTime>,
+}
+
+/// A key with its size and age, as [`Backend::scan`] finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub key: String,
+    pub size: u64,
+    pub modified: Option<SystemTime>,
+}
+
+/// Pages of entries, as [`Backend::scan`] streams them.
+pub type EntryStream = Pin<Box<dyn Stream<Item = Result<Vec<Entry>>> + Send>>;
+
+/// A small object's bytes with the version tag that [`Backend::replace`] compares against
+/// (S3's ETag; a hash of the content on a file system).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    pub data: Bytes,
+    pub etag: String,
 }
 
 /// One page of a listing: keys in byte order, and whether more follow.
@@ -113,12 +134,45 @@ pub trait Backend: Send + Sync + 'static {
 
     async fn stat(&self, key: &str) -> Result<Option<ObjectMeta>>;
 
+    /// Every key under `prefix` with its size and age, in byte order. The default stats each
+    /// key; backends whose listing already says both (S3) or can stat in one pass (the file
+    /// system) override it.
+    async fn list_meta(&self, prefix: &str) -> Result<Vec<(String, ObjectMeta)>> {
+        let mut out = Vec::new();
+        for key in list_all_dyn(self, prefix).await? {
+            if let Some(meta) = self.stat(&key).await? {
+                out.push((key, meta));
+            }
+        }
+        Ok(out)
+    }
+
     /// Keys under `prefix` (recursively), in byte order, after `start_after`, at most `limit`.
     async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize)
         -> Result<ListPage>;
 
+    /// Every object under `prefix` (empty, or ending in `/`) with its size and age, in pages,
+    /// in no particular order: one pass over everything, for garbage collection.
+    fn scan(&self, prefix: &str) -> EntryStream;
+
     /// Removes an object; removing a missing object is not an error.
     async fn delete(&self, key: &str) -> Result<()>;
+
+    /// Removes many objects (S3's DeleteObjects, a thousand keys a request); missing ones are
+    /// not an error.
+    async fn delete_many(&self, keys: &[String]) -> Result<()>;
+
+    /// Writes a small object only if none is at `key`, and returns its version tag; `None`
+    /// when one already is. Of two writers racing for one key exactly one succeeds (S3's
+    /// `If-None-Match: *`).
+    async fn create_new(&self, key: &str, data: Bytes) -> Result<Option<String>>;
+
+    /// Reads a small object with its version tag; `None` when there is none.
+    async fn read_versioned(&self, key: &str) -> Result<Option<Versioned>>;
+
+    /// Replaces a small object only if it is still the version `etag` names, and returns the
+    /// new version's tag; `None` when it changed or went in between (S3's `If-Match`).
+    async fn replace(&self, key: &str, data: Bytes, etag: &str) -> Result<Option<String>>;
 
     /// Copies an object to another key (server side where the backend can), atomically.
     async fn copy(&self, from: &str, to: &str) -> Result<()>;
@@ -134,12 +188,27 @@ pub trait Backend: Send + Sync + 'static {
         None
     }
 
+    /// Whether the storage answers at all (the root directory is there and readable; the
+    /// bucket exists and the credentials open it): for health checks.
+    async fn reachable(&self) -> Result<()>;
+
     /// A short description for logs: `filesystem /var/lib/berth`, `s3 bucket/prefix`.
     fn describe(&self) -> String;
 }
 
+/// Every entry under a prefix, gathered from [`Backend::scan`]'s pages.
+pub async fn scan_all(backend: &dyn Backend, prefix: &str) -> Result<Vec<Entry>> {
+    use futures::TryStreamExt;
+    let pages: Vec<Vec<Entry>> = backend.scan(prefix).try_collect().await?;
+    Ok(pages.into_iter().flatten().collect())
+}
+
 /// Lists every key under a prefix, following pages.
 pub async fn list_all(backend: &dyn Backend, prefix: &str) -> Result<Vec<String>> {
+    list_all_dyn(backend, prefix).await
+}
+
+async fn list_all_dyn<B: Backend + ?Sized>(backend: &B, prefix: &str) -> Result<Vec<String>> {
     let mut keys = Vec::new();
     let mut after: Option<String> = None;
     loop {

@@ -16,14 +16,15 @@ use aws_sdk_s3::config::{
 };
 use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
 use aws_sdk_s3::primitives::ByteStream as S3Body;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 use aws_sdk_s3::Client;
 use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 use tokio::task::JoinSet;
 
 use super::{
-    check_key, Backend, BackendError, ByteStream, ListPage, ObjectMeta, ObjectWriter, Result,
+    check_key, Backend, BackendError, ByteStream, Entry, EntryStream, ListPage, ObjectMeta,
+    ObjectWriter, Result, Versioned,
 };
 
 /// S3's smallest part (but the last) of a multipart upload.
@@ -32,6 +33,8 @@ const DEFAULT_PART_SIZE: usize = 16 << 20;
 /// The largest object a single CopyObject may copy.
 const MAX_COPY_SIZE: u64 = 5 << 30;
 const PARTS_IN_FLIGHT: usize = 4;
+/// The most keys one DeleteObjects request may name.
+const DELETE_BATCH: usize = 1000;
 
 /// How to reach a bucket.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -86,6 +89,14 @@ where
     let text = format!("{}", DisplayErrorContext(&e));
     if not_found || text.contains("NoSuchKey") || text.contains("NotFound") {
         return BackendError::NotFound(key.to_string());
+    }
+    if text.contains("PreconditionFailed")
+        || text.contains("ConditionalRequestConflict")
+        || status
+            .as_deref()
+            .is_some_and(|s| s.contains("StatusCode(412)") || s.contains("status: 412"))
+    {
+        return BackendError::Precondition(key.to_string());
     }
     if text.contains("InvalidRange") {
         return BackendError::RangeNotSatisfiable {
@@ -360,6 +371,39 @@ impl Backend for S3Backend {
         }
     }
 
+    async fn list_meta(&self, prefix: &str) -> Result<Vec<(String, ObjectMeta)>> {
+        let full_prefix = format!("{}{}", self.prefix, prefix);
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(&full_prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| s3_err("ListObjectsV2", prefix, e))?;
+            for obj in page.contents() {
+                let Some(rel) = obj.key().and_then(|k| k.strip_prefix(&self.prefix)) else {
+                    continue;
+                };
+                let meta = ObjectMeta {
+                    size: obj.size().unwrap_or(0).max(0) as u64,
+                    modified: obj
+                        .last_modified()
+                        .and_then(|t| SystemTime::try_from(*t).ok()),
+                };
+                out.push((rel.to_string(), meta));
+            }
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated().unwrap_or(false) => token = Some(t.to_string()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
     async fn delete(&self, key: &str) -> Result<()> {
         let full = self.full(key)?;
         match self
@@ -373,6 +417,181 @@ impl Backend for S3Backend {
             Ok(_) => Ok(()),
             Err(e) => match s3_err("DeleteObject", key, e) {
                 BackendError::NotFound(_) => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
+    fn scan(&self, prefix: &str) -> EntryStream {
+        struct Pager {
+            backend: S3Backend,
+            prefix: String,
+            full_prefix: String,
+            token: Option<String>,
+            done: bool,
+        }
+        let pager = Pager {
+            backend: self.clone(),
+            prefix: prefix.to_string(),
+            full_prefix: format!("{}{}", self.prefix, prefix),
+            token: None,
+            done: false,
+        };
+        Box::pin(futures::stream::unfold(pager, |mut p| async move {
+            if p.done {
+                return None;
+            }
+            let out = p
+                .backend
+                .client
+                .list_objects_v2()
+                .bucket(&p.backend.bucket)
+                .prefix(&p.full_prefix)
+                .set_continuation_token(p.token.take())
+                .send()
+                .await;
+            let out = match out {
+                Ok(o) => o,
+                Err(e) => {
+                    p.done = true;
+                    return Some((Err(s3_err("ListObjectsV2", &p.prefix, e)), p));
+                }
+            };
+            let entries = out
+                .contents()
+                .iter()
+                .filter_map(|o| {
+                    let rel = o.key()?.strip_prefix(&p.backend.prefix)?;
+                    Some(Entry {
+                        key: rel.to_string(),
+                        size: o.size().unwrap_or(0).max(0) as u64,
+                        modified: o
+                            .last_modified()
+                            .and_then(|t| SystemTime::try_from(*t).ok()),
+                    })
+                })
+                .collect();
+            match out.next_continuation_token() {
+                Some(t) if out.is_truncated().unwrap_or(false) => p.token = Some(t.to_string()),
+                _ => p.done = true,
+            }
+            Some((Ok(entries), p))
+        }))
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> Result<()> {
+        for batch in keys.chunks(DELETE_BATCH) {
+            let mut objects = Vec::with_capacity(batch.len());
+            for k in batch {
+                let id = ObjectIdentifier::builder()
+                    .key(self.full(k)?)
+                    .build()
+                    .map_err(|e| BackendError::S3 {
+                        op: "DeleteObjects",
+                        key: k.clone(),
+                        message: e.to_string(),
+                    })?;
+                objects.push(id);
+            }
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(|e| BackendError::S3 {
+                    op: "DeleteObjects",
+                    key: batch[0].clone(),
+                    message: e.to_string(),
+                })?;
+            let out = self
+                .client
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| s3_err("DeleteObjects", &batch[0], e))?;
+            // Quiet mode lists only the keys that could not be deleted.
+            if let Some(err) = out.errors().iter().find(|e| e.code() != Some("NoSuchKey")) {
+                return Err(BackendError::S3 {
+                    op: "DeleteObjects",
+                    key: err.key().unwrap_or_default().to_string(),
+                    message: format!(
+                        "{}: {}",
+                        err.code().unwrap_or("error"),
+                        err.message().unwrap_or_default()
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn create_new(&self, key: &str, data: Bytes) -> Result<Option<String>> {
+        let full = self.full(key)?;
+        match self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .if_none_match("*")
+            .body(S3Body::from(data))
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(out.e_tag().unwrap_or_default().to_string())),
+            Err(e) => match s3_err("PutObject", key, e) {
+                BackendError::Precondition(_) => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn read_versioned(&self, key: &str) -> Result<Option<Versioned>> {
+        let full = self.full(key)?;
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .send()
+            .await
+        {
+            Ok(o) => o,
+            Err(e) => {
+                return match s3_err("GetObject", key, e) {
+                    BackendError::NotFound(_) => Ok(None),
+                    other => Err(other),
+                }
+            }
+        };
+        let etag = out.e_tag().unwrap_or_default().to_string();
+        let data = out.body.collect().await.map_err(|e| BackendError::S3 {
+            op: "GetObject",
+            key: key.to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(Some(Versioned {
+            data: data.into_bytes(),
+            etag,
+        }))
+    }
+
+    async fn replace(&self, key: &str, data: Bytes, etag: &str) -> Result<Option<String>> {
+        let full = self.full(key)?;
+        match self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .if_match(etag)
+            .body(S3Body::from(data))
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(out.e_tag().unwrap_or_default().to_string())),
+            Err(e) => match s3_err("PutObject", key, e) {
+                // Gone since it was read (some servers answer 404 rather than 412).
+                BackendError::Precondition(_) | BackendError::NotFound(_) => Ok(None),
                 other => Err(other),
             },
         }
@@ -437,6 +656,16 @@ impl Backend for S3Backend {
             n += 1;
         }
         self.complete_upload(to, &dest, &id, parts).await
+    }
+
+    async fn reachable(&self) -> Result<()> {
+        self.client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map_err(|e| s3_err("HeadBucket", &self.bucket, e))?;
+        Ok(())
     }
 
     fn describe(&self) -> String {

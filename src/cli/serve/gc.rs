@@ -1,0 +1,107 @@
+//! `berth gc`: one garbage collection of a registry's store, by hand, beside a running
+//! `berth serve` (or several): the store's lease lets one collection run at a time.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use berth_registry::Config;
+use berth_storage::gc::{self, Options, Progress, Report};
+use berth_storage::{Store, StoreConfig};
+use clap::Args;
+
+use super::super::format::human_size;
+use super::super::globals::Globals;
+
+#[derive(Args)]
+pub struct GcArgs {
+    /// The registry's configuration file (TOML): its [storage] is collected by its [gc]
+    /// policy; without it, the store `berth serve` would use by default
+    #[arg(short, long, value_name = "FILE", env = "BERTH_CONFIG_FILE")]
+    config: Option<PathBuf>,
+    /// List what would be deleted (tags, manifests, blobs, bytes), delete nothing
+    #[arg(short = 'n', long)]
+    dry_run: bool,
+}
+
+/// A progress line on stderr: rewritten in place on a terminal, a line per step otherwise.
+struct Line {
+    tty: bool,
+    last: Mutex<(String, Instant)>,
+}
+
+impl Progress for Line {
+    fn update(&self, step: &str, done: u64, total: Option<u64>) {
+        let mut last = self.last.lock().unwrap();
+        let text = match total {
+            Some(t) if t > 0 => format!("{step}: {done}/{t} blobs ({}%)", done * 100 / t),
+            Some(_) => format!("{step}: nothing to delete"),
+            None => format!("{step}: {done} manifests read"),
+        };
+        if self.tty {
+            // At most ten redraws a second.
+            if last.1.elapsed().as_millis() >= 100 || total.is_some_and(|t| done >= t) {
+                eprint!("\r\x1b[2K{text}");
+                let _ = std::io::stderr().flush();
+                last.1 = Instant::now();
+            }
+        } else if last.0 != step {
+            eprintln!("{text}");
+        }
+        last.0 = step.to_string();
+    }
+}
+
+pub fn run(globals: &Globals, args: GcArgs) -> Result<i32> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(root) = globals.root.clone() {
+        config.storage = StoreConfig::Filesystem { root, sync: false };
+    }
+    let store = Store::open(&config.storage).map_err(anyhow::Error::msg)?;
+    let tty = std::io::stderr().is_terminal();
+    let line = Arc::new(Line {
+        tty,
+        last: Mutex::new((String::new(), Instant::now())),
+    });
+    let options = Options {
+        dry_run: args.dry_run,
+        progress: Some(line.clone()),
+        ..Options::default()
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let result = runtime.block_on(gc::collect(&store, &config.gc, &options));
+    if tty {
+        eprint!("\r\x1b[2K");
+    }
+    print_report(&result?);
+    Ok(0)
+}
+
+fn print_report(r: &Report) {
+    let (verb, total) = if r.dry_run {
+        ("Would delete", "Total reclaimable space")
+    } else {
+        ("Deleted", "Total reclaimed space")
+    };
+    let list = |what: &str, items: &[String]| {
+        if !items.is_empty() {
+            println!("{verb} {what}:");
+            for i in items {
+                println!("{i}");
+            }
+            println!();
+        }
+    };
+    list("tags", &r.tags);
+    list("manifests", &r.manifests);
+    println!(
+        "{verb} {} blobs, {} blob links, {} upload sessions",
+        r.blobs, r.blob_links, r.uploads
+    );
+    println!("{total}: {}", human_size(r.bytes));
+}

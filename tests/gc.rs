@@ -1,0 +1,496 @@
+//! The store's lifecycle end to end: what `rmi`, `image prune` and the registry's garbage
+//! collection may delete on one store shared by `berth serve` and the client.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use berth_storage::Digest;
+
+use crate::util::{
+    berth_bin, build_image, require, run, skopeo_push, Berth, Registry, Storage, TestImage,
+};
+
+fn blob_path(root: &Path, d: &Digest) -> std::path::PathBuf {
+    root.join("blobs/sha256").join(d.hex())
+}
+
+/// Every blob of `image` under `repo` answers 200 with its bytes, and so does the manifest.
+fn assert_served(server: &Registry, repo: &str, image: &TestImage) {
+    let manifest = server.request(
+        "GET",
+        &format!("/v2/{repo}/manifests/{}", image.manifest),
+        &[("Accept", "application/vnd.oci.image.manifest.v1+json")],
+        b"",
+    );
+    assert_eq!(manifest.status, 200, "{repo}@{} is gone", image.manifest);
+    assert_eq!(Digest::sha256_of(&manifest.body), image.manifest);
+    for d in image.layers.iter().chain([&image.config]) {
+        let blob = server.request("GET", &format!("/v2/{repo}/blobs/{d}"), &[], b"");
+        assert_eq!(blob.status, 200, "{repo} lost blob {d}");
+        assert_eq!(
+            &Digest::sha256_of(&blob.body),
+            d,
+            "{repo}: blob {d} changed"
+        );
+    }
+}
+
+/// Puts `image`'s manifest into `to` by digest only (no tag), its blobs mounted from `from`:
+/// a repository that needs the content without any client image naming it.
+fn push_by_digest(server: &Registry, from: &str, to: &str, image: &TestImage) {
+    for d in image.layers.iter().chain([&image.config]) {
+        let r = server.request(
+            "POST",
+            &format!("/v2/{to}/blobs/uploads/?mount={d}&from={from}"),
+            &[],
+            b"",
+        );
+        assert_eq!(r.status, 201, "mount {d} into {to}");
+    }
+    let body = std::fs::read(image.layout.join("blobs/sha256").join(image.manifest.hex())).unwrap();
+    let r = server.request(
+        "PUT",
+        &format!("/v2/{to}/manifests/{}", image.manifest),
+        &[("Content-Type", "application/vnd.oci.image.manifest.v1+json")],
+        &body,
+    );
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+}
+
+/// The data-loss scenario of a shared store: an image pushed to `team/a` and, by digest, to
+/// `team/b`; `berth rmi localhost/team/a:1` removes the client's image, and `team/b` keeps
+/// every byte, because rmi asks the store's one notion of what is live.
+#[test]
+fn rmi_on_a_served_root_keeps_what_a_registry_repository_references() {
+    let work = tempfile::tempdir().unwrap();
+    let image = build_image(work.path(), 1, 50_000, 31);
+    let served = Berth::new();
+    let server = Registry::serve_root(&served.root);
+    skopeo_push(&image, &format!("{}/team/a:1", server.addr));
+    push_by_digest(&server, "team/a", "team/b", &image);
+    assert_served(&server, "team/b", &image);
+
+    let out = served.ok(&["rmi", "localhost/team/a:1"]);
+    assert!(out.contains("Untagged: localhost/team/a:1"), "{out}");
+    assert!(out.contains(&format!("Deleted: {}", image.config)), "{out}");
+    assert_served(&server, "team/b", &image);
+    for d in image.layers.iter().chain([&image.config, &image.manifest]) {
+        assert!(blob_path(&served.root, d).is_file(), "blob {d} was deleted");
+    }
+    let tags = server.request("GET", "/v2/team/a/tags/list", &[], b"");
+    assert!(
+        !String::from_utf8_lossy(&tags.body).contains("\"1\""),
+        "the tag went with the client's name"
+    );
+
+    // With team/b's manifest deleted too, nothing needs the content: image prune (which
+    // asks the same question) finds it unreferenced; the registry's own collection frees it.
+    let r = server.request(
+        "DELETE",
+        &format!("/v2/team/b/manifests/{}", image.manifest),
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 202);
+}
+
+/// A `berth serve` config for `storage` with a `[gc]` section, as a file `berth gc` can read.
+fn gc_config(storage: &Storage, gc: &str) -> tempfile::NamedTempFile {
+    let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    write!(file, "[gc]\n{gc}\n{}", storage.toml).unwrap();
+    file
+}
+
+fn berth_gc(config: &Path, extra: &[&str]) -> String {
+    let out = run(Command::new(berth_bin())
+        .arg("gc")
+        .arg("--config")
+        .arg(config)
+        .args(extra));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Every file of a store directory, modified two hours ago: content that no push in flight
+/// can be waiting for.
+fn backdate(root: &Path) {
+    run(Command::new("find").arg(root).args([
+        "-type",
+        "f",
+        "-exec",
+        "touch",
+        "-d",
+        "2 hours ago",
+        "{}",
+        "+",
+    ]));
+}
+
+/// skopeo copies `reference` out; every blob it got is byte for byte the image's.
+fn assert_pullable(reference: &str, image: &TestImage) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("copy");
+    run(Command::new(require("skopeo")).args([
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        &format!("docker://{reference}"),
+        &format!("dir:{}", out.display()),
+    ]));
+    let mut seen = 0;
+    for d in image.layers.iter().chain([&image.config, &image.manifest]) {
+        let ours = std::fs::read(image.layout.join("blobs/sha256").join(d.hex())).unwrap();
+        let name = if d == &image.manifest {
+            "manifest.json".to_string()
+        } else {
+            d.hex().to_string()
+        };
+        let theirs = std::fs::read(out.join(&name))
+            .unwrap_or_else(|e| panic!("{reference}: {name} missing: {e}"));
+        assert!(ours == theirs, "{reference}: {name} differs");
+        seen += 1;
+    }
+    assert!(seen >= 3);
+}
+
+/// Collections run back to back while 20 clients push eight images (distinct, and the same
+/// image to several repositories), half of them made of blobs that were garbage when the
+/// collections began: afterwards every image pulls byte for byte, and the garbage no push
+/// wanted is gone.
+#[test]
+fn collections_while_twenty_clients_push() {
+    let work = tempfile::tempdir().unwrap();
+    let images: Vec<TestImage> = (0..10)
+        .map(|i| build_image(&work.path().join(format!("i{i}")), 1, 20_000, 40 + i as u8))
+        .collect();
+    let storage = Storage::fs();
+    let root = storage.dir.as_ref().unwrap().path().to_path_buf();
+    let server = Registry::start(&storage, "[gc]\ninterval = 0");
+    // Garbage: images 0-3 and 8-9, pushed then deleted, an hour old. The clients push 0-3
+    // again; 8 and 9 nobody wants.
+    let mut garbage = Vec::new();
+    for i in [0, 1, 2, 3, 8, 9] {
+        let repo = format!("old/x{i}");
+        skopeo_push(&images[i], &format!("{}/{repo}:1", server.addr));
+        let r = server.request(
+            "DELETE",
+            &format!("/v2/{repo}/manifests/{}", images[i].manifest),
+            &[],
+            b"",
+        );
+        assert_eq!(r.status, 202);
+        garbage.push(i);
+    }
+    backdate(&root);
+    let config = gc_config(&storage, "delay = \"10m\"\nuntagged = \"0s\"");
+
+    let pushing = Arc::new(AtomicBool::new(true));
+    let collector = std::thread::spawn({
+        let (pushing, config) = (pushing.clone(), config.path().to_path_buf());
+        move || {
+            let mut runs = 0;
+            while pushing.load(Ordering::SeqCst) || runs < 2 {
+                berth_gc(&config, &[]);
+                runs += 1;
+            }
+            runs
+        }
+    });
+    let clients: Vec<_> = (0..20)
+        .map(|c| {
+            let image = &images[c % 8];
+            let dest = format!("{}/c{c}/app:1", server.addr);
+            let layout = format!("oci:{}:latest", image.layout.display());
+            std::thread::spawn(move || {
+                // A push that raced a deletion of the very blob it reuses is refused, and
+                // pushed again, as a person would: nothing that was pushed is lost.
+                for attempt in 1.. {
+                    let out = Command::new(require("skopeo"))
+                        .args(["copy", "--quiet", "--dest-tls-verify=false", &layout])
+                        .arg(format!("docker://{dest}"))
+                        .output()
+                        .unwrap();
+                    if out.status.success() {
+                        return attempt;
+                    }
+                    assert!(
+                        attempt < 3,
+                        "{dest}: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+                unreachable!()
+            })
+        })
+        .collect();
+    let attempts: Vec<usize> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    pushing.store(false, Ordering::SeqCst);
+    let runs = collector.join().unwrap();
+    eprintln!("{runs} collections beside the pushes; push attempts {attempts:?}");
+
+    for c in 0..20 {
+        assert_pullable(&format!("{}/c{c}/app:1", server.addr), &images[c % 8]);
+    }
+    // One more collection with nothing running: the garbage nobody pushed again is gone,
+    // what was pushed again stays.
+    berth_gc(config.path(), &[]);
+    for i in garbage {
+        let kept = i < 8;
+        for d in images[i]
+            .layers
+            .iter()
+            .chain([&images[i].config, &images[i].manifest])
+        {
+            assert_eq!(blob_path(&root, d).is_file(), kept, "image {i}: {d}");
+        }
+    }
+    for (c, image) in images.iter().enumerate().take(8) {
+        assert_pullable(&format!("{}/c{c}/app:1", server.addr), image);
+    }
+}
+
+/// `n` loose blobs of a few bytes each, written straight into a store directory, an hour old.
+fn loose_blobs(root: &Path, n: usize) -> Vec<Digest> {
+    let dir = root.join("blobs/sha256");
+    std::fs::create_dir_all(&dir).unwrap();
+    (0..n)
+        .map(|i| {
+            let data = format!("loose blob {i}");
+            let d = Digest::sha256_of(data.as_bytes());
+            std::fs::write(dir.join(d.hex()), data).unwrap();
+            d
+        })
+        .collect()
+}
+
+fn count_blobs(root: &Path) -> usize {
+    // An emptied directory goes with its last blob.
+    std::fs::read_dir(root.join("blobs/sha256")).map_or(0, |d| d.count())
+}
+
+/// A dry run lists and changes nothing; a collection killed (SIGKILL) in the middle of its
+/// sweep leaves a store where nothing live is gone, and the next one takes its lease over at
+/// once and finishes the job.
+#[test]
+fn dry_run_changes_nothing_and_a_killed_collection_is_finished_by_the_next() {
+    let work = tempfile::tempdir().unwrap();
+    let image = build_image(work.path(), 1, 10_000, 70);
+    let storage = Storage::fs();
+    let root = storage.dir.as_ref().unwrap().path().to_path_buf();
+    let server = Registry::start(&storage, "[gc]\ninterval = 0");
+    skopeo_push(&image, &format!("{}/live/app:1", server.addr));
+    let garbage = loose_blobs(&root, 30_000);
+    backdate(&root);
+    let config = gc_config(&storage, "");
+    let before = count_blobs(&root);
+
+    let plan = berth_gc(config.path(), &["--dry-run"]);
+    assert!(
+        plan.contains("Would delete 30000 blobs, 0 blob links, 0 upload sessions"),
+        "{plan}"
+    );
+    assert!(plan.contains("Total reclaimable space: "), "{plan}");
+    assert_eq!(count_blobs(&root), before, "a dry run deletes nothing");
+
+    // Killed once its sweep has begun.
+    let mut gc = Command::new(berth_bin())
+        .arg("gc")
+        .arg("--config")
+        .arg(config.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(gc.stderr.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0,
+            "berth gc ended before its sweep"
+        );
+        if line.starts_with("sweeping") {
+            break;
+        }
+    }
+    gc.kill().unwrap();
+    gc.wait().unwrap();
+    let left = count_blobs(&root);
+    eprintln!(
+        "killed with {} of 30000 garbage blobs left",
+        left - (before - 30_000)
+    );
+    assert!(
+        root.join("gc/lease").is_file(),
+        "the dead collector's lease is left"
+    );
+    assert_pullable(&format!("{}/live/app:1", server.addr), &image);
+
+    let done = berth_gc(config.path(), &[]);
+    assert!(done.contains("Deleted "), "{done}");
+    assert_eq!(count_blobs(&root), before - 30_000);
+    assert!(garbage.iter().all(|d| !blob_path(&root, d).exists()));
+    assert!(
+        std::fs::read_dir(root.join("gc")).map_or(true, |d| d.count() == 0),
+        "no lease, doomed list or rescue is left"
+    );
+    assert_pullable(&format!("{}/live/app:1", server.addr), &image);
+}
+
+/// The example config/gc.toml loads as documented, and `berth gc --dry-run` runs by it.
+#[test]
+fn the_gc_example_config_loads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/gc.toml");
+    let config = berth_registry::Config::load(&path).unwrap();
+    let gc = &config.gc;
+    let hours = |h: u64| std::time::Duration::from_secs(h * 3600);
+    assert_eq!(gc.interval, hours(24));
+    assert_eq!(gc.delay, hours(1));
+    assert_eq!(gc.untagged, Some(hours(7 * 24)));
+    assert_eq!(gc.uploads, Some(hours(24)));
+    let rules = &gc.retention;
+    assert_eq!(rules.len(), 2);
+    assert_eq!(rules[0].repositories, ["ci/*"]);
+    assert_eq!(rules[0].keep, ["latest", "semver", "release-*"]);
+    assert_eq!(rules[0].keep_newest, Some(10));
+    assert_eq!(rules[0].delete_older_than, Some(hours(30 * 24)));
+    assert_eq!(rules[1].keep_newest, Some(50));
+    let root = tempfile::tempdir().unwrap();
+    let out = run(Command::new(berth_bin())
+        .arg("--root")
+        .arg(root.path())
+        .args(["gc", "--dry-run", "--config"])
+        .arg(&path));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        text,
+        "Would delete 0 blobs, 0 blob links, 0 upload sessions\nTotal reclaimable space: 0B\n"
+    );
+    // Bad [gc] values name the key.
+    for (text, key) in [
+        ("[gc]\ndelay = \"soon\"\n", "soon"),
+        ("[gc]\nuntagged = -1\n", "untagged"),
+        ("[gc]\nbogus = 1\n", "bogus"),
+        ("[[gc.retention]]\nrepositories = [\"*\"]\n", "keep_newest"),
+    ] {
+        let err = berth_registry::Config::parse(text, "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(key), "{text:?}: {err}");
+    }
+}
+
+/// `berth serve` collects on its schedule and counts it in /metrics; /livez answers while
+/// the process serves, /readyz only while its store answers.
+#[test]
+fn scheduled_collection_metrics_and_health() {
+    let storage = Storage::fs();
+    let root = storage.dir.as_ref().unwrap().path().to_path_buf();
+    loose_blobs(&root, 10);
+    backdate(&root);
+    let server = Registry::start(&storage, "[gc]\ninterval = \"1s\"");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let metrics = loop {
+        let m = String::from_utf8(server.request("GET", "/metrics", &[], b"").body).unwrap();
+        if m.contains("berth_gc_blobs_deleted_total 10") {
+            break m;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no collection within 30 s:\n{m}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    for line in [
+        "berth_gc_bytes_freed_total 120\n",
+        "berth_gc_failures_total 0",
+        "# TYPE berth_gc_runs_total counter",
+        "# TYPE berth_gc_last_success_timestamp_seconds gauge",
+        "berth_gc_last_duration_seconds ",
+    ] {
+        assert!(metrics.contains(line), "{line}:\n{metrics}");
+    }
+    let last = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("berth_gc_last_success_timestamp_seconds "))
+        .unwrap();
+    assert!(last.parse::<u64>().unwrap() > 1_600_000_000, "{last}");
+    assert_eq!(count_blobs(&root), 0);
+
+    for path in ["/livez", "/readyz"] {
+        let r = server.request("GET", path, &[], b"");
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"ok\n"[..]), "{path}");
+    }
+    // The store's directory goes away: not ready (the process still lives); back: ready.
+    let moved = root.with_extension("away");
+    std::fs::rename(&root, &moved).unwrap();
+    let r = server.request("GET", "/readyz", &[], b"");
+    assert_eq!(r.status, 503);
+    assert!(String::from_utf8_lossy(&r.body).contains("store unreachable"));
+    assert_eq!(server.request("GET", "/livez", &[], b"").status, 200);
+    std::fs::rename(&moved, &root).unwrap();
+    assert_eq!(server.request("GET", "/readyz", &[], b"").status, 200);
+}
+
+/// Two replicas over one bucket (moto), both collecting every second, while pushes go
+/// through each: one collects at a time, garbage goes, and every push is whole afterwards.
+#[test]
+fn two_replicas_on_one_bucket_collect_one_at_a_time() {
+    let work = tempfile::tempdir().unwrap();
+    let images: Vec<TestImage> = (0..5)
+        .map(|i| build_image(&work.path().join(format!("i{i}")), 1, 5_000, 80 + i as u8))
+        .collect();
+    let storage = Storage::moto();
+    // A push's blobs come moments before its manifest: three seconds cover it here.
+    let gc = "[gc]\ninterval = \"1s\"\ndelay = \"3s\"";
+    let a = Registry::start(&storage, gc);
+    let b = Registry::start(&storage, gc);
+    // Garbage: an image pushed and deleted through one replica.
+    let old = &images[4];
+    skopeo_push(old, &format!("{}/old/x:1", a.addr));
+    let r = b.request(
+        "DELETE",
+        &format!("/v2/old/x/manifests/{}", old.manifest),
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 202);
+    for round in 0..3 {
+        for (i, image) in images[..4].iter().enumerate() {
+            let via = if (i + round) % 2 == 0 { &a } else { &b };
+            skopeo_push(image, &format!("{}/r{round}/i{i}:1", via.addr));
+        }
+    }
+    let count = |r: &Registry, name: &str| -> u64 {
+        let m = String::from_utf8(r.request("GET", "/metrics", &[], b"").body).unwrap();
+        m.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let total = |name: &str| count(&a, name) + count(&b, name);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while total("berth_gc_blobs_deleted_total") < 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the garbage was not collected"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    for round in 0..3 {
+        for (i, image) in images[..4].iter().enumerate() {
+            let via = if (i + round) % 2 == 0 { &b } else { &a };
+            assert_pullable(&format!("{}/r{round}/i{i}:1", via.addr), image);
+        }
+    }
+    assert_eq!(
+        total("berth_gc_blobs_deleted_total"),
+        4,
+        "the old image's four blobs, once"
+    );
+    assert!(total("berth_gc_runs_total") >= 2);
+    assert_eq!(total("berth_gc_failures_total"), 0);
+}
