@@ -1437,11 +1437,23 @@ impl Engine {
         }
     }
 
+    /// Down, and its supervisor waits to restart it or is about to decide whether to (the
+    /// moment after an exit: docker's daemon holds the container then, so a `stop` or `kill`
+    /// counts as one of a restarting container).
+    fn restart_pending(&self, rec: &ContainerRecord) -> bool {
+        let st = self.state(rec);
+        st.restarting
+            || (st.status == Status::Exited
+                && rec.restart_policy != RestartPolicy::No
+                && !rec.restart_cancelled
+                && self.supervisor_alive(rec))
+    }
+
     /// docker's `stop`: the stop signal, then SIGKILL after `timeout`. A container that is
     /// not running is left as it is.
     pub fn stop(&self, rec: &ContainerRecord, timeout: Duration) -> Result<()> {
         let running = self.running(rec);
-        if running.is_ok() || self.state(rec).restarting {
+        if running.is_ok() || self.restart_pending(rec) {
             // docker: a stopped container stays down, whatever its restart policy.
             self.update(&rec.id, |r| {
                 r.manually_stopped = true;
@@ -1469,7 +1481,7 @@ impl Engine {
     /// not restarted unless the signal differs from a stop signal the container has.
     pub fn kill(&self, rec: &ContainerRecord, signal: i32) -> Result<()> {
         let running = self.running(rec);
-        let restarting = running.is_err() && self.state(rec).restarting;
+        let restarting = running.is_err() && self.restart_pending(rec);
         if running.is_ok() || restarting {
             let stop_signal = rec
                 .config
