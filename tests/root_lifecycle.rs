@@ -212,12 +212,16 @@ fn root_restart_policies_through_the_cli() {
         "-c",
         "echo ran; exit 3",
     ]);
+    eventually("three runs", || {
+        stdout(&out(&b, &["logs", "fails"])) == "ran\nran\nran\n"
+    });
     eventually("two restarts", || {
         field(&b, "fails", "{{.RestartCount}} {{.State.Status}}") == "2 exited"
     });
     assert_eq!(field(&b, "fails", "{{.State.ExitCode}}"), "3");
-    let logs = stdout(&out(&b, &["logs", "fails"]));
-    assert_eq!(logs, "ran\nran\nran\n");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(stdout(&out(&b, &["logs", "fails"])), "ran\nran\nran\n");
+    assert_eq!(field(&b, "fails", "{{.RestartCount}}"), "2");
     assert!(ps_status(&b, "fails").starts_with("Exited (3) "));
     // on-failure: a clean exit is not restarted.
     b.ok(&[
