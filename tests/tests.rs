@@ -14,6 +14,7 @@ mod registry;
 mod root_confine;
 mod root_containers;
 mod root_events;
+mod root_files;
 mod root_lifecycle;
 mod root_network;
 mod util;
