@@ -16,5 +16,6 @@ mod root_confine;
 mod root_containers;
 mod root_events;
 mod root_files;
+mod root_lifecycle;
 mod root_network;
 mod util;

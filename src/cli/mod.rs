@@ -86,9 +86,9 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Collect the garbage of a registry's store (safe beside running servers and pushes)
     Gc(serve::gc::GcArgs),
-    /// Removes a --rm container once it exits (started by `run -d --rm`)
-    #[command(hide = true, name = "__reap")]
-    Reap(container::each::ContainersArg),
+    /// Supervises a started container: restarts, healthchecks, --rm (started by run/start)
+    #[command(hide = true, name = "__supervise")]
+    Supervise(container::each::ContainersArg),
 }
 
 /// Runs a command and returns the process exit status, having printed any error as one line.
@@ -106,7 +106,7 @@ pub fn run(g: &Globals, command: Command) -> i32 {
         Command::System { command } => command.run(g),
         Command::Containers(v) => v.run(g),
         Command::Container { command } => command.run(g),
-        Command::Reap(a) => container::reap::run(g, a),
+        Command::Supervise(a) => container::supervise::run(g, a),
         Command::Network { command } => command.run(g),
         Command::Login(a) => registry::login::login(a),
         Command::Logout(a) => registry::login::logout(a),

@@ -4,6 +4,7 @@
 //! arm in [`SystemCommand::run`]; a verb docker also has at the top level (`info`, `events`)
 //! goes in a shared verb enum flattened at the top, as `container::ContainerVerb` is.
 
+pub mod boot;
 pub mod df;
 pub mod inspect;
 
@@ -16,6 +17,8 @@ use super::globals::Globals;
 /// `berth system …`.
 #[derive(Subcommand)]
 pub enum SystemCommand {
+    /// Start the containers whose restart policy asks for it, once the host has started
+    Boot(boot::BootArgs),
     /// Show disk usage
     Df(df::DfArgs),
 }
@@ -23,6 +26,7 @@ pub enum SystemCommand {
 impl SystemCommand {
     pub fn run(self, g: &Globals) -> Result<i32> {
         match self {
+            SystemCommand::Boot(a) => boot::run(g, a),
             SystemCommand::Df(a) => quiet_pipe(df::run(&g.open_store()?, a)),
         }
     }
