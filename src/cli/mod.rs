@@ -7,7 +7,7 @@
 //! cli/image/<verb>.rs       pull, push, ls (images), rm (rmi), tag, history, save, load,
 //!                           import, inspect, prune
 //! cli/network/<verb>.rs     ls, inspect, and the verbs not supported yet
-//! cli/system/<verb>.rs      df, and `berth inspect`
+//! cli/system/<verb>.rs      events, df, and `berth inspect`
 //! cli/registry/<verb>.rs    login (+logout), search
 //! cli/serve/                berth serve: the registry server; gc.rs: berth gc, one garbage
 //!                           collection of its store
@@ -46,6 +46,8 @@ pub enum Command {
     Containers(Box<container::ContainerVerb>),
     #[command(flatten)]
     Images(image::ImageVerb),
+    #[command(flatten)]
+    Systems(system::SystemVerb),
     /// Display detailed information on containers or images
     Inspect(system::inspect::InspectArgs),
     /// Search a registry for images
@@ -89,6 +91,7 @@ pub fn run(g: &Globals, command: Command) -> i32 {
         Command::Serve(a) => serve::run(g, a),
         Command::Gc(a) => serve::gc::run(g, a),
         Command::Images(v) => v.run(g),
+        Command::Systems(v) => v.run(g),
         Command::Inspect(a) => g
             .open_store()
             .and_then(|store| system::inspect::run(&store, a)),

@@ -5,6 +5,7 @@
 //! goes in a shared verb enum flattened at the top, as `container::ContainerVerb` is.
 
 pub mod df;
+pub mod events;
 pub mod inspect;
 
 use anyhow::Result;
@@ -12,10 +13,34 @@ use clap::Subcommand;
 
 use super::exit::quiet_pipe;
 use super::globals::Globals;
+use super::verb::{Object, Respell, Respelling};
+
+/// The system verbs docker has under both spellings (`berth events`, `berth system events`).
+#[derive(Subcommand)]
+pub enum SystemVerb {
+    /// Get real time events from the server
+    Events(events::EventsArgs),
+}
+
+impl Respell for SystemVerb {
+    fn respellings() -> Vec<Respelling<Self>> {
+        vec![]
+    }
+}
+
+impl SystemVerb {
+    pub fn run(self, g: &Globals) -> Result<i32> {
+        match self {
+            SystemVerb::Events(a) => events::run(g, a),
+        }
+    }
+}
 
 /// `berth system …`.
 #[derive(Subcommand)]
 pub enum SystemCommand {
+    #[command(flatten)]
+    Verb(Object<SystemVerb>),
     /// Show disk usage
     Df(df::DfArgs),
 }
@@ -23,6 +48,7 @@ pub enum SystemCommand {
 impl SystemCommand {
     pub fn run(self, g: &Globals) -> Result<i32> {
         match self {
+            SystemCommand::Verb(v) => v.0.run(g),
             SystemCommand::Df(a) => quiet_pipe(df::run(&g.open_store()?, a)),
         }
     }
