@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 DEBIAN_PACKAGES=(
   busybox-static docker.io podman skopeo containerd docker-registry runc crun umoci
   nginx wrk hyperfine apache2-utils iproute2 iptables tmux curl libseccomp-dev
+  chromium chromium-driver npm
 )
 missing=()
 for p in "${DEBIAN_PACKAGES[@]}"; do
@@ -23,6 +24,11 @@ fi
 # moto's S3 server (PyPI); 5.2.5 or later answers CompleteMultipartUpload as the SDK expects.
 python3 -c 'import moto, sys; from importlib.metadata import version; sys.exit(tuple(map(int, version("moto").split(".")[:3])) < (5, 2, 5))' 2>/dev/null \
   || python3 -m pip install -q --disable-pip-version-check 'moto[server]==5.2.5'
+
+# axe-core (npm), the accessibility check the web page's browser test runs in Chromium.
+AXE_PREFIX=/usr/local/lib/berth-test
+[ -f "$AXE_PREFIX/node_modules/axe-core/axe.min.js" ] \
+  || npm install --silent --no-audit --no-fund --prefix "$AXE_PREFIX" axe-core@4.10.3
 
 cargo build --workspace --all-targets
 log=$(mktemp)

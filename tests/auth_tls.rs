@@ -492,6 +492,7 @@ fn berth_presents_the_client_certificate_of_certs_d() {
         String::from_utf8_lossy(&out.stderr)
     );
     let port = util::free_port();
+    let server_log = tempfile::NamedTempFile::new().unwrap();
     let mut server = Command::new(require("openssl"))
         .args(["s_server", "-www", "-accept"])
         .arg(format!("127.0.0.1:{port}"))
@@ -503,7 +504,7 @@ fn berth_presents_the_client_certificate_of_certs_d() {
         .arg(&cert)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(server_log.reopen().unwrap())
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -524,6 +525,12 @@ fn berth_presents_the_client_certificate_of_certs_d() {
         )
     };
     let refused = login(&berth);
+    // Refused for the missing certificate, not for anything else.
+    let said = std::fs::read_to_string(server_log.path()).unwrap();
+    assert!(
+        said.contains("peer did not return a certificate"),
+        "s_server: {said}"
+    );
     let certs = berth.dir.path().join("certs.d").join(&host);
     std::fs::create_dir_all(&certs).unwrap();
     std::fs::copy(&cert, certs.join("client.cert")).unwrap();
@@ -531,9 +538,10 @@ fn berth_presents_the_client_certificate_of_certs_d() {
     let accepted = login(&berth);
     let _ = server.kill();
     let _ = server.wait();
+    let err = String::from_utf8_lossy(&refused.stderr);
     assert!(
-        !refused.status.success(),
-        "no client certificate, no answer"
+        !refused.status.success() && err.contains(&host),
+        "no client certificate, no answer: {err}"
     );
     assert!(
         accepted.status.success(),

@@ -328,7 +328,14 @@ fn skopeo_roundtrip(storage: Storage) {
         ]),
         util::PEER_TIMEOUT,
     );
-    assert!(!inspect.status.success(), "the deleted image is not found");
+    let err = String::from_utf8_lossy(&inspect.stderr);
+    assert!(
+        !inspect.status.success() && err.contains("manifest unknown"),
+        "the deleted image is not found: {err}"
+    );
+    let tags = reg.request("GET", "/v2/sk/img/tags/list", &[], b"");
+    let tags: serde_json::Value = serde_json::from_slice(&tags.body).unwrap();
+    assert_eq!(tags["tags"], serde_json::json!([]), "{}", storage.name);
 }
 
 #[test]

@@ -38,6 +38,40 @@ pub trait Front: Send + Sync {
 
     /// Its counters, appended to `/metrics` in Prometheus' text format.
     fn render_metrics(&self, out: &mut String);
+
+    /// The upstreams it caches, with their counters (the mirror's; none for other fronts).
+    fn upstreams(&self) -> Vec<UpstreamSummary> {
+        Vec::new()
+    }
+}
+
+/// Another face of the registry on the same port (the web page): it claims the requests that
+/// are its own before access control and routing see them, and answers them itself. The spec
+/// endpoints never reach it, so their answers do not depend on it.
+pub trait Page: Send + Sync {
+    /// Whether the request is the page's (its path, and for `/` a browser's `Accept`).
+    fn claims(&self, req: &Request<Body>) -> bool;
+
+    fn answer(
+        &self,
+        reg: Arc<Registry>,
+        req: Request<Body>,
+    ) -> futures::future::BoxFuture<'static, Response>;
+}
+
+/// What the mirror tells about one upstream, for the web page.
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamSummary {
+    /// As configured: the `ns` and first path component that route to it.
+    pub host: String,
+    pub url: String,
+    /// The store's repositories that cache it start with this and `/`.
+    pub cache_prefix: String,
+    pub manifest_hits: u64,
+    pub manifest_misses: u64,
+    pub blob_hits: u64,
+    pub blob_misses: u64,
+    pub errors: u64,
 }
 
 /// What every request handler shares.
@@ -50,6 +84,8 @@ pub struct Registry {
     front: Option<Box<dyn Front>>,
     /// Access control; `None` lets everyone do everything.
     auth: Option<Auth>,
+    /// The web page, when it is on.
+    page: Option<Arc<dyn Page>>,
     /// What this process's garbage collections did.
     pub collections: Arc<crate::gc::Counters>,
     /// Where events go (`[notifications]`).
@@ -66,10 +102,27 @@ impl Registry {
             manifests: ManifestCache::default(),
             front: None,
             auth: None,
+            page: None,
             collections: Arc::default(),
             notifier: None,
             log_requests: false,
         }
+    }
+
+    /// Serves the web page beside the API.
+    pub fn with_page(mut self, page: impl Page + 'static) -> Registry {
+        self.page = Some(Arc::new(page));
+        self
+    }
+
+    /// The access control, when `[auth]` is configured.
+    pub fn auth(&self) -> Option<&Auth> {
+        self.auth.as_ref()
+    }
+
+    /// What stands before the handlers (the mirror), if anything.
+    pub fn front(&self) -> Option<&dyn Front> {
+        self.front.as_deref()
     }
 
     pub fn with_auth(mut self, auth: Option<Auth>) -> Registry {
@@ -200,6 +253,11 @@ pub(crate) fn response(
 /// Answers one request.
 pub async fn handle(reg: Arc<Registry>, mut req: Request<Body>) -> Response {
     crate::metrics::REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if let Some(page) = reg.page.clone() {
+        if page.claims(&req) {
+            return page.answer(reg, req).await;
+        }
+    }
     let started = std::time::Instant::now();
     let path = req.uri().path().to_string();
     let method = req.method().clone();
@@ -321,7 +379,9 @@ fn metrics(reg: &Registry) -> Response {
     )
 }
 
-async fn route(reg: &Registry, path: &str, req: Request<Body>) -> Result<Response> {
+/// Answers a request that access control has let through (or that needs none): the front,
+/// then the spec handlers.
+pub(crate) async fn route(reg: &Registry, path: &str, req: Request<Body>) -> Result<Response> {
     let method = req.method().clone();
     let is = |m: &Method| method == *m;
     let route = routes::parse(path);

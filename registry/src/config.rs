@@ -25,6 +25,9 @@ pub struct Config {
     /// Serve HTTPS with this certificate; absent: plain HTTP.
     #[serde(default)]
     pub tls: Option<crate::tls::TlsConfig>,
+    /// The web page (on unless `enabled = false`).
+    #[serde(default)]
+    pub web: crate::web::WebConfig,
     /// Garbage collection: its schedule and the policy every collection of this store
     /// follows (`berth gc` too): delay, untagged, uploads, retention rules.
     #[serde(default)]
@@ -149,6 +152,7 @@ impl Default for Config {
             mirror: None,
             auth: None,
             tls: None,
+            web: crate::web::WebConfig::default(),
             gc: berth_storage::gc::Policy::default(),
             notifications: None,
             log: LogConfig::default(),
@@ -219,6 +223,9 @@ impl Config {
                 "{origin}: server.max_manifest_size must be at least 1048576 bytes"
             )));
         }
+        self.web
+            .validate()
+            .map_err(|e| ConfigError(format!("{origin}: {e}")))?;
         if let Some(m) = &self.mirror {
             m.validate()
                 .map_err(|e| ConfigError(format!("{origin}: {e}")))?;

@@ -5,7 +5,8 @@
 //! answers each endpoint over a [`berth_storage::Store`]; [`manifest`] validates manifests;
 //! [`mirror`] makes it a pull-through cache of upstream registries; [`metrics`] counts for
 //! `/metrics`; [`error`] turns failures into the spec's error bodies; [`auth`] decides who may
-//! do what before an endpoint runs; [`tls`] holds the certificate. [`Server`] binds, serves over
+//! do what before an endpoint runs; [`tls`] holds the certificate; [`web`] is the web page
+//! served beside the API. [`Server`] binds, serves over
 //! hyper (plain, or TLS with plain HTTP kept for loopback peers on the same port), and shuts
 //! down gracefully.
 //!
@@ -24,6 +25,7 @@ pub mod notify;
 pub mod range;
 pub mod routes;
 pub mod tls;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -109,12 +111,13 @@ impl Server {
                 s => OPENING_TIMEOUT.min(Duration::from_secs(s)),
             },
             registry: Arc::new({
-                let mut registry = match config.mirror {
-                    Some(m) => Registry::new(store, config.server)
-                        .with_front(Mirror::new(m).map_err(anyhow::Error::msg)?)
-                        .with_auth(auth),
-                    None => Registry::new(store, config.server).with_auth(auth),
-                };
+                let mut registry = Registry::new(store, config.server).with_auth(auth);
+                if let Some(m) = config.mirror {
+                    registry = registry.with_front(Mirror::new(m).map_err(anyhow::Error::msg)?);
+                }
+                if config.web.enabled {
+                    registry = registry.with_page(web::Web::new(config.web));
+                }
                 registry.notifier = notifier;
                 registry.log_requests = log_requests;
                 registry

@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -49,6 +50,9 @@ pub struct Repositories {
     backend: Arc<dyn Backend>,
     guard: Guard,
 }
+
+/// How long a catalog marker counts as just written (see `Repositories::mark`).
+const MARK_FRESH: Duration = Duration::from_secs(1);
 
 pub(crate) fn repo_prefix(repo: &RepoName) -> String {
     format!("repositories/{repo}/")
@@ -306,12 +310,44 @@ impl Repositories {
 
     // ---- the catalog ----
 
+    /// Records that the repository exists and was pushed to now: the catalog marker's
+    /// modification time is the repository's last push ([`Repositories::catalog_pushed`]). A
+    /// marker written in the last second is left alone, so a push's manifest and tag cost
+    /// one write, not two.
     async fn mark(&self, repo: &RepoName) -> Result<()> {
         let key = catalog_key(repo);
-        if self.backend.stat(&key).await?.is_none() {
+        let fresh = self.backend.stat(&key).await?.is_some_and(|m| {
+            m.modified
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age < MARK_FRESH)
+        });
+        if !fresh {
             self.backend.put(&key, Bytes::new()).await?;
         }
         Ok(())
+    }
+
+    /// Every repository with the time of its last push (a manifest or a tag written), in
+    /// name order: one listing, whatever the number of repositories.
+    pub async fn catalog_pushed(&self) -> Result<Vec<(String, Option<SystemTime>)>> {
+        let mut out: Vec<(String, Option<SystemTime>)> = self
+            .backend
+            .list_meta("catalog/")
+            .await?
+            .into_iter()
+            .filter_map(|(k, m)| Some((k.strip_prefix("catalog/")?.replace('~', "/"), m.modified)))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// When a tag was last pointed at its manifest.
+    pub async fn tag_pushed(&self, repo: &RepoName, tag: &Tag) -> Result<Option<SystemTime>> {
+        Ok(self
+            .backend
+            .stat(&tag_key(repo, tag))
+            .await?
+            .and_then(|m| m.modified))
     }
 
     /// Whether the repository has ever held a manifest (and was not deleted since).

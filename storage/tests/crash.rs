@@ -7,6 +7,7 @@
 
 use berth_storage::testing as common;
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,11 +27,14 @@ fn content() -> Vec<u8> {
 async fn child_writer() {
     let spec = std::env::var("BERTH_CRASH_STORE")
         .expect("run by the crash tests, which set BERTH_CRASH_STORE");
-    let store = if let Some(root) = spec.strip_prefix("fs:") {
-        Store::new(Arc::new(FsBackend::new(root, false).unwrap()))
+    let (store, written) = if let Some(root) = spec.strip_prefix("fs:") {
+        let store = Store::new(Arc::new(FsBackend::new(root, false).unwrap()));
+        (store, Written::File(Path::new(root).join(".tmp")))
     } else {
         let config: S3Config = serde_json::from_str(spec.strip_prefix("s3:").unwrap()).unwrap();
-        Store::new(Arc::new(S3Backend::new(&config).unwrap()))
+        let backend = S3Backend::new(&config).unwrap();
+        let written = Written::Parts(backend.client().clone(), config.bucket.clone());
+        (Store::new(Arc::new(backend)), written)
     };
     let data = content();
     let d = Digest::sha256_of(&data);
@@ -44,12 +48,47 @@ async fn child_writer() {
     for chunk in data[..TOTAL / 2].chunks(1 << 20) {
         tx.send(Ok(Bytes::copy_from_slice(chunk))).await.unwrap();
     }
-    // Give the writer time to push what it has to the backend, then signal the parent.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Once the backend holds some of it, the parent may kill.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !written.some().await {
+        assert!(Instant::now() < deadline, "nothing reached the backend");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     println!("HALFWAY");
     std::fs::write(std::env::var("BERTH_CRASH_FLAG").unwrap(), b"1").unwrap();
     tokio::time::sleep(Duration::from_secs(600)).await;
     drop(put);
+}
+
+/// Where a blob being written shows up before it is committed.
+enum Written {
+    /// The file backend's temporary directory.
+    File(PathBuf),
+    /// The S3 bucket's multipart uploads.
+    Parts(aws_sdk_s3::Client, String),
+}
+
+impl Written {
+    /// Whether some bytes of a blob in progress are there.
+    async fn some(&self) -> bool {
+        match self {
+            Written::File(dir) => std::fs::read_dir(dir)
+                .map(|rd| {
+                    rd.flatten()
+                        .any(|e| e.metadata().is_ok_and(|m| m.len() > 0))
+                })
+                .unwrap_or(false),
+            // The upload is begun once the writer holds more than a part, and its first part
+            // goes out at once. (Its parts cannot be listed: moto answers ListParts with a
+            // root element the SDK refuses.)
+            Written::Parts(client, bucket) => client
+                .list_multipart_uploads()
+                .bucket(bucket)
+                .send()
+                .await
+                .is_ok_and(|l| !l.uploads().is_empty()),
+        }
+    }
 }
 
 fn kill_child_midway(spec: String) {
@@ -103,11 +142,16 @@ async fn sigkill_mid_blob_on_filesystem() {
     kill_child_midway(format!("fs:{}", dir.path().display()));
     let tmp: Vec<_> = std::fs::read_dir(dir.path().join(".tmp"))
         .unwrap()
+        .flatten()
         .collect();
     assert_eq!(
         tmp.len(),
         1,
         "the killed writer's temporary file is all that remains"
+    );
+    assert!(
+        tmp[0].metadata().unwrap().len() > 0,
+        "killed before writing"
     );
     let store = Store::new(Arc::new(FsBackend::new(dir.path(), false).unwrap()));
     check_after_crash(&store).await;
@@ -121,7 +165,10 @@ async fn sigkill_mid_blob_on_s3() {
         "s3:{}",
         serde_json::to_string(&config_json(&config)).unwrap()
     ));
-    let store = Store::new(Arc::new(S3Backend::new(&config).unwrap()));
+    let backend = S3Backend::new(&config).unwrap();
+    let written = Written::Parts(backend.client().clone(), config.bucket.clone());
+    assert!(written.some().await, "the killed writer's parts remain");
+    let store = Store::new(Arc::new(backend));
     check_after_crash(&store).await;
 }
 

@@ -479,6 +479,47 @@ async fn referrers_and_catalog(t: TestStore) {
     assert!(repos.manifest(&repo("a/b"), &m).await.unwrap().is_some());
 }
 
+/// The catalog knows each repository's last push: one listing gives names and times.
+async fn catalog_knows_last_push(t: TestStore) {
+    let repos = &t.store.repos;
+    let m = t
+        .store
+        .blobs
+        .put_new(Bytes::from_static(b"m"))
+        .await
+        .unwrap();
+    repos
+        .link_manifest(&repo("old"), &m, "x", b"m")
+        .await
+        .unwrap();
+    repos
+        .link_manifest(&repo("new/one"), &m, "x", b"m")
+        .await
+        .unwrap();
+    // S3 servers keep whole seconds, and a marker younger than a second is not rewritten.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    repos
+        .set_tag(&repo("new/one"), &tag("v1"), &m)
+        .await
+        .unwrap();
+    let got = repos.catalog_pushed().await.unwrap();
+    let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["new/one", "old"]);
+    let (new, old) = (got[0].1.unwrap(), got[1].1.unwrap());
+    assert!(new > old, "{new:?} should be later than {old:?}");
+    let tagged = repos
+        .tag_pushed(&repo("new/one"), &tag("v1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(tagged >= old);
+    assert!(repos
+        .tag_pushed(&repo("old"), &tag("v1"))
+        .await
+        .unwrap()
+        .is_none());
+}
+
 async fn listing_is_sorted_and_paged(t: TestStore) {
     let b = &t.backend;
     let keys = [
@@ -661,6 +702,7 @@ on_every_backend!(
     upload_sessions_belong_to_their_repository,
     tags_and_links,
     referrers_and_catalog,
+    catalog_knows_last_push,
     listing_is_sorted_and_paged,
     concurrent_puts_of_same_content,
     concurrent_uploads_of_different_content,

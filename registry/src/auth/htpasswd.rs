@@ -29,11 +29,20 @@ pub struct Users {
     permits: Semaphore,
 }
 
-fn is_bcrypt(hash: &str) -> bool {
-    ["$2a$", "$2b$", "$2y$", "$2x$"]
+/// The highest bcrypt cost accepted, as `htpasswd -C` (4 to 17). A verification at cost 31
+/// would take days: one such line must not stall start-up (the dummy hash is made at the
+/// file's highest cost) nor turn each sign-in into a denial of service.
+const MAX_COST: u32 = 17;
+
+/// The cost of a bcrypt hash, or None when `hash` is not one.
+fn bcrypt_cost(hash: &str) -> Option<u32> {
+    if !["$2a$", "$2b$", "$2y$", "$2x$"]
         .iter()
         .any(|p| hash.starts_with(p))
-        && hash.parse::<bcrypt::HashParts>().is_ok()
+    {
+        return None;
+    }
+    hash.parse::<bcrypt::HashParts>().ok().map(|h| h.get_cost())
 }
 
 impl Users {
@@ -60,15 +69,19 @@ impl Users {
             if user.is_empty() {
                 return Err(format!("{at}: empty user name"));
             }
-            if !is_bcrypt(hash) {
+            let Some(c) = bcrypt_cost(hash) else {
                 return Err(format!(
                     "{at}: user {user:?} has a hash berth cannot check; only bcrypt is \
                      accepted (create it with htpasswd -B)"
                 ));
+            };
+            if c > MAX_COST {
+                return Err(format!(
+                    "{at}: user {user:?} has a bcrypt cost of {c}; at most {MAX_COST} is \
+                     accepted (create it with htpasswd -B -C {MAX_COST} or less)"
+                ));
             }
-            if let Some(c) = hash.get(4..6).and_then(|c| c.parse::<u32>().ok()) {
-                cost = cost.max(c);
-            }
+            cost = cost.max(c);
             if hashes.insert(user.to_string(), hash.to_string()).is_some() {
                 return Err(format!("{at}: user {user:?} appears twice"));
             }
@@ -152,6 +165,10 @@ mod tests {
             ("dave:plain", "only bcrypt"),
             ("nocolon", "not user:hash"),
             (&format!("a:{h}\na:{h}"), "appears twice"),
+            (
+                &format!("eve:{}", h.replacen("$04$", "$31$", 1)),
+                "a bcrypt cost of 31",
+            ),
         ] {
             let err = Users::parse(text, "f").err().unwrap();
             assert!(err.contains(want), "{text}: {err}");

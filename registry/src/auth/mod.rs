@@ -82,6 +82,8 @@ pub struct Auth {
     rules: Rules,
     realm: String,
     tokens: Option<Tokens>,
+    /// Signs the web page's sessions when there is no token service (`tokens`).
+    session_signer: Option<Tokens>,
     metrics: MetricsAccess,
     /// Whether the registry is served over TLS: the scheme of the default token realm when
     /// the request does not say how it came ([`crate::Transport`]).
@@ -141,11 +143,16 @@ impl Auth {
         let users = Users::load(&config.htpasswd)?;
         let rules = Rules::new(&config.rules, &config.groups)?;
         let tokens = config.token.as_ref().map(Tokens::new).transpose()?;
+        let session_signer = match tokens {
+            Some(_) => None,
+            None => Some(Tokens::in_memory(&config.realm)?),
+        };
         Ok(Auth {
             users,
             rules,
             realm: config.realm.clone(),
             tokens,
+            session_signer,
             metrics: config.metrics,
             tls,
         })
@@ -172,7 +179,12 @@ impl Auth {
                         token: None,
                     })
                 } else {
-                    tracing::warn!(user = %user, "authentication failed: wrong user name or password");
+                    tracing::warn!(
+                        user = %user,
+                        status = 401,
+                        code = %Code::Unauthorized.as_str(),
+                        "authentication failed: wrong user name or password"
+                    );
                     Err(self.unauthorized(req, None, "incorrect username or password"))
                 }
             }
@@ -190,7 +202,12 @@ impl Auth {
                         token: Some(v.access),
                     }),
                     Err(reason) => {
-                        tracing::warn!(%reason, "authentication failed: token refused");
+                        tracing::warn!(
+                            %reason,
+                            status = 401,
+                            code = %Code::Unauthorized.as_str(),
+                            "authentication failed: token refused"
+                        );
                         Err(self.unauthorized(
                             req,
                             Some("invalid_token"),
@@ -217,6 +234,48 @@ impl Auth {
     /// Whether the caller may see `repo` in listings and mount blobs from it.
     pub fn may_pull(&self, grant: &Grant, repo: &str) -> bool {
         self.rules.allows(&grant.caller, repo, Action::Pull)
+    }
+
+    /// Whether the rules let `caller` do `action` on `repo` (the web page asks this of its
+    /// signed-in user: a session carries who, never what).
+    pub fn allows(&self, caller: &Caller, repo: &str, action: Action) -> bool {
+        self.rules.allows(caller, repo, action)
+    }
+
+    /// The web page's sign-in: checks the password and returns a session token for `user`,
+    /// signed by the token service's key (or, without one, by a key of this process), for the
+    /// audience [`Auth::session_audience`] only, so the API never takes it as a bearer token.
+    pub async fn sign_in(
+        &self,
+        user: &str,
+        password: &str,
+        lifetime: u64,
+    ) -> Result<String, SignInError> {
+        if !self.users.verify(user, password).await {
+            tracing::warn!(user = %user, "web sign-in refused: wrong user name or password");
+            return Err(SignInError::Refused);
+        }
+        let signer = self.session_signer().ok_or(SignInError::Failed(
+            "no key to sign sessions with".to_string(),
+        ))?;
+        signer
+            .issue_for(user, &[], &session_audience(signer), lifetime)
+            .map(|(token, _)| token)
+            .map_err(SignInError::Failed)
+    }
+
+    /// The user a session token names, if it checks out (signature, audience, expiry).
+    pub fn session_user(&self, token: &str) -> Option<String> {
+        let signer = self.session_signer()?;
+        match signer.verify_for(token, &session_audience(signer)) {
+            Ok(v) if v.own && !v.subject.is_empty() => Some(v.subject),
+            _ => None,
+        }
+    }
+
+    /// The token service's key, else this process's own (`Auth::new` makes one of the two).
+    fn session_signer(&self) -> Option<&Tokens> {
+        self.tokens.as_ref().or(self.session_signer.as_ref())
     }
 
     fn catalog_allowed(&self, grant: &Grant) -> bool {
@@ -279,9 +338,7 @@ impl Auth {
         repo: &str,
         action: &str,
     ) -> RegistryError {
-        let user = grant.caller.name();
-        tracing::warn!(%user, repository = %repo, %action, "access denied");
-        match grant.caller {
+        let answer = match grant.caller {
             Caller::Anonymous => {
                 self.challenge(req, scope.as_deref(), None, "authentication required")
             }
@@ -289,7 +346,17 @@ impl Auth {
                 RegistryError::new(Code::Denied, "requested access to the resource is denied")
                     .with_detail(serde_json::json!({"repository": repo, "action": action}))
             }
-        }
+        };
+        let user = grant.caller.name();
+        tracing::warn!(
+            %user,
+            repository = %repo,
+            %action,
+            status = answer.status.as_u16(),
+            code = %answer.code.as_str(),
+            "access denied"
+        );
+        answer
     }
 
     fn unauthorized(&self, req: &Parts, error: Option<&str>, message: &str) -> RegistryError {
@@ -396,7 +463,12 @@ impl Auth {
                 if self.users.verify(&user, &password).await {
                     Caller::User(user)
                 } else {
-                    tracing::warn!(user = %user, "token refused: wrong user name or password");
+                    tracing::warn!(
+                        user = %user,
+                        status = 401,
+                        code = %Code::Unauthorized.as_str(),
+                        "token refused: wrong user name or password"
+                    );
                     return Err(self.basic_challenge("incorrect username or password"));
                 }
             }
@@ -494,6 +566,20 @@ impl Auth {
             actions,
         })
     }
+}
+
+/// The audience of the web page's session tokens: not the API's service name.
+fn session_audience(signer: &Tokens) -> String {
+    format!("{} web page", signer.service)
+}
+
+/// Why the web page's sign-in failed.
+#[derive(Debug)]
+pub enum SignInError {
+    /// Wrong user name or password.
+    Refused,
+    /// The session could not be signed.
+    Failed(String),
 }
 
 fn decode_basic(b64: &str) -> Option<(String, String)> {

@@ -163,6 +163,30 @@ impl Tokens {
                 generate_key(&rng)?
             }
         };
+        Tokens::with_key(config, pkcs8, rng)
+    }
+
+    /// Tokens signed by a key that lives only in this process: the web page's sessions when
+    /// the registry has no token service of its own.
+    pub fn in_memory(service: &str) -> Result<Tokens, String> {
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = generate_key(&rng)?;
+        let config = TokenConfig {
+            service: service.to_string(),
+            issuer: service.to_string(),
+            key: None,
+            lifetime: default_lifetime(),
+            realm: None,
+            trust: Vec::new(),
+        };
+        Tokens::with_key(&config, pkcs8, rng)
+    }
+
+    fn with_key(
+        config: &TokenConfig,
+        pkcs8: Vec<u8>,
+        rng: ring::rand::SystemRandom,
+    ) -> Result<Tokens, String> {
         let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8, &rng)
             .map_err(|e| format!("auth.token.key: not a PKCS#8 P-256 key: {e}"))?;
         let point = pair.public_key().as_ref().to_vec();
@@ -214,6 +238,18 @@ impl Tokens {
     /// Signs a token for `subject` (empty for anonymous) granting `access`; returns the token
     /// and its issue time in seconds since the epoch.
     pub fn issue(&self, subject: &str, access: &[ResourceAccess]) -> Result<(String, u64), String> {
+        self.issue_for(subject, access, &self.service, self.lifetime)
+    }
+
+    /// Signs a token for another audience than the registry's API (the web page's sessions,
+    /// which the API must not take as bearer tokens), valid for `lifetime` seconds.
+    pub fn issue_for(
+        &self,
+        subject: &str,
+        access: &[ResourceAccess],
+        audience: &str,
+        lifetime: u64,
+    ) -> Result<(String, u64), String> {
         let now = now();
         let mut jti = [0u8; 16];
         self.rng
@@ -222,8 +258,8 @@ impl Tokens {
         let claims = OutClaims {
             iss: &self.issuer,
             sub: subject,
-            aud: &self.service,
-            exp: now + self.lifetime,
+            aud: audience,
+            exp: now + lifetime,
             nbf: now.saturating_sub(5),
             iat: now,
             jti: hex(&jti),
@@ -238,6 +274,11 @@ impl Tokens {
 
     /// Checks a token's signature, issuer, audience and times.
     pub fn verify(&self, token: &str) -> Result<Verified, String> {
+        self.verify_for(token, &self.service)
+    }
+
+    /// Checks a token issued for `audience` ([`Tokens::issue_for`]).
+    pub fn verify_for(&self, token: &str, audience: &str) -> Result<Verified, String> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| format!("malformed: {e}"))?;
         let mut last = "no trusted key for its algorithm".to_string();
         for v in self.verifiers.iter() {
@@ -248,7 +289,7 @@ impl Tokens {
             validation.algorithms = vec![header.alg];
             validation.leeway = 30;
             validation.validate_nbf = true;
-            validation.set_audience(&[&self.service]);
+            validation.set_audience(&[audience]);
             validation.set_issuer(&[&v.issuer]);
             validation.set_required_spec_claims(&["exp", "iss", "aud"]);
             match jsonwebtoken::decode::<InClaims>(token, &v.key, &validation) {

@@ -45,6 +45,8 @@ pub struct Upstream {
     url: String,
     remote: Remote,
     timeout: Duration,
+    /// What the mirror counted for this upstream alone (the web page shows them).
+    counters: Counters,
 }
 
 impl Upstream {
@@ -76,6 +78,7 @@ impl Upstream {
             url,
             remote: Remote::new(rc),
             timeout: c.timeout(),
+            counters: Counters::default(),
         }
     }
 
@@ -206,6 +209,27 @@ impl api::Front for Mirror {
     fn render_metrics(&self, out: &mut String) {
         self.counters().render(out);
     }
+
+    fn upstreams(&self) -> Vec<api::UpstreamSummary> {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut out: Vec<api::UpstreamSummary> = self
+            .inner
+            .upstreams
+            .values()
+            .map(|up| api::UpstreamSummary {
+                host: up.host.clone(),
+                url: up.url.clone(),
+                cache_prefix: host_component(&up.host),
+                manifest_hits: get(&up.counters.manifest_hits),
+                manifest_misses: get(&up.counters.manifest_misses),
+                blob_hits: get(&up.counters.blob_hits),
+                blob_misses: get(&up.counters.blob_misses),
+                errors: get(&up.counters.upstream_errors),
+            })
+            .collect();
+        out.sort_by(|a, b| a.host.cmp(&b.host));
+        out
+    }
 }
 
 impl Mirror {
@@ -243,6 +267,12 @@ impl Mirror {
 
     pub fn counters(&self) -> &Counters {
         &self.inner.counters
+    }
+
+    /// Counts on the mirror's counters and on the upstream's own.
+    fn count(&self, up: &Upstream, which: fn(&Counters) -> &AtomicU64, n: u64) {
+        Counters::add(which(&self.inner.counters), n);
+        Counters::add(which(&up.counters), n);
     }
 
     fn tag_ttl(&self) -> Duration {
@@ -361,7 +391,7 @@ impl Mirror {
     }
 
     fn upstream_failed(&self, up: &Upstream, e: &RemoteError) {
-        Counters::add(&self.inner.counters.upstream_errors, 1);
+        self.count(up, |k| &k.upstream_errors, 1);
         tracing::warn!(upstream = %up.host, error = %e, "upstream request failed");
     }
 
@@ -370,16 +400,15 @@ impl Mirror {
     /// Makes sure the manifest a reference names is in the cache; returns its digest.
     async fn manifest(&self, reg: &Registry, c: &Cached, reference: Reference) -> Result<Digest> {
         let cache = &c.cache;
-        let counters = &self.inner.counters;
         match reference {
             Reference::Digest(d) => {
                 if reg.store.repos.manifest(cache, &d).await?.is_some() {
-                    Counters::add(&counters.manifest_hits, 1);
+                    self.count(&c.upstream, |k| &k.manifest_hits, 1);
                     return Ok(d);
                 }
                 let key = format!("{cache}@{d}");
                 let work = |this: Mirror, store: Store, c: Cached| async move {
-                    Counters::add(&this.inner.counters.manifest_misses, 1);
+                    this.count(&c.upstream, |k| &k.manifest_misses, 1);
                     this.fetch_manifest(&store, &c, &Reference::Digest(d)).await
                 };
                 self.single_flight(reg, c, key, work).await
@@ -390,7 +419,7 @@ impl Mirror {
                     .get(&(cache.clone(), t.clone()))
                     .is_some_and(|at| at.elapsed() < self.tag_ttl());
                 if let (Some(d), true) = (&local, fresh) {
-                    Counters::add(&counters.manifest_hits, 1);
+                    self.count(&c.upstream, |k| &k.manifest_hits, 1);
                     return Ok(d.clone());
                 }
                 let key = format!("{cache}:{t}");
@@ -429,7 +458,6 @@ impl Mirror {
         local: Option<Digest>,
     ) -> Result<Digest> {
         let (up, repo, cache) = (&c.upstream, &c.repo, &c.cache);
-        let counters = &self.inner.counters;
         let reference = Reference::Tag(tag.clone());
         let head = up
             .call(up.remote.head_manifest(&up.url, repo, &reference, None))
@@ -437,9 +465,9 @@ impl Mirror {
         let d = match head {
             Ok(Some(h)) => {
                 if store.repos.manifest(cache, &h.digest).await?.is_some() {
-                    Counters::add(&counters.manifest_hits, 1);
+                    self.count(up, |k| &k.manifest_hits, 1);
                 } else {
-                    Counters::add(&counters.manifest_misses, 1);
+                    self.count(up, |k| &k.manifest_misses, 1);
                     self.fetch_manifest(store, c, &Reference::Digest(h.digest.clone()))
                         .await?;
                 }
@@ -450,8 +478,8 @@ impl Mirror {
                 self.upstream_failed(up, &e);
                 return match local {
                     Some(d) => {
-                        Counters::add(&counters.stale_served, 1);
-                        Counters::add(&counters.manifest_hits, 1);
+                        self.count(up, |k| &k.stale_served, 1);
+                        self.count(up, |k| &k.manifest_hits, 1);
                         tracing::warn!(
                             "serving {cache}:{tag} = {d} past its time to live: the upstream could not be asked ({e})"
                         );
@@ -583,7 +611,7 @@ impl Mirror {
         let cache = &c.cache;
         match self.cached_blob(reg, c, d).await? {
             Some(true) => {
-                Counters::add(&self.inner.counters.blob_hits, 1);
+                self.count(&c.upstream, |k| &k.blob_hits, 1);
                 return api::get_blob(reg, cache, d, api::BlobRead::Get(range)).await;
             }
             Some(false) => return Err(blob_unknown(d)),
@@ -631,7 +659,7 @@ impl Mirror {
         let flight = Arc::new(BlobFlight::new());
         flights.insert(d.clone(), flight.clone());
         drop(flights);
-        Counters::add(&self.inner.counters.blob_misses, 1);
+        self.count(&c.upstream, |k| &k.blob_misses, 1);
         let (this, store, c, d) = (self.clone(), reg.store.clone(), c.clone(), d.clone());
         let f = flight.clone();
         tokio::spawn(async move {
@@ -693,7 +721,7 @@ impl Mirror {
             let next = stream.next().await;
             let piece = match &next {
                 Some(Ok(chunk)) => {
-                    Counters::add(&self.inner.counters.upstream_bytes, chunk.len() as u64);
+                    self.count(&c.upstream, |k| &k.upstream_bytes, chunk.len() as u64);
                     filling.extend_from_slice(chunk);
                     (filling.len() >= PIECE).then(|| filling.split().freeze())
                 }

@@ -298,6 +298,32 @@ impl Backend for FsBackend {
         .await
     }
 
+    async fn list_meta(&self, prefix: &str) -> Result<Vec<(String, ObjectMeta)>> {
+        let keys = super::list_all(self, prefix).await?;
+        let root = self.root.clone();
+        // One blocking task for every stat: a listing of 10,000 keys costs one thread hop.
+        blocking(move || {
+            let mut out = Vec::with_capacity(keys.len());
+            for key in keys {
+                match std::fs::metadata(root.join(&key)) {
+                    Ok(m) if m.is_file() => {
+                        let meta = ObjectMeta {
+                            size: m.len(),
+                            modified: m.modified().ok(),
+                        };
+                        out.push((key, meta));
+                    }
+                    // Deleted since it was listed.
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(BackendError::io(key, e)),
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn delete(&self, key: &str) -> Result<()> {
         let path = self.path(key)?;
         let root = self.root.clone();

@@ -134,6 +134,19 @@ pub trait Backend: Send + Sync + 'static {
 
     async fn stat(&self, key: &str) -> Result<Option<ObjectMeta>>;
 
+    /// Every key under `prefix` with its size and age, in byte order. The default stats each
+    /// key; backends whose listing already says both (S3) or can stat in one pass (the file
+    /// system) override it.
+    async fn list_meta(&self, prefix: &str) -> Result<Vec<(String, ObjectMeta)>> {
+        let mut out = Vec::new();
+        for key in list_all_dyn(self, prefix).await? {
+            if let Some(meta) = self.stat(&key).await? {
+                out.push((key, meta));
+            }
+        }
+        Ok(out)
+    }
+
     /// Keys under `prefix` (recursively), in byte order, after `start_after`, at most `limit`.
     async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize)
         -> Result<ListPage>;
@@ -192,6 +205,10 @@ pub async fn scan_all(backend: &dyn Backend, prefix: &str) -> Result<Vec<Entry>>
 
 /// Lists every key under a prefix, following pages.
 pub async fn list_all(backend: &dyn Backend, prefix: &str) -> Result<Vec<String>> {
+    list_all_dyn(backend, prefix).await
+}
+
+async fn list_all_dyn<B: Backend + ?Sized>(backend: &B, prefix: &str) -> Result<Vec<String>> {
     let mut keys = Vec::new();
     let mut after: Option<String> = None;
     loop {

@@ -371,6 +371,39 @@ impl Backend for S3Backend {
         }
     }
 
+    async fn list_meta(&self, prefix: &str) -> Result<Vec<(String, ObjectMeta)>> {
+        let full_prefix = format!("{}{}", self.prefix, prefix);
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(&full_prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| s3_err("ListObjectsV2", prefix, e))?;
+            for obj in page.contents() {
+                let Some(rel) = obj.key().and_then(|k| k.strip_prefix(&self.prefix)) else {
+                    continue;
+                };
+                let meta = ObjectMeta {
+                    size: obj.size().unwrap_or(0).max(0) as u64,
+                    modified: obj
+                        .last_modified()
+                        .and_then(|t| SystemTime::try_from(*t).ok()),
+                };
+                out.push((rel.to_string(), meta));
+            }
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated().unwrap_or(false) => token = Some(t.to_string()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
     async fn delete(&self, key: &str) -> Result<()> {
         let full = self.full(key)?;
         match self
