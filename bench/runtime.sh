@@ -2,7 +2,7 @@
 # bench/runtime.sh: container start latency and `ps` over many containers, berth beside podman,
 # docker (a private dockerd), bare crun and runc, on the same busybox image, in one run.
 #
-#   ./bench/runtime.sh       # RUNS=21 BRIDGE_RUNS=11 PS_CONTAINERS=100 PS_PEERS=1; BERTH=path/to/berth skips the build
+#   ./bench/runtime.sh       # RUNS=21 BRIDGE_RUNS=11 NET_RUNS=21 PS_CONTAINERS=100 PS_PEERS=1; BERTH=path/to/berth skips the build
 #   BUSY_DISK=1 ./bench/runtime.sh   # the start rounds beside a loop that copies and deletes small
 #                                    # files on the same disk, as builds do (see bench/README.md)
 #
@@ -211,6 +211,33 @@ print(f"  berth run --rm --network none     median {med['berth_none']:7.1f} ms")
 print(f"  podman run --rm (cni-podman0)     median {med['podman_bridge']:7.1f} ms")
 print(f"  berth bridge / berth none = {med['berth_bridge'] / med['berth_none']:5.2f}x   (target <= 1.3x)")
 print(f"  berth / podman = {med['berth_bridge'] / med['podman_bridge']:5.2f}x   (target <= 0.1x)")
+EOF
+
+# User-defined networks: `network create` + `network rm` of a network no container uses,
+# berth beside podman (its CNI configuration in a directory of the run's own), taking turns.
+# berth writes and removes two small files (the bridge comes with the first container);
+# podman writes its CNI conflist.
+NET_RUNS=${NET_RUNS:-21}
+PN="$P --network-config-dir $W/podman-net"
+mkdir "$W/podman-net"
+berth_net() { "$BERTH" network create benchnet && "$BERTH" network rm benchnet; }
+podman_net() { $PN network create benchnet && $PN network rm benchnet; }
+net_round() {
+  timed berth_net berth_net
+  timed podman_net podman_net
+}
+net_round
+rm -f "$W"/t.*_net
+for i in $(seq "$NET_RUNS"); do net_round; done
+python3 - "$W" "$NET_RUNS" <<'EOF'
+import statistics, sys
+w = sys.argv[1]
+med = {k: statistics.median(int(x) / 1000 for x in open(f"{w}/t.{k}"))
+       for k in ("berth_net", "podman_net")}
+print(f"networks: network create NAME + network rm NAME, unused; median of {sys.argv[2]}")
+print(f"  berth   median {med['berth_net']:7.1f} ms   (target <= 10 ms)")
+print(f"  podman  median {med['podman_net']:7.1f} ms")
+print(f"  berth / podman = {med['berth_net'] / med['podman_net']:5.2f}x")
 EOF
 
 # ps over NPS running containers.

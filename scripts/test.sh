@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 DEBIAN_PACKAGES=(
   busybox-static docker.io podman skopeo containerd docker-registry runc crun umoci
   nginx wrk hyperfine apache2-utils iproute2 iptables tmux curl libseccomp-dev
-  chromium chromium-driver npm
+  chromium chromium-driver npm systemd binutils
 )
 missing=()
 for p in "${DEBIAN_PACKAGES[@]}"; do

@@ -129,7 +129,7 @@ fn backdate(root: &Path) {
 }
 
 /// skopeo copies `reference` out; every blob it got is byte for byte the image's.
-fn assert_pullable(reference: &str, image: &TestImage) {
+pub(crate) fn assert_pullable(reference: &str, image: &TestImage) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("copy");
     run(Command::new(require("skopeo")).args([

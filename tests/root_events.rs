@@ -6,7 +6,7 @@ use serde_json::Value;
 use crate::root_containers::{eventually, setup, shared};
 
 /// The journal's events, oldest first: (Type, Action, Actor.ID, attributes).
-fn journal(root: &std::path::Path) -> Vec<Value> {
+pub(crate) fn journal(root: &std::path::Path) -> Vec<Value> {
     let mut out = Vec::new();
     for name in ["journal.1", "journal"] {
         if let Ok(text) = std::fs::read_to_string(root.join("events").join(name)) {

@@ -483,8 +483,9 @@ impl Dockerd {
             .arg(dir.path().join("d.pid"))
             .arg("-H")
             .arg(format!("unix://{}", socket.display()))
+            // No bridge unless the test brings one of its own (`--bridge=NAME`).
+            .args((!flags.iter().any(|f| f.starts_with("--bridge="))).then_some("--bridge=none"))
             .args([
-                "--bridge=none",
                 "--iptables=false",
                 "--ip-masq=false",
                 "--storage-driver=vfs",

@@ -265,10 +265,11 @@ pub async fn handle(reg: Arc<Registry>, mut req: Request<Body>) -> Response {
         Some(auth) => crate::auth::admit(auth, &mut req).await,
         None => Ok(None),
     };
-    let user = req
-        .extensions()
-        .get::<Grant>()
-        .map(|g| g.caller.name().to_string());
+    // The signed-in user; none for anonymous callers (as distribution's events and logs).
+    let user = match req.extensions().get::<Grant>().map(|g| &g.caller) {
+        Some(crate::auth::Caller::User(name)) => Some(name.clone()),
+        _ => None,
+    };
     let id = uuid::Uuid::new_v4().simple().to_string();
     // What the events of this request will need, read before the handlers consume it.
     let facts = reg.notifier.as_ref().map(|_| crate::notify::RequestFacts {
@@ -336,12 +337,17 @@ pub async fn handle(reg: Arc<Registry>, mut req: Request<Body>) -> Response {
         .await;
     }
     if reg.log_requests {
-        let bytes = resp
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0);
+        // The answer's body: its declared length, else the length of a body already whole.
+        let bytes = match method {
+            Method::HEAD => 0,
+            _ => resp
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .or_else(|| http_body::Body::size_hint(resp.body()).exact())
+                .unwrap_or(0),
+        };
         tracing::info!(
             target: "berth::access",
             request_id = %id,

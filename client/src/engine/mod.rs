@@ -590,11 +590,7 @@ impl Engine {
             network_id: user.as_ref().map(|u| u.id.clone()).unwrap_or_default(),
             interface,
             ip_address: a.address.to_string(),
-            gateway: if host.internal {
-                String::new()
-            } else {
-                a.gateway.to_string()
-            },
+            gateway: a.gateway.to_string(),
             prefix: a.prefix,
             mac_address: a.mac,
             aliases: e.aliases.clone(),
@@ -1717,12 +1713,20 @@ impl Engine {
                     ports: vec![],
                     endpoints: vec![],
                 });
-            let routed = state.endpoints.iter().any(|s| !s.gateway.is_empty());
+            // The default route is through the first network with a way out: this one only
+            // when the container is on no such network yet.
+            let routed = eps[..index].iter().any(|(_, h, _)| !h.internal);
+            // The first interface name free in the container (after a disconnect, eth<index>
+            // may be another network's).
+            let interface = (0..)
+                .map(|i| format!("eth{i}"))
+                .find(|n| !state.endpoints.iter().any(|s| &s.interface == n))
+                .expect("a free interface name");
             let (s, _) = self.plug_endpoint(
                 &updated,
                 pid,
                 &eps[index],
-                format!("eth{index}"),
+                interface.clone(),
                 !routed,
                 vec![],
             )?;
@@ -1737,7 +1741,7 @@ impl Engine {
                 .save(&updated)
                 .and_then(|_| self.write_network_state(&updated, &state))
             {
-                let _ = berth_runtime::net::detach(&eps[index].1, &rec.id, &format!("eth{index}"));
+                let _ = berth_runtime::net::detach(&eps[index].1, &rec.id, &interface);
                 return Err(err);
             }
             self.journal()

@@ -157,6 +157,12 @@ impl Engine {
         }
     }
 
+    /// Whether `s` names a network: a predefined one, or a user-defined one by name, id or
+    /// id prefix.
+    pub fn network_exists(&self, s: &str) -> Result<bool> {
+        Ok(PREDEFINED.iter().any(|(n, _)| *n == s) || self.find_network(s)?.is_some())
+    }
+
     /// The host side of a user-defined network.
     pub(crate) fn host_side(&self, r: &NetworkRecord) -> Network {
         let (gateway, _) =

@@ -467,7 +467,11 @@ fn ensure_network(n: &Network, rt: &mut Rtnl) -> Result<u32> {
     let index = match index {
         Some(i) => i,
         None => {
-            match rt.add_bridge(&n.name) {
+            // A bridge whose address is not set takes the lowest of its ports' addresses,
+            // so a container plugged in later could change it under the others' neighbour
+            // caches (their gateway unreachable until the cache expires): set it, from the
+            // gateway's address as containers' are from theirs.
+            match rt.add_bridge(&n.name, mac_of(n.gateway)) {
                 Err(e) if e.raw_os_error() != Some(libc::EEXIST) => {
                     return Err(Error::Network(format!("create bridge {}: {e}", n.name)))
                 }

@@ -135,10 +135,11 @@ impl Rtnl {
             .map(drop)
     }
 
-    /// Creates a bridge (down, no address).
-    pub fn add_bridge(&mut self, name: &str) -> Result<()> {
+    /// Creates a bridge with the MAC address `mac` (down, no IP address).
+    pub fn add_bridge(&mut self, name: &str, mac: [u8; 6]) -> Result<()> {
         let mut m = LinkMessage::default();
         m.attributes.push(LinkAttribute::IfName(name.to_string()));
+        m.attributes.push(LinkAttribute::Address(mac.to_vec()));
         m.attributes
             .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
                 InfoKind::Bridge,

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 use berth_client::engine::{
-    hostname_of, ContainerRecord, Engine, NetworkState, PortBinding, Status,
+    hostname_of, predefined_id, ContainerRecord, EndpointConfig, EndpointState, Engine,
+    NetworkMode, NetworkState, PortBinding, Status,
 };
 use clap::Args;
 use serde_json::{json, Value};
@@ -12,6 +13,7 @@ use serde_json::{json, Value};
 use super::each::ContainersArg;
 use crate::cli::format::print_inspect;
 use crate::cli::globals::Globals;
+use crate::cli::network::view::endpoint_id;
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {
@@ -163,20 +165,89 @@ pub fn inspect_value(e: &Engine, rec: &ContainerRecord, size: bool) -> Value {
     v
 }
 
-/// docker's NetworkSettings: the address and published ports while the container runs on
-/// the bridge, empty otherwise.
+/// docker's NetworkSettings: one entry per network under `Networks` (addresses while the
+/// container runs, what it asked for always); the top-level address fields are the default
+/// bridge's, as docker fills them, and `Ports` the published ports while it runs.
 fn network_settings(rec: &ContainerRecord, net: &Option<NetworkState>) -> Value {
-    let endpoint = match net {
-        Some(n) => json!({
-            "IPAddress": n.ip_address,
-            "IPPrefixLen": n.prefix,
-            "Gateway": n.gateway,
-            "MacAddress": n.mac_address,
-        }),
-        None => json!({ "IPAddress": "", "IPPrefixLen": 0, "Gateway": "", "MacAddress": "" }),
+    let live = |network: &str, id: &str| {
+        net.as_ref().and_then(|n| {
+            n.endpoints
+                .iter()
+                .find(|x| x.network == network || (!id.is_empty() && x.network_id == id))
+                .cloned()
+                .or_else(|| {
+                    // Written before containers had several networks: the bridge alone.
+                    (n.endpoints.is_empty() && network == "bridge").then(|| EndpointState {
+                        network: "bridge".into(),
+                        ip_address: n.ip_address.clone(),
+                        gateway: n.gateway.clone(),
+                        prefix: n.prefix,
+                        mac_address: n.mac_address.clone(),
+                        ..EndpointState::default()
+                    })
+                })
+        })
     };
-    let mut v = endpoint.clone();
-    v["Networks"] = json!({ rec.host.network.as_str(): endpoint });
+    let asked: Vec<EndpointConfig> = match rec.host.network {
+        NetworkMode::Bridge if rec.host.networks.is_empty() => vec![EndpointConfig {
+            network: "bridge".into(),
+            ..EndpointConfig::default()
+        }],
+        NetworkMode::Bridge => rec.host.networks.clone(),
+        NetworkMode::Host | NetworkMode::None => vec![EndpointConfig {
+            network: rec.host.network.as_str().into(),
+            ..EndpointConfig::default()
+        }],
+        NetworkMode::Container => vec![],
+    };
+    let mut networks = serde_json::Map::new();
+    let mut top = json!({ "IPAddress": "", "IPPrefixLen": 0, "Gateway": "", "MacAddress": "" });
+    for c in &asked {
+        let user = !c.network_id.is_empty();
+        let id = if user {
+            c.network_id.clone()
+        } else {
+            predefined_id(&c.network)
+        };
+        let ep = live(&c.network, &c.network_id).unwrap_or_default();
+        let running = !ep.ip_address.is_empty();
+        let mut aliases = c.aliases.clone();
+        if user {
+            aliases.push(rec.short_id().to_string());
+        }
+        let dns_names = user.then(|| {
+            let mut v = vec![rec.name.clone(), rec.short_id().to_string()];
+            v.extend(c.aliases.iter().cloned());
+            v
+        });
+        let entry = json!({
+            "IPAMConfig": if c.ipv4_address.is_empty() { Value::Null } else { json!({ "IPv4Address": c.ipv4_address }) },
+            "Links": null,
+            "Aliases": if user { json!(aliases) } else { Value::Null },
+            "MacAddress": ep.mac_address,
+            "DriverOpts": null,
+            "NetworkID": id,
+            "EndpointID": if running { endpoint_id(&rec.id, &id) } else { String::new() },
+            "Gateway": ep.gateway,
+            "IPAddress": ep.ip_address,
+            "IPPrefixLen": ep.prefix,
+            "IPv6Gateway": "",
+            "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0,
+            "DNSNames": dns_names,
+        });
+        if c.network == "bridge" {
+            top = json!({
+                "IPAddress": ep.ip_address,
+                "IPPrefixLen": ep.prefix,
+                "Gateway": ep.gateway,
+                "MacAddress": ep.mac_address,
+            });
+        }
+        networks.insert(c.network.clone(), entry);
+    }
+    let mut v = top;
+    v["Networks"] = Value::Object(networks);
     v["Ports"] = net.as_ref().map_or(json!({}), |n| ports_map(&n.ports));
     v
 }

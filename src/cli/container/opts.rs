@@ -7,7 +7,9 @@ use std::io::BufRead;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
-use berth_client::engine::{CreateOptions, Engine, HostConfig, NetworkMode, PortBinding};
+use berth_client::engine::{
+    CreateOptions, EndpointConfig, Engine, HostConfig, NetworkMode, PortBinding,
+};
 use clap::Args;
 
 use crate::cli::flags::parse_bytes;
@@ -96,10 +98,17 @@ pub struct CreateFlags {
     /// Parent cgroup for the container's cgroup (default /berth)
     #[arg(long, value_name = "PATH")]
     pub cgroup_parent: Option<String>,
-    /// Connect a container to a network: bridge (berth0, 10.89.0.0/16), none, host or
-    /// container:NAME (another container's network)
-    #[arg(long, alias = "net", default_value = "bridge")]
-    pub network: String,
+    /// Connect a container to a network: bridge (berth0, 10.89.0.0/16, the default), a
+    /// network of `network create` (repeat for several: one interface each), none, host or
+    /// container:NAME (another container's network). Long form: name=NET[,alias=A][,ip=IP]
+    #[arg(long, alias = "net", value_name = "NETWORK")]
+    pub network: Vec<String>,
+    /// Add network-scoped alias for the container (on its first network)
+    #[arg(long, value_name = "ALIAS")]
+    pub network_alias: Vec<String>,
+    /// IPv4 address (e.g., 172.30.100.104) on the container's first network
+    #[arg(long)]
+    pub ip: Option<String>,
     /// Publish a container's port(s) to the host: [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|udp]
     #[arg(short, long, value_name = "PORTS")]
     pub publish: Vec<String>,
@@ -162,20 +171,7 @@ pub fn environment(files: &[PathBuf], env: &[String]) -> Result<Vec<String>> {
 
 /// The engine's options for the flags: every value checked, in docker's words.
 pub fn create_options(e: &Engine, f: &CreateFlags) -> Result<CreateOptions> {
-    let network = match f.network.as_str() {
-        "none" => NetworkMode::None,
-        "host" => NetworkMode::Host,
-        "bridge" | "default" => NetworkMode::Bridge,
-        other if other.starts_with("container:") => NetworkMode::Container,
-        other => {
-            bail!("network {other} not found (berth knows bridge, none, host and container:NAME)")
-        }
-    };
-    let network_container = match f.network.strip_prefix("container:") {
-        Some("") => bail!("--network container: needs a container's name or id"),
-        Some(c) => c.to_string(),
-        None => String::new(),
-    };
+    let (network, network_container, networks) = networks(f)?;
     if network == NetworkMode::Container {
         let conflict = |what: &str| anyhow!("conflicting options: {what} and the network mode");
         if f.hostname.is_some() {
@@ -312,13 +308,87 @@ pub fn create_options(e: &Engine, f: &CreateFlags) -> Result<CreateOptions> {
             dns_options: f.dns_option.clone(),
             extra_hosts,
             network_container,
+            networks,
             privileged: f.privileged,
             cap_add: f.cap_add.clone(),
             cap_drop: f.cap_drop.clone(),
             security_opt: security_opts(&f.security_opt)?,
-            ..HostConfig::default()
         },
     })
+}
+
+/// `--network` (each), `--ip` and `--network-alias`: the network mode, the container whose
+/// network is joined (`container:NAME`), and the networks of a container with a namespace of
+/// its own, in the order of its interfaces. `--ip` and the aliases belong to the first.
+fn networks(f: &CreateFlags) -> Result<(NetworkMode, String, Vec<EndpointConfig>)> {
+    let given: Vec<&str> = if f.network.is_empty() {
+        vec!["bridge"]
+    } else {
+        f.network.iter().map(String::as_str).collect()
+    };
+    let mut endpoints = vec![];
+    for (i, g) in given.iter().enumerate() {
+        let mut e = EndpointConfig::default();
+        if g.contains('=') {
+            // docker's long form: name=NET,alias=A,ip=IP.
+            for field in g.split(',') {
+                match field.split_once('=') {
+                    Some(("name", v)) => e.network = v.to_string(),
+                    Some(("alias", v)) => e.aliases.push(v.to_string()),
+                    Some(("ip", v)) => e.ipv4_address = v.to_string(),
+                    _ => bail!(
+                        "invalid --network field {field:?}: berth takes name=NET, alias=ALIAS \
+                         and ip=IP"
+                    ),
+                }
+            }
+            if e.network.is_empty() {
+                bail!("invalid --network {g:?}: name=NET is missing");
+            }
+        } else {
+            e.network = g.to_string();
+        }
+        if i == 0 {
+            e.aliases.extend(f.network_alias.iter().cloned());
+            if let Some(ip) = &f.ip {
+                if !e.ipv4_address.is_empty() {
+                    bail!("conflicting options: --ip and ip= in --network");
+                }
+                e.ipv4_address = ip.clone();
+            }
+        }
+        endpoints.push(e);
+    }
+    let own_mode = |n: &str| matches!(n, "none" | "host") || n.starts_with("container:");
+    if endpoints.len() > 1 && endpoints.iter().any(|e| own_mode(&e.network)) {
+        bail!(
+            "conflicting options: cannot attach both user-defined and non-user-defined \
+             network-modes"
+        );
+    }
+    let first = endpoints[0].network.clone();
+    let mode = match first.as_str() {
+        "none" => NetworkMode::None,
+        "host" => NetworkMode::Host,
+        c if c.starts_with("container:") => NetworkMode::Container,
+        _ => NetworkMode::Bridge,
+    };
+    if mode != NetworkMode::Bridge {
+        let e = &endpoints[0];
+        if !e.aliases.is_empty() {
+            bail!("network-scoped aliases are only supported for user-defined networks");
+        }
+        if !e.ipv4_address.is_empty() {
+            bail!("user specified IP address is supported on user defined networks only");
+        }
+        let container = match first.strip_prefix("container:") {
+            Some("") => bail!("--network container: needs a container's name or id"),
+            Some(c) => c.to_string(),
+            None => String::new(),
+        };
+        return Ok((mode, container, vec![]));
+    }
+    Ok((mode, String::new(), endpoints))
 }
 
 /// `--add-host NAME:IP` (or `NAME=IP`): `NAME:IP` with `host-gateway` resolved to the

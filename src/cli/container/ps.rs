@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use anyhow::{anyhow, bail, Result};
-use berth_client::engine::{ContainerRecord, ContainerState, Engine, NetworkState, Status};
+use berth_client::engine::{
+    ContainerRecord, ContainerState, Engine, NetworkMode, NetworkState, Status,
+};
 use clap::Args;
 use serde_json::{json, Value};
 
@@ -34,7 +36,8 @@ pub struct PsArgs {
     /// Display total file sizes
     #[arg(short, long)]
     size: bool,
-    /// Filter output based on conditions provided (status=, name=, id=, ancestor=, label=, exited=)
+    /// Filter output based on conditions provided (status=, name=, id=, ancestor=, label=, exited=,
+    /// network=)
     #[arg(short, long)]
     filter: Vec<String>,
     /// Format output using a custom template ('table', 'table TEMPLATE', 'json', or a Go template)
@@ -115,9 +118,24 @@ fn ps_row(
         "Names": rec.name,
         "Labels": labels.join(","),
         "Mounts": mounts.join(","),
-        "Networks": rec.host.network.as_str(),
+        "Networks": networks_column(rec),
         "LocalVolumes": rec.mounts.iter().filter(|m| m.kind == "volume").count().to_string(),
     })
+}
+
+/// docker's NETWORKS: the names of the container's networks.
+fn networks_column(rec: &ContainerRecord) -> String {
+    match rec.host.network {
+        NetworkMode::Bridge if !rec.host.networks.is_empty() => rec
+            .host
+            .networks
+            .iter()
+            .map(|n| n.network.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+        NetworkMode::Container => String::new(),
+        other => other.as_str().to_string(),
+    }
 }
 
 /// `ps -f` filters: the same key ORs, different keys AND.
@@ -143,7 +161,7 @@ fn ps_filter(filters: &[String]) -> Result<BTreeMap<String, Vec<String>>> {
                     bail!("invalid filter 'status={v}'");
                 }
             }
-            "name" | "id" | "ancestor" | "label" | "exited" => {}
+            "name" | "id" | "ancestor" | "label" | "exited" | "network" => {}
             other => bail!("invalid filter '{other}'"),
         }
         m.entry(k.to_string()).or_default().push(v.to_string());
@@ -163,6 +181,15 @@ fn matches(
             "name" => rec.name.contains(v.trim_start_matches('/')),
             "id" => rec.id.starts_with(v.as_str()),
             "exited" => st.status == Status::Exited && v.parse() == Ok(st.exit_code),
+            "network" => match rec.host.network {
+                NetworkMode::Bridge if rec.host.networks.is_empty() => v == "bridge",
+                NetworkMode::Bridge => rec.host.networks.iter().any(|n| {
+                    n.network == *v
+                        || (!n.network_id.is_empty() && n.network_id.starts_with(v.as_str()))
+                }),
+                NetworkMode::Container => false,
+                other => other.as_str() == v,
+            },
             "label" => match v.split_once('=') {
                 Some((k, val)) => rec.config.labels.get(k).is_some_and(|x| x == val),
                 None => rec.config.labels.contains_key(v.as_str()),

@@ -1,14 +1,22 @@
-//! `berth network ls`.
+//! `berth network ls`: docker's columns, filters and `--format` fields.
 
-use anyhow::Result;
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Result};
+use berth_client::engine::ContainerRecord;
 use clap::Args;
 use serde_json::{json, Value};
 
-use super::predefined::{network_id, NETWORKS};
-use crate::cli::format::print_list;
+use super::view::{self, View};
+use crate::cli::format::{created_at, print_list};
+use crate::cli::globals::Globals;
 
 #[derive(Args, Debug)]
 pub struct LsArgs {
+    /// Provide filter values (e.g. "driver=bridge"): driver, id, label, name, scope, type
+    /// (custom or builtin), dangling (true or false)
+    #[arg(short, long, value_name = "FILTER")]
+    filter: Vec<String>,
     /// Only display network IDs
     #[arg(short, long)]
     quiet: bool,
@@ -20,27 +28,107 @@ pub struct LsArgs {
     format: Option<String>,
 }
 
-pub fn run(a: LsArgs) -> Result<i32> {
-    let rows: Vec<Value> = NETWORKS
-        .iter()
-        .map(|(name, driver, _)| {
-            let id = network_id(name);
-            json!({
-                "ID": if a.no_trunc { id.clone() } else { id[..12].to_string() },
-                "Name": name,
-                "Driver": driver,
-                "Scope": "local",
-            })
+/// `-f` filters by key: the same key ORs, different keys AND (docker's rule).
+fn filters(given: &[String]) -> Result<BTreeMap<String, Vec<String>>> {
+    let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for f in given {
+        let Some((k, v)) = f.split_once('=') else {
+            bail!("bad format of filter (expected name=value)");
+        };
+        match k {
+            "driver" | "id" | "label" | "name" | "scope" => {}
+            "type" if !matches!(v, "custom" | "builtin") => {
+                bail!("invalid filter: 'type'='{v}'")
+            }
+            "dangling" if !matches!(v, "true" | "1" | "false" | "0") => bail!(
+                "invalid value for filter 'dangling', must be \"true\" (or \"1\"), or \"false\" (or \"0\")"
+            ),
+            "type" | "dangling" => {}
+            other => bail!("Invalid filter '{other}'"),
+        }
+        m.entry(k.to_string()).or_default().push(v.to_string());
+    }
+    Ok(m)
+}
+
+/// Whether a user-defined network is named by no container of the root (what `prune`
+/// removes).
+pub fn dangling(v: &View, containers: &[ContainerRecord]) -> bool {
+    v.record.is_some() && !containers.iter().any(|c| v.names(c))
+}
+
+fn matches(
+    v: &View,
+    filters: &BTreeMap<String, Vec<String>>,
+    containers: &[ContainerRecord],
+) -> bool {
+    filters.iter().all(|(k, vs)| {
+        vs.iter().any(|want| match k.as_str() {
+            "driver" => v.driver == *want,
+            "id" => v.id.starts_with(want.as_str()),
+            "name" => v.name.contains(want.as_str()),
+            "scope" => want == "local",
+            "type" => (want == "custom") == v.record.is_some(),
+            "dangling" => matches!(want.as_str(), "true" | "1") == dangling(v, containers),
+            "label" => {
+                let labels = v.record.as_ref().map(|r| &r.labels);
+                match want.split_once('=') {
+                    Some((key, val)) => labels.and_then(|l| l.get(key)).is_some_and(|x| x == val),
+                    None => labels.is_some_and(|l| l.contains_key(want.as_str())),
+                }
+            }
+            _ => false,
         })
+    })
+}
+
+pub fn run(g: &Globals, a: LsArgs) -> Result<i32> {
+    let filters = filters(&a.filter)?;
+    let e = g.engine()?;
+    let containers = if filters.contains_key("dangling") {
+        e.list()?
+    } else {
+        vec![]
+    };
+    let shown: Vec<View> = view::all(&e)?
+        .into_iter()
+        .filter(|v| matches(v, &filters, &containers))
         .collect();
-    if a.quiet {
-        for r in &rows {
-            println!("{}", r["ID"].as_str().unwrap_or_default());
+    if a.quiet && a.format.is_none() {
+        for v in &shown {
+            println!("{}", if a.no_trunc { &v.id } else { v.short_id() });
         }
         return Ok(0);
     }
-    let headers =
-        json!({ "ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE" });
+    let rows: Vec<Value> = shown
+        .iter()
+        .map(|v| {
+            let labels: Vec<String> = v
+                .record
+                .as_ref()
+                .map(|r| r.labels.iter().map(|(k, v)| format!("{k}={v}")).collect())
+                .unwrap_or_default();
+            json!({
+                "ID": if a.no_trunc { v.id.as_str() } else { v.short_id() },
+                "Name": v.name,
+                "Driver": v.driver,
+                "Scope": "local",
+                "IPv6": "false",
+                "Internal": v.internal().to_string(),
+                "Labels": labels.join(","),
+                "CreatedAt": created_at(Some(&v.created)),
+            })
+        })
+        .collect();
+    let headers = json!({
+        "ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE",
+        "IPv6": "IPV6", "Internal": "INTERNAL", "Labels": "LABELS", "CreatedAt": "CREATED AT",
+    });
     let default = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}";
-    print_list(a.format.as_deref(), default, &headers, &rows)
+    let format = if a.quiet {
+        Some("{{.ID}}")
+    } else {
+        a.format.as_deref()
+    };
+    print_list(format, default, &headers, &rows)
 }

@@ -1,0 +1,1230 @@
+//! User-defined networks through the command line, as root on a real kernel: `network
+//! create/ls/inspect/rm/prune/connect/disconnect` and the run flags `--network` (several),
+//! `--ip`, `--network-alias`, `--hostname`, with docker's messages and exit codes; names
+//! resolved by each network's resolver (forwarded names go to a resolver of the test's own on
+//! 127.0.0.0/8: the berth commands that start resolvers see it as the host's name server in a
+//! mount namespace of their own); internal networks, hairpin, macvlan over a veth pair of the
+//! test's own; and nothing left after fifty runs on networks made and removed. Subnets are
+//! 10.98.<n>.0/24 (10.97 for macvlan), picked from the test process's id. Fails without root.
+
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, UdpSocket};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::root_containers::{
+    eventually, host_traces, http_get, inspect, out, setup, shared, stderr, stdout, Root,
+};
+use crate::root_events::journal;
+use crate::util::{free_port, require, Berth};
+
+/// A test's client root whose containers, then networks, go when it drops.
+struct Nets(Root);
+
+impl std::ops::Deref for Nets {
+    type Target = Berth;
+    fn deref(&self) -> &Berth {
+        &self.0
+    }
+}
+
+impl Drop for Nets {
+    fn drop(&mut self) {
+        if let Ok(o) = self.0.cmd(&["ps", "-aq", "--no-trunc"]).output() {
+            let ids = String::from_utf8_lossy(&o.stdout).into_owned();
+            let mut args = vec!["rm", "-f", "-v"];
+            args.extend(ids.split_whitespace());
+            if args.len() > 3 {
+                let _ = self.0.cmd(&args).output();
+            }
+        }
+        let _ = self.0.cmd(&["network", "prune", "-f"]).output();
+    }
+}
+
+fn nets() -> Nets {
+    Nets(setup())
+}
+
+/// The first three octets of this test process's subnet number `i` (0 to 11), under 10.98:
+/// each test has its own, as the tests of one process run side by side.
+fn net24(i: u8) -> String {
+    let n = (std::process::id() % 20) as u8 * 12 + i;
+    format!("10.98.{n}")
+}
+
+/// Runs berth and returns (exit code, stdout, stderr).
+fn code(b: &Berth, args: &[&str]) -> (i32, String, String) {
+    let o = out(b, args);
+    (o.status.code().unwrap_or(-1), stdout(&o), stderr(&o))
+}
+
+/// Asserts that berth fails with `status` and one line on stderr holding `needle`.
+fn fails_with(b: &Berth, args: &[&str], status: i32, needle: &str) {
+    let (c, _, err) = code(b, args);
+    assert_eq!(c, status, "{args:?}: {err}");
+    assert!(err.contains(needle), "{args:?}: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// The names `network ls` shows for the filters.
+fn listed(b: &Berth, filters: &[&str]) -> Vec<String> {
+    let mut args = vec!["network", "ls", "--format", "{{.Name}}"];
+    for f in filters {
+        args.extend(["-f", f]);
+    }
+    b.ok(&args).lines().map(str::to_string).collect()
+}
+
+/// The container's address on a network, from `inspect`.
+fn address(b: &Berth, container: &str, network: &str) -> String {
+    inspect(b, container)["NetworkSettings"]["Networks"][network]["IPAddress"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn root_network_commands_flags_and_messages() {
+    let _host = shared();
+    let b = nets();
+    let (p0, p1) = (net24(0), net24(1));
+    let bridge = format!("bnc{}", std::process::id() % 100_000);
+    let id = b.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        &format!("{p0}.0/24"),
+        "--gateway",
+        &format!("{p0}.254"),
+        "--ip-range",
+        &format!("{p0}.128/25"),
+        "--label",
+        "team=a",
+        "--label",
+        "tier",
+        "-o",
+        &format!("com.docker.network.bridge.name={bridge}"),
+        "front",
+    ]);
+    let id = id.trim().to_string();
+    assert!(
+        id.len() == 64 && id.bytes().all(|c| c.is_ascii_hexdigit()),
+        "{id}"
+    );
+    let v = json(&b.ok(&["network", "inspect", "front"]))[0].clone();
+    assert_eq!(v["Name"], "front");
+    assert_eq!(v["Id"], id.as_str());
+    assert_eq!(v["Driver"], "bridge");
+    assert_eq!(v["Scope"], "local");
+    assert_eq!(v["Internal"], false);
+    assert_eq!(v["EnableIPv6"], false);
+    let ipam = &v["IPAM"]["Config"][0];
+    assert_eq!(ipam["Subnet"], format!("{p0}.0/24"));
+    assert_eq!(ipam["IPRange"], format!("{p0}.128/25"));
+    assert_eq!(ipam["Gateway"], format!("{p0}.254"));
+    assert_eq!(v["Labels"], serde_json::json!({"team": "a", "tier": ""}));
+    assert_eq!(
+        v["Options"]["com.docker.network.bridge.name"],
+        bridge.as_str()
+    );
+    assert_eq!(v["Containers"], serde_json::json!({}));
+    b.ok(&[
+        "network",
+        "create",
+        "--internal",
+        "--subnet",
+        &format!("{p1}.0/24"),
+        "--label",
+        "zone=in",
+        "back",
+    ]);
+    assert_eq!(
+        b.ok(&["network", "inspect", "-f", "{{.Internal}}", "back"]),
+        "true\n"
+    );
+    // Without --subnet: a free /24 of 10.92.0.0-10.99.255.0, each its own, gateway .1.
+    b.ok(&["network", "create", "auto1"]);
+    b.ok(&["network", "create", "auto2"]);
+    let auto: Vec<String> = ["auto1", "auto2"]
+        .iter()
+        .map(|n| {
+            b.ok(&[
+                "network",
+                "inspect",
+                "-f",
+                "{{range .IPAM.Config}}{{.Subnet}} {{.Gateway}}{{end}}",
+                n,
+            ])
+        })
+        .collect();
+    assert_ne!(auto[0], auto[1]);
+    for a in &auto {
+        let (subnet, gw) = a.trim().split_once(' ').unwrap();
+        let (base, prefix) = subnet.split_once('/').unwrap();
+        let base: Ipv4Addr = base.parse().unwrap();
+        assert_eq!(prefix, "24", "{a}");
+        assert!(
+            (0x0a5c_0000..=0x0a63_ff00).contains(&u32::from(base)),
+            "{a}"
+        );
+        assert_eq!(gw, Ipv4Addr::from(u32::from(base) + 1).to_string(), "{a}");
+    }
+
+    // ls: docker's table, sorted by name; -q, --no-trunc, --format, filters.
+    let ls = b.ok(&["network", "ls"]);
+    let rows: Vec<Vec<&str>> = ls.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(
+        rows[0],
+        ["NETWORK", "ID", "NAME", "DRIVER", "SCOPE"],
+        "{ls}"
+    );
+    let names: Vec<&str> = rows[1..].iter().map(|r| r[1]).collect();
+    assert_eq!(
+        names,
+        ["auto1", "auto2", "back", "bridge", "front", "host", "none"]
+    );
+    assert_eq!(rows[5], [&id[..12], "front", "bridge", "local"]);
+    let q = b.ok(&["network", "ls", "-q"]);
+    assert_eq!(q.lines().count(), 7);
+    assert!(q.lines().all(|l| l.len() == 12), "{q}");
+    assert!(b
+        .ok(&["network", "ls", "--no-trunc", "-q"])
+        .lines()
+        .any(|l| l == id));
+    assert_eq!(
+        b.ok(&[
+            "network",
+            "ls",
+            "-f",
+            "name=front",
+            "--format",
+            "{{.Name}} {{.Driver}} {{.Internal}} {{.IPv6}} {{.Labels}}"
+        ]),
+        "front bridge false false team=a,tier=\n"
+    );
+    let row = json(&b.ok(&["network", "ls", "-f", "name=back", "--format", "json"]));
+    assert_eq!(row["Name"], "back");
+    assert_eq!(row["Internal"], "true");
+    assert_eq!(row["Scope"], "local");
+    let custom = ["auto1", "auto2", "back", "front"];
+    for (filters, want) in [
+        (&["driver=null"][..], &["none"][..]),
+        (&["type=custom"], &custom),
+        (&["type=builtin"], &["bridge", "host", "none"]),
+        (&["label=team"], &["front"]),
+        (&["label=team=a"], &["front"]),
+        (&["label=team=b"], &[]),
+        (&["name=auto"], &["auto1", "auto2"]),
+        (&["name=front", "name=back"], &["back", "front"]),
+        (&["type=custom", "label=tier"], &["front"]),
+        (&["dangling=true"], &custom),
+        (&["dangling=0", "driver=bridge"], &["bridge"]),
+        (&["scope=local", "driver=host"], &["host"]),
+    ] {
+        assert_eq!(listed(&b, filters), want, "{filters:?}");
+    }
+    assert_eq!(listed(&b, &[&format!("id={}", &id[..8])]), ["front"]);
+    for (f, needle) in [
+        ("colour=blue", "Invalid filter 'colour'"),
+        ("type=bad", "invalid filter: 'type'='bad'"),
+        ("dangling=maybe", "invalid value for filter 'dangling'"),
+        ("nokey", "bad format of filter"),
+    ] {
+        fails_with(&b, &["network", "ls", "-f", f], 1, needle);
+    }
+
+    // Bad definitions: one line, status 1, nothing made.
+    let p2 = net24(2);
+    let s2 = format!("{p2}.0/24");
+    let s3 = format!("{}.0/24", net24(3));
+    let bridge_opt = format!("com.docker.network.bridge.name={bridge}");
+    let inside_front = format!("{p0}.64/26");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["front"], "network with name front already exists"),
+        (
+            vec!["--subnet", &inside_front, "x"],
+            "Pool overlaps with other one on this address space",
+        ),
+        (
+            vec!["--gateway", "10.1.1.1", "x"],
+            "every ip-range or gateway must have a corresponding subnet",
+        ),
+        (
+            vec!["--subnet", &s2, "--gateway", "10.1.1.1", "x"],
+            "no matching subnet for gateway 10.1.1.1",
+        ),
+        (
+            vec!["--subnet", &s2, "--ip-range", "10.1.1.0/25", "x"],
+            "no matching subnet for range 10.1.1.0/25",
+        ),
+        (
+            vec!["--subnet", "10.98.0.0/33", "x"],
+            "invalid CIDR address: 10.98.0.0/33",
+        ),
+        (
+            vec!["--subnet", "nonsense", "x"],
+            "invalid CIDR address: nonsense",
+        ),
+        (vec!["-d", "overlay", "x"], "plugin \"overlay\" not found"),
+        (
+            vec!["bridge"],
+            "operation is not permitted on predefined bridge network",
+        ),
+        (vec!["bad name"], "invalid network name"),
+        (vec!["-o", "mtu=9000", "x"], "unknown option mtu"),
+        (vec!["-d", "macvlan", "x"], "-o parent=IFACE"),
+        (
+            vec!["-d", "macvlan", "-o", "parent=nosuch0", "x"],
+            "parent interface was not found on the host: nosuch0",
+        ),
+        (
+            vec!["-o", &bridge_opt, "--subnet", &s2, "x"],
+            "is used by another network",
+        ),
+        (
+            vec!["--subnet", &s2, "--subnet", &s3, "x"],
+            "one IPv4 subnet",
+        ),
+        (vec!["--label", "=v", "x"], "invalid label"),
+    ];
+    for (args, needle) in cases {
+        let mut full = vec!["network", "create"];
+        full.extend(args);
+        fails_with(&b, &full, 1, needle);
+    }
+    assert_eq!(listed(&b, &["type=custom"]), custom);
+    fails_with(&b, &["network", "create", "--colour", "x"], 125, "--colour");
+    fails_with(&b, &["network", "create"], 125, "required");
+
+    // rm and inspect of what is not there, or not removable.
+    fails_with(
+        &b,
+        &["network", "rm", "bridge"],
+        1,
+        "bridge is a pre-defined network and cannot be removed",
+    );
+    fails_with(
+        &b,
+        &["network", "rm", "nosuch"],
+        1,
+        "network nosuch not found",
+    );
+    assert_eq!(
+        code(&b, &["network", "rm", "-f", "nosuch"]),
+        (0, "".into(), "".into())
+    );
+    let (c, docs, err) = code(&b, &["network", "inspect", "nosuch", "front"]);
+    assert_eq!(c, 1);
+    assert_eq!(err.trim(), "Error: No such network: nosuch");
+    assert_eq!(json(&docs)[0]["Name"], "front");
+    assert_eq!(
+        b.ok(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{.Name}} {{.Driver}}",
+            "none",
+            "host",
+            "bridge",
+            &id[..6]
+        ]),
+        "none null\nhost host\nbridge bridge\nfront bridge\n"
+    );
+
+    // A running container keeps its network; ls and inspect show it there.
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "c1",
+        "--network",
+        "front",
+        "bb",
+        "sleep",
+        "60",
+    ]);
+    let c1 = inspect(&b, "c1")["Id"].as_str().unwrap().to_string();
+    fails_with(
+        &b,
+        &["network", "rm", "front"],
+        1,
+        &format!("error while removing network: network front id {id} has active endpoints"),
+    );
+    let v = json(&b.ok(&["network", "inspect", "front"]))[0].clone();
+    let on = &v["Containers"][&c1];
+    assert_eq!(on["Name"], "c1");
+    // The first address of the range (.128), its MAC docker's 02:42 and the address.
+    assert_eq!(on["IPv4Address"], format!("{p0}.128/24"));
+    let octet: u8 = p0.rsplit('.').next().unwrap().parse().unwrap();
+    assert_eq!(on["MacAddress"], format!("02:42:0a:62:{octet:02x}:80"));
+    assert_eq!(on["EndpointID"].as_str().unwrap().len(), 64);
+    assert_eq!(listed(&b, &["dangling=false", "type=custom"]), ["front"]);
+
+    // prune: asks first; filters by label and age; keeps what a container names.
+    let (c, text, _) = code(&b, &["network", "prune"]);
+    assert_eq!(c, 0);
+    assert!(
+        text.starts_with(
+            "WARNING! This will remove all custom networks not used by at least one container.\n\
+             Are you sure you want to continue? [y/N] "
+        ),
+        "{text}"
+    );
+    assert_eq!(listed(&b, &["type=custom"]), custom);
+    b.ok(&["network", "create", "--label", "keep=1", "lab"]);
+    assert_eq!(
+        b.ok(&["network", "prune", "-f", "--filter", "label=keep=1"]),
+        "Deleted Networks:\nlab\n\n"
+    );
+    assert_eq!(
+        b.ok(&["network", "prune", "-f", "--filter", "until=1h"]),
+        ""
+    );
+    fails_with(
+        &b,
+        &["network", "prune", "-f", "--filter", "bogus=1"],
+        1,
+        "invalid filter 'bogus'",
+    );
+    b.ok(&["network", "create", "--label", "keep=1", "lab"]);
+    assert_eq!(
+        b.ok(&[
+            "network",
+            "prune",
+            "-f",
+            "--filter",
+            "label!=keep",
+            "--filter",
+            "label!=zone"
+        ]),
+        "Deleted Networks:\nauto1\nauto2\n\n"
+    );
+    b.ok(&["network", "rm", "lab"]);
+
+    // connect and disconnect: docker's messages.
+    for (args, needle) in [
+        (&["connect", "nosuch", "c1"][..], "network nosuch not found"),
+        (
+            &["connect", "front", "nosuchc"],
+            "No such container: nosuchc",
+        ),
+        (
+            &["connect", "front", "c1"],
+            "endpoint with name c1 already exists in network front",
+        ),
+        (
+            &["connect", "--alias", "x", "bridge", "c1"],
+            "network-scoped alias is supported only for containers in user defined networks",
+        ),
+        (&["connect", "host", "c1"], "conflicting options"),
+        (
+            &["disconnect", "bridge", "c1"],
+            "is not connected to network bridge",
+        ),
+        (&["disconnect", "nosuch", "c1"], "network nosuch not found"),
+        (
+            &["connect", "--ip", "10.1.2.3", "back", "c1"],
+            "no configured subnet or ip-range contain the IP address 10.1.2.3",
+        ),
+    ] {
+        let mut full = vec!["network"];
+        full.extend(args);
+        fails_with(&b, &full, 1, needle);
+    }
+
+    // run and create flags that cannot be: 125, one line, no container.
+    let named_twice = "front".to_string();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--network", "nosuch"], "network nosuch not found"),
+        (
+            vec!["--ip", "10.89.0.5"],
+            "user specified IP address is supported on user defined networks only",
+        ),
+        (
+            vec!["--network-alias", "x"],
+            "network-scoped alias is supported only for containers in user defined networks",
+        ),
+        (
+            vec!["--network", "host", "--network", "front"],
+            "conflicting options: cannot attach both user-defined and non-user-defined network-modes",
+        ),
+        (
+            vec!["--network", "front", "--network", "none"],
+            "conflicting options: cannot attach both user-defined and non-user-defined network-modes",
+        ),
+        (
+            vec!["--network", "none", "--network-alias", "x"],
+            "network-scoped aliases are only supported for user-defined networks",
+        ),
+        (
+            vec!["--network", "front", "--ip", "10.1.2.3"],
+            "no configured subnet or ip-range contain the IP address 10.1.2.3",
+        ),
+        (
+            vec!["--network", "front", "--ip", "nonsense"],
+            "invalid IPv4 address: nonsense",
+        ),
+        (
+            vec!["--network", "front", "--network", &named_twice],
+            "network front is given twice",
+        ),
+        (
+            vec!["--network", "name=front,colour=blue"],
+            "invalid --network field",
+        ),
+    ];
+    for (flags, needle) in cases {
+        let mut args = vec!["create"];
+        args.extend(flags);
+        args.extend(["bb", "true"]);
+        fails_with(&b, &args, 125, needle);
+    }
+    let o = out(
+        &b,
+        &["run", "--rm", "--network", "back", "-p", "80", "bb", "true"],
+    );
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("internal"), "{}", stderr(&o));
+    assert_eq!(b.ok(&["ps", "-aq"]).lines().count(), 1, "only c1");
+
+    // Two networks, a fixed address, aliases, a hostname, docker's long form.
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "c2",
+        "--hostname",
+        "h2",
+        "--network",
+        "front",
+        "--ip",
+        &format!("{p0}.7"),
+        "--network-alias",
+        "web",
+        "--network",
+        "name=back,alias=db",
+        "bb",
+        "sleep",
+        "60",
+    ]);
+    let c2 = inspect(&b, "c2");
+    let short = &c2["Id"].as_str().unwrap()[..12];
+    let settings = &c2["NetworkSettings"];
+    let front = &settings["Networks"]["front"];
+    assert_eq!(front["IPAddress"], format!("{p0}.7"));
+    assert_eq!(front["IPPrefixLen"], 24);
+    assert_eq!(front["Gateway"], format!("{p0}.254"));
+    assert_eq!(front["NetworkID"], id.as_str());
+    assert_eq!(front["IPAMConfig"]["IPv4Address"], format!("{p0}.7"));
+    assert_eq!(front["Aliases"], serde_json::json!(["web", short]));
+    assert_eq!(front["DNSNames"], serde_json::json!(["c2", short, "web"]));
+    let back = &settings["Networks"]["back"];
+    assert!(back["IPAddress"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("{p1}.")));
+    assert_eq!(back["Aliases"], serde_json::json!(["db", short]));
+    assert_eq!(
+        back["Gateway"],
+        format!("{p1}.1"),
+        "internal networks have their gateway too"
+    );
+    assert_eq!(
+        settings["IPAddress"], "",
+        "the top level is the default bridge's"
+    );
+    assert_eq!(c2["Config"]["Hostname"], "h2");
+    assert_eq!(c2["HostConfig"]["NetworkMode"], "bridge");
+    let addrs = b.ok(&["exec", "c2", "ip", "-o", "-4", "addr"]);
+    assert!(
+        addrs.contains(&format!("eth0    inet {p0}.7/24")),
+        "{addrs}"
+    );
+    assert!(addrs.contains(&format!("eth1    inet {p1}.")), "{addrs}");
+    let routes = b.ok(&["exec", "c2", "ip", "route"]);
+    assert!(
+        routes.contains(&format!("default via {p0}.254 dev eth0")),
+        "{routes}"
+    );
+    assert_eq!(routes.matches("default").count(), 1, "{routes}");
+    assert_eq!(b.ok(&["exec", "c2", "hostname"]), "h2\n");
+    assert_eq!(
+        b.ok(&[
+            "ps",
+            "-f",
+            "name=c2",
+            "--format",
+            "{{.Names}} {{.Networks}}"
+        ]),
+        "c2 front,back\n"
+    );
+    assert_eq!(b.ok(&["ps", "-q", "-f", "network=back"]).trim(), short);
+    assert!(
+        json(&b.ok(&["network", "inspect", "back"]))[0]["Containers"][c2["Id"].as_str().unwrap()]
+            .is_object()
+    );
+    // Off a network while running, and on again with an address of its choice.
+    b.ok(&["network", "disconnect", "back", "c2"]);
+    assert!(!b
+        .ok(&["exec", "c2", "ip", "-o", "-4", "addr"])
+        .contains("eth1"));
+    assert!(inspect(&b, "c2")["NetworkSettings"]["Networks"]["back"].is_null());
+    b.ok(&[
+        "network",
+        "connect",
+        "--ip",
+        &format!("{p1}.50"),
+        "--alias",
+        "db2",
+        "back",
+        "c2",
+    ]);
+    let addrs = b.ok(&["exec", "c2", "ip", "-o", "-4", "addr"]);
+    assert!(
+        addrs.contains(&format!("eth1    inet {p1}.50/24")),
+        "{addrs}"
+    );
+    // Stopped: the networks are kept with no address; started: the same addresses again.
+    b.ok(&["stop", "-t", "0", "c2"]);
+    assert_eq!(address(&b, "c2", "front"), "");
+    assert_eq!(
+        inspect(&b, "c2")["NetworkSettings"]["Networks"]["back"]["NetworkID"],
+        json(&b.ok(&["network", "inspect", "back"]))[0]["Id"]
+    );
+    b.ok(&["start", "c2"]);
+    assert_eq!(address(&b, "c2", "front"), format!("{p0}.7"));
+    assert_eq!(address(&b, "c2", "back"), format!("{p1}.50"));
+    // A created container is connected at its start.
+    b.ok(&[
+        "create",
+        "--name",
+        "c3",
+        "--network",
+        "back",
+        "bb",
+        "sleep",
+        "60",
+    ]);
+    b.ok(&["network", "connect", "front", "c3"]);
+    b.ok(&["start", "c3"]);
+    let addrs = b.ok(&["exec", "c3", "ip", "-o", "-4", "addr"]);
+    assert!(addrs.contains(&format!("eth0    inet {p1}.")), "{addrs}");
+    assert!(addrs.contains(&format!("eth1    inet {p0}.")), "{addrs}");
+    let routes = b.ok(&["exec", "c3", "ip", "route"]);
+    assert!(
+        routes.contains(&format!("default via {p0}.254 dev eth1")),
+        "the first with a way out: {routes}"
+    );
+
+    let back_id = json(&b.ok(&["network", "inspect", "back"]))[0]["Id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    b.ok(&["rm", "-f", "c1", "c2", "c3"]);
+    assert_eq!(b.ok(&["network", "rm", "front", "back"]), "front\nback\n");
+    // The events journal: the network's create and destroy, and each container's connect and
+    // disconnect on it in docker's words (the live disconnect and connect of c2 among them).
+    let events: Vec<Value> = journal(&b.root)
+        .into_iter()
+        .filter(|e| e["Type"] == "network" && e["Actor"]["ID"] == back_id.as_str())
+        .collect();
+    let actions: Vec<&str> = events
+        .iter()
+        .map(|e| e["Action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions.first(), Some(&"create"), "{actions:?}");
+    assert_eq!(actions.last(), Some(&"destroy"), "{actions:?}");
+    assert_eq!(events[0]["Actor"]["Attributes"]["name"], "back");
+    assert_eq!(events[0]["Actor"]["Attributes"]["type"], "bridge");
+    let c2_id = c2["Id"].as_str().unwrap();
+    let of_c2: Vec<&str> = events
+        .iter()
+        .filter(|e| e["Actor"]["Attributes"]["container"] == c2_id)
+        .map(|e| e["Action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        of_c2[..3],
+        ["connect", "disconnect", "connect"],
+        "{of_c2:?}"
+    );
+    let count = |a: &str| actions.iter().filter(|x| **x == a).count();
+    assert_eq!(count("connect"), count("disconnect"), "{actions:?}");
+    assert!(!std::path::Path::new("/sys/class/net")
+        .join(&bridge)
+        .exists());
+    assert_eq!(listed(&b, &["type=custom"]), Vec::<String>::new());
+}
+
+/// A name server of the test's own on 127.0.0.0/8 port 53, standing in for the host's: it
+/// answers `outside.test` with 10.123.45.67 and every other name with NXDOMAIN.
+struct Upstream {
+    addr: Ipv4Addr,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Upstream {
+    fn start() -> Upstream {
+        let pid = std::process::id();
+        let addr = Ipv4Addr::new(127, 53, (pid >> 8) as u8, pid as u8 | 1);
+        let sock = UdpSocket::bind((addr, 53)).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while !flag.load(Ordering::Relaxed) {
+                let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                if let Some(reply) = answer(&buf[..n]) {
+                    let _ = sock.send_to(&reply, from);
+                }
+            }
+        });
+        Upstream {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A DNS reply by hand: the question echoed, an A record for `outside.test`, else NXDOMAIN.
+fn answer(q: &[u8]) -> Option<Vec<u8>> {
+    if q.len() < 12 {
+        return None;
+    }
+    // The question's name: length-prefixed labels up to a zero, then type and class.
+    let mut i = 12;
+    let mut labels = vec![];
+    while *q.get(i)? != 0 {
+        let len = q[i] as usize;
+        labels.push(String::from_utf8_lossy(q.get(i + 1..i + 1 + len)?).to_ascii_lowercase());
+        i += 1 + len;
+    }
+    let end = i + 5;
+    let qtype = u16::from_be_bytes([*q.get(i + 1)?, *q.get(i + 2)?]);
+    let mut r = q.get(..end)?.to_vec();
+    r[2] = 0x80 | (q[2] & 0x01); // a response, RD copied
+    r[3] = 0x80; // RA
+    r[6..12].copy_from_slice(&[0, 0, 0, 0, 0, 0]);
+    if labels.join(".") == "outside.test" {
+        if qtype == 1 {
+            r[7] = 1;
+            r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 123, 45, 67]);
+        }
+    } else {
+        r[3] |= 3; // NXDOMAIN
+    }
+    Some(r)
+}
+
+/// `berth ARGS` in a mount namespace of its own whose /etc/resolv.conf names `upstream`:
+/// a resolver it starts forwards to it.
+fn with_upstream(b: &Berth, upstream: &Upstream, args: &[&str]) -> Output {
+    let resolv = b.dir.path().join("upstream.conf");
+    std::fs::write(&resolv, format!("nameserver {}\n", upstream.addr)).unwrap();
+    let inner = b.cmd(args);
+    let mut c = Command::new(require("unshare"));
+    c.args(["-m", "--propagation", "slave", "sh", "-c"])
+        .arg("mount --bind \"$0\" /etc/resolv.conf && exec \"$@\"")
+        .arg(&resolv)
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c.stdin(std::process::Stdio::null()).output().unwrap()
+}
+
+/// What `nslookup NAME` in a running container answered: (succeeded, its output).
+fn lookup(b: &Berth, container: &str, name: &str) -> (bool, String) {
+    let o = out(
+        b,
+        &[
+            "exec", container, "busybox", "timeout", "5", "busybox", "nslookup", name,
+        ],
+    );
+    (o.status.success(), format!("{}{}", stdout(&o), stderr(&o)))
+}
+
+fn resolves(b: &Berth, container: &str, name: &str, addr: &str) -> bool {
+    let (ok, text) = lookup(b, container, name);
+    ok && text.contains(&format!("Address: {addr}"))
+}
+
+/// Whether the resolver answered that `name` does not exist (not merely no answer).
+fn gone(b: &Berth, container: &str, name: &str) -> bool {
+    let (ok, text) = lookup(b, container, name);
+    !ok && text.contains("NXDOMAIN")
+}
+
+#[test]
+fn root_names_resolve_through_the_cli() {
+    let _host = shared();
+    let b = nets();
+    let upstream = Upstream::start();
+    let (p2, p3) = (net24(4), net24(5));
+    b.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        &format!("{p2}.0/24"),
+        "app",
+    ]);
+    b.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        &format!("{p3}.0/24"),
+        "other",
+    ]);
+    let start = |args: &[&str]| {
+        let mut full = vec!["run", "-d"];
+        full.extend(args);
+        full.extend(["bb", "sleep", "120"]);
+        let o = with_upstream(&b, &upstream, &full);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    };
+    start(&[
+        "--name",
+        "db",
+        "--network",
+        "app",
+        "--network-alias",
+        "database",
+    ]);
+    start(&["--name", "web", "--network", "app", "--network", "other"]);
+    start(&["--name", "lone", "--network", "other"]);
+    let db = address(&b, "db", "app");
+    let db_id = inspect(&b, "db")["Id"].as_str().unwrap()[..12].to_string();
+    assert!(db.starts_with(&p2), "{db}");
+    // The network's resolver is the name server, on its gateway.
+    assert_eq!(
+        b.ok(&["exec", "web", "cat", "/etc/resolv.conf"])
+            .lines()
+            .filter(|l| l.starts_with("nameserver"))
+            .collect::<Vec<_>>(),
+        [format!("nameserver {p2}.1")]
+    );
+    for name in ["db", "database", &db_id, "DB", "db."] {
+        assert!(
+            resolves(&b, "web", name, &db),
+            "{name}: {:?}",
+            lookup(&b, "web", name)
+        );
+    }
+    // Other names go to the host's resolvers.
+    assert!(
+        resolves(&b, "web", "outside.test", "10.123.45.67"),
+        "{:?}",
+        lookup(&b, "web", "outside.test")
+    );
+    let (ok, text) = lookup(&b, "web", "nosuch.test");
+    assert!(!ok && text.contains("NXDOMAIN"), "{text}");
+    // Two networks: names of the networks a container shares with another, no others.
+    let lone = address(&b, "lone", "other");
+    let web_other = address(&b, "web", "other");
+    assert!(resolves(&b, "web", "lone", &lone));
+    assert!(resolves(&b, "lone", "web", &web_other));
+    assert!(gone(&b, "lone", "db"), "db is not on other");
+    // Renamed: the new name, not the old one; removed: no name; a newcomer: its name.
+    b.ok(&["rename", "db", "store"]);
+    assert!(resolves(&b, "web", "store", &db));
+    assert!(gone(&b, "web", "db"));
+    b.ok(&["rm", "-f", "store"]);
+    for name in ["store", "database", &db_id] {
+        assert!(gone(&b, "web", name), "{name}");
+    }
+    start(&["--name", "late", "--network", "app"]);
+    let late = address(&b, "late", "app");
+    assert!(
+        resolves(&b, "web", "late", &late),
+        "{late}: {:?}",
+        lookup(&b, "web", "late")
+    );
+    // An alias given by connect, on a running container.
+    b.ok(&["network", "connect", "--alias", "cache", "app", "lone"]);
+    assert!(resolves(&b, "web", "cache", &address(&b, "lone", "app")));
+
+    // The default bridge keeps docker's rule: no names, the host's name servers.
+    start(&["--name", "plain"]);
+    start(&["--name", "plain2"]);
+    let resolv = b.ok(&["exec", "plain", "cat", "/etc/resolv.conf"]);
+    assert!(
+        !resolv.contains(&format!("{p2}.1")) && !resolv.contains("10.89.0.1"),
+        "{resolv}"
+    );
+    let gw = inspect(&b, "plain")["NetworkSettings"]["Gateway"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let plain2 = address(&b, "plain2", "bridge");
+    let o = out(
+        &b,
+        &[
+            "exec", "plain", "busybox", "timeout", "5", "busybox", "nslookup", "plain2", &gw,
+        ],
+    );
+    assert!(
+        !o.status.success() && !stdout(&o).contains(&plain2),
+        "{}",
+        stdout(&o)
+    );
+    drop(upstream);
+}
+
+/// The pid of a running container's init.
+fn pid_of(b: &Berth, c: &str) -> i32 {
+    inspect(b, c)["State"]["Pid"].as_i64().unwrap() as i32
+}
+
+/// Runs the host's busybox `script` in the network namespace of `pid` (to do what a
+/// container without NET_ADMIN cannot).
+fn in_net(pid: i32, script: &str) -> (bool, String) {
+    let o = Command::new(require("nsenter"))
+        .arg(format!("--net=/proc/{pid}/ns/net"))
+        .arg(require("busybox"))
+        .args(["sh", "-c", script])
+        .output()
+        .unwrap();
+    (o.status.success(), format!("{}{}", stdout(&o), stderr(&o)))
+}
+
+#[test]
+fn root_internal_hairpin_and_macvlan_through_the_cli() {
+    let _host = shared();
+    let b = nets();
+    let (p4, p5) = (net24(6), net24(7));
+    // Internal: no route out, no forwarded names, no published ports.
+    b.ok(&[
+        "network",
+        "create",
+        "--internal",
+        "--subnet",
+        &format!("{p4}.0/24"),
+        "inside",
+    ]);
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "in1",
+        "--network",
+        "inside",
+        "bb",
+        "sleep",
+        "60",
+    ]);
+    let routes = b.ok(&["exec", "in1", "ip", "route"]);
+    assert!(!routes.contains("default"), "{routes}");
+    let (ok, text) = lookup(&b, "in1", "outside.test");
+    assert!(
+        !ok && text.contains("NXDOMAIN"),
+        "answered inside, not forwarded: {text}"
+    );
+    assert!(resolves(&b, "in1", "in1", &address(&b, "in1", "inside")));
+    fails_with(
+        &b,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "inside",
+            "-p",
+            "80",
+            "bb",
+            "true",
+        ],
+        125,
+        "internal",
+    );
+
+    // Hairpin: containers reach published ports through the host's address on their
+    // network (their gateway), their own included; the host's 127.0.0.1 stays out of reach.
+    b.ok(&["network", "create", "--subnet", &format!("{p5}.0/24"), "hp"]);
+    let www = b.dir.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "hairpin\n").unwrap();
+    let port = free_port().to_string();
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "server",
+        "--network",
+        "hp",
+        "-p",
+        &format!("{port}:80"),
+        "-v",
+        &format!("{}:/www:ro", www.display()),
+        "bb",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
+    ]);
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "client",
+        "--network",
+        "hp",
+        "bb",
+        "sleep",
+        "60",
+    ]);
+    let url = format!("http://{p5}.1:{port}/index.html");
+    eventually("the server on its published port", || {
+        http_get(&format!("127.0.0.1:{port}"), "/index.html").is_some()
+    });
+    for c in ["client", "server"] {
+        let o = out(&b, &["exec", c, "wget", "-qO-", &url]);
+        assert_eq!(stdout(&o), "hairpin\n", "{c}: {}", stderr(&o));
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let lport = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let (_, text) = in_net(
+        pid_of(&b, "client"),
+        &format!(
+            "sysctl -w net.ipv4.conf.eth0.route_localnet=1 >/dev/null; \
+             ip route del local 127.0.0.0/8 dev lo table local; \
+             ip route add 127.0.0.1/32 via {p5}.1 dev eth0; \
+             nc -w 2 127.0.0.1 {lport} </dev/null && echo CONNECTED"
+        ),
+    );
+    assert!(!text.contains("CONNECTED"), "{text}");
+    assert!(
+        listener.accept().is_err(),
+        "the host's 127.0.0.1 was reached"
+    );
+
+    // macvlan over one end of a veth pair of the test's own (this kernel has no dummy
+    // interfaces), its other end in a namespace of the test's own at .200.
+    let k = std::process::id() % 100_000;
+    let (parent, peer, ns) = (
+        format!("bmc{k}a"),
+        format!("bmc{k}b"),
+        format!("berth-mc-{k}"),
+    );
+    struct Cleanup(String, String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["link", "del", &self.0]).status();
+            let _ = Command::new("ip").args(["netns", "del", &self.1]).status();
+        }
+    }
+    let ip = |args: &[&str]| crate::util::run(Command::new("ip").args(args));
+    ip(&["netns", "add", &ns]);
+    let _cleanup = Cleanup(parent.clone(), ns.clone());
+    ip(&[
+        "link", "add", &parent, "type", "veth", "peer", "name", &peer, "netns", &ns,
+    ]);
+    ip(&["link", "set", &parent, "up"]);
+    let p6 = format!("10.97.{}", k % 250);
+    ip(&[
+        "-n",
+        &ns,
+        "addr",
+        "add",
+        &format!("{p6}.200/24"),
+        "dev",
+        &peer,
+    ]);
+    ip(&["-n", &ns, "link", "set", &peer, "up"]);
+    b.ok(&[
+        "network",
+        "create",
+        "-d",
+        "macvlan",
+        "--subnet",
+        &format!("{p6}.0/24"),
+        "-o",
+        &format!("parent={parent}"),
+        "mv",
+    ]);
+    assert_eq!(
+        b.ok(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{.Driver}} {{index .Options \"parent\"}}",
+            "mv"
+        ]),
+        format!("macvlan {parent}\n")
+    );
+    let o = out(
+        &b,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "mv",
+            "bb",
+            "sh",
+            "-c",
+            &format!("ip -o -4 addr show eth0 && busybox ping -c 1 -W 2 {p6}.200"),
+        ],
+    );
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains(&format!("inet {p6}.2/24")),
+        "{}",
+        stdout(&o)
+    );
+    fails_with(
+        &b,
+        &["run", "--rm", "--network", "mv", "-p", "80", "bb", "true"],
+        125,
+        "macvlan",
+    );
+    b.ok(&["rm", "-f", "in1", "server", "client"]);
+    assert_eq!(
+        b.ok(&["network", "rm", "inside", "hp", "mv"]),
+        "inside\nhp\nmv\n"
+    );
+}
+
+/// What networks made by this root could leave on the host: bridges named `br-<id>` or the
+/// given one, veths that are not on berth0, rules naming the subnets or bridges, state
+/// files under /run/berth/net.
+fn network_traces(names: &[String], subnets: &[String]) -> BTreeSet<String> {
+    let mut t = BTreeSet::new();
+    for e in std::fs::read_dir("/sys/class/net").unwrap().flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if names.contains(&n) {
+            t.insert(format!("link {n}"));
+        }
+    }
+    let o = Command::new("iptables-save").output().unwrap();
+    for l in stdout(&o).lines() {
+        if l.starts_with("-A") && names.iter().chain(subnets).any(|w| l.contains(w.as_str())) {
+            t.insert(l.to_string());
+        }
+    }
+    for e in std::fs::read_dir("/run/berth/net")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if names.iter().any(|b| n.starts_with(b.as_str())) {
+            t.insert(format!("state {n}"));
+        }
+    }
+    t
+}
+
+/// The host ends of containers' veth pairs (`bv` or `b<N>` and 11 characters of an id) that
+/// are not on the default bridge, where other tests' containers are.
+fn loose_veths() -> BTreeSet<String> {
+    std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.len() == 13 && (n.starts_with("bv") || n[1..2].parse::<u8>().is_ok()))
+        .filter(|n| {
+            std::fs::read_link(format!("/sys/class/net/{n}/master"))
+                .map(|m| !m.ends_with("berth0"))
+                .unwrap_or(true)
+        })
+        .collect()
+}
+
+#[test]
+fn root_fifty_runs_on_networks_made_and_removed_leave_nothing() {
+    let _host = shared();
+    let b = nets();
+    let parent = format!("/berth-nettest-{}", std::process::id());
+    let before = host_traces(&b, &parent);
+    let veths_before = loose_veths();
+    let mut names = vec![];
+    let mut subnets = vec![];
+    let p = net24(8);
+    let q = net24(9);
+    for i in 0..50 {
+        // A network each time; every fifth container is on a second one too and publishes a
+        // port; each resolves its own name, so each network's resolver starts and stops.
+        let id = b.ok(&[
+            "network",
+            "create",
+            "--subnet",
+            &format!("{p}.0/24"),
+            "leak",
+        ]);
+        names.push(format!("br-{}", &id[..12]));
+        subnets.push(format!("{p}.0/24"));
+        let mut args = vec![
+            "run",
+            "--rm",
+            "--name",
+            "leak-run",
+            "--cgroup-parent",
+            &parent,
+            "--network",
+            "leak",
+        ];
+        if i % 5 == 0 {
+            let id2 = b.ok(&[
+                "network",
+                "create",
+                "--subnet",
+                &format!("{q}.0/24"),
+                "leak2",
+            ]);
+            names.push(format!("br-{}", &id2[..12]));
+            subnets.push(format!("{q}.0/24"));
+            args.extend(["--network", "leak2", "-p", "80"]);
+        }
+        args.extend(["bb", "busybox", "nslookup", "leak-run"]);
+        let o = out(&b, &args);
+        assert!(o.status.success(), "run {i}: {}{}", stdout(&o), stderr(&o));
+        assert!(
+            stdout(&o).contains(&format!("Address: {p}.")),
+            "{}",
+            stdout(&o)
+        );
+        let rm: Vec<&str> = if i % 5 == 0 {
+            vec!["network", "rm", "leak", "leak2"]
+        } else {
+            vec!["network", "rm", "leak"]
+        };
+        b.ok(&rm);
+    }
+    assert_eq!(network_traces(&names, &subnets), BTreeSet::new());
+    assert_eq!(loose_veths(), veths_before, "veths left");
+    // Resolvers are processes of the root too: none is left.
+    assert_eq!(host_traces(&b, &parent), before);
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
+    assert_eq!(listed(&b, &["type=custom"]), Vec::<String>::new());
+    for hier in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let _ = std::fs::remove_dir(hier.path().join(parent.trim_start_matches('/')));
+    }
+}
