@@ -19,7 +19,7 @@ pub(crate) fn journal(root: &std::path::Path) -> Vec<Value> {
     out
 }
 
-fn actions_of(events: &[Value], kind: &str, id: &str) -> Vec<String> {
+pub(crate) fn actions_of(events: &[Value], kind: &str, id: &str) -> Vec<String> {
     events
         .iter()
         .filter(|e| e["Type"] == kind && e["Actor"]["ID"] == id)

@@ -14,5 +14,6 @@ mod registry;
 mod root_confine;
 mod root_containers;
 mod root_events;
+mod root_files;
 mod root_network;
 mod util;

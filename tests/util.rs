@@ -61,6 +61,45 @@ pub fn require(program: &str) -> PathBuf {
     panic!("{program} is not installed: run scripts/test.sh, which installs the test peers");
 }
 
+/// A root filesystem in `rootfs`: the static busybox with every applet in `/bin`, `/etc/passwd`
+/// and `/etc/group` with root and nobody, and the directories `dirs`. Tar it for an image.
+pub fn busybox_rootfs(rootfs: &Path, dirs: &[&str]) {
+    for d in ["bin", "etc"].iter().chain(dirs) {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    let busybox = require("busybox");
+    std::fs::copy(&busybox, rootfs.join("bin/busybox")).unwrap();
+    // The host's copy lists the applets: the new one may still be open for writing in a
+    // child another test is forking (ETXTBSY).
+    let list = run(Command::new(&busybox).arg("--list")).stdout;
+    for applet in String::from_utf8_lossy(&list).lines() {
+        if applet != "busybox" {
+            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+        }
+    }
+    std::fs::write(
+        rootfs.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
+}
+
+/// `rootfs` tarred beside it (`NAME.tar`, named after the image's repository) and imported
+/// by `berth import` as `image`; returns the tar.
+pub fn import_rootfs(b: &Berth, rootfs: &Path, image: &str) -> PathBuf {
+    let repo = image.split(':').next().unwrap_or(image);
+    let tar = rootfs.with_file_name(format!("{repo}.tar"));
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg("."));
+    b.ok(&["import", tar.to_str().unwrap(), image]);
+    tar
+}
+
 /// The `berth` binary with its own root, HOME and config.
 pub struct Berth {
     pub dir: tempfile::TempDir,

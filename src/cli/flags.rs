@@ -1,9 +1,11 @@
 //! Flag values several commands read the same way: times (`--since`, `--until`), byte sizes
-//! (`--memory`), and the confirmation a `prune` asks for without `--force`.
+//! (`--memory`), the confirmation a `prune` asks for without `--force`, and where a tar goes
+//! (`-o FILE` or stdout: `save`, `export`).
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, Utc};
 
 /// `--since`/`--until`: RFC 3339, a Unix time (`1700000000[.123]`), or a duration before
@@ -67,6 +69,77 @@ pub fn confirm(warning: &str) -> Result<bool> {
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer)?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+/// Where `save` and `export` write their tar, as docker's CLI does: `-o FILE` appears whole
+/// or not at all (a temporary file beside it, renamed at the end), and without `-o` a
+/// terminal gets an error instead of the bytes.
+pub struct TarOutput {
+    file: Option<(tempfile::NamedTempFile, PathBuf)>,
+}
+
+impl TarOutput {
+    /// Checks the destination before any work is done.
+    pub fn open(path: Option<&Path>) -> Result<TarOutput> {
+        let Some(path) = path else {
+            if std::io::stdout().is_terminal() {
+                bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
+            }
+            return Ok(TarOutput { file: None });
+        };
+        validate_output_path(path)?;
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let tmp = tempfile::NamedTempFile::new_in(dir)
+            .with_context(|| format!("creating {}", path.display()))?;
+        Ok(TarOutput {
+            file: Some((tmp, path.to_path_buf())),
+        })
+    }
+
+    /// The tar's way out (buffered).
+    pub fn writer(&self) -> Result<Box<dyn Write + Send>> {
+        const BUF: usize = 1 << 20;
+        Ok(match &self.file {
+            Some((tmp, _)) => Box::new(std::io::BufWriter::with_capacity(BUF, tmp.reopen()?)),
+            None => Box::new(std::io::BufWriter::with_capacity(BUF, std::io::stdout())),
+        })
+    }
+
+    /// Puts the finished file in place (once everything written through [`Self::writer`]
+    /// is flushed).
+    pub fn finish(self) -> Result<()> {
+        if let Some((tmp, path)) = self.file {
+            tmp.persist(&path)
+                .map_err(|e| e.error)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// docker's check of a local output path: its directory exists, and it is a directory or a
+/// regular file if it exists.
+pub fn validate_output_path(path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            bail!(
+                "invalid output path: directory {:?} does not exist",
+                dir.display().to_string()
+            );
+        }
+    }
+    if let Ok(m) = std::fs::metadata(path) {
+        if !m.is_dir() && !m.is_file() {
+            bail!(
+                "invalid output path: {:?} must be a directory or a regular file",
+                path.display().to_string()
+            );
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! cli/container/<verb>.rs   run, create, start, stop (+restart), kill, rm, ps, logs, top, exec,
-//!                           attach, wait, rename, pause (+unpause), port, inspect, prune
+//!                           attach, wait, rename, pause (+unpause), port, diff, commit, cp,
+//!                           export, inspect, prune
 //!                           (opts.rs: the run/create flags and their conversion)
 //! cli/image/<verb>.rs       pull, push, ls (images), rm (rmi), tag, history, save, load,
 //!                           import, inspect, prune

@@ -1262,6 +1262,8 @@ impl Engine {
     }
 
     fn prepare_run(&self, rec: &mut ContainerRecord, manual: bool) -> Result<Container> {
+        // Not while `cp` has the stopped container's files mounted.
+        let _files = self.lock_files(rec)?;
         let state = self.state(rec);
         match state.status {
             Status::Running | Status::Paused => {
@@ -1600,6 +1602,11 @@ impl Engine {
             Ok(l) => Some(l),
             Err(EngineError::NotFound(_)) => None,
             Err(e) => return Err(e),
+        };
+        // Nor a `cp` have its files mounted while they go.
+        let _files = match _lock {
+            Some(_) => Some(self.lock_files(rec)?),
+            None => None,
         };
         if _lock.is_some() && (rec.restart_policy != RestartPolicy::No || rec.restarting) {
             let mut r = self.load(&rec.id)?;

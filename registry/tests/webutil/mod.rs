@@ -513,3 +513,11 @@ pub async fn serve(extra: &str) -> Serving {
         _dir: dir,
     }
 }
+
+/// An open registry over the store a `berth serve` serves, to fill it whatever its rules.
+pub fn filler_of(serving: &Serving) -> Arc<Registry> {
+    Arc::new(Registry::new(
+        serving.registry.store.clone(),
+        ServerConfig::default(),
+    ))
+}
