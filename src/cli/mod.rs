@@ -8,7 +8,7 @@
 //! cli/image/<verb>.rs       pull, push, ls (images), rm (rmi), tag, history, save, load,
 //!                           import, inspect, prune
 //! cli/network/<verb>.rs     ls, inspect, and the verbs not supported yet
-//! cli/system/<verb>.rs      events, df, and `berth inspect`
+//! cli/system/<verb>.rs      events, info, df, version, and `berth inspect`
 //! cli/registry/<verb>.rs    login (+logout), search
 //! cli/serve/                berth serve: the registry server; gc.rs: berth gc, one garbage
 //!                           collection of its store
@@ -77,6 +77,8 @@ pub enum Command {
         #[command(subcommand)]
         command: system::SystemCommand,
     },
+    /// Show the berth version information
+    Version(system::version::VersionArgs),
     /// Run the registry server
     Serve(serve::ServeArgs),
     /// Collect the garbage of a registry's store (safe beside running servers and pushes)
@@ -93,6 +95,7 @@ pub fn run(g: &Globals, command: Command) -> i32 {
         Command::Gc(a) => serve::gc::run(g, a),
         Command::Images(v) => v.run(g),
         Command::Systems(v) => v.run(g),
+        Command::Version(a) => system::version::run(a),
         Command::Inspect(a) => g
             .open_store()
             .and_then(|store| system::inspect::run(&store, a)),

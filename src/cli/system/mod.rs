@@ -6,7 +6,9 @@
 
 pub mod df;
 pub mod events;
+pub mod info;
 pub mod inspect;
+pub mod version;
 
 use anyhow::Result;
 use clap::Subcommand;
@@ -20,6 +22,8 @@ use super::verb::{Object, Respell, Respelling};
 pub enum SystemVerb {
     /// Get real time events from the server
     Events(events::EventsArgs),
+    /// Display system-wide information
+    Info(info::InfoArgs),
 }
 
 impl Respell for SystemVerb {
@@ -32,6 +36,7 @@ impl SystemVerb {
     pub fn run(self, g: &Globals) -> Result<i32> {
         match self {
             SystemVerb::Events(a) => events::run(g, a),
+            SystemVerb::Info(a) => info::run(g, a),
         }
     }
 }
