@@ -9,7 +9,7 @@
 //!                           load, import, inspect, prune
 //! cli/builder/<verb>.rs     prune (the build cache)
 //! cli/network/<verb>.rs     ls, inspect, and the verbs not supported yet
-//! cli/system/<verb>.rs      df, and `berth inspect`
+//! cli/system/<verb>.rs      events, info, df, version, and `berth inspect`
 //! cli/registry/<verb>.rs    login (+logout), search
 //! cli/serve/                berth serve: the registry server; gc.rs: berth gc, one garbage
 //!                           collection of its store
@@ -49,6 +49,8 @@ pub enum Command {
     Containers(Box<container::ContainerVerb>),
     #[command(flatten)]
     Images(image::ImageVerb),
+    #[command(flatten)]
+    Systems(system::SystemVerb),
     /// Display detailed information on containers or images
     Inspect(system::inspect::InspectArgs),
     /// Search a registry for images
@@ -82,6 +84,8 @@ pub enum Command {
         #[command(subcommand)]
         command: system::SystemCommand,
     },
+    /// Show the berth version information
+    Version(system::version::VersionArgs),
     /// Run the registry server
     Serve(serve::ServeArgs),
     /// Collect the garbage of a registry's store (safe beside running servers and pushes)
@@ -97,6 +101,8 @@ pub fn run(g: &Globals, command: Command) -> i32 {
         Command::Serve(a) => serve::run(g, a),
         Command::Gc(a) => serve::gc::run(g, a),
         Command::Images(v) => v.run(g),
+        Command::Systems(v) => v.run(g),
+        Command::Version(a) => system::version::run(a),
         Command::Inspect(a) => g
             .open_store()
             .and_then(|store| system::inspect::run(&store, a)),
