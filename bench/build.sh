@@ -17,18 +17,9 @@ export LC_ALL=C # EPOCHREALTIME with a '.'
 export DOCKER_BUILDKIT=0 # the legacy builder: see above
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-7}
-[ "$(id -u)" = 0 ] || { echo "bench/build.sh needs root" >&2; exit 1; }
-for t in podman docker dockerd python3 /usr/bin/time; do
-  command -v "$t" >/dev/null || { echo "missing $t (scripts/test.sh installs the peers)" >&2; exit 1; }
-done
-if [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; then :; else
-  echo "need a static /bin/busybox: apt-get install busybox-static" >&2; exit 1
-fi
-if [ -z "${BERTH:-}" ]; then
-  cargo build --release -q --bin berth
-  BERTH=${CARGO_TARGET_DIR:-$PWD/target}/release/berth
-fi
-BERTH=$(realpath "$BERTH")
+. bench/lib.sh
+bench_needs bench/build.sh podman docker dockerd python3 /usr/bin/time
+bench_berth
 
 # Short: dockerd's unix socket lives here.
 W=$(mktemp -d /tmp/bbd.XXXXXX)
@@ -62,11 +53,7 @@ for a in sh true ls cat find wc sort md5sum mkdir echo; do ln -s busybox "$R/bin
 tar -C "$R" -cf "$W/rootfs.tar" .
 "$BERTH" import "$W/rootfs.tar" "$IMG" >/dev/null
 $P import -q "$W/rootfs.tar" "$IMG" >/dev/null
-dockerd --data-root "$W/docker" --exec-root "$W/dx" --pidfile "$W/d.pid" -H "unix://$W/d.sock" \
-  --storage-driver overlay2 --bridge none --iptables=false --ip-masq=false >"$W/dockerd.log" 2>&1 &
-DOCKERD_PID=$!
-for _ in $(seq 300); do $D version >/dev/null 2>&1 && break; sleep 0.2; done
-$D version >/dev/null 2>&1 || { echo "dockerd did not start:" >&2; tail "$W/dockerd.log" >&2; exit 1; }
+bench_dockerd "$W" overlay2
 $D import "$W/rootfs.tar" "$IMG" >/dev/null
 
 # The context: 200 files of 1-8 KiB in 10 directories, and the Dockerfile.
