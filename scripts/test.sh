@@ -9,6 +9,7 @@ DEBIAN_PACKAGES=(
   busybox-static docker.io podman skopeo containerd docker-registry runc crun umoci
   nginx wrk hyperfine apache2-utils iproute2 iptables tmux curl libseccomp-dev
   chromium chromium-driver systemd binutils
+  uidmap passt fuse-overlayfs
 )
 missing=()
 for p in "${DEBIAN_PACKAGES[@]}"; do

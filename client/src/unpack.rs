@@ -801,6 +801,53 @@ fn mode(bits: u32) -> Mode {
 
 /// Extended attributes a layer may set: nothing overlayfs interprets, nothing only the host's
 /// security policy should decide.
+/// A chown that failed; in a user namespace EINVAL means the id has no host id: the user's
+/// subordinate range is too small for the image.
+fn unmapped(err: rustix::io::Errno, uid: Uid, gid: Gid) -> io::Error {
+    if err == rustix::io::Errno::INVAL && berth_runtime::userns::rootless().is_some() {
+        return io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "uid {} or gid {} is not mapped in the user namespace: the ranges in \
+                 /etc/subuid and /etc/subgid are too small for this image",
+                uid.as_raw(),
+                gid.as_raw()
+            ),
+        );
+    }
+    err.into()
+}
+
+/// The name of overlayfs's xattr `name` (`opaque`, `redirect`, ...): `trusted.overlay.*`,
+/// or `user.overlay.*` in a user namespace, where berth mounts overlays with `userxattr`.
+pub fn overlay_xattr(name: &str) -> String {
+    match berth_runtime::userns::rootless() {
+        Some(_) => format!("user.overlay.{name}"),
+        None => format!("trusted.overlay.{name}"),
+    }
+}
+
+/// Whether the overlay directory `dir` is opaque (its lower layers' entries hidden).
+pub(crate) fn is_opaque(dir: &Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    let Ok(opaque) = std::ffi::CString::new(overlay_xattr("opaque")) else {
+        return false;
+    };
+    let mut buf = [0u8; 2];
+    // SAFETY: a valid NUL-terminated path and a buffer of the given length.
+    let n = unsafe {
+        libc::lgetxattr(
+            c.as_ptr(),
+            opaque.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    n == 1 && buf[0] == b'y'
+}
+
 pub(crate) fn xattr_allowed(name: &[u8]) -> bool {
     (name.starts_with(b"user.") && !name.starts_with(b"user.overlay."))
         || name == b"security.capability"
@@ -988,7 +1035,10 @@ impl SnapshotDir {
                 rfs::linkat(&target.fd, target_name, &dir.fd, name, AtFlags::empty())
                     .map_err(|e| write_err(e.into()))
             }
-            Kind::Char | Kind::Block if !self.privileged => {
+            // A user namespace may not make device nodes (overlay whiteouts aside).
+            Kind::Char | Kind::Block
+                if !self.privileged || berth_runtime::userns::rootless().is_some() =>
+            {
                 tracing::warn!(path = %e.display(), "device node in layer skipped: not privileged");
                 self.skipped.push(SkippedEntry {
                     path: e.display(),
@@ -1018,13 +1068,13 @@ impl SnapshotDir {
 
     fn whiteout(&mut self, e: &Entry, dir: &ResolvedDir, hidden: &[u8]) -> io::Result<()> {
         if hidden == b".wh..opq" {
-            return rfs::fsetxattr(&dir.fd, "trusted.overlay.opaque", b"y", XattrFlags::empty())
-                .map_err(|err| {
-                    io::Error::new(
-                        io::Error::from(err).kind(),
-                        format!("cannot mark the directory opaque (trusted.overlay.opaque): {err}"),
-                    )
-                });
+            let opaque = overlay_xattr("opaque");
+            return rfs::fsetxattr(&dir.fd, &opaque, b"y", XattrFlags::empty()).map_err(|err| {
+                io::Error::new(
+                    io::Error::from(err).kind(),
+                    format!("cannot mark the directory opaque ({opaque}): {err}"),
+                )
+            });
         }
         if hidden.starts_with(b".wh.") {
             tracing::debug!(path = %e.display(), "aufs metadata in layer ignored");
@@ -1130,18 +1180,19 @@ impl SnapshotDir {
 
     fn chown(&self, fd: impl AsFd, e: &Entry) -> io::Result<()> {
         let (uid, gid) = Self::ids(e)?;
-        Ok(rfs::fchown(fd, Some(uid), Some(gid))?)
+        rfs::fchown(fd, Some(uid), Some(gid)).map_err(|err| unmapped(err, uid, gid))
     }
 
     fn chown_at(&self, dir: &ResolvedDir, name: &OsStr, e: &Entry) -> io::Result<()> {
         let (uid, gid) = Self::ids(e)?;
-        Ok(rfs::chownat(
+        rfs::chownat(
             &dir.fd,
             name,
             Some(uid),
             Some(gid),
             AtFlags::SYMLINK_NOFOLLOW,
-        )?)
+        )
+        .map_err(|err| unmapped(err, uid, gid))
     }
 
     /// Applies directory modes and times last, so that writing inside a directory neither

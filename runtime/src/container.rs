@@ -3,7 +3,7 @@
 //! state directory and an id; any process can `open` the same directory and act on it.
 
 use crate::attach::{settled_exit, Attach, AttachOptions};
-use crate::cgroup::Layout;
+use crate::cgroup::{CgroupPaths, Layout};
 use crate::error::{Context, Error, Result};
 use crate::init::InitPlan;
 use crate::logfile::LogConfig;
@@ -161,7 +161,13 @@ fn plan(cfg: &ContainerConfig) -> Result<MonitorPlan> {
         .cgroups_path()
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("/berth/{}", cfg.id)));
-    let cgroups = layout.paths_for(&cgroups_path)?;
+    // An ordinary user cannot write to cgroup v1 hierarchies (nor to a cgroup v2 tree that
+    // is not delegated to them): rootless containers go without a cgroup of their own, and
+    // the engine refuses the limits that would need one.
+    let cgroups = match crate::userns::rootless() {
+        Some(_) => CgroupPaths::default(),
+        None => layout.paths_for(&cgroups_path)?,
+    };
     let state_dir = std::path::absolute(&cfg.state_dir)
         .ctx(|| format!("resolve {}", cfg.state_dir.display()))?;
     Ok(MonitorPlan {
@@ -281,6 +287,12 @@ impl Container {
             status: status.to_string(),
             what,
         }
+    }
+
+    /// The start time (in clock ticks since boot, /proc/PID/stat's field 22) of the init the
+    /// runtime created: with its pid, what tells it from a process that took the pid later.
+    pub fn init_start_time(&self) -> Result<u64> {
+        Ok(self.record()?.pid_start)
     }
 
     /// Connects to the monitor to receive output (and send input). Attach before `start`

@@ -57,6 +57,10 @@ pub enum Error {
     /// A bounded wait ran out.
     #[error("timed out {0}")]
     Timeout(&'static str),
+    /// Rootless berth cannot set up the user's namespace (no /etc/subuid range, no
+    /// newuidmap, a runtime directory that is not the user's).
+    #[error("rootless: {0}")]
+    Rootless(String),
     /// Bridge networking failed: the bridge, an address, a veth pair or a published port.
     #[error("network: {0}")]
     Network(String),

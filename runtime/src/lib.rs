@@ -61,7 +61,14 @@
 //!   process as the last step before `execve` (before the capabilities are dropped when
 //!   `noNewPrivileges` is off, as runc does); a syscall numbered above every one the profile
 //!   names gets ENOSYS, not the default action.
-//! - Not done: user namespaces, AppArmor/SELinux, hooks, the devices cgroup on pure v2
+//! - Rootless (see `userns`): an ordinary user's process joins the user's namespace first
+//!   (`userns::enter`); containers then share that namespace. In it the runtime makes no
+//!   cgroup, bind-mounts the host's device nodes instead of `mknod`, mounts the overlay with
+//!   `userxattr` (or fuse-overlayfs), binds the host's /sys when there is no network namespace
+//!   of its own, leaves /sys/fs/cgroup empty and keeps seccomp programs in the user's runtime
+//!   directory.
+//! - Not done: user namespaces of a container's own (`--userns`), AppArmor/SELinux, hooks,
+//!   the devices cgroup on pure v2
 //!   (needs eBPF), IPv6 on bridges.
 //!
 //! # Notes for the engine
@@ -99,6 +106,7 @@ mod spec;
 mod state;
 mod sys;
 mod user;
+pub mod userns;
 
 pub use attach::{Attach, AttachInput, AttachOptions, Event};
 pub use container::{create, Container, ContainerConfig, ExitHook};

@@ -168,6 +168,14 @@ pub(crate) fn mount_rootfs(rootfs: &Rootfs, mountpoint: &Path) -> Result<()> {
                     work.display()
                 );
             }
+            // In a user namespace overlayfs cannot use trusted.* xattrs: it keeps (and reads
+            // the image's opaque directories from) user.overlay.* instead.
+            if crate::userns::rootless().is_some() {
+                if crate::userns::overlay_driver() == crate::userns::OverlayDriver::Fuse {
+                    return fuse_overlay(&data, mountpoint);
+                }
+                data.push_str(",userxattr");
+            }
             let overlay = |data: &str| {
                 mount(
                     Some(Path::new("overlay")),
@@ -188,6 +196,31 @@ pub(crate) fn mount_rootfs(rootfs: &Rootfs, mountpoint: &Path) -> Result<()> {
     }
 }
 
+/// Mounts the overlay with fuse-overlayfs (rootless, on kernels whose overlayfs a user
+/// namespace may not mount). Its daemon stays in the container's pid namespace and ends with
+/// it; the mount ends with the container's mount namespace.
+fn fuse_overlay(data: &str, mountpoint: &Path) -> Result<()> {
+    let out = std::process::Command::new("fuse-overlayfs")
+        .arg("-o")
+        .arg(data)
+        .arg(mountpoint)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .output()
+        .map_err(|e| {
+            Error::Setup(format!(
+                "cannot run fuse-overlayfs ({e}): install Debian's fuse-overlayfs"
+            ))
+        })?;
+    if !out.status.success() {
+        return Err(Error::Setup(format!(
+            "fuse-overlayfs ({data}): {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
 fn create_target(target: &Path, dir: bool) -> Result<()> {
     if dir {
         std::fs::create_dir_all(target).ctx(|| format!("mkdir {}", target.display()))
@@ -206,6 +239,11 @@ fn create_target(target: &Path, dir: bool) -> Result<()> {
 pub(crate) fn mount_one(root: &Path, m: &MountPlan, layout: &Layout) -> Result<()> {
     let target = secure_join(root, &m.dest)?;
     if m.fstype == "cgroup" || m.fstype == "cgroup2" {
+        if crate::userns::rootless().is_some() {
+            // A rootless container has no cgroup of its own and may not mount the host's
+            // hierarchies: its /sys/fs/cgroup stays an empty directory.
+            return create_target(&target, true);
+        }
         return mount_cgroups(&target, m, layout);
     }
     if m.bind {
@@ -235,31 +273,67 @@ pub(crate) fn mount_one(root: &Path, m: &MountPlan, layout: &Layout) -> Result<(
         .ctx(|| format!("bind {} on {}", m.source.display(), m.dest.display()))?;
         let extra = m.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
         if extra != 0 {
-            mount(
-                None,
-                &target,
-                None,
-                libc::MS_BIND | libc::MS_REMOUNT | extra,
-                None,
-            )
-            .ctx(|| format!("remount {} with its options", m.dest.display()))?;
+            remount_bind(&target, extra)
+                .ctx(|| format!("remount {} with its options", m.dest.display()))?;
         }
     } else {
         create_target(&target, true)?;
-        mount(
+        let mounted = mount(
             Some(&m.source),
             &target,
             Some(&m.fstype),
             m.flags,
             Some(&m.data),
-        )
-        .ctx(|| format!("mount {} on {}", m.fstype, m.dest.display()))?;
+        );
+        match mounted {
+            // A user namespace may mount sysfs only with a network namespace of its own
+            // (`--network host`): the host's /sys then, read-only, as runc does rootless.
+            Err(e)
+                if e.raw_os_error() == Some(libc::EPERM)
+                    && m.fstype == "sysfs"
+                    && crate::userns::rootless().is_some() =>
+            {
+                mount(
+                    Some(Path::new("/sys")),
+                    &target,
+                    None,
+                    libc::MS_BIND | libc::MS_REC,
+                    None,
+                )
+                .ctx(|| "bind the host's /sys".into())?;
+                remount_bind(&target, m.flags | libc::MS_RDONLY)
+                    .ctx(|| "remount /sys read-only".into())?;
+            }
+            other => other.ctx(|| format!("mount {} on {}", m.fstype, m.dest.display()))?,
+        }
     }
     if m.propagation != 0 {
         mount(None, &target, None, m.propagation, None)
             .ctx(|| format!("set propagation of {}", m.dest.display()))?;
     }
     Ok(())
+}
+
+/// Remounts the bind mount `target` with `flags` (MS_RDONLY, MS_NOSUID, ...). In a user
+/// namespace the flags a mount was given by its owner are locked (EPERM if one is dropped):
+/// they are kept, as runc keeps them.
+fn remount_bind(target: &Path, flags: libc::c_ulong) -> io::Result<()> {
+    let base = libc::MS_BIND | libc::MS_REMOUNT;
+    match mount(None, target, None, base | flags, None) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            let st = nix::sys::statvfs::statvfs(target)?;
+            let locked = st.flags().bits() as libc::c_ulong
+                & (libc::MS_RDONLY
+                    | libc::MS_NOSUID
+                    | libc::MS_NODEV
+                    | libc::MS_NOEXEC
+                    | libc::MS_NOATIME
+                    | libc::MS_NODIRATIME
+                    | libc::MS_RELATIME);
+            mount(None, target, None, base | flags | locked, None)
+        }
+        other => other,
+    }
 }
 
 fn dir_is_empty(dir: &Path) -> Result<bool> {
@@ -463,6 +537,10 @@ pub(crate) fn create_devices(root: &Path, devices: &[Device], with_links: bool) 
             std::fs::create_dir_all(p).ctx(|| format!("mkdir {}", p.display()))?;
         }
         let _ = std::fs::remove_file(&target);
+        if crate::userns::rootless().is_some() {
+            bind_host_device(d, &target)?;
+            continue;
+        }
         let path = c(&target);
         // SAFETY: valid path; mknod/chown are plain system calls.
         unsafe {
@@ -501,6 +579,33 @@ pub(crate) fn create_devices(root: &Path, devices: &[Device], with_links: bool) 
         }
     }
     Ok(())
+}
+
+/// A user namespace may not make device nodes: the host's node of the same path and number
+/// is bind-mounted instead, as runc and podman do rootless.
+fn bind_host_device(d: &Device, target: &Path) -> Result<()> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let host = &d.path;
+    let same = std::fs::metadata(host).is_ok_and(|m| {
+        let kind = m.file_type();
+        let kind_ok = if d.kind == libc::S_IFBLK {
+            kind.is_block_device()
+        } else {
+            kind.is_char_device()
+        };
+        kind_ok && m.rdev() == libc::makedev(d.major, d.minor)
+    });
+    if !same {
+        return Err(Error::Setup(format!(
+            "device {} ({}:{}): a rootless container can only have the host's own nodes",
+            d.path.display(),
+            d.major,
+            d.minor
+        )));
+    }
+    std::fs::File::create(target).ctx(|| format!("create {}", target.display()))?;
+    mount(Some(host), target, None, libc::MS_BIND, None)
+        .ctx(|| format!("bind the host's {}", host.display()))
 }
 
 /// pivot_root into `new_root` and detach the old root, runc's way (no temporary directory).
@@ -564,13 +669,8 @@ pub(crate) fn readonly_paths(paths: &[PathBuf]) -> Result<()> {
         }
         mount(Some(p), p, None, libc::MS_BIND | libc::MS_REC, None)
             .ctx(|| format!("bind {} read-only", p.display()))?;
-        let flags = libc::MS_BIND
-            | libc::MS_REMOUNT
-            | libc::MS_RDONLY
-            | libc::MS_NOSUID
-            | libc::MS_NODEV
-            | libc::MS_NOEXEC;
-        mount(None, p, None, flags, None).ctx(|| format!("remount {} read-only", p.display()))?;
+        let flags = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+        remount_bind(p, flags).ctx(|| format!("remount {} read-only", p.display()))?;
     }
     Ok(())
 }

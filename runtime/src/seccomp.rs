@@ -111,7 +111,11 @@ fn invalid(msg: impl std::fmt::Display) -> Error {
 
 /// The compiled filter for `s`, from the cache when it is there.
 pub(crate) fn compile(s: &LinuxSeccomp) -> Result<Filter> {
-    compile_cached(s, Path::new(CACHE_DIR))
+    match crate::userns::rootless() {
+        // /run/berth is root's: a user's programs go in the user's runtime directory.
+        Some(r) => compile_cached(s, &r.run_dir.join("seccomp")),
+        None => compile_cached(s, Path::new(CACHE_DIR)),
+    }
 }
 
 pub(crate) fn compile_cached(s: &LinuxSeccomp, cache: &Path) -> Result<Filter> {

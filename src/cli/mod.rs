@@ -95,8 +95,32 @@ pub enum Command {
     Supervise(container::each::ContainersArg),
 }
 
+impl Command {
+    /// Whether the command works on the local store or containers: as an ordinary user, it
+    /// then runs in the user's namespace (rootless berth). The registry's commands and those
+    /// that only talk to a registry stay as they are.
+    fn rootless(&self) -> bool {
+        !matches!(
+            self,
+            Command::Serve(_)
+                | Command::Gc(_)
+                | Command::Version(_)
+                | Command::Search(_)
+                | Command::Login(_)
+                | Command::Logout(_)
+        )
+    }
+}
+
 /// Runs a command and returns the process exit status, having printed any error as one line.
+/// Call it before any thread starts: an ordinary user's command joins the user namespace of
+/// rootless berth first, which the kernel allows only to a process with one thread.
 pub fn run(g: &Globals, command: Command) -> i32 {
+    if command.rootless() {
+        if let Err(e) = berth_client::engine::rootless::enter() {
+            return exit::engine_failure(&e.into());
+        }
+    }
     let result = match command {
         Command::Serve(a) => serve::run(g, a),
         Command::Gc(a) => serve::gc::run(g, a),

@@ -126,7 +126,7 @@ impl Rootfs<'_> {
                     Ok(m) if m.file_type().is_char_device() && m.rdev() == 0 => return out,
                     Ok(m) if !m.is_dir() => return out,
                     Ok(_) => {
-                        if is_opaque(&here) {
+                        if crate::unpack::is_opaque(&here) {
                             last = true;
                         }
                     }
@@ -134,7 +134,7 @@ impl Rootfs<'_> {
             }
             if present {
                 if parts.is_empty() {
-                    last |= is_opaque(&here);
+                    last |= crate::unpack::is_opaque(&here);
                 }
                 if let Ok(rd) = std::fs::read_dir(&here) {
                     for e in rd.flatten() {
@@ -201,23 +201,6 @@ impl Rootfs<'_> {
         }
         Ok(out)
     }
-}
-
-fn is_opaque(dir: &Path) -> bool {
-    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
-        return false;
-    };
-    let mut buf = [0u8; 2];
-    // SAFETY: a valid NUL-terminated path and a buffer of the given length.
-    let n = unsafe {
-        libc::lgetxattr(
-            c.as_ptr(),
-            c"trusted.overlay.opaque".as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    n == 1 && buf[0] == b'y'
 }
 
 fn set_times(path: &Path, meta: &Metadata) -> std::io::Result<()> {

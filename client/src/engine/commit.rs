@@ -184,7 +184,11 @@ impl Engine {
         let mut config = new_config(rec, parent_config, options, &created)?;
 
         let snapshot = self.images.snapshot_tmp()?;
-        let paused = options.pause && self.state(rec).status == Status::Running;
+        // A rootless container has no freezer (no cgroup of its own): its files are read
+        // while it runs, as podman's `commit` does by default.
+        let paused = options.pause
+            && self.state(rec).status == Status::Running
+            && !super::rootless::active();
         if paused {
             self.pause(rec)?;
         }

@@ -197,7 +197,23 @@ impl Engine {
             )
             .ok()
             .and_then(|fd| std::io::read_to_string(std::fs::File::from(fd)).ok());
-            if !cgroup.is_some_and(|c| c.contains(&rec.id)) {
+            // Rootless containers have no cgroup of their own: the init's start time, read
+            // through the same pinned directory, names it instead.
+            let ours = if super::rootless::active() {
+                let start = self.runtime(rec).and_then(|c| c.init_start_time().ok());
+                let stat = rfs::openat(
+                    &proc,
+                    "stat",
+                    OFlags::RDONLY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .ok()
+                .and_then(|fd| std::io::read_to_string(std::fs::File::from(fd)).ok());
+                start.is_some() && stat.and_then(|s| stat_start_time(&s)) == start
+            } else {
+                cgroup.is_some_and(|c| c.contains(&rec.id))
+            };
+            if !ours {
                 continue;
             }
             match rfs::openat(
@@ -730,6 +746,12 @@ impl<R: Read> Read for Counted<R> {
         self.n += k as u64;
         Ok(k)
     }
+}
+
+/// The start time in /proc/PID/stat's text (field 22, after the command in parentheses).
+fn stat_start_time(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_ascii_whitespace().nth(19)?.parse().ok()
 }
 
 #[cfg(test)]

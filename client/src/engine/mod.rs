@@ -27,6 +27,7 @@ mod logs;
 mod names;
 mod network;
 mod record;
+pub mod rootless;
 pub mod seccomp;
 mod session;
 mod spec;
@@ -706,6 +707,27 @@ impl Engine {
     }
 
     /// `network.json` and the container's address in its bind-mounted /etc/hosts.
+    /// Gives a created container (rootless) its user-mode network and published ports.
+    fn connect_pasta(&self, rec: &ContainerRecord, c: &Container) -> Result<()> {
+        let pid = c.state()?.pid.ok_or_else(|| {
+            EngineError::Invalid(format!("container {} has no process to plug in", rec.id))
+        })?;
+        let ports = rootless::connect_pasta(&self.dir(&rec.id), pid, &rec.host.port_bindings)?;
+        let state = NetworkState {
+            ip_address: String::new(),
+            gateway: String::new(),
+            prefix: 0,
+            mac_address: String::new(),
+            ports,
+            endpoints: vec![],
+        };
+        let written = self.write_network_state(rec, &state);
+        if written.is_err() {
+            self.disconnect(rec);
+        }
+        written
+    }
+
     fn write_network_state(&self, rec: &ContainerRecord, state: &NetworkState) -> Result<()> {
         let dir = self.dir(&rec.id);
         write_file(
@@ -773,6 +795,11 @@ impl Engine {
     /// Removes what a stopped container left on the host's networks (published ports, its
     /// addresses); its interfaces went with its namespace. A running container keeps them.
     pub fn disconnect(&self, rec: &ContainerRecord) {
+        if rec.host.network == NetworkMode::Pasta {
+            rootless::stop_pasta(&self.dir(&rec.id));
+            let _ = std::fs::remove_file(self.network_path(&rec.id));
+            return;
+        }
         if rec.host.network != NetworkMode::Bridge {
             return;
         }
@@ -1018,6 +1045,7 @@ impl Engine {
 
         let mut host = opts.host.clone();
         confine::check(&mut host)?;
+        rootless::check(&host)?;
         if host.network == NetworkMode::Bridge {
             let mut seen = BTreeSet::new();
             let mut checked = vec![];
@@ -1378,7 +1406,7 @@ impl Engine {
             state_dir: self.runtime_dir(&rec.id),
             open_stdin: rec.config.open_stdin,
             log,
-            on_exit: Some(die_event(self.journal(), rec.clone())),
+            on_exit: Some(die_event(self.journal(), rec.clone(), dir.clone())),
         });
         let c = match c {
             Ok(c) => c,
@@ -1387,12 +1415,15 @@ impl Engine {
                 return Err(e.into());
             }
         };
-        if rec.host.network == NetworkMode::Bridge {
-            if let Err(e) = self.connect(rec, &c) {
-                let _ = c.delete(true);
-                let _ = remove_tree(&self.runtime_dir(&rec.id));
-                return Err(e);
-            }
+        let plugged = match rec.host.network {
+            NetworkMode::Bridge => self.connect(rec, &c),
+            NetworkMode::Pasta => self.connect_pasta(rec, &c),
+            _ => Ok(()),
+        };
+        if let Err(e) = plugged {
+            let _ = c.delete(true);
+            let _ = remove_tree(&self.runtime_dir(&rec.id));
+            return Err(e);
         }
         let journal = self.journal();
         for m in rec.mounts.iter().filter(|m| m.kind == "volume") {
@@ -2056,8 +2087,12 @@ pub struct DiskUsage {
 
 /// The monitor's hook that writes a container's `die` event (with its exit code) to the
 /// journal when the container exits.
-fn die_event(journal: Journal, rec: ContainerRecord) -> ExitHook {
+fn die_event(journal: Journal, rec: ContainerRecord, dir: PathBuf) -> ExitHook {
     ExitHook(std::sync::Arc::new(move |exit: &berth_runtime::Exit| {
+        if rec.host.network == NetworkMode::Pasta {
+            // Its namespace is gone: pasta has nothing left to serve.
+            rootless::stop_pasta(&dir);
+        }
         journal.record(container_event(&rec, "die").attr("exitCode", exit.code.to_string()));
     }))
 }

@@ -209,6 +209,8 @@ pub enum NetworkMode {
     /// Another container's namespace (`--network container:NAME`; the id is
     /// `HostConfig::network_container`).
     Container,
+    /// A namespace of its own with user-mode networking by pasta: rootless berth's default.
+    Pasta,
 }
 
 impl NetworkMode {
@@ -218,6 +220,7 @@ impl NetworkMode {
             NetworkMode::Host => "host",
             NetworkMode::Bridge => "bridge",
             NetworkMode::Container => "container",
+            NetworkMode::Pasta => "pasta",
         }
     }
 }

@@ -37,7 +37,7 @@ pub(crate) fn write_etc_files(rec: &ContainerRecord, dir: &Path) -> std::io::Res
             }
             h + &extra_hosts(rec)
         }
-        NetworkMode::None | NetworkMode::Bridge | NetworkMode::Container => {
+        NetworkMode::None | NetworkMode::Bridge | NetworkMode::Container | NetworkMode::Pasta => {
             own_hosts(rec, &hostname, "127.0.0.1")
         }
     };

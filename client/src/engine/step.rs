@@ -78,7 +78,7 @@ pub fn lookup(layers: &[PathBuf], path: &str) -> Option<(PathBuf, std::fs::Metad
                 // A file here hides whatever lower layers have below its path.
                 return None;
             }
-            if is_opaque(&here) {
+            if crate::unpack::is_opaque(&here) {
                 opaque = true;
             }
         }
@@ -94,23 +94,6 @@ pub fn lookup(layers: &[PathBuf], path: &str) -> Option<(PathBuf, std::fs::Metad
         }
     }
     None
-}
-
-fn is_opaque(dir: &Path) -> bool {
-    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
-        return false;
-    };
-    let mut buf = [0u8; 2];
-    // SAFETY: valid NUL-terminated path and a buffer of the given length.
-    let n = unsafe {
-        libc::lgetxattr(
-            c.as_ptr(),
-            c"trusted.overlay.opaque".as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    n == 1 && buf[0] == b'y'
 }
 
 /// Removes from `upper` the mount points the runtime created for `destinations` where the
@@ -156,6 +139,10 @@ impl Engine {
     /// Runs one build step to its end, handing its output to `output`; returns its exit
     /// code. The step's changes are in `p.upper` afterwards.
     pub fn run_step(&self, p: &StepProcess, output: &mut dyn FnMut(Stream, &[u8])) -> Result<i32> {
+        super::rootless::check(&super::HostConfig {
+            network: p.network,
+            ..Default::default()
+        })?;
         let id = super::new_id();
         let dir = self.root.join("builder/run").join(&id);
         std::fs::create_dir_all(dir.join("work")).map_err(io_err(&dir))?;

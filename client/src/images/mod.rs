@@ -183,7 +183,8 @@ pub fn default_root() -> PathBuf {
     if let Some(r) = std::env::var_os("BERTH_ROOT").filter(|r| !r.is_empty()) {
         return PathBuf::from(r);
     }
-    if rustix::process::geteuid().is_root() {
+    // Root inside an ordinary user's namespace (rootless berth) keeps the user's store.
+    if rustix::process::geteuid().is_root() && berth_runtime::userns::rootless().is_none() {
         return PathBuf::from("/var/lib/berth");
     }
     if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {

@@ -22,11 +22,10 @@ use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::LayerError;
-use crate::unpack::open_dir;
+use crate::unpack::{open_dir, overlay_xattr};
 
 /// The deepest directory a walk enters (each level holds a descriptor per layer).
 const MAX_DEPTH: usize = 1024;
-const OPAQUE: &str = "trusted.overlay.opaque";
 
 /// What the walk needs of `lstat`.
 #[derive(Debug, Clone, Copy)]
@@ -267,7 +266,7 @@ pub(crate) fn check_depth(depth: usize) -> io::Result<()> {
 
 fn is_opaque(fd: &OwnedFd) -> io::Result<bool> {
     let mut buf = [0u8; 4];
-    match rfs::fgetxattr(fd, OPAQUE, &mut buf[..]) {
+    match rfs::fgetxattr(fd, overlay_xattr("opaque"), &mut buf[..]) {
         Ok(n) => Ok(&buf[..n] == b"y"),
         Err(Errno::NODATA) | Err(Errno::NOTSUP) | Err(Errno::RANGE) => Ok(false),
         Err(e) => Err(e.into()),
@@ -311,7 +310,8 @@ pub(crate) fn read_xattrs(fd: BorrowedFd<'_>) -> io::Result<Xattrs> {
     debug_assert_eq!(n, list.len());
     for name in list.split(|&b| b == 0).filter(|n| !n.is_empty()) {
         let keep = crate::unpack::xattr_allowed(name);
-        let overlay = name.starts_with(b"trusted.overlay.");
+        let prefix = overlay_xattr("");
+        let overlay = name.starts_with(prefix.as_bytes());
         if !keep && !overlay {
             continue;
         }
@@ -321,9 +321,11 @@ pub(crate) fn read_xattrs(fd: BorrowedFd<'_>) -> io::Result<Xattrs> {
         };
         if keep {
             out.keep.push((name.to_vec(), value));
-        } else if name == OPAQUE.as_bytes() {
+        } else if name == overlay_xattr("opaque").as_bytes() {
             out.opaque = value == b"y";
-        } else if name == b"trusted.overlay.redirect" || name == b"trusted.overlay.metacopy" {
+        } else if name == overlay_xattr("redirect").as_bytes()
+            || name == overlay_xattr("metacopy").as_bytes()
+        {
             out.unsupported = Some(String::from_utf8_lossy(name).into_owned());
         }
     }
@@ -334,6 +336,8 @@ pub(crate) fn read_xattrs(fd: BorrowedFd<'_>) -> io::Result<Xattrs> {
 fn get_xattr(fd: BorrowedFd<'_>, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
     let name = OsStr::from_bytes(name);
     let len = match rfs::fgetxattr_query(fd, name) {
+        // An empty value (overlayfs writes some in a user namespace): nothing to read.
+        Ok(0) => return Ok(Some(Vec::new())),
         Ok(n) => n,
         Err(Errno::NODATA) => return Ok(None),
         Err(e) => return Err(e.into()),

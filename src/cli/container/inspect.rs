@@ -228,7 +228,7 @@ fn network_settings(rec: &ContainerRecord, net: &Option<NetworkState>) -> Value 
             ..EndpointConfig::default()
         }],
         NetworkMode::Bridge => rec.host.networks.clone(),
-        NetworkMode::Host | NetworkMode::None => vec![EndpointConfig {
+        NetworkMode::Host | NetworkMode::None | NetworkMode::Pasta => vec![EndpointConfig {
             network: rec.host.network.as_str().into(),
             ..EndpointConfig::default()
         }],

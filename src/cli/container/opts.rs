@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
 use berth_client::engine::{
-    CreateOptions, EndpointConfig, Engine, Healthcheck, HostConfig, Lifecycle, LogConfig,
+    rootless, CreateOptions, EndpointConfig, Engine, Healthcheck, HostConfig, Lifecycle, LogConfig,
     NetworkMode, PortBinding, RestartPolicy,
 };
 use clap::Args;
@@ -339,7 +339,8 @@ pub fn create_options(e: &Engine, f: &CreateFlags) -> Result<CreateOptions> {
             readonly_rootfs: f.read_only,
             cgroup_parent,
             port_bindings,
-            publish_all: f.publish_all && network == NetworkMode::Bridge,
+            publish_all: f.publish_all
+                && matches!(network, NetworkMode::Bridge | NetworkMode::Pasta),
             dns,
             dns_search: f.dns_search.clone(),
             dns_options: f.dns_option.clone(),
@@ -446,7 +447,12 @@ pub fn lifecycle(f: &CreateFlags) -> Result<Lifecycle> {
 /// its own, in the order of its interfaces. `--ip` and the aliases belong to the first.
 fn networks(f: &CreateFlags) -> Result<(NetworkMode, String, Vec<EndpointConfig>)> {
     let given: Vec<&str> = if f.network.is_empty() {
-        vec!["bridge"]
+        // podman's default: the bridge needs root, pasta does not.
+        vec![if rootless::active() {
+            "pasta"
+        } else {
+            "bridge"
+        }]
     } else {
         f.network.iter().map(String::as_str).collect()
     };
@@ -495,6 +501,8 @@ fn networks(f: &CreateFlags) -> Result<(NetworkMode, String, Vec<EndpointConfig>
         "none" => NetworkMode::None,
         "host" => NetworkMode::Host,
         c if c.starts_with("container:") => NetworkMode::Container,
+        "pasta" if rootless::active() => NetworkMode::Pasta,
+        "pasta" => bail!("--network pasta is rootless berth's network: as root, use bridge"),
         _ => NetworkMode::Bridge,
     };
     if mode != NetworkMode::Bridge {

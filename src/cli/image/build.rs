@@ -129,6 +129,8 @@ pub fn run(g: &Globals, store: ImageStore, a: BuildArgs) -> Result<i32> {
     let engine = g.engine_over(store)?;
     let out = output(&a.output)?;
     let network = match a.network.as_str() {
+        // Rootless, RUN steps share the host's network, as buildah's do: no bridge there.
+        "default" if berth_client::engine::rootless::active() => NetworkMode::Host,
         "default" | "bridge" => NetworkMode::Bridge,
         "none" => NetworkMode::None,
         "host" => NetworkMode::Host,

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use berth_client::config::ClientConfig;
-use berth_client::engine::Status;
+use berth_client::engine::{rootless, Status};
 use clap::Args;
 use serde_json::{json, Value};
 
@@ -95,6 +95,13 @@ fn document(g: &Globals) -> Result<Value> {
     );
     insecure.push("127.0.0.0/8".into());
     let (os, os_version) = os_release();
+    // Rootless, as docker's rootless daemon says it: `name=rootless`, no cgroup driver where
+    // none is delegated, and the overlay the user namespace mounts.
+    let rootless = rootless::info();
+    let mut security = vec!["name=seccomp,profile=builtin"];
+    if rootless.is_some() {
+        security.push("name=rootless");
+    }
     Ok(json!({
         "ID": "",
         "Containers": containers.len(),
@@ -102,11 +109,11 @@ fn document(g: &Globals) -> Result<Value> {
         "ContainersPaused": paused,
         "ContainersStopped": stopped,
         "Images": images,
-        "Driver": "overlay",
+        "Driver": rootless.as_ref().map_or("overlay", |r| r.overlay),
         "DriverStatus": [],
         "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "macvlan", "null"], "Log": ["json-file", "local", "none"]},
         "LoggingDriver": "json-file",
-        "CgroupDriver": "cgroupfs",
+        "CgroupDriver": rootless.as_ref().map_or("cgroupfs", |r| r.cgroups),
         "CgroupVersion": cgroup_version,
         "KernelVersion": kernel_version(),
         "OperatingSystem": os,
@@ -120,7 +127,7 @@ fn document(g: &Globals) -> Result<Value> {
         "ServerVersion": env!("CARGO_PKG_VERSION"),
         "Runtimes": {"berth": {"path": "berth-runtime (built in)"}},
         "DefaultRuntime": "berth",
-        "SecurityOptions": ["name=seccomp,profile=builtin"],
+        "SecurityOptions": security,
         "RegistryConfig": {"InsecureRegistryCIDRs": insecure, "Mirrors": mirrors},
         "DefaultRegistry": config.default_registry.clone().unwrap_or_else(|| "docker.io".into()),
         "ClientInfo": {"Version": env!("CARGO_PKG_VERSION"), "Os": std::env::consts::OS, "Arch": go_arch(), "Context": "default", "Debug": false},
@@ -169,6 +176,11 @@ pub fn run(g: &Globals, a: InfoArgs) -> Result<i32> {
     line(" Security Options:".into());
     line("  seccomp".into());
     line("   Profile: builtin".into());
+    if let Some(r) = rootless::info() {
+        line("  rootless".into());
+        line(format!("   Network: {}", r.network));
+        line(format!("   Runtime Dir: {}", r.run_dir.display()));
+    }
     line(format!(" Kernel Version: {}", s(&d["KernelVersion"])));
     line(format!(" Operating System: {}", s(&d["OperatingSystem"])));
     line(format!(" OSType: {}", s(&d["OSType"])));

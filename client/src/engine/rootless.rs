@@ -1,0 +1,235 @@
+//! Rootless berth, the engine's side: entering the user's namespace (the runtime's `userns`),
+//! what a rootless container cannot have on this host, and its user-mode network.
+//!
+//! An ordinary user's berth runs as root inside a user namespace that maps the user and the
+//! subordinate ids of /etc/subuid and /etc/subgid (see `berth_runtime::userns`). Its store is
+//! the user's (`~/.local/share/berth`), separate from root's. What the kernel gives only to
+//! real root is refused up front with one line: the bridge (a host interface and iptables),
+//! and limits where no cgroup is delegated to the user (cgroup v1 and hybrid hosts).
+//!
+//! The network of a rootless container is `pasta` (Debian's passt) by default, as podman's:
+//! once the runtime has made the container's network namespace, `pasta --config-net` gives it
+//! the host's addresses and routes, reaches the outside through the host's sockets, and
+//! listens on the host for each `-p` port. pasta's pid is kept in `containers/<id>/pasta.pid`
+//! and it is stopped when the container exits (the monitor's exit hook), stops or is removed.
+
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use super::record::{HostConfig, NetworkMode, PortBinding};
+use super::{EngineError, Result};
+
+/// Joins (or makes) the calling user's namespace; nothing for root. Call it first in `main`,
+/// before any thread starts.
+pub fn enter() -> Result<()> {
+    berth_runtime::userns::enter()
+        .map(|_| ())
+        .map_err(|e| match e {
+            berth_runtime::Error::Rootless(_) => EngineError::Runtime(e),
+            other => EngineError::Invalid(format!("rootless: {other}")),
+        })
+}
+
+/// Whether this process is rootless berth (inside an ordinary user's namespace).
+pub fn active() -> bool {
+    berth_runtime::userns::rootless().is_some()
+}
+
+/// How a rootless berth runs on this host, for `berth info`.
+#[derive(Debug, Clone)]
+pub struct Info {
+    /// The user's uid on the host.
+    pub host_uid: u32,
+    /// The user's runtime directory (pause process, seccomp programs).
+    pub run_dir: PathBuf,
+    /// `overlay` (the kernel's, mounted in the user namespace) or `fuse-overlayfs`.
+    pub overlay: &'static str,
+    /// The default network: `pasta`.
+    pub network: &'static str,
+    /// Whether limits can be set: a delegated cgroup v2 tree, or `none`.
+    pub cgroups: &'static str,
+}
+
+/// `Some` in rootless berth.
+pub fn info() -> Option<Info> {
+    let r = berth_runtime::userns::rootless()?;
+    Some(Info {
+        host_uid: r.host_uid,
+        run_dir: r.run_dir.clone(),
+        overlay: berth_runtime::userns::overlay_driver().as_str(),
+        network: "pasta",
+        cgroups: "none",
+    })
+}
+
+/// The one line for limits that need a cgroup of the container's own.
+fn limits_refused(what: &str) -> EngineError {
+    EngineError::Invalid(format!(
+        "rootless containers cannot have {what} on this host: no cgroup is delegated to the \
+         user (cgroup v1 or hybrid host; limits need cgroup v2 with systemd delegation)"
+    ))
+}
+
+/// Refuses what a rootless container cannot have; nothing as root.
+pub(crate) fn check(host: &HostConfig) -> Result<()> {
+    if !active() {
+        return Ok(());
+    }
+    if host.network == NetworkMode::Bridge {
+        return Err(EngineError::Invalid(
+            "rootless containers cannot use --network bridge or user-defined networks (they \
+             need root); use the default (pasta), host or none"
+                .into(),
+        ));
+    }
+    let limits = [
+        (host.memory != 0, "-m/--memory"),
+        (host.memory_swap > 0, "--memory-swap"),
+        (host.nano_cpus != 0, "--cpus"),
+        (host.pids_limit > 0, "--pids-limit"),
+    ];
+    let asked: Vec<&str> = limits
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, n)| *n)
+        .collect();
+    if !asked.is_empty() {
+        return Err(limits_refused(&asked.join(", ")));
+    }
+    Ok(())
+}
+
+fn pid_file(dir: &Path) -> PathBuf {
+    dir.join("pasta.pid")
+}
+
+/// Starts pasta for the container whose init is `pid` (created, not started): its network
+/// namespace gets the host's addresses and routes, and each binding a listener on the host.
+/// Returns the bindings with the host ports chosen (a free one for port 0).
+pub(crate) fn connect_pasta(
+    dir: &Path,
+    pid: i32,
+    ports: &[PortBinding],
+) -> Result<Vec<PortBinding>> {
+    // pasta drops its capabilities before it opens a namespace by path, and may then not
+    // open another process's /proc/PID/ns/net: it gets ours, inherited, as /proc/self/fd/N.
+    let ns_path = format!("/proc/{pid}/ns/net");
+    let ns = std::fs::File::open(&ns_path).map_err(super::io_err(Path::new(&ns_path)))?;
+    let fd = ns.as_raw_fd();
+    let mut published = vec![];
+    let mut args: Vec<String> = vec![
+        "--config-net".into(),
+        "--quiet".into(),
+        // Root in the user namespace is not the host's root: stay as we are.
+        "--runas".into(),
+        "0".into(),
+        "--netns".into(),
+        format!("/proc/self/fd/{fd}"),
+        "-P".into(),
+        pid_file(dir).display().to_string(),
+        // No port of the host's loopback is forwarded into the container, nor back.
+        "-T".into(),
+        "none".into(),
+        "-U".into(),
+        "none".into(),
+    ];
+    let (mut tcp, mut udp) = (vec![], vec![]);
+    for p in ports {
+        let mut p = p.clone();
+        if p.host_port == 0 {
+            p.host_port = free_port(&p.protocol, &p.host_ip)?;
+        }
+        let spec = match p.host_ip.as_str() {
+            "" => format!("{}:{}", p.host_port, p.container_port),
+            ip => format!("{ip}/{}:{}", p.host_port, p.container_port),
+        };
+        if p.protocol == "udp" {
+            udp.push(spec)
+        } else {
+            tcp.push(spec)
+        }
+        published.push(p);
+    }
+    for (flag, list) in [("-t", tcp), ("-u", udp)] {
+        if list.is_empty() {
+            args.extend([flag.to_string(), "none".to_string()]);
+        }
+        for s in list {
+            args.extend([flag.to_string(), s]);
+        }
+    }
+    let mut cmd = Command::new("pasta");
+    cmd.args(&args).stdin(Stdio::null()).stdout(Stdio::null());
+    // SAFETY: clearing close-on-exec of our own fd in the child, between fork and exec.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(move || {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.stderr(Stdio::piped()).output().map_err(|e| {
+        EngineError::Invalid(format!(
+            "cannot run pasta for the container's network ({e}): install Debian's passt, or use \
+             --network none or host"
+        ))
+    })?;
+    drop(ns);
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let err = err
+            .lines()
+            .filter(|l| !l.starts_with("Failed to send") && !l.trim().is_empty())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let hint = if err.contains("tun") {
+            " (/dev/net/tun must be readable and writable by the user, mode 0666 as udev makes it)"
+        } else {
+            ""
+        };
+        stop_pasta(dir);
+        return Err(EngineError::Invalid(format!("pasta: {err}{hint}")));
+    }
+    Ok(published)
+}
+
+/// A free port on the host, for `-p CONTAINER_PORT` with no host port.
+fn free_port(protocol: &str, host_ip: &str) -> Result<u16> {
+    let ip = if host_ip.is_empty() {
+        "0.0.0.0"
+    } else {
+        host_ip
+    };
+    let port = if protocol == "udp" {
+        std::net::UdpSocket::bind((ip, 0)).and_then(|s| s.local_addr())
+    } else {
+        std::net::TcpListener::bind((ip, 0)).and_then(|s| s.local_addr())
+    };
+    port.map(|a| a.port())
+        .map_err(|e| EngineError::Invalid(format!("no free host port on {ip}: {e}")))
+}
+
+/// Stops the container's pasta, if one runs (its pid file names it, and its command line
+/// names the pid file: a reused pid is left alone).
+pub(crate) fn stop_pasta(dir: &Path) {
+    let file = pid_file(dir);
+    let Some(pid) = std::fs::read_to_string(&file)
+        .ok()
+        .and_then(|t| t.trim().parse::<i32>().ok())
+    else {
+        return;
+    };
+    let ours = std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+        let needle = file.as_os_str().as_encoded_bytes();
+        c.split(|&b| b == 0).any(|arg| arg == needle)
+    });
+    if ours {
+        // SAFETY: kill(2) of the pasta this container started.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+    let _ = std::fs::remove_file(file);
+}

@@ -1,0 +1,512 @@
+//! Rootless berth, run for real as an ordinary user: each test creates a user of its own
+//! (`useradd`, with ranges in /etc/subuid and /etc/subgid), runs `berth` as that user through
+//! `runuser`, and removes the user, their processes and their files at the end. Root is needed
+//! to make the user, hence the `root_` names; the commands themselves run without it.
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::util::{berth_bin, free_port, require, run_with_timeout};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A user made for one test, with a home of their own and (unless asked otherwise) 65536
+/// subordinate uids and gids.
+struct User {
+    name: String,
+    uid: u32,
+    home: tempfile::TempDir,
+    sub_start: Option<u32>,
+}
+
+/// pasta opens /dev/net/tun as the user: udev makes it 0666 on every Debian, which some
+/// machine images (this project's among them) do not.
+fn tun_for_users() {
+    let tun = Path::new("/dev/net/tun");
+    if !tun.exists() {
+        std::fs::create_dir_all("/dev/net").unwrap();
+        let st = Command::new("mknod")
+            .args(["/dev/net/tun", "c", "10", "200"])
+            .status()
+            .unwrap();
+        assert!(st.success(), "mknod /dev/net/tun");
+    }
+    std::fs::set_permissions(tun, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+}
+
+fn ok(cmd: &mut Command) -> String {
+    let desc = format!("{cmd:?}");
+    let out = run_with_timeout(cmd, TIMEOUT);
+    assert!(
+        out.status.success(),
+        "{desc}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+impl User {
+    fn new(with_sub_ids: bool) -> User {
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "the rootless tests need root to create their user"
+        );
+        require("newuidmap");
+        require("pasta");
+        tun_for_users();
+        let name = format!("brl{:08x}", rand_u32());
+        let home = tempfile::Builder::new()
+            .prefix("berth-rootless-")
+            .tempdir()
+            .unwrap();
+        // The user's home is below a directory only root may list: let them reach it.
+        std::fs::set_permissions(
+            home.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        ok(Command::new("useradd")
+            .args(["--no-create-home", "--home-dir"])
+            .arg(home.path())
+            .args(["--shell", "/bin/sh", &name]));
+        let uid: u32 = ok(Command::new("id").args(["-u", &name]))
+            .trim()
+            .parse()
+            .unwrap();
+        ok(Command::new("chown").arg(&name).arg(home.path()));
+        // useradd may have given ranges already (SUB_UID_COUNT): start from none.
+        for (file, flag) in [
+            ("/etc/subuid", "--del-subuids"),
+            ("/etc/subgid", "--del-subgids"),
+        ] {
+            for (start, count) in sub_ranges(file, &name) {
+                ok(Command::new("usermod").args([
+                    flag,
+                    &format!("{start}-{}", start + count - 1),
+                    &name,
+                ]));
+            }
+        }
+        let sub_start = with_sub_ids.then(|| {
+            // A range of our own far above what useradd hands out.
+            let start = 3_000_000 + (rand_u32() % 10_000) * 65_536;
+            let range = format!("{start}-{}", start + 65_535);
+            ok(Command::new("usermod").args([
+                "--add-subuids",
+                &range,
+                "--add-subgids",
+                &range,
+                &name,
+            ]));
+            start
+        });
+        User {
+            name,
+            uid,
+            home,
+            sub_start,
+        }
+    }
+
+    /// `berth ARGS` as the user, with their HOME and nothing of root's environment.
+    fn berth(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("runuser");
+        c.args(["-u", &self.name, "--", "env", "-i"])
+            .arg(format!("HOME={}", self.home.path().display()))
+            .arg("PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+            .arg(berth_bin())
+            .args(args)
+            .current_dir("/")
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        ok(&mut self.berth(args))
+    }
+
+    fn output(&self, args: &[&str]) -> Output {
+        run_with_timeout(&mut self.berth(args), TIMEOUT)
+    }
+
+    /// Runs `berth ARGS`, which must fail with exit code `code`; returns stderr.
+    fn fails(&self, args: &[&str], code: i32) -> String {
+        let out = self.output(args);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(code), "berth {args:?}: {err}");
+        err
+    }
+
+    fn store(&self) -> PathBuf {
+        self.home.path().join(".local/share/berth")
+    }
+
+    /// A busybox image `bb` imported as the user, with /home/u/f owned by 1000:1000.
+    fn import_busybox(&self) {
+        let dir = self.home.path().join("img");
+        let rootfs = dir.join("rootfs");
+        for d in ["bin", "etc", "tmp", "home/u"] {
+            std::fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
+        std::fs::copy(require("busybox"), rootfs.join("bin/busybox")).unwrap();
+        for a in [
+            "sh", "id", "cat", "echo", "true", "sleep", "stat", "httpd", "wget", "ip", "touch",
+            "mknod", "mount", "ls", "chown", "chmod", "awk", "ln",
+        ] {
+            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a)).unwrap();
+        }
+        std::fs::write(
+            rootfs.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nu:x:1000:1000::/home/u:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(rootfs.join("etc/group"), "root:x:0:\nu:x:1000:\n").unwrap();
+        std::fs::write(rootfs.join("home/u/f"), "from the image\n").unwrap();
+        ok(Command::new("chown")
+            .args(["-R", "1000:1000"])
+            .arg(rootfs.join("home/u")));
+        let tar = dir.join("bb.tar");
+        ok(Command::new("tar")
+            .arg("-C")
+            .arg(&rootfs)
+            .args(["--numeric-owner", "-cf"])
+            .arg(&tar)
+            .arg("."));
+        ok(Command::new("chown").arg(&self.name).arg(&tar));
+        self.ok(&["import", tar.to_str().unwrap(), "bb"]);
+    }
+
+    fn run_dir(&self) -> PathBuf {
+        std::env::temp_dir().join(format!("berth-{}", self.uid))
+    }
+}
+
+impl Drop for User {
+    fn drop(&mut self) {
+        if let Ok(o) = self.berth(&["ps", "-aq", "--no-trunc"]).output() {
+            let ids = String::from_utf8_lossy(&o.stdout).into_owned();
+            let ids: Vec<&str> = ids.split_whitespace().collect();
+            if !ids.is_empty() {
+                let mut args = vec!["rm", "-f"];
+                args.extend(ids);
+                let _ = self.berth(&args).output();
+            }
+        }
+        // The pause process that holds the user's namespace: by the pid berth recorded.
+        if let Ok(t) = std::fs::read_to_string(self.run_dir().join("pause.pid")) {
+            if let Some(pid) = t
+                .split_whitespace()
+                .next()
+                .and_then(|p| p.parse::<i32>().ok())
+            {
+                let owner = std::fs::metadata(format!("/proc/{pid}")).map(|m| m.uid());
+                if owner.ok() == Some(self.uid) {
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(self.run_dir());
+        if let Some(start) = self.sub_start {
+            let range = format!("{start}-{}", start + 65_535);
+            let _ = Command::new("usermod")
+                .args(["--del-subuids", &range, "--del-subgids", &range, &self.name])
+                .output();
+        }
+        let _ = Command::new("userdel").arg(&self.name).output();
+    }
+}
+
+fn rand_u32() -> u32 {
+    let mut b = [0u8; 4];
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut b)
+        .unwrap();
+    u32::from_ne_bytes(b)
+}
+
+fn sub_ranges(file: &str, name: &str) -> Vec<(u32, u32)> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() == 3 && f[0] == name).then(|| (f[1].parse().ok(), f[2].parse().ok()))
+        })
+        .filter_map(|(a, b)| Some((a?, b?)))
+        .collect()
+}
+
+/// The whole life of containers as an ordinary user, on the user's own store: images,
+/// `run --rm` with the image's owners kept, `run -d` with a port published on the host,
+/// `exec`, `logs`, `cp`, `commit`, `stop`, `rm`, and `info` saying how it runs.
+#[test]
+fn root_rootless_pull_run_and_the_container_verbs_as_a_user() {
+    let u = User::new(true);
+    u.import_busybox();
+    assert!(
+        u.store().join("blobs").is_dir(),
+        "the store is under ~/.local/share/berth"
+    );
+    let images = u.ok(&["images", "--format", "{{.Repository}}"]);
+    assert_eq!(images.trim(), "bb");
+
+    // Owners kept inside; on the host they are the user's subordinate ids.
+    let ids = u.ok(&["run", "--rm", "bb", "stat", "-c", "%u:%g", "/home/u/f"]);
+    assert_eq!(ids.trim(), "1000:1000");
+    let start = u.sub_start.unwrap();
+    let snap = std::fs::read_dir(u.store().join("snapshots"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("home/u/f"))
+        .find(|p| p.exists())
+        .expect("the snapshot holds /home/u/f");
+    let meta = std::fs::metadata(&snap).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (start + 999, start + 999));
+    // Root inside is the user outside.
+    let id = u.ok(&[
+        "run",
+        "--rm",
+        "bb",
+        "sh",
+        "-c",
+        "id -u; touch /tmp/x; stat -c %u /tmp/x",
+    ]);
+    assert_eq!(id.split_whitespace().collect::<Vec<_>>(), ["0", "0"]);
+
+    // A published port, reached from the host; logs, exec, cp, stop, rm.
+    let port = free_port();
+    let cid = u.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        &format!("127.0.0.1:{port}:8080"),
+        "bb",
+        "sh",
+        "-c",
+        "echo started; exec httpd -f -p 8080 -h /home/u",
+    ]);
+    let cid = cid.trim();
+    let body = http_get(port, "/f");
+    assert!(body.ends_with("from the image\n"), "{body}");
+    let ps = u.ok(&["ps", "--format", "{{.Names}} {{.Ports}}"]);
+    assert_eq!(ps.trim(), format!("web 127.0.0.1:{port}->8080/tcp"));
+    assert_eq!(
+        u.ok(&["exec", "web", "cat", "/home/u/f"]),
+        "from the image\n"
+    );
+    assert_eq!(u.ok(&["logs", "web"]), "started\n");
+    let copied = u.home.path().join("copied");
+    u.ok(&["cp", "web:/home/u/f", copied.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(&copied).unwrap(),
+        "from the image\n"
+    );
+    u.ok(&["exec", "web", "sh", "-c", "echo changed > /home/u/g"]);
+    u.ok(&["commit", "web", "bb:changed"]);
+    u.ok(&["stop", "-t", "1", "web"]);
+    // The port is given back with the container's network.
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+    u.ok(&["rm", cid]);
+    assert_eq!(
+        u.ok(&["run", "--rm", "bb:changed", "cat", "/home/u/g"]),
+        "changed\n"
+    );
+
+    // Outbound: the container reaches a server on the host through pasta's gateway.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host_port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        use std::io::Write;
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 1024];
+        let _ = s.read(&mut buf);
+        s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 8\r\n\r\noutbound")
+            .unwrap();
+    });
+    let got = u.ok(&[
+        "run",
+        "--rm",
+        "bb",
+        "sh",
+        "-c",
+        &format!("wget -qO- http://$(ip route | awk '/default/ {{print $3}}'):{host_port}/"),
+    ]);
+    server.join().unwrap();
+    assert_eq!(got, "outbound");
+
+    // --network none and host work too.
+    assert_eq!(
+        u.ok(&["run", "--rm", "--network", "none", "bb", "ip", "-o", "link"])
+            .lines()
+            .count(),
+        1
+    );
+    u.ok(&["run", "--rm", "--network", "host", "bb", "true"]);
+
+    let info = u.ok(&[
+        "info",
+        "--format",
+        "{{.Driver}} {{.CgroupDriver}} {{.DockerRootDir}} {{json .SecurityOptions}}",
+    ]);
+    assert_eq!(
+        info.trim(),
+        format!(
+            "overlay none {} [\"name=seccomp,profile=builtin\",\"name=rootless\"]",
+            u.store().display()
+        )
+    );
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::Write;
+    for _ in 0..100 {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            write!(s, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
+            let mut out = String::new();
+            if s.read_to_string(&mut out).is_ok() && !out.is_empty() {
+                return out;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing answered on port {port}");
+}
+
+/// What a user's containers cannot have here is refused with one line and docker's 125:
+/// limits (no cgroup is delegated on a cgroup v1 or hybrid host), the bridge; and a user with
+/// no /etc/subuid range is told which entry is missing.
+#[test]
+fn root_rootless_refusals_are_one_clear_line() {
+    let u = User::new(true);
+    u.import_busybox();
+    for args in [
+        &["run", "--rm", "-m", "64m", "bb", "true"][..],
+        &["run", "--rm", "--cpus", "0.5", "bb", "true"],
+        &["run", "--rm", "--pids-limit", "10", "bb", "true"],
+    ] {
+        let err = u.fails(args, 125);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("rootless containers cannot have"), "{err}");
+    }
+    let err = u.fails(&["run", "--rm", "--network", "bridge", "bb", "true"], 125);
+    assert!(err.contains("cannot use --network bridge"), "{err}");
+    assert_eq!(u.ok(&["ps", "-aq"]), "", "nothing was created");
+
+    let bare = User::new(false);
+    let err = bare.fails(&["images"], 125);
+    assert_eq!(
+        err.trim(),
+        format!(
+            "berth: rootless: no subordinate uids for {n} in /etc/subuid: \
+             rootless containers need a range (as root: usermod --add-subuids 100000-165535 \
+             --add-subgids 100000-165535 {n})",
+            n = bare.name
+        )
+    );
+}
+
+/// Nothing a rootless container does reaches past the user's own files: a hostile layer
+/// stays inside its snapshot, and inside a container root cannot write the host's files,
+/// make devices, mount over the host or climb out through `cp`.
+#[test]
+fn root_rootless_hostile_layers_and_escapes_stay_inside() {
+    let u = User::new(true);
+    u.import_busybox();
+    let outside = u.home.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    ok(Command::new("chown").arg(&u.name).arg(&outside));
+    // A layer with `..`, an absolute symlink out and a file written through it, and a hard
+    // link to a host file.
+    let tar = u.home.path().join("hostile.tar");
+    let script = format!(
+        r#"
+import tarfile, io
+t = tarfile.open({tar:?}, "w", format=tarfile.PAX_FORMAT)
+def f(name, data=b"x"):
+    i = tarfile.TarInfo(name); i.size = len(data); t.addfile(i, io.BytesIO(data))
+def l(name, target, kind):
+    i = tarfile.TarInfo(name); i.type = kind; i.linkname = target; t.addfile(i)
+l("up", "/{out}", tarfile.SYMTYPE)
+f("up/through")
+l("hard", "/etc/passwd", tarfile.LNKTYPE)
+f("../../../{out}/dotdot")
+t.close()
+"#,
+        tar = tar.display(),
+        out = outside.display().to_string().trim_start_matches('/'),
+    );
+    ok(Command::new("python3").args(["-c", &script]));
+    ok(Command::new("chown").arg(&u.name).arg(&tar));
+    let _ = u.output(&["import", tar.to_str().unwrap(), "hostile"]);
+    assert_eq!(
+        std::fs::read_dir(&outside).unwrap().count(),
+        0,
+        "the layer wrote outside its snapshot"
+    );
+
+    // Root in the container is nobody to the host's files: root's own, bind-mounted in.
+    let host = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        host.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::write(host.path().join("secret"), "root's\n").unwrap();
+    let out = u.output(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{}:/host", host.path().display()),
+        "bb",
+        "sh",
+        "-c",
+        "echo evil >> /host/secret || echo denied; touch /host/new || echo no-create; \
+         chown 0 /host/secret && chmod 777 /host/secret || echo no-chown; \
+         mknod /tmp/sda b 8 0 || echo no-mknod; echo b > /proc/sysrq-trigger || echo no-sysrq",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for word in ["denied", "no-create", "no-chown", "no-mknod", "no-sysrq"] {
+        assert!(text.contains(word), "{word}: {text}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("secret")).unwrap(),
+        "root's\n"
+    );
+    let meta = std::fs::metadata(host.path().join("secret")).unwrap();
+    assert_eq!((meta.uid(), meta.mode() & 0o777), (0, 0o644));
+    assert_eq!(std::fs::read_dir(host.path()).unwrap().count(), 1);
+
+    // `cp` resolves a container's symlink inside the container.
+    u.ok(&[
+        "run",
+        "--name",
+        "links",
+        "bb",
+        "sh",
+        "-c",
+        "ln -s /etc/shadow /tmp/s; ln -s ../../../../.. /tmp/up",
+    ]);
+    let got = u.home.path().join("got");
+    let out = u.output(&["cp", "links:/tmp/up/etc/passwd", got.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&got).unwrap(),
+        "root:x:0:0:root:/root:/bin/sh\nu:x:1000:1000::/home/u:/bin/sh\n",
+        "the container's passwd, not the host's"
+    );
+    u.ok(&["rm", "links"]);
+}
