@@ -228,8 +228,22 @@ pub(crate) fn stop_pasta(dir: &Path) {
         c.split(|&b| b == 0).any(|arg| arg == needle)
     });
     if ours {
-        // SAFETY: kill(2) of the pasta this container started.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
+        // Its listening sockets close only when it has exited: wait for that (bounded), so
+        // the host ports are free again when `stop` returns.
+        // SAFETY: pidfd_open, kill(2) and poll(2) on the pasta this container started.
+        unsafe {
+            let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as libc::c_int;
+            libc::kill(pid, libc::SIGTERM);
+            if pidfd >= 0 {
+                let mut p = libc::pollfd {
+                    fd: pidfd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                libc::poll(&mut p, 1, 2000);
+                libc::close(pidfd);
+            }
+        }
     }
     let _ = std::fs::remove_file(file);
 }
