@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MINUTES=${MINUTES:-10}
-TARGETS=${TARGETS:-"names manifest ranges link htpasswd token config layer"}
+TARGETS=${TARGETS:-"names manifest ranges link htpasswd token config layer dockerfile dockerignore"}
 OUT=${OUT:-/tmp/berth-fuzz}
 TRIPLE=$(rustc -vV | sed -n 's/^host: //p')
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
