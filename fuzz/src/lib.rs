@@ -223,13 +223,17 @@ pub fn dockerfile(data: &[u8]) {
 /// A `.dockerignore`: compiled, then asked about its own lines as paths and a few fixed
 /// ones. Without exceptions, a directory it excludes takes everything under it along.
 pub fn dockerignore(data: &[u8]) {
-    use berth_client::build::ignore::Ignore;
+    use berth_client::build::ignore::{clean, Ignore};
     let s = text(data);
     let Ok(ignore) = Ignore::parse(s) else {
         return;
     };
     assert!(!ignore.excludes("."));
-    let again = Ignore::new(&ignore.patterns()).expect("its own patterns compile");
+    // Its patterns, compiled again, decide alike (unless one ends in white space, which
+    // the second reading trims, as docker's NewPatternMatcher trims what ReadAll gave it).
+    let patterns = ignore.patterns();
+    let again = Ignore::new(&patterns).expect("its own patterns compile");
+    let faithful = patterns.iter().all(|p| p.trim() == p);
     let fixed = [
         "a",
         "a/b",
@@ -239,15 +243,17 @@ pub fn dockerignore(data: &[u8]) {
         "Dockerfile",
         "x/.y/z",
     ];
+    // Paths as the context walk gives them: relative, clean, inside the context.
     let paths = s
         .lines()
         .take(32)
-        .map(|l| l.trim_start_matches('!').trim())
-        .filter(|l| !l.is_empty() && l.len() < 256)
-        .chain(fixed);
+        .map(|l| clean(l.trim_start_matches('!').trim()))
+        .filter(|l| l.len() < 256 && l != "." && l != ".." && !l.starts_with(['/']))
+        .filter(|l| !l.starts_with("../"))
+        .chain(fixed.map(String::from));
     for path in paths {
-        let excluded = ignore.excludes(path);
-        assert_eq!(excluded, again.excludes(path), "{path}");
+        let excluded = ignore.excludes(&path);
+        assert!(!faithful || excluded == again.excludes(&path), "{path:?}");
         if excluded && !ignore.has_exceptions() {
             let child = format!("{}/child", path.trim_end_matches('/'));
             assert!(
