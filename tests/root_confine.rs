@@ -4,10 +4,9 @@
 //! without it; the docker comparison needs dockerd (scripts/test.sh installs docker.io).
 
 use std::path::Path;
-use std::process::Command;
 
 use crate::root_containers::{shared, Root};
-use crate::util::{require, run, Berth, Dockerd};
+use crate::util::{busybox_rootfs, import_rootfs, run, Berth, Dockerd};
 
 /// A client root with `probe`: a busybox image with every applet.
 fn setup(b: Berth) -> (Root, std::path::PathBuf) {
@@ -17,26 +16,8 @@ fn setup(b: Berth) -> (Root, std::path::PathBuf) {
         "the confinement tests need root"
     );
     let rootfs = b.dir.path().join("rootfs");
-    for d in ["bin", "etc", "tmp", "mnt", "proc", "sys", "dev"] {
-        std::fs::create_dir_all(rootfs.join(d)).unwrap();
-    }
-    std::fs::copy(require("busybox"), rootfs.join("bin/busybox")).unwrap();
-    let list = run(Command::new(rootfs.join("bin/busybox")).arg("--list")).stdout;
-    for applet in String::from_utf8_lossy(&list).lines() {
-        if applet != "busybox" {
-            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
-        }
-    }
-    std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
-    std::fs::write(rootfs.join("etc/group"), "root:x:0:\n").unwrap();
-    let tar = b.dir.path().join("probe.tar");
-    run(Command::new("tar")
-        .arg("-C")
-        .arg(&rootfs)
-        .arg("-cf")
-        .arg(&tar)
-        .arg("."));
-    b.ok(&["import", tar.to_str().unwrap(), "probe:1"]);
+    busybox_rootfs(&rootfs, &["tmp", "mnt", "proc", "sys", "dev"]);
+    let tar = import_rootfs(&b, &rootfs, "probe:1");
     (Root(b), tar)
 }
 

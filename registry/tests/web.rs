@@ -2,6 +2,7 @@
 //! CSRF, cookies, and that the API answers the same bytes with the page on as with it off.
 //! (The page in a real browser: `web_chromium.rs`.)
 
+mod authconf;
 mod webutil;
 
 use axum::http::StatusCode;
@@ -515,4 +516,267 @@ async fn mirror_view() {
     assert!(!listing.text().contains("_mirror"));
     let page = get(&plain, "/ui/_mirror", None).await;
     assert!(page.text().contains("This registry is not a mirror"));
+}
+
+/// With `[auth]`: each visitor sees only what they may pull, signs in with a form (Basic
+/// credentials checked, or a token from the token service), gets a cookie that is HttpOnly,
+/// SameSite=Strict (and Secure under TLS), may delete only where the rules say so, and signs
+/// out. The session is no API token, and no API token is a session.
+#[tokio::test]
+async fn sign_in_and_what_each_user_sees() {
+    for token_service in [false, true] {
+        let ts = store().await;
+        let dir = tempfile::tempdir().unwrap();
+        let reg = registry(
+            &ts,
+            Setup {
+                auth: Some(auth_config(dir.path(), token_service)),
+                ..Setup::default()
+            },
+        );
+        let fill = filler(&ts);
+        for name in ["team/app", "team/web", "other/app", "public/app"] {
+            push_image(&fill, name, "v1", &ImageSpec::default()).await;
+        }
+        let case = if token_service {
+            "token service"
+        } else {
+            "basic"
+        };
+
+        // Anonymous: the public repository only; a team page sends to the sign-in form.
+        let mut anon = Browser::default();
+        let page = anon.get(&reg, "/ui/").await;
+        assert_eq!(page.links_to("/ui/r/"), ["/ui/r/public/app"], "{case}");
+        assert!(page.text().contains(r#"href="/ui/_signin""#));
+        let team = anon.get(&reg, "/ui/r/team/app").await;
+        assert_eq!(team.status, StatusCode::SEE_OTHER);
+        assert_eq!(
+            team.header("location"),
+            "/ui/_signin?next=%2Fui%2Fr%2Fteam%2Fapp"
+        );
+        let public = anon.get(&reg, "/ui/r/public/app").await;
+        assert_eq!(public.status, StatusCode::OK);
+        assert!(!public.text().contains("_delete"));
+
+        // Signing in: the form needs its CSRF token; a wrong password is refused.
+        let mut bob = Browser::default();
+        let form = bob.get(&reg, "/ui/_signin?next=/ui/r/team/app").await;
+        assert!(form
+            .text()
+            .contains(r#"name="next" value="/ui/r/team/app""#));
+        let csrf = bob.cookies["berth_csrf"].clone();
+        let no_csrf = bob
+            .submit(&reg, "/ui/_signin", "username=bob&password=bob-pw")
+            .await;
+        assert_eq!(no_csrf.status, StatusCode::FORBIDDEN, "{case}");
+        assert!(!bob.cookies.contains_key("berth_session"));
+        let wrong = bob
+            .submit(
+                &reg,
+                "/ui/_signin",
+                &format!("username=bob&password=nope&csrf={csrf}"),
+            )
+            .await;
+        assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "{case}");
+        assert!(wrong.text().contains("Wrong user name or password."));
+        assert!(!bob.cookies.contains_key("berth_session"));
+        let ok = bob
+            .submit(
+                &reg,
+                "/ui/_signin",
+                &format!("username=bob&password=bob-pw&csrf={csrf}&next=%2Fui%2Fr%2Fteam%2Fapp"),
+            )
+            .await;
+        assert_eq!(ok.status, StatusCode::SEE_OTHER, "{case}: {}", ok.text());
+        assert_eq!(ok.header("location"), "/ui/r/team/app");
+        let cookie = ok.set_cookie("berth_session");
+        for attr in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=28800"] {
+            assert!(cookie.contains(attr), "{case}: {cookie}");
+        }
+        assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
+        // Signing in gives a new CSRF token.
+        assert_ne!(bob.cookies["berth_csrf"], csrf);
+
+        // Bob may pull team/*: he sees it, with no delete button, and a delete is refused.
+        let page = bob.get(&reg, "/ui/").await;
+        assert_eq!(
+            page.links_to("/ui/r/"),
+            ["/ui/r/public/app", "/ui/r/team/app", "/ui/r/team/web"],
+            "{case}"
+        );
+        assert!(page.text().contains("Signed in as <strong>bob</strong>"));
+        let team = bob.get(&reg, "/ui/r/team/app").await;
+        assert_eq!(team.status, StatusCode::OK);
+        assert!(!team.text().contains("_delete"), "{case}");
+        let image = bob.get(&reg, "/ui/r/team/app/_manifests/v1").await;
+        assert_eq!(image.status, StatusCode::OK);
+        assert!(!image.text().contains("_delete"));
+        let other = bob.get(&reg, "/ui/r/other/app").await;
+        assert_eq!(other.status, StatusCode::FORBIDDEN);
+        let other_image = bob.get(&reg, "/ui/r/other/app/_manifests/v1").await;
+        assert_eq!(other_image.status, StatusCode::FORBIDDEN);
+        let csrf = bob.cookies["berth_csrf"].clone();
+        let refused = bob
+            .post(
+                &reg,
+                "/ui/r/team/app/_delete",
+                &format!("reference=v1&csrf={csrf}&confirmed=yes"),
+                &[],
+            )
+            .await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{case}");
+        assert!(tag_exists(&fill, "team/app", "v1").await);
+        // An anonymous delete is sent to sign in.
+        let anon_csrf = anon.cookies["berth_csrf"].clone();
+        let anon_delete = anon
+            .post(
+                &reg,
+                "/ui/r/public/app/_delete",
+                &format!("reference=v1&csrf={anon_csrf}&confirmed=yes"),
+                &[],
+            )
+            .await;
+        assert_eq!(anon_delete.status, StatusCode::SEE_OTHER);
+        assert!(tag_exists(&fill, "public/app", "v1").await);
+
+        // The session is not an API token, and an API token is not a session.
+        let session = bob.cookies["berth_session"].clone();
+        let api = call(
+            &reg,
+            "GET",
+            "/v2/team/app/tags/list",
+            &[("authorization", format!("Bearer {session}"))],
+            "",
+        )
+        .await;
+        assert_eq!(api.status, StatusCode::UNAUTHORIZED, "{case}");
+        if token_service {
+            let basic = format!(
+                "Basic {}",
+                base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "bob:bob-pw")
+            );
+            let t = call(
+                &reg,
+                "GET",
+                "/token?service=registry.test&scope=repository:team/app:pull",
+                &[("authorization", basic)],
+                "",
+            )
+            .await;
+            let token = serde_json::from_slice::<serde_json::Value>(&t.body).unwrap()["token"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            let as_session = get(&reg, "/ui/", Some(&format!("berth_session={token}"))).await;
+            assert_eq!(as_session.links_to("/ui/r/"), ["/ui/r/public/app"]);
+        }
+        let forged = get(&reg, "/ui/", Some("berth_session=eyJhbGciOiJub25lIn0.e30.")).await;
+        assert_eq!(forged.links_to("/ui/r/"), ["/ui/r/public/app"]);
+
+        // Alice may delete in team/*.
+        let mut alice = Browser::default();
+        alice.get(&reg, "/ui/_signin").await;
+        let csrf = alice.cookies["berth_csrf"].clone();
+        alice
+            .submit(
+                &reg,
+                "/ui/_signin",
+                &format!("username=alice&password=alice-pw&csrf={csrf}"),
+            )
+            .await;
+        let team = alice.get(&reg, "/ui/r/team/app").await;
+        assert!(team.text().contains("_delete"), "{case}");
+        let csrf = team.csrf();
+        let done = alice
+            .post(
+                &reg,
+                "/ui/r/team/app/_delete",
+                &format!("reference=v1&csrf={csrf}&confirmed=yes"),
+                &[],
+            )
+            .await;
+        assert_eq!(
+            done.status,
+            StatusCode::SEE_OTHER,
+            "{case}: {}",
+            done.text()
+        );
+        assert!(!tag_exists(&fill, "team/app", "v1").await);
+
+        // Signing out: needs the token, clears the session.
+        let no_token = alice.submit(&reg, "/ui/_signout", "").await;
+        assert_eq!(no_token.status, StatusCode::FORBIDDEN);
+        assert!(alice.cookies.contains_key("berth_session"));
+        let csrf = alice.cookies["berth_csrf"].clone();
+        let out = alice
+            .submit(&reg, "/ui/_signout", &format!("csrf={csrf}"))
+            .await;
+        assert_eq!(out.status, StatusCode::SEE_OTHER);
+        assert!(out.set_cookie("berth_session").contains("Max-Age=0"));
+        assert!(!alice.cookies.contains_key("berth_session"));
+        let page = alice.get(&reg, "/ui/").await;
+        assert_eq!(page.links_to("/ui/r/"), ["/ui/r/public/app"]);
+    }
+}
+
+/// Under TLS both cookies are Secure; the place to go after signing in is never elsewhere.
+#[tokio::test]
+async fn cookies_under_tls_and_no_open_redirect() {
+    let ts = store().await;
+    let dir = tempfile::tempdir().unwrap();
+    let reg = registry(
+        &ts,
+        Setup {
+            auth: Some(auth_config(dir.path(), true)),
+            ..Setup::default()
+        },
+    );
+    let mut b = Browser {
+        tls: true,
+        ..Browser::default()
+    };
+    let form = b.get(&reg, "/ui/_signin").await;
+    assert!(form.set_cookie("berth_csrf").contains("; Secure"));
+    let csrf = b.cookies["berth_csrf"].clone();
+    for (next, want) in [
+        ("https://evil.invalid/", "/ui"),
+        ("//evil.invalid/ui", "/ui"),
+        ("/ui/..//evil.invalid", "/ui"),
+        ("/v2/_catalog", "/ui"),
+        ("/ui/r/team/app", "/ui/r/team/app"),
+    ] {
+        let next_q: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
+        let r = b
+            .post(
+                &reg,
+                "/ui/_signin",
+                &format!("username=bob&password=bob-pw&csrf={csrf}&next={next_q}"),
+                &[],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{next}");
+        assert_eq!(r.header("location"), want, "{next}");
+        let cookie = r.set_cookie("berth_session");
+        assert!(
+            cookie.contains("; Secure") && cookie.contains("HttpOnly"),
+            "{cookie}"
+        );
+    }
+    // Without [auth] there is nothing to sign in to.
+    let open = registry(&ts, Setup::default());
+    let mut b = Browser::default();
+    let page = b.get(&open, "/ui/_signin").await;
+    assert!(page.text().contains("no access control"));
+    let csrf = b.cookies["berth_csrf"].clone();
+    let r = b
+        .post(
+            &open,
+            "/ui/_signin",
+            &format!("username=a&password=b&csrf={csrf}"),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.set_cookie("berth_session").is_empty());
 }

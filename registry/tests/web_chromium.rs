@@ -9,6 +9,7 @@
 //!
 //! Nothing is skipped: a missing browser, driver or axe-core fails the test.
 
+mod authconf;
 mod webutil;
 
 use std::path::PathBuf;
@@ -198,6 +199,66 @@ async fn fits_a_phone(c: &Client, view: &str) {
     c.set_window_size(1280, 900).await.unwrap();
 }
 
+const TAB: &str = "\u{E004}";
+const ENTER: &str = "\u{E007}";
+
+async fn press(c: &Client, key: &str) {
+    c.active_element()
+        .await
+        .unwrap()
+        .send_keys(key)
+        .await
+        .unwrap();
+}
+
+/// Tabs (at most 40 times) until the focused element matches `css`.
+async fn tab_to(c: &Client, css: &str) {
+    let check = format!("return document.activeElement.matches({css:?});");
+    for _ in 0..40 {
+        if c.execute(&check, vec![]).await.unwrap() == Value::Bool(true) {
+            return;
+        }
+        press(c, TAB).await;
+    }
+    panic!("40 tabs did not reach {css}");
+}
+
+async fn keyboard_delete(c: &Client, base: &str) {
+    c.goto(&format!("{base}/ui/")).await.unwrap();
+    c.execute("document.activeElement.blur();", vec![])
+        .await
+        .unwrap();
+    press(c, TAB).await;
+    tab_to(c, "a.skip").await;
+    press(c, ENTER).await;
+    wait_for(
+        c,
+        "the main content focused",
+        "document.activeElement.id === 'main'",
+    )
+    .await;
+    tab_to(c, "#results a[href$='/r/team/app']").await;
+    press(c, ENTER).await;
+    wait_for(c, "the repository", "document.querySelector('table.tags')").await;
+    tab_to(c, "form.delete:has(input[value=v2]) button").await;
+    press(c, ENTER).await;
+    wait_for(
+        c,
+        "the dialog, Cancel focused",
+        "document.activeElement.textContent === 'Cancel'",
+    )
+    .await;
+    press(c, TAB).await;
+    wait_for(
+        c,
+        "Delete focused",
+        "document.activeElement.textContent === 'Delete'",
+    )
+    .await;
+    press(c, ENTER).await;
+    wait_for(c, "the notice", "document.querySelector('.notice') && document.querySelector('.notice').textContent === 'Deleted tag v2.'").await;
+}
+
 /// Browse, search as you type, copy, delete after confirming: the open registry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browse_search_copy_and_delete_in_chromium() {
@@ -350,6 +411,10 @@ async fn browse_search_copy_and_delete_in_chromium() {
     assert!(tag_exists(reg, "team/app", "v2").await);
     shot(&c, "6-deleted").await;
 
+    // The keyboard alone: the skip link, a repository, and deleting v2 through the dialog.
+    keyboard_delete(&c, &base).await;
+    assert!(!tag_exists(reg, "team/app", "v2").await);
+
     // The check can fail: an unlabelled field and an image without text are found.
     c.execute(
         "document.querySelector('main').insertAdjacentHTML('beforeend', '<input id=bad><img src=x>');",
@@ -364,5 +429,134 @@ async fn browse_search_copy_and_delete_in_chromium() {
         "{found:#?}"
     );
 
+    c.close().await.unwrap();
+}
+
+/// With access control: the sign-in form, what a reader sees (no delete button), signing out,
+/// and a user who may delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_and_out_in_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = auth_config(dir.path(), true);
+    let text = format!(
+        "[auth]\nhtpasswd = {:?}\n\
+         [[auth.rules]]\nusers = [\"alice\", \"bob\"]\nrepositories = [\"team/*\"]\nactions = [\"pull\"]\n\
+         [[auth.rules]]\nusers = [\"alice\"]\nrepositories = [\"team/*\"]\nactions = [\"delete\"]\n\
+         [[auth.rules]]\nanonymous = true\nusers = [\"*\"]\nrepositories = [\"public/*\"]\nactions = [\"pull\"]\n\
+         [auth.token]\nkey = {:?}\n",
+        auth.htpasswd,
+        dir.path().join("token.pem"),
+    );
+    let serving = serve(&text).await;
+    let fill = filler_of(&serving);
+    for name in ["team/app", "public/app"] {
+        push_image(&fill, name, "v1", &ImageSpec::default()).await;
+    }
+    let base = format!("http://{}", serving.addr);
+    let driver = start_driver().await;
+    let c = browser(&driver).await;
+
+    c.goto(&format!("{base}/ui/")).await.unwrap();
+    assert_eq!(texts(&c, "#results tbody a").await, ["public/app"]);
+    // A team page asks to sign in first, then comes back.
+    c.goto(&format!("{base}/ui/r/team/app")).await.unwrap();
+    wait_for(
+        &c,
+        "the sign-in form",
+        "document.getElementById('username')",
+    )
+    .await;
+    accessible(&c, "sign-in").await;
+    shot(&c, "7-sign-in").await;
+    let sign_in = |user: &'static str| {
+        let c = c.clone();
+        async move {
+            c.find(Locator::Id("username"))
+                .await
+                .unwrap()
+                .send_keys(user)
+                .await
+                .unwrap();
+            c.find(Locator::Id("password"))
+                .await
+                .unwrap()
+                .send_keys(&format!("{user}-pw\n"))
+                .await
+                .unwrap();
+        }
+    };
+    c.find(Locator::Id("username"))
+        .await
+        .unwrap()
+        .send_keys("bob")
+        .await
+        .unwrap();
+    c.find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys("wrong\n")
+        .await
+        .unwrap();
+    wait_for(&c, "the refusal", "document.querySelector('.error')").await;
+    sign_in("bob").await;
+    wait_for(
+        &c,
+        "team/app for bob",
+        "document.querySelector('h1') && document.querySelector('h1').textContent === 'team/app'",
+    )
+    .await;
+    assert!(c
+        .find_all(Locator::Css("form.delete"))
+        .await
+        .unwrap()
+        .is_empty());
+    let who = c
+        .find(Locator::Css(".who"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(who.contains("Signed in as bob"), "{who}");
+    shot(&c, "8-reader").await;
+    // The session cookie is out of the page's reach.
+    let visible = c.execute("return document.cookie;", vec![]).await.unwrap();
+    assert_eq!(visible, Value::String(String::new()));
+
+    click_and_wait(
+        &c,
+        Locator::XPath("//button[text()='Sign out']"),
+        "signed out",
+        "document.querySelector('.who a')",
+    )
+    .await;
+    assert_eq!(texts(&c, "#results tbody a").await, ["public/app"]);
+
+    c.goto(&format!("{base}/ui/_signin?next=/ui/r/team/app"))
+        .await
+        .unwrap();
+    sign_in("alice").await;
+    wait_for(
+        &c,
+        "the delete buttons",
+        "document.querySelector('form.delete')",
+    )
+    .await;
+    click_and_wait(
+        &c,
+        Locator::Css("form.delete button"),
+        "the dialog",
+        "document.querySelector('dialog[open]')",
+    )
+    .await;
+    click_and_wait(
+        &c,
+        Locator::XPath("//dialog//button[text()='Delete']"),
+        "the notice",
+        "document.querySelector('.notice')",
+    )
+    .await;
+    assert!(!tag_exists(&fill, "team/app", "v1").await);
+    shot(&c, "9-deleted-by-alice").await;
     c.close().await.unwrap();
 }

@@ -1,9 +1,11 @@
 //! Flag values several commands read the same way: times (`--since`, `--until`), byte sizes
-//! (`--memory`), and the confirmation a `prune` asks for without `--force`.
+//! (`--memory`), the confirmation a `prune` asks for without `--force`, and where a tar goes
+//! (`-o FILE` or stdout: `save`, `export`).
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, Utc};
 
 /// `--since`/`--until`: RFC 3339, a Unix time (`1700000000[.123]`), or a duration before
@@ -17,26 +19,63 @@ pub fn parse_time(s: &str) -> Result<DateTime<Utc>> {
         return DateTime::from_timestamp(secs.trunc() as i64, nanos)
             .ok_or_else(|| anyhow!("invalid time {s:?}"));
     }
-    let mut total = 0f64;
-    let mut num = String::new();
-    for c in s.chars() {
-        if c.is_ascii_digit() || c == '.' {
-            num.push(c);
-            continue;
+    let nanos = parse_go_duration(s).map_err(|_| {
+        anyhow!("invalid time {s:?}: use RFC 3339, a Unix time, or a duration like 10m")
+    })?;
+    Ok(Utc::now() - chrono::Duration::nanoseconds(nanos))
+}
+
+/// A duration as Go's `time.ParseDuration` reads it (`30s`, `1m30s`, `1.5h`, `500ms`, `-2s`,
+/// `0`), in nanoseconds; the error is Go's text, which docker prints.
+pub fn parse_go_duration(s: &str) -> std::result::Result<i64, String> {
+    let invalid = || format!("time: invalid duration \"{s}\"");
+    let (negative, mut rest) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    if rest == "0" {
+        return Ok(0);
+    }
+    if rest.is_empty() {
+        return Err(invalid());
+    }
+    let mut total: f64 = 0.0;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (num, after) = rest.split_at(num_len);
+        if num.is_empty() || num == "." {
+            return Err(invalid());
         }
-        let n: f64 = num.parse().map_err(|_| anyhow!("invalid time {s:?}"))?;
-        total += n * match c {
-            'h' => 3600.0,
-            'm' => 60.0,
-            's' => 1.0,
-            _ => bail!("invalid time {s:?}: use RFC 3339, a Unix time, or a duration like 10m"),
+        let n: f64 = num.parse().map_err(|_| invalid())?;
+        let unit_len = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
+        let (unit, next) = after.split_at(unit_len);
+        let scale = match unit {
+            "" => return Err(format!("time: missing unit in duration \"{s}\"")),
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            other => {
+                return Err(format!(
+                    "time: unknown unit \"{other}\" in duration \"{s}\""
+                ))
+            }
         };
-        num.clear();
+        total += n * scale;
+        if total > i64::MAX as f64 {
+            return Err(invalid());
+        }
+        rest = next;
     }
-    if !num.is_empty() || s.is_empty() {
-        bail!("invalid time {s:?}: use RFC 3339, a Unix time, or a duration like 10m");
-    }
-    Ok(Utc::now() - chrono::Duration::milliseconds((total * 1000.0) as i64))
+    let n = total.round() as i64;
+    Ok(if negative { -n } else { n })
 }
 
 /// `32m`, `1g`, `512k`, `1024` (bytes) → bytes, as docker reads them.
@@ -69,6 +108,77 @@ pub fn confirm(warning: &str) -> Result<bool> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
+/// Where `save` and `export` write their tar, as docker's CLI does: `-o FILE` appears whole
+/// or not at all (a temporary file beside it, renamed at the end), and without `-o` a
+/// terminal gets an error instead of the bytes.
+pub struct TarOutput {
+    file: Option<(tempfile::NamedTempFile, PathBuf)>,
+}
+
+impl TarOutput {
+    /// Checks the destination before any work is done.
+    pub fn open(path: Option<&Path>) -> Result<TarOutput> {
+        let Some(path) = path else {
+            if std::io::stdout().is_terminal() {
+                bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
+            }
+            return Ok(TarOutput { file: None });
+        };
+        validate_output_path(path)?;
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let tmp = tempfile::NamedTempFile::new_in(dir)
+            .with_context(|| format!("creating {}", path.display()))?;
+        Ok(TarOutput {
+            file: Some((tmp, path.to_path_buf())),
+        })
+    }
+
+    /// The tar's way out (buffered).
+    pub fn writer(&self) -> Result<Box<dyn Write + Send>> {
+        const BUF: usize = 1 << 20;
+        Ok(match &self.file {
+            Some((tmp, _)) => Box::new(std::io::BufWriter::with_capacity(BUF, tmp.reopen()?)),
+            None => Box::new(std::io::BufWriter::with_capacity(BUF, std::io::stdout())),
+        })
+    }
+
+    /// Puts the finished file in place (once everything written through [`Self::writer`]
+    /// is flushed).
+    pub fn finish(self) -> Result<()> {
+        if let Some((tmp, path)) = self.file {
+            tmp.persist(&path)
+                .map_err(|e| e.error)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// docker's check of a local output path: its directory exists, and it is a directory or a
+/// regular file if it exists.
+pub fn validate_output_path(path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            bail!(
+                "invalid output path: directory {:?} does not exist",
+                dir.display().to_string()
+            );
+        }
+    }
+    if let Ok(m) = std::fs::metadata(path) {
+        if !m.is_dir() && !m.is_file() {
+            bail!(
+                "invalid output path: {:?} must be a directory or a regular file",
+                path.display().to_string()
+            );
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,5 +203,30 @@ mod tests {
         assert!((ago.num_seconds() - 5400).abs() < 5);
         assert!(parse_time("10x").is_err());
         assert!(parse_time("").is_err());
+    }
+
+    #[test]
+    fn go_durations() {
+        for (s, n) in [
+            ("0", 0),
+            ("30s", 30_000_000_000),
+            ("1m30s", 90_000_000_000),
+            ("1.5h", 5_400_000_000_000),
+            ("500ms", 500_000_000),
+            ("250us", 250_000),
+            ("-2s", -2_000_000_000),
+            ("1h2m3s4ms", 3_723_004_000_000),
+        ] {
+            assert_eq!(parse_go_duration(s), Ok(n), "{s}");
+        }
+        for (s, msg) in [
+            ("", r#"time: invalid duration """#),
+            ("1", r#"time: missing unit in duration "1""#),
+            ("1x", r#"time: unknown unit "x" in duration "1x""#),
+            ("s", r#"time: invalid duration "s""#),
+            ("1s-", r#"time: unknown unit "s-" in duration "1s-""#),
+        ] {
+            assert_eq!(parse_go_duration(s), Err(msg.to_string()), "{s}");
+        }
     }
 }

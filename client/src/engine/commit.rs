@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use berth_storage::Digest;
 use serde_json::{json, Value};
 
-use super::{io_err, ContainerRecord, Engine, EngineError, Result, Status};
+use super::{container_event, io_err, ContainerRecord, Engine, EngineError, Result, Status};
 use crate::images::{apply_changes, now_rfc3339, ImageError, LayerRecord};
 use crate::layer::{self, Change, Compression, LayerOptions, LayerSource};
 use crate::reference::ImageRef;
@@ -138,7 +138,9 @@ impl Engine {
         self.check_snapshots(rec)?;
         let mut layers = vec![self.dir(&rec.id).join("upper")];
         layers.extend(self.lower_dirs(rec));
-        layer::export(&layers, out).map_err(invalid)
+        let n = layer::export(&layers, out).map_err(invalid)?;
+        self.journal().record(container_event(rec, "export"));
+        Ok(n)
     }
 
     /// `commit`: a new image of the container's image plus one layer of what the container
@@ -146,6 +148,15 @@ impl Engine {
     /// and `-c` changes; returns its id. A running container is paused meanwhile when
     /// `options.pause`.
     pub async fn commit(&self, rec: &ContainerRecord, options: &CommitOptions) -> Result<Digest> {
+        if options
+            .reference
+            .as_ref()
+            .is_some_and(|r| r.digest().is_some())
+        {
+            return Err(EngineError::Invalid(
+                "refusing to create a tag with a digest reference".into(),
+            ));
+        }
         for c in &options.changes {
             let inst = c.split_whitespace().next().unwrap_or_default();
             if !COMMIT_INSTRUCTIONS.contains(&inst.to_ascii_uppercase().as_str()) {
@@ -253,7 +264,15 @@ impl Engine {
         history.push(entry);
         let bytes = bytes::Bytes::from(serde_json::to_vec(&config).expect("serialises"));
         let names: Vec<ImageRef> = options.reference.iter().cloned().collect();
-        Ok(self.images.add_image(bytes, layers, None, &names).await?)
+        let id = self.images.add_image(bytes, layers, None, &names).await?;
+        let mut event = container_event(rec, "commit")
+            .attr("comment", options.message.as_deref().unwrap_or_default())
+            .attr("imageID", id.as_str());
+        if let Some(r) = &options.reference {
+            event = event.attr("imageRef", r.familiar());
+        }
+        self.journal().record(event);
+        Ok(id)
     }
 }
 

@@ -21,14 +21,15 @@ use std::sync::mpsc;
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
-use super::{ContainerRecord, Engine, EngineError, Result, Status};
+use super::{container_event, ContainerRecord, Engine, EngineError, Result, Status};
 use crate::layer;
 use crate::unpack::{unpack_layer, UnpackError, UnpackOptions};
 
 /// `cp`'s flags.
 #[derive(Debug, Clone, Default)]
 pub struct CopyOptions {
-    /// `-a`: keep owners (into the container: the source's; out: the container's).
+    /// `-a`: files copied into the container keep their owners (else they are root's).
+    /// Files copied out are always the caller's, as docker makes them.
     pub archive: bool,
     /// `-L`: follow a symlink named by the source path.
     pub follow_link: bool,
@@ -102,6 +103,8 @@ pub(crate) struct ContainerRoot {
     /// dropping the sender lets it end.
     _hold: Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>,
     mountpoint: Option<PathBuf>,
+    /// A stopped container's files stay ours (no `start`) until the copy ends.
+    _lock: Option<FilesLock>,
 }
 
 impl Drop for ContainerRoot {
@@ -140,21 +143,91 @@ fn open_in_root(root: BorrowedFd<'_>, path: &str, flags: OFlags) -> io::Result<O
     }
 }
 
+/// Holds a container's files for one user: `start` (while the runtime mounts its root) and
+/// `cp` of a stopped container (while its overlay is mounted for the copy) take it, so the
+/// two never mount one upper directory twice. An exclusive `flock`, released on drop.
+pub(crate) struct FilesLock(#[allow(dead_code)] OwnedFd);
+
 impl Engine {
-    /// The container's root as a descriptor (see the module documentation).
-    pub(crate) fn container_root(&self, rec: &ContainerRecord) -> Result<ContainerRoot> {
-        let st = self.state(rec);
-        if let (Status::Running | Status::Paused, Some(pid)) = (st.status, st.pid) {
-            let fd = rfs::open(
-                format!("/proc/{pid}/root"),
+    /// Takes the container's [`FilesLock`], waiting for whoever holds it.
+    pub(crate) fn lock_files(&self, rec: &ContainerRecord) -> Result<FilesLock> {
+        let path = self.dir(&rec.id).join("files.lock");
+        let fd = rfs::open(
+            &path,
+            OFlags::RDWR | OFlags::CREATE | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| super::io_err(&path)(e.into()))?;
+        loop {
+            match rfs::flock(&fd, rfs::FlockOperation::LockExclusive) {
+                Err(Errno::INTR) => continue,
+                r => r.map_err(|e| super::io_err(&path)(e.into()))?,
+            }
+            return Ok(FilesLock(fd));
+        }
+    }
+
+    /// The root of the container's running init, when it has one: `/proc/PID/root`, once the
+    /// process is known to be the container's (its cgroup names the container), so a pid
+    /// that was reused after the container stopped never lends its root.
+    fn live_root(&self, rec: &ContainerRecord) -> Result<Option<OwnedFd>> {
+        for _ in 0..3 {
+            let Some(st) = self.runtime(rec).and_then(|c| c.state().ok()) else {
+                return Ok(None);
+            };
+            use berth_runtime::Status as R;
+            let pid = match (st.status, st.pid) {
+                (R::Created | R::Running | R::Paused, Some(pid)) => pid,
+                _ => return Ok(None),
+            };
+            // The /proc directory pins the process: if it dies, reads through it fail
+            // rather than reach another process that took its pid.
+            let Ok(proc) = rfs::open(
+                format!("/proc/{pid}"),
                 OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
                 Mode::empty(),
+            ) else {
+                continue;
+            };
+            let cgroup = rfs::openat(
+                &proc,
+                "cgroup",
+                OFlags::RDONLY | OFlags::CLOEXEC,
+                Mode::empty(),
             )
-            .map_err(|e| cp_err(format!("cannot reach the container's root: {e}")))?;
+            .ok()
+            .and_then(|fd| std::io::read_to_string(std::fs::File::from(fd)).ok());
+            if !cgroup.is_some_and(|c| c.contains(&rec.id)) {
+                continue;
+            }
+            match rfs::openat(
+                &proc,
+                "root",
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            ) {
+                Ok(fd) => return Ok(Some(fd)),
+                Err(_) => continue,
+            }
+        }
+        match self.state(rec).status {
+            Status::Running | Status::Paused => Err(cp_err(format!(
+                "cannot reach the root of container {}: its process is not the one recorded",
+                rec.name
+            ))),
+            _ => Ok(None),
+        }
+    }
+
+    /// The container's root as a descriptor (see the module documentation).
+    pub(crate) fn container_root(&self, rec: &ContainerRecord) -> Result<ContainerRoot> {
+        let lock = self.lock_files(rec)?;
+        if let Some(fd) = self.live_root(rec)? {
             return Ok(ContainerRoot {
                 fd,
                 _hold: None,
                 mountpoint: None,
+                _lock: None,
             });
         }
         self.check_snapshots(rec)?;
@@ -201,6 +274,7 @@ impl Engine {
             },
             _hold: Some((hold_tx, handle)),
             mountpoint: Some(mountpoint),
+            _lock: Some(lock),
         };
         Ok(root)
     }
@@ -214,7 +288,10 @@ impl Engine {
         options: &CopyOptions,
     ) -> Result<u64> {
         let root = self.container_root(rec)?;
-        copy_out(root.fd.as_fd(), &rec.name, src, dest, options)
+        let n = copy_out(root.fd.as_fd(), &rec.name, src, dest, options)?;
+        self.journal()
+            .record(container_event(rec, "archive-path").attr("path", src));
+        Ok(n)
     }
 
     /// `cp SRC CONTAINER:DEST`: returns the bytes of tar moved.
@@ -226,7 +303,10 @@ impl Engine {
         options: &CopyOptions,
     ) -> Result<u64> {
         let root = self.container_root(rec)?;
-        copy_in(root.fd.as_fd(), &rec.name, src, dest, options)
+        let n = copy_in(root.fd.as_fd(), &rec.name, src, dest, options)?;
+        self.journal()
+            .record(container_event(rec, "extract-to-dir").attr("path", dest));
+        Ok(n)
     }
 }
 
@@ -312,6 +392,11 @@ fn mount_private(
             )
         })?;
         if *read_only {
+            // `at` is the directory under the new mount: the remount goes to the mount now
+            // on top of it, reached by resolving the path again.
+            let top = open_in_root(rootfd.as_fd(), dest, OFlags::PATH | OFlags::DIRECTORY)?;
+            let at_path =
+                CString::new(format!("/proc/self/fd/{}", top.as_raw_fd())).expect("no NUL");
             sys(unsafe {
                 libc::mount(
                     std::ptr::null(),
@@ -470,8 +555,9 @@ pub(crate) fn copy_out(
         HostTarget::Path(p) => p,
     };
     let d = CpPath::parse(&dest.to_string_lossy());
+    // Files copied out belong to whoever copies them, as docker's (`-a` is for copies in).
     let unpack = UnpackOptions {
-        privileged: options.archive,
+        privileged: false,
         whiteouts: false,
     };
     match std::fs::metadata(dest) {
@@ -484,6 +570,10 @@ pub(crate) fn copy_out(
             let into = dest.parent().filter(|p| !p.as_os_str().is_empty());
             let into = into.unwrap_or(Path::new("."));
             pipe_into(source, &base_name(&d.path), owner, into, &unpack)
+        }
+        // docker's CLI stats the destination first: `FILE/` is not a directory.
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+            Err(cp_err(format!("stat {}: not a directory", dest.display())))
         }
         Err(_) if d.dir && !is_dir => Err(cp_err("no such directory")),
         Err(_) => {
@@ -534,7 +624,15 @@ pub(crate) fn copy_in(
         Err(_) => None,
     };
     let into_dir = |path: &str| -> Result<OwnedFd> {
-        open_in_root(root, path, OFlags::RDONLY | OFlags::DIRECTORY).map_err(|_| missing(path))
+        open_in_root(root, path, OFlags::RDONLY | OFlags::DIRECTORY).map_err(|e| {
+            if e.raw_os_error() == Some(libc::ENOTDIR)
+                && open_in_root(root, path, OFlags::PATH).is_ok()
+            {
+                cp_err("extraction point is not a directory")
+            } else {
+                missing(path)
+            }
+        })
     };
     let proc_path = |fd: &OwnedFd| PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
     let src_path = match src {
@@ -566,6 +664,8 @@ pub(crate) fn copy_in(
     let is_dir = kind == FileType::Directory;
     let owner = (!options.archive).then_some((0, 0));
     match existing_kind {
+        // `FILE/` names nothing (docker's stat fails on it).
+        Some(k) if d.dir && k != FileType::Directory => Err(cp_err("no such directory")),
         Some(FileType::Directory) => {
             let dir = into_dir(&d.path)?;
             pipe_into(

@@ -163,7 +163,10 @@ fn delete_form(visit: &Visit, repo: &RepoName, target: &Target) -> Markup {
             (csrf(visit))
             input type="hidden" name="reference" value=(target.reference());
             button.danger type="submit" {
-                "Delete" span.visually-hidden { " " (target) }
+                @match target {
+                    Target::Tag(t) => { "Delete" span.visually-hidden { " tag " (t) } },
+                    Target::Manifest(d) => { "Delete this manifest" span.visually-hidden { " " (d) } },
+                }
             }
         }
     }

@@ -8,9 +8,13 @@
 //! [`opts::CreateFlags`] and their conversion in [`opts::create_options`].
 
 pub mod attach;
+pub mod commit;
+pub mod cp;
 pub mod create;
+pub mod diff;
 pub mod each;
 pub mod exec;
+pub mod export;
 pub mod inspect;
 pub mod kill;
 pub mod logs;
@@ -19,12 +23,12 @@ pub mod pause;
 pub mod port;
 pub mod prune;
 pub mod ps;
-pub mod reap;
 pub mod rename;
 pub mod rm;
 pub mod run;
 pub mod start;
 pub mod stop;
+pub mod supervise;
 pub mod term;
 pub mod top;
 pub mod wait;
@@ -72,6 +76,14 @@ pub enum ContainerVerb {
     Unpause(each::ContainersArg),
     /// List port mappings or a specific mapping for the container
     Port(port::PortArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(diff::DiffArgs),
+    /// Create a new image from a container's changes
+    Commit(commit::CommitArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(cp::CpArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(export::ExportArgs),
 }
 
 impl Respell for ContainerVerb {
@@ -114,6 +126,10 @@ impl ContainerVerb {
             ContainerVerb::Pause(a) => pause::pause(g, a),
             ContainerVerb::Unpause(a) => pause::unpause(g, a),
             ContainerVerb::Port(a) => port::run(g, a),
+            ContainerVerb::Diff(a) => diff::run(g, a),
+            ContainerVerb::Commit(a) => commit::run(g, a),
+            ContainerVerb::Cp(a) => cp::run(g, a),
+            ContainerVerb::Export(a) => export::run(g, a),
         }
     }
 }

@@ -299,7 +299,8 @@ impl Backend for FsBackend {
     }
 
     async fn list_meta(&self, prefix: &str) -> Result<Vec<(String, ObjectMeta)>> {
-        let keys = super::list_all(self, prefix).await?;
+        // One walk of the directory (`list_all`'s pages of 1000 would each walk it again).
+        let keys = self.list(prefix, None, usize::MAX).await?.keys;
         let root = self.root.clone();
         // One blocking task for every stat: a listing of 10,000 keys costs one thread hop.
         blocking(move || {

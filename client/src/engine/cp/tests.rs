@@ -78,6 +78,7 @@ fn root_paths_follow_dockers_rules() {
     .unwrap();
     assert!(h.path().join("followed/sub/b").is_file());
     // Errors, in docker's words.
+    let not_dir = format!("stat {}/x/: not a directory", h.path().display());
     for (src, dest, msg) in [
         (
             "/nope",
@@ -91,6 +92,7 @@ fn root_paths_follow_dockers_rules() {
             "lstat /etc/a/: not a directory",
         ),
         ("/etc/a", h.path().join("nodir/"), "no such directory"),
+        ("/etc/a", h.path().join("x/"), not_dir.as_str()),
     ] {
         let e = out(c.path(), src, &dest).unwrap_err();
         assert_eq!(e.to_string(), msg);
@@ -116,6 +118,12 @@ fn root_paths_follow_dockers_rules() {
     for (s, dest, msg) in [
         (src.path().join("d"), "/etc/a", "cannot copy directory"),
         (src.path().join("file"), "/nonexist/", "no such directory"),
+        (src.path().join("file"), "/etc/a/", "no such directory"),
+        (
+            src.path().join("file"),
+            "/etc/a/x",
+            "extraction point is not a directory",
+        ),
         (
             src.path().join("file"),
             "/nonexist/x",

@@ -1,0 +1,577 @@
+//! A container's files as data, as root: `diff` and `export` beside docker's on the same
+//! image and the same changes, `export` back through `import`, `commit` with its flags (the
+//! image runs in berth, and in docker and podman after a push and a pull), and `cp` both
+//! ways with its errors, a concurrent `start` and a pid that is not the container's. Every
+//! test needs root and fails without it; the comparisons need dockerd and podman
+//! (scripts/test.sh installs them).
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::root_containers::{shared, Root};
+use crate::root_events::{actions_of, journal};
+use crate::util::{
+    busybox_rootfs, import_rootfs, run, run_with_input, Berth, Dockerd, Podman, Registry, Storage,
+};
+
+/// The same changes, made in berth's container and in docker's: create, modify, delete a
+/// file, replace a directory, chmod, a hard link, a new tree.
+const CHANGES: &str = "echo new > /srv/new; echo more >> /srv/mod; rm /srv/file; \
+                       rm -r /srv/dir; mkdir /srv/dir; chmod 600 /srv/chm; \
+                       ln /srv/new /srv/hard; mkdir -p /a/b; echo 1 > /a/b/c";
+
+/// Runs [`CHANGES`] in a container named `box` (as berth's or docker's arguments).
+const RUN_CHANGES: [&str; 9] = [
+    "run",
+    "--name",
+    "box",
+    "--network",
+    "none",
+    "files:1",
+    "sh",
+    "-c",
+    CHANGES,
+];
+
+/// A client root with `files:1`: busybox with every applet, and a few files under /srv
+/// (one of them a symlink, one directory of nobody's). Returns the root and the image's tar.
+fn setup() -> (Root, std::path::PathBuf) {
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "the container files tests need root"
+    );
+    let b = Berth::new();
+    let rootfs = b.dir.path().join("rootfs");
+    busybox_rootfs(&rootfs, &["tmp", "srv/dir/sub", "srv/owned"]);
+    for (f, text) in [
+        ("srv/file", "file\n"),
+        ("srv/mod", "mod\n"),
+        ("srv/chm", "chm\n"),
+        ("srv/dir/sub/x", "x\n"),
+        ("srv/owned/o", "o\n"),
+    ] {
+        std::fs::write(rootfs.join(f), text).unwrap();
+    }
+    std::os::unix::fs::symlink("mod", rootfs.join("srv/link")).unwrap();
+    std::os::unix::fs::chown(rootfs.join("srv/owned/o"), Some(65534), Some(65534)).unwrap();
+    let tar = import_rootfs(&b, &rootfs, "files:1");
+    (Root(b), tar)
+}
+
+/// `berth VERB… --name box --network none files:1 sleep 1000` (`run -d` or `create`, with
+/// their flags).
+fn sleeper(b: &Berth, verb_and_flags: &[&str]) {
+    let mut args = verb_and_flags.to_vec();
+    args.extend([
+        "--name",
+        "box",
+        "--network",
+        "none",
+        "files:1",
+        "sleep",
+        "1000",
+    ]);
+    b.ok(&args);
+}
+
+fn lines(s: &str) -> BTreeSet<String> {
+    s.lines().map(str::to_string).collect()
+}
+
+/// A tar's entries as `tar -tv` shows them, without owner names, sizes and times: mode,
+/// name and link target.
+fn tar_listing(tar: &[u8]) -> BTreeSet<String> {
+    let o = run_with_input(
+        Command::new("tar").arg("-tvf").arg("-"),
+        Some(tar),
+        Duration::from_secs(60),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            format!("{} {}", f[0], f[5..].join(" "))
+        })
+        .collect()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Whether the events journal has `action` for the container `name`.
+fn has_event(b: &Berth, name: &str, action: &str) -> bool {
+    let id = b.ok(&["inspect", "-f", "{{.Id}}", name]);
+    actions_of(&journal(&b.root), "container", id.trim()).contains(&action.to_string())
+}
+
+/// A failure with docker's exit code 1 and one line that contains `msg`.
+fn fails_with(o: Output, msg: &str) {
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains(msg), "expected {msg:?} in {err:?}");
+}
+
+#[test]
+fn root_diff_and_export_match_dockers_and_export_imports() {
+    let _g = shared();
+    let (b, tar) = setup();
+    b.ok(&RUN_CHANGES);
+    let ours = b.ok(&["diff", "box"]);
+    let export = b.cmd(&["export", "box"]).output().unwrap();
+    assert!(export.status.success(), "{}", stderr(&export));
+
+    // docker, with its usual storage driver, on the same image and the same changes.
+    let d = Dockerd::start_with(&["--storage-driver=overlay2".to_string()]);
+    d.ok(&["import", tar.to_str().unwrap(), "files:1"]);
+    d.ok(&RUN_CHANGES);
+    let theirs = d.ok(&["diff", "box"]);
+    let their_export = run(&mut d.cmd(&["export", "box"])).stdout;
+    let _ = d.cmd(&["rm", "-f", "box"]).output();
+    let _ = d.cmd(&["rmi", "-f", "files:1"]).output();
+
+    assert_eq!(
+        lines(&ours),
+        lines(&theirs),
+        "berth:\n{ours}\ndocker:\n{theirs}"
+    );
+    for line in [
+        "D /srv/file",
+        "C /srv/dir",
+        "D /srv/dir/sub",
+        "A /srv/hard",
+        "C /srv/chm",
+    ] {
+        assert!(ours.lines().any(|l| l == line), "{line} missing:\n{ours}");
+    }
+    // berth prints them sorted by path.
+    let paths: Vec<&str> = ours.lines().map(|l| &l[2..]).collect();
+    let mut sorted = paths.clone();
+    sorted.sort();
+    assert_eq!(paths, sorted);
+    assert_eq!(
+        tar_listing(&export.stdout),
+        tar_listing(&their_export),
+        "export differs from docker's"
+    );
+
+    // -o writes the same tar; a path whose directory is missing is refused before any work.
+    assert!(has_event(&b, "box", "export"));
+    let file = b.dir.path().join("c.tar");
+    b.ok(&["export", "-o", file.to_str().unwrap(), "box"]);
+    let written = std::fs::read(&file).unwrap();
+    assert_eq!(tar_listing(&written), tar_listing(&export.stdout));
+    let missing = b.dir.path().join("nodir/c.tar");
+    fails_with(
+        b.cmd(&["export", "-o", missing.to_str().unwrap(), "box"])
+            .output()
+            .unwrap(),
+        "invalid output path: directory",
+    );
+
+    // The export imports and runs.
+    let o = run_with_input(
+        b.cmd(&["import", "-", "round:trip"]).stdin(Stdio::piped()),
+        Some(&written),
+        Duration::from_secs(60),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got = b.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "round:trip",
+        "cat",
+        "/srv/new",
+        "/srv/hard",
+        "/a/b/c",
+    ]);
+    assert_eq!(got, "new\nnew\n1\n");
+
+    for verb in ["diff", "export"] {
+        fails_with(
+            b.cmd(&[verb, "nosuch"])
+                .stdout(Stdio::piped())
+                .output()
+                .unwrap(),
+            "No such container: nosuch",
+        );
+    }
+}
+
+fn image_inspect(b: &Berth, name: &str) -> Value {
+    let v: Value = serde_json::from_str(&b.ok(&["image", "inspect", name])).unwrap();
+    v[0].clone()
+}
+
+fn status(b: &Berth, name: &str) -> String {
+    b.ok(&["inspect", "-f", "{{.State.Status}}", name])
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn root_commit_flags_and_the_image_runs_in_berth_docker_and_podman() {
+    let _g = shared();
+    let (b, _tar) = setup();
+    sleeper(&b, &["run", "-d"]);
+    b.ok(&[
+        "exec",
+        "box",
+        "sh",
+        "-c",
+        "echo data > /srv/data; rm /srv/file",
+    ]);
+    let images_before = b.ok(&["images", "-q", "--no-trunc"]);
+
+    // Changes docker refuses are refused before anything is written.
+    fails_with(
+        b.cmd(&["commit", "-c", "RUN true", "box", "bad:1"])
+            .output()
+            .unwrap(),
+        "run is not a valid change command",
+    );
+    fails_with(
+        b.cmd(&["commit", "nosuch"]).output().unwrap(),
+        "No such container: nosuch",
+    );
+    assert_eq!(b.ok(&["images", "-q", "--no-trunc"]), images_before);
+
+    let id = b.ok(&[
+        "commit",
+        "-a",
+        "Ann Author <ann@example.com>",
+        "-m",
+        "a message",
+        "-c",
+        "CMD [\"cat\", \"data\"]",
+        "-c",
+        "ENV A=b",
+        "-c",
+        "EXPOSE 8080/tcp",
+        "-c",
+        "LABEL k=v",
+        "-c",
+        "WORKDIR /srv",
+        "-c",
+        "USER root",
+        "-c",
+        "VOLUME /v",
+        "-c",
+        "ONBUILD RUN true",
+        "-c",
+        "ENTRYPOINT []",
+        "box",
+        "committed:1",
+    ]);
+    let id = id.trim();
+    assert!(id.starts_with("sha256:") && id.len() == 71, "{id}");
+    // Paused during the commit (the default), running again after it.
+    assert_eq!(status(&b, "box"), "running");
+    assert!(has_event(&b, "box", "commit"));
+
+    let img = image_inspect(&b, "committed:1");
+    assert_eq!(img["Id"], id);
+    assert_eq!(img["Author"], "Ann Author <ann@example.com>");
+    assert_eq!(img["Comment"], "a message");
+    let cfg = &img["Config"];
+    assert_eq!(cfg["Cmd"], serde_json::json!(["cat", "data"]));
+    assert!(
+        cfg["Env"].as_array().unwrap().iter().any(|e| e == "A=b"),
+        "{cfg}"
+    );
+    assert!(cfg["ExposedPorts"]["8080/tcp"].is_object(), "{cfg}");
+    assert_eq!(cfg["Labels"]["k"], "v");
+    assert_eq!(cfg["WorkingDir"], "/srv");
+    assert_eq!(cfg["User"], "root");
+    assert!(cfg["Volumes"]["/v"].is_object(), "{cfg}");
+    assert_eq!(cfg["OnBuild"], serde_json::json!(["RUN true"]));
+    assert_eq!(img["RootFS"]["Layers"].as_array().unwrap().len(), 2);
+    let history = b.ok(&[
+        "history",
+        "--no-trunc",
+        "--format",
+        "{{.Comment}}",
+        "committed:1",
+    ]);
+    assert_eq!(history.lines().next(), Some("a message"));
+
+    // The new layer holds what the container changed: a file, and a deletion.
+    assert_eq!(
+        b.ok(&["run", "--rm", "--network", "none", "committed:1"]),
+        "data\n"
+    );
+    let gone = b
+        .cmd(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "committed:1",
+            "cat",
+            "/srv/file",
+        ])
+        .output()
+        .unwrap();
+    assert!(!gone.status.success());
+
+    // Without pausing, and from a stopped container, to a second tag.
+    b.ok(&["commit", "--pause=false", "box", "committed:nopause"]);
+    assert_eq!(status(&b, "box"), "running");
+    b.ok(&["stop", "-t", "1", "box"]);
+    b.ok(&["commit", "-p", "box", "committed:stopped"]);
+    assert_eq!(
+        b.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "committed:stopped",
+            "cat",
+            "/srv/data"
+        ]),
+        "data\n"
+    );
+
+    // Pushed to a registry, pulled and run by docker and podman.
+    let storage = Storage::fs();
+    let registry = Registry::start(&storage, "");
+    let target = format!("{}/committed:1", registry.addr);
+    b.ok(&["tag", "committed:1", &target]);
+    b.ok(&["push", &target]);
+
+    let d = Dockerd::start();
+    d.ok(&["pull", "-q", &target]);
+    let docker_out = d.ok(&["run", "--rm", "--network", "none", &target]);
+    let _ = d.cmd(&["rmi", "-f", &target]).output();
+    assert_eq!(docker_out, "data\n");
+
+    let podman = Podman::new();
+    podman.run(&["pull", "-q", "--tls-verify=false", &target]);
+    let podman_out = podman.run(&[
+        "run",
+        "--rm",
+        "--runtime",
+        "runc",
+        "--network",
+        "none",
+        "--ulimit",
+        "nofile=20000:20000",
+        "--ulimit",
+        "nproc=32768:32768",
+        &target,
+    ]);
+    assert_eq!(podman_out, "data\n");
+}
+
+fn cp(b: &Berth, args: &[&str]) -> Output {
+    let mut full = vec!["cp"];
+    full.extend_from_slice(args);
+    b.cmd(&full).output().unwrap()
+}
+
+fn cp_ok(b: &Berth, args: &[&str]) -> Vec<u8> {
+    let o = cp(b, args);
+    assert!(o.status.success(), "cp {args:?}: {}", stderr(&o));
+    o.stdout
+}
+
+#[test]
+fn root_cp_both_ways_archive_links_streams_and_errors() {
+    let _g = shared();
+    let (b, _tar) = setup();
+    let host = b.dir.path().join("host");
+    let ro = b.dir.path().join("ro");
+    std::fs::create_dir_all(host.join("tree/deep")).unwrap();
+    std::fs::create_dir_all(&ro).unwrap();
+    std::fs::write(host.join("tree/deep/f"), "deep\n").unwrap();
+    std::fs::write(host.join("mine"), "mine\n").unwrap();
+    std::os::unix::fs::chown(host.join("mine"), Some(1234), Some(4321)).unwrap();
+    let h = |p: &str| host.join(p).to_str().unwrap().to_string();
+    sleeper(
+        &b,
+        &["run", "-d", "-v", &format!("{}:/ro:ro", ro.display())],
+    );
+    let sh = |script: &str| b.ok(&["exec", "box", "sh", "-c", script]);
+
+    // Into a running container: a file into a directory, a tree, its content with `/.`.
+    cp_ok(&b, &[&h("mine"), "box:/tmp"]);
+    cp_ok(&b, &[&h("tree"), "box:/tmp/tree"]);
+    cp_ok(&b, &[&h("tree/."), "box:/srv/dir"]);
+    assert_eq!(
+        sh("cat /tmp/mine /tmp/tree/deep/f /srv/dir/deep/f; stat -c %u:%g /tmp/mine"),
+        "mine\ndeep\ndeep\n0:0\n"
+    );
+    assert!(has_event(&b, "box", "extract-to-dir"));
+    // -a keeps the owner.
+    cp_ok(&b, &["-a", &h("mine"), "box:/tmp/kept"]);
+    assert_eq!(sh("stat -c %u:%g /tmp/kept"), "1234:4321\n");
+
+    // Out of it: a file to a new name, a directory into an existing one, a symlink as a
+    // link or (-L) as its target.
+    cp_ok(&b, &["box:/srv/owned/o", &h("o")]);
+    assert_eq!(std::fs::read_to_string(host.join("o")).unwrap(), "o\n");
+    assert!(has_event(&b, "box", "archive-path"));
+    cp_ok(&b, &["box:/srv/owned", &h("tree")]);
+    assert!(host.join("tree/owned/o").is_file());
+    cp_ok(&b, &["box:/srv/link", &h("link")]);
+    assert_eq!(
+        std::fs::read_link(host.join("link")).unwrap(),
+        Path::new("mod")
+    );
+    cp_ok(&b, &["-L", "box:/srv/link", &h("followed")]);
+    assert_eq!(
+        std::fs::read_to_string(host.join("followed")).unwrap(),
+        "mod\n"
+    );
+
+    // `-` is a tar on stdout, and a tar on stdin.
+    let tar = cp_ok(&b, &["box:/srv/owned", "-"]);
+    let listing = tar_listing(&tar);
+    assert!(
+        listing.iter().any(|l| l.ends_with(" owned/o")),
+        "{listing:?}"
+    );
+    let o = run_with_input(
+        b.cmd(&["cp", "-", "box:/tmp"]).stdin(Stdio::piped()),
+        Some(&tar),
+        Duration::from_secs(60),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(sh("cat /tmp/owned/o"), "o\n");
+
+    // Bad input: one line, docker's exit code 1, nothing written.
+    fails_with(cp(&b, &["nosuch:/x", &h("x")]), "No such container: nosuch");
+    fails_with(
+        cp(&b, &["box:/nope", &h("x")]),
+        "Could not find the file /nope in container box",
+    );
+    fails_with(
+        cp(&b, &[&h("nope"), "box:/tmp"]),
+        "no such file or directory",
+    );
+    fails_with(cp(&b, &[&h("mine"), "box:/srv/mod/"]), "no such directory");
+    fails_with(
+        cp(&b, &[&h("mine"), "box:/srv/mod/x"]),
+        "extraction point is not a directory",
+    );
+    fails_with(
+        cp(&b, &["box:/srv/mod", &format!("{}/", h("mine"))]),
+        "not a directory",
+    );
+    fails_with(cp(&b, &["box:/srv", &h("mine")]), "cannot copy directory");
+    fails_with(
+        cp(&b, &[&h("mine"), "box:/ro/"]),
+        "mounted volume is marked read-only",
+    );
+    fails_with(
+        cp(&b, &[&h("mine"), &h("x")]),
+        "must specify at least one container source",
+    );
+    assert!(!host.join("x").exists());
+    assert_eq!(std::fs::read_dir(&ro).unwrap().count(), 0);
+
+    // A stopped container: in, out, and the file is there at its next start.
+    b.ok(&["stop", "-t", "1", "box"]);
+    cp_ok(&b, &[&h("mine"), "box:/srv/while-stopped"]);
+    cp_ok(&b, &["box:/tmp/tree/deep/f", &h("from-stopped")]);
+    assert_eq!(
+        std::fs::read_to_string(host.join("from-stopped")).unwrap(),
+        "deep\n"
+    );
+    fails_with(
+        cp(&b, &[&h("mine"), "box:/ro/"]),
+        "mounted volume is marked read-only",
+    );
+    b.ok(&["start", "box"]);
+    assert_eq!(sh("cat /srv/while-stopped"), "mine\n");
+}
+
+/// `start` waits for a `cp` that holds the stopped container's files, and `cp` never takes a
+/// root through a pid the container does not own.
+#[test]
+fn root_cp_waits_for_start_and_checks_the_pid() {
+    let _g = shared();
+    let (b, _tar) = setup();
+    sleeper(&b, &["create"]);
+
+    // A `cp -` into the stopped container, its tar still arriving.
+    let src = b.dir.path().join("in");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("late"), "late\n").unwrap();
+    let tar = run(Command::new("tar")
+        .arg("-C")
+        .arg(&src)
+        .arg("-cf")
+        .arg("-")
+        .arg("late"))
+    .stdout;
+    let mut copy = b
+        .cmd(&["cp", "-", "box:/srv"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = copy.stdin.take().unwrap();
+    input.write_all(&tar[..512]).unwrap();
+    input.flush().unwrap();
+    // Once the copy holds the files, `start` waits for it.
+    let id = b.ok(&["inspect", "-f", "{{.Id}}", "box"]);
+    let dir = b.root.join("containers").join(id.trim());
+    wait_until("cp mounts the container's files", || {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .any(|e| e.unwrap().file_name().to_string_lossy().starts_with("cp-"))
+    });
+    let mut start = b
+        .cmd(&["start", "box"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        start.try_wait().unwrap().is_none(),
+        "start went ahead while cp held the files"
+    );
+    input.write_all(&tar[512..]).unwrap();
+    drop(input);
+    assert!(copy.wait().unwrap().success());
+    assert!(start.wait().unwrap().success());
+    assert_eq!(b.ok(&["exec", "box", "cat", "/srv/late"]), "late\n");
+
+    // The runtime's record names a pid that is not the container's (as after a reuse):
+    // cp refuses rather than reach that process's root.
+    let state_path = dir.join("run/state.json");
+    let saved = std::fs::read(&state_path).unwrap();
+    let mut stranger = Command::new("sleep").arg("60").spawn().unwrap();
+    let mut state: Value = serde_json::from_slice(&saved).unwrap();
+    state["pid"] = Value::from(stranger.id());
+    std::fs::write(&state_path, serde_json::to_vec(&state).unwrap()).unwrap();
+    let out_file = b.dir.path().join("hostname");
+    let o = cp(&b, &["box:/etc/passwd", out_file.to_str().unwrap()]);
+    std::fs::write(&state_path, &saved).unwrap();
+    let _ = stranger.kill();
+    let _ = stranger.wait();
+    fails_with(o, "its process is not the one recorded");
+    assert!(!out_file.exists());
+    // With the record right again, the copy reads the container's file.
+    cp_ok(&b, &["box:/srv/late", out_file.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&out_file).unwrap(), "late\n");
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
