@@ -399,7 +399,7 @@ impl Engine {
                 let max = 128 - (32 - prefix);
                 if !(8..=max).contains(&p) {
                     return Err(EngineError::Invalid(format!(
-                        "invalid subnet {s}: the prefix length must be from 8 to {max} (room                          for the IPv4 subnet's /{prefix} host part)"
+                        "invalid subnet {s}: the prefix length must be from 8 to {max} (room for the IPv4 subnet's /{prefix} host part)"
                     )));
                 }
                 let net6 = masked6(a, p);
