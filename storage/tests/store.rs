@@ -739,24 +739,7 @@ async fn upload_sessions_belong_to_their_repository(t: TestStore) {
         .is_empty());
 }
 
-macro_rules! on_every_backend {
-    ($($name:ident),* $(,)?) => {
-        mod fs {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() { super::$name(super::common::store("fs").await).await })*
-        }
-        mod s3s {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() { super::$name(super::common::store("s3s").await).await })*
-        }
-        mod moto {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() { super::$name(super::common::store("moto").await).await })*
-        }
-    };
-}
-
-on_every_backend!(
+berth_storage::on_every_backend!(
     blob_round_trip,
     blob_mismatch_leaves_nothing,
     ranges_are_checked,

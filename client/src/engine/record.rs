@@ -104,6 +104,9 @@ impl RestartPolicy {
     /// messages.
     pub fn parse(s: &str) -> Result<RestartPolicy, String> {
         let (name, count) = match s.split_once(':') {
+            Some(("", _)) => {
+                return Err("invalid restart policy format: no policy provided before colon".into())
+            }
             Some((n, c)) => (n, Some(c)),
             None => (s, None),
         };
