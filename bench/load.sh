@@ -69,6 +69,29 @@ if sys.argv[2] == "seed":
     cd, ls = image(c, "load/app", "latest", [os.urandom(64 << 10), os.urandom(1 << 20)])
     for p in ["/v2/load/app/manifests/latest", f"/v2/load/app/blobs/{cd}"] + [f"/v2/load/app/blobs/{d}" for d in ls]:
         print(p)
+elif sys.argv[2] == "slow":
+    # 200 keep-alive connections that ask once and then idle, and one reader that takes a
+    # 1 MiB blob at 1 KiB/s, for the whole run; prints how many idle connections the server
+    # still held at the end and how many bytes the slow reader got.
+    import socket
+    blob, secs = sys.argv[3], float(sys.argv[4])
+    idle = []
+    for _ in range(200):
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10); c.request("GET", "/v2/"); c.getresponse().read(); idle.append(c)
+    s = socket.create_connection(("127.0.0.1", port))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.sendall(f"GET {blob} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    got, end = 0, time.time() + secs
+    while time.time() < end:
+        d = s.recv(1024)
+        if not d: break
+        got += len(d); time.sleep(1)
+    alive = 0
+    for c in idle:
+        try:
+            c.request("GET", "/v2/"); r = c.getresponse(); r.read(); alive += r.status == 200
+        except OSError: pass
+    print(alive, got)
 else:
     n, secs = int(sys.argv[3]), float(sys.argv[4])
     end = time.time() + secs; done = [0] * n; errors = [0] * n
@@ -96,8 +119,11 @@ run() {
   local sampler=$!
   python3 "$WORK/client.py" "$p" push "$PUSHERS" "${DURATION%s}" > "$WORK/$name.push" 2> "$WORK/$name.push.err" &
   local pushers=$!
+  python3 "$WORK/client.py" "$p" slow "${paths[3]}" "${DURATION%s}" > "$WORK/$name.slow" 2> "$WORK/$name.slow.err" &
+  local slow=$!
   wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --timeout 10s --latency -s "$WORK/mix.lua" "http://127.0.0.1:$p" -- "${paths[@]}" > "$WORK/$name.wrk"
   wait "$pushers"
+  wait "$slow" || { echo "$name: the slow clients failed" >&2; cat "$WORK/$name.slow.err" >&2; }
   kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true
   peak=$(sort -n "$WORK/$name.rss" | tail -1)
   python3 - "$name" "$WORK/$name.wrk" "$WORK/$name.push" "$peak" > "$WORK/$name.result" <<'PY'
@@ -114,6 +140,9 @@ PY
   read -r _ rps p50 p99 errs pushes perr peak < "$WORK/$name.result"
   printf '%-13s %9.0f req/s  p50 %7.2f ms  p99 %8.2f ms  GET errors %s  pushes %s (failed %s)  peak RSS %.1f MiB\n' \
     "$name" "$rps" "$p50" "$p99" "$errs" "$pushes" "$perr" "$(echo "$peak / 1024" | bc -l)"
+  read -r alive slowgot < "$WORK/$name.slow" || { alive=0; slowgot=0; }
+  printf '%-13s slow clients: %s of 200 idle keep-alive connections still served at the end; the 1 KiB/s reader got %s bytes\n' \
+    "" "$alive" "$slowgot"
   if [ "$errs" != 0 ] || [ "$perr" != 0 ]; then
     echo "$name: errors under load" >&2; sed -n 1,20p "$WORK/$name.push.err" >&2; cat "$WORK/$name.wrk" >&2
   fi
