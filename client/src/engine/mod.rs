@@ -604,7 +604,13 @@ impl Engine {
                 },
             },
         )?;
+        let (v6_gateway, v6_prefix) = host
+            .ipv6
+            .map_or((String::new(), 0), |(g, p)| (g.to_string(), p));
         let state = EndpointState {
+            global_ipv6_address: a.address6.map(|x| x.to_string()).unwrap_or_default(),
+            global_ipv6_prefix: v6_prefix,
+            ipv6_gateway: v6_gateway,
             network: e.network.clone(),
             network_id: user.as_ref().map(|u| u.id.clone()).unwrap_or_default(),
             interface,
