@@ -4,6 +4,7 @@
 
 mod auth;
 mod auth_tls;
+mod chaos;
 mod cli;
 mod gc;
 mod images;
@@ -11,9 +12,11 @@ mod mirror;
 mod notify;
 mod ops;
 mod registry;
+mod root_build;
 mod root_confine;
 mod root_containers;
 mod root_events;
 mod root_files;
+mod root_lifecycle;
 mod root_network;
 mod util;

@@ -18,6 +18,7 @@
 //! - [`unpack`] turns a layer blob into a snapshot directory without letting any entry reach
 //!   outside it.
 
+pub mod build;
 mod compress;
 pub mod config;
 pub mod engine;

@@ -101,6 +101,25 @@ pub fn read_log(
     }
 }
 
+impl super::Engine {
+    /// `logs`: the container's log in its driver's format (see [`read_log`]); the `none`
+    /// driver keeps nothing to read, which is docker's error.
+    pub fn logs(
+        &self,
+        rec: &super::ContainerRecord,
+        opts: &LogOptions,
+        follow: Option<&dyn Fn() -> bool>,
+        out: &mut dyn FnMut(&LogLine) -> bool,
+    ) -> Result<()> {
+        let Some((path, format)) = self.log_source(rec) else {
+            return Err(super::EngineError::Invalid(
+                "configured logging driver does not support reading".into(),
+            ));
+        };
+        read_log(&path, format, opts, follow, out)
+    }
+}
+
 /// docker's sizes for `max-size` (`10k`, `1.5m`, `2g`, `100`; powers of 1000, or of 1024
 /// when `binary`).
 fn parse_size(s: &str, binary: bool) -> std::result::Result<i64, String> {

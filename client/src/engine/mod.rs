@@ -30,6 +30,7 @@ mod record;
 pub mod seccomp;
 mod session;
 mod spec;
+mod step;
 mod supervise;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -57,6 +58,7 @@ pub use record::{
 pub use session::{
     parse_signal, AttachInput, Attached, ExecProcess, ExecStdio, Exit, Output, Signals,
 };
+pub use step::{lookup, StepMount, StepProcess, Stream};
 pub use supervise::{Health, HealthResult};
 
 /// Why an engine command failed; one line each, in docker's words where it has them.
@@ -152,6 +154,22 @@ pub struct ContainerState {
     /// Exited, and its supervisor waits to restart it (docker's `Restarting`; `status`
     /// stays `Exited`).
     pub restarting: bool,
+}
+
+impl ContainerState {
+    /// docker's `State.Status`: `restarting` while the supervisor waits to restart it.
+    pub fn status_word(&self) -> &'static str {
+        if self.restarting {
+            "restarting"
+        } else {
+            self.status.as_str()
+        }
+    }
+
+    /// docker's `State.Running`: true while it runs, is paused, or waits to restart.
+    pub fn running(&self) -> bool {
+        self.restarting || matches!(self.status, Status::Running | Status::Paused)
+    }
 }
 
 /// What `create` (and `run`) take besides the image.
@@ -585,7 +603,13 @@ impl Engine {
                 },
             },
         )?;
+        let (v6_gateway, v6_prefix) = host
+            .ipv6
+            .map_or((String::new(), 0), |(g, p)| (g.to_string(), p));
         let state = EndpointState {
+            global_ipv6_address: a.address6.map(|x| x.to_string()).unwrap_or_default(),
+            global_ipv6_prefix: v6_prefix,
+            ipv6_gateway: v6_gateway,
             network: e.network.clone(),
             network_id: user.as_ref().map(|u| u.id.clone()).unwrap_or_default(),
             interface,
@@ -1406,9 +1430,9 @@ impl Engine {
             .map(|l| (l.path, l.format))
     }
 
-    /// The seconds `stop` waits before SIGKILL when not told: `--stop-timeout`, else 10.
+    /// How long `stop` waits before SIGKILL when not told: `--stop-timeout`, else 10 s.
     pub fn stop_timeout(&self, rec: &ContainerRecord) -> Duration {
-        Duration::from_secs(rec.config.stop_timeout.unwrap_or(10).max(0) as u64)
+        stop_timeout(rec.config.stop_timeout.unwrap_or(10))
     }
 
     fn running(&self, rec: &ContainerRecord) -> Result<Container> {
@@ -1419,11 +1443,23 @@ impl Engine {
         }
     }
 
+    /// Down, and its supervisor waits to restart it or is about to decide whether to (the
+    /// moment after an exit: docker's daemon holds the container then, so a `stop` or `kill`
+    /// counts as one of a restarting container).
+    fn restart_pending(&self, rec: &ContainerRecord) -> bool {
+        let st = self.state(rec);
+        st.restarting
+            || (st.status == Status::Exited
+                && rec.restart_policy != RestartPolicy::No
+                && !rec.restart_cancelled
+                && self.supervisor_alive(rec))
+    }
+
     /// docker's `stop`: the stop signal, then SIGKILL after `timeout`. A container that is
     /// not running is left as it is.
     pub fn stop(&self, rec: &ContainerRecord, timeout: Duration) -> Result<()> {
         let running = self.running(rec);
-        if running.is_ok() || self.state(rec).restarting {
+        if running.is_ok() || self.restart_pending(rec) {
             // docker: a stopped container stays down, whatever its restart policy.
             self.update(&rec.id, |r| {
                 r.manually_stopped = true;
@@ -1451,7 +1487,7 @@ impl Engine {
     /// not restarted unless the signal differs from a stop signal the container has.
     pub fn kill(&self, rec: &ContainerRecord, signal: i32) -> Result<()> {
         let running = self.running(rec);
-        let restarting = running.is_err() && self.state(rec).restarting;
+        let restarting = running.is_err() && self.restart_pending(rec);
         if running.is_ok() || restarting {
             let stop_signal = rec
                 .config
@@ -1947,6 +1983,15 @@ impl Engine {
         }
         v.sort();
         Ok(v)
+    }
+}
+
+/// A stop timeout in seconds as docker reads it: a negative one waits for the exit however
+/// long it takes (here: a century).
+pub fn stop_timeout(seconds: i64) -> Duration {
+    match u64::try_from(seconds) {
+        Ok(s) => Duration::from_secs(s),
+        Err(_) => Duration::from_secs(100 * 365 * 24 * 3600),
     }
 }
 

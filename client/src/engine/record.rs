@@ -104,6 +104,9 @@ impl RestartPolicy {
     /// messages.
     pub fn parse(s: &str) -> Result<RestartPolicy, String> {
         let (name, count) = match s.split_once(':') {
+            Some(("", _)) => {
+                return Err("invalid restart policy format: no policy provided before colon".into())
+            }
             Some((n, c)) => (n, Some(c)),
             None => (s, None),
         };
@@ -384,6 +387,13 @@ pub struct EndpointState {
     pub mac_address: String,
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// On a network with IPv6: the address, its prefix length and the gateway.
+    #[serde(default)]
+    pub global_ipv6_address: String,
+    #[serde(default)]
+    pub global_ipv6_prefix: u8,
+    #[serde(default)]
+    pub ipv6_gateway: String,
 }
 
 /// A volume or bind mount of the container.

@@ -6,7 +6,7 @@
 //! Which process: the runtime's monitor owns one run of the process (stdio, log, exit) and
 //! knows nothing of images, names or networks, while a restart rebuilds the run from the
 //! engine's record (the Spec, /etc files, the bridge). So the binary that holds the engine
-//! starts a supervisor (`berth __reap ID`, a new session of its own) when a started container
+//! starts a supervisor (`berth __supervise ID`, a new session of its own) when a started container
 //! needs one ([`Engine::needs_supervisor`]); it lives across the container's runs and ends
 //! when the container stays down or is removed.
 //!
@@ -92,6 +92,22 @@ pub(crate) fn should_restart(rec: &ContainerRecord, exit_code: i32) -> bool {
         RestartPolicy::OnFailure(max) => exit_code != 0 && (max == 0 || rec.restart_count < max),
     }
 }
+
+/// Whether a container that is down when the host starts is started again (docker's
+/// daemon at its start: a fresh restart manager, so neither a `stop`'s ExitOnNext nor the
+/// restarts counted so far hold it back; `unless-stopped` stays down after a `stop`).
+pub(crate) fn starts_at_boot(rec: &ContainerRecord, exit_code: i32) -> bool {
+    match rec.restart_policy {
+        RestartPolicy::No => false,
+        RestartPolicy::Always => true,
+        RestartPolicy::UnlessStopped => !rec.manually_stopped,
+        RestartPolicy::OnFailure(_) => exit_code != 0,
+    }
+}
+
+/// The exit docker records for a container whose process went with the host (its
+/// monitor, and so its exit, is gone).
+const EXIT_LOST: i32 = 255;
 
 /// Docker's growing delay between restarts.
 #[derive(Debug, Default)]
@@ -236,6 +252,15 @@ impl Engine {
     /// Whether a started container needs a supervisor: a restart policy, a healthcheck,
     /// `--rm`, or published ports to give back.
     pub fn needs_supervisor(&self, rec: &ContainerRecord) -> bool {
+        self.needs_watching(rec)
+            || rec.host.auto_remove
+            || (rec.host.network == super::NetworkMode::Bridge
+                && !rec.host.port_bindings.is_empty())
+    }
+
+    /// Whether a container needs a supervisor while it runs, even with a person attached
+    /// who cleans up after its exit: a restart policy or a healthcheck.
+    pub fn needs_watching(&self, rec: &ContainerRecord) -> bool {
         rec.restart_policy != RestartPolicy::No
             || rec
                 .config
@@ -243,22 +268,35 @@ impl Engine {
                 .as_ref()
                 .and_then(Healthcheck::argv)
                 .is_some()
-            || rec.host.auto_remove
-            || (rec.host.network == super::NetworkMode::Bridge
-                && !rec.host.port_bindings.is_empty())
     }
 
-    /// The container's health, when it has a healthcheck: `starting` until the first probe.
+    /// The container's health (docker's `State.Health`), when it has a healthcheck and has
+    /// been started: `starting` until the first probe; as docker's, `unhealthy` with the last
+    /// results once it is down.
     pub fn health(&self, rec: &ContainerRecord) -> Option<Health> {
+        self.health_in(rec, &self.state(rec))
+    }
+
+    /// [`Engine::health`] for a state already read.
+    pub fn health_in(&self, rec: &ContainerRecord, st: &super::ContainerState) -> Option<Health> {
         rec.config
             .healthcheck
             .as_ref()
             .and_then(Healthcheck::argv)?;
         let data = std::fs::read(self.health_path(&rec.id)).ok();
-        Some(
-            data.and_then(|d| serde_json::from_slice(&d).ok())
-                .unwrap_or_else(Health::starting),
-        )
+        let mut h: Health = data
+            .and_then(|d| serde_json::from_slice(&d).ok())
+            .unwrap_or_else(Health::starting);
+        match st.status {
+            Status::Running | Status::Paused => {}
+            Status::Created if st.started_at.is_none() => return None,
+            Status::Created => {}
+            Status::Exited | Status::Dead => {
+                h.status = "unhealthy".into();
+                h.failing_streak = 0;
+            }
+        }
+        Some(h)
     }
 
     fn save_health(&self, id: &str, h: &Health) -> Result<()> {
@@ -272,6 +310,44 @@ impl Engine {
     /// comes from the monitor and `start` from [`Engine::start_run`].
     fn event(&self, rec: &ContainerRecord, action: &str) {
         self.journal().record(container_event(rec, action));
+    }
+
+    /// What docker's daemon does at its start, for one container, after a reboot (run once
+    /// at boot: `berth system boot`): a container whose run was lost with the host (its
+    /// monitor gone without an exit) is settled as exited with 255; then one that is down
+    /// and whose policy asks for it is started, as a person's start (RestartCount 0).
+    /// True when it was started. A container started meanwhile, waiting to restart, or never
+    /// started is left alone.
+    pub fn start_at_boot(&self, id: &str) -> Result<bool> {
+        let _lock = self.lock(id)?;
+        let mut rec = self.load(id)?;
+        let mut st = self.state(&rec);
+        if st.status == Status::Dead {
+            if let Some(old) = self.runtime(&rec) {
+                old.delete(true)?;
+            }
+            rec.last_run = Some(super::LastRun {
+                started_at: st.started_at.clone(),
+                finished_at: Some(berth_runtime::now_rfc3339()),
+                exit_code: EXIT_LOST,
+                oom_killed: false,
+                error: None,
+            });
+            rec.restarting = false;
+            self.save(&rec)?;
+            self.disconnect(&rec);
+            st = self.state(&rec);
+        }
+        let started_before = st.started_at.is_some() || rec.last_run.is_some();
+        if st.status != Status::Exited
+            || st.restarting
+            || !started_before
+            || !starts_at_boot(&rec, st.exit_code)
+        {
+            return Ok(false);
+        }
+        self.start_run(&mut rec, true)?;
+        Ok(true)
     }
 
     /// Runs the supervisor of container `id` until the container stays down or is
@@ -350,8 +426,10 @@ impl Engine {
             if rec.restart_cancelled || !rec.restarting {
                 continue;
             }
-            rec.restarting = false;
+            // `restarting` holds until the new run exists: between the two, the container
+            // never reads as exited (docker's Restarting lasts until the start).
             let started = self.start_run(&mut rec, false);
+            rec.restarting = false;
             self.save(&rec)?;
             return match started {
                 Ok(()) => Ok(true),
@@ -635,6 +713,10 @@ mod tests {
                 "maximum retry count cannot be used with restart policy 'always'",
             ),
             ("on-failure:-1", "maximum retry count cannot be negative"),
+            (
+                ":3",
+                "invalid restart policy format: no policy provided before colon",
+            ),
             (
                 "on-failure:x",
                 "invalid restart policy format: maximum retry count must be an integer",

@@ -6,7 +6,7 @@ use berth_client::images::ImageRecord;
 use berth_client::remote::Platform;
 use clap::Args;
 
-use super::opts::{create_options, CreateFlags};
+use super::opts::{create_options, lifecycle, CreateFlags};
 use crate::cli::exit::engine_failure;
 use crate::cli::globals::Globals;
 use crate::cli::image::pull::pull_missing;
@@ -76,7 +76,8 @@ fn find_image(e: &Engine, f: &CreateFlags) -> Result<ImageRecord> {
 /// `create` and the first half of `run`: the container's record, nothing running yet.
 pub fn create_record(e: &Engine, f: &CreateFlags) -> Result<ContainerRecord> {
     let opts = create_options(e, f)?;
+    let life = lifecycle(f)?;
     let image = find_image(e, f)?;
     let config = e.images().config_sync(&image)?;
-    Ok(e.create(&image, &f.image, &config, opts)?)
+    Ok(e.create_with(&image, &f.image, &config, opts, life)?)
 }

@@ -75,10 +75,10 @@ pub fn inspect_value(e: &Engine, rec: &ContainerRecord, size: bool) -> Value {
         "Path": argv.first().cloned().unwrap_or_default(),
         "Args": argv.iter().skip(1).collect::<Vec<_>>(),
         "State": {
-            "Status": st.status.as_str(),
-            "Running": matches!(st.status, Status::Running | Status::Paused),
+            "Status": st.status_word(),
+            "Running": st.running(),
             "Paused": st.status == Status::Paused,
-            "Restarting": false,
+            "Restarting": st.restarting,
             "OOMKilled": st.oom_killed,
             "Dead": st.status == Status::Dead,
             "Pid": st.pid.unwrap_or(0),
@@ -91,7 +91,8 @@ pub fn inspect_value(e: &Engine, rec: &ContainerRecord, size: bool) -> Value {
         "ResolvConfPath": dir.join("resolv.conf"),
         "HostnamePath": dir.join("hostname"),
         "HostsPath": dir.join("hosts"),
-        "LogPath": e.log_path(&rec.id),
+        // docker names the file for json-file only.
+        "LogPath": if rec.log_config.driver == "json-file" { json!(e.log_path(&rec.id)) } else { json!("") },
         "Name": format!("/{}", rec.name),
         "RestartCount": rec.restart_count,
         "Driver": "overlay",
@@ -102,7 +103,7 @@ pub fn inspect_value(e: &Engine, rec: &ContainerRecord, size: bool) -> Value {
         "ExecIDs": null,
         "HostConfig": {
             "Binds": if rec.host.binds.is_empty() { Value::Null } else { json!(rec.host.binds) },
-            "LogConfig": { "Type": "json-file", "Config": {} },
+            "LogConfig": { "Type": rec.log_config.driver, "Config": rec.log_config.options },
             "NetworkMode": rec.host.network_mode(),
             "PortBindings": ports_map(&rec.host.port_bindings),
             "PublishAllPorts": rec.host.publish_all,
@@ -110,7 +111,10 @@ pub fn inspect_value(e: &Engine, rec: &ContainerRecord, size: bool) -> Value {
             "DnsSearch": rec.host.dns_search,
             "DnsOptions": rec.host.dns_options,
             "ExtraHosts": if rec.host.extra_hosts.is_empty() { Value::Null } else { json!(rec.host.extra_hosts) },
-            "RestartPolicy": { "Name": "no", "MaximumRetryCount": 0 },
+            "RestartPolicy": {
+                "Name": rec.restart_policy.name(),
+                "MaximumRetryCount": rec.restart_policy.maximum_retry_count(),
+            },
             "AutoRemove": rec.host.auto_remove,
             "ReadonlyRootfs": rec.host.readonly_rootfs,
             "Memory": rec.host.memory,
@@ -158,6 +162,36 @@ pub fn inspect_value(e: &Engine, rec: &ContainerRecord, size: bool) -> Value {
         },
         "NetworkSettings": network_settings(rec, &e.network_state(rec, st.status)),
     });
+    if let Some(h) = e.health_in(rec, &st) {
+        v["State"]["Health"] = json!({
+            "Status": h.status,
+            "FailingStreak": h.failing_streak,
+            "Log": h.log.iter().map(|r| json!({
+                "Start": r.start,
+                "End": r.end,
+                "ExitCode": r.exit_code,
+                "Output": r.output,
+            })).collect::<Vec<_>>(),
+        });
+    }
+    if let Some(h) = &rec.config.healthcheck {
+        // docker leaves out the fields left at zero.
+        let mut check = json!({ "Test": h.test });
+        for (k, n) in [
+            ("Interval", h.interval),
+            ("Timeout", h.timeout),
+            ("StartPeriod", h.start_period),
+            ("Retries", h.retries),
+        ] {
+            if n != 0 {
+                check[k] = json!(n);
+            }
+        }
+        v["Config"]["Healthcheck"] = check;
+    }
+    if let Some(t) = rec.config.stop_timeout {
+        v["Config"]["StopTimeout"] = json!(t);
+    }
     confinement(&mut v["HostConfig"], &rec.host);
     if size {
         v["SizeRw"] = json!(e.size_rw(rec));
@@ -231,9 +265,9 @@ fn network_settings(rec: &ContainerRecord, net: &Option<NetworkState>) -> Value 
             "Gateway": ep.gateway,
             "IPAddress": ep.ip_address,
             "IPPrefixLen": ep.prefix,
-            "IPv6Gateway": "",
-            "GlobalIPv6Address": "",
-            "GlobalIPv6PrefixLen": 0,
+            "IPv6Gateway": ep.ipv6_gateway,
+            "GlobalIPv6Address": ep.global_ipv6_address,
+            "GlobalIPv6PrefixLen": ep.global_ipv6_prefix,
             "DNSNames": dns_names,
         });
         if c.network == "bridge" {

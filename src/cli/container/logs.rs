@@ -1,9 +1,10 @@
-//! `berth logs`: a container's json-file log, filtered by time and tail, followed with `-f`.
+//! `berth logs`: a container's log (json-file or local, its rotated files first), filtered by
+//! time and tail, followed with `-f` across rotations.
 
 use std::io::Write;
 
 use anyhow::{anyhow, Result};
-use berth_client::engine::{read_logs, LogOptions};
+use berth_client::engine::LogOptions;
 use clap::Args;
 
 use crate::cli::flags::parse_time;
@@ -48,7 +49,7 @@ pub fn run(g: &Globals, a: LogsArgs) -> Result<i32> {
     let mut stderr = std::io::stderr();
     let running = || e.resolve(&rec.id).is_ok_and(|r| e.log_may_grow(&r));
     let follow: Option<&dyn Fn() -> bool> = if a.follow { Some(&running) } else { None };
-    read_logs(&e.log_path(&rec.id), &opts, follow, &mut |l| {
+    e.logs(&rec, &opts, follow, &mut |l| {
         let mut line = Vec::new();
         if a.timestamps {
             line.extend_from_slice(l.time.as_bytes());

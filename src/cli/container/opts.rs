@@ -8,11 +8,12 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
 use berth_client::engine::{
-    CreateOptions, EndpointConfig, Engine, HostConfig, NetworkMode, PortBinding,
+    CreateOptions, EndpointConfig, Engine, Healthcheck, HostConfig, Lifecycle, LogConfig,
+    NetworkMode, PortBinding, RestartPolicy,
 };
 use clap::Args;
 
-use crate::cli::flags::parse_bytes;
+use crate::cli::flags::{parse_bytes, parse_go_duration};
 
 /// The flags `create` and `run` share.
 #[derive(Args, Debug, Clone)]
@@ -127,6 +128,42 @@ pub struct CreateFlags {
     /// Suppress the pull output
     #[arg(short, long)]
     pub quiet: bool,
+    /// Restart policy to apply when a container exits: no, always, unless-stopped,
+    /// on-failure[:max-retries]
+    #[arg(long, default_value = "no")]
+    pub restart: String,
+    /// Command to run to check health (run with /bin/sh -c inside the container)
+    #[arg(long, value_name = "STRING")]
+    pub health_cmd: Option<String>,
+    /// Time between running the check (ms|s|m|h) (default 30s)
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    pub health_interval: Option<String>,
+    /// Maximum time to allow one check to run (ms|s|m|h) (default 30s)
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    pub health_timeout: Option<String>,
+    /// Start period for the container to initialize before starting health-retries countdown
+    /// (ms|s|m|h) (default 0s)
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    pub health_start_period: Option<String>,
+    /// Consecutive failures needed to report unhealthy (default 3)
+    #[arg(long, value_name = "INT", allow_hyphen_values = true)]
+    pub health_retries: Option<String>,
+    /// Disable any container-specified HEALTHCHECK
+    #[arg(long)]
+    pub no_healthcheck: bool,
+    /// Logging driver for the container: json-file (default), local or none
+    #[arg(long, value_name = "STRING")]
+    pub log_driver: Option<String>,
+    /// Log driver options: max-size=SIZE, max-file=N, compress=true|false
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub log_opt: Vec<String>,
+    /// Signal to stop the container (default: the image's STOPSIGNAL, else SIGTERM)
+    #[arg(long, value_name = "SIGNAL")]
+    pub stop_signal: Option<String>,
+    /// Timeout (in seconds) to stop a container before it is killed (default 10; -1 waits
+    /// forever)
+    #[arg(long, value_name = "INT", allow_hyphen_values = true)]
+    pub stop_timeout: Option<String>,
     // New flags go above this line: the image and the command come last.
     /// The image to run
     pub image: String,
@@ -314,6 +351,93 @@ pub fn create_options(e: &Engine, f: &CreateFlags) -> Result<CreateOptions> {
             cap_drop: f.cap_drop.clone(),
             security_opt: security_opts(&f.security_opt)?,
         },
+    })
+}
+
+/// What the flags say about the container's life: `--restart`, `--health-*`, `--log-*`,
+/// `--stop-*`, read and checked as docker's CLI does (its messages). What docker's daemon
+/// checks (durations under 1 ms, log option values, the signal's name) the engine checks.
+pub fn lifecycle(f: &CreateFlags) -> Result<Lifecycle> {
+    let restart_policy = RestartPolicy::parse(&f.restart).map_err(|e| anyhow!(e))?;
+    if f.rm && restart_policy != RestartPolicy::No {
+        bail!("conflicting options: cannot specify both --restart and --rm");
+    }
+    let duration = |flag: &str, v: &Option<String>| -> Result<i64> {
+        match v {
+            None => Ok(0),
+            Some(s) => parse_go_duration(s)
+                .map_err(|e| anyhow!("invalid argument \"{s}\" for \"--{flag}\" flag: {e}")),
+        }
+    };
+    let integer = |flag: &str, v: &Option<String>| -> Result<Option<i64>> {
+        v.as_deref()
+            .map(|s| {
+                s.parse::<i64>().map_err(|_| {
+                    anyhow!(
+                        "invalid argument \"{s}\" for \"--{flag}\" flag: strconv.ParseInt: \
+                         parsing \"{s}\": invalid syntax"
+                    )
+                })
+            })
+            .transpose()
+    };
+    let interval = duration("health-interval", &f.health_interval)?;
+    let timeout = duration("health-timeout", &f.health_timeout)?;
+    let start_period = duration("health-start-period", &f.health_start_period)?;
+    let retries = integer("health-retries", &f.health_retries)?.unwrap_or(0);
+    let stop_timeout = integer("stop-timeout", &f.stop_timeout)?;
+    let have_health = f.health_cmd.as_deref().is_some_and(|c| !c.is_empty())
+        || interval != 0
+        || timeout != 0
+        || start_period != 0
+        || retries != 0;
+    let healthcheck = if f.no_healthcheck {
+        if have_health {
+            bail!("--no-healthcheck conflicts with --health-* options");
+        }
+        Some(Healthcheck {
+            test: vec!["NONE".into()],
+            ..Default::default()
+        })
+    } else if have_health {
+        for (flag, v) in [
+            ("interval", interval),
+            ("timeout", timeout),
+            ("retries", retries),
+            ("start-period", start_period),
+        ] {
+            if v < 0 {
+                bail!("--health-{flag} cannot be negative");
+            }
+        }
+        Some(Healthcheck {
+            test: match f.health_cmd.as_deref() {
+                Some(c) if !c.is_empty() => vec!["CMD-SHELL".into(), c.into()],
+                _ => vec![],
+            },
+            interval,
+            timeout,
+            start_period,
+            retries,
+        })
+    } else {
+        None
+    };
+    let mut options = std::collections::BTreeMap::new();
+    for o in &f.log_opt {
+        let (k, v) = o.split_once('=').unwrap_or((o, ""));
+        options.insert(k.to_string(), v.to_string());
+    }
+    let driver = f.log_driver.clone().unwrap_or_else(|| "json-file".into());
+    if driver == "none" && !options.is_empty() {
+        bail!("invalid logging opts for driver none");
+    }
+    Ok(Lifecycle {
+        restart_policy,
+        log_config: LogConfig { driver, options },
+        healthcheck,
+        stop_signal: f.stop_signal.clone(),
+        stop_timeout,
     })
 }
 

@@ -23,10 +23,9 @@ pub fn run(g: &Globals, a: PruneArgs) -> Result<i32> {
     let mut deleted = Vec::new();
     let mut reclaimed = 0;
     for rec in e.list()? {
-        if matches!(
-            e.state(&rec).status,
-            Status::Exited | Status::Created | Status::Dead
-        ) {
+        let st = e.state(&rec);
+        // One that waits to restart is not stopped (docker's Running).
+        if !st.running() && matches!(st.status, Status::Exited | Status::Created | Status::Dead) {
             let size = e.size_rw(&rec);
             e.remove(&rec, false, false)?;
             reclaimed += size;

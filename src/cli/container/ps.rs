@@ -6,7 +6,7 @@ use std::io::Write;
 
 use anyhow::{anyhow, bail, Result};
 use berth_client::engine::{
-    ContainerRecord, ContainerState, Engine, NetworkMode, NetworkState, Status,
+    ContainerRecord, ContainerState, Engine, Health, NetworkMode, NetworkState, Status,
 };
 use clap::Args;
 use serde_json::{json, Value};
@@ -36,8 +36,8 @@ pub struct PsArgs {
     /// Display total file sizes
     #[arg(short, long)]
     size: bool,
-    /// Filter output based on conditions provided (status=, name=, id=, ancestor=, label=, exited=,
-    /// network=)
+    /// Filter output based on conditions provided (status=, name=, id=, ancestor=, label=,
+    /// exited=, health=, network=)
     #[arg(short, long)]
     filter: Vec<String>,
     /// Format output using a custom template ('table', 'table TEMPLATE', 'json', or a Go template)
@@ -45,14 +45,29 @@ pub struct PsArgs {
     format: Option<String>,
 }
 
-fn status_text(st: &ContainerState) -> String {
+/// docker's STATUS column: `Up 5 seconds (healthy)`, `Up 2 minutes (health: starting)`,
+/// `Restarting (1) 3 seconds ago`, `Exited (0) 1 hour ago`.
+fn status_text(st: &ContainerState, health: Option<&Health>) -> String {
     let since = |t: &Option<String>| human_since(t.as_deref());
-    match st.status {
-        Status::Created => "Created".into(),
-        Status::Running => format!("Up {}", since(&st.started_at)),
-        Status::Paused => format!("Up {} (Paused)", since(&st.started_at)),
-        Status::Exited => format!("Exited ({}) {} ago", st.exit_code, since(&st.finished_at)),
-        Status::Dead => "Dead".into(),
+    if st.restarting {
+        return format!(
+            "Restarting ({}) {} ago",
+            st.exit_code,
+            since(&st.finished_at)
+        );
+    }
+    match (st.status, health) {
+        (Status::Created, _) => "Created".into(),
+        (Status::Running, Some(h)) if h.status == "starting" => {
+            format!("Up {} (health: starting)", since(&st.started_at))
+        }
+        (Status::Running, Some(h)) => format!("Up {} ({})", since(&st.started_at), h.status),
+        (Status::Running, None) => format!("Up {}", since(&st.started_at)),
+        (Status::Paused, _) => format!("Up {} (Paused)", since(&st.started_at)),
+        (Status::Exited, _) => {
+            format!("Exited ({}) {} ago", st.exit_code, since(&st.finished_at))
+        }
+        (Status::Dead, _) => "Dead".into(),
     }
 }
 
@@ -112,8 +127,8 @@ fn ps_row(
         "CreatedAt": created_at(Some(&rec.created)),
         "RunningFor": human_ago(Some(&rec.created)),
         "Ports": ports_column(&e.network_state(rec, st.status)),
-        "State": st.status.as_str(),
-        "Status": status_text(st),
+        "State": st.status_word(),
+        "Status": status_text(st, e.health_in(rec, st).as_ref()),
         "Size": size,
         "Names": rec.name,
         "Labels": labels.join(","),
@@ -161,6 +176,11 @@ fn ps_filter(filters: &[String]) -> Result<BTreeMap<String, Vec<String>>> {
                     bail!("invalid filter 'status={v}'");
                 }
             }
+            "health" => {
+                if !["starting", "healthy", "unhealthy", "none"].contains(&v) {
+                    bail!("Unrecognised filter value for health: {v}");
+                }
+            }
             "name" | "id" | "ancestor" | "label" | "exited" | "network" => {}
             other => bail!("invalid filter '{other}'"),
         }
@@ -177,7 +197,12 @@ fn matches(
 ) -> bool {
     filters.iter().all(|(k, vs)| {
         vs.iter().any(|v| match k.as_str() {
-            "status" => st.status.as_str() == v,
+            "status" => st.status_word() == v,
+            "health" => {
+                e.health_in(rec, st)
+                    .map_or("none".to_string(), |h| h.status)
+                    == *v
+            }
             "name" => rec.name.contains(v.trim_start_matches('/')),
             "id" => rec.id.starts_with(v.as_str()),
             "exited" => st.status == Status::Exited && v.parse() == Ok(st.exit_code),
@@ -214,7 +239,7 @@ pub fn run(g: &Globals, a: PsArgs) -> Result<i32> {
         a.all || limit > 0 || filters.contains_key("status") || filters.contains_key("exited");
     for rec in e.list()? {
         let st = e.state(&rec);
-        if !all && !matches!(st.status, Status::Running | Status::Paused) {
+        if !all && !st.running() {
             continue;
         }
         if !matches(&e, &rec, &st, &filters) {

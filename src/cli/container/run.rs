@@ -2,12 +2,12 @@
 //! detaches) or detached (`-d`).
 
 use anyhow::Result;
-use berth_client::engine::{ContainerRecord, Engine};
+use berth_client::engine::{ContainerRecord, Engine, EngineError, RestartPolicy};
 use clap::Args;
 
 use super::create::create_record;
 use super::opts::CreateFlags;
-use super::reap::{needs_reaper, spawn_reaper};
+use super::supervise::spawn_supervisor;
 use super::term::{self, Outcome, Session};
 use crate::cli::exit::engine_failure;
 use crate::cli::globals::Globals;
@@ -41,39 +41,40 @@ pub fn run(g: &Globals, a: RunArgs) -> Result<i32> {
         Ok(r) => r,
         Err(err) => return Ok(engine_failure(&err)),
     };
-    // After the run: --rm removes the container; otherwise it gives back its ports.
-    let remove = |e: &Engine, rec: &ContainerRecord| {
-        if rec.host.auto_remove {
-            if let Err(err) = e.remove(rec, true, true) {
-                eprintln!("berth: removing container {}: {err}", rec.short_id());
-            }
-        } else {
-            e.disconnect(rec);
-        }
-    };
     if a.detach {
         if let Err(err) = e.start(&mut rec) {
-            remove(&e, &rec);
+            after_attached_run(&e, &rec);
             return Ok(engine_failure(&err.into()));
         }
-        if needs_reaper(&rec) {
-            spawn_reaper(&e, &rec)?;
-        }
+        spawn_supervisor(&e, &rec)?;
         println!("{}", rec.id);
         return Ok(0);
     }
     let code = match attached_run(&e, &mut rec, a.flags.interactive, a.sig_proxy, detach_keys) {
         Ok(Outcome::Exited(exit)) => exit.code,
         Ok(Outcome::Detached) => {
-            if needs_reaper(&rec) {
-                spawn_reaper(&e, &rec)?;
-            }
+            spawn_supervisor(&e, &rec)?;
             return Ok(0);
         }
         Err(err) => engine_failure(&err),
     };
-    remove(&e, &rec);
+    after_attached_run(&e, &rec);
     Ok(code)
+}
+
+/// What follows a run a person stayed attached to until its exit: `--rm` removes the
+/// container; otherwise it gives back its address and ports, unless its supervisor is to
+/// decide (a restart policy: the next run may already be starting).
+pub fn after_attached_run(e: &Engine, rec: &ContainerRecord) {
+    if rec.host.auto_remove {
+        match e.remove(rec, true, true) {
+            // Its supervisor (a healthcheck's) removed it first.
+            Ok(()) | Err(EngineError::NotFound(_)) => {}
+            Err(err) => eprintln!("berth: removing container {}: {err}", rec.short_id()),
+        }
+    } else if rec.restart_policy == RestartPolicy::No {
+        e.disconnect(rec);
+    }
 }
 
 /// Prepares, attaches and starts a container, then stays with it until it exits or the
@@ -86,6 +87,10 @@ pub fn attached_run(
     detach_keys: Vec<u8>,
 ) -> Result<Outcome> {
     let mut attached = e.attach_new(rec, stdin)?;
+    if e.needs_watching(rec) {
+        // Restarts and healthchecks go on while the person is attached, and after.
+        spawn_supervisor(e, rec)?;
+    }
     let signals = attached.signals();
     let session = Session {
         stdin,

@@ -5,8 +5,8 @@ use berth_client::engine::{EngineError, Status};
 use clap::Args;
 
 use super::each::{each, ContainersArg};
-use super::reap::{needs_reaper, spawn_reaper};
-use super::run::attached_run;
+use super::run::{after_attached_run, attached_run};
+use super::supervise::spawn_supervisor;
 use super::term::{self, Outcome};
 use crate::cli::exit::engine_failure;
 use crate::cli::globals::Globals;
@@ -37,17 +37,11 @@ pub fn run(g: &Globals, a: StartArgs) -> Result<i32> {
         let stdin = a.interactive && rec.config.open_stdin;
         return match attached_run(&e, &mut rec, stdin, true, keys) {
             Ok(Outcome::Exited(exit)) => {
-                if rec.host.auto_remove {
-                    e.remove(&rec, true, true)?;
-                } else {
-                    e.disconnect(&rec);
-                }
+                after_attached_run(&e, &rec);
                 Ok(exit.code)
             }
             Ok(Outcome::Detached) => {
-                if needs_reaper(&rec) {
-                    spawn_reaper(&e, &rec)?;
-                }
+                spawn_supervisor(&e, &rec)?;
                 Ok(0)
             }
             Err(err) => Ok(engine_failure(&err)),
@@ -60,9 +54,7 @@ pub fn run(g: &Globals, a: StartArgs) -> Result<i32> {
             Status::Running | Status::Paused => Ok(true),
             _ => {
                 e.start(&mut rec)?;
-                if needs_reaper(&rec) {
-                    spawn_reaper(e, &rec).map_err(|err| EngineError::Invalid(err.to_string()))?;
-                }
+                spawn_supervisor(e, &rec).map_err(|err| EngineError::Invalid(err.to_string()))?;
                 Ok(true)
             }
         }

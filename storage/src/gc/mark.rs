@@ -92,8 +92,9 @@ fn parse_key(key: &str) -> Option<(&str, Kind)> {
     Some((repo, kind))
 }
 
-/// Reads `repositories/` and `holds/` once.
-pub(crate) async fn gather(backend: &dyn Backend) -> Result<Meta> {
+/// Reads `repositories/` and `holds/` once. Blob links modified before `links_since` are
+/// left out (a mark that follows the rules needs only the links that keep a push in flight).
+pub(crate) async fn gather(backend: &dyn Backend, links_since: Option<SystemTime>) -> Result<Meta> {
     let mut meta = Meta::default();
     let mut names: HashMap<String, Arc<RepoName>> = HashMap::new();
     let mut tags: Vec<(Arc<RepoName>, Tag, String, Option<SystemTime>)> = Vec::new();
@@ -122,6 +123,8 @@ pub(crate) async fn gather(backend: &dyn Backend) -> Result<Meta> {
             match kind {
                 Kind::Tag(tag) => tags.push((repo.clone(), tag, e.key.clone(), e.modified)),
                 Kind::Manifest(d) => meta.manifests.push(link(d)),
+                Kind::Blob(_) if links_since.is_some_and(|t| e.modified.is_some_and(|m| m < t)) => {
+                }
                 Kind::Blob(d) => meta.blob_links.push(link(d)),
                 Kind::Referrer(subject_hex, referrer) => meta.referrers.push(ReferrerLink {
                     repo: repo.clone(),
@@ -159,6 +162,10 @@ pub(crate) async fn gather(backend: &dyn Backend) -> Result<Meta> {
         .await?;
     meta.tags = read.into_iter().flatten().collect();
     meta.holds = read_holds(backend).await?;
+    // Kept for the whole collection: no room to spare.
+    meta.manifests.shrink_to_fit();
+    meta.blob_links.shrink_to_fit();
+    meta.referrers.shrink_to_fit();
     Ok(meta)
 }
 
@@ -180,15 +187,34 @@ async fn read_holds(backend: &dyn Backend) -> Result<Vec<Digest>> {
     Ok(out)
 }
 
+/// What a collection keeps of a manifest's references: its blobs compact, its children and
+/// subject (rare: indexes, referrers) as they are.
+#[derive(Default)]
+pub(crate) struct Needs {
+    pub blobs: Box<[CompactDigest]>,
+    pub children: Box<[Digest]>,
+    pub subject: Option<Digest>,
+}
+
+impl From<ManifestRefs> for Needs {
+    fn from(r: ManifestRefs) -> Needs {
+        Needs {
+            blobs: r.blobs.iter().map(CompactDigest::new).collect(),
+            children: r.children.into_boxed_slice(),
+            subject: r.subject,
+        }
+    }
+}
+
 /// Manifests' references by digest, read once however many repositories link a manifest.
 #[derive(Default)]
 pub(crate) struct RefsCache {
-    map: HashMap<Digest, ManifestRefs>,
+    map: HashMap<CompactDigest, Needs>,
 }
 
 impl RefsCache {
-    pub fn get(&self, d: &Digest) -> Option<&ManifestRefs> {
-        self.map.get(d)
+    pub fn get(&self, d: &Digest) -> Option<&Needs> {
+        self.map.get(&CompactDigest::new(d))
     }
 
     /// Reads and parses the manifests among `digests` not read yet, then their children, and
@@ -202,7 +228,7 @@ impl RefsCache {
     ) -> Result<()> {
         let mut todo: Vec<Digest> = digests
             .into_iter()
-            .filter(|d| !self.map.contains_key(d))
+            .filter(|d| self.get(d).is_none())
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
@@ -219,17 +245,43 @@ impl RefsCache {
             let mut next = HashSet::new();
             while let Some((d, refs)) = read.try_next().await? {
                 for c in &refs.children {
-                    if !self.map.contains_key(c) {
+                    if self.get(c).is_none() {
                         next.insert(c.clone());
                     }
                 }
-                self.map.insert(d, refs);
+                self.map.insert(CompactDigest::new(&d), refs.into());
                 progress(self.map.len() as u64);
             }
-            next.retain(|d| !self.map.contains_key(d));
+            next.retain(|d| self.get(d).is_none());
             todo = next.into_iter().collect();
         }
         Ok(())
+    }
+}
+
+/// A digest kept compact: sha256 (nearly every digest) as its 32 bytes, 40 bytes in all
+/// where a [`Digest`] takes over a hundred.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum CompactDigest {
+    Sha256([u8; 32]),
+    Other(Box<Digest>),
+}
+
+impl CompactDigest {
+    pub fn new(d: &Digest) -> CompactDigest {
+        match raw256(d) {
+            Some(raw) => CompactDigest::Sha256(raw),
+            None => CompactDigest::Other(Box::new(d.clone())),
+        }
+    }
+
+    pub fn digest(&self) -> Digest {
+        match self {
+            CompactDigest::Sha256(raw) => format!("sha256:{}", hex::encode(raw))
+                .parse()
+                .expect("32 bytes are a sha256 digest"),
+            CompactDigest::Other(d) => (**d).clone(),
+        }
     }
 }
 
@@ -263,6 +315,20 @@ impl DigestSet {
             None => self.other.contains(d),
         }
     }
+
+    pub fn insert_compact(&mut self, d: &CompactDigest) -> bool {
+        match d {
+            CompactDigest::Sha256(raw) => self.sha256.insert(*raw),
+            CompactDigest::Other(d) => self.other.insert((**d).clone()),
+        }
+    }
+
+    pub fn contains_compact(&self, d: &CompactDigest) -> bool {
+        match d {
+            CompactDigest::Sha256(raw) => self.sha256.contains(raw),
+            CompactDigest::Other(d) => self.other.contains(d),
+        }
+    }
 }
 
 /// The manifests `meta` names: linked, tagged, or recorded as referrers.
@@ -286,7 +352,7 @@ pub(crate) fn live(meta: &Meta, refs: &RefsCache, fresh_links: SystemTime) -> Di
         }
         if let Some(r) = refs.get(m) {
             for b in &r.blobs {
-                live.insert(b);
+                live.insert_compact(b);
             }
             stack.extend(r.children.iter());
         }

@@ -46,7 +46,7 @@ use crate::repos::{blob_link_key, manifest_key, tag_key};
 use crate::Store;
 
 use self::lease::Lease;
-use self::mark::{gather, live, manifest_roots, RefsCache};
+use self::mark::{gather, live, manifest_roots, CompactDigest, RefsCache};
 
 /// Blobs deleted per batch (S3's DeleteObjects takes a thousand keys).
 const SWEEP_BATCH: usize = 1000;
@@ -310,7 +310,7 @@ async fn run(
     let progress = |n: u64| report_progress(options, "marking", n, None);
 
     // The rules.
-    let mut meta = gather(&**backend).await?;
+    let mut meta = gather(&**backend, None).await?;
     let mut refs = RefsCache::default();
     refs.load(&**backend, manifest_roots(&meta).cloned(), &progress)
         .await?;
@@ -346,11 +346,12 @@ async fn run(
 
     // The mark, and the doomed.
     let live1 = live(&meta, &refs, fresh_links);
+    drop(meta);
     let only: Option<HashSet<&Digest>> = match &options.scope {
         Scope::All => None,
         Scope::Only(set) => Some(set.iter().collect()),
     };
-    let mut doomed: Vec<(Digest, u64)> = Vec::new();
+    let mut doomed: Vec<(CompactDigest, u64)> = Vec::new();
     let mut pages = backend.scan("blobs/");
     while let Some(page) = pages.try_next().await? {
         for e in page {
@@ -367,7 +368,7 @@ async fn run(
                 None => e.modified.is_some_and(|m| m < fresh_links),
             };
             if wanted && !live1.contains(&d) {
-                doomed.push((d, e.size));
+                doomed.push((CompactDigest::new(&d), e.size));
             }
         }
     }
@@ -381,16 +382,20 @@ async fn run(
 
     // The sweep: announce it, mark again, delete what is still dead.
     let sweep = uuid::Uuid::new_v4().simple().to_string();
-    let list: String = doomed.iter().map(|(d, _)| format!("{d}\n")).collect();
+    let list: String = doomed
+        .iter()
+        .map(|(d, _)| format!("{}\n", d.digest()))
+        .collect();
     backend
         .put(&guard::doomed_key(&sweep), Bytes::from(list))
         .await?;
     lease.set_sweep(Some(sweep)).await?;
-    let meta = gather(&**backend).await?;
+    let meta = gather(&**backend, Some(fresh_links)).await?;
     refs.load(&**backend, manifest_roots(&meta).cloned(), &progress)
         .await?;
     let live2 = live(&meta, &refs, fresh_links);
-    doomed.retain(|(d, _)| !live2.contains(d));
+    drop(meta);
+    doomed.retain(|(d, _)| !live2.contains_compact(d));
     drop(live2);
     drop(refs);
     let total = doomed.len() as u64;
@@ -408,7 +413,7 @@ async fn run(
             .collect();
         let mut keys = Vec::with_capacity(batch.len());
         for (d, size) in batch {
-            let key = blob_key(d);
+            let key = blob_key(&d.digest());
             if rescued.contains(&key) {
                 report.rescued += 1;
                 continue;

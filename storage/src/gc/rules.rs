@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use futures::TryStreamExt;
 
-use super::mark::{Link, Meta, ReferrerLink, RefsCache, TagLink};
+use super::mark::{CompactDigest, Link, Meta, ReferrerLink, RefsCache, TagLink};
 use super::{Policy, Retention};
 use crate::backend::Backend;
 use crate::digest::Digest;
@@ -240,7 +240,7 @@ pub(crate) fn plan(meta: &Meta, refs: &RefsCache, policy: &Policy, now: SystemTi
 
         // Blob links older than the delay that no remaining manifest of the repository needs:
         // uploads whose manifest never came.
-        let mut needed: HashSet<&Digest> = HashSet::new();
+        let mut needed: HashSet<&CompactDigest> = HashSet::new();
         let kept = reach(
             repo.manifests
                 .iter()
@@ -259,7 +259,8 @@ pub(crate) fn plan(meta: &Meta, refs: &RefsCache, policy: &Policy, now: SystemTi
             repo.blob_links
                 .iter()
                 .filter(|l| {
-                    !needed.contains(&l.digest) && older_than(l.modified, now, policy.delay)
+                    !needed.contains(&CompactDigest::new(&l.digest))
+                        && older_than(l.modified, now, policy.delay)
                 })
                 .map(|l| (*l).clone()),
         );
