@@ -17,6 +17,7 @@
 //!   outside it.
 
 pub mod config;
+pub mod duration;
 pub mod engine;
 pub mod events;
 pub mod images;
