@@ -17,18 +17,9 @@ set -euo pipefail
 export LC_ALL=C
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-5}
-[ "$(id -u)" = 0 ] || { echo "bench/commit.sh needs root" >&2; exit 1; }
-for t in podman docker dockerd python3; do
-  command -v "$t" >/dev/null || { echo "missing $t (scripts/test.sh installs the peers)" >&2; exit 1; }
-done
-if [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; then :; else
-  echo "need a static /bin/busybox: apt-get install busybox-static" >&2; exit 1
-fi
-if [ -z "${BERTH:-}" ]; then
-  cargo build --release -q --bin berth
-  BERTH=${CARGO_TARGET_DIR:-$PWD/target}/release/berth
-fi
-BERTH=$(realpath "$BERTH")
+. bench/lib.sh
+bench_needs bench/commit.sh podman docker dockerd python3
+bench_berth
 
 W=$(mktemp -d /tmp/bco.XXXXXX)
 export BERTH_ROOT=$W/berth
@@ -66,11 +57,7 @@ WRITE='for i in $(seq 2000); do { echo $i; cat /seed; } > /data/f$i; done'
 
 "$BERTH" import "$W/rootfs.tar" "$IMG" >/dev/null
 $P import -q "$W/rootfs.tar" "$IMG" >/dev/null
-dockerd --data-root "$W/docker" --exec-root "$W/dx" --pidfile "$W/d.pid" -H "unix://$W/d.sock" \
-  --storage-driver overlay2 --bridge none --iptables=false --ip-masq=false >"$W/dockerd.log" 2>&1 &
-DOCKERD_PID=$!
-for _ in $(seq 300); do $D version >/dev/null 2>&1 && break; sleep 0.2; done
-$D version >/dev/null 2>&1 || { echo "dockerd did not start:" >&2; tail "$W/dockerd.log" >&2; exit 1; }
+bench_dockerd "$W" overlay2
 $D import "$W/rootfs.tar" "$IMG" >/dev/null
 
 # One timed run of "$@" in microseconds, appended to $W/t.NAME; a failure ends the benchmark.

@@ -23,18 +23,9 @@ RUNS=${RUNS:-21}
 NPS=${PS_CONTAINERS:-100}
 PS_PEERS=${PS_PEERS:-1}
 BUSY_DISK=${BUSY_DISK:-0}
-[ "$(id -u)" = 0 ] || { echo "bench/runtime.sh needs root" >&2; exit 1; }
-for t in podman docker dockerd crun runc hyperfine nsenter unshare python3; do
-  command -v "$t" >/dev/null || { echo "missing $t (scripts/test.sh installs the peers)" >&2; exit 1; }
-done
-if [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; then :; else
-  echo "need a static /bin/busybox: apt-get install busybox-static" >&2; exit 1
-fi
-if [ -z "${BERTH:-}" ]; then
-  cargo build --release -q --bin berth
-  BERTH=${CARGO_TARGET_DIR:-$PWD/target}/release/berth
-fi
-BERTH=$(realpath "$BERTH")
+. bench/lib.sh
+bench_needs bench/runtime.sh podman docker dockerd crun runc hyperfine nsenter unshare python3
+bench_berth
 
 # Short: dockerd's unix socket lives here.
 W=$(mktemp -d /tmp/brt.XXXXXX)
@@ -77,11 +68,7 @@ mount -t tmpfs -o mode=755 tmpfs "$W/tmpfs"
 "$BERTH" import --root "$W/tmpfs/berth" "$W/rootfs.tar" "$IMG" >/dev/null
 $P import -q "$W/rootfs.tar" "$IMG" >/dev/null
 
-dockerd --data-root "$W/docker" --exec-root "$W/dx" --pidfile "$W/d.pid" -H "unix://$W/d.sock" \
-  --storage-driver vfs --bridge none --iptables=false --ip-masq=false >"$W/dockerd.log" 2>&1 &
-DOCKERD_PID=$!
-for _ in $(seq 300); do $D version >/dev/null 2>&1 && break; sleep 0.2; done
-$D version >/dev/null 2>&1 || { echo "dockerd did not start:" >&2; tail "$W/dockerd.log" >&2; exit 1; }
+bench_dockerd "$W" vfs
 $D import "$W/rootfs.tar" "$IMG" >/dev/null
 
 # The OCI bundle for crun and runc: the same root filesystem, crun's default spec (its own

@@ -8,12 +8,15 @@ cd "$(dirname "$0")/.."
 DEBIAN_PACKAGES=(
   busybox-static docker.io podman skopeo containerd docker-registry runc crun umoci
   nginx wrk hyperfine apache2-utils iproute2 iptables tmux curl libseccomp-dev
-  chromium chromium-driver npm systemd binutils
+  chromium chromium-driver systemd binutils
 )
 missing=()
 for p in "${DEBIAN_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
+# npm comes with the machine's Node.js where there is one (Debian's npm package conflicts with
+# a Node.js installed from elsewhere, such as NodeSource's); Debian's otherwise.
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if ((${#missing[@]})); then
   echo "installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

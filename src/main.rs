@@ -16,7 +16,7 @@ use clap::Parser;
 )]
 struct Cli {
     /// Root directory of the store [default: $BERTH_ROOT, else /var/lib/berth as root, else
-    /// ~/.local/share/berth]; for `serve`, the registry's storage (overrides its config)
+    /// ~/.local/share/berth]; for `serve` and `gc`, the registry's storage (overrides its config)
     #[arg(long, global = true, value_name = "DIR")]
     root: Option<PathBuf>,
     #[command(subcommand)]

@@ -37,6 +37,7 @@ fn help(words: &[&str]) -> (String, String) {
 
 /// (top-level words, object words): one verb, two spellings.
 const BOTH: &[(&[&str], &[&str])] = &[
+    (&["events"], &["system", "events"]),
     (&["run"], &["container", "run"]),
     (&["create"], &["container", "create"]),
     (&["start"], &["container", "start"]),

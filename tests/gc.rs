@@ -10,7 +10,8 @@ use std::sync::Arc;
 use berth_storage::Digest;
 
 use crate::util::{
-    berth_bin, build_image, require, run, skopeo_push, Berth, Registry, Storage, TestImage,
+    backdate, berth_bin, build_image, require, run, skopeo_push, Berth, Registry, Storage,
+    TestImage,
 };
 
 fn blob_path(root: &Path, d: &Digest) -> std::path::PathBuf {
@@ -111,21 +112,6 @@ fn berth_gc(config: &Path, extra: &[&str]) -> String {
         .arg(config)
         .args(extra));
     String::from_utf8(out.stdout).unwrap()
-}
-
-/// Every file of a store directory, modified two hours ago: content that no push in flight
-/// can be waiting for.
-fn backdate(root: &Path) {
-    run(Command::new("find").arg(root).args([
-        "-type",
-        "f",
-        "-exec",
-        "touch",
-        "-d",
-        "2 hours ago",
-        "{}",
-        "+",
-    ]));
 }
 
 /// skopeo copies `reference` out; every blob it got is byte for byte the image's.

@@ -541,7 +541,7 @@ fn bad_inputs_are_one_line_and_nonzero() {
         ),
         (
             &["save", "-o", "/nonexistent-dir/x.tar", "nosuch"],
-            "/nonexistent-dir/x.tar",
+            "invalid output path: directory \"/nonexistent-dir\" does not exist",
         ),
         (
             &["history", "--format", "{{.Nope", "nosuch"],

@@ -1437,6 +1437,86 @@ impl ScriptedUpstream {
     }
 }
 
+/// A token service that says its token lasts 2^64-1 seconds (an `Instant` overflow, a panic
+/// before), answers with 8 MiB, or a challenge that is half a header: the mirror gets its
+/// image with the first, answers a spec 5xx naming the problem for the others, and goes on.
+#[test]
+fn a_hostile_token_service_is_a_clear_error_never_a_crash() {
+    use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+    let port = std::sync::Arc::new(AtomicU16::new(0));
+    let token_given = std::sync::Arc::new(AtomicBool::new(false));
+    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
+    let up = {
+        let (port, token_given) = (port.clone(), token_given.clone());
+        ScriptedUpstream::start(move |_, path| {
+            let p = port.load(Ordering::Relaxed);
+            let challenge = |realm: &str| {
+                format!("WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{p}{realm}\",service=\"up\"\r\n")
+            };
+            let unauthorized =
+                br#"{"errors":[{"code":"UNAUTHORIZED","message":"token"}]}"#.to_vec();
+            // A manifest by tag or by digest.
+            let path = path.split('?').next().unwrap_or("");
+            let path = path
+                .rsplit_once("/manifests/")
+                .map_or(path, |(repo, _)| repo);
+            match path {
+                "/forever" => {
+                    token_given.store(true, Ordering::Relaxed);
+                    let t = br#"{"token":"t","expires_in":18446744073709551615}"#.to_vec();
+                    ("200 OK", String::new(), t)
+                }
+                "/huge" => ("200 OK", String::new(), vec![b' '; 8 << 20]),
+                "/v2/forever/app" if token_given.load(Ordering::Relaxed) => (
+                    "200 OK",
+                    format!(
+                        "Content-Type: application/vnd.oci.image.manifest.v1+json\r\n\
+                         Docker-Content-Digest: {}\r\n",
+                        crate::util::digest_of(manifest)
+                    ),
+                    manifest.to_vec(),
+                ),
+                "/v2/forever/app" => ("401 Unauthorized", challenge("/forever"), unauthorized),
+                "/v2/huge/app" => ("401 Unauthorized", challenge("/huge"), unauthorized),
+                "/v2/half/app" => (
+                    "401 Unauthorized",
+                    "WWW-Authenticate: Bearer realm=\"http://127.0.0.1:1/x,,=\r\n".to_string(),
+                    unauthorized,
+                ),
+                _ => ("200 OK", String::new(), b"{}".to_vec()),
+            }
+        })
+    };
+    port.store(up.port, Ordering::Relaxed);
+    let (mirror, _s) = start_mirror(&mirror_toml(
+        Some("hostile.test"),
+        300,
+        &[],
+        &[Up {
+            host: "hostile.test",
+            url: format!("http://127.0.0.1:{}", up.port),
+            keys: "",
+        }],
+    ));
+    let r = get(&mirror, "/v2/forever/app/manifests/1");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body, manifest.to_vec());
+    let r = get(&mirror, "/v2/huge/app/manifests/1");
+    assert!(r.status >= 500 && !code(&r).is_empty(), "{r:?}");
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("larger than"),
+        "{r:?}"
+    );
+    let r = get(&mirror, "/v2/half/app/manifests/1");
+    assert!(
+        (r.status == 401 || r.status >= 500) && !code(&r).is_empty(),
+        "{r:?}"
+    );
+    // And it goes on serving.
+    let r = get(&mirror, "/v2/forever/app/manifests/1");
+    assert_eq!(r.status, 200, "{r:?}");
+}
+
 /// An upstream whose tag list pages carry malformed Link headers, point at another host or
 /// loop: the mirror answers a spec 502 naming the problem, follows a bounded number of pages,
 /// never asks another host, and goes on serving.

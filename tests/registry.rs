@@ -801,3 +801,124 @@ fn slow_and_silent_connections_are_closed_while_others_are_served() {
     );
     assert_eq!(reg.request("GET", "/v2/", &[], b"").status, 200);
 }
+
+/// A client reading a blob at 1 KiB/s and 200 idle kept-alive connections hold no one else
+/// up: while they hang on, every other request is answered whole; afterwards the slow reader
+/// is still part way through (it was served alongside, not cut off) and an idle connection
+/// still answers its next request.
+#[test]
+fn a_slow_reader_and_200_idle_connections_leave_others_served() {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let storage = Storage::fs();
+    let reg = Registry::start(&storage, "");
+    let big: Vec<u8> = (0..32u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let big_digest = digest_of(&big);
+    let small = b"a small blob".to_vec();
+    let small_digest = digest_of(&small);
+    for (data, d) in [(&big, &big_digest), (&small, &small_digest)] {
+        let r = reg.request(
+            "POST",
+            &format!("/v2/slow/app/blobs/uploads/?digest={d}"),
+            &[],
+            data,
+        );
+        assert_eq!(r.status, 201, "{r:?}");
+    }
+    // The slow reader: a 4 KiB receive buffer, 1 KiB a second.
+    let mut slow = std::net::TcpStream::connect(&reg.addr).unwrap();
+    let rcvbuf: libc::c_int = 4096;
+    let set = unsafe {
+        libc::setsockopt(
+            slow.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&rcvbuf as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(set, 0);
+    write!(
+        slow,
+        "GET /v2/slow/app/blobs/{big_digest} HTTP/1.1\r\nHost: r\r\n\r\n"
+    )
+    .unwrap();
+    let reading = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let slow_reader = {
+        let reading = reading.clone();
+        std::thread::spawn(move || {
+            let mut got = 0usize;
+            let mut buf = [0u8; 1024];
+            while reading.load(std::sync::atomic::Ordering::Relaxed) {
+                match slow.read(&mut buf) {
+                    Ok(0) | Err(_) => return (got, false),
+                    Ok(n) => got += n,
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            (got, true)
+        })
+    };
+    // 200 connections that asked once and keep quiet.
+    let idle: Vec<std::net::TcpStream> = (0..200)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&reg.addr).unwrap();
+            s.write_all(b"GET /v2/ HTTP/1.1\r\nHost: r\r\n\r\n")
+                .unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0u8; 512];
+            while !head.ends_with(b"{}") {
+                let n = s.read(&mut buf).unwrap();
+                assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&head));
+                head.extend_from_slice(&buf[..n]);
+            }
+            assert!(head.starts_with(b"HTTP/1.1 200"), "{head:?}");
+            s
+        })
+        .collect();
+    // Everyone else, meanwhile: 8 clients, 25 requests each, small and whole blobs.
+    let clients: Vec<_> = (0..8)
+        .map(|c| {
+            let addr = reg.addr.clone();
+            let (small, small_digest, big_digest) =
+                (small.clone(), small_digest.clone(), big_digest.clone());
+            std::thread::spawn(move || {
+                for i in 0..25 {
+                    let d = if (c + i) % 10 == 0 {
+                        &big_digest
+                    } else {
+                        &small_digest
+                    };
+                    let r =
+                        util::request(&addr, "GET", &format!("/v2/slow/app/blobs/{d}"), &[], b"");
+                    assert_eq!(r.status, 200);
+                    assert_eq!(&digest_of(&r.body), d);
+                    if d == &small_digest {
+                        assert_eq!(r.body, small);
+                    }
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join()
+            .expect("a client beside the slow ones was not served");
+    }
+    reading.store(false, std::sync::atomic::Ordering::Relaxed);
+    let (got, open) = slow_reader.join().unwrap();
+    assert!(
+        open && got < big.len(),
+        "the slow reader was cut off after {got} bytes"
+    );
+    let mut s = idle.into_iter().next().unwrap();
+    s.write_all(b"GET /v2/ HTTP/1.1\r\nHost: r\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let got = read_until_closed(&mut s, Duration::from_secs(20));
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+}

@@ -18,7 +18,8 @@ const APPLETS: &[&str] = &[
     "readlink", "stat", "rm", "ip", "httpd", "wget",
 ];
 
-/// The leak test counts every berth cgroup on the host: it runs alone, the others together.
+/// The leak test counts every berth cgroup on the host: it runs alone, the others (and the
+/// build tests, whose steps are containers too) together.
 static HOST: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
 pub(crate) fn shared() -> std::sync::RwLockReadGuard<'static, ()> {

@@ -124,3 +124,107 @@ fn root_events_the_journal_has_what_each_command_did_in_dockers_words() {
     assert!(tag["Actor"]["ID"].as_str().unwrap().starts_with("sha256:"));
     assert_eq!(tag["Actor"]["Attributes"]["name"], "bb:two");
 }
+
+/// `berth events` over what the commands wrote: docker's lines, filters, templates, json,
+/// and a follower that sees what is written while it runs and stops at `--until`.
+#[test]
+fn root_events_command_prints_filters_and_follows() {
+    let _host = shared();
+    let b = setup();
+    let since = chrono::Utc::now().timestamp().to_string();
+    b.ok(&["run", "--name", "evc", "-l", "team=b", "bb", "true"]);
+    let id = b
+        .ok(&["inspect", "-f", "{{.Id}}", "evc"])
+        .trim()
+        .to_string();
+    b.ok(&["rm", "evc"]);
+    let until = (chrono::Utc::now().timestamp() + 1).to_string();
+    let window = ["--since", since.as_str(), "--until", until.as_str()];
+    let events = |extra: &[&str]| -> Vec<String> {
+        let mut args = vec!["events"];
+        args.extend_from_slice(&window);
+        args.extend_from_slice(extra);
+        b.ok(&args).lines().map(str::to_string).collect()
+    };
+    // docker's line: time type action id (attributes sorted).
+    let all = events(&["--filter", "container=evc"]);
+    let create = &all[0];
+    let (time, rest) = create.split_once(' ').unwrap();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(time).is_ok(),
+        "{create}"
+    );
+    assert_eq!(
+        time.split('.').nth(1).unwrap().len(),
+        10,
+        "nanoseconds and Z: {time}"
+    );
+    assert_eq!(
+        rest,
+        format!("container create {id} (image=bb, name=evc, team=b)")
+    );
+    let actions = events(&[
+        "-f",
+        "container=evc",
+        "-f",
+        "event=start",
+        "-f",
+        "event=die",
+        "--format",
+        "{{.Type}} {{.Action}} {{.Actor.Attributes.name}} {{.Status}} {{index .Actor.Attributes \"exitCode\"}}",
+    ]);
+    assert_eq!(
+        actions,
+        [
+            "container start evc start <no value>",
+            "container die evc die 0"
+        ]
+    );
+    // One key ORs, different keys AND: no volume event is about a container.
+    assert!(events(&["-f", "type=volume", "-f", "container=evc"]).is_empty());
+    assert_eq!(
+        events(&["-f", "label=team=b", "-f", "event=destroy"]).len(),
+        1
+    );
+    let json = events(&[
+        "-f",
+        "event=create",
+        "-f",
+        "container=evc",
+        "--format",
+        "json",
+    ]);
+    let v: Value = serde_json::from_str(&json[0]).unwrap();
+    assert_eq!(
+        (v["status"].as_str(), v["from"].as_str()),
+        (Some("create"), Some("bb"))
+    );
+    assert_eq!(v["Actor"]["ID"], id.as_str());
+    // Bad filters: docker's words, exit 1.
+    let (_, err) = b.fails(&["events", "--filter", "colour=red"]);
+    assert!(err.contains("invalid filter 'colour'"), "{err}");
+    let (_, err) = b.fails(&["events", "--filter", "nokey"]);
+    assert!(err.contains("bad format of filter"), "{err}");
+
+    // Live: a follower started now sees a tag written after it and ends at --until (with
+    // --until alone, as docker's, it prints the past too: the filter leaves the tag).
+    let until = (chrono::Utc::now().timestamp() + 4).to_string();
+    let follower = b
+        .cmd(&[
+            "events",
+            "--until",
+            &until,
+            "-f",
+            "event=tag",
+            "--format",
+            "{{.Action}} {{.Actor.Attributes.name}}",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    b.ok(&["tag", "bb", "bb:live"]);
+    let out = follower.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "tag bb:live\n");
+}

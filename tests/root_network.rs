@@ -292,7 +292,7 @@ fn root_network_commands_flags_and_messages() {
         ),
         (
             vec!["--subnet", &s2, "--subnet", &s3, "x"],
-            "one IPv4 subnet",
+            "one IPv4 and one IPv6 subnet",
         ),
         (vec!["--label", "=v", "x"], "invalid label"),
     ];
@@ -1227,4 +1227,92 @@ fn root_fifty_runs_on_networks_made_and_removed_leave_nothing() {
     for hier in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
         let _ = std::fs::remove_dir(hier.path().join(parent.trim_start_matches('/')));
     }
+}
+
+#[test]
+fn root_ipv6_networks_through_the_cli() {
+    let _host = shared();
+    let b = nets();
+    let p = net24(10);
+    let v6 = format!("fd42:{:x}::", std::process::id() & 0xffff);
+    fails_with(
+        &b,
+        &[
+            "network",
+            "create",
+            "--ipv6",
+            "--subnet",
+            &format!("{p}.0/24"),
+            "six",
+        ],
+        1,
+        "--ipv6 needs an IPv6 --subnet",
+    );
+    fails_with(
+        &b,
+        &["network", "create", "--subnet", &format!("{v6}/64"), "six"],
+        1,
+        "needs --ipv6",
+    );
+    b.ok(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        &format!("{p}.0/24"),
+        "--subnet",
+        &format!("{v6}/64"),
+        "six",
+    ]);
+    fails_with(
+        &b,
+        &[
+            "network",
+            "create",
+            "--ipv6",
+            "--subnet",
+            &format!("{v6}/80"),
+            "seven",
+        ],
+        1,
+        "Pool overlaps with other one on this address space",
+    );
+    let v = json(&b.ok(&["network", "inspect", "six"]))[0].clone();
+    assert_eq!(v["EnableIPv6"], true);
+    assert_eq!(v["IPAM"]["Config"][1]["Subnet"], format!("{v6}/64"));
+    assert_eq!(v["IPAM"]["Config"][1]["Gateway"], format!("{v6}1"));
+    assert_eq!(
+        b.ok(&["network", "ls", "-f", "name=six", "--format", "{{.IPv6}}"]),
+        "true\n"
+    );
+    for c in ["s1", "s2"] {
+        b.ok(&[
+            "run",
+            "-d",
+            "--name",
+            c,
+            "--network",
+            "six",
+            "bb",
+            "sleep",
+            "60",
+        ]);
+    }
+    let s2 = &inspect(&b, "s2")["NetworkSettings"]["Networks"]["six"];
+    let s2_v6 = s2["GlobalIPv6Address"].as_str().unwrap().to_string();
+    assert!(s2_v6.starts_with(&v6), "{s2}");
+    assert_eq!(s2["GlobalIPv6PrefixLen"], 64);
+    assert_eq!(s2["IPv6Gateway"], format!("{v6}1"));
+    // The address is on eth0 and the other container answers on it.
+    let addrs = b.ok(&["exec", "s2", "ip", "-o", "-6", "addr"]);
+    assert!(addrs.contains(&format!("{s2_v6}/64")), "{addrs}");
+    let o = out(
+        &b,
+        &[
+            "exec", "s1", "busybox", "ping", "-6", "-c", "1", "-W", "3", &s2_v6,
+        ],
+    );
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    b.ok(&["rm", "-f", "s1", "s2"]);
+    b.ok(&["network", "rm", "six"]);
 }

@@ -4,6 +4,7 @@
 
 mod auth;
 mod auth_tls;
+mod chaos;
 mod cli;
 mod gc;
 mod images;
@@ -11,6 +12,7 @@ mod mirror;
 mod notify;
 mod ops;
 mod registry;
+mod root_build;
 mod root_confine;
 mod root_containers;
 mod root_events;

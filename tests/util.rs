@@ -1066,40 +1066,53 @@ pub fn send_head(
     headers: &[(&str, &str)],
     len: usize,
 ) -> TcpStream {
-    let mut stream = TcpStream::connect(addr).expect("connect to berth");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    stream
-        .set_write_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
+    try_send_head(addr, method, path, headers, len).expect("connect to berth")
+}
+
+fn try_send_head(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    len: usize,
+) -> std::io::Result<TcpStream> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(60)))?;
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str(&format!("Content-Length: {len}\r\n\r\n"));
-    stream.write_all(head.as_bytes()).unwrap();
-    stream
+    stream.write_all(head.as_bytes())?;
+    Ok(stream)
 }
 
 /// Reads a whole response from a `Connection: close` stream.
-pub fn read_response(mut stream: TcpStream, method: &str) -> Response {
+pub fn read_response(stream: TcpStream, method: &str) -> Response {
+    try_read_response(stream, method).unwrap_or_else(|e| panic!("reading the response: {e}"))
+}
+
+fn try_read_response(mut stream: TcpStream, method: &str) -> std::io::Result<Response> {
+    let bad = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("reading the response");
+    stream.read_to_end(&mut raw)?;
     let end = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(&raw)));
+        .ok_or_else(|| {
+            bad(format!(
+                "no response head in {:?}",
+                String::from_utf8_lossy(&raw)
+            ))
+        })?;
     let head = String::from_utf8_lossy(&raw[..end]).into_owned();
     let mut lines = head.split("\r\n");
     let status = lines
         .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad(format!("no status in {head:?}")))?;
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
@@ -1109,27 +1122,28 @@ pub fn read_response(mut stream: TcpStream, method: &str) -> Response {
         .iter()
         .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
     if chunked && method != "HEAD" {
-        body = dechunk(&body);
+        body = dechunk(&body).ok_or_else(|| bad("a chunked body cut short".to_string()))?;
     }
-    Response {
+    Ok(Response {
         status,
         headers,
         body,
-    }
+    })
 }
 
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
+/// The body of a chunked response, or None where it is cut short or malformed.
+fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     loop {
-        let line_end = data.windows(2).position(|w| w == b"\r\n").unwrap();
-        let size_text = std::str::from_utf8(&data[..line_end]).unwrap();
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap();
-        data = &data[line_end + 2..];
+        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(data.get(..line_end)?).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        data = data.get(line_end + 2..)?;
         if size == 0 {
-            return out;
+            return Some(out);
         }
-        out.extend_from_slice(&data[..size]);
-        data = &data[size + 2..];
+        out.extend_from_slice(data.get(..size)?);
+        data = data.get(size + 2..)?;
     }
 }
 
@@ -1141,9 +1155,22 @@ pub fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Response {
-    let mut stream = send_head(addr, method, path, headers, body.len());
-    stream.write_all(body).unwrap();
-    read_response(stream, method)
+    try_request(addr, method, path, headers, body)
+        .unwrap_or_else(|e| panic!("{method} {path} at {addr}: {e}"))
+}
+
+/// [`request`], with an error where the server cannot be reached, goes away or answers no
+/// HTTP (for tests that kill it).
+pub fn try_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Response> {
+    let mut stream = try_send_head(addr, method, path, headers, body.len())?;
+    stream.write_all(body)?;
+    try_read_response(stream, method)
 }
 
 /// An OCI image written as a layout directory: three gzip layers of real files, a config and
@@ -1588,4 +1615,19 @@ impl Drop for FlakyProxy {
         self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
         let _ = TcpStream::connect(&self.addr);
     }
+}
+
+/// Every file of a store directory, modified two hours ago: content that no push in flight
+/// can be waiting for.
+pub fn backdate(root: &Path) {
+    run(Command::new("find").arg(root).args([
+        "-type",
+        "f",
+        "-exec",
+        "touch",
+        "-d",
+        "2 hours ago",
+        "{}",
+        "+",
+    ]));
 }

@@ -24,6 +24,7 @@
 //! Event::new(Kind, action, actor_id)     .attr(key, value), .from(image) for containers
 //! Journal::read(since, until) -> Vec<Event>     what the journal still holds, oldest first
 //! Journal::follow() -> Follower          Follower::next(timeout) -> Option<Event>: new events
+//! Filter::parse(["type=container", …])    docker's `--filter`; Filter::matches(&Event)
 //! ```
 //!
 //! What writes which event (docker's actions and attributes):
@@ -317,6 +318,120 @@ impl Follower {
     }
 }
 
+/// docker's `events --filter`: values of one key OR, different keys AND.
+///
+/// Keys: `container` (id, id prefix or name), `image` (an image event's id or name, a
+/// container event's image), `event` (the action; `exec_start` matches `exec_start: CMD`),
+/// `type`, `label` (`key` or `key=value` among the attributes), `volume`, `network` (id, id
+/// prefix or name), `scope`.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    keys: BTreeMap<String, Vec<String>>,
+}
+
+const FILTER_KEYS: [&str; 8] = [
+    "container",
+    "image",
+    "event",
+    "type",
+    "label",
+    "volume",
+    "network",
+    "scope",
+];
+
+impl Filter {
+    /// Parses `key=value` filters; an unknown key or a bad type is an error in docker's words.
+    pub fn parse<S: AsRef<str>>(filters: &[S]) -> Result<Filter, String> {
+        let mut keys: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for f in filters {
+            let f = f.as_ref();
+            let (k, v) = f
+                .split_once('=')
+                .ok_or_else(|| format!("bad format of filter (expected name=value): {f}"))?;
+            let k = k.trim().to_ascii_lowercase();
+            if !FILTER_KEYS.contains(&k.as_str()) {
+                return Err(format!("invalid filter '{k}'"));
+            }
+            if k == "type"
+                && ![
+                    "container",
+                    "image",
+                    "volume",
+                    "network",
+                    "daemon",
+                    "plugin",
+                    "service",
+                    "node",
+                    "secret",
+                    "config",
+                ]
+                .contains(&v)
+            {
+                return Err(format!("invalid filter 'type={v}'"));
+            }
+            keys.entry(k).or_default().push(v.to_string());
+        }
+        Ok(Filter { keys })
+    }
+
+    /// Whether an event passes every key.
+    pub fn matches(&self, e: &Event) -> bool {
+        let attr = |k: &str| e.actor.attributes.get(k).map(String::as_str);
+        self.keys.iter().all(|(k, values)| {
+            let any = |f: &dyn Fn(&str) -> bool| values.iter().any(|v| f(v));
+            match k.as_str() {
+                "type" => any(&|v| v == e.kind.as_str()),
+                "scope" => any(&|v| v == e.scope),
+                "event" => {
+                    let base = e.action.split(':').next().unwrap_or("");
+                    any(&|v| v == e.action || v == base)
+                }
+                "label" => any(&|v| match v.split_once('=') {
+                    Some((k, want)) => attr(k) == Some(want),
+                    None => attr(v).is_some(),
+                }),
+                "container" => {
+                    e.kind == Kind::Container
+                        && any(&|v| {
+                            attr("name") == Some(v) || (!v.is_empty() && e.actor.id.starts_with(v))
+                        })
+                }
+                "volume" => e.kind == Kind::Volume && any(&|v| e.actor.id == v),
+                "network" => {
+                    e.kind == Kind::Network
+                        && any(&|v| {
+                            attr("name") == Some(v) || (!v.is_empty() && e.actor.id.starts_with(v))
+                        })
+                }
+                "image" => {
+                    let names: Vec<&str> = match e.kind {
+                        Kind::Image => [Some(e.actor.id.as_str()), attr("name")]
+                            .into_iter()
+                            .flatten()
+                            .collect(),
+                        Kind::Container => attr("image").into_iter().collect(),
+                        _ => vec![],
+                    };
+                    any(&|v| names.iter().any(|n| same_image(n, v)))
+                }
+                _ => false,
+            }
+        })
+    }
+}
+
+/// An image filter's value against an event's image: equal, or equal but for the tag
+/// `:latest`, or an id prefix.
+fn same_image(name: &str, wanted: &str) -> bool {
+    let bare = |s: &str| s.strip_suffix(":latest").unwrap_or(s).to_string();
+    name == wanted
+        || bare(name) == bare(wanted)
+        || (name.starts_with("sha256:")
+            && wanted.len() >= 4
+            && (name.starts_with(wanted) || name[7..].starts_with(wanted)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,6 +486,42 @@ mod tests {
             v["time"].as_i64().unwrap(),
             v["timeNano"].as_i64().unwrap() / 1_000_000_000
         );
+    }
+
+    #[test]
+    fn filters_as_dockers() {
+        let c = Event::new(Kind::Container, "exec_start: sh -c true", "abcdef0123")
+            .from("busybox")
+            .attr("name", "web")
+            .attr("team", "a");
+        let i = Event::new(Kind::Image, "tag", "sha256:1234abcd").attr("name", "busybox:two");
+        let v = Event::new(Kind::Volume, "create", "data").attr("driver", "local");
+        let f = |fs: &[&str]| Filter::parse(fs).unwrap();
+        let pass = |fs: &[&str], e: &Event| f(fs).matches(e);
+        assert!(pass(&[], &c));
+        assert!(pass(&["container=web"], &c) && pass(&["container=abcd"], &c));
+        assert!(!pass(&["container=db"], &c) && !pass(&["container=web"], &v));
+        assert!(pass(&["event=exec_start"], &c) && pass(&["event=exec_start: sh -c true"], &c));
+        assert!(!pass(&["event=start"], &c));
+        // One key ORs, two keys AND.
+        assert!(pass(&["type=volume", "type=container"], &c));
+        assert!(!pass(&["type=volume", "container=web"], &c));
+        assert!(pass(&["label=team", "label=team=a"], &c) && !pass(&["label=team=b"], &c));
+        assert!(pass(&["image=busybox"], &c) && pass(&["image=busybox:latest"], &c));
+        assert!(pass(&["image=busybox:two"], &i) && pass(&["image=1234ab"], &i));
+        assert!(!pass(&["image=busybox"], &v));
+        assert!(pass(&["volume=data"], &v) && !pass(&["volume=other"], &v));
+        assert_eq!(
+            Filter::parse(&["foo=bar"]).unwrap_err(),
+            "invalid filter 'foo'"
+        );
+        assert_eq!(
+            Filter::parse(&["type=box"]).unwrap_err(),
+            "invalid filter 'type=box'"
+        );
+        assert!(Filter::parse(&["container"])
+            .unwrap_err()
+            .starts_with("bad format"));
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! - [`unpack`] turns a layer blob into a snapshot directory without letting any entry reach
 //!   outside it.
 
+pub mod build;
 pub mod config;
 pub mod duration;
 pub mod engine;

@@ -3,6 +3,8 @@
 //! credentials and with tokens from the built-in token service. Each answer is the expected
 //! one, and no refused request changes a byte of the store.
 
+mod authconf;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -98,52 +100,33 @@ fn basic(user: &str, password: &str) -> String {
     )
 }
 
-/// The users (bcrypt cost 4 keeps the test fast) and the rules of the matrix.
-fn auth_config(dir: &Path, token: bool) -> AuthConfig {
-    let mut htpasswd = String::new();
-    for user in ["reader", "pusher", "admin"] {
-        let hash = bcrypt::hash(format!("{user}-pw"), 4).unwrap();
-        htpasswd.push_str(&format!("{user}:{hash}\n"));
-    }
-    let file = dir.join("htpasswd");
-    std::fs::write(&file, htpasswd).unwrap();
-    let token = if token {
-        format!(
-            "[auth.token]\nservice = \"registry.test\"\nkey = {:?}\n",
-            dir.join("token.pem")
-        )
-    } else {
-        String::new()
-    };
-    let text = format!(
-        r#"
-        [auth]
-        htpasswd = {file:?}
-        [auth.groups]
-        readers = ["reader"]
-        pushers = ["pusher"]
-        [[auth.rules]]
-        groups = ["readers", "pushers"]
-        repositories = ["team/*"]
-        actions = ["pull"]
-        [[auth.rules]]
-        groups = ["pushers"]
-        repositories = ["team/*"]
-        actions = ["push"]
-        [[auth.rules]]
-        users = ["admin"]
-        repositories = ["*"]
-        actions = ["pull", "push", "delete"]
-        [[auth.rules]]
-        anonymous = true
-        users = ["*"]
-        repositories = ["public/*"]
-        actions = ["pull"]
-        {token}
-        "#
-    );
-    Config::parse(&text, "test").unwrap().auth.unwrap()
+/// The users (passwords `<user>-pw`) and the rules of the matrix.
+fn auth_config(dir: &Path, token_service: bool) -> AuthConfig {
+    authconf::auth_with(dir, &["reader", "pusher", "admin"], RULES, token_service)
 }
+
+const RULES: &str = r#"
+[auth.groups]
+readers = ["reader"]
+pushers = ["pusher"]
+[[auth.rules]]
+groups = ["readers", "pushers"]
+repositories = ["team/*"]
+actions = ["pull"]
+[[auth.rules]]
+groups = ["pushers"]
+repositories = ["team/*"]
+actions = ["push"]
+[[auth.rules]]
+users = ["admin"]
+repositories = ["*"]
+actions = ["pull", "push", "delete"]
+[[auth.rules]]
+anonymous = true
+users = ["*"]
+repositories = ["public/*"]
+actions = ["pull"]
+"#;
 
 /// What the fixture holds in each repository.
 struct Fixture {

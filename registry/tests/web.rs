@@ -2,6 +2,7 @@
 //! CSRF, cookies, and that the API answers the same bytes with the page on as with it off.
 //! (The page in a real browser: `web_chromium.rs`.)
 
+mod authconf;
 mod webutil;
 
 use axum::http::StatusCode;

@@ -9,6 +9,7 @@
 //!
 //! Nothing is skipped: a missing browser, driver or axe-core fails the test.
 
+mod authconf;
 mod webutil;
 
 use std::path::PathBuf;

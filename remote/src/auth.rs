@@ -86,6 +86,9 @@ fn parse_params(s: &str) -> HashMap<String, String> {
     }
 }
 
+/// The longest a token is kept, in seconds, whatever the token service says.
+const MAX_TOKEN_LIFETIME: u64 = 24 * 3600;
+
 /// A token service's answer.
 #[derive(Debug, Deserialize)]
 pub(crate) struct TokenResponse {
@@ -105,9 +108,11 @@ impl TokenResponse {
             .or(self.access_token.as_deref().filter(|t| !t.is_empty()))
     }
 
-    /// How long the token may be used: the spec's default is 60 s; keep a margin.
+    /// How long the token may be used: the spec's default is 60 s; keep a margin. A token
+    /// service's word is trusted for a day at most (any `expires_in`, however large, is a
+    /// lifetime that fits in an `Instant`).
     pub fn lifetime(&self) -> Duration {
-        let secs = self.expires_in.unwrap_or(60).max(60);
+        let secs = self.expires_in.unwrap_or(60).clamp(60, MAX_TOKEN_LIFETIME);
         Duration::from_secs(secs.saturating_sub(10))
     }
 }
@@ -134,10 +139,11 @@ impl AuthCache {
     }
 
     pub fn set_token(&mut self, host: &str, scope: &str, token: String, lifetime: Duration) {
-        self.tokens.insert(
-            (host.to_string(), scope.to_string()),
-            (token, Instant::now() + lifetime),
-        );
+        let Some(until) = Instant::now().checked_add(lifetime) else {
+            return;
+        };
+        self.tokens
+            .insert((host.to_string(), scope.to_string()), (token, until));
     }
 
     pub fn forget_token(&mut self, host: &str, scope: &str) {

@@ -33,7 +33,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::ops::Range;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -327,8 +327,10 @@ struct Endpoint {
 
 struct Inner {
     config: RemoteConfig,
-    secure: reqwest::Client,
-    insecure: reqwest::Client,
+    /// The shared clients, made on first use: building one loads the system's CA
+    /// certificates, which a command that contacts no registry should not pay for.
+    secure: OnceLock<reqwest::Client>,
+    insecure: OnceLock<reqwest::Client>,
     auth: Mutex<AuthCache>,
     schemes: Mutex<HashMap<String, &'static str>>,
     /// What credential helpers answered, by host.
@@ -476,8 +478,8 @@ impl Remote {
     pub fn new(config: RemoteConfig) -> Remote {
         Remote {
             inner: Arc::new(Inner {
-                secure: build_client(&config, false),
-                insecure: build_client(&config, true),
+                secure: OnceLock::new(),
+                insecure: OnceLock::new(),
                 config,
                 auth: Mutex::new(AuthCache::default()),
                 schemes: Mutex::new(HashMap::new()),
@@ -582,7 +584,13 @@ impl Remote {
         } else {
             &ep.host
         };
-        if let Some(s) = self.inner.schemes.lock().unwrap().get(&ep.host) {
+        if let Some(s) = self
+            .inner
+            .schemes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&ep.host)
+        {
             return format!("{s}://{api}");
         }
         // The host's own client (certs.d: a client certificate the server may demand).
@@ -597,7 +605,7 @@ impl Remote {
         self.inner
             .schemes
             .lock()
-            .unwrap()
+            .unwrap_or_else(PoisonError::into_inner)
             .insert(ep.host.clone(), scheme);
         format!("{scheme}://{api}")
     }
@@ -610,7 +618,13 @@ impl Remote {
     /// certificates, else the shared one.
     fn client_for(&self, registry: &str, host: &str, insecure: bool) -> Result<reqwest::Client> {
         let key = (host.to_string(), insecure);
-        if let Some(c) = self.inner.per_host.lock().unwrap().get(&key) {
+        if let Some(c) = self
+            .inner
+            .per_host
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
             return Ok(c.clone().unwrap_or_else(|| self.shared(insecure)));
         }
         let config = &self.inner.config;
@@ -633,16 +647,22 @@ impl Remote {
                 })
             })
             .transpose()?;
-        self.inner.per_host.lock().unwrap().insert(key, own.clone());
+        self.inner
+            .per_host
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, own.clone());
         Ok(own.unwrap_or_else(|| self.shared(insecure)))
     }
 
     fn shared(&self, insecure: bool) -> reqwest::Client {
-        if insecure {
-            self.inner.insecure.clone()
+        let cell = if insecure {
+            &self.inner.insecure
         } else {
-            self.inner.secure.clone()
-        }
+            &self.inner.secure
+        };
+        cell.get_or_init(|| build_client(&self.inner.config, insecure))
+            .clone()
     }
 
     /// A transport failure as one line; a certificate failure says where the CA goes.
@@ -674,7 +694,13 @@ impl Remote {
     /// the `auths` entry.
     fn credential(&self, host: &str) -> Option<Credential> {
         if let Some(helper) = self.inner.config.helpers.for_host(host) {
-            let known = self.inner.helped.lock().unwrap().get(host).cloned();
+            let known = self
+                .inner
+                .helped
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(host)
+                .cloned();
             let answer = match known {
                 Some(a) => a,
                 None => {
@@ -685,7 +711,7 @@ impl Remote {
                     self.inner
                         .helped
                         .lock()
-                        .unwrap()
+                        .unwrap_or_else(PoisonError::into_inner)
                         .insert(host.to_string(), a.clone());
                     a
                 }
@@ -704,7 +730,11 @@ impl Remote {
             return Ok(Some(format!("Bearer {t}")));
         }
         let challenge = {
-            let cache = self.inner.auth.lock().unwrap();
+            let cache = self
+                .inner
+                .auth
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             match cache.challenge(&ep.host) {
                 None => return Ok(None),
                 Some(Challenge::Basic) => {
@@ -765,7 +795,11 @@ impl Remote {
             attempt += 1;
         };
         let status = resp.status();
-        let body = resp.bytes().await.unwrap_or_default();
+        let body = if status.is_success() {
+            read_limited(resp, MAX_TOKEN_ANSWER, ep).await?
+        } else {
+            error_body(resp).await
+        };
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             let message = if self.credential(&ep.host).is_some() {
                 format!("incorrect username or password ({})", error_message(&body))
@@ -801,13 +835,17 @@ impl Remote {
         self.inner
             .auth
             .lock()
-            .unwrap()
+            .unwrap_or_else(PoisonError::into_inner)
             .set_token(&ep.host, scope, t.clone(), token.lifetime());
         Ok(t)
     }
 
     async fn backoff(&self, attempt: u32, retry_after: Option<Duration>) {
-        let exp = self.inner.config.backoff * 2u32.saturating_pow(attempt.min(8));
+        let exp = self
+            .inner
+            .config
+            .backoff
+            .saturating_mul(2u32.saturating_pow(attempt.min(8)));
         let wait = retry_after.unwrap_or(exp).min(Duration::from_secs(10));
         tokio::time::sleep(wait).await;
     }
@@ -847,7 +885,7 @@ impl Remote {
             if status == StatusCode::UNAUTHORIZED {
                 let challenge =
                     header_str(resp.headers(), "www-authenticate").and_then(auth::parse_challenge);
-                let body = resp.bytes().await.unwrap_or_default();
+                let body = error_body(resp).await;
                 match challenge {
                     Some(c) if !challenged => {
                         challenged = true;
@@ -860,7 +898,11 @@ impl Remote {
                                 ),
                             });
                         }
-                        let mut cache = self.inner.auth.lock().unwrap();
+                        let mut cache = self
+                            .inner
+                            .auth
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner);
                         cache.forget_token(&ep.host, scope);
                         cache.set_challenge(&ep.host, c);
                         continue;
@@ -900,7 +942,7 @@ impl Remote {
     ) -> RemoteError {
         let status = resp.status();
         let path = resp.url().path().to_string();
-        let body = resp.bytes().await.unwrap_or_default();
+        let body = error_body(resp).await;
         let message = error_message(&body);
         match status {
             StatusCode::NOT_FOUND => RemoteError::NotFound {
@@ -1596,6 +1638,27 @@ pub fn next_page(link: &str, current: &str) -> std::result::Result<Option<String
     Ok(None)
 }
 
+/// The most of a token service's answer that is read (a token is a few KiB).
+const MAX_TOKEN_ANSWER: usize = 1 << 20;
+/// The most of an error answer's body that is read: enough for any error list; the rest of
+/// a hostile or broken peer's body is dropped unread.
+const MAX_ERROR_BODY: usize = 64 << 10;
+
+/// The start of an error answer's body (at most [`MAX_ERROR_BODY`]); a body that breaks off
+/// gives what arrived.
+async fn error_body(resp: reqwest::Response) -> Bytes {
+    let mut out = bytes::BytesMut::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(Ok(chunk)) = stream.next().await {
+        let room = MAX_ERROR_BODY - out.len();
+        out.extend_from_slice(chunk.get(..room.min(chunk.len())).unwrap_or_default());
+        if out.len() >= MAX_ERROR_BODY {
+            break;
+        }
+    }
+    out.freeze()
+}
+
 async fn read_limited(resp: reqwest::Response, limit: usize, ep: &Endpoint) -> Result<Bytes> {
     if resp.content_length().is_some_and(|l| l as usize > limit) {
         return Err(RemoteError::Protocol {
@@ -1820,6 +1883,9 @@ mod tests {
         cfg.mirrors
             .insert("docker.io".into(), vec!["http://127.0.0.1:1".into()]);
         let r = Remote::new(cfg);
+        // Made without its HTTP clients (nor the system's CA certificates they load): the
+        // first request makes them.
+        assert!(r.inner.secure.get().is_none() && r.inner.insecure.get().is_none());
         let eps = r.read_endpoints("docker.io").unwrap();
         assert_eq!(eps.len(), 2);
         assert_eq!(eps[0].base.as_deref(), Some("http://127.0.0.1:1"));

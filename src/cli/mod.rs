@@ -5,10 +5,11 @@
 //!                           attach, wait, rename, pause (+unpause), port, diff, commit, cp,
 //!                           export, inspect, prune
 //!                           (opts.rs: the run/create flags and their conversion)
-//! cli/image/<verb>.rs       pull, push, ls (images), rm (rmi), tag, history, save, load,
-//!                           import, inspect, prune
+//! cli/image/<verb>.rs       build, pull, push, ls (images), rm (rmi), tag, history, save,
+//!                           load, import, inspect, prune
+//! cli/builder/<verb>.rs     prune (the build cache)
 //! cli/network/<verb>.rs     ls, inspect, and the verbs not supported yet
-//! cli/system/<verb>.rs      df, and `berth inspect`
+//! cli/system/<verb>.rs      events, info, df, version, and `berth inspect`
 //! cli/registry/<verb>.rs    login (+logout), search
 //! cli/serve/                berth serve: the registry server; gc.rs: berth gc, one garbage
 //!                           collection of its store
@@ -23,6 +24,7 @@
 //! `ImageVerb`) flattened into [`Command`] and, through [`verb::Object`], into the object's
 //! command: `berth stop` and `berth container stop` are one definition.
 
+pub mod builder;
 pub mod container;
 pub mod exit;
 pub mod flags;
@@ -47,6 +49,8 @@ pub enum Command {
     Containers(Box<container::ContainerVerb>),
     #[command(flatten)]
     Images(image::ImageVerb),
+    #[command(flatten)]
+    Systems(system::SystemVerb),
     /// Display detailed information on containers or images
     Inspect(system::inspect::InspectArgs),
     /// Search a registry for images
@@ -59,6 +63,11 @@ pub enum Command {
     Container {
         #[command(subcommand)]
         command: Box<container::ContainerCommand>,
+    },
+    /// Manage builds
+    Builder {
+        #[command(subcommand)]
+        command: builder::BuilderCommand,
     },
     /// Manage images
     Image {
@@ -75,6 +84,8 @@ pub enum Command {
         #[command(subcommand)]
         command: system::SystemCommand,
     },
+    /// Show the berth version information
+    Version(system::version::VersionArgs),
     /// Run the registry server
     Serve(serve::ServeArgs),
     /// Collect the garbage of a registry's store (safe beside running servers and pushes)
@@ -90,11 +101,14 @@ pub fn run(g: &Globals, command: Command) -> i32 {
         Command::Serve(a) => serve::run(g, a),
         Command::Gc(a) => serve::gc::run(g, a),
         Command::Images(v) => v.run(g),
+        Command::Systems(v) => v.run(g),
+        Command::Version(a) => system::version::run(a),
         Command::Inspect(a) => g
             .open_store()
             .and_then(|store| system::inspect::run(&store, a)),
         Command::Search(a) => registry::search::run(a),
         Command::Image { command } => command.run(g),
+        Command::Builder { command } => command.run(g),
         Command::System { command } => command.run(g),
         Command::Containers(v) => v.run(g),
         Command::Container { command } => command.run(g),

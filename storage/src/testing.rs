@@ -348,3 +348,23 @@ impl Backend for Recording {
         self.inner.describe()
     }
 }
+
+/// `on_every_backend!(a, b, …)`: each `async fn a(TestStore)` of the calling module becomes a
+/// test on each backend (modules `fs`, `s3s` and `moto`), on a multi-threaded runtime.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod fs {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() { super::$name($crate::testing::store("fs").await).await })*
+        }
+        mod s3s {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() { super::$name($crate::testing::store("s3s").await).await })*
+        }
+        mod moto {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() { super::$name($crate::testing::store("moto").await).await })*
+        }
+    };
+}

@@ -606,24 +606,7 @@ async fn collections_beside_writers(t: TestStore) {
     }
 }
 
-macro_rules! on_every_backend {
-    ($($name:ident),* $(,)?) => {
-        mod fs {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() { super::$name(super::common::store("fs").await).await })*
-        }
-        mod s3s {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() { super::$name(super::common::store("s3s").await).await })*
-        }
-        mod moto {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() { super::$name(super::common::store("moto").await).await })*
-        }
-    };
-}
-
-on_every_backend!(
+berth_storage::on_every_backend!(
     live_stays_and_garbage_goes,
     only_named_blobs,
     retention_on_fifty_tags,

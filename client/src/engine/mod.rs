@@ -32,6 +32,7 @@ pub mod seccomp;
 mod session;
 mod share;
 mod spec;
+mod step;
 mod supervise;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -60,6 +61,7 @@ pub use record::{
 pub use session::{
     parse_signal, AttachInput, Attached, ExecProcess, ExecStdio, Exit, Output, Signals,
 };
+pub use step::{lookup, StepMount, StepProcess, Stream};
 pub use supervise::{Health, HealthResult};
 
 /// Why an engine command failed; one line each, in docker's words where it has them.
@@ -625,7 +627,13 @@ impl Engine {
                 },
             },
         )?;
+        let (v6_gateway, v6_prefix) = host
+            .ipv6
+            .map_or((String::new(), 0), |(g, p)| (g.to_string(), p));
         let state = EndpointState {
+            global_ipv6_address: a.address6.map(|x| x.to_string()).unwrap_or_default(),
+            global_ipv6_prefix: v6_prefix,
+            ipv6_gateway: v6_gateway,
             network: e.network.clone(),
             network_id: user.as_ref().map(|u| u.id.clone()).unwrap_or_default(),
             interface,

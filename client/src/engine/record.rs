@@ -457,6 +457,13 @@ pub struct EndpointState {
     pub mac_address: String,
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// On a network with IPv6: the address, its prefix length and the gateway.
+    #[serde(default)]
+    pub global_ipv6_address: String,
+    #[serde(default)]
+    pub global_ipv6_prefix: u8,
+    #[serde(default)]
+    pub ipv6_gateway: String,
 }
 
 /// A volume, bind or tmpfs mount of the container.

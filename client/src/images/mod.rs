@@ -27,6 +27,7 @@
 //! an index entry that points at something missing.
 
 mod archive;
+mod cache;
 mod pull;
 mod push;
 mod served;
@@ -46,6 +47,7 @@ use crate::unpack::UnpackError;
 
 pub(crate) use archive::apply_changes;
 pub use archive::{ImportOptions, LoadedImage};
+pub use cache::{CachePruned, CacheRecord};
 pub use pull::{LayerState, NoProgress, Progress, PullOptions, PullResult};
 pub use push::PushResult;
 pub use served::StoreChanges;
@@ -391,7 +393,11 @@ impl ImageStore {
     }
 
     pub(crate) fn lock(&self) -> Result<IndexLock> {
-        let path = self.root.join("images/lock");
+        self.lock_file(self.root.join("images/lock"))
+    }
+
+    /// An exclusive flock on `path` (created when missing), released on drop.
+    pub(crate) fn lock_file(&self, path: PathBuf) -> Result<IndexLock> {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -694,11 +700,19 @@ impl ImageStore {
 
     /// Deletes what `gone` used and no image in `index` uses: links, blobs, snapshots.
     async fn delete_unused(&self, index: &Index, gone: &ImageRecord) -> Result<()> {
-        let used_blobs: BTreeSet<&Digest> = index.images.values().flat_map(|r| r.blobs()).collect();
+        // The build cache holds layers too (see `cache`).
+        let (cache_blobs, cache_chains) = self.cache_holds();
+        let used_blobs: BTreeSet<&Digest> = index
+            .images
+            .values()
+            .flat_map(|r| r.blobs())
+            .chain(&cache_blobs)
+            .collect();
         let used_chains: BTreeSet<&Digest> = index
             .images
             .values()
             .flat_map(|r| r.layers.iter().map(|l| &l.chain_id))
+            .chain(&cache_chains)
             .collect();
         for repo in &gone.linked {
             let Ok(repo) = repo.parse::<RepoName>() else {
@@ -716,27 +730,12 @@ impl ImageStore {
                 }
             }
         }
-        // The blobs go only if nothing at all needs them any more: another image (the hold
-        // written with the index), a registry repository over this root, a collection's
-        // rules. The store's collector decides; when another collection runs (a registry
-        // over this root), what is left is freed by that one or the next.
         let candidates: BTreeSet<Digest> = gone
             .blobs()
             .filter(|b| !used_blobs.contains(b))
             .cloned()
             .collect();
-        let options = gc::Options {
-            scope: gc::Scope::Only(candidates),
-            wait: Some(std::time::Duration::from_secs(60)),
-            ..gc::Options::default()
-        };
-        match gc::collect(&self.store, &gc::Policy::default(), &options).await {
-            Ok(_) => {}
-            Err(StoreError::CollectionBusy(holder)) => {
-                tracing::info!("a collection by {holder} is running: it frees what rmi left")
-            }
-            Err(e) => return Err(e.into()),
-        }
+        self.free_blobs(candidates).await?;
         for l in &gone.layers {
             if !used_chains.contains(&l.chain_id) {
                 let dir = self.snapshot_dir(&l.chain_id);
@@ -745,6 +744,29 @@ impl ImageStore {
             }
         }
         Ok(())
+    }
+
+    /// Deletes those of `candidates` that nothing at all needs any more: an image (the hold
+    /// written with the index), the build cache (its hold), a registry repository over this
+    /// root, a collection's rules. The store's collector decides; when another collection
+    /// runs (a registry over this root), what is left is freed by that one or the next.
+    pub(crate) async fn free_blobs(&self, candidates: BTreeSet<Digest>) -> Result<()> {
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        let options = gc::Options {
+            scope: gc::Scope::Only(candidates),
+            wait: Some(std::time::Duration::from_secs(60)),
+            ..gc::Options::default()
+        };
+        match gc::collect(&self.store, &gc::Policy::default(), &options).await {
+            Ok(_) => Ok(()),
+            Err(StoreError::CollectionBusy(holder)) => {
+                tracing::info!("a collection by {holder} is running: it frees the rest");
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Removes dangling images (no tags), or with `all` every image, except those in
@@ -1064,6 +1086,14 @@ pub fn familiar_of(full: &str) -> String {
 
 pub(crate) fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+/// Writes a snapshot's `<chain id>.json` (its diff id and unpacked size) beside it.
+pub(crate) fn write_snapshot_meta(snapshot: &Path, meta: &serde_json::Value) -> Result<()> {
+    write_atomic(
+        &snapshot.with_extension("json"),
+        &serde_json::to_vec(meta).expect("serialises"),
+    )
 }
 
 /// Removes a directory tree, first moving it aside so that a half-removed tree is never

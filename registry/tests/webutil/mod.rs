@@ -65,45 +65,26 @@ pub fn filler(ts: &TestStore) -> Arc<Registry> {
 }
 
 /// The users `alice` (pull and delete on team/*), `bob` (pull on team/*), and the anonymous
-/// rule for public/*; passwords are `<user>-pw` (bcrypt cost 4 keeps the tests fast).
+/// rule for public/*; passwords are `<user>-pw`.
 pub fn auth_config(dir: &Path, token_service: bool) -> AuthConfig {
-    let mut htpasswd = String::new();
-    for user in ["alice", "bob"] {
-        let hash = bcrypt::hash(format!("{user}-pw"), 4).unwrap();
-        htpasswd.push_str(&format!("{user}:{hash}\n"));
-    }
-    let file = dir.join("htpasswd");
-    std::fs::write(&file, htpasswd).unwrap();
-    let token = if token_service {
-        format!(
-            "[auth.token]\nservice = \"registry.test\"\nkey = {:?}\n",
-            dir.join("token.pem")
-        )
-    } else {
-        String::new()
-    };
-    let text = format!(
-        r#"
-        [auth]
-        htpasswd = {file:?}
-        [[auth.rules]]
-        users = ["alice", "bob"]
-        repositories = ["team/*"]
-        actions = ["pull"]
-        [[auth.rules]]
-        users = ["alice"]
-        repositories = ["team/*"]
-        actions = ["delete"]
-        [[auth.rules]]
-        anonymous = true
-        users = ["*"]
-        repositories = ["public/*"]
-        actions = ["pull"]
-        {token}
-        "#
-    );
-    Config::parse(&text, "test").unwrap().auth.unwrap()
+    crate::authconf::auth_with(dir, &["alice", "bob"], RULES, token_service)
 }
+
+const RULES: &str = r#"
+[[auth.rules]]
+users = ["alice", "bob"]
+repositories = ["team/*"]
+actions = ["pull"]
+[[auth.rules]]
+users = ["alice"]
+repositories = ["team/*"]
+actions = ["delete"]
+[[auth.rules]]
+anonymous = true
+users = ["*"]
+repositories = ["public/*"]
+actions = ["pull"]
+"#;
 
 #[derive(Debug)]
 pub struct Resp {

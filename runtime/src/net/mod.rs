@@ -33,7 +33,7 @@ mod rtnl;
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, TcpListener, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -72,6 +72,11 @@ pub struct Network {
     pub dns: bool,
     /// macvlan: the host interface the containers' links hang off. No bridge, no NAT.
     pub parent: Option<String>,
+    /// An IPv6 subnet beside the IPv4 one (`--ipv6`): the gateway (the bridge's address)
+    /// and the prefix length. A container's IPv6 address is the subnet's prefix with its
+    /// IPv4 address's host part, so the IPv4 lease holds both. Traffic stays in the network:
+    /// no IPv6 NAT or forwarding is set up.
+    pub ipv6: Option<(Ipv6Addr, u8)>,
 }
 
 /// The default network's host side has been called a bridge since before there were others.
@@ -89,6 +94,7 @@ impl Default for Network {
             internal: false,
             dns: false,
             parent: None,
+            ipv6: None,
         }
     }
 }
@@ -104,6 +110,15 @@ pub fn overlaps(a: Ipv4Addr, pa: u8, b: Ipv4Addr, pb: u8) -> bool {
 }
 
 impl Network {
+    /// The IPv6 address that goes with the IPv4 `address` on a network with an IPv6
+    /// subnet: the subnet's prefix and the IPv4 address's host part.
+    pub fn address6(&self, address: Ipv4Addr) -> Option<Ipv6Addr> {
+        let (gw6, p6) = self.ipv6?;
+        let host = u32::from(address) & !(u32::MAX.checked_shl(32 - u32::from(self.prefix))?);
+        let mask = u128::MAX.checked_shl(128 - u32::from(p6)).unwrap_or(0);
+        Some(Ipv6Addr::from((u128::from(gw6) & mask) | u128::from(host)))
+    }
+
     /// This network's address leases.
     pub fn lease_dir(&self) -> PathBuf {
         self.state_dir.join(&self.name)
@@ -258,6 +273,8 @@ pub struct Endpoint {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Attachment {
     pub address: Ipv4Addr,
+    /// On a network with an IPv6 subnet: the container's IPv6 address.
+    pub address6: Option<Ipv6Addr>,
     pub gateway: Ipv4Addr,
     pub prefix: u8,
     pub mac: String,
@@ -438,8 +455,14 @@ fn net_err(what: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
 /// What the stamp of a ready bridge says.
 fn stamp_text(n: &Network, index: u32) -> String {
     format!(
-        "{index} {RULES_VERSION} {}/{} internal={} dns={}\n",
-        n.gateway, n.prefix, n.internal, n.dns
+        "{index} {RULES_VERSION} {}/{} internal={} dns={}{}\n",
+        n.gateway,
+        n.prefix,
+        n.internal,
+        n.dns,
+        n.ipv6
+            .map(|(g, p)| format!(" ipv6={g}/{p}"))
+            .unwrap_or_default()
     )
 }
 
@@ -490,6 +513,18 @@ fn ensure_network(n: &Network, rt: &mut Rtnl) -> Result<u32> {
             n.name, n.gateway, n.prefix
         ))
     })?;
+    if let Some((gw6, p6)) = n.ipv6 {
+        set_sysctl(
+            &format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", n.name),
+            "0",
+        )?;
+        rt.add_address6(index, gw6, p6).map_err(|e| {
+            Error::Network(format!(
+                "give bridge {} the address {gw6}/{p6}: {e}",
+                n.name
+            ))
+        })?;
+    }
     if !rt.link_up(index).unwrap_or(false) {
         rt.set_up(index).map_err(net_err("bring the bridge up"))?;
     }
@@ -728,6 +763,7 @@ pub fn connect_endpoint(n: &Network, e: &Endpoint) -> Result<Attachment> {
         let m = e.mac.unwrap_or_else(|| mac_of(address));
         Ok(Attachment {
             address,
+            address6: n.address6(address),
             gateway: n.gateway,
             prefix: n.prefix,
             mac: format!(
@@ -824,6 +860,17 @@ fn plug(
         inside
             .add_default_route(n.gateway)
             .map_err(net_err("add the container's default route"))?;
+    }
+    if let Some(a6) = n.address6(address) {
+        let (gw6, p6) = n.ipv6.expect("an IPv6 address comes with the subnet");
+        inside
+            .add_address6(index, a6, p6)
+            .map_err(net_err("give the container its IPv6 address"))?;
+        if e.default_route && !n.internal {
+            inside
+                .add_default_route6(gw6)
+                .map_err(net_err("add the container's IPv6 default route"))?;
+        }
     }
     Ok(())
 }

@@ -351,9 +351,9 @@ fn network_settings(rec: &ContainerRecord, net: &Option<NetworkState>) -> Value 
             "Gateway": ep.gateway,
             "IPAddress": ep.ip_address,
             "IPPrefixLen": ep.prefix,
-            "IPv6Gateway": "",
-            "GlobalIPv6Address": "",
-            "GlobalIPv6PrefixLen": 0,
+            "IPv6Gateway": ep.ipv6_gateway,
+            "GlobalIPv6Address": ep.global_ipv6_address,
+            "GlobalIPv6PrefixLen": ep.global_ipv6_prefix,
             "DNSNames": dns_names,
         });
         if c.network == "bridge" {

@@ -87,6 +87,16 @@ pub fn print_inspect(docs: &[Value], format: Option<&str>) -> Result<()> {
     }
 }
 
+/// Prints one document (`version`, `info`) through `--format`: `json` as one line, otherwise
+/// a template.
+pub fn print_document(doc: &Value, format: &str) -> Result<()> {
+    if format == "json" {
+        println!("{}", serde_json::to_string(doc)?);
+        return Ok(());
+    }
+    print_inspect(std::slice::from_ref(doc), Some(format))
+}
+
 /// A value as JSON indented by four spaces, and a newline.
 pub fn print_json_indented(v: &Value) -> Result<()> {
     let mut buf = Vec::new();

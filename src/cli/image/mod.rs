@@ -4,6 +4,8 @@
 //! A new verb: a file here with its `Args` and `run`, a variant in [`ImageVerb`] (both
 //! spellings) or [`ImageCommand`] (only `berth image …`), and its arm in `run` below.
 
+pub mod build;
+pub mod build_progress;
 pub mod history;
 pub mod import;
 pub mod inspect;
@@ -27,6 +29,8 @@ use super::verb::{Object, Respell, Respelling};
 /// The image verbs docker has under both spellings.
 #[derive(Subcommand)]
 pub enum ImageVerb {
+    /// Build an image from a Dockerfile
+    Build(Box<build::BuildArgs>),
     /// Download an image from a registry
     Pull(pull::PullArgs),
     /// Upload an image to a registry
@@ -71,6 +75,7 @@ impl ImageVerb {
     pub fn run(self, g: &Globals) -> Result<i32> {
         let store = g.open_store()?;
         match self {
+            ImageVerb::Build(a) => build::run(g, store, *a),
             ImageVerb::Pull(a) => pull::run(&store, a),
             ImageVerb::Push(a) => push::run(&store, a),
             ImageVerb::Images(a) => quiet_pipe(ls::run(&store, a)),

@@ -7,9 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use berth_registry::Config;
 use berth_storage::gc::{self, Options, Progress, Report};
-use berth_storage::{Store, StoreConfig};
+use berth_storage::Store;
 use clap::Args;
 
 use super::super::format::human_size;
@@ -55,13 +54,7 @@ impl Progress for Line {
 }
 
 pub fn run(globals: &Globals, args: GcArgs) -> Result<i32> {
-    let mut config = match &args.config {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
-    };
-    if let Some(root) = globals.root.clone() {
-        config.storage = StoreConfig::Filesystem { root, sync: false };
-    }
+    let config = super::registry_config(globals, args.config.as_deref())?;
     let store = Store::open(&config.storage).map_err(anyhow::Error::msg)?;
     let tty = std::io::stderr().is_terminal();
     let line = Arc::new(Line {

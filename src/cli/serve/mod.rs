@@ -22,15 +22,22 @@ pub struct ServeArgs {
     listen: Option<std::net::SocketAddr>,
 }
 
-/// Serves the store of the config, or of `--root` (a directory, e.g. a client's root).
-pub fn run(globals: &Globals, args: ServeArgs) -> anyhow::Result<i32> {
-    let mut config = match &args.config {
+/// The registry's configuration (`--config FILE`, else the defaults) with `--root` as its
+/// storage when given: what `serve` and `gc` work on.
+fn registry_config(globals: &Globals, path: Option<&std::path::Path>) -> anyhow::Result<Config> {
+    let mut config = match path {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
     if let Some(root) = globals.root.clone() {
         config.storage = StoreConfig::Filesystem { root, sync: false };
     }
+    Ok(config)
+}
+
+/// Serves the store of the config, or of `--root` (a directory, e.g. a client's root).
+pub fn run(globals: &Globals, args: ServeArgs) -> anyhow::Result<i32> {
+    let mut config = registry_config(globals, args.config.as_deref())?;
     if let Some(listen) = args.listen {
         config.server.listen = listen;
     }

@@ -6,17 +6,47 @@
 
 pub mod boot;
 pub mod df;
+pub mod events;
+pub mod info;
 pub mod inspect;
+pub mod version;
 
 use anyhow::Result;
 use clap::Subcommand;
 
 use super::exit::quiet_pipe;
 use super::globals::Globals;
+use super::verb::{Object, Respell, Respelling};
+
+/// The system verbs docker has under both spellings (`berth events`, `berth system events`).
+#[derive(Subcommand)]
+pub enum SystemVerb {
+    /// Get real time events from the server
+    Events(events::EventsArgs),
+    /// Display system-wide information
+    Info(info::InfoArgs),
+}
+
+impl Respell for SystemVerb {
+    fn respellings() -> Vec<Respelling<Self>> {
+        vec![]
+    }
+}
+
+impl SystemVerb {
+    pub fn run(self, g: &Globals) -> Result<i32> {
+        match self {
+            SystemVerb::Events(a) => events::run(g, a),
+            SystemVerb::Info(a) => info::run(g, a),
+        }
+    }
+}
 
 /// `berth system …`.
 #[derive(Subcommand)]
 pub enum SystemCommand {
+    #[command(flatten)]
+    Verb(Object<SystemVerb>),
     /// Start the containers whose restart policy asks for it, once the host has started
     Boot(boot::BootArgs),
     /// Show disk usage
@@ -26,6 +56,7 @@ pub enum SystemCommand {
 impl SystemCommand {
     pub fn run(self, g: &Globals) -> Result<i32> {
         match self {
+            SystemCommand::Verb(v) => v.0.run(g),
             SystemCommand::Boot(a) => boot::run(g, a),
             SystemCommand::Df(a) => quiet_pipe(df::run(&g.open_store()?, a)),
         }
