@@ -737,15 +737,14 @@ fn root_lifecycle_leftovers_start_interval_restart_event_signals_image_healthche
         stderr(&o).trim(),
         "berth: StartInterval in Healthcheck cannot be less than 1ms"
     );
-    // The image's HEALTHCHECK (committed with -c) runs without any flag.
-    b.ok(&["create", "--name", "hcsrc", "bb"]);
-    b.ok(&[
-        "commit",
-        "-c",
-        "HEALTHCHECK --interval=200ms --retries=2 CMD test -e /tmp/ok",
-        "hcsrc",
-        "hcimg",
-    ]);
+    // The image's HEALTHCHECK (built with `berth build`) runs without any flag.
+    let dockerfile = "FROM bb\nHEALTHCHECK --interval=200ms --retries=2 CMD test -e /tmp/ok\n";
+    let o = crate::util::run_with_input(
+        &mut b.cmd(&["build", "-q", "-t", "hcimg", "-"]),
+        Some(dockerfile.as_bytes()),
+        Duration::from_secs(120),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
     b.ok(&[
         "run",
         "-d",
@@ -821,7 +820,5 @@ fn root_lifecycle_leftovers_start_interval_restart_event_signals_image_healthche
         assert!(t.elapsed() < Duration::from_secs(15));
         assert_eq!(field(name, "{{.State.ExitCode}}"), "5");
     }
-    b.ok(&[
-        "rm", "-f", "quick", "imagehc", "hcsrc", "again", "num", "rt",
-    ]);
+    b.ok(&["rm", "-f", "quick", "imagehc", "again", "num", "rt"]);
 }

@@ -18,7 +18,6 @@
 
 pub mod build;
 pub mod config;
-pub mod duration;
 pub mod engine;
 pub mod events;
 pub mod images;

@@ -216,65 +216,6 @@ fn extract(r: impl Read, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `HEALTHCHECK [--interval=D] [--timeout=D] [--start-period=D] [--start-interval=D]
-/// [--retries=N] CMD command` (or `NONE`), as docker's builder reads it, into the config's
-/// `Healthcheck` (durations in nanoseconds; options not given are left out).
-fn healthcheck(rest: &str) -> Result<Value> {
-    let bad = |why: String| ImageError::Invalid(format!("HEALTHCHECK {rest}: {why}"));
-    let mut check = serde_json::Map::new();
-    let mut words = rest;
-    while let Some(opt) = words.strip_prefix("--") {
-        let (opt, after) = opt.split_once(char::is_whitespace).unwrap_or((opt, ""));
-        words = after.trim_start();
-        let (key, value) = opt
-            .split_once('=')
-            .ok_or_else(|| bad(format!("--{opt} needs a value")))?;
-        let field = match key {
-            "interval" => "Interval",
-            "timeout" => "Timeout",
-            "start-period" => "StartPeriod",
-            "start-interval" => "StartInterval",
-            "retries" => {
-                let n: i64 = value
-                    .parse()
-                    .map_err(|_| bad(format!("--retries={value} is not a number")))?;
-                if n < 0 {
-                    return Err(bad("--retries cannot be negative".into()));
-                }
-                check.insert("Retries".into(), json!(n));
-                continue;
-            }
-            other => return Err(bad(format!("unknown flag: {other}"))),
-        };
-        let d = crate::duration::parse_go_duration(value).map_err(bad)?;
-        if d < 0 {
-            return Err(bad(format!("{field} {value:?} cannot be negative")));
-        }
-        if d != 0 && d < 1_000_000 {
-            return Err(bad(format!("{field} {value:?} cannot be less than 1ms")));
-        }
-        check.insert(field.into(), json!(d));
-    }
-    let (kind, cmd) = words.split_once(char::is_whitespace).unwrap_or((words, ""));
-    let cmd = cmd.trim();
-    let test = match kind.to_ascii_uppercase().as_str() {
-        "NONE" if cmd.is_empty() && check.is_empty() => json!(["NONE"]),
-        "NONE" => return Err(bad("NONE takes no options or arguments".into())),
-        "CMD" if cmd.is_empty() => return Err(bad("CMD needs a command".into())),
-        "CMD" => match serde_json::from_str::<Vec<String>>(cmd) {
-            Ok(argv) => json!(std::iter::once("CMD".to_string())
-                .chain(argv)
-                .collect::<Vec<_>>()),
-            Err(_) => json!(["CMD-SHELL", cmd]),
-        },
-        _ => return Err(bad("expected CMD or NONE".into())),
-    };
-    let mut out = serde_json::Map::new();
-    out.insert("Test".into(), test);
-    out.extend(check);
-    Ok(Value::Object(out))
-}
-
 /// Applies `-c` Dockerfile instructions to an image config's `config` object.
 pub(crate) fn apply_changes(
     config: &mut serde_json::Map<String, Value>,
@@ -316,9 +257,6 @@ pub(crate) fn apply_changes(
             }
             "STOPSIGNAL" => {
                 config.insert("StopSignal".into(), json!(rest));
-            }
-            "HEALTHCHECK" => {
-                config.insert("Healthcheck".into(), healthcheck(rest)?);
             }
             "ENV" => {
                 let env = config.entry("Env").or_insert_with(|| json!([]));
@@ -940,36 +878,5 @@ mod tests {
         assert_eq!(clean(Path::new("/a/./b")), Some(PathBuf::from("a/b")));
         assert_eq!(clean(Path::new("a/../../b")), None);
         assert_eq!(clean(Path::new("a/../b")), Some(PathBuf::from("b")));
-    }
-}
-
-#[cfg(test)]
-mod healthcheck_tests {
-    use super::*;
-
-    #[test]
-    fn healthcheck_changes_as_dockers_builder_reads_them() {
-        assert_eq!(
-            healthcheck("--interval=200ms --retries=2 CMD test -e /tmp/ok").unwrap(),
-            json!({"Test": ["CMD-SHELL", "test -e /tmp/ok"], "Interval": 200_000_000, "Retries": 2})
-        );
-        assert_eq!(
-            healthcheck("--start-period=1m --start-interval=1s CMD [\"true\"]").unwrap(),
-            json!({"Test": ["CMD", "true"], "StartPeriod": 60_000_000_000i64, "StartInterval": 1_000_000_000})
-        );
-        assert_eq!(healthcheck("NONE").unwrap(), json!({"Test": ["NONE"]}));
-        for bad in [
-            "",
-            "CMD",
-            "--interval CMD true",
-            "--interval=1x CMD true",
-            "--interval=500us CMD true",
-            "--retries=-1 CMD true",
-            "--bogus=1 CMD true",
-            "NONE x",
-            "RUN true",
-        ] {
-            assert!(healthcheck(bad).is_err(), "{bad}");
-        }
     }
 }
