@@ -21,6 +21,9 @@ use super::{
 
 /// Chunk size for streamed reads: large enough that per-chunk overhead vanishes.
 const READ_CHUNK: usize = 1 << 20;
+/// How old a directory's modification time must be before it stands for the directory's
+/// entries (see `listing_stamp`).
+const STAMP_SETTLED: std::time::Duration = std::time::Duration::from_secs(2);
 const TMP_DIR: &str = ".tmp";
 /// Entries a scan hands over at a time.
 const SCAN_PAGE: usize = 1000;
@@ -244,6 +247,30 @@ impl Backend for FsBackend {
             Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => Ok(None),
             Err(e) => Err(BackendError::io(key, e)),
         }
+    }
+
+    /// The directory's inode and modification time, which every entry added, replaced
+    /// (renamed over) or removed in it changes; `None` while that time is under two seconds
+    /// old, as a change in the same tick of the file system's clock could leave it unchanged.
+    async fn listing_stamp(&self, prefix: &str) -> Result<Option<String>> {
+        use std::os::unix::fs::MetadataExt;
+        let dir = prefix.trim_end_matches('/');
+        if dir.is_empty() {
+            return Ok(None);
+        }
+        let path = self.path(dir)?;
+        let m = match tokio::fs::metadata(&path).await {
+            Ok(m) if m.is_dir() => m,
+            Ok(_) => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(BackendError::io(dir, e)),
+        };
+        let settled = m
+            .modified()
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age >= STAMP_SETTLED);
+        Ok(settled.then(|| format!("{}:{}.{}", m.ino(), m.mtime(), m.mtime_nsec())))
     }
 
     async fn list(
