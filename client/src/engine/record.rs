@@ -299,6 +299,9 @@ pub struct EndpointConfig {
     /// `--ip`: the address asked for; empty for the first free one.
     #[serde(default)]
     pub ipv4_address: String,
+    /// `--ip6`: the IPv6 address asked for, on a network with an IPv6 subnet.
+    #[serde(default)]
+    pub ipv6_address: String,
 }
 
 impl HostConfig {
