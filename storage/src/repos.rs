@@ -51,8 +51,11 @@ pub struct Repositories {
     guard: Guard,
     /// The catalog's names in order, with the backend's [`Backend::listing_stamp`] of
     /// `catalog/` they were read under: a page is a binary search while the stamp holds.
-    catalog_cache: Arc<Mutex<Option<(String, Arc<Vec<String>>)>>>,
+    catalog_cache: Arc<Mutex<Option<StampedNames>>>,
 }
+
+/// Sorted names and the listing stamp they were read under.
+type StampedNames = (String, Arc<Vec<String>>);
 
 /// How long a catalog marker counts as just written (see `Repositories::mark`).
 const MARK_FRESH: Duration = Duration::from_secs(1);
