@@ -19,4 +19,5 @@ mod root_events;
 mod root_files;
 mod root_lifecycle;
 mod root_network;
+mod root_run_more;
 mod util;
