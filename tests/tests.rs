@@ -18,4 +18,7 @@ mod root_events;
 mod root_files;
 mod root_lifecycle;
 mod root_network;
+mod root_prune;
+mod root_volumes;
 mod util;
+mod volumes;
