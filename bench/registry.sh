@@ -79,7 +79,10 @@ for u in "http://127.0.0.1:$B" "http://127.0.0.1:$D" "http://127.0.0.1:$N"; do
   curl -sf -o /dev/null -H "Accept: application/vnd.oci.image.manifest.v1+json" "$u/v2/bench/app/manifests/latest" || { echo "$u does not serve the manifest" >&2; exit 1; }
 done
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
-B_IDLE=$(rss $BPID); D_IDLE=$(rss $DPID)
+# RssAnon: the process's own memory (heap, stacks), without the pages of its executable and
+# libraries that are mapped from the page cache (RssFile).
+anon() { awk '/RssAnon/ {print $2}' "/proc/$1/status"; }
+B_IDLE=$(rss $BPID); D_IDLE=$(rss $DPID); B_IDLE_ANON=$(anon $BPID); D_IDLE_ANON=$(anon $DPID)
 ACCEPT='Accept: application/vnd.oci.image.manifest.v1+json'
 rps() {
   wrk -t2 -c32 -d"$DURATION" -H "$ACCEPT" "$1" > "$WORK/wrk.out"
@@ -91,12 +94,13 @@ B_LOAD=$(rss $BPID)
 R_D=$(rps "http://127.0.0.1:$D/v2/bench/app/manifests/latest")
 D_LOAD=$(rss $DPID)
 R_N=$(rps "http://127.0.0.1:$N/v2/bench/app/manifests/latest")
-python3 - "$R_B" "$R_D" "$R_N" "$B_IDLE" "$D_IDLE" "$B_LOAD" "$D_LOAD" <<'PY'
+python3 - "$R_B" "$R_D" "$R_N" "$B_IDLE" "$D_IDLE" "$B_LOAD" "$D_LOAD" "$B_IDLE_ANON" "$D_IDLE_ANON" <<'PY'
 import sys
-rb, rd, rn = map(float, sys.argv[1:4]); bi, di, bl, dl = map(int, sys.argv[4:8])
+rb, rd, rn = map(float, sys.argv[1:4]); bi, di, bl, dl, ba, da = map(int, sys.argv[4:10])
 print(f"manifest GET req/s: berth {rb:,.0f}  distribution {rd:,.0f}  nginx {rn:,.0f}")
 print(f"berth / distribution = {rb/rd:.1f}x (target >= 10x); berth / nginx = {rb/rn:.2f}x (target >= 0.3x)")
 print(f"RSS idle: berth {bi/1024:.1f} MiB, distribution {di/1024:.1f} MiB = {bi/di:.2f}x (target <= 0.5x)")
+print(f"of it anonymous (RssAnon), idle: berth {ba/1024:.1f} MiB, distribution {da/1024:.1f} MiB = {ba/da:.2f}x")
 print(f"RSS after load: berth {bl/1024:.1f} MiB, distribution {dl/1024:.1f} MiB = {bl/dl:.2f}x (target <= 0.5x)")
 PY
 

@@ -596,10 +596,17 @@ fn chaos(storage: Storage) {
         thread::spawn(move || read_all_the_time(&t, &stop, &served))
     };
 
-    // The kills, at random moments while the pushes go on.
+    // The kills, at random moments while the pushes go on: kill k comes a random moment
+    // after k/(kills+1) of the pushes were acknowledged (or half a second passed), so each
+    // falls among pushes in flight however fast the server is.
     let mut kills = 0;
     while kills < scale.kills && pushers.iter().any(|p| !p.is_finished()) {
-        thread::sleep(Duration::from_millis(150 + rng.below(450)));
+        let due = (kills + 1) * scale.pushes / (scale.kills + 1);
+        let since = Instant::now();
+        while acked.lock().unwrap().len() < due && since.elapsed() < Duration::from_millis(500) {
+            thread::sleep(Duration::from_millis(5));
+        }
+        thread::sleep(Duration::from_millis(rng.below(100)));
         reg.kill();
         kills += 1;
         let before = acked.lock().unwrap().len();

@@ -12,7 +12,7 @@
 //! here is a small object written in one atomic put.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -49,7 +49,13 @@ pub struct Page {
 pub struct Repositories {
     backend: Arc<dyn Backend>,
     guard: Guard,
+    /// The catalog's names in order, with the backend's [`Backend::listing_stamp`] of
+    /// `catalog/` they were read under: a page is a binary search while the stamp holds.
+    catalog_cache: Arc<Mutex<Option<StampedNames>>>,
 }
+
+/// Sorted names and the listing stamp they were read under.
+type StampedNames = (String, Arc<Vec<String>>);
 
 /// How long a catalog marker counts as just written (see `Repositories::mark`).
 const MARK_FRESH: Duration = Duration::from_secs(1);
@@ -99,7 +105,11 @@ fn missing_as_none<T>(r: std::result::Result<T, BackendError>) -> Result<Option<
 
 impl Repositories {
     pub(crate) fn new(backend: Arc<dyn Backend>, guard: Guard) -> Repositories {
-        Repositories { backend, guard }
+        Repositories {
+            backend,
+            guard,
+            catalog_cache: Arc::default(),
+        }
     }
 
     // ---- tags ----
@@ -357,6 +367,26 @@ impl Repositories {
 
     /// Repository names in lexical order, after `last`, at most `n`.
     pub async fn catalog(&self, last: Option<&str>, n: Option<usize>) -> Result<Page> {
+        let names = self.catalog_names().await?;
+        let from = last.map_or(0, |last| names.partition_point(|n| n.as_str() <= last));
+        let rest = names.get(from..).unwrap_or_default();
+        let take = n.unwrap_or(usize::MAX).min(rest.len());
+        Ok(Page {
+            items: rest[..take].to_vec(),
+            more: take < rest.len(),
+        })
+    }
+
+    /// Every repository name, sorted: from the cache while the backend's stamp of `catalog/`
+    /// is unchanged, else from one listing (kept when the backend gave a stamp).
+    async fn catalog_names(&self) -> Result<Arc<Vec<String>>> {
+        let stamp = self.backend.listing_stamp("catalog/").await?;
+        if let Some(stamp) = &stamp {
+            let cache = self.catalog_cache.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((_, names)) = cache.as_ref().filter(|(s, _)| s == stamp) {
+                return Ok(names.clone());
+            }
+        }
         let keys = list_all(self.backend.as_ref(), "catalog/").await?;
         let mut names: Vec<String> = keys
             .iter()
@@ -365,10 +395,12 @@ impl Repositories {
             .collect();
         // `~` sorts differently from `/`, so order by the names themselves.
         names.sort();
-        if let Some(last) = last {
-            names.retain(|n| n.as_str() > last);
+        let names = Arc::new(names);
+        if let Some(stamp) = stamp {
+            *self.catalog_cache.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some((stamp, names.clone()));
         }
-        Ok(paginate(names, n))
+        Ok(names)
     }
 
     /// Forgets a repository entirely: tags, manifest and blob links, referrers.
@@ -410,21 +442,5 @@ impl Repositories {
                 .collect(),
             more: page.truncated,
         })
-    }
-}
-
-fn paginate(mut names: Vec<String>, n: Option<usize>) -> Page {
-    match n {
-        Some(n) if names.len() > n => {
-            names.truncate(n);
-            Page {
-                items: names,
-                more: true,
-            }
-        }
-        _ => Page {
-            items: names,
-            more: false,
-        },
     }
 }

@@ -340,6 +340,11 @@ impl Backend for Recording {
         self.inner.reachable().await
     }
 
+    async fn listing_stamp(&self, prefix: &str) -> crate::backend::Result<Option<String>> {
+        self.note("listing_stamp", prefix);
+        self.inner.listing_stamp(prefix).await
+    }
+
     fn local_path(&self, key: &str) -> Option<std::path::PathBuf> {
         self.inner.local_path(key)
     }

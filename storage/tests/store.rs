@@ -741,6 +741,81 @@ async fn upload_sessions_belong_to_their_repository(t: TestStore) {
         .is_empty());
 }
 
+/// The catalog's pages on the file system come from a cache of the sorted names while the
+/// `catalog/` directory is unchanged: a page after `last` is then no listing at all, and every
+/// repository added or removed shows at once. The directory's time is set back by hand here,
+/// as if the last change were minutes old (a stamp under two seconds old is not trusted).
+#[tokio::test]
+async fn fs_catalog_pages_from_a_cache_that_every_change_invalidates() {
+    let t = common::fs_store();
+    let recording = Arc::new(common::Recording::new(t.backend.clone()));
+    let store = berth_storage::Store::new(recording.clone());
+    let dir = t.dir.as_ref().unwrap().path().join("catalog");
+    let age = |secs: u64| {
+        let when = std::time::SystemTime::now() - std::time::Duration::from_secs(secs);
+        std::fs::File::open(&dir)
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
+    };
+    // Names whose order differs from their keys' (`/` is stored as `~`).
+    let mut names: Vec<String> = (0..30).map(|i| format!("a{}/b", i % 10)).collect();
+    names.extend((0..10).map(|i| format!("a{i}-x")));
+    names.extend((0..10).map(|i| format!("a{i}")));
+    names.sort();
+    names.dedup();
+    for n in &names {
+        t.backend
+            .put(&format!("catalog/{}", n.replace('/', "~")), Bytes::new())
+            .await
+            .unwrap();
+    }
+    let page = |last: Option<&str>, n| {
+        let store = store.clone();
+        let last = last.map(str::to_string);
+        async move { store.repos.catalog(last.as_deref(), Some(n)).await.unwrap() }
+    };
+    let lists = |r: &common::Recording| r.take().iter().filter(|(op, _)| *op == "list").count();
+    // A fresh directory is listed every time.
+    assert_eq!(page(None, 5).await.items, names[..5]);
+    assert_eq!(page(None, 5).await.items, names[..5]);
+    assert_eq!(lists(&recording), 2);
+    age(60);
+    assert_eq!(page(None, 7).await.items, names[..7]);
+    assert_eq!(lists(&recording), 1);
+    let mut last: Option<String> = None;
+    let mut all = Vec::new();
+    loop {
+        let p = page(last.as_deref(), 7).await;
+        all.extend(p.items.clone());
+        last = p.items.last().cloned();
+        if !p.more {
+            break;
+        }
+    }
+    assert_eq!(all, names);
+    assert_eq!(
+        lists(&recording),
+        0,
+        "pages of a settled catalog read no listing"
+    );
+    // Added and removed: seen at once, then cached again once settled.
+    t.backend.put("catalog/a3~c", Bytes::new()).await.unwrap();
+    // In name order `-` < `/`: a3, a3-x, a3/b, a3/c, a4.
+    let p = page(Some("a3/b"), 2).await;
+    assert_eq!(p.items, ["a3/c", "a4"]);
+    age(30);
+    assert_eq!(page(Some("a3/b"), 2).await.items, ["a3/c", "a4"]);
+    store.repos.delete_repository(&repo("a3/c")).await.unwrap();
+    recording.take();
+    assert_eq!(page(Some("a3/b"), 2).await.items, ["a4", "a4-x"]);
+    age(20);
+    assert_eq!(page(Some("a3/b"), 2).await.items, ["a4", "a4-x"]);
+    assert_eq!(page(Some("a9-x"), 2).await.items, ["a9/b"]);
+    assert!(!page(Some("a9-x"), 2).await.more);
+    assert_eq!(lists(&recording), 2);
+}
+
 /// A closing PUT cut off after the blob landed and before it was linked to the repository (a
 /// panic stands in for the process being killed there) leaves the session: the same PUT sent
 /// again links the blob and ends the session, as a client that lost the answer retries it.

@@ -290,6 +290,8 @@ pub struct Endpoint {
     pub ports: Vec<PortMapping>,
     /// What the network's resolver answers with this address: name, aliases, short id.
     pub names: Vec<String>,
+    /// docker's `--mac-address`: this MAC address, else 02:42 and the IPv4 address.
+    pub mac: Option<[u8; 6]>,
 }
 
 /// What [`connect`] gave the container.
@@ -862,7 +864,7 @@ pub fn connect_endpoint(n: &Network, e: &Endpoint) -> Result<Attachment> {
         if n.dns {
             dns::ensure(n)?;
         }
-        let m = mac_of(address);
+        let m = e.mac.unwrap_or_else(|| mac_of(address));
         Ok(Attachment {
             address,
             address6,
@@ -917,7 +919,7 @@ fn plug(
 ) -> Result<()> {
     let ns = File::open(format!("/proc/{}/ns/net", e.pid))
         .ctx(|| format!("open the network namespace of {}", e.pid))?;
-    let mac = mac_of(address);
+    let mac = e.mac.unwrap_or_else(|| mac_of(address));
     match host_if {
         Some(h) => {
             // A stale pair of the same name (its container gone, the host end kept by a

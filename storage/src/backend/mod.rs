@@ -183,6 +183,14 @@ pub trait Backend: Send + Sync + 'static {
         self.delete(from).await
     }
 
+    /// A token that changes whenever a key directly under `prefix` (a directory: `catalog/`) is
+    /// added, replaced or removed, if the backend can tell that cheaply and for certain; `None`
+    /// when it cannot (then a listing must be read again each time). A listing read after the
+    /// token and kept with it is current for as long as the token stays the same.
+    async fn listing_stamp(&self, _prefix: &str) -> Result<Option<String>> {
+        Ok(None)
+    }
+
     /// A path on the local file system where the object can be read directly, if there is one.
     fn local_path(&self, _key: &str) -> Option<std::path::PathBuf> {
         None
@@ -209,16 +217,9 @@ pub async fn list_all(backend: &dyn Backend, prefix: &str) -> Result<Vec<String>
 }
 
 async fn list_all_dyn<B: Backend + ?Sized>(backend: &B, prefix: &str) -> Result<Vec<String>> {
-    let mut keys = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = backend.list(prefix, after.as_deref(), 1000).await?;
-        after = page.keys.last().cloned();
-        keys.extend(page.keys);
-        if !page.truncated || after.is_none() {
-            return Ok(keys);
-        }
-    }
+    // One listing without a limit: the S3 backend follows its pages itself, and the file
+    // system walks the directory once (pages of 1,000 would each walk all of it again).
+    Ok(backend.list(prefix, None, usize::MAX).await?.keys)
 }
 
 /// Rejects keys that could leave the backend's root: every key the store builds comes from

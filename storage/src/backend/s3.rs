@@ -333,7 +333,7 @@ impl Backend for S3Backend {
         let mut after = start_after.map(|a| format!("{}{}", self.prefix, a));
         let mut token: Option<String> = None;
         loop {
-            let want = (limit + 1 - keys.len()).min(1000) as i32;
+            let want = limit.saturating_add(1).saturating_sub(keys.len()).min(1000) as i32;
             let out = self
                 .client
                 .list_objects_v2()
