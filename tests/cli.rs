@@ -92,6 +92,14 @@ const ONE: &[&[&str]] = &[
     &["network", "connect"],
     &["network", "disconnect"],
     &["system", "df"],
+    &["system", "prune"],
+    &["volume", "create"],
+    &["volume", "ls"],
+    &["volume", "list"],
+    &["volume", "inspect"],
+    &["volume", "rm"],
+    &["volume", "remove"],
+    &["volume", "prune"],
 ];
 
 #[test]

@@ -393,7 +393,7 @@ fn root_network_commands_flags_and_messages() {
         &b,
         &["network", "prune", "-f", "--filter", "bogus=1"],
         1,
-        "invalid filter 'bogus'",
+        "Invalid filter 'bogus'",
     );
     b.ok(&["network", "create", "--label", "keep=1", "lab"]);
     assert_eq!(

@@ -39,6 +39,8 @@
 //!   `destination`, `read/write`), `destroy`.
 //! - network (`Actor.ID` the network's id; `name`, `type`, `container`): `create`,
 //!   `destroy`, `connect`, `disconnect`.
+//! - `prune` of containers, networks, volumes, images and the build cache (`builder`): no
+//!   actor, `reclaimed` (bytes) — the engine and the image store write them, one per prune.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -61,6 +63,8 @@ pub enum Kind {
     Image,
     Volume,
     Network,
+    /// The build cache (its `prune`).
+    Builder,
 }
 
 impl Kind {
@@ -70,6 +74,7 @@ impl Kind {
             Kind::Image => "image",
             Kind::Volume => "volume",
             Kind::Network => "network",
+            Kind::Builder => "builder",
         }
     }
 }
@@ -132,6 +137,12 @@ impl Event {
             time: time_nano / 1_000_000_000,
             time_nano,
         }
+    }
+
+    /// A prune's event, as docker's daemon writes one per kind of thing (no actor; the
+    /// bytes it freed).
+    pub fn prune(kind: Kind, reclaimed: u64) -> Event {
+        Event::new(kind, "prune", "").attr("reclaimed", reclaimed.to_string())
     }
 
     /// Adds an attribute.
@@ -359,6 +370,7 @@ impl Filter {
                     "image",
                     "volume",
                     "network",
+                    "builder",
                     "daemon",
                     "plugin",
                     "service",

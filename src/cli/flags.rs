@@ -108,6 +108,80 @@ pub fn confirm(warning: &str) -> Result<bool> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
+/// `KEY=VALUE` (or `KEY` alone: an empty value), as docker reads `--label` and `--opt`.
+pub fn key_values(given: &[String], what: &str) -> Result<Vec<(String, String)>> {
+    given
+        .iter()
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            if k.is_empty() {
+                bail!("invalid {what} {kv:?}: expected KEY=VALUE");
+            }
+            Ok((k.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+/// A `label=` filter of a listing: `KEY` (has the label) or `KEY=VALUE` (has that value).
+pub fn has_label(labels: &std::collections::BTreeMap<String, String>, want: &str) -> bool {
+    match want.split_once('=') {
+        Some((key, val)) => labels.get(key).is_some_and(|x| x == val),
+        None => labels.contains_key(want),
+    }
+}
+
+/// The `--filter` of the prunes (`container`, `image`, `network`, `volume`, `builder`,
+/// `system prune`): `until=TIME` (made before it) and `label=KEY[=VALUE]` / `label!=…`;
+/// every filter must admit a thing for it to go.
+#[derive(Debug, Default)]
+pub struct PruneFilters {
+    pub until: Option<DateTime<Utc>>,
+    /// `KEY[=VALUE]`, and whether it must not match (`label!=`).
+    labels: Vec<(String, bool)>,
+}
+
+impl PruneFilters {
+    /// Reads `--filter` values; another key is docker's `Invalid filter`.
+    pub fn parse(given: &[String]) -> Result<PruneFilters> {
+        let mut f = PruneFilters::default();
+        for given in given {
+            let Some((k, v)) = given.split_once('=') else {
+                bail!("bad format of filter (expected name=value)");
+            };
+            match k {
+                "until" => f.until = Some(parse_time(v)?),
+                "label" | "label!" => f.labels.push((v.to_string(), k == "label!")),
+                other => bail!("Invalid filter '{}'", other.trim_end_matches('!')),
+            }
+        }
+        Ok(f)
+    }
+
+    /// Whether a label filter was given (so a thing's labels must be read).
+    pub fn has_labels(&self) -> bool {
+        !self.labels.is_empty()
+    }
+
+    /// Whether something made at `created` (RFC 3339; unknown: not old enough for `until`)
+    /// with `labels` is to be pruned.
+    pub fn admit(
+        &self,
+        created: Option<&str>,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> bool {
+        let old_enough = self.until.is_none_or(|t| {
+            created
+                .and_then(|c| DateTime::parse_from_rfc3339(c).ok())
+                .is_some_and(|c| c < t)
+        });
+        old_enough
+            && self
+                .labels
+                .iter()
+                .all(|(want, negated)| has_label(labels, want) != *negated)
+    }
+}
+
 /// Where `save` and `export` write their tar, as docker's CLI does: `-o FILE` appears whole
 /// or not at all (a temporary file beside it, renamed at the end), and without `-o` a
 /// terminal gets an error instead of the bytes.

@@ -9,6 +9,7 @@
 //!                           load, import, inspect, prune
 //! cli/builder/<verb>.rs     prune (the build cache)
 //! cli/network/<verb>.rs     ls, inspect, and the verbs not supported yet
+//! cli/volume/<verb>.rs      create, ls, inspect, rm, prune
 //! cli/system/<verb>.rs      events, info, df, version, and `berth inspect`
 //! cli/registry/<verb>.rs    login (+logout), search
 //! cli/serve/                berth serve: the registry server; gc.rs: berth gc, one garbage
@@ -37,6 +38,7 @@ pub mod remote;
 pub mod serve;
 pub mod system;
 pub mod verb;
+pub mod volume;
 
 use clap::Subcommand;
 
@@ -78,6 +80,11 @@ pub enum Command {
     Network {
         #[command(subcommand)]
         command: network::NetworkCommand,
+    },
+    /// Manage volumes
+    Volume {
+        #[command(subcommand)]
+        command: volume::VolumeCommand,
     },
     /// Manage berth
     System {
@@ -138,6 +145,7 @@ pub fn run(g: &Globals, command: Command) -> i32 {
         Command::Container { command } => command.run(g),
         Command::Supervise(a) => container::supervise::run(g, a),
         Command::Network { command } => command.run(g),
+        Command::Volume { command } => command.run(g),
         Command::Login(a) => registry::login::login(a),
         Command::Logout(a) => registry::login::logout(a),
     };

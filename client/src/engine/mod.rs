@@ -35,6 +35,7 @@ mod share;
 mod spec;
 mod step;
 mod supervise;
+mod volume;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -47,6 +48,7 @@ use serde_json::Value;
 
 use crate::events::{Event, Journal, Kind};
 use crate::images::{ImageError, ImageRecord, ImageStore};
+use volume::volume_event;
 
 pub use bridge::BridgeSection;
 pub use commit::CommitOptions;
@@ -64,6 +66,7 @@ pub use session::{
 };
 pub use step::{lookup, StepMount, StepProcess, Stream};
 pub use supervise::{Health, HealthResult};
+pub use volume::{VolumeOptions, VolumeRecord};
 
 /// Why an engine command failed; one line each, in docker's words where it has them.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +77,8 @@ pub enum EngineError {
     Runtime(#[from] berth_runtime::Error),
     #[error("No such container: {0}")]
     NotFound(String),
+    #[error("No such volume: {0}")]
+    NoSuchVolume(String),
     #[error("multiple containers found with provided prefix: {0}")]
     Ambiguous(String),
     #[error("Conflict. The container name \"/{name}\" is already in use by container \"{id}\". You have to remove (or rename) that container to be able to reuse that name.")]
@@ -440,10 +445,6 @@ fn container_event(rec: &ContainerRecord, action: &str) -> Event {
         e = e.attr(k, v);
     }
     e.from(&rec.image).attr("name", &rec.name)
-}
-
-fn volume_event(name: &str, action: &str) -> Event {
-    Event::new(Kind::Volume, action, name).attr("driver", "local")
 }
 
 /// A network's event about a container (`connect`, `disconnect`): the network's id, its
@@ -1154,18 +1155,9 @@ impl Engine {
             None => names::random(|n| self.names_dir().join(n).exists()),
         };
         self.reserve_name(&name, &id)?;
-        let preexisting: BTreeSet<String> = volumes
-            .iter()
-            .filter_map(|v| match v {
-                VolumeSpec::Named { name, .. } => Some(name.clone()),
-                _ => None,
-            })
-            .chain(long_mounts.iter().filter_map(|m| match m {
-                mounts::LongMount::Volume { name, .. } => name.clone(),
-                _ => None,
-            }))
-            .filter(|n| self.volumes_dir().join(n).exists())
-            .collect();
+        // No `volume rm` between making the volumes and the record that names them.
+        let volumes_lock = self.volumes_lock()?;
+        let made = std::cell::RefCell::new(Vec::new());
         let dir = self.dir(&id);
         let result = (|| {
             for d in ["upper", "work"] {
@@ -1177,8 +1169,10 @@ impl Engine {
             }
             let mut mounts = Vec::new();
             let volume = |name: String, dest: String, read_only, anonymous, no_copy| {
-                let data = self.volumes_dir().join(&name).join("_data");
-                std::fs::create_dir_all(&data).map_err(io_err(&data))?;
+                if self.make_volume(&Engine::volume_for_container(&name))? {
+                    made.borrow_mut().push(name.clone());
+                }
+                let data = self.volume_mountpoint(&name);
                 Ok::<MountPoint, EngineError>(MountPoint {
                     kind: "volume".into(),
                     name: Some(name),
@@ -1308,25 +1302,21 @@ impl Engine {
             };
             self.save(&rec)?;
             let journal = self.journal();
-            for m in &rec.mounts {
-                match &m.name {
-                    Some(n) if !preexisting.contains(n) => {
-                        journal.record(volume_event(n, "create"))
-                    }
-                    _ => {}
-                }
+            for n in made.borrow().iter() {
+                journal.record(volume_event(n, "create"));
             }
             journal.record(container_event(&rec, "create"));
             Ok(rec)
         })();
         if result.is_err() {
-            // Nothing half made: the anonymous volumes, the directory, the name.
-            if let Ok(rec) = self.load(&id) {
-                self.remove_volumes(&rec);
+            // Nothing half made: the volumes it made, the directory, the name.
+            for n in made.borrow().iter() {
+                let _ = remove_tree(&self.volumes_dir().join(n));
             }
             let _ = remove_tree(&dir);
             self.release_name(&name, &id);
         }
+        drop(volumes_lock);
         result
     }
 
@@ -1465,6 +1455,9 @@ impl Engine {
                     m.kind,
                     m.source.display()
                 )));
+            }
+            if let (true, Some(name)) = (m.kind == "volume", &m.name) {
+                self.mount_volume(name)?;
             }
         }
         self.check_snapshots(rec)?;
@@ -1743,10 +1736,18 @@ impl Engine {
         })
     }
 
+    /// Removes the anonymous volumes of a container that is gone, unless another container
+    /// names them too (`--volumes-from`).
     fn remove_volumes(&self, rec: &ContainerRecord) {
+        let Ok(_lock) = self.volumes_lock() else {
+            return;
+        };
+        let users = self.volume_users().unwrap_or_default();
         for m in rec.mounts.iter().filter(|m| m.anonymous) {
             if let Some(name) = &m.name {
-                let _ = remove_tree(&self.volumes_dir().join(name));
+                if !users.contains_key(name) {
+                    let _ = self.destroy_volume(name);
+                }
             }
         }
     }
@@ -1802,17 +1803,38 @@ impl Engine {
             .join(format!(".removing-{}", rec.id));
         std::fs::rename(&dir, &trash).map_err(io_err(&dir))?;
         self.release_name(&rec.name, &rec.id);
+        remove_tree(&trash).map_err(io_err(&trash))?;
         if volumes {
             self.remove_volumes(rec);
-            for m in rec.mounts.iter().filter(|m| m.anonymous) {
-                if let Some(n) = &m.name {
-                    journal.record(volume_event(n, "destroy"));
-                }
-            }
         }
-        remove_tree(&trash).map_err(io_err(&trash))?;
         journal.record(container_event(rec, "destroy"));
         Ok(())
+    }
+
+    /// `container prune`: removes every stopped container `admit` admits (a prune's
+    /// filters); their ids and the bytes their writable layers held.
+    pub fn prune_containers(
+        &self,
+        admit: impl Fn(&ContainerRecord) -> bool,
+    ) -> Result<(Vec<String>, u64)> {
+        let mut deleted = Vec::new();
+        let mut reclaimed = 0;
+        for rec in self.list()? {
+            let st = self.state(&rec);
+            // One that waits to restart is not stopped (docker's Running).
+            if !st.running()
+                && matches!(st.status, Status::Exited | Status::Created | Status::Dead)
+                && admit(&rec)
+            {
+                let size = self.size_rw(&rec);
+                self.remove(&rec, false, false)?;
+                reclaimed += size;
+                deleted.push(rec.id);
+            }
+        }
+        self.journal()
+            .record(Event::prune(Kind::Container, reclaimed));
+        Ok((deleted, reclaimed))
     }
 
     /// Gives a container another name.
@@ -2096,11 +2118,12 @@ impl Engine {
                 u.reclaimable += size;
             }
         }
-        for (_, dir, used) in self.volumes()? {
-            let size = tree_size(&dir);
+        let users = self.volume_users()?;
+        for v in self.list_volumes()? {
+            let size = self.volume_size(&v.name);
             u.volumes += 1;
             u.volume_size += size;
-            if used {
+            if users.contains_key(&v.name) {
                 u.active_volumes += 1;
             } else {
                 u.volume_reclaimable += size;
@@ -2112,30 +2135,6 @@ impl Engine {
     /// Bytes a container wrote (its upper directory).
     pub fn size_rw(&self, rec: &ContainerRecord) -> u64 {
         tree_size(&self.dir(&rec.id).join("upper"))
-    }
-
-    /// Every volume: name, directory, and whether a container uses it.
-    pub fn volumes(&self) -> Result<Vec<(String, PathBuf, bool)>> {
-        let dir = self.volumes_dir();
-        let used: BTreeSet<String> = self
-            .list()?
-            .into_iter()
-            .flat_map(|r| r.mounts.into_iter().filter_map(|m| m.name))
-            .collect();
-        let mut v = Vec::new();
-        match std::fs::read_dir(&dir) {
-            Ok(rd) => {
-                for e in rd.flatten() {
-                    if let Some(n) = e.file_name().to_str() {
-                        v.push((n.to_string(), e.path().join("_data"), used.contains(n)));
-                    }
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err(&dir)(e)),
-        }
-        v.sort();
-        Ok(v)
     }
 }
 

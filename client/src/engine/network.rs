@@ -552,6 +552,7 @@ impl Engine {
             self.remove_network(&r.id)?;
             removed.push(r.name);
         }
+        self.journal().record(Event::prune(Kind::Network, 0));
         Ok(removed)
     }
 }

@@ -187,7 +187,7 @@ fn ran_for(started: &Option<String>, finished: &Option<String>) -> Duration {
 /// A held flock, released when dropped.
 pub(crate) struct Flock(#[allow(dead_code)] std::fs::File);
 
-fn flock(path: &std::path::Path, exclusive: bool, wait: bool) -> Result<Option<Flock>> {
+pub(super) fn flock(path: &std::path::Path, exclusive: bool, wait: bool) -> Result<Option<Flock>> {
     use rustix::fs::FlockOperation as Op;
     let file = std::fs::OpenOptions::new()
         .create(true)

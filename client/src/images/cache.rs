@@ -129,8 +129,13 @@ impl ImageStore {
     }
 
     /// Removes cache records — all of them with `all`, else those whose layer no image
-    /// uses — then the layers nothing needs any more.
-    pub async fn cache_prune(&self, all: bool) -> Result<CachePruned> {
+    /// uses; of those, only what `admit` admits (a prune's filters) — then the layers
+    /// nothing needs any more.
+    pub async fn cache_prune(
+        &self,
+        all: bool,
+        admit: impl Fn(&CacheRecord) -> bool,
+    ) -> Result<CachePruned> {
         let _lock = self.lock()?;
         let index = self.read_index()?;
         let image_chains: BTreeSet<Digest> = index
@@ -147,7 +152,7 @@ impl ImageStore {
         let mut gone = Vec::new();
         let cache_lock = self.cache_lock()?;
         for (key, rec) in self.cache_list()? {
-            if all || !image_chains.contains(&rec.layer.chain_id) {
+            if (all || !image_chains.contains(&rec.layer.chain_id)) && admit(&rec) {
                 let path = self.cache_path(&key);
                 std::fs::remove_file(&path).map_err(io_err(&path))?;
                 out.removed.push(key);
@@ -175,6 +180,10 @@ impl ImageStore {
             }
         }
         self.free_blobs(candidates).await?;
+        self.journal().record(crate::events::Event::prune(
+            crate::events::Kind::Builder,
+            out.reclaimed,
+        ));
         Ok(out)
     }
 

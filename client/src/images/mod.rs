@@ -797,22 +797,29 @@ impl ImageStore {
     }
 
     /// Removes dangling images (no tags), or with `all` every image, except those in
-    /// `in_use`; returns what went and the bytes reclaimed.
+    /// `in_use` and those `admit` refuses (a prune's filters); returns what went and the
+    /// bytes reclaimed.
     pub async fn prune(
         &self,
         all: bool,
         in_use: &BTreeMap<Digest, String>,
+        admit: impl Fn(&ImageRecord) -> bool,
     ) -> Result<(Vec<Removal>, u64)> {
         let before = self.disk_usage(in_use)?.size;
         let mut out = Vec::new();
         for image in self.list()? {
-            if (all || image.tags.is_empty()) && !in_use.contains_key(&image.id) {
+            if (all || image.tags.is_empty()) && !in_use.contains_key(&image.id) && admit(&image) {
                 let id = image.id.to_string();
                 out.extend(self.remove_one(&id, true, in_use).await?);
             }
         }
         let after = self.disk_usage(in_use)?.size;
-        Ok((out, before.saturating_sub(after)))
+        let reclaimed = before.saturating_sub(after);
+        self.journal().record(crate::events::Event::prune(
+            crate::events::Kind::Image,
+            reclaimed,
+        ));
+        Ok((out, reclaimed))
     }
 
     /// What `system df` says about images.

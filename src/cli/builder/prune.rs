@@ -1,12 +1,14 @@
 //! `berth builder prune`: remove the build cache's records (those whose layer no image
 //! uses; `-a`: all of them) and the layers nothing else needs.
 
+use std::collections::BTreeMap;
+
 use anyhow::Result;
 use berth_client::images::ImageStore;
 use clap::Args;
 
-use crate::cli::flags::confirm;
-use crate::cli::format::human_size;
+use crate::cli::flags::{confirm, PruneFilters};
+use crate::cli::format::{human_size4, print_deleted};
 use crate::cli::globals::block_on;
 
 #[derive(Args)]
@@ -14,12 +16,17 @@ pub struct PruneArgs {
     /// Remove all unused build cache, not just dangling ones
     #[arg(short, long)]
     all: bool,
+    /// Provide filter values (e.g. 'until=24h': cache not used since; 'label=…' matches
+    /// nothing, cache records have no labels)
+    #[arg(long, value_name = "FILTER")]
+    filter: Vec<String>,
     /// Do not prompt for confirmation
     #[arg(short, long)]
     force: bool,
 }
 
 pub fn run(store: &ImageStore, a: PruneArgs) -> Result<i32> {
+    let filters = PruneFilters::parse(&a.filter)?;
     if !a.force {
         let warning = if a.all {
             "WARNING! This will remove all build cache."
@@ -30,14 +37,22 @@ pub fn run(store: &ImageStore, a: PruneArgs) -> Result<i32> {
             return Ok(0);
         }
     }
-    let pruned = block_on(async { Ok(store.cache_prune(a.all).await?) })?;
-    if !pruned.removed.is_empty() {
-        println!("Deleted build cache objects:");
-        for k in &pruned.removed {
-            println!("{}", &k.hex()[..25]);
-        }
-        println!();
-    }
-    println!("Total reclaimed space: {}", human_size(pruned.reclaimed));
+    let reclaimed = prune(store, a.all, &filters)?;
+    println!("Total reclaimed space: {}", human_size4(reclaimed));
     Ok(0)
+}
+
+/// Removes the dangling (with `all`: every) cache record the filters admit (`until`: by
+/// when it was last used), prints docker's `Deleted build cache objects:` section and
+/// returns the bytes reclaimed. Blobs go through the store's collector.
+pub fn prune(store: &ImageStore, all: bool, filters: &PruneFilters) -> Result<u64> {
+    let no_labels = BTreeMap::new();
+    let pruned = block_on(async {
+        Ok(store
+            .cache_prune(all, |r| filters.admit(Some(&r.last_used), &no_labels))
+            .await?)
+    })?;
+    let ids: Vec<&str> = pruned.removed.iter().map(|k| &k.hex()[..25]).collect();
+    print_deleted("Deleted build cache objects:", &ids);
+    Ok(pruned.reclaimed)
 }

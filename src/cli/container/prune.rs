@@ -1,44 +1,40 @@
 //! `berth container prune`: remove every container that is not running.
 
 use anyhow::Result;
-use berth_client::engine::Status;
+use berth_client::engine::Engine;
 use clap::Args;
 
-use crate::cli::flags::confirm;
-use crate::cli::format::human_size;
+use crate::cli::flags::{confirm, PruneFilters};
+use crate::cli::format::{human_size4, print_deleted};
 use crate::cli::globals::Globals;
 
 #[derive(Args, Debug)]
 pub struct PruneArgs {
+    /// Provide filter values (e.g. 'until=<timestamp>', 'label=KEY[=VALUE]',
+    /// 'label!=KEY[=VALUE]')
+    #[arg(long, value_name = "FILTER")]
+    filter: Vec<String>,
     /// Do not prompt for confirmation
     #[arg(short, long)]
     force: bool,
 }
 
+/// Removes the stopped containers the filters admit, prints docker's `Deleted Containers:`
+/// section and returns the bytes reclaimed (their writable layers).
+pub fn prune(e: &Engine, filters: &PruneFilters) -> Result<u64> {
+    let (deleted, reclaimed) =
+        e.prune_containers(|rec| filters.admit(Some(&rec.created), &rec.config.labels))?;
+    print_deleted("Deleted Containers:", &deleted);
+    Ok(reclaimed)
+}
+
 pub fn run(g: &Globals, a: PruneArgs) -> Result<i32> {
+    let filters = PruneFilters::parse(&a.filter)?;
     let e = g.engine()?;
     if !a.force && !confirm("WARNING! This will remove all stopped containers.")? {
         return Ok(0);
     }
-    let mut deleted = Vec::new();
-    let mut reclaimed = 0;
-    for rec in e.list()? {
-        let st = e.state(&rec);
-        // One that waits to restart is not stopped (docker's Running).
-        if !st.running() && matches!(st.status, Status::Exited | Status::Created | Status::Dead) {
-            let size = e.size_rw(&rec);
-            e.remove(&rec, false, false)?;
-            reclaimed += size;
-            deleted.push(rec.id);
-        }
-    }
-    if !deleted.is_empty() {
-        println!("Deleted Containers:");
-        for id in &deleted {
-            println!("{id}");
-        }
-        println!();
-    }
-    println!("Total reclaimed space: {}", human_size(reclaimed));
+    let reclaimed = prune(&e, &filters)?;
+    println!("Total reclaimed space: {}", human_size4(reclaimed));
     Ok(0)
 }

@@ -21,7 +21,7 @@ use serde_json::Value;
 
 pub use table::tabulate;
 pub use template::Template;
-pub use units::{created_at, ellipsis, go_quote, human_ago, human_since, human_size};
+pub use units::{created_at, ellipsis, go_quote, human_ago, human_since, human_size, human_size4};
 
 fn parse(format: &str) -> Result<Template> {
     Template::parse(format).map_err(|e| anyhow!("template parsing error: {e}"))
@@ -95,6 +95,18 @@ pub fn print_document(doc: &Value, format: &str) -> Result<()> {
         return Ok(());
     }
     print_inspect(std::slice::from_ref(doc), Some(format))
+}
+
+/// A prune's section, as docker prints it: `Deleted Containers:`, an item a line, a blank
+/// line; nothing when nothing went.
+pub fn print_deleted<T: std::fmt::Display>(title: &str, items: &[T]) {
+    if !items.is_empty() {
+        println!("{title}");
+        for i in items {
+            println!("{i}");
+        }
+        println!();
+    }
 }
 
 /// A value as JSON indented by four spaces, and a newline.

@@ -2,8 +2,19 @@
 
 use chrono::{DateTime, Utc};
 
-/// docker's `units.HumanSizeWithPrecision(size, 3)`: `4.26MB`, `512B`, `1.2GB`.
+/// docker's `units.HumanSizeWithPrecision(size, 3)`: `4.26MB`, `512B`, `1.2GB` (listings:
+/// `images`, `ps -s`, `history`).
 pub fn human_size(size: u64) -> String {
+    size_with_precision(size, 3)
+}
+
+/// docker's `units.HumanSize`, four significant digits: `1.982MB`, `102.4kB` (`system df`,
+/// the prunes' `Total reclaimed space`).
+pub fn human_size4(size: u64) -> String {
+    size_with_precision(size, 4)
+}
+
+fn size_with_precision(size: u64, precision: usize) -> String {
     const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
     let mut s = size as f64;
     let mut i = 0;
@@ -11,7 +22,7 @@ pub fn human_size(size: u64) -> String {
         s /= 1000.0;
         i += 1;
     }
-    format!("{}{}", format_g(s, 3), UNITS[i])
+    format!("{}{}", format_g(s, precision), UNITS[i])
 }
 
 /// Go's `%.<p>g`: `p` significant digits, no trailing zeros.
@@ -115,6 +126,8 @@ mod tests {
         assert_eq!(human_size(512), "512B");
         assert_eq!(human_size(1_200_000_000), "1.2GB");
         assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size4(102_400), "102.4kB");
+        assert_eq!(human_size4(1_982_262), "1.982MB");
         assert_eq!(
             human_duration(chrono::Duration::seconds(90)),
             "About a minute"

@@ -4,6 +4,7 @@ use anyhow::{bail, Result};
 use berth_client::engine::NetworkOptions;
 use clap::Args;
 
+use crate::cli::flags::key_values;
 use crate::cli::globals::Globals;
 
 #[derive(Args, Debug)]
@@ -37,20 +38,6 @@ pub struct CreateArgs {
     name: String,
 }
 
-/// `KEY=VALUE` (or `KEY` alone, an empty value) as docker reads labels and options.
-fn pairs(given: &[String], what: &str) -> Result<Vec<(String, String)>> {
-    given
-        .iter()
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            if k.is_empty() {
-                bail!("invalid {what} {kv:?}: expected KEY=VALUE");
-            }
-            Ok((k.to_string(), v.to_string()))
-        })
-        .collect()
-}
-
 /// At most one of a flag berth has one of per network.
 fn one(values: &[String], flag: &str) -> Result<Option<String>> {
     match values {
@@ -77,8 +64,8 @@ pub fn run(g: &Globals, a: CreateArgs) -> Result<i32> {
         gateway: one(&gateway, "gateway")?,
         ip_range: one(&a.ip_range, "ip-range")?,
         internal: a.internal,
-        labels: pairs(&a.label, "label")?,
-        options: pairs(&a.opt, "option")?,
+        labels: key_values(&a.label, "label")?,
+        options: key_values(&a.opt, "option")?,
         ipv6: a.ipv6,
         subnet6: one(&subnet6, "subnet")?,
         gateway6: one(&gateway6, "gateway")?,

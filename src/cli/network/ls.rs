@@ -8,6 +8,7 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use super::view::{self, View};
+use crate::cli::flags::has_label;
 use crate::cli::format::{created_at, print_list};
 use crate::cli::globals::Globals;
 
@@ -70,13 +71,10 @@ fn matches(
             "scope" => want == "local",
             "type" => (want == "custom") == v.record.is_some(),
             "dangling" => matches!(want.as_str(), "true" | "1") == dangling(v, containers),
-            "label" => {
-                let labels = v.record.as_ref().map(|r| &r.labels);
-                match want.split_once('=') {
-                    Some((key, val)) => labels.and_then(|l| l.get(key)).is_some_and(|x| x == val),
-                    None => labels.is_some_and(|l| l.contains_key(want.as_str())),
-                }
-            }
+            "label" => v
+                .record
+                .as_ref()
+                .is_some_and(|r| has_label(&r.labels, want)),
             _ => false,
         })
     })

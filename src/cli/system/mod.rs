@@ -9,6 +9,7 @@ pub mod df;
 pub mod events;
 pub mod info;
 pub mod inspect;
+pub mod prune;
 pub mod version;
 
 use anyhow::Result;
@@ -51,6 +52,8 @@ pub enum SystemCommand {
     Boot(boot::BootArgs),
     /// Show disk usage
     Df(df::DfArgs),
+    /// Remove unused data
+    Prune(prune::PruneArgs),
 }
 
 impl SystemCommand {
@@ -59,6 +62,7 @@ impl SystemCommand {
             SystemCommand::Verb(v) => v.0.run(g),
             SystemCommand::Boot(a) => boot::run(g, a),
             SystemCommand::Df(a) => quiet_pipe(df::run(&g.open_store()?, a)),
+            SystemCommand::Prune(a) => prune::run(g, a),
         }
     }
 }
