@@ -107,6 +107,26 @@ pub fn resolve_user(layers: &[impl AsRef<Path>], spec: &str) -> Result<ResolvedU
     })
 }
 
+/// docker's `--group-add`: each of `groups` (a name in the container's /etc/group, or a
+/// number, which needs no entry) as a gid, in the root filesystem made of `layers`.
+pub fn resolve_groups(layers: &[impl AsRef<Path>], groups: &[String]) -> Result<Vec<u32>> {
+    let layers: Vec<PathBuf> = layers.iter().map(|l| l.as_ref().to_path_buf()).collect();
+    let file = find(&layers, "etc/group").unwrap_or_default();
+    groups
+        .iter()
+        .map(|g| {
+            if let Ok(gid) = g.parse::<u32>() {
+                return Ok(gid);
+            }
+            file.lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .find(|f| f.len() >= 3 && f[0] == g)
+                .and_then(|f| f[2].parse().ok())
+                .ok_or_else(|| Error::UnknownGroup(g.clone()))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
