@@ -18,4 +18,5 @@ mod root_events;
 mod root_files;
 mod root_lifecycle;
 mod root_network;
+mod root_resources;
 mod util;

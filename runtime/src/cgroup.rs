@@ -34,6 +34,18 @@ fn wanted_v1_for(resources: Option<&LinuxResources>) -> Vec<&'static str> {
     wanted
 }
 
+/// Whether this host can keep the OOM killer away from a cgroup (docker's
+/// `--oom-kill-disable`): only cgroup v1's memory controller can (`memory.oom_control`).
+pub fn host_supports_oom_kill_disable() -> bool {
+    Layout::detect().is_ok_and(|layout| {
+        layout
+            .v1
+            .iter()
+            .filter(|m| m.controllers.iter().any(|c| c == "memory"))
+            .any(|m| m.mountpoint.join("memory.oom_control").exists())
+    })
+}
+
 /// Whether this host can weigh a cgroup's block I/O (docker's `--blkio-weight`): the v1
 /// blkio hierarchy or the v2 io controller has a weight file (BFQ's or CFQ's).
 pub fn host_supports_blkio_weight() -> bool {
@@ -538,13 +550,15 @@ fn create_cpuset_v1(dir: &Path) -> Result<()> {
     let parent = dir
         .parent()
         .ok_or_else(|| Error::Cgroup(format!("no parent for {}", dir.display())))?;
+    if !parent.exists() {
+        create_cpuset_v1(parent)?;
+    }
     if !parent.join("cpuset.cpus").exists() {
         return Err(Error::Cgroup(format!(
             "{} is not in a cpuset hierarchy",
             dir.display()
         )));
     }
-    create_cpuset_v1(parent)?;
     match std::fs::create_dir(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}

@@ -27,7 +27,8 @@
 //! Container::delete(force)                          leaves nothing behind
 //! ContainerConfig::on_exit                          called by the monitor with the exit
 //! default_spec(id) -> Spec, resolve_user(layers, "user:group"), Error::exit_code()
-//! resolve_groups(layers, ["audio", "10"]), host_supports_blkio_weight()
+//! resolve_groups(layers, ["audio", "10"]), host_supports_blkio_weight(),
+//! host_supports_oom_kill_disable()
 //! ```
 //!
 //! The `run` path is `create` → `attach` (streams wanted) → `Attach::start` → read events
@@ -108,7 +109,7 @@ mod sys;
 mod user;
 
 pub use attach::{Attach, AttachInput, AttachOptions, Event};
-pub use cgroup::host_supports_blkio_weight;
+pub use cgroup::{host_supports_blkio_weight, host_supports_oom_kill_disable};
 pub use container::{create, Container, ContainerConfig, ExitHook};
 pub use error::{Error, Result};
 pub use exec::{ExecProcess, ExecStdio};

@@ -27,6 +27,7 @@ mod logs;
 mod names;
 mod network;
 mod record;
+mod resources;
 pub mod seccomp;
 mod session;
 mod spec;
@@ -52,9 +53,11 @@ pub use cp::{CopyOptions, HostSource, HostTarget};
 pub use logs::{log_settings, read_log, read_logs, LogLine, LogOptions};
 pub use network::{predefined_id, NetworkOptions, NetworkRecord, PREDEFINED};
 pub use record::{
-    ContainerRecord, EndpointConfig, EndpointState, Healthcheck, HostConfig, LastRun, Lifecycle,
-    LogConfig, MountPoint, NetworkMode, NetworkState, PortBinding, ProcessConfig, RestartPolicy,
+    ContainerRecord, DeviceMapping, EndpointConfig, EndpointState, Healthcheck, HostConfig,
+    LastRun, Lifecycle, LogConfig, MountPoint, NetworkMode, NetworkState, PortBinding,
+    ProcessConfig, Resources, RestartPolicy, Ulimit,
 };
+pub use resources::{check_cgroup_rule, check_sysctl, resource_warnings, DEFAULT_SHM_SIZE};
 pub use session::{
     parse_signal, AttachInput, Attached, ExecProcess, ExecStdio, Exit, Output, Signals,
 };
@@ -1018,6 +1021,7 @@ impl Engine {
 
         let mut host = opts.host.clone();
         confine::check(&mut host)?;
+        resources::check(&mut host)?;
         if host.network == NetworkMode::Bridge {
             let mut seen = BTreeSet::new();
             let mut checked = vec![];

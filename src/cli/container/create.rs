@@ -1,7 +1,7 @@
 //! `berth create`: a container's record from an image (pulled when missing), nothing running.
 
 use anyhow::{bail, Result};
-use berth_client::engine::{ContainerRecord, Engine};
+use berth_client::engine::{resource_warnings, ContainerRecord, Engine};
 use berth_client::images::ImageRecord;
 use berth_client::remote::Platform;
 use clap::Args;
@@ -76,6 +76,9 @@ fn find_image(e: &Engine, f: &CreateFlags) -> Result<ImageRecord> {
 /// `create` and the first half of `run`: the container's record, nothing running yet.
 pub fn create_record(e: &Engine, f: &CreateFlags) -> Result<ContainerRecord> {
     let opts = create_options(e, f)?;
+    for warning in resource_warnings(&opts.host) {
+        eprintln!("WARNING: {warning}");
+    }
     let life = lifecycle(f)?;
     let image = find_image(e, f)?;
     let config = e.images().config_sync(&image)?;

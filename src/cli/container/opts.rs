@@ -1,7 +1,8 @@
 //! The flags `run` and `create` share ([`CreateFlags`]) and their conversion into the
 //! engine's [`CreateOptions`] ([`create_options`]): every check of a flag's value, in docker's
 //! words, happens here, once. A new flag: a field in `CreateFlags` (in docker's order of
-//! `docker run --help`, with its help line), and its reading in `create_options`.
+//! `docker run --help`, with its help line), and its reading in `create_options`. The
+//! device, limit and kernel-setting flags are a group of their own (`resources`).
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -13,6 +14,7 @@ use berth_client::engine::{
 };
 use clap::Args;
 
+use super::resources::ResourceFlags;
 use crate::cli::flags::{parse_bytes, parse_go_duration};
 
 /// The flags `create` and `run` share.
@@ -164,6 +166,9 @@ pub struct CreateFlags {
     /// forever)
     #[arg(long, value_name = "INT", allow_hyphen_values = true)]
     pub stop_timeout: Option<String>,
+    /// Devices, limits and kernel settings (`--device`, `--ulimit`, `--sysctl`, …).
+    #[command(flatten)]
+    pub resources: ResourceFlags,
     // New flags go above this line: the image and the command come last.
     /// The image to run
     pub image: String,
@@ -350,6 +355,7 @@ pub fn create_options(e: &Engine, f: &CreateFlags) -> Result<CreateOptions> {
             cap_add: f.cap_add.clone(),
             cap_drop: f.cap_drop.clone(),
             security_opt: security_opts(&f.security_opt)?,
+            resources: f.resources.resources()?,
         },
     })
 }
