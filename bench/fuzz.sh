@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MINUTES=${MINUTES:-10}
-TARGETS=${TARGETS:-"names manifest ranges link htpasswd token config layer"}
+TARGETS=${TARGETS:-"names manifest ranges link htpasswd token config layer dockerfile dockerignore"}
 OUT=${OUT:-/tmp/berth-fuzz}
 TRIPLE=$(rustc -vV | sed -n 's/^host: //p')
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
@@ -29,11 +29,13 @@ fuzz_one() {
   grep -E '^(run_time|execs_done|execs_per_sec|corpus_count|saved_crashes|saved_hangs) ' "$stats" || true
   # The corpus (what AFL++ kept for new coverage) and every crash become saved inputs.
   # (afl-cmin would shrink the corpus, but took over 28 minutes on 500 inputs here.)
+  # AFL++ hard-links the inputs it started from into its queue: those are already saved.
+  save() { [ -f "$1" ] && ! [ "$1" -ef "$2" ] && cp "$1" "$2"; return 0; }
   for f in "$OUT/$t/default/queue"/id:*; do
-    [ -f "$f" ] && cp "$f" "fuzz/inputs/$t/q-$(sha256sum "$f" | cut -c1-16)"
+    save "$f" "fuzz/inputs/$t/q-$(sha256sum "$f" | cut -c1-16)"
   done
   for f in "$OUT/$t/default/crashes"/id:*; do
-    [ -f "$f" ] && cp "$f" "fuzz/inputs/$t/crash-$(sha256sum "$f" | cut -c1-16)"
+    save "$f" "fuzz/inputs/$t/crash-$(sha256sum "$f" | cut -c1-16)"
   done
   return 0
 }

@@ -7,7 +7,8 @@
 
 Follows the process tree that perf started (its forks and threads, containers included), pairs
 each time one of them leaves the CPU with the moment it comes back, and sums the uninterruptible
-(D-state) waits by the kernel function that caused them; then lists the largest other causes.
+(D-state) waits by the kernel function that caused them; then lists the largest other causes,
+and the time spent preempted (runnable, waiting for a core) and asleep (S state).
 """
 import collections
 import re
@@ -41,8 +42,10 @@ def events(lines):
 
 def main():
     runs = float(sys.argv[1]) if len(sys.argv) > 1 else 1.0
-    tree, away = set(), {}
+    tree, away, queued = set(), {}, {}
     by_cause, other = collections.Counter(), collections.Counter()
+    waits = collections.Counter()  # time off the CPU by the state left in: R (preempted), S
+    asleep = {}
     for e in events(sys.stdin):
         if e["ev"] == "sched:sched_process_fork":
             m = re.search(r"pid=(\d+) child_comm=.* child_pid=(\d+)", e["args"])
@@ -60,6 +63,13 @@ def main():
             tree.add(prev if m[1] == "perf-exec" else nxt)
         if prev in tree and state.startswith("D"):
             away[prev] = (e["t"], [f for f in e["stack"] if not f.startswith(SKIP)])
+        elif prev in tree and state.startswith("R"):
+            queued[prev] = e["t"]
+        elif prev in tree and state.startswith("S"):
+            asleep[prev] = e["t"]
+        for kind, left in (("R", queued), ("S", asleep)):
+            if nxt in left:
+                waits[kind] += (e["t"] - left.pop(nxt)) * 1000
         if nxt in away:
             t, stack = away.pop(nxt)
             ms = (e["t"] - t) * 1000
@@ -75,6 +85,9 @@ def main():
         print(f"  {by_cause[cause] / runs:6.1f} ms  {cause}")
     for stack, ms in other.most_common(4):
         print(f"  {ms / runs:6.1f} ms  {stack}")
+    print("off the CPU otherwise, per run, summed over those processes (overlapping waits add up):")
+    print(f"  {waits['R'] / runs:6.1f} ms  preempted, runnable: waiting for a core")
+    print(f"  {waits['S'] / runs:6.1f} ms  asleep: waiting for a child, a pipe, a socket, a timer")
 
 
 if __name__ == "__main__":

@@ -692,6 +692,118 @@ fn root_build_cache_reuses_steps_and_prunes() {
 }
 
 #[test]
+fn root_build_from_digest_scratch_link_and_proxy_args() {
+    let r = setup();
+    // FROM by digest: the base pushed to a registry, built from in a store without it.
+    let reg = Registry::serve_root(&r.work.path().join("registry"));
+    let remote = format!("{}/lib/base:1", reg.addr);
+    r.b.ok(&["tag", "base:1", &remote]);
+    let pushed = r.b.ok(&["push", &remote]);
+    let digest = pushed
+        .split_whitespace()
+        .skip_while(|w| *w != "digest:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no digest in {pushed:?}"))
+        .to_string();
+    let fresh = setup_with(Berth::new());
+    let by_digest = format!("{}/lib/base@{digest}", reg.addr);
+    let c = ctx(&[(
+        "Dockerfile",
+        &format!("FROM {by_digest}\nRUN echo from-digest > /d\n"),
+    )]);
+    fresh.build_ok(&["-t", "d:1"], c.path());
+    assert_eq!(fresh.cat("d:1", "/d"), "from-digest\n");
+    let wrong = format!("{}/lib/base@sha256:{}", reg.addr, "0".repeat(64));
+    let c = ctx(&[("Dockerfile", &format!("FROM {wrong}\n"))]);
+    let o = fresh.build(&[], c.path());
+    assert!(!o.status.success());
+    assert!(err_text(&o).contains(&wrong), "{}", err_text(&o));
+
+    // FROM scratch: the image holds the COPY's layer and nothing else.
+    let c = ctx(&[
+        (
+            "Dockerfile",
+            "FROM scratch\nCOPY hello /hello\nCMD [\"/hello\"]\n",
+        ),
+        ("hello", "hi\n"),
+    ]);
+    let tar = r.work.path().join("scratch.tar");
+    r.build_ok(&["-t", "s:1"], c.path());
+    r.build_ok(
+        &["-o", &format!("type=tar,dest={}", tar.display())],
+        c.path(),
+    );
+    let i = r.inspect("s:1");
+    assert_eq!(i["RootFS"]["Layers"].as_array().unwrap().len(), 1, "{i}");
+    assert_eq!(i["Config"]["Cmd"], json!(["/hello"]));
+    let listed = run(Command::new("tar").arg("-tf").arg(&tar));
+    let names: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .map(|l| l.trim_start_matches("./").trim_end_matches('/').to_string())
+        .filter(|l| !l.is_empty() && l != ".")
+        .collect();
+    assert_eq!(names, ["hello"]);
+
+    // COPY --link: its layer does not depend on what is below it; a changed RUN under it
+    // leaves the step cached and its layer the same.
+    let c = ctx(&[
+        (
+            "Dockerfile",
+            "FROM base:1\nARG V\nRUN echo $V > /v\nCOPY --link f /f\n",
+        ),
+        ("f", "linked\n"),
+    ]);
+    r.build_ok(&["--build-arg", "V=1", "-t", "l:1"], c.path());
+    let (ran, cached) = steps(&r.build_ok(&["--build-arg", "V=2", "-t", "l:2"], c.path()));
+    assert_eq!(ran, ["[2/3] RUN echo 2 > /v"], "{cached:?}");
+    assert_eq!(cached, ["[3/3] COPY --link f /f"]);
+    let top = |tag: &str| {
+        r.inspect(tag)["RootFS"]["Layers"]
+            .as_array()
+            .unwrap()
+            .last()
+            .cloned()
+    };
+    assert_eq!(top("l:1"), top("l:2"));
+    assert_eq!(r.cat("l:2", "/v"), "2\n");
+    assert_eq!(r.cat("l:2", "/f"), "linked\n");
+
+    // The predefined proxy ARGs: seen by RUN without an ARG line, not warned about as
+    // unused, kept out of the image's environment and history and out of the cache key.
+    let c = ctx(&[(
+        "Dockerfile",
+        "FROM base:1\nRUN echo \"$HTTP_PROXY $no_proxy\" > /p\n",
+    )]);
+    let proxy = |p: &str| {
+        r.build_ok(
+            &[
+                "--build-arg",
+                &format!("HTTP_PROXY=http://127.0.0.1:{p}"),
+                "--build-arg",
+                "no_proxy=localhost",
+                "-t",
+                "p:1",
+            ],
+            c.path(),
+        )
+    };
+    let out = proxy("3128");
+    assert!(!out.contains("were not consumed"), "{out}");
+    assert_eq!(r.cat("p:1", "/p"), "http://127.0.0.1:3128 localhost\n");
+    let i = r.inspect("p:1");
+    assert!(!i["Config"]["Env"].to_string().contains("3128"), "{i}");
+    let history =
+        r.b.ok(&["history", "--no-trunc", "--format", "{{.CreatedBy}}", "p:1"]);
+    assert!(
+        !history.contains("3128") && !history.contains("no_proxy="),
+        "{history}"
+    );
+    let (ran, cached) = steps(&proxy("3129"));
+    assert!(ran.is_empty(), "a changed proxy reran {ran:?}");
+    assert_eq!(cached, ["[2/2] RUN echo \"$HTTP_PROXY $no_proxy\" > /p"]);
+}
+
+#[test]
 fn root_build_multi_stage_in_parallel() {
     let r = setup();
     let port = crate::util::free_port();

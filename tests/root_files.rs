@@ -16,8 +16,12 @@ use serde_json::Value;
 use crate::root_containers::{shared, Root};
 use crate::root_events::{actions_of, journal};
 use crate::util::{
-    busybox_rootfs, import_rootfs, run, run_with_input, Berth, Dockerd, Podman, Registry, Storage,
+    busybox_rootfs, digest_of, import_rootfs, run, run_with_input, Berth, Dockerd, Podman,
+    Registry, Storage,
 };
+
+/// The PATH docker, podman and berth give a process whose image sets none.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The same changes, made in berth's container and in docker's: create, modify, delete a
 /// file, replace a directory, chmod, a hard link, a new tree.
@@ -222,7 +226,7 @@ fn status(b: &Berth, name: &str) -> String {
 #[test]
 fn root_commit_flags_and_the_image_runs_in_berth_docker_and_podman() {
     let _g = shared();
-    let (b, _tar) = setup();
+    let (b, tar) = setup();
     sleeper(&b, &["run", "-d"]);
     b.ok(&[
         "exec",
@@ -348,29 +352,170 @@ fn root_commit_flags_and_the_image_runs_in_berth_docker_and_podman() {
     let target = format!("{}/committed:1", registry.addr);
     b.ok(&["tag", "committed:1", &target]);
     b.ok(&["push", &target]);
+    // berth keeps the committed layer as a plain tar; the registry got every layer gzipped
+    // (as docker pushes them), each gunzipping to the config's diff_id, under the same config.
+    assert!(img["RootFS"]["Layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|d| d.as_str().unwrap().starts_with("sha256:")));
+    let pushed = registry_manifest(&registry, "committed", "1");
+    let layers = pushed["layers"].as_array().unwrap();
+    assert_eq!(pushed["config"]["digest"], id);
+    assert_eq!(layers.len(), 2);
+    for (layer, diff_id) in layers
+        .iter()
+        .zip(img["RootFS"]["Layers"].as_array().unwrap())
+    {
+        assert_eq!(
+            layer["mediaType"], "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            "{pushed}"
+        );
+        let blob = registry.request(
+            "GET",
+            &format!("/v2/committed/blobs/{}", layer["digest"].as_str().unwrap()),
+            &[],
+            b"",
+        );
+        assert_eq!(blob.status, 200);
+        assert_eq!(blob.body.len() as u64, layer["size"].as_u64().unwrap());
+        assert_eq!(digest_of(&blob.body), layer["digest"].as_str().unwrap());
+        let gz = b.dir.path().join("layer.gz");
+        std::fs::write(&gz, &blob.body).unwrap();
+        let tar = run(Command::new("gzip").arg("-dc").arg(&gz));
+        assert_eq!(digest_of(&tar.stdout), diff_id.as_str().unwrap());
+    }
+    // A second push of the layers (another tag) sends the same gzip blobs, made once.
+    let notes = || -> Vec<(std::path::PathBuf, std::time::SystemTime)> {
+        let mut v: Vec<_> = std::fs::read_dir(b.root.join("images/gzip"))
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.path(), e.metadata().unwrap().modified().unwrap())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let made = notes();
+    assert_eq!(made.len(), 2, "{made:?}");
+    let again = format!("{}/committed:again", registry.addr);
+    b.ok(&["tag", "committed:1", &again]);
+    b.ok(&["push", &again]);
+    assert_eq!(registry_manifest(&registry, "committed", "again"), pushed);
+    assert_eq!(notes(), made);
 
     let d = Dockerd::start();
     d.ok(&["pull", "-q", &target]);
     let docker_out = d.ok(&["run", "--rm", "--network", "none", &target]);
+    // The base image's config has no PATH, and neither has the committed one (docker adds
+    // none at commit either): every runtime gives the process its default PATH.
+    let docker_path = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &target,
+        "sh",
+        "-c",
+        "echo $PATH",
+    ]);
     let _ = d.cmd(&["rmi", "-f", &target]).output();
     assert_eq!(docker_out, "data\n");
+    assert_eq!(docker_path, format!("{DEFAULT_PATH}\n"));
+    assert_eq!(
+        b.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "committed:1",
+            "sh",
+            "-c",
+            "echo $PATH"
+        ]),
+        docker_path
+    );
+    assert_eq!(cfg["Env"], serde_json::json!(["A=b"]));
+    // docker's commit of the same image with nothing set: the same config environment.
+    d.ok(&["import", tar.to_str().unwrap(), "files:1"]);
+    let plain = [
+        "run",
+        "--name",
+        "plain",
+        "--network",
+        "none",
+        "files:1",
+        "true",
+    ];
+    d.ok(&plain);
+    d.ok(&["commit", "plain", "plain:1"]);
+    b.ok(&plain);
+    b.ok(&["commit", "plain", "plain:1"]);
+    let env_of = |inspect: String| -> Value {
+        serde_json::from_str::<Value>(&inspect).unwrap()[0]["Config"]["Env"].clone()
+    };
+    assert_eq!(
+        env_of(b.ok(&["image", "inspect", "plain:1"])),
+        env_of(d.ok(&["image", "inspect", "plain:1"]))
+    );
+    // An ENV change on a config without an environment sets one, as docker's does.
+    d.ok(&["commit", "-c", "ENV A=b", "plain", "plain:2"]);
+    b.ok(&["commit", "-c", "ENV A=b", "plain", "plain:2"]);
+    let ours = env_of(b.ok(&["image", "inspect", "plain:2"]));
+    assert_eq!(ours, env_of(d.ok(&["image", "inspect", "plain:2"])));
+    assert_eq!(ours, serde_json::json!(["A=b"]));
+    assert_eq!(
+        b.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "plain:1",
+            "sh",
+            "-c",
+            "echo $PATH"
+        ]),
+        docker_path
+    );
 
     let podman = Podman::new();
     podman.run(&["pull", "-q", "--tls-verify=false", &target]);
-    let podman_out = podman.run(&[
-        "run",
-        "--rm",
-        "--runtime",
-        "runc",
-        "--network",
-        "none",
-        "--ulimit",
-        "nofile=20000:20000",
-        "--ulimit",
-        "nproc=32768:32768",
-        &target,
-    ]);
-    assert_eq!(podman_out, "data\n");
+    let podman_run = |cmd: &[&str]| {
+        let mut args = vec![
+            "run",
+            "--rm",
+            "--runtime",
+            "runc",
+            "--network",
+            "none",
+            "--ulimit",
+            "nofile=20000:20000",
+            "--ulimit",
+            "nproc=32768:32768",
+            &target,
+        ];
+        args.extend(cmd);
+        podman.run(&args)
+    };
+    assert_eq!(podman_run(&[]), "data\n");
+    let podman_path = podman_run(&["sh", "-c", "echo $PATH"]);
+    assert_eq!(podman_path, docker_path);
+}
+
+/// The image manifest a registry holds under `repo:tag`.
+fn registry_manifest(registry: &Registry, repo: &str, tag: &str) -> Value {
+    let r = registry.request(
+        "GET",
+        &format!("/v2/{repo}/manifests/{tag}"),
+        &[(
+            "Accept",
+            "application/vnd.docker.distribution.manifest.v2+json",
+        )],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    serde_json::from_slice(&r.body).unwrap()
 }
 
 fn cp(b: &Berth, args: &[&str]) -> Output {
@@ -574,4 +719,111 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting: {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The freezer state of the container `name`'s cgroup: whether it is frozen now (the v1
+/// freezer's `freezer.state`, or cgroup2's `cgroup.events` on a host without one).
+fn frozen_probe(b: &Berth, name: &str) -> impl Fn() -> bool {
+    let pid = b.ok(&["inspect", "-f", "{{.State.Pid}}", name]);
+    let cgroups = std::fs::read_to_string(format!("/proc/{}/cgroup", pid.trim())).unwrap();
+    let v1 = cgroups.lines().find_map(|l| {
+        let mut f = l.splitn(3, ':');
+        let (_, ctl, path) = (f.next()?, f.next()?, f.next()?);
+        ctl.split(',')
+            .any(|c| c == "freezer")
+            .then(|| format!("/sys/fs/cgroup/freezer{path}/freezer.state"))
+    });
+    let file = v1.unwrap_or_else(|| {
+        let path = cgroups
+            .lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .expect("a freezer: v1's or cgroup2's");
+        format!("/sys/fs/cgroup{path}/cgroup.events")
+    });
+    assert!(Path::new(&file).exists(), "no {file}");
+    move || {
+        let s = std::fs::read_to_string(&file).unwrap_or_default();
+        s.trim() == "FROZEN" || s.lines().any(|l| l == "frozen 1")
+    }
+}
+
+/// `commit` freezes a running container while it reads its files (docker's `--pause=true`,
+/// the default) and leaves it running with `--pause=false`: the container counts into a
+/// file as fast as it can; its cgroup's freezer is watched while commit runs, and the
+/// counter read from the upper directory.
+#[test]
+fn root_commit_freezes_the_container_unless_told_not_to() {
+    let _g = shared();
+    let (b, _tar) = setup();
+    // 64 MiB to read, so a commit lasts long enough to be watched, then the counter.
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "box",
+        "--network",
+        "none",
+        "files:1",
+        "sh",
+        "-c",
+        // `1<>` writes over the number in place: a truncation each time would wait for the
+        // disk's discard on a filesystem mounted with `discard`, and the count would crawl.
+        "head -c 67108864 /dev/urandom > /big; i=0; \
+         while :; do i=$((i+1)); printf '%012d\n' $i 1<>/count; done",
+    ]);
+    let id = b.ok(&["inspect", "-f", "{{.Id}}", "box"]);
+    let count_file = b
+        .root
+        .join("containers")
+        .join(id.trim())
+        .join("upper/count");
+    let count = || -> u64 {
+        std::fs::read_to_string(&count_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    wait_until("the container counts", || count() > 100);
+    let frozen = frozen_probe(&b, "box");
+    assert!(!frozen());
+
+    // Watches one commit: whether the freezer was seen frozen, and whether the counter moved
+    // while it was (it must not) or during the commit at all.
+    let watch = |args: &[&str]| -> (bool, bool, bool) {
+        let mut child = b.cmd(args).stdout(Stdio::null()).spawn().unwrap();
+        let before = count();
+        let (mut seen_frozen, mut moved_while_frozen) = (false, false);
+        let mut at_freeze = None;
+        while child.try_wait().unwrap().is_none() {
+            if frozen() {
+                seen_frozen = true;
+                let now = count();
+                match at_freeze {
+                    None => at_freeze = Some(now),
+                    Some(c) if c != now => moved_while_frozen = true,
+                    _ => {}
+                }
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        assert!(child.wait().unwrap().success(), "{args:?} failed");
+        (seen_frozen, moved_while_frozen, count() != before)
+    };
+
+    let (seen, moved_frozen, _) = watch(&["commit", "box", "frozen:1"]);
+    assert!(seen, "the container was never frozen during commit");
+    assert!(
+        !moved_frozen,
+        "the counter moved while the container was frozen"
+    );
+    assert!(!frozen(), "still frozen after the commit");
+    assert_eq!(status(&b, "box"), "running");
+
+    let (seen, _, moved) = watch(&["commit", "--pause=false", "box", "frozen:2"]);
+    assert!(!seen, "--pause=false froze the container");
+    assert!(moved, "the container did not run during the commit");
+    // The explicit spelling of the default freezes too.
+    let (seen, _, _) = watch(&["commit", "--pause=true", "box", "frozen:3"]);
+    assert!(seen, "--pause=true did not freeze the container");
+    let _ = b.cmd(&["rm", "-f", "box"]).output();
 }

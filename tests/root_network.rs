@@ -292,7 +292,7 @@ fn root_network_commands_flags_and_messages() {
         ),
         (
             vec!["--subnet", &s2, "--subnet", &s3, "x"],
-            "one IPv4 subnet",
+            "one IPv4 and one IPv6 subnet",
         ),
         (vec!["--label", "=v", "x"], "invalid label"),
     ];
@@ -1227,4 +1227,342 @@ fn root_fifty_runs_on_networks_made_and_removed_leave_nothing() {
     for hier in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
         let _ = std::fs::remove_dir(hier.path().join(parent.trim_start_matches('/')));
     }
+}
+
+/// An IPv6 "outside" of the test's own: a namespace behind a veth pair, the host's end at
+/// `<v6>1/64`, the namespace's at `<v6>2/64`; both gone when dropped.
+struct Outside6 {
+    host_end: String,
+    ns: String,
+    v6: String,
+}
+
+impl Outside6 {
+    fn new(v6: &str) -> Outside6 {
+        let k = std::process::id() % 100_000;
+        let o = Outside6 {
+            host_end: format!("b6o{k}a"),
+            ns: format!("berth-v6-{k}"),
+            v6: v6.to_string(),
+        };
+        let ip = |args: &[&str]| crate::util::run(Command::new("ip").args(args));
+        ip(&["netns", "add", &o.ns]);
+        let peer = format!("b6o{k}b");
+        ip(&[
+            "link",
+            "add",
+            &o.host_end,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &peer,
+            "netns",
+            &o.ns,
+        ]);
+        ip(&[
+            "addr",
+            "add",
+            &format!("{v6}1/64"),
+            "dev",
+            &o.host_end,
+            "nodad",
+        ]);
+        ip(&["link", "set", &o.host_end, "up"]);
+        ip(&[
+            "-n",
+            &o.ns,
+            "addr",
+            "add",
+            &format!("{v6}2/64"),
+            "dev",
+            &peer,
+            "nodad",
+        ]);
+        ip(&["-n", &o.ns, "link", "set", &peer, "up"]);
+        o
+    }
+
+    /// Runs `program` in the namespace.
+    fn cmd(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.ns, program]);
+        c
+    }
+}
+
+impl Drop for Outside6 {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_end])
+            .status();
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
+/// A one-shot TCP server in `o`'s namespace on `<v6>2`: it answers its one connection with
+/// the address the connection came from. Returns its port and the child.
+fn peer_echo_server(o: &Outside6) -> (u16, std::process::Child) {
+    use std::io::BufRead;
+    let mut child = o
+        .cmd("python3")
+        .args([
+            "-c",
+            "import socket, sys\n\
+             s = socket.socket(socket.AF_INET6)\n\
+             s.bind((sys.argv[1], 0))\n\
+             s.listen()\n\
+             s.settimeout(20)\n\
+             print(s.getsockname()[1], flush=True)\n\
+             c, a = s.accept()\n\
+             c.sendall((a[0] + '\\n').encode())\n\
+             c.close()\n",
+            &format!("{}2", o.v6),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (line.trim().parse().expect("the server's port"), child)
+}
+
+#[test]
+fn root_ipv6_networks_through_the_cli() {
+    let _host = shared();
+    let b = nets();
+    let p = net24(10);
+    let k = std::process::id() & 0xffff;
+    let v6 = format!("fd42:{k:x}::");
+    fails_with(
+        &b,
+        &[
+            "network",
+            "create",
+            "--ipv6",
+            "--subnet",
+            &format!("{p}.0/24"),
+            "six",
+        ],
+        1,
+        "--ipv6 needs an IPv6 --subnet",
+    );
+    fails_with(
+        &b,
+        &["network", "create", "--subnet", &format!("{v6}/64"), "six"],
+        1,
+        "needs --ipv6",
+    );
+    b.ok(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        &format!("{p}.0/24"),
+        "--subnet",
+        &format!("{v6}/64"),
+        "six",
+    ]);
+    fails_with(
+        &b,
+        &[
+            "network",
+            "create",
+            "--ipv6",
+            "--subnet",
+            &format!("{v6}/80"),
+            "seven",
+        ],
+        1,
+        "Pool overlaps with other one on this address space",
+    );
+    let v = json(&b.ok(&["network", "inspect", "six"]))[0].clone();
+    assert_eq!(v["EnableIPv6"], true);
+    assert_eq!(v["IPAM"]["Config"][1]["Subnet"], format!("{v6}/64"));
+    assert_eq!(v["IPAM"]["Config"][1]["Gateway"], format!("{v6}1"));
+    assert_eq!(
+        b.ok(&["network", "ls", "-f", "name=six", "--format", "{{.IPv6}}"]),
+        "true\n"
+    );
+    // --ip6, with docker's messages (exit 125 for run/create, 1 for network connect).
+    b.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        &format!("{}.0/24", net24(11)),
+        "v4only",
+    ]);
+    for (flags, needle) in [
+        (
+            vec!["--ip6", &format!("{v6}5") as &str],
+            "user specified IP address is supported on user defined networks only",
+        ),
+        (
+            vec!["--network", "six", "--ip6", "fd99::5"],
+            "no configured subnet or ip-range contain the IP address fd99::5",
+        ),
+        (
+            vec!["--network", "six", "--ip6", "10.1.2.3"],
+            "invalid IPv6 address: 10.1.2.3",
+        ),
+        (
+            vec!["--network", "v4only", "--ip6", &format!("{v6}5")],
+            "user specified IP address is supported only when connecting to networks with user \
+             configured subnets",
+        ),
+    ] {
+        let mut args = vec!["create"];
+        args.extend(flags);
+        args.extend(["bb", "true"]);
+        fails_with(&b, &args, 125, needle);
+    }
+    let fixed = format!("{v6}77");
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "s1",
+        "--network",
+        "six",
+        "--ip6",
+        &fixed,
+        "bb",
+        "sleep",
+        "60",
+    ]);
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "s2",
+        "--network",
+        "six",
+        "-p",
+        "8080",
+        "bb",
+        "sleep",
+        "60",
+    ]);
+    let s1 = &inspect(&b, "s1")["NetworkSettings"]["Networks"]["six"];
+    assert_eq!(s1["GlobalIPv6Address"], fixed.as_str(), "{s1}");
+    assert_eq!(s1["IPAMConfig"]["IPv6Address"], fixed.as_str(), "{s1}");
+    let s2 = &inspect(&b, "s2")["NetworkSettings"]["Networks"]["six"];
+    let s2_v6 = s2["GlobalIPv6Address"].as_str().unwrap().to_string();
+    assert!(s2_v6.starts_with(&v6), "{s2}");
+    assert_eq!(s2["GlobalIPv6PrefixLen"], 64);
+    assert_eq!(s2["IPv6Gateway"], format!("{v6}1"));
+    // The address is on eth0 and the other container answers on it.
+    let addrs = b.ok(&["exec", "s2", "ip", "-o", "-6", "addr"]);
+    assert!(addrs.contains(&format!("{s2_v6}/64")), "{addrs}");
+    let o = out(
+        &b,
+        &[
+            "exec", "s1", "busybox", "ping", "-6", "-c", "1", "-W", "3", &s2_v6,
+        ],
+    );
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    // The network's resolver answers AAAA with the IPv6 address, A with the IPv4 one.
+    let aaaa = b.ok(&["exec", "s2", "busybox", "nslookup", "-type=AAAA", "s1"]);
+    assert!(aaaa.contains(&fixed), "{aaaa}");
+    let a = b.ok(&["exec", "s2", "busybox", "nslookup", "-type=A", "s1"]);
+    let s1_v4 = s1["IPAddress"].as_str().unwrap().to_string();
+    assert!(a.contains(&s1_v4) && !a.contains(&fixed), "{a}");
+
+    // network connect --ip6: a taken address is refused, a free one is the new interface's.
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "s3",
+        "--network",
+        "v4only",
+        "bb",
+        "sleep",
+        "60",
+    ]);
+    fails_with(
+        &b,
+        &["network", "connect", "--ip6", &fixed, "six", "s3"],
+        1,
+        "Address already in use",
+    );
+    let third = format!("{v6}99");
+    b.ok(&["network", "connect", "--ip6", &third, "six", "s3"]);
+    let addrs = b.ok(&["exec", "s3", "ip", "-o", "-6", "addr"]);
+    assert!(addrs.contains(&format!("{third}/64")), "{addrs}");
+    let s3 = &inspect(&b, "s3")["NetworkSettings"]["Networks"]["six"];
+    assert_eq!(s3["GlobalIPv6Address"], third.as_str(), "{s3}");
+    let aaaa = b.ok(&["exec", "s1", "busybox", "nslookup", "-type=AAAA", "s3"]);
+    assert!(aaaa.contains(&third), "{aaaa}");
+
+    // NAT out: an IPv6 host of the test's own sees the host's address, not the container's.
+    let outside = Outside6::new(&format!("fd43:{k:x}::"));
+    let (port, mut server) = peer_echo_server(&outside);
+    let seen = b.ok(&[
+        "exec",
+        "s1",
+        "busybox",
+        "nc",
+        "-w",
+        "5",
+        &format!("{}2", outside.v6),
+        &port.to_string(),
+    ]);
+    let _ = server.wait();
+    assert_eq!(seen.trim(), format!("{}1", outside.v6), "masqueraded");
+    let rules = String::from_utf8_lossy(&Command::new("ip6tables-save").output().unwrap().stdout)
+        .into_owned();
+    assert!(
+        rules.contains(&format!("-A POSTROUTING -s {v6}/64 ! -o br-")),
+        "{rules}"
+    );
+    // A port published on all addresses answers on the host's IPv6 addresses too.
+    let hport = b.ok(&["port", "s2", "8080"]);
+    let hport = hport
+        .lines()
+        .next()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_string();
+    b.ok(&[
+        "exec",
+        "s2",
+        "sh",
+        "-c",
+        "mkdir -p /tmp/w && echo from-s2 > /tmp/w/index.html && httpd -p 8080 -h /tmp/w",
+    ]);
+    let get = "import socket, sys\n\
+               s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)\n\
+               s.sendall(b'GET /index.html HTTP/1.0\\r\\n\\r\\n')\n\
+               got = b''\n\
+               while True:\n\
+               \x20   d = s.recv(4096)\n\
+               \x20   if not d: break\n\
+               \x20   got += d\n\
+               print(got.decode())\n";
+    let mut text = String::new();
+    eventually("the published port over IPv6", || {
+        let o = outside
+            .cmd("python3")
+            .args(["-c", get, &format!("{}1", outside.v6), &hport])
+            .output()
+            .unwrap();
+        text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        text.contains("from-s2")
+    });
+
+    b.ok(&["rm", "-f", "s1", "s2", "s3"]);
+    b.ok(&["network", "rm", "six", "v4only"]);
+    let rules = String::from_utf8_lossy(&Command::new("ip6tables-save").output().unwrap().stdout)
+        .into_owned();
+    assert!(!rules.contains(&format!("{v6}/64")), "{rules}");
+    assert!(!rules.contains(&s2_v6), "{rules}");
 }

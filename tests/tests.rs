@@ -4,6 +4,7 @@
 
 mod auth;
 mod auth_tls;
+mod chaos;
 mod cli;
 mod gc;
 mod images;

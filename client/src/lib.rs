@@ -13,10 +13,13 @@
 //! - [`layer`] writes layers (a container's upper directory or a plain tree → a tar in the
 //!   store, compressed and hashed in one pass), lists a container's changes and exports a
 //!   merged tree; its reader twin is [`unpack`].
+//! - `compress` writes gzip (on every core) and zstd streams into hashed blob files, for
+//!   the layer writer and for `push`, which gzips layers stored uncompressed.
 //! - [`unpack`] turns a layer blob into a snapshot directory without letting any entry reach
 //!   outside it.
 
 pub mod build;
+mod compress;
 pub mod config;
 pub mod engine;
 pub mod events;

@@ -3,7 +3,9 @@
 //! [`unpack_layer`] reads a layer blob (gzip, zstd or plain tar, told apart by magic bytes),
 //! hashes the uncompressed tar stream as it passes (the image config's `rootfs.diff_ids`
 //! entry) and writes every entry below the target directory. Decompression and hashing run on
-//! a second thread, so that they overlap with writing. overlayfs is the consumer: OCI
+//! a second thread, so that they overlap with writing ([`unpack_tar`] reads a plain tar that
+//! needs no hash on the caller's thread: the layer writer's own stream, `cp`). overlayfs is
+//! the consumer: OCI
 //! whiteouts become overlay whiteouts (`.wh.NAME` → a 0/0 character device `NAME`,
 //! `.wh..wh..opq` → `trusted.overlay.opaque=y` on the directory).
 //!
@@ -178,7 +180,21 @@ pub fn unpack_layer<R: Read + Send>(
     })
 }
 
-fn unpack_entries(chunks: Chunks, snapshot: &mut SnapshotDir) -> Result<u64, UnpackError> {
+/// Unpacks a plain tar whose digest the caller does not need (it has it already, or there is
+/// none to check: `cp`), on the calling thread: no decompression, no hash, no second copy of
+/// the bytes. Returns the entries applied or skipped.
+pub fn unpack_tar<R: Read>(
+    tar: R,
+    target: &Path,
+    options: &UnpackOptions,
+) -> Result<u64, UnpackError> {
+    let mut snapshot = SnapshotDir::open(target, options.privileged)?;
+    snapshot.whiteouts = options.whiteouts;
+    // Headers are read 512 bytes at a time: not a system call each from a pipe.
+    unpack_entries(BufReader::with_capacity(256 << 10, tar), &mut snapshot)
+}
+
+fn unpack_entries<R: Read>(chunks: R, snapshot: &mut SnapshotDir) -> Result<u64, UnpackError> {
     let mut tar = TarReader::new(chunks);
     let mut entries = 0;
     while let Some(entry) = tar.next_entry()? {

@@ -2,7 +2,8 @@
 //! object, a config file), each as a function of arbitrary bytes that must never panic and
 //! whose answers must keep their promises (a parsed name prints as it was written, a range
 //! lies inside the blob, a next page stays on the registry's origin, a layer writes nothing
-//! outside its snapshot).
+//! outside its snapshot, a Dockerfile's errors point at one of its lines, a `.dockerignore`
+//! that excludes a directory excludes what is under it).
 //!
 //! The functions are run two ways: by AFL++ through the `fuzz` binary (feature `afl`; the
 //! commands are in bench/README.md), and by `tests/saved_inputs.rs` on every input saved under
@@ -23,6 +24,8 @@ pub const TARGETS: &[Target] = &[
     ("token", token),
     ("config", config),
     ("layer", layer),
+    ("dockerfile", dockerfile),
+    ("dockerignore", dockerignore),
 ];
 
 fn text(data: &[u8]) -> &str {
@@ -156,4 +159,113 @@ pub fn layer(data: &[u8]) {
         .map(|e| e.file_name())
         .collect();
     assert_eq!(beside, ["snapshot"], "the layer wrote outside its snapshot");
+}
+
+/// A Dockerfile (the build context's author is not always the person who builds it): read
+/// into stages, planned for its last stage and for each named one, and every line run
+/// through variable substitution. Errors name a line of the file; a plan builds its target
+/// and only stages before the ones that need them.
+pub fn dockerfile(data: &[u8]) {
+    use berth_client::build::plan::{plan, PlanOptions};
+    use berth_client::build::{instructions, shell::Lexer};
+    let s = text(data);
+    let lines = s.split('\n').count();
+    let file = match instructions::parse(s) {
+        Ok(file) => file,
+        Err(e) => {
+            assert!(e.line <= lines, "error on line {} of {lines}", e.line);
+            return;
+        }
+    };
+    for stage in &file.stages {
+        assert!(stage.line >= 1 && stage.line <= lines);
+        for c in stage.commands.iter().chain(&file.global_args) {
+            assert!(1 <= c.line && c.line <= c.end_line && c.end_line <= lines);
+        }
+    }
+    let mut targets: Vec<Option<String>> = vec![None];
+    targets.extend(file.stages.iter().filter_map(|s| s.name.clone()).map(Some));
+    targets.truncate(4);
+    for target in targets {
+        let options = PlanOptions {
+            build_args: [("HTTP_PROXY", "http://127.0.0.1:3128"), ("A", "a b")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            target,
+        };
+        let Ok(p) = plan(file.clone(), &options) else {
+            continue;
+        };
+        assert!(p.target < p.stages.len() && p.needed.contains(&p.target));
+        for (k, &i) in p.needed.iter().enumerate() {
+            for d in &p.stages[i].deps {
+                assert!(*d < i && p.needed[..k].contains(d), "stage {i} needs {d}");
+            }
+        }
+        let _ = p.unused_build_args();
+    }
+    let env: Vec<(String, String)> = [("A", "a b"), ("EMPTY", ""), ("P", "/usr/bin")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    for line in s.lines().take(64) {
+        for escape in ['\\', '`'] {
+            let mut lexer = Lexer::new(escape);
+            let _ = lexer.words(line, &env);
+            lexer.raw_quotes = true;
+            lexer.skip_unset = true;
+            let _ = lexer.word(line, &env);
+        }
+    }
+}
+
+/// A `.dockerignore`: compiled, then asked about its own lines as paths and a few fixed
+/// ones. Without exceptions, a directory it excludes takes everything under it along.
+pub fn dockerignore(data: &[u8]) {
+    use berth_client::build::ignore::{clean, Ignore};
+    let s = text(data);
+    let Ok(ignore) = Ignore::parse(s) else {
+        return;
+    };
+    assert!(!ignore.excludes("."));
+    // Its patterns, compiled again, decide alike (unless one ends in white space, which
+    // the second reading trims, as docker's NewPatternMatcher trims what ReadAll gave it).
+    let patterns = ignore.patterns();
+    let faithful = patterns
+        .iter()
+        .all(|p| p.trim() == p && p.trim_start_matches('!').trim() == p.trim_start_matches('!'));
+    let again = if faithful {
+        Ignore::new(&patterns).expect("its own patterns compile")
+    } else {
+        ignore.clone()
+    };
+    let fixed = [
+        "a",
+        "a/b",
+        "a/b/c",
+        ".git",
+        "node_modules/x/y",
+        "Dockerfile",
+        "x/.y/z",
+    ];
+    // Paths as the context walk gives them: relative, clean, inside the context.
+    let paths = s
+        .lines()
+        .take(32)
+        .map(|l| clean(l.trim_start_matches('!').trim()))
+        .filter(|l| l.len() < 256 && l != "." && l != ".." && !l.starts_with(['/']))
+        .filter(|l| !l.starts_with("../"))
+        .chain(fixed.map(String::from));
+    for path in paths {
+        let excluded = ignore.excludes(&path);
+        assert_eq!(excluded, again.excludes(&path), "{path:?}");
+        if excluded && !ignore.has_exceptions() {
+            let child = format!("{}/child", path.trim_end_matches('/'));
+            assert!(
+                ignore.excludes(&child),
+                "{path} is excluded, {child} is not"
+            );
+        }
+    }
 }

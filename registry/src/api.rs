@@ -981,10 +981,8 @@ async fn finish_upload(
     let (offset, declared) = chunk_bounds(req.headers())?;
     let body = body_stream(req.into_body());
     reg.store
-        .uploads
-        .finish_in(repo, id, offset, declared, body, &d)
+        .finish_upload(repo, id, offset, declared, body, &d)
         .await?;
-    reg.store.repos.link_blob(repo, &d).await?;
     Ok(blob_created(repo, &d))
 }
 

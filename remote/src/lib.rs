@@ -33,7 +33,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::ops::Range;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -327,8 +327,10 @@ struct Endpoint {
 
 struct Inner {
     config: RemoteConfig,
-    secure: reqwest::Client,
-    insecure: reqwest::Client,
+    /// The shared clients, made on first use: building one loads the system's CA
+    /// certificates, which a command that contacts no registry should not pay for.
+    secure: OnceLock<reqwest::Client>,
+    insecure: OnceLock<reqwest::Client>,
     auth: Mutex<AuthCache>,
     schemes: Mutex<HashMap<String, &'static str>>,
     /// What credential helpers answered, by host.
@@ -476,8 +478,8 @@ impl Remote {
     pub fn new(config: RemoteConfig) -> Remote {
         Remote {
             inner: Arc::new(Inner {
-                secure: build_client(&config, false),
-                insecure: build_client(&config, true),
+                secure: OnceLock::new(),
+                insecure: OnceLock::new(),
                 config,
                 auth: Mutex::new(AuthCache::default()),
                 schemes: Mutex::new(HashMap::new()),
@@ -654,11 +656,13 @@ impl Remote {
     }
 
     fn shared(&self, insecure: bool) -> reqwest::Client {
-        if insecure {
-            self.inner.insecure.clone()
+        let cell = if insecure {
+            &self.inner.insecure
         } else {
-            self.inner.secure.clone()
-        }
+            &self.inner.secure
+        };
+        cell.get_or_init(|| build_client(&self.inner.config, insecure))
+            .clone()
     }
 
     /// A transport failure as one line; a certificate failure says where the CA goes.
@@ -1879,6 +1883,9 @@ mod tests {
         cfg.mirrors
             .insert("docker.io".into(), vec!["http://127.0.0.1:1".into()]);
         let r = Remote::new(cfg);
+        // Made without its HTTP clients (nor the system's CA certificates they load): the
+        // first request makes them.
+        assert!(r.inner.secure.get().is_none() && r.inner.insecure.get().is_none());
         let eps = r.read_endpoints("docker.io").unwrap();
         assert_eq!(eps.len(), 2);
         assert_eq!(eps[0].base.as_deref(), Some("http://127.0.0.1:1"));

@@ -111,6 +111,32 @@ impl Store {
         self.guard.kept(&added).await
     }
 
+    /// A registry's closing PUT of upload session `id` of `repository`: a last chunk (possibly
+    /// empty), the blob verified against `expected` and put in place, linked to the
+    /// repository, and only then the session removed. A PUT cut off at any point (the process
+    /// killed, a backend error) leaves the session, or the linked blob, so that the same PUT
+    /// sent again succeeds: the session's bytes never disappear before the blob they make is
+    /// in the repository. Returns the blob's size.
+    pub async fn finish_upload<S>(
+        &self,
+        repository: &RepoName,
+        id: &str,
+        offset: Option<u64>,
+        declared: Option<u64>,
+        stream: S,
+        expected: &Digest,
+    ) -> Result<u64>
+    where
+        S: futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send,
+    {
+        let finished = self
+            .uploads
+            .finish_in(repository, id, offset, declared, stream, expected)
+            .await?;
+        self.repos.link_blob(repository, expected).await?;
+        self.uploads.close(finished).await
+    }
+
     /// Whether a collection is sweeping the store right now (for `/readyz` and operators).
     pub async fn collecting(&self) -> Result<Option<String>> {
         Ok(gc::lease::current(&*self.backend)

@@ -47,6 +47,13 @@ struct Chunk {
     size: u64,
 }
 
+/// A session whose blob is in the store, still open: [`Uploads::close`] ends it.
+pub(crate) struct Finished {
+    id: String,
+    state: SessionState,
+    size: u64,
+}
+
 /// The running hash of a session, valid at `offset`.
 struct Partial {
     offset: u64,
@@ -145,9 +152,12 @@ impl Uploads {
             .await
     }
 
-    /// A last chunk (possibly empty) then [`Uploads::complete`], for a session of
-    /// `repository`, with one read of the session's state: a registry's closing PUT.
-    pub async fn finish_in<S>(
+    /// A last chunk (possibly empty), then the blob assembled and verified, for a session of
+    /// `repository`, with one read of the session's state: a registry's closing PUT. The
+    /// session stays until [`Uploads::close`]: whatever must happen once the blob is there
+    /// (linking it to the repository) happens before, so a closing PUT killed at any point
+    /// can be sent again and finishes the job (see [`crate::Store::finish_upload`]).
+    pub(crate) async fn finish_in<S>(
         &self,
         repository: &RepoName,
         id: &str,
@@ -155,7 +165,7 @@ impl Uploads {
         declared: Option<u64>,
         stream: S,
         expected: &Digest,
-    ) -> Result<u64>
+    ) -> Result<Finished>
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send,
     {
@@ -163,7 +173,18 @@ impl Uploads {
         let state = self
             .append_loaded(id, state, offset, declared, stream)
             .await?;
-        self.complete_loaded(id, state, expected).await
+        let size = self.assemble_loaded(id, &state, expected).await?;
+        Ok(Finished {
+            id: id.to_string(),
+            state,
+            size,
+        })
+    }
+
+    /// Removes a finished session; returns the blob's size.
+    pub(crate) async fn close(&self, finished: Finished) -> Result<u64> {
+        self.remove(&finished.id, &finished.state).await?;
+        Ok(finished.size)
     }
 
     /// [`Uploads::cancel`] of a session of `repository`.
@@ -296,7 +317,20 @@ impl Uploads {
         state: SessionState,
         expected: &Digest,
     ) -> Result<u64> {
-        let result = match self.assemble(id, &state, expected).await {
+        let size = self.assemble_loaded(id, &state, expected).await?;
+        self.remove(id, &state).await?;
+        Ok(size)
+    }
+
+    /// The session's blob, in the store and verified; the session stays. A digest mismatch
+    /// cancels the session.
+    async fn assemble_loaded(
+        &self,
+        id: &str,
+        state: &SessionState,
+        expected: &Digest,
+    ) -> Result<u64> {
+        let result = match self.assemble(id, state, expected).await {
             // A completion killed after its blob landed and before the session was removed
             // (the one chunk renamed into place, or some chunks already deleted) is asked
             // again: the session's bytes are gone, the blob they made is there. The chunks
@@ -309,8 +343,8 @@ impl Uploads {
             }
             r => r,
         };
-        if matches!(result, Ok(_) | Err(StoreError::DigestMismatch(_))) {
-            self.remove(id, &state).await?;
+        if matches!(result, Err(StoreError::DigestMismatch(_))) {
+            self.remove(id, state).await?;
         }
         result
     }

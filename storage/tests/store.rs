@@ -688,7 +688,7 @@ async fn concurrent_uploads_of_different_content(t: TestStore) {
 }
 
 /// The `_in` methods: one repository's session is unknown to another, and untouched by it;
-/// `finish_in` takes a last chunk and completes with one read of the session.
+/// `finish_upload` takes a last chunk and completes with one read of the session.
 async fn upload_sessions_belong_to_their_repository(t: TestStore) {
     let uploads = &t.store.uploads;
     let (a, b) = (repo("team/a"), repo("team/b"));
@@ -709,8 +709,8 @@ async fn upload_sessions_belong_to_their_repository(t: TestStore) {
     );
     let d = Digest::sha256_of(b"hello world");
     unknown(
-        uploads
-            .finish_in(&b, &s.id, None, None, chunks(b"world", 5), &d)
+        t.store
+            .finish_upload(&b, &s.id, None, None, chunks(b"world", 5), &d)
             .await
             .map(drop),
     );
@@ -718,15 +718,17 @@ async fn upload_sessions_belong_to_their_repository(t: TestStore) {
     assert_eq!(uploads.status_in(&a, &s.id).await.unwrap().offset, 6);
     // A last chunk at the wrong offset is refused and the session stays.
     assert!(matches!(
-        uploads
-            .finish_in(&a, &s.id, Some(3), None, chunks(b"world", 5), &d)
+        t.store
+            .finish_upload(&a, &s.id, Some(3), None, chunks(b"world", 5), &d)
             .await,
         Err(StoreError::UploadOffset { expected: 6, .. })
     ));
-    let size = uploads
-        .finish_in(&a, &s.id, Some(6), Some(5), chunks(b"world", 2), &d)
+    let size = t
+        .store
+        .finish_upload(&a, &s.id, Some(6), Some(5), chunks(b"world", 2), &d)
         .await
         .unwrap();
+    assert!(t.store.repos.has_blob(&a, &d).await.unwrap());
     assert_eq!(size, 11);
     assert_eq!(t.store.blobs.read(&d).await.unwrap(), &b"hello world"[..]);
     unknown(uploads.status_in(&a, &s.id).await.map(drop));
@@ -739,7 +741,61 @@ async fn upload_sessions_belong_to_their_repository(t: TestStore) {
         .is_empty());
 }
 
+/// A closing PUT cut off after the blob landed and before it was linked to the repository (a
+/// panic stands in for the process being killed there) leaves the session: the same PUT sent
+/// again links the blob and ends the session, as a client that lost the answer retries it.
+async fn closing_put_cut_off_before_the_link_can_be_sent_again(t: TestStore) {
+    let r = repo("team/cut");
+    // One chunk (moved into place) and two (streamed into the blob store).
+    for (content, half, chunk) in [(data(3000, 9), 3000, 1000), (data(5000, 10), 2500, 1000)] {
+        let d = Digest::sha256_of(&content);
+        let s = t.store.uploads.start(&r).await.unwrap();
+        t.store
+            .uploads
+            .append_in(&r, &s.id, Some(0), None, chunks(&content[..half], chunk))
+            .await
+            .unwrap();
+        let cut = berth_storage::Store::new(Arc::new(
+            common::Recording::new(t.backend.clone()).panic_on("/_blobs/"),
+        ));
+        let (id, rest, dd) = (s.id.clone(), content[half..].to_vec(), d.clone());
+        let r2 = r.clone();
+        let died = tokio::spawn(async move {
+            cut.finish_upload(&r2, &id, Some(half as u64), None, chunks(&rest, chunk), &dd)
+                .await
+        })
+        .await;
+        assert!(
+            died.is_err_and(|e| e.is_panic()),
+            "the link was not reached"
+        );
+        assert_eq!(
+            t.store.blobs.stat(&d).await.unwrap(),
+            Some(content.len() as u64)
+        );
+        assert!(!t.store.repos.has_blob(&r, &d).await.unwrap());
+        let again = (t.reopen)();
+        assert_eq!(
+            again.uploads.status_in(&r, &s.id).await.unwrap().offset,
+            content.len() as u64,
+            "the session was removed before its blob was linked"
+        );
+        let size = again
+            .finish_upload(&r, &s.id, None, None, chunks(b"", 1), &d)
+            .await
+            .unwrap();
+        assert_eq!(size, content.len() as u64);
+        assert!(again.repos.has_blob(&r, &d).await.unwrap());
+        assert!(again.uploads.status(&s.id).await.is_err());
+        assert!(list_all(t.backend.as_ref(), &format!("uploads/{}/", s.id))
+            .await
+            .unwrap()
+            .is_empty());
+    }
+}
+
 berth_storage::on_every_backend!(
+    closing_put_cut_off_before_the_link_can_be_sent_again,
     blob_round_trip,
     blob_mismatch_leaves_nothing,
     ranges_are_checked,

@@ -111,53 +111,67 @@ pub fn has_wildcards(s: &str) -> bool {
     false
 }
 
-/// Go's `filepath.Match` for one path component: `*`, `?`, `[…]`, `\` escapes.
+/// Go's `filepath.Match` for one path component: `*`, `?`, `[…]`, `\\` escapes. Each
+/// (pattern, name) position pair is decided once: many stars cost no exponential backtrack.
 pub fn match_component(pattern: &str, name: &str) -> bool {
-    fn m(p: &[char], s: &[char]) -> bool {
-        match p.first() {
-            None => s.is_empty(),
-            Some('*') => (0..=s.len()).any(|i| m(&p[1..], &s[i..])),
-            Some('?') => !s.is_empty() && m(&p[1..], &s[1..]),
-            Some('\\') if p.len() > 1 => s.first() == Some(&p[1]) && m(&p[2..], &s[1..]),
-            Some('[') => {
-                let Some(c) = s.first() else {
-                    return false;
-                };
-                let mut i = 1;
-                let negated = p.get(1) == Some(&'^');
-                if negated {
-                    i += 1;
-                }
-                let mut hit = false;
-                let mut first = true;
-                while i < p.len() && (p[i] != ']' || first) {
-                    first = false;
-                    let mut lo = p[i];
-                    if lo == '\\' && i + 1 < p.len() {
-                        i += 1;
-                        lo = p[i];
-                    }
-                    let mut hi = lo;
-                    if p.get(i + 1) == Some(&'-') && p.get(i + 2).is_some_and(|c| *c != ']') {
-                        hi = p[i + 2];
-                        i += 2;
-                    }
-                    if lo <= *c && *c <= hi {
-                        hit = true;
-                    }
-                    i += 1;
-                }
-                if i >= p.len() {
-                    return false;
-                }
-                hit != negated && m(&p[i + 1..], &s[1..])
-            }
-            Some(c) => s.first() == Some(c) && m(&p[1..], &s[1..]),
+    fn m(p: &[char], s: &[char], pi: usize, si: usize, memo: &mut [Option<bool>]) -> bool {
+        let key = pi * (s.len() + 1) + si;
+        if let Some(known) = memo[key] {
+            return known;
         }
+        let (pr, sr) = (&p[pi..], &s[si..]);
+        let hit = match pr.first() {
+            None => sr.is_empty(),
+            Some('*') => (si..=s.len()).any(|j| m(p, s, pi + 1, j, memo)),
+            Some('?') => !sr.is_empty() && m(p, s, pi + 1, si + 1, memo),
+            Some('\\') if pr.len() > 1 => {
+                sr.first() == Some(&pr[1]) && m(p, s, pi + 2, si + 1, memo)
+            }
+            Some('[') => match sr.first() {
+                None => false,
+                Some(c) => match class(pr, *c) {
+                    Some((hit, len)) => hit && m(p, s, pi + len, si + 1, memo),
+                    None => false,
+                },
+            },
+            Some(c) => sr.first() == Some(c) && m(p, s, pi + 1, si + 1, memo),
+        };
+        memo[key] = Some(hit);
+        hit
+    }
+    /// A `[…]` class at the start of `p` against `c`: whether it matches and its length;
+    /// `None` when it is not closed.
+    fn class(p: &[char], c: char) -> Option<(bool, usize)> {
+        let mut i = 1;
+        let negated = p.get(1) == Some(&'^');
+        if negated {
+            i += 1;
+        }
+        let mut hit = false;
+        let mut first = true;
+        while i < p.len() && (p[i] != ']' || first) {
+            first = false;
+            let mut lo = p[i];
+            if lo == '\\' && i + 1 < p.len() {
+                i += 1;
+                lo = p[i];
+            }
+            let mut hi = lo;
+            if p.get(i + 1) == Some(&'-') && p.get(i + 2).is_some_and(|c| *c != ']') {
+                hi = p[i + 2];
+                i += 2;
+            }
+            if lo <= c && c <= hi {
+                hit = true;
+            }
+            i += 1;
+        }
+        (i < p.len()).then_some((hit != negated, i + 1))
     }
     let p: Vec<char> = pattern.chars().collect();
     let s: Vec<char> = name.chars().collect();
-    m(&p, &s)
+    let mut memo = vec![None; (p.len() + 1) * (s.len() + 1)];
+    m(&p, &s, 0, 0, &mut memo)
 }
 
 impl Context {
@@ -712,6 +726,10 @@ mod tests {
             ("\\*", "*", true),
             ("\\*", "a", false),
             ("*.txt", ".txt", true),
+            ("[a", "a", false),
+            // Many stars against a long name: answered at once, not by backtracking.
+            ("*a*a*a*a*a*a*a*a*a*a*a*a*a*a*b", &"a".repeat(200), false),
+            ("*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a", &"a".repeat(200), true),
         ] {
             assert_eq!(match_component(p, s), want, "{p} {s}");
         }

@@ -106,8 +106,6 @@ enum Kind {
 struct Pattern {
     text: String,
     kind: Kind,
-    /// How many path components the pattern has.
-    depth: usize,
     exception: bool,
 }
 
@@ -229,31 +227,47 @@ fn compile(p: &str) -> Result<Kind, PatternError> {
     Ok(Kind::Glob(toks))
 }
 
+/// Whether the tokens match all of `s`. Each (token, position) pair is decided once, so a
+/// pattern of many stars costs tokens × characters, not an exponential backtrack.
 fn glob(toks: &[Tok], s: &[char]) -> bool {
-    match toks.first() {
-        None => s.is_empty(),
-        Some(Tok::Lit(c)) => s.first() == Some(c) && glob(&toks[1..], &s[1..]),
-        Some(Tok::One) => s.first().is_some_and(|c| *c != '/') && glob(&toks[1..], &s[1..]),
+    let mut memo = vec![None; (toks.len() + 1) * (s.len() + 1)];
+    glob_at(toks, s, 0, 0, &mut memo)
+}
+
+fn glob_at(toks: &[Tok], s: &[char], t: usize, i: usize, memo: &mut [Option<bool>]) -> bool {
+    let key = t * (s.len() + 1) + i;
+    if let Some(known) = memo[key] {
+        return known;
+    }
+    let rest = &s[i..];
+    let hit = match toks.get(t) {
+        None => rest.is_empty(),
+        Some(Tok::Lit(c)) => rest.first() == Some(c) && glob_at(toks, s, t + 1, i + 1, memo),
+        Some(Tok::One) => {
+            rest.first().is_some_and(|c| *c != '/') && glob_at(toks, s, t + 1, i + 1, memo)
+        }
         Some(Tok::Star) => {
-            let run = s.iter().take_while(|c| **c != '/').count();
-            (0..=run).any(|n| glob(&toks[1..], &s[n..]))
+            let run = rest.iter().take_while(|c| **c != '/').count();
+            (0..=run).any(|n| glob_at(toks, s, t + 1, i + n, memo))
         }
         Some(Tok::All) => true,
         Some(Tok::Dirs) => {
             // `(.*/)?`: nothing, or anything that ends with a slash.
-            glob(&toks[1..], s)
-                || (0..s.len())
-                    .filter(|&i| s[i] == '/')
-                    .any(|i| glob(&toks[1..], &s[i + 1..]))
+            glob_at(toks, s, t + 1, i, memo)
+                || (i..s.len())
+                    .filter(|&j| s[j] == '/')
+                    .any(|j| glob_at(toks, s, t + 1, j + 1, memo))
         }
-        Some(Tok::Class { negated, items }) => match s.first() {
+        Some(Tok::Class { negated, items }) => match rest.first() {
             Some(c) => {
                 let hit = items.iter().any(|(lo, hi)| lo <= c && c <= hi);
-                hit != *negated && glob(&toks[1..], &s[1..])
+                hit != *negated && glob_at(toks, s, t + 1, i + 1, memo)
             }
             None => false,
         },
-    }
+    };
+    memo[key] = Some(hit);
+    hit
 }
 
 impl Pattern {
@@ -295,7 +309,6 @@ impl Ignore {
             };
             out.push(Pattern {
                 kind: compile(&body)?,
-                depth: body.split('/').count(),
                 text: body,
                 exception,
             });
@@ -334,10 +347,10 @@ impl Ignore {
             if p.exception != matched {
                 continue;
             }
-            let mut hit = p.matches(&path);
-            if !hit && !parent.is_empty() && p.depth <= parent.len() {
-                hit = p.matches(&parent[..p.depth].join("/"));
-            }
+            // As docker's MatchesOrParentMatches: the path, or any directory above it (a
+            // pattern that matches a directory excludes everything under it).
+            let hit =
+                p.matches(&path) || (1..=parent.len()).any(|n| p.matches(&parent[..n].join("/")));
             if hit {
                 matched = !p.exception;
             }
@@ -426,6 +439,21 @@ mod tests {
         (&["a(b)"], "a(b)", true),
         (&["./foo/"], "foo", true),
         (&["/foo"], "foo", true),
+        // A directory a pattern matches takes what is under it along, however deep the
+        // pattern (found by the fuzz target: only the pattern's own depth was looked at).
+        (&["**/x/**/y"], "n/x/y", true),
+        (&["**/x/**/y"], "n/x/y/child", true),
+        (&["*/b"], "a/b/c/d", true),
+        (
+            &["*a*a*a*a*a*a*a*a*a*a*a*a*b"],
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            false,
+        ),
+        (
+            &["**/**/**/**/**/**/**/**/**/**/z"],
+            "a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/y",
+            false,
+        ),
     ];
 
     #[test]

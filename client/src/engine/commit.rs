@@ -298,16 +298,12 @@ fn new_config(
         _ => serde_json::Map::new(),
     };
     let p = &rec.config;
-    cfg.insert("Env".into(), json!(p.env));
+    // docker's container config has no environment when neither image nor `-e` set one
+    // (it adds no PATH: the runtime gives a process the default one), and commits it so.
+    let list_or_null = |v: &Vec<String>| if v.is_empty() { Value::Null } else { json!(v) };
+    cfg.insert("Env".into(), list_or_null(&p.env));
     cfg.insert("Cmd".into(), json!(p.cmd));
-    cfg.insert(
-        "Entrypoint".into(),
-        if p.entrypoint.is_empty() {
-            Value::Null
-        } else {
-            json!(p.entrypoint)
-        },
-    );
+    cfg.insert("Entrypoint".into(), list_or_null(&p.entrypoint));
     cfg.insert("WorkingDir".into(), json!(p.working_dir));
     cfg.insert("User".into(), json!(p.user));
     cfg.insert("Labels".into(), json!(p.labels));

@@ -9,7 +9,9 @@
 //! RESOLVE_NO_MAGICLINKS)`, so `..` and absolute symlinks stop at that root, and from there
 //! every step is relative to a descriptor with `O_NOFOLLOW` (the layer writer's walk going
 //! out, `unpack`'s scoped resolution coming in). Both directions move a tar stream, as
-//! docker's do: the walk writes it, `unpack` reads it.
+//! docker's do: the walk writes it, `unpack` reads it; except a regular file copied out to
+//! a host path, which `layer::copy_file` copies with the kernel's `copy_file_range` (the same
+//! result, at the speed of `cp`).
 
 use std::ffi::CString;
 use std::io::{self, Read, Write};
@@ -23,7 +25,7 @@ use rustix::io::Errno;
 
 use super::{container_event, ContainerRecord, Engine, EngineError, Result, Status};
 use crate::layer;
-use crate::unpack::{unpack_layer, UnpackError, UnpackOptions};
+use crate::unpack::{unpack_layer, unpack_tar, UnpackError, UnpackOptions};
 
 /// `cp`'s flags.
 #[derive(Debug, Clone, Default)]
@@ -507,7 +509,7 @@ fn pipe_into(
     std::thread::scope(|s| {
         let top = top.to_string();
         let w = s.spawn(move || write_source(source, &top, owner, writer));
-        let unpacked = unpack_layer(reader, into, options);
+        let unpacked = unpack_tar(reader, into, options);
         let written = w.join().expect("the tar writer does not panic");
         match (written, unpacked) {
             (_, Err(e)) => Err(unpack_err(e)),
@@ -560,16 +562,26 @@ pub(crate) fn copy_out(
         privileged: false,
         whiteouts: false,
     };
-    match std::fs::metadata(dest) {
-        Ok(m) if m.is_dir() => {
-            let top = base_name(&s.path);
-            pipe_into(source, &top, owner, dest, &unpack)
+    // A regular file goes straight to its place; anything else as a tar into `unpack`.
+    let place = |source: Source, top: &str, into: &Path| -> Result<u64> {
+        if kind == FileType::RegularFile {
+            if let Source::Entry { parent, name } = &source {
+                let copied = layer::copy_file(parent.as_fd(), name, into, top)
+                    .map_err(|e| cp_err(e.to_string()))?;
+                if let Some(n) = copied {
+                    return Ok(n);
+                }
+            }
         }
+        pipe_into(source, top, owner, into, &unpack)
+    };
+    match std::fs::metadata(dest) {
+        Ok(m) if m.is_dir() => place(source, &base_name(&s.path), dest),
         Ok(_) if is_dir => Err(cp_err("cannot copy directory")),
         Ok(_) => {
             let into = dest.parent().filter(|p| !p.as_os_str().is_empty());
             let into = into.unwrap_or(Path::new("."));
-            pipe_into(source, &base_name(&d.path), owner, into, &unpack)
+            place(source, &base_name(&d.path), into)
         }
         // docker's CLI stats the destination first: `FILE/` is not a directory.
         Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
@@ -592,7 +604,7 @@ pub(crate) fn copy_out(
                     std::fs::create_dir(new).map_err(|e| cp_err(e.to_string()))?;
                     pipe_into(Source::Contents(dir), "", owner, new, &unpack)
                 }
-                entry => pipe_into(entry, &base_name(&d.path), owner, &into, &unpack),
+                entry => place(entry, &base_name(&d.path), &into),
             }
         }
     }

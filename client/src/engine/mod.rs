@@ -590,6 +590,13 @@ impl Engine {
                     .map_err(|_| EngineError::Invalid(format!("invalid IPv4 address: {a}")))?,
             ),
         };
+        let address6 = match e.ipv6_address.as_str() {
+            "" => None,
+            a => Some(
+                a.parse()
+                    .map_err(|_| EngineError::Invalid(format!("invalid IPv6 address: {a}")))?,
+            ),
+        };
         let a = berth_runtime::net::connect_endpoint(
             host,
             &berth_runtime::net::Endpoint {
@@ -597,6 +604,7 @@ impl Engine {
                 pid,
                 interface: interface.clone(),
                 address,
+                address6,
                 default_route,
                 ports,
                 names: if user.is_some() {
@@ -606,7 +614,13 @@ impl Engine {
                 },
             },
         )?;
+        let (v6_gateway, v6_prefix) = host
+            .ipv6
+            .map_or((String::new(), 0), |(g, p)| (g.to_string(), p));
         let state = EndpointState {
+            global_ipv6_address: a.address6.map(|x| x.to_string()).unwrap_or_default(),
+            global_ipv6_prefix: v6_prefix,
+            ipv6_gateway: v6_gateway,
             network: e.network.clone(),
             network_id: user.as_ref().map(|u| u.id.clone()).unwrap_or_default(),
             interface,
@@ -1869,13 +1883,14 @@ impl Engine {
     }
 
     /// Checks an endpoint `create` or `network connect` was asked for: the network exists
-    /// (its id filled in), `--ip` and aliases only on user-defined networks.
+    /// (its id filled in), `--ip`, `--ip6` and aliases only on user-defined networks (an
+    /// IPv6 address only on one with an IPv6 subnet).
     pub(crate) fn check_endpoint(&self, mut e: EndpointConfig) -> Result<EndpointConfig> {
         if e.network == "default" {
             e.network = "bridge".into();
         }
         if e.network == "bridge" {
-            if !e.ipv4_address.is_empty() {
+            if !e.ipv4_address.is_empty() || !e.ipv6_address.is_empty() {
                 return Err(EngineError::Invalid(
                     "user specified IP address is supported on user defined networks only".into(),
                 ));
@@ -1903,6 +1918,24 @@ impl Engine {
                 EngineError::Invalid(format!("invalid IPv4 address: {}", e.ipv4_address))
             })?;
             if !self.host_side(&r).holds(a) {
+                return Err(EngineError::Invalid(format!(
+                    "no configured subnet or ip-range contain the IP address {a}"
+                )));
+            }
+        }
+        if !e.ipv6_address.is_empty() {
+            let a: std::net::Ipv6Addr = e.ipv6_address.parse().map_err(|_| {
+                EngineError::Invalid(format!("invalid IPv6 address: {}", e.ipv6_address))
+            })?;
+            let host = self.host_side(&r);
+            if host.ipv6.is_none() {
+                return Err(EngineError::Invalid(
+                    "user specified IP address is supported only when connecting to networks \
+                     with user configured subnets"
+                        .into(),
+                ));
+            }
+            if !host.holds6(a) {
                 return Err(EngineError::Invalid(format!(
                     "no configured subnet or ip-range contain the IP address {a}"
                 )));

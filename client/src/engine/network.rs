@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use berth_runtime::net::{self, Network};
@@ -71,6 +71,13 @@ pub struct NetworkRecord {
     pub options: BTreeMap<String, String>,
     /// The bridge's interface name, or for macvlan the name its leases are kept under.
     pub interface: String,
+    /// `--ipv6`: an IPv6 subnet (`fd00:1::/64`) and its gateway beside the IPv4 ones.
+    #[serde(default)]
+    pub enable_ipv6: bool,
+    #[serde(default)]
+    pub subnet6: String,
+    #[serde(default)]
+    pub gateway6: String,
 }
 
 impl NetworkRecord {
@@ -91,6 +98,26 @@ pub struct NetworkOptions {
     pub internal: bool,
     pub labels: Vec<(String, String)>,
     pub options: Vec<(String, String)>,
+    /// `--ipv6`, with an IPv6 `--subnet` (and optionally `--gateway`).
+    pub ipv6: bool,
+    pub subnet6: Option<String>,
+    pub gateway6: Option<String>,
+}
+
+/// An IPv6 `ADDR/PREFIX`, or docker's message for it.
+fn parse_cidr6(s: &str) -> Result<(Ipv6Addr, u8)> {
+    let bad = || EngineError::Invalid(format!("invalid CIDR address: {s}"));
+    let (a, p) = s.split_once('/').ok_or_else(bad)?;
+    let a: Ipv6Addr = a.parse().map_err(|_| bad())?;
+    let p: u8 = p.parse().map_err(|_| bad())?;
+    if p > 128 {
+        return Err(bad());
+    }
+    Ok((a, p))
+}
+
+fn masked6(a: Ipv6Addr, p: u8) -> Ipv6Addr {
+    Ipv6Addr::from(u128::from(a) & u128::MAX.checked_shl(128 - u32::from(p)).unwrap_or(0))
 }
 
 /// `ADDR/PREFIX`, or docker's message for it.
@@ -179,6 +206,13 @@ impl Engine {
             internal: r.internal,
             dns: r.driver == "bridge",
             parent: r.options.get("parent").cloned(),
+            ipv6: r
+                .enable_ipv6
+                .then(|| {
+                    let g: Ipv6Addr = r.gateway6.parse().ok()?;
+                    Some((g, parse_cidr6(&r.subnet6).ok()?.1))
+                })
+                .flatten(),
         }
     }
 
@@ -347,7 +381,60 @@ impl Engine {
             }
             None => String::new(),
         };
+        let (subnet6, gateway6) = match (&o.subnet6, o.ipv6) {
+            (None, false) => (String::new(), String::new()),
+            (Some(s), false) => {
+                return Err(EngineError::Invalid(format!(
+                    "the IPv6 subnet {s} needs --ipv6"
+                )))
+            }
+            (None, true) => {
+                return Err(EngineError::Invalid(
+                    "--ipv6 needs an IPv6 --subnet (berth has no default IPv6 pool)".into(),
+                ))
+            }
+            (Some(s), true) => {
+                let (a, p) = parse_cidr6(s)?;
+                // A container's IPv6 address carries its IPv4 address's host part.
+                let max = 128 - (32 - prefix);
+                if !(8..=max).contains(&p) {
+                    return Err(EngineError::Invalid(format!(
+                        "invalid subnet {s}: the prefix length must be from 8 to {max} (room for the IPv4 subnet's /{prefix} host part)"
+                    )));
+                }
+                let net6 = masked6(a, p);
+                for r in all.iter().filter(|r| r.enable_ipv6) {
+                    if let Ok((b, q)) = parse_cidr6(&r.subnet6) {
+                        let m = p.min(q);
+                        if masked6(net6, m) == masked6(b, m) {
+                            return Err(EngineError::Invalid(
+                                "invalid pool request: Pool overlaps with other one on this address space"
+                                    .into(),
+                            ));
+                        }
+                    }
+                }
+                let gw6 = match &o.gateway6 {
+                    Some(g) => {
+                        let g: Ipv6Addr = g.parse().map_err(|_| {
+                            EngineError::Invalid(format!("invalid gateway address {g}"))
+                        })?;
+                        if masked6(g, p) != net6 {
+                            return Err(EngineError::Invalid(format!(
+                                "no matching subnet for gateway {g}"
+                            )));
+                        }
+                        g
+                    }
+                    None => Ipv6Addr::from(u128::from(net6) + 1),
+                };
+                (format!("{net6}/{p}"), gw6.to_string())
+            }
+        };
         let rec = NetworkRecord {
+            enable_ipv6: o.ipv6,
+            subnet6,
+            gateway6,
             id: id.clone(),
             name: name.to_string(),
             created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),

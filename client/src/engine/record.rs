@@ -368,6 +368,9 @@ pub struct EndpointConfig {
     /// `--ip`: the address asked for; empty for the first free one.
     #[serde(default)]
     pub ipv4_address: String,
+    /// `--ip6`: the IPv6 address asked for, on a network with an IPv6 subnet.
+    #[serde(default)]
+    pub ipv6_address: String,
 }
 
 impl HostConfig {
@@ -456,6 +459,13 @@ pub struct EndpointState {
     pub mac_address: String,
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// On a network with IPv6: the address, its prefix length and the gateway.
+    #[serde(default)]
+    pub global_ipv6_address: String,
+    #[serde(default)]
+    pub global_ipv6_prefix: u8,
+    #[serde(default)]
+    pub ipv6_gateway: String,
 }
 
 /// A volume or bind mount of the container.

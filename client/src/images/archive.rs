@@ -216,6 +216,20 @@ fn extract(r: impl Read, dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The config's list or map `key`, made `empty` when missing or null (docker writes
+/// `"OnBuild": null`, `"Labels": null`), so a change adds to it rather than vanish.
+fn field<'a>(
+    config: &'a mut serde_json::Map<String, Value>,
+    key: &str,
+    empty: Value,
+) -> &'a mut Value {
+    let v = config.entry(key).or_insert(Value::Null);
+    if v.is_null() {
+        *v = empty;
+    }
+    v
+}
+
 /// Applies `-c` Dockerfile instructions to an image config's `config` object.
 pub(crate) fn apply_changes(
     config: &mut serde_json::Map<String, Value>,
@@ -247,7 +261,7 @@ pub(crate) fn apply_changes(
                 config.insert("WorkingDir".into(), json!(rest));
             }
             "ONBUILD" => {
-                let triggers = config.entry("OnBuild").or_insert_with(|| json!([]));
+                let triggers = field(config, "OnBuild", json!([]));
                 if !triggers.is_array() {
                     *triggers = json!([]);
                 }
@@ -259,7 +273,7 @@ pub(crate) fn apply_changes(
                 config.insert("StopSignal".into(), json!(rest));
             }
             "ENV" => {
-                let env = config.entry("Env").or_insert_with(|| json!([]));
+                let env = field(config, "Env", json!([]));
                 let pairs: Vec<(String, String)> = if rest.contains('=') {
                     rest.split_whitespace()
                         .filter_map(|kv| kv.split_once('='))
@@ -281,14 +295,14 @@ pub(crate) fn apply_changes(
                 }
             }
             "LABEL" => {
-                let labels = config.entry("Labels").or_insert_with(|| json!({}));
+                let labels = field(config, "Labels", json!({}));
                 for kv in rest.split_whitespace() {
                     let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
                     labels[k.trim_matches('"')] = json!(v.trim_matches('"'));
                 }
             }
             "EXPOSE" => {
-                let ports = config.entry("ExposedPorts").or_insert_with(|| json!({}));
+                let ports = field(config, "ExposedPorts", json!({}));
                 for p in rest.split_whitespace() {
                     let p = if p.contains('/') {
                         p.to_string()
@@ -299,7 +313,7 @@ pub(crate) fn apply_changes(
                 }
             }
             "VOLUME" => {
-                let vols = config.entry("Volumes").or_insert_with(|| json!({}));
+                let vols = field(config, "Volumes", json!({}));
                 let paths: Vec<String> = serde_json::from_str(rest)
                     .unwrap_or_else(|_| rest.split_whitespace().map(str::to_string).collect());
                 for p in paths {

@@ -383,6 +383,32 @@ impl ImageStore {
         &self.store
     }
 
+    /// A new temporary file under `partial/` for a blob written on this host (a layer, a
+    /// layer compressed for a push); [`ImageStore::publish_blob`] moves it into the store.
+    pub(crate) fn partial_file(&self, what: &str) -> std::io::Result<(PathBuf, std::fs::File)> {
+        let partial = self.root.join("partial");
+        std::fs::create_dir_all(&partial)?;
+        let tmp = partial.join(format!("{what}-{}.tmp", uuid::Uuid::new_v4().simple()));
+        let file = std::fs::File::create(&tmp)?;
+        Ok((tmp, file))
+    }
+
+    /// Moves a finished temporary file into `blobs/` as `digest`, which the caller computed
+    /// while writing it (so nothing unverified becomes visible); a blob already there wins
+    /// and the file goes.
+    pub(crate) fn publish_blob(&self, tmp: &Path, digest: &Digest) -> std::io::Result<()> {
+        let dest = self
+            .store
+            .blobs
+            .local_path(digest)
+            .expect("the client's store is on the local disk");
+        if dest.exists() {
+            return std::fs::remove_file(tmp);
+        }
+        std::fs::create_dir_all(dest.parent().expect("a blob path has a parent"))?;
+        std::fs::rename(tmp, &dest)
+    }
+
     fn index_path(&self) -> PathBuf {
         self.root.join("images/index.json")
     }

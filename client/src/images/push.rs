@@ -5,6 +5,14 @@
 //! to (the store's repository links say which); otherwise it is uploaded, in chunks when it is
 //! large. The manifest goes last, under the tag, so the registry never names an image whose
 //! blobs it lacks.
+//!
+//! A layer this host made (`commit`, `build`, `import`) is stored as a plain tar, which is
+//! cheap to write and to unpack; a registry gets it gzipped, as docker sends every layer. The
+//! gzip blob is made on the first push (on every core, its input hashed against the layer's
+//! digest in the same pass), kept in the store, and remembered in `images/gzip/<tar hex>`, so
+//! a later push of any image with that layer sends the same blob without compressing again.
+//! The pushed manifest names the gzip blobs; the config, and so the image id and its
+//! diff_ids, stay as they are.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -12,10 +20,23 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use berth_storage::{BlobStore, ByteStream, Digest, Reference, RepoName};
 
+use serde::{Deserialize, Serialize};
+
 use super::pull::{parse_manifest, LayerState, Progress};
-use super::{store_repo, ImageError, ImageStore, Result};
+use super::{io_err, store_repo, write_atomic, ImageError, ImageStore, Result};
+use crate::compress::{compress_file, Compression};
 use crate::reference::ImageRef;
-use crate::remote::{BlobSource, PushOptions, Remote};
+use crate::remote::{
+    BlobSource, PushOptions, Remote, MEDIA_DOCKER_LAYER_GZIP, MEDIA_DOCKER_LAYER_TAR,
+    MEDIA_OCI_LAYER_GZIP, MEDIA_OCI_LAYER_TAR,
+};
+
+/// The gzip blob made from a plain tar layer (`images/gzip/<tar hex>`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Gzipped {
+    digest: Digest,
+    size: u64,
+}
 
 /// What a push did.
 #[derive(Debug, Clone)]
@@ -52,21 +73,23 @@ impl ImageStore {
         progress: Arc<dyn Progress>,
     ) -> Result<PushResult> {
         let image = self.resolve(&reference.to_string())?;
-        let manifest = self.read_blob(&image.manifest).await?;
-        let doc = parse_manifest(&manifest)?;
+        let stored = self.read_blob(&image.manifest).await?;
+        let doc = parse_manifest(&stored)?;
         let registry = reference.registry();
         let repo = reference.repository();
         let siblings = self.sibling_repos(reference).await?;
 
+        for l in &doc.layers {
+            progress.layer(&l.digest, LayerState::Preparing);
+        }
+        let manifest = self.gzip_layers(&stored).await?;
+        let doc = parse_manifest(&manifest)?;
         let mut blobs: Vec<(Digest, u64)> = doc
             .layers
             .iter()
             .map(|l| (l.digest.clone(), l.size))
             .collect();
         blobs.push((doc.config.digest.clone(), doc.config.size));
-        for l in &doc.layers {
-            progress.layer(&l.digest, LayerState::Preparing);
-        }
         let jobs = blobs.iter().map(|(digest, size)| {
             let progress = progress.clone();
             let siblings = &siblings;
@@ -100,7 +123,7 @@ impl ImageStore {
             .await?;
         // The pushed repository now holds these blobs: a later push can mount from it.
         if let Ok(local) = store_repo(reference) {
-            for b in image.blobs() {
+            for b in image.blobs().chain(blobs.iter().map(|(d, _)| d)) {
                 let _ = self.store.repos.link_blob(&local, b).await;
             }
         }
@@ -113,6 +136,88 @@ impl ImageStore {
             digest,
             size: manifest.len() as u64,
         })
+    }
+
+    /// The manifest as it goes to a registry: `manifest` with every plain tar layer replaced
+    /// by its gzip blob (docker's or OCI's gzip media type, as the manifest's kind); the
+    /// manifest itself when every layer is compressed already.
+    async fn gzip_layers(&self, manifest: &bytes::Bytes) -> Result<bytes::Bytes> {
+        let mut doc: serde_json::Value = serde_json::from_slice(manifest).map_err(|e| {
+            ImageError::Invalid(format!("the manifest is not a valid image manifest: {e}"))
+        })?;
+        let Some(layers) = doc.get_mut("layers").and_then(|l| l.as_array_mut()) else {
+            return Ok(manifest.clone());
+        };
+        let mut changed = false;
+        for layer in layers {
+            let gzip_type = match layer["mediaType"].as_str() {
+                Some(MEDIA_DOCKER_LAYER_TAR) => MEDIA_DOCKER_LAYER_GZIP,
+                Some(MEDIA_OCI_LAYER_TAR) => MEDIA_OCI_LAYER_GZIP,
+                _ => continue,
+            };
+            let tar: Digest = serde_json::from_value(layer["digest"].clone()).map_err(|e| {
+                ImageError::Invalid(format!("a layer of the manifest has no valid digest: {e}"))
+            })?;
+            let gz = self.gzipped(&tar).await?;
+            layer["mediaType"] = gzip_type.into();
+            layer["digest"] = gz.digest.as_str().into();
+            layer["size"] = gz.size.into();
+            changed = true;
+        }
+        if !changed {
+            return Ok(manifest.clone());
+        }
+        Ok(serde_json::to_vec(&doc).expect("serialises").into())
+    }
+
+    /// The gzip blob of the plain tar layer `tar`: the one made before when it is still in
+    /// the store, otherwise a new one (the tar's bytes are checked against its digest as
+    /// they are read).
+    async fn gzipped(&self, tar: &Digest) -> Result<Gzipped> {
+        let note = self.root.join("images/gzip").join(tar.hex());
+        if let Ok(bytes) = std::fs::read(&note) {
+            if let Ok(gz) = serde_json::from_slice::<Gzipped>(&bytes) {
+                if matches!(self.store.blobs.stat(&gz.digest).await, Ok(Some(n)) if n == gz.size) {
+                    return Ok(gz);
+                }
+            }
+        }
+        let store = self.clone();
+        let tar = tar.clone();
+        let gz = tokio::task::spawn_blocking(move || store.gzip_blob(&tar))
+            .await
+            .expect("the compression does not panic")?;
+        write_atomic(&note, &serde_json::to_vec(&gz).expect("serialises"))?;
+        Ok(gz)
+    }
+
+    /// Compresses the stored blob `tar` into a new gzip blob of the store. Blocks.
+    fn gzip_blob(&self, tar: &Digest) -> Result<Gzipped> {
+        let src = self
+            .store
+            .blobs
+            .local_path(tar)
+            .expect("the client's store is on the local disk");
+        let input = std::fs::File::open(&src).map_err(io_err(&src))?;
+        let partial = self.root.join("partial");
+        let (tmp, file) = self.partial_file("gzip").map_err(io_err(&partial))?;
+        let done = compress_file(input, file, Compression::Gzip)
+            .map_err(io_err(&src))
+            .and_then(|c| {
+                if &c.input.0 != tar {
+                    return Err(ImageError::Invalid(format!(
+                        "the layer blob {tar} is damaged: its bytes hash to {}; pull or build the image again",
+                        c.input.0
+                    )));
+                }
+                let (digest, size) = c.output;
+                self.publish_blob(&tmp, &digest).map_err(io_err(&partial))?;
+                Ok(Gzipped { digest, size })
+            });
+        if done.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        done
     }
 
     /// Repositories of the same registry that this host knows to hold blobs: the local

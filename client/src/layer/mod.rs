@@ -23,7 +23,7 @@
 //! 0.3–1.5 s; writing the blob and the snapshot is page-cache work. So a layer that stays on
 //! this host (`commit`) is stored uncompressed, and gzip is paid when it is pushed.
 
-mod gzip;
+mod file;
 mod tar;
 mod walk;
 
@@ -35,11 +35,14 @@ use std::sync::Arc;
 
 use berth_storage::{Algorithm, Digest, Hasher};
 
+use crate::compress::{self, Compressor, HashingFile};
+
 use crate::images::ImageStore;
 use crate::remote::{MEDIA_DOCKER_LAYER_GZIP, MEDIA_DOCKER_LAYER_TAR, MEDIA_OCI_LAYER_ZSTD};
-use crate::unpack::{unpack_layer, UnpackError, UnpackOptions};
+use crate::unpack::{unpack_tar, UnpackError, UnpackOptions};
 
-pub use crate::unpack::Compression;
+pub use crate::compress::Compression;
+pub use file::copy_file;
 use walk::{Node, Stack, View, Walker, What};
 
 /// The size of the pieces the tar stream is handed over in.
@@ -144,35 +147,17 @@ pub fn write_layer(
         LayerSource::Tree { dir, at } => (View::Plain, dir, clean_prefix(at)),
     };
     let stack = Stack::open(&[dir.to_path_buf()])?;
-    let partial = store.root().join("partial");
-    std::fs::create_dir_all(&partial).map_err(LayerError::Write)?;
-    let tmp = partial.join(format!("layer-{}.tmp", uuid::Uuid::new_v4().simple()));
-    let file = File::create(&tmp).map_err(LayerError::Write)?;
-    let result = pipeline(stack, view, &prefix, file, options);
-    let layer = match result {
-        Ok(l) => l,
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
-    };
-    let dest = store
-        .store()
-        .blobs
-        .local_path(&layer.digest)
-        .expect("the client's store is on the local disk");
-    let publish = || -> io::Result<()> {
-        if dest.exists() {
-            return std::fs::remove_file(&tmp);
-        }
-        std::fs::create_dir_all(dest.parent().expect("a blob path has a parent"))?;
-        std::fs::rename(&tmp, &dest)
-    };
-    publish().map_err(|e| {
+    let (tmp, file) = store.partial_file("layer").map_err(LayerError::Write)?;
+    let layer = pipeline(stack, view, &prefix, file, options).and_then(|layer| {
+        store
+            .publish_blob(&tmp, &layer.digest)
+            .map_err(LayerError::Write)?;
+        Ok(layer)
+    });
+    if layer.is_err() {
         let _ = std::fs::remove_file(&tmp);
-        LayerError::Write(e)
-    })?;
-    Ok(layer)
+    }
+    layer
 }
 
 /// The merged view of `layers` (top first, overlay directories: whiteouts hide, opaque
@@ -181,7 +166,7 @@ pub fn export<W: Write>(layers: &[PathBuf], out: W) -> Result<u64, LayerError> {
     let stack = Stack::open(layers)?;
     let mut out = out;
     let mut ship = |chunk: Vec<u8>| out.write_all(&chunk);
-    let mut stream = TarStream::new(&mut ship, None);
+    let mut stream = TarStream::unhashed(&mut ship);
     Walker::new(View::Merged, &mut |node| stream.node(node)).run(stack, b"")?;
     let (len, _, _) = stream.finish().map_err(LayerError::Write)?;
     out.flush().map_err(LayerError::Write)?;
@@ -201,7 +186,7 @@ pub fn tar_entry<W: Write>(
     let parent = Stack::from_fd(parent);
     let mut out = out;
     let mut ship = |chunk: Vec<u8>| out.write_all(&chunk);
-    let mut stream = TarStream::new(&mut ship, None);
+    let mut stream = TarStream::unhashed(&mut ship);
     stream.owner = owner;
     Walker::new(View::Plain, &mut |node| stream.node(node)).run_entry(
         &parent,
@@ -222,7 +207,7 @@ pub fn tar_contents<W: Write>(
 ) -> Result<u64, LayerError> {
     let mut out = out;
     let mut ship = |chunk: Vec<u8>| out.write_all(&chunk);
-    let mut stream = TarStream::new(&mut ship, None);
+    let mut stream = TarStream::unhashed(&mut ship);
     stream.owner = owner;
     Walker::new(View::Plain, &mut |node| stream.node(node)).run(Stack::from_fd(dir), b"")?;
     let (len, _, _) = stream.finish().map_err(LayerError::Write)?;
@@ -245,6 +230,7 @@ pub fn write_tar<W: Write>(
     let mut stream = TarStream::new(&mut ship, source_date_epoch);
     Walker::new(View::Plain, &mut |node| stream.node(node)).run(stack, &clean_prefix(at))?;
     let (len, digest, _) = stream.finish().map_err(LayerError::Write)?;
+    let digest = digest.expect("hashed");
     out.flush().map_err(LayerError::Write)?;
     Ok((len, digest))
 }
@@ -265,10 +251,7 @@ fn pipeline(
     file: File,
     options: &LayerOptions,
 ) -> Result<WrittenLayer, LayerError> {
-    let threads = match options.threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
+    let threads = compress::threads(options.threads);
     let epoch = options.source_date_epoch;
     std::thread::scope(|scope| {
         let (tx, rx) = mpsc::sync_channel::<Arc<Vec<u8>>>(CHUNKS_IN_FLIGHT);
@@ -289,7 +272,8 @@ fn pipeline(
                     current: Arc::new(Vec::new()),
                     pos: 0,
                 };
-                let h = scope.spawn(move || unpack_layer(reader, dir, &UnpackOptions::default()));
+                // The walker hashes the stream: the unpacker reads the same chunks unhashed.
+                let h = scope.spawn(move || unpack_tar(reader, dir, &UnpackOptions::default()));
                 (Some(utx), Some(h))
             }
             None => (None, None),
@@ -318,15 +302,10 @@ fn pipeline(
         let walked = walker.join().expect("the layer walker does not panic");
         let unpacked = unpacker.map(|h| h.join().expect("the unpacker does not panic"));
         let (len, diff_id, entries) = walked?;
+        let diff_id = diff_id.expect("hashed");
         let (size, digest) = written.map_err(LayerError::Write)?;
         if let Some(u) = unpacked {
-            let summary = u?;
-            if summary.diff_id != diff_id {
-                return Err(LayerError::Write(io::Error::other(format!(
-                    "the snapshot's stream hashed to {}, the layer's to {diff_id}",
-                    summary.diff_id
-                ))));
-            }
+            u?;
         }
         let (digest, media_type) = match options.compression {
             Compression::None => (diff_id.clone(), MEDIA_DOCKER_LAYER_TAR),
@@ -342,101 +321,6 @@ fn pipeline(
             entries,
         })
     })
-}
-
-/// The blob file, hashed as it is written (unless the blob is the tar itself, whose hash the
-/// walker already has).
-struct HashingFile {
-    file: File,
-    hasher: Option<Hasher>,
-    len: u64,
-}
-
-impl HashingFile {
-    fn new(file: File, hash: bool) -> HashingFile {
-        HashingFile {
-            file,
-            hasher: hash.then(|| Hasher::new(Algorithm::Sha256)),
-            len: 0,
-        }
-    }
-
-    fn finish(mut self) -> io::Result<(u64, Option<Digest>)> {
-        self.file.flush()?;
-        Ok((self.len, self.hasher.map(Hasher::finish)))
-    }
-}
-
-impl Write for HashingFile {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(buf)?;
-        if let Some(h) = &mut self.hasher {
-            h.update(&buf[..n]);
-        }
-        self.len += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
-    }
-}
-
-enum Compressor {
-    None(HashingFile),
-    Gzip(flate2::write::GzEncoder<HashingFile>),
-    ParallelGzip(gzip::ParallelGzip<HashingFile>),
-    Zstd(zstd::stream::write::Encoder<'static, HashingFile>),
-}
-
-impl Compressor {
-    fn new(
-        out: HashingFile,
-        compression: Compression,
-        level: Option<u32>,
-        threads: usize,
-    ) -> io::Result<Compressor> {
-        Ok(match compression {
-            Compression::None => Compressor::None(out),
-            Compression::Gzip => {
-                let level = level.unwrap_or(6).clamp(1, 9);
-                if threads > 1 {
-                    Compressor::ParallelGzip(gzip::ParallelGzip::new(out, level, threads)?)
-                } else {
-                    Compressor::Gzip(flate2::write::GzEncoder::new(
-                        out,
-                        flate2::Compression::new(level),
-                    ))
-                }
-            }
-            Compression::Zstd => {
-                let level = level.unwrap_or(3).clamp(1, 19) as i32;
-                let mut enc = zstd::stream::write::Encoder::new(out, level)?;
-                if threads > 1 {
-                    enc.multithread(threads as u32)?;
-                }
-                Compressor::Zstd(enc)
-            }
-        })
-    }
-
-    fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
-        match self {
-            Compressor::None(w) => w.write_all(data),
-            Compressor::Gzip(w) => w.write_all(data),
-            Compressor::ParallelGzip(w) => w.write_all(data),
-            Compressor::Zstd(w) => w.write_all(data),
-        }
-    }
-
-    fn finish(self) -> io::Result<HashingFile> {
-        match self {
-            Compressor::None(w) => Ok(w),
-            Compressor::Gzip(w) => w.finish(),
-            Compressor::ParallelGzip(w) => w.finish(),
-            Compressor::Zstd(w) => w.finish(),
-        }
-    }
 }
 
 /// The tar stream handed to the unpacker, chunk by chunk.
@@ -468,7 +352,8 @@ impl Read for ChunkReader {
 struct TarStream<'s> {
     buf: Vec<u8>,
     ship: &'s mut dyn FnMut(Vec<u8>) -> io::Result<()>,
-    hasher: Hasher,
+    /// The stream's digest, for a layer (its diff_id); `cp` and `export` need none.
+    hasher: Option<Hasher>,
     len: u64,
     entries: u64,
     epoch: Option<i64>,
@@ -484,11 +369,19 @@ impl<'s> TarStream<'s> {
         TarStream {
             buf: Vec::with_capacity(CHUNK),
             ship,
-            hasher: Hasher::new(Algorithm::Sha256),
+            hasher: Some(Hasher::new(Algorithm::Sha256)),
             len: 0,
             entries: 0,
             epoch,
             owner: None,
+        }
+    }
+
+    /// A stream nobody needs the digest of.
+    fn unhashed(ship: &'s mut dyn FnMut(Vec<u8>) -> io::Result<()>) -> TarStream<'s> {
+        TarStream {
+            hasher: None,
+            ..TarStream::new(ship, None)
         }
     }
 
@@ -497,7 +390,9 @@ impl<'s> TarStream<'s> {
             return Ok(());
         }
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
-        self.hasher.update(&chunk);
+        if let Some(h) = &mut self.hasher {
+            h.update(&chunk);
+        }
         self.len += chunk.len() as u64;
         (self.ship)(chunk)
     }
@@ -617,11 +512,12 @@ impl<'s> TarStream<'s> {
         Ok(())
     }
 
-    /// Ends the archive (two zero blocks); returns its length, digest and entry count.
-    fn finish(mut self) -> io::Result<(u64, Digest, u64)> {
+    /// Ends the archive (two zero blocks); returns its length, digest (when hashed) and
+    /// entry count.
+    fn finish(mut self) -> io::Result<(u64, Option<Digest>, u64)> {
         self.put(&[0u8; 2 * tar::BLOCK])?;
         self.ship()?;
-        Ok((self.len, self.hasher.finish(), self.entries))
+        Ok((self.len, self.hasher.map(Hasher::finish), self.entries))
     }
 }
 

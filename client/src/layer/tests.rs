@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{self as rfs, FileType, Mode, Timespec, Timestamps, XattrFlags};
 
 use super::*;
+use crate::unpack::unpack_layer;
 
 fn require_root() {
     assert!(

@@ -8,7 +8,8 @@
 //! `connect`, `set_names` and `disconnect` change, so answers follow containers as they come,
 //! are renamed and go. A name is answered when a living lease on a network the asking
 //! container shares (this one or another user-defined network it is also on) lists it (the
-//! container's name, its aliases, its short id); other names are forwarded to the host's
+//! container's name, its aliases, its short id), with its IPv4 address (A) and, on a network
+//! with an IPv6 subnet, its IPv6 address (AAAA); other names are forwarded to the host's
 //! resolvers (from the host's namespace, so loopback resolvers work), except on internal
 //! networks, which have no way out. It exits once no container is left on its network:
 //! at once when the last one is unplugged ([`stop_if_idle`]), or within a second when the
@@ -16,12 +17,14 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::net::{
+    IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket,
+};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use simple_dns::rdata::{RData, A};
+use simple_dns::rdata::{RData, A, AAAA};
 use simple_dns::{Packet, PacketFlag, ResourceRecord, CLASS, QTYPE, RCODE, TYPE};
 
 use super::{leases_in, Lock, Network};
@@ -286,20 +289,24 @@ impl Resolver {
         }
     }
 
-    /// The addresses `name` has for the container at `from`.
-    fn lookup(&self, name: &str, from: IpAddr) -> Vec<Ipv4Addr> {
+    /// The addresses `name` has for the container at `from`: IPv4, and IPv6 for those on a
+    /// network with an IPv6 subnet.
+    fn lookup(&self, name: &str, from: IpAddr) -> Vec<(Ipv4Addr, Option<Ipv6Addr>)> {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
         if name.is_empty() {
             return vec![];
         }
         let own = leases_in(&self.net.lease_dir());
-        let asker = match from {
-            IpAddr::V4(a) => own
-                .iter()
-                .find(|(addr, l)| *addr == a && l.alive())
-                .map(|(_, l)| l.tag.clone()),
-            IpAddr::V6(_) => None,
-        };
+        let asker = own
+            .iter()
+            .find(|(addr, l)| {
+                l.alive()
+                    && match from {
+                        IpAddr::V4(a) => *addr == a,
+                        IpAddr::V6(a) => l.address6 == Some(a),
+                    }
+            })
+            .map(|(_, l)| l.tag.clone());
         // This network first, then the other resolving networks the asker is on.
         let mut dirs = vec![self.net.lease_dir()];
         if let Some(tag) = &asker {
@@ -331,11 +338,11 @@ impl Resolver {
             }
         }
         for dir in dirs {
-            let found: Vec<Ipv4Addr> = leases_in(&dir)
+            let found: Vec<(Ipv4Addr, Option<Ipv6Addr>)> = leases_in(&dir)
                 .into_iter()
                 .filter(|(_, l)| l.names.iter().any(|n| n.eq_ignore_ascii_case(&name)))
                 .filter(|(_, l)| l.alive())
-                .map(|(a, _)| a)
+                .map(|(a, l)| (a, l.address6))
                 .collect();
             if !found.is_empty() {
                 return found;
@@ -370,15 +377,32 @@ impl Resolver {
             reply.set_flags(PacketFlag::RECURSION_DESIRED);
         }
         reply.questions.push(question.clone());
-        // A name of ours has IPv4 addresses only: other types get an empty answer.
-        if matches!(question.qtype, QTYPE::TYPE(TYPE::A) | QTYPE::ANY) {
-            for a in found {
+        // A name of ours has IPv4 addresses, and IPv6 ones on networks with an IPv6
+        // subnet: other types (and AAAA without) get an empty answer, as docker's.
+        let (v4, v6) = match question.qtype {
+            QTYPE::TYPE(TYPE::A) => (true, false),
+            QTYPE::TYPE(TYPE::AAAA) => (false, true),
+            QTYPE::ANY => (true, true),
+            _ => (false, false),
+        };
+        for (a, a6) in found {
+            if v4 {
                 reply.answers.push(ResourceRecord::new(
                     question.qname.clone(),
                     CLASS::IN,
                     0,
                     RData::A(A {
                         address: u32::from(a),
+                    }),
+                ));
+            }
+            if let Some(a6) = a6.filter(|_| v6) {
+                reply.answers.push(ResourceRecord::new(
+                    question.qname.clone(),
+                    CLASS::IN,
+                    0,
+                    RData::AAAA(AAAA {
+                        address: u128::from(a6),
                     }),
                 ));
             }

@@ -1,6 +1,7 @@
 //! The packet filter's part of a network, in iptables' words (nf_tables or legacy, whichever
 //! `iptables` the host has), written in batches through `iptables-restore --noflush`: one
-//! process per change, never one per rule.
+//! process per change, never one per rule. A network with an IPv6 subnet gets the same
+//! rules for IPv6 through `ip6tables`, as docker's `ip6tables` setting does.
 //!
 //! - A network's own rules ([`setup`]): NAT out of the subnet (not for internal networks),
 //!   forwarding in and out of its bridge (only within it when internal), the masquerade that
@@ -8,17 +9,42 @@
 //!   masquerade of published ports reached on 127.0.0.1, and a drop of packets from the
 //!   bridge to 127.0.0.0/8 (`route_localnet` is on for those published ports, and without
 //!   it a container could reach the host's loopback services). Read once with
-//!   `iptables-save`, the missing ones added in one batch.
+//!   `iptables-save`, the missing ones added in one batch. For IPv6: NAT out, forwarding
+//!   and the hairpin masquerade (IPv6 never routes ::1, so it needs neither of the others).
 //! - A container's published ports: DNAT rules in the nat table's `BERTH` chain, each
 //!   commented `berth:<tag>`, added in one batch ([`publish`]) and removed in one
-//!   ([`unpublish`]).
+//!   ([`unpublish`]); a port published on all of the host's addresses of a container with an
+//!   IPv6 address gets the same rule for IPv6.
 
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::{Command, Stdio};
 
 use super::{Network, PortMapping, CHAIN};
 use crate::error::{Error, Result};
+
+/// The packet filter's two families: each has its own tables and tools.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    fn save(self) -> &'static str {
+        match self {
+            Family::V4 => "iptables-save",
+            Family::V6 => "ip6tables-save",
+        }
+    }
+
+    fn restore(self) -> &'static str {
+        match self {
+            Family::V4 => "iptables-restore",
+            Family::V6 => "ip6tables-restore",
+        }
+    }
+}
 
 fn spawn_error(program: &str, e: std::io::Error) -> Error {
     if e.kind() == std::io::ErrorKind::NotFound {
@@ -31,16 +57,16 @@ fn spawn_error(program: &str, e: std::io::Error) -> Error {
     }
 }
 
-/// What `iptables-save` prints for the tables named.
-fn save(tables: &[&str]) -> Result<String> {
+/// What `iptables-save` (or `ip6tables-save`) prints for the tables named.
+fn save(f: Family, tables: &[&str]) -> Result<String> {
     let mut out = String::new();
     for t in tables {
-        let o = Command::new("iptables-save")
+        let o = Command::new(f.save())
             .args(["-t", t])
             .stdin(Stdio::null())
             .stderr(Stdio::piped())
             .output()
-            .map_err(|e| spawn_error("iptables-save", e))?;
+            .map_err(|e| spawn_error(f.save(), e))?;
         if !o.status.success() {
             return Err(Error::Network(format!(
                 "read the {t} table: {}",
@@ -52,25 +78,25 @@ fn save(tables: &[&str]) -> Result<String> {
     Ok(out)
 }
 
-/// Feeds `batch` (iptables-save's format) to `iptables-restore --noflush`: all of it or
-/// nothing.
-fn restore(what: &str, batch: &str) -> Result<()> {
-    let mut child = Command::new("iptables-restore")
+/// Feeds `batch` (iptables-save's format) to `iptables-restore --noflush` (or
+/// `ip6tables-restore`): all of it or nothing.
+fn restore(f: Family, what: &str, batch: &str) -> Result<()> {
+    let mut child = Command::new(f.restore())
         .args(["-w", "--noflush"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| spawn_error("iptables-restore", e))?;
+        .map_err(|e| spawn_error(f.restore(), e))?;
     child
         .stdin
         .take()
         .expect("piped")
         .write_all(batch.as_bytes())
-        .map_err(|e| Error::io(format!("{what}: write to iptables-restore"), e))?;
+        .map_err(|e| Error::io(format!("{what}: write to {}", f.restore()), e))?;
     let out = child
         .wait_with_output()
-        .map_err(|e| Error::io(format!("{what}: wait for iptables-restore"), e))?;
+        .map_err(|e| Error::io(format!("{what}: wait for {}", f.restore()), e))?;
     if !out.status.success() {
         return Err(Error::Network(format!(
             "{what}: {}",
@@ -87,11 +113,14 @@ struct Table {
     rules: Vec<(bool, String)>,
 }
 
-/// The rules a network needs, table by table; `true` marks a rule that goes first in its
-/// chain (inserted), others are appended.
-fn network_rules(n: &Network) -> Vec<Table> {
+/// The rules a network needs in family `f`, table by table; `true` marks a rule that goes
+/// first in its chain (inserted), others are appended.
+fn network_rules(n: &Network, f: Family) -> Vec<Table> {
     let b = &n.name;
-    let subnet = n.subnet();
+    let subnet = match f {
+        Family::V4 => n.subnet(),
+        Family::V6 => n.subnet6().unwrap_or_default(),
+    };
     let mut nat = vec![
         (
             false,
@@ -101,15 +130,17 @@ fn network_rules(n: &Network) -> Vec<Table> {
             false,
             format!("-A OUTPUT -m addrtype --dst-type LOCAL -j {CHAIN}"),
         ),
-        (
+    ];
+    if f == Family::V4 {
+        nat.push((
             false,
             format!("-A POSTROUTING -s 127.0.0.0/8 -o {b} -j MASQUERADE"),
-        ),
-        (
-            false,
-            format!("-A POSTROUTING -s {subnet} -o {b} -m conntrack --ctstate DNAT -j MASQUERADE"),
-        ),
-    ];
+        ));
+    }
+    nat.push((
+        false,
+        format!("-A POSTROUTING -s {subnet} -o {b} -m conntrack --ctstate DNAT -j MASQUERADE"),
+    ));
     let mut filter = vec![
         (true, format!("-A FORWARD -i {b} -j ACCEPT")),
         (true, format!("-A FORWARD -o {b} -j ACCEPT")),
@@ -124,7 +155,7 @@ fn network_rules(n: &Network) -> Vec<Table> {
             format!("-A POSTROUTING -s {subnet} ! -o {b} -j MASQUERADE"),
         ));
     }
-    if n.dns {
+    if n.dns && f == Family::V4 {
         for p in ["udp", "tcp"] {
             filter.push((
                 true,
@@ -132,7 +163,7 @@ fn network_rules(n: &Network) -> Vec<Table> {
             ));
         }
     }
-    vec![
+    let mut tables = vec![
         Table {
             name: "nat",
             chains: vec![CHAIN],
@@ -143,15 +174,18 @@ fn network_rules(n: &Network) -> Vec<Table> {
             chains: vec![],
             rules: filter,
         },
-        Table {
+    ];
+    if f == Family::V4 {
+        tables.push(Table {
             name: "raw",
             chains: vec![],
             rules: vec![(
                 false,
                 format!("-A PREROUTING -d 127.0.0.0/8 -i {b} -j DROP"),
             )],
-        },
-    ]
+        });
+    }
+    tables
 }
 
 /// iptables-save's output as (table, its lines).
@@ -166,11 +200,20 @@ fn sections(saved: &str) -> Vec<(&str, Vec<&str>)> {
         .collect()
 }
 
-/// Adds what [`network_rules`] says is missing: one `iptables-save`, one batch.
+/// Adds what [`network_rules`] says is missing, for IPv4 and, on a network with an IPv6
+/// subnet, for IPv6: per family one `iptables-save`, one batch.
 pub(crate) fn setup(n: &Network) -> Result<()> {
-    let tables = network_rules(n);
+    add_missing(n, Family::V4)?;
+    if n.ipv6.is_some() {
+        add_missing(n, Family::V6)?;
+    }
+    Ok(())
+}
+
+fn add_missing(n: &Network, f: Family) -> Result<()> {
+    let tables = network_rules(n, f);
     let names: Vec<&str> = tables.iter().map(|t| t.name).collect();
-    let current = save(&names)?;
+    let current = save(f, &names)?;
     let sections = sections(&current);
     let mut batch = String::new();
     for t in &tables {
@@ -205,15 +248,27 @@ pub(crate) fn setup(n: &Network) -> Result<()> {
     if batch.is_empty() {
         return Ok(());
     }
-    restore(&format!("set up the rules of network {}", n.name), &batch)
+    restore(
+        f,
+        &format!("set up the rules of network {}", n.name),
+        &batch,
+    )
 }
 
 /// Removes a network's own rules (those naming its bridge or subnet; the shared jumps to
-/// `BERTH` stay): one `iptables-save`, one batch.
+/// `BERTH` stay): per family one `iptables-save`, one batch.
 pub(crate) fn teardown(n: &Network) -> Result<()> {
-    let current = save(&["nat", "filter", "raw"])?;
+    remove_own(n, Family::V4, &n.subnet(), &["nat", "filter", "raw"])?;
+    if let Some(subnet6) = n.subnet6() {
+        remove_own(n, Family::V6, &subnet6, &["nat", "filter"])?;
+    }
+    Ok(())
+}
+
+fn remove_own(n: &Network, f: Family, subnet: &str, tables: &[&str]) -> Result<()> {
+    let current = save(f, tables)?;
     let b = format!(" {} ", n.name);
-    let subnet = format!(" {} ", n.subnet());
+    let subnet = format!(" {subnet} ");
     let mut batch = String::new();
     for (name, lines) in sections(&current) {
         let dels: String = lines
@@ -232,51 +287,104 @@ pub(crate) fn teardown(n: &Network) -> Result<()> {
     if batch.is_empty() {
         return Ok(());
     }
-    restore(&format!("remove the rules of network {}", n.name), &batch)
+    restore(
+        f,
+        &format!("remove the rules of network {}", n.name),
+        &batch,
+    )
 }
 
 /// The DNAT rule of one published port, as `-A`/`-D` arguments (without the verb).
-fn port_rule(tag: &str, address: Ipv4Addr, m: &PortMapping) -> String {
+fn port_rule(tag: &str, to: &str, m: &PortMapping) -> String {
     let dest = m.host_ip.map(|a| format!("-d {a}/32 ")).unwrap_or_default();
     let p = m.protocol.as_str();
     format!(
         "{CHAIN} {dest}-p {p} -m {p} --dport {} -m comment --comment berth:{tag} -j DNAT \
-         --to-destination {address}:{}",
+         --to-destination {to}:{}",
         m.host_port, m.container_port
     )
 }
 
-/// Adds the DNAT rules of a container's published ports in one batch.
-pub(crate) fn publish(tag: &str, address: Ipv4Addr, ports: &[PortMapping]) -> Result<()> {
+/// The batches that add (`verb` `-A`) or remove (`-D`) a container's published ports:
+/// IPv4's, and IPv6's for the ports published on all addresses when it has `address6`.
+fn port_batches(
+    verb: &str,
+    tag: &str,
+    address: Ipv4Addr,
+    address6: Option<Ipv6Addr>,
+    ports: &[PortMapping],
+) -> (String, Option<String>) {
+    let v4: String = ports
+        .iter()
+        .map(|m| format!("{verb} {}\n", port_rule(tag, &address.to_string(), m)))
+        .collect();
+    let v6: String = address6
+        .map(|a6| {
+            ports
+                .iter()
+                .filter(|m| m.host_ip.is_none())
+                .map(|m| format!("{verb} {}\n", port_rule(tag, &format!("[{a6}]"), m)))
+                .collect()
+        })
+        .unwrap_or_default();
+    (
+        format!("*nat\n{v4}COMMIT\n"),
+        (!v6.is_empty()).then(|| format!("*nat\n{v6}COMMIT\n")),
+    )
+}
+
+/// Adds the DNAT rules of a container's published ports: one batch per family.
+pub(crate) fn publish(
+    tag: &str,
+    address: Ipv4Addr,
+    address6: Option<Ipv6Addr>,
+    ports: &[PortMapping],
+) -> Result<()> {
     if ports.is_empty() {
         return Ok(());
     }
-    let rules: String = ports
-        .iter()
-        .map(|m| format!("-A {}\n", port_rule(tag, address, m)))
-        .collect();
-    restore("publish ports", &format!("*nat\n{rules}COMMIT\n"))
+    let (v4, v6) = port_batches("-A", tag, address, address6, ports);
+    restore(Family::V4, "publish ports", &v4)?;
+    if let Some(v6) = v6 {
+        if let Err(e) = restore(Family::V6, "publish ports on IPv6", &v6) {
+            let (undo, _) = port_batches("-D", tag, address, None, ports);
+            let _ = restore(Family::V4, "remove published ports", &undo);
+            return Err(e);
+        }
+    }
+    Ok(())
 }
 
-/// Removes the DNAT rules [`publish`] added, in one batch; when some are gone already (the
-/// batch fails whole), the ones left, found by their comment.
-pub(crate) fn unpublish(tag: &str, address: Ipv4Addr, ports: &[PortMapping]) {
+/// Removes the DNAT rules [`publish`] added, one batch per family; when some are gone
+/// already (a batch fails whole), the ones left, found by their comment.
+pub(crate) fn unpublish(
+    tag: &str,
+    address: Ipv4Addr,
+    address6: Option<Ipv6Addr>,
+    ports: &[PortMapping],
+) {
     if ports.is_empty() {
         return;
     }
-    let rules: String = ports
-        .iter()
-        .map(|m| format!("-D {}\n", port_rule(tag, address, m)))
-        .collect();
-    if restore("remove published ports", &format!("*nat\n{rules}COMMIT\n")).is_err() {
-        remove_tagged(|t| t == tag);
+    let (v4, v6) = port_batches("-D", tag, address, address6, ports);
+    if restore(Family::V4, "remove published ports", &v4).is_err() {
+        remove_tagged_in(Family::V4, |t| t == tag);
+    }
+    if let Some(v6) = v6 {
+        if restore(Family::V6, "remove published ports", &v6).is_err() {
+            remove_tagged_in(Family::V6, |t| t == tag);
+        }
     }
 }
 
-/// The BERTH chain's rules as (line, tag, protocol, host port); empty when it cannot be
-/// read. Only for leases written before leases named their ports.
+/// The BERTH chain's IPv4 rules as (line, tag, protocol, host port); empty when it cannot
+/// be read. Only for leases written before leases named their ports.
 pub(crate) fn tagged_rules() -> Vec<(String, String, String, u16)> {
-    let Ok(out) = save(&["nat"]) else {
+    tagged_rules_in(Family::V4)
+}
+
+fn tagged_rules_in(f: Family) -> Vec<(String, String, String, u16)> {
+    let Ok(out) = save(f, &["nat"]) else {
         return vec![];
     };
     out.lines()
@@ -301,15 +409,21 @@ pub(crate) fn tagged_rules() -> Vec<(String, String, String, u16)> {
         .collect()
 }
 
-/// Removes, in one batch, the BERTH rules whose tag `gone` says is gone.
+/// Removes, in one batch per family, the BERTH rules whose tag `gone` says is gone.
 pub(crate) fn remove_tagged(gone: impl Fn(&str) -> bool) {
-    let dels: String = tagged_rules()
+    remove_tagged_in(Family::V4, &gone);
+    remove_tagged_in(Family::V6, &gone);
+}
+
+fn remove_tagged_in(f: Family, gone: impl Fn(&str) -> bool) {
+    let dels: String = tagged_rules_in(f)
         .into_iter()
         .filter(|(_, t, _, _)| gone(t))
         .map(|(l, ..)| format!("-D {}\n", &l[3..]))
         .collect();
     if !dels.is_empty() {
         let _ = restore(
+            f,
             "remove stale published ports",
             &format!("*nat\n{dels}COMMIT\n"),
         );

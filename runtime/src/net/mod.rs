@@ -33,7 +33,7 @@ mod rtnl;
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, TcpListener, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -72,6 +72,11 @@ pub struct Network {
     pub dns: bool,
     /// macvlan: the host interface the containers' links hang off. No bridge, no NAT.
     pub parent: Option<String>,
+    /// An IPv6 subnet beside the IPv4 one (`--ipv6`): the gateway (the bridge's address)
+    /// and the prefix length. A container's IPv6 address is the one asked for, else the
+    /// subnet's prefix with its IPv4 address's host part (else the first free one); its
+    /// IPv4 lease records it. NAT out, forwarding and published ports as for IPv4.
+    pub ipv6: Option<(Ipv6Addr, u8)>,
 }
 
 /// The default network's host side has been called a bridge since before there were others.
@@ -89,12 +94,17 @@ impl Default for Network {
             internal: false,
             dns: false,
             parent: None,
+            ipv6: None,
         }
     }
 }
 
 fn mask_of(prefix: u8) -> u32 {
     u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)
+}
+
+fn mask6(prefix: u8) -> u128 {
+    u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0)
 }
 
 /// Whether `a/pa` and `b/pb` share an address.
@@ -104,6 +114,34 @@ pub fn overlaps(a: Ipv4Addr, pa: u8, b: Ipv4Addr, pb: u8) -> bool {
 }
 
 impl Network {
+    /// The IPv6 address that goes with the IPv4 `address` on a network with an IPv6
+    /// subnet: the subnet's prefix and the IPv4 address's host part.
+    pub fn address6(&self, address: Ipv4Addr) -> Option<Ipv6Addr> {
+        let (gw6, p6) = self.ipv6?;
+        let host = u32::from(address) & !(u32::MAX.checked_shl(32 - u32::from(self.prefix))?);
+        Some(Ipv6Addr::from(
+            (u128::from(gw6) & mask6(p6)) | u128::from(host),
+        ))
+    }
+
+    /// The IPv6 subnet in CIDR form (`fd00:1::/64`), on a network with one.
+    pub fn subnet6(&self) -> Option<String> {
+        let (gw6, p6) = self.ipv6?;
+        Some(format!(
+            "{}/{p6}",
+            Ipv6Addr::from(u128::from(gw6) & mask6(p6))
+        ))
+    }
+
+    /// Whether `a` is an address of the IPv6 subnet a container may have (not the
+    /// subnet's first address, docker's subnet-router anycast, nor the gateway).
+    pub fn holds6(&self, a: Ipv6Addr) -> bool {
+        self.ipv6.is_some_and(|(gw6, p6)| {
+            let m = mask6(p6);
+            u128::from(a) & m == u128::from(gw6) & m && u128::from(a) & !m != 0 && a != gw6
+        })
+    }
+
     /// This network's address leases.
     pub fn lease_dir(&self) -> PathBuf {
         self.state_dir.join(&self.name)
@@ -244,6 +282,8 @@ pub struct Endpoint {
     pub interface: String,
     /// docker's `--ip`: this address, else the first free one.
     pub address: Option<Ipv4Addr>,
+    /// docker's `--ip6`, on a network with an IPv6 subnet: this IPv6 address.
+    pub address6: Option<Ipv6Addr>,
     /// Whether the container's default route goes through this network's gateway (the
     /// first network that is not internal).
     pub default_route: bool,
@@ -256,6 +296,8 @@ pub struct Endpoint {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Attachment {
     pub address: Ipv4Addr,
+    /// On a network with an IPv6 subnet: the container's IPv6 address.
+    pub address6: Option<Ipv6Addr>,
     pub gateway: Ipv4Addr,
     pub prefix: u8,
     pub mac: String,
@@ -289,8 +331,8 @@ impl Lock {
 }
 
 /// A lease file: `tag pid netns-inode` on its first line (all that berth wrote before
-/// leases said more), then `if NAME`, `port PROTO HOST-IP|- HOST-PORT CONTAINER-PORT` and
-/// `name NAME` lines.
+/// leases said more), then `if NAME`, `ip6 ADDRESS`, `port PROTO HOST-IP|- HOST-PORT
+/// CONTAINER-PORT` and `name NAME` lines.
 #[derive(Clone, Debug, Default)]
 struct Lease {
     tag: String,
@@ -300,6 +342,8 @@ struct Lease {
     /// port rules it does not name.
     complete: bool,
     host_interface: Option<String>,
+    /// The container's IPv6 address on a network with an IPv6 subnet.
+    address6: Option<Ipv6Addr>,
     ports: Vec<PortMapping>,
     names: Vec<String>,
 }
@@ -323,6 +367,7 @@ impl Lease {
             match w.as_slice() {
                 ["complete"] => l.complete = true,
                 ["if", name] => l.host_interface = Some(name.to_string()),
+                ["ip6", a] => l.address6 = a.parse().ok(),
                 ["name", name] => l.names.push(name.to_string()),
                 ["port", proto, ip, host, container] => l.ports.push(PortMapping {
                     protocol: Protocol::parse(proto)?,
@@ -340,6 +385,9 @@ impl Lease {
         let mut s = format!("{} {} {}\ncomplete\n", self.tag, self.pid, self.netns);
         if let Some(i) = &self.host_interface {
             s.push_str(&format!("if {i}\n"));
+        }
+        if let Some(a) = self.address6 {
+            s.push_str(&format!("ip6 {a}\n"));
         }
         for p in &self.ports {
             let ip = p.host_ip.map_or("-".to_string(), |a| a.to_string());
@@ -411,7 +459,7 @@ fn all_leases(state_dir: &Path) -> Vec<(PathBuf, Ipv4Addr, Lease)> {
 /// crash left it.
 fn clear_stale(path: &Path, address: Ipv4Addr, l: &Lease, rt: Option<&mut Rtnl>) {
     if l.complete {
-        firewall::unpublish(&l.tag, address, &l.ports);
+        firewall::unpublish(&l.tag, address, l.address6, &l.ports);
     } else {
         firewall::remove_tagged(|t| t == l.tag);
     }
@@ -436,8 +484,14 @@ fn net_err(what: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
 /// What the stamp of a ready bridge says.
 fn stamp_text(n: &Network, index: u32) -> String {
     format!(
-        "{index} {RULES_VERSION} {}/{} internal={} dns={}\n",
-        n.gateway, n.prefix, n.internal, n.dns
+        "{index} {RULES_VERSION} {}/{} internal={} dns={}{}\n",
+        n.gateway,
+        n.prefix,
+        n.internal,
+        n.dns,
+        n.ipv6
+            .map(|(g, p)| format!(" ipv6={g}/{p}"))
+            .unwrap_or_default()
     )
 }
 
@@ -488,10 +542,26 @@ fn ensure_network(n: &Network, rt: &mut Rtnl) -> Result<u32> {
             n.name, n.gateway, n.prefix
         ))
     })?;
+    if let Some((gw6, p6)) = n.ipv6 {
+        set_sysctl(
+            &format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", n.name),
+            "0",
+        )?;
+        rt.add_address6(index, gw6, p6).map_err(|e| {
+            Error::Network(format!(
+                "give bridge {} the address {gw6}/{p6}: {e}",
+                n.name
+            ))
+        })?;
+    }
     if !rt.link_up(index).unwrap_or(false) {
         rt.set_up(index).map_err(net_err("bring the bridge up"))?;
     }
     set_sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
+    if n.ipv6.is_some() {
+        // As docker does for its IPv6 networks: the host routes between interfaces.
+        set_sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1")?;
+    }
     // Published ports answer on 127.0.0.1 too: DNAT'd loopback packets must be routable
     // out of the bridge, and get the bridge's address as their source (see firewall).
     set_sysctl(
@@ -558,6 +628,63 @@ fn free_port(protocol: Protocol, host_ip: Ipv4Addr) -> Result<u16> {
     Ok(port)
 }
 
+/// The IPv6 address of the container that got the IPv4 `address` on a network with an IPv6
+/// subnet: `wanted` (docker's `--ip6`), else the one with the IPv4 address's host part,
+/// else the first free one. Called under the host-wide lock, before the lease says it.
+fn allocate6(
+    n: &Network,
+    tag: &str,
+    address: Ipv4Addr,
+    wanted: Option<Ipv6Addr>,
+) -> Result<Option<Ipv6Addr>> {
+    let Some((gw6, p6)) = n.ipv6 else {
+        return match wanted {
+            Some(a) => Err(Error::Network(format!(
+                "network {} has no IPv6 subnet for the address {a}",
+                n.name
+            ))),
+            None => Ok(None),
+        };
+    };
+    let taken: HashSet<Ipv6Addr> = leases_in(&n.lease_dir())
+        .into_iter()
+        .filter(|(_, l)| l.tag != tag && l.alive())
+        .filter_map(|(_, l)| l.address6)
+        .collect();
+    if let Some(a) = wanted {
+        if !n.holds6(a) {
+            return Err(Error::Network(format!(
+                "no configured subnet or ip-range contain the IP address {a}"
+            )));
+        }
+        if taken.contains(&a) {
+            return Err(Error::Network("Address already in use".into()));
+        }
+        return Ok(Some(a));
+    }
+    if let Some(a) = n
+        .address6(address)
+        .filter(|a| !taken.contains(a) && n.holds6(*a))
+    {
+        return Ok(Some(a));
+    }
+    let base = u128::from(gw6) & mask6(p6);
+    let last = base | !mask6(p6);
+    // One more than the leases can hold is enough to find a free one.
+    (base + 1..=last)
+        .take(taken.len() + 2)
+        .map(Ipv6Addr::from)
+        .find(|a| n.holds6(*a) && !taken.contains(a))
+        .map(Some)
+        .ok_or_else(|| {
+            Error::Network(format!(
+                "no free IPv6 address left in {} on network {}",
+                n.subnet6().unwrap_or_default(),
+                n.name
+            ))
+        })
+}
+
 /// Fails when a host process listens on the port (a published port would hide it).
 fn port_unused(m: &PortMapping, host_ip: Ipv4Addr) -> Result<()> {
     let addr = SocketAddrV4::new(host_ip, m.host_port);
@@ -585,6 +712,7 @@ fn publish(
     n: &Network,
     tag: &str,
     address: Ipv4Addr,
+    address6: Option<Ipv6Addr>,
     ports: &[PortMapping],
 ) -> Result<Vec<PortMapping>> {
     if ports.is_empty() {
@@ -600,7 +728,7 @@ fn publish(
             taken.extend(l.ports.iter().map(|p| (p.protocol, p.host_port)));
         } else if !l.ports.is_empty() || !l.complete {
             // Its rules go; the address stays leased until taken over.
-            firewall::unpublish(&l.tag, addr, &l.ports);
+            firewall::unpublish(&l.tag, addr, l.address6, &l.ports);
             let _ = Lease {
                 ports: vec![],
                 ..l.clone()
@@ -642,7 +770,7 @@ fn publish(
         taken.insert((m.protocol, m.host_port));
         done.push(m);
     }
-    firewall::publish(tag, address, &done)?;
+    firewall::publish(tag, address, address6, &done)?;
     Ok(done)
 }
 
@@ -706,17 +834,23 @@ pub fn connect_endpoint(n: &Network, e: &Endpoint) -> Result<Attachment> {
         netns,
         complete: true,
         host_interface: host_if.clone(),
+        address6: None,
         ports: vec![],
         names: e.names.clone(),
     };
     let address = allocate(n, &lease, e.address, &mut rt)?;
     let lease_path = n.lease_dir().join(address.to_string());
-    let attached = plug(n, e, link, host_if.as_deref(), address, &mut rt).and_then(|()| {
-        let ports = publish(n, &e.tag, address, &e.ports)?;
+    let attached = allocate6(n, &e.tag, address, e.address6).and_then(|address6| {
+        if address6.is_some() {
+            lease.address6 = address6;
+            lease.write(&lease_path)?;
+        }
+        plug(n, e, link, host_if.as_deref(), address, address6, &mut rt)?;
+        let ports = publish(n, &e.tag, address, address6, &e.ports)?;
         lease.ports = ports.clone();
         if !ports.is_empty() {
             if let Err(err) = lease.write(&lease_path) {
-                firewall::unpublish(&e.tag, address, &ports);
+                firewall::unpublish(&e.tag, address, address6, &ports);
                 return Err(err);
             }
         }
@@ -726,6 +860,7 @@ pub fn connect_endpoint(n: &Network, e: &Endpoint) -> Result<Attachment> {
         let m = mac_of(address);
         Ok(Attachment {
             address,
+            address6,
             gateway: n.gateway,
             prefix: n.prefix,
             mac: format!(
@@ -736,7 +871,7 @@ pub fn connect_endpoint(n: &Network, e: &Endpoint) -> Result<Attachment> {
         })
     });
     if attached.is_err() {
-        firewall::unpublish(&e.tag, address, &lease.ports);
+        firewall::unpublish(&e.tag, address, lease.address6, &lease.ports);
         let _ = fs::remove_file(&lease_path);
         match &host_if {
             Some(h) => {
@@ -772,6 +907,7 @@ fn plug(
     link: u32,
     host_if: Option<&str>,
     address: Ipv4Addr,
+    address6: Option<Ipv6Addr>,
     rt: &mut Rtnl,
 ) -> Result<()> {
     let ns = File::open(format!("/proc/{}/ns/net", e.pid))
@@ -822,6 +958,16 @@ fn plug(
         inside
             .add_default_route(n.gateway)
             .map_err(net_err("add the container's default route"))?;
+    }
+    if let (Some(a6), Some((gw6, p6))) = (address6, n.ipv6) {
+        inside
+            .add_address6(index, a6, p6)
+            .map_err(net_err("give the container its IPv6 address"))?;
+        if e.default_route && !n.internal {
+            inside
+                .add_default_route6(gw6)
+                .map_err(net_err("add the container's IPv6 default route"))?;
+        }
     }
     Ok(())
 }
@@ -983,6 +1129,7 @@ mod tests {
             netns: 345,
             complete: true,
             host_interface: Some("bvabc".into()),
+            address6: Some("fd00:1::5".parse().unwrap()),
             ports: vec![PortMapping {
                 host_ip: Some(Ipv4Addr::LOCALHOST),
                 host_port: 8080,
@@ -993,6 +1140,7 @@ mod tests {
         };
         let back = Lease::parse(&l.render()).unwrap();
         assert_eq!(back.render(), l.render());
+        assert_eq!(back.address6, l.address6);
         assert!(back.complete);
         // The first line is what older berths read.
         assert_eq!(l.render().lines().next(), Some("abc 12 345"));
@@ -1034,6 +1182,26 @@ mod tests {
             Ipv4Addr::new(10, 90, 3, 0),
             24
         ));
+    }
+
+    #[test]
+    fn ipv6_subnets_and_addresses() {
+        let n = Network {
+            gateway: Ipv4Addr::new(10, 90, 3, 1),
+            prefix: 24,
+            ipv6: Some(("fd00:1::1".parse().unwrap(), 64)),
+            ..Network::default()
+        };
+        assert_eq!(n.subnet6().as_deref(), Some("fd00:1::/64"));
+        assert_eq!(
+            n.address6(Ipv4Addr::new(10, 90, 3, 7)),
+            Some("fd00:1::7".parse().unwrap())
+        );
+        assert!(n.holds6("fd00:1::7".parse().unwrap()));
+        assert!(!n.holds6("fd00:1::1".parse().unwrap()), "the gateway");
+        assert!(!n.holds6("fd00:1::".parse().unwrap()), "the subnet's own");
+        assert!(!n.holds6("fd00:2::7".parse().unwrap()));
+        assert!(!Network::default().holds6("fd00:1::7".parse().unwrap()));
     }
 
     #[test]

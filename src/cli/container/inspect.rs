@@ -235,7 +235,10 @@ fn network_settings(rec: &ContainerRecord, net: &Option<NetworkState>) -> Value 
         NetworkMode::Container => vec![],
     };
     let mut networks = serde_json::Map::new();
-    let mut top = json!({ "IPAddress": "", "IPPrefixLen": 0, "Gateway": "", "MacAddress": "" });
+    let mut top = json!({
+        "IPAddress": "", "IPPrefixLen": 0, "Gateway": "", "MacAddress": "",
+        "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPv6Gateway": "",
+    });
     for c in &asked {
         let user = !c.network_id.is_empty();
         let id = if user {
@@ -255,7 +258,7 @@ fn network_settings(rec: &ContainerRecord, net: &Option<NetworkState>) -> Value 
             v
         });
         let entry = json!({
-            "IPAMConfig": if c.ipv4_address.is_empty() { Value::Null } else { json!({ "IPv4Address": c.ipv4_address }) },
+            "IPAMConfig": ipam_config(c),
             "Links": null,
             "Aliases": if user { json!(aliases) } else { Value::Null },
             "MacAddress": ep.mac_address,
@@ -265,9 +268,9 @@ fn network_settings(rec: &ContainerRecord, net: &Option<NetworkState>) -> Value 
             "Gateway": ep.gateway,
             "IPAddress": ep.ip_address,
             "IPPrefixLen": ep.prefix,
-            "IPv6Gateway": "",
-            "GlobalIPv6Address": "",
-            "GlobalIPv6PrefixLen": 0,
+            "IPv6Gateway": ep.ipv6_gateway,
+            "GlobalIPv6Address": ep.global_ipv6_address,
+            "GlobalIPv6PrefixLen": ep.global_ipv6_prefix,
             "DNSNames": dns_names,
         });
         if c.network == "bridge" {
@@ -276,6 +279,9 @@ fn network_settings(rec: &ContainerRecord, net: &Option<NetworkState>) -> Value 
                 "IPPrefixLen": ep.prefix,
                 "Gateway": ep.gateway,
                 "MacAddress": ep.mac_address,
+                "GlobalIPv6Address": ep.global_ipv6_address,
+                "GlobalIPv6PrefixLen": ep.global_ipv6_prefix,
+                "IPv6Gateway": ep.ipv6_gateway,
             });
         }
         networks.insert(c.network.clone(), entry);
@@ -364,4 +370,20 @@ fn confinement(h: &mut Value, host: &berth_client::engine::HostConfig) {
     h["CpusetMems"] = json!(r.cpuset_mems);
     h["MemoryReservation"] = json!(r.memory_reservation);
     h["BlkioWeight"] = json!(r.blkio_weight);
+}
+
+/// docker's `IPAMConfig` of an endpoint: the addresses asked for with `--ip`/`--ip6`, or null.
+fn ipam_config(c: &berth_client::engine::EndpointConfig) -> Value {
+    let mut m = serde_json::Map::new();
+    if !c.ipv4_address.is_empty() {
+        m.insert("IPv4Address".into(), json!(c.ipv4_address));
+    }
+    if !c.ipv6_address.is_empty() {
+        m.insert("IPv6Address".into(), json!(c.ipv6_address));
+    }
+    if m.is_empty() {
+        Value::Null
+    } else {
+        Value::Object(m)
+    }
 }

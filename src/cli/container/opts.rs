@@ -112,6 +112,9 @@ pub struct CreateFlags {
     /// IPv4 address (e.g., 172.30.100.104) on the container's first network
     #[arg(long)]
     pub ip: Option<String>,
+    /// IPv6 address (e.g., 2001:db8::33) on the container's first network
+    #[arg(long)]
+    pub ip6: Option<String>,
     /// Publish a container's port(s) to the host: [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|udp]
     #[arg(short, long, value_name = "PORTS")]
     pub publish: Vec<String>,
@@ -447,9 +450,10 @@ pub fn lifecycle(f: &CreateFlags) -> Result<Lifecycle> {
     })
 }
 
-/// `--network` (each), `--ip` and `--network-alias`: the network mode, the container whose
-/// network is joined (`container:NAME`), and the networks of a container with a namespace of
-/// its own, in the order of its interfaces. `--ip` and the aliases belong to the first.
+/// `--network` (each), `--ip`, `--ip6` and `--network-alias`: the network mode, the container
+/// whose network is joined (`container:NAME`), and the networks of a container with a
+/// namespace of its own, in the order of its interfaces. `--ip`, `--ip6` and the aliases
+/// belong to the first.
 fn networks(f: &CreateFlags) -> Result<(NetworkMode, String, Vec<EndpointConfig>)> {
     let given: Vec<&str> = if f.network.is_empty() {
         vec!["bridge"]
@@ -460,15 +464,16 @@ fn networks(f: &CreateFlags) -> Result<(NetworkMode, String, Vec<EndpointConfig>
     for (i, g) in given.iter().enumerate() {
         let mut e = EndpointConfig::default();
         if g.contains('=') {
-            // docker's long form: name=NET,alias=A,ip=IP.
+            // docker's long form: name=NET,alias=A,ip=IP,ip6=IP6.
             for field in g.split(',') {
                 match field.split_once('=') {
                     Some(("name", v)) => e.network = v.to_string(),
                     Some(("alias", v)) => e.aliases.push(v.to_string()),
                     Some(("ip", v)) => e.ipv4_address = v.to_string(),
+                    Some(("ip6", v)) => e.ipv6_address = v.to_string(),
                     _ => bail!(
-                        "invalid --network field {field:?}: berth takes name=NET, alias=ALIAS \
-                         and ip=IP"
+                        "invalid --network field {field:?}: berth takes name=NET, alias=ALIAS, \
+                         ip=IP and ip6=IP6"
                     ),
                 }
             }
@@ -485,6 +490,12 @@ fn networks(f: &CreateFlags) -> Result<(NetworkMode, String, Vec<EndpointConfig>
                     bail!("conflicting options: --ip and ip= in --network");
                 }
                 e.ipv4_address = ip.clone();
+            }
+            if let Some(ip6) = &f.ip6 {
+                if !e.ipv6_address.is_empty() {
+                    bail!("conflicting options: --ip6 and ip6= in --network");
+                }
+                e.ipv6_address = ip6.clone();
             }
         }
         endpoints.push(e);
@@ -508,7 +519,7 @@ fn networks(f: &CreateFlags) -> Result<(NetworkMode, String, Vec<EndpointConfig>
         if !e.aliases.is_empty() {
             bail!("network-scoped aliases are only supported for user-defined networks");
         }
-        if !e.ipv4_address.is_empty() {
+        if !e.ipv4_address.is_empty() || !e.ipv6_address.is_empty() {
             bail!("user specified IP address is supported on user defined networks only");
         }
         let container = match first.strip_prefix("container:") {

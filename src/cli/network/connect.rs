@@ -15,6 +15,9 @@ pub struct ConnectArgs {
     /// IPv4 address (e.g., "172.30.100.104")
     #[arg(long)]
     ip: Option<String>,
+    /// IPv6 address (e.g., "2001:db8::33")
+    #[arg(long)]
+    ip6: Option<String>,
     network: String,
     container: String,
 }
@@ -37,6 +40,7 @@ pub fn connect(g: &Globals, a: ConnectArgs) -> Result<i32> {
             network: a.network,
             aliases: a.alias,
             ipv4_address: a.ip.unwrap_or_default(),
+            ipv6_address: a.ip6.unwrap_or_default(),
             ..EndpointConfig::default()
         },
     )?;

@@ -23,6 +23,10 @@ pub struct CreateArgs {
     /// Restrict external access to the network
     #[arg(long)]
     internal: bool,
+    /// Enable IPv6 networking (with an IPv6 --subnet beside the IPv4 one; containers'
+    /// IPv6 traffic stays in the network)
+    #[arg(long)]
+    ipv6: bool,
     /// Set metadata on a network
     #[arg(long, value_name = "KEY=VALUE")]
     label: Vec<String>,
@@ -53,7 +57,7 @@ fn one(values: &[String], flag: &str) -> Result<Option<String>> {
         [] => Ok(None),
         [v] => Ok(Some(v.clone())),
         _ => bail!(
-            "--{flag} is given {} times: a berth network has one IPv4 subnet",
+            "--{flag} is given {} times: a berth network has one IPv4 and one IPv6 subnet",
             values.len()
         ),
     }
@@ -61,15 +65,23 @@ fn one(values: &[String], flag: &str) -> Result<Option<String>> {
 
 pub fn run(g: &Globals, a: CreateArgs) -> Result<i32> {
     let e = g.engine()?;
+    // One IPv4 and one IPv6 subnet (and gateway), told apart as docker does: by a colon.
+    let (subnet6, subnet): (Vec<String>, Vec<String>) =
+        a.subnet.iter().cloned().partition(|s| s.contains(':'));
+    let (gateway6, gateway): (Vec<String>, Vec<String>) =
+        a.gateway.iter().cloned().partition(|s| s.contains(':'));
     let r = e.create_network(&NetworkOptions {
         name: a.name.clone(),
         driver: Some(a.driver.clone()),
-        subnet: one(&a.subnet, "subnet")?,
-        gateway: one(&a.gateway, "gateway")?,
+        subnet: one(&subnet, "subnet")?,
+        gateway: one(&gateway, "gateway")?,
         ip_range: one(&a.ip_range, "ip-range")?,
         internal: a.internal,
         labels: pairs(&a.label, "label")?,
         options: pairs(&a.opt, "option")?,
+        ipv6: a.ipv6,
+        subnet6: one(&subnet6, "subnet")?,
+        gateway6: one(&gateway6, "gateway")?,
     })?;
     println!("{}", r.id);
     Ok(0)

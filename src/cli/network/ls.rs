@@ -113,7 +113,7 @@ pub fn run(g: &Globals, a: LsArgs) -> Result<i32> {
                 "Name": v.name,
                 "Driver": v.driver,
                 "Scope": "local",
-                "IPv6": "false",
+                "IPv6": v.ipv6().to_string(),
                 "Internal": v.internal().to_string(),
                 "Labels": labels.join(","),
                 "CreatedAt": created_at(Some(&v.created)),

@@ -51,6 +51,10 @@ impl View {
         self.record.as_ref().is_some_and(|r| r.internal)
     }
 
+    pub fn ipv6(&self) -> bool {
+        self.record.as_ref().is_some_and(|r| r.enable_ipv6)
+    }
+
     pub fn labels(&self) -> Value {
         self.record.as_ref().map_or(json!({}), |r| json!(r.labels))
     }
@@ -64,7 +68,11 @@ impl View {
                     v4["IPRange"] = json!(r.ip_range);
                 }
                 v4["Gateway"] = json!(r.gateway);
-                json!([v4])
+                if r.enable_ipv6 {
+                    json!([v4, { "Subnet": r.subnet6, "Gateway": r.gateway6 }])
+                } else {
+                    json!([v4])
+                }
             }
             (None, "bridge") => json!([{
                 "Subnet": e.bridge_subnet(),
@@ -141,7 +149,7 @@ impl View {
                     "EndpointID": endpoint_id(&rec.id, &self.id),
                     "MacAddress": ep.mac_address,
                     "IPv4Address": cidr(&ep.ip_address, ep.prefix),
-                    "IPv6Address": "",
+                    "IPv6Address": cidr(&ep.global_ipv6_address, ep.global_ipv6_prefix),
                 }),
             );
         }
@@ -151,7 +159,7 @@ impl View {
             "Created": self.created,
             "Scope": "local",
             "Driver": self.driver,
-            "EnableIPv6": false,
+            "EnableIPv6": self.ipv6(),
             "IPAM": { "Driver": "default", "Options": {}, "Config": self.ipam_config(e) },
             "Internal": self.internal(),
             "Attachable": false,
