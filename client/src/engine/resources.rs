@@ -11,8 +11,8 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use berth_runtime::oci_spec::runtime::{
-    LinuxBlockIo, LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType, LinuxMemoryBuilder, Mount,
-    PosixRlimitBuilder, PosixRlimitType, Spec,
+    LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType, LinuxMemoryBuilder, Mount, PosixRlimitBuilder,
+    PosixRlimitType, Spec,
 };
 
 use super::record::{ContainerRecord, DeviceMapping, HostConfig, Ulimit};
@@ -601,10 +601,7 @@ pub(crate) fn apply(rec: &ContainerRecord, spec: &mut Spec, layers: &[PathBuf]) 
         resources.set_cpu(Some(cpu));
     }
     if r.blkio_weight > 0 {
-        let mut blkio = resources
-            .block_io()
-            .clone()
-            .unwrap_or_else(LinuxBlockIo::default);
+        let mut blkio = resources.block_io().clone().unwrap_or_default();
         blkio.set_weight(Some(r.blkio_weight));
         resources.set_block_io(Some(blkio));
     }
