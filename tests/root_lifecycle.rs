@@ -45,6 +45,23 @@ fn field(b: &Berth, name: &str, template: &str) -> String {
         .to_string()
 }
 
+/// Each `(flags, docker's message)`: `create` and `run` with the flags exit 125 with one
+/// line that holds the message.
+pub(crate) fn refused_as_docker_does(b: &Berth, cases: &[(&[&str], &str)]) {
+    for (flags, msg) in cases {
+        for verb in ["create", "run"] {
+            let mut args = vec![verb];
+            args.extend_from_slice(flags);
+            args.extend_from_slice(&["bb", "true"]);
+            let o = out(b, &args);
+            let err = stderr(&o);
+            assert_eq!(o.status.code(), Some(125), "{args:?}: {err}");
+            assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+            assert!(err.contains(msg), "{args:?}: {err}");
+        }
+    }
+}
+
 #[test]
 fn root_lifecycle_flags_are_checked_as_docker_does() {
     let _host = shared();
@@ -131,18 +148,7 @@ fn root_lifecycle_flags_are_checked_as_docker_does() {
             r#"invalid argument "x" for "--stop-timeout" flag: strconv.ParseInt: parsing "x": invalid syntax"#,
         ),
     ];
-    for (flags, msg) in cases {
-        for verb in ["create", "run"] {
-            let mut args = vec![verb];
-            args.extend_from_slice(flags);
-            args.extend_from_slice(&["bb", "true"]);
-            let o = out(&b, &args);
-            let err = stderr(&o);
-            assert_eq!(o.status.code(), Some(125), "{args:?}: {err}");
-            assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
-            assert!(err.contains(msg), "{args:?}: {err}");
-        }
-    }
+    refused_as_docker_does(&b, cases);
     assert_eq!(b.ok(&["ps", "-aq"]), "");
     // Accepted as docker accepts them.
     b.ok(&[

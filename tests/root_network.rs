@@ -1219,7 +1219,8 @@ fn root_fifty_runs_on_networks_made_and_removed_leave_nothing() {
         b.ok(&rm);
     }
     assert_eq!(network_traces(&names, &subnets), BTreeSet::new());
-    assert_eq!(loose_veths(), veths_before, "veths left");
+    // The kernel takes a pair away with its namespace, in the background.
+    eventually("the veths' end", || loose_veths().is_subset(&veths_before));
     // Resolvers are processes of the root too: none is left.
     assert_eq!(host_traces(&b, &parent), before);
     assert_eq!(b.ok(&["ps", "-aq"]), "");

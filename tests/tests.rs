@@ -20,4 +20,5 @@ mod root_files;
 mod root_lifecycle;
 mod root_network;
 mod root_resources;
+mod root_run_more;
 mod util;

@@ -3,8 +3,9 @@
 //! A `berth serve` (the real server, on a loopback port of its own) holds a few images; the
 //! test searches as it types, follows a repository to a tag and an image, copies a pull
 //! command, deletes a tag after confirming, signs in and out of a registry with access control,
-//! and checks each view with axe-core (no serious or critical finding) and at a phone's width
-//! (nothing wider than the window). Screenshots go to `$BERTH_SCREENSHOTS`, else
+//! is refused a delete whose form lost its CSRF token or came from another site, shows a
+//! mirror's upstreams, and checks each view with axe-core (no serious or critical finding) and
+//! at a phone's width (nothing wider than the window; the repository list with a long name). Screenshots go to `$BERTH_SCREENSHOTS`, else
 //! `<target tmp>/web-screenshots/`, for a person to look at.
 //!
 //! Nothing is skipped: a missing browser, driver or axe-core fails the test.
@@ -14,8 +15,10 @@ mod webutil;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use berth_registry::Registry;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 use webutil::*;
@@ -259,6 +262,105 @@ async fn keyboard_delete(c: &Client, base: &str) {
     wait_for(c, "the notice", "document.querySelector('.notice') && document.querySelector('.notice').textContent === 'Deleted tag v2.'").await;
 }
 
+/// The refusal a delete without the visitor's CSRF token gets.
+const EXPIRED: &str = "This form has expired or did not come from this page";
+
+/// Signed in as a user who may delete `team/app:v1`, deleting it is refused when the page's
+/// form carries a wrong token or none, and when another site's page posts the form (its
+/// token right, even: the cookies stay home, `SameSite=Strict`, and the browser says where
+/// the form came from). The tag survives each.
+async fn refused_without_the_csrf_token(c: &Client, base: &str, reg: &Arc<Registry>) {
+    for (what, tamper) in [
+        ("a wrong token", "i.value = 'forged-' + i.value.slice(7);"),
+        ("no token", "i.remove();"),
+    ] {
+        c.goto(&format!("{base}/ui/r/team/app")).await.unwrap();
+        wait_for(
+            c,
+            "the delete button",
+            "document.querySelector('form.delete')",
+        )
+        .await;
+        c.execute(
+            &format!("const i = document.querySelector('form.delete input[name=csrf]'); {tamper}"),
+            vec![],
+        )
+        .await
+        .unwrap();
+        click_and_wait(
+            c,
+            Locator::Css("form.delete button"),
+            "the dialog",
+            "document.querySelector('dialog[open]')",
+        )
+        .await;
+        click_and_wait(
+            c,
+            Locator::XPath("//dialog//button[text()='Delete']"),
+            &format!("the refusal of {what}"),
+            &format!("document.body.innerText.includes({EXPIRED:?})"),
+        )
+        .await;
+        assert!(
+            tag_exists(reg, "team/app", "v1").await,
+            "deleted with {what}"
+        );
+    }
+    shot(c, "csrf-refused").await;
+
+    // Another site (`localhost` is not `127.0.0.1`) serves a form that posts itself here.
+    c.goto(&format!("{base}/ui/r/team/app")).await.unwrap();
+    let token = c
+        .execute(
+            "return document.querySelector('form.delete input[name=csrf]').value;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let page = format!(
+        "<!doctype html><title>elsewhere</title><form method=post action=\"{base}/ui/r/team/app/_delete\">\
+         <input type=hidden name=csrf value=\"{}\"><input type=hidden name=reference value=v1>\
+         <input type=hidden name=confirmed value=yes></form><script>document.forms[0].submit()</script>",
+        token.as_str().unwrap()
+    );
+    let elsewhere = serve_once(page);
+    c.goto(&format!("http://localhost:{}/", elsewhere.port()))
+        .await
+        .unwrap();
+    wait_for(
+        c,
+        "the cross-site refusal",
+        &format!("document.body.innerText.includes({EXPIRED:?})"),
+    )
+    .await;
+    assert!(
+        tag_exists(reg, "team/app", "v1").await,
+        "deleted from another site"
+    );
+    shot(c, "csrf-cross-site-refused").await;
+}
+
+/// A one-page HTTP server on a loopback port: answers every request with `page`, until the
+/// test ends.
+fn serve_once(page: String) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(8) {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}",
+                page.len()
+            );
+        }
+    });
+    addr
+}
+
 /// Browse, search as you type, copy, delete after confirming: the open registry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browse_search_copy_and_delete_in_chromium() {
@@ -415,6 +517,18 @@ async fn browse_search_copy_and_delete_in_chromium() {
     keyboard_delete(&c, &base).await;
     assert!(!tag_exists(reg, "team/app", "v2").await);
 
+    // The repository list at a phone's width, a long name among the repositories.
+    let long = format!("team/{}x", "very-long-repository-name-".repeat(6));
+    push_image(reg, &long, "latest", &ImageSpec::default()).await;
+    c.goto(&format!("{base}/ui/")).await.unwrap();
+    wait_for(
+        &c,
+        "the long name listed",
+        &format!("document.body.innerText.includes({long:?})"),
+    )
+    .await;
+    fits_a_phone(&c, "repositories").await;
+
     // The check can fail: an unlabelled field and an image without text are found.
     c.execute(
         "document.querySelector('main').insertAdjacentHTML('beforeend', '<input id=bad><img src=x>');",
@@ -542,6 +656,14 @@ async fn sign_in_and_out_in_chromium() {
         "document.querySelector('form.delete')",
     )
     .await;
+    refused_without_the_csrf_token(&c, &base, &fill).await;
+    c.goto(&format!("{base}/ui/r/team/app")).await.unwrap();
+    wait_for(
+        &c,
+        "the delete buttons",
+        "document.querySelector('form.delete')",
+    )
+    .await;
     click_and_wait(
         &c,
         Locator::Css("form.delete button"),
@@ -558,5 +680,50 @@ async fn sign_in_and_out_in_chromium() {
     .await;
     assert!(!tag_exists(&fill, "team/app", "v1").await);
     shot(&c, "9-deleted-by-alice").await;
+    c.close().await.unwrap();
+}
+
+/// The mirror's view in the browser: its upstreams with hits and misses, accessible, and
+/// usable at a phone's width.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirror_view_in_chromium() {
+    let upstream = serve("").await;
+    push_image(&upstream.registry, "team/app", "v1", &ImageSpec::default()).await;
+    let serving = serve(&format!(
+        "[mirror]\ndefault = \"up.test\"\nlocal = [\"local\"]\n\
+         [mirror.upstream.\"up.test\"]\nurl = \"http://{}\"\n",
+        upstream.addr
+    ))
+    .await;
+    for _ in 0..2 {
+        let r = call(
+            &serving.registry,
+            "GET",
+            "/v2/up.test/team/app/manifests/v1",
+            &[],
+            "",
+        )
+        .await;
+        assert!(r.status.is_success(), "{}", r.text());
+    }
+    let base = format!("http://{}", serving.addr);
+    let driver = start_driver().await;
+    let c = browser(&driver).await;
+    c.goto(&format!("{base}/ui/")).await.unwrap();
+    click_and_wait(
+        &c,
+        Locator::Css("a[href$='/_mirror']"),
+        "the mirror's page",
+        "document.body.innerText.includes('1 hits, 1 misses')",
+    )
+    .await;
+    assert!(c
+        .source()
+        .await
+        .unwrap()
+        .contains(&format!("http://{}", upstream.addr)));
+    accessible(&c, "mirror").await;
+    shot(&c, "10-mirror").await;
+    fits_a_phone(&c, "mirror").await;
     c.close().await.unwrap();
 }

@@ -43,6 +43,7 @@ fn main() {
                 berth_runtime::LogFormat::JsonFile,
             )),
             on_exit: None,
+            init: false,
         })
         .expect("create");
         let t_create = t.elapsed();

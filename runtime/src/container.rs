@@ -11,7 +11,7 @@ use crate::monitor::{self, MonitorPlan};
 use crate::rootfs::{Device, Rootfs};
 use crate::seccomp;
 use crate::spec::{ns_flag, MountPlan, ProcessPlan};
-use crate::state::{Exit, Record, State, Status, ROOTFS_DIR, STATE_FILE};
+use crate::state::{Exit, Record, State, Status, ROOTFS_DIR, SPEC_FILE, STATE_FILE};
 use crate::sys;
 use oci_spec::runtime::{LinuxDeviceType, LinuxNamespaceType, Spec};
 use std::io;
@@ -40,6 +40,9 @@ pub struct ContainerConfig {
     /// with it). It runs in the monitor process, after the fork: keep it to a few system
     /// calls.
     pub on_exit: Option<ExitHook>,
+    /// Run a small init as the container's first process, with the command as its child: it
+    /// reaps zombies and forwards signals (docker's `--init`).
+    pub init: bool,
 }
 
 /// A function the monitor calls with the container's exit.
@@ -225,6 +228,7 @@ fn plan(cfg: &ContainerConfig) -> Result<MonitorPlan> {
             cgroups,
             layout,
             process,
+            reaper: cfg.init,
         },
         state_dir,
         new_pid_ns,
@@ -252,6 +256,10 @@ pub fn create(cfg: ContainerConfig) -> Result<Container> {
         return Err(Error::AlreadyExists(cfg.state_dir.clone()));
     }
     let plan = plan(&cfg)?;
+    let spec_file = cfg.state_dir.join(SPEC_FILE);
+    let spec = serde_json::to_vec_pretty(&cfg.spec)
+        .map_err(|e| Error::InvalidSpec(format!("the spec does not serialise: {e}")))?;
+    std::fs::write(&spec_file, spec).ctx(|| format!("write {}", spec_file.display()))?;
     // `exec` installs the same filter in every process it starts.
     let filter_file = cfg.state_dir.join(seccomp::STATE_FILE);
     match &plan.init.process.seccomp {

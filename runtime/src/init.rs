@@ -45,6 +45,8 @@ pub(crate) struct InitPlan {
     pub cgroups: CgroupPaths,
     pub layout: Layout,
     pub process: ProcessPlan,
+    /// Stay as pid 1 under the command, reaping and forwarding signals (`--init`).
+    pub reaper: bool,
 }
 
 pub(crate) fn report(sock: RawFd, kind: u8, msg: &str) {
@@ -69,7 +71,84 @@ pub(crate) fn run(plan: &InitPlan, sock: RawFd, stdio: [RawFd; 3]) -> ! {
         // The monitor went away, or said something else: never run the command unwatched.
         _ => sys::exit_now(1),
     }
+    if plan.reaper {
+        prepare_process(&plan.process, sock);
+        become_init(&plan.process, sock)
+    }
     exec_process(&plan.process, sock)
+}
+
+/// `--init`: this process stays pid 1 and runs the command as its child, as docker's
+/// `docker-init` (tini) does: it reaps every process that ends up its child (orphans
+/// re-parented to pid 1 included), forwards every signal it receives to the command, and
+/// exits with the command's status (128 + the signal when a signal ended it). It keeps the
+/// credentials, capabilities and seccomp filter the command gets. Never returns.
+fn become_init(p: &ProcessPlan, sock: RawFd) -> ! {
+    // SAFETY: signal masks, fork, waitpid and kill on valid arguments; the child only makes
+    // system calls before it executes the command.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        let mut before: libc::sigset_t = std::mem::zeroed();
+        // Blocked before the fork: nothing sent meanwhile is lost (a blocked signal is
+        // queued even for a namespace's init, which ignores unhandled ones otherwise).
+        libc::sigprocmask(libc::SIG_BLOCK, &all, &mut before);
+        let child = libc::fork();
+        if child < 0 {
+            let e = std::io::Error::last_os_error();
+            fail(
+                sock,
+                FAIL_SETUP,
+                format!("fork the command under init: {e}"),
+                1,
+            );
+        }
+        if child == 0 {
+            // A process group of its own, in the terminal's foreground, so a ctrl-c reaches
+            // it once (from the terminal) and not again through us.
+            libc::setpgid(0, 0);
+            if p.terminal {
+                libc::tcsetpgrp(0, libc::getpid());
+            }
+            libc::sigprocmask(libc::SIG_SETMASK, &before, std::ptr::null_mut());
+            exec_command(p, sock)
+        }
+        // The monitor learns that the command ran (or why not) from the child alone.
+        libc::close(sock);
+        libc::prctl(
+            libc::PR_SET_NAME,
+            c"init".as_ptr() as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+        loop {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let sig = libc::sigwaitinfo(&all, &mut info);
+            if sig < 0 {
+                continue;
+            }
+            if sig != libc::SIGCHLD {
+                libc::kill(child, sig);
+                continue;
+            }
+            loop {
+                let mut status = 0;
+                let pid = libc::waitpid(-1, &mut status, libc::WNOHANG);
+                if pid <= 0 {
+                    break;
+                }
+                if pid == child {
+                    let code = if libc::WIFSIGNALED(status) {
+                        128 + libc::WTERMSIG(status)
+                    } else {
+                        libc::WEXITSTATUS(status)
+                    };
+                    sys::exit_now(code);
+                }
+            }
+        }
+    }
 }
 
 fn setup(plan: &InitPlan, sock: RawFd, stdio: [RawFd; 3]) -> Result<()> {
@@ -308,6 +387,13 @@ fn fail(sock: RawFd, kind: u8, msg: String, code: i32) -> ! {
 /// The last steps before the command, shared by init and exec; never returns. Failures are
 /// reported on `sock` and end the process with 127 (not found), 126 (not executable) or 1.
 pub(crate) fn exec_process(p: &ProcessPlan, sock: RawFd) -> ! {
+    prepare_process(p, sock);
+    exec_command(p, sock)
+}
+
+/// What a process of the container takes on before its command: rlimits, cwd, umask,
+/// seccomp, capabilities, user and groups, no_new_privs, default signals, no stray fds.
+fn prepare_process(p: &ProcessPlan, sock: RawFd) {
     let setup_err =
         |what: &str, e: std::io::Error| -> ! { fail(sock, FAIL_SETUP, format!("{what}: {e}"), 1) };
     // SAFETY: every call below is a plain system call on valid arguments.
@@ -420,7 +506,10 @@ pub(crate) fn exec_process(p: &ProcessPlan, sock: RawFd) -> ! {
     }
     sys::reset_signals();
     sys::cloexec_from(3);
+}
 
+/// Executes the command, searching `PATH` as execvp does; never returns.
+fn exec_command(p: &ProcessPlan, sock: RawFd) -> ! {
     let mut argv: Vec<*const libc::c_char> = p.args.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
     let mut envp: Vec<*const libc::c_char> = p.env.iter().map(|a| a.as_ptr()).collect();

@@ -608,10 +608,20 @@ pub fn parse_signal(s: &str) -> Result<i32> {
         "IO" | "POLL" => libc::SIGIO,
         "PWR" => libc::SIGPWR,
         "SYS" => libc::SIGSYS,
+        // docker's names for the real-time signals (Go's SIGRTMIN 34 and SIGRTMAX 64):
+        // RTMIN, RTMIN+1 … RTMIN+15, RTMAX-14 … RTMAX-1, RTMAX; nothing past 64.
+        "RTMIN" => 34,
+        "RTMAX" => 64,
         _ => {
+            let offset = |rest: &str| match rest.parse::<i32>() {
+                Ok(n) if (1..=15).contains(&n) && !rest.starts_with('+') => Ok(n),
+                _ => Err(Error::UnknownSignal(s.into())),
+            };
             if let Some(rest) = name.strip_prefix("RTMIN+") {
-                let n: i32 = rest.parse().map_err(|_| Error::UnknownSignal(s.into()))?;
-                return Ok(libc::SIGRTMIN() + n);
+                return Ok(34 + offset(rest)?);
+            }
+            if let Some(rest) = name.strip_prefix("RTMAX-") {
+                return Ok(64 - offset(rest)?);
             }
             return Err(Error::UnknownSignal(s.into()));
         }
@@ -631,10 +641,24 @@ mod tests {
             ("sighup", 1),
             ("usr1", 10),
             ("9", 9),
+            ("37", 37),
+            ("SIGRTMIN+3", 37),
+            ("rtmin", 34),
+            ("SIGRTMAX-2", 62),
+            ("RTMAX", 64),
         ] {
             assert_eq!(parse_signal(s).unwrap(), n, "{s}");
         }
-        for bad in ["NOPE", "0", "65", ""] {
+        for bad in [
+            "NOPE",
+            "0",
+            "65",
+            "",
+            "SIGRTMIN+31",
+            "RTMIN+16",
+            "RTMAX-15",
+            "RTMIN+-1",
+        ] {
             assert!(parse_signal(bad).is_err(), "{bad}");
         }
     }

@@ -5,6 +5,7 @@
 //! ```text
 //! state.json     the record below, rewritten atomically (temp + rename) at each transition
 //! attach.sock    the monitor's socket (see `attach`); present while the monitor runs
+//! config.json    the Spec the container was created from, as runc keeps a bundle's
 //! rootfs/        empty mount point; the root is mounted on it only inside the container's
 //!                own mount namespace, so the host never sees the mount
 //! ```
@@ -21,6 +22,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub(crate) const STATE_FILE: &str = "state.json";
 pub(crate) const SOCKET_FILE: &str = "attach.sock";
 pub(crate) const ROOTFS_DIR: &str = "rootfs";
+pub(crate) const SPEC_FILE: &str = "config.json";
 
 /// Where a container is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -24,12 +24,14 @@ mod commit;
 mod confine;
 mod cp;
 mod logs;
+mod mounts;
 mod names;
 mod network;
 mod record;
 mod resources;
 pub mod seccomp;
 mod session;
+mod share;
 mod spec;
 mod step;
 mod supervise;
@@ -54,7 +56,7 @@ pub use logs::{log_settings, read_log, read_logs, LogLine, LogOptions};
 pub use network::{predefined_id, NetworkOptions, NetworkRecord, PREDEFINED};
 pub use record::{
     ContainerRecord, DeviceMapping, EndpointConfig, EndpointState, Healthcheck, HostConfig,
-    LastRun, Lifecycle, LogConfig, MountPoint, NetworkMode, NetworkState, PortBinding,
+    LastRun, Lifecycle, LogConfig, MountPoint, MountSpec, NetworkMode, NetworkState, PortBinding,
     ProcessConfig, Resources, RestartPolicy, Ulimit,
 };
 pub use resources::{check_cgroup_rule, check_sysctl, resource_warnings, DEFAULT_SHM_SIZE};
@@ -194,6 +196,14 @@ pub struct CreateOptions {
     pub open_stdin: bool,
     pub labels: Vec<(String, String)>,
     pub host: HostConfig,
+    /// `--domainname`.
+    pub domainname: Option<String>,
+    /// `--expose`: ports as `80/tcp`, beside the image's.
+    pub expose: Vec<String>,
+    /// `--mac-address`: checked, lower case.
+    pub mac_address: Option<String>,
+    /// `-a`: `stdin`, `stdout`, `stderr` (lower case).
+    pub attach: Vec<String>,
 }
 
 /// The engine over a client root.
@@ -204,15 +214,14 @@ pub struct Engine {
     bridge: berth_runtime::net::Bridge,
 }
 
-/// The `-p` bindings, and with `-P` one on a free host port for each port the image
-/// exposes (`ExposedPorts`: `"80/tcp": {}`) that `-p` did not bind.
-fn exposed_bindings(image_cfg: &Value, host: &HostConfig) -> Vec<PortBinding> {
+/// The `-p` bindings, and with `-P` one on a free host port for each port exposed (the
+/// image's `ExposedPorts` and `--expose`'s, as `80/tcp`) that `-p` did not bind.
+fn exposed_bindings(exposed: &[String], host: &HostConfig) -> Vec<PortBinding> {
     let mut out = host.port_bindings.clone();
     if !host.publish_all {
         return out;
     }
-    let exposed = image_cfg.get("ExposedPorts").and_then(Value::as_object);
-    for key in exposed.into_iter().flat_map(|m| m.keys()) {
+    for key in exposed {
         let (port, proto) = key.split_once('/').unwrap_or((key, "tcp"));
         let (Ok(port), "tcp" | "udp") = (port.parse::<u16>(), proto) else {
             continue;
@@ -231,6 +240,16 @@ fn exposed_bindings(image_cfg: &Value, host: &HostConfig) -> Vec<PortBinding> {
         }
     }
     out
+}
+
+/// A MAC address written `02:42:ac:11:00:02`; `None` when empty or not one.
+fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut out = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in out.iter_mut() {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(out)
 }
 
 fn json_strings(v: &Value) -> Vec<String> {
@@ -607,6 +626,10 @@ impl Engine {
                 address6,
                 default_route,
                 ports,
+                // `--mac-address` names the first interface's.
+                mac: (interface == "eth0")
+                    .then(|| parse_mac(&rec.config.mac_address))
+                    .flatten(),
                 names: if user.is_some() {
                     Self::dns_names(rec, e)
                 } else {
@@ -1020,6 +1043,16 @@ impl Engine {
             .and_then(Value::as_object)
             .map(|m| m.keys().cloned().collect())
             .unwrap_or_default();
+        let mut exposed: Vec<String> = cfg
+            .get("ExposedPorts")
+            .and_then(Value::as_object)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        for p in &opts.expose {
+            if !exposed.contains(p) {
+                exposed.push(p.clone());
+            }
+        }
         let volumes = opts
             .volumes
             .iter()
@@ -1036,6 +1069,27 @@ impl Engine {
         let mut host = opts.host.clone();
         confine::check(&mut host)?;
         resources::check(&mut host)?;
+        let long_mounts = host
+            .mounts
+            .iter()
+            .map(mounts::check)
+            .collect::<Result<Vec<_>>>()?;
+        // `--volumes-from`: the other containers' mounts, under the other's id from now on.
+        let mut taken = vec![];
+        for arg in std::mem::take(&mut host.volumes_from) {
+            let (container, read_only) = mounts::parse_volumes_from(&arg)?;
+            let from = self.resolve(container)?;
+            taken.extend(mounts::taken_from(&from, read_only));
+            host.volumes_from.push(match arg.split_once(':') {
+                Some((_, mode)) => format!("{}:{mode}", from.id),
+                None => from.id.clone(),
+            });
+        }
+        self.check_namespace_modes(
+            &mut host,
+            opts.hostname.as_deref(),
+            opts.domainname.as_deref(),
+        )?;
         if host.network == NetworkMode::Bridge {
             let mut seen = BTreeSet::new();
             let mut checked = vec![];
@@ -1060,6 +1114,11 @@ impl Engine {
                 host.networks = checked;
             }
         }
+        if opts.mac_address.is_some() && host.network != NetworkMode::Bridge {
+            return Err(EngineError::Invalid(
+                "conflicting options: mac-address and the network mode".into(),
+            ));
+        }
         if host.network == NetworkMode::Container {
             let target = self.resolve(&host.network_container)?;
             host.network_container = target.id.clone();
@@ -1076,6 +1135,10 @@ impl Engine {
                 VolumeSpec::Named { name, .. } => Some(name.clone()),
                 _ => None,
             })
+            .chain(long_mounts.iter().filter_map(|m| match m {
+                mounts::LongMount::Volume { name, .. } => name.clone(),
+                _ => None,
+            }))
             .filter(|n| self.volumes_dir().join(n).exists())
             .collect();
         let dir = self.dir(&id);
@@ -1099,20 +1162,23 @@ impl Engine {
                     read_only,
                     anonymous,
                     no_copy,
+                    ..MountPoint::default()
                 })
             };
             let mut dests = BTreeSet::new();
-            for v in &volumes {
-                match v {
+            let given = volumes
+                .iter()
+                .map(|v| match v {
                     VolumeSpec::Bind { dest, .. }
                     | VolumeSpec::Named { dest, .. }
-                    | VolumeSpec::Anonymous { dest } => {
-                        if !dests.insert(dest.clone()) {
-                            return Err(EngineError::Invalid(format!(
-                                "Duplicate mount point: {dest}"
-                            )));
-                        }
-                    }
+                    | VolumeSpec::Anonymous { dest } => dest.as_str(),
+                })
+                .chain(long_mounts.iter().map(mounts::LongMount::dest));
+            for dest in given {
+                if !dests.insert(dest.to_string()) {
+                    return Err(EngineError::Invalid(format!(
+                        "Duplicate mount point: {dest}"
+                    )));
                 }
             }
             for v in volumes.iter().cloned() {
@@ -1127,8 +1193,7 @@ impl Engine {
                         source,
                         destination: dest,
                         read_only,
-                        anonymous: false,
-                        no_copy: false,
+                        ..MountPoint::default()
                     }),
                     VolumeSpec::Named {
                         name,
@@ -1139,6 +1204,29 @@ impl Engine {
                     VolumeSpec::Anonymous { dest } => {
                         mounts.push(volume(new_id(), dest, false, true, false)?)
                     }
+                }
+            }
+            for m in long_mounts.iter().cloned() {
+                mounts.push(match m {
+                    mounts::LongMount::Ready(m) => m,
+                    mounts::LongMount::Volume {
+                        name: Some(name),
+                        dest,
+                        read_only,
+                        no_copy,
+                    } => volume(name, dest, read_only, false, no_copy)?,
+                    mounts::LongMount::Volume {
+                        name: None,
+                        dest,
+                        read_only,
+                        no_copy,
+                    } => volume(new_id(), dest, read_only, true, no_copy)?,
+                });
+            }
+            // docker: the container's own mounts win over those it takes from others.
+            for m in &taken {
+                if dests.insert(m.destination.clone()) {
+                    mounts.push(m.clone());
                 }
             }
             for dest in &image_volumes {
@@ -1174,10 +1262,14 @@ impl Engine {
                     }),
                     stop_timeout: life.stop_timeout,
                     healthcheck: healthcheck.clone(),
+                    domainname: opts.domainname.clone().unwrap_or_default(),
+                    exposed_ports: exposed.clone(),
+                    mac_address: opts.mac_address.clone().unwrap_or_default(),
+                    attach: opts.attach.clone(),
                 },
                 host: HostConfig {
                     binds: opts.volumes.clone(),
-                    port_bindings: exposed_bindings(&cfg, &host),
+                    port_bindings: exposed_bindings(&exposed, &host),
                     ..host.clone()
                 },
                 mounts,
@@ -1341,7 +1433,7 @@ impl Engine {
         }
         self.disconnect(rec);
         let dir = self.dir(&rec.id);
-        for m in &rec.mounts {
+        for m in rec.mounts.iter().filter(|m| m.kind != "tmpfs") {
             if !m.source.exists() {
                 return Err(EngineError::Invalid(format!(
                     "invalid mount config for type \"{}\": bind source path does not exist: {}",
@@ -1373,6 +1465,7 @@ impl Engine {
         if rec.host.network == NetworkMode::Container {
             self.join_network_of(rec, &mut spec, &etc)?;
         }
+        self.apply_namespace_modes(rec, &mut spec)?;
         let rootfs = Rootfs::Overlay {
             lower: layers[1..].to_vec(),
             upper: layers[0].clone(),
@@ -1397,6 +1490,7 @@ impl Engine {
             open_stdin: rec.config.open_stdin,
             log,
             on_exit: Some(die_event(self.journal(), rec.clone())),
+            init: rec.host.init,
         });
         let c = match c {
             Ok(c) => c,
@@ -2037,6 +2131,7 @@ fn image_healthcheck(cfg: &Value, flags: Option<Healthcheck>) -> Result<Option<H
             timeout: n("Timeout"),
             start_period: n("StartPeriod"),
             retries: n("Retries"),
+            start_interval: n("StartInterval"),
         }
     });
     let check = match flags {
@@ -2048,6 +2143,7 @@ fn image_healthcheck(cfg: &Value, flags: Option<Healthcheck>) -> Result<Option<H
             ("Interval", h.interval),
             ("Timeout", h.timeout),
             ("StartPeriod", h.start_period),
+            ("StartInterval", h.start_interval),
         ] {
             if v != 0 && v < 1_000_000 {
                 return Err(EngineError::Invalid(format!(

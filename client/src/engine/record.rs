@@ -36,6 +36,19 @@ pub struct ProcessConfig {
     /// The healthcheck: the image's `HEALTHCHECK` merged with the `--health-*` flags.
     #[serde(default)]
     pub healthcheck: Option<Healthcheck>,
+    /// `--domainname`: the NIS domain name of the container's uts namespace.
+    #[serde(default)]
+    pub domainname: String,
+    /// docker's `ExposedPorts`: the image's and `--expose`'s, as `80/tcp`.
+    #[serde(default)]
+    pub exposed_ports: Vec<String>,
+    /// `--mac-address`: the MAC address of the container's first interface.
+    #[serde(default)]
+    pub mac_address: String,
+    /// `-a`: the streams `run` attaches (`stdin`, `stdout`, `stderr`); empty: docker's
+    /// default (stdout and stderr, and stdin with `-i`).
+    #[serde(default)]
+    pub attach: Vec<String>,
 }
 
 /// docker's `Healthcheck` (durations in nanoseconds; 0: docker's default).
@@ -47,13 +60,18 @@ pub struct Healthcheck {
     pub timeout: i64,
     pub start_period: i64,
     pub retries: i64,
+    /// Time between checks during the start period (docker's `StartInterval`; 0: `interval`).
+    #[serde(default)]
+    pub start_interval: i64,
 }
 
 impl Healthcheck {
-    /// docker's defaults: every 30 s, 30 s to answer, 3 failures in a row.
+    /// docker's defaults: every 30 s (every 5 s while starting in the start period), 30 s
+    /// to answer, 3 failures in a row.
     pub const DEFAULT_INTERVAL: i64 = 30_000_000_000;
     pub const DEFAULT_TIMEOUT: i64 = 30_000_000_000;
     pub const DEFAULT_RETRIES: i64 = 3;
+    pub const DEFAULT_START_INTERVAL: i64 = 5_000_000_000;
 
     /// The probe's command line, `None` when there is no check to run.
     pub fn argv(&self) -> Option<Vec<String>> {
@@ -77,6 +95,7 @@ impl Healthcheck {
                 (&mut self.timeout, i.timeout),
                 (&mut self.start_period, i.start_period),
                 (&mut self.retries, i.retries),
+                (&mut self.start_interval, i.start_interval),
             ] {
                 if *mine == 0 {
                     *mine = theirs;
@@ -282,6 +301,28 @@ pub struct HostConfig {
     /// `label=disable`, `systempaths=unconfined`.
     #[serde(default)]
     pub security_opt: Vec<String>,
+    /// `--mount`: docker's `HostConfig.Mounts`, as given (checked by `create`).
+    #[serde(default)]
+    pub mounts: Vec<MountSpec>,
+    /// `--volumes-from`: `CONTAINER[:ro|rw]`, the container's id once created.
+    #[serde(default)]
+    pub volumes_from: Vec<String>,
+    /// `--init`: a small init as the container's pid 1 reaps zombies and forwards signals.
+    #[serde(default)]
+    pub init: bool,
+    /// `--pid`, `--ipc`, `--uts`, `--userns`: docker's modes (`host`, `container:<id>`,
+    /// for ipc also `none`, `private`, `shareable`); empty: docker's default.
+    #[serde(default)]
+    pub pid_mode: String,
+    #[serde(default)]
+    pub ipc_mode: String,
+    #[serde(default)]
+    pub uts_mode: String,
+    #[serde(default)]
+    pub userns_mode: String,
+    /// `--annotation`: passed to the runtime in the Spec's annotations.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
     /// Devices, limits and kernel settings beyond the ones above (`--device`, `--ulimit`, …).
     #[serde(default)]
     pub resources: Resources,
@@ -351,6 +392,35 @@ pub struct Ulimit {
     pub name: String,
     pub soft: i64,
     pub hard: i64,
+}
+
+/// One `--mount`: docker's `mount.Mount`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MountSpec {
+    /// `bind`, `volume` or `tmpfs`.
+    pub kind: String,
+    /// A host path (bind), a volume's name (volume; empty: anonymous), nothing (tmpfs).
+    #[serde(default)]
+    pub source: String,
+    pub target: String,
+    #[serde(default)]
+    pub read_only: bool,
+    /// `bind-propagation`: `rprivate` (docker's default), `private`, `rshared`, `shared`,
+    /// `rslave`, `slave`; empty: the default.
+    #[serde(default)]
+    pub propagation: String,
+    /// `bind-nonrecursive`: the source's submounts are not carried along.
+    #[serde(default)]
+    pub non_recursive: bool,
+    /// `volume-nocopy`.
+    #[serde(default)]
+    pub no_copy: bool,
+    /// `tmpfs-size` in bytes (0: the kernel's default, half the memory).
+    #[serde(default)]
+    pub tmpfs_size: i64,
+    /// `tmpfs-mode` (0: 1777).
+    #[serde(default)]
+    pub tmpfs_mode: u32,
 }
 
 /// One network of a container, as `--network`, `--ip`, `--network-alias` and `network
@@ -468,10 +538,10 @@ pub struct EndpointState {
     pub ipv6_gateway: String,
 }
 
-/// A volume or bind mount of the container.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// A volume, bind or tmpfs mount of the container.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct MountPoint {
-    /// `bind` or `volume`.
+    /// `bind`, `volume` or `tmpfs`.
     pub kind: String,
     /// The volume's name (volumes only).
     #[serde(default)]
@@ -485,6 +555,15 @@ pub struct MountPoint {
     /// A volume that is not filled with the image's content when empty (`-v name:/dir:nocopy`).
     #[serde(default)]
     pub no_copy: bool,
+    /// A bind's propagation (empty: `rprivate`).
+    #[serde(default)]
+    pub propagation: String,
+    /// A bind without its source's submounts (`bind-nonrecursive`).
+    #[serde(default)]
+    pub non_recursive: bool,
+    /// A tmpfs's `size=` and `mode=` options (`kind` is `tmpfs`, `source` empty).
+    #[serde(default)]
+    pub tmpfs_options: Vec<String>,
 }
 
 /// How a previous run ended, kept when a restart replaces the runtime's state.

@@ -202,7 +202,18 @@ impl Engine {
     /// [`Attached::start`] runs the command.
     pub fn attach_new(&self, rec: &mut ContainerRecord, stdin: bool) -> Result<Attached> {
         let container = self.prepare(rec)?;
-        let attach = container.attach(streams(stdin))?;
+        let mut streams = streams(stdin);
+        let chosen = &rec.config.attach;
+        if !chosen.is_empty() {
+            // `-a`: only the streams named.
+            let has = |s: &str| chosen.iter().any(|c| c == s);
+            streams = AttachOptions {
+                stdin: stdin && has("stdin"),
+                stdout: has("stdout"),
+                stderr: has("stderr"),
+            };
+        }
+        let attach = container.attach(streams)?;
         Ok(Attached {
             attach,
             container,

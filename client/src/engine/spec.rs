@@ -9,7 +9,7 @@ use berth_runtime::oci_spec::runtime::{
 };
 use berth_runtime::{default_spec, resolve_user, COPY_UP, DEFAULT_PATH};
 
-use super::record::{ContainerRecord, NetworkMode};
+use super::record::{ContainerRecord, MountPoint, NetworkMode};
 use super::{EngineError, Result};
 
 /// The files docker bind-mounts over the image's own: /etc/hostname, /etc/hosts and
@@ -155,7 +155,7 @@ pub(crate) fn effective_hostname(rec: &ContainerRecord) -> String {
     }
 }
 
-fn bind(source: &Path, dest: &str, read_only: bool) -> Mount {
+pub(super) fn bind(source: &Path, dest: &str, read_only: bool) -> Mount {
     let mut m = Mount::default();
     m.set_destination(PathBuf::from(dest));
     m.set_typ(Some("bind".into()));
@@ -166,6 +166,32 @@ fn bind(source: &Path, dest: &str, read_only: bool) -> Mount {
     }
     m.set_options(Some(opts));
     m
+}
+
+/// A mount point of the record as the Spec has it: a bind (its propagation, recursive or
+/// not), a volume (filled from the image when empty, unless `nocopy`) or a tmpfs.
+fn mount_of(m: &MountPoint) -> Mount {
+    if m.kind == "tmpfs" {
+        let mut opts = m.tmpfs_options.clone();
+        if m.read_only {
+            opts.push("ro".into());
+        }
+        return super::mounts::tmpfs(&m.destination, &opts);
+    }
+    let mut mount = bind(&m.source, &m.destination, m.read_only);
+    let mut opts = mount.options().clone().unwrap_or_default();
+    if m.non_recursive {
+        opts[0] = "bind".into();
+    }
+    if !m.propagation.is_empty() {
+        opts[1] = m.propagation.clone();
+    }
+    if m.kind == "volume" && !m.no_copy {
+        // docker fills an empty volume with what the image has at its destination.
+        opts.push(COPY_UP.to_string());
+    }
+    mount.set_options(Some(opts));
+    mount
 }
 
 /// The environment: the record's (image then user, later wins), plus PATH, HOSTNAME, HOME
@@ -225,16 +251,13 @@ pub(crate) fn build(rec: &ContainerRecord, layers: &[PathBuf], etc: &EtcFiles) -
     spec.set_process(Some(process));
 
     let mut mounts = spec.mounts().clone().unwrap_or_default();
-    for m in &rec.mounts {
-        let mut mount = bind(&m.source, &m.destination, m.read_only);
-        if m.kind == "volume" && !m.no_copy {
-            // docker fills an empty volume with what the image has at its destination.
-            let mut opts = mount.options().clone().unwrap_or_default();
-            opts.push(COPY_UP.to_string());
-            mount.set_options(Some(opts));
-        }
-        mounts.push(mount);
-    }
+    // A mount over one of the defaults (/dev/shm, …) takes its place.
+    mounts.retain(|d| {
+        !rec.mounts
+            .iter()
+            .any(|m| Path::new(&m.destination) == d.destination())
+    });
+    mounts.extend(rec.mounts.iter().map(mount_of));
     let covered = |dest: &str| rec.mounts.iter().any(|m| m.destination == dest);
     for (file, dest) in [
         (&etc.hostname, "/etc/hostname"),
@@ -253,7 +276,21 @@ pub(crate) fn build(rec: &ContainerRecord, layers: &[PathBuf], etc: &EtcFiles) -
         spec.set_root(Some(root));
     }
 
+    if !rec.config.domainname.is_empty() {
+        spec.set_domainname(Some(rec.config.domainname.clone()));
+    }
+    if !rec.host.annotations.is_empty() {
+        spec.set_annotations(Some(rec.host.annotations.clone().into_iter().collect()));
+    }
     let mut linux = spec.linux().clone().unwrap_or_default();
+    // docker's rule: a shared bind needs a shared root, a slave one at least a slave root,
+    // or nothing the host mounts later under the source would reach the container.
+    let propagations: Vec<&str> = rec.mounts.iter().map(|m| m.propagation.as_str()).collect();
+    if propagations.iter().any(|p| p.ends_with("shared")) {
+        linux.set_rootfs_propagation(Some("rshared".into()));
+    } else if propagations.iter().any(|p| p.ends_with("slave")) {
+        linux.set_rootfs_propagation(Some("rslave".into()));
+    }
     if rec.host.network == NetworkMode::Host {
         if let Some(ns) = linux.namespaces_mut() {
             ns.retain(|n| n.typ() != LinuxNamespaceType::Network);

@@ -201,6 +201,7 @@ impl Engine {
                     read_only: m.read_only,
                     anonymous: false,
                     no_copy: true,
+                    ..MountPoint::default()
                 })
                 .collect(),
             restart_count: 0,
@@ -248,6 +249,7 @@ impl Engine {
             log: None,
             // BuildKit's steps are no containers to `docker events`: no die event.
             on_exit: None,
+            init: false,
         })?;
         let run = (|| -> Result<i32> {
             if p.network == NetworkMode::Bridge {

@@ -432,7 +432,11 @@ impl Engine {
             rec.restarting = false;
             self.save(&rec)?;
             return match started {
-                Ok(()) => Ok(true),
+                Ok(()) => {
+                    // After the run's `start`: the restart the policy asked for.
+                    self.event(&rec, "restart");
+                    Ok(true)
+                }
                 Err(e) => {
                     tracing::warn!("restarting container {}: {e}", rec.id);
                     Ok(false)
@@ -480,17 +484,27 @@ impl Engine {
         let Ok(mut attach) = c.attach(AttachOptions::default()) else {
             return Ok(());
         };
-        let interval = check
-            .as_ref()
-            .map(|h| nanos(h.interval, Healthcheck::DEFAULT_INTERVAL));
-        let mut next_probe = interval.map(|i| Instant::now() + i);
+        // docker's: within the start period and while starting, every `start_interval`
+        // (default 5 s); otherwise every `interval`.
+        let started_at = self.state(&rec).started_at;
+        let interval = |health: &Health| {
+            check.as_ref().map(|h| {
+                let start_period = Duration::from_nanos(h.start_period.max(0) as u64);
+                if health.status == "starting" && since(&started_at) < start_period {
+                    nanos(h.start_interval, Healthcheck::DEFAULT_START_INTERVAL)
+                } else {
+                    nanos(h.interval, Healthcheck::DEFAULT_INTERVAL)
+                }
+            })
+        };
+        let mut next_probe = interval(&health).map(|i| Instant::now() + i);
         loop {
             let timeout = next_probe.map(|t| t.saturating_duration_since(Instant::now()));
             match attach.wait_exit(timeout) {
                 Ok(Some(_)) | Err(_) => return Ok(()),
                 Ok(None) => {}
             }
-            let (Some(check), Some(interval)) = (&check, interval) else {
+            let Some(check) = &check else {
                 continue;
             };
             let rec = match self.load(id) {
@@ -506,7 +520,7 @@ impl Engine {
             }
             // A run that ended meanwhile keeps its last health for inspect, as docker's.
             self.save_health(id, &health)?;
-            next_probe = Some(Instant::now() + interval);
+            next_probe = interval(&health).map(|i| Instant::now() + i);
         }
     }
 

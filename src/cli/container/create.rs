@@ -74,13 +74,82 @@ fn find_image(e: &Engine, f: &CreateFlags) -> Result<ImageRecord> {
 }
 
 /// `create` and the first half of `run`: the container's record, nothing running yet.
+/// With `--cidfile`, the file is made (exclusively: docker refuses one that exists) before
+/// the container and holds its id after; it goes again when the create fails.
 pub fn create_record(e: &Engine, f: &CreateFlags) -> Result<ContainerRecord> {
     let opts = create_options(e, f)?;
     for warning in resource_warnings(&opts.host) {
         eprintln!("WARNING: {warning}");
     }
     let life = lifecycle(f)?;
+    let cidfile = f.cidfile.as_deref().map(CidFile::create).transpose()?;
     let image = find_image(e, f)?;
     let config = e.images().config_sync(&image)?;
-    Ok(e.create_with(&image, &f.image, &config, opts, life)?)
+    let rec = e.create_with(&image, &f.image, &config, opts, life)?;
+    if let Some(c) = cidfile {
+        c.write(&rec.id)?;
+    }
+    Ok(rec)
+}
+
+/// An OS error as Go prints it: `no such file or directory`.
+fn go_message(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = text.split(" (os error").next().unwrap_or_default();
+    let mut c = text.chars();
+    c.next()
+        .map(|f| f.to_lowercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
+/// A `--cidfile` being written: removed on drop unless the id made it in.
+struct CidFile {
+    path: std::path::PathBuf,
+    file: Option<std::fs::File>,
+}
+
+impl CidFile {
+    fn create(path: &std::path::Path) -> Result<CidFile> {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => anyhow::anyhow!(
+                    "container ID file found, make sure the other container isn't running or \
+                     delete {}",
+                    path.display()
+                ),
+                _ => anyhow::anyhow!(
+                    "failed to create the container ID file: open {}: {}",
+                    path.display(),
+                    go_message(&e)
+                ),
+            })?;
+        Ok(CidFile {
+            path: path.to_path_buf(),
+            file: Some(file),
+        })
+    }
+
+    fn write(mut self, id: &str) -> Result<()> {
+        use std::io::Write;
+        let mut f = self.file.take().expect("written once");
+        f.write_all(id.as_bytes()).map_err(|e| {
+            anyhow::anyhow!(
+                "failed to write the container ID to the file: {}: {e}",
+                self.path.display()
+            )
+        })?;
+        self.path = std::path::PathBuf::new();
+        Ok(())
+    }
+}
+
+impl Drop for CidFile {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }

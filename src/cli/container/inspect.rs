@@ -48,13 +48,18 @@ pub fn inspect_value(e: &Engine, rec: &ContainerRecord, size: bool) -> Value {
                 .flatten()
                 .collect::<Vec<_>>()
                 .join(",");
+            let propagation = match m.kind.as_str() {
+                "bind" if m.propagation.is_empty() => "rprivate",
+                "bind" => m.propagation.as_str(),
+                _ => "",
+            };
             let mut v = json!({
                 "Type": m.kind,
-                "Source": m.source,
+                "Source": if m.kind == "tmpfs" { json!("") } else { json!(m.source) },
                 "Destination": m.destination,
                 "Mode": mode,
                 "RW": !m.read_only,
-                "Propagation": if m.kind == "bind" { "rprivate" } else { "" },
+                "Propagation": propagation,
             });
             if let Some(n) = &m.name {
                 v["Name"] = json!(n);
@@ -69,6 +74,13 @@ pub fn inspect_value(e: &Engine, rec: &ContainerRecord, size: bool) -> Value {
         .iter()
         .map(|v| (v.clone(), json!({})))
         .collect();
+    let attached = |stream: &str, default: bool| {
+        if rec.config.attach.is_empty() {
+            default
+        } else {
+            rec.config.attach.iter().any(|s| s == stream)
+        }
+    };
     let mut v = json!({
         "Id": rec.id,
         "Created": rec.created,
@@ -142,11 +154,11 @@ pub fn inspect_value(e: &Engine, rec: &ContainerRecord, size: bool) -> Value {
         "Mounts": mounts,
         "Config": {
             "Hostname": hostname_of(rec),
-            "Domainname": "",
+            "Domainname": rec.config.domainname,
             "User": rec.config.user,
-            "AttachStdin": rec.config.open_stdin,
-            "AttachStdout": true,
-            "AttachStderr": true,
+            "AttachStdin": attached("stdin", rec.config.open_stdin),
+            "AttachStdout": attached("stdout", true),
+            "AttachStderr": attached("stderr", true),
             "Tty": rec.config.tty,
             "OpenStdin": rec.config.open_stdin,
             "StdinOnce": rec.config.open_stdin,
@@ -182,6 +194,7 @@ pub fn inspect_value(e: &Engine, rec: &ContainerRecord, size: bool) -> Value {
             ("Timeout", h.timeout),
             ("StartPeriod", h.start_period),
             ("Retries", h.retries),
+            ("StartInterval", h.start_interval),
         ] {
             if n != 0 {
                 check[k] = json!(n);
@@ -192,11 +205,84 @@ pub fn inspect_value(e: &Engine, rec: &ContainerRecord, size: bool) -> Value {
     if let Some(t) = rec.config.stop_timeout {
         v["Config"]["StopTimeout"] = json!(t);
     }
+    long_form(&mut v, rec);
     confinement(&mut v["HostConfig"], &rec.host);
     if size {
         v["SizeRw"] = json!(e.size_rw(rec));
     }
     v
+}
+
+/// What `--mount`, `--volumes-from`, `--init`, `--expose`, `--mac-address`,
+/// `--annotation` and the namespace modes put in docker's document.
+fn long_form(v: &mut Value, rec: &ContainerRecord) {
+    let h = &rec.host;
+    let host = &mut v["HostConfig"];
+    if !h.mounts.is_empty() {
+        host["Mounts"] = Value::Array(
+            h.mounts
+                .iter()
+                .map(|m| {
+                    let mut d = json!({ "Type": m.kind, "Target": m.target });
+                    if !m.source.is_empty() {
+                        d["Source"] = json!(m.source);
+                    }
+                    if m.read_only {
+                        d["ReadOnly"] = json!(true);
+                    }
+                    if !m.propagation.is_empty() || m.non_recursive {
+                        d["BindOptions"] = json!({ "Propagation": m.propagation });
+                        if m.non_recursive {
+                            d["BindOptions"]["NonRecursive"] = json!(true);
+                        }
+                    }
+                    if m.no_copy {
+                        d["VolumeOptions"] = json!({ "NoCopy": true });
+                    }
+                    if m.tmpfs_size != 0 || m.tmpfs_mode != 0 {
+                        d["TmpfsOptions"] = json!({});
+                        if m.tmpfs_size != 0 {
+                            d["TmpfsOptions"]["SizeBytes"] = json!(m.tmpfs_size);
+                        }
+                        if m.tmpfs_mode != 0 {
+                            d["TmpfsOptions"]["Mode"] = json!(m.tmpfs_mode);
+                        }
+                    }
+                    d
+                })
+                .collect(),
+        );
+    }
+    host["VolumesFrom"] = if h.volumes_from.is_empty() {
+        Value::Null
+    } else {
+        json!(h.volumes_from)
+    };
+    host["Init"] = if h.init { json!(true) } else { Value::Null };
+    host["PidMode"] = json!(h.pid_mode);
+    host["IpcMode"] = json!(if h.ipc_mode.is_empty() {
+        "private"
+    } else {
+        &h.ipc_mode
+    });
+    host["UTSMode"] = json!(h.uts_mode);
+    host["UsernsMode"] = json!(h.userns_mode);
+    if !h.annotations.is_empty() {
+        host["Annotations"] = json!(h.annotations);
+    }
+    let config = &mut v["Config"];
+    if !rec.config.exposed_ports.is_empty() {
+        let ports: BTreeMap<&str, Value> = rec
+            .config
+            .exposed_ports
+            .iter()
+            .map(|p| (p.as_str(), json!({})))
+            .collect();
+        config["ExposedPorts"] = json!(ports);
+    }
+    if !rec.config.mac_address.is_empty() {
+        config["MacAddress"] = json!(rec.config.mac_address);
+    }
 }
 
 /// docker's NetworkSettings: one entry per network under `Networks` (addresses while the

@@ -18,6 +18,7 @@ pub mod export;
 pub mod inspect;
 pub mod kill;
 pub mod logs;
+pub mod mount;
 pub mod opts;
 pub mod pause;
 pub mod port;

@@ -14,6 +14,7 @@ use berth_client::engine::{
 };
 use clap::Args;
 
+use super::mount::parse_mount;
 use super::resources::ResourceFlags;
 use crate::cli::flags::{parse_bytes, parse_go_duration};
 
@@ -172,6 +173,52 @@ pub struct CreateFlags {
     /// Devices, limits and kernel settings (`--device`, `--ulimit`, `--sysctl`, …).
     #[command(flatten)]
     pub resources: ResourceFlags,
+    /// Attach to STDIN, STDOUT or STDERR
+    #[arg(short = 'a', long, value_name = "STREAM")]
+    pub attach: Vec<String>,
+    /// Write the container ID to the file (refused when the file exists)
+    #[arg(long, value_name = "FILE")]
+    pub cidfile: Option<PathBuf>,
+    /// Attach a filesystem mount to the container:
+    /// type=bind|volume|tmpfs,source=…,target=…[,readonly][,bind-propagation=…]
+    /// [,bind-nonrecursive][,volume-nocopy][,tmpfs-size=…][,tmpfs-mode=…]
+    #[arg(long, value_name = "MOUNT")]
+    pub mount: Vec<String>,
+    /// Mount volumes from the specified container(s): CONTAINER[:ro|rw]
+    #[arg(long, value_name = "CONTAINER")]
+    pub volumes_from: Vec<String>,
+    /// Run an init inside the container that forwards signals and reaps processes
+    #[arg(long)]
+    pub init: bool,
+    /// Expose a port or a range of ports: PORT[-PORT][/PROTO] (shown by inspect; -P
+    /// publishes it)
+    #[arg(long, value_name = "PORT")]
+    pub expose: Vec<String>,
+    /// Container NIS domain name
+    #[arg(long, value_name = "STRING")]
+    pub domainname: Option<String>,
+    /// Container MAC address (e.g., 92:d0:c6:0a:29:33) on its first network
+    #[arg(long, value_name = "MAC")]
+    pub mac_address: Option<String>,
+    /// Add an annotation to the container (passed through to the OCI runtime): KEY=VALUE
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub annotation: Vec<String>,
+    /// PID namespace to use: host or container:NAME
+    #[arg(long, value_name = "MODE")]
+    pub pid: Option<String>,
+    /// IPC mode to use: private (default), shareable, none, host or container:NAME (a
+    /// shareable one)
+    #[arg(long, value_name = "MODE")]
+    pub ipc: Option<String>,
+    /// UTS namespace to use: host
+    #[arg(long, value_name = "MODE")]
+    pub uts: Option<String>,
+    /// User namespace to use: host (berth remaps no users, so the only mode)
+    #[arg(long, value_name = "MODE")]
+    pub userns: Option<String>,
+    /// Time between running the check during the start period (ms|s|m|h) (default 5s)
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    pub health_start_interval: Option<String>,
     // New flags go above this line: the image and the command come last.
     /// The image to run
     pub image: String,
@@ -324,7 +371,41 @@ pub fn create_options(e: &Engine, f: &CreateFlags) -> Result<CreateOptions> {
         }
         labels.push((k.to_string(), v.to_string()));
     }
+    let attach = f
+        .attach
+        .iter()
+        .map(|a| match a.to_ascii_lowercase().as_str() {
+            s @ ("stdin" | "stdout" | "stderr") => Ok(s.to_string()),
+            _ => Err(anyhow!(
+                "invalid argument \"{a}\" for \"-a, --attach\" flag: valid streams are STDIN, \
+                 STDOUT and STDERR"
+            )),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut expose = vec![];
+    for e in &f.expose {
+        expose.extend(parse_expose(e)?);
+    }
+    let mac_address = f.mac_address.as_deref().map(parse_mac).transpose()?;
+    let mut annotations = std::collections::BTreeMap::new();
+    for a in &f.annotation {
+        match a.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                annotations.insert(k.to_string(), v.to_string());
+            }
+            _ => bail!("invalid argument \"{a}\" for \"--annotation\" flag: bad format, expected KEY=VALUE"),
+        }
+    }
+    let mounts = f
+        .mount
+        .iter()
+        .map(|m| parse_mount(m))
+        .collect::<Result<Vec<_>>>()?;
     Ok(CreateOptions {
+        domainname: f.domainname.clone(),
+        expose,
+        mac_address,
+        attach,
         name: f.name.clone(),
         cmd: f.command.clone(),
         entrypoint: f.entrypoint.clone(),
@@ -359,6 +440,14 @@ pub fn create_options(e: &Engine, f: &CreateFlags) -> Result<CreateOptions> {
             cap_drop: f.cap_drop.clone(),
             security_opt: security_opts(&f.security_opt)?,
             resources: f.resources.resources()?,
+            mounts,
+            volumes_from: f.volumes_from.clone(),
+            init: f.init,
+            pid_mode: f.pid.clone().unwrap_or_default(),
+            ipc_mode: f.ipc.clone().unwrap_or_default(),
+            uts_mode: f.uts.clone().unwrap_or_default(),
+            userns_mode: f.userns.clone().unwrap_or_default(),
+            annotations,
         },
     })
 }
@@ -393,12 +482,14 @@ pub fn lifecycle(f: &CreateFlags) -> Result<Lifecycle> {
     let interval = duration("health-interval", &f.health_interval)?;
     let timeout = duration("health-timeout", &f.health_timeout)?;
     let start_period = duration("health-start-period", &f.health_start_period)?;
+    let start_interval = duration("health-start-interval", &f.health_start_interval)?;
     let retries = integer("health-retries", &f.health_retries)?.unwrap_or(0);
     let stop_timeout = integer("stop-timeout", &f.stop_timeout)?;
     let have_health = f.health_cmd.as_deref().is_some_and(|c| !c.is_empty())
         || interval != 0
         || timeout != 0
         || start_period != 0
+        || start_interval != 0
         || retries != 0;
     let healthcheck = if f.no_healthcheck {
         if have_health {
@@ -414,6 +505,7 @@ pub fn lifecycle(f: &CreateFlags) -> Result<Lifecycle> {
             ("timeout", timeout),
             ("retries", retries),
             ("start-period", start_period),
+            ("start-interval", start_interval),
         ] {
             if v < 0 {
                 bail!("--health-{flag} cannot be negative");
@@ -428,6 +520,7 @@ pub fn lifecycle(f: &CreateFlags) -> Result<Lifecycle> {
             timeout,
             start_period,
             retries,
+            start_interval,
         })
     } else {
         None
@@ -610,6 +703,45 @@ fn parse_publish(arg: &str) -> Result<Vec<PortBinding>> {
             host_port: h,
         })
         .collect())
+}
+
+/// One `--expose`: `PORT[-PORT][/PROTO]`, docker's messages; the ports as `80/tcp`.
+fn parse_expose(arg: &str) -> Result<Vec<String>> {
+    let (ports, proto) = arg.split_once('/').unwrap_or((arg, "tcp"));
+    let port = |p: &str| {
+        p.parse::<u16>().map_err(|e| {
+            let why = match e.kind() {
+                std::num::IntErrorKind::PosOverflow => "value out of range",
+                _ => "invalid syntax",
+            };
+            anyhow!(
+                "invalid range format for --expose: {arg}, error: strconv.ParseUint: parsing \
+                 {p:?}: {why}"
+            )
+        })
+    };
+    let (start, end) = match ports.split_once('-') {
+        Some((a, b)) => (port(a)?, port(b)?),
+        None => (port(ports)?, port(ports)?),
+    };
+    if end < start {
+        bail!("invalid range format for --expose: {arg}: the range ends before it starts");
+    }
+    Ok((start..=end).map(|p| format!("{p}/{proto}")).collect())
+}
+
+/// `--mac-address`: six bytes in hex, as docker's `net.ParseMAC` takes them for Ethernet;
+/// lower case with colons.
+fn parse_mac(arg: &str) -> Result<String> {
+    let parts: Vec<&str> = arg.split([':', '-']).collect();
+    let ok = parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()));
+    if !ok {
+        bail!("{arg} is not a valid mac address");
+    }
+    Ok(parts.join(":").to_ascii_lowercase())
 }
 
 fn num_cpus() -> usize {

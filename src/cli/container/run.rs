@@ -37,6 +37,10 @@ pub fn run(g: &Globals, a: RunArgs) -> Result<i32> {
         Ok(k) => k,
         Err(err) => return Ok(engine_failure(&err)),
     };
+    if a.detach && !a.flags.attach.is_empty() {
+        eprintln!("Conflicting options: -a and -d");
+        return Ok(1);
+    }
     let mut rec = match create_record(&e, &a.flags) {
         Ok(r) => r,
         Err(err) => return Ok(engine_failure(&err)),
@@ -50,7 +54,10 @@ pub fn run(g: &Globals, a: RunArgs) -> Result<i32> {
         println!("{}", rec.id);
         return Ok(0);
     }
-    let code = match attached_run(&e, &mut rec, a.flags.interactive, a.sig_proxy, detach_keys) {
+    // `-a` without stdin: the person's input stays here.
+    let stdin = a.flags.interactive
+        && (rec.config.attach.is_empty() || rec.config.attach.iter().any(|s| s == "stdin"));
+    let code = match attached_run(&e, &mut rec, stdin, a.sig_proxy, detach_keys) {
         Ok(Outcome::Exited(exit)) => exit.code,
         Ok(Outcome::Detached) => {
             spawn_supervisor(&e, &rec)?;

@@ -285,10 +285,13 @@ impl CompactDigest {
     }
 }
 
-/// A set of digests kept compact: a sha256 digest as its 32 bytes.
+/// A set of digests kept compact, built once and then only asked: sha256 digests (nearly all)
+/// as a sorted array of their 32 bytes, looked up by binary search. Sized exactly when it is
+/// built, it takes 32 bytes a digest; a hash set took twice that, and held its old and new
+/// tables together while it grew.
 #[derive(Default)]
 pub(crate) struct DigestSet {
-    sha256: HashSet<[u8; 32]>,
+    sha256: Vec<[u8; 32]>,
     other: HashSet<Digest>,
 }
 
@@ -302,32 +305,59 @@ fn raw256(d: &Digest) -> Option<[u8; 32]> {
 }
 
 impl DigestSet {
-    pub fn insert(&mut self, d: &Digest) -> bool {
-        match raw256(d) {
-            Some(raw) => self.sha256.insert(raw),
-            None => self.other.insert(d.clone()),
-        }
-    }
-
     pub fn contains(&self, d: &Digest) -> bool {
         match raw256(d) {
-            Some(raw) => self.sha256.contains(&raw),
+            Some(raw) => self.sha256.binary_search(&raw).is_ok(),
             None => self.other.contains(d),
-        }
-    }
-
-    pub fn insert_compact(&mut self, d: &CompactDigest) -> bool {
-        match d {
-            CompactDigest::Sha256(raw) => self.sha256.insert(*raw),
-            CompactDigest::Other(d) => self.other.insert((**d).clone()),
         }
     }
 
     pub fn contains_compact(&self, d: &CompactDigest) -> bool {
         match d {
-            CompactDigest::Sha256(raw) => self.sha256.contains(raw),
+            CompactDigest::Sha256(raw) => self.sha256.binary_search(raw).is_ok(),
             CompactDigest::Other(d) => self.other.contains(d),
         }
+    }
+}
+
+/// Collects a [`DigestSet`]: room for `capacity` digests, given once.
+struct SetBuilder {
+    set: DigestSet,
+}
+
+impl SetBuilder {
+    fn with_capacity(capacity: usize) -> SetBuilder {
+        SetBuilder {
+            set: DigestSet {
+                sha256: Vec::with_capacity(capacity),
+                other: HashSet::new(),
+            },
+        }
+    }
+
+    fn add(&mut self, d: &Digest) {
+        match raw256(d) {
+            Some(raw) => self.set.sha256.push(raw),
+            None => {
+                self.set.other.insert(d.clone());
+            }
+        }
+    }
+
+    fn add_compact(&mut self, d: &CompactDigest) {
+        match d {
+            CompactDigest::Sha256(raw) => self.set.sha256.push(*raw),
+            CompactDigest::Other(d) => {
+                self.set.other.insert((**d).clone());
+            }
+        }
+    }
+
+    fn finish(mut self) -> DigestSet {
+        self.set.sha256.sort_unstable();
+        self.set.sha256.dedup();
+        self.set.sha256.shrink_to_fit();
+        self.set
     }
 }
 
@@ -343,34 +373,68 @@ pub(crate) fn manifest_roots(meta: &Meta) -> impl Iterator<Item = &Digest> {
 /// The live set: every manifest `meta` names and all they need, every held digest, and blobs
 /// linked at or after `fresh_links` (pushes whose manifest has not arrived yet). `refs` must
 /// hold every manifest reachable from `meta` ([`RefsCache::load`] of [`manifest_roots`]).
+///
+/// Two passes: the manifests reachable from the roots first (a set as large as the
+/// manifests), then every live digest into a set sized for them all at once.
 pub(crate) fn live(meta: &Meta, refs: &RefsCache, fresh_links: SystemTime) -> DigestSet {
-    let mut live = DigestSet::default();
+    let mut manifests: HashSet<CompactDigest> = HashSet::new();
     let mut stack: Vec<&Digest> = manifest_roots(meta).collect();
     while let Some(m) = stack.pop() {
-        if !live.insert(m) {
+        if !manifests.insert(CompactDigest::new(m)) {
             continue;
         }
         if let Some(r) = refs.get(m) {
-            for b in &r.blobs {
-                live.insert_compact(b);
-            }
             stack.extend(r.children.iter());
         }
     }
-    for d in &meta.holds {
-        live.insert(d);
-    }
-    for l in &meta.blob_links {
-        if l.modified.is_none_or(|m| m >= fresh_links) {
-            live.insert(&l.digest);
+    drop(stack);
+    let fresh = |l: &&Link| l.modified.is_none_or(|m| m >= fresh_links);
+    let needs = |m: &CompactDigest| refs.map.get(m).map_or(0, |r| r.blobs.len());
+    let capacity = manifests.len()
+        + manifests.iter().map(needs).sum::<usize>()
+        + meta.holds.len()
+        + meta.blob_links.iter().filter(fresh).count();
+    let mut live = SetBuilder::with_capacity(capacity);
+    for m in &manifests {
+        live.add_compact(m);
+        if let Some(r) = refs.map.get(m) {
+            for b in &r.blobs {
+                live.add_compact(b);
+            }
         }
     }
-    live
+    drop(manifests);
+    for d in &meta.holds {
+        live.add(d);
+    }
+    for l in meta.blob_links.iter().filter(fresh) {
+        live.add(&l.digest);
+    }
+    live.finish()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digest_sets_answer_what_they_were_given() {
+        let a = Digest::sha256_of(b"a");
+        let b = Digest::sha256_of(b"b");
+        let other: Digest = format!("sha512:{}", "ab".repeat(64)).parse().unwrap();
+        let mut builder = SetBuilder::with_capacity(3);
+        for d in [&b, &a, &b, &other] {
+            builder.add(d);
+        }
+        builder.add_compact(&CompactDigest::new(&a));
+        let set = builder.finish();
+        assert_eq!(set.sha256.len(), 2, "sorted and deduplicated");
+        for d in [&a, &b, &other] {
+            assert!(set.contains(d) && set.contains_compact(&CompactDigest::new(d)));
+        }
+        let c = Digest::sha256_of(b"c");
+        assert!(!set.contains(&c) && !set.contains_compact(&CompactDigest::new(&c)));
+    }
 
     #[test]
     fn keys_of_each_kind() {

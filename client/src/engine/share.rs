@@ -1,0 +1,151 @@
+//! What a container shares with the host or with another container besides its network:
+//! `--pid`, `--ipc`, `--uts` (`host`, `container:NAME`; `--ipc` also `none`, `private`,
+//! `shareable`) and `--userns` (`host`: berth remaps no users, so that is every container).
+//! `check` runs at `create` (docker's messages; a named container becomes its id); `apply`
+//! at every start, when the other container's namespaces can be found.
+
+use std::path::PathBuf;
+
+use berth_runtime::oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use super::record::{ContainerRecord, HostConfig};
+use super::{Engine, EngineError, Result, Status};
+
+fn invalid(msg: impl Into<String>) -> EngineError {
+    EngineError::Invalid(msg.into())
+}
+
+impl Engine {
+    /// Checks the modes as docker does and names joined containers by id.
+    pub(super) fn check_namespace_modes(
+        &self,
+        host: &mut HostConfig,
+        hostname: Option<&str>,
+        domainname: Option<&str>,
+    ) -> Result<()> {
+        let joined = |mode: &mut String, bad: &str, container_ok: bool| -> Result<()> {
+            if let Some(name) = mode.strip_prefix("container:") {
+                if !container_ok || name.is_empty() {
+                    return Err(invalid(bad));
+                }
+                *mode = format!("container:{}", self.resolve(name)?.id);
+            }
+            Ok(())
+        };
+        if !matches!(host.pid_mode.as_str(), "" | "host")
+            && !host.pid_mode.starts_with("container:")
+        {
+            return Err(invalid("--pid: invalid PID mode"));
+        }
+        joined(&mut host.pid_mode, "--pid: invalid PID mode", true)?;
+        let ipc_ok = matches!(
+            host.ipc_mode.as_str(),
+            "" | "host" | "none" | "private" | "shareable"
+        ) || host.ipc_mode.starts_with("container:");
+        if !ipc_ok || host.ipc_mode == "container:" {
+            return Err(invalid(format!("Invalid IPC mode: {}", host.ipc_mode)));
+        }
+        joined(&mut host.ipc_mode, "", true)?;
+        if !matches!(host.uts_mode.as_str(), "" | "host") {
+            return Err(invalid("--uts: invalid UTS mode"));
+        }
+        if host.uts_mode == "host" {
+            if hostname.is_some_and(|h| !h.is_empty()) {
+                return Err(invalid("conflicting options: hostname and the UTS mode"));
+            }
+            if domainname.is_some_and(|d| !d.is_empty()) {
+                return Err(invalid("conflicting options: domainname and the UTS mode"));
+            }
+        }
+        if !matches!(host.userns_mode.as_str(), "" | "host") {
+            return Err(invalid(
+                "--userns: invalid USER mode (berth remaps no users: only host is known)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Sets the Spec's pid, ipc and uts namespaces as the record's modes ask: the host's (no
+    /// namespace of its own), none (`--ipc none`: no /dev/shm) or a running container's.
+    pub(super) fn apply_namespace_modes(
+        &self,
+        rec: &ContainerRecord,
+        spec: &mut Spec,
+    ) -> Result<()> {
+        let h = &rec.host;
+        let mut linux = spec.linux().clone().unwrap_or_default();
+        let mut mounts = spec.mounts().clone().unwrap_or_default();
+        let mut drop_ns = vec![];
+        let mut join = vec![];
+        match h.pid_mode.as_str() {
+            "host" => drop_ns.push(LinuxNamespaceType::Pid),
+            m => {
+                if let Some(id) = m.strip_prefix("container:") {
+                    join.push((LinuxNamespaceType::Pid, "pid", self.pid_of(id, "PID")?));
+                }
+            }
+        }
+        match h.ipc_mode.as_str() {
+            "host" => {
+                drop_ns.push(LinuxNamespaceType::Ipc);
+                // docker gives it the host's /dev/shm too.
+                for m in mounts.iter_mut() {
+                    if m.destination() == &PathBuf::from("/dev/shm") {
+                        *m = super::spec::bind(std::path::Path::new("/dev/shm"), "/dev/shm", false);
+                    }
+                }
+            }
+            "none" => mounts.retain(|m| m.destination() != &PathBuf::from("/dev/shm")),
+            m => {
+                if let Some(id) = m.strip_prefix("container:") {
+                    let donor = self.load(id).map_err(|_| {
+                        invalid(format!(
+                            "joining the IPC namespace of container {id}: it no longer exists"
+                        ))
+                    })?;
+                    if donor.host.ipc_mode != "shareable" && donor.host.ipc_mode != "host" {
+                        return Err(invalid(format!(
+                            "can't join IPC of container {id}: non-shareable IPC (hint: use \
+                             IpcMode:shareable for the donor container)"
+                        )));
+                    }
+                    let pid = self.pid_of(id, "IPC")?;
+                    join.push((LinuxNamespaceType::Ipc, "ipc", pid));
+                }
+            }
+        }
+        if h.uts_mode == "host" {
+            drop_ns.push(LinuxNamespaceType::Uts);
+            spec.set_hostname(None);
+            spec.set_domainname(None);
+        }
+        if let Some(namespaces) = linux.namespaces_mut() {
+            namespaces.retain(|n| !drop_ns.contains(&n.typ()));
+            for n in namespaces.iter_mut() {
+                if let Some((_, file, pid)) = join.iter().find(|(t, _, _)| *t == n.typ()) {
+                    n.set_path(Some(PathBuf::from(format!("/proc/{pid}/ns/{file}"))));
+                }
+            }
+        }
+        spec.set_linux(Some(linux));
+        spec.set_mounts(Some(mounts));
+        Ok(())
+    }
+
+    /// The pid of a running container's init, for joining its namespaces.
+    fn pid_of(&self, id: &str, what: &str) -> Result<i32> {
+        let target = self.load(id).map_err(|_| {
+            invalid(format!(
+                "joining the {what} namespace of container {id}: it no longer exists"
+            ))
+        })?;
+        let st = self.state(&target);
+        match (st.status, st.pid) {
+            (Status::Running | Status::Paused, Some(pid)) => Ok(pid),
+            _ => Err(invalid(format!(
+                "cannot join {what} of a non running container: {}",
+                target.name
+            ))),
+        }
+    }
+}
