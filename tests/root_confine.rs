@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use crate::root_containers::{shared, Root};
-use crate::util::{busybox_rootfs, import_rootfs, run, Berth, Dockerd};
+use crate::util::{busybox_rootfs, import_rootfs, openable_block_device, run, Berth, Dockerd};
 
 /// A client root with `probe`: a busybox image with every applet.
 fn setup(b: Berth) -> (Root, std::path::PathBuf) {
@@ -21,11 +21,11 @@ fn setup(b: Berth) -> (Root, std::path::PathBuf) {
     (Root(b), tar)
 }
 
-/// The host's root disk as `major minor` (what a container must not open through mknod).
+/// A host disk as `major minor` (what a container must not open through mknod): one the
+/// host itself can open, or the probe would prove nothing.
 fn host_disk() -> (u32, u32) {
-    use std::os::unix::fs::MetadataExt;
-    let dev = std::fs::metadata("/").unwrap().dev();
-    (libc::major(dev), libc::minor(dev))
+    let (_, major, minor) = openable_block_device();
+    (major, minor)
 }
 
 /// Each probe prints `NAME blocked` or `NAME OPEN`; the first line is the seccomp mode.
@@ -49,7 +49,7 @@ fn probes() -> String {
     s += &probe("kcore", "test \"$(head -c 16 /proc/kcore | wc -c)\" -gt 0");
     s += &probe(
         "host-disk",
-        &format!("mknod /tmp/disk b {major} {minor} && head -c 512 /tmp/disk >/dev/null"),
+        &format!("mknod /tmp/disk b {major} {minor} && head -c 1 /tmp/disk >/dev/null"),
     );
     s += &probe("kmsg", "head -c 1 /dev/kmsg");
     s += &probe(
@@ -75,6 +75,9 @@ fn probes() -> String {
     s += &probe("reboot", "reboot -f");
     s += &probe("swapoff", "swapoff -a");
     s += &probe("hostname", "hostname probe");
+    // Resources: a hard rlimit raised, the OOM score lowered (both need CAP_SYS_RESOURCE).
+    s += &probe("rlimit-raise", "ulimit -H -n $(( $(ulimit -H -n) + 1 ))");
+    s += &probe("oom-score-lower", "echo -1000 > /proc/self/oom_score_adj");
     s
 }
 

@@ -20,6 +20,7 @@ mod root_files;
 mod root_lifecycle;
 mod root_network;
 mod root_prune;
+mod root_resources;
 mod root_rootless;
 mod root_run_more;
 mod root_volumes;

@@ -1631,3 +1631,33 @@ pub fn backdate(root: &Path) {
         "+",
     ]));
 }
+
+/// A block device this host's root can open for reading, as `(/dev path, major, minor)`:
+/// the root file system's disk when it can (some virtual machines refuse even root), else
+/// the first loop device. What a container must not reach without `--device`.
+pub fn openable_block_device() -> (String, u32, u32) {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let root = std::fs::metadata("/").unwrap().dev();
+    let root_disk = std::fs::read_to_string(format!(
+        "/sys/dev/block/{}:{}/uevent",
+        libc::major(root),
+        libc::minor(root)
+    ))
+    .ok()
+    .and_then(|u| {
+        u.lines()
+            .find_map(|l| l.strip_prefix("DEVNAME="))
+            .map(|n| format!("/dev/{n}"))
+    });
+    let loops = (0..8).map(|n| format!("/dev/loop{n}"));
+    for path in root_disk.into_iter().chain(loops) {
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if meta.file_type().is_block_device() && std::fs::File::open(&path).is_ok() {
+            let rdev = meta.rdev();
+            return (path, libc::major(rdev), libc::minor(rdev));
+        }
+    }
+    panic!("no block device this host can open (neither the root disk nor /dev/loop0-7)");
+}

@@ -1,8 +1,9 @@
 //! cgroups for one container, on pure v1, pure v2 and hybrid hosts.
 //!
 //! The layout is read from /proc/self/mountinfo each time a container is created: every v1
-//! hierarchy that carries a controller we use (memory, cpu, cpuacct, pids, freezer, devices)
-//! gets a directory for the container; the v2 hierarchy is used when it carries one of those
+//! hierarchy that carries a controller we use (memory, cpu, cpuacct, pids, freezer, devices;
+//! cpuset and blkio only for a container whose resources name cpus, memory nodes or a block
+//! I/O weight) gets a directory for the container; the v2 hierarchy is used when it carries one of those
 //! controllers (pure v2), or for the freezer when no v1 freezer exists. A hybrid host whose
 //! cgroup2 mount holds nothing we use (this project's machines: only hugetlb there) is thus
 //! handled as v1. The resolved directories are stored in the container's record, so pause,
@@ -16,7 +17,57 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const WANTED_V1: &[&str] = &["memory", "cpu", "cpuacct", "pids", "freezer", "devices"];
-const WANTED_V2: &[&str] = &["memory", "cpu", "pids"];
+const WANTED_V2: &[&str] = &["cpuset", "cpu", "io", "memory", "pids"];
+
+/// The v1 controllers a container joins only when its resources use them: each costs a
+/// directory per container (and cpuset's must be filled before a process may join it).
+fn wanted_v1_for(resources: Option<&LinuxResources>) -> Vec<&'static str> {
+    let mut wanted = WANTED_V1.to_vec();
+    let cpu = resources.and_then(|r| r.cpu().as_ref());
+    if cpu.is_some_and(|c| c.cpus().is_some() || c.mems().is_some()) {
+        wanted.push("cpuset");
+    }
+    let blkio = resources.and_then(|r| r.block_io().as_ref());
+    if blkio.is_some_and(|b| b.weight().is_some()) {
+        wanted.push("blkio");
+    }
+    wanted
+}
+
+/// Whether this host can keep the OOM killer away from a cgroup (docker's
+/// `--oom-kill-disable`): only cgroup v1's memory controller can (`memory.oom_control`).
+pub fn host_supports_oom_kill_disable() -> bool {
+    Layout::detect().is_ok_and(|layout| {
+        layout
+            .v1
+            .iter()
+            .filter(|m| m.controllers.iter().any(|c| c == "memory"))
+            .any(|m| m.mountpoint.join("memory.oom_control").exists())
+    })
+}
+
+/// Whether this host can weigh a cgroup's block I/O (docker's `--blkio-weight`): the v1
+/// blkio hierarchy or the v2 io controller has a weight file (BFQ's or CFQ's).
+pub fn host_supports_blkio_weight() -> bool {
+    let Ok(layout) = Layout::detect() else {
+        return false;
+    };
+    let v1 = layout
+        .v1
+        .iter()
+        .filter(|m| m.controllers.iter().any(|c| c == "blkio"))
+        .any(|m| {
+            ["blkio.weight", "blkio.bfq.weight"]
+                .iter()
+                .any(|f| m.mountpoint.join(f).exists())
+        });
+    let v2 = layout.v2.as_ref().is_some_and(|(mp, _)| {
+        std::fs::read_to_string(mp.join("cgroup.controllers"))
+            .is_ok_and(|c| c.split_whitespace().any(|c| c == "io"))
+            && !layout.v1_has("blkio")
+    });
+    v1 || v2
+}
 
 /// One cgroup v1 hierarchy as mounted on the host.
 #[derive(Clone, Debug)]
@@ -77,15 +128,20 @@ impl Layout {
             .any(|m| m.controllers.iter().any(|c| c == controller))
     }
 
-    /// The directories a container with `cgroups_path` gets on this host.
-    pub fn paths_for(&self, cgroups_path: &Path) -> Result<CgroupPaths> {
+    /// The directories a container with `cgroups_path` and `resources` gets on this host.
+    pub fn paths_for(
+        &self,
+        cgroups_path: &Path,
+        resources: Option<&LinuxResources>,
+    ) -> Result<CgroupPaths> {
         let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        let wanted_v1 = wanted_v1_for(resources);
         let mut paths = CgroupPaths::default();
         for m in &self.v1 {
             if !m
                 .controllers
                 .iter()
-                .any(|c| WANTED_V1.contains(&c.as_str()))
+                .any(|c| wanted_v1.contains(&c.as_str()))
             {
                 continue;
             }
@@ -191,6 +247,10 @@ impl CgroupPaths {
     /// Creates the directories and applies the limits.
     pub fn create(&self, resources: Option<&LinuxResources>) -> Result<()> {
         for d in &self.v1 {
+            if d.controllers.iter().any(|c| c == "cpuset") {
+                create_cpuset_v1(&d.dir)?;
+                continue;
+            }
             std::fs::create_dir_all(&d.dir)
                 .map_err(|e| Error::Cgroup(format!("mkdir {}: {e}", d.dir.display())))?;
         }
@@ -276,9 +336,20 @@ impl CgroupPaths {
                     let v = format!("{} {period}", quota.as_deref().unwrap_or("max"));
                     write(&dir.join("cpu.max"), &v)?;
                 }
-            } else if cpu.quota().is_some() {
+            } else if cpu.quota().is_some() || cpu.shares().is_some() {
                 return Err(Self::missing("cpu"));
             }
+            let cpuset = self.v1_dir("cpuset").or(self.v2_with("cpuset"));
+            for (file, value) in [("cpuset.cpus", cpu.cpus()), ("cpuset.mems", cpu.mems())] {
+                let Some(value) = value else { continue };
+                let Some(dir) = cpuset else {
+                    return Err(Self::missing("cpuset"));
+                };
+                write(&dir.join(file), value)?;
+            }
+        }
+        if let Some(weight) = r.block_io().as_ref().and_then(|b| b.weight()) {
+            self.write_blkio_weight(weight)?;
         }
         if let Some(pids) = r.pids() {
             let v = if pids.limit() > 0 {
@@ -292,14 +363,19 @@ impl CgroupPaths {
                 return Err(Self::missing("pids"));
             }
         }
-        if let (Some(rules), Some(dir)) = (r.devices(), self.v1_dir("devices")) {
-            for rule in rules {
-                let file = if rule.allow() {
-                    "devices.allow"
-                } else {
-                    "devices.deny"
-                };
-                write(&dir.join(file), &rule.to_string())?;
+        if let Some(rules) = r.devices() {
+            if let Some(dir) = self.v1_dir("devices") {
+                for rule in rules {
+                    let file = if rule.allow() {
+                        "devices.allow"
+                    } else {
+                        "devices.deny"
+                    };
+                    write(&dir.join(file), &rule.to_string())?;
+                }
+            } else if let Some(dir) = &self.v2 {
+                // cgroup v2 has no devices files: the rules become an eBPF program.
+                crate::devices::attach(dir, rules)?;
             }
         }
         if let (Some(unified), Some(dir)) = (r.unified(), &self.v2) {
@@ -311,6 +387,27 @@ impl CgroupPaths {
             }
         }
         Ok(())
+    }
+
+    /// docker's `--blkio-weight` (10 to 1000): BFQ's weight file where the I/O scheduler is
+    /// BFQ, else CFQ's (v1) or the io controller's (v2, on its own 1 to 10000 scale).
+    fn write_blkio_weight(&self, weight: u16) -> Result<()> {
+        if let Some(dir) = self.v1_dir("blkio") {
+            for file in ["blkio.bfq.weight", "blkio.weight"] {
+                if dir.join(file).exists() {
+                    return write(&dir.join(file), &weight.to_string());
+                }
+            }
+        } else if let Some(dir) = self.v2_with("io") {
+            if dir.join("io.bfq.weight").exists() {
+                return write(&dir.join("io.bfq.weight"), &weight.to_string());
+            }
+            let v2 = 1 + (u64::from(weight).clamp(10, 1000) - 10) * 9999 / 990;
+            return write(&dir.join("io.weight"), &format!("default {v2}"));
+        }
+        Err(Error::Cgroup(
+            "this host cannot weigh block I/O (no blkio.weight or io.weight file)".into(),
+        ))
     }
 
     fn v2_with(&self, controller: &str) -> Option<&Path> {
@@ -443,6 +540,41 @@ impl CgroupPaths {
     }
 }
 
+/// Creates a v1 cpuset directory and each missing ancestor below the hierarchy's root, each
+/// given its parent's cpus and memory nodes first: a new cpuset directory starts empty, and
+/// no process may join an empty one.
+fn create_cpuset_v1(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        return Ok(());
+    }
+    let parent = dir
+        .parent()
+        .ok_or_else(|| Error::Cgroup(format!("no parent for {}", dir.display())))?;
+    if !parent.exists() {
+        create_cpuset_v1(parent)?;
+    }
+    if !parent.join("cpuset.cpus").exists() {
+        return Err(Error::Cgroup(format!(
+            "{} is not in a cpuset hierarchy",
+            dir.display()
+        )));
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(Error::Cgroup(format!("mkdir {}: {e}", dir.display()))),
+    }
+    for file in ["cpuset.cpus", "cpuset.mems"] {
+        let current = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+        if current.trim().is_empty() {
+            let from = std::fs::read_to_string(parent.join(file))
+                .map_err(|e| Error::Cgroup(format!("read {}: {e}", parent.join(file).display())))?;
+            write(&dir.join(file), from.trim())?;
+        }
+    }
+    Ok(())
+}
+
 fn v2_max(v: i64) -> String {
     if v < 0 {
         "max".into()
@@ -510,7 +642,7 @@ mod tests {
             ],
             v2: Some((unified, PathBuf::from("/"))),
         };
-        let paths = layout.paths_for(Path::new("/berth/x")).unwrap();
+        let paths = layout.paths_for(Path::new("/berth/x"), None).unwrap();
         assert_eq!(paths.v2, None);
         let dirs: Vec<&Path> = paths.dirs().collect();
         assert_eq!(
@@ -535,7 +667,7 @@ mod tests {
             v1: vec![],
             v2: Some((root.to_path_buf(), PathBuf::from("/"))),
         };
-        let paths = layout.paths_for(Path::new("/berth/x")).unwrap();
+        let paths = layout.paths_for(Path::new("/berth/x"), None).unwrap();
         assert_eq!(paths.v2.as_deref(), Some(leaf.as_path()));
         let resources = LinuxResourcesBuilder::default()
             .memory(
@@ -560,11 +692,11 @@ mod tests {
         let read = |p: PathBuf| std::fs::read_to_string(p).unwrap();
         assert_eq!(
             read(root.join("cgroup.subtree_control")),
-            "+cpu +memory +pids"
+            "+cpuset +cpu +io +memory +pids"
         );
         assert_eq!(
             read(root.join("berth/cgroup.subtree_control")),
-            "+cpu +memory +pids"
+            "+cpuset +cpu +io +memory +pids"
         );
         assert_eq!(read(leaf.join("memory.max")), "33554432");
         assert_eq!(read(leaf.join("memory.swap.max")), "0");

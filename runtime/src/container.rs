@@ -71,6 +71,39 @@ fn valid_id(id: &str) -> bool {
         && !id.starts_with('.')
 }
 
+/// The sysctls a container may set are those of a namespace of its own (runc's rule and
+/// words): IPC ones with its own IPC namespace, `net.*` with its own network namespace,
+/// the host and domain names with its own UTS namespace; nothing else.
+fn check_sysctl(key: &str, own_ns: impl Fn(libc::c_int) -> bool) -> Result<()> {
+    const IPC: &[&str] = &[
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    let refuse = |why: &str| Err(Error::InvalidSpec(format!("sysctl {key:?} {why}")));
+    if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
+        if !own_ns(libc::CLONE_NEWIPC) {
+            return refuse("is not allowed in the hosts ipc namespace");
+        }
+    } else if key.starts_with("net.") {
+        if !own_ns(libc::CLONE_NEWNET) {
+            return refuse("not allowed in host network namespace");
+        }
+    } else if key == "kernel.hostname" || key == "kernel.domainname" {
+        if !own_ns(libc::CLONE_NEWUTS) {
+            return refuse("not allowed in host UTS namespace");
+        }
+    } else {
+        return refuse("is not in a separate kernel namespace");
+    }
+    Ok(())
+}
+
 fn plan(cfg: &ContainerConfig) -> Result<MonitorPlan> {
     let spec = &cfg.spec;
     let linux = spec.linux().clone().unwrap_or_default();
@@ -158,6 +191,10 @@ fn plan(cfg: &ContainerConfig) -> Result<MonitorPlan> {
     {
         return Err(Error::InvalidSpec("a sysctl name holds a path".into()));
     }
+    let own_ns = |flag| unshare & flag != 0 || join.iter().any(|(f, _)| *f == flag);
+    for (k, _) in &sysctl {
+        check_sysctl(k, own_ns)?;
+    }
 
     let layout = Layout::detect()?;
     let cgroups_path = linux
@@ -169,7 +206,7 @@ fn plan(cfg: &ContainerConfig) -> Result<MonitorPlan> {
     // the engine refuses the limits that would need one.
     let cgroups = match crate::userns::rootless() {
         Some(_) => CgroupPaths::default(),
-        None => layout.paths_for(&cgroups_path)?,
+        None => layout.paths_for(&cgroups_path, linux.resources().as_ref())?,
     };
     let state_dir = std::path::absolute(&cfg.state_dir)
         .ctx(|| format!("resolve {}", cfg.state_dir.display()))?;

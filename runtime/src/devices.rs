@@ -4,7 +4,8 @@
 //! `devices.allow`/`devices.deny` lines instead, see `cgroup`).
 //!
 //! The rules keep v1's meaning: they are read in order and the last one that matches a
-//! device decides; a device no rule matches is refused. The program tests them last to
+//! device decides (an allow matches an access it wholly covers, a deny any access it
+//! touches); a device no rule matches is refused. The program tests them last to
 //! first, so the first match it finds is the one that decides.
 
 use crate::error::{Error, Result};
@@ -37,6 +38,7 @@ const RSH32_K: u8 = 0x74; // BPF_ALU | BPF_RSH | BPF_K
 const MOV32_X: u8 = 0xbc; // BPF_ALU | BPF_MOV | BPF_X
 const MOV64_K: u8 = 0xb7; // BPF_ALU64 | BPF_MOV | BPF_K
 const JNE_K: u8 = 0x55; // BPF_JMP | BPF_JNE | BPF_K
+const JEQ_K: u8 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
 const EXIT: u8 = 0x95; // BPF_JMP | BPF_EXIT
 
 // struct bpf_cgroup_dev_ctx: access_type (access << 16 | type), major, minor.
@@ -81,10 +83,16 @@ pub(crate) fn program(rules: &[LinuxDeviceCgroup]) -> Result<Vec<Insn>> {
         }
         let access = access_bits(rule.access().as_deref().unwrap_or("rwm"))?;
         if access != ACC_MKNOD | ACC_READ | ACC_WRITE {
-            // Matches only when everything asked for is in the rule's access.
             tests.push(insn(MOV32_X, 1, 3, 0, 0));
-            tests.push(insn(AND32_K, 1, 0, 0, !access & 7));
-            tests.push(insn(JNE_K, 1, 0, 0, 0));
+            if rule.allow() {
+                // An allow matches when everything asked for is in the rule's access.
+                tests.push(insn(AND32_K, 1, 0, 0, !access & 7));
+                tests.push(insn(JNE_K, 1, 0, 0, 0));
+            } else {
+                // A deny takes its access away (v1): it matches when any of it is asked.
+                tests.push(insn(AND32_K, 1, 0, 0, access));
+                tests.push(insn(JEQ_K, 1, 0, 0, 0));
+            }
         }
         if let Some(major) = rule.major().filter(|m| *m >= 0) {
             tests.push(insn(JNE_K, 4, 0, 0, major as i32));
@@ -94,13 +102,18 @@ pub(crate) fn program(rules: &[LinuxDeviceCgroup]) -> Result<Vec<Insn>> {
         }
         let len = tests.len() + 2;
         for (i, t) in tests.iter_mut().enumerate() {
-            if t.code == JNE_K {
+            if t.code == JNE_K || t.code == JEQ_K {
                 t.off = (len - i - 1) as i16;
             }
         }
+        let matches_all = tests.is_empty();
         p.extend(tests);
         p.push(insn(MOV64_K, 0, 0, 0, rule.allow() as i32));
         p.push(insn(EXIT, 0, 0, 0, 0));
+        if matches_all {
+            // Every device stops here: the verifier refuses code after it (unreachable).
+            return Ok(p);
+        }
     }
     p.push(insn(MOV64_K, 0, 0, 0, 0));
     p.push(insn(EXIT, 0, 0, 0, 0));
@@ -206,7 +219,12 @@ mod tests {
     use super::*;
     use oci_spec::runtime::LinuxDeviceCgroup;
 
-    fn rule(allow: bool, typ: Option<LinuxDeviceType>, mm: Option<(i64, i64)>, access: &str) -> LinuxDeviceCgroup {
+    fn rule(
+        allow: bool,
+        typ: Option<LinuxDeviceType>,
+        mm: Option<(i64, i64)>,
+        access: &str,
+    ) -> LinuxDeviceCgroup {
         let mut r = LinuxDeviceCgroup::default();
         r.set_allow(allow);
         r.set_typ(typ);
@@ -223,12 +241,20 @@ mod tests {
         let (mountpoint, _) = layout
             .v2
             .expect("the devices program needs a cgroup2 mount (pure v2 or hybrid)");
-        let dir = mountpoint.join(format!("berth-devtest-{}-{}", std::process::id(), paths.len()));
+        let dir = mountpoint.join(format!(
+            "berth-devtest-{}-{}",
+            std::process::id(),
+            paths.len()
+        ));
         std::fs::create_dir(&dir).unwrap();
         attach(&dir, rules).unwrap();
         let (r, w) = crate::sys::pipe().unwrap();
-        let procs = std::ffi::CString::new(dir.join("cgroup.procs").as_os_str().as_encoded_bytes()).unwrap();
-        let cpaths: Vec<std::ffi::CString> = paths.iter().map(|p| std::ffi::CString::new(*p).unwrap()).collect();
+        let procs = std::ffi::CString::new(dir.join("cgroup.procs").as_os_str().as_encoded_bytes())
+            .unwrap();
+        let cpaths: Vec<std::ffi::CString> = paths
+            .iter()
+            .map(|p| std::ffi::CString::new(*p).unwrap())
+            .collect();
         let pid = crate::sys::fork().unwrap();
         if pid == 0 {
             // SAFETY: raw system calls only, then _exit.
@@ -240,7 +266,9 @@ mod tests {
                 let mut out = vec![];
                 for p in &cpaths {
                     let f = libc::open(p.as_ptr(), libc::O_RDWR);
-                    out.extend_from_slice(&(if f < 0 { *libc::__errno_location() } else { 0 }).to_ne_bytes());
+                    out.extend_from_slice(
+                        &(if f < 0 { *libc::__errno_location() } else { 0 }).to_ne_bytes(),
+                    );
                 }
                 libc::write(w.as_raw_fd(), out.as_ptr().cast(), out.len());
                 libc::_exit(0);
@@ -251,8 +279,15 @@ mod tests {
         std::io::Read::read_to_end(&mut std::fs::File::from(r), &mut buf).unwrap();
         let status = crate::sys::wait_child(pid, 0).unwrap();
         let _ = std::fs::remove_dir(&dir);
-        assert_eq!(status, Some((0, None)), "the child could not join {}", dir.display());
-        buf.chunks_exact(4).map(|c| i32::from_ne_bytes(c.try_into().unwrap())).collect()
+        assert_eq!(
+            status,
+            Some((0, None)),
+            "the child could not join {}",
+            dir.display()
+        );
+        buf.chunks_exact(4)
+            .map(|c| i32::from_ne_bytes(c.try_into().unwrap()))
+            .collect()
     }
 
     #[test]
@@ -266,7 +301,10 @@ mod tests {
             rule(true, Some(C), Some((1, 9)), "rwm"),
             rule(false, Some(C), Some((1, 9)), "w"),
         ];
-        let errnos = open_errnos(&rules, &["/dev/null", "/dev/zero", "/dev/full", "/dev/urandom"]);
+        let errnos = open_errnos(
+            &rules,
+            &["/dev/null", "/dev/zero", "/dev/full", "/dev/urandom"],
+        );
         // null allowed; zero only for reading (we ask rw); full never; urandom's write denied.
         assert_eq!(errnos, [0, libc::EPERM, libc::EPERM, libc::EPERM]);
         let all = [rule(true, None, None, "rwm")];

@@ -51,6 +51,9 @@ pub enum Error {
     /// A user or group that cannot be resolved in the container's /etc files.
     #[error("unable to find user {0}")]
     UnknownUser(String),
+    /// A `--group-add` name the container's /etc/group does not have (docker's words).
+    #[error("Unable to find group {0}: no matching entries in group file")]
+    UnknownGroup(String),
     /// The monitor spoke something this side does not understand.
     #[error("monitor protocol: {0}")]
     Protocol(String),

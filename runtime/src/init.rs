@@ -399,20 +399,35 @@ fn prepare_process(p: &ProcessPlan, sock: RawFd) {
     // SAFETY: every call below is a plain system call on valid arguments.
     unsafe {
         for &(res, soft, hard) in &p.rlimits {
-            // Never ask for more than the hard limit we were given: raising it needs
-            // CAP_SYS_RESOURCE, which this process may lack.
+            // Exactly what the Spec asks, as runc: a hard limit above the one this process
+            // was given needs CAP_SYS_RESOURCE, and without it the start fails, naming the
+            // limit, rather than running with less than was asked.
             let mut cur = libc::rlimit {
                 rlim_cur: 0,
                 rlim_max: 0,
             };
             libc::getrlimit(res as _, &mut cur);
-            let hard = hard.min(cur.rlim_max);
             let new = libc::rlimit {
-                rlim_cur: soft.min(hard),
+                rlim_cur: soft,
                 rlim_max: hard,
             };
             if libc::setrlimit(res as _, &new) != 0 {
-                setup_err("setrlimit", std::io::Error::last_os_error());
+                let e = std::io::Error::last_os_error();
+                let above = if hard > cur.rlim_max && cur.rlim_max != libc::RLIM_INFINITY {
+                    format!(
+                        " (the hard limit {hard} is above this host's {}: raising it needs \
+                         CAP_SYS_RESOURCE)",
+                        cur.rlim_max
+                    )
+                } else {
+                    String::new()
+                };
+                fail(
+                    sock,
+                    FAIL_SETUP,
+                    format!("error setting rlimit type {res}: {e}{above}"),
+                    1,
+                );
             }
         }
         if let Some(adj) = p.oom_score_adj {

@@ -27,6 +27,8 @@
 //! Container::delete(force)                          leaves nothing behind
 //! ContainerConfig::on_exit                          called by the monitor with the exit
 //! default_spec(id) -> Spec, resolve_user(layers, "user:group"), Error::exit_code()
+//! resolve_groups(layers, ["audio", "10"]), host_supports_blkio_weight(),
+//! host_supports_oom_kill_disable()
 //! ```
 //!
 //! The `run` path is `create` → `attach` (streams wanted) → `Attach::start` → read events
@@ -51,7 +53,13 @@
 //! - cgroups: pure v1, pure v2 and hybrid hosts, detected at run time (`cgroup`). An absolute
 //!   `cgroupsPath` is taken from each hierarchy's root (runc's reading), a relative one from
 //!   the caller's own cgroup; `default_spec` uses `/berth/<id>`.
-//! - rlimits are never raised above the hard limit the runtime itself was given.
+//! - rlimits are set exactly as the Spec asks (runc's rule): a hard limit above the runtime's
+//!   own needs CAP_SYS_RESOURCE, and without it the start fails with a message naming it.
+//! - sysctls only of a namespace the container has of its own (IPC, network, UTS), runc's
+//!   rule and words.
+//! - devices: the Spec's nodes are made in the container's /dev and its device rules go to
+//!   the v1 devices controller, or on cgroup v2 become an eBPF program attached to the
+//!   container's cgroup (`devices`).
 //! - Networks: the Spec's (none: a new namespace with `lo`; host: no network namespace; a
 //!   namespace path), and a bridge: `net::connect` plugs a created container's namespace into
 //!   a host bridge (veth, address lease, NAT, published ports) before `start`;
@@ -67,9 +75,7 @@
 //!   `userxattr` (or fuse-overlayfs), binds the host's /sys when there is no network namespace
 //!   of its own, leaves /sys/fs/cgroup empty and keeps seccomp programs in the user's runtime
 //!   directory.
-//! - Not done: user namespaces of a container's own (`--userns`), AppArmor/SELinux, hooks,
-//!   the devices cgroup on pure v2
-//!   (needs eBPF), IPv6 on bridges.
+//! - Not done: user namespaces of a container's own (`--userns`), AppArmor/SELinux, hooks.
 //!
 //! # Notes for the engine
 //!
@@ -94,6 +100,7 @@
 mod attach;
 mod cgroup;
 mod container;
+mod devices;
 mod error;
 mod exec;
 mod init;
@@ -109,6 +116,7 @@ mod user;
 pub mod userns;
 
 pub use attach::{Attach, AttachInput, AttachOptions, Event};
+pub use cgroup::{host_supports_blkio_weight, host_supports_oom_kill_disable};
 pub use container::{create, Container, ContainerConfig, ExitHook};
 pub use error::{Error, Result};
 pub use exec::{ExecProcess, ExecStdio};
@@ -119,7 +127,7 @@ pub use spec::{
     DEFAULT_MASKED_PATHS, DEFAULT_PATH, DEFAULT_READONLY_PATHS,
 };
 pub use state::{now_rfc3339, Exit, State, Status};
-pub use user::{resolve_user, ResolvedUser};
+pub use user::{resolve_groups, resolve_user, ResolvedUser};
 
 /// The Spec types, re-exported so the engine uses the same version.
 pub use oci_spec;

@@ -87,7 +87,8 @@ pub fn resolve_user(layers: &[impl AsRef<Path>], spec: &str) -> Result<ResolvedU
             None => g.parse().map_err(|_| Error::UnknownUser(spec.into()))?,
         };
     }
-    let mut additional_gids = vec![];
+    // runc's rule: the primary group is the first supplementary group too.
+    let mut additional_gids = vec![gid];
     if let (Some(name), None) = (&name, grp) {
         for f in &groups {
             if f[3].split(',').any(|m| m == name) {
@@ -105,6 +106,26 @@ pub fn resolve_user(layers: &[impl AsRef<Path>], spec: &str) -> Result<ResolvedU
         additional_gids,
         home: if home.is_empty() { "/".into() } else { home },
     })
+}
+
+/// docker's `--group-add`: each of `groups` (a name in the container's /etc/group, or a
+/// number, which needs no entry) as a gid, in the root filesystem made of `layers`.
+pub fn resolve_groups(layers: &[impl AsRef<Path>], groups: &[String]) -> Result<Vec<u32>> {
+    let layers: Vec<PathBuf> = layers.iter().map(|l| l.as_ref().to_path_buf()).collect();
+    let file = find(&layers, "etc/group").unwrap_or_default();
+    groups
+        .iter()
+        .map(|g| {
+            if let Ok(gid) = g.parse::<u32>() {
+                return Ok(gid);
+            }
+            file.lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .find(|f| f.len() >= 3 && f[0] == g)
+                .and_then(|f| f[2].parse().ok())
+                .ok_or_else(|| Error::UnknownGroup(g.clone()))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -127,12 +148,12 @@ mod tests {
         .unwrap();
         let layers = [dir.path()];
         let r = |s: &str| resolve_user(&layers, s).map(|u| (u.uid, u.gid, u.additional_gids));
-        assert_eq!(r("").unwrap(), (0, 0, vec![]));
-        assert_eq!(r("www").unwrap(), (33, 33, vec![4]));
-        assert_eq!(r("33").unwrap(), (33, 33, vec![4]));
-        assert_eq!(r("www:adm").unwrap(), (33, 4, vec![]));
-        assert_eq!(r("1000").unwrap(), (1000, 0, vec![]));
-        assert_eq!(r("1000:1000").unwrap(), (1000, 1000, vec![]));
+        assert_eq!(r("").unwrap(), (0, 0, vec![0]));
+        assert_eq!(r("www").unwrap(), (33, 33, vec![33, 4]));
+        assert_eq!(r("33").unwrap(), (33, 33, vec![33, 4]));
+        assert_eq!(r("www:adm").unwrap(), (33, 4, vec![4]));
+        assert_eq!(r("1000").unwrap(), (1000, 0, vec![0]));
+        assert_eq!(r("1000:1000").unwrap(), (1000, 1000, vec![1000]));
         assert!(r("nobody").is_err());
         assert!(r("www:nogroup").is_err());
         assert_eq!(resolve_user(&layers, "www").unwrap().home, "/var/www");

@@ -28,6 +28,7 @@ mod mounts;
 mod names;
 mod network;
 mod record;
+mod resources;
 pub mod rootless;
 pub mod seccomp;
 mod session;
@@ -57,10 +58,11 @@ pub use cp::{CopyOptions, HostSource, HostTarget};
 pub use logs::{log_settings, read_log, read_logs, LogLine, LogOptions};
 pub use network::{predefined_id, NetworkOptions, NetworkRecord, PREDEFINED};
 pub use record::{
-    ContainerRecord, EndpointConfig, EndpointState, Healthcheck, HostConfig, LastRun, Lifecycle,
-    LogConfig, MountPoint, MountSpec, NetworkMode, NetworkState, PortBinding, ProcessConfig,
-    RestartPolicy,
+    ContainerRecord, DeviceMapping, EndpointConfig, EndpointState, Healthcheck, HostConfig,
+    LastRun, Lifecycle, LogConfig, MountPoint, MountSpec, NetworkMode, NetworkState, PortBinding,
+    ProcessConfig, Resources, RestartPolicy, Ulimit,
 };
+pub use resources::{check_cgroup_rule, check_sysctl, resource_warnings, DEFAULT_SHM_SIZE};
 pub use session::{
     parse_signal, AttachInput, Attached, ExecProcess, ExecStdio, Exit, Output, Signals,
 };
@@ -1095,6 +1097,7 @@ impl Engine {
         let mut host = opts.host.clone();
         confine::check(&mut host)?;
         rootless::check(&host)?;
+        resources::check(&mut host)?;
         let long_mounts = host
             .mounts
             .iter()

@@ -326,6 +326,75 @@ pub struct HostConfig {
     /// `--annotation`: passed to the runtime in the Spec's annotations.
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+    /// Devices, limits and kernel settings beyond the ones above (`--device`, `--ulimit`, …).
+    #[serde(default)]
+    pub resources: Resources,
+}
+
+/// The rest of docker's `HostConfig` that confines or limits a container: devices and their
+/// cgroup rules, extra groups, sysctls, rlimits, /dev/shm and tmpfs mounts, the OOM killer
+/// and the cgroup knobs. Each field in docker's meaning, checked by `create`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Resources {
+    /// `--device HOST[:CONTAINER[:PERMISSIONS]]`.
+    #[serde(default)]
+    pub devices: Vec<DeviceMapping>,
+    /// `--device-cgroup-rule`: `TYPE MAJOR:MINOR ACCESS` lines (`c 1:3 rwm`, `b *:* m`).
+    #[serde(default)]
+    pub device_cgroup_rules: Vec<String>,
+    /// `--group-add`: group names (resolved in the container's /etc/group at start) or ids.
+    #[serde(default)]
+    pub group_add: Vec<String>,
+    /// `--sysctl`: namespaced kernel parameters.
+    #[serde(default)]
+    pub sysctls: BTreeMap<String, String>,
+    /// `--ulimit`.
+    #[serde(default)]
+    pub ulimits: Vec<Ulimit>,
+    /// `--shm-size` in bytes; 0 is docker's 64 MiB.
+    #[serde(default)]
+    pub shm_size: i64,
+    /// `--tmpfs PATH[:OPTIONS]`: mount point to tmpfs options.
+    #[serde(default)]
+    pub tmpfs: BTreeMap<String, String>,
+    #[serde(default)]
+    pub oom_kill_disable: bool,
+    /// -1000 to 1000.
+    #[serde(default)]
+    pub oom_score_adj: i32,
+    /// Relative CPU weight; 0 = the kernel's default (1024).
+    #[serde(default)]
+    pub cpu_shares: i64,
+    /// CPUs allowed (`0-2`, `0,1`); empty = all.
+    #[serde(default)]
+    pub cpuset_cpus: String,
+    /// Memory nodes allowed; empty = all.
+    #[serde(default)]
+    pub cpuset_mems: String,
+    /// Soft memory limit in bytes; 0 = none.
+    #[serde(default)]
+    pub memory_reservation: i64,
+    /// Block I/O weight, 10 to 1000; 0 = the default (also when the host cannot weigh I/O:
+    /// `create` discards it then, as docker).
+    #[serde(default)]
+    pub blkio_weight: u16,
+}
+
+/// One `--device`, docker's `DeviceMapping`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeviceMapping {
+    pub path_on_host: String,
+    pub path_in_container: String,
+    /// Some of `rwm`.
+    pub cgroup_permissions: String,
+}
+
+/// One `--ulimit NAME=SOFT[:HARD]`; -1 is unlimited.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Ulimit {
+    pub name: String,
+    pub soft: i64,
+    pub hard: i64,
 }
 
 /// One `--mount`: docker's `mount.Mount`.

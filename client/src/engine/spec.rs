@@ -333,5 +333,6 @@ pub(crate) fn build(rec: &ContainerRecord, layers: &[PathBuf], etc: &EtcFiles) -
     linux.set_resources(Some(resources));
     spec.set_linux(Some(linux));
     super::confine::apply(rec, &mut spec)?;
+    super::resources::apply(rec, &mut spec, layers)?;
     Ok(spec)
 }

@@ -1,7 +1,7 @@
 //! `berth create`: a container's record from an image (pulled when missing), nothing running.
 
 use anyhow::{bail, Result};
-use berth_client::engine::{ContainerRecord, Engine};
+use berth_client::engine::{resource_warnings, ContainerRecord, Engine};
 use berth_client::images::ImageRecord;
 use berth_client::remote::Platform;
 use clap::Args;
@@ -78,6 +78,9 @@ fn find_image(e: &Engine, f: &CreateFlags) -> Result<ImageRecord> {
 /// the container and holds its id after; it goes again when the create fails.
 pub fn create_record(e: &Engine, f: &CreateFlags) -> Result<ContainerRecord> {
     let opts = create_options(e, f)?;
+    for warning in resource_warnings(&opts.host) {
+        eprintln!("WARNING: {warning}");
+    }
     let life = lifecycle(f)?;
     let cidfile = f.cidfile.as_deref().map(CidFile::create).transpose()?;
     let image = find_image(e, f)?;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use berth_client::engine::{
     hostname_of, predefined_id, ContainerRecord, EndpointConfig, EndpointState, Engine,
-    NetworkMode, NetworkState, PortBinding, Status,
+    NetworkMode, NetworkState, PortBinding, Status, DEFAULT_SHM_SIZE,
 };
 use clap::Args;
 use serde_json::{json, Value};
@@ -421,6 +421,41 @@ fn confinement(h: &mut Value, host: &berth_client::engine::HostConfig) {
     h["CapAdd"] = list(&host.cap_add);
     h["CapDrop"] = list(&host.cap_drop);
     h["SecurityOpt"] = list(&host.security_opt);
+    let r = &host.resources;
+    h["Devices"] = json!(r
+        .devices
+        .iter()
+        .map(|d| json!({
+            "PathOnHost": d.path_on_host,
+            "PathInContainer": d.path_in_container,
+            "CgroupPermissions": d.cgroup_permissions,
+        }))
+        .collect::<Vec<_>>());
+    h["DeviceCgroupRules"] = list(&r.device_cgroup_rules);
+    h["GroupAdd"] = list(&r.group_add);
+    if !r.sysctls.is_empty() {
+        h["Sysctls"] = json!(r.sysctls);
+    }
+    h["Ulimits"] = json!(r
+        .ulimits
+        .iter()
+        .map(|u| json!({ "Name": u.name, "Hard": u.hard, "Soft": u.soft }))
+        .collect::<Vec<_>>());
+    h["ShmSize"] = json!(if r.shm_size > 0 {
+        r.shm_size
+    } else {
+        DEFAULT_SHM_SIZE
+    });
+    if !r.tmpfs.is_empty() {
+        h["Tmpfs"] = json!(r.tmpfs);
+    }
+    h["OomKillDisable"] = json!(r.oom_kill_disable);
+    h["OomScoreAdj"] = json!(r.oom_score_adj);
+    h["CpuShares"] = json!(r.cpu_shares);
+    h["CpusetCpus"] = json!(r.cpuset_cpus);
+    h["CpusetMems"] = json!(r.cpuset_mems);
+    h["MemoryReservation"] = json!(r.memory_reservation);
+    h["BlkioWeight"] = json!(r.blkio_weight);
 }
 
 /// docker's `IPAMConfig` of an endpoint: the addresses asked for with `--ip`/`--ip6`, or null.

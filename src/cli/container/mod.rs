@@ -25,6 +25,7 @@ pub mod port;
 pub mod prune;
 pub mod ps;
 pub mod rename;
+pub mod resources;
 pub mod rm;
 pub mod run;
 pub mod start;

@@ -1,7 +1,8 @@
 //! The flags `run` and `create` share ([`CreateFlags`]) and their conversion into the
 //! engine's [`CreateOptions`] ([`create_options`]): every check of a flag's value, in docker's
 //! words, happens here, once. A new flag: a field in `CreateFlags` (in docker's order of
-//! `docker run --help`, with its help line), and its reading in `create_options`.
+//! `docker run --help`, with its help line), and its reading in `create_options`. The
+//! device, limit and kernel-setting flags are a group of their own (`resources`).
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use berth_client::engine::{
 use clap::Args;
 
 use super::mount::parse_mount;
+use super::resources::ResourceFlags;
 use crate::cli::flags::{parse_bytes, parse_go_duration};
 
 /// The flags `create` and `run` share.
@@ -168,6 +170,9 @@ pub struct CreateFlags {
     /// forever)
     #[arg(long, value_name = "INT", allow_hyphen_values = true)]
     pub stop_timeout: Option<String>,
+    /// Devices, limits and kernel settings (`--device`, `--ulimit`, `--sysctl`, …).
+    #[command(flatten)]
+    pub resources: ResourceFlags,
     /// Attach to STDIN, STDOUT or STDERR
     #[arg(short = 'a', long, value_name = "STREAM")]
     pub attach: Vec<String>,
@@ -435,6 +440,7 @@ pub fn create_options(e: &Engine, f: &CreateFlags) -> Result<CreateOptions> {
             cap_add: f.cap_add.clone(),
             cap_drop: f.cap_drop.clone(),
             security_opt: security_opts(&f.security_opt)?,
+            resources: f.resources.resources()?,
             mounts,
             volumes_from: f.volumes_from.clone(),
             init: f.init,
