@@ -352,7 +352,7 @@ CMD ["cat /srv/greeting"]
         .lines()
         .map(str::to_string)
         .collect();
-    assert_eq!(lines.len(), 2);
+    assert_eq!(lines.len(), 2, "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(lines[0], lines[1], "not one inode: {lines:?}");
     assert!(lines[0].starts_with("2 "), "{lines:?}");
     // History: one entry per instruction (BuildKit's words), diff ids for the layer steps.

@@ -613,15 +613,15 @@ pub fn parse_signal(s: &str) -> Result<i32> {
         "RTMIN" => 34,
         "RTMAX" => 64,
         _ => {
-            let offset = |rest: &str| match rest.parse::<i32>() {
-                Ok(n) if (1..=15).contains(&n) && !rest.starts_with('+') => Ok(n),
+            let offset = |rest: &str, most: i32| match rest.parse::<i32>() {
+                Ok(n) if (1..=most).contains(&n) && !rest.starts_with('+') => Ok(n),
                 _ => Err(Error::UnknownSignal(s.into())),
             };
             if let Some(rest) = name.strip_prefix("RTMIN+") {
-                return Ok(34 + offset(rest)?);
+                return Ok(34 + offset(rest, 15)?);
             }
             if let Some(rest) = name.strip_prefix("RTMAX-") {
-                return Ok(64 - offset(rest)?);
+                return Ok(64 - offset(rest, 14)?);
             }
             return Err(Error::UnknownSignal(s.into()));
         }

@@ -524,26 +524,41 @@ fn root_user_capabilities_and_no_new_privs() {
 }
 
 #[test]
-fn root_rlimits_never_exceed_the_given_hard_limit() {
-    let fx = Fixture::new();
-    let mut spec = fx.spec(&["sh", "-c", "ulimit -n; ulimit -Hn"]);
-    let r = PosixRlimitBuilder::default()
-        .typ(PosixRlimitType::RlimitNofile)
-        .soft(1u64 << 30)
-        .hard(1u64 << 30)
-        .build()
-        .unwrap();
-    spec.process_mut()
-        .as_mut()
-        .unwrap()
-        .set_rlimits(Some(vec![r]));
-    let out = run(&fx, spec);
-    assert_eq!(out.exit.code, 0, "{out:?}");
+fn root_rlimits_are_set_exactly_or_the_start_fails_naming_the_limit() {
+    let nofile = |soft: u64, hard: u64| {
+        let fx = Fixture::new();
+        let mut spec = fx.spec(&["sh", "-c", "ulimit -n; ulimit -Hn"]);
+        let r = PosixRlimitBuilder::default()
+            .typ(PosixRlimitType::RlimitNofile)
+            .soft(soft)
+            .hard(hard)
+            .build()
+            .unwrap();
+        spec.process_mut()
+            .as_mut()
+            .unwrap()
+            .set_rlimits(Some(vec![r]));
+        (fx, spec)
+    };
+    // Within what this process may set: exactly as asked, as runc does.
     let hard = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         .unwrap()
         .1;
-    let want = format!("{hard}\n{hard}\n");
-    assert_eq!(out.stdout, want);
+    let (fx, spec) = nofile(hard / 4, hard / 2);
+    let out = run(&fx, spec);
+    assert_eq!(out.exit.code, 0, "{out:?}");
+    assert_eq!(out.stdout, format!("{}\n{}\n", hard / 4, hard / 2));
+    // Above it (2^30 is past any kernel's nr_open): the start fails and says which limit,
+    // instead of running with less than asked.
+    let (fx, spec) = nofile(1u64 << 30, 1u64 << 30);
+    let c = fx.create(spec);
+    let mut a = c.attach(ALL_OUT).expect("attach");
+    let err = a
+        .start()
+        .expect_err("a hard limit past the host's must fail")
+        .to_string();
+    assert!(err.contains("rlimit type 7"), "{err}");
+    let _ = c.delete(true);
 }
 
 #[test]
