@@ -108,6 +108,24 @@ pub fn confirm(warning: &str) -> Result<bool> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
+/// A prune command's end, as docker's: unless `force`, the warning and its question (a "no"
+/// ends with nothing done), then `prune` and its `Total reclaimed space` line.
+pub fn confirm_and_prune(
+    force: bool,
+    warning: &str,
+    prune: impl FnOnce() -> Result<u64>,
+) -> Result<i32> {
+    if !force && !confirm(warning)? {
+        return Ok(0);
+    }
+    let reclaimed = prune()?;
+    println!(
+        "Total reclaimed space: {}",
+        crate::cli::format::human_size4(reclaimed)
+    );
+    Ok(0)
+}
+
 /// `KEY=VALUE` (or `KEY` alone: an empty value), as docker reads `--label` and `--opt`.
 pub fn key_values(given: &[String], what: &str) -> Result<Vec<(String, String)>> {
     given

@@ -4,8 +4,8 @@ use anyhow::Result;
 use berth_client::engine::Engine;
 use clap::Args;
 
-use crate::cli::flags::{confirm, PruneFilters};
-use crate::cli::format::{human_size4, print_deleted};
+use crate::cli::flags::{confirm_and_prune, PruneFilters};
+use crate::cli::format::print_deleted;
 use crate::cli::globals::Globals;
 
 #[derive(Args, Debug)]
@@ -31,10 +31,9 @@ pub fn prune(e: &Engine, filters: &PruneFilters) -> Result<u64> {
 pub fn run(g: &Globals, a: PruneArgs) -> Result<i32> {
     let filters = PruneFilters::parse(&a.filter)?;
     let e = g.engine()?;
-    if !a.force && !confirm("WARNING! This will remove all stopped containers.")? {
-        return Ok(0);
-    }
-    let reclaimed = prune(&e, &filters)?;
-    println!("Total reclaimed space: {}", human_size4(reclaimed));
-    Ok(0)
+    confirm_and_prune(
+        a.force,
+        "WARNING! This will remove all stopped containers.",
+        || prune(&e, &filters),
+    )
 }

@@ -7,8 +7,8 @@ use berth_client::images::{ImageRecord, ImageStore, Removal};
 use clap::Args;
 
 use super::rm::images_in_use;
-use crate::cli::flags::{confirm, PruneFilters};
-use crate::cli::format::{human_size4, print_deleted};
+use crate::cli::flags::{confirm_and_prune, PruneFilters};
+use crate::cli::format::print_deleted;
 use crate::cli::globals::block_on;
 
 #[derive(Args)]
@@ -27,19 +27,12 @@ pub struct PruneArgs {
 
 pub fn run(store: &ImageStore, a: PruneArgs) -> Result<i32> {
     let filters = PruneFilters::parse(&a.filter)?;
-    if !a.force {
-        let warning = if a.all {
-            "WARNING! This will remove all images without at least one container associated to them."
-        } else {
-            "WARNING! This will remove all dangling images."
-        };
-        if !confirm(warning)? {
-            return Ok(0);
-        }
-    }
-    let reclaimed = prune(store, a.all, &filters)?;
-    println!("Total reclaimed space: {}", human_size4(reclaimed));
-    Ok(0)
+    let warning = if a.all {
+        "WARNING! This will remove all images without at least one container associated to them."
+    } else {
+        "WARNING! This will remove all dangling images."
+    };
+    confirm_and_prune(a.force, warning, || prune(store, a.all, &filters))
 }
 
 /// Removes the dangling (with `all`: unused) images the filters admit, prints docker's
