@@ -33,3 +33,41 @@ bench_dockerd() {
   docker -H "unix://$w/d.sock" version >/dev/null 2>&1 \
     || { echo "dockerd did not start:" >&2; tail "$w/dockerd.log" >&2; exit 1; }
 }
+
+# The helpers below work in the caller's $W (its temp dir).
+
+# bench_crun_ns: a mount namespace of our own, kept in $W/ns/mnt, for crun: crun 1.8 refuses a
+# hybrid host (cgroup2 at /sys/fs/cgroup/unified beside v1 controllers), so in it that mount
+# is gone.
+bench_crun_ns() {
+  mkdir "$W/ns"
+  mount --bind "$W/ns" "$W/ns"
+  mount --make-private "$W/ns"
+  touch "$W/ns/mnt"
+  if [ "$(stat -f -c %T /sys/fs/cgroup/unified 2>/dev/null)" = cgroup2fs ] &&
+    [ "$(stat -f -c %T /sys/fs/cgroup)" != cgroup2fs ]; then
+    unshare --mount="$W/ns/mnt" --propagation private umount /sys/fs/cgroup/unified
+  else
+    unshare --mount="$W/ns/mnt" --propagation private true
+  fi
+}
+
+# timed NAME COMMAND…: one timed run, in microseconds, appended to $W/t.NAME; a failure ends
+# the benchmark.
+timed() {
+  local name=$1 s e
+  shift
+  s=${EPOCHREALTIME/./}
+  "$@" >/dev/null 2>"$W/err" || { echo "$name failed: $*" >&2; cat "$W/err" >&2; exit 1; }
+  e=${EPOCHREALTIME/./}
+  echo $((e - s)) >>"$W/t.$name"
+}
+
+# timed_crun NAME BUNDLE ID: the same for `crun run` inside bench_crun_ns's namespace (its
+# state in $W/tmpfs/crun); the clock runs there too, so nsenter is not counted.
+timed_crun() {
+  nsenter --mount="$W/ns/mnt" bash -c 's=${EPOCHREALTIME/./}
+    crun --root "$1/tmpfs/crun" run -b "$3" "$4" >/dev/null 2>"$1/err" || { cat "$1/err" >&2; exit 1; }
+    e=${EPOCHREALTIME/./}; echo $((e - s)) >>"$1/t.$2"' _ "$W" "$1" "$2" "$3" ||
+    { echo "crun run failed" >&2; exit 1; }
+}

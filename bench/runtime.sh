@@ -84,41 +84,13 @@ s["process"]["terminal"] = False
 s["root"]["readonly"] = False  # writable, as the engines give it
 json.dump(s, open(sys.argv[1], "w"))
 EOF
-# crun 1.8 refuses a hybrid host (cgroup2 at /sys/fs/cgroup/unified beside v1 controllers):
-# a mount namespace of our own, kept in a file, in which that mount is gone.
-mkdir "$W/ns"
-mount --bind "$W/ns" "$W/ns"
-mount --make-private "$W/ns"
-touch "$W/ns/mnt"
-if [ "$(stat -f -c %T /sys/fs/cgroup/unified 2>/dev/null)" = cgroup2fs ] &&
-  [ "$(stat -f -c %T /sys/fs/cgroup)" != cgroup2fs ]; then
-  unshare --mount="$W/ns/mnt" --propagation private umount /sys/fs/cgroup/unified
-else
-  unshare --mount="$W/ns/mnt" --propagation private true
-fi
-
-# One timed run of "$@", in microseconds, appended to $W/t.NAME; a failure ends the benchmark.
-timed() {
-  local name=$1 s e
-  shift
-  s=${EPOCHREALTIME/./}
-  "$@" >/dev/null 2>"$W/err" || { echo "$name failed: $*" >&2; cat "$W/err" >&2; exit 1; }
-  e=${EPOCHREALTIME/./}
-  echo $((e - s)) >>"$W/t.$name"
-}
-# The same for crun inside the namespace; the clock runs there too, so nsenter is not counted.
-timed_crun() {
-  nsenter --mount="$W/ns/mnt" bash -c 's=${EPOCHREALTIME/./}
-    crun --root "$1/tmpfs/crun" run -b "$1/bundle" "$2" >/dev/null 2>"$1/err" || { cat "$1/err" >&2; exit 1; }
-    e=${EPOCHREALTIME/./}; echo $((e - s)) >>"$1/t.crun"' _ "$W" "$1" ||
-    { echo "crun run failed" >&2; exit 1; }
-}
+bench_crun_ns
 
 round() {
   timed berth "$BERTH" run --rm --pull never --network none "$IMG" true
   timed podman $P run --rm --pull never --network none $PODMAN_LIMITS "$IMG" true
   timed docker $D run --rm --pull never --network none "$IMG" true
-  timed_crun "c$1"
+  timed_crun crun "$W/bundle" "c$1"
   timed runc runc --root "$W/tmpfs/runc" run -b "$W/bundle" "r$1"
   timed floor unshare -fpmuin chroot "$W/bundle/rootfs" true
   timed berth_tmpfs "$BERTH" run --root "$W/tmpfs/berth" --rm --pull never --network none "$IMG" true

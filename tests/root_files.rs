@@ -465,6 +465,24 @@ fn root_commit_flags_and_the_image_runs_in_berth_docker_and_podman() {
     let ours = env_of(b.ok(&["image", "inspect", "plain:2"]));
     assert_eq!(ours, env_of(d.ok(&["image", "inspect", "plain:2"])));
     assert_eq!(ours, serde_json::json!(["A=b"]));
+    // HEALTHCHECK and quoted, substituted values, read as a Dockerfile's: docker's config.
+    let changes = [
+        "-c",
+        "HEALTHCHECK --interval=2s --retries=4 CMD cat /ok",
+        "-c",
+        "ENV Q=\"x y\" R=${A:-none}",
+        "-c",
+        "LABEL \"k v\"=\"w z\"",
+    ];
+    let config_of = |inspect: String| -> Value {
+        let c = &serde_json::from_str::<Value>(&inspect).unwrap()[0]["Config"];
+        serde_json::json!([c["Healthcheck"], c["Env"], c["Labels"]])
+    };
+    d.ok(&[&["commit"][..], &changes, &["plain", "plain:3"]].concat());
+    b.ok(&[&["commit"][..], &changes, &["plain", "plain:3"]].concat());
+    let ours = config_of(b.ok(&["image", "inspect", "plain:3"]));
+    assert_eq!(ours, config_of(d.ok(&["image", "inspect", "plain:3"])));
+    assert_eq!(ours[0]["Test"], serde_json::json!(["CMD-SHELL", "cat /ok"]));
     assert_eq!(
         b.ok(&[
             "run",

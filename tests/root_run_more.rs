@@ -616,6 +616,8 @@ fn root_pid_ipc_uts_userns_modes() {
         "donor",
         "--ipc",
         "shareable",
+        "--shm-size",
+        "8m",
         "bb",
         "sleep",
         "1000",
@@ -666,6 +668,35 @@ fn root_pid_ipc_uts_userns_modes() {
             .display()
             .to_string()
     );
+    // A joiner has the donor's /dev/shm too (the same files, both ways; the donor's
+    // --shm-size), a private container its own.
+    b.ok(&["exec", "donor", "sh", "-c", "echo from-donor > /dev/shm/f"]);
+    let o = sh(
+        &b,
+        &["--network", "none", "--ipc", "container:donor"],
+        "cat /dev/shm/f; echo from-joiner > /dev/shm/g; grep ' /dev/shm ' /proc/mounts",
+    );
+    let seen = stdout(&o);
+    assert!(seen.starts_with("from-donor\n"), "{seen}{}", stderr(&o));
+    assert!(seen.contains(",size=8192k"), "{seen}");
+    assert_eq!(
+        b.ok(&["exec", "donor", "cat", "/dev/shm/g"]),
+        "from-joiner\n"
+    );
+    assert_eq!(
+        out(&b, &["exec", "private", "ls", "/dev/shm/f"])
+            .status
+            .code(),
+        Some(1)
+    );
+    let donor_id = inspect(&b, "donor")["Id"].as_str().unwrap().to_string();
+    let shm_mounted = || {
+        std::fs::read_to_string("/proc/self/mounts")
+            .unwrap()
+            .lines()
+            .any(|l| l.contains(&format!("{donor_id}/shm ")))
+    };
+    assert!(shm_mounted(), "the donor's /dev/shm lives on the host");
     let o = sh(&b, &["--network", "none", "--ipc", "none"], "ls /dev/shm");
     assert!(!o.status.success());
     assert_eq!(inspect(&b, "private")["HostConfig"]["IpcMode"], "private");
@@ -682,6 +713,80 @@ fn root_pid_ipc_uts_userns_modes() {
     assert_eq!(c["HostConfig"]["UsernsMode"], "host");
     assert_eq!(c["HostConfig"]["UTSMode"], "host");
     b.ok(&["rm", "-f", "donor", "private", "uu"]);
+    assert!(!shm_mounted(), "a removed donor's /dev/shm is unmounted");
+}
+
+#[test]
+fn root_flags_after_the_image_belong_to_the_command() {
+    let _host = shared();
+    let b = setup();
+    // As docker's: parsing stops at the image; `-c` after it is sh's, before it --cpu-shares.
+    let o = out(
+        &b,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--entrypoint",
+            "sh",
+            "bb",
+            "-c",
+            "echo hi",
+        ],
+    );
+    assert_eq!((stdout(&o).as_str(), o.status.code()), ("hi\n", Some(0)));
+    let o = out(
+        &b,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "bb",
+            "echo",
+            "-d",
+            "--name",
+            "x",
+            "-e",
+            "A=1",
+        ],
+    );
+    assert_eq!(stdout(&o), "-d --name x -e A=1\n");
+    b.ok(&[
+        "create", "--name", "cs", "-c", "512", "bb", "sh", "-c", "true", "-c", "3", "--rm",
+    ]);
+    let c = inspect(&b, "cs");
+    assert_eq!(c["HostConfig"]["CpuShares"], 512);
+    assert_eq!(c["HostConfig"]["AutoRemove"], false);
+    assert_eq!(
+        c["Config"]["Cmd"],
+        json!(["sh", "-c", "true", "-c", "3", "--rm"])
+    );
+    // An unknown flag before the image is still refused.
+    let o = out(&b, &["create", "--bogus", "bb"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--bogus"), "{}", stderr(&o));
+    // exec: after the container, everything is the command's.
+    b.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "ex",
+        "bb",
+        "sleep",
+        "1000",
+    ]);
+    assert_eq!(
+        b.ok(&["exec", "ex", "printf", "%s,", "-d", "-it", "--user", "x"]),
+        "-d,-it,--user,x,"
+    );
+    let o = out(&b, &["exec", "ex", "-d"]);
+    assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
+    assert!(stderr(&o).contains("-d"), "{}", stderr(&o));
+    b.ok(&["rm", "-f", "cs", "ex"]);
 }
 
 #[test]
@@ -821,4 +926,73 @@ fn root_lifecycle_leftovers_start_interval_restart_event_signals_image_healthche
         assert_eq!(field(name, "{{.State.ExitCode}}"), "5");
     }
     b.ok(&["rm", "-f", "quick", "imagehc", "again", "num", "rt"]);
+}
+
+/// The pids of the `berth __supervise` processes of container `id`.
+fn supervisors_of(id: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+                args.contains(&&b"__supervise"[..]) && args.contains(&id.as_bytes())
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn root_restarting_from_the_exit_on() {
+    let _host = shared();
+    let b = setup();
+    let id = b
+        .ok(&[
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--restart",
+            "always",
+            "--name",
+            "rs",
+            "bb",
+            "sh",
+            "-c",
+            "sleep 1; exit 2",
+        ])
+        .trim()
+        .to_string();
+    let sups = supervisors_of(&id);
+    assert_eq!(sups.len(), 1, "one supervisor: {sups:?}");
+    // Its supervisor held still: the exit alone makes it `restarting` (docker's daemon marks
+    // it in the step that sees the exit), never `exited` in between.
+    unsafe { libc::kill(sups[0], libc::SIGSTOP) };
+    let status = || {
+        b.ok(&[
+            "inspect",
+            "--format",
+            "{{.State.Status}} {{.State.Restarting}} {{.State.Running}} {{.State.ExitCode}}",
+            "rs",
+        ])
+        .trim()
+        .to_string()
+    };
+    eventually("the exit", || !status().starts_with("running"));
+    assert_eq!(status(), "restarting true true 2");
+    let ps = b.ok(&["ps", "--format", "{{.Names}} {{.Status}}"]);
+    assert!(
+        ps.lines()
+            .any(|l| l.starts_with("rs Restarting (2) ") && l.ends_with(" ago")),
+        "{ps}"
+    );
+    unsafe { libc::kill(sups[0], libc::SIGCONT) };
+    eventually("the restart", || {
+        b.ok(&["inspect", "--format", "{{.RestartCount}}", "rs"])
+            .trim()
+            .parse::<u32>()
+            .unwrap()
+            >= 1
+    });
+    b.ok(&["rm", "-f", "rs"]);
 }

@@ -59,7 +59,13 @@ pub(crate) fn report(sock: RawFd, kind: u8, msg: &str) {
 /// Runs in the forked init; never returns. `stdio` are the pipe ends (ignored with a terminal).
 pub(crate) fn run(plan: &InitPlan, sock: RawFd, stdio: [RawFd; 3]) -> ! {
     if let Err(e) = setup(plan, sock, stdio) {
-        report(sock, FAIL_SETUP, &e.to_string());
+        // The other side wraps a FAIL_SETUP message in `Error::Setup` again: send the
+        // bare text of one, so that its prefix is said once.
+        let text = match e {
+            Error::Setup(text) => text,
+            e => e.to_string(),
+        };
+        report(sock, FAIL_SETUP, &text);
         sys::exit_now(1);
     }
     if sys::send_msg(sock, &[MSG_READY], None).is_err() {

@@ -709,6 +709,18 @@ pub fn command(node: &Node) -> Result<Command, ParseError> {
     })
 }
 
+/// Reads one instruction given alone (`commit --change`, `import --change`) with the
+/// Dockerfile's own parser: the instruction's word (lower case) and what it says.
+pub fn single(text: &str) -> Result<(String, Instruction), String> {
+    let df = dockerfile::parse(text).map_err(|e| e.message)?;
+    match df.nodes.as_slice() {
+        [node] if node.keyword() == "from" => Err("from is not a valid change command".into()),
+        [node] => Ok((node.keyword(), instruction(node)?)),
+        [] => Err("a change needs an instruction".into()),
+        _ => Err(format!("one instruction per change: {text:?}")),
+    }
+}
+
 /// Reads a whole Dockerfile.
 pub fn parse(text: &str) -> Result<File, ParseError> {
     let df = dockerfile::parse(text)?;

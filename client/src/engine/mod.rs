@@ -834,8 +834,10 @@ impl Engine {
     }
 
     /// Removes what a stopped container left on the host's networks (published ports, its
-    /// addresses); its interfaces went with its namespace. A running container keeps them.
+    /// addresses; its interfaces went with its namespace) and its shareable /dev/shm. A
+    /// running container keeps them.
     pub fn disconnect(&self, rec: &ContainerRecord) {
+        self.release_shm(&rec.id);
         if rec.host.network == NetworkMode::Pasta {
             rootless::stop_pasta(&self.dir(&rec.id));
             let _ = std::fs::remove_file(self.network_path(&rec.id));
@@ -1371,9 +1373,11 @@ impl Engine {
             st.finished_at = s.finished_at;
         }
         st.error = s.error.or(st.error);
+        // docker's daemon marks a container Restarting in the same step that sees it exit:
+        // from the exit on, not only once the supervisor has counted the restart.
         st.restarting = st.status == Status::Exited
-            && rec.restarting
             && !rec.restart_cancelled
+            && (rec.restarting || supervise::should_restart(rec, st.exit_code))
             && self.supervisor_alive(rec);
         st
     }

@@ -2,14 +2,16 @@
 //! `--pid`, `--ipc`, `--uts` (`host`, `container:NAME`; `--ipc` also `none`, `private`,
 //! `shareable`) and `--userns` (`host`: berth remaps no users, so that is every container).
 //! `check` runs at `create` (docker's messages; a named container becomes its id); `apply`
-//! at every start, when the other container's namespaces can be found.
+//! at every start, when the other container's namespaces can be found. A shareable
+//! container's /dev/shm is a tmpfs on the host (`<container>/shm`) that joiners bind.
 
 use std::path::PathBuf;
 
-use berth_runtime::oci_spec::runtime::{LinuxNamespaceType, Spec};
+use berth_runtime::oci_spec::runtime::{LinuxNamespaceType, Mount, Spec};
 
 use super::record::{ContainerRecord, HostConfig};
-use super::{Engine, EngineError, Result, Status};
+use super::volume::is_mount_point;
+use super::{io_err, Engine, EngineError, Result, Status};
 
 fn invalid(msg: impl Into<String>) -> EngineError {
     EngineError::Invalid(msg.into())
@@ -96,6 +98,7 @@ impl Engine {
                 }
             }
             "none" => mounts.retain(|m| m.destination() != &PathBuf::from("/dev/shm")),
+            "shareable" => self.mount_shareable_shm(rec, &mut mounts)?,
             m => {
                 if let Some(id) = m.strip_prefix("container:") {
                     let donor = self.load(id).map_err(|_| {
@@ -111,6 +114,16 @@ impl Engine {
                     }
                     let pid = self.pid_of(id, "IPC")?;
                     join.push((LinuxNamespaceType::Ipc, "ipc", pid));
+                    // And the donor's /dev/shm, as docker binds it: the same files.
+                    let shm = match donor.host.ipc_mode.as_str() {
+                        "host" => Some(PathBuf::from("/dev/shm")),
+                        _ => Some(self.shm_dir(id)).filter(|d| is_mount_point(d)),
+                    };
+                    if let Some(shm) = shm {
+                        let dest = PathBuf::from("/dev/shm");
+                        mounts.retain(|m| m.destination() != &dest);
+                        mounts.push(super::spec::bind(&shm, "/dev/shm", false));
+                    }
                 }
             }
         }
@@ -130,6 +143,49 @@ impl Engine {
         spec.set_linux(Some(linux));
         spec.set_mounts(Some(mounts));
         Ok(())
+    }
+
+    /// Where a shareable container's /dev/shm lives on the host (docker's `mounts/shm`): a
+    /// tmpfs of its own, which the containers that join its IPC namespace bind too.
+    fn shm_dir(&self, id: &str) -> PathBuf {
+        self.dir(id).join("shm")
+    }
+
+    /// `--ipc shareable`: a fresh tmpfs for each run, with the options (and `--shm-size`)
+    /// the Spec's /dev/shm has, mounted on the host and bound as the container's /dev/shm.
+    /// A rootless berth cannot mount on the host: its /dev/shm stays the container's own.
+    fn mount_shareable_shm(&self, rec: &ContainerRecord, mounts: &mut [Mount]) -> Result<()> {
+        if super::rootless::active() {
+            return Ok(());
+        }
+        let dest = PathBuf::from("/dev/shm");
+        let Some(shm) = mounts.iter_mut().find(|m| m.destination() == &dest) else {
+            // A mount of the person's own over /dev/shm: that is what is shared.
+            return Ok(());
+        };
+        if shm.typ().as_deref() != Some("tmpfs") {
+            return Ok(());
+        }
+        let dir = self.shm_dir(&rec.id);
+        self.release_shm(&rec.id);
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let options = shm.options().clone().unwrap_or_default().join(",");
+        let (flags, data) = super::volume::mount_flags(&options).map_err(invalid)?;
+        let data = std::ffi::CString::new(data)
+            .map_err(|_| invalid("--shm-size: a NUL in /dev/shm's options"))?;
+        rustix::mount::mount("shm", &dir, "tmpfs", flags, data.as_c_str())
+            .map_err(|e| io_err(&dir)(e.into()))?;
+        *shm = super::spec::bind(&dir, "/dev/shm", false);
+        Ok(())
+    }
+
+    /// Unmounts a shareable container's /dev/shm once it is down (docker's does at the
+    /// container's stop): containers that joined it keep their own mount of it.
+    pub(super) fn release_shm(&self, id: &str) {
+        let dir = self.shm_dir(id);
+        if is_mount_point(&dir) {
+            let _ = rustix::mount::unmount(&dir, rustix::mount::UnmountFlags::DETACH);
+        }
     }
 
     /// The pid of a running container's init, for joining its namespaces.

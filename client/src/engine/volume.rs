@@ -92,7 +92,9 @@ fn check_options(name: &str, options: &BTreeMap<String, String>) -> Result<()> {
 }
 
 /// `o=` as mount(8) reads it: the flags it names, and the rest as the file system's data.
-fn mount_flags(o: &str) -> std::result::Result<(rustix::mount::MountFlags, String), String> {
+pub(super) fn mount_flags(
+    o: &str,
+) -> std::result::Result<(rustix::mount::MountFlags, String), String> {
     use rustix::mount::MountFlags as F;
     let mut flags = F::empty();
     let mut data = Vec::new();
@@ -122,7 +124,7 @@ fn mount_flags(o: &str) -> std::result::Result<(rustix::mount::MountFlags, Strin
 }
 
 /// Whether `dir` is a mount point (its device differs from its parent's).
-fn is_mount_point(dir: &Path) -> bool {
+pub(super) fn is_mount_point(dir: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     match (std::fs::metadata(dir), dir.parent().map(std::fs::metadata)) {
         (Ok(a), Some(Ok(b))) => a.dev() != b.dev(),

@@ -230,99 +230,122 @@ fn field<'a>(
     v
 }
 
-/// Applies `-c` Dockerfile instructions to an image config's `config` object.
+/// Applies `-c` Dockerfile instructions to an image config's `config` object. Each is read
+/// by the Dockerfile parser (`build::instructions`) and its words substituted with the config's
+/// environment (`build::shell`), as docker's commit does; the instructions docker's commit
+/// accepts are applied, others refused.
 pub(crate) fn apply_changes(
     config: &mut serde_json::Map<String, Value>,
     changes: &[String],
 ) -> Result<()> {
-    let list = |s: &str| -> Value {
-        match serde_json::from_str::<Vec<String>>(s) {
-            Ok(v) => json!(v),
-            Err(_) => json!(["/bin/sh", "-c", s]),
+    use crate::build::config::HealthConfig;
+    use crate::build::instructions::{single, CommandLine, Instruction};
+    use crate::build::shell::Lexer;
+    let lexer = Lexer::new('\\');
+    // The shell form runs under the default shell, as docker's commit does.
+    let list = |c: &CommandLine| -> Value {
+        if c.shell_form {
+            json!(["/bin/sh", "-c", c.args.join(" ")])
+        } else {
+            json!(c.args)
         }
     };
     for change in changes {
-        let change = change.trim();
-        let (inst, rest) = change
-            .split_once(char::is_whitespace)
-            .unwrap_or((change, ""));
-        let rest = rest.trim();
-        match inst.to_ascii_uppercase().as_str() {
-            "CMD" => {
-                config.insert("Cmd".into(), list(rest));
+        let (word, inst) = single(change.trim()).map_err(ImageError::Invalid)?;
+        let env: Vec<(String, String)> = config
+            .get("Env")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.as_str()?.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let expand = |w: &str| {
+            lexer
+                .word(w, &env)
+                .map_err(|e| ImageError::Invalid(format!("{change}: {e}")))
+        };
+        match inst {
+            Instruction::Cmd(c) => {
+                config.insert("Cmd".into(), list(&c));
             }
-            "ENTRYPOINT" => {
-                config.insert("Entrypoint".into(), list(rest));
+            Instruction::Entrypoint(c) => {
+                config.insert("Entrypoint".into(), list(&c));
             }
-            "USER" => {
-                config.insert("User".into(), json!(rest));
+            Instruction::User(u) => {
+                config.insert("User".into(), json!(expand(&u)?));
             }
-            "WORKDIR" => {
-                config.insert("WorkingDir".into(), json!(rest));
+            Instruction::Workdir(w) => {
+                config.insert("WorkingDir".into(), json!(expand(&w)?));
             }
-            "ONBUILD" => {
+            Instruction::Onbuild(t) => {
                 let triggers = field(config, "OnBuild", json!([]));
                 if !triggers.is_array() {
                     *triggers = json!([]);
                 }
                 if let Value::Array(a) = triggers {
-                    a.push(json!(rest));
+                    a.push(json!(t));
                 }
             }
-            "STOPSIGNAL" => {
-                config.insert("StopSignal".into(), json!(rest));
+            Instruction::StopSignal(s) => {
+                config.insert("StopSignal".into(), json!(expand(&s)?));
             }
-            "ENV" => {
-                let env = field(config, "Env", json!([]));
-                let pairs: Vec<(String, String)> = if rest.contains('=') {
-                    rest.split_whitespace()
-                        .filter_map(|kv| kv.split_once('='))
-                        .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
-                        .collect()
-                } else {
-                    match rest.split_once(char::is_whitespace) {
-                        Some((k, v)) => vec![(k.to_string(), v.trim().to_string())],
-                        None => {
-                            return Err(ImageError::Invalid(format!("ENV needs a value: {change}")))
-                        }
-                    }
-                };
-                if let Value::Array(a) = env {
+            Instruction::Healthcheck(h) => {
+                let hc = serde_json::to_value(HealthConfig::from(&h))
+                    .expect("a health config serializes");
+                config.insert("Healthcheck".into(), hc);
+            }
+            Instruction::Env(pairs) => {
+                let pairs = pairs
+                    .iter()
+                    .map(|kv| Ok((expand(&kv.key)?, expand(&kv.value)?)))
+                    .collect::<Result<Vec<_>>>()?;
+                if let Value::Array(a) = field(config, "Env", json!([])) {
                     for (k, v) in pairs {
-                        a.retain(|e| !e.as_str().is_some_and(|e| e.starts_with(&format!("{k}="))));
+                        let prefix = format!("{k}=");
+                        a.retain(|e| !e.as_str().is_some_and(|e| e.starts_with(&prefix)));
                         a.push(json!(format!("{k}={v}")));
                     }
                 }
             }
-            "LABEL" => {
+            Instruction::Label(pairs) => {
+                let pairs = pairs
+                    .iter()
+                    .map(|kv| Ok((expand(&kv.key)?, expand(&kv.value)?)))
+                    .collect::<Result<Vec<_>>>()?;
                 let labels = field(config, "Labels", json!({}));
-                for kv in rest.split_whitespace() {
-                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                    labels[k.trim_matches('"')] = json!(v.trim_matches('"'));
+                for (k, v) in pairs {
+                    labels[k] = json!(v);
                 }
             }
-            "EXPOSE" => {
-                let ports = field(config, "ExposedPorts", json!({}));
-                for p in rest.split_whitespace() {
+            Instruction::Expose(ports) => {
+                let ports = ports
+                    .iter()
+                    .map(|p| expand(p))
+                    .collect::<Result<Vec<_>>>()?;
+                let exposed = field(config, "ExposedPorts", json!({}));
+                for p in ports {
                     let p = if p.contains('/') {
-                        p.to_string()
+                        p
                     } else {
                         format!("{p}/tcp")
                     };
-                    ports[p] = json!({});
+                    exposed[p] = json!({});
                 }
             }
-            "VOLUME" => {
+            Instruction::Volume(paths) => {
+                let paths = paths
+                    .iter()
+                    .map(|p| expand(p))
+                    .collect::<Result<Vec<_>>>()?;
                 let vols = field(config, "Volumes", json!({}));
-                let paths: Vec<String> = serde_json::from_str(rest)
-                    .unwrap_or_else(|_| rest.split_whitespace().map(str::to_string).collect());
                 for p in paths {
                     vols[p] = json!({});
                 }
             }
-            other => {
+            _ => {
                 return Err(ImageError::Invalid(format!(
-                    "{other} is not a valid change command"
+                    "{word} is not a valid change command"
                 )))
             }
         }
@@ -885,6 +908,32 @@ mod tests {
         assert_eq!(c["ExposedPorts"], json!({"80/tcp": {}}));
         assert_eq!(c["Labels"], json!({"x": "y"}));
         assert!(apply_changes(&mut c, &["RUN x".into()]).is_err());
+        // The Dockerfile's parser reads them: quotes, and HEALTHCHECK with its flags.
+        apply_changes(
+            &mut c,
+            &[
+                "ENV A=\"x y\" C=$B-${B}".into(),
+                "HEALTHCHECK --interval=2s --retries=4 CMD cat /ok".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c["Env"], json!(["B=2", "A=x y", "C=2-2"]));
+        assert_eq!(
+            c["Healthcheck"],
+            json!({"Test": ["CMD-SHELL", "cat /ok"], "Interval": 2_000_000_000u64, "Retries": 4})
+        );
+        apply_changes(&mut c, &["HEALTHCHECK NONE".into()]).unwrap();
+        assert_eq!(c["Healthcheck"], json!({"Test": ["NONE"]}));
+        let err = |c: &str| apply_changes(&mut serde_json::Map::new(), &[c.into()]).unwrap_err();
+        assert!(err("RUN x")
+            .to_string()
+            .contains("run is not a valid change command"));
+        assert!(err("FROM x")
+            .to_string()
+            .contains("from is not a valid change command"));
+        assert!(err("HEALTHCHECK --interval=1us CMD x")
+            .to_string()
+            .contains("cannot be less than 1ms"));
     }
 
     #[test]

@@ -49,8 +49,8 @@ fn find_image(e: &Engine, f: &CreateFlags) -> Result<ImageRecord> {
             Some(w) => Ok(w.matches(&platform_of(i)?)),
         }
     };
-    let pull = |announce| pull_missing(e.images(), &f.image, &f.platform, f.quiet, announce);
-    let local = e.images().resolve(&f.image);
+    let pull = |announce| pull_missing(e.images(), f.image(), &f.platform, f.quiet, announce);
+    let local = e.images().resolve(f.image());
     let image = match (f.pull.as_str(), local) {
         ("always", _) => pull(false)?,
         (_, Ok(i)) if fits(&i)? => return Ok(i),
@@ -66,7 +66,7 @@ fn find_image(e: &Engine, f: &CreateFlags) -> Result<ImageRecord> {
             bail!(
                 "image with reference {} was found but does not match the specified platform: \
                  wanted {w}, actual: {actual}",
-                f.image
+                f.image()
             );
         }
     }
@@ -85,7 +85,7 @@ pub fn create_record(e: &Engine, f: &CreateFlags) -> Result<ContainerRecord> {
     let cidfile = f.cidfile.as_deref().map(CidFile::create).transpose()?;
     let image = find_image(e, f)?;
     let config = e.images().config_sync(&image)?;
-    let rec = e.create_with(&image, &f.image, &config, opts, life)?;
+    let rec = e.create_with(&image, f.image(), &config, opts, life)?;
     if let Some(c) = cidfile {
         c.write(&rec.id)?;
     }

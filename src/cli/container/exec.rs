@@ -36,14 +36,20 @@ pub struct ExecArgs {
     /// Username or UID (format: <name|uid>[:<group|gid>])
     #[arg(short, long)]
     user: Option<String>,
-    container: String,
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
-    command: Vec<String>,
+    /// The container, then the command and its arguments: one positional, so that parsing
+    /// stops at the container as docker's does (`exec CONTAINER -x` runs `-x`).
+    #[arg(
+        value_name = "CONTAINER COMMAND [ARG...]",
+        required = true,
+        num_args = 2..,
+        trailing_var_arg = true
+    )]
+    argv: Vec<String>,
 }
 
 pub fn run(g: &Globals, a: ExecArgs) -> Result<i32> {
     let e = g.engine()?;
-    let rec = match e.resolve(&a.container) {
+    let rec = match e.resolve(&a.argv[0]) {
         Ok(r) => r,
         Err(err) => {
             eprintln!("Error: {err}");
@@ -51,7 +57,7 @@ pub fn run(g: &Globals, a: ExecArgs) -> Result<i32> {
         }
     };
     let opts = ExecOptions {
-        cmd: a.command.clone(),
+        cmd: a.argv[1..].to_vec(),
         env: environment(&a.env_file, &a.env)?,
         workdir: a.workdir.clone(),
         user: a.user.clone(),

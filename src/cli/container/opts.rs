@@ -220,11 +220,28 @@ pub struct CreateFlags {
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub health_start_interval: Option<String>,
     // New flags go above this line: the image and the command come last.
-    /// The image to run
-    pub image: String,
-    /// The command and its arguments
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub command: Vec<String>,
+    /// The image to run, then the command and its arguments. One positional, so that
+    /// parsing stops at the image as docker's does: everything after it belongs to the
+    /// command (`run --entrypoint sh IMAGE -c 'echo hi'` gives `-c` to sh).
+    #[arg(
+        value_name = "IMAGE [COMMAND] [ARG...]",
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true
+    )]
+    argv: Vec<String>,
+}
+
+impl CreateFlags {
+    /// The image to run (the first positional).
+    pub fn image(&self) -> &str {
+        &self.argv[0]
+    }
+
+    /// The command and its arguments: everything after the image, flags included.
+    pub fn command(&self) -> &[String] {
+        &self.argv[1..]
+    }
 }
 
 /// The environment from `--env-file`s then `-e`s: `KEY=VALUE`, or `KEY` alone to take this
@@ -407,7 +424,7 @@ pub fn create_options(e: &Engine, f: &CreateFlags) -> Result<CreateOptions> {
         mac_address,
         attach,
         name: f.name.clone(),
-        cmd: f.command.clone(),
+        cmd: f.command().to_vec(),
         entrypoint: f.entrypoint.clone(),
         env: environment(&f.env_file, &f.env)?,
         workdir: f.workdir.clone(),

@@ -18,9 +18,7 @@ pub struct ResourceFlags {
     #[arg(long, value_name = "UINT16", allow_hyphen_values = true)]
     pub blkio_weight: Option<String>,
     /// CPU shares (relative weight)
-    // No `-c` short form yet: berth's parser reads flags after the image too, so `run
-    // --entrypoint sh IMAGE -c …` would take the command's `-c` for this flag.
-    #[arg(long, value_name = "INT", allow_hyphen_values = true)]
+    #[arg(short = 'c', long, value_name = "INT", allow_hyphen_values = true)]
     pub cpu_shares: Option<String>,
     /// CPUs in which to allow execution (0-3, 0,1)
     #[arg(long, value_name = "STRING")]
