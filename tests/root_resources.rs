@@ -284,3 +284,66 @@ fn root_bad_resource_flags_are_refused_in_dockers_words() {
     );
     assert!(out.status.success(), "{err}");
 }
+
+/// Whether this kernel can weigh a cgroup's block I/O, read from the host's cgroup files:
+/// BFQ's or CFQ's weight in the v1 blkio hierarchy, or the io controller of a cgroup2 root.
+fn kernel_weighs_block_io() -> bool {
+    let v1 = ["blkio.bfq.weight", "blkio.weight"].iter().any(|f| {
+        std::path::Path::new("/sys/fs/cgroup/blkio")
+            .join(f)
+            .exists()
+    });
+    let v2 = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
+        .is_ok_and(|c| c.split_whitespace().any(|c| c == "io"));
+    v1 || v2
+}
+
+#[test]
+fn root_blkio_weight_is_set_where_the_kernel_weighs_io_else_discarded_with_a_warning() {
+    let _g = shared();
+    let (b, _) = setup(Berth::new());
+    let o = b
+        .cmd(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--blkio-weight",
+            "300",
+            "res:1",
+            "sh",
+            "-c",
+            "cat /sys/fs/cgroup/blkio/blkio.bfq.weight /sys/fs/cgroup/blkio/blkio.weight \
+             /sys/fs/cgroup/io.bfq.weight /sys/fs/cgroup/io.weight 2>/dev/null; true",
+        ])
+        .output()
+        .unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(o.status.success(), "{err}");
+    let id = b.ok(&["create", "--blkio-weight", "300", "res:1", "true"]);
+    let weight = &host_config(&b.ok(&["inspect", id.trim()]))["BlkioWeight"];
+    b.ok(&["rm", id.trim()]);
+    if kernel_weighs_block_io() {
+        // The container's own cgroup file has it: BFQ's and CFQ's scale is docker's; v2's
+        // io.weight is 1 to 10000 (300 of 10..1000 is 2930).
+        assert!(
+            out.lines()
+                .next()
+                .is_some_and(|l| ["300", "default 300", "default 2930"].contains(&l)),
+            "{out}"
+        );
+        assert_eq!(weight, 300);
+    } else {
+        // This host: CFQ is gone from the kernel, BFQ not built in, and the io controller
+        // bound to the v1 hierarchy, so docker's daemon discards it with this warning.
+        assert!(
+            err.contains("WARNING: Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded."),
+            "{err}"
+        );
+        assert_eq!(out, "");
+        assert_eq!(weight, 0);
+    }
+}

@@ -780,8 +780,8 @@ fn root_flags_after_the_image_belong_to_the_command() {
         "1000",
     ]);
     assert_eq!(
-        b.ok(&["exec", "ex", "printf", "%s,", "-d", "-it", "--user", "x"]),
-        "-d,-it,--user,x,"
+        b.ok(&["exec", "ex", "echo", "-d", "-it", "--user", "x"]),
+        "-d -it --user x\n"
     );
     let o = out(&b, &["exec", "ex", "-d"]);
     assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
@@ -965,6 +965,16 @@ fn root_restarting_from_the_exit_on() {
         .to_string();
     let sups = supervisors_of(&id);
     assert_eq!(sups.len(), 1, "one supervisor: {sups:?}");
+    // Once it holds its lock (a shared lock of ours is refused), it is the one watching.
+    let lock = b.root.join(format!("containers/{id}/supervisor.lock"));
+    eventually("the supervisor's lock", || {
+        use std::os::fd::AsRawFd;
+        let Ok(f) = std::fs::File::open(&lock) else {
+            return false;
+        };
+        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+        r != 0
+    });
     // Its supervisor held still: the exit alone makes it `restarting` (docker's daemon marks
     // it in the step that sees the exit), never `exited` in between.
     unsafe { libc::kill(sups[0], libc::SIGSTOP) };
