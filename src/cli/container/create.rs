@@ -12,7 +12,10 @@ use crate::cli::globals::Globals;
 use crate::cli::image::pull::pull_missing;
 
 #[derive(Args, Debug)]
-#[command(disable_help_flag = true)]
+#[command(
+    disable_help_flag = true,
+    override_usage = "berth create [OPTIONS] IMAGE [COMMAND] [ARG...]"
+)]
 pub struct CreateArgs {
     #[command(flatten)]
     pub flags: CreateFlags,

@@ -14,6 +14,7 @@ use crate::cli::exit::ENGINE_FAILURE;
 use crate::cli::globals::Globals;
 
 #[derive(Args, Debug)]
+#[command(override_usage = "berth exec [OPTIONS] CONTAINER COMMAND [ARG...]")]
 pub struct ExecArgs {
     /// Detached mode: run command in the background
     #[arg(short, long)]
@@ -39,7 +40,7 @@ pub struct ExecArgs {
     /// The container, then the command and its arguments: one positional, so that parsing
     /// stops at the container as docker's does (`exec CONTAINER -x` runs `-x`).
     #[arg(
-        value_name = "CONTAINER COMMAND [ARG...]",
+        value_name = "ARG",
         required = true,
         num_args = 2..,
         trailing_var_arg = true

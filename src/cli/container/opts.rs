@@ -224,7 +224,7 @@ pub struct CreateFlags {
     /// parsing stops at the image as docker's does: everything after it belongs to the
     /// command (`run --entrypoint sh IMAGE -c 'echo hi'` gives `-c` to sh).
     #[arg(
-        value_name = "IMAGE [COMMAND] [ARG...]",
+        value_name = "IMAGE",
         required = true,
         num_args = 1..,
         trailing_var_arg = true

@@ -13,7 +13,10 @@ use crate::cli::exit::engine_failure;
 use crate::cli::globals::Globals;
 
 #[derive(Args, Debug)]
-#[command(disable_help_flag = true)]
+#[command(
+    disable_help_flag = true,
+    override_usage = "berth run [OPTIONS] IMAGE [COMMAND] [ARG...]"
+)]
 pub struct RunArgs {
     /// Run container in background and print container ID
     #[arg(short, long)]
