@@ -138,6 +138,9 @@ fn monitor_main(plan: &MonitorPlan, status: RawFd) -> i32 {
             let msg = match &e {
                 Error::CommandNotFound(s) => format!("N{s}"),
                 Error::NotExecutable(s) => format!("X{s}"),
+                // The other side makes it an `Error::Setup` again: its bare text, so that
+                // the prefix is said once.
+                Error::Setup(s) => format!("S{}", s.replace('\n', " ")),
                 other => format!("S{}", other.to_string().replace('\n', " ")),
             };
             report(&format!("err {msg}"));
