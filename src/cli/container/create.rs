@@ -12,10 +12,7 @@ use crate::cli::globals::Globals;
 use crate::cli::image::pull::pull_missing;
 
 #[derive(Args, Debug)]
-#[command(
-    disable_help_flag = true,
-    override_usage = "berth create [OPTIONS] IMAGE [COMMAND] [ARG...]"
-)]
+#[command(disable_help_flag = true)]
 pub struct CreateArgs {
     #[command(flatten)]
     pub flags: CreateFlags,

@@ -14,7 +14,6 @@ use crate::cli::exit::ENGINE_FAILURE;
 use crate::cli::globals::Globals;
 
 #[derive(Args, Debug)]
-#[command(override_usage = "berth exec [OPTIONS] CONTAINER COMMAND [ARG...]")]
 pub struct ExecArgs {
     /// Detached mode: run command in the background
     #[arg(short, long)]

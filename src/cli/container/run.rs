@@ -13,10 +13,7 @@ use crate::cli::exit::engine_failure;
 use crate::cli::globals::Globals;
 
 #[derive(Args, Debug)]
-#[command(
-    disable_help_flag = true,
-    override_usage = "berth run [OPTIONS] IMAGE [COMMAND] [ARG...]"
-)]
+#[command(disable_help_flag = true)]
 pub struct RunArgs {
     /// Run container in background and print container ID
     #[arg(short, long)]
