@@ -485,8 +485,9 @@ fn abandon_upload(addr: &str, repo: &str, rng: &mut Rng) -> (String, TcpStream) 
     );
     conn.write_all(head.as_bytes()).unwrap();
     conn.write_all(&rng.bytes(CHUNK / 2)).unwrap();
-    // Long enough for the server to have begun writing the chunk.
-    thread::sleep(Duration::from_millis(200));
+    // Long enough for the server to have begun writing the chunk (the caller's kill comes later
+    // still).
+    thread::sleep(Duration::from_millis(20));
     (loc, conn)
 }
 
@@ -706,6 +707,10 @@ fn chaos(storage: Storage) {
         stage: Mutex::new(HashMap::new()),
         blobs: RwLock::new(Vec::new()),
     });
+    // A client that dies half way through a PATCH.
+    let (loc, conn) = abandon_upload(&target.addr, "chaos/gone", &mut rng);
+    drop(conn);
+    let mut abandoned = vec![loc];
     let acked = Arc::new(Mutex::new(Vec::new()));
     let dockerd = Arc::new(dockerd);
     let mut pushers = Vec::new();
@@ -734,25 +739,22 @@ fn chaos(storage: Storage) {
         let (t, stop, served) = (target.clone(), stop.clone(), served.clone());
         thread::spawn(move || read_all_the_time(&t, &stop, &served))
     };
-    // A client that dies half way through a PATCH.
-    let (loc, conn) = abandon_upload(&target.addr, "chaos/gone", &mut rng);
-    drop(conn);
-    let mut abandoned = vec![loc];
 
     // The kills, at random moments while the pushes go on: kill k comes a random moment
     // after k/(kills+1) of the pushes were acknowledged (or half a second passed), so each
     // falls among pushes in flight however fast the server is.
     let mut kills = 0;
     while kills < scale.kills && pushers.iter().any(|p| !p.is_finished()) {
+        // A PATCH whose server dies under it (begun before the wait, so the server is
+        // writing its chunk by the time of the kill).
+        let (loc, conn) = abandon_upload(&target.addr, &format!("chaos/cut{kills}"), &mut rng);
+        abandoned.push(loc);
         let due = (kills + 1) * scale.pushes / (scale.kills + 1);
         let since = Instant::now();
         while acked.lock().unwrap().len() < due && since.elapsed() < Duration::from_millis(500) {
             thread::sleep(Duration::from_millis(5));
         }
         thread::sleep(Duration::from_millis(rng.below(100)));
-        // A PATCH whose server dies under it.
-        let (loc, conn) = abandon_upload(&target.addr, &format!("chaos/cut{kills}"), &mut rng);
-        abandoned.push(loc);
         reg.kill();
         drop(conn);
         kills += 1;
