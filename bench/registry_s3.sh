@@ -2,7 +2,7 @@
 # The registry on S3, side by side in one run: berth and CNCF distribution (Debian's
 # docker-registry), each on a bucket of its own on one moto S3 server (moto_server, loopback).
 # Pushes the same small image to both, then at 32 connections: HEAD of a blob (ab: wrk hangs on
-# HEAD), GET of the manifest by tag and GET of a 64 KiB blob (wrk); each server's RSS idle, its
+# HEAD; its rate and p50/p99 latency), GET of the manifest by tag and GET of a 64 KiB blob (wrk); each server's RSS idle, its
 # peak while loaded (sampled every 0.1 s) and after; moto's CPU time per run, which shows how
 # many S3 requests each registry made. Prints req/s and the ratios berth / distribution.
 #   ./bench/registry_s3.sh                      # DURATION=10s
@@ -116,6 +116,8 @@ heads() {
     echo "errors from HEAD $1:" >&2; cat "$WORK/ab.out" >&2; exit 1
   fi
   awk '/Requests per second/ {print $4}' "$WORK/ab.out" > "$WORK/rate"
+  awk '$1 == "50%" {print $2}' "$WORK/ab.out" > "$WORK/head.p50"
+  awk '$1 == "99%" {print $2}' "$WORK/ab.out" > "$WORK/head.p99"
 }
 gets() {
   wrk -t2 -c32 -d"$DURATION" -H 'Accept: application/vnd.oci.image.manifest.v1+json' "$1" > "$WORK/wrk.out"
@@ -135,17 +137,19 @@ measure() {
     out="$out $(cat "$WORK/rate")"
     p=$(cat "$WORK/peak"); [ "$p" -gt "$peak" ] && peak=$p
   done
-  echo "$idle$out $peak $(rss "$pid") $(( $(cpu "$MPID") - m0 ))"
+  echo "$idle$out $peak $(rss "$pid") $(( $(cpu "$MPID") - m0 )) $(cat "$WORK/head.p50") $(cat "$WORK/head.p99")"
 }
 echo "$(date +%T) measuring berth" >&2
-read -r BI BH BM BL BP BA BT <<< "$(measure "$BPID" "$B")"
+read -r BI BH BM BL BP BA BT B50 B99 <<< "$(measure "$BPID" "$B")"
 echo "$(date +%T) measuring distribution" >&2
-read -r DI DH DM DL DP DA DT <<< "$(measure "$DPID" "$D")"
-python3 - "$BI" "$BH" "$BM" "$BL" "$BP" "$BA" "$BT" "$DI" "$DH" "$DM" "$DL" "$DP" "$DA" "$DT" <<'PY'
+read -r DI DH DM DL DP DA DT D50 D99 <<< "$(measure "$DPID" "$D")"
+python3 - "$BI" "$BH" "$BM" "$BL" "$BP" "$BA" "$BT" "$DI" "$DH" "$DM" "$DL" "$DP" "$DA" "$DT" \
+  "$B50" "$B99" "$D50" "$D99" <<'PY'
 import sys
-bi, bh, bm, bl, bp, ba, bt, di, dh, dm, dl, dp, da, dt = map(float, sys.argv[1:])
+bi, bh, bm, bl, bp, ba, bt, di, dh, dm, dl, dp, da, dt, b50, b99, d50, d99 = map(float, sys.argv[1:])
 mib = lambda k: f"{k/1024:.1f} MiB"
 print(f"blob HEAD req/s:         berth {bh:9,.0f}  distribution {dh:9,.0f}  = {bh/dh:.2f}x")
+print(f"blob HEAD latency at 32: berth p50 {b50:.0f} ms, p99 {b99:.0f} ms; distribution p50 {d50:.0f} ms, p99 {d99:.0f} ms = {b50/d50:.2f}x")
 print(f"manifest GET req/s:      berth {bm:9,.0f}  distribution {dm:9,.0f}  = {bm/dm:.2f}x")
 print(f"64 KiB blob GET req/s:   berth {bl:9,.0f}  distribution {dl:9,.0f}  = {bl/dl:.2f}x")
 print(f"RSS idle:                berth {mib(bi)}  distribution {mib(di)}  = {bi/di:.2f}x")
