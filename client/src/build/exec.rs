@@ -1986,6 +1986,7 @@ fn export(b: &Build) -> Result<BuildResult> {
             repo_digests: vec![],
             linked: Default::default(),
             last_tag_time: None,
+            parent: None,
         };
         images.commit_image(record, &names, None).await?;
         Ok::<_, crate::images::ImageError>((id, m))
