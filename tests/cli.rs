@@ -55,6 +55,8 @@ const BOTH: &[(&[&str], &[&str])] = &[
     (&["pause"], &["container", "pause"]),
     (&["unpause"], &["container", "unpause"]),
     (&["port"], &["container", "port"]),
+    (&["stats"], &["container", "stats"]),
+    (&["update"], &["container", "update"]),
     (&["pull"], &["image", "pull"]),
     (&["push"], &["image", "push"]),
     (&["images"], &["image", "ls"]),
