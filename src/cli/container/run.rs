@@ -29,6 +29,16 @@ pub struct RunArgs {
 }
 
 pub fn run(g: &Globals, a: RunArgs) -> Result<i32> {
+    // Checked before anything is opened or created, as docker does.
+    let attach_stdin = a.flags.interactive
+        && (a.flags.attach.is_empty()
+            || a.flags
+                .attach
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case("stdin")));
+    if !a.detach && term::input_not_a_tty(attach_stdin, a.flags.tty) {
+        return Ok(1);
+    }
     let e = match g.engine() {
         Ok(e) => e,
         Err(err) => return Ok(engine_failure(&err)),
@@ -39,16 +49,6 @@ pub fn run(g: &Globals, a: RunArgs) -> Result<i32> {
     };
     if a.detach && !a.flags.attach.is_empty() {
         eprintln!("Conflicting options: -a and -d");
-        return Ok(1);
-    }
-    // Checked before anything is created, as docker does.
-    let attach_stdin = a.flags.interactive
-        && (a.flags.attach.is_empty()
-            || a.flags
-                .attach
-                .iter()
-                .any(|s| s.eq_ignore_ascii_case("stdin")));
-    if !a.detach && term::input_not_a_tty(attach_stdin, a.flags.tty) {
         return Ok(1);
     }
     let mut rec = match create_record(&e, &a.flags) {

@@ -28,8 +28,8 @@ const METHODS: &[(&str, &str)] = &[("Label", "__method_label")];
 /// A parsed `--format` value.
 #[derive(Clone)]
 pub struct Template {
-    rows: Option<gotmpl::Template>,
-    header: Option<gotmpl::Template>,
+    rows: Option<Box<gotmpl::Template>>,
+    header: Option<Box<gotmpl::Template>>,
     /// The format began with `table`.
     pub table: bool,
 }
@@ -380,7 +380,7 @@ fn check_blocks(src: &str) -> Result<(), String> {
 
 /// Parses `src` with the functions of rows or of a header, and turns method calls into
 /// function calls. `None` for a format with nothing to render.
-fn build(src: &str, header: bool) -> Result<Option<gotmpl::Template>, String> {
+fn build(src: &str, header: bool) -> Result<Option<Box<gotmpl::Template>>, String> {
     let with_funcs = |mut t: gotmpl::Template| {
         for (name, f) in functions(header) {
             t = t.func(name, f);
@@ -401,7 +401,7 @@ fn build(src: &str, header: bool) -> Result<Option<gotmpl::Template>, String> {
             out = out.add_parse_tree(name, tree);
         }
     }
-    Ok(any.then_some(out))
+    Ok(any.then(|| Box::new(out)))
 }
 
 /// A JSON value as the template engine's.
@@ -454,7 +454,7 @@ impl Template {
         })
     }
 
-    fn run(t: &Option<gotmpl::Template>, v: &Value) -> Result<String, String> {
+    fn run(t: &Option<Box<gotmpl::Template>>, v: &Value) -> Result<String, String> {
         match t {
             Some(t) => t
                 .execute_template_to_string(NAME, &to_go(v))
