@@ -25,5 +25,6 @@ mod root_rootless;
 mod root_run_more;
 mod root_stats;
 mod root_volumes;
+mod system;
 mod util;
 mod volumes;

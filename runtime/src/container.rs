@@ -441,9 +441,10 @@ impl Container {
     /// What the running (or paused) container uses now: its cgroups' and its network
     /// namespace's counters.
     pub fn usage(&self) -> Result<crate::Usage> {
+        // One read of the record: `stats` asks this of every container.
         let rec = self.record()?;
-        let status = self.state()?.status;
-        if !matches!(status, Status::Running | Status::Paused) {
+        let status = rec.state.status;
+        if status != Status::Running || !rec.monitor_alive() {
             return Err(self.invalid(status, "only a running container has usage"));
         }
         Ok(rec.cgroups.usage(rec.state.pid))

@@ -87,10 +87,14 @@ impl Engine {
             name: rec.name.clone(),
             ..Default::default()
         };
-        let Ok(c) = self.running(rec) else {
+        let state = self.state(rec);
+        if !matches!(state.status, super::Status::Running | super::Status::Paused) {
+            return Ok(s);
+        }
+        let Some(c) = self.runtime(rec) else {
             return Ok(s);
         };
-        let started = self.state(rec).started_at;
+        let started = state.started_at;
         let usage = match c.usage() {
             Ok(u) => u,
             // Stopped between the look and the reading.

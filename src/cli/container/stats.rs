@@ -82,13 +82,13 @@ fn headers() -> Value {
 }
 
 /// The containers to read, each with the word its row's `.Container` shows (the name as
-/// given, or the full id when listing). Named containers must exist (docker's error).
+/// given, or the full id when listing: then those that do not run are left out after
+/// their reading, unless `--all`). Named containers must exist (docker's error).
 fn targets(e: &Engine, a: &StatsArgs) -> Result<Vec<(String, ContainerRecord)>> {
     if a.containers.is_empty() {
         return Ok(e
             .list()?
             .into_iter()
-            .filter(|rec| a.all || e.state(rec).running())
             .map(|rec| (rec.id.clone(), rec))
             .collect());
     }
@@ -107,6 +107,11 @@ fn targets(e: &Engine, a: &StatsArgs) -> Result<Vec<(String, ContainerRecord)>> 
     Ok(out)
 }
 
+/// Named containers are shown whatever their state; listed ones when they run, or `--all`.
+fn shown(a: &StatsArgs, s: &ContainerStats) -> bool {
+    !a.containers.is_empty() || a.all || s.running
+}
+
 pub fn run(g: &Globals, a: StatsArgs) -> Result<i32> {
     let e = g.engine()?;
     let format = a.format.as_deref();
@@ -114,7 +119,10 @@ pub fn run(g: &Globals, a: StatsArgs) -> Result<i32> {
     if a.no_stream {
         let mut rows = Vec::new();
         for (word, rec) in targets(&e, &a)? {
-            rows.push(row(&word, &e.stats(&rec)?, None, trunc));
+            let s = e.stats(&rec)?;
+            if shown(&a, &s) {
+                rows.push(row(&word, &s, None, trunc));
+            }
         }
         // docker prints nothing at all, not even the header, for no container.
         if rows.is_empty() {
@@ -138,7 +146,9 @@ pub fn run(g: &Globals, a: StatsArgs) -> Result<i32> {
         let mut now = HashMap::new();
         for (word, rec) in list {
             let s = e.stats(&rec)?;
-            rows.push(row(&word, &s, previous.get(&rec.id), trunc));
+            if shown(&a, &s) {
+                rows.push(row(&word, &s, previous.get(&rec.id), trunc));
+            }
             now.insert(rec.id.clone(), s);
         }
         previous = now;
