@@ -48,6 +48,9 @@ pub struct ExecArgs {
 }
 
 pub fn run(g: &Globals, a: ExecArgs) -> Result<i32> {
+    if !a.detach && term::input_not_a_tty(a.interactive, a.tty) {
+        return Ok(1);
+    }
     let e = g.engine()?;
     let rec = match e.resolve(&a.argv[0]) {
         Ok(r) => r,
