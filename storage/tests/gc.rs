@@ -659,8 +659,51 @@ async fn sha512_blobs_follow_the_same_rules(t: TestStore) {
     s.repos.set_tag(&r, &tag("1"), &manifest).await.unwrap();
     let done = run(s, &now_policy()).await;
     assert_eq!(done.blobs, 1, "{done:?}");
-    assert!(all_exist(s, &[layer, config, manifest]).await, "a live blob was deleted");
+    assert!(
+        all_exist(s, &[layer, config, manifest]).await,
+        "a live blob was deleted"
+    );
     assert!(!exists(s, &loose).await);
+}
+
+/// More keys than one listing page (S3 answers at most 1,000 a page; DeleteObjects takes at
+/// most 1,000): 1,001 tags in `a/filler` put the image of `z/app` on the mark's second page
+/// of `repositories/`, and 1,001 loose blobs need two pages and two batches to go. Nothing
+/// live is lost, everything dead goes.
+async fn a_collection_over_more_than_a_page(t: TestStore) {
+    use futures::{StreamExt, TryStreamExt};
+    let s = &t.store;
+    let filler = push(s, "a/filler", Some("t0"), "fc", &["fl"], None)
+        .await
+        .unwrap();
+    let (filler_repo, manifest) = (repo("a/filler"), filler.manifest.clone());
+    futures::stream::iter(1..1001)
+        .map(|i| {
+            let (r, m) = (&filler_repo, &manifest);
+            async move { s.repos.set_tag(r, &tag(&format!("t{i}")), m).await }
+        })
+        .buffer_unordered(32)
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap();
+    let live = push(s, "z/app", Some("1"), "zc", &["zl1", "zl2"], None)
+        .await
+        .unwrap();
+    let garbage: Vec<Digest> = futures::stream::iter(0..1001)
+        .map(|i| async move { s.blobs.put_new(Bytes::from(format!("loose {i}"))).await })
+        .buffer_unordered(32)
+        .try_collect()
+        .await
+        .unwrap();
+    let done = run(s, &now_policy()).await;
+    assert_eq!(done.blobs, 1001, "{done:?}");
+    assert!(all_exist(s, &live.all()).await, "a live blob was deleted");
+    assert!(all_exist(s, &filler.all()).await, "a live blob was deleted");
+    assert!(
+        !exists(s, &garbage[0]).await && !exists(s, &garbage[1000]).await,
+        "garbage stayed"
+    );
+    assert_eq!(s.blobs.list().await.unwrap().len(), 7);
 }
 
 berth_storage::on_every_backend!(
@@ -672,4 +715,5 @@ berth_storage::on_every_backend!(
     collections_beside_writers,
     a_push_in_flight_keeps_its_blobs,
     sha512_blobs_follow_the_same_rules,
+    a_collection_over_more_than_a_page,
 );

@@ -15,7 +15,6 @@ use crate::name::{RepoName, Tag};
 use crate::refs::{manifest_refs, ManifestRefs};
 use crate::repos::tag_key;
 
-
 /// How many small objects (tags, manifests) are read at once.
 const READ_AHEAD: usize = 64;
 

@@ -183,7 +183,10 @@ pub(crate) fn plan(meta: &Meta, refs: &RefsCache, policy: &Policy, now: SystemTi
             }
         }
         for r in &repo.referrers {
-            referrers_of.entry(&r.subject).or_default().push(&r.referrer);
+            referrers_of
+                .entry(&r.subject)
+                .or_default()
+                .push(&r.referrer);
         }
         let before = reach(repo.tags.iter().map(|t| &t.target), refs, &referrers_of);
         let after = reach(
@@ -251,8 +254,7 @@ pub(crate) fn plan(meta: &Meta, refs: &RefsCache, policy: &Policy, now: SystemTi
             repo.blob_links
                 .iter()
                 .filter(|l| {
-                    !needed.contains(&l.digest)
-                        && older_than(l.modified, now, policy.delay)
+                    !needed.contains(&l.digest) && older_than(l.modified, now, policy.delay)
                 })
                 .map(|l| (*l).clone()),
         );
@@ -353,7 +355,11 @@ mod tests {
             ["latest", "old-a", "old-b", "v1.2.3"]
         );
         assert_eq!(
-            names(retention(&rule(&["latest", "semver"], None, Some(7)), &refs, now)),
+            names(retention(
+                &rule(&["latest", "semver"], None, Some(7)),
+                &refs,
+                now
+            )),
             ["old-a", "old-b"]
         );
         // The three newest (unknown, new, mid) by count; of the rest, only those past 15 days.
