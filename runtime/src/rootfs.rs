@@ -199,19 +199,58 @@ pub(crate) fn mount_rootfs(rootfs: &Rootfs, mountpoint: &Path) -> Result<()> {
 /// Mounts the overlay with fuse-overlayfs (rootless, on kernels whose overlayfs a user
 /// namespace may not mount). Its daemon stays in the container's pid namespace and ends with
 /// it; the mount ends with the container's mount namespace.
+///
+/// `pivot_root` gives the new root to every process whose root is the old one: the daemon
+/// too, whose own paths (the layers, /proc/self/fd) would then resolve through the overlay it
+/// serves, and it would wait on itself. So it gets a root of its own: a private recursive
+/// bind of `/` beside the mountpoint, which stays alive for it when the old root is detached.
 fn fuse_overlay(data: &str, mountpoint: &Path) -> Result<()> {
-    let out = std::process::Command::new("fuse-overlayfs")
-        .arg("-o")
+    let host_root = mountpoint.with_file_name("fuse-root");
+    std::fs::create_dir_all(&host_root).ctx(|| format!("mkdir {}", host_root.display()))?;
+    mount(
+        Some(Path::new("/")),
+        &host_root,
+        None,
+        libc::MS_BIND | libc::MS_REC,
+        None,
+    )
+    .ctx(|| format!("bind / at {}", host_root.display()))?;
+    mount(
+        None,
+        &host_root,
+        None,
+        libc::MS_PRIVATE | libc::MS_REC,
+        None,
+    )
+    .ctx(|| format!("make {} private", host_root.display()))?;
+    // Many layers are named relative to the working directory (see above): keep it.
+    let cwd = std::env::current_dir().ctx(|| "getcwd".into())?;
+    let c_path = |p: &Path| {
+        CString::new(p.as_os_str().as_encoded_bytes())
+            .map_err(|_| Error::Setup(format!("{} has a NUL", p.display())))
+    };
+    let (root, cwd) = (c_path(&host_root)?, c_path(&cwd)?);
+    let mut cmd = std::process::Command::new("fuse-overlayfs");
+    cmd.arg("-o")
         .arg(data)
         .arg(mountpoint)
         .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .output()
-        .map_err(|e| {
-            Error::Setup(format!(
-                "cannot run fuse-overlayfs ({e}): install Debian's fuse-overlayfs"
-            ))
-        })?;
+        .stdout(std::process::Stdio::null());
+    // SAFETY: chroot(2) and chdir(2) between fork and exec.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(move || {
+            if libc::chroot(root.as_ptr()) != 0 || libc::chdir(cwd.as_ptr()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().map_err(|e| {
+        Error::Setup(format!(
+            "cannot run fuse-overlayfs ({e}): install Debian's fuse-overlayfs"
+        ))
+    })?;
     if !out.status.success() {
         return Err(Error::Setup(format!(
             "fuse-overlayfs ({data}): {}",
