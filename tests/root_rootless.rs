@@ -543,7 +543,7 @@ fn root_rootless_fuse_overlayfs_when_forced() {
     u.ok(&[
         "run",
         "--name",
-        "k",
+        "kk",
         "--network",
         "none",
         "bb",
@@ -551,8 +551,8 @@ fn root_rootless_fuse_overlayfs_when_forced() {
         "-c",
         "rm -r /home/u && mkdir /home/u && echo k > /home/u/k && rm /bin/ln",
     ]);
-    u.ok(&["commit", "k", "bb:k"]);
-    u.ok(&["rm", "k"]);
+    u.ok(&["commit", "kk", "bb:k"]);
+    u.ok(&["rm", "kk"]);
 
     u.env = vec!["BERTH_ROOTLESS_OVERLAY=fuse-overlayfs".into()];
     assert_eq!(
@@ -593,7 +593,7 @@ fn root_rootless_fuse_overlayfs_when_forced() {
         "run",
         "-d",
         "--name",
-        "f",
+        "ff",
         "--network",
         "none",
         "bb:k",
@@ -603,13 +603,13 @@ fn root_rootless_fuse_overlayfs_when_forced() {
          echo new > /n && chown 1000:1000 /n && exec sleep 100",
     ]);
     eventually("the changes", || {
-        u.output(&["exec", "f", "cat", "/n"]).stdout == b"new\n"
+        u.output(&["exec", "ff", "cat", "/n"]).stdout == b"new\n"
     });
     let got = u.home.path().join("n");
-    u.ok(&["cp", "f:/n", got.to_str().unwrap()]);
+    u.ok(&["cp", "ff:/n", got.to_str().unwrap()]);
     assert_eq!(std::fs::read_to_string(&got).unwrap(), "new\n");
-    u.ok(&["commit", "f", "bb:f"]);
-    u.ok(&["rm", "-f", "f"]);
+    u.ok(&["commit", "ff", "bb:f"]);
+    u.ok(&["rm", "-f", "ff"]);
     u.env.clear();
     let seen = u.ok(&[
         "run",
@@ -635,7 +635,8 @@ fn root_rootless_fuse_overlayfs_when_forced() {
 #[test]
 fn root_rootless_pull_build_push_and_a_terminal_as_a_user() {
     let u = User::new(true);
-    let reg = Registry::start(&Storage::fs(), "");
+    let storage = Storage::fs();
+    let reg = Registry::start(&storage, "");
     // root imports the user's busybox image into a store of its own and pushes it.
     let dir = u.home.path().join("img");
     u.import_busybox();

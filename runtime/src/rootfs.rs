@@ -204,6 +204,8 @@ pub(crate) fn mount_rootfs(rootfs: &Rootfs, mountpoint: &Path) -> Result<()> {
 /// too, whose own paths (the layers, /proc/self/fd) would then resolve through the overlay it
 /// serves, and it would wait on itself. So it gets a root of its own: a private recursive
 /// bind of `/` beside the mountpoint, which stays alive for it when the old root is detached.
+/// Seen from there the mountpoint would be the copy's, so we mount the fuse connection here
+/// ourselves and hand the daemon its descriptor (`/dev/fd/N`, as libfuse takes it).
 fn fuse_overlay(data: &str, mountpoint: &Path) -> Result<()> {
     let host_root = mountpoint.with_file_name("fuse-root");
     std::fs::create_dir_all(&host_root).ctx(|| format!("mkdir {}", host_root.display()))?;
@@ -230,17 +232,40 @@ fn fuse_overlay(data: &str, mountpoint: &Path) -> Result<()> {
             .map_err(|_| Error::Setup(format!("{} has a NUL", p.display())))
     };
     let (root, cwd) = (c_path(&host_root)?, c_path(&cwd)?);
+    // SAFETY: open(2) of the fuse device; the fd is ours until the daemon has it.
+    let fd = unsafe { libc::open(c"/dev/fuse".as_ptr(), libc::O_RDWR) };
+    if fd < 0 {
+        return Err(Error::Setup(format!(
+            "open /dev/fuse: {} (fuse-overlayfs needs it open to users, 0666 as udev makes it)",
+            io::Error::last_os_error()
+        )));
+    }
+    // SAFETY: we own fd and close it once.
+    let fuse = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let options =
+        format!("fd={fd},rootmode=40000,user_id=0,group_id=0,default_permissions,allow_other");
+    mount(
+        Some(Path::new("fuse-overlayfs")),
+        mountpoint,
+        Some("fuse.fuse-overlayfs"),
+        libc::MS_NODEV | libc::MS_NOATIME,
+        Some(&options),
+    )
+    .ctx(|| format!("mount fuse at {}", mountpoint.display()))?;
     let mut cmd = std::process::Command::new("fuse-overlayfs");
     cmd.arg("-o")
         .arg(data)
-        .arg(mountpoint)
+        .arg(format!("/dev/fd/{fd}"))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null());
-    // SAFETY: chroot(2) and chdir(2) between fork and exec.
+    // SAFETY: chroot(2), chdir(2) and fcntl(2) between fork and exec.
     unsafe {
         use std::os::unix::process::CommandExt;
         cmd.pre_exec(move || {
-            if libc::chroot(root.as_ptr()) != 0 || libc::chdir(cwd.as_ptr()) != 0 {
+            if libc::chroot(root.as_ptr()) != 0
+                || libc::chdir(cwd.as_ptr()) != 0
+                || libc::fcntl(fd, libc::F_SETFD, 0) != 0
+            {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
@@ -251,6 +276,7 @@ fn fuse_overlay(data: &str, mountpoint: &Path) -> Result<()> {
             "cannot run fuse-overlayfs ({e}): install Debian's fuse-overlayfs"
         ))
     })?;
+    drop(fuse);
     if !out.status.success() {
         return Err(Error::Setup(format!(
             "fuse-overlayfs ({data}): {}",
