@@ -15,6 +15,13 @@ fn blob_path(root: &Path, d: &Digest) -> std::path::PathBuf {
     root.join("blobs/sha256").join(d.hex())
 }
 
+/// `/bin/busybox` in the snapshot of a bottom layer (whose chain id is its diff id).
+fn unpacked_busybox(root: &Path, diff_id: &Digest) -> std::path::PathBuf {
+    root.join("snapshots")
+        .join(diff_id.hex())
+        .join("bin/busybox")
+}
+
 /// Every file skopeo's `dir:` copy holds is byte-identical in berth's store.
 fn assert_same_as_skopeo(berth: &Berth, reference: &str, manifest: &Digest) {
     let dir = berth.dir.path().join("skopeo-dir");
@@ -298,12 +305,7 @@ fn rmi_keeps_what_another_image_shares() {
     berth.ok(&["rmi", &format!("{}/x/a:1", reg.host())]);
     assert!(blob_path(&berth.root, &a.layers[0]).exists());
     assert!(!blob_path(&berth.root, &a.layers[1]).exists());
-    assert!(berth
-        .root
-        .join("snapshots")
-        .join(a.diff_ids[0].hex())
-        .join("bin/busybox")
-        .exists());
+    assert!(unpacked_busybox(&berth.root, &a.diff_ids[0]).exists());
     assert_eq!(berth.ok(&["images", "-q"]).trim(), &b.config.hex()[..12]);
 }
 
@@ -337,6 +339,27 @@ fn push_to_distribution_then_podman_pulls_it() {
         "{out}"
     );
 
+    // docker's RepoDigests: the pushed name with the registry's digest, in inspect and in
+    // images --digests.
+    let pushed = format!("{}/dst/img@{}", dst.host(), image.manifest);
+    let digests = berth.ok(&["inspect", "-f", "{{json .RepoDigests}}", &target]);
+    assert!(digests.contains(&format!("\"{pushed}\"")), "{digests}");
+    let rows = berth.ok(&[
+        "images",
+        "--digests",
+        "--format",
+        "{{.Repository}} {{.Digest}}",
+    ]);
+    assert!(
+        rows.lines()
+            .any(|l| l == format!("{}/dst/img {}", dst.host(), image.manifest)),
+        "{rows}"
+    );
+    assert_eq!(
+        berth.ok(&["inspect", "-f", "{{.Id}}", &pushed]).trim(),
+        image.config.to_string()
+    );
+
     // A second push finds every layer there; a push to a sibling repository mounts.
     let again = berth.ok(&["push", &target]);
     assert!(again.contains("Layer already exists"), "{again}");
@@ -364,6 +387,61 @@ fn push_to_distribution_then_podman_pulls_it() {
     assert_eq!(podman.inspect(&target, "{{.Id}}"), image.config.hex());
     let id = podman.run(&["pull", "-q", "--tls-verify=false", &sibling]);
     assert_eq!(id.trim(), image.config.hex());
+}
+
+/// A layer this host made is a plain tar, gzipped at its first push and noted in
+/// `images/gzip/`; the push names the image by the digest the registry serves (RepoDigests).
+/// When the image goes (`rmi`, `image prune`), its gzip blob and the note go with it.
+#[test]
+fn a_pushed_plain_layer_takes_its_gzip_blob_and_note_along_when_the_image_goes() {
+    let reg = Distribution::start();
+    let work = tempfile::tempdir().unwrap();
+    let image = build_image(work.path(), 0, 0, 21);
+    let tar = work.path().join("work/l0.tar");
+    let berth = Berth::new();
+    let name = format!("{}/p/plain:1", reg.host());
+    let notes = berth.root.join("images/gzip");
+    let note_of = |tar_blob: &Digest| notes.join(tar_blob.hex());
+    for how in ["rmi", "prune"] {
+        let id = berth
+            .ok(&["import", tar.to_str().unwrap(), &name])
+            .trim()
+            .to_string();
+        let tar_blob: Digest = image.diff_ids[0].clone();
+        assert!(blob_path(&berth.root, &tar_blob).exists());
+        let out = berth.ok(&["push", &name]);
+        let digest = out
+            .lines()
+            .find_map(|l| l.split("digest: ").nth(1))
+            .and_then(|d| d.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no digest in {out}"))
+            .to_string();
+        let digests = berth.ok(&["inspect", "-f", "{{json .RepoDigests}}", &name]);
+        assert_eq!(
+            digests.trim(),
+            format!("[\"{}/p/plain@{digest}\"]", reg.host())
+        );
+        let note: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(note_of(&tar_blob)).unwrap()).unwrap();
+        let gz: Digest = note["digest"].as_str().unwrap().parse().unwrap();
+        assert!(blob_path(&berth.root, &gz).exists());
+        if how == "rmi" {
+            let out = berth.ok(&["rmi", &name]);
+            assert!(out.contains(&format!("Deleted: {id}")), "{out}");
+        } else {
+            // Its name moves to another image: dangling, and pruned.
+            berth.ok(&["import", "-m", "other", tar.to_str().unwrap(), &name]);
+            let out = berth.ok(&["image", "prune", "-f"]);
+            assert!(out.contains(&format!("deleted: {id}")), "{out}");
+            berth.ok(&["rmi", &name]);
+        }
+        assert!(!blob_path(&berth.root, &tar_blob).exists(), "{how}");
+        assert!(
+            !blob_path(&berth.root, &gz).exists(),
+            "{how}: gzip blob left"
+        );
+        assert!(!note_of(&tar_blob).exists(), "{how}: note left");
+    }
 }
 
 #[test]
@@ -1125,30 +1203,29 @@ fn images_rmi_save_import_history_and_df_flags() {
     assert_eq!(v[0]["RootFS"]["Layers"][0], base.diff_ids[0].to_string());
     berth.ok(&["rmi", "piped:1"]);
 
-    // The base becomes an intermediate image: no name, the parent of the child.
+    // The base's only layer is the child's first, yet nothing made one from the other (only
+    // `commit` records a parent): the base, once its name moves, is a dangling image of its
+    // own, listed, and removing the child never takes it along (it once did: data lost).
     berth.ok(&["pull", "-q", &child_name]);
     berth.ok(&["tag", &child_name, "base:1"]);
     let short_base = &base_id["sha256:".len()..][..12];
     let short_child = &child.config.hex()[..12];
-    assert_eq!(berth.ok(&["images", "-q"]).trim(), short_child);
-    let all = berth.ok(&[
-        "images",
-        "-a",
-        "--format",
-        "{{.Repository}}:{{.Tag}} {{.ID}}",
-    ]);
-    assert!(
-        all.contains(&format!("<none>:<none> {short_base}")),
-        "{all}"
-    );
+    let sorted = |s: String| {
+        let mut v: Vec<String> = s.lines().map(str::to_string).collect();
+        v.sort();
+        v
+    };
+    let both = sorted(format!("{short_base}\n{short_child}"));
+    assert_eq!(sorted(berth.ok(&["images", "-q"])), both);
+    assert_eq!(sorted(berth.ok(&["images", "-a", "-q"])), both);
     assert_eq!(
-        berth.ok(&["images", "-q", "-f", "dangling=true"]).trim(),
+        berth
+            .ok(&["inspect", "-f", "{{.Parent}}", &child_name])
+            .trim(),
         ""
     );
     assert_eq!(
-        berth
-            .ok(&["images", "-a", "-q", "-f", "dangling=true"])
-            .trim(),
+        berth.ok(&["images", "-q", "-f", "dangling=true"]).trim(),
         short_base
     );
     assert_eq!(
@@ -1163,7 +1240,6 @@ fn images_rmi_save_import_history_and_df_flags() {
             .trim(),
         short_child
     );
-    // --no-prune keeps the parent (now dangling); without it, rmi takes the parent along.
     let out = berth.ok(&["rmi", "-f", "--no-prune", short_child]);
     assert!(!out.contains(&base_id), "{out}");
     assert_eq!(berth.ok(&["images", "-q"]).trim(), short_base);
@@ -1171,7 +1247,15 @@ fn images_rmi_save_import_history_and_df_flags() {
     berth.ok(&["tag", &child_name, "keep:1"]);
     let out = berth.ok(&["rmi", "-f", &child.config.to_string()]);
     assert!(out.contains(&format!("Deleted: {}", child.config)), "{out}");
-    assert!(out.contains(&format!("Deleted: {base_id}")), "{out}");
+    assert!(!out.contains(&base_id), "{out}");
+    assert_eq!(berth.ok(&["images", "-a", "-q"]).trim(), short_base);
+    // The reverse: removing the base leaves a child that shares its layer whole.
+    berth.ok(&["pull", "-q", &child_name]);
+    let out = berth.ok(&["rmi", short_base]);
+    assert_eq!(out.trim(), format!("Deleted: {base_id}"));
+    assert_eq!(berth.ok(&["images", "-a", "-q"]).trim(), short_child);
+    assert!(unpacked_busybox(&berth.root, &base.diff_ids[0]).exists());
+    berth.ok(&["rmi", &child_name]);
     assert_eq!(berth.ok(&["images", "-a", "-q"]).trim(), "");
 
     // Several images at once, by name, full id and sha256: id; a missing one fails alone.

@@ -827,3 +827,142 @@ fn root_commit_freezes_the_container_unless_told_not_to() {
     assert!(seen, "--pause=true did not freeze the container");
     let _ = b.cmd(&["rm", "-f", "box"]).output();
 }
+
+/// A commit chain and what removing and pruning do to it, as one system prints it, with
+/// image ids replaced by their roles: BASE (`files:1`), P (a nameless commit of BASE), CHILD
+/// (a commit of P, named), D (`import` of BASE's tar without a name: its layer is BASE's and
+/// CHILD's first, yet it is an image of its own), E and F (a nameless commit chain on BASE).
+fn parent_chain_script(cmd: &dyn Fn(&[&str]) -> Output, tar: &Path) -> Vec<String> {
+    let ok = |args: &[&str]| {
+        let o = cmd(args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let id = |name: &str| ok(&["inspect", "-f", "{{.Id}}", name]).trim().to_string();
+    let commit_of = |from: &str, name: &str, cname: &str| {
+        ok(&[
+            "run",
+            "--name",
+            cname,
+            "--network",
+            "none",
+            from,
+            "sh",
+            "-c",
+            "echo x > /x",
+        ]);
+        let mut args = vec!["commit", cname];
+        args.extend((!name.is_empty()).then_some(name));
+        ok(&args).trim().to_string()
+    };
+    let p = commit_of("files:1", "", "c1");
+    commit_of(&p, "child:1", "c2");
+    let d = ok(&["import", tar.to_str().unwrap()]).trim().to_string();
+    let e = commit_of("files:1", "", "c3");
+    let f = commit_of(&e, "", "c4");
+    ok(&["rm", "c1", "c2", "c3", "c4"]);
+    let roles = [
+        (id("files:1"), "BASE"),
+        (p.clone(), "P"),
+        (id("child:1"), "CHILD"),
+        (d, "D"),
+        (e, "E"),
+        (f, "F"),
+    ];
+    let redact = |s: &str| {
+        let mut s = s.to_string();
+        for (id, role) in &roles {
+            let hex = id.trim_start_matches("sha256:");
+            s = s
+                .replace(id, role)
+                .replace(hex, role)
+                .replace(&hex[..12], role);
+        }
+        s
+    };
+    let sorted = |s: String| {
+        let mut v: Vec<String> = s.lines().map(|l| redact(l.trim())).collect();
+        // docker's overlay2 also lists the layers it deleted: ids of no image.
+        v.retain(|l| !l.is_empty() && !l.contains("sha256:"));
+        v.sort();
+        v.join(" ")
+    };
+    let failure = |args: &[&str]| {
+        let o = cmd(args);
+        let err = stderr(&o);
+        let msg = err.split_once("conflict:").map_or(err.as_str(), |(_, m)| m);
+        format!("{:?} {}", o.status.code(), redact(msg.trim()))
+    };
+    vec![
+        format!("images: {}", sorted(ok(&["images", "-q", "--no-trunc"]))),
+        format!(
+            "images -a: {}",
+            sorted(ok(&["images", "-a", "-q", "--no-trunc"]))
+        ),
+        format!(
+            "parent: {}",
+            redact(&ok(&["inspect", "-f", "{{.Parent}}", "child:1"]))
+        ),
+        format!(
+            "base parent: {}",
+            ok(&["inspect", "-f", "{{.Parent}}", "files:1"])
+        ),
+        format!(
+            "history: {}",
+            redact(&ok(&["history", "-q", "--no-trunc", "child:1"]))
+        ),
+        // A parent cannot go while its child is there, forced or not.
+        format!("rmi P: {}", failure(&["rmi", &p])),
+        format!("rmi -f P: {}", failure(&["rmi", "-f", &p])),
+        // The child takes its nameless parent; D, sharing its first layer, stays.
+        format!("rmi child: {}", sorted(ok(&["rmi", "child:1"]))),
+        format!(
+            "left: {}",
+            sorted(ok(&["images", "-a", "-q", "--no-trunc"]))
+        ),
+        // A dangling image and a nameless chain go; the named base stays.
+        format!(
+            "prune: {}",
+            sorted(ok(&["image", "prune", "-f"]))
+                .split(' ')
+                .filter(|w| ["D", "E", "F", "BASE"].contains(w))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        format!(
+            "after prune: {}",
+            sorted(ok(&["images", "-a", "-q", "--no-trunc"]))
+        ),
+    ]
+}
+
+/// `commit` records the image it was made from (docker's Parent), and only that makes
+/// images parent and child: `images` hides a nameless parent, `history` names the chain,
+/// `rmi` refuses a parent with children and takes nameless parents along with their child,
+/// `image prune` takes a dangling chain, and an image that only shares layers with a removed
+/// one stays (it was once removed with it). The same script runs in docker (overlay2, whose
+/// images have parents) and must print the same.
+#[test]
+fn root_commit_parents_rmi_and_prune_follow_the_recorded_parent_as_docker_does() {
+    let _g = shared();
+    let (b, tar) = setup();
+    let ours = parent_chain_script(&|a: &[&str]| b.cmd(a).output().unwrap(), &tar);
+    let d = Dockerd::start_with(&["--storage-driver=overlay2".to_string()]);
+    d.ok(&["import", tar.to_str().unwrap(), "files:1"]);
+    let theirs = parent_chain_script(&|a: &[&str]| d.cmd(a).output().unwrap(), &tar);
+    assert_eq!(ours, theirs, "berth:\n{ours:#?}\ndocker:\n{theirs:#?}");
+    // What the script shows, spelled out.
+    for line in [
+        "images: BASE CHILD D F",
+        "images -a: BASE CHILD D E F P",
+        "rmi child: Deleted: CHILD Deleted: P Untagged: child:1",
+        "left: BASE D E F",
+        "prune: D E F",
+        "after prune: BASE",
+    ] {
+        assert!(
+            ours.contains(&line.to_string()),
+            "{line} missing: {ours:#?}"
+        );
+    }
+}

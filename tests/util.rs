@@ -1000,11 +1000,18 @@ pub fn run_with_input(cmd: &mut Command, input: Option<&[u8]>, timeout: Duration
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("{desc}: {e} (the README's test command installs every peer)"));
-    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
-        stdin.write_all(input).unwrap();
-    }
     let mut out = child.stdout.take().unwrap();
     let mut err = child.stderr.take().unwrap();
+    // Written from its own thread, after the readers start: a child that fills its output pipe
+    // before reading all of its input would otherwise wait on us while we wait on it.
+    // The writer is not joined: a child that exits without reading everything ends it with
+    // EPIPE, and a grandchild that keeps stdin open must not hang the test past its timeout.
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        let input = input.to_vec();
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+    }
     let out_t = std::thread::spawn(move || {
         let mut v = Vec::new();
         let _ = out.read_to_end(&mut v);

@@ -1980,6 +1980,7 @@ fn export(b: &Build) -> Result<BuildResult> {
             repo_digests: vec![],
             linked: Default::default(),
             last_tag_time: None,
+            parent: None,
         };
         images.commit_image(record, &names, None).await?;
         // BuildKit's events: the image tagged with each name.

@@ -268,7 +268,10 @@ impl Engine {
         history.push(entry);
         let bytes = bytes::Bytes::from(serde_json::to_vec(&config).expect("serialises"));
         let names: Vec<ImageRef> = options.reference.iter().cloned().collect();
-        let id = self.images.add_image(bytes, layers, None, &names).await?;
+        let id = self
+            .images
+            .add_image(bytes, layers, None, &names, Some(image.id.clone()))
+            .await?;
         let mut event = container_event(rec, "commit")
             .attr("comment", options.message.as_deref().unwrap_or_default())
             .attr("imageID", id.as_str());

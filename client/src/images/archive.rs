@@ -450,13 +450,15 @@ impl ImageStore {
     }
 
     /// Records an image whose config is `config` and layers are `layers`, with `manifest`
-    /// if the archive carried one (else a docker v2 manifest is written).
+    /// if the archive carried one (else a docker v2 manifest is written), and the image it
+    /// was made from (`commit`'s parent).
     pub(crate) async fn add_image(
         &self,
         config: Bytes,
         layers: Vec<LayerRecord>,
         manifest: Option<(Bytes, String)>,
         names: &[ImageRef],
+        parent: Option<Digest>,
     ) -> Result<Digest> {
         let id = self.store.blobs.put_new(config.clone()).await?;
         let cfg = parse_config(&config)?;
@@ -476,13 +478,14 @@ impl ImageStore {
             }
         };
         let manifest_digest = self.store.blobs.put_new(manifest.clone()).await?;
-        let record = cfg.record(
+        let mut record = cfg.record(
             &id,
             config.len() as u64,
             (&manifest_digest, manifest_media_type, manifest.len() as u64),
             Vec::new(),
             layers,
         );
+        record.parent = parent;
         self.commit_image(record, names, None).await?;
         Ok(id)
     }
@@ -685,7 +688,9 @@ impl ImageStore {
                     .iter()
                     .map(|t| ImageRef::parse(t))
                     .collect::<Result<_, _>>()?;
-                let id = self.add_image(config, layers, manifest, &names).await?;
+                let id = self
+                    .add_image(config, layers, manifest, &names, None)
+                    .await?;
                 out.push(LoadedImage {
                     id,
                     names: names.iter().map(|n| n.to_string()).collect(),
@@ -741,7 +746,7 @@ impl ImageStore {
                     });
                 let names: Vec<ImageRef> = name.into_iter().collect();
                 let id = self
-                    .add_image(config, layers, Some((m, media_type)), &names)
+                    .add_image(config, layers, Some((m, media_type)), &names, None)
                     .await?;
                 out.push(LoadedImage {
                     id,
@@ -852,7 +857,8 @@ impl ImageStore {
         }
         let config = Bytes::from(serde_json::to_vec(&config).expect("serialises"));
         let names: Vec<ImageRef> = reference.cloned().into_iter().collect();
-        self.add_image(config, vec![layer], None, &names).await
+        self.add_image(config, vec![layer], None, &names, None)
+            .await
     }
 }
 

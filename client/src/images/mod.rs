@@ -72,6 +72,10 @@ pub enum ImageError {
     },
     #[error("conflict: unable to delete {id} (must be forced) - image is referenced in multiple repositories")]
     Conflict { id: String },
+    #[error(
+        "conflict: unable to delete {id} (cannot be forced) - image has dependent child images"
+    )]
+    HasChildren { id: String },
     #[error("{0}")]
     Invalid(String),
     #[error("conflict: unable to remove repository reference \"{reference}\" (must force) - container {container} is using its referenced image {id}")]
@@ -146,6 +150,11 @@ pub struct ImageRecord {
     pub linked: BTreeSet<String>,
     #[serde(default)]
     pub last_tag_time: Option<String>,
+    /// The image this one was made from by `commit` (docker's `Parent`). Only this record
+    /// makes images parent and child: an image whose layers merely begin another image's is
+    /// an image of its own, which removing the other never touches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Digest>,
 }
 
 impl ImageRecord {
@@ -160,6 +169,11 @@ impl ImageRecord {
             .into_iter()
             .chain(self.extra_blobs.iter())
             .chain(self.layers.iter().map(|l| &l.digest))
+    }
+
+    /// Whether the image has a tag or a digested name.
+    pub fn has_name(&self) -> bool {
+        !self.tags.is_empty() || !self.repo_digests.is_empty()
     }
 
     /// `sha256:…` shortened as docker prints IMAGE ID: 12 hex digits.
@@ -283,30 +297,36 @@ pub(crate) fn image_event(id: &str, action: &str) -> Event {
     Event::new(Kind::Image, action, id)
 }
 
-/// The intermediate images among `images`: docker's (and podman's) images that `images`
-/// hides without `-a`. An image is one when it has no name (no tag, no digest) and is the
-/// parent of another image: its layers are the first layers of that image.
+/// The intermediate images among `images`: docker's images that `images` hides without `-a`.
+/// An image is one when it has no name (no tag, no digest) and is the recorded parent of
+/// another image.
 pub fn intermediates(images: &[ImageRecord]) -> BTreeSet<Digest> {
-    let tops: BTreeSet<(usize, &Digest)> = images
-        .iter()
-        .flat_map(|i| {
-            let n = i.layers.len();
-            i.layers[..n.saturating_sub(1)]
-                .iter()
-                .enumerate()
-                .map(|(k, l)| (k, &l.chain_id))
-        })
-        .collect();
+    let parents: BTreeSet<&Digest> = images.iter().filter_map(|i| i.parent.as_ref()).collect();
     images
         .iter()
-        .filter(|i| i.tags.is_empty() && i.repo_digests.is_empty())
-        .filter(|i| {
-            i.layers
-                .last()
-                .is_some_and(|l| tops.contains(&(i.layers.len() - 1, &l.chain_id)))
-        })
+        .filter(|i| !i.has_name() && parents.contains(&i.id))
         .map(|i| i.id.clone())
         .collect()
+}
+
+/// How `remove_one` treats the image it is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum How {
+    Plain,
+    /// `rmi -f`: an id names several repositories, or a container's image loses its names.
+    Forced,
+    /// A parent pruned after its child: removed only if it is nameless, unused and childless.
+    DanglingParent,
+}
+
+impl How {
+    fn forced(force: bool) -> How {
+        if force {
+            How::Forced
+        } else {
+            How::Plain
+        }
+    }
 }
 
 /// What `rmi` did, line by line as docker prints it.
@@ -578,52 +598,42 @@ impl ImageStore {
         Ok(())
     }
 
-    /// Removes an image name, or the image itself (`rmi`); then, unless told not to, the
-    /// untagged parents that only it used, as docker does.
+    /// Removes an image name, or the image itself (`rmi`); then, unless told not to, its
+    /// recorded parents (docker's `Parent`, set by `commit`) one after another while each is
+    /// nameless, unused by containers and the parent of nothing else, as docker does. Images
+    /// that merely share layers with it are independent and stay.
     pub async fn remove(&self, s: &str, options: RemoveOptions) -> Result<Vec<Removal>> {
-        // The image's layer chain, to recognise its parents by.
-        let chains: Vec<Digest> = self
-            .resolve(s)?
-            .layers
-            .iter()
-            .map(|l| l.chain_id.clone())
-            .collect();
-        let mut out = self.remove_one(s, options.force, &options.in_use).await?;
+        let mut parent = self.resolve(s)?.parent;
+        let mut out = self
+            .remove_one(s, How::forced(options.force), &options.in_use)
+            .await?;
         if !options.prune_parents || !matches!(out.last(), Some(Removal::Deleted(_))) {
             return Ok(out);
         }
-        loop {
-            let images = self.list()?;
-            let parents = intermediates(&images);
-            let orphan = images.iter().find(|i| {
-                i.tags.is_empty()
-                    && i.repo_digests.is_empty()
-                    && !parents.contains(&i.id)
-                    && i.layers
-                        .last()
-                        .is_some_and(|l| chains.contains(&l.chain_id))
-            });
-            let Some(orphan) = orphan else {
-                return Ok(out);
+        while let Some(p) = parent.take() {
+            let Ok(record) = self.resolve(p.as_str()) else {
+                break;
             };
-            if options.in_use.contains_key(&orphan.id) {
-                return Ok(out);
-            }
             let removed = self
-                .remove_one(orphan.id.as_str(), true, &options.in_use)
+                .remove_one(p.as_str(), How::DanglingParent, &options.in_use)
                 .await?;
+            if !matches!(removed.last(), Some(Removal::Deleted(_))) {
+                break;
+            }
             out.extend(removed);
+            parent = record.parent;
         }
+        Ok(out)
     }
 
     async fn remove_one(
         &self,
         s: &str,
-        force: bool,
+        how: How,
         in_use: &BTreeMap<Digest, String>,
     ) -> Result<Vec<Removal>> {
         let id = find(&self.read_index()?, s)?.id.clone();
-        let removed = self.remove_one_unrecorded(s, force, in_use).await?;
+        let removed = self.remove_one_unrecorded(s, how, in_use).await?;
         // docker's events: the image id for each name taken away, then the deletion.
         let journal = self.journal();
         for r in &removed {
@@ -639,13 +649,22 @@ impl ImageStore {
     async fn remove_one_unrecorded(
         &self,
         s: &str,
-        force: bool,
+        how: How,
         in_use: &BTreeMap<Digest, String>,
     ) -> Result<Vec<Removal>> {
         let lock = self.lock()?;
         let mut index = self.read_index()?;
         let record = find(&index, s)?.clone();
         let user = in_use.get(&record.id);
+        let has_children = index
+            .images
+            .values()
+            .any(|i| i.parent.as_ref() == Some(&record.id));
+        // Checked under the lock: a parent named or used meanwhile stays.
+        if how == How::DanglingParent && (record.has_name() || has_children || user.is_some()) {
+            return Ok(Vec::new());
+        }
+        let force = how == How::Forced;
         let mut out = Vec::new();
         let by_name = ImageRef::parse(s)
             .ok()
@@ -689,6 +708,11 @@ impl ImageStore {
                 }
             }
             None => {
+                if has_children {
+                    return Err(ImageError::HasChildren {
+                        id: record.short_id().to_string(),
+                    });
+                }
                 let repos: BTreeSet<String> = r
                     .tags
                     .iter()
@@ -712,8 +736,9 @@ impl ImageStore {
                 }
             }
         }
-        if user.is_some() {
-            // Forced: the names go, the image stays (dangling) for its container.
+        if user.is_some() || has_children {
+            // Forced: the names go, the image stays (dangling) for its container; a parent
+            // loses its last name and stays for its children, hidden as docker hides it.
             self.write_index(&lock, &index).await?;
             return Ok(out);
         }
@@ -754,6 +779,12 @@ impl ImageStore {
                 if !users.iter().any(|u| u.blobs().any(|x| x == b)) {
                     self.store.repos.unlink_blob(&repo, b).await?;
                     self.store.repos.unlink_manifest(&repo, b).await?;
+                    // A push linked the layer's gzip form here too.
+                    if let Some(gz) = self.gzip_note(b) {
+                        if !users.iter().any(|u| u.blobs().any(|x| x == &gz)) {
+                            self.store.repos.unlink_blob(&repo, &gz).await?;
+                        }
+                    }
                 }
             }
         }
@@ -777,23 +808,32 @@ impl ImageStore {
     /// written with the index), the build cache (its hold), a registry repository over this
     /// root, a collection's rules. The store's collector decides; when another collection
     /// runs (a registry over this root), what is left is freed by that one or the next.
-    pub(crate) async fn free_blobs(&self, candidates: BTreeSet<Digest>) -> Result<()> {
+    /// The gzip blobs pushes made of plain tar candidates go with them when nothing else
+    /// needs them, and so do their notes (`images/gzip/`).
+    pub(crate) async fn free_blobs(&self, mut candidates: BTreeSet<Digest>) -> Result<()> {
         if candidates.is_empty() {
             return Ok(());
         }
+        let gzipped: Vec<Digest> = candidates
+            .iter()
+            .filter_map(|b| self.gzip_note(b))
+            .collect();
+        candidates.extend(gzipped);
         let options = gc::Options {
             scope: gc::Scope::Only(candidates),
             wait: Some(std::time::Duration::from_secs(60)),
             ..gc::Options::default()
         };
-        match gc::collect(&self.store, &gc::Policy::default(), &options).await {
+        let done = match gc::collect(&self.store, &gc::Policy::default(), &options).await {
             Ok(_) => Ok(()),
             Err(StoreError::CollectionBusy(holder)) => {
                 tracing::info!("a collection by {holder} is running: it frees the rest");
                 Ok(())
             }
             Err(e) => Err(e.into()),
-        }
+        };
+        self.prune_gzip_notes();
+        done
     }
 
     /// Removes dangling images (no tags), or with `all` every image, except those in
@@ -809,8 +849,18 @@ impl ImageStore {
         let mut out = Vec::new();
         for image in self.list()? {
             if (all || image.tags.is_empty()) && !in_use.contains_key(&image.id) && admit(&image) {
-                let id = image.id.to_string();
-                out.extend(self.remove_one(&id, true, in_use).await?);
+                let options = RemoveOptions {
+                    force: true,
+                    prune_parents: true,
+                    in_use: in_use.clone(),
+                };
+                match self.remove(image.id.as_str(), options).await {
+                    Ok(removed) => out.extend(removed),
+                    // Gone with a child pruned before it, or the parent of an image that
+                    // stays: docker's prune passes over these too.
+                    Err(ImageError::NotFound(_) | ImageError::HasChildren { .. }) => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
         let after = self.disk_usage(in_use)?.size;
@@ -906,8 +956,17 @@ impl ImageStore {
             });
         }
         out.reverse();
-        if let Some(first) = out.first_mut() {
-            first.id = Some(image.id.clone());
+        // docker's IDs down the recorded parents that are still here; `<missing>` below.
+        let index = self.read_index()?;
+        let mut id = Some(image.id.clone());
+        for row in &mut out {
+            let Some(this) = id.take() else { break };
+            id = index
+                .images
+                .get(this.as_str())
+                .and_then(|r| r.parent.clone())
+                .filter(|p| index.images.contains_key(p.as_str()));
+            row.id = Some(this);
         }
         Ok(out)
     }
@@ -941,7 +1000,7 @@ impl ImageStore {
             "Id": image.id.as_str(),
             "RepoTags": image.tags.iter().map(|t| familiar_of(t)).collect::<Vec<_>>(),
             "RepoDigests": image.repo_digests.iter().map(|t| familiar_of(t)).collect::<Vec<_>>(),
-            "Parent": "",
+            "Parent": image.parent.as_ref().map(|p| p.as_str()).unwrap_or(""),
             "Comment": comment,
             "Created": str_or_empty("created"),
             "DockerVersion": str_or_empty("docker_version"),
@@ -978,6 +1037,7 @@ impl ImageStore {
         let existed = index.images.get(record.id.as_str()).cloned();
         let mut changed = existed.is_none();
         if let Some(old) = &existed {
+            record.parent = record.parent.take().or_else(|| old.parent.clone());
             record.tags = old.tags.clone();
             record.repo_digests = old.repo_digests.clone();
             record.linked = old.linked.clone();

@@ -145,6 +145,7 @@ impl ConfigDoc {
             repo_digests: Vec::new(),
             linked: Default::default(),
             last_tag_time: None,
+            parent: None,
         }
     }
 }

@@ -127,6 +127,9 @@ impl ImageStore {
                 let _ = self.store.repos.link_blob(&local, b).await;
             }
         }
+        // docker's RepoDigests: the name with the digest the registry now serves it by.
+        self.add_repo_digest(&image.id, &format!("{}@{digest}", reference.name()))
+            .await?;
         self.journal().record(
             super::image_event(&reference.familiar(), "push")
                 .attr("name", reference.familiar_name()),
@@ -136,6 +139,60 @@ impl ImageStore {
             digest,
             size: manifest.len() as u64,
         })
+    }
+
+    /// Gives image `id` the digested name `full` (`repo@sha256:…`), unless it has it.
+    async fn add_repo_digest(&self, id: &Digest, full: &str) -> Result<()> {
+        let lock = self.lock()?;
+        let mut index = self.read_index()?;
+        let Some(r) = index.images.get_mut(id.as_str()) else {
+            // Removed while it was pushed: nothing to name.
+            return Ok(());
+        };
+        if r.repo_digests.iter().any(|d| d == full) {
+            return Ok(());
+        }
+        r.repo_digests.push(full.to_string());
+        r.repo_digests.sort();
+        self.write_index(&lock, &index).await
+    }
+
+    /// The gzip blob noted for the plain tar layer `tar` (`images/gzip/<tar hex>`), if any.
+    pub(super) fn gzip_note(&self, tar: &Digest) -> Option<Digest> {
+        let bytes = std::fs::read(self.gzip_note_path(tar)).ok()?;
+        serde_json::from_slice::<Gzipped>(&bytes)
+            .ok()
+            .map(|g| g.digest)
+    }
+
+    fn gzip_note_path(&self, tar: &Digest) -> std::path::PathBuf {
+        self.root.join("images/gzip").join(tar.hex())
+    }
+
+    /// Removes the notes whose plain tar layer the store no longer has (freed by `rmi`, a
+    /// prune, or a collection of a registry over this root): a note lives as long as its
+    /// layer. One that names a gzip blob freed before its tar is only a cache miss: the
+    /// next push compresses again.
+    pub(super) fn prune_gzip_notes(&self) {
+        let Ok(dir) = std::fs::read_dir(self.root.join("images/gzip")) else {
+            return;
+        };
+        for entry in dir.flatten() {
+            let name = entry.file_name();
+            let Some(hex) = name.to_str() else { continue };
+            // Notes are named by sha256 hex: anything else is a temporary file.
+            let Ok(tar) = format!("sha256:{hex}").parse::<Digest>() else {
+                continue;
+            };
+            let gone = self
+                .store
+                .blobs
+                .local_path(&tar)
+                .is_some_and(|p| !p.exists());
+            if gone {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 
     /// The manifest as it goes to a registry: `manifest` with every plain tar layer replaced
@@ -174,7 +231,7 @@ impl ImageStore {
     /// the store, otherwise a new one (the tar's bytes are checked against its digest as
     /// they are read).
     async fn gzipped(&self, tar: &Digest) -> Result<Gzipped> {
-        let note = self.root.join("images/gzip").join(tar.hex());
+        let note = self.gzip_note_path(tar);
         if let Ok(bytes) = std::fs::read(&note) {
             if let Ok(gz) = serde_json::from_slice::<Gzipped>(&bytes) {
                 if matches!(self.store.blobs.stat(&gz.digest).await, Ok(Some(n)) if n == gz.size) {
