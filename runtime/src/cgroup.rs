@@ -678,7 +678,7 @@ fn delegated_in(layout: &Layout, own: &str, uid: u32) -> std::result::Result<Pat
         .ok_or_else(|| {
             format!(
                 "no cgroup v2 subtree is delegated to the user ({} is not theirs): run berth \
-                 in one, e.g. systemd-run --user --scope -p Delegate=yes berth …",
+                 below one, such as the user's systemd instance (user@UID.service)",
                 mine.display()
             )
         })?;
