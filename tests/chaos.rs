@@ -3,9 +3,14 @@
 //! started again on the same address and storage. Afterwards every push that got its 201 for
 //! the manifest is there byte for byte; meanwhile no blob was ever served short or wrong; an
 //! upload session that was begun survives each kill and goes on where the store says it
-//! stands. Runs on the filesystem and on S3 (moto). Needs root for dockerd.
+//! stands. Uploads abandoned on purpose (a client that dies half way through a PATCH, a PATCH
+//! whose server is killed under it) survive as sessions until the collection's upload expiry
+//! (`berth gc`) removes them with every byte they held, and nothing acknowledged goes with
+//! them. Runs on the filesystem and on S3 (s3s-fs, moto). Needs root for dockerd.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::io::Write as _;
+use std::net::TcpStream;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -448,6 +453,141 @@ fn push_docker(t: &Target, d: &Dockerd, i: usize, name: &str) -> Acked {
     }
 }
 
+/// An upload begun and then left: a session with one chunk acknowledged, then a PATCH of the
+/// next chunk whose body stops half way on a connection that is returned open. Dropping it at
+/// once is a client killed mid-upload; holding it while the server is killed is a server
+/// killed mid-upload. Returns the session's path (and the connection).
+fn abandon_upload(addr: &str, repo: &str, rng: &mut Rng) -> (String, TcpStream) {
+    let r = util::request(
+        addr,
+        "POST",
+        &format!("/v2/{repo}/blobs/uploads/"),
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 202, "{:?}", String::from_utf8_lossy(&r.body));
+    let range = format!("0-{}", CHUNK - 1);
+    let ct = ("Content-Type", "application/octet-stream");
+    let r = util::request(
+        addr,
+        "PATCH",
+        &path_of(&r),
+        &[("Content-Range", range.as_str()), ct],
+        &rng.bytes(CHUNK),
+    );
+    assert_eq!(r.status, 202, "{:?}", String::from_utf8_lossy(&r.body));
+    let loc = path_of(&r);
+    let mut conn = TcpStream::connect(addr).unwrap();
+    let head = format!(
+        "PATCH {loc} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/octet-stream\r\n\
+         Content-Range: {CHUNK}-{}\r\nContent-Length: {CHUNK}\r\n\r\n",
+        2 * CHUNK - 1
+    );
+    conn.write_all(head.as_bytes()).unwrap();
+    conn.write_all(&rng.bytes(CHUNK / 2)).unwrap();
+    // Long enough for the server to have begun writing the chunk (the caller's kill comes later
+    // still).
+    thread::sleep(Duration::from_millis(20));
+    (loc, conn)
+}
+
+/// The file system's temporary files (what a writer killed half way leaves).
+fn temporaries(storage: &Storage) -> usize {
+    storage.dir.as_ref().map_or(0, |d| {
+        std::fs::read_dir(d.path().join(".tmp"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name() != "conditional.lock")
+            .count()
+    })
+}
+
+/// After the pushes: the abandoned sessions are still there (resumable), then a collection
+/// that expires uploads at once (`uploads = "0"`) and keeps no unneeded blob (`delay = "0"`)
+/// removes them and every byte they held, and leaves exactly the blobs the acknowledged
+/// manifests need.
+fn expire_abandoned(storage: &Storage, reg: &Registry, abandoned: &[String], acked: &[Acked]) {
+    for loc in abandoned {
+        let r = reg.request("GET", loc, &[], b"");
+        assert_eq!(
+            r.status, 204,
+            "{loc}: an abandoned session was lost before its expiry"
+        );
+    }
+    let sessions = storage.keys("uploads/");
+    assert!(!sessions.is_empty(), "no upload session was left to expire");
+    let temps = temporaries(storage);
+    if storage.dir.is_some() {
+        assert!(temps >= 1, "no killed PATCH left its temporary file");
+    }
+    let mut config = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    write!(
+        config,
+        "[gc]\ndelay = \"0\"\nuploads = \"0\"\n{}",
+        storage.toml
+    )
+    .unwrap();
+    let out = util::run_ok(
+        Command::new(util::berth_bin())
+            .arg("gc")
+            .arg("--config")
+            .arg(config.path()),
+    );
+    let report = out;
+    eprintln!(
+        "{} upload keys and {temps} temporary files before: {report}",
+        sessions.len()
+    );
+    assert!(
+        report.contains(&format!("{} upload sessions", {
+            let ids: HashSet<&str> = sessions
+                .iter()
+                .filter_map(|k| k.strip_prefix("uploads/")?.split('/').next())
+                .collect();
+            ids.len()
+        })),
+        "{report}"
+    );
+    assert_eq!(storage.keys("uploads/"), Vec::<String>::new(), "{report}");
+    assert_eq!(temporaries(storage), 0, "temporary files leak: {report}");
+    for loc in abandoned {
+        let r = reg.request("GET", loc, &[], b"");
+        assert_eq!(r.status, 404, "{loc}: an expired session answers");
+        assert!(String::from_utf8_lossy(&r.body).contains("BLOB_UPLOAD_UNKNOWN"));
+    }
+    // What remains is what the acknowledged pushes need, and all of it.
+    let mut needed = HashSet::new();
+    for a in acked {
+        let path = format!("/v2/{}/manifests/{}", a.repo, a.tag);
+        let accept = [(
+            "Accept",
+            "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json",
+        )];
+        let r = reg.request("GET", &path, &accept, b"");
+        assert_eq!(r.status, 200, "{path} was lost to the collection");
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        needed.insert(a.manifest_digest.clone());
+        needed.insert(v["config"]["digest"].as_str().unwrap().to_string());
+        for l in v["layers"].as_array().unwrap() {
+            needed.insert(l["digest"].as_str().unwrap().to_string());
+        }
+    }
+    let stored: HashSet<String> = storage
+        .keys("blobs/")
+        .iter()
+        .filter_map(|k| {
+            let hex = k.split('/').find(|p| p.len() == 64)?;
+            Some(format!("sha256:{hex}"))
+        })
+        .collect();
+    let unneeded: Vec<_> = stored.difference(&needed).collect();
+    assert!(
+        unneeded.is_empty(),
+        "blobs nothing needs survive the collection: {unneeded:?}"
+    );
+    check_acked(&reg.addr, acked);
+}
+
 /// Reads blobs that are being pushed, all the time: an answer 200 must be the whole blob.
 fn read_all_the_time(t: &Target, stop: &AtomicBool, served: &AtomicUsize) {
     let mut n = 0usize;
@@ -567,6 +707,10 @@ fn chaos(storage: Storage) {
         stage: Mutex::new(HashMap::new()),
         blobs: RwLock::new(Vec::new()),
     });
+    // A client that dies half way through a PATCH.
+    let (loc, conn) = abandon_upload(&target.addr, "chaos/gone", &mut rng);
+    drop(conn);
+    let mut abandoned = vec![loc];
     let acked = Arc::new(Mutex::new(Vec::new()));
     let dockerd = Arc::new(dockerd);
     let mut pushers = Vec::new();
@@ -601,6 +745,10 @@ fn chaos(storage: Storage) {
     // falls among pushes in flight however fast the server is.
     let mut kills = 0;
     while kills < scale.kills && pushers.iter().any(|p| !p.is_finished()) {
+        // A PATCH whose server dies under it (begun before the wait, so the server is
+        // writing its chunk by the time of the kill).
+        let (loc, conn) = abandon_upload(&target.addr, &format!("chaos/cut{kills}"), &mut rng);
+        abandoned.push(loc);
         let due = (kills + 1) * scale.pushes / (scale.kills + 1);
         let since = Instant::now();
         while acked.lock().unwrap().len() < due && since.elapsed() < Duration::from_millis(500) {
@@ -608,6 +756,7 @@ fn chaos(storage: Storage) {
         }
         thread::sleep(Duration::from_millis(rng.below(100)));
         reg.kill();
+        drop(conn);
         kills += 1;
         let before = acked.lock().unwrap().len();
         eprintln!("kill {kills}: {before} pushes acknowledged");
@@ -640,6 +789,7 @@ fn chaos(storage: Storage) {
     reg.kill();
     let reg = Registry::start_in(&storage, "", None, &target.addr);
     check_acked(&reg.addr, &acked);
+    expire_abandoned(&storage, &reg, &abandoned, &acked);
 }
 
 #[test]

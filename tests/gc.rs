@@ -274,7 +274,9 @@ fn dry_run_changes_nothing_and_a_killed_collection_is_finished_by_the_next() {
 
     let plan = berth_gc(config.path(), &["--dry-run"]);
     assert!(
-        plan.contains("Would delete 30000 blobs, 0 blob links, 0 upload sessions"),
+        plan.contains(
+            "Would delete 30000 blobs, 0 blob links, 0 upload sessions, 0 abandoned writes"
+        ),
         "{plan}"
     );
     assert!(plan.contains("Total reclaimable space: "), "{plan}");
@@ -352,7 +354,7 @@ fn the_gc_example_config_loads() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(
         text,
-        "Would delete 0 blobs, 0 blob links, 0 upload sessions\nTotal reclaimable space: 0B\n"
+        "Would delete 0 blobs, 0 blob links, 0 upload sessions, 0 abandoned writes\nTotal reclaimable space: 0B\n"
     );
     // Bad [gc] values name the key.
     for (text, key) in [

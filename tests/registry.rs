@@ -749,6 +749,42 @@ fn read_until_closed(stream: &mut std::net::TcpStream, limit: Duration) -> Vec<u
     }
 }
 
+/// A kept-alive connection left idle as long as a Go client keeps one (90 s: containerd's and
+/// skopeo's transports) is still the server's: the next request on it is answered. Were the
+/// server to close it first, a client could send a push's PATCH into a closing connection.
+#[test]
+fn idle_keep_alive_connection_outlasts_go_clients() {
+    use std::io::Read;
+    let storage = Storage::fs();
+    let reg = Registry::start(&storage, "");
+    let mut conn = std::net::TcpStream::connect(&reg.addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let ask = |conn: &mut std::net::TcpStream| {
+        conn.write_all(b"GET /v2/ HTTP/1.1\r\nHost: registry\r\n\r\n")
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        // The answer to /v2/ is a head and `{}`.
+        while !got.ends_with(b"{}") {
+            match conn.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => panic!("{e} after {:?}", String::from_utf8_lossy(&got)),
+            }
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    };
+    let first = ask(&mut conn);
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    std::thread::sleep(Duration::from_secs(91));
+    let second = ask(&mut conn);
+    assert!(
+        second.starts_with("HTTP/1.1 200"),
+        "the idle connection was closed: {second:?}"
+    );
+}
+
 #[test]
 fn slow_and_silent_connections_are_closed_while_others_are_served() {
     let storage = Storage::fs();

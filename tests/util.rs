@@ -745,6 +745,8 @@ pub struct Storage {
     pub toml: String,
     pub dir: Option<tempfile::TempDir>,
     pub s3: Option<S3Server>,
+    /// The S3 key prefix the config names.
+    s3_prefix: String,
 }
 
 impl Storage {
@@ -758,6 +760,7 @@ impl Storage {
             ),
             dir: Some(dir),
             s3: None,
+            s3_prefix: String::new(),
         }
     }
 
@@ -787,7 +790,27 @@ impl Storage {
             toml,
             dir: None,
             s3: Some(server),
+            s3_prefix: prefix.to_string(),
         }
+    }
+
+    /// Every key the store holds under `prefix`, read from the storage itself (the file
+    /// system's temporary files are not keys).
+    pub fn keys(&self, prefix: &str) -> Vec<String> {
+        runtime().block_on(async {
+            let backend: Box<dyn berth_storage::backend::Backend> = match (&self.dir, &self.s3) {
+                (Some(dir), _) => {
+                    Box::new(berth_storage::FsBackend::new(dir.path(), false).unwrap())
+                }
+                (None, Some(s3)) => {
+                    Box::new(berth_storage::S3Backend::new(&s3.config(&self.s3_prefix)).unwrap())
+                }
+                (None, None) => unreachable!("a storage is a directory or a bucket"),
+            };
+            berth_storage::backend::list_all(&*backend, prefix)
+                .await
+                .unwrap()
+        })
     }
 
     /// The storage of each kind the peer tests run on.

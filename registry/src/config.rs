@@ -78,7 +78,11 @@ pub struct ServerConfig {
     pub shutdown_grace: u64,
     /// Seconds a client has to send a request's headers over HTTP/1 once it starts one, or
     /// to start the next on a kept-alive connection; past it the connection is closed, so
-    /// that slow or silent clients cannot hold connections open. 0: no limit.
+    /// that slow or silent clients cannot hold connections open. 0: no limit. The default
+    /// outlasts the 90 s that Go's HTTP clients keep an idle connection (`http.DefaultTransport`,
+    /// which containerd and skopeo/podman start from; CNCF distribution never closes one): the client, not
+    /// the server, ends an idle connection, so no client sends a request into a connection
+    /// the server is closing.
     #[serde(default = "default_header_timeout")]
     pub header_timeout: u64,
 }
@@ -112,7 +116,7 @@ fn default_grace() -> u64 {
 }
 
 fn default_header_timeout() -> u64 {
-    30
+    120
 }
 
 /// Where `berth serve` keeps its data when nothing says otherwise.

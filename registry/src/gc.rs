@@ -40,7 +40,8 @@ impl Counters {
                 self.manifests
                     .fetch_add(r.manifests.len() as u64, Ordering::Relaxed);
                 self.tags.fetch_add(r.tags.len() as u64, Ordering::Relaxed);
-                self.uploads.fetch_add(r.uploads, Ordering::Relaxed);
+                self.uploads
+                    .fetch_add(r.uploads + r.abandoned_writes, Ordering::Relaxed);
                 self.last_duration_ms
                     .store(r.duration.as_millis() as u64, Ordering::Relaxed);
                 let now = SystemTime::now()
@@ -112,7 +113,7 @@ impl Counters {
         metric(
             "berth_gc_uploads_expired_total",
             "counter",
-            "Abandoned upload sessions removed.",
+            "Abandoned upload sessions (and writes killed half way) removed.",
             get(&self.uploads).to_string(),
         );
         metric(
@@ -145,6 +146,7 @@ pub async fn collect_once(
             manifests = r.manifests.len(),
             tags = r.tags.len(),
             uploads = r.uploads,
+            abandoned_writes = r.abandoned_writes,
             seconds = r.duration.as_secs_f64(),
             "garbage collection done"
         ),

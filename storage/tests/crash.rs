@@ -3,7 +3,9 @@
 //! The test re-runs its own binary as the child: `child_writer`, an ignored test that only the
 //! parent runs (with `--ignored` and the environment naming a store), starts a blob put that
 //! never finishes. The parent kills it half way, checks that no blob (and, on the file system,
-//! nothing but a temporary file) is visible, and puts the same blob again.
+//! nothing but a temporary file) is visible, and puts the same blob again; then the
+//! collection's upload expiry removes what the dead writer left (the temporary file, the
+//! incomplete multipart upload) and nothing else.
 
 use berth_storage::testing as common;
 
@@ -155,6 +157,35 @@ async fn sigkill_mid_blob_on_filesystem() {
     );
     let store = Store::new(Arc::new(FsBackend::new(dir.path(), false).unwrap()));
     check_after_crash(&store).await;
+    let temporaries = || {
+        std::fs::read_dir(dir.path().join(".tmp"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name() != "conditional.lock")
+            .count()
+    };
+    assert_eq!(temporaries(), 1);
+    // The collection's upload expiry takes the dead writer's file once it is old enough.
+    assert_eq!(expire_abandoned(&store, Duration::from_secs(3600)).await, 0);
+    assert_eq!(temporaries(), 1, "a recent temporary file is kept");
+    assert_eq!(expire_abandoned(&store, Duration::ZERO).await, 1);
+    assert_eq!(temporaries(), 0, "the dead writer's file leaks");
+    let d = Digest::sha256_of(&content());
+    assert_eq!(store.blobs.read(&d).await.unwrap(), content());
+}
+
+/// A collection that expires uploads (and what killed writers left) older than `age`; how
+/// many abandoned writes it removed.
+async fn expire_abandoned(store: &Store, age: Duration) -> u64 {
+    let policy = berth_storage::gc::Policy {
+        uploads: Some(age),
+        ..Default::default()
+    };
+    let report = berth_storage::gc::collect(store, &policy, &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(report.blobs, 0, "{report:?}");
+    report.abandoned_writes
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,6 +201,13 @@ async fn sigkill_mid_blob_on_s3() {
     assert!(written.some().await, "the killed writer's parts remain");
     let store = Store::new(Arc::new(backend));
     check_after_crash(&store).await;
+    // The parts stay until the collection's upload expiry aborts the upload. (moto reports
+    // every upload as begun in 2010, so the age rule is proved on the file system only.)
+    assert!(written.some().await);
+    assert_eq!(expire_abandoned(&store, Duration::ZERO).await, 1);
+    assert!(!written.some().await, "the dead writer's parts leak");
+    let d = Digest::sha256_of(&content());
+    assert_eq!(store.blobs.read(&d).await.unwrap(), content());
 }
 
 fn config_json(c: &S3Config) -> serde_json::Value {

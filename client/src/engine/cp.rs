@@ -11,7 +11,11 @@
 //! out, `unpack`'s scoped resolution coming in). Both directions move a tar stream, as
 //! docker's do: the walk writes it, `unpack` reads it; except a regular file copied out to
 //! a host path, which `layer::copy_file` copies with the kernel's `copy_file_range` (the same
-//! result, at the speed of `cp`).
+//! result, at the speed of `cp`), from the overlay's own upper or lower file when that is the
+//! very file the root shows (found with no symlink followed; its inode, size and time
+//! compared), so the copy stays within one file system. A stopped container's overlay is
+//! mounted read-only for a copy out: unmounting a writable one syncs its upper file system,
+//! which would wait for the copy's own freshly written bytes.
 
 use std::ffi::CString;
 use std::io::{self, Read, Write};
@@ -101,6 +105,8 @@ fn cp_err(msg: impl Into<String>) -> EngineError {
 /// A container's root, held open for a copy.
 pub(crate) struct ContainerRoot {
     fd: OwnedFd,
+    /// The directories its root is an overlay of, top first (upper, init, image layers).
+    layers: Vec<PathBuf>,
     /// For a stopped container: the helper thread whose mount namespace holds the overlay;
     /// dropping the sender lets it end.
     _hold: Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>,
@@ -238,11 +244,22 @@ impl Engine {
     }
 
     /// The container's root as a descriptor (see the module documentation).
-    pub(crate) fn container_root(&self, rec: &ContainerRecord) -> Result<ContainerRoot> {
+    /// `writable`: a copy into it; a copy out mounts a stopped container's overlay read-only,
+    /// so that unmounting it syncs nothing.
+    pub(crate) fn container_root(
+        &self,
+        rec: &ContainerRecord,
+        writable: bool,
+    ) -> Result<ContainerRoot> {
         let lock = self.lock_files(rec)?;
+        let upper = self.dir(&rec.id).join("upper");
+        let layers: Vec<PathBuf> = std::iter::once(upper.clone())
+            .chain(self.lower_dirs(rec))
+            .collect();
         if let Some(fd) = self.live_root(rec)? {
             return Ok(ContainerRoot {
                 fd,
+                layers,
                 _hold: None,
                 mountpoint: None,
                 _lock: None,
@@ -256,8 +273,7 @@ impl Engine {
         let mountpoint = dir.join(format!("cp-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir(&mountpoint).map_err(super::io_err(&mountpoint))?;
         let lowers = self.lower_dirs(rec);
-        let upper = dir.join("upper");
-        let work = dir.join("work");
+        let work = writable.then(|| dir.join("work"));
         let mounts: Vec<(PathBuf, String, bool)> = rec
             .mounts
             .iter()
@@ -267,7 +283,7 @@ impl Engine {
         let (hold_tx, hold_rx) = mpsc::channel::<()>();
         let mp = mountpoint.clone();
         let handle = std::thread::spawn(move || {
-            let r = mount_private(&mp, &lowers, &upper, &work, &mounts);
+            let r = mount_private(&mp, &lowers, &upper, work.as_deref(), &mounts);
             let ok = r.is_ok();
             let _ = fd_tx.send(r);
             if ok {
@@ -276,6 +292,7 @@ impl Engine {
             }
         });
         let root = ContainerRoot {
+            layers,
             fd: match fd_rx.recv() {
                 Ok(Ok(fd)) => fd,
                 Ok(Err(e)) => {
@@ -305,8 +322,8 @@ impl Engine {
         dest: HostTarget<'_>,
         options: &CopyOptions,
     ) -> Result<u64> {
-        let root = self.container_root(rec)?;
-        let n = copy_out(root.fd.as_fd(), &rec.name, src, dest, options)?;
+        let root = self.container_root(rec, false)?;
+        let n = copy_out(root.fd.as_fd(), &root.layers, &rec.name, src, dest, options)?;
         self.journal()
             .record(container_event(rec, "archive-path").attr("path", src));
         Ok(n)
@@ -320,7 +337,7 @@ impl Engine {
         dest: &str,
         options: &CopyOptions,
     ) -> Result<u64> {
-        let root = self.container_root(rec)?;
+        let root = self.container_root(rec, true)?;
         let n = copy_in(root.fd.as_fd(), &rec.name, src, dest, options)?;
         self.journal()
             .record(container_event(rec, "extract-to-dir").attr("path", dest));
@@ -329,12 +346,13 @@ impl Engine {
 }
 
 /// In a thread's own mount namespace: the overlay at `mountpoint`, the volumes bound in;
-/// returns the root, open.
+/// returns the root, open. Without `work`, the overlay is read-only (the upper directory
+/// one more lower one), and its unmount syncs nothing.
 fn mount_private(
     mountpoint: &Path,
     lowers: &[PathBuf],
     upper: &Path,
-    work: &Path,
+    work: Option<&Path>,
     mounts: &[(PathBuf, String, bool)],
 ) -> io::Result<OwnedFd> {
     // SAFETY: unshare and mount take no pointers we do not own; the namespace and the fs
@@ -371,12 +389,21 @@ fn mount_private(
         })?;
     } else {
         let list: Vec<String> = lowers.iter().map(|l| l.display().to_string()).collect();
-        let data = format!(
-            "lowerdir={},upperdir={},workdir={}",
-            list.join(":"),
-            upper.display(),
-            work.display()
-        );
+        let (data, flags) = match work {
+            Some(work) => (
+                format!(
+                    "lowerdir={},upperdir={},workdir={}",
+                    list.join(":"),
+                    upper.display(),
+                    work.display()
+                ),
+                0,
+            ),
+            None => (
+                format!("lowerdir={}:{}", upper.display(), list.join(":")),
+                libc::MS_RDONLY,
+            ),
+        };
         let data = CString::new(data).map_err(io::Error::other)?;
         let kind = CString::new("overlay").expect("no NUL");
         sys(unsafe {
@@ -384,7 +411,7 @@ fn mount_private(
                 kind.as_ptr(),
                 target.as_ptr(),
                 kind.as_ptr(),
-                0,
+                flags,
                 data.as_ptr().cast(),
             )
         })?;
@@ -427,6 +454,51 @@ fn mount_private(
         }
     }
     Ok(rootfd)
+}
+
+/// The file at `path` (no symlink on the way) in the first of `layers` that holds it, when
+/// it is the very file `seen` describes: its inode, size and modification time (the layers
+/// all on one file system, where an overlay shows a file's own inode number). Else `None`,
+/// and the copy reads through the container's root.
+fn backing_file(layers: &[PathBuf], path: &str, seen: &rfs::Stat) -> Option<OwnedFd> {
+    let rel = path.trim_start_matches('/');
+    let mut dev = None;
+    for layer in layers {
+        let dir = rfs::open(
+            layer,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        let dir_dev = rfs::fstat(&dir).ok()?.st_dev;
+        if *dev.get_or_insert(dir_dev) != dir_dev {
+            return None;
+        }
+        let fd = match rfs::openat2(
+            &dir,
+            rel,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT
+                | ResolveFlags::NO_SYMLINKS
+                | ResolveFlags::NO_MAGICLINKS
+                | ResolveFlags::NO_XDEV,
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => continue,
+            // A whiteout, a symlink, a directory in the way: the overlay decides.
+            Err(_) => return None,
+        };
+        let st = rfs::fstat(&fd).ok()?;
+        let same = FileType::from_raw_mode(st.st_mode) == FileType::RegularFile
+            && st.st_dev == dir_dev
+            && st.st_ino == seen.st_ino
+            && st.st_size == seen.st_size
+            && st.st_mtime == seen.st_mtime
+            && st.st_mtime_nsec == seen.st_mtime_nsec;
+        return same.then_some(fd);
+    }
+    None
 }
 
 /// What a copy reads: a directory and one of its names, or a directory's content.
@@ -554,6 +626,7 @@ fn base_name(p: &str) -> String {
 
 pub(crate) fn copy_out(
     root: BorrowedFd<'_>,
+    layers: &[PathBuf],
     container: &str,
     src: &str,
     dest: HostTarget<'_>,
@@ -582,7 +655,8 @@ pub(crate) fn copy_out(
     let place = |source: Source, top: &str, into: &Path| -> Result<u64> {
         if kind == FileType::RegularFile {
             if let Source::Entry { parent, name } = &source {
-                let copied = layer::copy_file(parent.as_fd(), name, into, top)
+                let backing = |st: &rfs::Stat| backing_file(layers, &s.path, st);
+                let copied = layer::copy_file(parent.as_fd(), name, &backing, into, top)
                     .map_err(|e| cp_err(e.to_string()))?;
                 if let Some(n) = copied {
                     return Ok(n);

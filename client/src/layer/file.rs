@@ -7,7 +7,7 @@
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -21,9 +21,14 @@ use super::{tar, walk, LayerError};
 /// end, so a failed copy leaves nothing behind. Returns the length the tar of it would have
 /// had (what `cp` reports), or `None` when this way does not apply (the entry is no longer a
 /// regular file, or `as_name` is a directory): then the caller copies through a tar.
+/// `backing`, given the file's `stat` as opened, may answer the same file opened where it
+/// really lives (an overlay's upper or lower directory), so the bytes move between two
+/// files of one file system (`copy_file_range` can share or copy them in the kernel) and
+/// nothing is synced through the overlay.
 pub fn copy_file(
     parent: BorrowedFd<'_>,
     name: &[u8],
+    backing: &dyn Fn(&rfs::Stat) -> Option<OwnedFd>,
     into: &Path,
     as_name: &str,
 ) -> Result<Option<u64>, LayerError> {
@@ -47,6 +52,7 @@ pub fn copy_file(
         return Ok(None);
     }
     let xattrs = walk::read_xattrs(src.as_fd()).map_err(source_err)?.keep;
+    let src = backing(&st).unwrap_or(src);
 
     let dest_err = |source: io::Error| {
         LayerError::Write(io::Error::new(

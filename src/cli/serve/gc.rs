@@ -93,8 +93,8 @@ fn print_report(r: &Report) {
     list("tags", &r.tags);
     list("manifests", &r.manifests);
     println!(
-        "{verb} {} blobs, {} blob links, {} upload sessions",
-        r.blobs, r.blob_links, r.uploads
+        "{verb} {} blobs, {} blob links, {} upload sessions, {} abandoned writes",
+        r.blobs, r.blob_links, r.uploads, r.abandoned_writes
     );
     println!("{total}: {}", human_size(r.bytes));
 }

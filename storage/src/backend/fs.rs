@@ -565,6 +565,50 @@ impl Backend for FsBackend {
         self.path(key).ok()
     }
 
+    /// The temporary files of writers that died (a process killed mid-write leaves its file
+    /// under `.tmp`): those not written for longer than `age`. A live writer writes its file
+    /// as bytes arrive; the lock file is not a temporary file.
+    async fn expire_abandoned_writes(
+        &self,
+        age: std::time::Duration,
+        now: std::time::SystemTime,
+        dry_run: bool,
+    ) -> Result<u64> {
+        let dir = self.root.join(TMP_DIR);
+        blocking(move || {
+            let io = |e| BackendError::io(TMP_DIR, e);
+            let mut count = 0;
+            for entry in std::fs::read_dir(&dir).map_err(io)? {
+                let entry = entry.map_err(io)?;
+                let name = entry.file_name();
+                let temporary = name.len() == 32
+                    && name
+                        .to_str()
+                        .is_some_and(|n| n.bytes().all(|b| b.is_ascii_hexdigit()));
+                let Ok(meta) = entry.metadata() else { continue };
+                let stale = meta
+                    .modified()
+                    .ok()
+                    .and_then(|m| now.duration_since(m).ok())
+                    .is_some_and(|a| a >= age);
+                if !temporary || !meta.is_file() || !stale {
+                    continue;
+                }
+                if !dry_run {
+                    match std::fs::remove_file(entry.path()) {
+                        Ok(()) => {}
+                        // Its writer finished (renamed it) or gave up meanwhile.
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(io(e)),
+                    }
+                }
+                count += 1;
+            }
+            Ok(count)
+        })
+        .await
+    }
+
     fn describe(&self) -> String {
         format!("filesystem {}", self.root.display())
     }

@@ -191,6 +191,19 @@ pub trait Backend: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// Removes what writers killed half way left behind and nobody will finish: the file
+    /// system's temporary files, S3's incomplete multipart uploads under this store's blob and
+    /// upload keys. Only what was begun (or last written) more than `age` before `now` goes;
+    /// nothing of it is visible under a key. Returns how many; `dry_run` only counts.
+    async fn expire_abandoned_writes(
+        &self,
+        _age: std::time::Duration,
+        _now: std::time::SystemTime,
+        _dry_run: bool,
+    ) -> Result<u64> {
+        Ok(0)
+    }
+
     /// A path on the local file system where the object can be read directly, if there is one.
     fn local_path(&self, _key: &str) -> Option<std::path::PathBuf> {
         None

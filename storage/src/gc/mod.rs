@@ -237,6 +237,9 @@ pub struct Report {
     /// Blob links no manifest needed (abandoned pushes).
     pub blob_links: u64,
     pub uploads: u64,
+    /// Writes that killed writers left half done (temporary files, incomplete multipart
+    /// uploads), expired with the upload sessions.
+    pub abandoned_writes: u64,
     /// Blobs a writer linked while they were being swept, and so kept.
     pub rescued: u64,
     pub duration: Duration,
@@ -337,6 +340,13 @@ async fn run(
             carry_out(&**backend, &plan, &check).await?;
             check()?;
             backend.delete_many(&uploads.1).await?;
+        }
+        // What killed writers left (by the same age as sessions: a session's chunk being
+        // written is younger than its session's last touch).
+        if let Some(age) = policy.uploads {
+            report.abandoned_writes = backend
+                .expire_abandoned_writes(age, now, options.dry_run)
+                .await?;
         }
         plan.apply_to(&mut meta);
         if !options.dry_run {

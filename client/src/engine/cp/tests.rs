@@ -10,9 +10,12 @@ fn root_fd(dir: &Path) -> OwnedFd {
     rfs::open(dir, OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap()
 }
 
+/// Copies out of `root`, which is also the one layer a regular file may be read from
+/// directly (as an overlay's upper directory would be).
 fn out(root: &Path, src: &str, dest: &Path) -> Result<u64> {
     copy_out(
         root_fd(root).as_fd(),
+        &[root.to_path_buf()],
         "c1",
         src,
         HostTarget::Path(dest),
@@ -67,6 +70,7 @@ fn root_paths_follow_dockers_rules() {
     );
     copy_out(
         root_fd(c.path()).as_fd(),
+        &[],
         "c1",
         "/link",
         HostTarget::Path(&h.path().join("followed")),
