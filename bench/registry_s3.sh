@@ -120,7 +120,7 @@ heads() {
   awk '$1 == "99%" {print $2}' "$WORK/ab.out" > "$WORK/head.p99"
 }
 gets() {
-  wrk -t2 -c32 -d"$DURATION" -H 'Accept: application/vnd.oci.image.manifest.v1+json' "$1" > "$WORK/wrk.out"
+  wrk -t2 -c32 -d"$DURATION" --timeout 10s -H 'Accept: application/vnd.oci.image.manifest.v1+json' "$1" > "$WORK/wrk.out"
   if grep -q "Non-2xx\|Socket errors" "$WORK/wrk.out"; then echo "errors from $1:" >&2; cat "$WORK/wrk.out" >&2; exit 1; fi
   awk '/Requests\/sec/ {print $2}' "$WORK/wrk.out" > "$WORK/rate"
 }

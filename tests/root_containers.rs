@@ -990,6 +990,10 @@ fn root_fifty_runs_leave_nothing_behind() {
         no_new_net_traces(&net_before)
     });
     assert!(container_dirs(&b).is_empty());
+    // A `--rm` container's files are deleted in the background, from <root>/trash.
+    eventually("the trash emptied", || {
+        std::fs::read_dir(b.root.join("trash")).map_or(true, |mut d| d.next().is_none())
+    });
     assert_eq!(b.ok(&["ps", "-aq"]), "");
     // rm -f of a running container, and run -d --rm reaped when it exits.
     let id = stdout(&run(&["-d", "-v", "/anon", "bb", "sleep", "60"]));

@@ -20,7 +20,7 @@ use crate::root_containers::{
     eventually, host_traces, http_get, inspect, out, setup, shared, stderr, stdout, Root,
 };
 use crate::root_events::journal;
-use crate::util::{free_port, require, Berth};
+use crate::util::{free_port, require, Berth, NetNs};
 
 /// A test's client root whose containers, then networks, go when it drops.
 struct Nets(Root);
@@ -50,10 +50,10 @@ fn nets() -> Nets {
     Nets(setup())
 }
 
-/// The first three octets of this test process's subnet number `i` (0 to 11), under 10.98:
+/// The first three octets of this test process's subnet number `i` (0 to 13), under 10.98:
 /// each test has its own, as the tests of one process run side by side.
 fn net24(i: u8) -> String {
-    let n = (std::process::id() % 20) as u8 * 12 + i;
+    let n = (std::process::id() % 18) as u8 * 14 + i;
     format!("10.98.{n}")
 }
 
@@ -744,11 +744,15 @@ fn answer(q: &[u8]) -> Option<Vec<u8>> {
 fn with_upstream(b: &Berth, upstream: &Upstream, args: &[&str]) -> Output {
     let resolv = b.dir.path().join("upstream.conf");
     std::fs::write(&resolv, format!("nameserver {}\n", upstream.addr)).unwrap();
-    let inner = b.cmd(args);
-    let mut c = Command::new(require("unshare"));
+    with_resolv(Command::new(require("unshare")), &resolv, b.cmd(args))
+}
+
+/// `inner` run through `c` (`unshare`, or a command that runs it) in a mount namespace of
+/// its own whose /etc/resolv.conf is `resolv`.
+fn with_resolv(mut c: Command, resolv: &std::path::Path, inner: Command) -> Output {
     c.args(["-m", "--propagation", "slave", "sh", "-c"])
         .arg("mount --bind \"$0\" /etc/resolv.conf && exec \"$@\"")
-        .arg(&resolv)
+        .arg(resolv)
         .arg(inner.get_program())
         .args(inner.get_args());
     for (k, v) in inner.get_envs() {
@@ -1330,6 +1334,28 @@ fn peer_echo_server(o: &Outside6) -> (u16, std::process::Child) {
     (line.trim().parse().expect("the server's port"), child)
 }
 
+/// `network create FLAGS --ipv6 --subnet V4 --subnet V6 NAME`.
+fn dual_stack(b: &Berth, flags: &[&str], v4: &str, v6: &str, name: &str) {
+    let mut args = vec!["network", "create"];
+    args.extend(flags);
+    args.extend(["--ipv6", "--subnet", v4, "--subnet", v6, name]);
+    b.ok(&args);
+}
+
+/// Asserts that container `from` pings `to` at `to_v6`, and that its network's resolver
+/// answers AAAA for the name `to` with that address.
+fn reaches6(b: &Berth, from: &str, to: &str, to_v6: &str) {
+    let o = out(
+        b,
+        &[
+            "exec", from, "busybox", "ping", "-6", "-c", "1", "-W", "3", to_v6,
+        ],
+    );
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let aaaa = b.ok(&["exec", from, "busybox", "nslookup", "-type=AAAA", to]);
+    assert!(aaaa.contains(to_v6), "{aaaa}");
+}
+
 #[test]
 fn root_ipv6_networks_through_the_cli() {
     let _host = shared();
@@ -1356,16 +1382,7 @@ fn root_ipv6_networks_through_the_cli() {
         1,
         "needs --ipv6",
     );
-    b.ok(&[
-        "network",
-        "create",
-        "--ipv6",
-        "--subnet",
-        &format!("{p}.0/24"),
-        "--subnet",
-        &format!("{v6}/64"),
-        "six",
-    ]);
+    dual_stack(&b, &[], &format!("{p}.0/24"), &format!("{v6}/64"), "six");
     fails_with(
         &b,
         &[
@@ -1457,16 +1474,9 @@ fn root_ipv6_networks_through_the_cli() {
     // The address is on eth0 and the other container answers on it.
     let addrs = b.ok(&["exec", "s2", "ip", "-o", "-6", "addr"]);
     assert!(addrs.contains(&format!("{s2_v6}/64")), "{addrs}");
-    let o = out(
-        &b,
-        &[
-            "exec", "s1", "busybox", "ping", "-6", "-c", "1", "-W", "3", &s2_v6,
-        ],
-    );
-    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    reaches6(&b, "s1", "s2", &s2_v6);
     // The network's resolver answers AAAA with the IPv6 address, A with the IPv4 one.
-    let aaaa = b.ok(&["exec", "s2", "busybox", "nslookup", "-type=AAAA", "s1"]);
-    assert!(aaaa.contains(&fixed), "{aaaa}");
+    reaches6(&b, "s2", "s1", &fixed);
     let a = b.ok(&["exec", "s2", "busybox", "nslookup", "-type=A", "s1"]);
     let s1_v4 = s1["IPAddress"].as_str().unwrap().to_string();
     assert!(a.contains(&s1_v4) && !a.contains(&fixed), "{a}");
@@ -1559,11 +1569,188 @@ fn root_ipv6_networks_through_the_cli() {
         );
         text.contains("from-s2")
     });
+    // Hairpin over IPv6: containers (the publisher itself included) reach the published
+    // port through the host's IPv6 addresses: the network's gateway and another interface's.
+    // (busybox's wget takes no IPv6 literal here: nc speaks the HTTP.)
+    for host in [format!("{v6}1"), format!("{}1", outside.v6)] {
+        for c in ["s1", "s2"] {
+            let script =
+                format!("printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {host} {hport}");
+            let o = out(&b, &["exec", c, "sh", "-c", &script]);
+            assert!(
+                stdout(&o).ends_with("from-s2\n"),
+                "{c} -> [{host}]:{hport}: {}{}",
+                stdout(&o),
+                stderr(&o)
+            );
+        }
+    }
 
-    b.ok(&["rm", "-f", "s1", "s2", "s3"]);
-    b.ok(&["network", "rm", "six", "v4only"]);
+    // An internal IPv6 network: no IPv6 route out, and none made by hand forwards either
+    // (the host drops what would leave the bridge); inside it, IPv6 works.
+    let k6 = format!("fd44:{k:x}::");
+    dual_stack(
+        &b,
+        &["--internal"],
+        &format!("{}.0/24", net24(12)),
+        &format!("{k6}/64"),
+        "in6",
+    );
+    for c in ["i1", "i2"] {
+        b.ok(&[
+            "run",
+            "-d",
+            "--name",
+            c,
+            "--network",
+            "in6",
+            "bb",
+            "sleep",
+            "60",
+        ]);
+    }
+    let routes = b.ok(&["exec", "i1", "ip", "-6", "route"]);
+    assert!(!routes.contains("default"), "{routes}");
+    let i2_v6 = inspect(&b, "i2")["NetworkSettings"]["Networks"]["in6"]["GlobalIPv6Address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    reaches6(&b, "i1", "i2", &i2_v6);
+    // The outside knows its way back to the subnet, so only the host's drop stands between.
+    crate::util::run(Command::new("ip").args([
+        "-n",
+        &outside.ns,
+        "-6",
+        "route",
+        "add",
+        &format!("{k6}/64"),
+        "via",
+        &format!("{}1", outside.v6),
+    ]));
+    let (_, text) = in_net(
+        pid_of(&b, "i1"),
+        &format!(
+            "ip -6 route add {o}/64 via {k6}1 dev eth0; \
+             ping -6 -c 1 -W 3 {k6}1 >/dev/null && echo GATEWAY; \
+             ping -6 -c 1 -W 3 {o}2 >/dev/null && echo OUT",
+            o = outside.v6
+        ),
+    );
+    assert!(text.contains("GATEWAY"), "{text}");
+    assert!(
+        !text.contains("OUT"),
+        "an internal network forwarded IPv6 out: {text}"
+    );
+    let rules = String::from_utf8_lossy(&Command::new("ip6tables-save").output().unwrap().stdout)
+        .into_owned();
+    let in6_bridge = b
+        .ok(&["network", "inspect", "-f", "{{.Id}}", "in6"])
+        .trim()
+        .chars()
+        .take(12)
+        .collect::<String>();
+    assert!(
+        rules.contains(&format!(
+            "-A FORWARD -i br-{in6_bridge} ! -o br-{in6_bridge} -j DROP"
+        )),
+        "{rules}"
+    );
+    assert!(
+        !rules.contains(&format!(
+            "-A POSTROUTING -s {k6}/64 ! -o br-{in6_bridge} -j MASQUERADE"
+        )),
+        "{rules}"
+    );
+
+    b.ok(&["rm", "-f", "s1", "s2", "s3", "i1", "i2"]);
+    b.ok(&["network", "rm", "six", "v4only", "in6"]);
     let rules = String::from_utf8_lossy(&Command::new("ip6tables-save").output().unwrap().stdout)
         .into_owned();
     assert!(!rules.contains(&format!("{v6}/64")), "{rules}");
     assert!(!rules.contains(&s2_v6), "{rules}");
+}
+
+/// Subnets as docker's address manager hands them out. An asked-for subnet may overlap no
+/// other network's (this root's, nor one another berth root has set up on this host), but
+/// the host's own routes are the user's business; a subnet picked for the network keeps off
+/// the subnets the host is on (its on-link routes) and its name servers, and nothing else.
+/// The host here is a network namespace of the test's own (its routes) with a resolv.conf
+/// of its own (a mount namespace).
+#[test]
+fn root_subnets_keep_off_networks_and_the_hosts_links() {
+    let _host = shared();
+    let (a, b) = (nets(), nets());
+    let k = std::process::id() & 0xffff;
+    let (p, v6) = (net24(13), format!("fd45:{k:x}::"));
+    // Another root's network, set up on the host by a container.
+    dual_stack(
+        &a,
+        &[],
+        &format!("{p}.0/24"),
+        &format!("{v6}/64"),
+        "elsewhere",
+    );
+    a.ok(&["run", "--rm", "--network", "elsewhere", "bb", "true"]);
+    let (s4, s6) = (format!("{p}.128/25"), format!("{v6}8:0/112"));
+    for args in [
+        vec!["network", "create", "--subnet", &s4, "mine"],
+        // The IPv4 subnet picked, the IPv6 one asked for.
+        vec!["network", "create", "--ipv6", "--subnet", &s6, "mine"],
+    ] {
+        fails_with(
+            &b,
+            &args,
+            1,
+            "invalid pool request: Pool overlaps with other one on this address space",
+        );
+    }
+
+    // The host: on the link 10.92.0.0/16, a gateway to 10.93.0.0/16, a name server there.
+    let ns = NetNs::new("127.0.0.1");
+    let ip = |args: &[&str]| crate::util::run(ns.exec("ip").args(args));
+    ip(&["link", "add", "t0", "type", "veth", "peer", "name", "t1"]);
+    ip(&["link", "set", "t0", "up"]);
+    ip(&["link", "set", "t1", "up"]);
+    ip(&["addr", "add", "10.55.0.1/24", "dev", "t0"]);
+    ip(&["route", "add", "10.92.0.0/16", "dev", "t0"]);
+    ip(&["route", "add", "10.93.0.0/16", "via", "10.55.0.2"]);
+    let resolv = b.dir.path().join("resolv.conf");
+    std::fs::write(&resolv, "nameserver 10.93.0.53\n").unwrap();
+    let on_host = |args: &[&str]| {
+        let o = with_resolv(ns.exec(require("unshare")), &resolv, b.cmd(args));
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        stdout(&o)
+    };
+    on_host(&["network", "create", "picked"]);
+    let subnet = b.ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{range .IPAM.Config}}{{.Subnet}}{{end}}",
+        "picked",
+    ]);
+    let subnet = subnet.trim();
+    assert!(
+        subnet.starts_with("10.93.") && subnet != "10.93.0.0/24",
+        "picked {subnet}: off the link, beside the name server, over the gateway's route"
+    );
+    // Asked for, a subnet on the host's link is the user's to take.
+    on_host(&["network", "create", "--subnet", "10.92.7.0/24", "onlink"]);
+    fails_with(
+        &b,
+        &["network", "create", "--subnet", "10.92.7.128/25", "again"],
+        1,
+        "Pool overlaps with other one on this address space",
+    );
+    b.ok(&["network", "rm", "picked", "onlink"]);
+    a.ok(&["network", "rm", "elsewhere"]);
+    // Gone from the host, its subnet is free again.
+    b.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        &format!("{p}.128/25"),
+        "mine",
+    ]);
+    b.ok(&["network", "rm", "mine"]);
 }

@@ -44,8 +44,13 @@ fn network_record_event(r: &NetworkRecord, action: &str) -> Event {
 }
 
 /// Where subnets of networks created without `--subnet` come from: the /24s of 10.92.0.0
-/// to 10.99.255.0, the first that overlaps nothing on the host or in the root.
+/// to 10.99.255.0, the first that overlaps no network (this root's, the host's other berth
+/// bridges), no on-link route of the host and none of its name servers.
 const AUTO_SUBNETS: std::ops::RangeInclusive<u32> = 0x0a5c_0000..=0x0a63_ff00;
+
+/// docker's refusal of a subnet that overlaps another network's.
+const POOL_OVERLAP: &str =
+    "invalid pool request: Pool overlaps with other one on this address space";
 
 /// A user-defined network, as `network create` made it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -306,17 +311,19 @@ impl Engine {
                 None => format!("br-{}", &id[..12]),
             },
         };
-        // Subnets in use: this root's networks, the default bridge, the host's own.
+        // docker's rules: an asked-for subnet may not overlap another network's (this
+        // root's, the default bridge, the bridges other berth roots have set up on this
+        // host); a subnet picked for the network also keeps off the subnets the host is on
+        // and its name servers. The host's other routes are the user's business.
+        let on_host = net::host_networks(&self.bridge.state_dir);
         let mut used: Vec<(Ipv4Addr, u8)> = all
             .iter()
             .filter_map(|r| parse_cidr(&r.subnet).ok())
             .collect();
         used.push((self.bridge.gateway, self.bridge.prefix));
-        let host = net::host_subnets()?;
-        let overlaps = |a: Ipv4Addr, p: u8, with_host: bool| {
-            used.iter()
-                .chain(host.iter().filter(|_| with_host))
-                .any(|(b, q)| net::overlaps(a, p, *b, *q))
+        used.extend(on_host.iter().map(|h| h.subnet));
+        let overlaps = |a: Ipv4Addr, p: u8, with: &[(Ipv4Addr, u8)]| {
+            with.iter().any(|(b, q)| net::overlaps(a, p, *b, *q))
         };
         let (subnet, prefix) = match &o.subnet {
             Some(s) => {
@@ -326,12 +333,8 @@ impl Engine {
                         "invalid subnet {s}: the prefix length must be from 8 to 30"
                     )));
                 }
-                // A macvlan subnet is the parent's own network, which the host is on.
-                if overlaps(a, p, driver == "bridge") {
-                    return Err(EngineError::Invalid(
-                        "invalid pool request: Pool overlaps with other one on this address space"
-                            .into(),
-                    ));
+                if overlaps(a, p, &used) {
+                    return Err(EngineError::Invalid(POOL_OVERLAP.into()));
                 }
                 (masked(a, p), p)
             }
@@ -341,10 +344,11 @@ impl Engine {
                         "every ip-range or gateway must have a corresponding subnet".into(),
                     ));
                 }
+                used.extend(net::reserved_subnets()?);
                 let free = AUTO_SUBNETS
                     .step_by(256)
                     .map(Ipv4Addr::from)
-                    .find(|a| !overlaps(*a, 24, true))
+                    .find(|a| !overlaps(*a, 24, &used))
                     .ok_or_else(|| {
                         EngineError::Invalid(
                             "could not find an available, non-overlapping IPv4 address pool \
@@ -403,15 +407,14 @@ impl Engine {
                     )));
                 }
                 let net6 = masked6(a, p);
-                for r in all.iter().filter(|r| r.enable_ipv6) {
-                    if let Ok((b, q)) = parse_cidr6(&r.subnet6) {
-                        let m = p.min(q);
-                        if masked6(net6, m) == masked6(b, m) {
-                            return Err(EngineError::Invalid(
-                                "invalid pool request: Pool overlaps with other one on this address space"
-                                    .into(),
-                            ));
-                        }
+                let used6 = all
+                    .iter()
+                    .filter(|r| r.enable_ipv6)
+                    .filter_map(|r| parse_cidr6(&r.subnet6).ok())
+                    .chain(on_host.iter().filter_map(|h| h.subnet6));
+                for (b, q) in used6 {
+                    if net::overlaps6(net6, p, b, q) {
+                        return Err(EngineError::Invalid(POOL_OVERLAP.into()));
                     }
                 }
                 let gw6 = match &o.gateway6 {

@@ -159,7 +159,7 @@ pub(super) fn stop_if_idle(n: &Network) {
 }
 
 /// The host's name servers, from /etc/resolv.conf.
-fn upstreams() -> Vec<IpAddr> {
+pub(super) fn upstreams() -> Vec<IpAddr> {
     fs::read_to_string("/etc/resolv.conf")
         .unwrap_or_default()
         .lines()

@@ -1113,25 +1113,81 @@ pub fn interface_exists(name: &str) -> Result<bool> {
         .is_some())
 }
 
-/// The IPv4 subnets in use on the host (interface addresses and routes), so a new network
-/// does not overlap one: (address, prefix length).
-pub fn host_subnets() -> Result<Vec<(Ipv4Addr, u8)>> {
+/// The IPv4 subnets the host seems to use, which a network whose subnet is picked for it
+/// keeps off (docker's `InferReservedNetworks`): the on-link routes (the subnets of its
+/// interfaces, not those reached through a gateway) and the name servers of
+/// /etc/resolv.conf: (address, prefix length).
+pub fn reserved_subnets() -> Result<Vec<(Ipv4Addr, u8)>> {
     let mut rt = Rtnl::open().map_err(net_err("open a netlink socket"))?;
     let mut v: Vec<(Ipv4Addr, u8)> = rt
-        .addresses()
-        .map_err(net_err("list the host's addresses"))?
+        .link_routes()
+        .map_err(net_err("list the host's routes"))?
         .into_iter()
-        .filter(|(_, a, _)| !a.is_loopback())
-        .map(|(_, a, p)| (a, p))
+        .map(|(d, p, _)| (d, p))
         .collect();
-    v.extend(
-        rt.routes()
-            .map_err(net_err("list the host's routes"))?
-            .into_iter()
-            .filter(|(d, _, _)| !d.is_loopback())
-            .map(|(d, p, _)| (d, p)),
-    );
+    v.extend(dns::upstreams().into_iter().filter_map(|a| match a {
+        std::net::IpAddr::V4(a) => Some((a, 32)),
+        std::net::IpAddr::V6(_) => None,
+    }));
     Ok(v)
+}
+
+/// A bridge network of any berth root that is set up on this host (its stamp names its
+/// bridge, which exists): its name, IPv4 subnet and IPv6 subnet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostNetwork {
+    pub name: String,
+    pub subnet: (Ipv4Addr, u8),
+    pub subnet6: Option<(Ipv6Addr, u8)>,
+}
+
+/// The bridge networks set up on this host under `state_dir` (every berth root's: the
+/// state is host-wide), so a new network does not take a subnet one of them has.
+pub fn host_networks(state_dir: &Path) -> Vec<HostNetwork> {
+    let mut v = vec![];
+    for e in fs::read_dir(state_dir).into_iter().flatten().flatten() {
+        let file = e.file_name();
+        let Some(name) = file.to_str().and_then(|f| f.strip_suffix(".net")) else {
+            continue;
+        };
+        let Ok(text) = fs::read_to_string(e.path()) else {
+            continue;
+        };
+        if let Some(n) = parse_stamp(name, &text) {
+            v.push(n);
+        }
+    }
+    v
+}
+
+/// A stamp's network, if its bridge exists with the index the stamp recorded.
+fn parse_stamp(name: &str, text: &str) -> Option<HostNetwork> {
+    let mut w = text.split_whitespace();
+    let index = w.next()?;
+    let up = fs::read_to_string(format!("/sys/class/net/{name}/ifindex"))
+        .is_ok_and(|i| i.trim() == index);
+    if !up {
+        return None;
+    }
+    let _version = w.next()?;
+    let (gw, prefix) = w.next()?.split_once('/')?;
+    let (gw, prefix): (Ipv4Addr, u8) = (gw.parse().ok()?, prefix.parse().ok()?);
+    let subnet6 = w.filter_map(|x| x.strip_prefix("ipv6=")).find_map(|x| {
+        let (g, p) = x.split_once('/')?;
+        let (g, p): (Ipv6Addr, u8) = (g.parse().ok()?, p.parse().ok()?);
+        Some((Ipv6Addr::from(u128::from(g) & mask6(p)), p))
+    });
+    Some(HostNetwork {
+        name: name.to_string(),
+        subnet: (Ipv4Addr::from(u32::from(gw) & mask_of(prefix)), prefix),
+        subnet6,
+    })
+}
+
+/// Whether `a/pa` and `b/pb` share an address.
+pub fn overlaps6(a: Ipv6Addr, pa: u8, b: Ipv6Addr, pb: u8) -> bool {
+    let m = mask6(pa.min(pb));
+    u128::from(a) & m == u128::from(b) & m
 }
 
 #[cfg(test)]
@@ -1221,6 +1277,37 @@ mod tests {
         assert!(!n.holds6("fd00:1::".parse().unwrap()), "the subnet's own");
         assert!(!n.holds6("fd00:2::7".parse().unwrap()));
         assert!(!Network::default().holds6("fd00:1::7".parse().unwrap()));
+    }
+
+    #[test]
+    fn stamps_name_set_up_networks() {
+        // `lo` is interface 1 in every namespace.
+        let n = parse_stamp(
+            "lo",
+            "1 2 10.90.3.1/24 internal=false dns=true ipv6=fd00:1::1/64\n",
+        )
+        .unwrap();
+        assert_eq!(n.subnet, (Ipv4Addr::new(10, 90, 3, 0), 24));
+        assert_eq!(n.subnet6, Some(("fd00:1::".parse().unwrap(), 64)));
+        let v4 = parse_stamp("lo", "1 2 10.90.3.1/24 internal=false dns=true\n").unwrap();
+        assert_eq!(v4.subnet6, None);
+        assert!(
+            parse_stamp("lo", "7 2 10.90.3.1/24\n").is_none(),
+            "another index"
+        );
+        assert!(parse_stamp("no-such-bridge", "1 2 10.90.3.1/24\n").is_none());
+        assert!(overlaps6(
+            "fd00:1::".parse().unwrap(),
+            64,
+            "fd00:1::80:0".parse().unwrap(),
+            112
+        ));
+        assert!(!overlaps6(
+            "fd00:1::".parse().unwrap(),
+            64,
+            "fd00:2::".parse().unwrap(),
+            64
+        ));
     }
 
     #[test]

@@ -268,28 +268,9 @@ impl Rtnl {
         }
     }
 
-    /// Every IPv4 address of this namespace: (link index, address, prefix length).
-    pub fn addresses(&mut self) -> Result<Vec<(u32, Ipv4Addr, u8)>> {
-        let mut m = AddressMessage::default();
-        m.header.family = AddressFamily::Inet;
-        let v = self.request(RouteNetlinkMessage::GetAddress(m), NLM_F_DUMP)?;
-        Ok(v.into_iter()
-            .filter_map(|m| match m {
-                RouteNetlinkMessage::NewAddress(a) => {
-                    let addr = a.attributes.iter().find_map(|at| match at {
-                        AddressAttribute::Local(std::net::IpAddr::V4(v4)) => Some(*v4),
-                        _ => None,
-                    })?;
-                    Some((a.header.index, addr, a.header.prefix_len))
-                }
-                _ => None,
-            })
-            .collect())
-    }
-
-    /// The IPv4 routes of the main table that lead somewhere other than a default route:
-    /// (destination, prefix length, output link).
-    pub fn routes(&mut self) -> Result<Vec<(Ipv4Addr, u8, Option<u32>)>> {
+    /// The on-link IPv4 routes of the main table (scope link: the subnets this host is on,
+    /// not those it reaches through a gateway): (destination, prefix length, output link).
+    pub fn link_routes(&mut self) -> Result<Vec<(Ipv4Addr, u8, Option<u32>)>> {
         let mut m = RouteMessage::default();
         m.header.address_family = AddressFamily::Inet;
         let v = self.request(RouteNetlinkMessage::GetRoute(m), NLM_F_DUMP)?;
@@ -297,6 +278,7 @@ impl Rtnl {
             .filter_map(|m| match m {
                 RouteNetlinkMessage::NewRoute(r)
                     if r.header.table == RouteHeader::RT_TABLE_MAIN
+                        && r.header.scope == RouteScope::Link
                         && r.header.destination_prefix_length > 0 =>
                 {
                     let dst = r.attributes.iter().find_map(|a| match a {
