@@ -2,7 +2,7 @@
 //! flags, docker's messages with line numbers, the cache, multi-stage builds,
 //! `.dockerignore`, hostile contexts, reproducible images, images that run in berth and,
 //! pushed, in docker and podman; and the corpus: Dockerfiles of `tests/build-corpus` built by
-//! berth and by `docker build` into the same files.
+//! berth and by `docker build` into the same files and the same run configuration.
 //!
 //! Every test has its own client root holding `base:1`, a small alpine-like image made from
 //! the static busybox (every applet linked, /etc/passwd, a /usr/share/doc and /etc/motd to
@@ -221,6 +221,25 @@ impl Root {
 
 fn err_text(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Every entry under `root` with its inode, size and (for all but directories) modification
+/// time.
+fn files_of(root: &Path) -> BTreeMap<PathBuf, (u64, u64, i128)> {
+    let mut out = BTreeMap::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                todo.push(e.path());
+            }
+            let t = i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec());
+            let t = if m.is_dir() { 0 } else { t };
+            out.insert(e.path(), (m.ino(), m.len(), t));
+        }
+    }
+    out
 }
 
 /// The names of steps that ran (`#N [..] X` followed by `#N DONE`) and were cached.
@@ -622,10 +641,46 @@ fn root_build_cache_reuses_steps_and_prunes() {
     let (ran, cached) = steps(&r.build_ok(&["-t", "c:1"], c.path()));
     assert_eq!((ran.len(), cached.len()), (4, 0), "{ran:?}");
     let id = r.inspect("c:1")["Id"].clone();
-    // Unchanged: no step runs, the same image.
+    // Unchanged: no step runs, the same image, and nothing in the store is written again
+    // (only the events journal gets the tag event docker gives every build; every command,
+    // build or not, may note the store's tags as seen in images/synced.json).
+    let before = files_of(&r.b.root);
     let (ran, cached) = steps(&r.build_ok(&["-t", "c:1"], c.path()));
     assert_eq!((ran.len(), cached.len()), (0, 4), "{ran:?}");
+    let after = files_of(&r.b.root);
+    let changed: Vec<&PathBuf> = after
+        .iter()
+        .filter(|(p, m)| {
+            before.get(*p) != Some(m)
+                && !p.starts_with(r.b.root.join("events"))
+                && !p.ends_with("images/synced.json")
+        })
+        .map(|(p, _)| p)
+        .collect();
+    assert!(changed.is_empty(), "a cached rebuild wrote {changed:?}");
     assert_eq!(r.inspect("c:1")["Id"], id);
+    // On a terminal, the live view: redrawn in place, its last frame every step finished.
+    let o =
+        r.b.cmd(&[
+            "build",
+            "--progress=tty",
+            "-t",
+            "c:1",
+            c.path().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let e = err_text(&o);
+    assert!(o.status.success(), "{e}");
+    let last = e.rsplit("[+] Building ").next().unwrap();
+    let head = last.lines().next().unwrap();
+    let (counts, end) = head.split_once(") ").unwrap_or_else(|| panic!("{head:?}"));
+    let (done, total) = counts.split_once(" (").unwrap().1.split_once('/').unwrap();
+    assert_eq!((done, end), (total, "FINISHED"), "{e:?}");
+    assert!(
+        e.contains("\x1b[") && last.contains(" => CACHED [3/5] RUN cat /one > /copy1"),
+        "{e:?}"
+    );
     // A touched time only: still cached (content decides).
     let f = std::fs::File::options()
         .write(true)
@@ -1225,6 +1280,35 @@ fn extract(tar: &Path, into: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// What an image's config tells a container, with empty and absent alike.
+fn run_config(c: &Value) -> Value {
+    let mut out = serde_json::Map::new();
+    for k in [
+        "User",
+        "Env",
+        "Cmd",
+        "Entrypoint",
+        "WorkingDir",
+        "ExposedPorts",
+        "Volumes",
+        "Labels",
+        "StopSignal",
+        "Shell",
+        "Healthcheck",
+        "OnBuild",
+    ] {
+        let v = &c[k];
+        let empty = v.is_null()
+            || v.as_str().is_some_and(str::is_empty)
+            || v.as_array().is_some_and(Vec::is_empty)
+            || v.as_object().is_some_and(serde_json::Map::is_empty);
+        if !empty {
+            out.insert(k.to_string(), v.clone());
+        }
+    }
+    Value::Object(out)
+}
+
 #[test]
 fn root_build_corpus_matches_docker_build() {
     let r = setup();
@@ -1234,6 +1318,8 @@ fn root_build_corpus_matches_docker_build() {
         "import",
         "-c",
         "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "-c",
+        "CMD [\"sh\"]",
         r.work.path().join("rootfs.tar").to_str().unwrap(),
         "base:1",
     ]);
@@ -1259,16 +1345,25 @@ fn root_build_corpus_matches_docker_build() {
         let args = ["--build-arg", "NAME=corpus"];
         // berth: the image's files as a tar.
         let ours = r.work.path().join(format!("{name}-berth.tar"));
-        let mut b_args = vec!["--network", "none", "-o"];
+        let tag = format!("corpus-{name}:1");
+        let mut b_args = vec!["--network", "none", "-t", &tag, "-o"];
         let dest = format!("type=tar,dest={}", ours.display());
         b_args.push(&dest);
         b_args.extend_from_slice(&args);
         r.build_ok(&b_args, &work);
         // docker: build, create a container, export it.
-        let tag = format!("corpus-{name}:1");
         let mut cmd = d.cmd(&["build", "-q", "--network", "none", "-t", &tag]);
         cmd.args(args).arg(&work).env("DOCKER_BUILDKIT", "0");
         run(&mut cmd);
+        // The image configs say the same.
+        let theirs: Value = serde_json::from_str(&d.ok(&["image", "inspect", &tag])).unwrap();
+        let (a, b) = (
+            run_config(&r.inspect(&tag)["Config"]),
+            run_config(&theirs[0]["Config"]),
+        );
+        if a != b {
+            failures.push(format!("{name}: config berth {a:#} / docker {b:#}"));
+        }
         let cid = d.ok(&["create", &tag, "true"]).trim().to_string();
         let theirs = r.work.path().join(format!("{name}-docker.tar"));
         d.ok(&["export", "-o", theirs.to_str().unwrap(), &cid]);
@@ -1293,7 +1388,7 @@ fn root_build_corpus_matches_docker_build() {
     }
     assert!(
         failures.is_empty(),
-        "berth and docker built different files:\n{}",
+        "berth and docker built different files or configs:\n{}",
         failures.join("\n")
     );
 }

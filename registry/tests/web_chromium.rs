@@ -5,7 +5,8 @@
 //! command, deletes a tag after confirming, signs in and out of a registry with access control,
 //! is refused a delete whose form lost its CSRF token or came from another site, shows a
 //! mirror's upstreams, and checks each view with axe-core (no serious or critical finding) and
-//! at a phone's width (nothing wider than the window; the repository list with a long name). Screenshots go to `$BERTH_SCREENSHOTS`, else
+//! at a phone's width (nothing wider than the window; the repository list with a long name;
+//! the sign-in form, its refusal of a wrong password, a signed-in user's page). Screenshots go to `$BERTH_SCREENSHOTS`, else
 //! `<target tmp>/web-screenshots/`, for a person to look at.
 //!
 //! Nothing is skipped: a missing browser, driver or axe-core fails the test.
@@ -186,20 +187,36 @@ async fn serious_findings(c: &Client) -> Vec<Value> {
 async fn fits_a_phone(c: &Client, view: &str) {
     c.set_window_size(390, 844).await.unwrap();
     c.refresh().await.unwrap();
-    let widths = c
-        .execute(
-            "return [document.documentElement.scrollWidth, window.innerWidth];",
-            vec![],
-        )
-        .await
-        .unwrap();
-    let (page, window) = (widths[0].as_u64().unwrap(), widths[1].as_u64().unwrap());
+    phone_width(c, view).await;
+}
+
+/// The page as it is (the answer to a form, which a reload would post again) at a phone's
+/// width: nothing wider than the window.
+async fn phone_as_is(c: &Client, view: &str) {
+    c.set_window_size(390, 844).await.unwrap();
+    phone_width(c, view).await;
+}
+
+async fn phone_width(c: &Client, view: &str) {
+    let (page, window) = widths(c).await;
     assert!(
         page <= window,
         "{view}: {page} px wide in a {window} px window"
     );
     shot(c, &format!("phone-{view}")).await;
     c.set_window_size(1280, 900).await.unwrap();
+}
+
+/// The page's width and the window's, in CSS pixels.
+async fn widths(c: &Client) -> (u64, u64) {
+    let w = c
+        .execute(
+            "return [document.documentElement.scrollWidth, window.innerWidth];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    (w[0].as_u64().unwrap(), w[1].as_u64().unwrap())
 }
 
 const TAB: &str = "\u{E004}";
@@ -582,6 +599,7 @@ async fn sign_in_and_out_in_chromium() {
     .await;
     accessible(&c, "sign-in").await;
     shot(&c, "7-sign-in").await;
+    fits_a_phone(&c, "sign-in").await;
     let sign_in = |user: &'static str| {
         let c = c.clone();
         async move {
@@ -612,6 +630,20 @@ async fn sign_in_and_out_in_chromium() {
         .await
         .unwrap();
     wait_for(&c, "the refusal", "document.querySelector('.error')").await;
+    accessible(&c, "sign-in refused").await;
+    phone_as_is(&c, "sign-in-refused").await;
+    // The width check can fail: a block wider than a phone is seen.
+    c.set_window_size(390, 844).await.unwrap();
+    c.execute(
+        // Through the CSSOM: the page's Content-Security-Policy refuses inline style attributes.
+        "const d = document.createElement('div'); d.style.width = '600px'; d.textContent = 'wide'; document.body.append(d);",
+        vec![],
+    )
+    .await
+    .unwrap();
+    let (page, window) = widths(&c).await;
+    assert!(page > window, "{page} px in {window} px");
+    c.set_window_size(1280, 900).await.unwrap();
     sign_in("bob").await;
     wait_for(
         &c,
@@ -633,6 +665,7 @@ async fn sign_in_and_out_in_chromium() {
         .unwrap();
     assert!(who.contains("Signed in as bob"), "{who}");
     shot(&c, "8-reader").await;
+    fits_a_phone(&c, "signed-in").await;
     // The session cookie is out of the page's reach.
     let visible = c.execute("return document.cookie;", vec![]).await.unwrap();
     assert_eq!(visible, Value::String(String::new()));

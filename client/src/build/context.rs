@@ -12,13 +12,19 @@
 //! which a copy does not keep), so an unchanged source gives the same digest wherever the
 //! context lives. File digests are remembered by (device, inode, size, mtime, ctime) in
 //! `hashes.json` under the build state, so a second build reads only what changed.
+//!
+//! The context's directories are read once per build: the first walk (the size progress
+//! shows, or a COPY) lists every entry the build sees with its metadata, and later walks
+//! (the cache's digests, the copies) go through that list. The digest file is written back
+//! only when a digest was taken anew.
 
 use std::collections::HashMap;
 use std::fs::Metadata;
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use berth_storage::Digest;
 use sha2::{Digest as _, Sha256};
@@ -92,8 +98,21 @@ pub struct Context {
     ignore: Ignore,
     /// Digests of files by host path, with the stamp they were taken at.
     hashes: Mutex<HashMap<PathBuf, (Stamp, String)>>,
+    /// A digest was taken that `hash_file` does not hold yet.
+    hashes_changed: AtomicBool,
     /// Where the file digests are kept between builds.
     hash_file: Option<PathBuf>,
+    /// Every entry the build sees, made by the first walk.
+    listing: OnceLock<Listing>,
+}
+
+/// The context's entries in walk order (parents before children, names sorted), so a
+/// directory's subtree is the run of entries after it whose paths lie under it.
+struct Listing {
+    /// Context-relative path and metadata (not following symlinks).
+    entries: Vec<(String, Metadata)>,
+    /// Where each directory's entry stands in `entries`.
+    dirs: HashMap<String, usize>,
 }
 
 /// Whether a source text holds wildcard characters (`*`, `?`, `[`).
@@ -221,7 +240,9 @@ impl Context {
             root,
             ignore,
             hashes: Mutex::new(hashes),
+            hashes_changed: AtomicBool::new(false),
             hash_file,
+            listing: OnceLock::new(),
         })
     }
 
@@ -238,6 +259,9 @@ impl Context {
         let Some(file) = &self.hash_file else {
             return;
         };
+        if !self.hashes_changed.load(Ordering::SeqCst) {
+            return;
+        }
         let map = self.hashes.lock().expect("not poisoned");
         let v: Vec<(&PathBuf, &Stamp, &String)> = map.iter().map(|(p, (s, d))| (p, s, d)).collect();
         if let Ok(data) = serde_json::to_vec(&v) {
@@ -418,6 +442,48 @@ impl Context {
         rel: &str,
         f: &mut dyn FnMut(&str, &Path, &Metadata) -> Result<()>,
     ) -> Result<()> {
+        let listing = self.listing()?;
+        let (start, prefix) = if rel == "." {
+            (0, String::new())
+        } else {
+            match listing.dirs.get(rel) {
+                Some(&i) => (i + 1, format!("{rel}/")),
+                // Not a directory the build sees: read it as it is.
+                None => return self.walk_dir(rel, f),
+            }
+        };
+        for (path, meta) in &listing.entries[start..] {
+            let Some(sub) = path.strip_prefix(prefix.as_str()) else {
+                break;
+            };
+            f(sub, &self.root.join(path), meta)?;
+        }
+        Ok(())
+    }
+
+    /// The entries of the whole context, read on first use.
+    fn listing(&self) -> Result<&Listing> {
+        if let Some(l) = self.listing.get() {
+            return Ok(l);
+        }
+        let mut entries = Vec::new();
+        let mut dirs = HashMap::new();
+        self.walk_dir(".", &mut |sub, _, meta| {
+            if meta.is_dir() {
+                dirs.insert(sub.to_string(), entries.len());
+            }
+            entries.push((sub.to_string(), meta.clone()));
+            Ok(())
+        })?;
+        Ok(self.listing.get_or_init(|| Listing { entries, dirs }))
+    }
+
+    /// Reads the directory `rel` and what is under it from the disk (see [`Context::walk`]).
+    fn walk_dir(
+        &self,
+        rel: &str,
+        f: &mut dyn FnMut(&str, &Path, &Metadata) -> Result<()>,
+    ) -> Result<()> {
         let base = self.root.join(rel);
         let mut pending = Vec::new();
         self.walk_in(rel, &base, "", &mut pending, f)
@@ -495,6 +561,7 @@ impl Context {
             .lock()
             .expect("not poisoned")
             .insert(path.to_path_buf(), (stamp, d.clone()));
+        self.hashes_changed.store(true, Ordering::SeqCst);
         Ok(d)
     }
 
@@ -689,29 +756,93 @@ mod tests {
 
     #[test]
     fn digests_follow_content_not_times() {
+        // Each build opens the context anew (one listing per build).
         let (d, c) = ctx_with(&[("src/a", "1"), ("src/b", "2")], "");
-        let one = c.digest(&c.sources("src").unwrap()).unwrap();
-        let again = c.digest(&c.sources("src").unwrap()).unwrap();
-        assert_eq!(one, again);
+        let open = || Context::open(&d.path().join("ctx"), None, None).unwrap();
+        let digest = |c: &Context| c.digest(&c.sources("src").unwrap()).unwrap();
+        let one = digest(&c);
+        assert_eq!(digest(&c), one);
         let a = d.path().join("ctx/src/a");
         let f = std::fs::File::options().write(true).open(&a).unwrap();
         f.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
-        let c = Context::open(&d.path().join("ctx"), None, None).unwrap();
-        assert_eq!(c.digest(&c.sources("src").unwrap()).unwrap(), one);
+        assert_eq!(digest(&open()), one);
         std::fs::write(&a, "changed").unwrap();
-        assert_ne!(c.digest(&c.sources("src").unwrap()).unwrap(), one);
-        std::fs::set_permissions(
-            d.path().join("ctx/src/b"),
-            std::fs::Permissions::from_mode(0o600),
-        )
-        .unwrap();
-        let two = c.digest(&c.sources("src").unwrap()).unwrap();
-        std::fs::set_permissions(
-            d.path().join("ctx/src/b"),
-            std::fs::Permissions::from_mode(0o644),
-        )
-        .unwrap();
-        assert_ne!(c.digest(&c.sources("src").unwrap()).unwrap(), two);
+        let two = digest(&open());
+        assert_ne!(two, one);
+        let b = d.path().join("ctx/src/b");
+        std::fs::set_permissions(&b, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_ne!(digest(&open()), two);
+    }
+
+    #[test]
+    fn walks_read_the_disk_once_and_agree_with_it() {
+        let (d, c) = ctx_with(
+            &[
+                ("a/b/c.txt", "c"),
+                ("a/b.txt", "b"),
+                ("a.txt", "a"),
+                ("docs/keep.md", "k"),
+                ("docs/x.md", "x"),
+                ("docs/sub/y.md", "y"),
+                ("link", "->a"),
+            ],
+            "docs\n!docs/keep.md\n!docs/sub\n",
+        );
+        let seen = |rel: &str, from_disk: bool| {
+            let mut v = Vec::new();
+            let mut f = |p: &str, host: &Path, m: &Metadata| {
+                v.push((p.to_string(), host.to_path_buf(), m.len()));
+                Ok(())
+            };
+            if from_disk {
+                c.walk_dir(rel, &mut f).unwrap();
+            } else {
+                c.walk(rel, &mut f).unwrap();
+            }
+            v
+        };
+        for rel in [".", "a", "a/b", "docs", "docs/sub"] {
+            assert_eq!(seen(rel, false), seen(rel, true), "{rel}");
+        }
+        assert_eq!(seen("a", false).len(), 3);
+        // Later walks read the list, not the disk: a file added since is not seen.
+        std::fs::write(d.path().join("ctx/a/new"), "n").unwrap();
+        assert_eq!(seen("a", false).len(), 3);
+        assert_eq!(seen("a", true).len(), 4);
+    }
+
+    #[test]
+    fn digests_are_saved_only_when_one_was_taken() {
+        let (d, _) = ctx_with(&[("src/a", "1")], "");
+        let state = d.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        let root = d.path().join("ctx");
+        let digest = |c: &Context| c.digest(&c.sources("src").unwrap()).unwrap();
+        let c = Context::open(&root, None, Some(&state)).unwrap();
+        let first = digest(&c);
+        c.save_hashes();
+        let file = std::fs::read_dir(&state)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let written = std::fs::metadata(&file).unwrap();
+        // A second build with nothing changed: the same digest, the file left as it was.
+        let c = Context::open(&root, None, Some(&state)).unwrap();
+        assert_eq!(digest(&c), first);
+        c.save_hashes();
+        let after = std::fs::metadata(&file).unwrap();
+        assert_eq!(
+            (after.ino(), after.mtime_nsec()),
+            (written.ino(), written.mtime_nsec())
+        );
+        // A changed file: digested again and saved.
+        std::fs::write(root.join("src/a"), "2").unwrap();
+        let c = Context::open(&root, None, Some(&state)).unwrap();
+        assert_ne!(digest(&c), first);
+        c.save_hashes();
+        assert_ne!(std::fs::metadata(&file).unwrap().ino(), written.ino());
     }
 
     #[test]

@@ -1961,7 +1961,13 @@ fn export(b: &Build) -> Result<BuildResult> {
         "layers": layers.iter().map(|l| json!({"mediaType": l.media_type, "digest": l.digest, "size": l.size})).collect::<Vec<_>>(),
     });
     let manifest = bytes::Bytes::from(serde_json::to_vec(&manifest).expect("json"));
+    // The image this build made before, with every name already: nothing to write.
+    let (same_id, same_manifest) = (Digest::sha256_of(&data), Digest::sha256_of(&manifest));
+    let unchanged = images.has_image_named(&same_id, &same_manifest, &names);
     let (id, manifest_digest) = b.rt.block_on(async {
+        if unchanged {
+            return Ok((same_id, same_manifest));
+        }
         let id = images.store().blobs.put_new(data.clone()).await?;
         let m = images.store().blobs.put_new(manifest.clone()).await?;
         let record = ImageRecord {
@@ -1983,14 +1989,13 @@ fn export(b: &Build) -> Result<BuildResult> {
             parent: None,
         };
         images.commit_image(record, &names, None).await?;
-        // BuildKit's events: the image tagged with each name.
-        let journal = images.journal();
-        for n in &names {
-            journal
-                .record(crate::images::image_event(id.as_str(), "tag").attr("name", n.familiar()));
-        }
         Ok::<_, crate::images::ImageError>((id, m))
     })?;
+    // BuildKit's events: the image tagged with each name (on every build, as docker's).
+    let journal = images.journal();
+    for n in &names {
+        journal.record(crate::images::image_event(id.as_str(), "tag").attr("name", n.familiar()));
+    }
     b.progress.status(v, &format!("writing image {id} done"));
     for n in &names {
         b.progress.status(v, &format!("naming to {n} done"));

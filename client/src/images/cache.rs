@@ -217,6 +217,23 @@ impl ImageStore {
         Ok(d)
     }
 
+    /// Whether the image `id` is recorded with `manifest` and already has every name of
+    /// `names`: then recording it again would change nothing (a rebuild whose result is
+    /// the image it made before).
+    pub fn has_image_named(
+        &self,
+        id: &Digest,
+        manifest: &Digest,
+        names: &[crate::reference::ImageRef],
+    ) -> bool {
+        let Ok(index) = self.read_index() else {
+            return false;
+        };
+        index.images.get(id.as_str()).is_some_and(|r| {
+            r.manifest == *manifest && names.iter().all(|n| r.tags.contains(&n.to_string()))
+        })
+    }
+
     /// Where a build keeps its own state between runs (file digests of contexts).
     pub fn build_state(&self) -> Result<PathBuf> {
         let d = self.root.join("builder/state");
