@@ -55,6 +55,8 @@ const BOTH: &[(&[&str], &[&str])] = &[
     (&["pause"], &["container", "pause"]),
     (&["unpause"], &["container", "unpause"]),
     (&["port"], &["container", "port"]),
+    (&["stats"], &["container", "stats"]),
+    (&["update"], &["container", "update"]),
     (&["pull"], &["image", "pull"]),
     (&["push"], &["image", "push"]),
     (&["images"], &["image", "ls"]),
@@ -157,4 +159,31 @@ fn names_docker_does_not_have_are_refused_with_125() {
             words.join(" ")
         );
     }
+}
+
+#[test]
+fn run_and_exec_with_a_terminal_need_one_here() {
+    // stdin is not a terminal here (a pipe): docker 28's message and status 1, before any
+    // container is made.
+    for args in [
+        &["run", "-it", "busybox", "sh"][..],
+        &["run", "-i", "-t", "--rm", "busybox"],
+        &["container", "run", "-ti", "-a", "stdin", "busybox"],
+        &["exec", "-it", "c", "sh"],
+    ] {
+        let out = Command::new(berth_bin())
+            .args(args)
+            .env("BERTH_ROOT", "/nonexistent/berth-cli-test")
+            .stdin(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "the input device is not a TTY\n",
+            "{args:?}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+    assert!(!std::path::Path::new("/nonexistent/berth-cli-test").exists());
 }

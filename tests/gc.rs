@@ -405,6 +405,11 @@ fn scheduled_collection_metrics_and_health() {
         .find_map(|l| l.strip_prefix("berth_gc_last_success_timestamp_seconds "))
         .unwrap();
     assert!(last.parse::<u64>().unwrap() > 1_600_000_000, "{last}");
+    let runs = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("berth_gc_runs_total "))
+        .unwrap();
+    assert!(runs.parse::<u64>().unwrap() >= 1, "{runs}");
     assert_eq!(count_blobs(&root), 0);
 
     for path in ["/livez", "/readyz"] {

@@ -23,6 +23,8 @@ mod root_prune;
 mod root_resources;
 mod root_rootless;
 mod root_run_more;
+mod root_stats;
 mod root_volumes;
+mod system;
 mod util;
 mod volumes;

@@ -1,9 +1,9 @@
 //! cgroups for one container, on pure v1, pure v2 and hybrid hosts.
 //!
 //! The layout is read from /proc/self/mountinfo each time a container is created: every v1
-//! hierarchy that carries a controller we use (memory, cpu, cpuacct, pids, freezer, devices;
-//! cpuset and blkio only for a container whose resources name cpus, memory nodes or a block
-//! I/O weight) gets a directory for the container; the v2 hierarchy is used when it carries one of those
+//! hierarchy that carries a controller we use (memory, cpu, cpuacct, pids, freezer, devices,
+//! blkio (its counters are `stats`' block I/O); cpuset only for a container whose resources
+//! name cpus or memory nodes, or that `update` gives them) gets a directory for the container; the v2 hierarchy is used when it carries one of those
 //! controllers (pure v2), or for the freezer when no v1 freezer exists. A hybrid host whose
 //! cgroup2 mount holds nothing we use (this project's machines: only hugetlb there) is thus
 //! handled as v1. The resolved directories are stored in the container's record, so pause,
@@ -16,20 +16,18 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-const WANTED_V1: &[&str] = &["memory", "cpu", "cpuacct", "pids", "freezer", "devices"];
+const WANTED_V1: &[&str] = &[
+    "memory", "cpu", "cpuacct", "pids", "freezer", "devices", "blkio",
+];
 const WANTED_V2: &[&str] = &["cpuset", "cpu", "io", "memory", "pids"];
 
-/// The v1 controllers a container joins only when its resources use them: each costs a
-/// directory per container (and cpuset's must be filled before a process may join it).
+/// The v1 controllers a container joins: cpuset only when its resources use it (a cpuset
+/// directory must be filled before a process may join it).
 fn wanted_v1_for(resources: Option<&LinuxResources>) -> Vec<&'static str> {
     let mut wanted = WANTED_V1.to_vec();
     let cpu = resources.and_then(|r| r.cpu().as_ref());
     if cpu.is_some_and(|c| c.cpus().is_some() || c.mems().is_some()) {
         wanted.push("cpuset");
-    }
-    let blkio = resources.and_then(|r| r.block_io().as_ref());
-    if blkio.is_some_and(|b| b.weight().is_some()) {
-        wanted.push("blkio");
     }
     wanted
 }
@@ -178,6 +176,28 @@ impl Layout {
                 ));
             }
         }
+        if let Some(m) = self
+            .v1
+            .iter()
+            .find(|m| m.controllers.iter().any(|c| c == "cpuset"))
+        {
+            if !wanted_v1.contains(&"cpuset") {
+                let current = own.lines().find_map(|l| {
+                    let mut f = l.splitn(3, ':');
+                    let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+                    ctrls
+                        .split(',')
+                        .any(|c| c == "cpuset")
+                        .then(|| path.to_string())
+                });
+                paths.cpuset_later = Some(join_cgroup(
+                    &m.mountpoint,
+                    &m.root,
+                    current.as_deref(),
+                    cgroups_path,
+                ));
+            }
+        }
         if paths.v1.is_empty() && paths.v2.is_none() {
             return Err(Error::Cgroup(
                 "no usable cgroup hierarchy is mounted".into(),
@@ -225,6 +245,11 @@ pub(crate) struct CgroupPaths {
     /// may turn on (those above are the system's, already delegating them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub v2_base: Option<PathBuf>,
+    /// The v1 cpuset directory of a container that did not join it at create (no cpus or
+    /// memory nodes asked): `update` makes it and moves the processes in when it first sets
+    /// them; then it is one of `dirs()` (exec joins it, removal removes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpuset_later: Option<PathBuf>,
 }
 
 fn write(path: &Path, value: &str) -> Result<()> {
@@ -233,7 +258,7 @@ fn write(path: &Path, value: &str) -> Result<()> {
 }
 
 impl CgroupPaths {
-    fn v1_dir(&self, controller: &str) -> Option<&Path> {
+    pub(crate) fn v1_dir(&self, controller: &str) -> Option<&Path> {
         self.v1
             .iter()
             .find(|d| d.controllers.iter().any(|c| c == controller))
@@ -246,6 +271,45 @@ impl CgroupPaths {
             .iter()
             .map(|d| d.dir.as_path())
             .chain(self.v2.as_deref())
+            .chain(self.cpuset_later())
+    }
+
+    /// The cpuset directory `update` made, once it exists.
+    fn cpuset_later(&self) -> Option<&Path> {
+        self.cpuset_later.as_deref().filter(|d| d.exists())
+    }
+
+    /// New limits on a container's live cgroups (`runc update`): only what `r` sets is
+    /// written. A v1 cpuset the container has not joined is made first and, once it holds
+    /// the new cpus and nodes, its processes are moved in.
+    pub fn update(&self, r: &LinuxResources) -> Result<()> {
+        let cpu = r.cpu().as_ref();
+        let cpuset = cpu.is_some_and(|c| c.cpus().is_some() || c.mems().is_some());
+        let newly = match &self.cpuset_later {
+            Some(dir) if cpuset && !dir.exists() => {
+                create_cpuset_v1(dir)?;
+                Some(dir)
+            }
+            _ => None,
+        };
+        self.apply(r)?;
+        if let Some(dir) = newly {
+            // Twice: a process forked while the first pass ran may have been missed.
+            for _ in 0..2 {
+                for pid in self.procs() {
+                    match std::fs::write(dir.join("cgroup.procs"), pid.to_string()) {
+                        Err(e) if e.raw_os_error() != Some(libc::ESRCH) => {
+                            return Err(Error::Cgroup(format!(
+                                "move {pid} into {}: {e}",
+                                dir.display()
+                            )))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Creates the directories and applies the limits.
@@ -278,14 +342,24 @@ impl CgroupPaths {
     fn apply(&self, r: &LinuxResources) -> Result<()> {
         if let Some(mem) = r.memory() {
             if let Some(dir) = self.v1_dir("memory") {
+                let memsw = dir.join("memory.memsw.limit_in_bytes");
+                let swap = mem.swap().filter(|_| memsw.exists());
+                // The kernel keeps memory <= memory+swap at every step: a limit above the
+                // current memsw limit needs the new memsw limit written first.
+                let current_memsw: i64 = std::fs::read_to_string(&memsw)
+                    .ok()
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(i64::MAX);
+                let swap_first =
+                    swap.is_some_and(|s| s < 0 || mem.limit().is_some_and(|l| l > current_memsw));
+                if let Some(swap) = swap.filter(|_| swap_first) {
+                    write(&memsw, &swap.to_string())?;
+                }
                 if let Some(limit) = mem.limit() {
                     write(&dir.join("memory.limit_in_bytes"), &limit.to_string())?;
                 }
-                if let Some(swap) = mem.swap() {
-                    let f = dir.join("memory.memsw.limit_in_bytes");
-                    if f.exists() {
-                        write(&f, &swap.to_string())?;
-                    }
+                if let Some(swap) = swap.filter(|_| !swap_first) {
+                    write(&memsw, &swap.to_string())?;
                 }
                 if let Some(res) = mem.reservation() {
                     write(&dir.join("memory.soft_limit_in_bytes"), &res.to_string())?;
@@ -343,7 +417,10 @@ impl CgroupPaths {
             } else if cpu.quota().is_some() || cpu.shares().is_some() {
                 return Err(Self::missing("cpu"));
             }
-            let cpuset = self.v1_dir("cpuset").or(self.v2_with("cpuset"));
+            let cpuset = self
+                .v1_dir("cpuset")
+                .or(self.cpuset_later())
+                .or(self.v2_with("cpuset"));
             for (file, value) in [("cpuset.cpus", cpu.cpus()), ("cpuset.mems", cpu.mems())] {
                 let Some(value) = value else { continue };
                 let Some(dir) = cpuset else {

@@ -13,7 +13,7 @@ use crate::seccomp;
 use crate::spec::{ns_flag, MountPlan, ProcessPlan};
 use crate::state::{Exit, Record, State, Status, ROOTFS_DIR, SPEC_FILE, STATE_FILE};
 use crate::sys;
-use oci_spec::runtime::{LinuxDeviceType, LinuxNamespaceType, Spec};
+use oci_spec::runtime::{LinuxDeviceType, LinuxNamespaceType, LinuxResources, Spec};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -211,6 +211,7 @@ fn plan(cfg: &ContainerConfig) -> Result<MonitorPlan> {
                 v1: vec![],
                 v2: Some(base.join("berth").join(&cfg.id)),
                 v2_base: Some(base),
+                ..CgroupPaths::default()
             }
         }
         Some(_) => CgroupPaths::default(),
@@ -444,6 +445,29 @@ impl Container {
     /// Host pids of the container's processes (for `top`).
     pub fn processes(&self) -> Result<Vec<i32>> {
         Ok(self.record()?.cgroups.procs())
+    }
+
+    /// What the running (or paused) container uses now: its cgroups' and its network
+    /// namespace's counters.
+    pub fn usage(&self) -> Result<crate::Usage> {
+        // One read of the record: `stats` asks this of every container.
+        let rec = self.record()?;
+        let status = rec.state.status;
+        if status != Status::Running || !rec.monitor_alive() {
+            return Err(self.invalid(status, "only a running container has usage"));
+        }
+        Ok(rec.cgroups.usage(rec.state.pid))
+    }
+
+    /// New limits for the running (or paused) container, written to its live cgroups (only
+    /// what `resources` sets; see `runc update`).
+    pub fn update(&self, resources: &LinuxResources) -> Result<()> {
+        let rec = self.record()?;
+        let status = self.state()?.status;
+        if !matches!(status, Status::Running | Status::Paused) {
+            return Err(self.invalid(status, "only a running container can be updated"));
+        }
+        rec.cgroups.update(resources)
     }
 
     /// Removes the container: with `force`, kills a running one first (even one whose

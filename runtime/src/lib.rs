@@ -24,6 +24,8 @@
 //! Container::pause(), resume()                      cgroup freezer
 //! Container::exec(&Process, ExecStdio) -> ExecProcess   setns into a running container
 //! Container::processes() -> Vec<pid>                for `top`
+//! Container::usage() -> Usage                      cgroup and network counters, for `stats`
+//! Container::update(&LinuxResources)               new limits on the live cgroups
 //! Container::delete(force)                          leaves nothing behind
 //! ContainerConfig::on_exit                          called by the monitor with the exit
 //! default_spec(id) -> Spec, resolve_user(layers, "user:group"), Error::exit_code()
@@ -112,6 +114,7 @@ mod seccomp;
 mod spec;
 mod state;
 mod sys;
+mod usage;
 mod user;
 pub mod userns;
 
@@ -127,6 +130,7 @@ pub use spec::{
     DEFAULT_MASKED_PATHS, DEFAULT_PATH, DEFAULT_READONLY_PATHS,
 };
 pub use state::{now_rfc3339, Exit, State, Status};
+pub use usage::Usage;
 pub use user::{resolve_groups, resolve_user, ResolvedUser};
 
 /// The Spec types, re-exported so the engine uses the same version.

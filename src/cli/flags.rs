@@ -105,7 +105,8 @@ pub fn confirm(warning: &str) -> Result<bool> {
     std::io::stdout().flush()?;
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer)?;
-    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+    // docker takes "y" or "Y" alone (its prompt.Confirm); "yes" is a no.
+    Ok(answer.trim().eq_ignore_ascii_case("y"))
 }
 
 /// A prune command's end, as docker's: unless `force`, the warning and its question (a "no"

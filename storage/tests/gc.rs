@@ -606,6 +606,106 @@ async fn collections_beside_writers(t: TestStore) {
     }
 }
 
+/// The safe cut-off: a push in flight (blobs and blob links younger than the delay, no
+/// manifest yet) keeps its blobs and links; once the delay is zero they are garbage.
+async fn a_push_in_flight_keeps_its_blobs(t: TestStore) {
+    let s = &t.store;
+    let linked = blob(s, "in flight, linked").await;
+    s.repos.link_blob(&repo("f"), &linked).await.unwrap();
+    let loose = blob(s, "in flight, not linked yet").await;
+    let hour = Policy::default();
+    assert_eq!(hour.delay, Duration::from_secs(3600));
+    let done = run(s, &hour).await;
+    assert_eq!((done.blobs, done.blob_links), (0, 0), "{done:?}");
+    assert!(all_exist(s, &[linked.clone(), loose.clone()]).await);
+    assert!(s.repos.has_blob(&repo("f"), &linked).await.unwrap());
+    let done = run(s, &now_policy()).await;
+    assert_eq!((done.blobs, done.blob_links), (2, 1), "{done:?}");
+    assert!(!exists(s, &linked).await && !exists(s, &loose).await);
+}
+
+/// Content addressed by sha512 is live or dead by the same rules as sha256: an image whose
+/// layer is a sha512 blob keeps it; a loose sha512 blob goes.
+async fn sha512_blobs_follow_the_same_rules(t: TestStore) {
+    let s = &t.store;
+    let put512 = |content: &'static [u8]| async move {
+        let d = Digest::of(berth_storage::Algorithm::Sha512, content);
+        s.blobs
+            .put_bytes(&d, Bytes::from_static(content))
+            .await
+            .unwrap();
+        d
+    };
+    let layer = put512(b"a sha512 layer").await;
+    let loose = put512(b"a sha512 leftover").await;
+    let r = repo("five");
+    let config = blob(s, "config of five").await;
+    for d in [&config, &layer] {
+        s.repos.link_blob(&r, d).await.unwrap();
+    }
+    let body = manifest_body(&config, std::slice::from_ref(&layer), None);
+    let manifest = s.blobs.put_new(body.clone()).await.unwrap();
+    let missing = s
+        .repos
+        .link_manifest(
+            &r,
+            &manifest,
+            "application/vnd.oci.image.manifest.v1+json",
+            &body,
+        )
+        .await
+        .unwrap();
+    assert!(missing.is_empty());
+    s.repos.set_tag(&r, &tag("1"), &manifest).await.unwrap();
+    let done = run(s, &now_policy()).await;
+    assert_eq!(done.blobs, 1, "{done:?}");
+    assert!(
+        all_exist(s, &[layer, config, manifest]).await,
+        "a live blob was deleted"
+    );
+    assert!(!exists(s, &loose).await);
+}
+
+/// More keys than one listing page (S3 answers at most 1,000 a page; DeleteObjects takes at
+/// most 1,000): 1,001 tags in `a/filler` put the image of `z/app` on the mark's second page
+/// of `repositories/`, and 1,001 loose blobs need two pages and two batches to go. Nothing
+/// live is lost, everything dead goes.
+async fn a_collection_over_more_than_a_page(t: TestStore) {
+    use futures::{StreamExt, TryStreamExt};
+    let s = &t.store;
+    let filler = push(s, "a/filler", Some("t0"), "fc", &["fl"], None)
+        .await
+        .unwrap();
+    let (filler_repo, manifest) = (repo("a/filler"), filler.manifest.clone());
+    futures::stream::iter(1..1001)
+        .map(|i| {
+            let (r, m) = (&filler_repo, &manifest);
+            async move { s.repos.set_tag(r, &tag(&format!("t{i}")), m).await }
+        })
+        .buffer_unordered(32)
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap();
+    let live = push(s, "z/app", Some("1"), "zc", &["zl1", "zl2"], None)
+        .await
+        .unwrap();
+    let garbage: Vec<Digest> = futures::stream::iter(0..1001)
+        .map(|i| async move { s.blobs.put_new(Bytes::from(format!("loose {i}"))).await })
+        .buffer_unordered(32)
+        .try_collect()
+        .await
+        .unwrap();
+    let done = run(s, &now_policy()).await;
+    assert_eq!(done.blobs, 1001, "{done:?}");
+    assert!(all_exist(s, &live.all()).await, "a live blob was deleted");
+    assert!(all_exist(s, &filler.all()).await, "a live blob was deleted");
+    assert!(
+        !exists(s, &garbage[0]).await && !exists(s, &garbage[1000]).await,
+        "garbage stayed"
+    );
+    assert_eq!(s.blobs.list().await.unwrap().len(), 7);
+}
+
 berth_storage::on_every_backend!(
     live_stays_and_garbage_goes,
     only_named_blobs,
@@ -613,4 +713,7 @@ berth_storage::on_every_backend!(
     expired_uploads_go,
     one_collector_at_a_time,
     collections_beside_writers,
+    a_push_in_flight_keeps_its_blobs,
+    sha512_blobs_follow_the_same_rules,
+    a_collection_over_more_than_a_page,
 );

@@ -35,8 +35,10 @@ pub mod seccomp;
 mod session;
 mod share;
 mod spec;
+mod stats;
 mod step;
 mod supervise;
+mod update;
 mod volume;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -67,8 +69,10 @@ pub use resources::{check_cgroup_rule, check_sysctl, resource_warnings, DEFAULT_
 pub use session::{
     parse_signal, AttachInput, Attached, ExecProcess, ExecStdio, Exit, Output, Signals,
 };
+pub use stats::ContainerStats;
 pub use step::{lookup, StepMount, StepProcess, Stream};
 pub use supervise::{Health, HealthResult};
+pub use update::UpdateOptions;
 pub use volume::{VolumeOptions, VolumeRecord};
 
 /// Why an engine command failed; one line each, in docker's words where it has them.

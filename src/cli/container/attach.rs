@@ -24,6 +24,9 @@ pub struct AttachArgs {
 pub fn run(g: &Globals, a: AttachArgs) -> Result<i32> {
     let e = g.engine()?;
     let rec = e.resolve(&a.container)?;
+    if term::input_not_a_tty(!a.no_stdin, rec.config.tty) {
+        return Ok(1);
+    }
     let stdin = !a.no_stdin && rec.config.open_stdin;
     let mut attached = e.attach(&rec, stdin)?;
     let session = Session {

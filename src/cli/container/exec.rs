@@ -42,6 +42,9 @@ pub struct ExecArgs {
 }
 
 pub fn run(g: &Globals, a: ExecArgs) -> Result<i32> {
+    if !a.detach && term::input_not_a_tty(a.interactive, a.tty) {
+        return Ok(1);
+    }
     let e = g.engine()?;
     let rec = match e.resolve(&a.container) {
         Ok(r) => r,

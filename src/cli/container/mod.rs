@@ -29,10 +29,12 @@ pub mod resources;
 pub mod rm;
 pub mod run;
 pub mod start;
+pub mod stats;
 pub mod stop;
 pub mod supervise;
 pub mod term;
 pub mod top;
+pub mod update;
 pub mod wait;
 
 use anyhow::Result;
@@ -86,6 +88,10 @@ pub enum ContainerVerb {
     Cp(cp::CpArgs),
     /// Export a container's filesystem as a tar archive
     Export(export::ExportArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(stats::StatsArgs),
+    /// Update configuration of one or more containers
+    Update(update::UpdateArgs),
 }
 
 impl Respell for ContainerVerb {
@@ -132,6 +138,8 @@ impl ContainerVerb {
             ContainerVerb::Commit(a) => commit::run(g, a),
             ContainerVerb::Cp(a) => cp::run(g, a),
             ContainerVerb::Export(a) => export::run(g, a),
+            ContainerVerb::Stats(a) => stats::run(g, a),
+            ContainerVerb::Update(a) => update::run(g, a),
         }
     }
 }

@@ -63,11 +63,11 @@ pub struct ResourceFlags {
 }
 
 /// docker's CLI's wrapping of a value its flag refused.
-fn bad(flag: &str, value: &str, why: impl std::fmt::Display) -> anyhow::Error {
+pub(super) fn bad(flag: &str, value: &str, why: impl std::fmt::Display) -> anyhow::Error {
     anyhow!("invalid argument \"{value}\" for \"{flag}\" flag: {why}")
 }
 
-fn integer(flag: &str, value: &Option<String>) -> Result<i64> {
+pub(super) fn integer(flag: &str, value: &Option<String>) -> Result<i64> {
     match value {
         None => Ok(0),
         Some(v) => v.parse().map_err(|_| {
@@ -80,31 +80,36 @@ fn integer(flag: &str, value: &Option<String>) -> Result<i64> {
     }
 }
 
-fn bytes(flag: &str, value: &Option<String>) -> Result<i64> {
+pub(super) fn bytes(flag: &str, value: &Option<String>) -> Result<i64> {
     match value {
         None => Ok(0),
         Some(v) => parse_bytes(v).map_err(|_| bad(flag, v, format!("invalid size: '{v}'"))),
     }
 }
 
+/// `--blkio-weight` as docker's CLI reads it (a uint16).
+pub(super) fn blkio_weight(value: &Option<String>) -> Result<u16> {
+    match value {
+        None => Ok(0),
+        Some(v) => v.parse::<u16>().map_err(|_| {
+            let why = if v.parse::<i64>().is_ok() {
+                "value out of range"
+            } else {
+                "invalid syntax"
+            };
+            bad(
+                "--blkio-weight",
+                v,
+                format!("strconv.ParseUint: parsing \"{v}\": {why}"),
+            )
+        }),
+    }
+}
+
 impl ResourceFlags {
     /// The engine's resources for these flags, each value read as docker's CLI reads it.
     pub fn resources(&self) -> Result<Resources> {
-        let blkio_weight = match &self.blkio_weight {
-            None => 0,
-            Some(v) => v.parse::<u16>().map_err(|_| {
-                let why = if v.parse::<i64>().is_ok() {
-                    "value out of range"
-                } else {
-                    "invalid syntax"
-                };
-                bad(
-                    "--blkio-weight",
-                    v,
-                    format!("strconv.ParseUint: parsing \"{v}\": {why}"),
-                )
-            })?,
-        };
+        let blkio_weight = blkio_weight(&self.blkio_weight)?;
         let devices = self
             .device
             .iter()

@@ -29,6 +29,16 @@ pub struct RunArgs {
 }
 
 pub fn run(g: &Globals, a: RunArgs) -> Result<i32> {
+    // Checked before anything is opened or created, as docker does.
+    let attach_stdin = a.flags.interactive
+        && (a.flags.attach.is_empty()
+            || a.flags
+                .attach
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case("stdin")));
+    if !a.detach && term::input_not_a_tty(attach_stdin, a.flags.tty) {
+        return Ok(1);
+    }
     let e = match g.engine() {
         Ok(e) => e,
         Err(err) => return Ok(engine_failure(&err)),
@@ -55,8 +65,7 @@ pub fn run(g: &Globals, a: RunArgs) -> Result<i32> {
         return Ok(0);
     }
     // `-a` without stdin: the person's input stays here.
-    let stdin = a.flags.interactive
-        && (rec.config.attach.is_empty() || rec.config.attach.iter().any(|s| s == "stdin"));
+    let stdin = attach_stdin;
     let code = match attached_run(&e, &mut rec, stdin, a.sig_proxy, detach_keys) {
         Ok(Outcome::Exited(exit)) => exit.code,
         Ok(Outcome::Detached) => {

@@ -94,6 +94,18 @@ pub fn route_signals(proxy: bool, on_signal: impl Fn(Signal) + Send + 'static) {
     });
 }
 
+/// docker's `CheckTty`: feeding a container's terminal from here needs a terminal here
+/// (piped or redirected input cannot be one). Says so as docker 28 does and returns true
+/// when the command must stop (with status 1).
+pub fn input_not_a_tty(attach_stdin: bool, tty: bool) -> bool {
+    use std::io::IsTerminal;
+    if tty && attach_stdin && !std::io::stdin().is_terminal() {
+        eprintln!("the input device is not a TTY");
+        return true;
+    }
+    false
+}
+
 /// Parses docker's `--detach-keys` (`ctrl-p,ctrl-q`, `a`, `ctrl-@`…) into bytes.
 pub fn parse_detach_keys(s: &str) -> Result<Vec<u8>> {
     let mut out = Vec::new();

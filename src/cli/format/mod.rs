@@ -21,7 +21,9 @@ use serde_json::Value;
 
 pub use table::tabulate;
 pub use template::Template;
-pub use units::{created_at, ellipsis, go_quote, human_ago, human_since, human_size, human_size4};
+pub use units::{
+    bytes_size, created_at, ellipsis, go_quote, human_ago, human_since, human_size, human_size4,
+};
 
 fn parse(format: &str) -> Result<Template> {
     Template::parse(format).map_err(|e| anyhow!("template parsing error: {e}"))
@@ -35,34 +37,50 @@ pub fn print_list(
     headers: &Value,
     rows: &[Value],
 ) -> Result<i32> {
+    let text = render_list(format, default, headers, rows)?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(0)
+}
+
+/// A listing as [`print_list`] prints it, as text (for a screen redrawn in place).
+pub fn render_list(
+    format: Option<&str>,
+    default: &str,
+    headers: &Value,
+    rows: &[Value],
+) -> Result<String> {
     let format = match format {
         None | Some("") | Some("table") => default,
         Some("json") => "{{json .}}",
         Some(f) => f,
     };
-    print_rows(format, headers, rows)
+    render_rows(format, headers, rows)
 }
 
 /// Renders rows with a template; a `table` template gets a header and aligned columns.
-pub fn print_rows(format: &str, headers: &Value, rows: &[Value]) -> Result<i32> {
+fn render_rows(format: &str, headers: &Value, rows: &[Value]) -> Result<String> {
     let t = parse(format)?;
     let mut lines = Vec::new();
     if t.table {
-        lines.push(t.render(headers).map_err(|e| anyhow!("template: {e}"))?);
+        lines.push(
+            t.render_header(headers)
+                .map_err(|e| anyhow!("template: {e}"))?,
+        );
     }
     for v in rows {
         lines.push(t.render(v).map_err(|e| anyhow!("template: {e}"))?);
     }
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if t.table {
-        out.write_all(tabulate(&lines).as_bytes())?;
-    } else {
-        for l in lines {
-            writeln!(out, "{l}")?;
-        }
+        return Ok(tabulate(&lines));
     }
-    out.flush()?;
-    Ok(0)
+    let mut text = String::new();
+    for l in lines {
+        text.push_str(&l);
+        text.push('\n');
+    }
+    Ok(text)
 }
 
 /// Prints `inspect` documents: a JSON array indented by four spaces (docker's), `json` on one

@@ -1,181 +1,442 @@
-//! `--format`: the part of Go's text/template that docker users script with, over JSON values.
+//! `--format`: Go's text/template, as docker's CLI runs it, over JSON values.
 //!
-//! Supported: text, `{{.}}`, `{{.A.B}}`, `{{json X}}`, `{{index X "key"}}`, `{{join X ","}}`,
-//! `{{upper X}}`, `{{lower X}}`, `{{len X}}`, `{{println X}}`, `{{range X}}…{{end}}`,
-//! `{{if X}}…{{else}}…{{end}}`, `{{- … -}}` trimming, and a leading `table ` that turns the
-//! format into aligned columns with a header row, as docker's formatter does. Values print as
-//! Go prints them: strings bare, lists as `[a b]`, maps as `map[k:v]`, null as `<no value>`.
+//! The language is Go's own, from the `gotmpl` crate (a port of text/template checked against
+//! Go's output): variables (`$x := …`, `range $i, $e := …`), pipelines and parenthesised
+//! pipelines, `if/else if/else/with/range/break/continue/end`, `define`/`template`, `{{- -}}`
+//! trimming, and Go's functions (`and or not eq ne lt le gt ge index slice len print printf
+//! println call html js urlquery`). On top, what docker adds (its `templates` package):
+//! `json`, `split`, `join`, `title`, `lower`, `upper`, `pad`, `truncate`; the header row of a
+//! `table` format is rendered with docker's header functions (which leave the column titles
+//! as they are). docker's formatters give some rows methods: `.Label "key"` (ps, volume ls,
+//! network ls) reads one label, here from the row's `Labels`.
+//!
+//! A missing field is an error, as a missing struct field is in Go; a present null prints as
+//! `<no value>`. Maps print as Go prints them (`map[k:v]`, keys sorted), lists as `[a b]`.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use gotmpl::parse::{Expr, ListNode, Node, PipeNode, SmolStr};
+use gotmpl::{MissingKey, TemplateError, Value as Go};
 use serde_json::Value;
 
-#[derive(Debug, Clone)]
-enum Node {
-    Text(String),
-    Action(Expr),
-    Range(Expr, Vec<Node>),
-    If(Expr, Vec<Node>, Vec<Node>),
-}
-
-#[derive(Debug, Clone)]
-enum Arg {
-    Path(Vec<String>),
-    Str(String),
-    Num(i64),
-}
-
-#[derive(Debug, Clone)]
-struct Expr {
-    func: Option<String>,
-    args: Vec<Arg>,
-}
+/// The name every parsed format is kept under.
+const NAME: &str = "format";
+/// docker's formatter methods that take arguments, and the function each becomes.
+const METHODS: &[(&str, &str)] = &[("Label", "__method_label")];
 
 /// A parsed `--format` value.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Template {
-    nodes: Vec<Node>,
+    rows: Option<Box<gotmpl::Template>>,
+    header: Option<Box<gotmpl::Template>>,
     /// The format began with `table`.
     pub table: bool,
 }
 
-enum Tok {
-    Text(String),
-    Act(String),
+impl std::fmt::Debug for Template {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Template")
+            .field("table", &self.table)
+            .finish_non_exhaustive()
+    }
 }
 
-fn tokenize(src: &str) -> Result<Vec<Tok>, String> {
-    let mut out = Vec::new();
+type Func = fn(&[Go]) -> Result<Go, TemplateError>;
+
+fn fail(msg: impl Into<String>) -> TemplateError {
+    TemplateError::Exec(msg.into())
+}
+
+fn want(name: &str, args: &[Go], n: usize) -> Result<(), TemplateError> {
+    if args.len() != n {
+        return Err(fail(format!(
+            "wrong number of args for {name}: want {n} got {}",
+            args.len()
+        )));
+    }
+    Ok(())
+}
+
+fn string_arg<'a>(name: &str, v: &'a Go) -> Result<&'a str, TemplateError> {
+    v.as_str().ok_or_else(|| {
+        fail(format!(
+            "error calling {name}: wrong type for value; expected string; got {}",
+            v.type_name()
+        ))
+    })
+}
+
+fn int_arg(name: &str, v: &Go) -> Result<i64, TemplateError> {
+    v.as_int().ok_or_else(|| {
+        fail(format!(
+            "error calling {name}: wrong type for value; expected int; got {}",
+            v.type_name()
+        ))
+    })
+}
+
+fn string(s: impl AsRef<str>) -> Go {
+    Go::String(Arc::from(s.as_ref()))
+}
+
+/// docker's `json`: the value as JSON on one line, HTML characters left alone.
+fn json(args: &[Go]) -> Result<Go, TemplateError> {
+    want("json", args, 1)?;
+    Ok(string(
+        serde_json::to_string(&from_go(&args[0])).map_err(|e| fail(e.to_string()))?,
+    ))
+}
+
+fn split(args: &[Go]) -> Result<Go, TemplateError> {
+    want("split", args, 2)?;
+    let (s, sep) = (
+        string_arg("split", &args[0])?,
+        string_arg("split", &args[1])?,
+    );
+    let parts: Vec<Go> = if sep.is_empty() {
+        s.chars().map(|c| string(c.to_string())).collect()
+    } else {
+        s.split(sep).map(string).collect()
+    };
+    Ok(Go::List(parts.into()))
+}
+
+/// docker's `join`: a list's elements as Go prints them, between `sep`; a map's values,
+/// sorted; nil is empty.
+fn join(args: &[Go]) -> Result<Go, TemplateError> {
+    want("join", args, 2)?;
+    let sep = string_arg("join", &args[1])?;
+    match &args[0] {
+        Go::Nil => Ok(string("")),
+        Go::List(items) => Ok(string(
+            items
+                .iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(sep),
+        )),
+        Go::Map(m) => {
+            let mut values: Vec<String> = m.values().map(|v| v.to_string()).collect();
+            values.sort();
+            Ok(string(values.join(sep)))
+        }
+        other => Err(fail(format!(
+            "error calling join: expected slice, got {}",
+            other.type_name()
+        ))),
+    }
+}
+
+/// Go's `strings.Title`: each letter that follows a separator upper-cased.
+fn title(args: &[Go]) -> Result<Go, TemplateError> {
+    want("title", args, 1)?;
+    let mut out = String::new();
+    let mut after_separator = true;
+    for c in string_arg("title", &args[0])?.chars() {
+        if after_separator {
+            out.extend(c.to_uppercase());
+        } else {
+            out.push(c);
+        }
+        after_separator = !(c.is_alphanumeric() || c == '_');
+    }
+    Ok(string(out))
+}
+
+fn lower(args: &[Go]) -> Result<Go, TemplateError> {
+    want("lower", args, 1)?;
+    Ok(string(string_arg("lower", &args[0])?.to_lowercase()))
+}
+
+fn upper(args: &[Go]) -> Result<Go, TemplateError> {
+    want("upper", args, 1)?;
+    Ok(string(string_arg("upper", &args[0])?.to_uppercase()))
+}
+
+/// docker's `pad`: spaces before and after a non-empty string.
+fn pad(args: &[Go]) -> Result<Go, TemplateError> {
+    want("pad", args, 3)?;
+    let s = string_arg("pad", &args[0])?;
+    if s.is_empty() {
+        return Ok(string(""));
+    }
+    let (before, after) = (int_arg("pad", &args[1])?, int_arg("pad", &args[2])?);
+    let spaces = |n: i64| " ".repeat(n.max(0) as usize);
+    Ok(string(format!("{}{s}{}", spaces(before), spaces(after))))
+}
+
+/// docker's `truncate`: the first `n` bytes (here: no further than a character's start).
+fn truncate(args: &[Go]) -> Result<Go, TemplateError> {
+    want("truncate", args, 2)?;
+    let s = string_arg("truncate", &args[0])?;
+    let n = int_arg("truncate", &args[1])?.max(0) as usize;
+    if s.len() < n {
+        return Ok(string(s));
+    }
+    let mut end = n;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    Ok(string(&s[..end]))
+}
+
+/// A table's header row keeps each column's title as it is (docker's `HeaderFunctions`).
+fn title_as_is(args: &[Go]) -> Result<Go, TemplateError> {
+    Ok(args.first().cloned().unwrap_or(Go::Nil))
+}
+
+/// docker's `Label` method of its list rows: one label's value, empty when it has none. The
+/// row's `Labels` is a map, or docker's `k=v,k2=v2` text.
+fn method_label(args: &[Go]) -> Result<Go, TemplateError> {
+    want("Label", args, 2)?;
+    let key = string_arg("Label", &args[1])?;
+    let value = match args[0].field("Labels") {
+        Some(Go::Map(m)) => m.get(key).map(|v| v.to_string()),
+        Some(Go::String(s)) => s
+            .split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.to_string()),
+        _ => None,
+    };
+    Ok(string(value.unwrap_or_default()))
+}
+
+fn functions(header: bool) -> Vec<(&'static str, Func)> {
+    let docker: [(&'static str, Func); 8] = [
+        ("json", json),
+        ("split", split),
+        ("join", join),
+        ("title", title),
+        ("lower", lower),
+        ("upper", upper),
+        ("pad", pad),
+        ("truncate", truncate),
+    ];
+    let mut out: Vec<(&'static str, Func)> = docker
+        .into_iter()
+        .map(|(name, f)| {
+            let as_is = header && name != "pad";
+            (name, if as_is { title_as_is as Func } else { f })
+        })
+        .collect();
+    out.push(("__method_label", method_label));
+    out
+}
+
+/// Go's own functions (text/template's builtins).
+const BUILTINS: &[&str] = &[
+    "and", "call", "html", "index", "slice", "js", "len", "not", "or", "print", "printf",
+    "println", "urlquery", "eq", "ge", "gt", "le", "lt", "ne",
+];
+
+/// Go refuses a function it does not know when it parses, not when it runs.
+fn known(e: &Expr) -> Result<(), String> {
+    match e {
+        Expr::Identifier(_, name) => {
+            let name = name.as_str();
+            let ours = functions(false).iter().any(|(n, _)| *n == name);
+            if ours || BUILTINS.contains(&name) {
+                Ok(())
+            } else {
+                Err(format!("function {name:?} not defined"))
+            }
+        }
+        Expr::Chain(_, inner, _) => known(inner),
+        _ => Ok(()),
+    }
+}
+
+/// `.Label "key"` (a method call in Go, on docker's rows) becomes `__method_label . "key"`;
+/// each function named must exist.
+fn methods_in_pipe(pipe: &mut PipeNode) -> Result<(), String> {
+    for cmd in &mut pipe.commands {
+        for arg in &mut cmd.args {
+            known(arg)?;
+            if let Expr::Pipe(_, p) = arg {
+                methods_in_pipe(p)?;
+            }
+        }
+        let Some(first) = cmd.args.first() else {
+            continue;
+        };
+        let last = |path: &[SmolStr]| -> Option<&'static str> {
+            let name = path.last()?;
+            METHODS
+                .iter()
+                .find(|(m, _)| name.as_str() == *m)
+                .map(|(_, f)| *f)
+        };
+        let pos = first.pos();
+        let (func, receiver) = match first {
+            Expr::Field(_, path) => match last(path) {
+                Some(f) if path.len() == 1 => (f, Expr::Dot(pos)),
+                Some(f) => (f, Expr::Field(pos, path[..path.len() - 1].to_vec())),
+                None => continue,
+            },
+            Expr::Variable(_, name, path) => match last(path) {
+                Some(f) => (
+                    f,
+                    Expr::Variable(pos, name.clone(), path[..path.len() - 1].to_vec()),
+                ),
+                None => continue,
+            },
+            Expr::Chain(_, inner, fields) => match last(fields) {
+                Some(f) if fields.len() == 1 => (f, (**inner).clone()),
+                Some(f) => (
+                    f,
+                    Expr::Chain(pos, inner.clone(), fields[..fields.len() - 1].to_vec()),
+                ),
+                None => continue,
+            },
+            _ => continue,
+        };
+        cmd.args[0] = receiver;
+        cmd.args
+            .insert(0, Expr::Identifier(pos, SmolStr::from(func)));
+    }
+    Ok(())
+}
+
+fn methods_in_list(list: &mut ListNode) -> Result<(), String> {
+    for node in &mut list.nodes {
+        match node {
+            Node::List(l) => methods_in_list(l)?,
+            Node::Action(a) => methods_in_pipe(&mut a.pipe)?,
+            Node::If(b) | Node::Range(b) | Node::With(b) => {
+                methods_in_pipe(&mut b.pipe)?;
+                methods_in_list(&mut b.body)?;
+                if let Some(e) = &mut b.else_body {
+                    methods_in_list(e)?;
+                }
+            }
+            Node::Template(t) => {
+                if let Some(p) = &mut t.pipe {
+                    methods_in_pipe(p)?;
+                }
+            }
+            Node::Define(d) => methods_in_list(&mut d.body)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Go's parser refuses an `if`, `range`, `with`, `define` or `block` without its `end`, and
+/// an `end` or `else` without one; the template crate lets both through, so they are
+/// checked here first, over the actions of the source.
+fn check_blocks(src: &str) -> Result<(), String> {
+    let mut open: Vec<&str> = Vec::new();
     let mut rest = src;
     while let Some(start) = rest.find("{{") {
-        let mut text = rest[..start].to_string();
-        let after = &rest[start + 2..];
-        let end = after.find("}}").ok_or("unclosed action: missing }}")?;
-        let mut inner = &after[..end];
-        if let Some(s) = inner.strip_prefix('-') {
-            inner = s;
-            text = text.trim_end().to_string();
+        let action = &rest[start + 2..];
+        // The action ends at the first `}}` outside a quoted string or a comment.
+        let lead = action.len() - action.trim_start_matches('-').trim_start().len();
+        let (mut end, mut quote, mut i) = (None, None::<u8>, 0);
+        if action[lead..].starts_with("/*") {
+            // A comment runs to `*/`, whatever it holds.
+            i = action.find("*/").map_or(action.len(), |c| c + 2);
         }
-        let mut trim_next = false;
-        if let Some(s) = inner.strip_suffix('-') {
-            inner = s;
-            trim_next = true;
-        }
-        out.push(Tok::Text(text));
-        out.push(Tok::Act(inner.trim().to_string()));
-        rest = &after[end + 2..];
-        if trim_next {
-            rest = rest.trim_start();
-        }
-    }
-    out.push(Tok::Text(rest.to_string()));
-    Ok(out)
-}
-
-fn parse_args(s: &str) -> Result<Vec<Arg>, String> {
-    let mut args = Vec::new();
-    let mut chars = s.trim().chars().peekable();
-    while let Some(&c) = chars.peek() {
-        if c.is_whitespace() {
-            chars.next();
-            continue;
-        }
-        if c == '"' {
-            chars.next();
-            let mut v = String::new();
-            loop {
-                match chars.next() {
-                    Some('\\') => v.push(chars.next().unwrap_or('\\')),
-                    Some('"') => break,
-                    Some(c) => v.push(c),
-                    None => return Err("unterminated string".into()),
+        let bytes = action.as_bytes();
+        while i < bytes.len() {
+            match (quote, bytes[i]) {
+                (Some(b'"'), b'\\') => i += 1,
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, c @ (b'"' | b'`' | b'\'')) => quote = Some(c),
+                (None, b'}') if bytes.get(i + 1) == Some(&b'}') => {
+                    end = Some(i);
+                    break;
                 }
+                _ => {}
             }
-            args.push(Arg::Str(v));
-            continue;
+            i += 1;
         }
-        let mut word = String::new();
-        while let Some(&c) = chars.peek() {
-            if c.is_whitespace() {
-                break;
-            }
-            word.push(c);
-            chars.next();
+        let Some(end) = end else {
+            return Err("unclosed action".into());
+        };
+        let inner = action[..end].trim_start_matches('-').trim();
+        let word = inner
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .next()
+            .unwrap_or("");
+        match word {
+            _ if inner.starts_with("/*") => {}
+            "if" | "range" | "with" | "define" | "block" => open.push(word),
+            "else" if open.is_empty() => return Err("unexpected {{else}}".into()),
+            "end" if open.pop().is_none() => return Err("unexpected {{end}}".into()),
+            _ => {}
         }
-        if word == "." {
-            args.push(Arg::Path(vec![]));
-        } else if let Some(p) = word.strip_prefix('.') {
-            args.push(Arg::Path(p.split('.').map(str::to_string).collect()));
-        } else if let Ok(n) = word.parse::<i64>() {
-            args.push(Arg::Num(n));
-        } else {
-            return Err(format!("function {word:?} not defined"));
-        }
+        rest = &action[end + 2..];
     }
-    Ok(args)
-}
-
-fn parse_expr(s: &str) -> Result<Expr, String> {
-    let s = s.trim();
-    let first = s.split_whitespace().next().unwrap_or("");
-    const FUNCS: &[&str] = &[
-        "json", "index", "join", "upper", "lower", "len", "println", "title",
-    ];
-    if FUNCS.contains(&first) {
-        Ok(Expr {
-            func: Some(first.to_string()),
-            args: parse_args(&s[first.len()..])?,
-        })
-    } else {
-        let args = parse_args(s)?;
-        if args.len() != 1 {
-            return Err(format!("cannot evaluate {s:?}"));
-        }
-        Ok(Expr { func: None, args })
+    match open.last() {
+        Some(word) => Err(format!(
+            "unexpected EOF: {{{{{word}}}}} without {{{{end}}}}"
+        )),
+        None => Ok(()),
     }
 }
 
-fn parse_nodes(
-    toks: &mut std::iter::Peekable<std::vec::IntoIter<Tok>>,
-    until: &[&str],
-) -> Result<(Vec<Node>, Option<String>), String> {
-    let mut nodes = Vec::new();
-    while let Some(t) = toks.next() {
-        match t {
-            Tok::Text(s) => {
-                if !s.is_empty() {
-                    nodes.push(Node::Text(s))
-                }
-            }
-            Tok::Act(a) => {
-                if until.contains(&a.as_str()) {
-                    return Ok((nodes, Some(a)));
-                }
-                if let Some(e) = a.strip_prefix("range ") {
-                    let (body, end) = parse_nodes(toks, &["end"])?;
-                    end.ok_or("range without end")?;
-                    nodes.push(Node::Range(parse_expr(e)?, body));
-                } else if let Some(e) = a.strip_prefix("if ") {
-                    let (then, end) = parse_nodes(toks, &["end", "else"])?;
-                    let els = match end.as_deref() {
-                        Some("else") => {
-                            let (els, end) = parse_nodes(toks, &["end"])?;
-                            end.ok_or("if without end")?;
-                            els
-                        }
-                        Some(_) => Vec::new(),
-                        None => return Err("if without end".into()),
-                    };
-                    nodes.push(Node::If(parse_expr(e)?, then, els));
-                } else if a == "end" || a == "else" {
-                    return Err(format!("unexpected {{{{{a}}}}}"));
-                } else if a.starts_with("/*") {
-                    // a comment
-                } else {
-                    nodes.push(Node::Action(parse_expr(&a)?));
-                }
-            }
+/// Parses `src` with the functions of rows or of a header, and turns method calls into
+/// function calls. `None` for a format with nothing to render.
+fn build(src: &str, header: bool) -> Result<Option<Box<gotmpl::Template>>, String> {
+    let with_funcs = |mut t: gotmpl::Template| {
+        for (name, f) in functions(header) {
+            t = t.func(name, f);
+        }
+        t.missing_key(MissingKey::Error)
+    };
+    check_blocks(src)?;
+    let parsed = with_funcs(gotmpl::Template::new(NAME))
+        .parse(src)
+        .map_err(|e| e.to_string())?;
+    let mut out = with_funcs(gotmpl::Template::new(NAME));
+    let mut any = false;
+    for name in parsed.templates() {
+        if let Some(tree) = parsed.lookup(name) {
+            let mut tree = tree.clone();
+            methods_in_list(&mut tree)?;
+            any |= name == NAME;
+            out = out.add_parse_tree(name, tree);
         }
     }
-    Ok((nodes, None))
+    Ok(any.then(|| Box::new(out)))
+}
+
+/// A JSON value as the template engine's.
+fn to_go(v: &Value) -> Go {
+    match v {
+        Value::Null => Go::Nil,
+        Value::Bool(b) => Go::Bool(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Go::Int(i),
+            (None, Some(u)) => Go::Uint(u),
+            _ => Go::Float(n.as_f64().unwrap_or(0.0)),
+        },
+        Value::String(s) => string(s),
+        Value::Array(a) => Go::List(a.iter().map(to_go).collect::<Vec<_>>().into()),
+        Value::Object(m) => Go::Map(Arc::new(
+            m.iter()
+                .map(|(k, v)| (Arc::from(k.as_str()), to_go(v)))
+                .collect::<BTreeMap<_, _>>(),
+        )),
+    }
+}
+
+/// The engine's value as JSON (for `json`).
+fn from_go(v: &Go) -> Value {
+    match v {
+        Go::Nil => Value::Null,
+        Go::Bool(b) => Value::Bool(*b),
+        Go::Int(i) => Value::from(*i),
+        Go::Uint(u) => Value::from(*u),
+        Go::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+        Go::String(s) => Value::String(s.to_string()),
+        Go::List(items) => Value::Array(items.iter().map(from_go).collect()),
+        Go::Map(m) => Value::Object(m.iter().map(|(k, v)| (k.to_string(), from_go(v))).collect()),
+        other => Value::String(other.to_string()),
+    }
 }
 
 impl Template {
@@ -186,187 +447,36 @@ impl Template {
             _ => (false, format),
         };
         let src = rest.replace("\\t", "\t").replace("\\n", "\n");
-        let mut toks = tokenize(&src)?.into_iter().peekable();
-        let (nodes, end) = parse_nodes(&mut toks, &[])?;
-        if end.is_some() {
-            return Err("unexpected end".into());
+        Ok(Template {
+            rows: build(&src, false)?,
+            header: if table { build(&src, true)? } else { None },
+            table,
+        })
+    }
+
+    fn run(t: &Option<Box<gotmpl::Template>>, v: &Value) -> Result<String, String> {
+        match t {
+            Some(t) => t
+                .execute_template_to_string(NAME, &to_go(v))
+                .map_err(|e| e.to_string()),
+            None => Ok(String::new()),
         }
-        Ok(Template { nodes, table })
     }
 
     /// Renders the template for one value.
     pub fn render(&self, v: &Value) -> Result<String, String> {
-        let mut out = String::new();
-        render_nodes(&self.nodes, v, &mut out)?;
-        Ok(out)
+        Self::run(&self.rows, v)
     }
-}
 
-fn lookup(v: &Value, path: &[String]) -> Result<Value, String> {
-    let mut cur = v;
-    for p in path {
-        cur = match cur {
-            Value::Object(m) => match m.get(p) {
-                Some(x) => x,
-                None => return Err(format!("can't evaluate field {p}")),
-            },
-            Value::Null => return Ok(Value::Null),
-            _ => return Err(format!("can't evaluate field {p} in a {}", kind(cur))),
+    /// Renders a `table` format's header row from the column titles.
+    pub fn render_header(&self, titles: &Value) -> Result<String, String> {
+        let t = if self.header.is_some() {
+            &self.header
+        } else {
+            &self.rows
         };
+        Self::run(t, titles)
     }
-    Ok(cur.clone())
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "nil",
-        Value::Bool(_) => "bool",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "slice",
-        Value::Object(_) => "map",
-    }
-}
-
-fn arg(a: &Arg, dot: &Value) -> Result<Value, String> {
-    match a {
-        Arg::Path(p) => lookup(dot, p),
-        Arg::Str(s) => Ok(Value::String(s.clone())),
-        Arg::Num(n) => Ok(Value::from(*n)),
-    }
-}
-
-/// How Go's fmt prints a value with `%v`.
-pub fn go_string(v: &Value) -> String {
-    match v {
-        Value::Null => "<no value>".into(),
-        Value::String(s) => s.clone(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::Array(a) => format!("[{}]", a.iter().map(go_inner).collect::<Vec<_>>().join(" ")),
-        Value::Object(m) => format!(
-            "map[{}]",
-            m.iter()
-                .map(|(k, v)| format!("{k}:{}", go_inner(v)))
-                .collect::<Vec<_>>()
-                .join(" ")
-        ),
-    }
-}
-
-fn go_inner(v: &Value) -> String {
-    match v {
-        Value::Null => "<nil>".into(),
-        other => go_string(other),
-    }
-}
-
-fn eval(e: &Expr, dot: &Value) -> Result<Value, String> {
-    let args: Vec<Value> = e
-        .args
-        .iter()
-        .map(|a| arg(a, dot))
-        .collect::<Result<_, _>>()?;
-    let one = || {
-        args.first()
-            .cloned()
-            .ok_or_else(|| "missing argument".to_string())
-    };
-    Ok(match e.func.as_deref() {
-        None => one()?,
-        Some("json") => Value::String(serde_json::to_string(&one()?).expect("JSON serialises")),
-        Some("upper") => Value::String(go_string(&one()?).to_uppercase()),
-        Some("lower") => Value::String(go_string(&one()?).to_lowercase()),
-        Some("title") => {
-            let s = go_string(&one()?);
-            let mut c = s.chars();
-            Value::String(
-                c.next()
-                    .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
-                    .unwrap_or_default(),
-            )
-        }
-        Some("len") => Value::from(match one()? {
-            Value::Array(a) => a.len(),
-            Value::Object(m) => m.len(),
-            Value::String(s) => s.len(),
-            Value::Null => 0,
-            v => return Err(format!("len of {}", kind(&v))),
-        }),
-        Some("println") => Value::String(format!(
-            "{}\n",
-            args.iter().map(go_string).collect::<Vec<_>>().join(" ")
-        )),
-        Some("join") => {
-            let sep = args.get(1).map(go_string).unwrap_or_default();
-            match one()? {
-                Value::Array(a) => {
-                    Value::String(a.iter().map(go_string).collect::<Vec<_>>().join(&sep))
-                }
-                Value::Null => Value::String(String::new()),
-                v => return Err(format!("join of {}", kind(&v))),
-            }
-        }
-        Some("index") => {
-            let mut cur = one()?;
-            for k in &args[1..] {
-                cur = match (&cur, k) {
-                    (Value::Object(m), Value::String(s)) => {
-                        m.get(s).cloned().unwrap_or(Value::Null)
-                    }
-                    (Value::Array(a), Value::Number(n)) => a
-                        .get(n.as_u64().unwrap_or(u64::MAX) as usize)
-                        .cloned()
-                        .ok_or("index out of range")?,
-                    _ => return Err("cannot index".into()),
-                };
-            }
-            cur
-        }
-        Some(f) => return Err(format!("function {f:?} not defined")),
-    })
-}
-
-fn truthy(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64() != Some(0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(m) => !m.is_empty(),
-    }
-}
-
-fn render_nodes(nodes: &[Node], dot: &Value, out: &mut String) -> Result<(), String> {
-    for n in nodes {
-        match n {
-            Node::Text(t) => out.push_str(t),
-            Node::Action(e) => out.push_str(&go_string(&eval(e, dot)?)),
-            Node::Range(e, body) => match eval(e, dot)? {
-                Value::Array(items) => {
-                    for item in &items {
-                        render_nodes(body, item, out)?;
-                    }
-                }
-                Value::Object(m) => {
-                    for item in m.values() {
-                        render_nodes(body, item, out)?;
-                    }
-                }
-                Value::Null => {}
-                v => return Err(format!("range can't iterate over {}", go_string(&v))),
-            },
-            Node::If(e, then, els) => {
-                if truthy(&eval(e, dot)?) {
-                    render_nodes(then, dot, out)?;
-                } else {
-                    render_nodes(els, dot, out)?;
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -374,25 +484,133 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// Formats and what docker prints for them: docker's documentation and its templates
+    /// package's tests (`cli/templates`), and Go's text/template rules.
     #[test]
-    fn renders_docker_formats() {
-        let v = json!({"Repository":"busybox","Tag":"latest","Config":{"Cmd":["sh","-c"],"Env":null},"Labels":{"a":"b"}});
-        let r = |f: &str| Template::parse(f).unwrap().render(&v).unwrap();
-        assert_eq!(r("{{.Repository}}:{{.Tag}}"), "busybox:latest");
-        assert_eq!(r("{{json .Config.Cmd}}"), r#"["sh","-c"]"#);
-        assert_eq!(r("{{.Config.Cmd}}"), "[sh -c]");
-        assert_eq!(r("{{.Config.Env}}"), "<no value>");
-        assert_eq!(r("{{index .Labels \"a\"}}"), "b");
-        assert_eq!(r("{{range .Config.Cmd}}<{{.}}>{{end}}"), "<sh><-c>");
-        assert_eq!(r("{{if .Config.Env}}y{{else}}n{{end}}"), "n");
-        assert_eq!(r("{{join .Config.Cmd \",\"}}"), "sh,-c");
-        assert!(
-            Template::parse("table {{.Repository}}\\t{{.Tag}}")
+    fn renders_as_docker_does() {
+        let inspect = json!({
+            "Name": "/web",
+            "Image": "sha256:4f2c",
+            "Args": ["-g", "daemon off;"],
+            "State": {"Status": "running", "Running": true, "Pid": 42, "ExitCode": 0},
+            "Config": {"Cmd": ["sh", "-c"], "Env": null, "Labels": {"a": "b", "c": "d"}},
+            "Mounts": [],
+            "NetworkSettings": {
+                "Ports": {
+                    "443/tcp": null,
+                    "80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}],
+                },
+                "Networks": {"bridge": {"IPAddress": "10.89.0.2"}, "net1": {"IPAddress": "10.90.0.3"}},
+            },
+        });
+        let cases: &[(&str, &str)] = &[
+            ("{{.Name}}", "/web"),
+            ("{{join .Args \" , \"}}", "-g , daemon off;"),
+            ("{{json .Config.Cmd}}", r#"["sh","-c"]"#),
+            ("{{json .Mounts}}", "[]"),
+            ("{{lower .State.Status}} {{upper .State.Status}}", "running RUNNING"),
+            ("{{title \"hello wide-world\"}}", "Hello Wide-World"),
+            ("{{split .Image \":\"}}", "[sha256 4f2c]"),
+            ("{{join (split .Image \":\") \"/\"}}", "sha256/4f2c"),
+            ("{{truncate .Image 6}}|{{pad .State.Status 1 2}}|", "sha256| running  |"),
+            ("{{.Config.Cmd}} {{.Config.Env}} {{.Config.Labels}}", "[sh -c] <no value> map[a:b c:d]"),
+            // The issue's template: variables, range over a map (keys sorted), index into
+            // a parenthesised pipeline.
+            (
+                "{{range $p, $conf := .NetworkSettings.Ports}}{{if $conf}}{{$p}} -> {{(index $conf 0).HostPort}}{{end}}{{end}}",
+                "80/tcp -> 8080",
+            ),
+            (
+                "{{range $i, $e := .Args}}{{if $i}},{{end}}{{$i}}={{$e}}{{end}}",
+                "0=-g,1=daemon off;",
+            ),
+            (
+                "{{range .NetworkSettings.Networks}}{{println .IPAddress}}{{end}}",
+                "10.89.0.2\n10.90.0.3\n",
+            ),
+            ("{{$n := len .Args}}{{$n}} {{len .Config.Labels}}", "2 2"),
+            ("{{index .Config.Labels \"c\"}} {{index .Args 1}}", "d daemon off;"),
+            ("{{printf \"%s has pid %d\" .Name .State.Pid}}", "/web has pid 42"),
+            ("{{printf \"%05.1f|%-4s|%x|%q\" 3.14159 \"ab\" 255 \"x\"}}", "003.1|ab  |ff|\"x\""),
+            ("{{if eq .State.Status \"running\" \"paused\"}}up{{else}}down{{end}}", "up"),
+            ("{{if and .State.Running (gt .State.Pid 1)}}y{{end}}", "y"),
+            ("{{if or (ne .State.ExitCode 0) (not .State.Running)}}bad{{else}}ok{{end}}", "ok"),
+            ("{{if lt 1 2}}{{if le 2 2}}{{if ge 3 2}}t{{end}}{{end}}{{end}}", "t"),
+            ("{{with .State}}{{.Status}}{{end}}|{{with .Config.Env}}x{{else}}none{{end}}", "running|none"),
+            ("{{.State.Status | upper | printf \"<%s>\"}}", "<RUNNING>"),
+            ("{{- \" a \" -}} b", " a b"),
+            ("{{/* a comment */}}ok", "ok"),
+            ("{{define \"x\"}}[{{.}}]{{end}}{{template \"x\" .State.Status}}", "[running]"),
+            ("{{range .Args}}{{if eq . \"-g\"}}{{continue}}{{end}}{{.}}{{end}}", "daemon off;"),
+        ];
+        for (format, want) in cases {
+            let t = Template::parse(format).unwrap_or_else(|e| panic!("{format}: {e}"));
+            assert_eq!(
+                t.render(&inspect)
+                    .unwrap_or_else(|e| panic!("{format}: {e}")),
+                *want,
+                "{format}"
+            );
+        }
+        // join of a map: its values, sorted (docker's joinElements).
+        assert_eq!(
+            Template::parse("{{join .Config.Labels \", \"}}")
                 .unwrap()
-                .table
+                .render(&inspect)
+                .unwrap(),
+            "b, d"
         );
-        assert!(Template::parse("{{.A").is_err());
-        assert!(Template::parse("{{nosuch .A}}").is_err());
-        assert!(Template::parse("{{.Nope}}").unwrap().render(&v).is_err());
+    }
+
+    #[test]
+    fn rows_tables_and_methods() {
+        let row =
+            json!({"ID": "abc", "Names": "web", "Labels": "com.example.tier=front,maintainer=me"});
+        let t =
+            Template::parse("table {{.ID}}\\t{{.Label \"com.example.tier\"}}\\t{{upper .Names}}")
+                .unwrap();
+        assert!(t.table);
+        assert_eq!(t.render(&row).unwrap(), "abc\tfront\tWEB");
+        // The header keeps the titles as they are (docker's header functions).
+        let titles = json!({"ID": "CONTAINER ID", "Names": "NAMES", "Labels": "LABELS"});
+        assert_eq!(t.render_header(&titles).unwrap(), "CONTAINER ID\t\tNAMES");
+        let r = |f: &str, v: &Value| Template::parse(f).unwrap().render(v).unwrap();
+        assert_eq!(r("{{.Label \"nope\"}}|", &row), "|");
+        assert_eq!(r("{{$c := .}}{{$c.Label \"maintainer\"}}", &row), "me");
+        let with_map = json!({"Labels": {"k": "v"}});
+        assert_eq!(r("{{.Label \"k\"}}", &with_map), "v");
+        assert_eq!(
+            r("{{json .}}", &row),
+            r#"{"ID":"abc","Labels":"com.example.tier=front,maintainer=me","Names":"web"}"#
+        );
+    }
+
+    #[test]
+    fn errors_say_what_is_wrong() {
+        let v = json!({"A": "x", "L": [1]});
+        for bad in [
+            "{{.A",
+            "{{nosuch .A}}",
+            "{{if .A}}",
+            "{{end}}",
+            "{{else}}",
+            "{{range .L}}{{with .}}{{end}}",
+        ] {
+            assert!(Template::parse(bad).is_err(), "{bad}");
+        }
+        for bad in [
+            "{{.Nope}}",
+            "{{index .L 5}}",
+            "{{join .A \",\"}}",
+            "{{truncate .L 1}}",
+            "{{.A.B}}",
+        ] {
+            let t = Template::parse(bad).unwrap_or_else(|e| panic!("{bad}: {e}"));
+            assert!(t.render(&v).is_err(), "{bad}");
+        }
+        assert_eq!(Template::parse("").unwrap().render(&v).unwrap(), "");
+        // Braces inside strings and comments are no actions.
+        let t = Template::parse("{{if eq .A \"}}{{end}}\"}}y{{else}}n{{end}}{{/* }} */}}").unwrap();
+        assert_eq!(t.render(&v).unwrap(), "n");
     }
 }

@@ -25,19 +25,42 @@ fn size_with_precision(size: u64, precision: usize) -> String {
     format!("{}{}", format_g(s, precision), UNITS[i])
 }
 
-/// Go's `%.<p>g`: `p` significant digits, no trailing zeros.
+/// docker's `units.BytesSize`, binary units and four significant digits: `1.5MiB`,
+/// `7.654GiB`, `0B` (`stats`' memory).
+pub fn bytes_size(size: u64) -> String {
+    const UNITS: [&str; 9] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"];
+    let mut s = size as f64;
+    let mut i = 0;
+    while s >= 1024.0 && i < UNITS.len() - 1 {
+        s /= 1024.0;
+        i += 1;
+    }
+    format!("{}{}", format_g(s, 4), UNITS[i])
+}
+
+/// Go's `%.<p>g`: `p` significant digits, no trailing zeros, and Go's exponent form when
+/// the rounded value needs more digits than `p` (`999.7` at 3 digits: `1e+03`).
 fn format_g(v: f64, p: usize) -> String {
+    fn trim(s: &str) -> &str {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.')
+        } else {
+            s
+        }
+    }
     if v == 0.0 {
         return "0".into();
     }
-    let digits = v.abs().log10().floor() as i32 + 1;
-    let decimals = (p as i32 - digits).max(0) as usize;
-    let s = format!("{v:.decimals$}");
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
+    let p = p.max(1);
+    let sci = format!("{:.*e}", p - 1, v);
+    let (mantissa, exp) = sci.split_once('e').expect("{:e} has an exponent");
+    let exp: i32 = exp.parse().expect("{:e}'s exponent is a number");
+    if exp < -4 || exp >= p as i32 {
+        let sign = if exp < 0 { '-' } else { '+' };
+        return format!("{}e{sign}{:02}", trim(mantissa), exp.abs());
     }
+    let decimals = (p as i32 - 1 - exp).max(0) as usize;
+    trim(&format!("{v:.decimals$}")).to_string()
 }
 
 /// docker's `units.HumanDuration`: `Less than a second`, `About a minute`, `3 weeks`.
@@ -128,6 +151,12 @@ mod tests {
         assert_eq!(human_size(0), "0B");
         assert_eq!(human_size4(102_400), "102.4kB");
         assert_eq!(human_size4(1_982_262), "1.982MB");
+        // Go's %.3g of 999.7: the exponent form, as docker prints it.
+        assert_eq!(human_size(999_700), "1e+03kB");
+        assert_eq!(bytes_size(0), "0B");
+        assert_eq!(bytes_size(1536 * 1024), "1.5MiB");
+        assert_eq!(bytes_size(8_218_148_864), "7.654GiB");
+        assert_eq!(bytes_size(1023), "1023B");
         assert_eq!(
             human_duration(chrono::Duration::seconds(90)),
             "About a minute"

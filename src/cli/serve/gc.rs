@@ -66,7 +66,13 @@ pub fn run(globals: &Globals, args: GcArgs) -> Result<i32> {
         progress: Some(line.clone()),
         ..Options::default()
     };
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    // The collection runs on this thread; one worker renews the lease beside it, and the
+    // blocking pool reads the file system. More workers only add stacks and arenas.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     let result = runtime.block_on(gc::collect(&store, &config.gc, &options));
     if tty {
         eprint!("\r\x1b[2K");

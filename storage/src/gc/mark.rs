@@ -13,7 +13,7 @@ use crate::digest::{Algorithm, Digest};
 use crate::error::{Result, StoreError};
 use crate::name::{RepoName, Tag};
 use crate::refs::{manifest_refs, ManifestRefs};
-use crate::repos::digest_from_path;
+use crate::repos::tag_key;
 
 /// How many small objects (tags, manifests) are read at once.
 const READ_AHEAD: usize = 64;
@@ -22,7 +22,7 @@ const READ_AHEAD: usize = 64;
 #[derive(Debug, Clone)]
 pub(crate) struct Link {
     pub repo: Arc<RepoName>,
-    pub digest: Digest,
+    pub digest: CompactDigest,
     pub modified: Option<SystemTime>,
 }
 
@@ -30,7 +30,7 @@ pub(crate) struct Link {
 pub(crate) struct TagLink {
     pub repo: Arc<RepoName>,
     pub tag: Tag,
-    pub target: Digest,
+    pub target: CompactDigest,
     pub modified: Option<SystemTime>,
 }
 
@@ -38,11 +38,12 @@ pub(crate) struct TagLink {
 #[derive(Debug, Clone)]
 pub(crate) struct ReferrerLink {
     pub repo: Arc<RepoName>,
-    pub subject_hex: String,
-    pub referrer: Digest,
+    pub subject: CompactDigest,
+    pub referrer: CompactDigest,
 }
 
-/// Everything that can make a blob live, as one scan found it.
+/// Everything that can make a blob live, as one scan found it. Digests are kept compact
+/// ([`CompactDigest`]): a store with 100,000 links would hold as many strings otherwise.
 #[derive(Debug, Default)]
 pub(crate) struct Meta {
     pub tags: Vec<TagLink>,
@@ -50,25 +51,31 @@ pub(crate) struct Meta {
     pub blob_links: Vec<Link>,
     pub referrers: Vec<ReferrerLink>,
     /// Digests that something outside the repositories holds (the client's images).
-    pub holds: Vec<Digest>,
+    pub holds: Vec<CompactDigest>,
 }
 
 /// A digest from the hex of a key alone: its length names the algorithm.
-fn digest_from_hex(hex: &str) -> Option<Digest> {
+fn digest_from_hex(hex: &str) -> Option<CompactDigest> {
     let alg = match hex.len() {
         64 => Algorithm::Sha256,
         128 => Algorithm::Sha512,
         _ => return None,
     };
-    format!("{}:{hex}", alg.name()).parse().ok()
+    CompactDigest::parse(alg.name(), hex)
+}
+
+/// A digest from the `<alg>/<hex>` tail of a key.
+pub(crate) fn compact_from_path(path: &str) -> Option<CompactDigest> {
+    let (alg, hex) = path.split_once('/')?;
+    CompactDigest::parse(alg, hex)
 }
 
 /// What a key under `repositories/` is.
 enum Kind {
     Tag(Tag),
-    Manifest(Digest),
-    Blob(Digest),
-    Referrer(String, Digest),
+    Manifest(CompactDigest),
+    Blob(CompactDigest),
+    Referrer(CompactDigest, CompactDigest),
 }
 
 /// Splits `repositories/<repo>/_<kind>/<rest>`; the `_` prefix cannot begin a component of a
@@ -80,12 +87,11 @@ fn parse_key(key: &str) -> Option<(&str, Kind)> {
     let (kind, tail) = tail.split_once('/')?;
     let kind = match kind {
         "tags" => Kind::Tag(tail.parse().ok()?),
-        "manifests" => Kind::Manifest(digest_from_path(tail)?),
-        "blobs" => Kind::Blob(digest_from_path(tail)?),
+        "manifests" => Kind::Manifest(compact_from_path(tail)?),
+        "blobs" => Kind::Blob(compact_from_path(tail)?),
         "referrers" => {
             let (subject, referrer) = tail.split_once('/')?;
-            digest_from_hex(subject)?;
-            Kind::Referrer(subject.to_string(), digest_from_hex(referrer)?)
+            Kind::Referrer(digest_from_hex(subject)?, digest_from_hex(referrer)?)
         }
         _ => return None,
     };
@@ -97,7 +103,7 @@ fn parse_key(key: &str) -> Option<(&str, Kind)> {
 pub(crate) async fn gather(backend: &dyn Backend, links_since: Option<SystemTime>) -> Result<Meta> {
     let mut meta = Meta::default();
     let mut names: HashMap<String, Arc<RepoName>> = HashMap::new();
-    let mut tags: Vec<(Arc<RepoName>, Tag, String, Option<SystemTime>)> = Vec::new();
+    let mut tags: Vec<(Arc<RepoName>, Tag, Option<SystemTime>)> = Vec::new();
     let mut pages = backend.scan("repositories/");
     while let Some(page) = pages.try_next().await? {
         for e in page {
@@ -121,22 +127,25 @@ pub(crate) async fn gather(backend: &dyn Backend, links_since: Option<SystemTime
                 modified: e.modified,
             };
             match kind {
-                Kind::Tag(tag) => tags.push((repo.clone(), tag, e.key.clone(), e.modified)),
+                Kind::Tag(tag) => tags.push((repo.clone(), tag, e.modified)),
                 Kind::Manifest(d) => meta.manifests.push(link(d)),
                 Kind::Blob(_) if links_since.is_some_and(|t| e.modified.is_some_and(|m| m < t)) => {
                 }
                 Kind::Blob(d) => meta.blob_links.push(link(d)),
-                Kind::Referrer(subject_hex, referrer) => meta.referrers.push(ReferrerLink {
+                Kind::Referrer(subject, referrer) => meta.referrers.push(ReferrerLink {
                     repo: repo.clone(),
-                    subject_hex,
+                    subject,
                     referrer,
                 }),
             }
         }
     }
-    // A tag's target is its content: read them all, a few at a time.
-    let read: Vec<Option<TagLink>> = futures::stream::iter(tags)
-        .map(|(repo, tag, key, modified)| async move {
+    // A tag's target is its content: read them all, a few at a time, into a vector sized
+    // once.
+    meta.tags.reserve_exact(tags.len());
+    let mut read = futures::stream::iter(tags)
+        .map(|(repo, tag, modified)| async move {
+            let key = tag_key(&repo, &tag);
             let data = match backend.read(&key).await {
                 Ok(d) => d,
                 // Deleted since the scan.
@@ -153,14 +162,15 @@ pub(crate) async fn gather(backend: &dyn Backend, links_since: Option<SystemTime
             Ok(Some(TagLink {
                 repo,
                 tag,
-                target,
+                target: CompactDigest::new(&target),
                 modified,
             }))
         })
-        .buffered(READ_AHEAD)
-        .try_collect()
-        .await?;
-    meta.tags = read.into_iter().flatten().collect();
+        .buffered(READ_AHEAD);
+    while let Some(t) = read.try_next().await? {
+        meta.tags.extend(t);
+    }
+    drop(read);
     meta.holds = read_holds(backend).await?;
     // Kept for the whole collection: no room to spare.
     meta.manifests.shrink_to_fit();
@@ -170,7 +180,7 @@ pub(crate) async fn gather(backend: &dyn Backend, links_since: Option<SystemTime
 }
 
 /// Every digest in every hold (`holds/<name>`: one digest a line).
-async fn read_holds(backend: &dyn Backend) -> Result<Vec<Digest>> {
+async fn read_holds(backend: &dyn Backend) -> Result<Vec<CompactDigest>> {
     let mut out = Vec::new();
     for key in crate::backend::list_all(backend, "holds/").await? {
         let data = match backend.read(&key).await {
@@ -181,61 +191,99 @@ async fn read_holds(backend: &dyn Backend) -> Result<Vec<Digest>> {
         out.extend(
             String::from_utf8_lossy(&data)
                 .lines()
-                .filter_map(|l| l.trim().parse::<Digest>().ok()),
+                .filter_map(|l| l.trim().parse::<Digest>().ok())
+                .map(|d| CompactDigest::new(&d)),
         );
     }
     Ok(out)
 }
 
-/// What a collection keeps of a manifest's references: its blobs compact, its children and
-/// subject (rare: indexes, referrers) as they are.
+/// What a collection keeps of a manifest's references, compact: its blobs, and its children
+/// and subject (rare: indexes, referrers) boxed apart, so that an image manifest's entry is
+/// its blobs and one empty pointer.
 #[derive(Default)]
 pub(crate) struct Needs {
     pub blobs: Box<[CompactDigest]>,
-    pub children: Box<[Digest]>,
-    pub subject: Option<Digest>,
+    more: Option<Box<More>>,
+}
+
+#[derive(Default)]
+struct More {
+    children: Box<[CompactDigest]>,
+    subject: Option<CompactDigest>,
+}
+
+impl Needs {
+    pub fn children(&self) -> &[CompactDigest] {
+        self.more.as_ref().map_or(&[], |m| &m.children)
+    }
+
+    pub fn subject(&self) -> Option<&CompactDigest> {
+        self.more.as_ref().and_then(|m| m.subject.as_ref())
+    }
 }
 
 impl From<ManifestRefs> for Needs {
     fn from(r: ManifestRefs) -> Needs {
+        let compact = |ds: &[Digest]| ds.iter().map(CompactDigest::new).collect();
+        let more = (!r.children.is_empty() || r.subject.is_some()).then(|| {
+            Box::new(More {
+                children: compact(&r.children),
+                subject: r.subject.as_ref().map(CompactDigest::new),
+            })
+        });
         Needs {
-            blobs: r.blobs.iter().map(CompactDigest::new).collect(),
-            children: r.children.into_boxed_slice(),
-            subject: r.subject,
+            blobs: compact(&r.blobs),
+            more,
         }
     }
 }
 
-/// Manifests' references by digest, read once however many repositories link a manifest.
+/// Manifests' references by digest, read once however many repositories link a manifest:
+/// a vector sorted by digest and sized to fit (a hash map took 60% more, and both its tables
+/// while it grew), looked up by binary search.
 #[derive(Default)]
 pub(crate) struct RefsCache {
-    map: HashMap<CompactDigest, Needs>,
+    sorted: Vec<(CompactDigest, Needs)>,
 }
 
 impl RefsCache {
-    pub fn get(&self, d: &Digest) -> Option<&Needs> {
-        self.map.get(&CompactDigest::new(d))
+    pub fn get(&self, d: &CompactDigest) -> Option<&Needs> {
+        self.sorted
+            .binary_search_by(|(k, _)| k.cmp(d))
+            .ok()
+            .map(|i| &self.sorted[i].1)
+    }
+
+    #[cfg(test)]
+    fn insert(&mut self, d: CompactDigest, needs: Needs) {
+        self.sorted.push((d, needs));
+        self.sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     }
 
     /// Reads and parses the manifests among `digests` not read yet, then their children, and
     /// so on. A manifest whose bytes are gone needs nothing; any other failure to read one
     /// stops the collection, since what it needs would be unknown.
-    pub async fn load(
+    pub async fn load<'a>(
         &mut self,
         backend: &dyn Backend,
-        digests: impl IntoIterator<Item = Digest>,
+        digests: impl IntoIterator<Item = &'a CompactDigest>,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<()> {
-        let mut todo: Vec<Digest> = digests
+        let mut todo: Vec<CompactDigest> = digests
             .into_iter()
             .filter(|d| self.get(d).is_none())
             .collect::<HashSet<_>>()
             .into_iter()
+            .cloned()
             .collect();
         while !todo.is_empty() {
+            // Room for them all at once, then sorted in with the rest.
+            self.sorted.reserve_exact(todo.len());
+            let expected = self.sorted.len() + todo.len();
             let mut read = futures::stream::iter(std::mem::take(&mut todo))
                 .map(|d| async move {
-                    match backend.read(&blob_key(&d)).await {
+                    match backend.read(&blob_key(&d.digest())).await {
                         Ok(body) => Ok((d, manifest_refs(&body))),
                         Err(e) if e.is_not_found() => Ok((d, ManifestRefs::default())),
                         Err(e) => Err(StoreError::from(e)),
@@ -244,14 +292,14 @@ impl RefsCache {
                 .buffer_unordered(READ_AHEAD);
             let mut next = HashSet::new();
             while let Some((d, refs)) = read.try_next().await? {
-                for c in &refs.children {
-                    if self.get(c).is_none() {
-                        next.insert(c.clone());
-                    }
-                }
-                self.map.insert(CompactDigest::new(&d), refs.into());
-                progress(self.map.len() as u64);
+                let needs = Needs::from(refs);
+                next.extend(needs.children().iter().cloned());
+                self.sorted.push((d, needs));
+                progress(self.sorted.len() as u64);
             }
+            drop(read);
+            self.sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            debug_assert_eq!(self.sorted.len(), expected);
             next.retain(|d| self.get(d).is_none());
             todo = next.into_iter().collect();
         }
@@ -261,7 +309,7 @@ impl RefsCache {
 
 /// A digest kept compact: sha256 (nearly every digest) as its 32 bytes, 40 bytes in all
 /// where a [`Digest`] takes over a hundred.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) enum CompactDigest {
     Sha256([u8; 32]),
     Other(Box<Digest>),
@@ -275,12 +323,42 @@ impl CompactDigest {
         }
     }
 
+    /// A digest from its algorithm and hex, as a key spells them; none when they are not a
+    /// digest ([`Digest`]'s rules: a known algorithm, its length, lowercase hex).
+    pub fn parse(alg: &str, hex: &str) -> Option<CompactDigest> {
+        let lower = |h: &str| h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if alg == "sha256" && hex.len() == 64 && lower(hex) {
+            let mut raw = [0u8; 32];
+            hex::decode_to_slice(hex, &mut raw).ok()?;
+            return Some(CompactDigest::Sha256(raw));
+        }
+        let d: Digest = format!("{alg}:{hex}").parse().ok()?;
+        Some(CompactDigest::new(&d))
+    }
+
     pub fn digest(&self) -> Digest {
         match self {
             CompactDigest::Sha256(raw) => format!("sha256:{}", hex::encode(raw))
                 .parse()
                 .expect("32 bytes are a sha256 digest"),
             CompactDigest::Other(d) => (**d).clone(),
+        }
+    }
+
+    /// The digest's hex, as keys spell it.
+    pub fn hex(&self) -> String {
+        match self {
+            CompactDigest::Sha256(raw) => hex::encode(raw),
+            CompactDigest::Other(d) => d.hex().to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for CompactDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CompactDigest::Sha256(raw) => write!(f, "sha256:{}", hex::encode(raw)),
+            CompactDigest::Other(d) => d.fmt(f),
         }
     }
 }
@@ -305,13 +383,6 @@ fn raw256(d: &Digest) -> Option<[u8; 32]> {
 }
 
 impl DigestSet {
-    pub fn contains(&self, d: &Digest) -> bool {
-        match raw256(d) {
-            Some(raw) => self.sha256.binary_search(&raw).is_ok(),
-            None => self.other.contains(d),
-        }
-    }
-
     pub fn contains_compact(&self, d: &CompactDigest) -> bool {
         match d {
             CompactDigest::Sha256(raw) => self.sha256.binary_search(raw).is_ok(),
@@ -335,13 +406,9 @@ impl SetBuilder {
         }
     }
 
+    #[cfg(test)]
     fn add(&mut self, d: &Digest) {
-        match raw256(d) {
-            Some(raw) => self.set.sha256.push(raw),
-            None => {
-                self.set.other.insert(d.clone());
-            }
-        }
+        self.add_compact(&CompactDigest::new(d))
     }
 
     fn add_compact(&mut self, d: &CompactDigest) {
@@ -362,7 +429,7 @@ impl SetBuilder {
 }
 
 /// The manifests `meta` names: linked, tagged, or recorded as referrers.
-pub(crate) fn manifest_roots(meta: &Meta) -> impl Iterator<Item = &Digest> {
+pub(crate) fn manifest_roots(meta: &Meta) -> impl Iterator<Item = &CompactDigest> {
     meta.manifests
         .iter()
         .map(|l| &l.digest)
@@ -377,19 +444,9 @@ pub(crate) fn manifest_roots(meta: &Meta) -> impl Iterator<Item = &Digest> {
 /// Two passes: the manifests reachable from the roots first (a set as large as the
 /// manifests), then every live digest into a set sized for them all at once.
 pub(crate) fn live(meta: &Meta, refs: &RefsCache, fresh_links: SystemTime) -> DigestSet {
-    let mut manifests: HashSet<CompactDigest> = HashSet::new();
-    let mut stack: Vec<&Digest> = manifest_roots(meta).collect();
-    while let Some(m) = stack.pop() {
-        if !manifests.insert(CompactDigest::new(m)) {
-            continue;
-        }
-        if let Some(r) = refs.get(m) {
-            stack.extend(r.children.iter());
-        }
-    }
-    drop(stack);
+    let manifests = reachable(meta, refs);
     let fresh = |l: &&Link| l.modified.is_none_or(|m| m >= fresh_links);
-    let needs = |m: &CompactDigest| refs.map.get(m).map_or(0, |r| r.blobs.len());
+    let needs = |m: &&CompactDigest| refs.get(m).map_or(0, |r| r.blobs.len());
     let capacity = manifests.len()
         + manifests.iter().map(needs).sum::<usize>()
         + meta.holds.len()
@@ -397,7 +454,7 @@ pub(crate) fn live(meta: &Meta, refs: &RefsCache, fresh_links: SystemTime) -> Di
     let mut live = SetBuilder::with_capacity(capacity);
     for m in &manifests {
         live.add_compact(m);
-        if let Some(r) = refs.map.get(m) {
+        if let Some(r) = refs.get(m) {
             for b in &r.blobs {
                 live.add_compact(b);
             }
@@ -405,12 +462,61 @@ pub(crate) fn live(meta: &Meta, refs: &RefsCache, fresh_links: SystemTime) -> Di
     }
     drop(manifests);
     for d in &meta.holds {
-        live.add(d);
+        live.add_compact(d);
     }
     for l in meta.blob_links.iter().filter(fresh) {
-        live.add(&l.digest);
+        live.add_compact(&l.digest);
     }
     live.finish()
+}
+
+/// The manifests reachable from [`manifest_roots`] through indexes' children.
+fn reachable<'a>(meta: &'a Meta, refs: &'a RefsCache) -> HashSet<&'a CompactDigest> {
+    let mut manifests: HashSet<&CompactDigest> = HashSet::new();
+    let mut stack: Vec<&CompactDigest> = manifest_roots(meta).collect();
+    while let Some(m) = stack.pop() {
+        if !manifests.insert(m) {
+            continue;
+        }
+        if let Some(r) = refs.get(m) {
+            stack.extend(r.children().iter());
+        }
+    }
+    manifests
+}
+
+/// Keeps in `doomed` (sorted by digest) only what is still dead: what [`live`] would put in
+/// its set is taken out, without building that set (a second mark needs to ask only about
+/// the doomed).
+pub(crate) fn still_dead(
+    meta: &Meta,
+    refs: &RefsCache,
+    fresh_links: SystemTime,
+    doomed: &mut Vec<(CompactDigest, u64)>,
+) {
+    debug_assert!(doomed.is_sorted_by(|a, b| a.0 <= b.0));
+    let mut alive = vec![false; doomed.len()];
+    let mut mark = |d: &CompactDigest| {
+        if let Ok(i) = doomed.binary_search_by(|(x, _)| x.cmp(d)) {
+            alive[i] = true;
+        }
+    };
+    for m in reachable(meta, refs) {
+        mark(m);
+        for b in refs.get(m).map_or(&[][..], |r| &r.blobs) {
+            mark(b);
+        }
+    }
+    for d in &meta.holds {
+        mark(d);
+    }
+    for l in &meta.blob_links {
+        if l.modified.is_none_or(|m| m >= fresh_links) {
+            mark(&l.digest);
+        }
+    }
+    let mut alive = alive.into_iter();
+    doomed.retain(|_| !alive.next().unwrap_or(true));
 }
 
 #[cfg(test)]
@@ -430,10 +536,76 @@ mod tests {
         let set = builder.finish();
         assert_eq!(set.sha256.len(), 2, "sorted and deduplicated");
         for d in [&a, &b, &other] {
-            assert!(set.contains(d) && set.contains_compact(&CompactDigest::new(d)));
+            assert!(set.contains_compact(&CompactDigest::new(d)));
         }
         let c = Digest::sha256_of(b"c");
-        assert!(!set.contains(&c) && !set.contains_compact(&CompactDigest::new(&c)));
+        assert!(!set.contains_compact(&CompactDigest::new(&c)));
+    }
+
+    /// The second mark keeps in the doomed list only what nothing needs: the same answer as
+    /// the live set, asked of the doomed alone.
+    #[test]
+    fn the_second_mark_agrees_with_the_live_set() {
+        let c = |s: &str| CompactDigest::new(&Digest::sha256_of(s.as_bytes()));
+        let other: Digest = format!("sha512:{}", "cd".repeat(64)).parse().unwrap();
+        let now = SystemTime::now();
+        let old = now - std::time::Duration::from_secs(7200);
+        let cut = now - std::time::Duration::from_secs(3600);
+        let repo = Arc::new("r".parse::<RepoName>().unwrap());
+        let link = |d: CompactDigest, modified| Link {
+            repo: repo.clone(),
+            digest: d,
+            modified: Some(modified),
+        };
+        let mut refs = RefsCache::default();
+        // A tagged index whose child needs a layer and a sha512 blob.
+        refs.insert(
+            c("index"),
+            Needs {
+                blobs: Box::new([]),
+                more: Some(Box::new(More {
+                    children: Box::new([c("child")]),
+                    subject: None,
+                })),
+            },
+        );
+        refs.insert(
+            c("child"),
+            Needs {
+                blobs: Box::new([c("layer"), CompactDigest::new(&other)]),
+                more: None,
+            },
+        );
+        let meta = Meta {
+            tags: vec![TagLink {
+                repo: repo.clone(),
+                tag: "1".parse().unwrap(),
+                target: c("index"),
+                modified: Some(old),
+            }],
+            blob_links: vec![link(c("fresh"), now), link(c("stale"), old)],
+            holds: vec![c("held")],
+            ..Meta::default()
+        };
+        let names = [
+            "index", "child", "layer", "fresh", "stale", "held", "dead1", "dead2",
+        ];
+        let mut doomed: Vec<(CompactDigest, u64)> = names.iter().map(|n| (c(n), 1)).collect();
+        doomed.push((CompactDigest::new(&other), 1));
+        doomed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let set = live(&meta, &refs, cut);
+        let mut want: Vec<CompactDigest> = doomed
+            .iter()
+            .filter(|(d, _)| !set.contains_compact(d))
+            .map(|(d, _)| d.clone())
+            .collect();
+        want.sort();
+        still_dead(&meta, &refs, cut, &mut doomed);
+        let got: Vec<CompactDigest> = doomed.into_iter().map(|(d, _)| d).collect();
+        let mut dead = vec![c("stale"), c("dead1"), c("dead2")];
+        dead.sort();
+        assert_eq!(got, dead);
+        assert_eq!(want, dead);
     }
 
     #[test]
@@ -446,19 +618,22 @@ mod tests {
         ));
         assert!(matches!(
             parse_key(&format!("repositories/a/_manifests/sha256/{hex}")),
-            Some(("a", Kind::Manifest(x))) if x == d
+            Some(("a", Kind::Manifest(x))) if x == CompactDigest::new(&d)
         ));
         assert!(matches!(
             parse_key(&format!("repositories/a/_blobs/sha256/{hex}")),
-            Some(("a", Kind::Blob(x))) if x == d
+            Some(("a", Kind::Blob(x))) if x == CompactDigest::new(&d)
         ));
         assert!(matches!(
             parse_key(&format!("repositories/a/_referrers/{hex}/{hex}")),
-            Some(("a", Kind::Referrer(s, x))) if x == d && s == hex
+            Some(("a", Kind::Referrer(s, x))) if x == CompactDigest::new(&d) && s == x
         ));
         for bad in [
             "repositories/a/_tags/",
             "repositories/a/_blobs/sha256/zz",
+            &format!("repositories/a/_blobs/sha256/{}", hex.to_uppercase()),
+            &format!("repositories/a/_blobs/md5/{hex}"),
+            &format!("repositories/a/_referrers/{hex}/{}", &hex[1..]),
             "repositories/a/_other/x",
             "repositories/a/b",
             "catalog/a",

@@ -11,7 +11,6 @@ use futures::TryStreamExt;
 use super::mark::{CompactDigest, Link, Meta, ReferrerLink, RefsCache, TagLink};
 use super::{Policy, Retention};
 use crate::backend::Backend;
-use crate::digest::Digest;
 use crate::error::Result;
 use crate::name::{glob_matches, RepoName};
 
@@ -34,7 +33,7 @@ impl Plan {
             .collect();
         meta.tags
             .retain(|t| !tags.contains(&(&*t.repo, t.tag.as_str())));
-        let gone = |links: &[Link]| -> HashSet<(RepoName, Digest)> {
+        let gone = |links: &[Link]| -> HashSet<(RepoName, CompactDigest)> {
             links
                 .iter()
                 .map(|l| ((*l.repo).clone(), l.digest.clone()))
@@ -126,18 +125,18 @@ struct Repo<'a> {
 /// The manifests reachable from `roots`: their children, and the referrers of each (a
 /// referrer follows its subject), within one repository.
 fn reach<'a>(
-    roots: impl IntoIterator<Item = &'a Digest>,
+    roots: impl IntoIterator<Item = &'a CompactDigest>,
     refs: &'a RefsCache,
-    referrers_of: &HashMap<&'a Digest, Vec<&'a Digest>>,
-) -> HashSet<&'a Digest> {
+    referrers_of: &HashMap<&'a CompactDigest, Vec<&'a CompactDigest>>,
+) -> HashSet<&'a CompactDigest> {
     let mut seen = HashSet::new();
-    let mut stack: Vec<&Digest> = roots.into_iter().collect();
+    let mut stack: Vec<&CompactDigest> = roots.into_iter().collect();
     while let Some(m) = stack.pop() {
         if !seen.insert(m) {
             continue;
         }
         if let Some(r) = refs.get(m) {
-            stack.extend(r.children.iter());
+            stack.extend(r.children().iter());
         }
         if let Some(rs) = referrers_of.get(m) {
             stack.extend(rs.iter().copied());
@@ -177,21 +176,17 @@ pub(crate) fn plan(meta: &Meta, refs: &RefsCache, policy: &Policy, now: SystemTi
         plan.tags.extend(doomed_tags.iter().map(|t| (*t).clone()));
 
         // Referrers follow their subject: a subject's referrers are reached through it.
-        let mut referrers_of: HashMap<&Digest, Vec<&Digest>> = HashMap::new();
-        let subjects: HashMap<&str, &Digest> = repo
-            .manifests
-            .iter()
-            .map(|l| (l.digest.hex(), &l.digest))
-            .collect();
+        let mut referrers_of: HashMap<&CompactDigest, Vec<&CompactDigest>> = HashMap::new();
         for l in &repo.manifests {
-            if let Some(s) = refs.get(&l.digest).and_then(|r| r.subject.as_ref()) {
+            if let Some(s) = refs.get(&l.digest).and_then(|r| r.subject()) {
                 referrers_of.entry(s).or_default().push(&l.digest);
             }
         }
         for r in &repo.referrers {
-            if let Some(s) = subjects.get(r.subject_hex.as_str()) {
-                referrers_of.entry(*s).or_default().push(&r.referrer);
-            }
+            referrers_of
+                .entry(&r.subject)
+                .or_default()
+                .push(&r.referrer);
         }
         let before = reach(repo.tags.iter().map(|t| &t.target), refs, &referrers_of);
         let after = reach(
@@ -202,7 +197,7 @@ pub(crate) fn plan(meta: &Meta, refs: &RefsCache, policy: &Policy, now: SystemTi
             refs,
             &referrers_of,
         );
-        let mut deleted: HashSet<&Digest> = repo
+        let mut deleted: HashSet<&CompactDigest> = repo
             .manifests
             .iter()
             .filter(|l| !after.contains(&l.digest))
@@ -216,7 +211,7 @@ pub(crate) fn plan(meta: &Meta, refs: &RefsCache, policy: &Policy, now: SystemTi
             .map(|l| &l.digest)
             .collect();
         // A deleted subject takes its untagged referrers with it, whatever their age.
-        let mut todo: Vec<&Digest> = deleted.iter().copied().collect();
+        let mut todo: Vec<&CompactDigest> = deleted.iter().copied().collect();
         while let Some(d) = todo.pop() {
             for r in referrers_of.get(d).into_iter().flatten() {
                 let linked = repo.manifests.iter().any(|l| &l.digest == *r);
@@ -259,8 +254,7 @@ pub(crate) fn plan(meta: &Meta, refs: &RefsCache, policy: &Policy, now: SystemTi
             repo.blob_links
                 .iter()
                 .filter(|l| {
-                    !needed.contains(&CompactDigest::new(&l.digest))
-                        && older_than(l.modified, now, policy.delay)
+                    !needed.contains(&l.digest) && older_than(l.modified, now, policy.delay)
                 })
                 .map(|l| (*l).clone()),
         );
@@ -310,6 +304,76 @@ pub(crate) async fn expired_uploads(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    /// Tags pushed `ages` seconds before `now` (none: an unknown time).
+    fn tags(ages: &[(&str, Option<u64>)], now: SystemTime) -> Vec<TagLink> {
+        let repo = Arc::new("team/app".parse::<RepoName>().unwrap());
+        ages.iter()
+            .map(|(name, age)| TagLink {
+                repo: repo.clone(),
+                tag: name.parse().unwrap(),
+                target: CompactDigest::new(&crate::Digest::sha256_of(name.as_bytes())),
+                modified: age.map(|a| now - Duration::from_secs(a)),
+            })
+            .collect()
+    }
+
+    fn names(doomed: Vec<&TagLink>) -> Vec<&str> {
+        let mut v: Vec<&str> = doomed.iter().map(|t| t.tag.as_str()).collect();
+        v.sort();
+        v
+    }
+
+    /// `delete_older_than` deletes exactly the tags past the age (an unknown age is young);
+    /// with `keep_newest` a tag must be past both; `keep` patterns win over either.
+    #[test]
+    fn retention_by_age_count_and_pattern() {
+        let now = SystemTime::now();
+        let day = 86400;
+        let all = tags(
+            &[
+                ("latest", Some(40 * day)),
+                ("v1.2.3", Some(30 * day)),
+                ("old-a", Some(20 * day)),
+                ("old-b", Some(10 * day)),
+                ("mid", Some(5 * day)),
+                ("new", Some(60)),
+                ("unknown", None),
+            ],
+            now,
+        );
+        let refs: Vec<&TagLink> = all.iter().collect();
+        let rule = |keep: &[&str], newest: Option<usize>, days: Option<u64>| Retention {
+            repositories: vec!["team/*".into()],
+            keep: keep.iter().map(|k| k.to_string()).collect(),
+            keep_newest: newest,
+            delete_older_than: days.map(|d| Duration::from_secs(d * day)),
+        };
+        assert_eq!(
+            names(retention(&rule(&[], None, Some(7)), &refs, now)),
+            ["latest", "old-a", "old-b", "v1.2.3"]
+        );
+        assert_eq!(
+            names(retention(
+                &rule(&["latest", "semver"], None, Some(7)),
+                &refs,
+                now
+            )),
+            ["old-a", "old-b"]
+        );
+        // The three newest (unknown, new, mid) by count; of the rest, only those past 15 days.
+        assert_eq!(
+            names(retention(&rule(&["latest"], Some(3), Some(15)), &refs, now)),
+            ["old-a", "v1.2.3"]
+        );
+        assert_eq!(
+            names(retention(&rule(&[], Some(3), None), &refs, now)),
+            ["latest", "old-a", "old-b", "v1.2.3"]
+        );
+        assert!(retention(&rule(&[], Some(10), None), &refs, now).is_empty());
+        assert!(retention(&rule(&["*"], None, Some(1)), &refs, now).is_empty());
+    }
 
     #[test]
     fn semantic_versions() {
