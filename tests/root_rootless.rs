@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use crate::util::{berth_bin, free_port, require, run_with_timeout};
+use crate::root_containers::eventually;
+use crate::util::{berth_bin, free_port, require, run_with_timeout, Berth, Registry, Storage};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -21,6 +22,8 @@ struct User {
     uid: u32,
     home: tempfile::TempDir,
     sub_start: Option<u32>,
+    /// Extra environment of every berth command (`VAR=value`).
+    env: Vec<String>,
 }
 
 /// pasta opens /dev/net/tun as the user: udev makes it 0666 on every Debian, which some
@@ -111,6 +114,7 @@ impl User {
             uid,
             home,
             sub_start,
+            env: vec![],
         }
     }
 
@@ -120,6 +124,7 @@ impl User {
         c.args(["-u", &self.name, "--", "env", "-i"])
             .arg(format!("HOME={}", self.home.path().display()))
             .arg("PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+            .args(&self.env)
             .arg(berth_bin())
             .args(args)
             .current_dir("/")
@@ -355,15 +360,19 @@ fn root_rootless_pull_run_and_the_container_verbs_as_a_user() {
     let info = u.ok(&[
         "info",
         "--format",
-        "{{.Driver}} {{.CgroupDriver}} {{.DockerRootDir}} {{json .SecurityOptions}}",
+        "{{.Driver}} {{.CgroupDriver}} {{.DockerRootDir}} {{json .SecurityOptions}} \
+         {{json .Plugins.Network}}",
     ]);
     assert_eq!(
         info.trim(),
         format!(
-            "overlay none {} [\"name=seccomp,profile=builtin\",\"name=rootless\"]",
+            "overlay none {} [\"name=seccomp,profile=builtin\",\"name=rootless\"] \
+             [\"host\",\"null\",\"pasta\"]",
             u.store().display()
         )
     );
+    let text = u.ok(&["info"]);
+    assert!(text.contains("  Network: host null pasta\n"), "{text}");
 }
 
 fn http_get(port: u16, path: &str) -> String {
@@ -397,6 +406,10 @@ fn root_rootless_refusals_are_one_clear_line() {
         let err = u.fails(args, 125);
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(err.contains("rootless containers cannot have"), "{err}");
+        assert!(
+            err.contains("cgroup v1 holds memory, cpu, pids here (a v1 or hybrid host)"),
+            "{err}"
+        );
     }
     let err = u.fails(&["run", "--rm", "--network", "bridge", "bb", "true"], 125);
     assert!(err.contains("cannot use --network bridge"), "{err}");
@@ -509,4 +522,239 @@ t.close()
         "the container's passwd, not the host's"
     );
     u.ok(&["rm", "links"]);
+}
+
+/// fuse-overlayfs, the fallback for kernels whose overlayfs a user namespace may not mount,
+/// forced on this kernel with `BERTH_ROOTLESS_OVERLAY=fuse-overlayfs`: `info` names it, the
+/// root is a fuse mount, the image's owners are kept, whiteouts and opaque directories written
+/// by the kernel's overlay are obeyed, and what the container changes under fuse-overlayfs
+/// (deleted files, a directory made again) commits to a layer the kernel's overlay reads back.
+#[test]
+fn root_rootless_fuse_overlayfs_when_forced() {
+    let mut u = User::new(true);
+    // The user opens /dev/fuse: 0666, as udev makes it on Debian.
+    std::fs::set_permissions(
+        "/dev/fuse",
+        std::os::unix::fs::PermissionsExt::from_mode(0o666),
+    )
+    .unwrap();
+    u.import_busybox();
+    // A layer with a whiteout and an opaque directory, from the kernel's overlay.
+    u.ok(&[
+        "run",
+        "--name",
+        "kk",
+        "--network",
+        "none",
+        "bb",
+        "sh",
+        "-c",
+        "rm -r /home/u && mkdir /home/u && echo k > /home/u/k && rm /bin/ln",
+    ]);
+    u.ok(&["commit", "kk", "bb:k"]);
+    u.ok(&["rm", "kk"]);
+
+    u.env = vec!["BERTH_ROOTLESS_OVERLAY=fuse-overlayfs".into()];
+    assert_eq!(
+        u.ok(&["info", "--format", "{{.Driver}}"]).trim(),
+        "fuse-overlayfs"
+    );
+    let seen = u.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "bb:k",
+        "sh",
+        "-c",
+        "awk '$2 == \"/\" {print $3}' /proc/mounts; ls /home/u; ls /bin/ln 2>&1 | wc -l; \
+         stat -c %u:%g /home/u/k",
+    ]);
+    assert_eq!(
+        seen.split_whitespace().collect::<Vec<_>>(),
+        ["fuse.fuse-overlayfs", "k", "1", "0:0"],
+        "{seen}"
+    );
+    let owners = u.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "bb",
+        "stat",
+        "-c",
+        "%u:%g",
+        "/home/u/f",
+    ]);
+    assert_eq!(owners.trim(), "1000:1000");
+    // Changes under fuse-overlayfs, committed, then read by the kernel's overlay; exec and
+    // cp on a running fuse container.
+    u.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ff",
+        "--network",
+        "none",
+        "bb:k",
+        "sh",
+        "-c",
+        "rm -r /home/u && mkdir /home/u && echo f > /home/u/f2 && rm /bin/awk && \
+         echo new > /n && chown 1000:1000 /n && exec sleep 100",
+    ]);
+    eventually("the changes", || {
+        u.output(&["exec", "ff", "cat", "/n"]).stdout == b"new\n"
+    });
+    let got = u.home.path().join("n");
+    u.ok(&["cp", "ff:/n", got.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&got).unwrap(), "new\n");
+    u.ok(&["commit", "ff", "bb:f"]);
+    u.ok(&["rm", "-f", "ff"]);
+    u.env.clear();
+    let seen = u.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "bb:f",
+        "sh",
+        "-c",
+        "ls /home/u; ls /bin/awk /bin/ln 2>&1 | grep -c 'No such'; stat -c %u:%g /n; cat /n",
+    ]);
+    assert_eq!(
+        seen.split_whitespace().collect::<Vec<_>>(),
+        ["f2", "2", "1000:1000", "new"],
+        "{seen}"
+    );
+}
+
+/// As an ordinary user: `pull` from a `berth serve` on 127.0.0.1 into an empty store (the
+/// image's owners kept), `build` from it (a RUN step is a rootless container), `push` of the
+/// result, and `run -it` in a real terminal (tmux): the container's own pty, its size, the
+/// exit code.
+#[test]
+fn root_rootless_pull_build_push_and_a_terminal_as_a_user() {
+    let u = User::new(true);
+    let storage = Storage::fs();
+    let reg = Registry::start(&storage, "");
+    // root imports the user's busybox image into a store of its own and pushes it.
+    let dir = u.home.path().join("img");
+    u.import_busybox();
+    let root = Berth::new();
+    root.ok(&["import", dir.join("bb.tar").to_str().unwrap(), "bb"]);
+    let image = format!("{}/rl/bb:1", reg.addr);
+    root.ok(&["tag", "bb", &image]);
+    root.ok(&["push", &image]);
+
+    let pulled = u.ok(&["pull", &image]);
+    assert!(pulled.contains("Downloaded newer image"), "{pulled}");
+    let images = u.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert!(
+        images.lines().any(|l| l == format!("{}/rl/bb:1", reg.addr)),
+        "{images}"
+    );
+    assert_eq!(
+        u.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            &image,
+            "stat",
+            "-c",
+            "%u:%g",
+            "/home/u/f"
+        ])
+        .trim(),
+        "1000:1000"
+    );
+
+    let ctx = u.home.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(ctx.join("note"), "from the context\n").unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "FROM {image}\nRUN echo built > /built && chown 1000:1000 /built\n\
+             COPY note /home/u/note\nUSER 1000\n"
+        ),
+    )
+    .unwrap();
+    ok(Command::new("chown").args(["-R", &u.name]).arg(&ctx));
+    let built = format!("{}/rl/built:1", reg.addr);
+    u.ok(&["build", "-q", "-t", &built, ctx.to_str().unwrap()]);
+    let seen = u.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &built,
+        "sh",
+        "-c",
+        "id -u; stat -c %u:%g /built; cat /built /home/u/note",
+    ]);
+    assert_eq!(seen, "1000\n1000:1000\nbuilt\nfrom the context\n");
+    u.ok(&["push", &built]);
+    let tags = reg.request("GET", "/v2/rl/built/tags/list", &[], b"");
+    let body = String::from_utf8_lossy(&tags.body);
+    assert!(body.contains("\"1\""), "{}: {body}", tags.status);
+
+    // run -it under tmux, as the user.
+    let tmux = require("tmux");
+    let sock = u.home.path().join("tmux.sock");
+    let rc = u.home.path().join("rc");
+    let script = format!(
+        "runuser -u {n} -- env -i HOME={h} TERM=xterm PATH=/usr/bin:/bin:/usr/sbin:/sbin \
+         {berth} run -it --rm --network none bb sh; echo $? > {rc}; sleep 30",
+        n = u.name,
+        h = u.home.path().display(),
+        berth = berth_bin(),
+        rc = rc.display()
+    );
+    let tm = |args: &[&str]| {
+        Command::new(&tmux)
+            .arg("-S")
+            .arg(&sock)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    struct KillServer<'a>(&'a dyn Fn(&[&str]) -> Output);
+    impl Drop for KillServer<'_> {
+        fn drop(&mut self) {
+            (self.0)(&["kill-server"]);
+        }
+    }
+    let o = tm(&[
+        "new-session",
+        "-d",
+        "-s",
+        "t",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        &script,
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let _server = KillServer(&tm);
+    let pane =
+        || String::from_utf8_lossy(&tm(&["capture-pane", "-p", "-t", "t"]).stdout).into_owned();
+    eventually("the prompt", || pane().contains("/ #"));
+    tm(&[
+        "send-keys",
+        "-t",
+        "t",
+        "tty; stty size; echo I=$(id -u)",
+        "Enter",
+    ]);
+    eventually("the answer", || pane().contains("I=0"));
+    let p = pane();
+    assert!(p.contains("/dev/pts/0"), "{p}");
+    assert!(p.contains("30 100"), "{p}");
+    tm(&["send-keys", "-t", "t", "exit 3", "Enter"]);
+    eventually("the exit code", || {
+        std::fs::read_to_string(&rc).is_ok_and(|c| c.ends_with('\n'))
+    });
+    assert_eq!(std::fs::read_to_string(&rc).unwrap().trim(), "3");
 }

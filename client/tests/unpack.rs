@@ -11,7 +11,9 @@ use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use berth_client::unpack::{unpack_layer, Compression, UnpackError, UnpackOptions, UnpackSummary};
+use berth_client::unpack::{
+    overlay_xattr, unpack_layer, Compression, UnpackError, UnpackOptions, UnpackSummary,
+};
 use berth_storage::Digest;
 use tar::{EntryType, Header};
 
@@ -217,6 +219,11 @@ fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, String>, exclude: O
             walk(base, &path, out, exclude);
         }
     }
+}
+
+/// Whether this run is the rootless one (see `root_every_test_again_as_an_ordinary_user`).
+fn rootless() -> bool {
+    berth_runtime::userns::rootless().is_some()
 }
 
 fn assert_root() {
@@ -506,6 +513,12 @@ fn root_creates_device_nodes() {
     h.set_cksum();
     layer.raw(&h, b"");
     let summary = work.unpack(&layer.finish()).unwrap();
+    if rootless() {
+        // A user namespace may not make device nodes: skipped, and said so.
+        assert_eq!(summary.skipped.len(), 1);
+        assert!(fs::symlink_metadata(work.target.join("dev/null")).is_err());
+        return;
+    }
     assert!(summary.skipped.is_empty());
     let md = fs::symlink_metadata(work.target.join("dev/null")).unwrap();
     assert!(md.file_type().is_char_device());
@@ -771,11 +784,13 @@ fn whiteouts_become_overlay_whiteouts_root() {
         assert!(md.file_type().is_char_device(), "{p}");
         assert_eq!(md.rdev(), 0, "{p}");
     }
+    // trusted.overlay.opaque, or user.overlay.opaque in a user namespace (`userxattr`).
+    let opaque = overlay_xattr("opaque");
     assert_eq!(
-        get_xattr(&t.join("opaque"), "trusted.overlay.opaque").as_deref(),
+        get_xattr(&t.join("opaque"), &opaque).as_deref(),
         Some(&b"y"[..])
     );
-    assert_eq!(get_xattr(&t.join("etc"), "trusted.overlay.opaque"), None);
+    assert_eq!(get_xattr(&t.join("etc"), &opaque), None);
     assert_eq!(fs::read(t.join("opaque/kept")).unwrap(), b"k");
     // No `.wh.` file is ever written.
     let names: Vec<_> = work.tree().into_keys().collect();
@@ -1007,4 +1022,99 @@ fn an_early_refusal_stops_a_long_layer() {
         .unpack(&zstd::encode_all(&layer.finish()[..], 1).unwrap())
         .unwrap_err();
     assert!(matches!(err, UnpackError::Breakout { .. }), "{err:?}");
+}
+
+/// Every test of this file again, as rootless berth unpacks a layer: as an ordinary user made
+/// for the run (a range in /etc/subuid and /etc/subgid), root in a user namespace that maps
+/// root to the user and 1 and up to the range through newuidmap/newgidmap (`unshare
+/// --map-users`, util-linux), with the soft open-files limit raised to the hard one as berth
+/// does. Hostile layers must stay inside there too; device nodes are skipped and opaque
+/// directories marked with `user.overlay.opaque`.
+#[test]
+fn root_every_test_again_as_an_ordinary_user() {
+    if rootless() {
+        return; // the run below
+    }
+    assert_root();
+    let name = format!("bup{:08x}", std::process::id() ^ rand_seed());
+    let run = |cmd: &mut std::process::Command| {
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(std::process::Command::new("useradd").args([
+        "--no-create-home",
+        "--shell",
+        "/bin/sh",
+        &name,
+    ]));
+    struct Gone(String, String);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("usermod")
+                .args(["--del-subuids", &self.1, "--del-subgids", &self.1, &self.0])
+                .output();
+            let _ = std::process::Command::new("userdel").arg(&self.0).output();
+        }
+    }
+    // 262144 ids: the tests own files up to uid 100001.
+    let start = 5_000_000 + (rand_seed() % 1000) * 262_144;
+    let range = format!("{start}-{}", start + 262_143);
+    let _gone = Gone(name.clone(), range.clone());
+    run(std::process::Command::new("usermod").args([
+        "--add-subuids",
+        &range,
+        "--add-subgids",
+        &range,
+        &name,
+    ]));
+    let map = format!("{start},1,262144");
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new("runuser")
+        .args([
+            "-u",
+            &name,
+            "--",
+            "env",
+            "-i",
+            "PATH=/usr/bin:/bin:/usr/sbin:/sbin",
+        ])
+        .args([
+            "unshare",
+            "--map-root-user",
+            "--map-users",
+            &map,
+            "--map-groups",
+            &map,
+        ])
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "ulimit -Sn $(ulimit -Hn) && exec \"$0\" --test-threads 2",
+        ])
+        .arg(&exe)
+        .current_dir("/")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "as {name}:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains(" 0 failed;"), "{text}");
+}
+
+fn rand_seed() -> u32 {
+    let mut b = [0u8; 4];
+    use std::io::Read;
+    fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut b)
+        .unwrap();
+    u32::from_ne_bytes(b)
 }

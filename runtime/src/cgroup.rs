@@ -241,6 +241,10 @@ pub(crate) struct V1Dir {
 pub(crate) struct CgroupPaths {
     pub v1: Vec<V1Dir>,
     pub v2: Option<PathBuf>,
+    /// Rootless: the user's delegated subtree, the only ancestors whose controllers berth
+    /// may turn on (those above are the system's, already delegating them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub v2_base: Option<PathBuf>,
     /// The v1 cpuset directory of a container that did not join it at create (no cpus or
     /// memory nodes asked): `update` makes it and moves the processes in when it first sets
     /// them; then it is one of `dirs()` (exec joins it, removal removes it).
@@ -319,7 +323,7 @@ impl CgroupPaths {
                 .map_err(|e| Error::Cgroup(format!("mkdir {}: {e}", d.dir.display())))?;
         }
         if let Some(dir) = &self.v2 {
-            enable_v2_controllers(dir)?;
+            enable_v2_controllers(dir, self.v2_base.as_deref())?;
             std::fs::create_dir_all(dir)
                 .map_err(|e| Error::Cgroup(format!("mkdir {}: {e}", dir.display())))?;
         }
@@ -662,8 +666,12 @@ fn v2_max(v: i64) -> String {
 
 /// Turns on the controllers we use in every ancestor of `dir` (v2 needs them delegated
 /// level by level). The mount point of the hierarchy is the first ancestor written.
-fn enable_v2_controllers(dir: &Path) -> Result<()> {
-    let mut ancestors: Vec<&Path> = dir.ancestors().skip(1).collect();
+fn enable_v2_controllers(dir: &Path, base: Option<&Path>) -> Result<()> {
+    let mut ancestors: Vec<&Path> = dir
+        .ancestors()
+        .skip(1)
+        .filter(|a| base.is_none_or(|b| a.starts_with(b)))
+        .collect();
     ancestors.reverse();
     for a in ancestors {
         let parent_is_cgroup = a.parent().is_some_and(|p| p.join("cgroup.procs").exists());
@@ -685,6 +693,84 @@ fn enable_v2_controllers(dir: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether `resources` ask for a limit a rootless container needs a cgroup of its own for.
+pub(crate) fn has_limits(resources: Option<&LinuxResources>) -> bool {
+    resources.is_some_and(|r| {
+        r.memory()
+            .as_ref()
+            .is_some_and(|m| m.limit().is_some_and(|l| l > 0))
+            || r.cpu()
+                .as_ref()
+                .is_some_and(|c| c.quota().is_some_and(|q| q > 0))
+            || r.pids().as_ref().is_some_and(|p| p.limit() > 0)
+    })
+}
+
+/// Where a rootless berth may give its containers cgroups of their own: a cgroup v2 subtree
+/// delegated to the user (systemd's `Delegate=yes`, as `user@UID.service` and podman's
+/// scopes have), or why there is none.
+///
+/// The subtree is the highest ancestor of this process's own cgroup that the user owns (its
+/// `cgroup.procs` and `cgroup.subtree_control` theirs); containers go in `berth/<id>` below
+/// it, so moving a container's init there stays inside what the user owns, as the kernel
+/// requires. The controllers of the limits (memory, cpu, pids) must be delegated to it.
+pub fn delegated_subtree() -> std::result::Result<PathBuf, String> {
+    let layout = Layout::detect().map_err(|e| e.to_string())?;
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    delegated_in(&layout, &own, uid)
+}
+
+fn delegated_in(layout: &Layout, own: &str, uid: u32) -> std::result::Result<PathBuf, String> {
+    use std::os::unix::fs::MetadataExt;
+    const LIMITS: [&str; 3] = ["memory", "cpu", "pids"];
+    let on_v1: Vec<&str> = LIMITS.into_iter().filter(|c| layout.v1_has(c)).collect();
+    if !on_v1.is_empty() {
+        return Err(format!(
+            "cgroup v1 holds {} here (a v1 or hybrid host); limits need cgroup v2 delegated \
+             to the user",
+            on_v1.join(", ")
+        ));
+    }
+    let Some((mountpoint, root)) = &layout.v2 else {
+        return Err("no cgroup v2 hierarchy is mounted".into());
+    };
+    let current = own
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .ok_or("this process is in no cgroup v2")?;
+    let mine = join_cgroup(mountpoint, root, Some(current), Path::new(""));
+    let owned = |d: &Path| {
+        ["cgroup.procs", "cgroup.subtree_control"]
+            .iter()
+            .all(|f| std::fs::metadata(d.join(f)).is_ok_and(|m| m.uid() == uid))
+    };
+    let top = mine
+        .ancestors()
+        .take_while(|d| d.starts_with(mountpoint) && owned(d))
+        .last()
+        .ok_or_else(|| {
+            format!(
+                "no cgroup v2 subtree is delegated to the user ({} is not theirs): run berth \
+                 below one, such as the user's systemd instance (user@UID.service)",
+                mine.display()
+            )
+        })?;
+    let controllers = std::fs::read_to_string(top.join("cgroup.controllers")).unwrap_or_default();
+    if let Some(c) = LIMITS
+        .iter()
+        .find(|c| !controllers.split_whitespace().any(|x| x == **c))
+    {
+        return Err(format!(
+            "the {c} controller is not delegated to {} (systemd: Delegate=yes, or \
+             Delegate=memory cpu pids)",
+            top.display()
+        ));
+    }
+    Ok(top.to_path_buf())
 }
 
 #[cfg(test)]
@@ -779,6 +865,54 @@ mod tests {
         assert_eq!(read(leaf.join("memory.swap.max")), "0");
         assert_eq!(read(leaf.join("cpu.max")), "50000 100000");
         assert_eq!(read(leaf.join("pids.max")), "10");
+    }
+
+    /// The decision only (a tree of plain files shaped as cgroupfs): the kernel's side of
+    /// delegation needs a pure cgroup v2 host with systemd, which the tests' hosts are not.
+    #[test]
+    fn delegated_subtree_is_the_highest_owned_ancestor_with_the_controllers() {
+        let dir = tempfile::tempdir().unwrap();
+        let mp = dir.path().join("cg");
+        let user = mp.join("user.slice/user-1000.slice/user@1000.service");
+        let shell = user.join("app.slice/term.scope");
+        std::fs::create_dir_all(&shell).unwrap();
+        for d in [
+            mp.clone(),
+            mp.join("user.slice"),
+            user.parent().unwrap().to_path_buf(),
+            user.clone(),
+            user.join("app.slice"),
+            shell.clone(),
+        ] {
+            for f in ["cgroup.procs", "cgroup.subtree_control"] {
+                std::fs::write(d.join(f), "").unwrap();
+            }
+            std::fs::write(d.join("cgroup.controllers"), "cpu memory pids io").unwrap();
+        }
+        let layout = Layout {
+            v1: vec![],
+            v2: Some((mp.clone(), PathBuf::from("/"))),
+        };
+        let own = "0::/user.slice/user-1000.slice/user@1000.service/app.slice/term.scope\n";
+        // Everything is root's in the temp dir: the whole tree is "owned" by uid 0 ...
+        assert_eq!(delegated_in(&layout, own, 0).unwrap(), mp);
+        // ... and nothing by uid 4242.
+        let err = delegated_in(&layout, own, 4242).unwrap_err();
+        assert!(err.contains("no cgroup v2 subtree is delegated"), "{err}");
+        // A hybrid host (memory on v1) is refused for that reason.
+        let hybrid = Layout {
+            v1: vec![v1(Path::new("/sys/fs/cgroup/memory"), &["memory"])],
+            v2: layout.v2.clone(),
+        };
+        let err = delegated_in(&hybrid, own, 0).unwrap_err();
+        assert!(err.contains("cgroup v1 holds memory here"), "{err}");
+        // A controller missing from the subtree is named.
+        std::fs::write(mp.join("cgroup.controllers"), "cpu memory").unwrap();
+        let err = delegated_in(&layout, own, 0).unwrap_err();
+        assert!(
+            err.contains("the pids controller is not delegated"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -202,9 +202,18 @@ fn plan(cfg: &ContainerConfig) -> Result<MonitorPlan> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("/berth/{}", cfg.id)));
     // An ordinary user cannot write to cgroup v1 hierarchies (nor to a cgroup v2 tree that
-    // is not delegated to them): rootless containers go without a cgroup of their own, and
-    // the engine refuses the limits that would need one.
+    // is not delegated to them): a rootless container gets a cgroup of its own only for
+    // limits, in the user's delegated subtree; the engine refuses limits where there is none.
     let cgroups = match crate::userns::rootless() {
+        Some(_) if crate::cgroup::has_limits(linux.resources().as_ref()) => {
+            let base = crate::cgroup::delegated_subtree().map_err(Error::Cgroup)?;
+            CgroupPaths {
+                v1: vec![],
+                v2: Some(base.join("berth").join(&cfg.id)),
+                v2_base: Some(base),
+                ..CgroupPaths::default()
+            }
+        }
         Some(_) => CgroupPaths::default(),
         None => layout.paths_for(&cgroups_path, linux.resources().as_ref())?,
     };

@@ -119,7 +119,7 @@ mod user;
 pub mod userns;
 
 pub use attach::{Attach, AttachInput, AttachOptions, Event};
-pub use cgroup::{host_supports_blkio_weight, host_supports_oom_kill_disable};
+pub use cgroup::{delegated_subtree, host_supports_blkio_weight, host_supports_oom_kill_disable};
 pub use container::{create, Container, ContainerConfig, ExitHook};
 pub use error::{Error, Result};
 pub use exec::{ExecProcess, ExecStdio};

@@ -199,19 +199,84 @@ pub(crate) fn mount_rootfs(rootfs: &Rootfs, mountpoint: &Path) -> Result<()> {
 /// Mounts the overlay with fuse-overlayfs (rootless, on kernels whose overlayfs a user
 /// namespace may not mount). Its daemon stays in the container's pid namespace and ends with
 /// it; the mount ends with the container's mount namespace.
+///
+/// `pivot_root` gives the new root to every process whose root is the old one: the daemon
+/// too, whose own paths (the layers, /proc/self/fd) would then resolve through the overlay it
+/// serves, and it would wait on itself. So it gets a root of its own: a private recursive
+/// bind of `/` beside the mountpoint, which stays alive for it when the old root is detached.
+/// Seen from there the mountpoint would be the copy's, so we mount the fuse connection here
+/// ourselves and hand the daemon its descriptor (`/dev/fd/N`, as libfuse takes it).
 fn fuse_overlay(data: &str, mountpoint: &Path) -> Result<()> {
-    let out = std::process::Command::new("fuse-overlayfs")
-        .arg("-o")
+    let host_root = mountpoint.with_file_name("fuse-root");
+    std::fs::create_dir_all(&host_root).ctx(|| format!("mkdir {}", host_root.display()))?;
+    mount(
+        Some(Path::new("/")),
+        &host_root,
+        None,
+        libc::MS_BIND | libc::MS_REC,
+        None,
+    )
+    .ctx(|| format!("bind / at {}", host_root.display()))?;
+    mount(
+        None,
+        &host_root,
+        None,
+        libc::MS_PRIVATE | libc::MS_REC,
+        None,
+    )
+    .ctx(|| format!("make {} private", host_root.display()))?;
+    // Many layers are named relative to the working directory (see above): keep it.
+    let cwd = std::env::current_dir().ctx(|| "getcwd".into())?;
+    let c_path = |p: &Path| {
+        CString::new(p.as_os_str().as_encoded_bytes())
+            .map_err(|_| Error::Setup(format!("{} has a NUL", p.display())))
+    };
+    let (root, cwd) = (c_path(&host_root)?, c_path(&cwd)?);
+    // SAFETY: open(2) of the fuse device; the fd is ours until the daemon has it.
+    let fd = unsafe { libc::open(c"/dev/fuse".as_ptr(), libc::O_RDWR) };
+    if fd < 0 {
+        return Err(Error::Setup(format!(
+            "open /dev/fuse: {} (fuse-overlayfs needs it open to users, 0666 as udev makes it)",
+            io::Error::last_os_error()
+        )));
+    }
+    // SAFETY: we own fd and close it once.
+    let fuse = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let options =
+        format!("fd={fd},rootmode=40000,user_id=0,group_id=0,default_permissions,allow_other");
+    mount(
+        Some(Path::new("fuse-overlayfs")),
+        mountpoint,
+        Some("fuse.fuse-overlayfs"),
+        libc::MS_NODEV | libc::MS_NOATIME,
+        Some(&options),
+    )
+    .ctx(|| format!("mount fuse at {}", mountpoint.display()))?;
+    let mut cmd = std::process::Command::new("fuse-overlayfs");
+    cmd.arg("-o")
         .arg(data)
-        .arg(mountpoint)
+        .arg(format!("/dev/fd/{fd}"))
         .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .output()
-        .map_err(|e| {
-            Error::Setup(format!(
-                "cannot run fuse-overlayfs ({e}): install Debian's fuse-overlayfs"
-            ))
-        })?;
+        .stdout(std::process::Stdio::null());
+    // SAFETY: chroot(2), chdir(2) and fcntl(2) between fork and exec.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(move || {
+            if libc::chroot(root.as_ptr()) != 0
+                || libc::chdir(cwd.as_ptr()) != 0
+                || libc::fcntl(fd, libc::F_SETFD, 0) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().map_err(|e| {
+        Error::Setup(format!(
+            "cannot run fuse-overlayfs ({e}): install Debian's fuse-overlayfs"
+        ))
+    })?;
+    drop(fuse);
     if !out.status.success() {
         return Err(Error::Setup(format!(
             "fuse-overlayfs ({data}): {}",

@@ -194,6 +194,7 @@ mod tests {
             ],
             v2: None,
             cpuset_later: None,
+            v2_base: None,
         };
         let u = paths.usage(None);
         assert_eq!(
@@ -232,6 +233,7 @@ mod tests {
             v1: vec![],
             v2: Some(d.to_path_buf()),
             cpuset_later: None,
+            v2_base: None,
         };
         let u = paths.usage(None);
         assert_eq!(

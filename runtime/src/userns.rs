@@ -249,7 +249,22 @@ pub fn enter() -> Result<Entered> {
             };
             join(pid)
         })?;
+    raise_open_files();
     Ok(Entered::Joined)
+}
+
+/// A user's session starts with a soft limit of 1024 open files (root's here is far higher),
+/// and unpacking a layer holds a descriptor per directory level: raise the soft limit to the
+/// hard one, as podman does.
+fn raise_open_files() {
+    // SAFETY: getrlimit/setrlimit on a struct we own.
+    unsafe {
+        let mut l: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
+            l.rlim_cur = l.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+        }
+    }
 }
 
 /// The pause process named by `pid_file`, when it still runs (same pid and start time).

@@ -877,7 +877,7 @@ impl Engine {
     pub fn disconnect(&self, rec: &ContainerRecord) {
         self.release_shm(&rec.id);
         if rec.host.network == NetworkMode::Pasta {
-            rootless::stop_pasta(&self.dir(&rec.id));
+            rootless::stop_pasta(&self.dir(&rec.id), !rec.host.port_bindings.is_empty());
             let _ = std::fs::remove_file(self.network_path(&rec.id));
             return;
         }
@@ -2276,7 +2276,7 @@ fn die_event(journal: Journal, rec: ContainerRecord, dir: PathBuf) -> ExitHook {
     ExitHook(std::sync::Arc::new(move |exit: &berth_runtime::Exit| {
         if rec.host.network == NetworkMode::Pasta {
             // Its namespace is gone: pasta has nothing left to serve.
-            rootless::stop_pasta(&dir);
+            rootless::stop_pasta(&dir, !rec.host.port_bindings.is_empty());
         }
         journal.record(container_event(&rec, "die").attr("exitCode", exit.code.to_string()));
     }))

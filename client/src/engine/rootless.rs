@@ -5,7 +5,9 @@
 //! subordinate ids of /etc/subuid and /etc/subgid (see `berth_runtime::userns`). Its store is
 //! the user's (`~/.local/share/berth`), separate from root's. What the kernel gives only to
 //! real root is refused up front with one line: the bridge (a host interface and iptables),
-//! and limits where no cgroup is delegated to the user (cgroup v1 and hybrid hosts).
+//! and limits where no cgroup v2 subtree is delegated to the user (always on cgroup v1 and
+//! hybrid hosts). Where one is (`berth_runtime::delegated_subtree`), a container with limits
+//! gets its cgroup in it.
 //!
 //! The network of a rootless container is `pasta` (Debian's passt) by default, as podman's:
 //! once the runtime has made the container's network namespace, `pasta --config-net` gives it
@@ -47,7 +49,10 @@ pub struct Info {
     pub overlay: &'static str,
     /// The default network: `pasta`.
     pub network: &'static str,
-    /// Whether limits can be set: a delegated cgroup v2 tree, or `none`.
+    /// The network drivers a rootless container can have (`--network` values as `info`'s
+    /// Plugins name them): no bridge, which needs root.
+    pub network_drivers: &'static [&'static str],
+    /// Whether limits can be set: `cgroupfs` in a delegated cgroup v2 subtree, else `none`.
     pub cgroups: &'static str,
 }
 
@@ -59,15 +64,20 @@ pub fn info() -> Option<Info> {
         run_dir: r.run_dir.clone(),
         overlay: berth_runtime::userns::overlay_driver().as_str(),
         network: "pasta",
-        cgroups: "none",
+        network_drivers: &["host", "null", "pasta"],
+        cgroups: if berth_runtime::delegated_subtree().is_ok() {
+            "cgroupfs"
+        } else {
+            "none"
+        },
     })
 }
 
-/// The one line for limits that need a cgroup of the container's own.
-fn limits_refused(what: &str) -> EngineError {
+/// The one line for limits that need a cgroup of the container's own, where the user has
+/// no delegated cgroup v2 subtree (`why` says what is missing).
+fn limits_refused(what: &str, why: &str) -> EngineError {
     EngineError::Invalid(format!(
-        "rootless containers cannot have {what} on this host: no cgroup is delegated to the \
-         user (cgroup v1 or hybrid host; limits need cgroup v2 with systemd delegation)"
+        "rootless containers cannot have {what} on this host: {why}"
     ))
 }
 
@@ -95,7 +105,9 @@ pub(crate) fn check(host: &HostConfig) -> Result<()> {
         .map(|(_, n)| *n)
         .collect();
     if !asked.is_empty() {
-        return Err(limits_refused(&asked.join(", ")));
+        if let Err(why) = berth_runtime::delegated_subtree() {
+            return Err(limits_refused(&asked.join(", "), &why));
+        }
     }
     Ok(())
 }
@@ -191,7 +203,7 @@ pub(crate) fn connect_pasta(
         } else {
             ""
         };
-        stop_pasta(dir);
+        stop_pasta(dir, true);
         return Err(EngineError::Invalid(format!("pasta: {err}{hint}")));
     }
     Ok(published)
@@ -214,8 +226,11 @@ fn free_port(protocol: &str, host_ip: &str) -> Result<u16> {
 }
 
 /// Stops the container's pasta, if one runs (its pid file names it, and its command line
-/// names the pid file: a reused pid is left alone).
-pub(crate) fn stop_pasta(dir: &Path) {
+/// names the pid file: a reused pid is left alone). With `ports` (the container published
+/// some) it waits for pasta to exit, so that they are free again on return; without, it
+/// does not (pasta takes ~30 ms here to close its sockets, a third of a `run --rm`'s network
+/// cost).
+pub(crate) fn stop_pasta(dir: &Path, ports: bool) {
     let file = pid_file(dir);
     let Some(pid) = std::fs::read_to_string(&file)
         .ok()
@@ -227,7 +242,10 @@ pub(crate) fn stop_pasta(dir: &Path) {
         let needle = file.as_os_str().as_encoded_bytes();
         c.split(|&b| b == 0).any(|arg| arg == needle)
     });
-    if ours {
+    if ours && !ports {
+        // SAFETY: kill(2) of the pasta this container started.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    } else if ours {
         // Its listening sockets close only when it has exited: wait for that (bounded), so
         // the host ports are free again when `stop` returns.
         // SAFETY: pidfd_open, kill(2) and poll(2) on the pasta this container started.

@@ -102,6 +102,11 @@ fn document(g: &Globals) -> Result<Value> {
     if rootless.is_some() {
         security.push("name=rootless");
     }
+    let networks = rootless
+        .as_ref()
+        .map_or(&["bridge", "host", "macvlan", "null"][..], |r| {
+            r.network_drivers
+        });
     Ok(json!({
         "ID": "",
         "Containers": containers.len(),
@@ -111,7 +116,7 @@ fn document(g: &Globals) -> Result<Value> {
         "Images": images,
         "Driver": rootless.as_ref().map_or("overlay", |r| r.overlay),
         "DriverStatus": [],
-        "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "macvlan", "null"], "Log": ["json-file", "local", "none"]},
+        "Plugins": {"Volume": ["local"], "Network": networks, "Log": ["json-file", "local", "none"]},
         "LoggingDriver": "json-file",
         "CgroupDriver": rootless.as_ref().map_or("cgroupfs", |r| r.cgroups),
         "CgroupVersion": cgroup_version,
