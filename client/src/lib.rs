@@ -21,6 +21,7 @@
 pub mod build;
 mod compress;
 pub mod config;
+pub mod dockerfile;
 pub mod engine;
 pub mod events;
 pub mod images;

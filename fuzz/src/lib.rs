@@ -167,7 +167,7 @@ pub fn layer(data: &[u8]) {
 /// and only stages before the ones that need them.
 pub fn dockerfile(data: &[u8]) {
     use berth_client::build::plan::{plan, PlanOptions};
-    use berth_client::build::{instructions, shell::Lexer};
+    use berth_client::dockerfile::{instructions, shell::Lexer};
     let s = text(data);
     let lines = s.split('\n').count();
     let file = match instructions::parse(s) {

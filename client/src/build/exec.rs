@@ -22,17 +22,17 @@ use std::time::Duration;
 use berth_storage::Digest;
 use serde_json::{json, Value};
 
-use super::config::{
-    go_list, go_quoted_list, health_history, HealthConfig, ImageConfig, DEFAULT_PATH,
-};
 use super::context::Context;
 use super::copy::{base_of, LayerDir, Owner, Rootfs};
-use super::dockerfile;
 use super::ignore::{clean, Ignore};
-use super::instructions::{self, Command, CommandLine, Copy, Instruction};
 use super::plan::{self, Base, FromSource, Plan, PlanOptions, PROXY_ARGS};
-use super::shell::Lexer;
 use super::{BuildError, BuildOptions, BuildResult, Progress};
+use crate::dockerfile::config::{
+    go_list, go_quoted_list, health_history, HealthConfig, ImageConfig, DEFAULT_PATH,
+};
+use crate::dockerfile::instructions::{self, Command, CommandLine, Copy, Instruction};
+use crate::dockerfile::parser as dockerfile;
+use crate::dockerfile::shell::Lexer;
 use crate::engine::{Engine, NetworkMode, StepMount, StepProcess};
 use crate::images::{CacheRecord, ImageRecord, ImageStore, LayerRecord, NoProgress, PullOptions};
 use crate::layer::{write_layer, Compression, LayerOptions, LayerSource};

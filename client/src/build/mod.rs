@@ -1,10 +1,9 @@
 //! `berth build`: Dockerfiles into images, without a daemon: the command's own process
 //! reads the file, runs each step and writes the image into the store.
 //!
-//! - [`dockerfile`] reads the file's lines into instructions (directives, continuations,
-//!   heredocs, exec and shell forms), [`instructions`] checks each one and groups them into
-//!   stages, with docker's messages and line numbers; [`shell`] substitutes variables where
-//!   docker does.
+//! - The file is read by [`crate::dockerfile`] (parser, typed instructions, variable
+//!   substitution, the image config each instruction changes), which `commit --change`
+//!   shares.
 //! - [`plan`] resolves ARGs before FROM, stage bases, `--from` sources, and the stages the
 //!   target needs.
 //! - [`context`] is the build context (`.dockerignore` through [`ignore`]): hostile sources
@@ -12,7 +11,7 @@
 //! - [`exec`] runs the stages (independent ones side by side): RUN as a container through
 //!   the engine ([`crate::engine::Engine::run_step`]), COPY/ADD into a layer directory
 //!   ([`copy`]), every layer written by [`crate::layer::write_layer`]; the image config and
-//!   its history are [`config`]'s.
+//!   its history are [`crate::dockerfile::config`]'s.
 //!
 //! The cache: a step that makes a layer is looked up by a key over its parent's key, the
 //! instruction with everything substituted (and the environment, user, working directory
@@ -20,21 +19,18 @@
 //! layer; the records live in the image store (`ImageStore::cache_get`), so they survive
 //! the command and keep their layers until `builder prune`.
 
-pub mod config;
 pub mod context;
 pub mod copy;
-pub mod dockerfile;
 mod exec;
 pub mod ignore;
-pub mod instructions;
 pub mod plan;
-pub mod shell;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use berth_storage::Digest;
 
+use crate::dockerfile::instructions;
 use crate::engine::{EngineError, NetworkMode};
 use crate::images::ImageError;
 use crate::reference::ImageRef;

@@ -5,8 +5,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::instructions::{self, ArgDef, Command, File, Instruction, ParseError};
-use super::shell::{Env, Lexer, NoEnv};
+use crate::dockerfile::instructions::{self, ArgDef, Command, File, Instruction, ParseError};
+use crate::dockerfile::shell::{Env, Lexer, NoEnv};
 use crate::remote::Platform;
 
 /// The predefined proxy ARGs: usable without an ARG line, kept out of history and cache.

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::*;
+use crate::dockerfile::config;
 use crate::engine::Engine;
 use crate::images::ImportOptions;
 use crate::remote::{Remote, RemoteConfig};

@@ -231,16 +231,16 @@ fn field<'a>(
 }
 
 /// Applies `-c` Dockerfile instructions to an image config's `config` object. Each is read
-/// by the Dockerfile parser (`build::instructions`) and its words substituted with the config's
-/// environment (`build::shell`), as docker's commit does; the instructions docker's commit
+/// by the Dockerfile parser (`dockerfile::instructions`) and its words substituted with the config's
+/// environment (`dockerfile::shell`), as docker's commit does; the instructions docker's commit
 /// accepts are applied, others refused.
 pub(crate) fn apply_changes(
     config: &mut serde_json::Map<String, Value>,
     changes: &[String],
 ) -> Result<()> {
-    use crate::build::config::HealthConfig;
-    use crate::build::instructions::{single, CommandLine, Instruction};
-    use crate::build::shell::Lexer;
+    use crate::dockerfile::config::HealthConfig;
+    use crate::dockerfile::instructions::{single, CommandLine, Instruction};
+    use crate::dockerfile::shell::Lexer;
     let lexer = Lexer::new('\\');
     // The shell form runs under the default shell, as docker's commit does.
     let list = |c: &CommandLine| -> Value {

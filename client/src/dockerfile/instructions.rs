@@ -2,15 +2,15 @@
 //! forms), grouped into stages, with docker's messages and the line they are about.
 //!
 //! Variables are not substituted here: which words are substituted, and with what, depends
-//! on the stage's state at that point (see [`super::plan`]). What is read here is only what
+//! on the stage's state at that point (see `build::plan`). What is read here is only what
 //! the file itself says.
 
 use std::collections::BTreeMap;
 
-use super::dockerfile::{self, Args, Directives, Heredoc, Node};
+use super::parser::{self, Args, Directives, Heredoc, Node};
 
 /// An error about the file, at a line: `dockerfile parse error on line N: …`.
-pub type ParseError = dockerfile::ParseError;
+pub type ParseError = parser::ParseError;
 
 fn at(node: &Node) -> impl Fn(String) -> ParseError + '_ {
     move |message| ParseError {
@@ -376,7 +376,7 @@ fn copy(node: &Node, add: bool) -> Result<Copy, String> {
         return Err("ADD --keep-git-dir is for Git sources, which berth does not fetch".into());
     }
     let (dest, sources) = args.split_last().expect("two or more");
-    if dockerfile::heredoc_of(dest)?.is_some() {
+    if parser::heredoc_of(dest)?.is_some() {
         return Err(format!("{name} cannot accept a heredoc as a destination"));
     }
     let mut out = Copy {
@@ -391,7 +391,7 @@ fn copy(node: &Node, add: bool) -> Result<Copy, String> {
         ..Copy::default()
     };
     for src in sources {
-        match dockerfile::heredoc_of(src)? {
+        match parser::heredoc_of(src)? {
             Some(h) => {
                 let doc = node.heredocs.iter().find(|d| d.name == h.name);
                 out.inline.push(InlineSource {
@@ -712,7 +712,7 @@ pub fn command(node: &Node) -> Result<Command, ParseError> {
 /// Reads one instruction given alone (`commit --change`, `import --change`) with the
 /// Dockerfile's own parser: the instruction's word (lower case) and what it says.
 pub fn single(text: &str) -> Result<(String, Instruction), String> {
-    let df = dockerfile::parse(text).map_err(|e| e.message)?;
+    let df = parser::parse(text).map_err(|e| e.message)?;
     match df.nodes.as_slice() {
         [node] if node.keyword() == "from" => Err("from is not a valid change command".into()),
         [node] => Ok((node.keyword(), instruction(node)?)),
@@ -723,7 +723,7 @@ pub fn single(text: &str) -> Result<(String, Instruction), String> {
 
 /// Reads a whole Dockerfile.
 pub fn parse(text: &str) -> Result<File, ParseError> {
-    let df = dockerfile::parse(text)?;
+    let df = parser::parse(text)?;
     let mut global_args = Vec::new();
     let mut stages: Vec<Stage> = Vec::new();
     for node in &df.nodes {
