@@ -1682,6 +1682,9 @@ fn root_bridge_network_addresses_publishes_ports_and_leaves_nothing() {
     assert!(ip.starts_with("10.89."), "{settings}");
     assert_eq!(settings["Gateway"], "10.89.0.1");
     assert_eq!(settings["Ports"]["80/tcp"][0]["HostPort"], port.to_string());
+    // docker: the binding as asked in HostConfig, the address it listens on once bound.
+    assert_eq!(settings["Ports"]["80/tcp"][0]["HostIp"], "0.0.0.0");
+    assert_eq!(web["HostConfig"]["PortBindings"]["80/tcp"][0]["HostIp"], "");
     assert_eq!(web["HostConfig"]["NetworkMode"], "bridge");
     let body = || http_get(&format!("127.0.0.1:{port}"), "/index.html");
     eventually("httpd on the published port", || body().is_some());
