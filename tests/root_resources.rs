@@ -81,7 +81,7 @@ const SCRIPT: &str = "grep Groups /proc/self/status; \
     cat /sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/cpuset/cpuset.cpus /sys/fs/cgroup/cpuset/cpuset.mems; \
     cat /sys/fs/cgroup/memory/memory.soft_limit_in_bytes; \
     grep oom_kill_disable /sys/fs/cgroup/memory/memory.oom_control; \
-    grep -E ' /dev/shm | /t1 | /t2 ' /proc/mounts | cut -d' ' -f2-4";
+    grep -E ' /dev/shm | /t1 | /t2 ' /proc/mounts | cut -d' ' -f2-4 | sort";
 
 /// docker's HostConfig fields these flags fill.
 const FIELDS: &[&str] = &[
