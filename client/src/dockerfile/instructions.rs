@@ -406,47 +406,58 @@ fn copy(node: &Node, add: bool) -> Result<Copy, String> {
     Ok(out)
 }
 
-/// Go's `time.ParseDuration`, in nanoseconds.
+/// A duration as Go's `time.ParseDuration` reads it (`30s`, `1m30s`, `1.5h`, `500ms`, `-2s`,
+/// `0`), in nanoseconds; the error is Go's text, which docker prints. HEALTHCHECK's
+/// durations and the CLI's (`--health-interval`, `--since 10m`, `--stop-timeout`…) alike.
 pub fn parse_duration(s: &str) -> Result<i64, String> {
-    let bad = || format!("time: invalid duration {s:?}");
-    let (neg, mut rest) = match s.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    let invalid = || format!("time: invalid duration \"{s}\"");
+    let (negative, mut rest) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
     };
     if rest == "0" {
         return Ok(0);
     }
     if rest.is_empty() {
-        return Err(bad());
+        return Err(invalid());
     }
     let mut total: f64 = 0.0;
     while !rest.is_empty() {
         let num_len = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(rest.len());
-        if num_len == 0 {
-            return Err(bad());
+        let (num, after) = rest.split_at(num_len);
+        if num.is_empty() || num == "." {
+            return Err(invalid());
         }
-        let n: f64 = rest[..num_len].parse().map_err(|_| bad())?;
-        rest = &rest[num_len..];
-        let unit_len = rest
+        let n: f64 = num.parse().map_err(|_| invalid())?;
+        let unit_len = after
             .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
+            .unwrap_or(after.len());
+        let (unit, next) = after.split_at(unit_len);
+        let scale = match unit {
+            "" => return Err(format!("time: missing unit in duration \"{s}\"")),
             "ns" => 1.0,
             "us" | "µs" | "μs" => 1e3,
             "ms" => 1e6,
             "s" => 1e9,
             "m" => 60e9,
             "h" => 3600e9,
-            "" => return Err(format!("time: missing unit in duration {s:?}")),
-            u => return Err(format!("time: unknown unit {u:?} in duration {s:?}")),
+            other => {
+                return Err(format!(
+                    "time: unknown unit \"{other}\" in duration \"{s}\""
+                ))
+            }
         };
-        rest = &rest[unit_len..];
-        total += n * unit;
+        total += n * scale;
+        if total > i64::MAX as f64 {
+            return Err(invalid());
+        }
+        rest = next;
     }
-    let v = total.round() as i64;
-    Ok(if neg { -v } else { v })
+    let n = total.round() as i64;
+    Ok(if negative { -n } else { n })
 }
 
 fn interval(flags: &Flags, name: &str) -> Result<i64, String> {
@@ -976,18 +987,27 @@ mod tests {
 
     #[test]
     fn durations() {
-        for (s, ns) in [
+        for (s, n) in [
             ("0", 0),
-            ("1s", 1_000_000_000),
-            ("1.5h", 5_400_000_000_000),
-            ("100ms", 100_000_000),
+            ("30s", 30_000_000_000),
             ("1m30s", 90_000_000_000),
-            ("300us", 300_000),
+            ("1.5h", 5_400_000_000_000),
+            ("500ms", 500_000_000),
+            ("250us", 250_000),
+            ("-2s", -2_000_000_000),
+            ("1h2m3s4ms", 3_723_004_000_000),
         ] {
-            assert_eq!(parse_duration(s), Ok(ns), "{s}");
+            assert_eq!(parse_duration(s), Ok(n), "{s}");
         }
-        for s in ["", "1", "s", "1x", "1..2s"] {
-            assert!(parse_duration(s).is_err(), "{s}");
+        for (s, msg) in [
+            ("", r#"time: invalid duration """#),
+            ("1", r#"time: missing unit in duration "1""#),
+            ("1x", r#"time: unknown unit "x" in duration "1x""#),
+            ("s", r#"time: invalid duration "s""#),
+            ("1s-", r#"time: unknown unit "s-" in duration "1s-""#),
+            ("1..2s", r#"time: invalid duration "1..2s""#),
+        ] {
+            assert_eq!(parse_duration(s), Err(msg.to_string()), "{s}");
         }
     }
 }

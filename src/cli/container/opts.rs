@@ -8,6 +8,7 @@ use std::io::BufRead;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
+use berth_client::dockerfile::instructions::parse_duration;
 use berth_client::engine::{
     rootless, CreateOptions, EndpointConfig, Engine, Healthcheck, HostConfig, Lifecycle, LogConfig,
     NetworkMode, PortBinding, RestartPolicy,
@@ -16,7 +17,7 @@ use clap::Args;
 
 use super::mount::parse_mount;
 use super::resources::ResourceFlags;
-use crate::cli::flags::{parse_bytes, parse_go_duration};
+use crate::cli::flags::parse_bytes;
 
 /// The flags `create` and `run` share.
 #[derive(Args, Debug, Clone)]
@@ -481,7 +482,7 @@ pub fn lifecycle(f: &CreateFlags) -> Result<Lifecycle> {
     let duration = |flag: &str, v: &Option<String>| -> Result<i64> {
         match v {
             None => Ok(0),
-            Some(s) => parse_go_duration(s)
+            Some(s) => parse_duration(s)
                 .map_err(|e| anyhow!("invalid argument \"{s}\" for \"--{flag}\" flag: {e}")),
         }
     };
