@@ -122,22 +122,8 @@ pub fn ellipsis(s: &str, n: usize) -> String {
     t
 }
 
-/// Go's `strconv.Quote` for what a command line holds.
-pub fn go_quote(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
+/// Go's `strconv.Quote` (the `ps` COMMAND column): the one the image config's history uses.
+pub use berth_client::dockerfile::config::go_quote;
 
 #[cfg(test)]
 mod tests {
