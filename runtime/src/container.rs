@@ -71,22 +71,25 @@ fn valid_id(id: &str) -> bool {
         && !id.starts_with('.')
 }
 
+/// The kernel's IPC parameters a container with its own IPC namespace may set (besides
+/// `fs.mqueue.*`), as runc and docker list them.
+pub const IPC_SYSCTLS: &[&str] = &[
+    "kernel.msgmax",
+    "kernel.msgmnb",
+    "kernel.msgmni",
+    "kernel.sem",
+    "kernel.shmall",
+    "kernel.shmmax",
+    "kernel.shmmni",
+    "kernel.shm_rmid_forced",
+];
+
 /// The sysctls a container may set are those of a namespace of its own (runc's rule and
 /// words): IPC ones with its own IPC namespace, `net.*` with its own network namespace,
 /// the host and domain names with its own UTS namespace; nothing else.
 fn check_sysctl(key: &str, own_ns: impl Fn(libc::c_int) -> bool) -> Result<()> {
-    const IPC: &[&str] = &[
-        "kernel.msgmax",
-        "kernel.msgmnb",
-        "kernel.msgmni",
-        "kernel.sem",
-        "kernel.shmall",
-        "kernel.shmmax",
-        "kernel.shmmni",
-        "kernel.shm_rmid_forced",
-    ];
     let refuse = |why: &str| Err(Error::InvalidSpec(format!("sysctl {key:?} {why}")));
-    if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
+    if IPC_SYSCTLS.contains(&key) || key.starts_with("fs.mqueue.") {
         if !own_ns(libc::CLONE_NEWIPC) {
             return refuse("is not allowed in the hosts ipc namespace");
         }

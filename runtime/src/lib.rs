@@ -120,14 +120,14 @@ pub mod userns;
 
 pub use attach::{Attach, AttachInput, AttachOptions, Event};
 pub use cgroup::{delegated_subtree, host_supports_blkio_weight, host_supports_oom_kill_disable};
-pub use container::{create, Container, ContainerConfig, ExitHook};
+pub use container::{create, Container, ContainerConfig, ExitHook, IPC_SYSCTLS};
 pub use error::{Error, Result};
 pub use exec::{ExecProcess, ExecStdio};
 pub use logfile::{LogConfig, LogEntry, LogFormat, LogReader};
 pub use rootfs::Rootfs;
 pub use spec::{
-    default_spec, host_has_cgroupns, parse_signal, CAPABILITIES, COPY_UP, DEFAULT_CAPABILITIES,
-    DEFAULT_MASKED_PATHS, DEFAULT_PATH, DEFAULT_READONLY_PATHS,
+    default_spec, device_rule, host_has_cgroupns, parse_signal, CAPABILITIES, COPY_UP,
+    DEFAULT_CAPABILITIES, DEFAULT_MASKED_PATHS, DEFAULT_PATH, DEFAULT_READONLY_PATHS,
 };
 pub use state::{now_rfc3339, Exit, State, Status};
 pub use usage::Usage;

@@ -118,7 +118,8 @@ fn caps_from_names(names: &[&str]) -> Capabilities {
         .collect()
 }
 
-fn device_rule(
+/// An allowing device cgroup rule (`None` for a major or minor is docker's `*`).
+pub fn device_rule(
     typ: LinuxDeviceType,
     major: Option<i64>,
     minor: Option<i64>,

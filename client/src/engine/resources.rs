@@ -150,13 +150,7 @@ fn cgroup_rule(rule: &str) -> Option<LinuxDeviceCgroup> {
     if !access.chars().all(|c| matches!(c, 'r' | 'w' | 'm')) || access.is_empty() {
         return bad();
     }
-    let mut r = LinuxDeviceCgroup::default();
-    r.set_allow(true);
-    r.set_typ(Some(typ));
-    r.set_major(major);
-    r.set_minor(minor);
-    r.set_access(Some(access.to_string()));
-    Some(r)
+    Some(berth_runtime::device_rule(typ, major, minor, access))
 }
 
 /// Checks a `--device-cgroup-rule` (docker's message).
@@ -169,19 +163,12 @@ pub fn check_cgroup_rule(rule: &str) -> std::result::Result<(), String> {
 /// Checks a `--sysctl NAME=VALUE` against the namespaced parameters docker lets through
 /// (IPC ones, `fs.mqueue.*`, `net.*`; its message for the rest).
 pub fn check_sysctl(kv: &str) -> std::result::Result<(String, String), String> {
-    const IPC: &[&str] = &[
-        "kernel.msgmax",
-        "kernel.msgmnb",
-        "kernel.msgmni",
-        "kernel.sem",
-        "kernel.shmall",
-        "kernel.shmmax",
-        "kernel.shmmni",
-        "kernel.shm_rmid_forced",
-    ];
     let refused = || format!("sysctl '{kv}' is not allowed");
     let (k, v) = kv.split_once('=').ok_or_else(refused)?;
-    if IPC.contains(&k) || k.starts_with("fs.mqueue.") || k.starts_with("net.") {
+    if berth_runtime::IPC_SYSCTLS.contains(&k)
+        || k.starts_with("fs.mqueue.")
+        || k.starts_with("net.")
+    {
         Ok((k.to_string(), v.to_string()))
     } else {
         Err(refused())
@@ -542,13 +529,12 @@ pub(crate) fn apply(rec: &ContainerRecord, spec: &mut Spec, layers: &[PathBuf]) 
             d.set_uid(Some(meta.uid()));
             d.set_gid(Some(meta.gid()));
             devices.push(d);
-            let mut rule = LinuxDeviceCgroup::default();
-            rule.set_allow(true);
-            rule.set_typ(Some(typ));
-            rule.set_major(Some(major));
-            rule.set_minor(Some(minor));
-            rule.set_access(Some(m.cgroup_permissions.clone()));
-            rules.push(rule);
+            rules.push(berth_runtime::device_rule(
+                typ,
+                Some(major),
+                Some(minor),
+                &m.cgroup_permissions,
+            ));
         }
     }
     for rule in &r.device_cgroup_rules {
