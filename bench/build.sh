@@ -76,15 +76,6 @@ ENV APP_HOME=/app
 CMD ["cat", "/app/out/count"]
 EOF
 
-# One timed run of "$@", in microseconds, appended to $W/t.NAME; a failure ends the benchmark.
-timed() {
-  local name=$1 s e
-  shift
-  s=${EPOCHREALTIME/./}
-  "$@" >/dev/null 2>"$W/err" || { echo "$name failed: $*" >&2; cat "$W/err" >&2; exit 1; }
-  e=${EPOCHREALTIME/./}
-  echo $((e - s)) >>"$W/t.$name"
-}
 # berth under /usr/bin/time: its peak RSS (KiB) appended to $W/rss.NAME.
 timed_berth() {
   local name=$1

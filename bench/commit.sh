@@ -60,28 +60,23 @@ $P import -q "$W/rootfs.tar" "$IMG" >/dev/null
 bench_dockerd "$W" overlay2
 $D import "$W/rootfs.tar" "$IMG" >/dev/null
 
-# One timed run of "$@" in microseconds, appended to $W/t.NAME; a failure ends the benchmark.
-timed() {
-  local name=$1 s e
-  shift
+# lib.sh's timed after a sync: no run pays for the previous one's dirty pages.
+timed_synced() {
   sync
-  s=${EPOCHREALTIME/./}
-  "$@" >/dev/null 2>"$W/err" || { echo "$name failed: $*" >&2; cat "$W/err" >&2; exit 1; }
-  e=${EPOCHREALTIME/./}
-  echo $((e - s)) >>"$W/t.$name"
+  timed "$@"
 }
 
 commit_round() {
   "$BERTH" run --name writer --network none "$IMG" sh -c "$WRITE"
-  timed berth "$BERTH" commit writer bench/committed:1
+  timed_synced berth "$BERTH" commit writer bench/committed:1
   "$BERTH" rm writer >/dev/null
   "$BERTH" rmi bench/committed:1 >/dev/null
   $D run --name writer --network none "$IMG" sh -c "$WRITE"
-  timed docker $D commit writer bench/committed:1
+  timed_synced docker $D commit writer bench/committed:1
   $D rm writer >/dev/null
   $D rmi bench/committed:1 >/dev/null
   $P run --name writer --network none $PODMAN_LIMITS "$IMG" sh -c "$WRITE"
-  timed podman $P commit -q writer bench/committed:1
+  timed_synced podman $P commit -q writer bench/committed:1
   $P rm writer >/dev/null
   $P rmi bench/committed:1 >/dev/null
 }
@@ -96,9 +91,9 @@ UPPER=$BERTH_ROOT/containers/$("$BERTH" inspect -f '{{.Id}}' box)/upper/big
 [ -f "$UPPER" ] || { echo "no $UPPER" >&2; exit 1; }
 cat "$UPPER" >/dev/null
 cp_round() {
-  timed berth_cp "$BERTH" cp box:/big "$W/out"
+  timed_synced berth_cp "$BERTH" cp box:/big "$W/out"
   rm -f "$W/out"
-  timed cp cp "$UPPER" "$W/out"
+  timed_synced cp cp "$UPPER" "$W/out"
   rm -f "$W/out"
 }
 cp_round
