@@ -268,23 +268,30 @@ fn root_restart_policies_through_the_cli() {
         field(&b, "clean", "{{.RestartCount}} {{.State.Status}}"),
         "0 exited"
     );
-    let st = inspect(&b, "loop")["State"].clone();
-    if st["Status"] == "restarting" {
-        assert_eq!(
-            (st["Running"].clone(), st["Restarting"].clone()),
-            (json!(true), json!(true))
-        );
-    }
-    assert!(b
-        .ok(&[
+    // In a delay, inspect says so as docker does (Running and Restarting both true), and the
+    // status filter finds it (and only it).
+    let mut during = None;
+    eventually("inspect during a restart delay", || {
+        let st = inspect(&b, "loop")["State"].clone();
+        let restarting = st["Status"] == "restarting";
+        during = Some(st);
+        restarting
+    });
+    let st = during.unwrap();
+    assert_eq!(
+        (st["Running"].clone(), st["Restarting"].clone()),
+        (json!(true), json!(true)),
+        "{st}"
+    );
+    eventually("ps --filter status=restarting", || {
+        b.ok(&[
             "ps",
             "--filter",
             "status=restarting",
             "--format",
-            "{{.Names}}"
-        ])
-        .lines()
-        .all(|n| n == "loop"));
+            "{{.Names}}",
+        ]) == "loop\n"
+    });
     // stop ends it: no run follows.
     b.ok(&["stop", "loop"]);
     let count = field(&b, "loop", "{{.RestartCount}}");
