@@ -1363,19 +1363,67 @@ fn root_ipv6_networks_through_the_cli() {
     let p = net24(10);
     let k = std::process::id() & 0xffff;
     let v6 = format!("fd42:{k:x}::");
-    fails_with(
+    // Without an IPv6 subnet, docker's default pool: /64s of a unique local /48 that the
+    // root's engine id names, each network its own, the gateway its first address.
+    let auto6 = |name: &str| {
+        b.ok(&["network", "create", "--ipv6", name]);
+        let v = json(&b.ok(&["network", "inspect", name]))[0].clone();
+        let (s, g) = (
+            &v["IPAM"]["Config"][1]["Subnet"],
+            &v["IPAM"]["Config"][1]["Gateway"],
+        );
+        let s: std::net::Ipv6Addr = s
+            .as_str()
+            .unwrap()
+            .strip_suffix("/64")
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(s.segments()[0] >> 8, 0xfd, "{v}");
+        assert_eq!(
+            g.as_str().unwrap(),
+            format!("{}", std::net::Ipv6Addr::from(u128::from(s) + 1))
+        );
+        s
+    };
+    let (u1, u2) = (auto6("ula1"), auto6("ula2"));
+    assert_eq!(
+        u128::from(u1) >> 80,
+        u128::from(u2) >> 80,
+        "one /48: {u1} {u2}"
+    );
+    assert_ne!(u1, u2);
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "u",
+        "--network",
+        "ula1",
+        "bb",
+        "sleep",
+        "60",
+    ]);
+    let a6 = inspect(&b, "u")["NetworkSettings"]["Networks"]["ula1"]["GlobalIPv6Address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let a6: std::net::Ipv6Addr = a6.parse().unwrap();
+    assert_eq!(
+        u128::from(a6) >> 64,
+        u128::from(u1) >> 64,
+        "{a6} in {u1}/64"
+    );
+    let gw = std::net::Ipv6Addr::from(u128::from(u1) + 1).to_string();
+    let o = out(
         &b,
         &[
-            "network",
-            "create",
-            "--ipv6",
-            "--subnet",
-            &format!("{p}.0/24"),
-            "six",
+            "exec", "u", "busybox", "ping", "-6", "-c", "1", "-W", "3", &gw,
         ],
-        1,
-        "--ipv6 needs an IPv6 --subnet",
     );
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    b.ok(&["rm", "-f", "u"]);
+    b.ok(&["network", "rm", "ula1", "ula2"]);
     fails_with(
         &b,
         &["network", "create", "--subnet", &format!("{v6}/64"), "six"],
@@ -1680,6 +1728,34 @@ fn root_ipv6_networks_through_the_cli() {
 fn root_subnets_keep_off_networks_and_the_hosts_links() {
     let _host = shared();
     let (a, b) = (nets(), nets());
+    // Another root's network that no container has set up yet holds its subnet host-wide
+    // too: the subnet picked for this root's keeps off it, and asking for it is refused.
+    let inspect_subnet = |r: &Berth, n: &str| {
+        let s = r.ok(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{range .IPAM.Config}}{{.Subnet}}{{end}}",
+            n,
+        ]);
+        s.trim().to_string()
+    };
+    let id = a.ok(&["network", "create", "held"]).trim().to_string();
+    let held = inspect_subnet(&a, "held");
+    let claim = std::path::Path::new("/run/berth/net/claims").join(&id);
+    assert!(claim.exists(), "{}", claim.display());
+    b.ok(&["network", "create", "other"]);
+    assert_ne!(inspect_subnet(&b, "other"), held);
+    fails_with(
+        &b,
+        &["network", "create", "--subnet", &held, "same"],
+        1,
+        "invalid pool request: Pool overlaps with other one on this address space",
+    );
+    a.ok(&["network", "rm", "held"]);
+    assert!(!claim.exists(), "{}", claim.display());
+    b.ok(&["network", "rm", "other"]);
+
     let k = std::process::id() & 0xffff;
     let (p, v6) = (net24(13), format!("fd45:{k:x}::"));
     // Another root's network, set up on the host by a container.

@@ -508,6 +508,15 @@ impl CgroupPaths {
         Ok(())
     }
 
+    /// Moves process `pid` (as the caller's pid namespace numbers it) into every directory
+    /// of the container.
+    pub fn join_pid(&self, pid: i32) -> io::Result<()> {
+        for dir in self.dirs() {
+            std::fs::write(dir.join("cgroup.procs"), pid.to_string())?;
+        }
+        Ok(())
+    }
+
     pub fn freeze(&self, frozen: bool) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(10);
         if let Some(dir) = self.v1_dir("freezer") {

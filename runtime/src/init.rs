@@ -22,6 +22,8 @@ pub(crate) const MSG_READY: u8 = b'R';
 pub(crate) const MSG_GO: u8 = b'G';
 pub(crate) const MSG_PTY: u8 = b'P';
 pub(crate) const MSG_PID: u8 = b'I';
+/// Monitor to init: the init is in the container's cgroups (`1`), or why not (`0`, text).
+pub(crate) const MSG_CGROUPS: u8 = b'C';
 pub(crate) const FAIL_SETUP: u8 = b'S';
 pub(crate) const FAIL_NOT_FOUND: u8 = b'N';
 pub(crate) const FAIL_NOT_EXECUTABLE: u8 = b'X';
@@ -160,9 +162,8 @@ fn become_init(p: &ProcessPlan, sock: RawFd) -> ! {
 fn setup(plan: &InitPlan, sock: RawFd, stdio: [RawFd; 3]) -> Result<()> {
     // SAFETY: umask cannot fail.
     unsafe { libc::umask(0) };
-    plan.cgroups
-        .join_self()
-        .ctx(|| "join the container's cgroups".into())?;
+    // The monitor moves this process into the container's cgroups meanwhile (a cgroup v1
+    // `cgroup.procs` write waits ~10 ms for an RCU grace period): see `enter_cgroups`.
     for (flag, path) in &plan.join {
         let f = std::fs::File::open(path).ctx(|| format!("open namespace {}", path.display()))?;
         // SAFETY: setns on an fd we hold.
@@ -170,7 +171,8 @@ fn setup(plan: &InitPlan, sock: RawFd, stdio: [RawFd; 3]) -> Result<()> {
             .ctx(|| format!("join namespace {}", path.display()))?;
     }
     // SAFETY: unshare/setsid are plain system calls.
-    cvt(unsafe { libc::unshare(plan.unshare) }).ctx(|| "unshare namespaces".into())?;
+    cvt(unsafe { libc::unshare(plan.unshare & !libc::CLONE_NEWCGROUP) })
+        .ctx(|| "unshare namespaces".into())?;
     // SAFETY: as above.
     unsafe { libc::setsid() };
 
@@ -184,8 +186,16 @@ fn setup(plan: &InitPlan, sock: RawFd, stdio: [RawFd; 3]) -> Result<()> {
     )
     .ctx(|| "make / private".into())?;
     rootfs::mount_rootfs(&plan.rootfs, root)?;
+    let mut in_cgroups = false;
     for m in &plan.mounts {
+        if !in_cgroups && (m.fstype == "cgroup" || m.fstype == "cgroup2") {
+            enter_cgroups(plan, sock)?;
+            in_cgroups = true;
+        }
         rootfs::mount_one(root, m, &plan.layout)?;
+    }
+    if !in_cgroups {
+        enter_cgroups(plan, sock)?;
     }
     let dev_is_tmpfs = plan
         .mounts
@@ -239,6 +249,34 @@ fn setup(plan: &InitPlan, sock: RawFd, stdio: [RawFd; 3]) -> Result<()> {
     }
     if plan.unshare & libc::CLONE_NEWNET != 0 {
         loopback_up()?;
+    }
+    Ok(())
+}
+
+/// Waits for the monitor to have moved this process into the container's cgroups (it does so
+/// while the root filesystem is mounted), then makes the cgroup namespace, whose root is the
+/// cgroup it is in at that moment. Comes before the cgroup filesystem is mounted and before
+/// anything the cgroups limit (devices, processes) happens.
+fn enter_cgroups(plan: &InitPlan, sock: RawFd) -> Result<()> {
+    let mut buf = [0u8; 1024];
+    match sys::recv_msg(sock, &mut buf) {
+        Ok((n, _)) if n >= 2 && buf[0] == MSG_CGROUPS && buf[1] == b'1' => {}
+        Ok((n, _)) if n >= 2 && buf[0] == MSG_CGROUPS => {
+            return Err(Error::Setup(format!(
+                "join the container's cgroups: {}",
+                String::from_utf8_lossy(&buf[2..n])
+            )))
+        }
+        _ => {
+            return Err(Error::Setup(
+                "join the container's cgroups: no word from the monitor".into(),
+            ))
+        }
+    }
+    if plan.unshare & libc::CLONE_NEWCGROUP != 0 {
+        // SAFETY: plain system call.
+        cvt(unsafe { libc::unshare(libc::CLONE_NEWCGROUP) })
+            .ctx(|| "unshare the cgroup namespace".into())?;
     }
     Ok(())
 }

@@ -268,6 +268,17 @@ impl<'a> Monitor<'a> {
             init::run(&plan.init, sync_child.as_raw_fd(), stdio);
         }
         drop((stdin_theirs, out_theirs, err_theirs, sync_child));
+        // The init mounts its root meanwhile and waits for this before it needs its cgroups.
+        let joined = plan.init.cgroups.join_pid(pid);
+        let mut word = vec![init::MSG_CGROUPS];
+        match &joined {
+            Ok(()) => word.push(b'1'),
+            Err(e) => {
+                word.push(b'0');
+                word.extend_from_slice(e.to_string().as_bytes());
+            }
+        }
+        let _ = sys::send_msg(sync.as_raw_fd(), &word, None);
         let pidfd = sys::pidfd_open(pid).map_err(io("pidfd_open"))?;
 
         // Wait for the init to be ready (or to fail).

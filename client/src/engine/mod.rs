@@ -532,6 +532,32 @@ impl Engine {
         &self.root
     }
 
+    /// The root's engine id (docker's `engine-id`): made once, the first time it is needed;
+    /// what the default IPv6 pool is derived from.
+    pub fn engine_id(&self) -> Result<String> {
+        let path = self.root.join("engine-id");
+        match std::fs::read_to_string(&path) {
+            Ok(s) if !s.trim().is_empty() => return Ok(s.trim().to_string()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&path)(e)),
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        // Two first uses at once: the one whose link lands is the id.
+        let tmp = self.root.join(format!(".engine-id.{}", std::process::id()));
+        std::fs::write(&tmp, &id).map_err(io_err(&tmp))?;
+        let linked = std::fs::hard_link(&tmp, &path);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => Ok(id),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let s = std::fs::read_to_string(&path).map_err(io_err(&path))?;
+                Ok(s.trim().to_string())
+            }
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
     /// The events journal under the root, which every engine operation writes to.
     pub fn journal(&self) -> Journal {
         Journal::open(&self.root)
@@ -1836,7 +1862,8 @@ impl Engine {
                 journal
                     .record(container_event(rec, "kill").attr("signal", libc::SIGKILL.to_string()));
             }
-            c.delete(true)?;
+            // Its runtime state lives in its directory, which goes whole below.
+            c.release(true)?;
         }
         self.disconnect(rec);
         // The record goes first (a rename), so a failure below leaves debris, not a

@@ -109,6 +109,24 @@ pub struct NetworkOptions {
     pub gateway6: Option<String>,
 }
 
+/// The IPv6 subnets of this root's networks and of the networks set up on the host.
+fn used6(all: &[NetworkRecord], on_host: &[net::HostNetwork]) -> Vec<(Ipv6Addr, u8)> {
+    all.iter()
+        .filter(|r| r.enable_ipv6)
+        .filter_map(|r| parse_cidr6(&r.subnet6).ok())
+        .chain(on_host.iter().filter_map(|h| h.subnet6))
+        .collect()
+}
+
+/// docker's default IPv6 pool (moby 27): a unique local /48, `fd` and 40 bits of the
+/// SHA-256 of the engine's id (RFC 4193's global id), cut into /64 subnets.
+fn ula_pool(engine_id: &str) -> Ipv6Addr {
+    use sha2::{Digest as _, Sha256};
+    let h = Sha256::digest(engine_id.as_bytes());
+    let gid = u64::from_be_bytes(h[..8].try_into().expect("8 bytes")) & ((1 << 40) - 1);
+    Ipv6Addr::from((0xfd_u128 << 120) | (u128::from(gid) << 80))
+}
+
 /// An IPv6 `ADDR/PREFIX`, or docker's message for it.
 fn parse_cidr6(s: &str) -> Result<(Ipv6Addr, u8)> {
     let bad = || EngineError::Invalid(format!("invalid CIDR address: {s}"));
@@ -193,6 +211,20 @@ impl Engine {
     /// id prefix.
     pub fn network_exists(&self, s: &str) -> Result<bool> {
         Ok(PREDEFINED.iter().any(|(n, _)| *n == s) || self.find_network(s)?.is_some())
+    }
+
+    /// Holds the network's subnets host-wide (see `net::claim`). Best effort: without the
+    /// host-wide state directory (no root), only this root's networks are kept apart.
+    fn claim(&self, r: &NetworkRecord) {
+        let record = self.networks_dir().join(format!("{}.json", r.id));
+        let record = std::fs::canonicalize(&record).unwrap_or(record);
+        if let Ok((a, p)) = parse_cidr(&r.subnet) {
+            let v6 = r
+                .enable_ipv6
+                .then(|| parse_cidr6(&r.subnet6).ok())
+                .flatten();
+            let _ = net::claim(&self.bridge.state_dir, &r.id, (a, p), v6, &record);
+        }
     }
 
     /// The host side of a user-defined network.
@@ -315,7 +347,16 @@ impl Engine {
         // root's, the default bridge, the bridges other berth roots have set up on this
         // host); a subnet picked for the network also keeps off the subnets the host is on
         // and its name servers. The host's other routes are the user's business.
-        let on_host = net::host_networks(&self.bridge.state_dir);
+        let state_dir = &self.bridge.state_dir;
+        // This root's networks hold their subnets host-wide (again after a reboot emptied
+        // /run), and those of other roots are in the way as much as the set-up ones.
+        for r in &all {
+            if !net::claimed(state_dir, &r.id) {
+                self.claim(r);
+            }
+        }
+        let mut on_host = net::host_networks(state_dir);
+        on_host.extend(net::claims(state_dir));
         let mut used: Vec<(Ipv4Addr, u8)> = all
             .iter()
             .filter_map(|r| parse_cidr(&r.subnet).ok())
@@ -393,9 +434,29 @@ impl Engine {
                 )))
             }
             (None, true) => {
-                return Err(EngineError::Invalid(
-                    "--ipv6 needs an IPv6 --subnet (berth has no default IPv6 pool)".into(),
-                ))
+                if o.gateway6.is_some() {
+                    return Err(EngineError::Invalid(
+                        "every ip-range or gateway must have a corresponding subnet".into(),
+                    ));
+                }
+                // docker's default IPv6 pool: a /64 of the ULA /48 its engine id names.
+                let pool = ula_pool(&self.engine_id()?);
+                let mut used6 = used6(&all, &on_host);
+                used6.extend(net::reserved_subnets6()?);
+                let net6 = (0..=u16::MAX)
+                    .map(|i| Ipv6Addr::from(u128::from(pool) | (u128::from(i) << 64)))
+                    .find(|a| !used6.iter().any(|(b, q)| net::overlaps6(*a, 64, *b, *q)))
+                    .ok_or_else(|| {
+                        EngineError::Invalid(
+                            "could not find an available, non-overlapping IPv6 address pool \
+                             among the defaults to assign to the network; give an IPv6 --subnet"
+                                .into(),
+                        )
+                    })?;
+                (
+                    format!("{net6}/64"),
+                    Ipv6Addr::from(u128::from(net6) + 1).to_string(),
+                )
             }
             (Some(s), true) => {
                 let (a, p) = parse_cidr6(s)?;
@@ -407,12 +468,7 @@ impl Engine {
                     )));
                 }
                 let net6 = masked6(a, p);
-                let used6 = all
-                    .iter()
-                    .filter(|r| r.enable_ipv6)
-                    .filter_map(|r| parse_cidr6(&r.subnet6).ok())
-                    .chain(on_host.iter().filter_map(|h| h.subnet6));
-                for (b, q) in used6 {
+                for (b, q) in used6(&all, &on_host) {
                     if net::overlaps6(net6, p, b, q) {
                         return Err(EngineError::Invalid(POOL_OVERLAP.into()));
                     }
@@ -481,6 +537,7 @@ impl Engine {
             let _ = std::fs::remove_file(&name_path);
             return Err(e);
         }
+        self.claim(&rec);
         self.journal().record(network_record_event(&rec, "create"));
         Ok(rec)
     }
@@ -529,6 +586,7 @@ impl Engine {
             other => other.into(),
         })?;
         let _ = std::fs::remove_file(self.networks_dir().join(format!("{}.json", rec.id)));
+        net::unclaim(&self.bridge.state_dir, &rec.id);
         let name_path = self.networks_dir().join("names").join(&rec.name);
         if std::fs::read_to_string(&name_path).is_ok_and(|i| i.trim() == rec.id) {
             let _ = std::fs::remove_file(name_path);

@@ -1132,6 +1132,21 @@ pub fn reserved_subnets() -> Result<Vec<(Ipv4Addr, u8)>> {
     Ok(v)
 }
 
+/// The IPv6 subnets the host routes to (its interfaces' and the routes it was given), which
+/// a network whose IPv6 subnet is picked for it keeps off, as docker's `InferReservedNetworks`
+/// does for IPv6.
+pub fn reserved_subnets6() -> Result<Vec<(Ipv6Addr, u8)>> {
+    let mut rt = Rtnl::open().map_err(net_err("open a netlink socket"))?;
+    let mut v = rt
+        .routes6()
+        .map_err(net_err("list the host's IPv6 routes"))?;
+    v.extend(dns::upstreams().into_iter().filter_map(|a| match a {
+        std::net::IpAddr::V6(a) => Some((a, 128)),
+        std::net::IpAddr::V4(_) => None,
+    }));
+    Ok(v)
+}
+
 /// A bridge network of any berth root that is set up on this host (its stamp names its
 /// bridge, which exists): its name, IPv4 subnet and IPv6 subnet.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -1139,6 +1154,81 @@ pub struct HostNetwork {
     pub name: String,
     pub subnet: (Ipv4Addr, u8),
     pub subnet6: Option<(Ipv6Addr, u8)>,
+}
+
+/// Holds a network's subnets host-wide from its `network create` to its `rm`, set up or not,
+/// so that another berth root on this host (another store, the same kernel) keeps off them:
+/// a file per network under `<state_dir>/claims/` naming the record it stands for (a claim
+/// whose record is gone is stale and ignored).
+pub fn claim(
+    state_dir: &Path,
+    id: &str,
+    subnet: (Ipv4Addr, u8),
+    subnet6: Option<(Ipv6Addr, u8)>,
+    record: &Path,
+) -> Result<()> {
+    let dir = state_dir.join("claims");
+    fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
+    let v6 = subnet6.map_or("-".to_string(), |(a, p)| format!("{a}/{p}"));
+    let text = format!("{}/{} {v6} {}\n", subnet.0, subnet.1, record.display());
+    let (tmp, path) = (dir.join(format!(".{id}.tmp")), dir.join(id));
+    fs::write(&tmp, text).ctx(|| format!("write {}", tmp.display()))?;
+    fs::rename(&tmp, &path).ctx(|| format!("write {}", path.display()))
+}
+
+/// Whether the network `id` holds its subnets host-wide (see [`claim`]).
+pub fn claimed(state_dir: &Path, id: &str) -> bool {
+    state_dir.join("claims").join(id).exists()
+}
+
+/// Lets go of a network's subnets (see [`claim`]).
+pub fn unclaim(state_dir: &Path, id: &str) {
+    let _ = fs::remove_file(state_dir.join("claims").join(id));
+}
+
+/// The subnets the networks of every berth root on this host hold (see [`claim`]); the
+/// name is the network's id.
+pub fn claims(state_dir: &Path) -> Vec<HostNetwork> {
+    let mut v = vec![];
+    for e in fs::read_dir(state_dir.join("claims"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let Some(id) = e.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        if id.starts_with('.') {
+            continue;
+        }
+        let Ok(text) = fs::read_to_string(e.path()) else {
+            continue;
+        };
+        if let Some(n) = parse_claim(&id, &text) {
+            if Path::new(&text.trim_end().splitn(3, ' ').nth(2).unwrap_or_default()).exists() {
+                v.push(n);
+            }
+        }
+    }
+    v
+}
+
+fn parse_claim(id: &str, text: &str) -> Option<HostNetwork> {
+    let mut w = text.trim_end().splitn(3, ' ');
+    let (a, p) = w.next()?.split_once('/')?;
+    let (a, p): (Ipv4Addr, u8) = (a.parse().ok()?, p.parse().ok()?);
+    let subnet6 = match w.next()? {
+        "-" => None,
+        s => {
+            let (a, p) = s.split_once('/')?;
+            Some((a.parse().ok()?, p.parse().ok()?))
+        }
+    };
+    Some(HostNetwork {
+        name: id.to_string(),
+        subnet: (a, p),
+        subnet6,
+    })
 }
 
 /// The bridge networks set up on this host under `state_dir` (every berth root's: the
@@ -1257,6 +1347,16 @@ mod tests {
             Ipv4Addr::new(10, 90, 3, 0),
             24
         ));
+    }
+
+    #[test]
+    fn claims_are_read_back() {
+        let n = parse_claim("abc", "10.92.3.0/24 fd00:1::/64 /x/y z.json\n").unwrap();
+        assert_eq!(n.subnet, (Ipv4Addr::new(10, 92, 3, 0), 24));
+        assert_eq!(n.subnet6, Some(("fd00:1::".parse().unwrap(), 64)));
+        let n = parse_claim("abc", "10.92.3.0/24 - /x/y.json\n").unwrap();
+        assert_eq!(n.subnet6, None);
+        assert!(parse_claim("abc", "garbage").is_none());
     }
 
     #[test]

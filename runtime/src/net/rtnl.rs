@@ -296,6 +296,34 @@ impl Rtnl {
             .collect())
     }
 
+    /// The main table's on-link IPv6 routes (a destination, no gateway), as (destination,
+    /// prefix length): the subnets of the host's links, which an IPv6 subnet picked for a
+    /// network keeps off (IPv6 routes carry no link scope, so the gateway tells them apart).
+    pub fn routes6(&mut self) -> Result<Vec<(Ipv6Addr, u8)>> {
+        let mut m = RouteMessage::default();
+        m.header.address_family = AddressFamily::Inet6;
+        let v = self.request(RouteNetlinkMessage::GetRoute(m), NLM_F_DUMP)?;
+        Ok(v.into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewRoute(r)
+                    if r.header.table == RouteHeader::RT_TABLE_MAIN
+                        && r.header.destination_prefix_length > 0
+                        && !r
+                            .attributes
+                            .iter()
+                            .any(|a| matches!(a, RouteAttribute::Gateway(_))) =>
+                {
+                    let dst = r.attributes.iter().find_map(|a| match a {
+                        RouteAttribute::Destination(RouteAddress::Inet6(d)) => Some(*d),
+                        _ => None,
+                    })?;
+                    Some((dst, r.header.destination_prefix_length))
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
     /// The default route through `gateway`.
     pub fn add_default_route(&mut self, gateway: Ipv4Addr) -> Result<()> {
         let mut m = RouteMessage::default();
