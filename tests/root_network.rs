@@ -1397,14 +1397,14 @@ fn root_ipv6_networks_through_the_cli() {
         "run",
         "-d",
         "--name",
-        "u",
+        "u6",
         "--network",
         "ula1",
         "bb",
         "sleep",
         "60",
     ]);
-    let a6 = inspect(&b, "u")["NetworkSettings"]["Networks"]["ula1"]["GlobalIPv6Address"]
+    let a6 = inspect(&b, "u6")["NetworkSettings"]["Networks"]["ula1"]["GlobalIPv6Address"]
         .as_str()
         .unwrap()
         .to_string();
@@ -1418,11 +1418,11 @@ fn root_ipv6_networks_through_the_cli() {
     let o = out(
         &b,
         &[
-            "exec", "u", "busybox", "ping", "-6", "-c", "1", "-W", "3", &gw,
+            "exec", "u6", "busybox", "ping", "-6", "-c", "1", "-W", "3", &gw,
         ],
     );
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
-    b.ok(&["rm", "-f", "u"]);
+    b.ok(&["rm", "-f", "u6"]);
     b.ok(&["network", "rm", "ula1", "ula2"]);
     fails_with(
         &b,
