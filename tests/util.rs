@@ -797,20 +797,41 @@ impl Storage {
     /// Every key the store holds under `prefix`, read from the storage itself (the file
     /// system's temporary files are not keys).
     pub fn keys(&self, prefix: &str) -> Vec<String> {
+        let backend = self.backend();
         runtime().block_on(async {
-            let backend: Box<dyn berth_storage::backend::Backend> = match (&self.dir, &self.s3) {
-                (Some(dir), _) => {
-                    Box::new(berth_storage::FsBackend::new(dir.path(), false).unwrap())
-                }
-                (None, Some(s3)) => {
-                    Box::new(berth_storage::S3Backend::new(&s3.config(&self.s3_prefix)).unwrap())
-                }
-                (None, None) => unreachable!("a storage is a directory or a bucket"),
-            };
             berth_storage::backend::list_all(&*backend, prefix)
                 .await
                 .unwrap()
         })
+    }
+
+    /// Writes each `(key, bytes)` straight into the storage, a few at a time.
+    pub fn put_all(&self, objects: Vec<(String, Vec<u8>)>) {
+        let backend: Arc<dyn berth_storage::backend::Backend> = self.backend().into();
+        runtime().block_on(async {
+            let mut writes = tokio::task::JoinSet::new();
+            for (key, data) in objects {
+                if writes.len() >= 32 {
+                    writes.join_next().await.unwrap().unwrap();
+                }
+                let backend = backend.clone();
+                writes.spawn(async move { backend.put(&key, data.into()).await.unwrap() });
+            }
+            while let Some(done) = writes.join_next().await {
+                done.unwrap();
+            }
+        });
+    }
+
+    /// The store's backend, as `berth serve` opens it (the file system's without fsync).
+    fn backend(&self) -> Box<dyn berth_storage::backend::Backend> {
+        match (&self.dir, &self.s3) {
+            (Some(dir), _) => Box::new(berth_storage::FsBackend::new(dir.path(), false).unwrap()),
+            (None, Some(s3)) => {
+                Box::new(berth_storage::S3Backend::new(&s3.config(&self.s3_prefix)).unwrap())
+            }
+            (None, None) => unreachable!("a storage is a directory or a bucket"),
+        }
     }
 
     /// The storage of each kind the peer tests run on.
