@@ -10,8 +10,8 @@ use std::sync::Arc;
 use berth_storage::Digest;
 
 use crate::util::{
-    backdate, berth_bin, build_image, require, run, skopeo_push, Berth, Registry, Storage,
-    TestImage,
+    backdate, berth_bin, build_image, require, run, skopeo_copy_to_dir, skopeo_push, Berth,
+    Registry, Storage, TestImage,
 };
 
 fn blob_path(root: &Path, d: &Digest) -> std::path::PathBuf {
@@ -118,13 +118,7 @@ fn berth_gc(config: &Path, extra: &[&str]) -> String {
 pub(crate) fn assert_pullable(reference: &str, image: &TestImage) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("copy");
-    run(Command::new(require("skopeo")).args([
-        "copy",
-        "--quiet",
-        "--src-tls-verify=false",
-        &format!("docker://{reference}"),
-        &format!("dir:{}", out.display()),
-    ]));
+    skopeo_copy_to_dir(reference, &out);
     let mut seen = 0;
     for d in image.layers.iter().chain([&image.config, &image.manifest]) {
         let ours = std::fs::read(image.layout.join("blobs/sha256").join(d.hex())).unwrap();
@@ -266,12 +260,12 @@ fn dry_run_changes_nothing_and_a_killed_collection_is_finished_by_the_next() {
 
 #[test]
 fn a_killed_collection_is_finished_by_the_next_on_s3s() {
-    killed_collection_is_finished_by_the_next(Storage::s3s(), 10_000);
+    killed_collection_is_finished_by_the_next(Storage::s3s(), 3_000);
 }
 
 #[test]
 fn a_killed_collection_is_finished_by_the_next_on_moto() {
-    killed_collection_is_finished_by_the_next(Storage::moto(), 4_000);
+    killed_collection_is_finished_by_the_next(Storage::moto(), 3_000);
 }
 
 fn killed_collection_is_finished_by_the_next(storage: Storage, garbage: usize) {

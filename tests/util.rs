@@ -467,6 +467,18 @@ pub fn skopeo_push(image: &TestImage, dest: &str) {
     ]));
 }
 
+/// Copies `reference` out of a registry (plain HTTP) with skopeo into a `dir:` layout at
+/// `dir`: `manifest.json` and a file per blob, named by its hex.
+pub fn skopeo_copy_to_dir(reference: &str, dir: &Path) {
+    run_ok(Command::new(require("skopeo")).args([
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        &format!("docker://{reference}"),
+        &format!("dir:{}", dir.display()),
+    ]));
+}
+
 /// A private dockerd on its own socket and directories, stopped on drop.
 pub struct Dockerd {
     pub dir: tempfile::TempDir,
