@@ -426,22 +426,42 @@ fn http_get(port: u16, path: &str) -> String {
 fn root_rootless_refusals_are_one_clear_line() {
     let u = User::new(true);
     u.import_busybox();
-    for args in [
-        &["run", "--rm", "-m", "64m", "bb", "true"][..],
-        &["run", "--rm", "--cpus", "0.5", "bb", "true"],
-        &["run", "--rm", "--pids-limit", "10", "bb", "true"],
+    for (args, controller) in [
+        (&["run", "--rm", "-m", "64m", "bb", "true"][..], "memory"),
+        (&["run", "--rm", "--cpus", "0.5", "bb", "true"], "cpu"),
+        (&["run", "--rm", "--pids-limit", "10", "bb", "true"], "pids"),
+        (&["run", "--rm", "--cpu-shares", "512", "bb", "true"], "cpu"),
+        (
+            &["run", "--rm", "--memory-reservation", "32m", "bb", "true"],
+            "memory",
+        ),
     ] {
         let err = u.fails(args, 125);
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(err.contains("rootless containers cannot have"), "{err}");
         assert!(
-            err.contains("cgroup v1 holds memory, cpu, pids here (a v1 or hybrid host)"),
+            err.contains(&format!(
+                "cgroup v1 holds {controller} here (a v1 or hybrid host)"
+            )),
             "{err}"
         );
     }
     let err = u.fails(&["run", "--rm", "--network", "bridge", "bb", "true"], 125);
     assert!(err.contains("cannot use --network bridge"), "{err}");
+    let err = u.fails(&["run", "--rm", "--cgroup-parent", "x", "bb", "true"], 125);
+    assert!(err.contains("cannot use --cgroup-parent"), "{err}");
     assert_eq!(u.ok(&["ps", "-aq"]), "", "nothing was created");
+    // `update` cannot give a limit `run` could not.
+    u.ok(&["create", "--name", "cc", "--network", "none", "bb", "true"]);
+    let out = u.output(&["update", "--cpus", "0.5", "cc"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("rootless containers cannot have --cpus on this host: cgroup v1 holds cpu"),
+        "{err}"
+    );
+    let mem = u.ok(&["inspect", "-f", "{{.HostConfig.NanoCpus}}", "cc"]);
+    assert_eq!(mem.trim(), "0", "nothing recorded");
 
     let bare = User::new(false);
     let err = bare.fails(&["images"], 125);
@@ -916,8 +936,10 @@ fn root_rootless_delegated_cgroup_v2_subtree() {
         )
     );
     u.ok(&["rm", "-f", id]);
-    let left = in_cgroup2(&format!("ls $C/{t}/user/berth"));
-    assert_eq!(left.trim(), "", "rm removes the container's cgroup");
+    let left = in_cgroup2(&format!(
+        "test -d $C/{t}/user/berth/{id} && echo left || echo removed"
+    ));
+    assert_eq!(left.trim(), "removed", "rm removes the container's cgroup");
 
     // Started outside what the user owns: no subtree, no cgroup, limits refused saying so.
     u.prelude = Some(view("plain"));
@@ -945,16 +967,16 @@ fn root_rootless_delegated_cgroup_v2_subtree() {
         "run",
         "-d",
         "--name",
-        "p",
+        "pp",
         "--network",
         "none",
         "bb",
         "sleep",
         "100",
     ]);
-    let top = u.ok(&["top", "p"]);
+    let top = u.ok(&["top", "pp"]);
     assert!(top.contains("sleep 100"), "{top}");
-    let err = u.fails(&["pause", "p"], 1);
+    let err = u.fails(&["pause", "pp"], 1);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
         err.contains("can be paused only in a cgroup v2 subtree delegated to the user"),

@@ -454,8 +454,11 @@ impl CgroupPaths {
                     };
                     write(&dir.join(file), &rule.to_string())?;
                 }
-            } else if let Some(dir) = &self.v2 {
-                // cgroup v2 has no devices files: the rules become an eBPF program.
+            } else if let (Some(dir), None) = (&self.v2, &self.v2_base) {
+                // cgroup v2 has no devices files: the rules become an eBPF program. Not in a
+                // rootless container's delegated cgroup: the kernel loads no such program for
+                // a user namespace, and its device nodes are the host's, bound in, which the
+                // user may open or not as on the host.
                 crate::devices::attach(dir, rules)?;
             }
         }
