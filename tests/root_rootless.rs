@@ -430,9 +430,14 @@ fn root_rootless_refusals_are_one_clear_line() {
         (&["run", "--rm", "-m", "64m", "bb", "true"][..], "memory"),
         (&["run", "--rm", "--cpus", "0.5", "bb", "true"], "cpu"),
         (&["run", "--rm", "--pids-limit", "10", "bb", "true"], "pids"),
+        // The cgroup's other settings too: none is dropped unseen.
         (&["run", "--rm", "--cpu-shares", "512", "bb", "true"], "cpu"),
         (
-            &["run", "--rm", "--memory-reservation", "32m", "bb", "true"],
+            &["run", "--rm", "--cpuset-cpus", "0", "bb", "true"],
+            "cpuset",
+        ),
+        (
+            &["run", "--rm", "--memory-reservation", "10m", "bb", "true"],
             "memory",
         ),
     ] {
@@ -450,6 +455,10 @@ fn root_rootless_refusals_are_one_clear_line() {
     assert!(err.contains("cannot use --network bridge"), "{err}");
     let err = u.fails(&["run", "--rm", "--cgroup-parent", "x", "bb", "true"], 125);
     assert!(err.contains("cannot use --cgroup-parent"), "{err}");
+    // A shareable /dev/shm is a tmpfs on the host, which a user cannot mount.
+    let err = u.fails(&["run", "--rm", "--ipc", "shareable", "bb", "true"], 125);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("cannot use --ipc shareable"), "{err}");
     assert_eq!(u.ok(&["ps", "-aq"]), "", "nothing was created");
     // `update` cannot give a limit `run` could not.
     u.ok(&["create", "--name", "cc", "--network", "none", "bb", "true"]);

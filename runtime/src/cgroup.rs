@@ -35,12 +35,23 @@ fn wanted_v1_for(resources: Option<&LinuxResources>) -> Vec<&'static str> {
 /// Whether this host can keep the OOM killer away from a cgroup (docker's
 /// `--oom-kill-disable`): only cgroup v1's memory controller can (`memory.oom_control`).
 pub fn host_supports_oom_kill_disable() -> bool {
+    v1_memory_has("memory.oom_control")
+}
+
+/// Whether this host can set a cgroup's swappiness (docker's `--memory-swappiness`): only
+/// cgroup v1's memory controller has it (`memory.swappiness`).
+pub fn host_supports_memory_swappiness() -> bool {
+    v1_memory_has("memory.swappiness")
+}
+
+/// Whether a cgroup v1 memory hierarchy here has `file`.
+fn v1_memory_has(file: &str) -> bool {
     Layout::detect().is_ok_and(|layout| {
         layout
             .v1
             .iter()
             .filter(|m| m.controllers.iter().any(|c| c == "memory"))
-            .any(|m| m.mountpoint.join("memory.oom_control").exists())
+            .any(|m| m.mountpoint.join(file).exists())
     })
 }
 
@@ -707,10 +718,13 @@ pub(crate) fn controllers_for(resources: Option<&LinuxResources>) -> Vec<&'stati
     };
     let positive = |v: Option<i64>| v.is_some_and(|v| v > 0);
     let mut needed = vec![];
-    if r.memory()
-        .as_ref()
-        .is_some_and(|m| positive(m.limit()) || positive(m.swap()) || positive(m.reservation()))
-    {
+    if r.memory().as_ref().is_some_and(|m| {
+        positive(m.limit())
+            || positive(m.swap())
+            || positive(m.reservation())
+            || m.swappiness().is_some()
+            || m.disable_oom_killer() == Some(true)
+    }) {
         needed.push("memory");
     }
     let cpu = r.cpu().as_ref();

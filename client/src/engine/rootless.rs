@@ -105,6 +105,14 @@ pub(crate) fn check(host: &HostConfig) -> Result<()> {
                 .into(),
         ));
     }
+    if host.ipc_mode == "shareable" {
+        return Err(EngineError::Invalid(
+            "rootless containers cannot use --ipc shareable: the /dev/shm other containers \
+             join is a tmpfs mounted on the host, which needs root; use --ipc private (the \
+             default) or host"
+                .into(),
+        ));
+    }
     let r = &host.resources;
     if r.oom_kill_disable || !r.device_cgroup_rules.is_empty() {
         return Err(limits_refused(
@@ -120,13 +128,18 @@ pub(crate) fn check(host: &HostConfig) -> Result<()> {
     let limits = [
         (host.memory != 0, "-m/--memory", "memory"),
         (host.memory_swap > 0, "--memory-swap", "memory"),
-        (r.memory_reservation > 0, "--memory-reservation", "memory"),
+        (r.memory_reservation != 0, "--memory-reservation", "memory"),
+        (
+            r.memory_swappiness.is_some_and(|s| s >= 0),
+            "--memory-swappiness",
+            "memory",
+        ),
         (host.nano_cpus != 0, "--cpus", "cpu"),
-        (r.cpu_shares > 0, "--cpu-shares", "cpu"),
+        (r.cpu_shares != 0, "--cpu-shares", "cpu"),
         (!r.cpuset_cpus.is_empty(), "--cpuset-cpus", "cpuset"),
         (!r.cpuset_mems.is_empty(), "--cpuset-mems", "cpuset"),
         (host.pids_limit > 0, "--pids-limit", "pids"),
-        (r.blkio_weight > 0, "--blkio-weight", "io"),
+        (r.blkio_weight != 0, "--blkio-weight", "io"),
     ];
     let asked: Vec<&str> = limits.iter().filter(|l| l.0).map(|l| l.1).collect();
     let mut needed: Vec<&str> = limits.iter().filter(|l| l.0).map(|l| l.2).collect();
