@@ -117,11 +117,11 @@ fn every_verb_answers_help_under_each_spelling_with_the_same_flags() {
             object.join(" ")
         );
         assert!(
-            top_text.contains(&format!("Usage: berth {}", top.join(" "))),
+            top_text.contains(&format!("Usage:  berth {}", top.join(" "))),
             "{top_text}"
         );
         assert!(
-            object_text.contains(&format!("Usage: berth {}", object.join(" "))),
+            object_text.contains(&format!("Usage:  berth {}", object.join(" "))),
             "{object_text}"
         );
     }

@@ -152,6 +152,8 @@ impl ResourceFlags {
             cpuset_mems: self.cpuset_mems.clone().unwrap_or_default(),
             memory_reservation: bytes("--memory-reservation", &self.memory_reservation)?,
             blkio_weight,
+            // the CFS and real-time scheduler settings come from `update` only
+            ..Resources::default()
         })
     }
 }
