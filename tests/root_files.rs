@@ -212,6 +212,22 @@ fn root_diff_and_export_match_dockers_and_export_imports() {
     }
 }
 
+/// Where the store keeps the blob `digest` (`sha256:…`) under `root`.
+fn blob_path(root: &Path, digest: &str) -> std::path::PathBuf {
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    let found = Command::new("find")
+        .arg(root.join("blobs"))
+        .args(["-type", "f", "-name", hex])
+        .output()
+        .unwrap();
+    let path = String::from_utf8(found.stdout).unwrap();
+    let path = path
+        .lines()
+        .next()
+        .unwrap_or_else(|| panic!("no blob {digest}"));
+    path.into()
+}
+
 fn image_inspect(b: &Berth, name: &str) -> Value {
     let v: Value = serde_json::from_str(&b.ok(&["image", "inspect", name])).unwrap();
     v[0].clone()
@@ -309,11 +325,23 @@ fn root_commit_flags_and_the_image_runs_in_berth_docker_and_podman() {
     ]);
     assert_eq!(history.lines().next(), Some("a message"));
 
+    // The new layer is stored once, as a blob: its snapshot is unpacked when the image is
+    // first used (the layers below were unpacked already).
+    let lower = |img: &Value| -> Vec<String> {
+        let l = img["GraphDriver"]["Data"]["LowerDir"].as_str().unwrap();
+        l.split(':').map(String::from).collect()
+    };
+    let snapshots = lower(&img);
+    assert_eq!(snapshots.len(), 2, "{snapshots:?}");
+    assert!(!Path::new(&snapshots[0]).exists(), "{snapshots:?}");
+    assert!(Path::new(&snapshots[1]).is_dir(), "{snapshots:?}");
+
     // The new layer holds what the container changed: a file, and a deletion.
     assert_eq!(
         b.ok(&["run", "--rm", "--network", "none", "committed:1"]),
         "data\n"
     );
+    assert!(Path::new(&snapshots[0]).is_dir(), "{snapshots:?}");
     let gone = b
         .cmd(&[
             "run",
@@ -333,6 +361,57 @@ fn root_commit_flags_and_the_image_runs_in_berth_docker_and_podman() {
     assert_eq!(status(&b, "box"), "running");
     b.ok(&["stop", "-t", "1", "box"]);
     b.ok(&["commit", "-p", "box", "committed:stopped"]);
+    // A blob that no longer holds the layer its image names is refused when the snapshot is
+    // unpacked from it, and nothing is left half unpacked.
+    b.ok(&[
+        "run",
+        "--name",
+        "spoil",
+        "--network",
+        "none",
+        "files:1",
+        "sh",
+        "-c",
+        "echo spoilt > /srv/spoilt",
+    ]);
+    b.ok(&["commit", "spoil", "committed:spoilt"]);
+    let spoilt = lower(&image_inspect(&b, "committed:spoilt"));
+    let layer_digest = b.ok(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{json .RootFS.Layers}}",
+        "committed:spoilt",
+    ]);
+    let layers: Vec<String> = serde_json::from_str(&layer_digest).unwrap();
+    // The committed layer is a plain tar: its blob's digest is its diff id.
+    let blob = blob_path(&b.root, layers.last().unwrap());
+    // An empty tar (two zero blocks) in its place.
+    std::fs::write(&blob, [0u8; 1024]).unwrap();
+    let o = b
+        .cmd(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "committed:spoilt",
+            "true",
+        ])
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(125), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("its content has diff id"), "{err}");
+    assert!(!Path::new(&spoilt[0]).exists(), "{spoilt:?}");
+    let leftovers: Vec<_> = std::fs::read_dir(b.root.join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    b.ok(&["rm", "spoil"]);
+    b.ok(&["rmi", "committed:spoilt"]);
     assert_eq!(
         b.ok(&[
             "run",

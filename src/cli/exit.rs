@@ -47,9 +47,13 @@ pub fn usage_error(e: clap::Error) -> i32 {
                 .and_then(|u| {
                     let words: Vec<&str> = u
                         .split_whitespace()
+                        // clap's usage for a near miss names the flag it suggests
+                        // (`berth run --cpus <CPUS>`): the command is the words before.
                         .take_while(|w| {
-                            w.chars()
-                                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                            !w.starts_with('-')
+                                && w.chars().all(|c| {
+                                    c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'
+                                })
                         })
                         .collect();
                     (!words.is_empty()).then(|| words.join(" "))

@@ -176,6 +176,8 @@ impl Build<'_> {
                 return Err(e.into());
             }
         };
+        // A committed image's layers are unpacked when first used.
+        self.images.unpack_missing(&record.layers)?;
         let data = self.images.config_sync(&record)?;
         let config =
             ImageConfig::from_json(&serde_json::to_vec(&data).expect("json")).map_err(other)?;

@@ -12,7 +12,7 @@ use berth_storage::Digest;
 use serde_json::{json, Value};
 
 use super::{container_event, io_err, ContainerRecord, Engine, EngineError, Result, Status};
-use crate::images::{apply_changes, now_rfc3339, ImageError, LayerRecord};
+use crate::images::{apply_changes, chain_id, now_rfc3339, ImageError, LayerRecord};
 use crate::layer::{self, Change, Compression, LayerOptions, LayerSource};
 use crate::reference::ImageRef;
 
@@ -111,7 +111,24 @@ impl Engine {
         v
     }
 
+    /// Makes sure the snapshots under the container are there: those missing are unpacked
+    /// from the image's blobs (a committed image's layer is, when first used), else an
+    /// error says to pull the image again.
     pub(super) fn check_snapshots(&self, rec: &ContainerRecord) -> Result<()> {
+        if rec
+            .layers
+            .iter()
+            .any(|c| !self.images.snapshot_dir(c).is_dir())
+        {
+            if let Some(image) = self
+                .images
+                .list()?
+                .into_iter()
+                .find(|i| i.id == rec.image_id)
+            {
+                self.images.unpack_missing(&image.layers)?;
+            }
+        }
         for c in &rec.layers {
             let snap = self.images.snapshot_dir(c);
             if !snap.is_dir() {
@@ -144,7 +161,8 @@ impl Engine {
     }
 
     /// `commit`: a new image of the container's image plus one layer of what the container
-    /// changed (stored uncompressed until it is pushed), with the container's configuration
+    /// changed (stored uncompressed until it is pushed, unpacked when the image is first
+    /// used), with the container's configuration
     /// and `-c` changes; returns its id. A running container is paused meanwhile when
     /// `options.pause`.
     pub async fn commit(&self, rec: &ContainerRecord, options: &CommitOptions) -> Result<Digest> {
@@ -183,7 +201,6 @@ impl Engine {
         };
         let mut config = new_config(rec, parent_config, options, &created)?;
 
-        let snapshot = self.images.snapshot_tmp()?;
         // A rootless container has no freezer (no cgroup of its own): its files are read
         // while it runs, as podman's `commit` does by default.
         let paused = options.pause
@@ -195,7 +212,6 @@ impl Engine {
         let written = {
             let store = self.images.clone();
             let upper = self.dir(&rec.id).join("upper");
-            let snap = snapshot.clone();
             tokio::task::spawn_blocking(move || {
                 layer::write_layer(
                     &store,
@@ -203,7 +219,9 @@ impl Engine {
                     &LayerOptions {
                         compression: Compression::None,
                         source_date_epoch: epoch,
-                        snapshot: Some(snap),
+                        // Unpacked when the image is first used (`unpack_missing`): a
+                        // commit writes the container's changes once.
+                        snapshot: None,
                         ..LayerOptions::default()
                     },
                 )
@@ -217,25 +235,11 @@ impl Engine {
                 tracing::warn!("unpausing {} after the commit: {e}", rec.id);
             }
         }
-        let written = match written {
-            Ok(w) => w,
-            Err(e) => {
-                let _ = crate::images::remove_tree(&snapshot);
-                return Err(invalid(e));
-            }
-        };
+        let written = written.map_err(invalid)?;
         let mut layers: Vec<LayerRecord> = image.layers.clone();
         let empty = written.entries == 0;
-        if empty {
-            let _ = crate::images::remove_tree(&snapshot);
-        } else {
-            let parent = layers.last().map(|l| l.chain_id.clone());
-            let chain = self.images.publish_snapshot(
-                &snapshot,
-                parent.as_ref(),
-                &written.diff_id,
-                written.uncompressed_size,
-            )?;
+        if !empty {
+            let chain = chain_id(layers.last().map(|l| &l.chain_id), &written.diff_id);
             layers.push(LayerRecord {
                 digest: written.digest.clone(),
                 media_type: written.media_type.to_string(),

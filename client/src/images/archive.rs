@@ -25,7 +25,8 @@ use serde_json::{json, Value};
 
 use super::pull::{parse_config, parse_manifest, Desc};
 use super::{
-    io_err, remove_tree, write_atomic, ImageError, ImageRecord, ImageStore, LayerRecord, Result,
+    chain_id, io_err, remove_tree, write_atomic, ImageError, ImageRecord, ImageStore, LayerRecord,
+    Result,
 };
 use crate::reference::ImageRef;
 use crate::remote::{
@@ -373,21 +374,71 @@ impl ImageStore {
         diff_id: &Digest,
         size: u64,
     ) -> Result<Digest> {
-        let chain = match parent {
-            None => diff_id.clone(),
-            Some(p) => Digest::sha256_of(format!("{p} {diff_id}").as_bytes()),
-        };
-        let snap = self.snapshot_dir(&chain);
+        let chain = chain_id(parent, diff_id);
+        self.publish_snapshot_as(tmp, &chain, diff_id, size)?;
+        Ok(chain)
+    }
+
+    /// [`ImageStore::publish_snapshot`] under a known chain id.
+    fn publish_snapshot_as(
+        &self,
+        tmp: &Path,
+        chain: &Digest,
+        diff_id: &Digest,
+        size: u64,
+    ) -> Result<()> {
+        let snap = self.snapshot_dir(chain);
         if snap.exists() {
             remove_tree(tmp)?;
-        } else {
-            std::fs::rename(tmp, &snap).map_err(io_err(&snap))?;
+        } else if let Err(e) = std::fs::rename(tmp, &snap) {
+            // Another command published the same layer meanwhile: keep its copy.
+            if !snap.is_dir() {
+                return Err(io_err(&snap)(e));
+            }
+            remove_tree(tmp)?;
         }
         write_atomic(
             &snap.with_extension("json"),
             &serde_json::to_vec(&json!({"diff_id": diff_id, "size": size})).expect("serialises"),
-        )?;
-        Ok(chain)
+        )
+    }
+
+    /// Unpacks from their blobs the snapshots of `layers` that are missing: `commit` stores
+    /// only the blob, and its layer is unpacked when the image is first used (run, create,
+    /// build FROM). Each one is checked against its diff id. A layer whose blob is missing
+    /// too is left for the caller to report.
+    pub(crate) fn unpack_missing(&self, layers: &[LayerRecord]) -> Result<()> {
+        for l in layers {
+            if self.snapshot_dir(&l.chain_id).is_dir() {
+                continue;
+            }
+            let path = self
+                .store
+                .blobs
+                .local_path(&l.digest)
+                .expect("the client store is on a file system");
+            let Ok(blob) = File::open(&path) else {
+                continue;
+            };
+            let tmp = self.snapshot_tmp()?;
+            let unpacked = unpack_layer(blob, &tmp, &UnpackOptions::default())
+                .map_err(ImageError::from)
+                .and_then(|s| {
+                    if s.diff_id != l.diff_id {
+                        return Err(ImageError::DiffIdMismatch {
+                            layer: l.digest.clone(),
+                            expected: l.diff_id.clone(),
+                            actual: s.diff_id,
+                        });
+                    }
+                    self.publish_snapshot_as(&tmp, &l.chain_id, &l.diff_id, s.uncompressed_size)
+                });
+            if let Err(e) = unpacked {
+                let _ = remove_tree(&tmp);
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     /// A fresh directory under `snapshots/` to unpack a layer into before it has a name.

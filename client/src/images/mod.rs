@@ -1206,13 +1206,18 @@ pub(crate) fn remove_tree(dir: &Path) -> Result<()> {
 pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
     let mut out: Vec<Digest> = Vec::with_capacity(diff_ids.len());
     for d in diff_ids {
-        let next = match out.last() {
-            None => d.clone(),
-            Some(prev) => Digest::sha256_of(format!("{prev} {d}").as_bytes()),
-        };
+        let next = chain_id(out.last(), d);
         out.push(next);
     }
     out
+}
+
+/// One layer's chain id: `diff_id` on top of its parent's chain id.
+pub fn chain_id(parent: Option<&Digest>, diff_id: &Digest) -> Digest {
+    match parent {
+        None => diff_id.clone(),
+        Some(p) => Digest::sha256_of(format!("{p} {diff_id}").as_bytes()),
+    }
 }
 
 #[cfg(test)]
