@@ -5,7 +5,7 @@
 
 use std::process::{Command, Output};
 
-use crate::util::berth_bin;
+use crate::util::{berth_bin, require, Berth};
 
 fn berth(args: &[&str]) -> Output {
     Command::new(berth_bin())
@@ -139,6 +139,61 @@ fn every_verb_answers_help_under_each_spelling_with_the_same_flags() {
         text.contains("rm ") && text.contains("aliases: rmi, remove"),
         "{text}"
     );
+}
+
+/// The long flags (`--name`) a help text lists, without their values.
+fn long_flags(help: &str) -> std::collections::BTreeSet<String> {
+    help.lines()
+        .flat_map(|l| l.split([' ', ',', '=', '[']))
+        .filter_map(|w| w.strip_prefix("--"))
+        .map(|w| {
+            w.chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect::<String>()
+        })
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+/// Every flag of docker's `run` and `create` (read from the docker CLI's own help) is one
+/// berth's help lists, or one it refuses with a line naming the flag and saying why (exit
+/// 125, nothing created): none is unknown to berth, none is taken and ignored.
+#[test]
+fn every_docker_run_flag_is_berths_or_refused_with_a_reason() {
+    require("docker");
+    let b = Berth::new();
+    for verb in ["run", "create"] {
+        let out = Command::new("docker")
+            .args([verb, "--help"])
+            .output()
+            .expect("run docker");
+        let theirs = long_flags(&String::from_utf8_lossy(&out.stdout));
+        assert!(theirs.len() > 90, "{theirs:?}");
+        let (_, options) = help(&[verb]);
+        let ours = long_flags(&options);
+        let mut refused = 0;
+        for flag in theirs.difference(&ours) {
+            let arg = format!("--{flag}=x");
+            let out = b
+                .cmd(&[verb, &arg, "nosuchimage:1", "true"])
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(125), "{arg}: {err}");
+            assert!(
+                err.starts_with("berth: ")
+                    && err.lines().count() == 1
+                    && err.contains(&format!("--{flag}"))
+                    && !err.contains("unexpected argument")
+                    && !err.contains("nosuchimage"),
+                "{arg}: {err}"
+            );
+            refused += 1;
+        }
+        // The ones berth does not carry out (cpu-rt-*, gpus, link, …): a short list.
+        assert!(refused < 30, "{refused} refused");
+    }
+    assert_eq!(b.ok(&["ps", "-aq"]), "", "a refused container was created");
 }
 
 #[test]

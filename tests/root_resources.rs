@@ -1,7 +1,7 @@
 //! Devices, limits and kernel settings, as root: `--device`, `--device-cgroup-rule`,
 //! `--group-add`, `--sysctl`, `--ulimit`, `--shm-size`, `--tmpfs`, `--oom-kill-disable`,
-//! `--oom-score-adj`, `--cpu-shares`, `--cpuset-cpus/-mems`, `--memory-reservation` and
-//! `--blkio-weight`, seen from inside a container (its /dev, /proc/self/limits and status,
+//! `--oom-score-adj`, `--cpu-shares`, `--cpuset-cpus/-mems`, `--memory-reservation`,
+//! `--memory-swappiness` and `--blkio-weight`, seen from inside a container (its /dev, /proc/self/limits and status,
 //! its cgroup files, its mounts) and in `inspect`, each beside docker's (a private dockerd,
 //! same image, same flags). Every test needs root and fails without it.
 
@@ -71,6 +71,8 @@ const FLAGS: &[&str] = &[
     "0",
     "--memory-reservation",
     "10m",
+    "--memory-swappiness",
+    "10",
 ];
 
 const SCRIPT: &str = "grep Groups /proc/self/status; \
@@ -79,7 +81,7 @@ const SCRIPT: &str = "grep Groups /proc/self/status; \
     cat /proc/self/oom_score_adj /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/msgmax; \
     sort /sys/fs/cgroup/devices/devices.list | uniq | tr '\\n' ' '; echo; \
     cat /sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/cpuset/cpuset.cpus /sys/fs/cgroup/cpuset/cpuset.mems; \
-    cat /sys/fs/cgroup/memory/memory.soft_limit_in_bytes; \
+    cat /sys/fs/cgroup/memory/memory.soft_limit_in_bytes /sys/fs/cgroup/memory/memory.swappiness; \
     grep oom_kill_disable /sys/fs/cgroup/memory/memory.oom_control; \
     grep -E ' /dev/shm | /t1 | /t2 ' /proc/mounts | cut -d' ' -f2-4 | sort";
 
@@ -98,6 +100,7 @@ const FIELDS: &[&str] = &[
     "CpusetCpus",
     "CpusetMems",
     "MemoryReservation",
+    "MemorySwappiness",
     "BlkioWeight",
 ];
 
@@ -137,7 +140,7 @@ fn root_resources_apply_as_dockers() {
         "500\n1\n1000\n",
         "c 1:3 rwm",
         "b *:* m",
-        "512\n0\n0\n10485760\n",
+        "512\n0\n0\n10485760\n10\n",
         "oom_kill_disable 1",
         "/dev/shm tmpfs rw,nosuid,nodev,noexec,relatime,size=10240k",
         "/t2 tmpfs rw,nosuid,nodev,noexec,relatime,size=1024k,mode=700",
@@ -244,6 +247,8 @@ fn root_bad_resource_flags_are_refused_in_dockers_words() {
         (vec!["--cpuset-mems", "4096"], "Requested memory nodes are not available - requested 4096, available: "),
         (vec!["--memory-reservation", "1k"], "Minimum memory reservation allowed is 6MB"),
         (vec!["--memory-reservation", "100m", "-m", "50m"], "Minimum memory limit can not be less than memory reservation limit, see usage"),
+        (vec!["--memory-swappiness", "101"], "invalid value: 101. Valid memory swappiness range is 0-100"),
+        (vec!["--memory-swappiness", "x"], "invalid argument \"x\" for \"--memory-swappiness\" flag"),
         (vec!["--network", "host", "--sysctl", "net.ipv4.ip_forward=1"], "sysctl \"net.ipv4.ip_forward\" not allowed in host network namespace"),
     ] {
         let mut args = vec!["run", "--rm"];

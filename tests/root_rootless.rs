@@ -402,6 +402,10 @@ fn root_rootless_refusals_are_one_clear_line() {
         &["run", "--rm", "-m", "64m", "bb", "true"][..],
         &["run", "--rm", "--cpus", "0.5", "bb", "true"],
         &["run", "--rm", "--pids-limit", "10", "bb", "true"],
+        // The cgroup's other settings too: none is dropped unseen.
+        &["run", "--rm", "--cpu-shares", "512", "bb", "true"],
+        &["run", "--rm", "--cpuset-cpus", "0", "bb", "true"],
+        &["run", "--rm", "--memory-reservation", "10m", "bb", "true"],
     ] {
         let err = u.fails(args, 125);
         assert_eq!(err.lines().count(), 1, "{err}");
@@ -413,6 +417,10 @@ fn root_rootless_refusals_are_one_clear_line() {
     }
     let err = u.fails(&["run", "--rm", "--network", "bridge", "bb", "true"], 125);
     assert!(err.contains("cannot use --network bridge"), "{err}");
+    // A shareable /dev/shm is a tmpfs on the host, which a user cannot mount.
+    let err = u.fails(&["run", "--rm", "--ipc", "shareable", "bb", "true"], 125);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("cannot use --ipc shareable"), "{err}");
     assert_eq!(u.ok(&["ps", "-aq"]), "", "nothing was created");
 
     let bare = User::new(false);

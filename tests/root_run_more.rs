@@ -469,7 +469,7 @@ fn root_init_reaps_zombies_and_forwards_signals() {
 }
 
 #[test]
-fn root_cidfile_attach_expose_domainname_mac_annotation() {
+fn root_cidfile_attach_expose_domainname_mac_annotation_label_file() {
     let _host = shared();
     let b = setup();
     // --cidfile: the id, and an existing file refused before anything is created.
@@ -530,10 +530,17 @@ fn root_cidfile_attach_expose_domainname_mac_annotation() {
         "cat /proc/sys/kernel/domainname",
     );
     assert_eq!(stdout(&o), "example.org\n");
-    // --expose: in inspect, and -P publishes it; --mac-address on eth0.
+    // --expose: in inspect, and -P publishes it; --mac-address on eth0; --label-file's
+    // lines (comments and blank lines skipped) under the -l labels.
+    let labels = b.dir.path().join("labels");
+    std::fs::write(&labels, "# a comment\n\n  from=file\nboth=file\nbare\n").unwrap();
     b.ok(&[
         "run",
         "-d",
+        "--label-file",
+        labels.to_str().unwrap(),
+        "-l",
+        "both=flag",
         "--name",
         "web",
         "--expose",
@@ -558,6 +565,10 @@ fn root_cidfile_attach_expose_domainname_mac_annotation() {
     );
     assert_eq!(c["Config"]["Domainname"], "example.org");
     assert_eq!(c["Config"]["MacAddress"], "02:42:ac:11:00:99");
+    assert_eq!(
+        c["Config"]["Labels"],
+        json!({"from": "file", "both": "flag", "bare": ""})
+    );
     assert_eq!(
         c["HostConfig"]["Annotations"],
         json!({"org.example.note": "kept"})
@@ -589,7 +600,7 @@ fn root_cidfile_attach_expose_domainname_mac_annotation() {
 }
 
 #[test]
-fn root_pid_ipc_uts_userns_modes() {
+fn root_pid_ipc_uts_cgroupns_userns_modes() {
     let _host = shared();
     let b = setup();
     let host_pids = std::fs::read_dir("/proc")
@@ -712,7 +723,41 @@ fn root_pid_ipc_uts_userns_modes() {
     let c = inspect(&b, "uu");
     assert_eq!(c["HostConfig"]["UsernsMode"], "host");
     assert_eq!(c["HostConfig"]["UTSMode"], "host");
-    b.ok(&["rm", "-f", "donor", "private", "uu"]);
+    // --cgroupns: the container's own cgroup namespace (berth's default, shown as private),
+    // or the host's, where /proc/self/cgroup names the container's cgroup by its full path.
+    let host_cgroupns = std::fs::read_link("/proc/self/ns/cgroup").unwrap();
+    let host_cgroupns = format!("{}\n", host_cgroupns.display());
+    let script = "readlink /proc/self/ns/cgroup; cat /proc/self/cgroup";
+    let own = stdout(&sh(&b, &["--network", "none"], script));
+    assert!(!own.starts_with(&host_cgroupns), "{own}");
+    assert!(!own.contains("/berth"), "{own}");
+    let o = sh(&b, &["--network", "none", "--cgroupns", "host"], script);
+    let host = stdout(&o);
+    assert!(host.starts_with(&host_cgroupns), "{host}{}", stderr(&o));
+    assert!(host.contains("/berth/"), "{host}");
+    assert_eq!(
+        inspect(&b, "private")["HostConfig"]["CgroupnsMode"],
+        "private"
+    );
+    b.ok(&[
+        "create",
+        "--name",
+        "cg",
+        "--cgroupns",
+        "host",
+        "--network",
+        "none",
+        "bb",
+    ]);
+    assert_eq!(inspect(&b, "cg")["HostConfig"]["CgroupnsMode"], "host");
+    let o = sh(&b, &["--cgroupns", "shared"], "true");
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        stderr(&o).contains("--cgroupns: invalid CGROUP mode"),
+        "{}",
+        stderr(&o)
+    );
+    b.ok(&["rm", "-f", "donor", "private", "uu", "cg"]);
     assert!(!shm_mounted(), "a removed donor's /dev/shm is unmounted");
 }
 

@@ -35,12 +35,23 @@ fn wanted_v1_for(resources: Option<&LinuxResources>) -> Vec<&'static str> {
 /// Whether this host can keep the OOM killer away from a cgroup (docker's
 /// `--oom-kill-disable`): only cgroup v1's memory controller can (`memory.oom_control`).
 pub fn host_supports_oom_kill_disable() -> bool {
+    v1_memory_has("memory.oom_control")
+}
+
+/// Whether this host can set a cgroup's swappiness (docker's `--memory-swappiness`): only
+/// cgroup v1's memory controller has it (`memory.swappiness`).
+pub fn host_supports_memory_swappiness() -> bool {
+    v1_memory_has("memory.swappiness")
+}
+
+/// Whether a cgroup v1 memory hierarchy here has `file`.
+fn v1_memory_has(file: &str) -> bool {
     Layout::detect().is_ok_and(|layout| {
         layout
             .v1
             .iter()
             .filter(|m| m.controllers.iter().any(|c| c == "memory"))
-            .any(|m| m.mountpoint.join("memory.oom_control").exists())
+            .any(|m| m.mountpoint.join(file).exists())
     })
 }
 
@@ -695,16 +706,22 @@ fn enable_v2_controllers(dir: &Path, base: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
-/// Whether `resources` ask for a limit a rootless container needs a cgroup of its own for.
+/// Whether `resources` ask for a limit a rootless container needs a cgroup of its own for
+/// (any setting the cgroup files hold, so that none is dropped unseen).
 pub(crate) fn has_limits(resources: Option<&LinuxResources>) -> bool {
     resources.is_some_and(|r| {
-        r.memory()
-            .as_ref()
-            .is_some_and(|m| m.limit().is_some_and(|l| l > 0))
-            || r.cpu()
-                .as_ref()
-                .is_some_and(|c| c.quota().is_some_and(|q| q > 0))
-            || r.pids().as_ref().is_some_and(|p| p.limit() > 0)
+        r.memory().as_ref().is_some_and(|m| {
+            m.limit().is_some_and(|l| l > 0)
+                || m.reservation().is_some_and(|l| l > 0)
+                || m.swappiness().is_some()
+                || m.disable_oom_killer() == Some(true)
+        }) || r.cpu().as_ref().is_some_and(|c| {
+            c.quota().is_some_and(|q| q > 0)
+                || c.shares().is_some_and(|s| s > 0)
+                || c.cpus().is_some()
+                || c.mems().is_some()
+        }) || r.pids().as_ref().is_some_and(|p| p.limit() > 0)
+            || r.block_io().as_ref().is_some_and(|b| b.weight().is_some())
     })
 }
 

@@ -30,7 +30,7 @@
 //! ContainerConfig::on_exit                          called by the monitor with the exit
 //! default_spec(id) -> Spec, resolve_user(layers, "user:group"), Error::exit_code()
 //! resolve_groups(layers, ["audio", "10"]), host_supports_blkio_weight(),
-//! host_supports_oom_kill_disable()
+//! host_supports_oom_kill_disable(), host_supports_memory_swappiness()
 //! ```
 //!
 //! The `run` path is `create` → `attach` (streams wanted) → `Attach::start` → read events
@@ -119,7 +119,10 @@ mod user;
 pub mod userns;
 
 pub use attach::{Attach, AttachInput, AttachOptions, Event};
-pub use cgroup::{delegated_subtree, host_supports_blkio_weight, host_supports_oom_kill_disable};
+pub use cgroup::{
+    delegated_subtree, host_supports_blkio_weight, host_supports_memory_swappiness,
+    host_supports_oom_kill_disable,
+};
 pub use container::{create, Container, ContainerConfig, ExitHook, IPC_SYSCTLS};
 pub use error::{Error, Result};
 pub use exec::{ExecProcess, ExecStdio};

@@ -45,7 +45,9 @@ pub fn usage_error(e: clap::Error) -> i32 {
                 .and_then(|u| {
                     let words: Vec<&str> = u
                         .split_whitespace()
-                        .take_while(|w| !w.starts_with('[') && !w.starts_with('<'))
+                        // clap's usage for a near miss names the flag it suggests
+                        // (`berth run --cpus <CPUS>`): the command is the words before.
+                        .take_while(|w| !w.starts_with(['[', '<', '-']))
                         .collect();
                     (!words.is_empty()).then(|| words.join(" "))
                 })

@@ -323,6 +323,10 @@ pub struct HostConfig {
     pub uts_mode: String,
     #[serde(default)]
     pub userns_mode: String,
+    /// `--cgroupns`: `host` or `private`; empty: private where the kernel has cgroup
+    /// namespaces.
+    #[serde(default)]
+    pub cgroupns_mode: String,
     /// `--annotation`: passed to the runtime in the Spec's annotations.
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
@@ -374,6 +378,10 @@ pub struct Resources {
     /// Soft memory limit in bytes; 0 = none.
     #[serde(default)]
     pub memory_reservation: i64,
+    /// How eagerly the kernel swaps the container's memory, 0 to 100; None or -1 = the
+    /// host's (docker's `MemorySwappiness`, kept as given).
+    #[serde(default)]
+    pub memory_swappiness: Option<i64>,
     /// Block I/O weight, 10 to 1000; 0 = the default (also when the host cannot weigh I/O:
     /// `create` discards it then, as docker).
     #[serde(default)]

@@ -290,6 +290,15 @@ pub fn resource_warnings(host: &HostConfig) -> Vec<String> {
                 .into(),
         );
     }
+    if r.memory_swappiness.is_some_and(|s| s >= 0)
+        && !berth_runtime::host_supports_memory_swappiness()
+    {
+        out.push(
+            "Your kernel does not support memory swappiness capabilities or the cgroup is not \
+             mounted. Memory swappiness discarded."
+                .into(),
+        );
+    }
     if r.oom_kill_disable && !berth_runtime::host_supports_oom_kill_disable() {
         out.push("Your kernel does not support OomKillDisable. OomKillDisable discarded.".into());
     } else if r.oom_kill_disable && host.memory == 0 {
@@ -412,6 +421,16 @@ pub(crate) fn check(host: &mut HostConfig) -> Result<()> {
     }
     if r.oom_kill_disable && !berth_runtime::host_supports_oom_kill_disable() {
         r.oom_kill_disable = false;
+    }
+    if let Some(s) = r.memory_swappiness {
+        if !(-1..=100).contains(&s) {
+            return Err(invalid(format!(
+                "invalid value: {s}. Valid memory swappiness range is 0-100"
+            )));
+        }
+        if s >= 0 && !berth_runtime::host_supports_memory_swappiness() {
+            r.memory_swappiness = None;
+        }
     }
     Ok(())
 }
@@ -549,7 +568,8 @@ pub(crate) fn apply(rec: &ContainerRecord, spec: &mut Spec, layers: &[PathBuf]) 
         sysctl.extend(r.sysctls.iter().map(|(k, v)| (k.clone(), v.clone())));
         linux.set_sysctl(Some(sysctl));
     }
-    if r.oom_kill_disable || r.memory_reservation > 0 {
+    let swappiness = r.memory_swappiness.filter(|s| *s >= 0);
+    if r.oom_kill_disable || r.memory_reservation > 0 || swappiness.is_some() {
         // LinuxMemory has no setters: the limits set before are carried into a new one.
         let old = resources.memory().unwrap_or_default();
         let mut memory = LinuxMemoryBuilder::default();
@@ -559,7 +579,7 @@ pub(crate) fn apply(rec: &ContainerRecord, spec: &mut Spec, layers: &[PathBuf]) 
         if let Some(swap) = old.swap() {
             memory = memory.swap(swap);
         }
-        if let Some(swappiness) = old.swappiness() {
+        if let Some(swappiness) = swappiness.map(|s| s as u64).or(old.swappiness()) {
             memory = memory.swappiness(swappiness);
         }
         if r.oom_kill_disable {

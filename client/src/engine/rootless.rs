@@ -93,11 +93,30 @@ pub(crate) fn check(host: &HostConfig) -> Result<()> {
                 .into(),
         ));
     }
+    if host.ipc_mode == "shareable" {
+        return Err(EngineError::Invalid(
+            "rootless containers cannot use --ipc shareable: the /dev/shm other containers \
+             join is a tmpfs mounted on the host, which needs root; use --ipc private (the \
+             default) or host"
+                .into(),
+        ));
+    }
+    let r = &host.resources;
     let limits = [
         (host.memory != 0, "-m/--memory"),
         (host.memory_swap > 0, "--memory-swap"),
         (host.nano_cpus != 0, "--cpus"),
         (host.pids_limit > 0, "--pids-limit"),
+        (r.cpu_shares != 0, "--cpu-shares"),
+        (!r.cpuset_cpus.is_empty(), "--cpuset-cpus"),
+        (!r.cpuset_mems.is_empty(), "--cpuset-mems"),
+        (r.memory_reservation != 0, "--memory-reservation"),
+        (
+            r.memory_swappiness.is_some_and(|s| s >= 0),
+            "--memory-swappiness",
+        ),
+        (r.oom_kill_disable, "--oom-kill-disable"),
+        (r.blkio_weight != 0, "--blkio-weight"),
     ];
     let asked: Vec<&str> = limits
         .iter()

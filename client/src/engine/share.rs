@@ -1,6 +1,7 @@
 //! What a container shares with the host or with another container besides its network:
 //! `--pid`, `--ipc`, `--uts` (`host`, `container:NAME`; `--ipc` also `none`, `private`,
-//! `shareable`) and `--userns` (`host`: berth remaps no users, so that is every container).
+//! `shareable`), `--cgroupns` (`host`, `private`) and `--userns` (`host`: berth remaps no
+//! users, so that is every container).
 //! `check` runs at `create` (docker's messages; a named container becomes its id); `apply`
 //! at every start, when the other container's namespaces can be found. A shareable
 //! container's /dev/shm is a tmpfs on the host (`<container>/shm`) that joiners bind.
@@ -58,6 +59,22 @@ impl Engine {
             if domainname.is_some_and(|d| !d.is_empty()) {
                 return Err(invalid("conflicting options: domainname and the UTS mode"));
             }
+        }
+        if !matches!(host.cgroupns_mode.as_str(), "" | "host" | "private") {
+            return Err(invalid("--cgroupns: invalid CGROUP mode"));
+        }
+        if host.cgroupns_mode == "private" && !berth_runtime::host_has_cgroupns() {
+            return Err(invalid(
+                "--cgroupns private: this kernel has no cgroup namespaces (use --cgroupns host)",
+            ));
+        }
+        if host.cgroupns_mode.is_empty() {
+            // What the container gets, for inspect's CgroupnsMode.
+            host.cgroupns_mode = if berth_runtime::host_has_cgroupns() {
+                "private".into()
+            } else {
+                "host".into()
+            };
         }
         if !matches!(host.userns_mode.as_str(), "" | "host") {
             return Err(invalid(
@@ -126,6 +143,9 @@ impl Engine {
                     }
                 }
             }
+        }
+        if h.cgroupns_mode == "host" {
+            drop_ns.push(LinuxNamespaceType::Cgroup);
         }
         if h.uts_mode == "host" {
             drop_ns.push(LinuxNamespaceType::Uts);

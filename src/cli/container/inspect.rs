@@ -267,6 +267,7 @@ fn long_form(v: &mut Value, rec: &ContainerRecord) {
     });
     host["UTSMode"] = json!(h.uts_mode);
     host["UsernsMode"] = json!(h.userns_mode);
+    host["CgroupnsMode"] = json!(h.cgroupns_mode);
     if !h.annotations.is_empty() {
         host["Annotations"] = json!(h.annotations);
     }
@@ -463,6 +464,7 @@ fn confinement(h: &mut Value, host: &berth_client::engine::HostConfig) {
     h["CpusetCpus"] = json!(r.cpuset_cpus);
     h["CpusetMems"] = json!(r.cpuset_mems);
     h["MemoryReservation"] = json!(r.memory_reservation);
+    h["MemorySwappiness"] = json!(r.memory_swappiness);
     h["BlkioWeight"] = json!(r.blkio_weight);
 }
 

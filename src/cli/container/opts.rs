@@ -220,6 +220,16 @@ pub struct CreateFlags {
     /// Time between running the check during the start period (ms|s|m|h) (default 5s)
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub health_start_interval: Option<String>,
+    /// Read in a line delimited file of labels (KEY=VALUE; # starts a comment)
+    #[arg(long, value_name = "FILE")]
+    pub label_file: Vec<PathBuf>,
+    /// Cgroup namespace to use: private (the container's own, the default where the host
+    /// has cgroup namespaces) or host
+    #[arg(long, value_name = "MODE")]
+    pub cgroupns: Option<String>,
+    /// docker's flags berth refuses, each with the reason (hidden).
+    #[command(flatten)]
+    pub refused: super::refused::RefusedFlags,
     // New flags go above this line: the image and the command come last.
     /// The image to run, then the command and its arguments. One positional, so that
     /// parsing stops at the image as docker's does: everything after it belongs to the
@@ -262,19 +272,37 @@ pub fn environment(files: &[PathBuf], env: &[String]) -> Result<Vec<String>> {
         Ok(())
     };
     for f in files {
-        let file =
-            std::fs::File::open(f).with_context(|| format!("open env file {}", f.display()))?;
-        for line in std::io::BufReader::new(file).lines() {
-            let line = line.with_context(|| format!("read env file {}", f.display()))?;
-            let line = line.trim_start();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            add(line, &format!("in {}", f.display()))?;
+        for line in file_lines(f, "env")? {
+            add(&line, &format!("in {}", f.display()))?;
         }
     }
     for kv in env {
         add(kv, "given with -e")?;
+    }
+    Ok(out)
+}
+
+/// The lines of an `--env-file` or `--label-file` (`what`), as docker reads them: leading
+/// blanks trimmed, blank lines and lines starting with `#` skipped.
+fn file_lines(f: &std::path::Path, what: &str) -> Result<Vec<String>> {
+    let file =
+        std::fs::File::open(f).with_context(|| format!("open {what} file {}", f.display()))?;
+    let mut out = vec![];
+    for line in std::io::BufReader::new(file).lines() {
+        let line = line.with_context(|| format!("read {what} file {}", f.display()))?;
+        let line = line.trim_start();
+        if !line.is_empty() && !line.starts_with('#') {
+            out.push(line.to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// The labels of `--label-file`s, one a line.
+fn label_lines(files: &[PathBuf]) -> Result<Vec<String>> {
+    let mut out = vec![];
+    for f in files {
+        out.extend(file_lines(f, "label")?);
     }
     Ok(out)
 }
@@ -381,14 +409,20 @@ pub fn create_options(e: &Engine, f: &CreateFlags) -> Result<CreateOptions> {
             "invalid --cgroup-parent {cgroup_parent:?}: a cgroup path without . or .. components"
         );
     }
+    f.refused.check()?;
     let mut labels = Vec::new();
-    for l in &f.label {
+    for l in label_lines(&f.label_file)?.iter().chain(&f.label) {
         let (k, v) = l.split_once('=').unwrap_or((l, ""));
         if k.is_empty() {
             bail!("invalid label {l:?}");
         }
         labels.push((k.to_string(), v.to_string()));
     }
+    let cgroupns_mode = match f.cgroupns.as_deref() {
+        None => String::new(),
+        Some(m @ ("host" | "private")) => m.to_string(),
+        Some(m) => bail!("--cgroupns: invalid CGROUP mode {m:?}: host or private"),
+    };
     let attach = f
         .attach
         .iter()
@@ -466,6 +500,7 @@ pub fn create_options(e: &Engine, f: &CreateFlags) -> Result<CreateOptions> {
             ipc_mode: f.ipc.clone().unwrap_or_default(),
             uts_mode: f.uts.clone().unwrap_or_default(),
             userns_mode: f.userns.clone().unwrap_or_default(),
+            cgroupns_mode,
             annotations,
         },
     })

@@ -39,6 +39,9 @@ pub struct ResourceFlags {
     /// Memory soft limit
     #[arg(long, value_name = "BYTES")]
     pub memory_reservation: Option<String>,
+    /// Tune container memory swappiness (0 to 100) (default -1: the host's)
+    #[arg(long, value_name = "INT", allow_hyphen_values = true)]
+    pub memory_swappiness: Option<String>,
     /// Disable OOM Killer
     #[arg(long)]
     pub oom_kill_disable: bool,
@@ -135,6 +138,13 @@ impl ResourceFlags {
             tmpfs.insert(path.to_string(), options.to_string());
         }
         let oom_score_adj = integer("--oom-score-adj", &self.oom_score_adj)?;
+        let memory_swappiness = match &self.memory_swappiness {
+            None => None,
+            Some(_) => match integer("--memory-swappiness", &self.memory_swappiness)? {
+                s @ -1..=100 => Some(s),
+                s => bail!("invalid value: {s}. Valid memory swappiness range is 0-100"),
+            },
+        };
         Ok(Resources {
             devices,
             device_cgroup_rules: self.device_cgroup_rule.clone(),
@@ -151,6 +161,7 @@ impl ResourceFlags {
             cpuset_cpus: self.cpuset_cpus.clone().unwrap_or_default(),
             cpuset_mems: self.cpuset_mems.clone().unwrap_or_default(),
             memory_reservation: bytes("--memory-reservation", &self.memory_reservation)?,
+            memory_swappiness,
             blkio_weight,
         })
     }
