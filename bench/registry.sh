@@ -3,8 +3,8 @@
 # berth, CNCF distribution (Debian's docker-registry) and nginx serving the same bytes as a
 # static file; resident memory of berth and distribution idle and after the load; HEAD of a
 # blob (ab) and GET of a small blob (wrk) against nginx serving the same bytes.
-# Then a 256 MiB blob GET (one stream, curl) against nginx serving the same file, and a
-# `skopeo copy` push of a 3×64 MiB image to berth and to distribution (hyperfine medians).
+# Then a 256 MiB blob GET (one stream, curl, the two taking turns) against nginx serving the same
+# file, and a `skopeo copy` push of a 3×64 MiB image to berth and to distribution (medians).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10s}
@@ -134,9 +134,22 @@ BIG=sha256:$(sha256sum "$WORK/big" | cut -d' ' -f1)
 curl -sf -X POST --data-binary @"$WORK/big" -H 'Content-Type: application/octet-stream' \
   "http://127.0.0.1:$B/v2/bench/app/blobs/uploads/?digest=$BIG" -o /dev/null
 cp "$WORK/big" "$WORK/static/big"
-hyperfine -N --warmup 2 --runs "${RUNS:-9}" --export-json "$WORK/blob.json" \
-  -n "berth blob GET" "curl -sf -o /dev/null http://127.0.0.1:$B/v2/bench/app/blobs/$BIG" \
-  -n "nginx file GET" "curl -sf -o /dev/null http://127.0.0.1:$N/big" >/dev/null
+# The two take turns (berth, nginx, nginx, berth, …): on a machine with other work a block of
+# runs of one against a block of the other measured the load as much as the servers.
+python3 - "$WORK/blob.json" "${RUNS:-9}" "http://127.0.0.1:$B/v2/bench/app/blobs/$BIG" "http://127.0.0.1:$N/big" <<'PY'
+import json, statistics, subprocess, sys, time
+out, runs, berth, nginx = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+def once(u):
+    t = time.perf_counter(); subprocess.run(["curl", "-sf", "-o", "/dev/null", u], check=True)
+    return time.perf_counter() - t
+for _ in range(2): once(berth); once(nginx)
+times = {"berth blob GET": [], "nginx file GET": []}
+for i in range(runs):
+    order = [("berth blob GET", berth), ("nginx file GET", nginx)]
+    for name, u in (order if i % 2 == 0 else order[::-1]):
+        times[name].append(once(u))
+json.dump({"results": [{"command": k, "median": statistics.median(v)} for k, v in times.items()]}, open(out, "w"))
+PY
 
 # ---- skopeo push of a 3x64 MiB image, berth against distribution ----
 python3 - "$WORK/oci" <<'PY'

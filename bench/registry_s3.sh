@@ -5,7 +5,11 @@
 # HEAD; its rate and p50/p99 latency), GET of the manifest by tag and GET of a 64 KiB blob (wrk); each server's RSS idle, its
 # peak while loaded (sampled every 0.1 s) and after; moto's CPU time per run, which shows how
 # many S3 requests each registry made. Prints req/s and the ratios berth / distribution.
-#   ./bench/registry_s3.sh                      # DURATION=10s
+# Then, PUSH_RUNS times (default 3) and each registry on a fresh bucket: a `skopeo copy` push of
+# a 3 × PUSH_MIB MiB image (default 64; random bytes, gzip -1, so skopeo sends the layers as
+# they are) and a single-stream curl GET of one of its layers;
+# prints the median times and the ratios berth / distribution.
+#   ./bench/registry_s3.sh                      # DURATION=10s PUSH_RUNS=3 PUSH_MIB=64
 #   BERTH=path/to/release/berth DURATION=5s ./bench/registry_s3.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +17,7 @@ DURATION=${DURATION:-10s}
 SECS=${DURATION%s}
 BERTH=${BERTH:-${CARGO_TARGET_DIR:-target}/release/berth}
 [ -x "$BERTH" ] || cargo build --release -q --bin berth
-for t in wrk ab moto_server python3 /usr/bin/docker-registry; do
+for t in wrk ab moto_server python3 skopeo curl /usr/bin/docker-registry; do
   command -v "$t" >/dev/null || { echo "needs $t" >&2; exit 1; }
 done
 WORK=$(mktemp -d "${TMPDIR:-/var/tmp}/berth-s3bench.XXXXXX")
@@ -156,4 +160,77 @@ print(f"RSS idle:                berth {mib(bi)}  distribution {mib(di)}  = {bi/
 print(f"RSS peak under load:     berth {mib(bp)}  distribution {mib(dp)}  = {bp/dp:.2f}x (target <= 1x)")
 print(f"RSS after load:          berth {mib(ba)}  distribution {mib(da)}  = {ba/da:.2f}x (target <= 1x)")
 print(f"moto CPU during the runs: berth's {bt/100:.1f} s, distribution's {dt/100:.1f} s")
+PY
+
+# ---- push and stream: skopeo copy of a 3 × PUSH_MIB MiB image, then a GET of one layer ----
+kill "$BPID" "$DPID"; wait "$BPID" "$DPID" 2>/dev/null || true
+PUSH_MIB=${PUSH_MIB:-64}
+python3 bench/oci_image.py "$WORK/oci" 3 "$PUSH_MIB"
+# bucket new|drop NAME: creates a bucket, or empties (objects and open multipart uploads) and
+# deletes it, so that moto's memory does not grow with the runs.
+bucket() {
+  python3 - "$M" "$KEY" "$SECRET" "$1" "$2" <<'PY'
+import sys, boto3
+port, key, secret, what, name = sys.argv[1:6]
+s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", aws_access_key_id=key,
+                  aws_secret_access_key=secret, region_name="us-east-1")
+if what == "new":
+    s3.create_bucket(Bucket=name)
+else:
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
+        for o in page.get("Contents", []):
+            s3.delete_object(Bucket=name, Key=o["Key"])
+    for u in s3.list_multipart_uploads(Bucket=name).get("Uploads", []):
+        s3.abort_multipart_upload(Bucket=name, Key=u["Key"], UploadId=u["UploadId"])
+    s3.delete_bucket(Bucket=name)
+PY
+}
+wait_v2() {
+  for _ in $(seq 400); do curl -sf -o /dev/null "http://127.0.0.1:$1/v2/" && return; sleep 0.05; done
+  echo "registry on $1 did not start" >&2; exit 1
+}
+ms_since() { echo $(( (${EPOCHREALTIME/./} - $1) / 1000 )); }
+# push_and_get WHO RUN: starts WHO on a fresh bucket, times the push and the GET of its first
+# layer (checked byte for byte by its digest), appends "push_ms get_ms" to $WORK/t.WHO.
+push_and_get() {
+  local who=$1 b="$1-push-$2" port t0 push get pid
+  port=$(port)
+  bucket new "$b"
+  if [ "$who" = berth ]; then
+    sed "s/^bucket = .*/bucket = \"$b\"/" "$WORK/berth.toml" > "$WORK/push.toml"
+    "$BERTH" serve --config "$WORK/push.toml" --listen "127.0.0.1:$port" >/dev/null 2>>"$WORK/berth.log" & pid=$!
+  else
+    sed -e "s/bucket: dist-bench/bucket: $b/" -e "s/127.0.0.1:$D/127.0.0.1:$port/" "$WORK/dist.yml" > "$WORK/push.yml"
+    env -u AWS_CA_BUNDLE /usr/bin/docker-registry serve "$WORK/push.yml" >/dev/null 2>>"$WORK/dist.log" & pid=$!
+  fi
+  PIDS+=("$pid")
+  wait_v2 "$port"
+  t0=${EPOCHREALTIME/./}
+  skopeo copy -q --dest-tls-verify=false "oci:$WORK/oci:latest" "docker://127.0.0.1:$port/push/x:latest" \
+    || { echo "$who: skopeo push failed" >&2; exit 1; }
+  push=$(ms_since "$t0")
+  layer=$(curl -sf -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+    "http://127.0.0.1:$port/v2/push/x/manifests/latest" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["layers"][0]["digest"])')
+  t0=${EPOCHREALTIME/./}
+  got=$(curl -sf "http://127.0.0.1:$port/v2/push/x/blobs/$layer" | sha256sum | cut -d' ' -f1)
+  get=$(ms_since "$t0")
+  [ "sha256:$got" = "$layer" ] || { echo "$who served other bytes for $layer" >&2; exit 1; }
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  bucket drop "$b"
+  echo "$push $get" >> "$WORK/t.$who"
+}
+for run in $(seq "${PUSH_RUNS:-3}"); do
+  echo "$(date +%T) push run $run" >&2
+  # Alternate which goes first, so neither always meets a fresher moto.
+  if [ $((run % 2)) = 1 ]; then push_and_get berth "$run"; push_and_get dist "$run"
+  else push_and_get dist "$run"; push_and_get berth "$run"; fi
+done
+python3 - "$WORK/t.berth" "$WORK/t.dist" "$PUSH_MIB" <<'PY'
+import statistics, sys
+def cols(p): rows = [list(map(int, l.split())) for l in open(p)]; return [r[0] for r in rows], [r[1] for r in rows]
+(bp, bg), (dp, dg) = cols(sys.argv[1]), cols(sys.argv[2]); mib = int(sys.argv[3])
+med = statistics.median
+print(f"skopeo push 3x{mib} MiB (median of {len(bp)}): berth {med(bp):,.0f} ms  distribution {med(dp):,.0f} ms  = {med(bp)/med(dp):.2f}x time (runs: berth {bp}, distribution {dp})")
+print(f"{mib} MiB layer GET (median of {len(bg)}):    berth {med(bg):,.0f} ms  distribution {med(dg):,.0f} ms  = {med(bg)/med(dg):.2f}x time (runs: berth {bg}, distribution {dg})")
 PY

@@ -11,6 +11,7 @@ use clap::Args;
 use super::globals::Globals;
 
 pub mod gc;
+mod pages;
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -72,6 +73,12 @@ pub fn run(globals: &Globals, args: ServeArgs) -> anyhow::Result<i32> {
         }
         // A line on stdout for scripts and tests that start berth on port 0.
         println!("listening on {}", server.local_addr());
+        // Start-up is over: what it alone touched need not stay resident (see `pages`).
+        let released = pages::release_start_up_pages();
+        tracing::debug!(
+            "released the mappings of {} KiB of read-only segments",
+            released >> 10
+        );
         server.run(shutdown_signal()).await?;
         tracing::info!("stopped");
         Ok::<_, anyhow::Error>(())

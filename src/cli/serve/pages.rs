@@ -1,0 +1,109 @@
+//! Letting go of the code pages that only start-up touched.
+//!
+//! One `berth` binary holds the CLI, the runtime and the registry. Parsing the command line,
+//! reading the config, opening the store and binding the listener reach code and read-only
+//! data that serving never runs again, and the kernel maps each such page (and, by fault-around,
+//! up to 64 KiB around it) into the process for good: about 4 MiB of a serving registry's
+//! resident set. Once the server is bound, [`release_start_up_pages`] drops the process's
+//! mappings of the read-only segments of its executable and shared libraries; the pages stay in
+//! the page cache, and those that serving needs are mapped again on their first use (a minor
+//! fault each). Writable segments (data, relocated pointers, the heap) are never touched, so no
+//! state is lost: a read-only private file mapping always reads back the file's bytes.
+
+use std::ffi::{c_int, c_void, CStr};
+
+/// Drops this process's mappings of every read-only loaded segment of its executable and of the
+/// shared libraries loaded from a path (not the kernel's vDSO). Returns the bytes advised.
+pub fn release_start_up_pages() -> usize {
+    let mut advised = 0usize;
+    // SAFETY: the callback only reads the program headers the loader hands it and passes
+    // page-aligned ranges inside read-only loaded segments to madvise.
+    unsafe {
+        libc::dl_iterate_phdr(Some(each_object), (&mut advised as *mut usize).cast());
+    }
+    advised
+}
+
+unsafe extern "C" fn each_object(
+    info: *mut libc::dl_phdr_info,
+    _size: libc::size_t,
+    data: *mut c_void,
+) -> c_int {
+    // SAFETY: dl_iterate_phdr passes a valid info and our own `data` for the call's duration.
+    let (info, advised) = unsafe { (&*info, &mut *data.cast::<usize>()) };
+    let name = if info.dlpi_name.is_null() {
+        c""
+    } else {
+        // SAFETY: a non-null dlpi_name is a NUL-terminated string owned by the loader.
+        unsafe { CStr::from_ptr(info.dlpi_name) }
+    };
+    // The executable comes first with an empty name; libraries have their path; the vDSO's
+    // name has no '/'.
+    let is_file = name.is_empty() || name.to_bytes().contains(&b'/');
+    if !is_file || info.dlpi_phdr.is_null() {
+        return 0;
+    }
+    let page = page_size();
+    for i in 0..usize::from(info.dlpi_phnum) {
+        // SAFETY: dlpi_phdr points at dlpi_phnum program headers.
+        let header = unsafe { &*info.dlpi_phdr.add(i) };
+        if header.p_type != libc::PT_LOAD || header.p_flags & libc::PF_W != 0 {
+            continue;
+        }
+        let start = info.dlpi_addr as usize + header.p_vaddr as usize;
+        let end = start + header.p_memsz as usize;
+        // Only whole pages inside the segment: a page shared with a writable neighbour is kept.
+        let (start, end) = (start.next_multiple_of(page), end / page * page);
+        if end > start {
+            // SAFETY: [start, end) lies in a read-only private file mapping of a loaded object;
+            // MADV_DONTNEED only unmaps its pages, which fault back in with the same bytes.
+            if unsafe { libc::madvise(start as *mut c_void, end - start, libc::MADV_DONTNEED) } == 0
+            {
+                *advised += end - start;
+            }
+        }
+    }
+    0
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+        n if n > 0 => n as usize,
+        _ => 4096,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resident_file_kib() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("RssFile:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn released_pages_leave_the_resident_set_and_come_back_intact() {
+        let before = resident_file_kib();
+        let advised = release_start_up_pages();
+        let after = resident_file_kib();
+        assert!(advised > 1 << 20, "advised only {advised} bytes");
+        assert!(
+            after < before,
+            "file-backed resident memory went from {before} KiB to {after} KiB"
+        );
+        // Code and read-only data still work after their pages were dropped: run some.
+        let text = format!(
+            "{:?}",
+            std::collections::BTreeMap::from([(1, "one"), (2, "two")])
+        );
+        assert_eq!(text, r#"{1: "one", 2: "two"}"#);
+        assert_eq!(
+            release_start_up_pages(),
+            advised,
+            "the same segments each time"
+        );
+    }
+}
