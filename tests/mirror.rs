@@ -52,7 +52,7 @@ fn start_mirror(mirror: &str) -> (Registry, Storage) {
 
 /// Pushes a small OCI image (a config and the given layers) to a registry; returns the
 /// manifest's digest.
-fn push_image(addr: &str, repo: &str, tag: &str, layers: &[&[u8]]) -> String {
+pub(crate) fn push_image(addr: &str, repo: &str, tag: &str, layers: &[&[u8]]) -> String {
     let config = format!(
         "{{\"architecture\":\"amd64\",\"os\":\"linux\",\"layers\":{}}}",
         layers.len()

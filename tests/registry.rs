@@ -958,3 +958,133 @@ fn a_slow_reader_and_200_idle_connections_leave_others_served() {
         String::from_utf8_lossy(&got)
     );
 }
+
+/// Load, scaled down from `bench/load.sh` (60 s there): 500 connections at once, each asking
+/// for the manifest by tag, the config and a 64 KiB layer in turn, while 20 pushers push images
+/// of their own. Every answer is a 200 with the right bytes, every push gets its 201, and the
+/// server's resident memory stays under 300 MB; the latencies' p50 and p99 are printed.
+#[test]
+fn five_hundred_connections_and_twenty_pushers_lose_nothing() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Barrier};
+    const CONNECTIONS: usize = 500;
+    const REQUESTS_EACH: usize = 6;
+    const PUSHERS: usize = 20;
+    const PUSHES_EACH: usize = 3;
+    let storage = Storage::fs();
+    let reg = Registry::start(&storage, "");
+    let layer: Vec<u8> = (0..64u32 << 10)
+        .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+        .collect();
+    let manifest_digest = crate::mirror::push_image(&reg.addr, "load/app", "v1", &[&layer]);
+    let manifest = reg
+        .request(
+            "GET",
+            "/v2/load/app/manifests/v1",
+            &[("Accept", MANIFEST_TYPES)],
+            b"",
+        )
+        .body;
+    assert_eq!(digest_of(&manifest), manifest_digest);
+    let parsed: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    let config_digest = parsed["config"]["digest"].as_str().unwrap().to_string();
+    let layer_digest = digest_of(&layer);
+    let targets = Arc::new([
+        ("/v2/load/app/manifests/v1".to_string(), manifest_digest),
+        (format!("/v2/load/app/blobs/{config_digest}"), config_digest),
+        (format!("/v2/load/app/blobs/{layer_digest}"), layer_digest),
+    ]);
+
+    // The server's peak RSS, sampled while the load runs.
+    let running = Arc::new(AtomicBool::new(true));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let sampler = {
+        let (running, peak, pid) = (running.clone(), peak.clone(), reg.pid());
+        std::thread::spawn(move || {
+            while running.load(Ordering::Relaxed) {
+                let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+                let kib: usize = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                    .unwrap();
+                peak.fetch_max(kib << 10, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    // All 500 connect before any asks, so that they are open at once.
+    let start = Arc::new(Barrier::new(CONNECTIONS + PUSHERS));
+    let readers: Vec<_> = (0..CONNECTIONS)
+        .map(|c| {
+            let (addr, targets, start) = (reg.addr.clone(), targets.clone(), start.clone());
+            std::thread::Builder::new()
+                .stack_size(256 << 10)
+                .spawn(move || {
+                    let mut latencies = Vec::new();
+                    start.wait();
+                    for i in 0..REQUESTS_EACH {
+                        let (path, digest) = &targets[(c + i) % targets.len()];
+                        let asked = std::time::Instant::now();
+                        let r = util::try_request(
+                            &addr,
+                            "GET",
+                            path,
+                            &[("Accept", MANIFEST_TYPES)],
+                            b"",
+                        )
+                        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+                        latencies.push(asked.elapsed());
+                        assert_eq!(r.status, 200, "GET {path}: {r:?}");
+                        assert_eq!(&digest_of(&r.body), digest, "GET {path}");
+                    }
+                    latencies
+                })
+                .unwrap()
+        })
+        .collect();
+    let pushers: Vec<_> = (0..PUSHERS)
+        .map(|p| {
+            let (addr, start) = (reg.addr.clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                for n in 0..PUSHES_EACH {
+                    let own = format!("pusher {p} push {n}").repeat(1000);
+                    let repo = format!("load/pusher{p}");
+                    let d =
+                        crate::mirror::push_image(&addr, &repo, &n.to_string(), &[own.as_bytes()]);
+                    let r = util::request(
+                        &addr,
+                        "HEAD",
+                        &format!("/v2/{repo}/manifests/{n}"),
+                        &[("Accept", MANIFEST_TYPES)],
+                        b"",
+                    );
+                    assert_eq!(r.header("docker-content-digest"), Some(d.as_str()));
+                }
+            })
+        })
+        .collect();
+    let mut latencies: Vec<Duration> = readers
+        .into_iter()
+        .flat_map(|r| r.join().expect("a reader got a wrong answer"))
+        .collect();
+    for p in pushers {
+        p.join().expect("a push failed");
+    }
+    running.store(false, Ordering::Relaxed);
+    sampler.join().unwrap();
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+    let peak = peak.load(Ordering::Relaxed);
+    eprintln!(
+        "{} GETs over {CONNECTIONS} connections beside {} pushes: p50 {:?}, p99 {:?}, peak RSS {} MiB",
+        latencies.len(),
+        PUSHERS * PUSHES_EACH,
+        at(0.5),
+        at(0.99),
+        peak >> 20
+    );
+    assert_eq!(latencies.len(), CONNECTIONS * REQUESTS_EACH);
+    assert!(peak > 0 && peak < 300 << 20, "peak RSS {peak} bytes");
+}

@@ -24,6 +24,11 @@ struct User {
     sub_start: Option<u32>,
     /// Extra environment of every berth command (`VAR=value`).
     env: Vec<String>,
+    /// A shell script root runs in a private mount namespace before each berth command
+    /// (which it then execs as the user): a view of the host the test made.
+    prelude: Option<String>,
+    /// Shell scripts root runs once the user's containers and processes are gone.
+    cleanup: Vec<String>,
 }
 
 /// pasta opens /dev/net/tun as the user: udev makes it 0666 on every Debian, which some
@@ -39,6 +44,15 @@ fn tun_for_users() {
         assert!(st.success(), "mknod /dev/net/tun");
     }
     std::fs::set_permissions(tun, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+}
+
+/// fuse-overlayfs opens /dev/fuse as the user: 0666, as udev makes it on Debian.
+fn fuse_for_users() {
+    std::fs::set_permissions(
+        "/dev/fuse",
+        std::os::unix::fs::PermissionsExt::from_mode(0o666),
+    )
+    .unwrap();
 }
 
 fn ok(cmd: &mut Command) -> String {
@@ -115,12 +129,23 @@ impl User {
             home,
             sub_start,
             env: vec![],
+            prelude: None,
+            cleanup: vec![],
         }
     }
 
     /// `berth ARGS` as the user, with their HOME and nothing of root's environment.
     fn berth(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("runuser");
+        let mut c = match &self.prelude {
+            None => Command::new("runuser"),
+            Some(script) => {
+                let mut c = Command::new("unshare");
+                c.args(["--mount", "--propagation", "private", "sh", "-c"])
+                    .arg(format!("set -e; {script}; exec runuser \"$@\""))
+                    .arg("sh");
+                c
+            }
+        };
         c.args(["-u", &self.name, "--", "env", "-i"])
             .arg(format!("HOME={}", self.home.path().display()))
             .arg("PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
@@ -217,6 +242,9 @@ impl Drop for User {
             }
         }
         let _ = std::fs::remove_dir_all(self.run_dir());
+        for script in &self.cleanup {
+            let _ = Command::new("sh").args(["-c", script]).output();
+        }
         if let Some(start) = self.sub_start {
             let range = format!("{start}-{}", start + 65_535);
             let _ = Command::new("usermod")
@@ -398,30 +426,51 @@ fn http_get(port: u16, path: &str) -> String {
 fn root_rootless_refusals_are_one_clear_line() {
     let u = User::new(true);
     u.import_busybox();
-    for args in [
-        &["run", "--rm", "-m", "64m", "bb", "true"][..],
-        &["run", "--rm", "--cpus", "0.5", "bb", "true"],
-        &["run", "--rm", "--pids-limit", "10", "bb", "true"],
+    for (args, controller) in [
+        (&["run", "--rm", "-m", "64m", "bb", "true"][..], "memory"),
+        (&["run", "--rm", "--cpus", "0.5", "bb", "true"], "cpu"),
+        (&["run", "--rm", "--pids-limit", "10", "bb", "true"], "pids"),
         // The cgroup's other settings too: none is dropped unseen.
-        &["run", "--rm", "--cpu-shares", "512", "bb", "true"],
-        &["run", "--rm", "--cpuset-cpus", "0", "bb", "true"],
-        &["run", "--rm", "--memory-reservation", "10m", "bb", "true"],
+        (&["run", "--rm", "--cpu-shares", "512", "bb", "true"], "cpu"),
+        (
+            &["run", "--rm", "--cpuset-cpus", "0", "bb", "true"],
+            "cpuset",
+        ),
+        (
+            &["run", "--rm", "--memory-reservation", "10m", "bb", "true"],
+            "memory",
+        ),
     ] {
         let err = u.fails(args, 125);
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(err.contains("rootless containers cannot have"), "{err}");
         assert!(
-            err.contains("cgroup v1 holds memory, cpu, pids here (a v1 or hybrid host)"),
+            err.contains(&format!(
+                "cgroup v1 holds {controller} here (a v1 or hybrid host)"
+            )),
             "{err}"
         );
     }
     let err = u.fails(&["run", "--rm", "--network", "bridge", "bb", "true"], 125);
     assert!(err.contains("cannot use --network bridge"), "{err}");
+    let err = u.fails(&["run", "--rm", "--cgroup-parent", "x", "bb", "true"], 125);
+    assert!(err.contains("cannot use --cgroup-parent"), "{err}");
     // A shareable /dev/shm is a tmpfs on the host, which a user cannot mount.
     let err = u.fails(&["run", "--rm", "--ipc", "shareable", "bb", "true"], 125);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("cannot use --ipc shareable"), "{err}");
     assert_eq!(u.ok(&["ps", "-aq"]), "", "nothing was created");
+    // `update` cannot give a limit `run` could not.
+    u.ok(&["create", "--name", "cc", "--network", "none", "bb", "true"]);
+    let out = u.output(&["update", "--cpus", "0.5", "cc"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("rootless containers cannot have --cpus on this host: cgroup v1 holds cpu"),
+        "{err}"
+    );
+    let mem = u.ok(&["inspect", "-f", "{{.HostConfig.NanoCpus}}", "cc"]);
+    assert_eq!(mem.trim(), "0", "nothing recorded");
 
     let bare = User::new(false);
     let err = bare.fails(&["images"], 125);
@@ -540,12 +589,7 @@ t.close()
 #[test]
 fn root_rootless_fuse_overlayfs_when_forced() {
     let mut u = User::new(true);
-    // The user opens /dev/fuse: 0666, as udev makes it on Debian.
-    std::fs::set_permissions(
-        "/dev/fuse",
-        std::os::unix::fs::PermissionsExt::from_mode(0o666),
-    )
-    .unwrap();
+    fuse_for_users();
     u.import_busybox();
     // A layer with a whiteout and an opaque directory, from the kernel's overlay.
     u.ok(&[
@@ -765,4 +809,186 @@ fn root_rootless_pull_build_push_and_a_terminal_as_a_user() {
         std::fs::read_to_string(&rc).is_ok_and(|c| c.ends_with('\n'))
     });
     assert_eq!(std::fs::read_to_string(&rc).unwrap().trim(), "3");
+}
+
+/// The overlay is chosen by trying it, not by the kernel's version: with the user's home (and
+/// store) on an overlay, as when berth runs in a container, the kernel refuses an overlay whose
+/// upper directory is there, and berth mounts fuse-overlayfs without being told; `info` says
+/// which (the kernel's overlay, chosen the same way, is the other tests').
+#[test]
+fn root_rootless_fuse_overlayfs_where_the_kernel_refuses_its_overlay() {
+    let layers = tempfile::tempdir().unwrap();
+    let mut u = User::new(true);
+    fuse_for_users();
+    let home = u.home.path().to_path_buf();
+    let dir = |d: &str| {
+        let p = layers.path().join(d);
+        std::fs::create_dir(&p).unwrap();
+        p.display().to_string()
+    };
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        dir("l"),
+        dir("u"),
+        dir("w")
+    );
+    ok(Command::new("mount")
+        .args(["-t", "overlay", "overlay", "-o", &opts])
+        .arg(&home));
+    u.cleanup.push(format!("umount -l '{}'", home.display()));
+    ok(Command::new("chown").arg(&u.name).arg(&home));
+    ok(Command::new("chmod").arg("755").arg(&home));
+    u.import_busybox();
+    assert_eq!(
+        u.ok(&["info", "--format", "{{.Driver}}"]).trim(),
+        "fuse-overlayfs"
+    );
+    let seen = u.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "bb",
+        "sh",
+        "-c",
+        "awk '$2 == \"/\" {print $3}' /proc/mounts; stat -c %u:%g /home/u/f; echo w > /w; cat /w",
+    ]);
+    assert_eq!(
+        seen.split_whitespace().collect::<Vec<_>>(),
+        ["fuse.fuse-overlayfs", "1000:1000", "w"],
+        "{seen}"
+    );
+}
+
+/// Runs `script` as root with `$C` a cgroup2 mount of its own (in a private mount
+/// namespace, whatever the host mounts); returns its output.
+fn in_cgroup2(script: &str) -> String {
+    ok(Command::new("unshare").args([
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &format!("set -e; C=$(mktemp -d); mount -t cgroup2 cgroup2 $C; {script}"),
+    ]))
+}
+
+/// A cgroup v2 subtree delegated to the user as systemd delegates `user@UID.service`: a
+/// cgroup `T/user` (T root's) whose directory, cgroup.procs, cgroup.subtree_control and
+/// cgroup.threads the user owns, berth started in `T/user/shell` (made by the user), in a
+/// mount namespace whose /sys/fs/cgroup is the cgroup2 hierarchy alone (a pure v2 host; this
+/// project's hosts are hybrid and run no systemd, so nothing delegates one otherwise). Every
+/// container then gets `T/user/berth/<id>`: it is there, `top` lists it, `pause` freezes it,
+/// `rm` removes it; limits need their controllers delegated too, and are refused naming the
+/// one missing. Run from a cgroup the user does not own, limits are refused saying that no
+/// subtree is delegated and why (no systemd here).
+#[test]
+fn root_rootless_delegated_cgroup_v2_subtree() {
+    let mut u = User::new(true);
+    let t = format!("berth-rl-{:08x}", rand_u32());
+    in_cgroup2(&format!(
+        "mkdir $C/{t} $C/{t}/user $C/{t}/plain; \
+         for f in '' cgroup.procs cgroup.subtree_control cgroup.threads; do \
+           chown {n} $C/{t}/user/$f; done; \
+         runuser -u {n} -- mkdir $C/{t}/user/shell",
+        n = u.name
+    ));
+    u.cleanup.push(format!(
+        "unshare --mount --propagation private sh -c 'C=$(mktemp -d); \
+         mount -t cgroup2 cgroup2 $C; echo 1 > $C/{t}/cgroup.kill; \
+         for i in $(seq 100); do find $C/{t} -depth -type d -exec rmdir {{}} + 2>/dev/null; \
+           [ -d $C/{t} ] || break; sleep 0.1; done'"
+    ));
+    let view = |leaf: &str| {
+        format!(
+            "umount -l /sys/fs/cgroup; mount -t cgroup2 cgroup2 /sys/fs/cgroup; \
+             echo $$ > /sys/fs/cgroup/{t}/{leaf}/cgroup.procs"
+        )
+    };
+    u.prelude = Some(view("user/shell"));
+    u.import_busybox();
+    assert_eq!(
+        u.ok(&["info", "--format", "{{.CgroupDriver}}"]).trim(),
+        "cgroupfs"
+    );
+    let id = u.ok(&["run", "-d", "--network", "none", "bb", "sleep", "100"]);
+    let id = id.trim();
+    let pid = u.ok(&["inspect", "-f", "{{.State.Pid}}", id]);
+    let cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", pid.trim())).unwrap();
+    assert!(
+        cgroup
+            .lines()
+            .any(|l| l == format!("0::/{t}/user/berth/{id}")),
+        "{cgroup}"
+    );
+    let top = u.ok(&["top", id]);
+    assert!(top.contains("sleep 100"), "{top}");
+    u.ok(&["pause", id]);
+    assert_eq!(
+        u.ok(&["inspect", "-f", "{{.State.Status}}", id]).trim(),
+        "paused"
+    );
+    let events = in_cgroup2(&format!("cat $C/{t}/user/berth/{id}/cgroup.events"));
+    assert!(events.lines().any(|l| l == "frozen 1"), "{events}");
+    u.ok(&["unpause", id]);
+    let events = in_cgroup2(&format!("cat $C/{t}/user/berth/{id}/cgroup.events"));
+    assert!(events.lines().any(|l| l == "frozen 0"), "{events}");
+
+    // This kernel has memory, cpu and pids on cgroup v1 (hybrid): none reaches the subtree.
+    let err = u.fails(&["run", "--rm", "-m", "64m", "bb", "true"], 125);
+    assert_eq!(
+        err.trim(),
+        format!(
+            "berth: rootless containers cannot have -m/--memory on this host: the memory \
+             controller is not delegated to /sys/fs/cgroup/{t}/user (systemd: Delegate=yes, \
+             or Delegate=memory cpu pids)"
+        )
+    );
+    u.ok(&["rm", "-f", id]);
+    let left = in_cgroup2(&format!(
+        "test -d $C/{t}/user/berth/{id} && echo left || echo removed"
+    ));
+    assert_eq!(left.trim(), "removed", "rm removes the container's cgroup");
+
+    // Started outside what the user owns: no subtree, no cgroup, limits refused saying so.
+    u.prelude = Some(view("plain"));
+    assert_eq!(
+        u.ok(&["info", "--format", "{{.CgroupDriver}}"]).trim(),
+        "none"
+    );
+    let err = u.fails(&["run", "--rm", "--pids-limit", "10", "bb", "true"], 125);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "no cgroup v2 subtree is delegated to the user (/sys/fs/cgroup/{t}/plain is not theirs)"
+        )),
+        "{err}"
+    );
+    let systemd = Path::new("/run/systemd/system").is_dir();
+    let how = if systemd {
+        "systemd-run --user --scope"
+    } else {
+        "this host has no systemd"
+    };
+    assert!(err.contains(how), "{err}");
+    // A container without a cgroup: `top` lists its pid namespace, `pause` says why not.
+    u.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "pp",
+        "--network",
+        "none",
+        "bb",
+        "sleep",
+        "100",
+    ]);
+    let top = u.ok(&["top", "pp"]);
+    assert!(top.contains("sleep 100"), "{top}");
+    let err = u.fails(&["pause", "pp"], 1);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("can be paused only in a cgroup v2 subtree delegated to the user"),
+        "{err}"
+    );
 }

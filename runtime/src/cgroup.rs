@@ -465,8 +465,11 @@ impl CgroupPaths {
                     };
                     write(&dir.join(file), &rule.to_string())?;
                 }
-            } else if let Some(dir) = &self.v2 {
-                // cgroup v2 has no devices files: the rules become an eBPF program.
+            } else if let (Some(dir), None) = (&self.v2, &self.v2_base) {
+                // cgroup v2 has no devices files: the rules become an eBPF program. Not in a
+                // rootless container's delegated cgroup: the kernel loads no such program for
+                // a user namespace, and its device nodes are the host's, bound in, which the
+                // user may open or not as on the host.
                 crate::devices::attach(dir, rules)?;
             }
         }
@@ -706,45 +709,74 @@ fn enable_v2_controllers(dir: &Path, base: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
-/// Whether `resources` ask for a limit a rootless container needs a cgroup of its own for
-/// (any setting the cgroup files hold, so that none is dropped unseen).
-pub(crate) fn has_limits(resources: Option<&LinuxResources>) -> bool {
-    resources.is_some_and(|r| {
-        r.memory().as_ref().is_some_and(|m| {
-            m.limit().is_some_and(|l| l > 0)
-                || m.reservation().is_some_and(|l| l > 0)
-                || m.swappiness().is_some()
-                || m.disable_oom_killer() == Some(true)
-        }) || r.cpu().as_ref().is_some_and(|c| {
-            c.quota().is_some_and(|q| q > 0)
-                || c.shares().is_some_and(|s| s > 0)
-                || c.cpus().is_some()
-                || c.mems().is_some()
-        }) || r.pids().as_ref().is_some_and(|p| p.limit() > 0)
-            || r.block_io().as_ref().is_some_and(|b| b.weight().is_some())
-    })
+/// The cgroup v2 controllers the limits of `resources` need (a rootless container's must be
+/// delegated to the user): memory for memory limits, cpu for a quota or weight, cpuset for
+/// cpus or memory nodes, pids for a pids limit, io for a block I/O weight.
+pub(crate) fn controllers_for(resources: Option<&LinuxResources>) -> Vec<&'static str> {
+    let Some(r) = resources else {
+        return vec![];
+    };
+    let positive = |v: Option<i64>| v.is_some_and(|v| v > 0);
+    let mut needed = vec![];
+    if r.memory().as_ref().is_some_and(|m| {
+        positive(m.limit())
+            || positive(m.swap())
+            || positive(m.reservation())
+            || m.swappiness().is_some()
+            || m.disable_oom_killer() == Some(true)
+    }) {
+        needed.push("memory");
+    }
+    let cpu = r.cpu().as_ref();
+    if cpu.is_some_and(|c| positive(c.quota()) || c.shares().is_some_and(|s| s > 0)) {
+        needed.push("cpu");
+    }
+    if cpu.is_some_and(|c| c.cpus().is_some() || c.mems().is_some()) {
+        needed.push("cpuset");
+    }
+    if r.pids().as_ref().is_some_and(|p| p.limit() > 0) {
+        needed.push("pids");
+    }
+    if r.block_io().as_ref().is_some_and(|b| b.weight().is_some()) {
+        needed.push("io");
+    }
+    needed
 }
 
-/// Where a rootless berth may give its containers cgroups of their own: a cgroup v2 subtree
+/// Where a rootless berth gives its containers cgroups of their own: a cgroup v2 subtree
 /// delegated to the user (systemd's `Delegate=yes`, as `user@UID.service` and podman's
-/// scopes have), or why there is none.
+/// scopes have), with the `needed` controllers delegated too; or why there is none.
 ///
 /// The subtree is the highest ancestor of this process's own cgroup that the user owns (its
 /// `cgroup.procs` and `cgroup.subtree_control` theirs); containers go in `berth/<id>` below
 /// it, so moving a container's init there stays inside what the user owns, as the kernel
-/// requires. The controllers of the limits (memory, cpu, pids) must be delegated to it.
-pub fn delegated_subtree() -> std::result::Result<PathBuf, String> {
+/// requires.
+pub fn delegated_subtree(needed: &[&str]) -> std::result::Result<PathBuf, String> {
     let layout = Layout::detect().map_err(|e| e.to_string())?;
     let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     // SAFETY: geteuid cannot fail.
     let uid = unsafe { libc::geteuid() };
-    delegated_in(&layout, &own, uid)
+    delegated_in(&layout, &own, uid, needed, systemd_booted())
 }
 
-fn delegated_in(layout: &Layout, own: &str, uid: u32) -> std::result::Result<PathBuf, String> {
+/// Whether systemd is the host's init (`sd_booted()`: /run/systemd/system exists).
+fn systemd_booted() -> bool {
+    Path::new("/run/systemd/system").is_dir()
+}
+
+fn delegated_in(
+    layout: &Layout,
+    own: &str,
+    uid: u32,
+    needed: &[&str],
+    systemd: bool,
+) -> std::result::Result<PathBuf, String> {
     use std::os::unix::fs::MetadataExt;
-    const LIMITS: [&str; 3] = ["memory", "cpu", "pids"];
-    let on_v1: Vec<&str> = LIMITS.into_iter().filter(|c| layout.v1_has(c)).collect();
+    let on_v1: Vec<&str> = needed
+        .iter()
+        .copied()
+        .filter(|c| layout.v1_has(c))
+        .collect();
     if !on_v1.is_empty() {
         return Err(format!(
             "cgroup v1 holds {} here (a v1 or hybrid host); limits need cgroup v2 delegated \
@@ -770,14 +802,24 @@ fn delegated_in(layout: &Layout, own: &str, uid: u32) -> std::result::Result<Pat
         .take_while(|d| d.starts_with(mountpoint) && owned(d))
         .last()
         .ok_or_else(|| {
+            // podman asks systemd for a scope of the user's (a transient unit with
+            // Delegate=yes); berth does not talk to systemd, so it says what to do.
+            let how = if systemd {
+                "start berth in a scope systemd delegates to the user (systemd-run --user \
+                 --scope -p Delegate=yes berth ...)"
+            } else {
+                "this host has no systemd, which would delegate one (user@UID.service has \
+                 Delegate=yes); without it, root can make a cgroup, chown it and its \
+                 cgroup.procs, cgroup.subtree_control and cgroup.threads to the user, and start \
+                 the user's session in it"
+            };
             format!(
-                "no cgroup v2 subtree is delegated to the user ({} is not theirs): run berth \
-                 below one, such as the user's systemd instance (user@UID.service)",
+                "no cgroup v2 subtree is delegated to the user ({} is not theirs): {how}",
                 mine.display()
             )
         })?;
     let controllers = std::fs::read_to_string(top.join("cgroup.controllers")).unwrap_or_default();
-    if let Some(c) = LIMITS
+    if let Some(c) = needed
         .iter()
         .find(|c| !controllers.split_whitespace().any(|x| x == **c))
     {
@@ -912,24 +954,34 @@ mod tests {
         };
         let own = "0::/user.slice/user-1000.slice/user@1000.service/app.slice/term.scope\n";
         // Everything is root's in the temp dir: the whole tree is "owned" by uid 0 ...
-        assert_eq!(delegated_in(&layout, own, 0).unwrap(), mp);
-        // ... and nothing by uid 4242.
-        let err = delegated_in(&layout, own, 4242).unwrap_err();
+        let all = ["memory", "cpu", "pids"];
+        assert_eq!(delegated_in(&layout, own, 0, &all, false).unwrap(), mp);
+        // ... and nothing by uid 4242; what to do depends on whether systemd runs.
+        let err = delegated_in(&layout, own, 4242, &all, false).unwrap_err();
         assert!(err.contains("no cgroup v2 subtree is delegated"), "{err}");
+        assert!(err.contains("this host has no systemd"), "{err}");
+        let err = delegated_in(&layout, own, 4242, &[], true).unwrap_err();
+        assert!(
+            err.contains("systemd-run --user --scope -p Delegate=yes"),
+            "{err}"
+        );
         // A hybrid host (memory on v1) is refused for that reason.
         let hybrid = Layout {
             v1: vec![v1(Path::new("/sys/fs/cgroup/memory"), &["memory"])],
             v2: layout.v2.clone(),
         };
-        let err = delegated_in(&hybrid, own, 0).unwrap_err();
+        let err = delegated_in(&hybrid, own, 0, &all, false).unwrap_err();
         assert!(err.contains("cgroup v1 holds memory here"), "{err}");
+        // ... but a container without limits needs none of v1's controllers.
+        assert_eq!(delegated_in(&hybrid, own, 0, &[], false).unwrap(), mp);
         // A controller missing from the subtree is named.
         std::fs::write(mp.join("cgroup.controllers"), "cpu memory").unwrap();
-        let err = delegated_in(&layout, own, 0).unwrap_err();
+        let err = delegated_in(&layout, own, 0, &all, false).unwrap_err();
         assert!(
             err.contains("the pids controller is not delegated"),
             "{err}"
         );
+        assert_eq!(delegated_in(&layout, own, 0, &["cpu"], false).unwrap(), mp);
     }
 
     #[test]

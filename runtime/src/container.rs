@@ -205,19 +205,23 @@ fn plan(cfg: &ContainerConfig) -> Result<MonitorPlan> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("/berth/{}", cfg.id)));
     // An ordinary user cannot write to cgroup v1 hierarchies (nor to a cgroup v2 tree that
-    // is not delegated to them): a rootless container gets a cgroup of its own only for
-    // limits, in the user's delegated subtree; the engine refuses limits where there is none.
+    // is not delegated to them): a rootless container gets a cgroup of its own in the user's
+    // delegated subtree when there is one (as podman's do), and none elsewhere, where the
+    // engine refuses limits.
     let cgroups = match crate::userns::rootless() {
-        Some(_) if crate::cgroup::has_limits(linux.resources().as_ref()) => {
-            let base = crate::cgroup::delegated_subtree().map_err(Error::Cgroup)?;
-            CgroupPaths {
-                v1: vec![],
-                v2: Some(base.join("berth").join(&cfg.id)),
-                v2_base: Some(base),
-                ..CgroupPaths::default()
+        Some(_) => {
+            let needed = crate::cgroup::controllers_for(linux.resources().as_ref());
+            match crate::cgroup::delegated_subtree(&needed) {
+                Ok(base) => CgroupPaths {
+                    v1: vec![],
+                    v2: Some(base.join("berth").join(&cfg.id)),
+                    v2_base: Some(base),
+                    ..CgroupPaths::default()
+                },
+                Err(why) if !needed.is_empty() => return Err(Error::Cgroup(why)),
+                Err(_) => CgroupPaths::default(),
             }
         }
-        Some(_) => CgroupPaths::default(),
         None => layout.paths_for(&cgroups_path, linux.resources().as_ref())?,
     };
     let state_dir = std::path::absolute(&cfg.state_dir)
@@ -433,7 +437,19 @@ impl Container {
         if status != Status::Running {
             return Err(self.invalid(status, "only a running container can be paused"));
         }
-        self.record()?.cgroups.freeze(true)
+        let rec = self.record()?;
+        if rec.cgroups.dirs().next().is_none() && crate::userns::rootless().is_some() {
+            // A rootless container without a cgroup (none delegated to the user) has no
+            // freezer.
+            let why = crate::cgroup::delegated_subtree(&[])
+                .err()
+                .unwrap_or_default();
+            return Err(Error::Cgroup(format!(
+                "a rootless container can be paused only in a cgroup v2 subtree delegated to \
+                 the user, and it has no cgroup: {why}"
+            )));
+        }
+        rec.cgroups.freeze(true)
     }
 
     /// Thaws a paused container.
@@ -446,8 +462,18 @@ impl Container {
     }
 
     /// Host pids of the container's processes (for `top`).
+    /// A rootless container without a cgroup: the processes of its pid namespace, or with
+    /// the host's (`--pid host`) its init and the init's descendants.
     pub fn processes(&self) -> Result<Vec<i32>> {
-        Ok(self.record()?.cgroups.procs())
+        let rec = self.record()?;
+        if rec.cgroups.dirs().next().is_some() {
+            return Ok(rec.cgroups.procs());
+        }
+        Ok(rec
+            .state
+            .pid
+            .map(sys::namespace_processes)
+            .unwrap_or_default())
     }
 
     /// What the running (or paused) container uses now: its cgroups' and its network

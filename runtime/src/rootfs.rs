@@ -168,30 +168,47 @@ pub(crate) fn mount_rootfs(rootfs: &Rootfs, mountpoint: &Path) -> Result<()> {
                     work.display()
                 );
             }
-            // In a user namespace overlayfs cannot use trusted.* xattrs: it keeps (and reads
-            // the image's opaque directories from) user.overlay.* instead.
-            if crate::userns::rootless().is_some() {
-                if crate::userns::overlay_driver() == crate::userns::OverlayDriver::Fuse {
-                    return fuse_overlay(&data, mountpoint);
-                }
-                data.push_str(",userxattr");
-            }
             let overlay = |data: &str| {
-                mount(
-                    Some(Path::new("overlay")),
-                    mountpoint,
-                    Some("overlay"),
-                    0,
-                    Some(data),
-                )
-            };
-            if *volatile {
-                match overlay(&format!("{data},volatile")) {
-                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
-                    other => return other.ctx(|| format!("mount overlay ({data},volatile)")),
+                let mount = |data: &str| {
+                    mount(
+                        Some(Path::new("overlay")),
+                        mountpoint,
+                        Some("overlay"),
+                        0,
+                        Some(data),
+                    )
+                };
+                if *volatile {
+                    match mount(&format!("{data},volatile")) {
+                        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+                        other => return other,
+                    }
                 }
+                mount(data)
+            };
+            if crate::userns::rootless().is_none() {
+                return overlay(&data).ctx(|| format!("mount overlay ({data})"));
             }
-            overlay(&data).ctx(|| format!("mount overlay ({data})"))
+            // In a user namespace overlayfs cannot use trusted.* xattrs: it keeps (and reads
+            // the image's opaque directories from) user.overlay.* instead. Where the kernel
+            // refuses it, fuse-overlayfs serves the same directories.
+            use crate::userns::OverlayDriver;
+            let forced = crate::userns::forced_overlay();
+            if forced == Some(OverlayDriver::Fuse) {
+                return fuse_overlay(&data, mountpoint);
+            }
+            let kernel = format!("{data},userxattr");
+            match overlay(&kernel) {
+                Err(e) if forced.is_none() && crate::userns::overlay_refused(&e) => {
+                    fuse_overlay(&data, mountpoint).map_err(|fuse| {
+                        Error::Setup(format!(
+                            "the kernel refused its overlay here ({e}) and fuse-overlayfs \
+                             failed too: {fuse}"
+                        ))
+                    })
+                }
+                other => other.ctx(|| format!("mount overlay ({kernel})")),
+            }
         }
     }
 }

@@ -327,3 +327,46 @@ pub(crate) fn decode_wait_status(status: i32) -> (i32, Option<i32>) {
         (libc::WEXITSTATUS(status), None)
     }
 }
+
+/// The processes of `init`'s pid namespace when it has one of its own (not ours), else
+/// `init` and its descendants; sorted by pid.
+pub(crate) fn namespace_processes(init: libc::pid_t) -> Vec<libc::pid_t> {
+    use std::os::unix::fs::MetadataExt;
+    let ns = |pid: &str| std::fs::metadata(format!("/proc/{pid}/ns/pid")).map(|m| m.ino());
+    let Ok(init_ns) = ns(&init.to_string()) else {
+        return vec![];
+    };
+    let own = ns("self").is_ok_and(|n| n == init_ns);
+    // (pid, parent) of every process we can see.
+    let all: Vec<(libc::pid_t, libc::pid_t, bool)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<libc::pid_t>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // The parent is the second field after the command, which may hold spaces.
+            let ppid = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            Some((pid, ppid, ns(&pid.to_string()).is_ok_and(|n| n == init_ns)))
+        })
+        .collect();
+    let mut found = vec![init];
+    if !own {
+        found.extend(all.iter().filter(|p| p.2 && p.0 != init).map(|p| p.0));
+    } else {
+        let mut i = 0;
+        while i < found.len() {
+            let parent = found[i];
+            found.extend(all.iter().filter(|p| p.1 == parent).map(|p| p.0));
+            i += 1;
+        }
+    }
+    found.sort_unstable();
+    found.dedup();
+    found
+}

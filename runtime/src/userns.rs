@@ -38,7 +38,9 @@ pub struct Rootless {
 pub enum OverlayDriver {
     /// The kernel's overlayfs, which user namespaces may mount since Linux 5.11.
     Kernel,
-    /// `fuse-overlayfs` (Debian's package of that name), on older kernels.
+    /// `fuse-overlayfs` (Debian's package of that name), where the kernel refuses its own:
+    /// older kernels, or upper directories on a filesystem overlayfs cannot write to (such as
+    /// another overlay, when berth itself runs in a container).
     Fuse,
 }
 
@@ -51,30 +53,87 @@ impl OverlayDriver {
     }
 }
 
-/// The overlay rootless containers use here: the kernel's from Linux 5.11, fuse-overlayfs
-/// before; `$BERTH_ROOTLESS_OVERLAY` (`overlay` or `fuse-overlayfs`) chooses otherwise.
-pub fn overlay_driver() -> OverlayDriver {
+/// The overlay `$BERTH_ROOTLESS_OVERLAY` (`overlay` or `fuse-overlayfs`) asks for, if any.
+pub fn forced_overlay() -> Option<OverlayDriver> {
     match std::env::var("BERTH_ROOTLESS_OVERLAY").as_deref() {
-        Ok("fuse-overlayfs") => return OverlayDriver::Fuse,
-        Ok("overlay") => return OverlayDriver::Kernel,
-        _ => {}
+        Ok("fuse-overlayfs") => Some(OverlayDriver::Fuse),
+        Ok("overlay") => Some(OverlayDriver::Kernel),
+        _ => None,
     }
-    // SAFETY: uname fills the struct it is given.
-    let release = unsafe {
-        let mut u: libc::utsname = std::mem::zeroed();
-        libc::uname(&mut u);
-        std::ffi::CStr::from_ptr(u.release.as_ptr())
-            .to_string_lossy()
-            .into_owned()
-    };
-    let mut parts = release
-        .split(|c: char| !c.is_ascii_digit())
-        .map(|n| n.parse::<u32>().unwrap_or(0));
-    let version = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    if version >= (5, 11) {
-        OverlayDriver::Kernel
-    } else {
-        OverlayDriver::Fuse
+}
+
+/// Whether a failed mount of the kernel's overlay says that the kernel will not mount it
+/// here (no overlay in a user namespace before Linux 5.11: `EPERM`; no `userxattr`, or an
+/// upper directory on a filesystem it cannot use, such as another overlay: `EINVAL`; no
+/// overlayfs at all: `ENODEV`), rather than a fault of the layers.
+pub(crate) fn overlay_refused(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EPERM | libc::EINVAL | libc::ENODEV | libc::EOPNOTSUPP)
+    )
+}
+
+/// The overlay a rootless container whose upper directory is on the filesystem of `dir` gets:
+/// the one `$BERTH_ROOTLESS_OVERLAY` asks for, else the kernel's when it mounts there (a child
+/// process tries it, with `userxattr`, in a mount namespace of its own), else fuse-overlayfs.
+/// A container's own mount decides the same way: it falls back to fuse-overlayfs when the
+/// kernel refuses its overlay.
+pub fn overlay_driver(dir: &Path) -> OverlayDriver {
+    forced_overlay().unwrap_or_else(|| match kernel_overlay_mounts(dir) {
+        Ok(()) => OverlayDriver::Kernel,
+        Err(_) => OverlayDriver::Fuse,
+    })
+}
+
+/// Mounts the kernel's overlay (`userxattr`) on empty directories made in `dir`, in a child
+/// in a mount namespace of its own (the mount goes with it); `Err` is the mount's error.
+fn kernel_overlay_mounts(dir: &Path) -> std::io::Result<()> {
+    struct Probe(PathBuf);
+    impl Drop for Probe {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let probe = Probe(dir.join(format!(".overlay-probe-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&probe.0);
+    for d in ["", "l", "u", "w", "m"] {
+        std::fs::create_dir(probe.0.join(d))?;
+    }
+    let c = |s: String| std::ffi::CString::new(s).map_err(std::io::Error::other);
+    let p = |d: &str| probe.0.join(d).display().to_string();
+    let target = c(p("m"))?;
+    let data = c(format!(
+        "lowerdir={},upperdir={},workdir={},userxattr",
+        p("l"),
+        p("u"),
+        p("w")
+    ))?;
+    let pid = sys::fork()?;
+    if pid == 0 {
+        // SAFETY: system calls only, on strings made before the fork; then _exit.
+        unsafe {
+            let ok = libc::unshare(libc::CLONE_NEWNS) == 0
+                && libc::mount(
+                    std::ptr::null(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) == 0
+                && libc::mount(
+                    c"overlay".as_ptr(),
+                    target.as_ptr(),
+                    c"overlay".as_ptr(),
+                    0,
+                    data.as_ptr().cast(),
+                ) == 0;
+            sys::exit_now(if ok { 0 } else { *libc::__errno_location() })
+        }
+    }
+    match sys::wait_child(pid, 0)? {
+        Some((0, None)) => Ok(()),
+        Some((errno, None)) => Err(std::io::Error::from_raw_os_error(errno)),
+        _ => Err(std::io::Error::other("the overlay probe died")),
     }
 }
 

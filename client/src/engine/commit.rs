@@ -201,14 +201,15 @@ impl Engine {
         };
         let mut config = new_config(rec, parent_config, options, &created)?;
 
-        // A rootless container has no freezer (no cgroup of its own): its files are read
-        // while it runs, as podman's `commit` does by default.
-        let paused = options.pause
-            && self.state(rec).status == Status::Running
-            && !super::rootless::active();
-        if paused {
-            self.pause(rec)?;
-        }
+        // A rootless container without a cgroup of its own (none delegated to the user) has
+        // no freezer: its files are read while it runs, as podman's `commit` does then.
+        let paused = options.pause && self.state(rec).status == Status::Running && {
+            let frozen = self.pause(rec);
+            match frozen {
+                Err(_) if super::rootless::active() => false,
+                other => other.map(|()| true)?,
+            }
+        };
         let written = {
             let store = self.images.clone();
             let upper = self.dir(&rec.id).join("upper");

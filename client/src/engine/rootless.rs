@@ -5,9 +5,9 @@
 //! subordinate ids of /etc/subuid and /etc/subgid (see `berth_runtime::userns`). Its store is
 //! the user's (`~/.local/share/berth`), separate from root's. What the kernel gives only to
 //! real root is refused up front with one line: the bridge (a host interface and iptables),
-//! and limits where no cgroup v2 subtree is delegated to the user (always on cgroup v1 and
-//! hybrid hosts). Where one is (`berth_runtime::delegated_subtree`), a container with limits
-//! gets its cgroup in it.
+//! and limits where no cgroup v2 subtree with their controllers is delegated to the user
+//! (always on cgroup v1 and hybrid hosts). Where one is (`berth_runtime::delegated_subtree`),
+//! every container gets its cgroup in it.
 //!
 //! The network of a rootless container is `pasta` (Debian's passt) by default, as podman's:
 //! once the runtime has made the container's network namespace, `pasta --config-net` gives it
@@ -45,14 +45,13 @@ pub struct Info {
     pub host_uid: u32,
     /// The user's runtime directory (pause process, seccomp programs).
     pub run_dir: PathBuf,
-    /// `overlay` (the kernel's, mounted in the user namespace) or `fuse-overlayfs`.
-    pub overlay: &'static str,
     /// The default network: `pasta`.
     pub network: &'static str,
     /// The network drivers a rootless container can have (`--network` values as `info`'s
     /// Plugins name them): no bridge, which needs root.
     pub network_drivers: &'static [&'static str],
-    /// Whether limits can be set: `cgroupfs` in a delegated cgroup v2 subtree, else `none`.
+    /// `cgroupfs` when containers get cgroups in a cgroup v2 subtree delegated to the user
+    /// (limits then need their controllers delegated too), else `none`.
     pub cgroups: &'static str,
 }
 
@@ -62,15 +61,21 @@ pub fn info() -> Option<Info> {
     Some(Info {
         host_uid: r.host_uid,
         run_dir: r.run_dir.clone(),
-        overlay: berth_runtime::userns::overlay_driver().as_str(),
         network: "pasta",
         network_drivers: &["host", "null", "pasta"],
-        cgroups: if berth_runtime::delegated_subtree().is_ok() {
+        cgroups: if berth_runtime::delegated_subtree(&[]).is_ok() {
             "cgroupfs"
         } else {
             "none"
         },
     })
+}
+
+/// The overlay the user's containers get with their upper directories in the store at
+/// `root`: `overlay` (the kernel's, mounted in the user namespace) when a trial mount there
+/// succeeds, else `fuse-overlayfs` (`$BERTH_ROOTLESS_OVERLAY` chooses otherwise).
+pub fn overlay(root: &Path) -> &'static str {
+    berth_runtime::userns::overlay_driver(root).as_str()
 }
 
 /// The one line for limits that need a cgroup of the container's own, where the user has
@@ -93,6 +98,13 @@ pub(crate) fn check(host: &HostConfig) -> Result<()> {
                 .into(),
         ));
     }
+    if !host.cgroup_parent.is_empty() {
+        return Err(EngineError::Invalid(
+            "rootless containers cannot use --cgroup-parent: their cgroups are in the user's \
+             delegated subtree, or they have none"
+                .into(),
+        ));
+    }
     if host.ipc_mode == "shareable" {
         return Err(EngineError::Invalid(
             "rootless containers cannot use --ipc shareable: the /dev/shm other containers \
@@ -102,29 +114,38 @@ pub(crate) fn check(host: &HostConfig) -> Result<()> {
         ));
     }
     let r = &host.resources;
+    if r.oom_kill_disable || !r.device_cgroup_rules.is_empty() {
+        return Err(limits_refused(
+            if r.oom_kill_disable {
+                "--oom-kill-disable"
+            } else {
+                "--device-cgroup-rule"
+            },
+            "it needs root (cgroup v1's memory controller; a device filter program)",
+        ));
+    }
+    // Each limit and the cgroup v2 controller that applies it.
     let limits = [
-        (host.memory != 0, "-m/--memory"),
-        (host.memory_swap > 0, "--memory-swap"),
-        (host.nano_cpus != 0, "--cpus"),
-        (host.pids_limit > 0, "--pids-limit"),
-        (r.cpu_shares != 0, "--cpu-shares"),
-        (!r.cpuset_cpus.is_empty(), "--cpuset-cpus"),
-        (!r.cpuset_mems.is_empty(), "--cpuset-mems"),
-        (r.memory_reservation != 0, "--memory-reservation"),
+        (host.memory != 0, "-m/--memory", "memory"),
+        (host.memory_swap > 0, "--memory-swap", "memory"),
+        (r.memory_reservation != 0, "--memory-reservation", "memory"),
         (
             r.memory_swappiness.is_some_and(|s| s >= 0),
             "--memory-swappiness",
+            "memory",
         ),
-        (r.oom_kill_disable, "--oom-kill-disable"),
-        (r.blkio_weight != 0, "--blkio-weight"),
+        (host.nano_cpus != 0, "--cpus", "cpu"),
+        (r.cpu_shares != 0, "--cpu-shares", "cpu"),
+        (!r.cpuset_cpus.is_empty(), "--cpuset-cpus", "cpuset"),
+        (!r.cpuset_mems.is_empty(), "--cpuset-mems", "cpuset"),
+        (host.pids_limit > 0, "--pids-limit", "pids"),
+        (r.blkio_weight != 0, "--blkio-weight", "io"),
     ];
-    let asked: Vec<&str> = limits
-        .iter()
-        .filter(|(on, _)| *on)
-        .map(|(_, n)| *n)
-        .collect();
+    let asked: Vec<&str> = limits.iter().filter(|l| l.0).map(|l| l.1).collect();
+    let mut needed: Vec<&str> = limits.iter().filter(|l| l.0).map(|l| l.2).collect();
+    needed.dedup();
     if !asked.is_empty() {
-        if let Err(why) = berth_runtime::delegated_subtree() {
+        if let Err(why) = berth_runtime::delegated_subtree(&needed) {
             return Err(limits_refused(&asked.join(", "), &why));
         }
     }

@@ -201,6 +201,7 @@ impl Engine {
         let mut after = before.clone();
         merge(&mut after.host, &mut after.restart_policy, &u).map_err(cannot)?;
         super::resources::check(&mut after.host).map_err(cannot)?;
+        super::rootless::check(&after.host).map_err(cannot)?;
         self.save(&after)?;
         if let Ok(c) = self.running(&after) {
             let applied = live_resources(&u).and_then(|r| Ok(c.update(&r)?));

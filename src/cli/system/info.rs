@@ -114,7 +114,7 @@ fn document(g: &Globals) -> Result<Value> {
         "ContainersPaused": paused,
         "ContainersStopped": stopped,
         "Images": images,
-        "Driver": rootless.as_ref().map_or("overlay", |r| r.overlay),
+        "Driver": if rootless.is_some() { rootless::overlay(engine.root()) } else { "overlay" },
         "DriverStatus": [],
         "Plugins": {"Volume": ["local"], "Network": networks, "Log": ["json-file", "local", "none"]},
         "LoggingDriver": "json-file",
