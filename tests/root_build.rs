@@ -81,18 +81,43 @@ fn base_rootfs(dir: &Path) -> PathBuf {
     tar
 }
 
+/// An OCI layout being written: `put` stores a blob and gives its descriptor's digest and
+/// size; `finish` writes `oci-layout` and an `index.json` naming `entry`.
+struct Layout(PathBuf);
+
+impl Layout {
+    fn new(path: PathBuf) -> Layout {
+        std::fs::create_dir_all(path.join("blobs/sha256")).unwrap();
+        Layout(path)
+    }
+
+    fn put(&self, data: &[u8]) -> (String, usize) {
+        let hex = sha256_hex(data);
+        std::fs::write(self.0.join("blobs/sha256").join(&hex), data).unwrap();
+        (format!("sha256:{hex}"), data.len())
+    }
+
+    fn finish(self, entry: Value) -> PathBuf {
+        std::fs::write(
+            self.0.join("oci-layout"),
+            r#"{"imageLayoutVersion":"1.0.0"}"#,
+        )
+        .unwrap();
+        let index = json!({"schemaVersion": 2, "manifests": [entry]});
+        std::fs::write(
+            self.0.join("index.json"),
+            serde_json::to_vec(&index).unwrap(),
+        )
+        .unwrap();
+        self.0
+    }
+}
+
 /// `base:1` as an OCI layout tar: the same bytes, and image id, on every run.
 fn base_layout(dir: &Path) -> PathBuf {
     let layer = std::fs::read(base_rootfs(dir)).unwrap();
-    let layout = dir.join("layout");
-    let blobs = layout.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).unwrap();
-    let put = |data: &[u8]| -> String {
-        let hex = sha256_hex(data);
-        std::fs::write(blobs.join(&hex), data).unwrap();
-        format!("sha256:{hex}")
-    };
-    let layer_digest = put(&layer);
+    let layout = Layout::new(dir.join("layout"));
+    let (layer_digest, _) = layout.put(&layer);
     let config = serde_json::to_vec(&json!({
         "architecture": "amd64", "os": "linux", "created": "2024-01-01T00:00:00Z",
         "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": ["sh"]},
@@ -100,27 +125,17 @@ fn base_layout(dir: &Path) -> PathBuf {
         "history": [{"created": "2024-01-01T00:00:00Z", "created_by": "busybox"}],
     }))
     .unwrap();
-    let config_digest = put(&config);
+    let (config_digest, _) = layout.put(&config);
     let manifest = serde_json::to_vec(&json!({
         "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer.len()}],
     }))
     .unwrap();
-    let manifest_digest = put(&manifest);
-    std::fs::write(
-        layout.join("oci-layout"),
-        r#"{"imageLayoutVersion":"1.0.0"}"#,
-    )
-    .unwrap();
-    std::fs::write(
-        layout.join("index.json"),
-        serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest_digest,
-            "size": manifest.len(), "annotations": {"io.containerd.image.name": "docker.io/library/base:1"}}]}))
-        .unwrap(),
-    )
-    .unwrap();
+    let (manifest_digest, _) = layout.put(&manifest);
+    let layout = layout.finish(json!({
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest_digest,
+        "size": manifest.len(), "annotations": {"io.containerd.image.name": "docker.io/library/base:1"}}));
     let tar = dir.join("base.tar");
     run(Command::new("tar")
         .arg("-C")
@@ -1314,15 +1329,7 @@ fn root_build_corpus_matches_docker_build() {
     let r = setup();
     // overlay2, not the helper's vfs: a layer per step costs a copy of the image under vfs.
     let d = Dockerd::start_with(&["--storage-driver=overlay2".into()]);
-    d.ok(&[
-        "import",
-        "-c",
-        "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "-c",
-        "CMD [\"sh\"]",
-        r.work.path().join("rootfs.tar").to_str().unwrap(),
-        "base:1",
-    ]);
+    docker_base(&r, &d);
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/build-corpus");
     let mut names: Vec<String> = std::fs::read_dir(&corpus)
         .unwrap()
@@ -1355,40 +1362,645 @@ fn root_build_corpus_matches_docker_build() {
         let mut cmd = d.cmd(&["build", "-q", "--network", "none", "-t", &tag]);
         cmd.args(args).arg(&work).env("DOCKER_BUILDKIT", "0");
         run(&mut cmd);
-        // The image configs say the same.
-        let theirs: Value = serde_json::from_str(&d.ok(&["image", "inspect", &tag])).unwrap();
-        let (a, b) = (
-            run_config(&r.inspect(&tag)["Config"]),
-            run_config(&theirs[0]["Config"]),
-        );
-        if a != b {
-            failures.push(format!("{name}: config berth {a:#} / docker {b:#}"));
-        }
-        let cid = d.ok(&["create", &tag, "true"]).trim().to_string();
-        let theirs = r.work.path().join(format!("{name}-docker.tar"));
-        d.ok(&["export", "-o", theirs.to_str().unwrap(), &cid]);
-        let a = extract(&ours, &r.work.path().join(format!("{name}-berth")));
-        let b = extract(&theirs, &r.work.path().join(format!("{name}-docker")));
-        if a != b {
-            let mut diff = Vec::new();
-            for (k, v) in &a {
-                match b.get(k) {
-                    None => diff.push(format!("  only berth: {k} {v}")),
-                    Some(w) if w != v => diff.push(format!("  {k}: berth {v} / docker {w}")),
-                    _ => {}
-                }
-            }
-            for (k, v) in &b {
-                if !a.contains_key(k) {
-                    diff.push(format!("  only docker: {k} {v}"));
-                }
-            }
-            failures.push(format!("{name}:\n{}", diff.join("\n")));
-        }
+        failures.extend(differences(&r, &d, name, &tag, &ours));
     }
     assert!(
         failures.is_empty(),
         "berth and docker built different files or configs:\n{}",
         failures.join("\n")
+    );
+}
+
+// Base images from a registry on 127.0.0.1: `--pull`, `FROM --platform`, `COPY --from=IMAGE`.
+
+/// This host's architecture as OCI names it, and another one.
+fn arches() -> (&'static str, &'static str) {
+    match std::env::consts::ARCH {
+        "x86_64" => ("amd64", "arm64"),
+        "aarch64" => ("arm64", "amd64"),
+        a => panic!("no OCI name for {a} in this test"),
+    }
+}
+
+/// An OCI layout whose index names one image per architecture: the base's rootfs and a
+/// second layer with `/plat` holding the architecture.
+fn index_layout(dir: &Path, archs: &[&str]) -> PathBuf {
+    let base = std::fs::read(base_rootfs(&dir.join("base"))).unwrap();
+    let layout = Layout::new(dir.join("index-layout"));
+    let put = |data: &[u8]| layout.put(data);
+    let mut manifests = vec![];
+    for arch in archs {
+        let src = dir.join(format!("plat-{arch}"));
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("plat"), format!("{arch}\n")).unwrap();
+        let tar = dir.join(format!("plat-{arch}.tar"));
+        run(Command::new("tar")
+            .args([
+                "--mtime=@0",
+                "--owner=0",
+                "--group=0",
+                "--numeric-owner",
+                "-C",
+            ])
+            .arg(&src)
+            .arg("-cf")
+            .arg(&tar)
+            .arg("plat"));
+        let plat = std::fs::read(&tar).unwrap();
+        let layers = [put(&base), put(&plat)];
+        let config = serde_json::to_vec(&json!({
+            "architecture": arch, "os": "linux", "created": "2024-01-01T00:00:00Z",
+            "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},
+            "rootfs": {"type": "layers", "diff_ids": [&layers[0].0, &layers[1].0]},
+        }))
+        .unwrap();
+        let (cd, cs) = put(&config);
+        let manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
+            "layers": layers.iter().map(|(d, s)| json!({
+                "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": s})).collect::<Vec<_>>(),
+        }))
+        .unwrap();
+        let (md, ms) = put(&manifest);
+        manifests.push(
+            json!({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": md, "size": ms, "platform": {"architecture": arch, "os": "linux"}}),
+        );
+    }
+    let index = serde_json::to_vec(&json!({"schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests}))
+    .unwrap();
+    let (id, is) = put(&index);
+    layout.finish(json!({
+        "mediaType": "application/vnd.oci.image.index.v1+json", "digest": id, "size": is}))
+}
+
+#[test]
+fn root_build_pull_resolves_the_base_again() {
+    let r = setup();
+    let reg = Registry::serve_root(&r.work.path().join("registry"));
+    let moving = format!("{}/lib/moving:1", reg.addr);
+    let two = format!("{}/lib/moving:2", reg.addr);
+    for (tag, v) in [(&moving, "one"), (&two, "two")] {
+        let c = ctx(&[(
+            "Dockerfile",
+            &format!("FROM base:1\nRUN echo {v} > /version\n"),
+        )]);
+        r.build_ok(&["-t", tag, "--push"], c.path());
+    }
+    // A second store pulls the base on its first build.
+    let f = setup_with(Berth::new());
+    let c = ctx(&[(
+        "Dockerfile",
+        &format!("FROM {moving}\nRUN cat /version > /seen\n"),
+    )]);
+    let out = f.build_ok(&["-t", "app:1"], c.path());
+    assert!(
+        out.contains(&format!("[internal] load metadata for {moving}")),
+        "{out}"
+    );
+    assert_eq!(f.cat("app:1", "/seen"), "one\n");
+    // The registry's tag moves to the second image (pushed from the first store).
+    r.b.ok(&["tag", &two, &moving]);
+    r.b.ok(&["push", &moving]);
+    // Without --pull the base in the store serves: nothing reruns.
+    let (ran, cached) = steps(&f.build_ok(&["-t", "app:2"], c.path()));
+    assert!(ran.is_empty(), "{ran:?}");
+    assert_eq!(cached, ["[2/2] RUN cat /version > /seen"]);
+    assert_eq!(f.cat("app:2", "/seen"), "one\n");
+    // --pull resolves the tag again although the store has it: the new base, and the RUN
+    // on it reruns.
+    let (ran, _) = steps(&f.build_ok(&["--pull", "-t", "app:3"], c.path()));
+    assert_eq!(ran, ["[2/2] RUN cat /version > /seen"]);
+    assert_eq!(f.cat("app:3", "/seen"), "two\n");
+    // --pull with nothing changed upstream still uses the cache.
+    let (ran, cached) = steps(&f.build_ok(&["--pull", "-t", "app:4"], c.path()));
+    assert!(ran.is_empty(), "{ran:?}");
+    assert_eq!(cached, ["[2/2] RUN cat /version > /seen"]);
+    // With the registry gone, --pull fails naming the image (docker's exit code 1); without
+    // --pull the store's copy serves.
+    drop(reg);
+    let o = f.build(&["--pull", "-t", "app:5"], c.path());
+    assert_eq!(o.status.code(), Some(1), "{}", err_text(&o));
+    assert!(
+        err_text(&o).contains(&format!("failed to resolve source metadata for {moving}")),
+        "{}",
+        err_text(&o)
+    );
+    f.build_ok(&["-t", "app:5"], c.path());
+    assert_eq!(f.cat("app:5", "/seen"), "two\n");
+}
+
+#[test]
+fn root_build_from_platform_picks_from_an_index() {
+    let r = setup();
+    let (host, other) = arches();
+    let reg = Registry::serve_root(&r.work.path().join("registry"));
+    let multi = format!("{}/lib/multi:1", reg.addr);
+    let foreign = format!("{}/lib/foreign:1", reg.addr);
+    for (name, archs) in [(&multi, vec![other, host]), (&foreign, vec![other])] {
+        let dir = r.work.path().join(format!("layout-{}", archs.len()));
+        let layout = index_layout(&dir, &archs);
+        run(Command::new(require("skopeo")).args([
+            "copy",
+            "-q",
+            "--all",
+            "--dest-tls-verify=false",
+            &format!("oci:{}", layout.display()),
+            &format!("docker://{name}"),
+        ]));
+    }
+    // The host's manifest, however the platform is given.
+    for (i, (from, flags)) in [
+        (format!("FROM --platform=linux/{host} {multi}"), vec![]),
+        (format!("FROM --platform=$BUILDPLATFORM {multi}"), vec![]),
+        (format!("FROM --platform=$TARGETPLATFORM {multi}"), vec![]),
+        (format!("FROM {multi}"), vec!["--platform", "linux/"]),
+        (format!("FROM {multi}"), vec![]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let c = ctx(&[("Dockerfile", &format!("{from}\nRUN cat /plat > /seen\n"))]);
+        let tag = format!("plat:{i}");
+        let platform = format!("linux/{host}");
+        let mut args: Vec<&str> = flags
+            .iter()
+            .map(|f| if *f == "linux/" { platform.as_str() } else { f })
+            .collect();
+        args.extend(["-t", &tag]);
+        r.build_ok(&args, c.path());
+        assert_eq!(r.cat(&tag, "/seen"), format!("{host}\n"), "{from} {args:?}");
+        assert_eq!(r.inspect(&tag)["Architecture"], host);
+    }
+    // An index without the host's platform: docker's words.
+    let c = ctx(&[("Dockerfile", &format!("FROM {foreign}\nRUN true\n"))]);
+    let o = r.build(&[], c.path());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err_text(&o).contains(&format!(
+            "no matching manifest for linux/{host} in the manifest list entries"
+        )),
+        "{}",
+        err_text(&o)
+    );
+    // Another platform: berth runs steps on this host only, and says so with the line.
+    let c = ctx(&[(
+        "Dockerfile",
+        &format!("FROM base:1\nFROM --platform=linux/{other} {multi}\n"),
+    )]);
+    let o = r.build(&[], c.path());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err_text(&o).contains(&format!(
+            "dockerfile parse error on line 2: berth builds for this host's platform (linux/{host}) only, and --platform=linux/{other} asks for another"
+        )),
+        "{}",
+        err_text(&o)
+    );
+    let c = ctx(&[("Dockerfile", &format!("FROM {multi}\n"))]);
+    let o = r.build(&["--platform", &format!("linux/{other}")], c.path());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err_text(&o).contains("builds for this host's platform"),
+        "{}",
+        err_text(&o)
+    );
+}
+
+#[test]
+fn root_build_copy_from_an_image() {
+    let r = setup();
+    let reg = Registry::serve_root(&r.work.path().join("registry"));
+    let src = format!("{}/lib/src:1", reg.addr);
+    let c = ctx(&[(
+        "Dockerfile",
+        "FROM base:1\nRUN mkdir -p /opt/d && echo payload > /opt/d/f && chmod 640 /opt/d/f\n",
+    )]);
+    r.build_ok(&["-t", &src, "--push"], c.path());
+    // A store without the image pulls it for the COPY; a local image serves as it is.
+    let f = setup_with(Berth::new());
+    let c = ctx(&[(
+        "Dockerfile",
+        &format!(
+            "FROM base:1\nCOPY --from={src} /opt/d /d/\nCOPY --from=base:1 /etc/motd /motd\n\
+             RUN stat -c '%a %U' /d/f > /mode\n"
+        ),
+    )]);
+    let out = f.build_ok(&["-t", "cf:1"], c.path());
+    assert!(
+        out.contains(&format!("[internal] load metadata for {src}")),
+        "{out}"
+    );
+    assert_eq!(f.cat("cf:1", "/d/f"), "payload\n");
+    assert_eq!(f.cat("cf:1", "/mode"), "640 root\n");
+    assert_eq!(f.cat("cf:1", "/motd"), "base\n");
+    // An image that is nowhere: the build fails naming it.
+    let missing = format!("{}/lib/missing:1", reg.addr);
+    let c2 = ctx(&[(
+        "Dockerfile",
+        &format!("FROM base:1\nCOPY --from={missing} /x /x\n"),
+    )]);
+    let o = f.build(&[], c2.path());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err_text(&o).contains(&format!("failed to resolve source metadata for {missing}")),
+        "{}",
+        err_text(&o)
+    );
+    // Once pulled, the image is in the store: a rebuild needs no registry and reruns nothing.
+    drop(reg);
+    let (ran, cached) = steps(&f.build_ok(&["-t", "cf:2"], c.path()));
+    assert!(ran.is_empty(), "{ran:?}");
+    assert_eq!(cached.len(), 3, "{cached:?}");
+}
+
+/// An HTTP server on 127.0.0.1 that answers every request and records its path.
+fn recording_server() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(vec![]));
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            let mut buf = [0u8; 4096];
+            let n = s.read(&mut buf).unwrap_or(0);
+            let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+            record.lock().unwrap().push(path);
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nreached\n",
+            );
+        }
+    });
+    (format!("http://{addr}"), seen)
+}
+
+#[test]
+fn root_build_run_network_per_step() {
+    // The Dockerfile reference, RUN --network: `none` runs "with no network access (lo is
+    // still available, but is isolated to this process)"; `host` "in the host's network
+    // environment"; `default` is "equivalent to not supplying a flag at all, the command is
+    // run in the default network for the build" (the build's --network). Each step observes
+    // its namespace: its interfaces, and whether a server on the host's 127.0.0.1 answers.
+    let r = setup();
+    let (url, seen) = recording_server();
+    let observe = |out: &str, path: &str| {
+        format!(
+            "awk -F: 'NR>2 {{ gsub(/ /, \"\", $1); print $1 }}' /proc/net/dev | sort > {out}; \
+             wget -q -O /dev/null {url}{path} && echo reached >> {out} || echo unreachable >> {out}"
+        )
+    };
+    let c = ctx(&[(
+        "Dockerfile",
+        &format!(
+            "FROM base:1\nRUN --network=none {}\nRUN --network=host {}\nRUN --network=default {}\nRUN {}\n",
+            observe("/none", "/none"),
+            observe("/host", "/host"),
+            observe("/default", "/default"),
+            observe("/unflagged", "/unflagged"),
+        ),
+    )]);
+    let lines = |tag: &str, path: &str| -> Vec<String> {
+        r.cat(tag, path).lines().map(str::to_string).collect()
+    };
+    // The build's default network is the bridge: lo and eth0, and the host's loopback is
+    // not the step's.
+    r.build_ok(&["-t", "net:1"], c.path());
+    assert_eq!(lines("net:1", "/none"), ["lo", "unreachable"]);
+    let host = lines("net:1", "/host");
+    assert_eq!(host.last().map(String::as_str), Some("reached"), "{host:?}");
+    assert!(
+        host.contains(&"lo".to_string()) && host.len() > 2,
+        "{host:?}"
+    );
+    assert_eq!(lines("net:1", "/default"), ["eth0", "lo", "unreachable"]);
+    assert_eq!(lines("net:1", "/unflagged"), ["eth0", "lo", "unreachable"]);
+    assert_eq!(*seen.lock().unwrap(), ["/host"]);
+    // The network is part of a step's cache key: `--network none` reruns only the steps
+    // that follow the build's network.
+    let (ran, cached) = steps(&r.build_ok(&["--network", "none", "-t", "net:2"], c.path()));
+    assert_eq!(cached.len(), 2, "{cached:?}");
+    assert_eq!(ran.len(), 2, "{ran:?}");
+    assert_eq!(lines("net:2", "/default"), ["lo", "unreachable"]);
+    assert_eq!(lines("net:2", "/unflagged"), ["lo", "unreachable"]);
+    // `--network host`: the default steps reach the host's loopback.
+    r.build_ok(&["--network", "host", "-t", "net:3"], c.path());
+    for p in ["/default", "/unflagged"] {
+        let l = lines("net:3", p);
+        assert_eq!(l.last().map(String::as_str), Some("reached"), "{p}: {l:?}");
+    }
+    let mut hits = seen.lock().unwrap().clone();
+    hits.sort();
+    assert_eq!(hits, ["/default", "/host", "/unflagged"]);
+}
+
+#[test]
+fn root_build_syntax_directive_is_ignored() {
+    // docker's classic builder (what `docker build` is here without BuildKit) reads
+    // `# syntax=` as a parser directive and ignores it: no frontend is fetched, the steps and
+    // the result are those of the file without it (the corpus builds one such file with
+    // docker). berth does the same and says so once.
+    let r = setup();
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.set_nonblocking(true).unwrap();
+    let frontend = format!("{}/frontend:1", l.local_addr().unwrap());
+    let body = "FROM base:1\nRUN echo hi > /hi\n";
+    let c = ctx(&[("Dockerfile", &format!("# syntax={frontend}\n{body}"))]);
+    let out = r.build_ok(&["-t", "syn:1"], c.path());
+    let notes: Vec<&str> = out.lines().filter(|l| l.contains("syntax")).collect();
+    assert_eq!(
+        notes,
+        [format!(
+            "[WARNING]: the `# syntax={frontend}` directive is ignored: berth reads Dockerfiles itself"
+        )]
+    );
+    assert!(l.accept().is_err(), "the frontend's registry was contacted");
+    let (ran, _) = steps(&out);
+    assert_eq!(ran, ["[2/2] RUN echo hi > /hi"]);
+    // Without the directive: the same steps, all cached.
+    let plain = ctx(&[("Dockerfile", body)]);
+    let out = r.build_ok(&["-t", "syn:2"], plain.path());
+    assert!(!out.contains("syntax"), "{out}");
+    let (ran, cached) = steps(&out);
+    assert!(ran.is_empty(), "{ran:?}");
+    assert_eq!(cached, ["[2/2] RUN echo hi > /hi"]);
+    // After a comment it is a comment: no note.
+    let late = ctx(&[(
+        "Dockerfile",
+        &format!("# a comment\n# syntax={frontend}\n{body}"),
+    )]);
+    let out = r.build_ok(&["-t", "syn:3"], late.path());
+    assert!(!out.contains("syntax"), "{out}");
+}
+
+#[test]
+fn root_build_heredocs_as_the_reference_says() {
+    // BuildKit-only syntax that dockerd's built-in frontend here (Dockerfile 1.2) does not
+    // parse, and no newer frontend can be fetched: the expected values are the Dockerfile
+    // reference's ("Here-Documents"): a RUN that is only a heredoc runs it with the default
+    // shell; a command before the heredoc gets it on stdin; several heredocs feed their own
+    // commands; a quoted delimiter turns expansion off; `<<-` strips leading tabs; COPY
+    // writes the body to the destination, expanding build args unless the delimiter is
+    // quoted.
+    let r = setup();
+    let c = ctx(&[(
+        "Dockerfile",
+        "FROM base:1\nARG FOO=bar\n\
+         RUN <<EOF\necho one > /h1\necho \"$FOO\" >> /h1\nEOF\n\
+         RUN <<EOT sh\necho from-sh > /h2\nEOT\n\
+         RUN cat <<EOF > /h3\nline $FOO\nEOF\n\
+         RUN cat <<'EOF' > /h4\nline $FOO\nEOF\n\
+         RUN <<FILE1 cat > /file1 && <<FILE2 cat > /file2\nI am\nfirst\nFILE1\nI am\nsecond\nFILE2\n\
+         COPY <<-EOT /script.sh\n\techo \"hello ${FOO}\"\n\tEOT\n\
+         COPY <<\"EOT\" /quoted.sh\necho \"hello ${FOO}\"\nEOT\n",
+    )]);
+    r.build_ok(&["-t", "here:1"], c.path());
+    for (path, want) in [
+        ("/h1", "one\nbar\n"),
+        ("/h2", "from-sh\n"),
+        ("/h3", "line bar\n"),
+        ("/h4", "line $FOO\n"),
+        ("/file1", "I am\nfirst\n"),
+        ("/file2", "I am\nsecond\n"),
+        ("/script.sh", "echo \"hello bar\"\n"),
+        ("/quoted.sh", "echo \"hello ${FOO}\"\n"),
+    ] {
+        assert_eq!(r.cat("here:1", path), want, "{path}");
+    }
+}
+
+/// `docker build` with BuildKit. Debian's docker 20.10 CLI (`/usr/bin/docker`, package
+/// docker.io) drives BuildKit itself (later CLIs need the buildx plugin, not packaged here);
+/// the frontend is dockerd's built-in one, as no `# syntax=` image can be fetched.
+fn buildkit(d: &Dockerd, args: &[&str]) -> Command {
+    let mut c = Command::new("/usr/bin/docker");
+    c.arg("-H")
+        .arg(format!("unix://{}", d.socket.display()))
+        .args(args)
+        .env("DOCKER_BUILDKIT", "1")
+        .env("DOCKER_CONFIG", d.dir.path().join("cfg"));
+    c
+}
+
+/// `base:1` in a dockerd, for builds to compare with.
+fn docker_base(r: &Root, d: &Dockerd) {
+    d.ok(&[
+        "import",
+        "-c",
+        "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "-c",
+        "CMD [\"sh\"]",
+        r.work.path().join("rootfs.tar").to_str().unwrap(),
+        "base:1",
+    ]);
+}
+
+/// How berth's image (its files as a tar at `ours`) and docker's image `tag` differ: the
+/// run configuration, then file by file (docker's through a container's export).
+fn differences(r: &Root, d: &Dockerd, name: &str, tag: &str, ours: &Path) -> Option<String> {
+    let mut failures = vec![];
+    let theirs: Value = serde_json::from_str(&d.ok(&["image", "inspect", tag])).unwrap();
+    let (a, b) = (
+        run_config(&r.inspect(tag)["Config"]),
+        run_config(&theirs[0]["Config"]),
+    );
+    if a != b {
+        failures.push(format!("{name}: config berth {a:#} / docker {b:#}"));
+    }
+    let cid = d.ok(&["create", tag, "true"]).trim().to_string();
+    let theirs = r.work.path().join(format!("{name}-docker.tar"));
+    d.ok(&["export", "-o", theirs.to_str().unwrap(), &cid]);
+    let a = extract(ours, &r.work.path().join(format!("{name}-berth")));
+    let b = extract(&theirs, &r.work.path().join(format!("{name}-docker")));
+    if a != b {
+        let mut diff = Vec::new();
+        for (k, v) in &a {
+            match b.get(k) {
+                None => diff.push(format!("  only berth: {k} {v}")),
+                Some(w) if w != v => diff.push(format!("  {k}: berth {v} / docker {w}")),
+                _ => {}
+            }
+        }
+        for (k, v) in &b {
+            if !a.contains_key(k) {
+                diff.push(format!("  only docker: {k} {v}"));
+            }
+        }
+        failures.push(format!("{name}:\n{}", diff.join("\n")));
+    }
+    (!failures.is_empty()).then(|| failures.join("\n"))
+}
+
+#[test]
+fn root_build_buildkit_features_match_buildkit() {
+    // What BuildKit alone does that dockerd's BuildKit here can build: COPY/ADD --chmod and
+    // RUN --mount (cache, bind from the context and from an image, tmpfs).
+    let r = setup();
+    let d = Dockerd::start_with(&["--storage-driver=overlay2".into()]);
+    docker_base(&r, &d);
+    let c = ctx(&[
+        (
+            "Dockerfile",
+            "FROM base:1\n\
+             COPY --chmod=640 a.txt /files/a.txt\n\
+             COPY --chmod=755 dir /files/dir/\n\
+             ADD --chmod=600 a.txt /files/added\n\
+             RUN --mount=type=cache,target=/cache echo x >> /cache/log && wc -l < /cache/log > /files/cache-lines\n\
+             RUN --mount=type=bind,source=dir,target=/mnt/dir ls -R /mnt/dir > /files/bound\n\
+             RUN --mount=type=bind,target=/ctx cat /ctx/a.txt > /files/ctx-a\n\
+             RUN --mount=type=tmpfs,target=/scratch touch /scratch/x && ls /scratch > /files/tmpfs\n\
+             RUN --mount=type=bind,from=base:1,source=/etc,target=/baseetc cat /baseetc/motd > /files/motd\n",
+        ),
+        ("a.txt", "a\n"),
+        ("dir/x", "x\n"),
+        ("dir/sub/y", "y\n"),
+    ]);
+    let ours = r.work.path().join("bk-berth.tar");
+    r.build_ok(
+        &[
+            "--network",
+            "none",
+            "-t",
+            "bk:1",
+            "-o",
+            &format!("type=tar,dest={}", ours.display()),
+        ],
+        c.path(),
+    );
+    run(&mut buildkit(
+        &d,
+        &[
+            "build",
+            "-q",
+            "--network",
+            "none",
+            "-t",
+            "bk:1",
+            c.path().to_str().unwrap(),
+        ],
+    ));
+    // BuildKit before v0.11 (dockerd 20.10's) leaves the empty directories it made as mount
+    // points in the image; later BuildKit removes them (moby/buildkit#3307, #3314), as
+    // berth does. Those, and nothing else, may differ.
+    let stubs = ["baseetc", "cache", "ctx", "mnt", "mnt/dir", "scratch"];
+    if let Some(diff) = differences(&r, &d, "buildkit", "bk:1", &ours) {
+        let rest: Vec<&str> = diff
+            .lines()
+            .filter(|l| {
+                *l != "buildkit:"
+                    && !stubs
+                        .iter()
+                        .any(|s| l.trim() == format!("only docker: {s} dir mode=755 owner=0:0"))
+            })
+            .collect();
+        assert!(
+            rest.is_empty(),
+            "berth and BuildKit built different files or configs:\n{diff}"
+        );
+    }
+    assert_eq!(r.cat("bk:1", "/files/cache-lines"), "1\n");
+}
+
+#[test]
+fn root_build_hostile_context_from_stdin() {
+    // A context archive on STDIN that climbs out: `../` is refused with one clear line
+    // (docker's untar refuses it too); an absolute name, and a file written through a
+    // symlink to an absolute path, land inside the context, as in docker's chrooted untar.
+    // Nothing is written outside, and nothing of the archive is left in the store.
+    let r = setup();
+    let work = r.work.path().join("hostile");
+    let outside = r.work.path().join("outside");
+    std::fs::create_dir_all(work.join("real")).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(work.join("Dockerfile"), "FROM base:1\nCOPY . /ctx/\n").unwrap();
+    std::fs::write(work.join("real/pwned"), "pwned").unwrap();
+    std::os::unix::fs::symlink(&outside, work.join("out")).unwrap();
+    let abs = outside.join("abs");
+    // Each archive: its name, where its file lands (None: refused), the `tar -r` runs after
+    // the Dockerfile.
+    type Case = (&'static str, Option<String>, Vec<Vec<String>>);
+    let tars: Vec<Case> = vec![
+        (
+            "dotdot",
+            None,
+            vec![vec![
+                "--transform=s,^real/pwned,../../pwned,".into(),
+                "-P".into(),
+                "real/pwned".into(),
+            ]],
+        ),
+        (
+            "absolute",
+            Some(format!("/ctx{}", abs.display())),
+            vec![vec![
+                format!("--transform=s,^real/pwned,{},", abs.display()),
+                "-P".into(),
+                "real/pwned".into(),
+            ]],
+        ),
+        (
+            "symlink",
+            Some(format!("/ctx{}/pwned", outside.display())),
+            vec![
+                vec!["out".into()],
+                vec!["--transform=s,^real/,out/,".into(), "real/pwned".into()],
+            ],
+        ),
+    ];
+    for (name, landed, parts) in tars {
+        let tar = r.work.path().join(format!("{name}.tar"));
+        run(Command::new("tar")
+            .current_dir(&work)
+            .arg("-cf")
+            .arg(&tar)
+            .arg("Dockerfile"));
+        for p in parts {
+            run(Command::new("tar")
+                .current_dir(&work)
+                .arg("-rf")
+                .arg(&tar)
+                .args(p));
+        }
+        let mut cmd = r.b.cmd(&["build", "-q", "-t", "hostile:1", "-"]);
+        cmd.stdin(std::fs::File::open(&tar).unwrap());
+        let o = {
+            let _h = crate::root_containers::shared();
+            cmd.output().unwrap()
+        };
+        let e = err_text(&o);
+        if let Some(inside) = landed {
+            assert!(o.status.success(), "{name}: {e}");
+            assert_eq!(r.cat("hostile:1", &inside), "pwned");
+            r.b.ok(&["rmi", "hostile:1"]);
+        } else {
+            assert_eq!(o.status.code(), Some(1), "{name}: {e}");
+            assert!(
+                e.contains("unpacking the context from STDIN"),
+                "{name}: {e}"
+            );
+        }
+        assert_eq!(
+            std::fs::read_dir(&outside).unwrap().count(),
+            0,
+            "{name} wrote outside"
+        );
+        for dir in ["builder/tmp", "images/builder/tmp"] {
+            let tmp = r.b.root.join(dir);
+            if tmp.exists() {
+                let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
+                assert!(left.is_empty(), "{name} left {left:?}");
+            }
+        }
+    }
+    assert!(
+        r.b.cmd(&["image", "inspect", "hostile:1"])
+            .output()
+            .unwrap()
+            .status
+            .code()
+            != Some(0)
     );
 }

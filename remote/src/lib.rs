@@ -170,7 +170,7 @@ pub enum RemoteError {
     Mismatch(#[from] Mismatch),
     #[error("reading the content to send failed: {0}")]
     Source(std::io::Error),
-    #[error("no manifest for platform {wanted} in the index (it has: {available})")]
+    #[error("no matching manifest for {wanted} in the manifest list entries (the index has: {available})")]
     NoPlatform { wanted: String, available: String },
 }
 

@@ -118,6 +118,17 @@ fn pairs(items: &[String], from_env: bool) -> BTreeMap<String, String> {
     out
 }
 
+/// A directory removed when dropped.
+struct Scratch(Option<PathBuf>);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.0 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 /// What stdin held: a context archive or a Dockerfile.
 fn is_archive(head: &[u8]) -> bool {
     head.starts_with(&[0x1f, 0x8b])
@@ -170,7 +181,9 @@ pub fn run(g: &Globals, store: ImageStore, a: BuildArgs) -> Result<i32> {
     };
 
     // The context and the Dockerfile.
-    let mut scratch: Option<PathBuf> = None;
+    // A context from STDIN is unpacked under the store; removed however this ends (a hostile
+    // or truncated archive included).
+    let mut scratch = Scratch(None);
     let (context, dockerfile, dockerfile_path, file_name) = if a.context == "-" {
         let mut input = Vec::new();
         std::io::stdin()
@@ -181,8 +194,8 @@ pub fn run(g: &Globals, store: ImageStore, a: BuildArgs) -> Result<i32> {
                 .images()
                 .build_tmp()?
                 .join(format!("context-{}", std::process::id()));
+            scratch.0 = Some(dir.clone());
             std::fs::create_dir_all(&dir)?;
-            scratch = Some(dir.clone());
             berth_client::unpack::unpack_layer(
                 &input[..],
                 &dir,
@@ -278,9 +291,7 @@ pub fn run(g: &Globals, store: ImageStore, a: BuildArgs) -> Result<i32> {
         .build()
         .context("starting the async runtime")?;
     let result = build::build(&engine, &make_remote, rt.handle(), &opts, &*progress);
-    if let Some(dir) = scratch {
-        let _ = std::fs::remove_dir_all(dir);
-    }
+    drop(scratch);
     progress.finish();
     let result = match result {
         Ok(r) => r,
