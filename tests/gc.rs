@@ -10,8 +10,8 @@ use std::sync::Arc;
 use berth_storage::Digest;
 
 use crate::util::{
-    backdate, berth_bin, build_image, require, run, skopeo_push, Berth, Registry, Storage,
-    TestImage,
+    backdate, berth_bin, build_image, require, run, skopeo_copy_to_dir, skopeo_push, Berth,
+    Registry, Storage, TestImage,
 };
 
 fn blob_path(root: &Path, d: &Digest) -> std::path::PathBuf {
@@ -118,13 +118,7 @@ fn berth_gc(config: &Path, extra: &[&str]) -> String {
 pub(crate) fn assert_pullable(reference: &str, image: &TestImage) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("copy");
-    run(Command::new(require("skopeo")).args([
-        "copy",
-        "--quiet",
-        "--src-tls-verify=false",
-        &format!("docker://{reference}"),
-        &format!("dir:{}", out.display()),
-    ]));
+    skopeo_copy_to_dir(reference, &out);
     let mut seen = 0;
     for d in image.layers.iter().chain([&image.config, &image.manifest]) {
         let ours = std::fs::read(image.layout.join("blobs/sha256").join(d.hex())).unwrap();
@@ -258,29 +252,52 @@ fn count_blobs(root: &Path) -> usize {
 
 /// A dry run lists and changes nothing; a collection killed (SIGKILL) in the middle of its
 /// sweep leaves a store where nothing live is gone, and the next one takes its lease over at
-/// once and finishes the job.
+/// once and finishes the job: on the file system, on s3s and on moto.
 #[test]
 fn dry_run_changes_nothing_and_a_killed_collection_is_finished_by_the_next() {
+    killed_collection_is_finished_by_the_next(Storage::fs(), 30_000);
+}
+
+#[test]
+fn a_killed_collection_is_finished_by_the_next_on_s3s() {
+    killed_collection_is_finished_by_the_next(Storage::s3s(), 3_000);
+}
+
+#[test]
+fn a_killed_collection_is_finished_by_the_next_on_moto() {
+    killed_collection_is_finished_by_the_next(Storage::moto(), 3_000);
+}
+
+fn killed_collection_is_finished_by_the_next(storage: Storage, garbage: usize) {
     let work = tempfile::tempdir().unwrap();
     let image = build_image(work.path(), 1, 10_000, 70);
-    let storage = Storage::fs();
-    let root = storage.dir.as_ref().unwrap().path().to_path_buf();
     let server = Registry::start(&storage, "[gc]\ninterval = 0");
     skopeo_push(&image, &format!("{}/live/app:1", server.addr));
-    let garbage = loose_blobs(&root, 30_000);
-    backdate(&root);
-    let config = gc_config(&storage, "");
-    let before = count_blobs(&root);
+    // Loose blobs written straight into the store; a delay of zero makes them garbage at once
+    // (and leaves the pushed image nothing but its tag to keep it).
+    let loose: Vec<(String, Vec<u8>)> = (0..garbage)
+        .map(|i| {
+            let data = format!("loose blob {i}").into_bytes();
+            let key = format!("blobs/sha256/{}", Digest::sha256_of(&data).hex());
+            (key, data)
+        })
+        .collect();
+    let loose_keys: std::collections::BTreeSet<String> =
+        loose.iter().map(|(k, _)| k.clone()).collect();
+    storage.put_all(loose);
+    let config = gc_config(&storage, "delay = \"0\"");
+    let blobs = || storage.keys("blobs/");
+    let before = blobs().len();
 
     let plan = berth_gc(config.path(), &["--dry-run"]);
     assert!(
-        plan.contains(
-            "Would delete 30000 blobs, 0 blob links, 0 upload sessions, 0 abandoned writes"
-        ),
+        plan.contains(&format!(
+            "Would delete {garbage} blobs, 0 blob links, 0 upload sessions, 0 abandoned writes"
+        )),
         "{plan}"
     );
     assert!(plan.contains("Total reclaimable space: "), "{plan}");
-    assert_eq!(count_blobs(&root), before, "a dry run deletes nothing");
+    assert_eq!(blobs().len(), before, "a dry run deletes nothing");
 
     // Killed once its sweep has begun.
     let mut gc = Command::new(berth_bin())
@@ -305,23 +322,29 @@ fn dry_run_changes_nothing_and_a_killed_collection_is_finished_by_the_next() {
     }
     gc.kill().unwrap();
     gc.wait().unwrap();
-    let left = count_blobs(&root);
+    let left = blobs().len() - (before - garbage);
     eprintln!(
-        "killed with {} of 30000 garbage blobs left",
-        left - (before - 30_000)
+        "{}: killed with {left} of {garbage} garbage blobs left",
+        storage.name
     );
     assert!(
-        root.join("gc/lease").is_file(),
+        left > 0,
+        "the collection was killed before it finished its sweep"
+    );
+    assert!(
+        storage.keys("gc/").contains(&"gc/lease".to_string()),
         "the dead collector's lease is left"
     );
     assert_pullable(&format!("{}/live/app:1", server.addr), &image);
 
     let done = berth_gc(config.path(), &[]);
     assert!(done.contains("Deleted "), "{done}");
-    assert_eq!(count_blobs(&root), before - 30_000);
-    assert!(garbage.iter().all(|d| !blob_path(&root, d).exists()));
-    assert!(
-        std::fs::read_dir(root.join("gc")).map_or(true, |d| d.count() == 0),
+    let after = blobs();
+    assert_eq!(after.len(), before - garbage, "{done}");
+    assert!(after.iter().all(|k| !loose_keys.contains(k)));
+    assert_eq!(
+        storage.keys("gc/"),
+        Vec::<String>::new(),
         "no lease, doomed list or rescue is left"
     );
     assert_pullable(&format!("{}/live/app:1", server.addr), &image);

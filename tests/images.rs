@@ -7,8 +7,9 @@ use std::process::Command;
 use berth_storage::Digest;
 
 use crate::util::{
-    berth_bin, build_image, build_image_compressed, chain_ids, require, run, skopeo_push, Berth,
-    Compression, Distribution, Dockerd, Fault, FlakyProxy, Podman, Registry, TestImage,
+    berth_bin, build_image, build_image_compressed, chain_ids, require, run, skopeo_copy_to_dir,
+    skopeo_push, Berth, Compression, Distribution, Dockerd, Fault, FlakyProxy, Podman, Registry,
+    TestImage,
 };
 
 fn blob_path(root: &Path, d: &Digest) -> std::path::PathBuf {
@@ -25,13 +26,7 @@ fn unpacked_busybox(root: &Path, diff_id: &Digest) -> std::path::PathBuf {
 /// Every file skopeo's `dir:` copy holds is byte-identical in berth's store.
 fn assert_same_as_skopeo(berth: &Berth, reference: &str, manifest: &Digest) {
     let dir = berth.dir.path().join("skopeo-dir");
-    run(Command::new(require("skopeo")).args([
-        "copy",
-        "--quiet",
-        "--src-tls-verify=false",
-        &format!("docker://{reference}"),
-        &format!("dir:{}", dir.display()),
-    ]));
+    skopeo_copy_to_dir(reference, &dir);
     let mut compared = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let entry = entry.unwrap();
@@ -802,13 +797,7 @@ fn serve_over_the_client_root_serves_pulled_images_and_search_finds_them() {
     // The registry serves what the client pulled, byte for byte, under the store's name.
     let served = format!("127.0.0.1:{port}/127.0.0.1_{}/test/srv:1", reg.port);
     let copy = work.path().join("copy");
-    run(Command::new(require("skopeo")).args([
-        "copy",
-        "--quiet",
-        "--src-tls-verify=false",
-        &format!("docker://{served}"),
-        &format!("dir:{}", copy.display()),
-    ]));
+    skopeo_copy_to_dir(&served, &copy);
     assert_eq!(
         std::fs::read(copy.join("manifest.json")).unwrap(),
         std::fs::read(blob_path(&berth.root, &image.manifest)).unwrap()

@@ -23,21 +23,33 @@ struct Received {
 struct Receiver {
     port: u16,
     got: Arc<Mutex<Received>>,
+    /// Connections accepted and never answered.
+    held: Arc<Mutex<Vec<TcpStream>>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Receiver {
     fn start(port: u16, got: Arc<Mutex<Received>>) -> Receiver {
+        Receiver::hanging(0, port, got)
+    }
+
+    /// A receiver that holds its first `hang` connections open without reading or answering
+    /// them (an endpoint that hangs), then serves the rest.
+    fn hanging(hang: usize, port: u16, got: Arc<Mutex<Received>>) -> Receiver {
         let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let held = Arc::new(Mutex::new(Vec::new()));
         let thread = std::thread::spawn({
-            let (got, stop) = (got.clone(), stop.clone());
+            let (got, held, stop) = (got.clone(), held.clone(), stop.clone());
             move || {
                 while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                     match listener.accept() {
+                        Ok((s, _)) if held.lock().unwrap().len() < hang => {
+                            held.lock().unwrap().push(s)
+                        }
                         Ok((s, _)) => serve(s, &got),
                         Err(_) => std::thread::sleep(Duration::from_millis(10)),
                     }
@@ -47,6 +59,7 @@ impl Receiver {
         Receiver {
             port,
             got,
+            held,
             stop,
             thread: Some(thread),
         }
@@ -363,4 +376,51 @@ disabled = true
         "other/ is not team/*"
     );
     drop(server);
+}
+
+/// An endpoint that accepts a POST and never answers is given up on after its `timeout`, and
+/// the event is sent again (after `backoff`) until the endpoint acknowledges it: once.
+#[test]
+fn a_hung_endpoint_times_out_and_gets_the_event_again() {
+    let work = tempfile::tempdir().unwrap();
+    let receiver = Receiver::hanging(1, 0, Arc::new(Mutex::new(Received::default())));
+    let config = format!(
+        r#"[notifications]
+queue = {:?}
+[[notifications.endpoints]]
+name = "hangs"
+url = "http://127.0.0.1:{}/events"
+timeout = "1s"
+backoff = "100ms"
+max_backoff = "100ms"
+"#,
+        work.path().join("queue"),
+        receiver.port
+    );
+    let storage = Storage::fs();
+    let server = Registry::start(&storage, &config);
+    let body = b"a blob for an endpoint that hangs";
+    let d = Digest::sha256_of(body);
+    let r = server.request(
+        "POST",
+        &format!("/v2/team/t/blobs/uploads/?digest={d}"),
+        &[("Content-Type", "application/octet-stream")],
+        body,
+    );
+    assert_eq!(r.status, 201);
+    wait_for(
+        "the event after the hung POST",
+        Duration::from_secs(30),
+        || !receiver.events().is_empty(),
+    );
+    assert_eq!(
+        receiver.held.lock().unwrap().len(),
+        1,
+        "the first POST hung"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        tally(&receiver.events()),
+        BTreeMap::from([(key("push", "team/t", &d, ""), 1)])
+    );
 }

@@ -246,12 +246,7 @@ fn skopeo(args: &[&str]) -> String {
 /// for byte against the original.
 fn skopeo_copy_back(reg: &Registry, reference: &str, image: &util::OciImage) {
     let out = tempfile::tempdir().unwrap();
-    skopeo(&[
-        "copy",
-        "--src-tls-verify=false",
-        &format!("docker://{}/{reference}", reg.addr),
-        &format!("dir:{}", out.path().display()),
-    ]);
+    util::skopeo_copy_to_dir(&format!("{}/{reference}", reg.addr), out.path());
     assert_eq!(
         std::fs::read(out.path().join("manifest.json")).unwrap(),
         image.manifest,

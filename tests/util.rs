@@ -467,6 +467,18 @@ pub fn skopeo_push(image: &TestImage, dest: &str) {
     ]));
 }
 
+/// Copies `reference` out of a registry (plain HTTP) with skopeo into a `dir:` layout at
+/// `dir`: `manifest.json` and a file per blob, named by its hex.
+pub fn skopeo_copy_to_dir(reference: &str, dir: &Path) {
+    run_ok(Command::new(require("skopeo")).args([
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        &format!("docker://{reference}"),
+        &format!("dir:{}", dir.display()),
+    ]));
+}
+
 /// A private dockerd on its own socket and directories, stopped on drop.
 pub struct Dockerd {
     pub dir: tempfile::TempDir,
@@ -797,20 +809,41 @@ impl Storage {
     /// Every key the store holds under `prefix`, read from the storage itself (the file
     /// system's temporary files are not keys).
     pub fn keys(&self, prefix: &str) -> Vec<String> {
+        let backend = self.backend();
         runtime().block_on(async {
-            let backend: Box<dyn berth_storage::backend::Backend> = match (&self.dir, &self.s3) {
-                (Some(dir), _) => {
-                    Box::new(berth_storage::FsBackend::new(dir.path(), false).unwrap())
-                }
-                (None, Some(s3)) => {
-                    Box::new(berth_storage::S3Backend::new(&s3.config(&self.s3_prefix)).unwrap())
-                }
-                (None, None) => unreachable!("a storage is a directory or a bucket"),
-            };
             berth_storage::backend::list_all(&*backend, prefix)
                 .await
                 .unwrap()
         })
+    }
+
+    /// Writes each `(key, bytes)` straight into the storage, a few at a time.
+    pub fn put_all(&self, objects: Vec<(String, Vec<u8>)>) {
+        let backend: Arc<dyn berth_storage::backend::Backend> = self.backend().into();
+        runtime().block_on(async {
+            let mut writes = tokio::task::JoinSet::new();
+            for (key, data) in objects {
+                if writes.len() >= 32 {
+                    writes.join_next().await.unwrap().unwrap();
+                }
+                let backend = backend.clone();
+                writes.spawn(async move { backend.put(&key, data.into()).await.unwrap() });
+            }
+            while let Some(done) = writes.join_next().await {
+                done.unwrap();
+            }
+        });
+    }
+
+    /// The store's backend, as `berth serve` opens it (the file system's without fsync).
+    fn backend(&self) -> Box<dyn berth_storage::backend::Backend> {
+        match (&self.dir, &self.s3) {
+            (Some(dir), _) => Box::new(berth_storage::FsBackend::new(dir.path(), false).unwrap()),
+            (None, Some(s3)) => {
+                Box::new(berth_storage::S3Backend::new(&s3.config(&self.s3_prefix)).unwrap())
+            }
+            (None, None) => unreachable!("a storage is a directory or a bucket"),
+        }
     }
 
     /// The storage of each kind the peer tests run on.

@@ -4,49 +4,24 @@
 //! one, and no refused request changes a byte of the store.
 
 mod authconf;
+mod webutil;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::StatusCode;
 use berth_registry::auth::{Auth, AuthConfig};
 use berth_registry::config::ServerConfig;
-use berth_registry::{api, Config, Registry};
+use berth_registry::{Config, Registry};
 use berth_storage::testing::{self, TestStore};
 use berth_storage::Digest;
-use bytes::Bytes;
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
+use webutil::{call, Resp};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const TEAM: &str = "team/app";
 const OTHER: &str = "other/app";
-
-struct Resp {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: Bytes,
-}
-
-impl Resp {
-    fn code(&self) -> String {
-        serde_json::from_slice::<Value>(&self.body).unwrap_or(Value::Null)["errors"][0]["code"]
-            .as_str()
-            .unwrap_or("")
-            .to_string()
-    }
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    }
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-}
 
 /// One request with an `Authorization` header and no body.
 async fn send(
@@ -63,33 +38,6 @@ async fn send(
         "",
     )
     .await
-}
-
-async fn call(
-    reg: &Arc<Registry>,
-    method: &str,
-    path: &str,
-    headers: &[(&str, String)],
-    body: impl Into<Bytes>,
-) -> Resp {
-    let body: Bytes = body.into();
-    let mut b = Request::builder()
-        .method(Method::from_bytes(method.as_bytes()).unwrap())
-        .uri(path)
-        .header("host", "registry.test:5000")
-        .header("content-length", body.len());
-    for (k, v) in headers {
-        b = b.header(*k, v);
-    }
-    let resp = api::handle(reg.clone(), b.body(Body::from(body)).unwrap()).await;
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    Resp {
-        status,
-        headers,
-        body,
-    }
 }
 
 fn basic(user: &str, password: &str) -> String {

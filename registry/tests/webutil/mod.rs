@@ -105,6 +105,10 @@ impl Resp {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_default()
+    }
+
     pub fn code(&self) -> String {
         serde_json::from_slice::<serde_json::Value>(&self.body).unwrap_or_default()["errors"][0]
             ["code"]

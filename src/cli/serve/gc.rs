@@ -66,6 +66,13 @@ pub fn run(globals: &Globals, args: GcArgs) -> Result<i32> {
         progress: Some(line.clone()),
         ..Options::default()
     };
+    // One malloc arena for every thread: the blocking pool's threads would each keep one,
+    // with what the scan's pages freed in it (0.5 MiB of a 100,000-blob collection's peak).
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a tunable of the allocator, before any thread is started.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
     // The collection runs on this thread; one worker renews the lease beside it, and the
     // blocking pool reads the file system. More workers only add stacks and arenas.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -73,6 +80,9 @@ pub fn run(globals: &Globals, args: GcArgs) -> Result<i32> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    // What start-up touched of the binary (arguments, the config) is not needed again: its
+    // pages leave the resident set, and what the collection runs faults back in.
+    super::pages::release_start_up_pages();
     let result = runtime.block_on(gc::collect(&store, &config.gc, &options));
     if tty {
         eprint!("\r\x1b[2K");

@@ -42,7 +42,8 @@ pub(crate) struct ReferrerLink {
     pub referrer: CompactDigest,
 }
 
-/// Everything that can make a blob live, as one scan found it. Digests are kept compact
+/// Everything that can make a blob live, as one scan found it (blob links: only the fresh
+/// ones, which [`crate::gc::rules::blob_links`] reads apart). Digests are kept compact
 /// ([`CompactDigest`]): a store with 100,000 links would hold as many strings otherwise.
 #[derive(Debug, Default)]
 pub(crate) struct Meta {
@@ -71,7 +72,7 @@ pub(crate) fn compact_from_path(path: &str) -> Option<CompactDigest> {
 }
 
 /// What a key under `repositories/` is.
-enum Kind {
+pub(crate) enum Kind {
     Tag(Tag),
     Manifest(CompactDigest),
     Blob(CompactDigest),
@@ -80,7 +81,7 @@ enum Kind {
 
 /// Splits `repositories/<repo>/_<kind>/<rest>`; the `_` prefix cannot begin a component of a
 /// repository name, so the first `/_` ends the name.
-fn parse_key(key: &str) -> Option<(&str, Kind)> {
+pub(crate) fn parse_key(key: &str) -> Option<(&str, Kind)> {
     let rest = key.strip_prefix("repositories/")?;
     let at = rest.find("/_")?;
     let (repo, tail) = (&rest[..at], &rest[at + 2..]);
@@ -98,9 +99,8 @@ fn parse_key(key: &str) -> Option<(&str, Kind)> {
     Some((repo, kind))
 }
 
-/// Reads `repositories/` and `holds/` once. Blob links modified before `links_since` are
-/// left out (a mark that follows the rules needs only the links that keep a push in flight).
-pub(crate) async fn gather(backend: &dyn Backend, links_since: Option<SystemTime>) -> Result<Meta> {
+/// Reads `repositories/` and `holds/` once.
+pub(crate) async fn gather(backend: &dyn Backend) -> Result<Meta> {
     let mut meta = Meta::default();
     let mut names: HashMap<String, Arc<RepoName>> = HashMap::new();
     let mut tags: Vec<(Arc<RepoName>, Tag, Option<SystemTime>)> = Vec::new();
@@ -129,9 +129,8 @@ pub(crate) async fn gather(backend: &dyn Backend, links_since: Option<SystemTime
             match kind {
                 Kind::Tag(tag) => tags.push((repo.clone(), tag, e.modified)),
                 Kind::Manifest(d) => meta.manifests.push(link(d)),
-                Kind::Blob(_) if links_since.is_some_and(|t| e.modified.is_some_and(|m| m < t)) => {
-                }
-                Kind::Blob(d) => meta.blob_links.push(link(d)),
+                // Most keys, read apart: `rules::blob_links`.
+                Kind::Blob(_) => {}
                 Kind::Referrer(subject, referrer) => meta.referrers.push(ReferrerLink {
                     repo: repo.clone(),
                     subject,
@@ -145,24 +144,11 @@ pub(crate) async fn gather(backend: &dyn Backend, links_since: Option<SystemTime
     meta.tags.reserve_exact(tags.len());
     let mut read = futures::stream::iter(tags)
         .map(|(repo, tag, modified)| async move {
-            let key = tag_key(&repo, &tag);
-            let data = match backend.read(&key).await {
-                Ok(d) => d,
-                // Deleted since the scan.
-                Err(e) if e.is_not_found() => return Ok(None),
-                Err(e) => return Err(StoreError::from(e)),
-            };
-            let target = std::str::from_utf8(&data)
-                .ok()
-                .and_then(|t| t.trim().parse::<Digest>().ok());
-            let Some(target) = target else {
-                tracing::warn!("tag {key} does not hold a digest; it keeps nothing");
-                return Ok(None);
-            };
-            Ok(Some(TagLink {
+            let target = tag_target(backend, &tag_key(&repo, &tag)).await?;
+            Ok::<_, StoreError>(target.map(|target| TagLink {
                 repo,
                 tag,
-                target: CompactDigest::new(&target),
+                target,
                 modified,
             }))
         })
@@ -174,9 +160,25 @@ pub(crate) async fn gather(backend: &dyn Backend, links_since: Option<SystemTime
     meta.holds = read_holds(backend).await?;
     // Kept for the whole collection: no room to spare.
     meta.manifests.shrink_to_fit();
-    meta.blob_links.shrink_to_fit();
     meta.referrers.shrink_to_fit();
     Ok(meta)
+}
+
+/// The manifest a tag (its key) points at; none when it was deleted since it was listed or
+/// does not hold a digest.
+async fn tag_target(backend: &dyn Backend, key: &str) -> Result<Option<CompactDigest>> {
+    let data = match backend.read(key).await {
+        Ok(d) => d,
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(StoreError::from(e)),
+    };
+    let target = std::str::from_utf8(&data)
+        .ok()
+        .and_then(|t| t.trim().parse::<Digest>().ok());
+    if target.is_none() {
+        tracing::warn!("tag {key} does not hold a digest; it keeps nothing");
+    }
+    Ok(target.map(|t| CompactDigest::new(&t)))
 }
 
 /// Every digest in every hold (`holds/<name>`: one digest a line).
@@ -255,15 +257,10 @@ impl RefsCache {
             .map(|i| &self.sorted[i].1)
     }
 
-    #[cfg(test)]
-    fn insert(&mut self, d: CompactDigest, needs: Needs) {
-        self.sorted.push((d, needs));
-        self.sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    }
-
     /// Reads and parses the manifests among `digests` not read yet, then their children, and
-    /// so on. A manifest whose bytes are gone needs nothing; any other failure to read one
-    /// stops the collection, since what it needs would be unknown.
+    /// so on. A manifest whose bytes are gone needs nothing and is not kept (`get` answers
+    /// none); any other failure to read one stops the collection, since what it needs would
+    /// be unknown.
     pub async fn load<'a>(
         &mut self,
         backend: &dyn Backend,
@@ -280,18 +277,12 @@ impl RefsCache {
         while !todo.is_empty() {
             // Room for them all at once, then sorted in with the rest.
             self.sorted.reserve_exact(todo.len());
-            let expected = self.sorted.len() + todo.len();
             let mut read = futures::stream::iter(std::mem::take(&mut todo))
-                .map(|d| async move {
-                    match backend.read(&blob_key(&d.digest())).await {
-                        Ok(body) => Ok((d, manifest_refs(&body))),
-                        Err(e) if e.is_not_found() => Ok((d, ManifestRefs::default())),
-                        Err(e) => Err(StoreError::from(e)),
-                    }
-                })
+                .map(|d| read_manifest(backend, d))
                 .buffer_unordered(READ_AHEAD);
             let mut next = HashSet::new();
             while let Some((d, refs)) = read.try_next().await? {
+                let Some(refs) = refs else { continue };
                 let needs = Needs::from(refs);
                 next.extend(needs.children().iter().cloned());
                 self.sorted.push((d, needs));
@@ -299,11 +290,23 @@ impl RefsCache {
             }
             drop(read);
             self.sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            debug_assert_eq!(self.sorted.len(), expected);
+            self.sorted.shrink_to_fit();
             next.retain(|d| self.get(d).is_none());
             todo = next.into_iter().collect();
         }
         Ok(())
+    }
+}
+
+/// A manifest's references; none when its bytes are gone.
+async fn read_manifest(
+    backend: &dyn Backend,
+    d: CompactDigest,
+) -> Result<(CompactDigest, Option<ManifestRefs>)> {
+    match backend.read(&blob_key(&d.digest())).await {
+        Ok(body) => Ok((d, Some(manifest_refs(&body)))),
+        Err(e) if e.is_not_found() => Ok((d, None)),
+        Err(e) => Err(StoreError::from(e)),
     }
 }
 
@@ -437,20 +440,46 @@ pub(crate) fn manifest_roots(meta: &Meta) -> impl Iterator<Item = &CompactDigest
         .chain(meta.referrers.iter().map(|r| &r.referrer))
 }
 
-/// The live set: every manifest `meta` names and all they need, every held digest, and blobs
-/// linked at or after `fresh_links` (pushes whose manifest has not arrived yet). `refs` must
-/// hold every manifest reachable from `meta` ([`RefsCache::load`] of [`manifest_roots`]).
-///
-/// Two passes: the manifests reachable from the roots first (a set as large as the
-/// manifests), then every live digest into a set sized for them all at once.
-pub(crate) fn live(meta: &Meta, refs: &RefsCache, fresh_links: SystemTime) -> DigestSet {
-    let manifests = reachable(meta, refs);
-    let fresh = |l: &&Link| l.modified.is_none_or(|m| m >= fresh_links);
+/// What the first mark leaves to the rest of a collection.
+pub(crate) struct FirstMark {
+    /// Every manifest `meta` names and all they need, every held digest, and blobs linked at
+    /// or after the cut-off (pushes whose manifest has not arrived yet).
+    pub live: DigestSet,
+    /// The live manifests whose bytes were read: they and all they need are in `live`.
+    pub walked: DigestSet,
+}
+
+/// The first mark. `refs` must hold every manifest reachable from `meta` ([`RefsCache::load`]
+/// of [`manifest_roots`]). Both are dropped as soon as they are no longer needed: `meta`
+/// once its roots are taken, `refs` once the live set is built.
+pub(crate) fn live(meta: Meta, refs: RefsCache, fresh_links: SystemTime) -> FirstMark {
+    let mut held = meta.holds;
+    held.extend(
+        meta.blob_links
+            .into_iter()
+            .filter(|l| l.modified.is_none_or(|m| m >= fresh_links))
+            .map(|l| l.digest),
+    );
+    let rest = Meta {
+        tags: meta.tags,
+        manifests: meta.manifests,
+        referrers: meta.referrers,
+        ..Meta::default()
+    };
+    let mut roots: Vec<CompactDigest> = manifest_roots(&rest).cloned().collect();
+    drop(rest);
+    roots.sort_unstable();
+    roots.dedup();
+    roots.shrink_to_fit();
+
+    let manifests = reachable(&roots, &refs);
+    let mut walked = SetBuilder::with_capacity(manifests.len());
+    for m in manifests.iter().filter(|m| refs.get(m).is_some()) {
+        walked.add_compact(m);
+    }
+    let walked = walked.finish();
     let needs = |m: &&CompactDigest| refs.get(m).map_or(0, |r| r.blobs.len());
-    let capacity = manifests.len()
-        + manifests.iter().map(needs).sum::<usize>()
-        + meta.holds.len()
-        + meta.blob_links.iter().filter(fresh).count();
+    let capacity = manifests.len() + manifests.iter().map(needs).sum::<usize>() + held.len();
     let mut live = SetBuilder::with_capacity(capacity);
     for m in &manifests {
         live.add_compact(m);
@@ -461,19 +490,20 @@ pub(crate) fn live(meta: &Meta, refs: &RefsCache, fresh_links: SystemTime) -> Di
         }
     }
     drop(manifests);
-    for d in &meta.holds {
+    drop(refs);
+    for d in &held {
         live.add_compact(d);
     }
-    for l in meta.blob_links.iter().filter(fresh) {
-        live.add_compact(&l.digest);
+    FirstMark {
+        live: live.finish(),
+        walked,
     }
-    live.finish()
 }
 
-/// The manifests reachable from [`manifest_roots`] through indexes' children.
-fn reachable<'a>(meta: &'a Meta, refs: &'a RefsCache) -> HashSet<&'a CompactDigest> {
+/// The manifests reachable from `roots` through indexes' children.
+fn reachable<'a>(roots: &'a [CompactDigest], refs: &'a RefsCache) -> HashSet<&'a CompactDigest> {
     let mut manifests: HashSet<&CompactDigest> = HashSet::new();
-    let mut stack: Vec<&CompactDigest> = manifest_roots(meta).collect();
+    let mut stack: Vec<&CompactDigest> = roots.iter().collect();
     while let Some(m) = stack.pop() {
         if !manifests.insert(m) {
             continue;
@@ -485,38 +515,92 @@ fn reachable<'a>(meta: &'a Meta, refs: &'a RefsCache) -> HashSet<&'a CompactDige
     manifests
 }
 
-/// Keeps in `doomed` (sorted by digest) only what is still dead: what [`live`] would put in
-/// its set is taken out, without building that set (a second mark needs to ask only about
-/// the doomed).
-pub(crate) fn still_dead(
-    meta: &Meta,
-    refs: &RefsCache,
+/// The doomed list (sorted by digest) and which of its entries a mark found live.
+struct Marks<'a> {
+    doomed: &'a [(CompactDigest, u64)],
+    alive: Vec<bool>,
+}
+
+impl Marks<'_> {
+    fn mark(&mut self, d: &CompactDigest) {
+        if let Ok(i) = self.doomed.binary_search_by(|(x, _)| x.cmp(d)) {
+            self.alive[i] = true;
+        }
+    }
+}
+
+/// The second mark: keeps in `doomed` (sorted by digest) only what is still dead, reading
+/// `repositories/` and `holds/` again a page at a time, with nothing gathered. The manifests
+/// the first mark walked are not read again: they and all they need were live then, so
+/// none of them is doomed (a manifest's bytes never change). A manifest it had not walked
+/// (pushed since, or its bytes missing then) is read, with its children.
+pub(crate) async fn still_dead(
+    backend: &dyn Backend,
+    walked: &DigestSet,
     fresh_links: SystemTime,
     doomed: &mut Vec<(CompactDigest, u64)>,
-) {
+) -> Result<()> {
     debug_assert!(doomed.is_sorted_by(|a, b| a.0 <= b.0));
-    let mut alive = vec![false; doomed.len()];
-    let mut mark = |d: &CompactDigest| {
-        if let Ok(i) = doomed.binary_search_by(|(x, _)| x.cmp(d)) {
-            alive[i] = true;
-        }
+    let mut marks = Marks {
+        doomed,
+        alive: vec![false; doomed.len()],
     };
-    for m in reachable(meta, refs) {
-        mark(m);
-        for b in refs.get(m).map_or(&[][..], |r| &r.blobs) {
-            mark(b);
+    // Manifests this mark read, each once.
+    let mut read: HashSet<CompactDigest> = HashSet::new();
+    let mut pages = backend.scan("repositories/");
+    while let Some(page) = pages.try_next().await? {
+        let mut roots = Vec::new();
+        let mut tags = Vec::new();
+        for e in page {
+            // A repository whose name does not parse is marked all the same: a second mark
+            // may only keep more.
+            let Some((_, kind)) = parse_key(&e.key) else {
+                continue;
+            };
+            match kind {
+                Kind::Tag(_) => tags.push(e.key),
+                Kind::Manifest(d) => roots.push(d),
+                Kind::Referrer(_, referrer) => roots.push(referrer),
+                Kind::Blob(d) if e.modified.is_none_or(|m| m >= fresh_links) => marks.mark(&d),
+                Kind::Blob(_) => {}
+            }
+        }
+        let targets: Vec<Option<CompactDigest>> = futures::stream::iter(tags)
+            .map(|key| async move { tag_target(backend, &key).await })
+            .buffered(READ_AHEAD)
+            .try_collect()
+            .await?;
+        roots.extend(targets.into_iter().flatten());
+        // The manifests not walked yet, then their children, a level at a time.
+        let mut todo: Vec<CompactDigest> = roots
+            .into_iter()
+            .filter(|m| !walked.contains_compact(m) && read.insert(m.clone()))
+            .collect();
+        while !todo.is_empty() {
+            let mut level = futures::stream::iter(std::mem::take(&mut todo))
+                .map(|d| read_manifest(backend, d))
+                .buffer_unordered(READ_AHEAD);
+            while let Some((m, refs)) = level.try_next().await? {
+                marks.mark(&m);
+                let Some(refs) = refs else { continue };
+                for b in &refs.blobs {
+                    marks.mark(&CompactDigest::new(b));
+                }
+                todo.extend(
+                    refs.children
+                        .iter()
+                        .map(CompactDigest::new)
+                        .filter(|c| !walked.contains_compact(c) && read.insert(c.clone())),
+                );
+            }
         }
     }
-    for d in &meta.holds {
-        mark(d);
+    for d in read_holds(backend).await? {
+        marks.mark(&d);
     }
-    for l in &meta.blob_links {
-        if l.modified.is_none_or(|m| m >= fresh_links) {
-            mark(&l.digest);
-        }
-    }
-    let mut alive = alive.into_iter();
+    let mut alive = marks.alive.into_iter();
     doomed.retain(|_| !alive.next().unwrap_or(true));
+    Ok(())
 }
 
 #[cfg(test)]
@@ -542,70 +626,102 @@ mod tests {
         assert!(!set.contains_compact(&CompactDigest::new(&c)));
     }
 
-    /// The second mark keeps in the doomed list only what nothing needs: the same answer as
-    /// the live set, asked of the doomed alone.
+    /// The first mark's live set, and the second mark asked of the doomed after a push:
+    /// what the push needs is taken out of the doomed, though the second mark reads only the
+    /// manifests the first had not walked.
     #[test]
-    fn the_second_mark_agrees_with_the_live_set() {
-        let c = |s: &str| CompactDigest::new(&Digest::sha256_of(s.as_bytes()));
+    fn the_second_mark_finds_what_was_pushed_since_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = crate::FsBackend::new(dir.path(), false).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let put = |key: &str, data: &str| {
+            rt.block_on(backend.put(key, data.to_string().into()))
+                .unwrap()
+        };
+        let d = |s: &str| Digest::sha256_of(s.as_bytes());
+        let c = |d: &Digest| CompactDigest::new(d);
+        let blob = |body: &str| {
+            put(&blob_key(&d(body)), body);
+            d(body)
+        };
         let other: Digest = format!("sha512:{}", "cd".repeat(64)).parse().unwrap();
+        let [layer, fresh, stale, held, dead1, dead2, dead3] =
+            ["layer", "fresh", "stale", "held", "dead1", "dead2", "dead3"].map(blob);
+        // A tagged index whose child needs a layer and a sha512 blob; a fresh and a stale
+        // blob link; a hold; a manifest linked before its bytes arrive.
+        let child = blob(&format!(
+            r#"{{"config":{{"digest":"{layer}"}},"layers":[{{"digest":"{other}"}}]}}"#
+        ));
+        let index = blob(&format!(r#"{{"manifests":[{{"digest":"{child}"}}]}}"#));
+        put("repositories/r/_tags/1", &index.to_string());
+        let late_body = format!(r#"{{"layers":[{{"digest":"{dead2}"}}]}}"#);
+        let late = d(&late_body);
+        put(
+            &format!("repositories/r/_manifests/sha256/{}", late.hex()),
+            "",
+        );
+        let link = |d: &Digest| format!("repositories/r/_blobs/sha256/{}", d.hex());
+        put(&link(&fresh), "");
+        put(&link(&stale), "");
         let now = SystemTime::now();
-        let old = now - std::time::Duration::from_secs(7200);
         let cut = now - std::time::Duration::from_secs(3600);
-        let repo = Arc::new("r".parse::<RepoName>().unwrap());
-        let link = |d: CompactDigest, modified| Link {
-            repo: repo.clone(),
-            digest: d,
-            modified: Some(modified),
-        };
+        std::fs::File::options()
+            .write(true)
+            .open(dir.path().join(link(&stale)))
+            .unwrap()
+            .set_modified(now - std::time::Duration::from_secs(7200))
+            .unwrap();
+        put("holds/client", &format!("{held}\n"));
+
+        let mut meta = rt.block_on(gather(&backend)).unwrap();
         let mut refs = RefsCache::default();
-        // A tagged index whose child needs a layer and a sha512 blob.
-        refs.insert(
-            c("index"),
-            Needs {
-                blobs: Box::new([]),
-                more: Some(Box::new(More {
-                    children: Box::new([c("child")]),
-                    subject: None,
-                })),
-            },
-        );
-        refs.insert(
-            c("child"),
-            Needs {
-                blobs: Box::new([c("layer"), CompactDigest::new(&other)]),
-                more: None,
-            },
-        );
-        let meta = Meta {
-            tags: vec![TagLink {
-                repo: repo.clone(),
-                tag: "1".parse().unwrap(),
-                target: c("index"),
-                modified: Some(old),
-            }],
-            blob_links: vec![link(c("fresh"), now), link(c("stale"), old)],
-            holds: vec![c("held")],
-            ..Meta::default()
-        };
-        let names = [
-            "index", "child", "layer", "fresh", "stale", "held", "dead1", "dead2",
+        rt.block_on(refs.load(&backend, manifest_roots(&meta), &|_| {}))
+            .unwrap();
+        assert!(refs.get(&c(&late)).is_none(), "its bytes are missing");
+        let (fresh_links, stale_links) = rt
+            .block_on(crate::gc::rules::blob_links(
+                &backend, &meta, &refs, cut, true,
+            ))
+            .unwrap();
+        let digests = |links: &[Link]| links.iter().map(|l| l.digest.clone()).collect::<Vec<_>>();
+        assert_eq!(digests(&fresh_links), [c(&fresh)]);
+        assert_eq!(digests(&stale_links), [c(&stale)], "no manifest needs it");
+        meta.blob_links = fresh_links;
+        let first = live(meta, refs, cut);
+        let all = [
+            &index, &child, &layer, &other, &late, &fresh, &stale, &held, &dead1, &dead2, &dead3,
         ];
-        let mut doomed: Vec<(CompactDigest, u64)> = names.iter().map(|n| (c(n), 1)).collect();
-        doomed.push((CompactDigest::new(&other), 1));
-        doomed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let set = live(&meta, &refs, cut);
-        let mut want: Vec<CompactDigest> = doomed
+        let mut doomed: Vec<(CompactDigest, u64)> = all
             .iter()
-            .filter(|(d, _)| !set.contains_compact(d))
-            .map(|(d, _)| d.clone())
+            .map(|d| c(d))
+            .filter(|d| !first.live.contains_compact(d))
+            .map(|d| (d, 1))
             .collect();
-        want.sort();
-        still_dead(&meta, &refs, cut, &mut doomed);
-        let got: Vec<CompactDigest> = doomed.into_iter().map(|(d, _)| d).collect();
-        let mut dead = vec![c("stale"), c("dead1"), c("dead2")];
-        dead.sort();
-        assert_eq!(got, dead);
-        assert_eq!(want, dead);
+        doomed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let sorted = |ds: &[&Digest]| {
+            let mut v: Vec<CompactDigest> = ds.iter().map(|d| c(d)).collect();
+            v.sort();
+            v
+        };
+        let names = |v: &[(CompactDigest, u64)]| v.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&doomed), sorted(&[&stale, &dead1, &dead2, &dead3]));
+        for m in [&index, &child] {
+            assert!(first.walked.contains_compact(&c(m)));
+        }
+        assert!(!first.walked.contains_compact(&c(&late)));
+
+        // A push since: a tag on a new index whose child needs dead1; the late manifest's
+        // bytes, which need dead2.
+        let child2 = blob(&format!(r#"{{"layers":[{{"digest":"{dead1}"}}]}}"#));
+        let index2 = blob(&format!(r#"{{"manifests":[{{"digest":"{child2}"}}]}}"#));
+        put("repositories/s/_tags/1", &index2.to_string());
+        assert_eq!(blob(&late_body), late);
+        rt.block_on(still_dead(&backend, &first.walked, cut, &mut doomed))
+            .unwrap();
+        assert_eq!(names(&doomed), sorted(&[&stale, &dead3]));
     }
 
     #[test]

@@ -15,7 +15,8 @@
 //! 3. it marks: one scan of `repositories/` and `holds/`, every manifest read once;
 //! 4. the doomed are the blobs that are not live and older than the delay: it writes their
 //!    list to `gc/doomed/<sweep>`, records the sweep in the lease, and marks again, so that a
-//!    link written before the sweep was announced is seen;
+//!    link written before the sweep was announced is seen (a second scan, page by page,
+//!    reading only the manifests the first mark had not walked);
 //! 5. it deletes the doomed in batches, each after reading the rescues that writers who
 //!    linked a doomed blob since left ([`guard`]), and only while its lease is fresh;
 //! 6. it ends the sweep and gives the lease up.
@@ -313,7 +314,7 @@ async fn run(
     let progress = |n: u64| report_progress(options, "marking", n, None);
 
     // The rules.
-    let mut meta = gather(&**backend, None).await?;
+    let mut meta = gather(&**backend).await?;
     let mut refs = RefsCache::default();
     refs.load(&**backend, manifest_roots(&meta), &progress)
         .await?;
@@ -329,7 +330,6 @@ async fn run(
             .iter()
             .map(|l| format!("{}@{}", l.repo, l.digest))
             .collect();
-        report.blob_links = plan.blob_links.len() as u64;
         let uploads = match policy.uploads {
             Some(age) => rules::expired_uploads(&**backend, age, now).await?,
             None => (0, Vec::new()),
@@ -353,14 +353,20 @@ async fn run(
             relink_tagged(store, &meta).await?;
         }
     }
-    // From here on only the links that keep a push in flight matter.
-    meta.blob_links
-        .retain(|l| l.modified.is_none_or(|m| m >= fresh_links));
-    meta.blob_links.shrink_to_fit();
-
-    // The mark, and the doomed.
-    let live1 = live(&meta, &refs, fresh_links);
-    drop(meta);
+    // Blob links: the fresh keep their blobs; the stale (with the rules) go, last.
+    let all = matches!(options.scope, Scope::All);
+    let (fresh, stale) = rules::blob_links(&**backend, &meta, &refs, fresh_links, all).await?;
+    meta.blob_links = fresh;
+    report.blob_links = stale.len() as u64;
+    if !options.dry_run && !stale.is_empty() {
+        check()?;
+        delete_unchanged_links(&**backend, &stale, &check).await?;
+    }
+    drop(stale);
+    // The mark, and the doomed. The first mark's manifests and references go once the live
+    // set is built: the second mark needs only which manifests it walked.
+    let first = live(meta, refs, fresh_links);
+    let (live1, walked) = (first.live, first.walked);
     give_back_freed_memory();
     let only: Option<HashSet<CompactDigest>> = match &options.scope {
         Scope::All => None,
@@ -399,12 +405,8 @@ async fn run(
     let sweep = uuid::Uuid::new_v4().simple().to_string();
     write_doomed(&**backend, &guard::doomed_key(&sweep), &doomed).await?;
     lease.set_sweep(Some(sweep)).await?;
-    let meta = gather(&**backend, Some(fresh_links)).await?;
-    refs.load(&**backend, manifest_roots(&meta), &progress)
-        .await?;
-    mark::still_dead(&meta, &refs, fresh_links, &mut doomed);
-    drop(meta);
-    drop(refs);
+    mark::still_dead(&**backend, &walked, fresh_links, &mut doomed).await?;
+    drop(walked);
     give_back_freed_memory();
     let total = doomed.len() as u64;
     let mut done = 0;
@@ -521,28 +523,17 @@ async fn relink_tagged(store: &Store, meta: &mark::Meta) -> Result<()> {
 }
 
 /// Deletes what the rules planned, each key only if it did not change since it was read
-/// (a tag moved, a manifest pushed again): tags first, then referrer records, manifest
-/// links and blob links, so that no tag is left pointing at a manifest its repository lost.
+/// (a tag moved, a manifest pushed again): tags first, then referrer records and manifest
+/// links (blob links come after, [`delete_unchanged_links`]), so that no tag is left
+/// pointing at a manifest its repository lost.
 async fn carry_out(
     backend: &dyn Backend,
     plan: &rules::Plan,
     check: &(dyn Fn() -> Result<()> + Sync),
 ) -> Result<()> {
-    // Listings and HEAD give times at different precisions (S3: milliseconds, seconds).
-    let secs = |t: Option<SystemTime>| {
-        t.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-            .map(|d| d.as_secs())
-    };
-    let unchanged = |key: String, modified: Option<SystemTime>| async move {
-        let now = backend.stat(&key).await?;
-        Ok::<_, StoreError>(
-            now.is_some_and(|m| secs(m.modified) == secs(modified))
-                .then_some(key),
-        )
-    };
     let mut keys = Vec::new();
     for t in &plan.tags {
-        if let Some(k) = unchanged(tag_key(&t.repo, &t.tag), t.modified).await? {
+        if let Some(k) = unchanged(backend, tag_key(&t.repo, &t.tag), t.modified).await? {
             keys.push(k);
         }
     }
@@ -564,21 +555,54 @@ async fn carry_out(
     backend.delete_many(&referrers).await?;
     let mut keys = Vec::new();
     for l in &plan.manifests {
-        if let Some(k) = unchanged(manifest_key(&l.repo, &l.digest.digest()), l.modified).await? {
-            keys.push(k);
-        }
-    }
-    check()?;
-    backend.delete_many(&keys).await?;
-    let mut keys = Vec::new();
-    for l in &plan.blob_links {
-        if let Some(k) = unchanged(blob_link_key(&l.repo, &l.digest.digest()), l.modified).await? {
+        if let Some(k) = unchanged(
+            backend,
+            manifest_key(&l.repo, &l.digest.digest()),
+            l.modified,
+        )
+        .await?
+        {
             keys.push(k);
         }
     }
     check()?;
     backend.delete_many(&keys).await?;
     Ok(())
+}
+
+/// Deletes blob links, each only if it did not change since it was listed.
+async fn delete_unchanged_links(
+    backend: &dyn Backend,
+    links: &[mark::Link],
+    check: &(dyn Fn() -> Result<()> + Sync),
+) -> Result<()> {
+    let mut keys = Vec::new();
+    for l in links {
+        let key = blob_link_key(&l.repo, &l.digest.digest());
+        if let Some(k) = unchanged(backend, key, l.modified).await? {
+            keys.push(k);
+        }
+    }
+    check()?;
+    backend.delete_many(&keys).await?;
+    Ok(())
+}
+
+/// `key` when it still has the modification time `modified` (to the second: listings and
+/// HEAD give times at different precisions, S3 milliseconds and seconds).
+async fn unchanged(
+    backend: &dyn Backend,
+    key: String,
+    modified: Option<SystemTime>,
+) -> Result<Option<String>> {
+    let secs = |t: Option<SystemTime>| {
+        t.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs())
+    };
+    let now = backend.stat(&key).await?;
+    Ok(now
+        .is_some_and(|m| secs(m.modified) == secs(modified))
+        .then_some(key))
 }
 
 #[cfg(test)]

@@ -4,23 +4,23 @@
 //! run, reports it).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures::TryStreamExt;
 
-use super::mark::{CompactDigest, Link, Meta, ReferrerLink, RefsCache, TagLink};
+use super::mark::{parse_key, CompactDigest, Kind, Link, Meta, ReferrerLink, RefsCache, TagLink};
 use super::{Policy, Retention};
 use crate::backend::Backend;
 use crate::error::Result;
 use crate::name::{glob_matches, RepoName};
 
-/// What the rules delete.
+/// What the rules delete (blob links: [`blob_links`]).
 #[derive(Debug, Default)]
 pub(crate) struct Plan {
     pub tags: Vec<TagLink>,
     pub manifests: Vec<Link>,
     pub referrers: Vec<ReferrerLink>,
-    pub blob_links: Vec<Link>,
 }
 
 impl Plan {
@@ -44,9 +44,6 @@ impl Plan {
             .retain(|l| !manifests.contains(&((*l.repo).clone(), l.digest.clone())));
         meta.referrers
             .retain(|r| !manifests.contains(&((*r.repo).clone(), r.referrer.clone())));
-        let blobs = gone(&self.blob_links);
-        meta.blob_links
-            .retain(|l| !blobs.contains(&((*l.repo).clone(), l.digest.clone())));
     }
 }
 
@@ -118,7 +115,6 @@ fn older_than(modified: Option<SystemTime>, now: SystemTime, age: Duration) -> b
 struct Repo<'a> {
     tags: Vec<&'a TagLink>,
     manifests: Vec<&'a Link>,
-    blob_links: Vec<&'a Link>,
     referrers: Vec<&'a ReferrerLink>,
 }
 
@@ -154,9 +150,6 @@ pub(crate) fn plan(meta: &Meta, refs: &RefsCache, policy: &Policy, now: SystemTi
     }
     for l in &meta.manifests {
         repos.entry(&l.repo).or_default().manifests.push(l);
-    }
-    for l in &meta.blob_links {
-        repos.entry(&l.repo).or_default().blob_links.push(l);
     }
     for r in &meta.referrers {
         repos.entry(&r.repo).or_default().referrers.push(r);
@@ -232,34 +225,83 @@ pub(crate) fn plan(meta: &Meta, refs: &RefsCache, policy: &Policy, now: SystemTi
                 .filter(|r| deleted.contains(&r.referrer))
                 .map(|r| (*r).clone()),
         );
-
-        // Blob links older than the delay that no remaining manifest of the repository needs:
-        // uploads whose manifest never came.
-        let mut needed: HashSet<&CompactDigest> = HashSet::new();
-        let kept = reach(
-            repo.manifests
-                .iter()
-                .map(|l| &l.digest)
-                .filter(|d| !deleted.contains(d))
-                .chain(after.iter().copied()),
-            refs,
-            &HashMap::new(),
-        );
-        for m in &kept {
-            if let Some(r) = refs.get(m) {
-                needed.extend(r.blobs.iter());
-            }
-        }
-        plan.blob_links.extend(
-            repo.blob_links
-                .iter()
-                .filter(|l| {
-                    !needed.contains(&l.digest) && older_than(l.modified, now, policy.delay)
-                })
-                .map(|l| (*l).clone()),
-        );
     }
     plan
+}
+
+/// The blob links, in a scan of their own: they are most of the keys under `repositories/`
+/// and only two questions are asked of them, so they are never all held. Those modified at
+/// or after `fresh_links` (or at an unknown time) are returned first: they keep their blobs
+/// live (a push whose manifest has not come yet). With `stale`, the older ones that no
+/// manifest of their repository needs (`meta` as the rules left it: its manifest links, tag
+/// targets and referrers, through indexes' children) are returned second, to be deleted:
+/// uploads whose manifest never came. `refs` holds every manifest `meta` names.
+pub(crate) async fn blob_links(
+    backend: &dyn Backend,
+    meta: &Meta,
+    refs: &RefsCache,
+    fresh_links: SystemTime,
+    stale: bool,
+) -> Result<(Vec<Link>, Vec<Link>)> {
+    let mut roots: HashMap<&str, Vec<&CompactDigest>> = HashMap::new();
+    if stale {
+        let manifests = meta.manifests.iter().map(|l| (&l.repo, &l.digest));
+        let tags = meta.tags.iter().map(|t| (&t.repo, &t.target));
+        let referrers = meta.referrers.iter().map(|r| (&r.repo, &r.referrer));
+        for (repo, d) in manifests.chain(tags).chain(referrers) {
+            roots.entry(repo.as_str()).or_default().push(d);
+        }
+    }
+    let (mut fresh, mut old) = (Vec::new(), Vec::new());
+    // The repository the last link was in (a scan lists one repository's keys together),
+    // and the blobs its manifests need.
+    let mut current: Option<(Arc<RepoName>, HashSet<&CompactDigest>)> = None;
+    let mut pages = backend.scan("repositories/");
+    while let Some(page) = pages.try_next().await? {
+        for e in page {
+            let Some((repo, Kind::Blob(digest))) = parse_key(&e.key) else {
+                continue;
+            };
+            let is_fresh = e.modified.is_none_or(|m| m >= fresh_links);
+            if !is_fresh && !stale {
+                continue;
+            }
+            if current.as_ref().is_none_or(|(r, _)| r.as_str() != repo) {
+                // Links of a repository whose name does not parse keep nothing (as in the mark).
+                let Ok(name) = repo.parse::<RepoName>() else {
+                    continue;
+                };
+                let mut needed = HashSet::new();
+                let mut stack: Vec<&CompactDigest> =
+                    roots.get(repo).map_or_else(Vec::new, |r| r.clone());
+                let mut seen = HashSet::new();
+                while let Some(m) = stack.pop() {
+                    if !seen.insert(m) {
+                        continue;
+                    }
+                    if let Some(r) = refs.get(m) {
+                        needed.extend(r.blobs.iter());
+                        stack.extend(r.children().iter());
+                    }
+                }
+                current = Some((Arc::new(name), needed));
+            }
+            let Some((name, needed)) = &current else {
+                continue;
+            };
+            let link = Link {
+                repo: name.clone(),
+                digest,
+                modified: e.modified,
+            };
+            if is_fresh {
+                fresh.push(link);
+            } else if !needed.contains(&link.digest) {
+                old.push(link);
+            }
+        }
+    }
+    Ok((fresh, old))
 }
 
 /// Upload sessions untouched for longer than `age`: their ids and every key they hold.
