@@ -5,7 +5,7 @@ mod cli;
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 
 #[derive(Parser)]
 #[command(
@@ -24,7 +24,11 @@ struct Cli {
 }
 
 fn main() {
-    let cli = match Cli::try_parse() {
+    let command = cli::usage::docker_usage(Cli::command());
+    let parsed = command
+        .try_get_matches()
+        .and_then(|mut m| Cli::from_arg_matches_mut(&mut m));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => std::process::exit(cli::exit::usage_error(e)),
     };

@@ -117,11 +117,11 @@ fn every_verb_answers_help_under_each_spelling_with_the_same_flags() {
             object.join(" ")
         );
         assert!(
-            top_text.contains(&format!("Usage: berth {}", top.join(" "))),
+            top_text.contains(&format!("Usage:  berth {}", top.join(" "))),
             "{top_text}"
         );
         assert!(
-            object_text.contains(&format!("Usage: berth {}", object.join(" "))),
+            object_text.contains(&format!("Usage:  berth {}", object.join(" "))),
             "{object_text}"
         );
     }
@@ -241,4 +241,119 @@ fn run_and_exec_with_a_terminal_need_one_here() {
         assert!(out.stdout.is_empty());
     }
     assert!(!std::path::Path::new("/nonexistent/berth-cli-test").exists());
+}
+
+/// Command lines with too few or too many arguments, and docker 28's answer (recorded from
+/// docker 28.2.2's client): `docker: 'docker PATH' WHAT`, its usage line, and `See`/`Run
+/// 'docker PATH --help' for more information`.
+const WRONG_COUNTS: &[(&[&str], &str, &str, &str)] = &[
+    (&["run"], "requires at least 1 argument", "[OPTIONS] IMAGE [COMMAND] [ARG...]", "See"),
+    (&["container", "run"], "requires at least 1 argument", "[OPTIONS] IMAGE [COMMAND] [ARG...]", "See"),
+    (&["create"], "requires at least 1 argument", "[OPTIONS] IMAGE [COMMAND] [ARG...]", "See"),
+    (&["exec", "box"], "requires at least 2 arguments", "[OPTIONS] CONTAINER COMMAND [ARG...]", "See"),
+    (&["start"], "requires at least 1 argument", "[OPTIONS] CONTAINER [CONTAINER...]", "See"),
+    (&["logs"], "requires 1 argument", "[OPTIONS] CONTAINER", "Run"),
+    (&["tag", "a"], "requires 2 arguments", "SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]", "Run"),
+    (&["commit"], "requires at least 1 and at most 2 arguments", "[OPTIONS] CONTAINER [REPOSITORY[:TAG]]", "Run"),
+    (
+        &["cp"],
+        "requires 2 arguments",
+        "[OPTIONS] CONTAINER:SRC_PATH DEST_PATH|-\n\tberth cp [OPTIONS] SRC_PATH|- CONTAINER:DEST_PATH",
+        "Run",
+    ),
+    (&["top"], "requires at least 1 argument", "CONTAINER [ps OPTIONS]", "See"),
+    (&["ps", "x"], "accepts no arguments", "[OPTIONS]", "Run"),
+    (&["container", "ls", "x"], "accepts no arguments", "[OPTIONS]", "Run"),
+    (&["load", "x"], "accepts no arguments", "[OPTIONS]", "Run"),
+    (&["image", "inspect"], "requires at least 1 argument", "[OPTIONS] IMAGE [IMAGE...]", "See"),
+    (&["container", "inspect"], "requires at least 1 argument", "[OPTIONS] CONTAINER [CONTAINER...]", "See"),
+    (&["network", "connect", "n"], "requires 2 arguments", "[OPTIONS] NETWORK CONTAINER", "Run"),
+    (&["network", "rm"], "requires at least 1 argument", "NETWORK [NETWORK...]", "See"),
+    (&["volume", "rm"], "requires at least 1 argument", "[OPTIONS] VOLUME [VOLUME...]", "See"),
+];
+
+/// A docker client of version 28 or later on PATH, when there is one (older ones word these
+/// messages otherwise).
+fn docker_28() -> Option<std::path::PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join("docker"))
+        .filter(|p| p.exists())
+        .find(|p| {
+            let v = Command::new(p).arg("--version").output().ok();
+            let v = v.map(|o| String::from_utf8_lossy(&o.stdout).to_string());
+            v.and_then(|v| {
+                let major = v
+                    .strip_prefix("Docker version ")?
+                    .split('.')
+                    .next()?
+                    .to_string();
+                major.parse::<u32>().ok()
+            })
+            .is_some_and(|major| major >= 28)
+        })
+}
+
+#[test]
+fn wrong_argument_counts_answer_as_docker_does() {
+    // docker's client answers these itself (no daemon): its message, its usage line, where to
+    // read more, status 1. berth's is the same with its own name; where docker 28 is at hand,
+    // the recording is checked against it too.
+    let docker = docker_28();
+    for (args, what, usage, see) in WRONG_COUNTS {
+        let path = args
+            .iter()
+            .take_while(|a| !["x", "a", "n", "box"].contains(a))
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let expected = format!(
+            "berth: 'berth {path}' {what}\n\nUsage:  berth {path} {usage}\n\n{see} 'berth {path} \
+             --help' for more information\n"
+        );
+        let ours = berth(args);
+        assert_eq!(ours.status.code(), Some(1), "berth {args:?}");
+        assert_eq!(String::from_utf8_lossy(&ours.stderr), expected, "{args:?}");
+        assert!(ours.stdout.is_empty(), "{args:?}");
+        if let Some(docker) = &docker {
+            let theirs = Command::new(docker).args(*args).output().unwrap();
+            assert_eq!(theirs.status.code(), Some(1), "docker {args:?}");
+            let theirs = String::from_utf8_lossy(&theirs.stderr).replace("docker", "berth");
+            assert_eq!(theirs, expected, "docker {args:?}");
+        }
+    }
+    // A flag docker does not know stays berth's one line and 125.
+    let o = berth(&["run", "--no-such-flag", "img"]);
+    assert_eq!(o.status.code(), Some(125));
+}
+
+#[test]
+fn help_usage_lines_are_dockers() {
+    let docker = crate::util::require("docker");
+    // The usage line (and cp's second one) of `--help`, docker's name made berth's.
+    let usage = |text: &str| -> String {
+        let mut lines = text.lines().skip_while(|l| !l.starts_with("Usage:"));
+        let first = lines.next().unwrap_or_default().to_string();
+        let rest: Vec<&str> = lines.take_while(|l| l.starts_with('\t')).collect();
+        [first]
+            .into_iter()
+            .chain(rest.iter().map(|l| l.to_string()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    for (top, object) in BOTH {
+        for words in [*top, *object] {
+            // `system events` and the like: docker has them too; berth-only verbs have none.
+            let mut args = words.to_vec();
+            args.push("--help");
+            let theirs = Command::new(&docker).args(&args).output().unwrap();
+            let expected =
+                usage(&String::from_utf8_lossy(&theirs.stdout)).replace("docker", "berth");
+            assert!(
+                expected.starts_with("Usage:  berth "),
+                "docker {args:?}: {expected}"
+            );
+            let (text, _) = help(words);
+            assert_eq!(usage(&text), expected, "{args:?}");
+        }
+    }
 }

@@ -488,6 +488,44 @@ fn docker_pulls_what_berth_pushed_and_loads_what_berth_saved() {
     );
     assert_eq!(ran.stdout, [6u8]);
 
+    // `--change` instructions as docker applies them on import (and commit, the same code):
+    // a port range is each of its ports; protocols are lower-cased.
+    let files = berth.dir.path().join("change");
+    std::fs::create_dir(&files).unwrap();
+    std::fs::write(files.join("seed"), "x").unwrap();
+    let layer = berth.dir.path().join("change.tar");
+    let tarred = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&files)
+        .arg("-cf")
+        .arg(&layer)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(tarred.success());
+    let changes = ["EXPOSE 8000-8002 53/UDP 9000-9001/udp", "EXPOSE 80"];
+    let mut args = vec!["import"];
+    for c in &changes {
+        args.extend(["-c", c]);
+    }
+    args.extend([layer.to_str().unwrap(), "changed:1"]);
+    docker.ok(&args);
+    berth.ok(&args);
+    let ports = "{{json .Config.ExposedPorts}}";
+    let parsed = |text: String| -> serde_json::Value { serde_json::from_str(&text).unwrap() };
+    let theirs = parsed(docker.ok(&["image", "inspect", "--format", ports, "changed:1"]));
+    let expected: serde_json::Map<String, serde_json::Value> = [
+        "53/udp", "8000/tcp", "8001/tcp", "8002/tcp", "80/tcp", "9000/udp", "9001/udp",
+    ]
+    .into_iter()
+    .map(|p| (p.to_string(), serde_json::json!({})))
+    .collect();
+    assert_eq!(theirs, serde_json::Value::Object(expected));
+    assert_eq!(
+        parsed(berth.ok(&["image", "inspect", "--format", ports, "changed:1"])),
+        theirs
+    );
+
     // docker save → berth load: same image id and diff ids.
     let dtar = berth.dir.path().join("docker.tar");
     docker.ok(&["save", "-o", dtar.to_str().unwrap(), &pushed]);

@@ -595,6 +595,31 @@ fn dockerd_pulls_busybox_through_the_mirror_and_again_with_the_upstream_gone() {
     let mut dist = distribution_with(&image, "library/busybox", false);
     let (mirror, _s) = mirror_of(&dist, 1, "timeout = 5");
     let d = Dockerd::start_with(&[format!("--registry-mirror=http://{}", mirror.addr)]);
+    // `info` shows the mirror as docker does, in --format and in its "Registry Mirrors:"
+    // section (berth's mirrors are per registry: Docker Hub's here, as dockerd's).
+    let berth = util::Berth::new();
+    std::fs::write(
+        berth.dir.path().join("config.toml"),
+        format!(
+            "[registries.\"docker.io\"]\nmirrors = [\"http://{}\"]\n",
+            mirror.addr
+        ),
+    )
+    .unwrap();
+    let json = ["info", "--format", "{{json .RegistryConfig.Mirrors}}"];
+    let theirs = d.ok(&json);
+    assert_eq!(theirs, format!("[\"http://{}/\"]\n", mirror.addr));
+    assert_eq!(berth.ok(&json), theirs);
+    let section = |info: &str| -> Vec<String> {
+        info.lines()
+            .skip_while(|l| *l != " Registry Mirrors:")
+            .take_while(|l| *l == " Registry Mirrors:" || l.starts_with("  "))
+            .map(str::to_string)
+            .collect()
+    };
+    let theirs = section(&d.ok(&["info"]));
+    assert_eq!(theirs.len(), 2, "{theirs:?}");
+    assert_eq!(section(&berth.ok(&["info"])), theirs);
     let config_id = digest_of(&image.config);
     d.ok(&["pull", "busybox"]);
     let id = d.ok(&["image", "inspect", "--format", "{{.Id}}", "busybox"]);

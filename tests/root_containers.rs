@@ -305,6 +305,9 @@ fn root_run_flags_env_user_workdir_entrypoint() {
     );
     let o = out(&b, &["run", "--rm", "-u", "0:65534", "bb", "id", "-g"]);
     assert_eq!(stdout(&o).trim(), "65534");
+    // A uid:gid with no passwd entry: the gid is the one supplementary group (docker's).
+    let o = out(&b, &["run", "--rm", "-u", "1000:1000", "bb", "id"]);
+    assert_eq!(stdout(&o), "uid=1000 gid=1000 groups=1000\n");
     // --entrypoint replaces the image's and takes the arguments after the image.
     let o = out(&b, &["run", "--rm", "--entrypoint", "echo", "bb", "a", "b"]);
     assert_eq!(stdout(&o), "a b\n");

@@ -361,6 +361,52 @@ fn root_commit_flags_and_the_image_runs_in_berth_docker_and_podman() {
     assert_eq!(status(&b, "box"), "running");
     b.ok(&["stop", "-t", "1", "box"]);
     b.ok(&["commit", "-p", "box", "committed:stopped"]);
+    // A build FROM a committed image that never ran unpacks its layer first.
+    b.ok(&[
+        "run",
+        "--name",
+        "fresh",
+        "--network",
+        "none",
+        "files:1",
+        "sh",
+        "-c",
+        "echo fresh > /srv/fresh",
+    ]);
+    b.ok(&["commit", "fresh", "committed:fresh"]);
+    let ctx = b.dir.path().join("from-commit");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM committed:fresh\nRUN cat /srv/fresh > /srv/copied\n",
+    )
+    .unwrap();
+    let fresh = lower(&image_inspect(&b, "committed:fresh"));
+    assert!(!Path::new(&fresh[0]).exists(), "{fresh:?}");
+    b.ok(&[
+        "build",
+        "-q",
+        "--network",
+        "none",
+        "-t",
+        "built:1",
+        ctx.to_str().unwrap(),
+    ]);
+    assert!(Path::new(&fresh[0]).is_dir(), "{fresh:?}");
+    assert_eq!(
+        b.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "built:1",
+            "cat",
+            "/srv/copied"
+        ]),
+        "fresh\n"
+    );
+    b.ok(&["rm", "fresh"]);
+
     // A blob that no longer holds the layer its image names is refused when the snapshot is
     // unpacked from it, and nothing is left half unpacked.
     b.ok(&[

@@ -256,7 +256,7 @@ fn root_restart_policies_through_the_cli() {
         "bb",
         "sh",
         "-c",
-        "exit 1",
+        "echo ran; exit 1",
     ]);
     eventually("Restarting in ps", || {
         let o = out(&b, &["ps", "--format", "{{.Names}}|{{.State}}|{{.Status}}"]);
@@ -283,6 +283,14 @@ fn root_restart_policies_through_the_cli() {
         (json!(true), json!(true)),
         "{st}"
     );
+    // docker counts a restart when it schedules it: in a delay, RestartCount is already the
+    // number of runs so far (read twice around the logs, so the delay held throughout).
+    eventually("RestartCount in a delay counts the run that ended", || {
+        let before = field(&b, "loop", "{{.State.Status}} {{.RestartCount}}");
+        let runs = stdout(&out(&b, &["logs", "loop"])).lines().count();
+        let after = field(&b, "loop", "{{.State.Status}} {{.RestartCount}}");
+        before == after && before == format!("restarting {runs}")
+    });
     eventually("ps --filter status=restarting", || {
         b.ok(&[
             "ps",

@@ -40,6 +40,13 @@ fn is_percent(s: &str) -> bool {
         })
 }
 
+/// `berth ARGS` fails with status 1 and `message` in its error.
+fn refused(b: &crate::util::Berth, args: &[&str], message: &str) {
+    let o = out(b, args);
+    assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+    assert!(stderr(&o).contains(message), "{args:?}: {}", stderr(&o));
+}
+
 /// A cgroup v1 file of the container, read on the host.
 fn cgroup_file(controller: &str, id: &str, file: &str) -> String {
     let path = format!("/sys/fs/cgroup/{controller}/berth/{id}/{file}");
@@ -393,9 +400,7 @@ fn root_update_live_cgroups_and_record() {
             "No such container: nosuch",
         ),
     ] {
-        let o = out(&b, &args);
-        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
-        assert!(stderr(&o).contains(message), "{args:?}: {}", stderr(&o));
+        refused(&b, &args, message);
     }
     b.ok(&[
         "run",
@@ -435,4 +440,172 @@ fn root_update_live_cgroups_and_record() {
         events.lines().filter(|l| *l == "u1").count() >= 3,
         "{events}"
     );
+}
+
+#[test]
+fn root_update_cpu_period_quota_and_realtime() {
+    // docker 28's `update --cpu-period/--cpu-quota/--cpu-rt-period/--cpu-rt-runtime`: the live
+    // cgroup files and HostConfig's CpuPeriod, CpuQuota, CpuRealtimePeriod and
+    // CpuRealtimeRuntime; its daemon's messages for what it refuses, the record unchanged.
+    let _host = shared();
+    let b = setup();
+    // A cgroup parent of this test's own: the real-time runtime a container may get must be
+    // granted to its parent first (docker's daemon does it with --cpu-rt-runtime).
+    let parent = format!("berth-rt-{}", std::process::id());
+    let cpu_dir = std::path::PathBuf::from(format!("/sys/fs/cgroup/cpu/{parent}"));
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "cfs",
+        "--network",
+        "none",
+        "--cgroup-parent",
+        &format!("/{parent}"),
+        "bb",
+        "sleep",
+        "1000",
+    ]);
+    let id = inspect(&b, "cfs")["Id"].as_str().unwrap().to_string();
+    let file = |f: &str| {
+        let path = cpu_dir.join(&id).join(f);
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+            .trim()
+            .to_string()
+    };
+    let h = &inspect(&b, "cfs")["HostConfig"];
+    for key in [
+        "CpuPeriod",
+        "CpuQuota",
+        "CpuRealtimePeriod",
+        "CpuRealtimeRuntime",
+    ] {
+        assert_eq!(h[key], 0, "{key}");
+    }
+
+    assert_eq!(
+        b.ok(&[
+            "update",
+            "--cpu-period",
+            "50000",
+            "--cpu-quota",
+            "25000",
+            "cfs"
+        ]),
+        "cfs\n"
+    );
+    assert_eq!(file("cpu.cfs_period_us"), "50000");
+    assert_eq!(file("cpu.cfs_quota_us"), "25000");
+    // -1: no quota.
+    assert_eq!(b.ok(&["update", "--cpu-quota", "-1", "cfs"]), "cfs\n");
+    assert_eq!(file("cpu.cfs_quota_us"), "-1");
+
+    std::fs::write(cpu_dir.join("cpu.rt_runtime_us"), "20000").unwrap();
+    assert_eq!(
+        b.ok(&[
+            "update",
+            "--cpu-rt-period",
+            "500000",
+            "--cpu-rt-runtime",
+            "10000",
+            "cfs"
+        ]),
+        "cfs\n"
+    );
+    assert_eq!(file("cpu.rt_period_us"), "500000");
+    assert_eq!(file("cpu.rt_runtime_us"), "10000");
+    let h = &inspect(&b, "cfs")["HostConfig"];
+    assert_eq!(h["CpuPeriod"], 50000);
+    assert_eq!(h["CpuQuota"], -1);
+    assert_eq!(h["CpuRealtimePeriod"], 500000);
+    assert_eq!(h["CpuRealtimeRuntime"], 10000);
+
+    // More real-time runtime than the parent grants: the kernel's refusal, nothing recorded.
+    let o = out(&b, &["update", "--cpu-rt-runtime", "400000", "cfs"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with(&format!("Error: Cannot update container {id}: ")),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("cpu.rt_runtime_us"), "{}", stderr(&o));
+    assert_eq!(file("cpu.rt_runtime_us"), "10000");
+    assert_eq!(
+        inspect(&b, "cfs")["HostConfig"]["CpuRealtimeRuntime"],
+        10000
+    );
+
+    // What docker refuses, in its words.
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "nano",
+        "--network",
+        "none",
+        "--cpus",
+        "0.5",
+        "bb",
+        "sleep",
+        "1000",
+    ]);
+    for (args, message) in [
+        (
+            vec!["update", "--cpu-period", "x", "cfs"],
+            "invalid argument \"x\" for \"--cpu-period\" flag: strconv.ParseInt: parsing \"x\": \
+             invalid syntax",
+        ),
+        (
+            vec!["update", "--cpu-period", "900", "cfs"],
+            "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)",
+        ),
+        (
+            vec!["update", "--cpu-period", "2000000", "cfs"],
+            "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)",
+        ),
+        (
+            vec!["update", "--cpu-quota", "999", "cfs"],
+            "CPU cfs quota can not be less than 1ms (i.e. 1000)",
+        ),
+        (
+            vec![
+                "update",
+                "--cpu-rt-period",
+                "1000",
+                "--cpu-rt-runtime",
+                "2000",
+                "cfs",
+            ],
+            "cpu real-time runtime cannot be higher than cpu real-time period",
+        ),
+        (
+            vec!["update", "--cpus", "1", "--cpu-period", "50000", "cfs"],
+            "Conflicting options: Nano CPUs and CPU Period cannot both be set",
+        ),
+        (
+            vec!["update", "--cpus", "1", "cfs"],
+            "Conflicting options: Nano CPUs cannot be updated as CPU Period has already been set",
+        ),
+        (
+            vec!["update", "--cpu-quota", "20000", "nano"],
+            "Conflicting options: CPU Quota cannot be updated as NanoCPUs has already been set",
+        ),
+        (
+            vec!["update", "--cpu-period", "20000", "nano"],
+            "Conflicting options: CPU Period cannot be updated as NanoCPUs has already been set",
+        ),
+    ] {
+        refused(&b, &args, message);
+    }
+    let h = &inspect(&b, "cfs")["HostConfig"];
+    assert_eq!(
+        (h["CpuPeriod"].clone(), h["NanoCpus"].clone()),
+        (50000.into(), 0.into())
+    );
+    b.ok(&["rm", "-f", "cfs", "nano"]);
+    let _ = std::fs::remove_dir(cpu_dir.join(&id));
+    for controller in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let _ = std::fs::remove_dir(controller.path().join(&parent));
+    }
 }

@@ -52,6 +52,141 @@ fn version_fields_and_formats() {
     assert!(err.contains("Nope"), "{err}");
 }
 
+#[test]
+fn version_git_commit_and_build_time_as_docker_prints_them() {
+    // docker 28 prints "Git commit:" (seven hex digits) and "Built:" (Go's time.ANSIC, UTC)
+    // for the client and the engine, and has them as GitCommit and BuildTime in --format.
+    let b = Berth::new();
+    let text = b.ok(&["version"]);
+    let field = |name: &str| -> Vec<String> {
+        text.lines()
+            .filter_map(|l| l.trim_start().strip_prefix(&format!("{name}:")))
+            .map(|v| v.trim().to_string())
+            .collect()
+    };
+    let commits = field("Git commit");
+    assert_eq!(commits.len(), 2, "{text}");
+    assert_eq!(commits[0], commits[1]);
+    let head = commits[0].clone();
+    // A commit of this repository (the one built), or "unknown" for a build without git.
+    let known = std::process::Command::new("git")
+        .args(["cat-file", "-e", &format!("{head}^{{commit}}")])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .is_ok_and(|s| s.success());
+    let in_git = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if in_git {
+        assert!(head.len() == 7 && known, "{head:?} is no commit here");
+    } else {
+        assert_eq!(head, "unknown");
+    }
+    let built = field("Built");
+    assert_eq!(built.len(), 2, "{text}");
+    assert_eq!(built[0], built[1]);
+    let ansic = "%a %b %e %H:%M:%S %Y";
+    let at = chrono::NaiveDateTime::parse_from_str(&built[0], ansic)
+        .unwrap_or_else(|e| panic!("Built {:?}: {e}", built[0]));
+    assert!(at.and_utc() <= chrono::Utc::now(), "{at}");
+    // the lines stand where docker's do: after Version, before OS/Arch
+    assert!(
+        text.starts_with(&format!(
+            "Client:\n Version:           {}\n Git commit:        {head}\n Built:             {}\n OS/Arch:",
+            env!("CARGO_PKG_VERSION"),
+            built[0]
+        )),
+        "{text}"
+    );
+    assert_eq!(
+        b.ok(&[
+            "version",
+            "--format",
+            "{{.Client.GitCommit}}|{{.Client.BuildTime}}|{{.Server.GitCommit}}|{{.Server.BuildTime}}"
+        ]),
+        format!("{head}|{0}|{head}|{0}\n", built[0])
+    );
+    assert_eq!(
+        b.ok(&[
+            "version",
+            "--format",
+            "{{range .Server.Components}}{{if eq .Name \"Engine\"}}{{.Details.GitCommit}} {{.Details.BuildTime}}{{end}}{{end}}"
+        ]),
+        format!("{head} {}\n", built[0])
+    );
+
+    // docker's client answers these fields without a daemon: the same layout.
+    let docker = std::process::Command::new(crate::util::require("docker"))
+        .args([
+            "version",
+            "--format",
+            "{{.Client.GitCommit}}|{{.Client.BuildTime}}",
+        ])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&docker.stdout);
+    let (commit, time) = out
+        .trim()
+        .split_once('|')
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(commit.len(), 7, "docker {commit:?}");
+    chrono::NaiveDateTime::parse_from_str(time, ansic)
+        .unwrap_or_else(|e| panic!("docker's Built {time:?}: {e}"));
+}
+
+#[test]
+fn malformed_templates_fail_with_gos_parse_errors() {
+    // docker's client parses `version --format` itself (no daemon needed), with Go's
+    // text/template: each malformed template's error is compared with berth's, the template's
+    // name aside (docker names version's "version", its other commands' "").
+    let b = Berth::new();
+    let docker = crate::util::require("docker");
+    for template in [
+        "{{range $i, := .}}{{end}}",
+        "{{range $i, 3}}{{end}}",
+        "{{range $i, }}{{end}}",
+        "{{range $i, $j, $k := .}}{{end}}",
+        "{{with $x, $y := .}}{{end}}",
+        "{{$x, $y := .}}",
+        "{{$x := }}",
+        "{{}}",
+        "{{if}}{{end}}",
+        "{{.Client.Version}}{{if .Client}}",
+        "a\n{{end}}",
+        "{{else}}",
+        "{{.Client",
+    ] {
+        let o = std::process::Command::new(&docker)
+            .args(["version", "--format", template])
+            .output()
+            .unwrap();
+        let theirs = String::from_utf8_lossy(&o.stderr);
+        let theirs = theirs
+            .lines()
+            .next()
+            .unwrap_or_else(|| panic!("docker accepted {template:?}"))
+            .replacen("template: version:", "template: :", 1);
+        assert!(theirs.starts_with("template parsing error: "), "{theirs}");
+        let (_, ours) = b.fails(&["version", "--format", template]);
+        assert_eq!(
+            ours.trim_end().strip_prefix("Error: "),
+            Some(theirs.as_str()),
+            "{template:?}"
+        );
+    }
+    // What Go accepts, berth too: two variables in a range, a re-assignment.
+    assert_eq!(
+        b.ok(&[
+            "version",
+            "--format",
+            "{{range $i, $c := .Server.Components}}{{$i}}{{end}} {{$x := 1}}{{$x = 2}}{{$x}}"
+        ]),
+        "01 2\n"
+    );
+}
+
 fn go_arch() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "amd64",

@@ -27,7 +27,7 @@ pub struct Config {
     pub tls: Option<crate::tls::TlsConfig>,
     /// The web page (on unless `enabled = false`).
     #[serde(default)]
-    pub web: crate::web::WebConfig,
+    pub web: crate::web::config::WebConfig,
     /// Garbage collection: its schedule and the policy every collection of this store
     /// follows (`berth gc` too): delay, untagged, uploads, retention rules.
     #[serde(default)]
@@ -156,7 +156,7 @@ impl Default for Config {
             mirror: None,
             auth: None,
             tls: None,
-            web: crate::web::WebConfig::default(),
+            web: crate::web::config::WebConfig::default(),
             gc: berth_storage::gc::Policy::default(),
             notifications: None,
             log: LogConfig::default(),

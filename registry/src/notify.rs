@@ -219,7 +219,9 @@ pub struct RequestFacts {
     pub id: String,
     pub method: Method,
     pub path: String,
-    pub query: crate::api::Query,
+    /// The query's parameters (the same map as `api::Query`, named here so that this module
+    /// does not import `api`, which imports it).
+    pub query: std::collections::HashMap<String, String>,
     pub headers: HeaderMap,
     pub peer: Option<SocketAddr>,
     pub tls: bool,

@@ -35,22 +35,22 @@ fn wanted_v1_for(resources: Option<&LinuxResources>) -> Vec<&'static str> {
 /// Whether this host can keep the OOM killer away from a cgroup (docker's
 /// `--oom-kill-disable`): only cgroup v1's memory controller can (`memory.oom_control`).
 pub fn host_supports_oom_kill_disable() -> bool {
-    v1_memory_has("memory.oom_control")
+    v1_controller_has("memory", "memory.oom_control")
 }
 
 /// Whether this host can set a cgroup's swappiness (docker's `--memory-swappiness`): only
 /// cgroup v1's memory controller has it (`memory.swappiness`).
 pub fn host_supports_memory_swappiness() -> bool {
-    v1_memory_has("memory.swappiness")
+    v1_controller_has("memory", "memory.swappiness")
 }
 
-/// Whether a cgroup v1 memory hierarchy here has `file`.
-fn v1_memory_has(file: &str) -> bool {
+/// Whether a cgroup v1 hierarchy with `controller` has `file` at its root.
+fn v1_controller_has(controller: &str, file: &str) -> bool {
     Layout::detect().is_ok_and(|layout| {
         layout
             .v1
             .iter()
-            .filter(|m| m.controllers.iter().any(|c| c == "memory"))
+            .filter(|m| m.controllers.iter().any(|c| c == controller))
             .any(|m| m.mountpoint.join(file).exists())
     })
 }
@@ -76,6 +76,13 @@ pub fn host_supports_blkio_weight() -> bool {
             && !layout.v1_has("blkio")
     });
     v1 || v2
+}
+
+/// Whether containers can get a real-time CPU period and runtime (docker's
+/// `--cpu-rt-period`/`--cpu-rt-runtime`): only cgroup v1's cpu controller of a kernel built with
+/// `CONFIG_RT_GROUP_SCHED` has them (`cpu.rt_runtime_us`); cgroup v2 has none.
+pub fn host_supports_cpu_realtime() -> bool {
+    v1_controller_has("cpu", "cpu.rt_runtime_us")
 }
 
 /// One cgroup v1 hierarchy as mounted on the host.
@@ -414,6 +421,9 @@ impl CgroupPaths {
                 if let Some(quota) = cpu.quota() {
                     write(&dir.join("cpu.cfs_quota_us"), &quota.to_string())?;
                 }
+                write_realtime(dir, cpu.realtime_period(), cpu.realtime_runtime())?;
+            } else if cpu.realtime_period().is_some() || cpu.realtime_runtime().is_some() {
+                return Err(Self::missing("cpu real-time"));
             } else if let Some(dir) = self.v2_with("cpu") {
                 if let Some(shares) = cpu.shares() {
                     let weight = 1 + (shares.clamp(2, 262_144) - 2) * 9999 / 262_142;
@@ -839,6 +849,25 @@ fn delegated_in(
         ));
     }
     Ok(top.to_path_buf())
+}
+
+/// The real-time period and runtime of a v1 cpu cgroup. The kernel keeps runtime/period within
+/// the parent's share at each write, so as runc: period first, and if the kernel refuses,
+/// runtime first.
+fn write_realtime(dir: &Path, period: Option<u64>, runtime: Option<i64>) -> Result<()> {
+    let period = period.map(|p| (dir.join("cpu.rt_period_us"), p.to_string()));
+    let runtime = runtime.map(|r| (dir.join("cpu.rt_runtime_us"), r.to_string()));
+    let both = [period.as_ref(), runtime.as_ref()];
+    let in_order = |order: [Option<&(PathBuf, String)>; 2]| -> Result<()> {
+        for (file, value) in order.into_iter().flatten() {
+            write(file, value)?;
+        }
+        Ok(())
+    };
+    in_order(both).or_else(|e| match both {
+        [Some(_), Some(_)] => in_order([runtime.as_ref(), period.as_ref()]),
+        _ => Err(e),
+    })
 }
 
 #[cfg(test)]

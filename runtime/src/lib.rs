@@ -30,7 +30,8 @@
 //! ContainerConfig::on_exit                          called by the monitor with the exit
 //! default_spec(id) -> Spec, resolve_user(layers, "user:group"), Error::exit_code()
 //! resolve_groups(layers, ["audio", "10"]), host_supports_blkio_weight(),
-//! host_supports_oom_kill_disable(), host_supports_memory_swappiness()
+//! host_supports_cpu_realtime(), host_supports_oom_kill_disable(),
+//! host_supports_memory_swappiness()
 //! ```
 //!
 //! The `run` path is `create` → `attach` (streams wanted) → `Attach::start` → read events
@@ -120,8 +121,8 @@ pub mod userns;
 
 pub use attach::{Attach, AttachInput, AttachOptions, Event};
 pub use cgroup::{
-    delegated_subtree, host_supports_blkio_weight, host_supports_memory_swappiness,
-    host_supports_oom_kill_disable,
+    delegated_subtree, host_supports_blkio_weight, host_supports_cpu_realtime,
+    host_supports_memory_swappiness, host_supports_oom_kill_disable,
 };
 pub use container::{create, Container, ContainerConfig, ExitHook, IPC_SYSCTLS};
 pub use error::{Error, Result};

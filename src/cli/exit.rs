@@ -4,7 +4,8 @@
 //! [`super::run`] prints as `Error: …` with status 1. Container commands that fail in the
 //! engine print `berth: …` and exit with the engine's code ([`engine_failure`]: docker's 125,
 //! or 126/127 when the command cannot run); a command line clap cannot parse exits 125
-//! ([`usage_error`]).
+//! ([`usage_error`]), except a verb given too few or too many arguments: docker's message
+//! and usage ([`super::usage::arity_error`]) and status 1, as docker's.
 
 use berth_client::engine::EngineError;
 
@@ -39,6 +40,7 @@ pub fn usage_error(e: clap::Error) -> i32 {
             let text = e.render().to_string();
             let first = text.lines().next().unwrap_or("invalid arguments");
             let first = first.strip_prefix("error: ").unwrap_or(first);
+            // The verb's words: the usage line up to its first argument or option.
             let usage = text
                 .lines()
                 .find_map(|l| l.strip_prefix("Usage: "))
@@ -47,14 +49,46 @@ pub fn usage_error(e: clap::Error) -> i32 {
                         .split_whitespace()
                         // clap's usage for a near miss names the flag it suggests
                         // (`berth run --cpus <CPUS>`): the command is the words before.
-                        .take_while(|w| !w.starts_with(['[', '<', '-']))
+                        .take_while(|w| {
+                            !w.starts_with('-')
+                                && w.chars().all(|c| {
+                                    c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'
+                                })
+                        })
                         .collect();
                     (!words.is_empty()).then(|| words.join(" "))
                 })
                 .unwrap_or_else(|| "berth".into());
+            let path = usage.strip_prefix("berth").unwrap_or(&usage).trim();
+            if wrong_argument_count(&e) {
+                if let Some(message) = super::usage::arity_error(path) {
+                    eprintln!("{message}");
+                    return 1;
+                }
+            }
             eprintln!("berth: {first} (see '{usage} --help')");
             ENGINE_FAILURE
         }
+    }
+}
+
+/// Whether clap refused the command line for its number of arguments (not for a flag):
+/// docker answers these with its own message and status 1.
+fn wrong_argument_count(e: &clap::Error) -> bool {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let args: Vec<String> = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(s)) => vec![s.clone()],
+        Some(ContextValue::Strings(v)) => v.clone(),
+        _ => vec![],
+    };
+    let positional = !args.is_empty() && args.iter().all(|a| !a.starts_with('-'));
+    match e.kind() {
+        ErrorKind::MissingRequiredArgument
+        | ErrorKind::TooFewValues
+        | ErrorKind::TooManyValues
+        | ErrorKind::WrongNumberOfValues
+        | ErrorKind::UnknownArgument => positional,
+        _ => false,
     }
 }
 

@@ -19,7 +19,8 @@
 //! Shared, each in one place: [`format`] (tables, `--format` templates, sizes and times,
 //! inspect documents), [`flags`] (times, byte sizes, prune's prompt), [`exit`] (how errors
 //! become one line and docker's exit codes), [`globals`] (`--root`, the store and the engine),
-//! [`remote`] (the configured registry client), [`verb`] (one verb under both spellings).
+//! [`remote`] (the configured registry client), [`verb`] (one verb under both spellings),
+//! [`usage`] (docker's usage line and argument count of every verb: a new verb gets its row).
 //!
 //! An object's verbs that docker also has at the top level are one enum (`ContainerVerb`,
 //! `ImageVerb`) flattened into [`Command`] and, through [`verb::Object`], into the object's
@@ -37,6 +38,7 @@ pub mod registry;
 pub mod remote;
 pub mod serve;
 pub mod system;
+pub mod usage;
 pub mod verb;
 pub mod volume;
 

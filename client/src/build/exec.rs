@@ -702,7 +702,7 @@ impl<'b, 'a> Stage<'b, 'a> {
                 }
                 let mut specs = Vec::new();
                 for w in &words {
-                    specs.extend(parse_port(w).map_err(|e| step_err(cmd, e))?);
+                    specs.extend(instructions::expose_ports(w).map_err(|e| step_err(cmd, e))?);
                 }
                 for s in &specs {
                     self.config
@@ -1866,38 +1866,6 @@ fn is_archive(file: &Path) -> bool {
     stored == Some(sum)
 }
 
-/// EXPOSE's port specs: `80`, `80/udp`, `8000-8002/tcp` (each port of a range), docker's
-/// `ip:host:container` accepted for the container part.
-fn parse_port(raw: &str) -> std::result::Result<Vec<String>, String> {
-    let parts: Vec<&str> = raw.split(':').collect();
-    let container = parts.last().copied().unwrap_or_default();
-    let (port, proto) = match container.split_once('/') {
-        Some((p, proto)) => (p, proto),
-        None => (container, "tcp"),
-    };
-    if port.is_empty() {
-        return Err(format!("invalid port: {raw:?}: no port specified"));
-    }
-    let proto = proto.to_ascii_lowercase();
-    if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
-        return Err(format!("invalid port: {raw:?}: invalid proto: {proto}"));
-    }
-    let num = |s: &str| -> std::result::Result<u32, String> {
-        s.parse::<u32>()
-            .ok()
-            .filter(|n| *n <= 65535)
-            .ok_or_else(|| format!("invalid containerPort: {port}"))
-    };
-    let (start, end) = match port.split_once('-') {
-        Some((a, b)) => (num(a)?, num(b)?),
-        None => (num(port)?, num(port)?),
-    };
-    if end < start {
-        return Err(format!("invalid containerPort: {port}"));
-    }
-    Ok((start..=end).map(|p| format!("{p}/{proto}")).collect())
-}
-
 /// Writes the target's image into the store and gives it its names.
 fn export(b: &Build) -> Result<BuildResult> {
     let out = b
@@ -2014,20 +1982,6 @@ fn export(b: &Build) -> Result<BuildResult> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ports() {
-        assert_eq!(parse_port("80").unwrap(), ["80/tcp"]);
-        assert_eq!(parse_port("53/UDP").unwrap(), ["53/udp"]);
-        assert_eq!(
-            parse_port("8000-8002").unwrap(),
-            ["8000/tcp", "8001/tcp", "8002/tcp"]
-        );
-        assert_eq!(parse_port("127.0.0.1:80:8080").unwrap(), ["8080/tcp"]);
-        assert!(parse_port("x").is_err());
-        assert!(parse_port("80/xyz").is_err());
-        assert!(parse_port("70000").is_err());
-    }
 
     #[test]
     fn url_names() {

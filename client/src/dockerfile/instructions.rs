@@ -768,9 +768,55 @@ pub fn parse(text: &str) -> Result<File, ParseError> {
     })
 }
 
+/// EXPOSE's port specs: `80`, `80/udp`, `8000-8002/tcp` (each port of a range), docker's
+/// `ip:host:container` accepted for the container part.
+pub fn expose_ports(raw: &str) -> std::result::Result<Vec<String>, String> {
+    let parts: Vec<&str> = raw.split(':').collect();
+    let container = parts.last().copied().unwrap_or_default();
+    let (port, proto) = match container.split_once('/') {
+        Some((p, proto)) => (p, proto),
+        None => (container, "tcp"),
+    };
+    if port.is_empty() {
+        return Err(format!("invalid port: {raw:?}: no port specified"));
+    }
+    let proto = proto.to_ascii_lowercase();
+    if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
+        return Err(format!("invalid port: {raw:?}: invalid proto: {proto}"));
+    }
+    let num = |s: &str| -> std::result::Result<u32, String> {
+        s.parse::<u32>()
+            .ok()
+            .filter(|n| *n <= 65535)
+            .ok_or_else(|| format!("invalid containerPort: {port}"))
+    };
+    let (start, end) = match port.split_once('-') {
+        Some((a, b)) => (num(a)?, num(b)?),
+        None => (num(port)?, num(port)?),
+    };
+    if end < start {
+        return Err(format!("invalid containerPort: {port}"));
+    }
+    Ok((start..=end).map(|p| format!("{p}/{proto}")).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ports() {
+        assert_eq!(expose_ports("80").unwrap(), ["80/tcp"]);
+        assert_eq!(expose_ports("53/UDP").unwrap(), ["53/udp"]);
+        assert_eq!(
+            expose_ports("8000-8002").unwrap(),
+            ["8000/tcp", "8001/tcp", "8002/tcp"]
+        );
+        assert_eq!(expose_ports("127.0.0.1:80:8080").unwrap(), ["8080/tcp"]);
+        assert!(expose_ports("x").is_err());
+        assert!(expose_ports("80/xyz").is_err());
+        assert!(expose_ports("70000").is_err());
+    }
 
     fn only(text: &str) -> Instruction {
         let f = parse(&format!("FROM scratch\n{text}\n")).unwrap();

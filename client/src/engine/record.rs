@@ -369,6 +369,18 @@ pub struct Resources {
     /// Relative CPU weight; 0 = the kernel's default (1024).
     #[serde(default)]
     pub cpu_shares: i64,
+    /// CFS scheduler period in microseconds (1000 to 1000000); 0 = the kernel's (100000).
+    #[serde(default)]
+    pub cpu_period: i64,
+    /// CFS quota in microseconds per period; 0 = none (a negative value is unlimited).
+    #[serde(default)]
+    pub cpu_quota: i64,
+    /// Real-time scheduler period in microseconds; 0 = the parent's.
+    #[serde(default)]
+    pub cpu_realtime_period: i64,
+    /// Real-time runtime in microseconds per period; 0 = none.
+    #[serde(default)]
+    pub cpu_realtime_runtime: i64,
     /// CPUs allowed (`0-2`, `0,1`); empty = all.
     #[serde(default)]
     pub cpuset_cpus: String,

@@ -216,6 +216,44 @@ fn check_cpuset(value: &str, what: &str, kind: &str, unavailable: &str) -> Resul
     Ok(())
 }
 
+/// docker's daemon's checks of the CFS and real-time scheduler settings (the same at `create`
+/// and for an `update` request).
+pub(crate) fn check_cpu_scheduler(nano_cpus: i64, r: &super::record::Resources) -> Result<()> {
+    if nano_cpus > 0 && r.cpu_period > 0 {
+        return Err(invalid(
+            "Conflicting options: Nano CPUs and CPU Period cannot both be set".into(),
+        ));
+    }
+    if nano_cpus > 0 && r.cpu_quota > 0 {
+        return Err(invalid(
+            "Conflicting options: Nano CPUs and CPU Quota cannot both be set".into(),
+        ));
+    }
+    if r.cpu_period != 0 && !(1000..=1_000_000).contains(&r.cpu_period) {
+        return Err(invalid(
+            "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)"
+                .into(),
+        ));
+    }
+    if r.cpu_quota > 0 && r.cpu_quota < 1000 {
+        return Err(invalid(
+            "CPU cfs quota can not be less than 1ms (i.e. 1000)".into(),
+        ));
+    }
+    let (period, runtime) = (r.cpu_realtime_period, r.cpu_realtime_runtime);
+    if (period != 0 || runtime != 0) && !berth_runtime::host_supports_cpu_realtime() {
+        return Err(invalid(
+            "Your kernel does not support CPU real-time scheduler".into(),
+        ));
+    }
+    if period != 0 && runtime != 0 && runtime > period {
+        return Err(invalid(
+            "cpu real-time runtime cannot be higher than cpu real-time period".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// tmpfs options docker's daemon takes: mount flags, and data it knows.
 fn check_tmpfs_options(options: &str) -> Result<()> {
     const FLAGS: &[&str] = &[
@@ -403,6 +441,7 @@ pub(crate) fn check(host: &mut HostConfig) -> Result<()> {
     if r.cpu_shares > 262_144 {
         return Err(invalid("the maximum allowed cpu-shares is 262144".into()));
     }
+    check_cpu_scheduler(host.nano_cpus, r)?;
     check_cpuset(&r.cpuset_cpus, "cpus", "cpu", "CPUs")?;
     check_cpuset(&r.cpuset_mems, "mems", "node", "memory nodes")?;
     if r.memory_reservation != 0 && r.memory_reservation < 6 << 20 {
@@ -593,10 +632,30 @@ pub(crate) fn apply(rec: &ContainerRecord, spec: &mut Spec, layers: &[PathBuf]) 
             .map_err(|e| invalid(format!("memory settings: {e}")))?;
         resources.set_memory(Some(memory));
     }
-    if r.cpu_shares > 0 || !r.cpuset_cpus.is_empty() || !r.cpuset_mems.is_empty() {
+    if r.cpu_shares > 0
+        || !r.cpuset_cpus.is_empty()
+        || !r.cpuset_mems.is_empty()
+        || r.cpu_period != 0
+        || r.cpu_quota != 0
+        || r.cpu_realtime_period != 0
+        || r.cpu_realtime_runtime != 0
+    {
         let mut cpu = resources.cpu().clone().unwrap_or_default();
         if r.cpu_shares > 0 {
             cpu.set_shares(Some(r.cpu_shares as u64));
+        }
+        // docker's order: --cpus gave a period and quota already; these override them.
+        if r.cpu_period != 0 {
+            cpu.set_period(Some(r.cpu_period as u64));
+        }
+        if r.cpu_quota != 0 {
+            cpu.set_quota(Some(r.cpu_quota));
+        }
+        if r.cpu_realtime_period != 0 {
+            cpu.set_realtime_period(Some(r.cpu_realtime_period as u64));
+        }
+        if r.cpu_realtime_runtime != 0 {
+            cpu.set_realtime_runtime(Some(r.cpu_realtime_runtime));
         }
         if !r.cpuset_cpus.is_empty() {
             cpu.set_cpus(Some(r.cpuset_cpus.clone()));

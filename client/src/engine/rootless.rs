@@ -124,6 +124,12 @@ pub(crate) fn check(host: &HostConfig) -> Result<()> {
             "it needs root (cgroup v1's memory controller; a device filter program)",
         ));
     }
+    if r.cpu_realtime_period != 0 || r.cpu_realtime_runtime != 0 {
+        return Err(limits_refused(
+            "--cpu-rt-period/--cpu-rt-runtime",
+            "it needs root (cgroup v1's cpu controller; cgroup v2 has no real-time limits)",
+        ));
+    }
     // Each limit and the cgroup v2 controller that applies it.
     let limits = [
         (host.memory != 0, "-m/--memory", "memory"),
@@ -136,6 +142,8 @@ pub(crate) fn check(host: &HostConfig) -> Result<()> {
         ),
         (host.nano_cpus != 0, "--cpus", "cpu"),
         (r.cpu_shares != 0, "--cpu-shares", "cpu"),
+        (r.cpu_period != 0, "--cpu-period", "cpu"),
+        (r.cpu_quota != 0, "--cpu-quota", "cpu"),
         (!r.cpuset_cpus.is_empty(), "--cpuset-cpus", "cpuset"),
         (!r.cpuset_mems.is_empty(), "--cpuset-mems", "cpuset"),
         (host.pids_limit > 0, "--pids-limit", "pids"),

@@ -23,6 +23,12 @@ pub struct UpdateOptions {
     /// `--cpus` in billionths of a CPU.
     pub nano_cpus: i64,
     pub cpu_shares: i64,
+    /// `--cpu-period`, `--cpu-quota`: the CFS scheduler's, microseconds.
+    pub cpu_period: i64,
+    pub cpu_quota: i64,
+    /// `--cpu-rt-period`, `--cpu-rt-runtime`: the real-time scheduler's, microseconds.
+    pub cpu_realtime_period: i64,
+    pub cpu_realtime_runtime: i64,
     pub cpuset_cpus: String,
     pub cpuset_mems: String,
     pub blkio_weight: u16,
@@ -61,6 +67,16 @@ fn check(u: &mut UpdateOptions) -> Result<Vec<String>> {
             "range of CPUs is from 0.01 to {cpus}.00, as there are only {cpus} CPUs available"
         )));
     }
+    super::resources::check_cpu_scheduler(
+        u.nano_cpus,
+        &super::record::Resources {
+            cpu_period: u.cpu_period,
+            cpu_quota: u.cpu_quota,
+            cpu_realtime_period: u.cpu_realtime_period,
+            cpu_realtime_runtime: u.cpu_realtime_runtime,
+            ..Default::default()
+        },
+    )?;
     if u.blkio_weight > 0 && !berth_runtime::host_supports_blkio_weight() {
         warnings.push(
             "Your kernel does not support Block I/O weight or the cgroup is not mounted. \
@@ -74,7 +90,42 @@ fn check(u: &mut UpdateOptions) -> Result<Vec<String>> {
 
 /// docker's `UpdateContainer`: the request merged into a record's settings.
 fn merge(host: &mut HostConfig, restart: &mut RestartPolicy, u: &UpdateOptions) -> Result<()> {
+    // --cpus sets the CFS period and quota itself: once one way is set, the other is refused.
+    let r = &host.resources;
+    let conflicts = [
+        (
+            u.nano_cpus > 0 && r.cpu_period > 0,
+            "Nano CPUs",
+            "CPU Period",
+        ),
+        (u.nano_cpus > 0 && r.cpu_quota > 0, "Nano CPUs", "CPU Quota"),
+        (
+            u.cpu_period > 0 && host.nano_cpus > 0,
+            "CPU Period",
+            "NanoCPUs",
+        ),
+        (
+            u.cpu_quota > 0 && host.nano_cpus > 0,
+            "CPU Quota",
+            "NanoCPUs",
+        ),
+    ];
+    if let Some((_, asked, set)) = conflicts.iter().find(|(conflict, _, _)| *conflict) {
+        return Err(invalid(format!(
+            "Conflicting options: {asked} cannot be updated as {set} has already been set"
+        )));
+    }
     let r = &mut host.resources;
+    for (field, value) in [
+        (&mut r.cpu_period, u.cpu_period),
+        (&mut r.cpu_quota, u.cpu_quota),
+        (&mut r.cpu_realtime_period, u.cpu_realtime_period),
+        (&mut r.cpu_realtime_runtime, u.cpu_realtime_runtime),
+    ] {
+        if value != 0 {
+            *field = value;
+        }
+    }
     if u.blkio_weight != 0 {
         r.blkio_weight = u.blkio_weight;
     }
@@ -147,6 +198,10 @@ fn live_resources(u: &UpdateOptions) -> Result<LinuxResources> {
     }
     if u.cpu_shares != 0
         || u.nano_cpus != 0
+        || u.cpu_period != 0
+        || u.cpu_quota != 0
+        || u.cpu_realtime_period != 0
+        || u.cpu_realtime_runtime != 0
         || !u.cpuset_cpus.is_empty()
         || !u.cpuset_mems.is_empty()
     {
@@ -159,6 +214,18 @@ fn live_resources(u: &UpdateOptions) -> Result<LinuxResources> {
             c = c
                 .period(period)
                 .quota(u.nano_cpus * period as i64 / 1_000_000_000);
+        }
+        if u.cpu_period != 0 {
+            c = c.period(u.cpu_period as u64);
+        }
+        if u.cpu_quota != 0 {
+            c = c.quota(u.cpu_quota);
+        }
+        if u.cpu_realtime_period != 0 {
+            c = c.realtime_period(u.cpu_realtime_period as u64);
+        }
+        if u.cpu_realtime_runtime != 0 {
+            c = c.realtime_runtime(u.cpu_realtime_runtime);
         }
         if !u.cpuset_cpus.is_empty() {
             c = c.cpus(u.cpuset_cpus.clone());

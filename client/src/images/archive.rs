@@ -240,7 +240,7 @@ pub(crate) fn apply_changes(
     changes: &[String],
 ) -> Result<()> {
     use crate::dockerfile::config::HealthConfig;
-    use crate::dockerfile::instructions::{single, CommandLine, Instruction};
+    use crate::dockerfile::instructions::{expose_ports, single, CommandLine, Instruction};
     use crate::dockerfile::shell::Lexer;
     let lexer = Lexer::new('\\');
     // The shell form runs under the default shell, as docker's commit does.
@@ -324,13 +324,13 @@ pub(crate) fn apply_changes(
                     .iter()
                     .map(|p| expand(p))
                     .collect::<Result<Vec<_>>>()?;
+                // docker's reading of a port spec: `8000-8002` is three ports.
+                let mut specs = Vec::new();
+                for p in &ports {
+                    specs.extend(expose_ports(p).map_err(ImageError::Invalid)?);
+                }
                 let exposed = field(config, "ExposedPorts", json!({}));
-                for p in ports {
-                    let p = if p.contains('/') {
-                        p
-                    } else {
-                        format!("{p}/tcp")
-                    };
+                for p in specs {
                     exposed[p] = json!({});
                 }
             }

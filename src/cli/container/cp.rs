@@ -14,7 +14,6 @@ use crate::cli::globals::Globals;
 
 #[derive(Args, Debug)]
 #[command(
-    override_usage = "berth cp [OPTIONS] CONTAINER:SRC_PATH DEST_PATH|-\n       berth cp [OPTIONS] SRC_PATH|- CONTAINER:DEST_PATH",
     long_about = "Copy files/folders between a container and the local filesystem\n\n\
                   Use '-' as the source to read a tar archive from stdin\n\
                   and extract it to a directory destination in a container.\n\

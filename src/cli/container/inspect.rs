@@ -461,6 +461,10 @@ fn confinement(h: &mut Value, host: &berth_client::engine::HostConfig) {
     h["OomKillDisable"] = json!(r.oom_kill_disable);
     h["OomScoreAdj"] = json!(r.oom_score_adj);
     h["CpuShares"] = json!(r.cpu_shares);
+    h["CpuPeriod"] = json!(r.cpu_period);
+    h["CpuQuota"] = json!(r.cpu_quota);
+    h["CpuRealtimePeriod"] = json!(r.cpu_realtime_period);
+    h["CpuRealtimeRuntime"] = json!(r.cpu_realtime_runtime);
     h["CpusetCpus"] = json!(r.cpuset_cpus);
     h["CpusetMems"] = json!(r.cpuset_mems);
     h["MemoryReservation"] = json!(r.memory_reservation);

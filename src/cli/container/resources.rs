@@ -163,6 +163,8 @@ impl ResourceFlags {
             memory_reservation: bytes("--memory-reservation", &self.memory_reservation)?,
             memory_swappiness,
             blkio_weight,
+            // the CFS and real-time scheduler settings come from `update` only
+            ..Resources::default()
         })
     }
 }

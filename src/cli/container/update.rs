@@ -15,6 +15,18 @@ pub struct UpdateArgs {
     /// Block IO (relative weight), between 10 and 1000, or 0 to disable (default 0)
     #[arg(long, value_name = "UINT16", allow_hyphen_values = true)]
     blkio_weight: Option<String>,
+    /// Limit CPU CFS (Completely Fair Scheduler) period
+    #[arg(long, value_name = "INT", allow_hyphen_values = true)]
+    cpu_period: Option<String>,
+    /// Limit CPU CFS (Completely Fair Scheduler) quota
+    #[arg(long, value_name = "INT", allow_hyphen_values = true)]
+    cpu_quota: Option<String>,
+    /// Limit the CPU real-time period in microseconds
+    #[arg(long, value_name = "INT", allow_hyphen_values = true)]
+    cpu_rt_period: Option<String>,
+    /// Limit the CPU real-time runtime in microseconds
+    #[arg(long, value_name = "INT", allow_hyphen_values = true)]
+    cpu_rt_runtime: Option<String>,
     /// CPU shares (relative weight)
     #[arg(short = 'c', long, value_name = "INT", allow_hyphen_values = true)]
     cpu_shares: Option<String>,
@@ -73,6 +85,10 @@ impl UpdateArgs {
     fn options(&self) -> Result<UpdateOptions> {
         let given = [
             &self.blkio_weight,
+            &self.cpu_period,
+            &self.cpu_quota,
+            &self.cpu_rt_period,
+            &self.cpu_rt_runtime,
             &self.cpu_shares,
             &self.cpus,
             &self.cpuset_cpus,
@@ -100,6 +116,10 @@ impl UpdateArgs {
             memory_reservation: bytes("--memory-reservation", &self.memory_reservation)?,
             nano_cpus: nano_cpus(&self.cpus)?,
             cpu_shares: integer("-c, --cpu-shares", &self.cpu_shares)?,
+            cpu_period: integer("--cpu-period", &self.cpu_period)?,
+            cpu_quota: integer("--cpu-quota", &self.cpu_quota)?,
+            cpu_realtime_period: integer("--cpu-rt-period", &self.cpu_rt_period)?,
+            cpu_realtime_runtime: integer("--cpu-rt-runtime", &self.cpu_rt_runtime)?,
             cpuset_cpus: self.cpuset_cpus.clone().unwrap_or_default(),
             cpuset_mems: self.cpuset_mems.clone().unwrap_or_default(),
             blkio_weight: blkio_weight(&self.blkio_weight)?,

@@ -323,13 +323,104 @@ fn methods_in_list(list: &mut ListNode) -> Result<(), String> {
     Ok(())
 }
 
+/// A variable's name at the start of `s` (`$`, `$x`, `$x1`), as Go's lexer reads one.
+fn leading_variable(s: &str) -> Option<&str> {
+    let tail = s.strip_prefix('$')?;
+    let len = tail
+        .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .unwrap_or(tail.len());
+    Some(&s[..1 + len])
+}
+
+/// Go's parser's checks of the variables a pipeline declares (text/template/parse's
+/// `pipeline`), which the template crate does not make: two variables (`$i, $v :=`) only in
+/// a range, a declaration followed by a value, and a pipeline that has one.
+fn check_declarations(inner: &str) -> Result<(), String> {
+    // A right trim marker (`-}}`) is part of the delimiter.
+    let inner = match inner.strip_suffix('-') {
+        Some(r) if r.ends_with(char::is_whitespace) => r.trim_end(),
+        _ => inner,
+    };
+    let word_of = |s: &str| -> usize {
+        s.find(|c: char| !c.is_ascii_alphanumeric())
+            .unwrap_or(s.len())
+    };
+    let mut rest = inner;
+    // `else if` and `else with` carry a pipeline; `else` alone none.
+    if rest[..word_of(rest)] == *"else" {
+        rest = rest["else".len()..].trim_start();
+        if rest.is_empty() {
+            return Ok(());
+        }
+    }
+    let word = &rest[..word_of(rest)];
+    let context = match word {
+        "if" | "range" | "with" => {
+            rest = &rest[word.len()..];
+            word
+        }
+        "end" | "define" | "block" | "template" | "break" | "continue" => return Ok(()),
+        _ => "command",
+    };
+    let mut declared = 0;
+    while let Some(var) = leading_variable(rest.trim_start()) {
+        let after = &rest.trim_start()[var.len()..];
+        let next = after.trim_start();
+        if next.starts_with(":=") || (next.starts_with('=') && !next.starts_with("==")) {
+            rest = &next[if next.starts_with(":=") { 2 } else { 1 }..];
+            break;
+        }
+        if !next.starts_with(',') {
+            break;
+        }
+        declared += 1;
+        let peek = next[1..].trim_start();
+        if context == "range" && declared < 2 {
+            if peek.is_empty() || peek.starts_with('$') || peek.starts_with(')') {
+                rest = &next[1..];
+                continue;
+            }
+            return Err("range can only initialize variables".into());
+        }
+        return Err(format!("too many declarations in {context}"));
+    }
+    if rest.trim().is_empty() {
+        return Err(format!("missing value for {context}"));
+    }
+    Ok(())
+}
+
+/// A parse error as Go's text/template words it: `template: NAME:LINE: message` (docker's
+/// commands parse their `--format` as a template named "").
+fn parse_error(line: usize, msg: impl std::fmt::Display) -> String {
+    format!("template: :{line}: {msg}")
+}
+
+/// The template crate's parse error in Go's form: Go names the line, not the column.
+fn go_parse_error(e: &TemplateError) -> String {
+    let text = e.to_string();
+    let Some(rest) = text.strip_prefix(&format!("template: {NAME}:")) else {
+        return text;
+    };
+    let mut parts = rest.splitn(3, ':');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(line), Some(col), Some(msg))
+            if line.parse::<usize>().is_ok() && col.parse::<usize>().is_ok() =>
+        {
+            format!("template: :{line}:{msg}")
+        }
+        _ => format!("template: :{rest}"),
+    }
+}
+
 /// Go's parser refuses an `if`, `range`, `with`, `define` or `block` without its `end`, and
-/// an `end` or `else` without one; the template crate lets both through, so they are
-/// checked here first, over the actions of the source.
+/// an `end` or `else` without one, and declarations a pipeline cannot make; the template
+/// crate lets these through, so they are checked here first, over the actions of the source.
 fn check_blocks(src: &str) -> Result<(), String> {
     let mut open: Vec<&str> = Vec::new();
     let mut rest = src;
     while let Some(start) = rest.find("{{") {
+        let line = 1 + src[..src.len() - rest.len() + start].matches('\n').count();
         let action = &rest[start + 2..];
         // The action ends at the first `}}` outside a quoted string or a comment.
         let lead = action.len() - action.trim_start_matches('-').trim_start().len();
@@ -354,7 +445,7 @@ fn check_blocks(src: &str) -> Result<(), String> {
             i += 1;
         }
         let Some(end) = end else {
-            return Err("unclosed action".into());
+            return Err(parse_error(line, "unclosed action"));
         };
         let inner = action[..end].trim_start_matches('-').trim();
         let word = inner
@@ -364,16 +455,17 @@ fn check_blocks(src: &str) -> Result<(), String> {
         match word {
             _ if inner.starts_with("/*") => {}
             "if" | "range" | "with" | "define" | "block" => open.push(word),
-            "else" if open.is_empty() => return Err("unexpected {{else}}".into()),
-            "end" if open.pop().is_none() => return Err("unexpected {{end}}".into()),
+            "else" if open.is_empty() => return Err(parse_error(line, "unexpected {{else}}")),
+            "end" if open.pop().is_none() => return Err(parse_error(line, "unexpected {{end}}")),
             _ => {}
+        }
+        if !inner.starts_with("/*") {
+            check_declarations(inner).map_err(|e| parse_error(line, e))?;
         }
         rest = &action[end + 2..];
     }
     match open.last() {
-        Some(word) => Err(format!(
-            "unexpected EOF: {{{{{word}}}}} without {{{{end}}}}"
-        )),
+        Some(_) => Err(parse_error(1 + src.matches('\n').count(), "unexpected EOF")),
         None => Ok(()),
     }
 }
@@ -390,7 +482,7 @@ fn build(src: &str, header: bool) -> Result<Option<Box<gotmpl::Template>>, Strin
     check_blocks(src)?;
     let parsed = with_funcs(gotmpl::Template::new(NAME))
         .parse(src)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| go_parse_error(&e))?;
     let mut out = with_funcs(gotmpl::Template::new(NAME));
     let mut any = false;
     for name in parsed.templates() {

@@ -83,7 +83,9 @@ fn document(g: &Globals) -> Result<Value> {
     let mirrors: Vec<String> = config
         .registries
         .values()
-        .flat_map(|r| r.mirrors.iter().cloned())
+        .flat_map(|r| r.mirrors.iter())
+        // as docker's daemon normalises them: the URL with one trailing slash
+        .map(|m| format!("{}/", m.trim_end_matches('/')))
         .collect();
     let mut insecure: Vec<String> = config.insecure_registries.clone();
     insecure.extend(

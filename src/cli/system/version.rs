@@ -33,12 +33,32 @@ pub fn kernel_version() -> String {
         .unwrap_or_default()
 }
 
+/// The commit this binary was built from, seven hex digits as docker prints it ("unknown" for
+/// a build outside a git checkout); set by build.rs.
+pub const GIT_COMMIT: &str = env!("BERTH_GIT_COMMIT");
+
+/// When this binary was built, in Go's `time.ANSIC` layout in UTC as docker prints it
+/// (`Fri May 30 12:07:14 2025`); build.rs records the time (or `SOURCE_DATE_EPOCH`).
+pub fn build_time() -> String {
+    env!("BERTH_BUILD_EPOCH")
+        .parse::<i64>()
+        .ok()
+        .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
+        .map_or_else(
+            || "unknown".to_string(),
+            |t| t.format("%a %b %e %H:%M:%S %Y").to_string(),
+        )
+}
+
 fn document() -> Value {
     let version = env!("CARGO_PKG_VERSION");
+    let built = build_time();
     json!({
         "Client": {
             "Platform": {"Name": "berth"},
             "Version": version,
+            "GitCommit": GIT_COMMIT,
+            "BuildTime": built,
             "Os": std::env::consts::OS,
             "Arch": go_arch(),
             "Context": "default",
@@ -46,11 +66,19 @@ fn document() -> Value {
         "Server": {
             "Platform": {"Name": "berth (no daemon)"},
             "Version": version,
+            "GitCommit": GIT_COMMIT,
+            "BuildTime": built,
             "Os": std::env::consts::OS,
             "Arch": go_arch(),
             "KernelVersion": kernel_version(),
             "Components": [
-                {"Name": "Engine", "Version": version, "Details": {"KernelVersion": kernel_version()}},
+                {"Name": "Engine", "Version": version, "Details": {
+                    "GitCommit": GIT_COMMIT,
+                    "BuildTime": built,
+                    "Os": std::env::consts::OS,
+                    "Arch": go_arch(),
+                    "KernelVersion": kernel_version(),
+                }},
                 {"Name": "berth-runtime", "Version": version, "Details": {}},
             ],
         },
@@ -75,6 +103,8 @@ pub fn run(a: VersionArgs) -> Result<i32> {
     };
     println!("Client:");
     line(" ", "Version", &c["Version"]);
+    line(" ", "Git commit", &c["GitCommit"]);
+    line(" ", "Built", &c["BuildTime"]);
     line(
         " ",
         "OS/Arch",
@@ -85,6 +115,8 @@ pub fn run(a: VersionArgs) -> Result<i32> {
     println!("Server: {}", s["Platform"]["Name"].as_str().unwrap_or(""));
     println!(" Engine:");
     line("  ", "Version", &s["Version"]);
+    line("  ", "Git commit", &s["GitCommit"]);
+    line("  ", "Built", &s["BuildTime"]);
     line(
         "  ",
         "OS/Arch",
