@@ -190,7 +190,7 @@ fn every_docker_run_flag_is_berths_or_refused_with_a_reason() {
             );
             refused += 1;
         }
-        // The ones berth does not carry out (cpu-rt-*, gpus, link, …): a short list.
+        // The ones berth does not carry out (gpus, link, …): a short list.
         assert!(refused < 30, "{refused} refused");
     }
     assert_eq!(b.ok(&["ps", "-aq"]), "", "a refused container was created");

@@ -483,6 +483,62 @@ fn root_update_cpu_period_quota_and_realtime() {
     ] {
         assert_eq!(h[key], 0, "{key}");
     }
+    // The same four at `run`/`create`: written at start, shown by inspect; with --cpus, docker's
+    // conflict and no container.
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "cfs-run",
+        "--network",
+        "none",
+        "--cgroup-parent",
+        &format!("/{parent}"),
+        "--cpu-period",
+        "40000",
+        "--cpu-quota",
+        "10000",
+        "bb",
+        "sleep",
+        "1000",
+    ]);
+    let run_id = inspect(&b, "cfs-run")["Id"].as_str().unwrap().to_string();
+    let run_file = |f: &str| {
+        std::fs::read_to_string(cpu_dir.join(&run_id).join(f))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(run_file("cpu.cfs_period_us"), "40000");
+    assert_eq!(run_file("cpu.cfs_quota_us"), "10000");
+    let h = &inspect(&b, "cfs-run")["HostConfig"];
+    assert_eq!(
+        (&h["CpuPeriod"], &h["CpuQuota"]),
+        (&Value::from(40000), &Value::from(10000))
+    );
+    b.ok(&["rm", "-f", "cfs-run"]);
+    let o = out(
+        &b,
+        &[
+            "create",
+            "--name",
+            "cfs-both",
+            "--cpus",
+            "1",
+            "--cpu-period",
+            "40000",
+            "bb",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("Conflicting options: Nano CPUs and CPU Period cannot both be set"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!b
+        .ok(&["ps", "-a", "--format", "{{.Names}}"])
+        .contains("cfs-both"));
 
     assert_eq!(
         b.ok(&[

@@ -21,14 +21,6 @@ pub struct RefusedFlags {
     #[arg(long, hide = true, value_name = "LIST")]
     device_write_iops: Vec<String>,
     #[arg(long, hide = true, allow_hyphen_values = true)]
-    cpu_period: Option<String>,
-    #[arg(long, hide = true, allow_hyphen_values = true)]
-    cpu_quota: Option<String>,
-    #[arg(long, hide = true, allow_hyphen_values = true)]
-    cpu_rt_period: Option<String>,
-    #[arg(long, hide = true, allow_hyphen_values = true)]
-    cpu_rt_runtime: Option<String>,
-    #[arg(long, hide = true, allow_hyphen_values = true)]
     cpu_count: Option<String>,
     #[arg(long, hide = true, allow_hyphen_values = true)]
     cpu_percent: Option<String>,
@@ -73,23 +65,6 @@ impl RefusedFlags {
                 "{flag} is not supported by berth: it sets no per-device block I/O weight or \
                  throttle; --blkio-weight weighs the container's I/O as a whole"
             );
-        }
-        let cfs = [
-            ("--cpu-period", &self.cpu_period),
-            ("--cpu-quota", &self.cpu_quota),
-        ];
-        if let Some((flag, _)) = cfs.iter().find(|(_, v)| v.is_some()) {
-            bail!(
-                "{flag} is not supported by berth's run and create: limit the CPU time with \
-                 --cpus (a quota over a 100ms period, as docker sets it)"
-            );
-        }
-        let rt = [
-            ("--cpu-rt-period", &self.cpu_rt_period),
-            ("--cpu-rt-runtime", &self.cpu_rt_runtime),
-        ];
-        if let Some((flag, _)) = rt.iter().find(|(_, v)| v.is_some()) {
-            bail!("{flag} is not supported by berth: it gives containers no real-time CPU time");
         }
         let windows = [
             ("--cpu-count", &self.cpu_count),

@@ -17,6 +17,18 @@ pub struct ResourceFlags {
     /// Block IO (relative weight), between 10 and 1000, or 0 to disable (default 0)
     #[arg(long, value_name = "UINT16", allow_hyphen_values = true)]
     pub blkio_weight: Option<String>,
+    /// Limit CPU CFS (Completely Fair Scheduler) period
+    #[arg(long, value_name = "INT", allow_hyphen_values = true)]
+    pub cpu_period: Option<String>,
+    /// Limit CPU CFS (Completely Fair Scheduler) quota
+    #[arg(long, value_name = "INT", allow_hyphen_values = true)]
+    pub cpu_quota: Option<String>,
+    /// Limit CPU real-time period in microseconds
+    #[arg(long, value_name = "INT", allow_hyphen_values = true)]
+    pub cpu_rt_period: Option<String>,
+    /// Limit CPU real-time runtime in microseconds
+    #[arg(long, value_name = "INT", allow_hyphen_values = true)]
+    pub cpu_rt_runtime: Option<String>,
     /// CPU shares (relative weight)
     #[arg(short = 'c', long, value_name = "INT", allow_hyphen_values = true)]
     pub cpu_shares: Option<String>,
@@ -158,13 +170,15 @@ impl ResourceFlags {
                 anyhow!("Invalid value {oom_score_adj}, range for oom score adj is [-1000, 1000]")
             })?,
             cpu_shares: integer("-c, --cpu-shares", &self.cpu_shares)?,
+            cpu_period: integer("--cpu-period", &self.cpu_period)?,
+            cpu_quota: integer("--cpu-quota", &self.cpu_quota)?,
+            cpu_realtime_period: integer("--cpu-rt-period", &self.cpu_rt_period)?,
+            cpu_realtime_runtime: integer("--cpu-rt-runtime", &self.cpu_rt_runtime)?,
             cpuset_cpus: self.cpuset_cpus.clone().unwrap_or_default(),
             cpuset_mems: self.cpuset_mems.clone().unwrap_or_default(),
             memory_reservation: bytes("--memory-reservation", &self.memory_reservation)?,
             memory_swappiness,
             blkio_weight,
-            // the CFS and real-time scheduler settings come from `update` only
-            ..Resources::default()
         })
     }
 }
