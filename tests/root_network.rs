@@ -303,7 +303,14 @@ fn root_network_commands_flags_and_messages() {
     }
     assert_eq!(listed(&b, &["type=custom"]), custom);
     fails_with(&b, &["network", "create", "--colour", "x"], 125, "--colour");
-    fails_with(&b, &["network", "create"], 125, "required");
+    // No name: docker 28's message, usage line and status 1.
+    let (c, _, err) = code(&b, &["network", "create"]);
+    assert_eq!(c, 1, "{err}");
+    assert_eq!(
+        err,
+        "berth: 'berth network create' requires 1 argument\n\nUsage:  berth network create \
+         [OPTIONS] NETWORK\n\nRun 'berth network create --help' for more information\n"
+    );
 
     // rm and inspect of what is not there, or not removable.
     fails_with(

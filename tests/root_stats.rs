@@ -197,11 +197,18 @@ fn root_stats_columns_formats_and_refresh() {
 
     // The live view: redrawn in place (cursor home, each line cleared, the rest erased)
     // every second, until interrupted.
-    let mut child = b
-        .cmd(&["stats", "busy"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut command = b.cmd(&["stats", "busy"]);
+    command.stdout(Stdio::piped());
+    // As in a terminal, Ctrl-C's SIGINT at its default action: a suite started in the
+    // background of a shell (`cmd &`) inherits it ignored, and the view would never end.
+    // SAFETY: only signal(2), async-signal-safe, between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().unwrap();
     std::thread::sleep(Duration::from_millis(2500));
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let mut live = String::new();
