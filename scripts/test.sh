@@ -36,10 +36,21 @@ AXE_PREFIX=/usr/local/lib/berth-test
 
 cargo build --workspace --all-targets
 log=$(mktemp)
+# A hang must end as a failure that names the test, well inside CI's 90 minutes (which the
+# build shares): the tests get BERTH_TEST_MINUTES (60), then stop, and the ones still running
+# are named (libtest says which have run for over 60 seconds; those without a result since).
+# One command a test runs hangs for 5 minutes at most (tests/util.rs); this is the backstop.
+minutes=${BERTH_TEST_MINUTES:-60}
 set +e
-cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
+timeout --kill-after=30 "${minutes}m" cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
+if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+  echo "the tests were stopped after ${minutes} minutes; still running then (over 60 s each):"
+  awk '$1 == "test" && / has been running for over 60 seconds$/ { running[$2] = 1 }
+       $1 == "test" && $3 == "..." { delete running[$2] }
+       END { for (t in running) print "  " t }' "$log"
+fi
 # One closing line for the whole run: cargo ends on its (empty) doc-test summaries.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "total: %d passed, %d failed\n", p, f }' "$log"

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::{berth_bin, free_port, require, run, Berth};
+use crate::util::{
+    berth_bin, bounded, free_port, require, run, run_with_timeout, Berth, PEER_TIMEOUT,
+};
 
 const APPLETS: &[&str] = &[
     "sh", "cat", "echo", "sleep", "ps", "id", "hostname", "true", "false", "touch", "ls", "wc",
@@ -39,13 +41,20 @@ impl std::ops::Deref for Root {
 
 impl Drop for Root {
     fn drop(&mut self) {
-        if let Ok(o) = self.0.cmd(&["ps", "-aq", "--no-trunc"]).output() {
+        // Bounded and never panicking: a hung berth must not hang nor abort the test binary.
+        if let Ok(o) = bounded(
+            &mut self.0.cmd(&["ps", "-aq", "--no-trunc"]),
+            None,
+            PEER_TIMEOUT,
+        ) {
             let ids = String::from_utf8_lossy(&o.stdout).into_owned();
             let ids: Vec<&str> = ids.split_whitespace().collect();
             if !ids.is_empty() {
                 let mut args = vec!["rm", "-f", "-v"];
                 args.extend(ids);
-                let _ = self.0.cmd(&args).output();
+                if let Err(e) = bounded(&mut self.0.cmd(&args), None, PEER_TIMEOUT) {
+                    eprintln!("removing the test's containers: {e}");
+                }
             }
         }
     }
@@ -114,7 +123,7 @@ pub(crate) fn setup() -> Root {
 }
 
 pub(crate) fn out(b: &Berth, args: &[&str]) -> Output {
-    b.cmd(args).output().unwrap()
+    run_with_timeout(&mut b.cmd(args), PEER_TIMEOUT)
 }
 
 pub(crate) fn stdout(o: &Output) -> String {

@@ -20,7 +20,7 @@ use crate::root_containers::{
     eventually, host_traces, http_get, inspect, out, setup, shared, stderr, stdout, Root,
 };
 use crate::root_events::journal;
-use crate::util::{free_port, require, Berth, NetNs};
+use crate::util::{bounded, free_port, require, Berth, NetNs, PEER_TIMEOUT};
 
 /// A test's client root whose containers, then networks, go when it drops.
 struct Nets(Root);
@@ -34,15 +34,20 @@ impl std::ops::Deref for Nets {
 
 impl Drop for Nets {
     fn drop(&mut self) {
-        if let Ok(o) = self.0.cmd(&["ps", "-aq", "--no-trunc"]).output() {
+        // Bounded and never panicking: a hung berth must not hang nor abort the test binary.
+        let run = |args: &[&str]| {
+            bounded(&mut self.0.cmd(args), None, PEER_TIMEOUT)
+                .map_err(|e| eprintln!("removing the test's containers and networks: {e}"))
+        };
+        if let Ok(o) = run(&["ps", "-aq", "--no-trunc"]) {
             let ids = String::from_utf8_lossy(&o.stdout).into_owned();
             let mut args = vec!["rm", "-f", "-v"];
             args.extend(ids.split_whitespace());
             if args.len() > 3 {
-                let _ = self.0.cmd(&args).output();
+                let _ = run(&args);
             }
         }
-        let _ = self.0.cmd(&["network", "prune", "-f"]).output();
+        let _ = run(&["network", "prune", "-f"]);
     }
 }
 

@@ -11,7 +11,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use crate::root_containers::eventually;
-use crate::util::{berth_bin, free_port, require, run_with_timeout, Berth, Registry, Storage};
+use crate::util::{
+    berth_bin, bounded, free_port, require, run_with_timeout, Berth, Registry, Storage,
+};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -219,13 +221,16 @@ impl User {
 
 impl Drop for User {
     fn drop(&mut self) {
-        if let Ok(o) = self.berth(&["ps", "-aq", "--no-trunc"]).output() {
+        // Bounded and never panicking: a hung berth must not hang nor abort the test binary.
+        if let Ok(o) = bounded(&mut self.berth(&["ps", "-aq", "--no-trunc"]), None, TIMEOUT) {
             let ids = String::from_utf8_lossy(&o.stdout).into_owned();
             let ids: Vec<&str> = ids.split_whitespace().collect();
             if !ids.is_empty() {
                 let mut args = vec!["rm", "-f"];
                 args.extend(ids);
-                let _ = self.berth(&args).output();
+                if let Err(e) = bounded(&mut self.berth(&args), None, TIMEOUT) {
+                    eprintln!("removing the test user's containers: {e}");
+                }
             }
         }
         // The pause process that holds the user's namespace: by the pid berth recorded.

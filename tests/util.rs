@@ -35,14 +35,13 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Runs a program, panicking with its output if it fails.
+/// Runs a program within [`PEER_TIMEOUT`], panicking with its output if it fails.
 pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let desc = format!("{cmd:?}");
+    let out = run_with_timeout(cmd, PEER_TIMEOUT);
     assert!(
         out.status.success(),
-        "{cmd:?} failed: {}\nstdout: {}\nstderr: {}",
+        "{desc} failed: {}\nstdout: {}\nstderr: {}",
         out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
@@ -131,11 +130,26 @@ impl Berth {
     }
 
     /// Like [`Berth::cmd`], run inside `netns` when given.
+    ///
+    /// The command is bounded even where a test runs it itself (`.output()`, `.status()`,
+    /// `.spawn()`): it starts with an alarm a minute past [`PEER_TIMEOUT`], whose SIGALRM
+    /// ends berth (an alarm outlives exec, so nsenter's berth keeps it; the monitors and
+    /// containers berth forks do not inherit it). `ok`, `fails` and `bounded` end it sooner,
+    /// with a message.
     pub fn cmd_in(&self, netns: Option<&NetNs>, args: &[&str]) -> Command {
+        use std::os::unix::process::CommandExt;
         let mut c = match netns {
             Some(ns) => ns.exec(berth_bin()),
             None => Command::new(berth_bin()),
         };
+        let alarm = PEER_TIMEOUT.as_secs() as libc::c_uint + 60;
+        // SAFETY: alarm(2) is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            c.pre_exec(move || {
+                libc::alarm(alarm);
+                Ok(())
+            });
+        }
         c.args(args)
             .env("BERTH_ROOT", &self.root)
             .env("HOME", self.dir.path())
@@ -158,7 +172,7 @@ impl Berth {
 
     /// Runs berth expecting failure; returns (stdout, stderr).
     pub fn fails(&self, args: &[&str]) -> (String, String) {
-        let out = self.cmd(args).output().unwrap();
+        let out = run_with_timeout(&mut self.cmd(args), PEER_TIMEOUT);
         assert!(
             !out.status.success(),
             "berth {args:?} should have failed; stdout: {}",
@@ -717,7 +731,10 @@ pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
     out
 }
 
-/// How long any one peer command may take before the test fails.
+/// How long any one command a test runs, berth or a peer, may take before the test fails
+/// naming it (`run`, `run_ok`, `Berth::ok`/`fails`, the peers' helpers, `bounded`): far above
+/// what any command takes here, far below CI's limit, so a hang is a failed test, not a
+/// stalled suite.
 pub const PEER_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The `berth` binary under test: cargo's, unless `BERTH_TEST_BINARY` names a copy of it
@@ -1043,8 +1060,25 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
     run_with_input(cmd, None, timeout)
 }
 
-/// Runs a command to completion within `timeout`, with `input` on its stdin (else none).
+/// Runs a command to completion within `timeout`, with `input` on its stdin (else none);
+/// panics if it does not end in time (see [`bounded`]).
 pub fn run_with_input(cmd: &mut Command, input: Option<&[u8]>, timeout: Duration) -> Output {
+    bounded(cmd, input, timeout).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs a command to completion within `timeout`, with `input` on its stdin (else none), and
+/// captures its output. It runs in a process group of its own: past `timeout` the group is
+/// killed (SIGKILL) and the error names the command, its arguments and what it printed so far.
+/// Its output must also reach its end by then: a process it left behind that holds the pipes
+/// open is an error too (its group is killed). For `Drop`s, which must not panic, use this
+/// directly; elsewhere [`run_with_input`].
+pub fn bounded(
+    cmd: &mut Command,
+    input: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<Output, String> {
+    use std::os::unix::process::CommandExt;
+    let deadline = Instant::now() + timeout;
     let desc = format!("{cmd:?}");
     let mut child = cmd
         .stdin(if input.is_some() {
@@ -1054,10 +1088,9 @@ pub fn run_with_input(cmd: &mut Command, input: Option<&[u8]>, timeout: Duration
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()
         .unwrap_or_else(|e| panic!("{desc}: {e} (the README's test command installs every peer)"));
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
     // Written from its own thread, after the readers start: a child that fills its output pipe
     // before reading all of its input would otherwise wait on us while we wait on it.
     // The writer is not joined: a child that exits without reading everything ends it with
@@ -1068,25 +1101,57 @@ pub fn run_with_input(cmd: &mut Command, input: Option<&[u8]>, timeout: Duration
             let _ = stdin.write_all(&input);
         });
     }
-    let out_t = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        v
-    });
-    let Some(status) = wait_child(&mut child, timeout) else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("{desc} did not finish within {timeout:?}");
+    let collect = |mut from: Box<dyn Read + Send>| {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let to = got.clone();
+        let done = std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            loop {
+                match from.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => to.lock().unwrap().extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+        });
+        (got, done)
     };
-    Output {
-        status,
-        stdout: out_t.join().unwrap(),
-        stderr: err_t.join().unwrap(),
+    let (out, out_done) = collect(Box::new(child.stdout.take().unwrap()));
+    let (err, err_done) = collect(Box::new(child.stderr.take().unwrap()));
+    let status = wait_child(
+        &mut child,
+        deadline.saturating_duration_since(Instant::now()),
+    );
+    while !(out_done.is_finished() && err_done.is_finished()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let taken = |b: &Arc<Mutex<Vec<u8>>>| std::mem::take(&mut *b.lock().unwrap());
+    match status {
+        Some(status) if out_done.is_finished() && err_done.is_finished() => Ok(Output {
+            status,
+            stdout: taken(&out),
+            stderr: taken(&err),
+        }),
+        _ => {
+            let pid = child.id() as i32;
+            // SAFETY: kill(2) on the group this child leads, then on the child itself.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+                libc::kill(pid, libc::SIGKILL);
+            }
+            let _ = child.wait();
+            let what = match status {
+                None => "did not finish".to_string(),
+                Some(s) => format!("ended ({s}) but what it started still held its output open"),
+            };
+            Err(format!(
+                "{desc} {what} within {timeout:?}: killed with its process group\n\
+                 stdout so far:\n{}\nstderr so far:\n{}",
+                String::from_utf8_lossy(&taken(&out)),
+                String::from_utf8_lossy(&taken(&err)),
+            ))
+        }
     }
 }
 
@@ -1723,4 +1788,66 @@ pub fn openable_block_device() -> (String, u32, u32) {
         }
     }
     panic!("no block device this host can open (neither the root disk nor /dev/loop0-7)");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alive(pid_file: &Path) -> bool {
+        let pid: i32 = std::fs::read_to_string(pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // SAFETY: signal 0 only asks whether the process exists.
+        unsafe { libc::kill(pid, 0) == 0 }
+    }
+
+    /// A command past its bound is an error that names it and shows what it printed; it and
+    /// what it started in its process group are killed. One that ends but leaves a process
+    /// holding its output open is bounded the same way.
+    #[test]
+    fn a_hung_command_is_an_error_with_its_output_and_its_group_is_killed() {
+        let dir = tempfile::tempdir().unwrap();
+        for (script, what) in [
+            (
+                "echo before; echo err >&2; sleep 600 & echo $! > \"$0\"; wait",
+                "did not finish",
+            ),
+            (
+                "echo before; echo err >&2; sleep 600 & echo $! > \"$0\"",
+                "still held its output",
+            ),
+        ] {
+            let pid = dir.path().join("pid");
+            let started = Instant::now();
+            let e = bounded(
+                Command::new("sh").args(["-c", script]).arg(&pid),
+                None,
+                Duration::from_secs(1),
+            )
+            .unwrap_err();
+            assert!(started.elapsed() < Duration::from_secs(30), "{e}");
+            assert!(e.contains("\"sh\" \"-c\"") && e.contains(what), "{e}");
+            assert!(e.contains("stdout so far:\nbefore\n"), "{e}");
+            assert!(e.contains("stderr so far:\nerr\n"), "{e}");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while alive(&pid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert!(!alive(&pid), "the command's sleep outlived it");
+        }
+        let done = bounded(
+            Command::new("sh").args(["-c", "cat; echo end >&2"]),
+            Some(b"in"),
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        assert!(done.status.success());
+        assert_eq!(
+            (&done.stdout[..], &done.stderr[..]),
+            (&b"in"[..], &b"end\n"[..])
+        );
+    }
 }
