@@ -627,6 +627,21 @@ fn root_exec_joins_the_container() {
         .unwrap();
     child.stdin.take().unwrap().write_all(b"to exec\n").unwrap();
     assert_eq!(stdout(&child.wait_with_output().unwrap()), "to exec\n");
+    // -t: the exec ends with its process even when one it left in the background (deaf to
+    // the hangup) holds the pty open; what it printed comes first.
+    let o = run_with_timeout(
+        &mut b.cmd(&[
+            "exec",
+            "-t",
+            "ex",
+            "sh",
+            "-c",
+            "trap '' HUP; echo on-pty; sleep 50 &",
+        ]),
+        Duration::from_secs(30),
+    );
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(stdout(&o), "on-pty\r\n");
     b.ok(&["stop", "-t", "0", "ex"]);
     let o = out(&b, &["exec", "ex", "true"]);
     assert!(!o.status.success());

@@ -90,11 +90,14 @@ pub fn run(g: &Globals, a: ExecArgs) -> Result<i32> {
         return Ok(0);
     }
     if let Some(pty) = p.take_pty() {
-        let pump = std::thread::spawn(move || term::pump_pty(pty, a.interactive));
-        let exit = p.wait()?;
-        // The output pump ends when the process's pty closes (its stdin reader is detached).
+        let (exited, rx) = std::sync::mpsc::channel::<()>();
+        let pump = std::thread::spawn(move || term::pump_pty(pty, a.interactive, rx));
+        let exit = p.wait();
+        // The output pump ends when the process's pty closes, or shortly after the exit when
+        // a process left in the background holds it (its stdin reader is detached).
+        drop(exited);
         let _ = pump.join();
-        return Ok(exit.code);
+        return Ok(exit?.code);
     }
     Ok(p.wait()?.code)
 }

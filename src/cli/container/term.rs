@@ -290,9 +290,15 @@ fn forward_stdin(
     }
 }
 
+/// How long the output of an exec'd process that has exited is still copied: a process it
+/// left in the background may hold the pty open for ever (the monitor drains a container's
+/// output as long).
+const EXEC_DRAIN: Duration = Duration::from_secs(2);
+
 /// Copies between the user's terminal and an exec'd process's pty until the process's output
-/// ends. Window size changes follow.
-pub fn pump_pty(pty: OwnedFd, stdin: bool) -> Result<()> {
+/// ends, or for [`EXEC_DRAIN`] more once `exited` says the process has exited (a message or
+/// its sender dropped). Window size changes follow.
+pub fn pump_pty(pty: OwnedFd, stdin: bool, exited: std::sync::mpsc::Receiver<()>) -> Result<()> {
     let master = std::fs::File::from(pty);
     if let Some((r, c)) = window_size() {
         set_pty_size(master.as_fd(), r, c);
@@ -321,7 +327,27 @@ pub fn pump_pty(pty: OwnedFd, stdin: bool) -> Result<()> {
     let mut from = master;
     let mut out = std::io::stdout();
     let mut buf = [0u8; 32 * 1024];
+    let mut drain_until = None;
     loop {
+        if drain_until.is_none() && exited.try_recv() != Err(std::sync::mpsc::TryRecvError::Empty) {
+            drain_until = Some(std::time::Instant::now() + EXEC_DRAIN);
+        }
+        let wait = match drain_until {
+            Some(d) => d.saturating_duration_since(std::time::Instant::now()),
+            None => Duration::from_millis(100),
+        };
+        if wait.is_zero() {
+            return Ok(());
+        }
+        let mut fds = [libc::pollfd {
+            fd: from.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(fds.as_mut_ptr(), 1, wait.as_millis() as libc::c_int) } <= 0 {
+            continue;
+        }
         match from.read(&mut buf) {
             Ok(0) => return Ok(()),
             Ok(n) => {
