@@ -18,6 +18,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// How long `stop` waits for the exit after its SIGKILL.
+const KILLED_EXIT: Duration = Duration::from_secs(60);
+
 /// Everything `create` needs.
 #[derive(Clone, Debug)]
 pub struct ContainerConfig {
@@ -428,7 +431,11 @@ impl Container {
             return Ok(exit);
         }
         self.kill(libc::SIGKILL)?;
-        self.wait()
+        // SIGKILL ends it at once unless the kernel holds a process (uninterruptible I/O):
+        // then this is an error, not a `stop` that never returns.
+        self.wait_timeout(Some(KILLED_EXIT))?.ok_or(Error::Timeout(
+            "waiting for the container to exit after SIGKILL",
+        ))
     }
 
     /// Freezes every process of the container (cgroup freezer).
