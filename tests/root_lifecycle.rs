@@ -381,8 +381,39 @@ fn root_healthchecks_in_ps_and_inspect() {
         "{}",
         ps_status(&b, "slow")
     );
+    // A check that closes its output and outlives its timeout is one that timed out (its
+    // supervisor used to wait for its exit, for ever with a process that never ends).
+    b.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "deaf",
+        "--health-cmd",
+        "exec >/dev/null 2>&1; sleep 1000",
+        "--health-timeout",
+        "500ms",
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "1",
+        "bb",
+        "sleep",
+        "1000",
+    ]);
     eventually("healthy", || ps_status(&b, "hc").ends_with(" (healthy)"));
     assert!(ps_status(&b, "hc").starts_with("Up "));
+    eventually("unhealthy after a timeout", || {
+        ps_status(&b, "deaf").ends_with(" (unhealthy)")
+    });
+    let h = inspect(&b, "deaf")["State"]["Health"].clone();
+    let last = h["Log"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["ExitCode"], -1, "{h}");
+    assert_eq!(
+        last["Output"], "Health check exceeded timeout (500ms)",
+        "{h}"
+    );
     let h = inspect(&b, "hc")["State"]["Health"].clone();
     assert_eq!(h["Status"], "healthy");
     assert_eq!(h["FailingStreak"], 0);
@@ -439,7 +470,7 @@ fn root_healthchecks_in_ps_and_inspect() {
         ],
     );
     assert_eq!(stdout(&o), "probed\n", "{}", stderr(&o));
-    b.ok(&["rm", "-f", "hc", "slow"]);
+    b.ok(&["rm", "-f", "hc", "slow", "deaf"]);
 }
 
 #[test]
