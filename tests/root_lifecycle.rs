@@ -414,6 +414,7 @@ fn root_healthchecks_in_ps_and_inspect() {
         last["Output"], "Health check exceeded timeout (500ms)",
         "{h}"
     );
+    b.ok(&["rm", "-f", "deaf"]);
     let h = inspect(&b, "hc")["State"]["Health"].clone();
     assert_eq!(h["Status"], "healthy");
     assert_eq!(h["FailingStreak"], 0);
@@ -470,7 +471,7 @@ fn root_healthchecks_in_ps_and_inspect() {
         ],
     );
     assert_eq!(stdout(&o), "probed\n", "{}", stderr(&o));
-    b.ok(&["rm", "-f", "hc", "slow", "deaf"]);
+    b.ok(&["rm", "-f", "hc", "slow"]);
 }
 
 #[test]
