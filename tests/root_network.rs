@@ -1859,7 +1859,7 @@ fn root_ipv6_only_networks_through_the_cli() {
 
     b.ok(&["rm", "-f", "p1", "p2"]);
     b.ok(&["network", "rm", "o6"]);
-    let left = network_traces(&[bridge], &[subnet.clone()]);
+    let left = network_traces(&[bridge], std::slice::from_ref(&subnet));
     assert!(left.is_empty(), "{left:?}");
     let rules = String::from_utf8_lossy(&Command::new("ip6tables-save").output().unwrap().stdout)
         .into_owned();
