@@ -1248,6 +1248,28 @@ pub fn chain_id(parent: Option<&Digest>, diff_id: &Digest) -> Digest {
 mod tests {
     use super::*;
 
+    /// `snapshots/` is marked as the top of unrelated trees where the file system keeps such
+    /// flags (ext4: what CI and this project's hosts use for the store); elsewhere (tmpfs)
+    /// opening the store works the same.
+    #[test]
+    fn snapshots_spread_where_the_file_system_can() {
+        use rustix::fs::{ioctl_getflags, IFlags, Mode, OFlags};
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
+        let flags = |p: &Path| {
+            let fd = rustix::fs::open(p, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())
+                .unwrap();
+            ioctl_getflags(&fd).ok()
+        };
+        let is_ext4 = rustix::fs::statfs(dir.path()).unwrap().f_type == 0xEF53;
+        match flags(&store.root().join("snapshots")) {
+            Some(f) => assert_eq!(f.contains(IFlags::TOPDIR), is_ext4, "{f:?}"),
+            None => assert!(!is_ext4, "ext4 keeps inode flags"),
+        }
+        // Opening it again changes nothing.
+        ImageStore::open(dir.path()).unwrap();
+    }
+
     #[test]
     fn repo_names_for_hosts() {
         let r = ImageRef::parse("localhost:5000/a/b:1").unwrap();
