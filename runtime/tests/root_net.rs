@@ -376,3 +376,39 @@ fn root_removed_network_leaves_nothing() {
         .collect();
     assert_eq!(left, Vec::<String>::new());
 }
+
+/// The resolver's pid is in its lock file when `connect` returns, so a teardown right after
+/// (a `run --rm` of `true`) stops it. Before, a `stop` that came first found no pid and
+/// waited, under the host-wide lock, for a resolver it could not name, which waits for that
+/// same lock once idle: every berth on the host hung.
+#[test]
+fn root_resolver_is_named_at_once_and_stopped_right_after() {
+    let t = TestNet::new(4, false);
+    let n = t.net.clone();
+    let lock = n.state_dir.join(format!("{}.dns", n.name));
+    for _ in 0..10 {
+        let fx = Fixture::new();
+        let c = fx.create(fx.spec(&["sleep", "60"]));
+        let pid = c.state().unwrap().pid.unwrap();
+        let endpoint = Endpoint {
+            tag: tag(&fx),
+            pid,
+            interface: "eth0".into(),
+            names: vec!["x".into()],
+            ..Endpoint::default()
+        };
+        net::connect_endpoint(&n, &endpoint).expect("connect");
+        let text = std::fs::read_to_string(&lock).unwrap();
+        let resolver: i32 = text
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("no resolver pid in {}: {text:?}", lock.display()));
+        assert!(alive(resolver));
+        c.delete(true).unwrap();
+        net::disconnect(&n, &tag(&fx)).unwrap();
+        assert!(
+            !alive(resolver),
+            "the resolver {resolver} outlived its network"
+        );
+    }
+}

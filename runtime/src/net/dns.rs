@@ -21,8 +21,9 @@ use std::net::{
     IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket,
 };
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use simple_dns::rdata::{RData, A, AAAA};
 use simple_dns::{Packet, PacketFlag, ResourceRecord, CLASS, QTYPE, RCODE, TYPE};
@@ -33,6 +34,9 @@ use crate::sys;
 
 /// How long a forwarded question waits for each upstream resolver.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long [`stop`] waits for a running resolver's pid to be readable.
+const STOP_WAIT: Duration = Duration::from_secs(2);
 
 fn lock_path(n: &Network) -> PathBuf {
     n.state_dir.join(format!("{}.dns", n.name))
@@ -83,9 +87,6 @@ pub(super) fn ensure(n: &Network) -> Result<()> {
             Ok(0) => {
                 let keep = [lock.as_raw_fd(), udp.as_raw_fd(), tcp.as_raw_fd()];
                 detach_process(&keep);
-                let mut lock = lock;
-                let _ = lock.set_len(0);
-                let _ = write!(lock, "{}", std::process::id());
                 let r = Resolver {
                     net: n.clone(),
                     upstreams,
@@ -96,7 +97,14 @@ pub(super) fn ensure(n: &Network) -> Result<()> {
                 .map_or(70, |_| 0);
                 sys::exit_now(code)
             }
-            Ok(_) => sys::exit_now(0),
+            // The pid is in the lock file before `ensure` returns (it waits for this
+            // process): a `stop` right after must find it, or it would wait on a resolver
+            // it cannot name while holding the host-wide lock the resolver waits for.
+            Ok(resolver) => {
+                let _ = lock.set_len(0);
+                let _ = lock.write_all_at(resolver.to_string().as_bytes(), 0);
+                sys::exit_now(0)
+            }
             Err(_) => sys::exit_now(1),
         }
     }
@@ -131,21 +139,33 @@ fn detach_process(keep: &[i32]) {
 /// Ends the network's resolver, if it runs, and waits until it is gone. Called under the
 /// host-wide lock.
 pub(super) fn stop(n: &Network) {
-    let Ok(mut lock) = open_lock(n) else {
+    let Ok(lock) = open_lock(n) else {
         return;
     };
-    if !try_lock(&lock) {
-        let mut pid = String::new();
-        let _ = lock.read_to_string(&mut pid);
-        if let Ok(pid) = pid.trim().parse::<i32>() {
-            if pid > 1 {
-                // SAFETY: the lock's holder is alive and wrote this pid: no reuse possible.
-                unsafe { libc::kill(pid, libc::SIGTERM) };
-            }
+    // The pid is written before the resolver's `ensure` returns; a lock held with no pid in
+    // it (a resolver of an older berth, a file being rewritten) is waited for a bounded
+    // while, never for good: the resolver, once idle, waits for the host-wide lock our
+    // caller holds.
+    let deadline = Instant::now() + STOP_WAIT;
+    while !try_lock(&lock) {
+        let mut pid = [0u8; 16];
+        let len = lock.read_at(&mut pid, 0).unwrap_or(0);
+        let pid = std::str::from_utf8(&pid[..len])
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok());
+        if let Some(pid) = pid.filter(|p| *p > 1) {
+            // SAFETY: the lock's holder is alive and wrote this pid: no reuse possible.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            // Its death releases the lock.
+            // SAFETY: flock on an fd we own.
+            unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+            break;
         }
-        // Its death releases the lock.
-        // SAFETY: flock on an fd we own.
-        unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+        if Instant::now() > deadline {
+            // It ends by itself once idle, after our caller lets the host-wide lock go.
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
     drop(lock);
     let _ = fs::remove_file(lock_path(n));
