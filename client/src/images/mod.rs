@@ -1257,8 +1257,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = ImageStore::open(dir.path()).unwrap();
         let flags = |p: &Path| {
-            let fd = rustix::fs::open(p, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())
-                .unwrap();
+            let fd =
+                rustix::fs::open(p, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
             ioctl_getflags(&fd).ok()
         };
         let is_ext4 = rustix::fs::statfs(dir.path()).unwrap().f_type == 0xEF53;
