@@ -345,6 +345,12 @@ fn root_rootless_pull_run_and_the_container_verbs_as_a_user() {
     );
     u.ok(&["exec", "web", "sh", "-c", "echo changed > /home/u/g"]);
     u.ok(&["commit", "web", "bb:changed"]);
+    // A restart makes a new network namespace and a new pasta on it: the port answers again,
+    // from the new process (its log says "started" twice).
+    u.ok(&["restart", "-t", "1", "web"]);
+    let body = http_get(port, "/f");
+    assert!(body.ends_with("from the image\n"), "{body}");
+    assert_eq!(u.ok(&["logs", "web"]), "started\nstarted\n");
     u.ok(&["stop", "-t", "1", "web"]);
     // The port is given back with the container's network.
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
@@ -371,9 +377,13 @@ fn root_rootless_pull_run_and_the_container_verbs_as_a_user() {
         "bb",
         "sh",
         "-c",
-        &format!("wget -qO- http://$(ip route | awk '/default/ {{print $3}}'):{host_port}/"),
+        &format!(
+            "ip -o link show lo | grep -q '<LOOPBACK,UP' || echo lo is down; \
+             wget -qO- http://$(ip route | awk '/default/ {{print $3}}'):{host_port}/"
+        ),
     ]);
     server.join().unwrap();
+    // The namespace pasta was started on (made before the container) has its loopback up.
     assert_eq!(got, "outbound");
 
     // --network none and host work too.

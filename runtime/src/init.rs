@@ -329,7 +329,7 @@ fn open_console(sock: RawFd, size: Option<(u16, u16)>) -> Result<RawFd> {
 }
 
 /// Brings `lo` up in a new network namespace.
-fn loopback_up() -> Result<()> {
+pub(crate) fn loopback_up() -> Result<()> {
     #[repr(C)]
     struct IfReq {
         name: [u8; libc::IFNAMSIZ],

@@ -813,13 +813,10 @@ impl Engine {
         network_event(rec, &s.network, &s.network_id, &driver, action)
     }
 
-    /// `network.json` and the container's address in its bind-mounted /etc/hosts.
-    /// Gives a created container (rootless) its user-mode network and published ports.
-    fn connect_pasta(&self, rec: &ContainerRecord, c: &Container) -> Result<()> {
-        let pid = c.state()?.pid.ok_or_else(|| {
-            EngineError::Invalid(format!("container {} has no process to plug in", rec.id))
-        })?;
-        let ports = rootless::connect_pasta(&self.dir(&rec.id), pid, &rec.host.port_bindings)?;
+    /// Records a created container's (rootless) user-mode network: waits for its pasta,
+    /// started before the container (see [`rootless::Pasta`]), and writes its published ports.
+    fn connect_pasta(&self, rec: &ContainerRecord, pasta: rootless::Pasta) -> Result<()> {
+        let ports = pasta.finish()?;
         let state = NetworkState {
             ip_address: String::new(),
             gateway: String::new(),
@@ -835,6 +832,7 @@ impl Engine {
         written
     }
 
+    /// `network.json` and the container's address in its bind-mounted /etc/hosts.
     fn write_network_state(&self, rec: &ContainerRecord, state: &NetworkState) -> Result<()> {
         let dir = self.dir(&rec.id);
         write_file(
@@ -877,15 +875,11 @@ impl Engine {
                 )))
             }
         };
-        let mut linux = spec.linux().clone().unwrap_or_default();
-        if let Some(namespaces) = linux.namespaces_mut() {
-            for ns in namespaces.iter_mut() {
-                if ns.typ() == LinuxNamespaceType::Network {
-                    ns.set_path(Some(PathBuf::from(format!("/proc/{pid}/ns/net"))));
-                }
-            }
-        }
-        spec.set_linux(Some(linux));
+        spec::set_namespace_path(
+            spec,
+            LinuxNamespaceType::Network,
+            PathBuf::from(format!("/proc/{pid}/ns/net")),
+        );
         // docker gives it the other's hostname too (the uts namespace stays its own).
         let hostname = spec::effective_hostname(&target);
         std::fs::write(&etc.hostname, format!("{hostname}\n")).map_err(io_err(&etc.hostname))?;
@@ -1521,6 +1515,12 @@ impl Engine {
         }
         self.disconnect(rec);
         let dir = self.dir(&rec.id);
+        // Rootless: the network namespace and pasta first, so that pasta's start runs beside
+        // the rest of the setup (the container joins the namespace by path).
+        let pasta = match rec.host.network {
+            NetworkMode::Pasta => Some(rootless::Pasta::start(&dir, &rec.host.port_bindings)?),
+            _ => None,
+        };
         for m in rec.mounts.iter().filter(|m| m.kind != "tmpfs") {
             if !m.source.exists() {
                 return Err(EngineError::Invalid(format!(
@@ -1556,6 +1556,13 @@ impl Engine {
         if rec.host.network == NetworkMode::Container {
             self.join_network_of(rec, &mut spec, &etc)?;
         }
+        if let Some(p) = &pasta {
+            spec::set_namespace_path(
+                &mut spec,
+                berth_runtime::oci_spec::runtime::LinuxNamespaceType::Network,
+                p.netns_path(),
+            );
+        }
         self.apply_namespace_modes(rec, &mut spec)?;
         let rootfs = Rootfs::Overlay {
             lower: layers[1..].to_vec(),
@@ -1590,9 +1597,9 @@ impl Engine {
                 return Err(e.into());
             }
         };
-        let plugged = match rec.host.network {
-            NetworkMode::Bridge => self.connect(rec, &c),
-            NetworkMode::Pasta => self.connect_pasta(rec, &c),
+        let plugged = match (rec.host.network, pasta) {
+            (NetworkMode::Bridge, _) => self.connect(rec, &c),
+            (NetworkMode::Pasta, Some(pasta)) => self.connect_pasta(rec, pasta),
             _ => Ok(()),
         };
         if let Err(e) = plugged {

@@ -10,14 +10,15 @@
 //! every container gets its cgroup in it.
 //!
 //! The network of a rootless container is `pasta` (Debian's passt) by default, as podman's:
-//! once the runtime has made the container's network namespace, `pasta --config-net` gives it
-//! the host's addresses and routes, reaches the outside through the host's sockets, and
-//! listens on the host for each `-p` port. pasta's pid is kept in `containers/<id>/pasta.pid`
+//! berth makes the container's network namespace first and starts `pasta --config-net` on it,
+//! which gives it the host's addresses and routes, reaches the outside through the host's
+//! sockets, and listens on the host for each `-p` port, while the runtime creates the
+//! container, which joins that namespace ([`Pasta`]). pasta's pid is kept in `containers/<id>/pasta.pid`
 //! and it is stopped when the container exits (the monitor's exit hook), stops or is removed.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use super::record::{HostConfig, NetworkMode, PortBinding};
 use super::{EngineError, Result};
@@ -164,97 +165,215 @@ fn pid_file(dir: &Path) -> PathBuf {
     dir.join("pasta.pid")
 }
 
-/// Starts pasta for the container whose init is `pid` (created, not started): its network
-/// namespace gets the host's addresses and routes, and each binding a listener on the host.
-/// Returns the bindings with the host ports chosen (a free one for port 0).
-pub(crate) fn connect_pasta(
-    dir: &Path,
-    pid: i32,
-    ports: &[PortBinding],
-) -> Result<Vec<PortBinding>> {
-    // pasta drops its capabilities before it opens a namespace by path, and may then not
-    // open another process's /proc/PID/ns/net: it gets ours, inherited, as /proc/self/fd/N.
-    let ns_path = format!("/proc/{pid}/ns/net");
-    let ns = std::fs::File::open(&ns_path).map_err(super::io_err(Path::new(&ns_path)))?;
-    let fd = ns.as_raw_fd();
-    let mut published = vec![];
-    let mut args: Vec<String> = vec![
-        "--config-net".into(),
-        "--quiet".into(),
-        // Root in the user namespace is not the host's root: stay as we are.
-        "--runas".into(),
-        "0".into(),
-        "--netns".into(),
-        format!("/proc/self/fd/{fd}"),
-        "-P".into(),
-        pid_file(dir).display().to_string(),
-        // No port of the host's loopback is forwarded into the container, nor back.
-        "-T".into(),
-        "none".into(),
-        "-U".into(),
-        "none".into(),
-    ];
-    let (mut tcp, mut udp) = (vec![], vec![]);
-    for p in ports {
-        let mut p = p.clone();
-        if p.host_port == 0 {
-            p.host_port = free_port(&p.protocol, &p.host_ip)?;
-        }
-        let spec = match p.host_ip.as_str() {
-            "" => format!("{}:{}", p.host_port, p.container_port),
-            ip => format!("{ip}/{}:{}", p.host_port, p.container_port),
-        };
-        if p.protocol == "udp" {
-            udp.push(spec)
-        } else {
-            tcp.push(spec)
-        }
-        published.push(p);
-    }
-    for (flag, list) in [("-t", tcp), ("-u", udp)] {
-        if list.is_empty() {
-            args.extend([flag.to_string(), "none".to_string()]);
-        }
-        for s in list {
-            args.extend([flag.to_string(), s]);
-        }
-    }
-    let mut cmd = Command::new("pasta");
-    cmd.args(&args).stdin(Stdio::null()).stdout(Stdio::null());
-    // SAFETY: clearing close-on-exec of our own fd in the child, between fork and exec.
-    unsafe {
-        use std::os::unix::process::CommandExt;
-        cmd.pre_exec(move || {
-            let flags = libc::fcntl(fd, libc::F_GETFD);
-            if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
-                return Err(std::io::Error::last_os_error());
+/// How long pasta may take to set up a container's network before berth gives up on it.
+const PASTA_SETUP: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A container's pasta, started on a network namespace made before the container (see
+/// [`Pasta::start`]): its foreground process configures the namespace and daemonizes while
+/// the runtime creates the container, which joins the namespace by path. [`Pasta::finish`]
+/// waits for it; dropped unfinished, it is stopped.
+pub(crate) struct Pasta {
+    netns: OwnedFd,
+    child: Option<Child>,
+    dir: PathBuf,
+    published: Vec<PortBinding>,
+}
+
+impl Pasta {
+    /// Makes the container's network namespace and starts pasta on it without waiting:
+    /// pasta's own start (its socket pools, the netlink copy of the host's addresses and
+    /// routes: ~50 ms here) then runs beside the container's create instead of before its
+    /// start. Host ports asked as 0 are chosen now.
+    pub(crate) fn start(dir: &Path, ports: &[PortBinding]) -> Result<Pasta> {
+        let netns = berth_runtime::net::new_namespace()
+            .map_err(|e| EngineError::Invalid(format!("a network namespace for pasta: {e}")))?;
+        // pasta drops its capabilities before it opens a namespace by path, and may then not
+        // open another process's files: it gets ours, inherited, as /proc/self/fd/N.
+        let fd = netns.as_raw_fd();
+        let mut published = vec![];
+        let mut args: Vec<String> = vec![
+            "--config-net".into(),
+            "--quiet".into(),
+            // Root in the user namespace is not the host's root: stay as we are.
+            "--runas".into(),
+            "0".into(),
+            "--netns".into(),
+            format!("/proc/self/fd/{fd}"),
+            "-P".into(),
+            pid_file(dir).display().to_string(),
+            // No port of the host's loopback is forwarded into the container, nor back.
+            "-T".into(),
+            "none".into(),
+            "-U".into(),
+            "none".into(),
+        ];
+        let (mut tcp, mut udp) = (vec![], vec![]);
+        for p in ports {
+            let mut p = p.clone();
+            if p.host_port == 0 {
+                p.host_port = free_port(&p.protocol, &p.host_ip)?;
             }
-            Ok(())
-        });
+            let spec = match p.host_ip.as_str() {
+                "" => format!("{}:{}", p.host_port, p.container_port),
+                ip => format!("{ip}/{}:{}", p.host_port, p.container_port),
+            };
+            if p.protocol == "udp" {
+                udp.push(spec)
+            } else {
+                tcp.push(spec)
+            }
+            published.push(p);
+        }
+        for (flag, list) in [("-t", tcp), ("-u", udp)] {
+            if list.is_empty() {
+                args.extend([flag.to_string(), "none".to_string()]);
+            }
+            for s in list {
+                args.extend([flag.to_string(), s]);
+            }
+        }
+        let mut cmd = Command::new("pasta");
+        cmd.args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        // SAFETY: clearing close-on-exec of our own fd in the child, between fork and exec.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(move || {
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().map_err(|e| {
+            EngineError::Invalid(format!(
+                "cannot run pasta for the container's network ({e}): install Debian's passt, or \
+                 use --network none or host"
+            ))
+        })?;
+        Ok(Pasta {
+            netns,
+            child: Some(child),
+            dir: dir.to_path_buf(),
+            published,
+        })
     }
-    let out = cmd.stderr(Stdio::piped()).output().map_err(|e| {
-        EngineError::Invalid(format!(
-            "cannot run pasta for the container's network ({e}): install Debian's passt, or use \
-             --network none or host"
+
+    /// The path the container joins the namespace by: this process's fd, valid while this
+    /// `Pasta` lives (the runtime's init opens it during `create`).
+    pub(crate) fn netns_path(&self) -> PathBuf {
+        PathBuf::from(format!(
+            "/proc/{}/fd/{}",
+            std::process::id(),
+            self.netns.as_raw_fd()
         ))
-    })?;
-    drop(ns);
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let err = err
-            .lines()
-            .filter(|l| !l.starts_with("Failed to send") && !l.trim().is_empty())
-            .collect::<Vec<_>>()
-            .join("; ");
-        let hint = if err.contains("tun") {
-            " (/dev/net/tun must be readable and writable by the user, mode 0666 as udev makes it)"
-        } else {
-            ""
-        };
-        stop_pasta(dir, true);
-        return Err(EngineError::Invalid(format!("pasta: {err}{hint}")));
     }
-    Ok(published)
+
+    /// Waits (at most [`PASTA_SETUP`]) for pasta's foreground process: the namespace has its
+    /// addresses and routes, and the host its listeners for the published ports, once it has
+    /// exited. Returns the bindings with the host ports chosen.
+    pub(crate) fn finish(mut self) -> Result<Vec<PortBinding>> {
+        let mut child = self.child.take().expect("finished once");
+        let status = match wait_bounded(&mut child, PASTA_SETUP) {
+            Ok(Some(status)) => status,
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                stop_pasta(&self.dir, true);
+                return Err(EngineError::Invalid(format!(
+                    "pasta did not set up the container's network within {} s",
+                    PASTA_SETUP.as_secs()
+                )));
+            }
+            Err(e) => {
+                stop_pasta(&self.dir, true);
+                return Err(EngineError::Invalid(format!("waiting for pasta: {e}")));
+            }
+        };
+        if !status.success() {
+            // It has exited: what it wrote is in the pipe; the daemon (if it got that far)
+            // does not hold it, but read without blocking all the same.
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                use std::io::Read;
+                // SAFETY: fcntl on the pipe we own.
+                unsafe {
+                    let fd = e.as_raw_fd();
+                    libc::fcntl(
+                        fd,
+                        libc::F_SETFL,
+                        libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK,
+                    );
+                }
+                let mut buf = vec![];
+                let _ = e.read_to_end(&mut buf);
+                err = String::from_utf8_lossy(&buf).into_owned();
+            }
+            let err = err
+                .lines()
+                .filter(|l| !l.starts_with("Failed to send") && !l.trim().is_empty())
+                .collect::<Vec<_>>()
+                .join("; ");
+            let hint = if err.contains("tun") {
+                " (/dev/net/tun must be readable and writable by the user, mode 0666 as udev \
+                 makes it)"
+            } else {
+                ""
+            };
+            stop_pasta(&self.dir, true);
+            return Err(EngineError::Invalid(format!("pasta: {err}{hint}")));
+        }
+        Ok(std::mem::take(&mut self.published))
+    }
+}
+
+impl Drop for Pasta {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // Given up before it was waited for (the container's create failed).
+            let _ = child.kill();
+            let _ = child.wait();
+            stop_pasta(&self.dir, true);
+        }
+    }
+}
+
+/// Waits at most `limit` for `child` to exit; `None` when it has not.
+fn wait_bounded(
+    child: &mut Child,
+    limit: std::time::Duration,
+) -> std::io::Result<Option<std::process::ExitStatus>> {
+    // SAFETY: pidfd_open of our own unreaped child.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::pid_t, 0) };
+    if pidfd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the fd pidfd_open returned, owned from here on.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) };
+    let mut p = libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        // SAFETY: poll on one pollfd we own.
+        let n = unsafe { libc::poll(&mut p, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+        if n > 0 {
+            return child.wait().map(Some);
+        }
+        if n == 0 {
+            return Ok(None);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
 }
 
 /// A free port on the host, for `-p CONTAINER_PORT` with no host port.

@@ -155,6 +155,20 @@ pub(crate) fn effective_hostname(rec: &ContainerRecord) -> String {
     }
 }
 
+/// Makes the container join the namespace of type `typ` at `path` instead of making its own.
+pub(super) fn set_namespace_path(spec: &mut Spec, typ: LinuxNamespaceType, path: PathBuf) {
+    let mut linux = spec.linux().clone().unwrap_or_default();
+    if let Some(ns) = linux
+        .namespaces_mut()
+        .iter_mut()
+        .flatten()
+        .find(|ns| ns.typ() == typ)
+    {
+        ns.set_path(Some(path));
+    }
+    spec.set_linux(Some(linux));
+}
+
 pub(super) fn bind(source: &Path, dest: &str, read_only: bool) -> Mount {
     let mut m = Mount::default();
     m.set_destination(PathBuf::from(dest));

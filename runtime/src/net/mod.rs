@@ -40,6 +40,27 @@ use std::path::{Path, PathBuf};
 use crate::error::{Context, Error, Result};
 use rtnl::Rtnl;
 
+/// A new network namespace with its loopback up, held by the returned fd, for a container
+/// to join by path (`/proc/<pid>/fd/<fd>` of the holder) instead of making its own: so that
+/// something can be set up in it before the container exists (rootless berth starts pasta on
+/// it while the runtime creates the container). Made in a thread of its own, which exits:
+/// the calling thread stays where it is.
+pub fn new_namespace() -> Result<std::os::fd::OwnedFd> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: unshare of this thread's network namespace only.
+            crate::sys::cvt(unsafe { libc::unshare(libc::CLONE_NEWNET) })
+                .ctx(|| "unshare a network namespace".into())?;
+            crate::init::loopback_up()?;
+            let f = File::open("/proc/thread-self/ns/net")
+                .ctx(|| "open /proc/thread-self/ns/net".into())?;
+            Ok(std::os::fd::OwnedFd::from(f))
+        })
+        .join()
+        .unwrap_or_else(|_| Err(Error::Setup("the network namespace thread panicked".into())))
+    })
+}
+
 /// The iptables chain (nat table) holding the published ports.
 const CHAIN: &str = "BERTH";
 
