@@ -482,6 +482,20 @@ fn root_rootless_refusals_are_one_clear_line() {
     let mem = u.ok(&["inspect", "-f", "{{.HostConfig.NanoCpus}}", "cc"]);
     assert_eq!(mem.trim(), "0", "nothing recorded");
 
+    // A start that fails after pasta was started for it (a bind source gone since `create`)
+    // says why and leaves no pasta behind.
+    let gone = u.home.path().join("gone");
+    std::fs::create_dir(&gone).unwrap();
+    let bind = format!("type=bind,source={},target=/g", gone.display());
+    u.ok(&["create", "--name", "pp", "--mount", &bind, "bb", "true"]);
+    std::fs::remove_dir(&gone).unwrap();
+    let out = u.output(&["start", "pp"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("bind source path does not exist"), "{err}");
+    let ps = ok(Command::new("ps").args(["-u", &u.name, "-o", "comm="]));
+    assert!(!ps.lines().any(|c| c.starts_with("pas")), "{ps}");
+
     let bare = User::new(false);
     let err = bare.fails(&["images"], 125);
     assert_eq!(
