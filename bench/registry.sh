@@ -2,7 +2,8 @@
 # Registry speed, side by side in one run: manifest GET by tag at 32 connections (wrk) against
 # berth, CNCF distribution (Debian's docker-registry) and nginx serving the same bytes as a
 # static file; resident memory of berth and distribution idle and after the load; HEAD of a
-# blob (ab) and GET of a small blob (wrk) against nginx serving the same bytes.
+# blob (ab) and GET of a small blob (wrk) against nginx serving the same bytes. berth and nginx
+# take turns, ROUNDS (3) times each, and the medians are compared.
 # Then a 256 MiB blob GET (one stream, curl, the two taking turns) against nginx serving the same
 # file, and a `skopeo copy` push of a 3×64 MiB image to berth and to distribution (medians).
 set -euo pipefail
@@ -82,6 +83,10 @@ rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 # RssAnon: the process's own memory (heap, stacks), without the pages of its executable and
 # libraries that are mapped from the page cache (RssFile).
 anon() { awk '/RssAnon/ {print $2}' "/proc/$1/status"; }
+# Right after the pushes and GETs above, then after 7 s without a request: berth lets go of
+# the code pages a burst mapped once it has been idle for 5 s (src/cli/serve/pages.rs).
+B_BUSY=$(rss $BPID); D_BUSY=$(rss $DPID)
+sleep 7
 B_IDLE=$(rss $BPID); D_IDLE=$(rss $DPID); B_IDLE_ANON=$(anon $BPID); D_IDLE_ANON=$(anon $DPID)
 ACCEPT='Accept: application/vnd.oci.image.manifest.v1+json'
 rps() {
@@ -89,24 +94,7 @@ rps() {
   if grep -q "Non-2xx" "$WORK/wrk.out"; then echo "errors from $1:" >&2; cat "$WORK/wrk.out" >&2; exit 1; fi
   awk '/Requests\/sec/ {print $2}' "$WORK/wrk.out"
 }
-R_B=$(rps "http://127.0.0.1:$B/v2/bench/app/manifests/latest")
-B_LOAD=$(rss $BPID)
-R_D=$(rps "http://127.0.0.1:$D/v2/bench/app/manifests/latest")
-D_LOAD=$(rss $DPID)
-R_N=$(rps "http://127.0.0.1:$N/v2/bench/app/manifests/latest")
-python3 - "$R_B" "$R_D" "$R_N" "$B_IDLE" "$D_IDLE" "$B_LOAD" "$D_LOAD" "$B_IDLE_ANON" "$D_IDLE_ANON" <<'PY'
-import sys
-rb, rd, rn = map(float, sys.argv[1:4]); bi, di, bl, dl, ba, da = map(int, sys.argv[4:10])
-print(f"manifest GET req/s: berth {rb:,.0f}  distribution {rd:,.0f}  nginx {rn:,.0f}")
-print(f"berth / distribution = {rb/rd:.1f}x (target >= 10x); berth / nginx = {rb/rn:.2f}x (target >= 0.3x)")
-print(f"RSS idle: berth {bi/1024:.1f} MiB, distribution {di/1024:.1f} MiB = {bi/di:.2f}x (target <= 0.5x)")
-print(f"of it anonymous (RssAnon), idle: berth {ba/1024:.1f} MiB, distribution {da/1024:.1f} MiB = {ba/da:.2f}x")
-print(f"RSS after load: berth {bl/1024:.1f} MiB, distribution {dl/1024:.1f} MiB = {bl/dl:.2f}x (target <= 0.5x)")
-PY
-
-# ---- small requests: HEAD of a blob (ab -k -i: wrk hangs on HEAD) and GET of a small blob
-# (the image config, ~80 bytes), against nginx serving the same bytes ----
-CD=$(cat "$WORK/static/v2/bench/app/config.digest")
+# HEAD with ab -k -i (wrk hangs on HEAD).
 SECS=${DURATION%s}
 heads() {
   ab -k -i -q -c 32 -t "$SECS" -n 100000000 "$1" > "$WORK/ab.out" 2>&1 || true
@@ -115,10 +103,39 @@ heads() {
   fi
   awk '/Requests per second/ {print $4}' "$WORK/ab.out"
 }
-H_B=$(heads "http://127.0.0.1:$B/v2/bench/app/blobs/$CD")
-H_N=$(heads "http://127.0.0.1:$N/v2/bench/app/blobs/$CD")
-G_B=$(rps "http://127.0.0.1:$B/v2/bench/app/blobs/$CD")
-G_N=$(rps "http://127.0.0.1:$N/v2/bench/app/blobs/$CD")
+# Each figure is the median of ROUNDS runs in which berth and nginx take turns (berth first in
+# odd rounds, nginx first in even ones): blocks of one against blocks of the other measured the
+# machine's load as much as the servers. Prints "BERTH NGINX". berth's RSS is read after each
+# of its runs (into $WORK/load.rss): it lets go of pages once idle, as it is during nginx's turn.
+turns() {
+  local tool=$1 b=$2 n=$3 i; local -a rb=() rn=()
+  for ((i = 0; i < ${ROUNDS:-3}; i++)); do
+    if ((i % 2 == 0)); then rb+=("$($tool "$b")"); rss $BPID >> "$WORK/load.rss"; rn+=("$($tool "$n")")
+    else rn+=("$($tool "$n")"); rb+=("$($tool "$b")"); rss $BPID >> "$WORK/load.rss"; fi
+  done
+  python3 -c 'import statistics, sys; h = len(sys.argv) // 2; print(statistics.median(map(float, sys.argv[1:h+1])), statistics.median(map(float, sys.argv[h+1:])))' "${rb[@]}" "${rn[@]}"
+}
+MPATH=/v2/bench/app/manifests/latest
+read -r R_B R_N < <(turns rps "http://127.0.0.1:$B$MPATH" "http://127.0.0.1:$N$MPATH")
+B_LOAD=$(sort -n "$WORK/load.rss" | tail -1)
+R_D=$(rps "http://127.0.0.1:$D$MPATH")
+D_LOAD=$(rss $DPID)
+python3 - "$R_B" "$R_D" "$R_N" "$B_IDLE" "$D_IDLE" "$B_LOAD" "$D_LOAD" "$B_IDLE_ANON" "$D_IDLE_ANON" "$B_BUSY" "$D_BUSY" <<'PY'
+import sys
+rb, rd, rn = map(float, sys.argv[1:4]); bi, di, bl, dl, ba, da, bb, db = map(int, sys.argv[4:12])
+print(f"manifest GET req/s: berth {rb:,.0f}  distribution {rd:,.0f}  nginx {rn:,.0f}")
+print(f"berth / distribution = {rb/rd:.1f}x (target >= 10x)")
+print(f"RSS right after the pushes and GETs: berth {bb/1024:.1f} MiB, distribution {db/1024:.1f} MiB = {bb/db:.2f}x")
+print(f"RSS idle (7 s without a request): berth {bi/1024:.1f} MiB, distribution {di/1024:.1f} MiB = {bi/di:.2f}x (target <= 0.5x)")
+print(f"of it anonymous (RssAnon), idle: berth {ba/1024:.1f} MiB, distribution {da/1024:.1f} MiB = {ba/da:.2f}x")
+print(f"RSS after load (berth: the highest after its runs): berth {bl/1024:.1f} MiB, distribution {dl/1024:.1f} MiB = {bl/dl:.2f}x (target <= 0.5x)")
+PY
+
+# ---- small requests: HEAD of a blob and GET of a small blob (the image config, ~80 bytes),
+# against nginx serving the same bytes ----
+CD=$(cat "$WORK/static/v2/bench/app/config.digest")
+read -r H_B H_N < <(turns heads "http://127.0.0.1:$B/v2/bench/app/blobs/$CD" "http://127.0.0.1:$N/v2/bench/app/blobs/$CD")
+read -r G_B G_N < <(turns rps "http://127.0.0.1:$B/v2/bench/app/blobs/$CD" "http://127.0.0.1:$N/v2/bench/app/blobs/$CD")
 python3 - "$H_B" "$H_N" "$G_B" "$G_N" "$R_B" "$R_N" <<'PY'
 import sys
 hb, hn, gb, gn, mb, mn = map(float, sys.argv[1:7])

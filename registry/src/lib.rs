@@ -88,8 +88,7 @@ impl Server {
         let store = Store::open(&config.storage).map_err(anyhow::Error::msg)?;
         let gc = config.gc.clone();
         let log_requests = config.log.requests;
-        let listener = TcpListener::bind(config.server.listen)
-            .await
+        let listener = listen(config.server.listen)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.server.listen))?;
         let notifier = match &config.notifications {
             Some(n) => {
@@ -210,6 +209,24 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// The listen backlog asked for: the kernel takes the smaller of this and `net.core.somaxconn`
+/// (4096 by default since Linux 5.4), as Go's servers (distribution) get. tokio's own `bind`
+/// asks for 128, and 500 clients connecting at one instant then overflow the accept queue: the
+/// kernel drops the SYNs past it and each such client waits a second for its retry.
+const LISTEN_BACKLOG: u32 = 65_535;
+
+/// Binds `addr` (with `SO_REUSEADDR`, as tokio's `bind` does) and listens with
+/// [`LISTEN_BACKLOG`].
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Aborts a task when dropped.

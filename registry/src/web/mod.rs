@@ -293,11 +293,10 @@ impl Web {
 
     async fn serve(&self, reg: Arc<Registry>, req: Request<Body>) -> Response {
         let path = req.uri().path().to_string();
-        let sub = if path == "/" {
-            ""
-        } else {
-            &path[self.inner.config.prefix.len()..]
-        };
+        // The page is asked only for "/" and for paths under its prefix (`claims`).
+        let sub = path
+            .strip_prefix(self.inner.config.prefix.as_str())
+            .unwrap_or("");
         let view = view(sub);
         if let View::Asset(file) = view {
             return asset(file, req.headers());

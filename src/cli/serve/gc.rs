@@ -82,7 +82,7 @@ pub fn run(globals: &Globals, args: GcArgs) -> Result<i32> {
         .context("starting the async runtime")?;
     // What start-up touched of the binary (arguments, the config) is not needed again: its
     // pages leave the resident set, and what the collection runs faults back in.
-    super::pages::release_start_up_pages();
+    super::pages::release();
     let result = runtime.block_on(gc::collect(&store, &config.gc, &options));
     if tty {
         eprint!("\r\x1b[2K");

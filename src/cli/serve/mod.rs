@@ -73,13 +73,19 @@ pub fn run(globals: &Globals, args: ServeArgs) -> anyhow::Result<i32> {
         }
         // A line on stdout for scripts and tests that start berth on port 0.
         println!("listening on {}", server.local_addr());
-        // Start-up is over: what it alone touched need not stay resident (see `pages`).
-        let released = pages::release_start_up_pages();
+        // Start-up is over: what it alone touched need not stay resident, nor what serving
+        // touched once the server is idle again (see `pages`).
+        let released = pages::release();
         tracing::debug!(
             "released the mappings of {} KiB of read-only segments",
             released >> 10
         );
-        server.run(shutdown_signal()).await?;
+        let idle = tokio::spawn(pages::when_idle(|| {
+            berth_registry::metrics::REQUESTS.load(std::sync::atomic::Ordering::Relaxed)
+        }));
+        let served = server.run(shutdown_signal()).await;
+        idle.abort();
+        served?;
         tracing::info!("stopped");
         Ok::<_, anyhow::Error>(())
     })?;

@@ -1,27 +1,92 @@
-//! Letting go of the code pages that only start-up touched.
+//! Letting go of the code pages that only start-up touched, and of those a burst of requests
+//! touched once the server is idle again.
 //!
 //! One `berth` binary holds the CLI, the runtime and the registry. Parsing the command line,
 //! reading the config, opening the store and binding the listener reach code and read-only
 //! data that serving never runs again, and the kernel maps each such page (and, by fault-around,
-//! up to 64 KiB around it) into the process for good: about 4 MiB of a serving registry's
-//! resident set. Once the server is bound, [`release_start_up_pages`] drops the process's
-//! mappings of the read-only segments of its executable and shared libraries; the pages stay in
-//! the page cache, and those that serving needs are mapped again on their first use (a minor
-//! fault each). Writable segments (data, relocated pointers, the heap) are never touched, so no
-//! state is lost: a read-only private file mapping always reads back the file's bytes.
+//! up to 64 KiB around it, or the whole large folio the page cache holds it in) into the process
+//! for good: about 4 MiB of a serving registry's resident set. Serving a few requests scatters
+//! as much again over the 25 MiB of code. [`release`] drops the process's mappings of the
+//! read-only segments of its executable and shared libraries; the pages stay in the page cache,
+//! and those that serving needs are mapped again on their first use (a minor fault each).
+//! Writable segments (data, relocated pointers, the heap) are never touched, so no state is
+//! lost: a read-only private file mapping always reads back the file's bytes. It also hands the
+//! allocator's free memory back to the kernel (`malloc_trim`).
 
 use std::ffi::{c_int, c_void, CStr};
 
 /// Drops this process's mappings of every read-only loaded segment of its executable and of the
-/// shared libraries loaded from a path (not the kernel's vDSO). Returns the bytes advised.
-pub fn release_start_up_pages() -> usize {
+/// shared libraries loaded from a path (not the kernel's vDSO), and returns the allocator's free
+/// pages to the kernel. Returns the bytes of code and read-only data advised.
+pub fn release() -> usize {
     let mut advised = 0usize;
     // SAFETY: the callback only reads the program headers the loader hands it and passes
     // page-aligned ranges inside read-only loaded segments to madvise.
     unsafe {
         libc::dl_iterate_phdr(Some(each_object), (&mut advised as *mut usize).cast());
     }
+    // SAFETY: malloc_trim only gives the free pages of the allocator's arenas back.
+    unsafe {
+        libc::malloc_trim(0);
+    }
     advised
+}
+
+/// How many one-second ticks without a new request make the server idle.
+const IDLE_TICKS: u32 = 5;
+
+/// Runs [`release`] each time the server has gone five seconds (to within one) without a new
+/// request after having served one: the pages a burst of requests mapped leave the resident set
+/// of an idle server, and the next request maps what it needs again (minor faults, well under a
+/// millisecond). `requests` reads the count of requests received so far. Runs until dropped.
+pub async fn when_idle(requests: impl Fn() -> u64) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut idle = Idle::new(requests());
+    loop {
+        tick.tick().await;
+        if idle.tick(requests()) {
+            let advised = release();
+            tracing::debug!(
+                "idle: released the mappings of {} KiB of code",
+                advised >> 10
+            );
+        }
+    }
+}
+
+/// Decides, tick by tick, when the server has become idle.
+struct Idle {
+    /// The request count at the last tick.
+    seen: u64,
+    /// Ticks since the count last moved.
+    quiet: u32,
+    /// Released since the count last moved (start-up's release counts).
+    released: bool,
+}
+
+impl Idle {
+    fn new(requests: u64) -> Idle {
+        Idle {
+            seen: requests,
+            quiet: 0,
+            released: true,
+        }
+    }
+
+    /// One tick with the current request count: true when it is time to release.
+    fn tick(&mut self, requests: u64) -> bool {
+        if requests != self.seen {
+            (self.seen, self.quiet, self.released) = (requests, 0, false);
+            return false;
+        }
+        self.quiet = self.quiet.saturating_add(1);
+        if self.released || self.quiet < IDLE_TICKS {
+            return false;
+        }
+        self.released = true;
+        true
+    }
 }
 
 unsafe extern "C" fn each_object(
@@ -87,7 +152,7 @@ mod tests {
     #[test]
     fn released_pages_leave_the_resident_set_and_come_back_intact() {
         let before = resident_file_kib();
-        let advised = release_start_up_pages();
+        let advised = release();
         let after = resident_file_kib();
         assert!(advised > 1 << 20, "advised only {advised} bytes");
         assert!(
@@ -100,10 +165,24 @@ mod tests {
             std::collections::BTreeMap::from([(1, "one"), (2, "two")])
         );
         assert_eq!(text, r#"{1: "one", 2: "two"}"#);
-        assert_eq!(
-            release_start_up_pages(),
-            advised,
-            "the same segments each time"
-        );
+        assert_eq!(release(), advised, "the same segments each time");
+    }
+
+    #[test]
+    fn idle_releases_once_after_five_quiet_ticks_and_again_after_new_requests() {
+        let mut idle = Idle::new(7);
+        // Start-up's release was just done: nothing to do while nothing is asked.
+        assert!((0..20).all(|_| !idle.tick(7)));
+        // Requests during three ticks, then quiet: released at the fifth quiet tick only.
+        assert!(!idle.tick(8) && !idle.tick(9) && !idle.tick(12));
+        let quiet: Vec<bool> = (0..10).map(|_| idle.tick(12)).collect();
+        assert_eq!(quiet.iter().position(|r| *r), Some(IDLE_TICKS as usize - 1));
+        assert_eq!(quiet.iter().filter(|r| **r).count(), 1);
+        // A request in the middle of the quiet time starts it again.
+        assert!(!idle.tick(13));
+        assert!((0..IDLE_TICKS - 2).all(|_| !idle.tick(13)));
+        assert!(!idle.tick(14));
+        assert!((0..IDLE_TICKS - 1).all(|_| !idle.tick(14)));
+        assert!(idle.tick(14));
     }
 }
