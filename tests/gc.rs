@@ -6,12 +6,13 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use berth_storage::Digest;
 
 use crate::util::{
-    backdate, berth_bin, build_image, require, run, skopeo_copy_to_dir, skopeo_push, Berth,
-    Registry, Storage, TestImage,
+    backdate, berth_bin, build_image, require, run_ok, run_with_timeout, skopeo_copy_to_dir,
+    skopeo_push, Berth, Lines, Registry, Storage, TestImage, PEER_TIMEOUT,
 };
 
 fn blob_path(root: &Path, d: &Digest) -> std::path::PathBuf {
@@ -63,7 +64,8 @@ fn push_by_digest(server: &Registry, from: &str, to: &str, image: &TestImage) {
 
 /// The data-loss scenario of a shared store: an image pushed to `team/a` and, by digest, to
 /// `team/b`; `berth rmi localhost/team/a:1` removes the client's image, and `team/b` keeps
-/// every byte, because rmi asks the store's one notion of what is live.
+/// every byte, because rmi asks the store's one notion of what is live. The registry's
+/// collection asks the same: it keeps a client's image that no repository needs.
 #[test]
 fn rmi_on_a_served_root_keeps_what_a_registry_repository_references() {
     let work = tempfile::tempdir().unwrap();
@@ -87,15 +89,61 @@ fn rmi_on_a_served_root_keeps_what_a_registry_repository_references() {
         "the tag went with the client's name"
     );
 
-    // With team/b's manifest deleted too, nothing needs the content: image prune (which
-    // asks the same question) finds it unreferenced; the registry's own collection frees it.
-    let r = server.request(
-        "DELETE",
-        &format!("/v2/team/b/manifests/{}", image.manifest),
-        &[],
-        b"",
-    );
-    assert_eq!(r.status, 202);
+    // The other way round: an image the client pulled into the same root (from the registry
+    // that serves it), whose registry repository then loses it. The client still needs it,
+    // so the registry's collection keeps it.
+    let pulled = build_image(&work.path().join("c"), 1, 20_000, 32);
+    skopeo_push(&pulled, &format!("{}/team/c:1", server.addr));
+    served.ok(&["pull", "-q", &format!("{}/team/c:1", server.addr)]);
+    for repo in ["team/b", "team/c"] {
+        let digest = if repo == "team/b" {
+            &image.manifest
+        } else {
+            &pulled.manifest
+        };
+        let r = server.request(
+            "DELETE",
+            &format!("/v2/{repo}/manifests/{digest}"),
+            &[],
+            b"",
+        );
+        assert_eq!(r.status, 202, "{repo}");
+    }
+    // With team/b's manifest deleted, nothing needs the first image: the registry's
+    // collection frees it.
+    let mut config = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    write!(
+        config,
+        "[gc]\ndelay = \"0\"\n[storage]\nbackend = \"filesystem\"\nroot = {:?}\n",
+        served.root.to_str().unwrap()
+    )
+    .unwrap();
+    let done = berth_gc(config.path(), &[]);
+    assert!(done.contains("Deleted "), "{done}");
+    for d in image.layers.iter().chain([&image.config, &image.manifest]) {
+        assert!(!blob_path(&served.root, d).exists(), "{d} is garbage");
+    }
+    for d in pulled
+        .layers
+        .iter()
+        .chain([&pulled.config, &pulled.manifest])
+    {
+        assert!(
+            blob_path(&served.root, d).is_file(),
+            "the client's {d} was deleted"
+        );
+    }
+    let pulled_ref = format!("{}/team/c:1", server.addr);
+    served.ok(&["image", "inspect", &pulled_ref]);
+    // Once the client removes it, nothing needs it: rmi frees it.
+    served.ok(&["rmi", &pulled_ref]);
+    for d in pulled
+        .layers
+        .iter()
+        .chain([&pulled.config, &pulled.manifest])
+    {
+        assert!(!blob_path(&served.root, d).exists(), "{d} is garbage");
+    }
 }
 
 /// A `berth serve` config for `storage` with a `[gc]` section, as a file `berth gc` can read.
@@ -106,12 +154,13 @@ fn gc_config(storage: &Storage, gc: &str) -> tempfile::NamedTempFile {
 }
 
 fn berth_gc(config: &Path, extra: &[&str]) -> String {
-    let out = run(Command::new(berth_bin())
-        .arg("gc")
-        .arg("--config")
-        .arg(config)
-        .args(extra));
-    String::from_utf8(out.stdout).unwrap()
+    run_ok(
+        Command::new(berth_bin())
+            .arg("gc")
+            .arg("--config")
+            .arg(config)
+            .args(extra),
+    )
 }
 
 /// skopeo copies `reference` out; every blob it got is byte for byte the image's.
@@ -135,36 +184,79 @@ pub(crate) fn assert_pullable(reference: &str, image: &TestImage) {
     assert!(seen >= 3);
 }
 
-/// Collections run back to back while 20 clients push eight images (distinct, and the same
-/// image to several repositories), half of them made of blobs that were garbage when the
+/// Collections run back to back while 20 skopeo clients push eight images (distinct, and the
+/// same image to several repositories), half of them made of blobs that were garbage when the
 /// collections began: afterwards every image pulls byte for byte, and the garbage no push
-/// wanted is gone.
+/// wanted is gone. On the file system, s3s and moto.
 #[test]
 fn collections_while_twenty_clients_push() {
+    collections_while_clients_push(Storage::fs());
+}
+
+#[test]
+fn collections_while_twenty_clients_push_on_s3s() {
+    collections_while_clients_push(Storage::s3s());
+}
+
+#[test]
+fn collections_while_twenty_clients_push_on_moto() {
+    collections_while_clients_push(Storage::moto());
+}
+
+/// Makes everything `storage` holds two hours old where its files can be touched (the file
+/// system; s3s-fs, whose objects' `LastModified` is their file's). false for moto, whose
+/// objects keep the time they were written.
+fn age(storage: &Storage) -> bool {
+    let dir = match (&storage.dir, &storage.s3) {
+        (Some(dir), _) => dir.path(),
+        (None, Some(s3)) => match s3.dir() {
+            Some(dir) => dir,
+            None => return false,
+        },
+        (None, None) => return false,
+    };
+    backdate(dir);
+    true
+}
+
+fn collections_while_clients_push(storage: Storage) {
     let work = tempfile::tempdir().unwrap();
-    let images: Vec<TestImage> = (0..10)
-        .map(|i| build_image(&work.path().join(format!("i{i}")), 1, 20_000, 40 + i as u8))
+    let image = |i: usize| build_image(&work.path().join(format!("i{i}")), 1, 20_000, 40 + i as u8);
+    // The garbage's images first: the others are made while it ages.
+    let mut images: Vec<Option<TestImage>> = (0..10)
+        .map(|i| [0, 1, 2, 3, 8, 9].contains(&i).then(|| image(i)))
         .collect();
-    let storage = Storage::fs();
-    let root = storage.dir.as_ref().unwrap().path().to_path_buf();
     let server = Registry::start(&storage, "[gc]\ninterval = 0");
-    // Garbage: images 0-3 and 8-9, pushed then deleted, an hour old. The clients push 0-3
-    // again; 8 and 9 nobody wants.
+    // Garbage: images 0-3 and 8-9, pushed then deleted, older than the delay. The clients
+    // push 0-3 again; 8 and 9 nobody wants.
     let mut garbage = Vec::new();
     for i in [0, 1, 2, 3, 8, 9] {
         let repo = format!("old/x{i}");
-        skopeo_push(&images[i], &format!("{}/{repo}:1", server.addr));
+        let old = images[i].as_ref().unwrap();
+        skopeo_push(old, &format!("{}/{repo}:1", server.addr));
         let r = server.request(
             "DELETE",
-            &format!("/v2/{repo}/manifests/{}", images[i].manifest),
+            &format!("/v2/{repo}/manifests/{}", old.manifest),
             &[],
             b"",
         );
         assert_eq!(r.status, 202);
         garbage.push(i);
     }
-    backdate(&root);
-    let config = gc_config(&storage, "delay = \"10m\"\nuntagged = \"0s\"");
+    let made = std::time::Instant::now();
+    let images: Vec<TestImage> = (0..10)
+        .map(|i| images[i].take().unwrap_or_else(|| image(i)))
+        .collect();
+    // Where it cannot be made old, the garbage waits out a delay of seconds, longer than a
+    // push takes here between its first blob and its manifest (20 at once on moto: up to a
+    // few seconds).
+    let delay = if age(&storage) {
+        "10m"
+    } else {
+        std::thread::sleep(Duration::from_secs(11).saturating_sub(made.elapsed()));
+        "10s"
+    };
+    let config = gc_config(&storage, &format!("delay = {delay:?}\nuntagged = \"0s\""));
 
     let pushing = Arc::new(AtomicBool::new(true));
     let collector = std::thread::spawn({
@@ -186,14 +278,16 @@ fn collections_while_twenty_clients_push() {
             std::thread::spawn(move || {
                 // A push that raced a deletion of the very blob it reuses is refused, and
                 // pushed again, as a person would: nothing that was pushed is lost.
+                let started = std::time::Instant::now();
                 for attempt in 1.. {
-                    let out = Command::new(require("skopeo"))
-                        .args(["copy", "--quiet", "--dest-tls-verify=false", &layout])
-                        .arg(format!("docker://{dest}"))
-                        .output()
-                        .unwrap();
+                    let out = run_with_timeout(
+                        Command::new(require("skopeo"))
+                            .args(["copy", "--quiet", "--dest-tls-verify=false", &layout])
+                            .arg(format!("docker://{dest}")),
+                        PEER_TIMEOUT,
+                    );
                     if out.status.success() {
-                        return attempt;
+                        return (attempt, started.elapsed().as_millis());
                     }
                     assert!(
                         attempt < 3,
@@ -205,10 +299,13 @@ fn collections_while_twenty_clients_push() {
             })
         })
         .collect();
-    let attempts: Vec<usize> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    let attempts: Vec<(usize, u128)> = clients.into_iter().map(|c| c.join().unwrap()).collect();
     pushing.store(false, Ordering::SeqCst);
     let runs = collector.join().unwrap();
-    eprintln!("{runs} collections beside the pushes; push attempts {attempts:?}");
+    eprintln!(
+        "{}: {runs} collections beside the pushes; push (attempts, ms) {attempts:?}",
+        storage.name
+    );
 
     for c in 0..20 {
         assert_pullable(&format!("{}/c{c}/app:1", server.addr), &images[c % 8]);
@@ -216,6 +313,7 @@ fn collections_while_twenty_clients_push() {
     // One more collection with nothing running: the garbage nobody pushed again is gone,
     // what was pushed again stays.
     berth_gc(config.path(), &[]);
+    let blobs: std::collections::BTreeSet<String> = storage.keys("blobs/").into_iter().collect();
     for i in garbage {
         let kept = i < 8;
         for d in images[i]
@@ -223,7 +321,8 @@ fn collections_while_twenty_clients_push() {
             .iter()
             .chain([&images[i].config, &images[i].manifest])
         {
-            assert_eq!(blob_path(&root, d).is_file(), kept, "image {i}: {d}");
+            let key = format!("blobs/sha256/{}", d.hex());
+            assert_eq!(blobs.contains(&key), kept, "image {i}: {d}");
         }
     }
     for (c, image) in images.iter().enumerate().take(8) {
@@ -251,24 +350,70 @@ fn count_blobs(root: &Path) -> usize {
 }
 
 /// A dry run lists and changes nothing; a collection killed (SIGKILL) in the middle of its
-/// sweep leaves a store where nothing live is gone, and the next one takes its lease over at
-/// once and finishes the job: on the file system, on s3s and on moto.
+/// sweep, before its first delete and again with part of the garbage deleted, leaves a store
+/// where nothing live is gone, and the next one takes its lease over at once and finishes the
+/// job: on the file system, on s3s and on moto.
 #[test]
 fn dry_run_changes_nothing_and_a_killed_collection_is_finished_by_the_next() {
-    killed_collection_is_finished_by_the_next(Storage::fs(), 30_000);
+    killed_collection_is_finished_by_the_next(Storage::fs());
 }
 
 #[test]
 fn a_killed_collection_is_finished_by_the_next_on_s3s() {
-    killed_collection_is_finished_by_the_next(Storage::s3s(), 3_000);
+    killed_collection_is_finished_by_the_next(Storage::s3s());
 }
 
 #[test]
 fn a_killed_collection_is_finished_by_the_next_on_moto() {
-    killed_collection_is_finished_by_the_next(Storage::moto(), 3_000);
+    killed_collection_is_finished_by_the_next(Storage::moto());
 }
 
-fn killed_collection_is_finished_by_the_next(storage: Storage, garbage: usize) {
+/// `berth gc` by `config`, stopped by its test hook (`BERTH_TEST_GC_PAUSE_AT`) once `at` of
+/// its doomed blobs are deleted: the child, killed when dropped, and how many it had deleted.
+struct PausedCollection(std::process::Child);
+
+impl PausedCollection {
+    fn start(config: &Path, at: u64) -> (PausedCollection, u64) {
+        let mut child = Command::new(berth_bin())
+            .arg("gc")
+            .arg("--config")
+            .arg(config)
+            .env("BERTH_TEST_GC_PAUSE_AT", at.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = Lines::default().collect(child.stderr.take().unwrap());
+        let paused = PausedCollection(child);
+        lines.wait_for("sweeping: paused at ", Duration::from_secs(60));
+        // The progress line, a line per step when stderr is not a terminal.
+        let all = lines.all();
+        assert!(all[0].starts_with("marking: "), "{all:?}");
+        assert!(all[1].starts_with("sweeping: 0/"), "{all:?}");
+        let deleted = all
+            .iter()
+            .find_map(|l| l.strip_prefix("sweeping: paused at "))
+            .and_then(|l| l.split('/').next()?.parse().ok())
+            .unwrap();
+        (paused, deleted)
+    }
+
+    fn kill(mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for PausedCollection {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn killed_collection_is_finished_by_the_next(storage: Storage) {
+    // Three batches of deletes (a thousand each).
+    let garbage = 2_500;
     let work = tempfile::tempdir().unwrap();
     let image = build_image(work.path(), 1, 10_000, 70);
     let server = Registry::start(&storage, "[gc]\ninterval = 0");
@@ -299,46 +444,29 @@ fn killed_collection_is_finished_by_the_next(storage: Storage, garbage: usize) {
     assert!(plan.contains("Total reclaimable space: "), "{plan}");
     assert_eq!(blobs().len(), before, "a dry run deletes nothing");
 
-    // Killed once its sweep has begun.
-    let mut gc = Command::new(berth_bin())
-        .arg("gc")
-        .arg("--config")
-        .arg(config.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(gc.stderr.take().unwrap());
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert!(
-            std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0,
-            "berth gc ended before its sweep"
+    // Killed with its doomed list published and nothing deleted yet, then (the next
+    // collection) with its first batch deleted and the rest to go.
+    for (at, deleted) in [(0, 0), (1, 1000)] {
+        let (gc, done) = PausedCollection::start(config.path(), at);
+        assert_eq!(done, deleted);
+        assert_eq!(
+            blobs().len(),
+            before - deleted as usize,
+            "{deleted} deleted when paused"
         );
-        if line.starts_with("sweeping") {
-            break;
-        }
+        gc.kill();
+        assert!(
+            storage.keys("gc/").contains(&"gc/lease".to_string()),
+            "the dead collector's lease is left"
+        );
+        assert_pullable(&format!("{}/live/app:1", server.addr), &image);
     }
-    gc.kill().unwrap();
-    gc.wait().unwrap();
-    let left = blobs().len() - (before - garbage);
-    eprintln!(
-        "{}: killed with {left} of {garbage} garbage blobs left",
-        storage.name
-    );
-    assert!(
-        left > 0,
-        "the collection was killed before it finished its sweep"
-    );
-    assert!(
-        storage.keys("gc/").contains(&"gc/lease".to_string()),
-        "the dead collector's lease is left"
-    );
-    assert_pullable(&format!("{}/live/app:1", server.addr), &image);
 
     let done = berth_gc(config.path(), &[]);
-    assert!(done.contains("Deleted "), "{done}");
+    assert!(
+        done.contains(&format!("Deleted {} blobs", garbage - 1000)),
+        "{done}"
+    );
     let after = blobs();
     assert_eq!(after.len(), before - garbage, "{done}");
     assert!(after.iter().all(|k| !loose_keys.contains(k)));
@@ -369,12 +497,13 @@ fn the_gc_example_config_loads() {
     assert_eq!(rules[0].delete_older_than, Some(hours(30 * 24)));
     assert_eq!(rules[1].keep_newest, Some(50));
     let root = tempfile::tempdir().unwrap();
-    let out = run(Command::new(berth_bin())
-        .arg("--root")
-        .arg(root.path())
-        .args(["gc", "--dry-run", "--config"])
-        .arg(&path));
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = run_ok(
+        Command::new(berth_bin())
+            .arg("--root")
+            .arg(root.path())
+            .args(["gc", "--dry-run", "--config"])
+            .arg(&path),
+    );
     assert_eq!(
         text,
         "Would delete 0 blobs, 0 blob links, 0 upload sessions, 0 abandoned writes\nTotal reclaimable space: 0B\n"

@@ -857,7 +857,7 @@ impl Storage {
 pub struct Lines(Arc<Mutex<Vec<String>>>);
 
 impl Lines {
-    fn collect(self, from: impl Read + Send + 'static) -> Lines {
+    pub fn collect(self, from: impl Read + Send + 'static) -> Lines {
         let lines = self.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(from).lines() {

@@ -19,7 +19,7 @@ pub const SECRET_KEY: &str = "berthtestsecret";
 pub struct S3Server {
     pub endpoint: String,
     pub bucket: String,
-    _dir: Option<tempfile::TempDir>,
+    dir: Option<tempfile::TempDir>,
     child: Option<Child>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -37,6 +37,12 @@ impl Drop for S3Server {
 }
 
 impl S3Server {
+    /// The directory s3s-fs keeps the bucket's objects in (their files' modification times are
+    /// the objects' `LastModified`); none for moto, which keeps them in memory.
+    pub fn dir(&self) -> Option<&std::path::Path> {
+        self.dir.as_ref().map(|d| d.path())
+    }
+
     /// A config for this server's bucket, with keys under `prefix`.
     pub fn config(&self, prefix: &str) -> S3Config {
         S3Config {
@@ -107,7 +113,7 @@ pub async fn s3s() -> S3Server {
     let server = S3Server {
         endpoint: format!("http://{addr}"),
         bucket: "berth".into(),
-        _dir: Some(dir),
+        dir: Some(dir),
         child: None,
         task: Some(task),
     };
@@ -132,7 +138,7 @@ pub async fn moto() -> S3Server {
     let server = S3Server {
         endpoint: format!("http://127.0.0.1:{port}"),
         bucket: format!("berth-{}", uuid::Uuid::new_v4().simple()),
-        _dir: None,
+        dir: None,
         child: Some(child),
         task: None,
     };

@@ -4,7 +4,7 @@
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use berth_storage::gc::{self, Options, Progress, Report};
@@ -29,7 +29,17 @@ pub struct GcArgs {
 struct Line {
     tty: bool,
     last: Mutex<(String, Instant)>,
+    /// The test hook's blob count (see [`PAUSE_ENV`]); taken once it fired.
+    pause_at: Mutex<Option<u64>>,
 }
+
+/// A test hook: with `BERTH_TEST_GC_PAUSE_AT=N`, the sweep stops for at most
+/// [`PAUSE_LIMIT`] once N or more of its doomed blobs are deleted (0: before its first batch;
+/// 1: after its first), and says so on stderr (`sweeping: paused at D/T blobs`), so that a
+/// test can SIGKILL a collection at a known point of its deletes. The lease keeps being
+/// renewed meanwhile, as in a collection that is merely slow.
+const PAUSE_ENV: &str = "BERTH_TEST_GC_PAUSE_AT";
+const PAUSE_LIMIT: Duration = Duration::from_secs(60);
 
 impl Progress for Line {
     fn update(&self, step: &str, done: u64, total: Option<u64>) {
@@ -50,16 +60,33 @@ impl Progress for Line {
             eprintln!("{text}");
         }
         last.0 = step.to_string();
+        drop(last);
+        if let (Some(t), "sweeping") = (total, step) {
+            let mut pause_at = self.pause_at.lock().unwrap();
+            if pause_at.is_some_and(|n| done >= n && done < t) {
+                *pause_at = None;
+                eprintln!("{step}: paused at {done}/{t} blobs");
+                std::thread::sleep(PAUSE_LIMIT);
+            }
+        }
     }
 }
 
 pub fn run(globals: &Globals, args: GcArgs) -> Result<i32> {
     let config = super::registry_config(globals, args.config.as_deref())?;
     let store = Store::open(&config.storage).map_err(anyhow::Error::msg)?;
+    let pause_at = match std::env::var(PAUSE_ENV) {
+        Ok(n) => Some(
+            n.parse()
+                .with_context(|| format!("{PAUSE_ENV}={n:?}: not a count of blobs"))?,
+        ),
+        Err(_) => None,
+    };
     let tty = std::io::stderr().is_terminal();
     let line = Arc::new(Line {
         tty,
         last: Mutex::new((String::new(), Instant::now())),
+        pause_at: Mutex::new(pause_at),
     });
     let options = Options {
         dry_run: args.dry_run,
