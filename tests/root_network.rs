@@ -1725,6 +1725,150 @@ fn root_ipv6_networks_through_the_cli() {
     assert!(!rules.contains(&s2_v6), "{rules}");
 }
 
+/// docker 28's IPv6-only networks (`--ipv4=false --ipv6`): a container gets an IPv6 address
+/// and no IPv4 one, reaches the gateway and another container over IPv6, names resolve to
+/// AAAA through the network's resolver on the IPv6 gateway, and nothing is left after rm.
+#[test]
+fn root_ipv6_only_networks_through_the_cli() {
+    let _host = shared();
+    let b = nets();
+    let k = std::process::id() & 0xffff;
+    let v6 = format!("fd45:{k:x}::");
+    let subnet = format!("{v6}/64");
+    fails_with(
+        &b,
+        &["network", "create", "--ipv4=false", "neither"],
+        1,
+        "IPv4 or IPv6 must be enabled",
+    );
+    fails_with(
+        &b,
+        &[
+            "network",
+            "create",
+            "--ipv4=false",
+            "--ipv6",
+            "--subnet",
+            "10.1.2.0/24",
+            "mixed",
+        ],
+        1,
+        "the network has IPv4 disabled (--ipv4=false)",
+    );
+    b.ok(&[
+        "network",
+        "create",
+        "--ipv4=false",
+        "--ipv6",
+        "--subnet",
+        &subnet,
+        "o6",
+    ]);
+    let v = json(&b.ok(&["network", "inspect", "o6"]))[0].clone();
+    assert_eq!(v["EnableIPv4"], false, "{v}");
+    assert_eq!(v["EnableIPv6"], true, "{v}");
+    assert_eq!(
+        v["IPAM"]["Config"],
+        serde_json::json!([{ "Subnet": subnet, "Gateway": format!("{v6}1") }]),
+        "{v}"
+    );
+    assert_eq!(
+        b.ok(&[
+            "network",
+            "ls",
+            "-f",
+            "name=o6",
+            "--format",
+            "{{.IPv4}} {{.IPv6}}"
+        ]),
+        "false true\n"
+    );
+    let bridge = format!("br-{}", &v["Id"].as_str().unwrap()[..12]);
+    fails_with(
+        &b,
+        &[
+            "create",
+            "--network",
+            "o6",
+            "--ip",
+            "10.1.2.3",
+            "bb",
+            "true",
+        ],
+        125,
+        "no configured subnet or ip-range contain the IP address 10.1.2.3",
+    );
+    for c in ["p1", "p2"] {
+        b.ok(&[
+            "run",
+            "-d",
+            "--name",
+            c,
+            "--network",
+            "o6",
+            "bb",
+            "sleep",
+            "60",
+        ]);
+    }
+    let ep = |c: &str| inspect(&b, c)["NetworkSettings"]["Networks"]["o6"].clone();
+    let (e1, e2) = (ep("p1"), ep("p2"));
+    for e in [&e1, &e2] {
+        assert_eq!(e["IPAddress"], "", "{e}");
+        assert_eq!(e["Gateway"], "", "{e}");
+        assert_eq!(e["IPv6Gateway"], format!("{v6}1"), "{e}");
+        assert_eq!(e["GlobalIPv6PrefixLen"], 64, "{e}");
+        assert!(
+            e["GlobalIPv6Address"].as_str().unwrap().starts_with(&v6),
+            "{e}"
+        );
+    }
+    let p2_v6 = e2["GlobalIPv6Address"].as_str().unwrap().to_string();
+    assert_ne!(e1["GlobalIPv6Address"], e2["GlobalIPv6Address"]);
+    // Only IPv6 on eth0: no IPv4 address, no IPv4 route.
+    let v4 = b.ok(&["exec", "p1", "ip", "-o", "-4", "addr"]);
+    assert!(!v4.contains("eth0"), "{v4}");
+    let routes = b.ok(&["exec", "p1", "ip", "-4", "route"]);
+    assert!(routes.trim().is_empty(), "{routes}");
+    let routes6 = b.ok(&["exec", "p1", "ip", "-6", "route"]);
+    assert!(routes6.contains(&format!("default via {v6}1")), "{routes6}");
+    // The gateway answers, and the resolver on it is the container's name server.
+    let o = out(
+        &b,
+        &[
+            "exec",
+            "p1",
+            "busybox",
+            "ping",
+            "-6",
+            "-c",
+            "1",
+            "-W",
+            "3",
+            &format!("{v6}1"),
+        ],
+    );
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let resolv = b.ok(&["exec", "p1", "cat", "/etc/resolv.conf"]);
+    assert!(resolv.contains(&format!("nameserver {v6}1")), "{resolv}");
+    reaches6(&b, "p1", "p2", &p2_v6);
+    let a = b.ok(&["exec", "p1", "busybox", "nslookup", "-type=A", "p2"]);
+    assert!(!a.contains(&p2_v6) && !a.contains("10."), "{a}");
+    let hosts = b.ok(&["exec", "p2", "cat", "/etc/hosts"]);
+    assert!(hosts.contains(&p2_v6), "{hosts}");
+
+    b.ok(&["rm", "-f", "p1", "p2"]);
+    b.ok(&["network", "rm", "o6"]);
+    let left = network_traces(&[bridge], std::slice::from_ref(&subnet));
+    assert!(left.is_empty(), "{left:?}");
+    let rules = String::from_utf8_lossy(&Command::new("ip6tables-save").output().unwrap().stdout)
+        .into_owned();
+    assert!(
+        !rules.contains(&subnet) && !rules.contains(&p2_v6),
+        "{rules}"
+    );
+}
+
 /// Subnets as docker's address manager hands them out. An asked-for subnet may overlap no
 /// other network's (this root's, nor one another berth root has set up on this host), but
 /// the host's own routes are the user's business; a subnet picked for the network keeps off

@@ -80,7 +80,7 @@ fn sleeper(
     )
     .expect("connect");
     c.start().unwrap();
-    (c, pid, a.address)
+    (c, pid, a.address.expect("an IPv4 network"))
 }
 
 /// Runs the host's busybox `args` in the network namespace of `pid`.

@@ -713,9 +713,9 @@ impl Engine {
             network: e.network.clone(),
             network_id: user.as_ref().map(|u| u.id.clone()).unwrap_or_default(),
             interface,
-            ip_address: a.address.to_string(),
-            gateway: a.gateway.to_string(),
-            prefix: a.prefix,
+            ip_address: a.address.map(|x| x.to_string()).unwrap_or_default(),
+            gateway: a.gateway.map(|x| x.to_string()).unwrap_or_default(),
+            prefix: if a.address.is_some() { a.prefix } else { 0 },
             mac_address: a.mac,
             aliases: e.aliases.clone(),
         };
@@ -839,10 +839,16 @@ impl Engine {
         )?;
         // The file is bind-mounted already: rewrite it in place, not by a rename.
         let hosts = dir.join("hosts");
-        let address = if state.ip_address.is_empty() {
-            "127.0.0.1"
-        } else {
-            &state.ip_address
+        // On an IPv6-only network, its IPv6 address (as docker writes it).
+        let v6 = state
+            .endpoints
+            .first()
+            .map(|e| e.global_ipv6_address.as_str())
+            .filter(|a| !a.is_empty());
+        let address = match (state.ip_address.as_str(), v6) {
+            ("", Some(a6)) => a6,
+            ("", None) => "127.0.0.1",
+            (a, _) => a,
         };
         let text = spec::own_hosts(rec, &spec::effective_hostname(rec), address);
         std::fs::write(&hosts, text).map_err(io_err(&hosts))
@@ -1543,7 +1549,7 @@ impl Engine {
                 .endpoints_of(rec)?
                 .into_iter()
                 .find(|(_, h, _)| h.dns)
-                .map(|(_, h, _)| h.gateway);
+                .map(|(_, h, _)| h.resolver_address());
             if let Some(gw) = resolver {
                 let text = spec::resolv_with_nameserver(rec, &gw.to_string());
                 std::fs::write(&etc.resolv, text).map_err(io_err(&etc.resolv))?;

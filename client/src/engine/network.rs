@@ -62,9 +62,12 @@ pub struct NetworkRecord {
     pub created: String,
     /// `bridge` or `macvlan`.
     pub driver: String,
-    /// `10.92.0.0/24`.
+    /// `10.92.0.0/24`; empty on an IPv6-only network.
     pub subnet: String,
     pub gateway: String,
+    /// docker's `EnableIPv4`: false for an IPv6-only network (`--ipv4=false --ipv6`).
+    #[serde(default = "yes")]
+    pub enable_ipv4: bool,
     /// `--ip-range`, empty when addresses come from the whole subnet.
     #[serde(default)]
     pub ip_range: String,
@@ -83,6 +86,10 @@ pub struct NetworkRecord {
     pub subnet6: String,
     #[serde(default)]
     pub gateway6: String,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl NetworkRecord {
@@ -105,6 +112,8 @@ pub struct NetworkOptions {
     pub options: Vec<(String, String)>,
     /// `--ipv6`, with an IPv6 `--subnet` (and optionally `--gateway`).
     pub ipv6: bool,
+    /// `--ipv4=false`: no IPv4 subnet at all (with `ipv6`, an IPv6-only network).
+    pub no_ipv4: bool,
     pub subnet6: Option<String>,
     pub gateway6: Option<String>,
 }
@@ -218,12 +227,13 @@ impl Engine {
     fn claim(&self, r: &NetworkRecord) {
         let record = self.networks_dir().join(format!("{}.json", r.id));
         let record = std::fs::canonicalize(&record).unwrap_or(record);
-        if let Ok((a, p)) = parse_cidr(&r.subnet) {
-            let v6 = r
-                .enable_ipv6
-                .then(|| parse_cidr6(&r.subnet6).ok())
-                .flatten();
-            let _ = net::claim(&self.bridge.state_dir, &r.id, (a, p), v6, &record);
+        let v4 = parse_cidr(&r.subnet).ok();
+        let v6 = r
+            .enable_ipv6
+            .then(|| parse_cidr6(&r.subnet6).ok())
+            .flatten();
+        if v4.is_some() || v6.is_some() {
+            let _ = net::claim(&self.bridge.state_dir, &r.id, v4, v6, &record);
         }
     }
 
@@ -236,6 +246,7 @@ impl Engine {
             name: r.interface.clone(),
             gateway,
             prefix,
+            ipv4: r.enable_ipv4,
             state_dir: self.bridge.state_dir.clone(),
             range: (!r.ip_range.is_empty())
                 .then(|| parse_cidr(&r.ip_range).ok())
@@ -362,69 +373,90 @@ impl Engine {
             .filter_map(|r| parse_cidr(&r.subnet).ok())
             .collect();
         used.push((self.bridge.gateway, self.bridge.prefix));
-        used.extend(on_host.iter().map(|h| h.subnet));
+        used.extend(on_host.iter().filter_map(|h| h.subnet));
         let overlaps = |a: Ipv4Addr, p: u8, with: &[(Ipv4Addr, u8)]| {
             with.iter().any(|(b, q)| net::overlaps(a, p, *b, *q))
         };
-        let (subnet, prefix) = match &o.subnet {
-            Some(s) => {
-                let (a, p) = parse_cidr(s)?;
-                if !(8..=30).contains(&p) {
-                    return Err(EngineError::Invalid(format!(
-                        "invalid subnet {s}: the prefix length must be from 8 to 30"
-                    )));
-                }
-                if overlaps(a, p, &used) {
-                    return Err(EngineError::Invalid(POOL_OVERLAP.into()));
-                }
-                (masked(a, p), p)
+        // docker's `--ipv4=false`: an IPv6-only network has no IPv4 subnet, gateway or range.
+        if o.no_ipv4 {
+            if !o.ipv6 {
+                return Err(EngineError::Invalid("IPv4 or IPv6 must be enabled".into()));
             }
-            None => {
-                if o.gateway.is_some() || o.ip_range.is_some() {
-                    return Err(EngineError::Invalid(
-                        "every ip-range or gateway must have a corresponding subnet".into(),
-                    ));
+            if let Some(s) = o
+                .subnet
+                .as_ref()
+                .or(o.gateway.as_ref())
+                .or(o.ip_range.as_ref())
+            {
+                return Err(EngineError::Invalid(format!(
+                    "{s} is an IPv4 address but the network has IPv4 disabled (--ipv4=false)"
+                )));
+            }
+        }
+        let v4 = if o.no_ipv4 {
+            None
+        } else {
+            let (subnet, prefix) = match &o.subnet {
+                Some(s) => {
+                    let (a, p) = parse_cidr(s)?;
+                    if !(8..=30).contains(&p) {
+                        return Err(EngineError::Invalid(format!(
+                            "invalid subnet {s}: the prefix length must be from 8 to 30"
+                        )));
+                    }
+                    if overlaps(a, p, &used) {
+                        return Err(EngineError::Invalid(POOL_OVERLAP.into()));
+                    }
+                    (masked(a, p), p)
                 }
-                used.extend(net::reserved_subnets()?);
-                let free = AUTO_SUBNETS
-                    .step_by(256)
-                    .map(Ipv4Addr::from)
-                    .find(|a| !overlaps(*a, 24, &used))
-                    .ok_or_else(|| {
-                        EngineError::Invalid(
-                            "could not find an available, non-overlapping IPv4 address pool \
-                             among the defaults to assign to the network; give --subnet"
-                                .into(),
-                        )
+                None => {
+                    if o.gateway.is_some() || o.ip_range.is_some() {
+                        return Err(EngineError::Invalid(
+                            "every ip-range or gateway must have a corresponding subnet".into(),
+                        ));
+                    }
+                    used.extend(net::reserved_subnets()?);
+                    let free = AUTO_SUBNETS
+                        .step_by(256)
+                        .map(Ipv4Addr::from)
+                        .find(|a| !overlaps(*a, 24, &used))
+                        .ok_or_else(|| {
+                            EngineError::Invalid(
+                                "could not find an available, non-overlapping IPv4 address pool \
+                                 among the defaults to assign to the network; give --subnet"
+                                    .into(),
+                            )
+                        })?;
+                    (free, 24)
+                }
+            };
+            let gateway = match &o.gateway {
+                Some(g) => {
+                    let g: Ipv4Addr = g.parse().map_err(|_| {
+                        EngineError::Invalid(format!("invalid gateway address {g}"))
                     })?;
-                (free, 24)
-            }
-        };
-        let gateway = match &o.gateway {
-            Some(g) => {
-                let g: Ipv4Addr = g
-                    .parse()
-                    .map_err(|_| EngineError::Invalid(format!("invalid gateway address {g}")))?;
-                if masked(g, prefix) != subnet {
-                    return Err(EngineError::Invalid(format!(
-                        "no matching subnet for gateway {g}"
-                    )));
+                    if masked(g, prefix) != subnet {
+                        return Err(EngineError::Invalid(format!(
+                            "no matching subnet for gateway {g}"
+                        )));
+                    }
+                    g
                 }
-                g
-            }
-            None => Ipv4Addr::from(u32::from(subnet) + 1),
-        };
-        let range = match &o.ip_range {
-            Some(r) => {
-                let (a, p) = parse_cidr(r)?;
-                if p < prefix || masked(a, prefix) != subnet {
-                    return Err(EngineError::Invalid(format!(
-                        "no matching subnet for range {r}"
-                    )));
+                None => Ipv4Addr::from(u32::from(subnet) + 1),
+            };
+            let range = match &o.ip_range {
+                Some(r) => {
+                    let (a, p) = parse_cidr(r)?;
+                    if p < prefix || masked(a, prefix) != subnet {
+                        return Err(EngineError::Invalid(format!(
+                            "no matching subnet for range {r}"
+                        )));
+                    }
+                    format!("{}/{p}", masked(a, p))
                 }
-                format!("{}/{p}", masked(a, p))
-            }
-            None => String::new(),
+                None => String::new(),
+            };
+            Some((subnet, prefix, gateway, range))
         };
         let (subnet6, gateway6) = match (&o.subnet6, o.ipv6) {
             (None, false) => (String::new(), String::new()),
@@ -460,12 +492,21 @@ impl Engine {
             }
             (Some(s), true) => {
                 let (a, p) = parse_cidr6(s)?;
-                // A container's IPv6 address carries its IPv4 address's host part.
-                let max = 128 - (32 - prefix);
-                if !(8..=max).contains(&p) {
-                    return Err(EngineError::Invalid(format!(
-                        "invalid subnet {s}: the prefix length must be from 8 to {max} (room for the IPv4 subnet's /{prefix} host part)"
-                    )));
+                // A container's IPv6 address carries its IPv4 address's host part; on an
+                // IPv6-only network, the subnet holds at least the gateway and one more.
+                match v4 {
+                    Some((_, prefix, ..)) if !(8..=128 - (32 - prefix)).contains(&p) => {
+                        return Err(EngineError::Invalid(format!(
+                            "invalid subnet {s}: the prefix length must be from 8 to {} (room for the IPv4 subnet's /{prefix} host part)",
+                            128 - (32 - prefix)
+                        )))
+                    }
+                    None if !(8..=126).contains(&p) => {
+                        return Err(EngineError::Invalid(format!(
+                            "invalid subnet {s}: the prefix length must be from 8 to 126"
+                        )))
+                    }
+                    _ => {}
                 }
                 let net6 = masked6(a, p);
                 for (b, q) in used6(&all, &on_host) {
@@ -498,15 +539,21 @@ impl Engine {
             name: name.to_string(),
             created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
             driver,
-            subnet: format!("{subnet}/{prefix}"),
-            gateway: gateway.to_string(),
-            ip_range: range,
+            subnet: v4
+                .as_ref()
+                .map_or(String::new(), |(s, p, ..)| format!("{s}/{p}")),
+            gateway: v4
+                .as_ref()
+                .map_or(String::new(), |(_, _, g, _)| g.to_string()),
+            enable_ipv4: v4.is_some(),
+            ip_range: v4.map_or(String::new(), |(.., r)| r),
             internal: o.internal,
             labels: o.labels.iter().cloned().collect(),
             options,
             interface,
         };
-        if let Some(p) = self.host_side(&rec).address_problem() {
+        let host = self.host_side(&rec);
+        if let Some(p) = host.address_problem().filter(|_| host.ipv4) {
             return Err(EngineError::Invalid(p));
         }
         // The name is taken by an exclusive create, so two creates of one name cannot both win.

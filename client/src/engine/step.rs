@@ -244,7 +244,9 @@ impl Engine {
                     EngineError::Invalid("the build step has no process to plug in".into())
                 })?;
                 let a = berth_runtime::net::connect(&self.bridge, id, pid, &[])?;
-                let text = spec::own_hosts(&rec, "buildkitsandbox", &a.address.to_string());
+                // The default bridge has IPv4.
+                let address = a.address.map_or("127.0.0.1".to_string(), |x| x.to_string());
+                let text = spec::own_hosts(&rec, "buildkitsandbox", &address);
                 std::fs::write(&etc.hosts, text).map_err(io_err(&etc.hosts))?;
             }
             let mut attach = c.attach(AttachOptions {

@@ -1,15 +1,16 @@
 //! The resolver of a user-defined network: containers' names with no daemon.
 //!
 //! One process per network, forked from the `connect` that plugged its first container in
-//! (no exec, as the monitor), serving UDP and TCP on the gateway's port 53, which is the
-//! `nameserver` of its containers' resolv.conf. It holds an flock on `<state_dir>/<name>.dns`
+//! (no exec, as the monitor), serving UDP and TCP on the gateway's port 53 (the IPv6
+//! gateway's on an IPv6-only network), which is the `nameserver` of its containers'
+//! resolv.conf. It holds an flock on `<state_dir>/<name>.dns`
 //! (which also holds its pid) for its whole life, so whoever holds the host-wide lock can
 //! tell whether it runs. It keeps no table: each question is answered from the leases, which
 //! `connect`, `set_names` and `disconnect` change, so answers follow containers as they come,
 //! are renamed and go. A name is answered when a living lease on a network the asking
 //! container shares (this one or another user-defined network it is also on) lists it (the
 //! container's name, its aliases, its short id), with its IPv4 address (A) and, on a network
-//! with an IPv6 subnet, its IPv6 address (AAAA); other names are forwarded to the host's
+//! with an IPv6 subnet, its IPv6 address (AAAA; only that on an IPv6-only network); other names are forwarded to the host's
 //! resolvers (from the host's namespace, so loopback resolvers work), except on internal
 //! networks, which have no way out. It exits once no container is left on its network:
 //! at once when the last one is unplugged ([`stop_if_idle`]), or within a second when the
@@ -17,9 +18,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
-use std::net::{
-    IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket,
-};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -65,7 +64,7 @@ pub(super) fn ensure(n: &Network) -> Result<()> {
         return Ok(());
     }
     // Bound here, so a port that cannot be had is the caller's error, not a silent child's.
-    let addr = SocketAddrV4::new(n.gateway, 53);
+    let addr = SocketAddr::new(n.resolver_address(), 53);
     let udp = UdpSocket::bind(addr).map_err(|e| {
         Error::Network(format!(
             "start the name resolver of network {} on {addr}/udp: {e}",
@@ -309,9 +308,9 @@ impl Resolver {
         }
     }
 
-    /// The addresses `name` has for the container at `from`: IPv4, and IPv6 for those on a
-    /// network with an IPv6 subnet.
-    fn lookup(&self, name: &str, from: IpAddr) -> Vec<(Ipv4Addr, Option<Ipv6Addr>)> {
+    /// The addresses `name` has for the container at `from`: IPv4 (none on an IPv6-only
+    /// network), and IPv6 for those on a network with an IPv6 subnet.
+    fn lookup(&self, name: &str, from: IpAddr) -> Vec<(Option<Ipv4Addr>, Option<Ipv6Addr>)> {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
         if name.is_empty() {
             return vec![];
@@ -322,7 +321,7 @@ impl Resolver {
             .find(|(addr, l)| {
                 l.alive()
                     && match from {
-                        IpAddr::V4(a) => *addr == a,
+                        IpAddr::V4(a) => *addr == IpAddr::V4(a),
                         IpAddr::V6(a) => l.address6 == Some(a),
                     }
             })
@@ -358,11 +357,11 @@ impl Resolver {
             }
         }
         for dir in dirs {
-            let found: Vec<(Ipv4Addr, Option<Ipv6Addr>)> = leases_in(&dir)
+            let found: Vec<(Option<Ipv4Addr>, Option<Ipv6Addr>)> = leases_in(&dir)
                 .into_iter()
                 .filter(|(_, l)| l.names.iter().any(|n| n.eq_ignore_ascii_case(&name)))
                 .filter(|(_, l)| l.alive())
-                .map(|(a, l)| (a, l.address6))
+                .map(|(a, l)| (super::v4(a), l.address6))
                 .collect();
             if !found.is_empty() {
                 return found;
@@ -406,7 +405,7 @@ impl Resolver {
             _ => (false, false),
         };
         for (a, a6) in found {
-            if v4 {
+            if let Some(a) = a.filter(|_| v4) {
                 reply.answers.push(ResourceRecord::new(
                     question.qname.clone(),
                     CLASS::IN,

@@ -155,7 +155,8 @@ fn network_rules(n: &Network, f: Family) -> Vec<Table> {
             format!("-A POSTROUTING -s {subnet} ! -o {b} -j MASQUERADE"),
         ));
     }
-    if n.dns && f == Family::V4 {
+    // The resolver listens on the IPv4 gateway, or on an IPv6-only network the IPv6 one.
+    if n.dns && (f == Family::V4) == n.ipv4 {
         for p in ["udp", "tcp"] {
             filter.push((
                 true,
@@ -203,7 +204,9 @@ fn sections(saved: &str) -> Vec<(&str, Vec<&str>)> {
 /// Adds what [`network_rules`] says is missing, for IPv4 and, on a network with an IPv6
 /// subnet, for IPv6: per family one `iptables-save`, one batch.
 pub(crate) fn setup(n: &Network) -> Result<()> {
-    add_missing(n, Family::V4)?;
+    if n.ipv4 {
+        add_missing(n, Family::V4)?;
+    }
     if n.ipv6.is_some() {
         add_missing(n, Family::V6)?;
     }
@@ -258,7 +261,9 @@ fn add_missing(n: &Network, f: Family) -> Result<()> {
 /// Removes a network's own rules (those naming its bridge or subnet; the shared jumps to
 /// `BERTH` stay): per family one `iptables-save`, one batch.
 pub(crate) fn teardown(n: &Network) -> Result<()> {
-    remove_own(n, Family::V4, &n.subnet(), &["nat", "filter", "raw"])?;
+    if n.ipv4 {
+        remove_own(n, Family::V4, &n.subnet(), &["nat", "filter", "raw"])?;
+    }
     if let Some(subnet6) = n.subnet6() {
         remove_own(n, Family::V6, &subnet6, &["nat", "filter"])?;
     }
@@ -310,14 +315,18 @@ fn port_rule(tag: &str, to: &str, m: &PortMapping) -> String {
 fn port_batches(
     verb: &str,
     tag: &str,
-    address: Ipv4Addr,
+    address: Option<Ipv4Addr>,
     address6: Option<Ipv6Addr>,
     ports: &[PortMapping],
-) -> (String, Option<String>) {
-    let v4: String = ports
-        .iter()
-        .map(|m| format!("{verb} {}\n", port_rule(tag, &address.to_string(), m)))
-        .collect();
+) -> (Option<String>, Option<String>) {
+    let v4: String = address
+        .map(|a| {
+            ports
+                .iter()
+                .map(|m| format!("{verb} {}\n", port_rule(tag, &a.to_string(), m)))
+                .collect()
+        })
+        .unwrap_or_default();
     let v6: String = address6
         .map(|a6| {
             ports
@@ -328,7 +337,7 @@ fn port_batches(
         })
         .unwrap_or_default();
     (
-        format!("*nat\n{v4}COMMIT\n"),
+        (!v4.is_empty()).then(|| format!("*nat\n{v4}COMMIT\n")),
         (!v6.is_empty()).then(|| format!("*nat\n{v6}COMMIT\n")),
     )
 }
@@ -336,7 +345,7 @@ fn port_batches(
 /// Adds the DNAT rules of a container's published ports: one batch per family.
 pub(crate) fn publish(
     tag: &str,
-    address: Ipv4Addr,
+    address: Option<Ipv4Addr>,
     address6: Option<Ipv6Addr>,
     ports: &[PortMapping],
 ) -> Result<()> {
@@ -344,11 +353,14 @@ pub(crate) fn publish(
         return Ok(());
     }
     let (v4, v6) = port_batches("-A", tag, address, address6, ports);
-    restore(Family::V4, "publish ports", &v4)?;
+    if let Some(v4) = v4 {
+        restore(Family::V4, "publish ports", &v4)?;
+    }
     if let Some(v6) = v6 {
         if let Err(e) = restore(Family::V6, "publish ports on IPv6", &v6) {
-            let (undo, _) = port_batches("-D", tag, address, None, ports);
-            let _ = restore(Family::V4, "remove published ports", &undo);
+            if let (Some(undo), _) = port_batches("-D", tag, address, None, ports) {
+                let _ = restore(Family::V4, "remove published ports", &undo);
+            }
             return Err(e);
         }
     }
@@ -359,7 +371,7 @@ pub(crate) fn publish(
 /// already (a batch fails whole), the ones left, found by their comment.
 pub(crate) fn unpublish(
     tag: &str,
-    address: Ipv4Addr,
+    address: Option<Ipv4Addr>,
     address6: Option<Ipv6Addr>,
     ports: &[PortMapping],
 ) {
@@ -367,8 +379,10 @@ pub(crate) fn unpublish(
         return;
     }
     let (v4, v6) = port_batches("-D", tag, address, address6, ports);
-    if restore(Family::V4, "remove published ports", &v4).is_err() {
-        remove_tagged_in(Family::V4, |t| t == tag);
+    if let Some(v4) = v4 {
+        if restore(Family::V4, "remove published ports", &v4).is_err() {
+            remove_tagged_in(Family::V4, |t| t == tag);
+        }
     }
     if let Some(v6) = v6 {
         if restore(Family::V6, "remove published ports", &v6).is_err() {

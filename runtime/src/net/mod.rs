@@ -33,7 +33,7 @@ mod rtnl;
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, TcpListener, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -78,6 +78,10 @@ pub struct Network {
     pub gateway: Ipv4Addr,
     /// The subnet's prefix length (8 to 30).
     pub prefix: u8,
+    /// Whether the network has IPv4 at all: an IPv6-only network (docker's `--ipv4=false`)
+    /// has no IPv4 subnet (`gateway` and `prefix` mean nothing), its leases are keyed by
+    /// their IPv6 addresses and its resolver answers on the IPv6 gateway.
+    pub ipv4: bool,
     /// Where the host-wide state lives: the lock, each network's stamp and its leases in a
     /// directory of its name (on a tmpfs, as they die at reboot). All networks share it, as
     /// they share the published-port rules.
@@ -97,6 +101,7 @@ pub struct Network {
     /// and the prefix length. A container's IPv6 address is the one asked for, else the
     /// subnet's prefix with its IPv4 address's host part (else the first free one); its
     /// IPv4 lease records it. NAT out, forwarding and published ports as for IPv4.
+    /// Required when `ipv4` is false.
     pub ipv6: Option<(Ipv6Addr, u8)>,
 }
 
@@ -110,6 +115,7 @@ impl Default for Network {
             name: "berth0".into(),
             gateway: Ipv4Addr::new(10, 89, 0, 1),
             prefix: 16,
+            ipv4: true,
             state_dir: PathBuf::from("/run/berth/net"),
             range: None,
             internal: false,
@@ -189,6 +195,9 @@ impl Network {
     /// Whether `a` is an address of the subnet a container may have (not the network's,
     /// the broadcast or the gateway).
     pub fn holds(&self, a: Ipv4Addr) -> bool {
+        if !self.ipv4 {
+            return false;
+        }
         let host = u32::from(a) & !self.mask();
         u32::from(a) & self.mask() == u32::from(self.gateway) & self.mask()
             && host != 0
@@ -241,10 +250,39 @@ impl Network {
     }
 
     fn check(&self) -> Result<()> {
-        match (self.name_problem(), self.address_problem()) {
+        if !self.ipv4 && self.ipv6.is_none() {
+            return Err(Error::Network(format!(
+                "network {}: IPv4 or IPv6 must be enabled",
+                self.name
+            )));
+        }
+        let address_problem = if self.ipv4 {
+            self.address_problem()
+        } else {
+            None
+        };
+        match (self.name_problem(), address_problem) {
             (Some(p), _) => Err(Error::Network(format!("network name {p}"))),
             (None, Some(p)) => Err(Error::Network(format!("network address {p}"))),
             (None, None) => Ok(()),
+        }
+    }
+
+    /// The gateway containers send their names' questions to: the IPv4 one, else (on an
+    /// IPv6-only network) the IPv6 one.
+    pub fn resolver_address(&self) -> IpAddr {
+        match (self.ipv4, self.ipv6) {
+            (false, Some((gw6, _))) => IpAddr::V6(gw6),
+            _ => IpAddr::V4(self.gateway),
+        }
+    }
+
+    /// The MAC address of the bridge: 02:42 and the IPv4 gateway, else the last four
+    /// bytes of the IPv6 one.
+    fn bridge_mac(&self) -> [u8; 6] {
+        match (self.ipv4, self.ipv6) {
+            (false, Some((gw6, _))) => mac_of6(gw6),
+            _ => mac_of(self.gateway),
         }
     }
 
@@ -318,10 +356,12 @@ pub struct Endpoint {
 /// What [`connect`] gave the container.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Attachment {
-    pub address: Ipv4Addr,
+    /// The container's IPv4 address; none on an IPv6-only network.
+    pub address: Option<Ipv4Addr>,
     /// On a network with an IPv6 subnet: the container's IPv6 address.
     pub address6: Option<Ipv6Addr>,
-    pub gateway: Ipv4Addr,
+    /// The IPv4 gateway; none on an IPv6-only network.
+    pub gateway: Option<Ipv4Addr>,
     pub prefix: u8,
     pub mac: String,
     /// The published ports, host ports chosen.
@@ -448,21 +488,30 @@ fn netns_inode(pid: i32) -> Option<u64> {
         .map(|m| m.ino())
 }
 
-/// The leases of one lease directory: (address, lease).
-fn leases_in(dir: &Path) -> Vec<(Ipv4Addr, Lease)> {
+/// The IPv4 address a lease is keyed by (an IPv6-only network's are keyed by IPv6 ones).
+fn v4(key: IpAddr) -> Option<Ipv4Addr> {
+    match key {
+        IpAddr::V4(a) => Some(a),
+        IpAddr::V6(_) => None,
+    }
+}
+
+/// The leases of one lease directory: (address, lease). A lease is named by its IPv4
+/// address, or on an IPv6-only network by its IPv6 one.
+fn leases_in(dir: &Path) -> Vec<(IpAddr, Lease)> {
     fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
         .filter_map(|e| {
-            let addr: Ipv4Addr = e.file_name().to_str()?.parse().ok()?;
+            let addr: IpAddr = e.file_name().to_str()?.parse().ok()?;
             Some((addr, Lease::read(&e.path())?))
         })
         .collect()
 }
 
 /// Every lease of every network: (lease directory, address, lease).
-fn all_leases(state_dir: &Path) -> Vec<(PathBuf, Ipv4Addr, Lease)> {
+fn all_leases(state_dir: &Path) -> Vec<(PathBuf, IpAddr, Lease)> {
     fs::read_dir(state_dir)
         .into_iter()
         .flatten()
@@ -483,9 +532,9 @@ fn all_leases(state_dir: &Path) -> Vec<(PathBuf, Ipv4Addr, Lease)> {
 /// kernel's to remove, and it does so in the background: deleting it here would wait for
 /// that namespace's teardown (RCU barriers, ~13 ms of every `run --rm` on a bridge). A name
 /// still held by a dying pair is freed by [`plug`] when a restart needs it.
-fn clear_stale(path: &Path, address: Ipv4Addr, l: &Lease, rt: Option<&mut Rtnl>) {
+fn clear_stale(path: &Path, key: IpAddr, l: &Lease, rt: Option<&mut Rtnl>) {
     if l.complete {
-        firewall::unpublish(&l.tag, address, l.address6, &l.ports);
+        firewall::unpublish(&l.tag, v4(key), l.address6, &l.ports);
     } else {
         firewall::remove_tagged(|t| t == l.tag);
     }
@@ -512,9 +561,12 @@ fn net_err(what: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
 /// What the stamp of a ready bridge says.
 fn stamp_text(n: &Network, index: u32) -> String {
     format!(
-        "{index} {RULES_VERSION} {}/{} internal={} dns={}{}\n",
-        n.gateway,
-        n.prefix,
+        "{index} {RULES_VERSION} {} internal={} dns={}{}\n",
+        if n.ipv4 {
+            format!("{}/{}", n.gateway, n.prefix)
+        } else {
+            "-".to_string()
+        },
         n.internal,
         n.dns,
         n.ipv6
@@ -553,7 +605,7 @@ fn ensure_network(n: &Network, rt: &mut Rtnl) -> Result<u32> {
             // so a container plugged in later could change it under the others' neighbour
             // caches (their gateway unreachable until the cache expires): set it, from the
             // gateway's address as containers' are from theirs.
-            match rt.add_bridge(&n.name, mac_of(n.gateway)) {
+            match rt.add_bridge(&n.name, n.bridge_mac()) {
                 Err(e) if e.raw_os_error() != Some(libc::EEXIST) => {
                     return Err(Error::Network(format!("create bridge {}: {e}", n.name)))
                 }
@@ -564,12 +616,14 @@ fn ensure_network(n: &Network, rt: &mut Rtnl) -> Result<u32> {
                 .ok_or_else(|| Error::Network(format!("bridge {} vanished", n.name)))?
         }
     };
-    rt.add_address(index, n.gateway, n.prefix).map_err(|e| {
-        Error::Network(format!(
-            "give bridge {} the address {}/{}: {e}",
-            n.name, n.gateway, n.prefix
-        ))
-    })?;
+    if n.ipv4 {
+        rt.add_address(index, n.gateway, n.prefix).map_err(|e| {
+            Error::Network(format!(
+                "give bridge {} the address {}/{}: {e}",
+                n.name, n.gateway, n.prefix
+            ))
+        })?;
+    }
     if let Some((gw6, p6)) = n.ipv6 {
         set_sysctl(
             &format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", n.name),
@@ -585,17 +639,20 @@ fn ensure_network(n: &Network, rt: &mut Rtnl) -> Result<u32> {
     if !rt.link_up(index).unwrap_or(false) {
         rt.set_up(index).map_err(net_err("bring the bridge up"))?;
     }
-    set_sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
+    if n.ipv4 {
+        set_sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
+        // Published ports answer on 127.0.0.1 too: DNAT'd loopback packets must be
+        // routable out of the bridge, and get the bridge's address as their source (see
+        // firewall).
+        set_sysctl(
+            &format!("/proc/sys/net/ipv4/conf/{}/route_localnet", n.name),
+            "1",
+        )?;
+    }
     if n.ipv6.is_some() {
         // As docker does for its IPv6 networks: the host routes between interfaces.
         set_sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1")?;
     }
-    // Published ports answer on 127.0.0.1 too: DNAT'd loopback packets must be routable
-    // out of the bridge, and get the bridge's address as their source (see firewall).
-    set_sysctl(
-        &format!("/proc/sys/net/ipv4/conf/{}/route_localnet", n.name),
-        "1",
-    )?;
     firewall::setup(n)?;
     let stamp = n.stamp_path();
     fs::write(&stamp, stamp_text(n, index)).ctx(|| format!("write {}", stamp.display()))?;
@@ -610,16 +667,8 @@ fn allocate(
     wanted: Option<Ipv4Addr>,
     rt: &mut Rtnl,
 ) -> Result<Ipv4Addr> {
-    let dir = n.lease_dir();
     let take = |addr: Ipv4Addr, rt: &mut Rtnl| -> Result<Option<Ipv4Addr>> {
-        let path = dir.join(addr.to_string());
-        match Lease::read(&path) {
-            Some(l) if l.alive() && l.tag != lease.tag => return Ok(None),
-            Some(l) => clear_stale(&path, addr, &l, Some(rt)),
-            None => {}
-        }
-        lease.write(&path)?;
-        Ok(Some(addr))
+        Ok(take_lease(n, lease, IpAddr::V4(addr), rt)?.then_some(addr))
     };
     if let Some(a) = wanted {
         if !n.holds(a) {
@@ -641,6 +690,72 @@ fn allocate(
     Err(Error::Network(format!(
         "no free address left in {} on network {}",
         n.subnet(),
+        n.name
+    )))
+}
+
+/// Writes `lease` as the lease of `key` unless a living container holds it (a stale lease
+/// there is cleared first); whether it did.
+fn take_lease(n: &Network, lease: &Lease, key: IpAddr, rt: &mut Rtnl) -> Result<bool> {
+    let path = n.lease_dir().join(key.to_string());
+    match Lease::read(&path) {
+        Some(l) if l.alive() && l.tag != lease.tag => return Ok(false),
+        Some(l) => clear_stale(&path, key, &l, Some(rt)),
+        None => {}
+    }
+    lease.write(&path)?;
+    Ok(true)
+}
+
+/// Takes an IPv6 address on an IPv6-only network, whose leases are keyed by them:
+/// `wanted`, else the first with no lease or a stale one.
+fn allocate_only6(
+    n: &Network,
+    lease: &Lease,
+    wanted: Option<Ipv6Addr>,
+    rt: &mut Rtnl,
+) -> Result<Ipv6Addr> {
+    let Some((gw6, p6)) = n.ipv6 else {
+        return Err(Error::Network(format!(
+            "network {}: IPv4 or IPv6 must be enabled",
+            n.name
+        )));
+    };
+    let mut take = |a: Ipv6Addr| {
+        let l = Lease {
+            address6: Some(a),
+            ..lease.clone()
+        };
+        take_lease(n, &l, IpAddr::V6(a), rt)
+    };
+    if let Some(a) = wanted {
+        if !n.holds6(a) {
+            return Err(Error::Network(format!(
+                "no configured subnet or ip-range contain the IP address {a}"
+            )));
+        }
+        return if take(a)? {
+            Ok(a)
+        } else {
+            Err(Error::Network("Address already in use".into()))
+        };
+    }
+    // Each lease holds one address: one more candidate than there are leases is enough.
+    let leases = leases_in(&n.lease_dir()).len();
+    let base = u128::from(gw6) & mask6(p6);
+    let last = base | !mask6(p6);
+    for a in (base + 1..=last)
+        .map(Ipv6Addr::from)
+        .filter(|a| n.holds6(*a))
+        .take(leases + 1)
+    {
+        if take(a)? {
+            return Ok(a);
+        }
+    }
+    Err(Error::Network(format!(
+        "no free IPv6 address left in {} on network {}",
+        n.subnet6().unwrap_or_default(),
         n.name
     )))
 }
@@ -739,12 +854,21 @@ fn port_unused(m: &PortMapping, host_ip: Ipv4Addr) -> Result<()> {
 fn publish(
     n: &Network,
     tag: &str,
-    address: Ipv4Addr,
+    address: Option<Ipv4Addr>,
     address6: Option<Ipv6Addr>,
     ports: &[PortMapping],
 ) -> Result<Vec<PortMapping>> {
     if ports.is_empty() {
         return Ok(vec![]);
+    }
+    if address.is_none() {
+        if let Some(ip) = ports.iter().find_map(|p| p.host_ip) {
+            return Err(Error::Network(format!(
+                "a port cannot be published on the IPv4 address {ip}: network {} is IPv6-only \
+                 (publish it on all of the host's addresses)",
+                n.name
+            )));
+        }
     }
     let mut taken: HashSet<(Protocol, u16)> = HashSet::new();
     let mut legacy = false;
@@ -756,7 +880,7 @@ fn publish(
             taken.extend(l.ports.iter().map(|p| (p.protocol, p.host_port)));
         } else if !l.ports.is_empty() || !l.complete {
             // Its rules go; the address stays leased until taken over.
-            firewall::unpublish(&l.tag, addr, l.address6, &l.ports);
+            firewall::unpublish(&l.tag, v4(addr), l.address6, &l.ports);
             let _ = Lease {
                 ports: vec![],
                 ..l.clone()
@@ -824,6 +948,21 @@ fn mac_of(address: Ipv4Addr) -> [u8; 6] {
     [0x02, 0x42, o[0], o[1], o[2], o[3]]
 }
 
+/// Without an IPv4 address: 02:42 then the IPv6 address's last four bytes.
+fn mac_of6(address: Ipv6Addr) -> [u8; 6] {
+    let o = address.octets();
+    [0x02, 0x42, o[12], o[13], o[14], o[15]]
+}
+
+/// A container's MAC address on a network: from its IPv4 address, else its IPv6 one.
+fn endpoint_mac(address: Option<Ipv4Addr>, address6: Option<Ipv6Addr>) -> [u8; 6] {
+    match (address, address6) {
+        (Some(a), _) => mac_of(a),
+        (None, Some(a6)) => mac_of6(a6),
+        (None, None) => [0x02, 0x42, 0, 0, 0, 0],
+    }
+}
+
 /// Plugs the network namespace of a created (or running) container into the network: an
 /// interface named `e.interface` with an address of the subnet, the default route through
 /// the gateway when asked, and the published ports. [`disconnect`] (once the container is
@@ -866,10 +1005,28 @@ pub fn connect_endpoint(n: &Network, e: &Endpoint) -> Result<Attachment> {
         ports: vec![],
         names: e.names.clone(),
     };
-    let address = allocate(n, &lease, e.address, &mut rt)?;
-    let lease_path = n.lease_dir().join(address.to_string());
-    let attached = allocate6(n, &e.tag, address, e.address6).and_then(|address6| {
-        if address6.is_some() {
+    // The lease's key: the IPv4 address, or on an IPv6-only network the IPv6 one.
+    let (address, key) = if n.ipv4 {
+        let a = allocate(n, &lease, e.address, &mut rt)?;
+        (Some(a), IpAddr::V4(a))
+    } else {
+        if let Some(a) = e.address {
+            return Err(Error::Network(format!(
+                "no configured subnet contains IP address {a}: network {} is IPv6-only",
+                n.name
+            )));
+        }
+        let a6 = allocate_only6(n, &lease, e.address6, &mut rt)?;
+        lease.address6 = Some(a6);
+        (None, IpAddr::V6(a6))
+    };
+    let lease_path = n.lease_dir().join(key.to_string());
+    let v6 = match address {
+        Some(a) => allocate6(n, &e.tag, a, e.address6),
+        None => Ok(lease.address6),
+    };
+    let attached = v6.and_then(|address6| {
+        if let (Some(_), Some(_)) = (address, address6) {
             lease.address6 = address6;
             lease.write(&lease_path)?;
         }
@@ -885,11 +1042,11 @@ pub fn connect_endpoint(n: &Network, e: &Endpoint) -> Result<Attachment> {
         if n.dns {
             dns::ensure(n)?;
         }
-        let m = e.mac.unwrap_or_else(|| mac_of(address));
+        let m = e.mac.unwrap_or_else(|| endpoint_mac(address, address6));
         Ok(Attachment {
             address,
             address6,
-            gateway: n.gateway,
+            gateway: n.ipv4.then_some(n.gateway),
             prefix: n.prefix,
             mac: format!(
                 "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
@@ -934,13 +1091,13 @@ fn plug(
     e: &Endpoint,
     link: u32,
     host_if: Option<&str>,
-    address: Ipv4Addr,
+    address: Option<Ipv4Addr>,
     address6: Option<Ipv6Addr>,
     rt: &mut Rtnl,
 ) -> Result<()> {
     let ns = File::open(format!("/proc/{}/ns/net", e.pid))
         .ctx(|| format!("open the network namespace of {}", e.pid))?;
-    let mac = e.mac.unwrap_or_else(|| mac_of(address));
+    let mac = e.mac.unwrap_or_else(|| endpoint_mac(address, address6));
     match host_if {
         Some(h) => {
             // A stale pair of the same name (its container gone, the host end kept by a
@@ -988,13 +1145,15 @@ fn plug(
         .link_index(&e.interface)
         .map_err(net_err("look up the container's interface"))?
         .ok_or_else(|| Error::Network(format!("{} vanished in the container", e.interface)))?;
-    inside
-        .add_address(index, address, n.prefix)
-        .map_err(net_err("give the container its address"))?;
+    if let Some(address) = address {
+        inside
+            .add_address(index, address, n.prefix)
+            .map_err(net_err("give the container its address"))?;
+    }
     inside
         .set_up(index)
         .map_err(net_err("bring the container's interface up"))?;
-    if e.default_route && !n.internal {
+    if e.default_route && !n.internal && address.is_some() {
         inside
             .add_default_route(n.gateway)
             .map_err(net_err("add the container's default route"))?;
@@ -1024,7 +1183,7 @@ fn remove_inside(pid: i32, interface: &str) -> Result<()> {
 }
 
 /// The leases of `tag` on network `n`: (path, address, lease).
-fn leases_of(n: &Network, tag: &str) -> Vec<(PathBuf, Ipv4Addr, Lease)> {
+fn leases_of(n: &Network, tag: &str) -> Vec<(PathBuf, IpAddr, Lease)> {
     leases_in(&n.lease_dir())
         .into_iter()
         .filter(|(_, l)| l.tag == tag)
@@ -1169,11 +1328,12 @@ pub fn reserved_subnets6() -> Result<Vec<(Ipv6Addr, u8)>> {
 }
 
 /// A bridge network of any berth root that is set up on this host (its stamp names its
-/// bridge, which exists): its name, IPv4 subnet and IPv6 subnet.
+/// bridge, which exists): its name, IPv4 subnet (none on an IPv6-only network) and IPv6
+/// subnet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostNetwork {
     pub name: String,
-    pub subnet: (Ipv4Addr, u8),
+    pub subnet: Option<(Ipv4Addr, u8)>,
     pub subnet6: Option<(Ipv6Addr, u8)>,
 }
 
@@ -1184,14 +1344,15 @@ pub struct HostNetwork {
 pub fn claim(
     state_dir: &Path,
     id: &str,
-    subnet: (Ipv4Addr, u8),
+    subnet: Option<(Ipv4Addr, u8)>,
     subnet6: Option<(Ipv6Addr, u8)>,
     record: &Path,
 ) -> Result<()> {
     let dir = state_dir.join("claims");
     fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
+    let v4 = subnet.map_or("-".to_string(), |(a, p)| format!("{a}/{p}"));
     let v6 = subnet6.map_or("-".to_string(), |(a, p)| format!("{a}/{p}"));
-    let text = format!("{}/{} {v6} {}\n", subnet.0, subnet.1, record.display());
+    let text = format!("{v4} {v6} {}\n", record.display());
     let (tmp, path) = (dir.join(format!(".{id}.tmp")), dir.join(id));
     fs::write(&tmp, text).ctx(|| format!("write {}", tmp.display()))?;
     fs::rename(&tmp, &path).ctx(|| format!("write {}", path.display()))
@@ -1236,8 +1397,13 @@ pub fn claims(state_dir: &Path) -> Vec<HostNetwork> {
 
 fn parse_claim(id: &str, text: &str) -> Option<HostNetwork> {
     let mut w = text.trim_end().splitn(3, ' ');
-    let (a, p) = w.next()?.split_once('/')?;
-    let (a, p): (Ipv4Addr, u8) = (a.parse().ok()?, p.parse().ok()?);
+    let subnet = match w.next()? {
+        "-" => None,
+        s => {
+            let (a, p) = s.split_once('/')?;
+            Some((a.parse().ok()?, p.parse().ok()?))
+        }
+    };
     let subnet6 = match w.next()? {
         "-" => None,
         s => {
@@ -1247,7 +1413,7 @@ fn parse_claim(id: &str, text: &str) -> Option<HostNetwork> {
     };
     Some(HostNetwork {
         name: id.to_string(),
-        subnet: (a, p),
+        subnet,
         subnet6,
     })
 }
@@ -1281,8 +1447,14 @@ fn parse_stamp(name: &str, text: &str) -> Option<HostNetwork> {
         return None;
     }
     let _version = w.next()?;
-    let (gw, prefix) = w.next()?.split_once('/')?;
-    let (gw, prefix): (Ipv4Addr, u8) = (gw.parse().ok()?, prefix.parse().ok()?);
+    let subnet = match w.next()? {
+        "-" => None,
+        s => {
+            let (gw, prefix) = s.split_once('/')?;
+            let (gw, prefix): (Ipv4Addr, u8) = (gw.parse().ok()?, prefix.parse().ok()?);
+            Some((Ipv4Addr::from(u32::from(gw) & mask_of(prefix)), prefix))
+        }
+    };
     let subnet6 = w.filter_map(|x| x.strip_prefix("ipv6=")).find_map(|x| {
         let (g, p) = x.split_once('/')?;
         let (g, p): (Ipv6Addr, u8) = (g.parse().ok()?, p.parse().ok()?);
@@ -1290,7 +1462,7 @@ fn parse_stamp(name: &str, text: &str) -> Option<HostNetwork> {
     });
     Some(HostNetwork {
         name: name.to_string(),
-        subnet: (Ipv4Addr::from(u32::from(gw) & mask_of(prefix)), prefix),
+        subnet,
         subnet6,
     })
 }
@@ -1373,10 +1545,12 @@ mod tests {
     #[test]
     fn claims_are_read_back() {
         let n = parse_claim("abc", "10.92.3.0/24 fd00:1::/64 /x/y z.json\n").unwrap();
-        assert_eq!(n.subnet, (Ipv4Addr::new(10, 92, 3, 0), 24));
+        assert_eq!(n.subnet, Some((Ipv4Addr::new(10, 92, 3, 0), 24)));
         assert_eq!(n.subnet6, Some(("fd00:1::".parse().unwrap(), 64)));
         let n = parse_claim("abc", "10.92.3.0/24 - /x/y.json\n").unwrap();
         assert_eq!(n.subnet6, None);
+        let n = parse_claim("abc", "- fd00:1::/64 /x/y.json\n").unwrap();
+        assert_eq!(n.subnet, None, "IPv6-only");
         assert!(parse_claim("abc", "garbage").is_none());
     }
 
@@ -1408,8 +1582,10 @@ mod tests {
             "1 2 10.90.3.1/24 internal=false dns=true ipv6=fd00:1::1/64\n",
         )
         .unwrap();
-        assert_eq!(n.subnet, (Ipv4Addr::new(10, 90, 3, 0), 24));
+        assert_eq!(n.subnet, Some((Ipv4Addr::new(10, 90, 3, 0), 24)));
         assert_eq!(n.subnet6, Some(("fd00:1::".parse().unwrap(), 64)));
+        let only6 = parse_stamp("lo", "1 2 - internal=false dns=true ipv6=fd00:1::1/64\n").unwrap();
+        assert_eq!(only6.subnet, None);
         let v4 = parse_stamp("lo", "1 2 10.90.3.1/24 internal=false dns=true\n").unwrap();
         assert_eq!(v4.subnet6, None);
         assert!(

@@ -24,9 +24,15 @@ pub struct CreateArgs {
     /// Restrict external access to the network
     #[arg(long)]
     internal: bool,
-    /// Enable IPv6 networking (with an IPv6 --subnet beside the IPv4 one; containers'
-    /// IPv6 traffic stays in the network)
-    #[arg(long)]
+    /// Enable or disable IPv4 address assignment (--ipv4=false with --ipv6: an IPv6-only
+    /// network)
+    #[arg(long, default_value = "true", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    ipv4: bool,
+    /// Enable or disable IPv6 address assignment (an IPv6 --subnet, or a /64 of a unique
+    /// local /48 when none is given)
+    #[arg(long, default_value = "false", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
     ipv6: bool,
     /// Set metadata on a network
     #[arg(long, value_name = "KEY=VALUE")]
@@ -67,6 +73,7 @@ pub fn run(g: &Globals, a: CreateArgs) -> Result<i32> {
         labels: key_values(&a.label, "label")?,
         options: key_values(&a.opt, "option")?,
         ipv6: a.ipv6,
+        no_ipv4: !a.ipv4,
         subnet6: one(&subnet6, "subnet")?,
         gateway6: one(&gateway6, "gateway")?,
     })?;

@@ -111,6 +111,7 @@ pub fn run(g: &Globals, a: LsArgs) -> Result<i32> {
                 "Name": v.name,
                 "Driver": v.driver,
                 "Scope": "local",
+                "IPv4": v.ipv4().to_string(),
                 "IPv6": v.ipv6().to_string(),
                 "Internal": v.internal().to_string(),
                 "Labels": labels.join(","),
@@ -120,7 +121,7 @@ pub fn run(g: &Globals, a: LsArgs) -> Result<i32> {
         .collect();
     let headers = json!({
         "ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE",
-        "IPv6": "IPV6", "Internal": "INTERNAL", "Labels": "LABELS", "CreatedAt": "CREATED AT",
+        "IPv4": "IPV4", "IPv6": "IPV6", "Internal": "INTERNAL", "Labels": "LABELS", "CreatedAt": "CREATED AT",
     });
     let default = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}";
     let format = if a.quiet {

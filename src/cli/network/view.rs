@@ -51,6 +51,11 @@ impl View {
         self.record.as_ref().is_some_and(|r| r.internal)
     }
 
+    /// docker's `EnableIPv4`: false for an IPv6-only network (the predefined ones have it).
+    pub fn ipv4(&self) -> bool {
+        self.record.as_ref().is_none_or(|r| r.enable_ipv4)
+    }
+
     pub fn ipv6(&self) -> bool {
         self.record.as_ref().is_some_and(|r| r.enable_ipv6)
     }
@@ -62,6 +67,9 @@ impl View {
     /// docker's `IPAM.Config`: one entry per subnet.
     fn ipam_config(&self, e: &Engine) -> Value {
         match (&self.record, self.name.as_str()) {
+            (Some(r), _) if !r.enable_ipv4 => {
+                json!([{ "Subnet": r.subnet6, "Gateway": r.gateway6 }])
+            }
             (Some(r), _) => {
                 let mut v4 = json!({ "Subnet": r.subnet });
                 if !r.ip_range.is_empty() {
@@ -159,6 +167,7 @@ impl View {
             "Created": self.created,
             "Scope": "local",
             "Driver": self.driver,
+            "EnableIPv4": self.ipv4(),
             "EnableIPv6": self.ipv6(),
             "IPAM": { "Driver": "default", "Options": {}, "Config": self.ipam_config(e) },
             "Internal": self.internal(),
