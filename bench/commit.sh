@@ -3,7 +3,7 @@
 # docker (a private dockerd, overlay2) and podman (overlay, runc), and `cp` of a 1 GiB file out
 # of a container beside plain `cp` of the same file, in one run. Needs root.
 #
-#   ./bench/commit.sh        # RUNS=5; BERTH=path/to/berth skips the build
+#   ./bench/commit.sh        # RUNS=5 CP_RUNS=11; BERTH=path/to/berth skips the build
 #
 # Each round, each tool runs a container that writes 2,000 files of 100 KiB (half random,
 # half zeros: text-like data that compresses about 2:1) under /data and exits, then
@@ -13,7 +13,7 @@
 # tools take turns within a round, so load that drifts falls on all of them alike. cp: one
 # berth container holds /big (1 GiB of random bytes); `berth cp box:/big FILE` beside `cp`
 # of the container's upper-directory copy of it (the same bytes, page cache warm for both),
-# the output deleted between runs. Prints medians and berth / peer with the issue's targets.
+# the output deleted between runs, the two taking turns at going first. Prints medians and berth / peer with the issue's targets.
 # Everything lives in one temp dir that is removed on exit.
 set -euo pipefail
 export LC_ALL=C
@@ -95,15 +95,22 @@ for _ in $(seq "$RUNS"); do commit_round; done
 UPPER=$BERTH_ROOT/containers/$("$BERTH" inspect -f '{{.Id}}' box)/upper/big
 [ -f "$UPPER" ] || { echo "no $UPPER" >&2; exit 1; }
 cat "$UPPER" >/dev/null
-cp_round() {
-  timed_synced berth_cp "$BERTH" cp box:/big "$W/out"
-  rm -f "$W/out"
-  timed_synced cp cp "$UPPER" "$W/out"
+# Each round times both; which goes first alternates, so neither always follows the other's
+# deletion or pays for what it left behind. CP_RUNS rounds (cheap: the file is in page cache).
+CP_RUNS=${CP_RUNS:-11}
+cp_one() {
+  case $1 in
+    berth) timed_synced berth_cp "$BERTH" cp box:/big "$W/out" ;;
+    cp) timed_synced cp cp "$UPPER" "$W/out" ;;
+  esac
   rm -f "$W/out"
 }
-cp_round
+cp_round() {
+  if [ $(($1 % 2)) = 0 ]; then cp_one berth; cp_one cp; else cp_one cp; cp_one berth; fi
+}
+cp_round 0
 rm -f "$W"/t.berth_cp "$W"/t.cp
-for _ in $(seq "$RUNS"); do cp_round; done
+for i in $(seq "$CP_RUNS"); do cp_round "$i"; done
 
 python3 - "$W" <<'EOF'
 import statistics, sys

@@ -576,7 +576,54 @@ fn root_commit_flags_and_the_image_runs_in_berth_docker_and_podman() {
     d.ok(&plain);
     d.ok(&["commit", "plain", "plain:1"]);
     b.ok(&plain);
+    let blobs = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(b.root.join("blobs/sha256"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let blobs_before = blobs();
     b.ok(&["commit", "plain", "plain:1"]);
+    // A container that changed nothing: docker's commit adds no layer, only a history entry
+    // marked empty_layer, and so does berth's, which stores no blob for it either (only the
+    // new config; an empty tar that nothing refers to would wait for gc).
+    let layers_of = |inspect: String| -> Value {
+        serde_json::from_str::<Value>(&inspect).unwrap()[0]["RootFS"]["Layers"].clone()
+    };
+    let base_layers = layers_of(d.ok(&["image", "inspect", "files:1"]));
+    assert_eq!(
+        layers_of(d.ok(&["image", "inspect", "plain:1"])),
+        base_layers
+    );
+    assert_eq!(
+        layers_of(b.ok(&["image", "inspect", "plain:1"])),
+        base_layers
+    );
+    let config = b.ok(&["image", "inspect", "-f", "{{.Id}}", "plain:1"]);
+    let config = config.trim().trim_start_matches("sha256:").to_string();
+    let added: Vec<String> = blobs()
+        .into_iter()
+        .filter(|x| !blobs_before.contains(x))
+        .collect();
+    // The new config and its manifest, both JSON; no layer.
+    assert!(added.contains(&config), "{added:?}");
+    assert!(added.len() <= 2, "blobs the empty commit stored: {added:?}");
+    for blob in &added {
+        let data = std::fs::read(b.root.join("blobs/sha256").join(blob)).unwrap();
+        assert!(
+            serde_json::from_slice::<Value>(&data).is_ok(),
+            "the empty commit stored {blob}, not JSON"
+        );
+    }
+    let cfg: Value =
+        serde_json::from_slice(&std::fs::read(b.root.join("blobs/sha256").join(&config)).unwrap())
+            .unwrap();
+    assert_eq!(
+        cfg["history"].as_array().unwrap().last().unwrap()["empty_layer"],
+        true
+    );
     let env_of = |inspect: String| -> Value {
         serde_json::from_str::<Value>(&inspect).unwrap()[0]["Config"]["Env"].clone()
     };

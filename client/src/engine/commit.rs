@@ -223,6 +223,9 @@ impl Engine {
                         // Unpacked when the image is first used (`unpack_missing`): a
                         // commit writes the container's changes once.
                         snapshot: None,
+                        // No changes, no layer (docker's commit adds none either): the
+                        // image records an empty history entry and refers to no blob.
+                        skip_empty: true,
                         ..LayerOptions::default()
                     },
                 )

@@ -517,6 +517,8 @@ impl Engine {
         let root = images.root().to_path_buf();
         let names = root.join("containers/names");
         std::fs::create_dir_all(&names).map_err(io_err(&names))?;
+        // Each container's directory (its upper) apart from the others' (see there).
+        crate::images::spread_subdirs(&root.join("containers"));
         Ok(Engine {
             root,
             images,

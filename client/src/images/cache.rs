@@ -214,6 +214,8 @@ impl ImageStore {
     pub fn build_tmp(&self) -> Result<PathBuf> {
         let d = self.root.join("builder/tmp");
         std::fs::create_dir_all(&d).map_err(io_err(&d))?;
+        // Each step's upper directory apart from the last one's (see `spread_subdirs`).
+        super::spread_subdirs(&d);
         Ok(d)
     }
 

@@ -73,6 +73,9 @@ pub struct LayerOptions {
     /// Also unpack the layer into this directory (which must exist and be empty) as it is
     /// written. On failure the caller removes it.
     pub snapshot: Option<PathBuf>,
+    /// A layer with no entries is not stored (`commit` of an unchanged container adds no
+    /// layer, as docker's): the [`WrittenLayer`] says `entries: 0` and no blob was kept.
+    pub skip_empty: bool,
 }
 
 impl Default for LayerOptions {
@@ -83,6 +86,7 @@ impl Default for LayerOptions {
             threads: 0,
             source_date_epoch: None,
             snapshot: None,
+            skip_empty: false,
         }
     }
 }
@@ -135,8 +139,8 @@ pub enum LayerError {
     Epoch(String),
 }
 
-/// Writes a layer from `source` into the store: the blob under its digest, and with
-/// `options.snapshot` the unpacked snapshot too. Blocks; call it off an async runtime.
+/// Writes a layer from `source` into the store: the blob under its digest (none for an empty
+/// layer with `options.skip_empty`), and with `options.snapshot` the unpacked snapshot too. Blocks; call it off an async runtime.
 pub fn write_layer(
     store: &ImageStore,
     source: LayerSource<'_>,
@@ -149,6 +153,10 @@ pub fn write_layer(
     let stack = Stack::open(&[dir.to_path_buf()])?;
     let (tmp, file) = store.partial_file("layer").map_err(LayerError::Write)?;
     let layer = pipeline(stack, view, &prefix, file, options).and_then(|layer| {
+        if options.skip_empty && layer.entries == 0 {
+            std::fs::remove_file(&tmp).map_err(LayerError::Write)?;
+            return Ok(layer);
+        }
         store
             .publish_blob(&tmp, &layer.digest)
             .map_err(LayerError::Write)?;

@@ -439,6 +439,42 @@ fn root_redirects_are_refused() {
     );
 }
 
+/// An upper directory with nothing in it: stored as an empty tar unless `skip_empty` (a
+/// commit of an unchanged container), which keeps no blob and nothing in partial/.
+#[test]
+fn empty_layer_is_stored_only_when_asked() {
+    let (_s, store) = store();
+    let upper = tempfile::tempdir().unwrap();
+    let blobs = || {
+        std::fs::read_dir(store.root().join("blobs/sha256"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let options = |skip_empty| LayerOptions {
+        compression: Compression::None,
+        skip_empty,
+        ..LayerOptions::default()
+    };
+    let skipped = write_layer(&store, LayerSource::Upper(upper.path()), &options(true)).unwrap();
+    assert_eq!(skipped.entries, 0);
+    assert_eq!(blobs(), 0);
+    let stored = write_layer(&store, LayerSource::Upper(upper.path()), &options(false)).unwrap();
+    assert_eq!(stored.entries, 0);
+    assert_eq!(stored.diff_id, skipped.diff_id);
+    assert!(store
+        .store()
+        .blobs
+        .local_path(&stored.digest)
+        .unwrap()
+        .is_file());
+    assert_eq!(blobs(), 1);
+    assert_eq!(
+        std::fs::read_dir(store.root().join("partial"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
 /// The scenario docker's `diff` is compared with in the end-to-end tests.
 fn container_layers(base: &Path) -> (PathBuf, PathBuf) {
     let lower = base.join("lower");
