@@ -487,6 +487,22 @@ fn root_rootless_refusals_are_one_clear_line() {
     let mem = u.ok(&["inspect", "-f", "{{.HostConfig.NanoCpus}}", "cc"]);
     assert_eq!(mem.trim(), "0", "nothing recorded");
 
+    // A start that fails after pasta was started for it (a bind source gone since `create`)
+    // says why and leaves no pasta behind.
+    let gone = u.home.path().join("gone");
+    std::fs::create_dir(&gone).unwrap();
+    let bind = format!("type=bind,source={},target=/g", gone.display());
+    u.ok(&["create", "--name", "pp", "--mount", &bind, "bb", "true"]);
+    std::fs::remove_dir(&gone).unwrap();
+    let out = u.output(&["start", "pp"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("bind source path does not exist"), "{err}");
+    // (An exited one the host's init has not reaped yet is a zombie: state Z.)
+    let ps = ok(Command::new("ps").args(["-u", &u.name, "-o", "stat=,comm="]));
+    let live = |l: &&str| !l.trim_start().starts_with('Z');
+    assert!(!ps.lines().filter(live).any(|l| l.contains("pas")), "{ps}");
+
     let bare = User::new(false);
     let err = bare.fails(&["images"], 125);
     assert_eq!(

@@ -333,9 +333,13 @@ impl Pasta {
 impl Drop for Pasta {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            // Given up before it was waited for (the container's create failed).
-            let _ = child.kill();
-            let _ = child.wait();
+            // Given up before it was waited for (the container's create failed). Let its
+            // foreground finish first (bounded): killed between its fork and writing the pid
+            // file, it would leave a daemon nothing names.
+            if !matches!(wait_bounded(&mut child, PASTA_SETUP), Ok(Some(_))) {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
             stop_pasta(&self.dir, true);
         }
     }
