@@ -639,3 +639,53 @@ fn two_replicas_on_one_bucket_collect_one_at_a_time() {
     assert!(total("berth_gc_runs_total") >= 2);
     assert_eq!(total("berth_gc_failures_total"), 0);
 }
+
+/// Retention rules apply on `berth serve`'s schedule, not only in `berth gc`: of a
+/// repository's three tags, the one a pattern keeps and the newest stay, the other goes with
+/// its manifest; a repository no rule names keeps all of its tags.
+#[test]
+fn retention_rules_apply_on_the_schedule() {
+    let work = tempfile::tempdir().unwrap();
+    let images: Vec<TestImage> = (0..3)
+        .map(|i| build_image(&work.path().join(format!("i{i}")), 1, 1_000, 120 + i as u8))
+        .collect();
+    let storage = Storage::fs();
+    let server = Registry::start(
+        &storage,
+        "[gc]\ninterval = \"1s\"\n\n[[gc.retention]]\nrepositories = [\"ci/*\"]\n\
+         keep = [\"latest\"]\nkeep_newest = 1\n",
+    );
+    skopeo_push(&images[0], &format!("{}/ci/app:latest", server.addr));
+    skopeo_push(&images[1], &format!("{}/ci/app:old", server.addr));
+    skopeo_push(&images[1], &format!("{}/other/app:old", server.addr));
+    // Stores keep times to the second: the newest tag is a second younger.
+    std::thread::sleep(Duration::from_millis(1100));
+    skopeo_push(&images[2], &format!("{}/ci/app:new", server.addr));
+    let tags = |repo: &str| {
+        let r = server.request("GET", &format!("/v2/{repo}/tags/list"), &[], b"");
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        let mut t: Vec<String> = v["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().to_string())
+            .collect();
+        t.sort();
+        t
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while tags("ci/app") != ["latest", "new"] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rule did not apply within 30 s: {:?}",
+            tags("ci/app")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let old = format!("/v2/ci/app/manifests/{}", images[1].manifest);
+    assert_eq!(server.request("GET", &old, &[], b"").status, 404);
+    assert_eq!(tags("other/app"), ["old"]);
+    assert_pullable(&format!("{}/ci/app:new", server.addr), &images[2]);
+    assert_pullable(&format!("{}/other/app:old", server.addr), &images[1]);
+}
