@@ -16,7 +16,7 @@
 //! container, which joins that namespace ([`Pasta`]). pasta's pid is kept in `containers/<id>/pasta.pid`
 //! and it is stopped when the container exits (the monitor's exit hook), stops or is removed.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -350,33 +350,10 @@ fn wait_bounded(
     child: &mut Child,
     limit: std::time::Duration,
 ) -> std::io::Result<Option<std::process::ExitStatus>> {
-    // SAFETY: pidfd_open of our own unreaped child.
-    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::pid_t, 0) };
-    if pidfd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: the fd pidfd_open returned, owned from here on.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) };
-    let mut p = libc::pollfd {
-        fd: pidfd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let deadline = std::time::Instant::now() + limit;
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        // SAFETY: poll on one pollfd we own.
-        let n = unsafe { libc::poll(&mut p, 1, left.as_millis().min(i32::MAX as u128) as i32) };
-        if n > 0 {
-            return child.wait().map(Some);
-        }
-        if n == 0 {
-            return Ok(None);
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(e);
-        }
+    if super::exits_within(child.id() as i32, limit)? {
+        child.wait().map(Some)
+    } else {
+        Ok(None)
     }
 }
 

@@ -587,7 +587,9 @@ impl Engine {
         };
         // Its output closed (or the time ran out): the process itself has the rest of the
         // timeout to exit.
-        let timed_out = timed_out || !exits_by(process.process.pid(), deadline);
+        let left = deadline.saturating_duration_since(Instant::now());
+        let timed_out =
+            timed_out || !super::exits_within(process.process.pid(), left).unwrap_or(false);
         if timed_out {
             // SAFETY: a signal to our own child, not yet reaped.
             unsafe { libc::kill(process.process.pid(), libc::SIGKILL) };
@@ -605,30 +607,6 @@ impl Engine {
             i64::from(exit.code),
             String::from_utf8_lossy(&output).into_owned(),
         ))
-    }
-}
-
-/// Whether our child `pid` has exited by `deadline`; it is left for its `wait` to reap.
-fn exits_by(pid: i32, deadline: Instant) -> bool {
-    loop {
-        // SAFETY: waitid on our own child into a zeroed siginfo; WNOWAIT reaps nothing.
-        let exited = unsafe {
-            let mut info: libc::siginfo_t = std::mem::zeroed();
-            let r = libc::waitid(
-                libc::P_PID,
-                pid as libc::id_t,
-                &mut info,
-                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-            );
-            r != 0 || info.si_pid() != 0
-        };
-        if exited {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
