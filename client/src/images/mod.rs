@@ -1183,7 +1183,6 @@ pub(crate) fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
-/// Writes a snapshot's `<chain id>.json` (its diff id and unpacked size) beside it.
 /// Marks `dir` as the top of unrelated directory trees for ext4's Orlov allocator (`chattr
 /// +T`): each directory made in it (a snapshot, a container) gets its inodes from a block
 /// group of its own instead of its parent's. Without it, a layer unpacked just after another
@@ -1207,6 +1206,7 @@ pub(crate) fn spread_subdirs(dir: &Path) {
     }
 }
 
+/// Writes a snapshot's `<chain id>.json` (its diff id and unpacked size) beside it.
 pub(crate) fn write_snapshot_meta(snapshot: &Path, meta: &serde_json::Value) -> Result<()> {
     write_atomic(
         &snapshot.with_extension("json"),

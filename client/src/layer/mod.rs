@@ -140,7 +140,8 @@ pub enum LayerError {
 }
 
 /// Writes a layer from `source` into the store: the blob under its digest (none for an empty
-/// layer with `options.skip_empty`), and with `options.snapshot` the unpacked snapshot too. Blocks; call it off an async runtime.
+/// layer with `options.skip_empty`), and with `options.snapshot` the unpacked snapshot too.
+/// Blocks; call it off an async runtime.
 pub fn write_layer(
     store: &ImageStore,
     source: LayerSource<'_>,

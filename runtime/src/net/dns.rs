@@ -10,8 +10,9 @@
 //! are renamed and go. A name is answered when a living lease on a network the asking
 //! container shares (this one or another user-defined network it is also on) lists it (the
 //! container's name, its aliases, its short id), with its IPv4 address (A) and, on a network
-//! with an IPv6 subnet, its IPv6 address (AAAA; only that on an IPv6-only network); other names are forwarded to the host's
-//! resolvers (from the host's namespace, so loopback resolvers work), except on internal
+//! with an IPv6 subnet, its IPv6 address (AAAA; only that on an IPv6-only network); other
+//! names are forwarded to the host's resolvers (from the host's namespace, so loopback
+//! resolvers work), except on internal
 //! networks, which have no way out. It exits once no container is left on its network:
 //! at once when the last one is unplugged ([`stop_if_idle`]), or within a second when the
 //! last one dies without being unplugged.
