@@ -274,7 +274,7 @@ const WRONG_COUNTS: &[(&[&str], &str, &str, &str)] = &[
 
 /// A docker client of version 28 or later on PATH, when there is one (older ones word these
 /// messages otherwise).
-fn docker_28() -> Option<std::path::PathBuf> {
+pub fn docker_28() -> Option<std::path::PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|d| d.join("docker"))
         .filter(|p| p.exists())

@@ -7,6 +7,7 @@ mod auth_tls;
 mod chaos;
 mod cli;
 mod gc;
+mod house;
 mod images;
 mod mirror;
 mod notify;

@@ -11,7 +11,7 @@ use crate::monitor::{self, MonitorPlan};
 use crate::rootfs::{Device, Rootfs};
 use crate::seccomp;
 use crate::spec::{ns_flag, MountPlan, ProcessPlan};
-use crate::state::{Exit, Record, State, Status, ROOTFS_DIR, SPEC_FILE, STATE_FILE};
+use crate::state::{Exit, ExitHook, Record, State, Status, ROOTFS_DIR, SPEC_FILE, STATE_FILE};
 use crate::sys;
 use oci_spec::runtime::{LinuxDeviceType, LinuxNamespaceType, LinuxResources, Spec};
 use std::io;
@@ -46,16 +46,6 @@ pub struct ContainerConfig {
     /// Run a small init as the container's first process, with the command as its child: it
     /// reaps zombies and forwards signals (docker's `--init`).
     pub init: bool,
-}
-
-/// A function the monitor calls with the container's exit.
-#[derive(Clone)]
-pub struct ExitHook(pub std::sync::Arc<dyn Fn(&Exit) + Send + Sync>);
-
-impl std::fmt::Debug for ExitHook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ExitHook")
-    }
 }
 
 /// A container, known by its state directory.

@@ -124,7 +124,7 @@ pub use cgroup::{
     delegated_subtree, host_supports_blkio_weight, host_supports_cpu_realtime,
     host_supports_memory_swappiness, host_supports_oom_kill_disable,
 };
-pub use container::{create, Container, ContainerConfig, ExitHook, IPC_SYSCTLS};
+pub use container::{create, Container, ContainerConfig, IPC_SYSCTLS};
 pub use error::{Error, Result};
 pub use exec::{ExecProcess, ExecStdio};
 pub use logfile::{LogConfig, LogEntry, LogFormat, LogReader};
@@ -133,7 +133,7 @@ pub use spec::{
     default_spec, device_rule, host_has_cgroupns, parse_signal, CAPABILITIES, COPY_UP,
     DEFAULT_CAPABILITIES, DEFAULT_MASKED_PATHS, DEFAULT_PATH, DEFAULT_READONLY_PATHS,
 };
-pub use state::{now_rfc3339, Exit, State, Status};
+pub use state::{now_rfc3339, Exit, ExitHook, State, Status};
 pub use usage::Usage;
 pub use user::{resolve_groups, resolve_user, ResolvedUser};
 

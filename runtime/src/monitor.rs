@@ -46,7 +46,7 @@ pub(crate) struct MonitorPlan {
     pub open_stdin: bool,
     pub log: Option<LogConfig>,
     pub resources: Option<LinuxResources>,
-    pub on_exit: Option<crate::container::ExitHook>,
+    pub on_exit: Option<crate::state::ExitHook>,
 }
 
 const STATUS_FD: RawFd = 3;

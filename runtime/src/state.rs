@@ -64,6 +64,18 @@ pub struct Exit {
     pub oom_killed: bool,
 }
 
+/// A function the monitor calls with the container's exit (given by the container's
+/// creator; kept here beside [`Exit`] so that neither the monitor nor the container module
+/// needs the other for it).
+#[derive(Clone)]
+pub struct ExitHook(pub std::sync::Arc<dyn Fn(&Exit) + Send + Sync>);
+
+impl std::fmt::Debug for ExitHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExitHook")
+    }
+}
+
 /// What `Container::state` reports.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {

@@ -1,13 +1,30 @@
 //! How failures reach a person: one line on stderr and docker's exit status.
 //!
 //! A command returns `Ok(status)` for what it decided itself, or an error that
-//! [`super::run`] prints as `Error: …` with status 1. Container commands that fail in the
+//! [`super::run`] prints as `Error: …` with status 1, or a [`StatusError`], printed as it is
+//! with its own status. Container commands that fail in the
 //! engine print `berth: …` and exit with the engine's code ([`engine_failure`]: docker's 125,
 //! or 126/127 when the command cannot run); a command line clap cannot parse exits 125
 //! ([`usage_error`]), except a verb given too few or too many arguments: docker's message
 //! and usage ([`super::usage::arity_error`]) and status 1, as docker's.
 
 use berth_client::engine::EngineError;
+
+/// A failure docker's CLI prints as it is, without `Error: ` before it, and exits with its
+/// own status (docker's `cli.StatusError`): a bad `--format` template, for one.
+#[derive(Debug)]
+pub struct StatusError {
+    pub status: i32,
+    pub message: String,
+}
+
+impl std::fmt::Display for StatusError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for StatusError {}
 
 /// docker's exit status for its own failures (a bad flag, no such image, …).
 pub const ENGINE_FAILURE: i32 = 125;

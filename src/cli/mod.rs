@@ -153,9 +153,15 @@ pub fn run(g: &Globals, command: Command) -> i32 {
     };
     match result {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("Error: {}", one_line(&e));
-            1
-        }
+        Err(e) => match e.downcast_ref::<exit::StatusError>() {
+            Some(s) => {
+                eprintln!("{}", s.message);
+                s.status
+            }
+            None => {
+                eprintln!("Error: {}", one_line(&e));
+                1
+            }
+        },
     }
 }

@@ -11,7 +11,7 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use super::each::ContainersArg;
-use crate::cli::format::print_inspect;
+use crate::cli::format::InspectFormat;
 use crate::cli::globals::Globals;
 use crate::cli::network::view::endpoint_id;
 
@@ -382,7 +382,7 @@ fn network_settings(rec: &ContainerRecord, net: &Option<NetworkState>) -> Value 
 }
 
 pub fn run(g: &Globals, a: InspectArgs) -> Result<i32> {
-    let (format, size) = (a.format.as_deref(), a.size);
+    let (format, size) = (InspectFormat::parse(a.format.as_deref())?, a.size);
     let a = &a.c;
     let e = g.engine()?;
     let mut out = Vec::new();
@@ -396,7 +396,7 @@ pub fn run(g: &Globals, a: InspectArgs) -> Result<i32> {
             }
         }
     }
-    print_inspect(&out, format)?;
+    format.print(&out)?;
     Ok(code)
 }
 

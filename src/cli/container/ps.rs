@@ -12,7 +12,7 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use crate::cli::format::{
-    created_at, ellipsis, go_quote, human_ago, human_since, human_size, print_list,
+    created_at, ellipsis, go_quote, human_ago, human_since, human_size, print_list, Format, Style,
 };
 use crate::cli::globals::Globals;
 
@@ -230,9 +230,32 @@ fn matches(
     })
 }
 
+/// The column titles of `ps`, keyed by docker's field names.
+fn headers() -> Value {
+    json!({
+        "ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
+        "RunningFor": "CREATED", "Ports": "PORTS", "State": "STATE", "Status": "STATUS",
+        "Size": "SIZE", "Names": "NAMES", "Labels": "LABELS", "Mounts": "MOUNTS",
+        "Networks": "NETWORKS", "LocalVolumes": "LOCAL VOLUMES",
+    })
+}
+
+/// docker reads a `--format` template and runs it once on an empty row before it lists
+/// anything: a field no row has, or a template that cannot run, fails with no container too.
+fn check_format(format: &str) -> Result<()> {
+    let mut empty = headers();
+    if let Some(fields) = empty.as_object_mut() {
+        fields.values_mut().for_each(|v| *v = json!(""));
+    }
+    Format::parse(format, Style::PS)?.probe(&empty)
+}
+
 pub fn run(g: &Globals, a: PsArgs) -> Result<i32> {
     let e = g.engine()?;
     let filters = ps_filter(&a.filter)?;
+    if let Some(f) = a.format.as_deref().filter(|f| !f.is_empty()) {
+        check_format(f)?;
+    }
     let mut shown = Vec::new();
     let limit = if a.latest { 1 } else { a.last };
     let all =
@@ -267,11 +290,5 @@ pub fn run(g: &Globals, a: PsArgs) -> Result<i32> {
     } else {
         "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
     };
-    let headers = json!({
-        "ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
-        "RunningFor": "CREATED", "Ports": "PORTS", "State": "STATE", "Status": "STATUS",
-        "Size": "SIZE", "Names": "NAMES", "Labels": "LABELS", "Mounts": "MOUNTS",
-        "Networks": "NETWORKS", "LocalVolumes": "LOCAL VOLUMES",
-    });
-    print_list(a.format.as_deref(), default, &headers, &rows)
+    print_list(a.format.as_deref(), default, &headers(), &rows)
 }

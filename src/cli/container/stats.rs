@@ -15,7 +15,7 @@ use berth_client::engine::{ContainerRecord, ContainerStats, Engine, EngineError}
 use clap::Args;
 use serde_json::{json, Value};
 
-use crate::cli::format::{bytes_size, human_size, render_list};
+use crate::cli::format::{bytes_size, human_size, list_format, render_list};
 use crate::cli::globals::Globals;
 
 const DEFAULT_FORMAT: &str = "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}";
@@ -115,6 +115,8 @@ fn shown(a: &StatsArgs, s: &ContainerStats) -> bool {
 pub fn run(g: &Globals, a: StatsArgs) -> Result<i32> {
     let e = g.engine()?;
     let format = a.format.as_deref();
+    // A bad template is refused before anything is read, even with no container to show.
+    list_format(format, DEFAULT_FORMAT)?;
     let trunc = !a.no_trunc;
     if a.no_stream {
         let mut rows = Vec::new();

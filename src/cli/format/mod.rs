@@ -5,8 +5,10 @@
 //!   `table …` template with a header row, `json` (one object per line), or a Go template per
 //!   row. Rows are JSON objects whose keys are docker's field names; the header row is the
 //!   same object with column titles.
-//! - [`print_inspect`]: `inspect` documents: a JSON array indented as docker indents it, or a
+//! - [`InspectFormat`]: `inspect` documents: a JSON array indented as docker indents it, or a
 //!   template per document.
+//! - [`Format`]: a parsed template and its [`Style`], how its command reads it and answers a
+//!   template that does not parse or fails as it runs (docker's commands differ).
 //! - [`template`]: Go's text/template with docker's functions; [`table`]: the tabwriter;
 //!   [`units`]: sizes, durations, dates and quoting as docker writes them.
 
@@ -16,17 +18,123 @@ pub mod units;
 
 use std::io::Write;
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use serde_json::Value;
 
 pub use table::tabulate;
 pub use template::Template;
+
+use crate::cli::exit::StatusError;
 pub use units::{
     bytes_size, created_at, ellipsis, go_quote, human_ago, human_since, human_size, human_size4,
 };
 
-fn parse(format: &str) -> Result<Template> {
-    Template::parse(format).map_err(|e| anyhow!("template parsing error: {e}"))
+/// How a command reads its `--format`, as docker's commands differ: listings (docker's
+/// formatter) take a `table` prefix and the escapes `\t` and `\n`, the others read the template
+/// as it is; and each puts its own words before Go's error and exits with its own status, for
+/// a template that does not parse and for one that fails as it runs. Either failure is a
+/// [`StatusError`], printed as it is.
+#[derive(Clone, Copy, Debug)]
+pub struct Style {
+    /// The template's name in Go's errors.
+    name: &'static str,
+    list: bool,
+    parse: (&'static str, i32),
+    exec: (&'static str, i32),
+}
+
+impl Style {
+    /// Listings (`images`, `volume ls`, `stats`, …; `ps` too, once its rows are rendered).
+    pub const LIST: Style = Style {
+        name: "",
+        list: true,
+        parse: ("template parsing error: ", 1),
+        exec: ("template parsing error: ", 1),
+    };
+    /// `ps`'s check before it lists anything: the template as given, run once on an empty row.
+    pub const PS: Style = Style {
+        name: "",
+        list: false,
+        parse: ("failed to parse template: ", 1),
+        exec: ("failed to execute template: ", 1),
+    };
+    /// Every `inspect`: the template is read before any object is looked up.
+    pub const INSPECT: Style = Style {
+        name: "",
+        list: false,
+        parse: ("template parsing error: ", 64),
+        exec: ("template parsing error: ", 1),
+    };
+    /// `info`.
+    pub const INFO: Style = Style {
+        name: "",
+        list: false,
+        parse: ("template parsing error: ", 64),
+        exec: ("", 1),
+    };
+    /// `version`, whose template Go knows as "version".
+    pub const VERSION: Style = Style {
+        name: "version",
+        list: false,
+        parse: ("template parsing error: ", 64),
+        exec: ("", 1),
+    };
+    /// `events`, which also runs the template once on an empty event first.
+    pub const EVENTS: Style = Style {
+        name: "",
+        list: false,
+        parse: ("Error parsing format: ", 64),
+        exec: ("Error parsing format: ", 64),
+    };
+
+    fn fail((words, status): (&str, i32), e: String) -> anyhow::Error {
+        StatusError {
+            status,
+            message: format!("{words}{e}"),
+        }
+        .into()
+    }
+}
+
+/// A `--format` template as its command reads it.
+#[derive(Debug)]
+pub struct Format {
+    template: Template,
+    style: Style,
+}
+
+impl Format {
+    /// Parses a template (docker's `table` prefix and `\t`, `\n` escapes included).
+    pub fn parse(src: &str, style: Style) -> Result<Format> {
+        let template = Template::parse_as(src, style.name, style.list)
+            .map_err(|e| Style::fail(style.parse, e))?;
+        Ok(Format { template, style })
+    }
+
+    /// Whether the format began with `table`.
+    pub fn table(&self) -> bool {
+        self.template.table
+    }
+
+    /// The template run for one value.
+    pub fn render(&self, v: &Value) -> Result<String> {
+        self.template
+            .render(v)
+            .map_err(|e| Style::fail(self.style.exec, e))
+    }
+
+    /// A `table` format's header row from the column titles.
+    pub fn render_header(&self, titles: &Value) -> Result<String> {
+        self.template
+            .render_header(titles)
+            .map_err(|e| Style::fail(self.style.exec, e))
+    }
+
+    /// docker's check of a template before anything is listed (`ps`, `events`): one run on
+    /// an empty row, so that a field no row has fails even when there is no row.
+    pub fn probe(&self, empty: &Value) -> Result<()> {
+        self.render(empty).map(drop)
+    }
 }
 
 /// Prints a listing: `format` as given to `--format` (`None`, empty or `table`: `default`;
@@ -51,28 +159,31 @@ pub fn render_list(
     headers: &Value,
     rows: &[Value],
 ) -> Result<String> {
+    render_rows(&list_format(format, default)?, headers, rows)
+}
+
+/// A listing's `--format` read as [`render_list`] reads it (`None`, empty or `table`:
+/// `default`; `json`: `{{json .}}`); for a command that must refuse a bad template even when
+/// it has no row to print.
+pub fn list_format(format: Option<&str>, default: &str) -> Result<Format> {
     let format = match format {
         None | Some("") | Some("table") => default,
         Some("json") => "{{json .}}",
         Some(f) => f,
     };
-    render_rows(format, headers, rows)
+    Format::parse(format, Style::LIST)
 }
 
 /// Renders rows with a template; a `table` template gets a header and aligned columns.
-fn render_rows(format: &str, headers: &Value, rows: &[Value]) -> Result<String> {
-    let t = parse(format)?;
+fn render_rows(t: &Format, headers: &Value, rows: &[Value]) -> Result<String> {
     let mut lines = Vec::new();
-    if t.table {
-        lines.push(
-            t.render_header(headers)
-                .map_err(|e| anyhow!("template: {e}"))?,
-        );
+    if t.table() {
+        lines.push(t.render_header(headers)?);
     }
     for v in rows {
-        lines.push(t.render(v).map_err(|e| anyhow!("template: {e}"))?);
+        lines.push(t.render(v)?);
     }
-    if t.table {
+    if t.table() {
         return Ok(tabulate(&lines));
     }
     let mut text = String::new();
@@ -83,36 +194,56 @@ fn render_rows(format: &str, headers: &Value, rows: &[Value]) -> Result<String> 
     Ok(text)
 }
 
-/// Prints `inspect` documents: a JSON array indented by four spaces (docker's), `json` on one
-/// line, or each document through a template.
-pub fn print_inspect(docs: &[Value], format: Option<&str>) -> Result<()> {
-    match format {
-        None | Some("") => print_json_indented(&Value::Array(docs.to_vec())),
-        Some("json") => {
-            println!("{}", serde_json::to_string(docs)?);
-            Ok(())
-        }
-        Some(f) => {
-            let t = parse(f)?;
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            for v in docs {
-                let line = t.render(v).map_err(|e| anyhow!("template: {e}"))?;
-                writeln!(out, "{line}")?;
+/// An `inspect` command's `--format`: none (a JSON array indented as docker indents it),
+/// `json` (the array on one line) or a template run for each document. Read before any
+/// object is looked up, as docker reads it.
+pub enum InspectFormat {
+    Indented,
+    Json,
+    Template(Format),
+}
+
+impl InspectFormat {
+    pub fn parse(format: Option<&str>) -> Result<InspectFormat> {
+        Self::parse_as(format, Style::INSPECT)
+    }
+
+    fn parse_as(format: Option<&str>, style: Style) -> Result<InspectFormat> {
+        Ok(match format {
+            None | Some("") => InspectFormat::Indented,
+            Some("json") => InspectFormat::Json,
+            Some(f) => InspectFormat::Template(Format::parse(f, style)?),
+        })
+    }
+
+    /// Prints the documents found.
+    pub fn print(&self, docs: &[Value]) -> Result<()> {
+        match self {
+            InspectFormat::Indented => print_json_indented(&Value::Array(docs.to_vec())),
+            InspectFormat::Json => {
+                println!("{}", serde_json::to_string(docs)?);
+                Ok(())
             }
-            out.flush()?;
-            Ok(())
+            InspectFormat::Template(t) => {
+                let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                for v in docs {
+                    writeln!(out, "{}", t.render(v)?)?;
+                }
+                out.flush()?;
+                Ok(())
+            }
         }
     }
 }
 
 /// Prints one document (`version`, `info`) through `--format`: `json` as one line, otherwise
-/// a template.
-pub fn print_document(doc: &Value, format: &str) -> Result<()> {
+/// a template read in the command's `style`.
+pub fn print_document(doc: &Value, format: &str, style: Style) -> Result<()> {
     if format == "json" {
         println!("{}", serde_json::to_string(doc)?);
         return Ok(());
     }
-    print_inspect(std::slice::from_ref(doc), Some(format))
+    InspectFormat::parse_as(Some(format), style)?.print(std::slice::from_ref(doc))
 }
 
 /// A prune's section, as docker prints it: `Deleted Containers:`, an item a line, a blank

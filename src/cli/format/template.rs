@@ -232,15 +232,15 @@ const BUILTINS: &[&str] = &[
 ];
 
 /// Go refuses a function it does not know when it parses, not when it runs.
-fn known(e: &Expr) -> Result<(), String> {
+fn known(e: &Expr) -> Result<(), (usize, String)> {
     match e {
-        Expr::Identifier(_, name) => {
+        Expr::Identifier(pos, name) => {
             let name = name.as_str();
             let ours = functions(false).iter().any(|(n, _)| *n == name);
             if ours || BUILTINS.contains(&name) {
                 Ok(())
             } else {
-                Err(format!("function {name:?} not defined"))
+                Err((pos.line, format!("function {name:?} not defined")))
             }
         }
         Expr::Chain(_, inner, _) => known(inner),
@@ -250,7 +250,7 @@ fn known(e: &Expr) -> Result<(), String> {
 
 /// `.Label "key"` (a method call in Go, on docker's rows) becomes `__method_label . "key"`;
 /// each function named must exist.
-fn methods_in_pipe(pipe: &mut PipeNode) -> Result<(), String> {
+fn methods_in_pipe(pipe: &mut PipeNode) -> Result<(), (usize, String)> {
     for cmd in &mut pipe.commands {
         for arg in &mut cmd.args {
             known(arg)?;
@@ -299,7 +299,7 @@ fn methods_in_pipe(pipe: &mut PipeNode) -> Result<(), String> {
     Ok(())
 }
 
-fn methods_in_list(list: &mut ListNode) -> Result<(), String> {
+fn methods_in_list(list: &mut ListNode) -> Result<(), (usize, String)> {
     for node in &mut list.nodes {
         match node {
             Node::List(l) => methods_in_list(l)?,
@@ -334,8 +334,9 @@ fn leading_variable(s: &str) -> Option<&str> {
 
 /// Go's parser's checks of the variables a pipeline declares (text/template/parse's
 /// `pipeline`), which the template crate does not make: two variables (`$i, $v :=`) only in
-/// a range, a declaration followed by a value, and a pipeline that has one.
-fn check_declarations(inner: &str) -> Result<(), String> {
+/// a range, a declaration followed by a value, and a pipeline that has one. Returns the
+/// variables declared (or assigned: Go's parser adds those to the scope too).
+fn check_declarations(inner: &str) -> Result<Vec<&str>, String> {
     // A right trim marker (`-}}`) is part of the delimiter.
     let inner = match inner.strip_suffix('-') {
         Some(r) if r.ends_with(char::is_whitespace) => r.trim_end(),
@@ -350,7 +351,7 @@ fn check_declarations(inner: &str) -> Result<(), String> {
     if rest[..word_of(rest)] == *"else" {
         rest = rest["else".len()..].trim_start();
         if rest.is_empty() {
-            return Ok(());
+            return Ok(vec![]);
         }
     }
     let word = &rest[..word_of(rest)];
@@ -359,24 +360,27 @@ fn check_declarations(inner: &str) -> Result<(), String> {
             rest = &rest[word.len()..];
             word
         }
-        "end" | "define" | "block" | "template" | "break" | "continue" => return Ok(()),
+        "end" | "define" | "block" | "template" | "break" | "continue" => return Ok(vec![]),
         _ => "command",
     };
-    let mut declared = 0;
+    let mut declared = vec![];
+    let mut pending = vec![];
     while let Some(var) = leading_variable(rest.trim_start()) {
         let after = &rest.trim_start()[var.len()..];
         let next = after.trim_start();
         if next.starts_with(":=") || (next.starts_with('=') && !next.starts_with("==")) {
             rest = &next[if next.starts_with(":=") { 2 } else { 1 }..];
+            pending.push(var);
+            declared.append(&mut pending);
             break;
         }
         if !next.starts_with(',') {
             break;
         }
-        declared += 1;
         let peek = next[1..].trim_start();
-        if context == "range" && declared < 2 {
+        if context == "range" && pending.is_empty() {
             if peek.is_empty() || peek.starts_with('$') || peek.starts_with(')') {
+                pending.push(var);
                 rest = &next[1..];
                 continue;
             }
@@ -387,17 +391,239 @@ fn check_declarations(inner: &str) -> Result<(), String> {
     if rest.trim().is_empty() {
         return Err(format!("missing value for {context}"));
     }
+    Ok(declared)
+}
+
+/// The variables an action's source reads (`$`, `$x`, `$x.Field` reads `$x`), outside its
+/// quoted strings.
+fn variables_used(inner: &str) -> Vec<&str> {
+    let (mut used, mut quote, mut i) = (vec![], None::<u8>, 0);
+    let bytes = inner.as_bytes();
+    while i < bytes.len() {
+        match (quote, bytes[i]) {
+            (Some(b'"' | b'\''), b'\\') => i += 1,
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, c @ (b'"' | b'`' | b'\'')) => quote = Some(c),
+            (None, b'$') => {
+                let var = leading_variable(&inner[i..]).unwrap_or("$");
+                used.push(var);
+                i += var.len();
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    used
+}
+
+/// Go's lexer's and parser's checks of an action's operands, outside its quoted strings, which
+/// the template crate does not make or words otherwise: parentheses that match, a `.` that
+/// begins a field name (`.A.` and `..` are not), escapes Go's strings know.
+fn check_operands(inner: &str) -> Result<(), String> {
+    let (mut quote, mut depth, mut i) = (None::<u8>, 0usize, 0);
+    let bytes = inner.as_bytes();
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    while i < bytes.len() {
+        let c = bytes[i];
+        match quote {
+            Some(b'"') if c == b'\\' => {
+                let escape = bytes.get(i + 1).copied().unwrap_or(b' ');
+                if !b"abfnrtv\\\"01234567xuU".contains(&escape) {
+                    return Err("invalid syntax".into());
+                }
+                i += 1;
+            }
+            Some(b'\'') if c == b'\\' => i += 1,
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None => match c {
+                b'"' | b'`' | b'\'' => quote = Some(c),
+                b'(' => depth += 1,
+                b')' if depth == 0 => return Err("unexpected right paren".into()),
+                b')' => depth -= 1,
+                b'.' => {
+                    let after_operand = i > 0
+                        && (word(bytes[i - 1]) && !bytes[i - 1].is_ascii_digit()
+                            || matches!(bytes[i - 1], b'.' | b')' | b'$'));
+                    let field = bytes.get(i + 1).is_some_and(|n| word(*n));
+                    if after_operand && !field {
+                        return Err("unexpected <.> in operand".into());
+                    }
+                }
+                _ => {}
+            },
+        }
+        i += 1;
+    }
+    if depth > 0 {
+        return Err("unclosed left paren".into());
+    }
     Ok(())
 }
 
-/// A parse error as Go's text/template words it: `template: NAME:LINE: message` (docker's
-/// commands parse their `--format` as a template named "").
-fn parse_error(line: usize, msg: impl std::fmt::Display) -> String {
-    format!("template: :{line}: {msg}")
+/// A block open while the source is read: its keyword, the scope it closes, and, for a
+/// `define` or `block` (a template of its own), the scope outside it.
+struct Open<'s> {
+    word: &'s str,
+    scope: usize,
+    outer: Option<Vec<&'s str>>,
+    /// Past its final `else`: a range's `else` is not inside the range, and nothing but
+    /// `end` may follow it.
+    in_else: bool,
+}
+
+/// Whether an action stands in a range's body: Go counts ranges within the template being
+/// parsed (a `define`'s body starts at none).
+fn in_range(open: &[Open]) -> bool {
+    open.iter()
+        .rev()
+        .take_while(|o| o.outer.is_none())
+        .any(|o| o.word == "range" && !o.in_else)
+}
+
+/// What Go's parser refuses and the template crate lets through, checked here first over the
+/// actions of the source, in order: an `if`, `range`, `with`, `define` or `block` without its
+/// `end`, and an `end` or `else` without one; declarations a pipeline cannot make; a variable
+/// read outside the scope that declares it; `break` and `continue` outside a `range`; a
+/// quoted string, raw string or character constant without its end. `name` is the
+/// template's name in the errors (docker names `version`'s "version", the others "").
+fn check_blocks(src: &str, name: &str) -> Result<(), String> {
+    let error =
+        |line: usize, msg: &dyn std::fmt::Display| format!("template: {name}:{line}: {msg}");
+    let mut open: Vec<Open> = Vec::new();
+    // The variables in scope (`$` always).
+    let mut vars: Vec<&str> = vec!["$"];
+    let mut rest = src;
+    while let Some(start) = rest.find("{{") {
+        let line = 1 + src[..src.len() - rest.len() + start].matches('\n').count();
+        let action = &rest[start + 2..];
+        // The action ends at the first `}}` outside a quoted string or a comment.
+        let lead = action.len() - action.trim_start_matches('-').trim_start().len();
+        let (mut end, mut quote, mut i) = (None, None::<(u8, usize)>, 0);
+        if action[lead..].starts_with("/*") {
+            // A comment runs to `*/`, whatever it holds.
+            i = action.find("*/").map_or(action.len(), |c| c + 2);
+        }
+        let bytes = action.as_bytes();
+        let unterminated = |q: u8, at: usize| {
+            let line = line + action[..at].matches('\n').count();
+            let what = match q {
+                b'"' => "unterminated quoted string",
+                b'`' => "unterminated raw quoted string",
+                _ => "unterminated character constant",
+            };
+            error(line, &what)
+        };
+        while i < bytes.len() {
+            match (quote, bytes[i]) {
+                // A quoted string or character constant ends at its line's end, a raw string
+                // may run over lines.
+                (Some((q @ (b'"' | b'\''), at)), b'\n') => return Err(unterminated(q, at)),
+                (Some((q @ (b'"' | b'\''), at)), b'\\') => {
+                    if matches!(bytes.get(i + 1), None | Some(b'\n')) {
+                        return Err(unterminated(q, at));
+                    }
+                    i += 1;
+                }
+                (Some((q, _)), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, c @ (b'"' | b'`' | b'\'')) => quote = Some((c, i)),
+                (None, b'}') if bytes.get(i + 1) == Some(&b'}') => {
+                    end = Some(i);
+                    break;
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        if let Some((q, at)) = quote {
+            return Err(unterminated(q, at));
+        }
+        let Some(end) = end else {
+            return Err(error(line, &"unclosed action"));
+        };
+        let inner = action[..end].trim_start_matches('-').trim();
+        rest = &action[end + 2..];
+        if inner.starts_with("/*") {
+            continue;
+        }
+        let word = inner
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .next()
+            .unwrap_or("");
+        let declared = check_declarations(inner).map_err(|e| error(line, &e))?;
+        match word {
+            "if" | "range" | "with" => open.push(Open {
+                word,
+                scope: vars.len(),
+                outer: None,
+                in_else: false,
+            }),
+            // Go defines templates at the top level only.
+            "define" if !open.is_empty() => {
+                return Err(error(line, &"unexpected <define> in command"))
+            }
+            // A template of its own: `$` is its only variable, and no range is around it.
+            "define" | "block" => open.push(Open {
+                word,
+                scope: 1,
+                outer: Some(std::mem::replace(&mut vars, vec!["$"])),
+                in_else: false,
+            }),
+            "else" => match open.last_mut() {
+                None => return Err(error(line, &"unexpected {{else}}")),
+                Some(o) if o.in_else => return Err(error(line, &"expected end; found {{else}}")),
+                Some(o) => {
+                    // `else if` continues an if, `else with` a with; nothing else continues.
+                    let then = inner["else".len()..].trim_start();
+                    let then = then
+                        .split(|c: char| !c.is_ascii_alphanumeric())
+                        .next()
+                        .unwrap_or("");
+                    match then {
+                        "if" | "with" if then != o.word => {
+                            return Err(error(line, &format!("unexpected <{then}> in input")))
+                        }
+                        "if" | "with" => {}
+                        _ => o.in_else = true,
+                    }
+                }
+            },
+            "end" => match open.pop() {
+                None => return Err(error(line, &"unexpected {{end}}")),
+                Some(Open {
+                    outer: Some(outer), ..
+                }) => vars = outer,
+                Some(o) => vars.truncate(o.scope),
+            },
+            "break" | "continue" if !in_range(&open) => {
+                return Err(error(
+                    line,
+                    &format!("{{{{{word}}}}} outside {{{{range}}}}"),
+                ))
+            }
+            _ => {}
+        }
+        // Go's parser adds a pipeline's variables to the scope before it reads its commands.
+        vars.extend(declared);
+        if let Some(v) = variables_used(inner)
+            .into_iter()
+            .find(|v| !vars.contains(v))
+        {
+            return Err(error(line, &format!("undefined variable {v:?}")));
+        }
+        check_operands(inner).map_err(|e| error(line, &e))?;
+    }
+    match open.last() {
+        Some(_) => Err(error(1 + src.matches('\n').count(), &"unexpected EOF")),
+        None => Ok(()),
+    }
 }
 
 /// The template crate's parse error in Go's form: Go names the line, not the column.
-fn go_parse_error(e: &TemplateError) -> String {
+fn go_parse_error(e: &TemplateError, name: &str) -> String {
     let text = e.to_string();
     let Some(rest) = text.strip_prefix(&format!("template: {NAME}:")) else {
         return text;
@@ -407,90 +633,34 @@ fn go_parse_error(e: &TemplateError) -> String {
         (Some(line), Some(col), Some(msg))
             if line.parse::<usize>().is_ok() && col.parse::<usize>().is_ok() =>
         {
-            format!("template: :{line}:{msg}")
+            format!("template: {name}:{line}:{msg}")
         }
-        _ => format!("template: :{rest}"),
-    }
-}
-
-/// Go's parser refuses an `if`, `range`, `with`, `define` or `block` without its `end`, and
-/// an `end` or `else` without one, and declarations a pipeline cannot make; the template
-/// crate lets these through, so they are checked here first, over the actions of the source.
-fn check_blocks(src: &str) -> Result<(), String> {
-    let mut open: Vec<&str> = Vec::new();
-    let mut rest = src;
-    while let Some(start) = rest.find("{{") {
-        let line = 1 + src[..src.len() - rest.len() + start].matches('\n').count();
-        let action = &rest[start + 2..];
-        // The action ends at the first `}}` outside a quoted string or a comment.
-        let lead = action.len() - action.trim_start_matches('-').trim_start().len();
-        let (mut end, mut quote, mut i) = (None, None::<u8>, 0);
-        if action[lead..].starts_with("/*") {
-            // A comment runs to `*/`, whatever it holds.
-            i = action.find("*/").map_or(action.len(), |c| c + 2);
-        }
-        let bytes = action.as_bytes();
-        while i < bytes.len() {
-            match (quote, bytes[i]) {
-                (Some(b'"'), b'\\') => i += 1,
-                (Some(q), c) if c == q => quote = None,
-                (Some(_), _) => {}
-                (None, c @ (b'"' | b'`' | b'\'')) => quote = Some(c),
-                (None, b'}') if bytes.get(i + 1) == Some(&b'}') => {
-                    end = Some(i);
-                    break;
-                }
-                _ => {}
-            }
-            i += 1;
-        }
-        let Some(end) = end else {
-            return Err(parse_error(line, "unclosed action"));
-        };
-        let inner = action[..end].trim_start_matches('-').trim();
-        let word = inner
-            .split(|c: char| !c.is_ascii_alphanumeric())
-            .next()
-            .unwrap_or("");
-        match word {
-            _ if inner.starts_with("/*") => {}
-            "if" | "range" | "with" | "define" | "block" => open.push(word),
-            "else" if open.is_empty() => return Err(parse_error(line, "unexpected {{else}}")),
-            "end" if open.pop().is_none() => return Err(parse_error(line, "unexpected {{end}}")),
-            _ => {}
-        }
-        if !inner.starts_with("/*") {
-            check_declarations(inner).map_err(|e| parse_error(line, e))?;
-        }
-        rest = &action[end + 2..];
-    }
-    match open.last() {
-        Some(_) => Err(parse_error(1 + src.matches('\n').count(), "unexpected EOF")),
-        None => Ok(()),
+        _ => format!("template: {name}:{rest}"),
     }
 }
 
 /// Parses `src` with the functions of rows or of a header, and turns method calls into
 /// function calls. `None` for a format with nothing to render.
-fn build(src: &str, header: bool) -> Result<Option<Box<gotmpl::Template>>, String> {
+fn build(src: &str, name: &str, header: bool) -> Result<Option<Box<gotmpl::Template>>, String> {
     let with_funcs = |mut t: gotmpl::Template| {
         for (name, f) in functions(header) {
             t = t.func(name, f);
         }
         t.missing_key(MissingKey::Error)
     };
-    check_blocks(src)?;
+    check_blocks(src, name)?;
     let parsed = with_funcs(gotmpl::Template::new(NAME))
         .parse(src)
-        .map_err(|e| go_parse_error(&e))?;
+        .map_err(|e| go_parse_error(&e, name))?;
     let mut out = with_funcs(gotmpl::Template::new(NAME));
     let mut any = false;
-    for name in parsed.templates() {
-        if let Some(tree) = parsed.lookup(name) {
+    for tree_name in parsed.templates() {
+        if let Some(tree) = parsed.lookup(tree_name) {
             let mut tree = tree.clone();
-            methods_in_list(&mut tree)?;
-            any |= name == NAME;
-            out = out.add_parse_tree(name, tree);
+            methods_in_list(&mut tree)
+                .map_err(|(line, e)| format!("template: {name}:{line}: {e}"))?;
+            any |= tree_name == NAME;
+            out = out.add_parse_tree(tree_name, tree);
         }
     }
     Ok(any.then(|| Box::new(out)))
@@ -531,17 +701,48 @@ fn from_go(v: &Go) -> Value {
     }
 }
 
+/// An error of a template run, in Go's words where the template crate's differ (Go's adds
+/// where in the template it happened, which the crate does not say).
+fn exec_error(e: &TemplateError) -> String {
+    let msg = match e {
+        TemplateError::MissingKey { key } => format!("map has no entry for key {key:?}"),
+        TemplateError::UndefinedTemplate(name) => format!("template {name:?} not defined"),
+        TemplateError::Exec(msg) => msg.clone(),
+        other => other.to_string(),
+    };
+    format!("template: {msg}")
+}
+
 impl Template {
-    /// Parses a `--format` value (with docker's `\t` and `\n` escapes and `table` prefix).
+    /// Parses a listing's `--format` value (with docker's `\t` and `\n` escapes and `table`
+    /// prefix);
+    /// an error is Go's parse error (`template: :1: unclosed action`).
+    #[cfg(test)]
     pub fn parse(format: &str) -> Result<Template, String> {
+        Self::parse_as(format, "", true)
+    }
+
+    /// Parses a template Go knows by `name` in its errors (docker's `version` names its
+    /// template "version"); a `list` format (docker's formatter's) may begin with `table`
+    /// and has `\t` and `\n` read as a tab and a newline, others are read as they are.
+    pub fn parse_as(format: &str, name: &str, list: bool) -> Result<Template, String> {
         let (table, rest) = match format.strip_prefix("table") {
-            Some(r) if r.is_empty() || r.starts_with([' ', '\t']) => (true, r.trim_start()),
+            Some(r) if list && (r.is_empty() || r.starts_with([' ', '\t'])) => {
+                (true, r.trim_start())
+            }
             _ => (false, format),
         };
-        let src = rest.replace("\\t", "\t").replace("\\n", "\n");
+        let src = match list {
+            true => rest.replace("\\t", "\t").replace("\\n", "\n"),
+            false => rest.to_string(),
+        };
         Ok(Template {
-            rows: build(&src, false)?,
-            header: if table { build(&src, true)? } else { None },
+            rows: build(&src, name, false)?,
+            header: if table {
+                build(&src, name, true)?
+            } else {
+                None
+            },
             table,
         })
     }
@@ -550,7 +751,7 @@ impl Template {
         match t {
             Some(t) => t
                 .execute_template_to_string(NAME, &to_go(v))
-                .map_err(|e| e.to_string()),
+                .map_err(|e| exec_error(&e)),
             None => Ok(String::new()),
         }
     }

@@ -4,7 +4,7 @@ use anyhow::Result;
 use clap::Args;
 
 use super::view;
-use crate::cli::format::print_inspect;
+use crate::cli::format::InspectFormat;
 use crate::cli::globals::Globals;
 
 #[derive(Args, Debug)]
@@ -19,6 +19,7 @@ pub struct InspectArgs {
 /// As docker: the documents found are printed, each network not found is one line on
 /// stderr, and the status is 1 if any was not found.
 pub fn run(g: &Globals, a: InspectArgs) -> Result<i32> {
+    let format = InspectFormat::parse(a.format.as_deref())?;
     let e = g.engine()?;
     let mut out = Vec::new();
     let mut code = 0;
@@ -31,6 +32,6 @@ pub fn run(g: &Globals, a: InspectArgs) -> Result<i32> {
             }
         }
     }
-    print_inspect(&out, a.format.as_deref())?;
+    format.print(&out)?;
     Ok(code)
 }

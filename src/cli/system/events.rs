@@ -5,14 +5,14 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
-use berth_client::events::{Event, Filter, Journal};
+use berth_client::events::{Event, Filter, Journal, Kind};
 use berth_client::images::default_root;
 use chrono::{DateTime, Local, SecondsFormat};
 use clap::Args;
 use serde_json::{json, Value};
 
 use crate::cli::flags::parse_time;
-use crate::cli::format::Template;
+use crate::cli::format::{Format, Style};
 use crate::cli::globals::Globals;
 
 #[derive(Args)]
@@ -37,7 +37,7 @@ pub struct EventsArgs {
 enum Output {
     Default,
     Json,
-    Template(Template),
+    Template(Format),
 }
 
 pub fn run(g: &Globals, a: EventsArgs) -> Result<i32> {
@@ -51,9 +51,12 @@ pub fn run(g: &Globals, a: EventsArgs) -> Result<i32> {
     let output = match a.format.as_deref() {
         None | Some("") => Output::Default,
         Some("json") | Some("{{json .}}") => Output::Json,
-        Some(f) => Output::Template(
-            Template::parse(f).map_err(|e| anyhow!("template parsing error: {e}"))?,
-        ),
+        Some(f) => {
+            // docker runs the template once on an empty event before it reads any.
+            let t = Format::parse(f, Style::EVENTS)?;
+            t.probe(&empty_event())?;
+            Output::Template(t)
+        }
     };
     let journal = Journal::open(&g.root.clone().unwrap_or_else(default_root));
     // Following starts before the past is read, so that nothing written between falls
@@ -72,9 +75,7 @@ pub fn run(g: &Globals, a: EventsArgs) -> Result<i32> {
         let line = match &output {
             Output::Default => default_line(e),
             Output::Json => serde_json::to_string(e)?,
-            Output::Template(t) => t
-                .render(&go_fields(e))
-                .map_err(|e| anyhow!("template: {e}"))?,
+            Output::Template(t) => t.render(&go_fields(e))?,
         };
         match writeln!(out, "{line}").and_then(|_| out.flush()) {
             Ok(()) => Ok(true),
@@ -147,6 +148,15 @@ fn default_line(e: &Event) -> String {
 /// The event as docker's templates see it: the Go struct's field names (`.Status`, `.ID`,
 /// `.From`, `.Type`, `.Action`, `.Actor.ID`, `.Actor.Attributes`, `.Scope`, `.Time`,
 /// `.TimeNano`).
+/// docker's empty event message, which a template is first run on: no type, and a nil map
+/// of attributes (any key reads as no value).
+fn empty_event() -> Value {
+    let mut v = go_fields(&Event::new(Kind::Container, "", ""));
+    v["Type"] = json!("");
+    v["Actor"]["Attributes"] = Value::Null;
+    v
+}
+
 fn go_fields(e: &Event) -> Value {
     json!({
         "Status": e.status.clone().unwrap_or_default(),

@@ -8,7 +8,7 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use super::version::{go_arch, kernel_version};
-use crate::cli::format::print_document;
+use crate::cli::format::{print_document, Style};
 use crate::cli::globals::Globals;
 
 #[derive(Args)]
@@ -144,7 +144,7 @@ fn document(g: &Globals) -> Result<Value> {
 pub fn run(g: &Globals, a: InfoArgs) -> Result<i32> {
     let d = document(g)?;
     if let Some(f) = a.format.as_deref().filter(|f| !f.is_empty()) {
-        print_document(&d, f)?;
+        print_document(&d, f, Style::INFO)?;
         return Ok(0);
     }
     let s = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_string);

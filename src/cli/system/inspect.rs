@@ -8,7 +8,7 @@ use clap::Args;
 
 use crate::cli::container::inspect::inspect_value;
 use crate::cli::exit::one_line;
-use crate::cli::format::print_inspect;
+use crate::cli::format::InspectFormat;
 use crate::cli::globals::block_on;
 
 #[derive(Args)]
@@ -52,6 +52,7 @@ pub fn inspect(
     format: Option<&str>,
     size: bool,
 ) -> Result<i32> {
+    let format = InspectFormat::parse(format)?;
     block_on(async {
         let engine = Engine::with_images(store.clone())?;
         let mut out = Vec::new();
@@ -80,7 +81,7 @@ pub fn inspect(
                 }
             }
         }
-        print_inspect(&out, format)?;
+        format.print(&out)?;
         Ok(code)
     })
 }

@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::Args;
 use serde_json::{json, Value};
 
-use crate::cli::format::print_document;
+use crate::cli::format::{print_document, Style};
 
 #[derive(Args)]
 pub struct VersionArgs {
@@ -88,7 +88,7 @@ fn document() -> Value {
 pub fn run(a: VersionArgs) -> Result<i32> {
     let doc = document();
     if let Some(f) = a.format.as_deref().filter(|f| !f.is_empty()) {
-        print_document(&doc, f)?;
+        print_document(&doc, f, Style::VERSION)?;
         return Ok(0);
     }
     let c = &doc["Client"];
