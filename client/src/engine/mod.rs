@@ -2120,7 +2120,7 @@ impl Engine {
         if !listed {
             return Err(EngineError::Invalid(format!(
                 "container {} is not connected to network {name}",
-                rec.short_id()
+                rec.id
             )));
         }
         let mut updated = rec.clone();
