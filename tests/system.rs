@@ -312,23 +312,26 @@ fn bad_templates_answer_in_each_commands_words() {
         assert_eq!(o.status.code(), Some(*status), "{args:?}");
         assert!(o.stdout.is_empty(), "{args:?}");
     }
-    // A field no row has: ps and events refuse it before listing anything.
-    for (args, words, status) in [
+    // A template that cannot run on an empty row: ps (a field no row has) and events (a
+    // function without its argument) refuse it before listing anything.
+    for (args, words, status, what) in [
         (
             vec!["ps", "--format", "{{.Nope}}"],
             "failed to execute template: ",
             1,
+            "Nope",
         ),
         (
-            vec!["events", "--until", "1s", "--format", "{{.Nope}}"],
+            vec!["events", "--until", "1s", "--format", "{{json}}"],
             "Error parsing format: ",
             64,
+            "wrong number of args for json: want 1 got 0",
         ),
     ] {
         let o = b.cmd(&args).output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(
-            err.starts_with(&format!("{words}template: ")) && err.contains("Nope"),
+            err.starts_with(&format!("{words}template: ")) && err.contains(what),
             "{args:?}: {err}"
         );
         assert_eq!(o.status.code(), Some(status), "{args:?}");
@@ -344,7 +347,7 @@ fn bad_templates_answer_in_each_commands_words() {
             "--until",
             "1s",
             "--format",
-            "{{.Type}} {{.Actor.Attributes.name}} {{json .}}"
+            "{{.Type}} {{.Actor.Attributes.name}} {{index .Actor.Attributes \"x\"}} {{json .}}"
         ]),
         ""
     );

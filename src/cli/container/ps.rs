@@ -240,7 +240,7 @@ fn check_format(format: &str) -> Result<()> {
     if let Some(fields) = empty.as_object_mut() {
         fields.values_mut().for_each(|v| *v = json!(""));
     }
-    Format::parse(format, Style::PS)?.probe(&empty)
+    Format::parse(format, Style::PS)?.probe(&empty, false)
 }
 
 pub fn run(g: &Globals, a: PsArgs) -> Result<i32> {

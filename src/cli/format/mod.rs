@@ -131,9 +131,15 @@ impl Format {
     }
 
     /// docker's check of a template before anything is listed (`ps`, `events`): one run on
-    /// an empty row, so that a field no row has fails even when there is no row.
-    pub fn probe(&self, empty: &Value) -> Result<()> {
-        self.render(empty).map(drop)
+    /// an empty row, so that a field no row has fails even when there is no row. With
+    /// `nil_maps`, a key missing from a map is no error: docker's empty row has nil maps
+    /// there (an event's attributes), which a JSON row cannot tell from its fields.
+    pub fn probe(&self, empty: &Value, nil_maps: bool) -> Result<()> {
+        let run = match nil_maps {
+            true => self.template.render_lenient(empty),
+            false => self.template.render(empty),
+        };
+        run.map(drop).map_err(|e| Style::fail(self.style.exec, e))
     }
 }
 

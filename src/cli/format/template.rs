@@ -761,6 +761,16 @@ impl Template {
         Self::run(&self.rows, v)
     }
 
+    /// Renders with a key missing from a map read as no value (Go's default for maps), not
+    /// as an error: for a value whose maps stand for Go's nil maps.
+    pub fn render_lenient(&self, v: &Value) -> Result<String, String> {
+        let lenient = self
+            .rows
+            .as_ref()
+            .map(|t| Box::new((**t).clone().missing_key(MissingKey::Invalid)));
+        Self::run(&lenient, v)
+    }
+
     /// Renders a `table` format's header row from the column titles.
     pub fn render_header(&self, titles: &Value) -> Result<String, String> {
         let t = if self.header.is_some() {

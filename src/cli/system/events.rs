@@ -54,7 +54,7 @@ pub fn run(g: &Globals, a: EventsArgs) -> Result<i32> {
         Some(f) => {
             // docker runs the template once on an empty event before it reads any.
             let t = Format::parse(f, Style::EVENTS)?;
-            t.probe(&empty_event())?;
+            t.probe(&empty_event(), true)?;
             Output::Template(t)
         }
     };
@@ -148,12 +148,11 @@ fn default_line(e: &Event) -> String {
 /// The event as docker's templates see it: the Go struct's field names (`.Status`, `.ID`,
 /// `.From`, `.Type`, `.Action`, `.Actor.ID`, `.Actor.Attributes`, `.Scope`, `.Time`,
 /// `.TimeNano`).
-/// docker's empty event message, which a template is first run on: no type, and a nil map
-/// of attributes (any key reads as no value).
+/// docker's empty event message, which a template is first run on: no type, no attributes
+/// (a nil map there: any key reads as no value).
 fn empty_event() -> Value {
     let mut v = go_fields(&Event::new(Kind::Container, "", ""));
     v["Type"] = json!("");
-    v["Actor"]["Attributes"] = Value::Null;
     v
 }
 
