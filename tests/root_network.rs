@@ -976,7 +976,7 @@ fn root_internal_hairpin_and_macvlan_through_the_cli() {
             "true",
         ],
         125,
-        "internal",
+        "ports cannot be published on network inside: it is internal",
     );
 
     // Hairpin: containers reach published ports through the host's address on their
@@ -1119,12 +1119,64 @@ fn root_internal_hairpin_and_macvlan_through_the_cli() {
         &b,
         &["run", "--rm", "--network", "mv", "-p", "80", "bb", "true"],
         125,
+        "ports cannot be published on network mv: its driver is macvlan",
+    );
+    // IPv6-only macvlan (`--ipv4=false`): an IPv6 address on the parent's network, no IPv4
+    // address nor route; the namespace's end answers at <v6>200.
+    let v6 = format!("fd47:{:x}::", k & 0xffff);
+    ip(&[
+        "-n",
+        &ns,
+        "addr",
+        "add",
+        &format!("{v6}200/64"),
+        "dev",
+        &peer,
+        "nodad",
+    ]);
+    b.ok(&[
+        "network",
+        "create",
+        "-d",
+        "macvlan",
+        "--ipv4=false",
+        "--ipv6",
+        "--subnet",
+        &format!("{v6}/64"),
+        "-o",
+        &format!("parent={parent}"),
+        "mv6",
+    ]);
+    let o = out(
+        &b,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "mv6",
+            "bb",
+            "sh",
+            "-c",
+            &format!("ip -o addr show eth0 && ip -4 route && busybox ping -6 -c 1 -W 2 {v6}200"),
+        ],
+    );
+    let text = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(o.status.success(), "{text}");
+    assert!(text.contains(&format!("inet6 {v6}2/64")), "{text}");
+    assert!(
+        !text.contains("inet ") && !text.contains("default"),
+        "{text}"
+    );
+    fails_with(
+        &b,
+        &["run", "--rm", "--network", "mv6", "-p", "80", "bb", "true"],
+        125,
         "macvlan",
     );
     b.ok(&["rm", "-f", "in1", "server", "client"]);
     assert_eq!(
-        b.ok(&["network", "rm", "inside", "hp", "mv"]),
-        "inside\nhp\nmv\n"
+        b.ok(&["network", "rm", "inside", "hp", "mv", "mv6"]),
+        "inside\nhp\nmv\nmv6\n"
     );
 }
 
@@ -1862,7 +1914,81 @@ fn root_ipv6_only_networks_through_the_cli() {
     let hosts = b.ok(&["exec", "p2", "cat", "/etc/hosts"]);
     assert!(hosts.contains(&p2_v6), "{hosts}");
 
-    b.ok(&["rm", "-f", "p1", "p2"]);
+    // A published port, as docker 28 publishes one for a container without IPv4: on the
+    // host's IPv6 addresses only (`[::]`), reached from the host through an address of its
+    // own (the gateway) and from containers (hairpin, the publisher's own port included).
+    // Nothing answers on IPv4, and [::1] is refused at once (it is not held open: the kernel
+    // sends no IPv6 loopback packet on to a container, and berth has no userland proxy).
+    fails_with(
+        &b,
+        &[
+            "create",
+            "--network",
+            "o6",
+            "-p",
+            "127.0.0.1:8080:80",
+            "bb",
+            "true",
+        ],
+        125,
+        "ports cannot be published on network o6: it is IPv6-only, and 127.0.0.1 is an IPv4 \
+         address",
+    );
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "w6",
+        "--network",
+        "o6",
+        "-p",
+        "80",
+        "bb",
+        "sh",
+        "-c",
+        "mkdir -p /tmp/w && echo from-w6 > /tmp/w/index.html && exec httpd -f -p 80 -h /tmp/w",
+    ]);
+    let port = b.ok(&["port", "w6"]);
+    let hport = port
+        .trim()
+        .strip_prefix("80/tcp -> [::]:")
+        .unwrap_or_else(|| panic!("{port}"))
+        .to_string();
+    assert_eq!(
+        b.ok(&["ps", "-f", "name=w6", "--format", "{{.Ports}}"]),
+        format!("[::]:{hport}->80/tcp\n")
+    );
+    assert_eq!(
+        inspect(&b, "w6")["NetworkSettings"]["Ports"],
+        serde_json::json!({"80/tcp": [{"HostIp": "::", "HostPort": hport}]})
+    );
+    let at_gateway = format!("[{v6}1]:{hport}");
+    eventually("the published port on the host's IPv6 address", || {
+        http_get(&at_gateway, "/index.html").as_deref() == Some("from-w6\n")
+    });
+    for c in ["p1", "w6"] {
+        let script =
+            format!("printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {v6}1 {hport}");
+        let o = out(&b, &["exec", c, "sh", "-c", &script]);
+        assert!(
+            stdout(&o).ends_with("from-w6\n"),
+            "{c} -> [{v6}1]:{hport}: {}{}",
+            stdout(&o),
+            stderr(&o)
+        );
+    }
+    for addr in [format!("127.0.0.1:{hport}"), format!("[::1]:{hport}")] {
+        let tried =
+            std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(3));
+        let e = tried.map(drop).expect_err(&addr);
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionRefused,
+            "{addr}: {e}"
+        );
+    }
+
+    b.ok(&["rm", "-f", "p1", "p2", "w6"]);
     b.ok(&["network", "rm", "o6"]);
     let left = network_traces(&[bridge], std::slice::from_ref(&subnet));
     assert!(left.is_empty(), "{left:?}");
@@ -1913,7 +2039,7 @@ fn root_subnets_keep_off_networks_and_the_hosts_links() {
     b.ok(&["network", "rm", "other"]);
 
     let k = std::process::id() & 0xffff;
-    let (p, v6) = (net24(13), format!("fd45:{k:x}::"));
+    let (p, v6) = (net24(13), format!("fd46:{k:x}::"));
     // Another root's network, set up on the host by a container.
     dual_stack(
         &a,

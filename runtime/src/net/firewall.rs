@@ -10,7 +10,9 @@
 //!   bridge to 127.0.0.0/8 (`route_localnet` is on for those published ports, and without
 //!   it a container could reach the host's loopback services). Read once with
 //!   `iptables-save`, the missing ones added in one batch. For IPv6: NAT out, forwarding
-//!   and the hairpin masquerade (IPv6 never routes ::1, so it needs neither of the others).
+//!   and the hairpin masquerade (IPv6 never routes ::1, so it needs neither of the others),
+//!   and a return from `BERTH` for ::1 before any DNAT, so that [::1]:PORT is refused at
+//!   once rather than sent where the kernel drops it.
 //! - A container's published ports: DNAT rules in the nat table's `BERTH` chain, each
 //!   commented `berth:<tag>`, added in one batch ([`publish`]) and removed in one
 //!   ([`unpublish`]); a port published on all of the host's addresses of a container with an
@@ -131,11 +133,15 @@ fn network_rules(n: &Network, f: Family) -> Vec<Table> {
             format!("-A OUTPUT -m addrtype --dst-type LOCAL -j {CHAIN}"),
         ),
     ];
-    if f == Family::V4 {
-        nat.push((
+    match f {
+        Family::V4 => nat.push((
             false,
             format!("-A POSTROUTING -s 127.0.0.0/8 -o {b} -j MASQUERADE"),
-        ));
+        )),
+        // A packet to ::1 sent on to a container is dropped by the kernel (IPv6 has no
+        // `route_localnet`): without this a connection to [::1]:PORT would hang until its
+        // timeout; with it, nothing listens there and it is refused at once.
+        Family::V6 => nat.push((true, format!("-A {CHAIN} -d ::1/128 -j RETURN"))),
     }
     nat.push((
         false,
