@@ -365,6 +365,13 @@ fn root_network_commands_flags_and_messages() {
         "60",
     ]);
     let c1 = inspect(&b, "c1")["Id"].as_str().unwrap().to_string();
+    assert!(
+        std::path::Path::new("/sys/class/net")
+            .join(&bridge)
+            .exists(),
+        "the bridge is named by -o com.docker.network.bridge.name"
+    );
+    one_batch_per_container(&b);
     fails_with(
         &b,
         &["network", "rm", "front"],
@@ -637,6 +644,22 @@ fn root_network_commands_flags_and_messages() {
         "the first with a way out: {routes}"
     );
 
+    // A network removed under a created container: it cannot start, and only
+    // `disconnect -f` takes it off the network that is gone.
+    b.ok(&["network", "create", "gone"]);
+    b.ok(&["create", "--name", "c4", "--network", "gone", "bb", "true"]);
+    b.ok(&["network", "rm", "gone"]);
+    fails_with(&b, &["start", "c4"], 1, "network gone not found");
+    fails_with(
+        &b,
+        &["network", "disconnect", "gone", "c4"],
+        1,
+        "network gone not found",
+    );
+    b.ok(&["network", "disconnect", "-f", "gone", "c4"]);
+    assert!(inspect(&b, "c4")["NetworkSettings"]["Networks"]["gone"].is_null());
+    b.ok(&["rm", "c4"]);
+
     let back_id = json(&b.ok(&["network", "inspect", "back"]))[0]["Id"]
         .as_str()
         .unwrap()
@@ -674,6 +697,67 @@ fn root_network_commands_flags_and_messages() {
         .join(&bridge)
         .exists());
     assert_eq!(listed(&b, &["type=custom"]), Vec::<String>::new());
+}
+
+/// A container's published ports are added in one `iptables-restore` batch and removed in
+/// one: berth runs with wrappers first on its PATH that log each batch they pass on. The
+/// network `front` is ready (a container is on it), so only the ports' rules are written.
+fn one_batch_per_container(b: &Berth) {
+    let wrappers = b.dir.path().join("wrappers");
+    std::fs::create_dir_all(&wrappers).unwrap();
+    let log = b.dir.path().join("batches.log");
+    for tool in ["iptables-restore", "ip6tables-restore"] {
+        let script = format!(
+            "#!/bin/sh\nbatch=$(cat)\nprintf '== %s\\n%s\\n' {tool} \"$batch\" >> {log}\n\
+             printf '%s\\n' \"$batch\" | exec {real} \"$@\"\n",
+            log = log.display(),
+            real = require(tool).display(),
+        );
+        let path = wrappers.join(tool);
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    }
+    let path = format!(
+        "{}:{}",
+        wrappers.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let logged = |args: &[&str]| {
+        let o = b.cmd(args).env("PATH", &path).output().unwrap();
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        stdout(&o)
+    };
+    let id = logged(&[
+        "run",
+        "-d",
+        "--network",
+        "front",
+        "-p",
+        "80",
+        "-p",
+        "81",
+        "-p",
+        "82/udp",
+        "bb",
+        "sleep",
+        "60",
+    ]);
+    let id = id.trim();
+    let batches = |verb: &str| -> Vec<String> {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.split("== ")
+            .filter(|b| b.contains(&format!("{verb} BERTH")) && b.contains(id))
+            .map(str::to_string)
+            .collect()
+    };
+    let added = batches("-A");
+    assert_eq!(added.len(), 1, "{added:?}");
+    assert_eq!(added[0].matches("-A BERTH").count(), 3, "{added:?}");
+    logged(&["rm", "-f", id]);
+    let removed = batches("-D");
+    assert_eq!(removed.len(), 1, "{removed:?}");
+    assert_eq!(removed[0].matches("-D BERTH").count(), 3, "{removed:?}");
 }
 
 /// A name server of the test's own on 127.0.0.0/8 port 53, standing in for the host's: it
@@ -1024,6 +1108,22 @@ fn root_internal_hairpin_and_macvlan_through_the_cli() {
         let o = out(&b, &["exec", c, "wget", "-qO-", &url]);
         assert_eq!(stdout(&o), "hairpin\n", "{c}: {}", stderr(&o));
     }
+    // The internal network forwards nothing out, not even along a route made by hand to a
+    // network set up after it (whose rules the host's forwarding chain meets first).
+    let server = address(&b, "server", "hp");
+    let (_, text) = in_net(
+        pid_of(&b, "in1"),
+        &format!(
+            "ip route add {p5}.0/24 via {p4}.1 dev eth0; \
+             ping -c 1 -W 2 {p4}.1 >/dev/null && echo GATEWAY; \
+             ping -c 1 -W 2 {server} >/dev/null && echo OUT"
+        ),
+    );
+    assert!(text.contains("GATEWAY"), "{text}");
+    assert!(
+        !text.contains("OUT"),
+        "an internal network forwarded: {text}"
+    );
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let lport = listener.local_addr().unwrap().port();
     listener.set_nonblocking(true).unwrap();
