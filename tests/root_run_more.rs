@@ -678,19 +678,10 @@ fn root_pid_ipc_uts_cgroupns_userns_modes() {
         .to_string();
     assert_eq!(stdout(&o).trim(), host_ipc);
     // Joining a container that uses the host's IPC is the host's, /dev/shm included.
-    b.ok(&[
-        "run",
-        "-d",
-        "--network",
-        "none",
-        "--name",
-        "hostipc",
-        "--ipc",
-        "host",
-        "bb",
-        "sleep",
-        "1000",
-    ]);
+    let donor: Vec<&str> = "run -d --network none --name hostipc --ipc host bb sleep 1000"
+        .split(' ')
+        .collect();
+    b.ok(&donor);
     let on_host = format!("berth-test-{}", std::process::id());
     std::fs::write(Path::new("/dev/shm").join(&on_host), "from-host\n").unwrap();
     let o = sh(
