@@ -162,8 +162,8 @@ fn become_init(p: &ProcessPlan, sock: RawFd) -> ! {
 fn setup(plan: &InitPlan, sock: RawFd, stdio: [RawFd; 3]) -> Result<()> {
     // SAFETY: umask cannot fail.
     unsafe { libc::umask(0) };
-    // The monitor moves this process into the container's cgroups meanwhile (a cgroup v1
-    // `cgroup.procs` write waits ~10 ms for an RCU grace period): see `enter_cgroups`.
+    // The monitor moves this process into the container's v2 cgroup meanwhile (a
+    // `cgroup.procs` write waits for an RCU grace period): see `enter_cgroups`.
     for (flag, path) in &plan.join {
         let f = std::fs::File::open(path).ctx(|| format!("open namespace {}", path.display()))?;
         // SAFETY: setns on an fd we hold.
@@ -253,11 +253,15 @@ fn setup(plan: &InitPlan, sock: RawFd, stdio: [RawFd; 3]) -> Result<()> {
     Ok(())
 }
 
-/// Waits for the monitor to have moved this process into the container's cgroups (it does so
-/// while the root filesystem is mounted), then makes the cgroup namespace, whose root is the
-/// cgroup it is in at that moment. Comes before the cgroup filesystem is mounted and before
-/// anything the cgroups limit (devices, processes) happens.
+/// Moves this process into the container's v1 cgroups (itself: no RCU grace period to wait
+/// for, see `CgroupPaths::join_self_v1`), waits for the monitor to have moved it into its v2
+/// cgroup (it does so while the root filesystem is mounted), then makes the cgroup
+/// namespace, whose root is the cgroup it is in at that moment. Comes before the cgroup
+/// filesystem is mounted and before anything the cgroups limit (devices, processes) happens.
 fn enter_cgroups(plan: &InitPlan, sock: RawFd) -> Result<()> {
+    plan.cgroups
+        .join_self_v1()
+        .ctx(|| "join the container's cgroups".into())?;
     let mut buf = [0u8; 1024];
     match sys::recv_msg(sock, &mut buf) {
         Ok((n, _)) if n >= 2 && buf[0] == MSG_CGROUPS && buf[1] == b'1' => {}

@@ -4,7 +4,8 @@
 //! the monitor is re-parented and survives the CLI), and waits for one line on a pipe: the
 //! container is created, or why not. The monitor then:
 //!
-//! 1. creates the cgroups and applies the limits;
+//! 1. creates the cgroups and applies the limits (the init moves itself into the v1
+//!    hierarchies; the monitor moves it into the v2 one);
 //! 2. creates the stdio pipes (or lets the init open a pty in the container's devpts and
 //!    receives the master), binds `attach.sock`;
 //! 3. forks the init into a new pid namespace and waits for its `Ready` (see `init`);
@@ -268,8 +269,9 @@ impl<'a> Monitor<'a> {
             init::run(&plan.init, sync_child.as_raw_fd(), stdio);
         }
         drop((stdin_theirs, out_theirs, err_theirs, sync_child));
-        // The init mounts its root meanwhile and waits for this before it needs its cgroups.
-        let joined = plan.init.cgroups.join_pid(pid);
+        // The init mounts its root meanwhile, moves itself into the v1 hierarchies (see
+        // `CgroupPaths::join_self_v1`) and waits for this before it needs its cgroups.
+        let joined = plan.init.cgroups.join_v2(&pid.to_string());
         let mut word = vec![init::MSG_CGROUPS];
         match &joined {
             Ok(()) => word.push(b'1'),
