@@ -22,6 +22,8 @@ pub(crate) const MSG_READY: u8 = b'R';
 pub(crate) const MSG_GO: u8 = b'G';
 pub(crate) const MSG_PTY: u8 = b'P';
 pub(crate) const MSG_PID: u8 = b'I';
+/// Init to monitor: the container's new network namespace exists (see `InitPlan::announce_netns`).
+pub(crate) const MSG_NETNS: u8 = b'T';
 /// Monitor to init: the init is in the container's cgroups (`1`), or why not (`0`, text).
 pub(crate) const MSG_CGROUPS: u8 = b'C';
 pub(crate) const FAIL_SETUP: u8 = b'S';
@@ -49,6 +51,9 @@ pub(crate) struct InitPlan {
     pub process: ProcessPlan,
     /// Stay as pid 1 under the command, reaping and forwarding signals (`--init`).
     pub reaper: bool,
+    /// Tell the monitor as soon as the new network namespace exists, so that the creator
+    /// can plug the container's network in while the rest is set up.
+    pub announce_netns: bool,
 }
 
 pub(crate) fn report(sock: RawFd, kind: u8, msg: &str) {
@@ -173,6 +178,9 @@ fn setup(plan: &InitPlan, sock: RawFd, stdio: [RawFd; 3]) -> Result<()> {
     // SAFETY: unshare/setsid are plain system calls.
     cvt(unsafe { libc::unshare(plan.unshare & !libc::CLONE_NEWCGROUP) })
         .ctx(|| "unshare namespaces".into())?;
+    if plan.announce_netns && plan.unshare & libc::CLONE_NEWNET != 0 {
+        sys::send_msg(sock, &[MSG_NETNS], None).ctx(|| "tell the monitor".into())?;
+    }
     // SAFETY: as above.
     unsafe { libc::setsid() };
 
