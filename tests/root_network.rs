@@ -365,6 +365,13 @@ fn root_network_commands_flags_and_messages() {
         "60",
     ]);
     let c1 = inspect(&b, "c1")["Id"].as_str().unwrap().to_string();
+    assert!(
+        std::path::Path::new("/sys/class/net")
+            .join(&bridge)
+            .exists(),
+        "the bridge is named by -o com.docker.network.bridge.name"
+    );
+    one_batch_per_container(&b);
     fails_with(
         &b,
         &["network", "rm", "front"],
@@ -637,6 +644,22 @@ fn root_network_commands_flags_and_messages() {
         "the first with a way out: {routes}"
     );
 
+    // A network removed under a created container: it cannot start, and only
+    // `disconnect -f` takes it off the network that is gone.
+    b.ok(&["network", "create", "gone"]);
+    b.ok(&["create", "--name", "c4", "--network", "gone", "bb", "true"]);
+    b.ok(&["network", "rm", "gone"]);
+    fails_with(&b, &["start", "c4"], 1, "network gone not found");
+    fails_with(
+        &b,
+        &["network", "disconnect", "gone", "c4"],
+        1,
+        "network gone not found",
+    );
+    b.ok(&["network", "disconnect", "-f", "gone", "c4"]);
+    assert!(inspect(&b, "c4")["NetworkSettings"]["Networks"]["gone"].is_null());
+    b.ok(&["rm", "c4"]);
+
     let back_id = json(&b.ok(&["network", "inspect", "back"]))[0]["Id"]
         .as_str()
         .unwrap()
@@ -674,6 +697,67 @@ fn root_network_commands_flags_and_messages() {
         .join(&bridge)
         .exists());
     assert_eq!(listed(&b, &["type=custom"]), Vec::<String>::new());
+}
+
+/// A container's published ports are added in one `iptables-restore` batch and removed in
+/// one: berth runs with wrappers first on its PATH that log each batch they pass on. The
+/// network `front` is ready (a container is on it), so only the ports' rules are written.
+fn one_batch_per_container(b: &Berth) {
+    let wrappers = b.dir.path().join("wrappers");
+    std::fs::create_dir_all(&wrappers).unwrap();
+    let log = b.dir.path().join("batches.log");
+    for tool in ["iptables-restore", "ip6tables-restore"] {
+        let script = format!(
+            "#!/bin/sh\nbatch=$(cat)\nprintf '== %s\\n%s\\n' {tool} \"$batch\" >> {log}\n\
+             printf '%s\\n' \"$batch\" | exec {real} \"$@\"\n",
+            log = log.display(),
+            real = require(tool).display(),
+        );
+        let path = wrappers.join(tool);
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    }
+    let path = format!(
+        "{}:{}",
+        wrappers.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let logged = |args: &[&str]| {
+        let o = b.cmd(args).env("PATH", &path).output().unwrap();
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        stdout(&o)
+    };
+    let id = logged(&[
+        "run",
+        "-d",
+        "--network",
+        "front",
+        "-p",
+        "80",
+        "-p",
+        "81",
+        "-p",
+        "82/udp",
+        "bb",
+        "sleep",
+        "60",
+    ]);
+    let id = id.trim();
+    let batches = |verb: &str| -> Vec<String> {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.split("== ")
+            .filter(|b| b.contains(&format!("{verb} BERTH")) && b.contains(id))
+            .map(str::to_string)
+            .collect()
+    };
+    let added = batches("-A");
+    assert_eq!(added.len(), 1, "{added:?}");
+    assert_eq!(added[0].matches("-A BERTH").count(), 3, "{added:?}");
+    logged(&["rm", "-f", id]);
+    let removed = batches("-D");
+    assert_eq!(removed.len(), 1, "{removed:?}");
+    assert_eq!(removed[0].matches("-D BERTH").count(), 3, "{removed:?}");
 }
 
 /// A name server of the test's own on 127.0.0.0/8 port 53, standing in for the host's: it
@@ -976,7 +1060,7 @@ fn root_internal_hairpin_and_macvlan_through_the_cli() {
             "true",
         ],
         125,
-        "internal",
+        "ports cannot be published on network inside: it is internal",
     );
 
     // Hairpin: containers reach published ports through the host's address on their
@@ -1024,6 +1108,22 @@ fn root_internal_hairpin_and_macvlan_through_the_cli() {
         let o = out(&b, &["exec", c, "wget", "-qO-", &url]);
         assert_eq!(stdout(&o), "hairpin\n", "{c}: {}", stderr(&o));
     }
+    // The internal network forwards nothing out, not even along a route made by hand to a
+    // network set up after it (whose rules the host's forwarding chain meets first).
+    let server = address(&b, "server", "hp");
+    let (_, text) = in_net(
+        pid_of(&b, "in1"),
+        &format!(
+            "ip route add {p5}.0/24 via {p4}.1 dev eth0; \
+             ping -c 1 -W 2 {p4}.1 >/dev/null && echo GATEWAY; \
+             ping -c 1 -W 2 {server} >/dev/null && echo OUT"
+        ),
+    );
+    assert!(text.contains("GATEWAY"), "{text}");
+    assert!(
+        !text.contains("OUT"),
+        "an internal network forwarded: {text}"
+    );
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let lport = listener.local_addr().unwrap().port();
     listener.set_nonblocking(true).unwrap();
@@ -1119,12 +1219,64 @@ fn root_internal_hairpin_and_macvlan_through_the_cli() {
         &b,
         &["run", "--rm", "--network", "mv", "-p", "80", "bb", "true"],
         125,
+        "ports cannot be published on network mv: its driver is macvlan",
+    );
+    // IPv6-only macvlan (`--ipv4=false`): an IPv6 address on the parent's network, no IPv4
+    // address nor route; the namespace's end answers at <v6>200.
+    let v6 = format!("fd47:{:x}::", k & 0xffff);
+    ip(&[
+        "-n",
+        &ns,
+        "addr",
+        "add",
+        &format!("{v6}200/64"),
+        "dev",
+        &peer,
+        "nodad",
+    ]);
+    b.ok(&[
+        "network",
+        "create",
+        "-d",
+        "macvlan",
+        "--ipv4=false",
+        "--ipv6",
+        "--subnet",
+        &format!("{v6}/64"),
+        "-o",
+        &format!("parent={parent}"),
+        "mv6",
+    ]);
+    let o = out(
+        &b,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "mv6",
+            "bb",
+            "sh",
+            "-c",
+            &format!("ip -o addr show eth0 && ip -4 route && busybox ping -6 -c 1 -W 2 {v6}200"),
+        ],
+    );
+    let text = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(o.status.success(), "{text}");
+    assert!(text.contains(&format!("inet6 {v6}2/64")), "{text}");
+    assert!(
+        !text.contains("inet ") && !text.contains("default"),
+        "{text}"
+    );
+    fails_with(
+        &b,
+        &["run", "--rm", "--network", "mv6", "-p", "80", "bb", "true"],
+        125,
         "macvlan",
     );
     b.ok(&["rm", "-f", "in1", "server", "client"]);
     assert_eq!(
-        b.ok(&["network", "rm", "inside", "hp", "mv"]),
-        "inside\nhp\nmv\n"
+        b.ok(&["network", "rm", "inside", "hp", "mv", "mv6"]),
+        "inside\nhp\nmv\nmv6\n"
     );
 }
 
@@ -1862,7 +2014,81 @@ fn root_ipv6_only_networks_through_the_cli() {
     let hosts = b.ok(&["exec", "p2", "cat", "/etc/hosts"]);
     assert!(hosts.contains(&p2_v6), "{hosts}");
 
-    b.ok(&["rm", "-f", "p1", "p2"]);
+    // A published port, as docker 28 publishes one for a container without IPv4: on the
+    // host's IPv6 addresses only (`[::]`), reached from the host through an address of its
+    // own (the gateway) and from containers (hairpin, the publisher's own port included).
+    // Nothing answers on IPv4, and [::1] is refused at once (it is not held open: the kernel
+    // sends no IPv6 loopback packet on to a container, and berth has no userland proxy).
+    fails_with(
+        &b,
+        &[
+            "create",
+            "--network",
+            "o6",
+            "-p",
+            "127.0.0.1:8080:80",
+            "bb",
+            "true",
+        ],
+        125,
+        "ports cannot be published on network o6: it is IPv6-only, and 127.0.0.1 is an IPv4 \
+         address",
+    );
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "w6",
+        "--network",
+        "o6",
+        "-p",
+        "80",
+        "bb",
+        "sh",
+        "-c",
+        "mkdir -p /tmp/w && echo from-w6 > /tmp/w/index.html && exec httpd -f -p 80 -h /tmp/w",
+    ]);
+    let port = b.ok(&["port", "w6"]);
+    let hport = port
+        .trim()
+        .strip_prefix("80/tcp -> [::]:")
+        .unwrap_or_else(|| panic!("{port}"))
+        .to_string();
+    assert_eq!(
+        b.ok(&["ps", "-f", "name=w6", "--format", "{{.Ports}}"]),
+        format!("[::]:{hport}->80/tcp\n")
+    );
+    assert_eq!(
+        inspect(&b, "w6")["NetworkSettings"]["Ports"],
+        serde_json::json!({"80/tcp": [{"HostIp": "::", "HostPort": hport}]})
+    );
+    let at_gateway = format!("[{v6}1]:{hport}");
+    eventually("the published port on the host's IPv6 address", || {
+        http_get(&at_gateway, "/index.html").as_deref() == Some("from-w6\n")
+    });
+    for c in ["p1", "w6"] {
+        let script =
+            format!("printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {v6}1 {hport}");
+        let o = out(&b, &["exec", c, "sh", "-c", &script]);
+        assert!(
+            stdout(&o).ends_with("from-w6\n"),
+            "{c} -> [{v6}1]:{hport}: {}{}",
+            stdout(&o),
+            stderr(&o)
+        );
+    }
+    for addr in [format!("127.0.0.1:{hport}"), format!("[::1]:{hport}")] {
+        let tried =
+            std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(3));
+        let e = tried.map(drop).expect_err(&addr);
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionRefused,
+            "{addr}: {e}"
+        );
+    }
+
+    b.ok(&["rm", "-f", "p1", "p2", "w6"]);
     b.ok(&["network", "rm", "o6"]);
     let left = network_traces(&[bridge], std::slice::from_ref(&subnet));
     assert!(left.is_empty(), "{left:?}");
@@ -1913,7 +2139,7 @@ fn root_subnets_keep_off_networks_and_the_hosts_links() {
     b.ok(&["network", "rm", "other"]);
 
     let k = std::process::id() & 0xffff;
-    let (p, v6) = (net24(13), format!("fd45:{k:x}::"));
+    let (p, v6) = (net24(13), format!("fd46:{k:x}::"));
     // Another root's network, set up on the host by a container.
     dual_stack(
         &a,

@@ -806,6 +806,13 @@ impl Engine {
             }
         }
         let first = states.first().cloned().unwrap_or_default();
+        // Without an IPv4 address (an IPv6-only network) a port is published on the host's
+        // IPv6 addresses only, which docker writes `::`.
+        let all = if first.ip_address.is_empty() {
+            "::"
+        } else {
+            ""
+        };
         let state = NetworkState {
             ip_address: first.ip_address.clone(),
             gateway: first.gateway.clone(),
@@ -816,7 +823,7 @@ impl Engine {
                 .map(|m| PortBinding {
                     protocol: m.protocol.as_str().to_string(),
                     container_port: m.container_port,
-                    host_ip: m.host_ip.map(|i| i.to_string()).unwrap_or_default(),
+                    host_ip: m.host_ip.map_or(all.to_string(), |i| i.to_string()),
                     host_port: m.host_port,
                 })
                 .collect(),
@@ -1234,6 +1241,9 @@ impl Engine {
                     )));
                 }
                 checked.push(e);
+            }
+            if let Some(first) = checked.first() {
+                self.check_publish(first, &host.port_bindings)?;
             }
             // The default bridge alone is written as no list, as before networks had names.
             if !(checked.len() == 1
@@ -2180,6 +2190,38 @@ impl Engine {
             }
         }
         self.save(&updated)
+    }
+
+    /// Refuses, at create, ports that the container's first network (the one its ports are
+    /// published on) cannot publish, naming the network as the user knows it.
+    fn check_publish(&self, e: &EndpointConfig, ports: &[PortBinding]) -> Result<()> {
+        if ports.is_empty() || e.network == "bridge" {
+            return Ok(());
+        }
+        let Some(r) = self.find_network(&e.network)? else {
+            return Ok(());
+        };
+        let why = if r.internal {
+            "it is internal (no route out)".to_string()
+        } else if r.driver == "macvlan" {
+            "its driver is macvlan: its containers have addresses of their own on the parent's \
+             network"
+                .to_string()
+        } else if let (false, Some(p)) =
+            (r.enable_ipv4, ports.iter().find(|p| !p.host_ip.is_empty()))
+        {
+            format!(
+                "it is IPv6-only, and {} is an IPv4 address (leave the address out to publish \
+                 on all of the host's IPv6 addresses)",
+                p.host_ip
+            )
+        } else {
+            return Ok(());
+        };
+        Err(EngineError::Invalid(format!(
+            "ports cannot be published on network {}: {why}",
+            e.network
+        )))
     }
 
     /// Checks an endpoint `create` or `network connect` was asked for: the network exists

@@ -521,6 +521,20 @@ impl PortBinding {
     pub fn key(&self) -> String {
         format!("{}/{}", self.container_port, self.protocol)
     }
+
+    /// Where it answers on the host, as docker prints a bound port: `0.0.0.0:8080` for all
+    /// addresses, `[::]:8080` for all IPv6 ones, `127.0.0.1:8080`.
+    pub fn host_address(&self) -> String {
+        let ip = match self.host_ip.as_str() {
+            "" => "0.0.0.0",
+            ip => ip,
+        };
+        if ip.contains(':') {
+            format!("[{ip}]:{}", self.host_port)
+        } else {
+            format!("{ip}:{}", self.host_port)
+        }
+    }
 }
 
 /// Where a running container sits on the bridge: `containers/<id>/network.json`, written

@@ -4,13 +4,16 @@
 //! rules for IPv6 through `ip6tables`, as docker's `ip6tables` setting does.
 //!
 //! - A network's own rules ([`setup`]): NAT out of the subnet (not for internal networks),
-//!   forwarding in and out of its bridge (only within it when internal), the masquerade that
+//!   forwarding in and out of its bridge (only within it when internal: drops in the mangle
+//!   table, ahead of every network's accepts in the filter table), the masquerade that
 //!   lets a container reach a published port through the host's address (hairpin), the
 //!   masquerade of published ports reached on 127.0.0.1, and a drop of packets from the
 //!   bridge to 127.0.0.0/8 (`route_localnet` is on for those published ports, and without
 //!   it a container could reach the host's loopback services). Read once with
 //!   `iptables-save`, the missing ones added in one batch. For IPv6: NAT out, forwarding
-//!   and the hairpin masquerade (IPv6 never routes ::1, so it needs neither of the others).
+//!   and the hairpin masquerade (IPv6 never routes ::1, so it needs neither of the others),
+//!   and a return from `BERTH` for ::1 before any DNAT, so that [::1]:PORT is refused at
+//!   once rather than sent where the kernel drops it.
 //! - A container's published ports: DNAT rules in the nat table's `BERTH` chain, each
 //!   commented `berth:<tag>`, added in one batch ([`publish`]) and removed in one
 //!   ([`unpublish`]); a port published on all of the host's addresses of a container with an
@@ -131,11 +134,15 @@ fn network_rules(n: &Network, f: Family) -> Vec<Table> {
             format!("-A OUTPUT -m addrtype --dst-type LOCAL -j {CHAIN}"),
         ),
     ];
-    if f == Family::V4 {
-        nat.push((
+    match f {
+        Family::V4 => nat.push((
             false,
             format!("-A POSTROUTING -s 127.0.0.0/8 -o {b} -j MASQUERADE"),
-        ));
+        )),
+        // A packet to ::1 sent on to a container is dropped by the kernel (IPv6 has no
+        // `route_localnet`): without this a connection to [::1]:PORT would hang until its
+        // timeout; with it, nothing listens there and it is refused at once.
+        Family::V6 => nat.push((true, format!("-A {CHAIN} -d ::1/128 -j RETURN"))),
     }
     nat.push((
         false,
@@ -145,10 +152,13 @@ fn network_rules(n: &Network, f: Family) -> Vec<Table> {
         (true, format!("-A FORWARD -i {b} -j ACCEPT")),
         (true, format!("-A FORWARD -o {b} -j ACCEPT")),
     ];
+    // An internal network's drops go in the mangle table, whose FORWARD chain the kernel
+    // walks before the filter table's: in the filter table, the accepts of a network set up
+    // later (inserted first in the chain) would come before them and forward its packets.
+    let mut mangle = vec![];
     if n.internal {
-        // Inserted after the accepts, so they come before them.
-        filter.push((true, format!("-A FORWARD -i {b} ! -o {b} -j DROP")));
-        filter.push((true, format!("-A FORWARD -o {b} ! -i {b} -j DROP")));
+        mangle.push((false, format!("-A FORWARD -i {b} ! -o {b} -j DROP")));
+        mangle.push((false, format!("-A FORWARD -o {b} ! -i {b} -j DROP")));
     } else {
         nat.push((
             false,
@@ -176,6 +186,13 @@ fn network_rules(n: &Network, f: Family) -> Vec<Table> {
             rules: filter,
         },
     ];
+    if !mangle.is_empty() {
+        tables.push(Table {
+            name: "mangle",
+            chains: vec![],
+            rules: mangle,
+        });
+    }
     if f == Family::V4 {
         tables.push(Table {
             name: "raw",
@@ -261,11 +278,22 @@ fn add_missing(n: &Network, f: Family) -> Result<()> {
 /// Removes a network's own rules (those naming its bridge or subnet; the shared jumps to
 /// `BERTH` stay): per family one `iptables-save`, one batch.
 pub(crate) fn teardown(n: &Network) -> Result<()> {
+    let internal: &[&str] = if n.internal { &["mangle"] } else { &[] };
     if n.ipv4 {
-        remove_own(n, Family::V4, &n.subnet(), &["nat", "filter", "raw"])?;
+        remove_own(
+            n,
+            Family::V4,
+            &n.subnet(),
+            &[&["nat", "filter", "raw"], internal].concat(),
+        )?;
     }
     if let Some(subnet6) = n.subnet6() {
-        remove_own(n, Family::V6, &subnet6, &["nat", "filter"])?;
+        remove_own(
+            n,
+            Family::V6,
+            &subnet6,
+            &[&["nat", "filter"], internal].concat(),
+        )?;
     }
     Ok(())
 }

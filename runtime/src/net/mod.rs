@@ -33,7 +33,7 @@ mod rtnl;
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -760,8 +760,8 @@ fn allocate_only6(
     )))
 }
 
-fn free_port(protocol: Protocol, host_ip: Ipv4Addr) -> Result<u16> {
-    let addr = SocketAddrV4::new(host_ip, 0);
+fn free_port(protocol: Protocol, host_ip: IpAddr) -> Result<u16> {
+    let addr = SocketAddr::new(host_ip, 0);
     let port = match protocol {
         Protocol::Tcp => TcpListener::bind(addr).and_then(|l| l.local_addr()),
         Protocol::Udp => UdpSocket::bind(addr).and_then(|s| s.local_addr()),
@@ -829,8 +829,8 @@ fn allocate6(
 }
 
 /// Fails when a host process listens on the port (a published port would hide it).
-fn port_unused(m: &PortMapping, host_ip: Ipv4Addr) -> Result<()> {
-    let addr = SocketAddrV4::new(host_ip, m.host_port);
+fn port_unused(m: &PortMapping, host_ip: IpAddr) -> Result<()> {
+    let addr = SocketAddr::new(host_ip, m.host_port);
     let bound = match m.protocol {
         Protocol::Tcp => TcpListener::bind(addr).map(drop),
         Protocol::Udp => UdpSocket::bind(addr).map(drop),
@@ -902,7 +902,13 @@ fn publish(
     }
     let mut done = vec![];
     for m in ports {
-        let host_ip = m.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
+        // A container without an IPv4 address is published on the host's IPv6 addresses
+        // only (docker 28's `[::]`): the port must be free there.
+        let host_ip = match (m.host_ip, address) {
+            (Some(ip), _) => IpAddr::V4(ip),
+            (None, Some(_)) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            (None, None) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        };
         let mut m = m.clone();
         if m.host_port == 0 {
             m.host_port = loop {

@@ -34,15 +34,7 @@ pub fn run(g: &Globals, a: PortArgs) -> Result<i32> {
     };
     let mut found = false;
     for p in &ports {
-        let host = format!(
-            "{}:{}",
-            if p.host_ip.is_empty() {
-                "0.0.0.0"
-            } else {
-                p.host_ip.as_str()
-            },
-            p.host_port
-        );
+        let host = p.host_address();
         match &wanted {
             None => println!("{} -> {host}", p.key()),
             Some(w) if *w == p.key() => println!("{host}"),

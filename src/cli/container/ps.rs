@@ -71,18 +71,11 @@ fn status_text(st: &ContainerState, health: Option<&Health>) -> String {
     }
 }
 
-/// docker's PORTS column: `0.0.0.0:8080->80/tcp, 0.0.0.0:32768->53/udp`.
+/// docker's PORTS column: `0.0.0.0:8080->80/tcp, [::]:32768->53/udp`.
 fn ports_column(net: &Option<NetworkState>) -> String {
     net.iter()
         .flat_map(|n| &n.ports)
-        .map(|p| {
-            let ip = if p.host_ip.is_empty() {
-                "0.0.0.0"
-            } else {
-                p.host_ip.as_str()
-            };
-            format!("{ip}:{}->{}", p.host_port, p.key())
-        })
+        .map(|p| format!("{}->{}", p.host_address(), p.key()))
         .collect::<Vec<_>>()
         .join(", ")
 }
