@@ -81,6 +81,99 @@ fn probes() -> String {
     s
 }
 
+/// The syscalls whose rule in docker's default profile changed after docker 20.10 (Debian
+/// 12's dockerd): added to the allow list (new syscalls, pkey_*, process_vm_* on kernels from
+/// 4.8, name_to_handle_at and the lsm_* calls), io_uring_* taken out of it, socket refused
+/// for AF_VSOCK. A dockerd of today differs in none of them.
+const CHANGED_SINCE_DOCKERD_20_10: &[&str] = &[
+    "cachestat",
+    "fchmodat2",
+    "futex_requeue",
+    "futex_wait",
+    "futex_wake",
+    "getxattrat",
+    "setxattrat",
+    "listxattrat",
+    "removexattrat",
+    "listmount",
+    "statmount",
+    "lsm_get_self_attr",
+    "lsm_list_modules",
+    "lsm_set_self_attr",
+    "map_shadow_stack",
+    "mseal",
+    "riscv_hwprobe",
+    "uretprobe",
+    "pkey_alloc",
+    "pkey_free",
+    "pkey_mprotect",
+    "process_vm_readv",
+    "process_vm_writev",
+    "name_to_handle_at",
+    "io_uring_enter",
+    "io_uring_register",
+    "io_uring_setup",
+    "socket",
+];
+
+type Rules = std::collections::BTreeMap<String, std::collections::BTreeSet<String>>;
+
+/// A Spec's seccomp filter: its default action, errno and architectures, and for each
+/// syscall its rules (action, errno and argument conditions; a `valueTwo` of 0 is the same
+/// as none).
+fn filter_of(spec: &Path) -> (String, Rules) {
+    let text = std::fs::read(spec).unwrap_or_else(|e| panic!("{}: {e}", spec.display()));
+    let v: serde_json::Value = serde_json::from_slice(&text).unwrap();
+    let f = &v["linux"]["seccomp"];
+    let head = format!(
+        "{} {} {}",
+        f["defaultAction"],
+        f["defaultErrnoRet"].as_u64().unwrap_or(1),
+        f["architectures"]
+    );
+    let mut rules = Rules::new();
+    for r in f["syscalls"].as_array().expect("a seccomp filter") {
+        let mut args: Vec<String> = r["args"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|a| {
+                let mut a = a.as_object().unwrap().clone();
+                if a.get("valueTwo").is_some_and(|v| v == 0) {
+                    a.remove("valueTwo");
+                }
+                serde_json::Value::Object(a).to_string()
+            })
+            .collect();
+        args.sort();
+        let rule = format!("{} {} {:?}", r["action"], r["errnoRet"], args);
+        for n in r["names"].as_array().unwrap() {
+            rules
+                .entry(n.as_str().unwrap().to_string())
+                .or_default()
+                .insert(rule.clone());
+        }
+    }
+    (head, rules)
+}
+
+/// The file `name` in a directory whose name is `dir_name`, somewhere under `root`.
+fn find_file(root: &Path, dir_name: &str, name: &str) -> Option<std::path::PathBuf> {
+    for e in std::fs::read_dir(root).ok()?.flatten() {
+        let p = e.path();
+        if !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        if e.file_name() == dir_name && p.join(name).is_file() {
+            return Some(p.join(name));
+        }
+        if let Some(found) = find_file(&p, dir_name, name) {
+            return Some(found);
+        }
+    }
+    None
+}
+
 #[test]
 fn root_default_container_blocks_what_dockers_blocks() {
     let _g = shared();
@@ -109,6 +202,39 @@ fn root_default_container_blocks_what_dockers_blocks() {
         "-c",
         &script,
     ]);
+    // The filters themselves, as each engine resolved its default profile into the runtime's
+    // Spec (for the default capabilities, and with CAP_SYS_ADMIN, which opens rules of its
+    // own): the same rule for every syscall, but where docker's profile changed after the
+    // dockerd on this machine (berth follows docker's current profile).
+    for caps in [&[][..], &["--cap-add", "SYS_ADMIN"]] {
+        let mut args = vec!["run", "-d", "--network", "none"];
+        args.extend(caps);
+        args.extend(["probe:1", "sleep", "60"]);
+        let id = b.ok(&args).trim().to_string();
+        let ours = filter_of(&b.root.join("containers").join(&id).join("run/config.json"));
+        b.ok(&["rm", "-f", &id]);
+        let id = d.ok(&args).trim().to_string();
+        let spec = find_file(&d.dir.path().join("exec"), &id, "config.json")
+            .unwrap_or_else(|| panic!("no config.json of docker's container {id}"));
+        let theirs = filter_of(&spec);
+        let _ = d.cmd(&["rm", "-f", &id]).output();
+        assert_eq!(ours.0, theirs.0, "default action and architectures");
+        let names: std::collections::BTreeSet<&String> =
+            ours.1.keys().chain(theirs.1.keys()).collect();
+        let differ: Vec<&String> = names
+            .into_iter()
+            .filter(|n| ours.1.get(*n) != theirs.1.get(*n))
+            .collect();
+        for n in &differ {
+            assert!(
+                CHANGED_SINCE_DOCKERD_20_10.contains(&n.as_str()),
+                "{caps:?}: {n}: berth {:?}, docker {:?}",
+                ours.1.get(*n),
+                theirs.1.get(*n)
+            );
+        }
+        assert!(ours.1.len() > 300, "{} syscalls", ours.1.len());
+    }
     let _ = d.cmd(&["rmi", "-f", "probe:1"]).output();
     assert_eq!(ours, theirs, "berth:\n{ours}\ndocker:\n{theirs}");
 
@@ -215,6 +341,29 @@ fn root_capabilities_privileged_and_security_opts() {
     assert_eq!(lines.len(), 4, "{out}");
     assert!(lines[0].ends_with('0'), "{out}");
     assert_eq!(&lines[1..], ["mounted", "kmsg", "unmasked"], "{out}");
+    // ... and every capability there is (those the host's root has: some machines' root
+    // lacks one), none inheritable (docker's since 23.0).
+    let all = status_field(
+        &std::fs::read_to_string("/proc/self/status").unwrap(),
+        "CapBnd:",
+    );
+    let out = run_with(&b, &["--privileged"], status);
+    for set in ["CapPrm:", "CapEff:", "CapBnd:"] {
+        assert_eq!(status_field(&out, set), all, "{set}\n{out}");
+    }
+    assert_eq!(status_field(&out, "CapInh:"), "0000000000000000", "{out}");
+    // --cap-add ALL: the same set, and the filter stays (only --privileged drops it);
+    // a --cap-drop beside it still takes one away (CAP_CHOWN is bit 0).
+    let out = run_with(&b, &["--cap-add", "ALL"], status);
+    assert_eq!(status_field(&out, "CapEff:"), all, "{out}");
+    assert_eq!(status_field(&out, "Seccomp:"), "2", "{out}");
+    let out = run_with(&b, &["--cap-add", "ALL", "--cap-drop", "chown"], status);
+    let without_chown = u64::from_str_radix(&all, 16).unwrap() & !1;
+    assert_eq!(
+        status_field(&out, "CapEff:"),
+        format!("{without_chown:016x}"),
+        "{out}"
+    );
 
     // --security-opt: unconfined, a profile file, no-new-privileges, system paths.
     let out = run_with(&b, &["--security-opt", "seccomp=unconfined"], status);

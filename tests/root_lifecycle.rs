@@ -344,6 +344,7 @@ fn root_restart_policies_through_the_cli() {
 fn root_healthchecks_in_ps_and_inspect() {
     let _host = shared();
     let b = setup();
+    let since = chrono::Utc::now().timestamp().to_string();
     b.ok(&[
         "run",
         "-d",
@@ -443,6 +444,26 @@ fn root_healthchecks_in_ps_and_inspect() {
             "{{.Names}}"
         ]),
         "hc\n"
+    );
+    // Each change is a `health_status` event, which `events` shows and filters as docker's
+    // (`event=health_status` takes every status).
+    let until = (chrono::Utc::now().timestamp() + 1).to_string();
+    let events = b.ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "container=hc",
+        "--filter",
+        "event=health_status",
+        "--format",
+        "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}",
+    ]);
+    assert_eq!(
+        events,
+        "container health_status: healthy hc\ncontainer health_status: unhealthy hc\n"
     );
     let o = out(&b, &["ps", "--filter", "health=sick"]);
     assert_eq!(o.status.code(), Some(1));

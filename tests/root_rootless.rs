@@ -189,7 +189,7 @@ impl User {
         std::fs::copy(require("busybox"), rootfs.join("bin/busybox")).unwrap();
         for a in [
             "sh", "id", "cat", "echo", "true", "sleep", "stat", "httpd", "wget", "ip", "touch",
-            "mknod", "mount", "ls", "chown", "chmod", "awk", "ln",
+            "mknod", "mount", "ls", "chown", "chmod", "awk", "ln", "readlink",
         ] {
             std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a)).unwrap();
         }
@@ -399,6 +399,57 @@ fn root_rootless_pull_run_and_the_container_verbs_as_a_user() {
         1
     );
     u.ok(&["run", "--rm", "--network", "host", "bb", "true"]);
+
+    // --ipc host: the host's IPC namespace (the host's /dev/mqueue bound where it has one: a
+    // user may not mount an mqueue in the host's namespace). Joining a container that uses
+    // the host's gives the same; joining one with its own is refused with why (a shareable
+    // one needs root).
+    let host_ipc = std::fs::read_link("/proc/self/ns/ipc").unwrap();
+    let host_ipc = format!("{}\n", host_ipc.display());
+    let ipc = |args: &[&str]| {
+        let mut a = vec!["run", "--rm", "--network", "none"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["bb", "readlink", "/proc/self/ns/ipc"]);
+        u.ok(&a)
+    };
+    assert_eq!(ipc(&["--ipc", "host"]), host_ipc);
+    assert_ne!(ipc(&[]), host_ipc);
+    for (name, mode) in [("ih", "host"), ("ip", "private")] {
+        u.ok(&[
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--ipc",
+            mode,
+            "--name",
+            name,
+            "bb",
+            "sleep",
+            "60",
+        ]);
+    }
+    assert_eq!(ipc(&["--ipc", "container:ih"]), host_ipc);
+    let err = u.fails(
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--ipc",
+            "container:ip",
+            "bb",
+            "true",
+        ],
+        125,
+    );
+    assert!(
+        err.contains(
+            "rootless containers can join the IPC of a container only when it uses the host's"
+        ),
+        "{err}"
+    );
+    u.ok(&["rm", "-f", "ih", "ip"]);
 
     let info = u.ok(&[
         "info",

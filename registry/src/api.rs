@@ -157,35 +157,109 @@ const MANIFEST_CACHE_ENTRIES: usize = 4096;
 /// never cached: a tag read goes to the store every time.
 #[derive(Default)]
 struct ManifestCache {
-    entries: std::sync::Mutex<HashMap<(RepoName, Digest), CachedManifest>>,
+    entries: std::sync::Mutex<CachedManifests>,
 }
 
-/// When it was read, its media type, its bytes.
-type CachedManifest = (std::time::Instant, String, Bytes);
+/// By digest, then by repository: a lookup borrows both keys (no copy of either).
+#[derive(Default)]
+struct CachedManifests {
+    by_digest: HashMap<Digest, HashMap<RepoName, CachedManifest>>,
+    len: usize,
+}
 
-impl ManifestCache {
-    fn get(&self, repo: &RepoName, d: &Digest) -> Option<(String, Bytes)> {
-        let map = crate::lock(&self.entries);
-        let (at, media_type, body) = map.get(&(repo.clone(), d.clone()))?;
-        (at.elapsed() < MANIFEST_TTL).then(|| (media_type.clone(), body.clone()))
+/// When it was read, and the answer to a GET of it.
+#[derive(Clone)]
+struct CachedManifest {
+    at: std::time::Instant,
+    answer: ManifestAnswer,
+}
+
+/// A manifest's answer, built once: its header values and its bytes (each clone shares them).
+#[derive(Clone)]
+struct ManifestAnswer {
+    content_type: Option<HeaderValue>,
+    content_length: HeaderValue,
+    digest: Option<HeaderValue>,
+    etag: Option<HeaderValue>,
+    body: Bytes,
+}
+
+const DOCKER_CONTENT_DIGEST: header::HeaderName =
+    header::HeaderName::from_static("docker-content-digest");
+const API_VERSION: header::HeaderName =
+    header::HeaderName::from_static("docker-distribution-api-version");
+
+impl ManifestAnswer {
+    fn new(media_type: &str, d: &Digest, body: Bytes) -> ManifestAnswer {
+        ManifestAnswer {
+            content_type: HeaderValue::from_str(media_type).ok(),
+            content_length: HeaderValue::from(body.len()),
+            digest: HeaderValue::from_str(d.as_str()).ok(),
+            etag: HeaderValue::from_str(&format!("\"{d}\"")).ok(),
+            body,
+        }
     }
 
-    fn insert(&self, repo: &RepoName, d: &Digest, media_type: String, body: Bytes) {
+    fn response(self) -> Response {
+        let mut resp = Response::new(Body::from(self.body));
+        let h = resp.headers_mut();
+        // The four below and the API version `handle` adds, without growing the map.
+        h.reserve(5);
+        if let Some(v) = self.content_type {
+            h.insert(header::CONTENT_TYPE, v);
+        }
+        h.insert(header::CONTENT_LENGTH, self.content_length);
+        if let Some(v) = self.digest {
+            h.insert(DOCKER_CONTENT_DIGEST, v);
+        }
+        if let Some(v) = self.etag {
+            h.insert(header::ETAG, v);
+        }
+        resp
+    }
+}
+
+impl ManifestCache {
+    fn get(&self, repo: &RepoName, d: &Digest) -> Option<ManifestAnswer> {
+        let map = crate::lock(&self.entries);
+        let hit = map.by_digest.get(d)?.get(repo)?;
+        (hit.at.elapsed() < MANIFEST_TTL).then(|| hit.answer.clone())
+    }
+
+    fn insert(&self, repo: &RepoName, d: &Digest, answer: ManifestAnswer) {
         let mut map = crate::lock(&self.entries);
-        if map.len() >= MANIFEST_CACHE_ENTRIES {
-            map.retain(|_, (at, _, _)| at.elapsed() < MANIFEST_TTL);
-            if map.len() >= MANIFEST_CACHE_ENTRIES {
-                map.clear();
+        if map.len >= MANIFEST_CACHE_ENTRIES {
+            map.by_digest.retain(|_, repos| {
+                repos.retain(|_, e| e.at.elapsed() < MANIFEST_TTL);
+                !repos.is_empty()
+            });
+            map.len = map.by_digest.values().map(HashMap::len).sum();
+            if map.len >= MANIFEST_CACHE_ENTRIES {
+                *map = CachedManifests::default();
             }
         }
-        map.insert(
-            (repo.clone(), d.clone()),
-            (std::time::Instant::now(), media_type, body),
-        );
+        let entry = CachedManifest {
+            at: std::time::Instant::now(),
+            answer,
+        };
+        let repos = map.by_digest.entry(d.clone()).or_default();
+        if repos.insert(repo.clone(), entry).is_none() {
+            map.len += 1;
+        }
     }
 
     fn remove(&self, repo: &RepoName, d: &Digest) {
-        crate::lock(&self.entries).remove(&(repo.clone(), d.clone()));
+        let mut map = crate::lock(&self.entries);
+        let Some(repos) = map.by_digest.get_mut(d) else {
+            return;
+        };
+        let removed = repos.remove(repo).is_some();
+        if repos.is_empty() {
+            map.by_digest.remove(d);
+        }
+        if removed {
+            map.len -= 1;
+        }
     }
 }
 
@@ -259,7 +333,9 @@ pub async fn handle(reg: Arc<Registry>, mut req: Request<Body>) -> Response {
         }
     }
     let started = std::time::Instant::now();
-    let path = req.uri().path().to_string();
+    // A clone of the URI shares its bytes: no copy of the path.
+    let uri = req.uri().clone();
+    let path = uri.path();
     let method = req.method().clone();
     let admitted = match &reg.auth {
         Some(auth) => crate::auth::admit(auth, &mut req).await,
@@ -281,7 +357,7 @@ pub async fn handle(reg: Arc<Registry>, mut req: Request<Body>) -> Response {
     let facts = reg.notifier.as_ref().map(|_| crate::notify::RequestFacts {
         id: id.clone(),
         method: method.clone(),
-        path: path.clone(),
+        path: path.to_string(),
         query: query(&req),
         headers: req.headers().clone(),
         peer: req.extensions().get::<crate::Peer>().map(|p| p.0),
@@ -293,7 +369,7 @@ pub async fn handle(reg: Arc<Registry>, mut req: Request<Body>) -> Response {
     });
     let answer = async {
         match admitted {
-            Ok(None) => route(&reg, &path, req).await,
+            Ok(None) => route(&reg, path, req).await,
             Ok(Some(resp)) => Ok(resp),
             Err(e) => Err(e),
         }
@@ -327,10 +403,8 @@ pub async fn handle(reg: Arc<Registry>, mut req: Request<Body>) -> Response {
             e.into_response()
         }
     };
-    resp.headers_mut().insert(
-        "docker-distribution-api-version",
-        HeaderValue::from_static("registry/2.0"),
-    );
+    resp.headers_mut()
+        .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
     if let (Some(n), Some(f)) = (&reg.notifier, &facts) {
         let store = &reg.store;
         let (status, headers) = (resp.status(), resp.headers().clone());
@@ -559,28 +633,19 @@ pub(crate) async fn get_manifest(
             None => return Err(manifest_unknown(reg, repo, t.as_str()).await),
         },
     };
-    let (media_type, body) = match reg.manifests.get(repo, &d) {
+    let answer = match reg.manifests.get(repo, &d) {
         Some(hit) => hit,
         None => {
             let Some(media_type) = reg.store.repos.manifest(repo, &d).await? else {
                 return Err(manifest_unknown(reg, repo, d.as_str()).await);
             };
             let body = reg.store.blobs.read(&d).await?;
-            reg.manifests
-                .insert(repo, &d, media_type.clone(), body.clone());
-            (media_type, body)
+            let answer = ManifestAnswer::new(&media_type, &d, body);
+            reg.manifests.insert(repo, &d, answer.clone());
+            answer
         }
     };
-    Ok(response(
-        StatusCode::OK,
-        &[
-            ("content-type", media_type),
-            ("content-length", body.len().to_string()),
-            ("docker-content-digest", d.to_string()),
-            ("etag", format!("\"{d}\"")),
-        ],
-        Body::from(body),
-    ))
+    Ok(answer.response())
 }
 
 fn manifest_too_large(limit: usize) -> RegistryError {

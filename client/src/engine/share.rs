@@ -104,15 +104,20 @@ impl Engine {
                 }
             }
         }
+        // A donor that uses the host's IPC gives the same to its joiners: the host's (a
+        // rootless berth could not join the host's namespace through the donor's).
+        let donor_host = match h.ipc_mode.strip_prefix("container:") {
+            Some(id) if self.load(id).is_ok_and(|d| d.host.ipc_mode == "host") => {
+                // It must run, as any container joined.
+                self.pid_of(id, "IPC")?;
+                true
+            }
+            _ => false,
+        };
         match h.ipc_mode.as_str() {
-            "host" => {
+            _ if h.ipc_mode == "host" || donor_host => {
                 drop_ns.push(LinuxNamespaceType::Ipc);
-                // docker gives it the host's /dev/shm too.
-                for m in mounts.iter_mut() {
-                    if m.destination() == &PathBuf::from("/dev/shm") {
-                        *m = super::spec::bind(std::path::Path::new("/dev/shm"), "/dev/shm", false);
-                    }
-                }
+                host_ipc_mounts(&mut mounts);
             }
             "none" => mounts.retain(|m| m.destination() != &PathBuf::from("/dev/shm")),
             "shareable" => self.mount_shareable_shm(rec, &mut mounts)?,
@@ -123,7 +128,14 @@ impl Engine {
                             "joining the IPC namespace of container {id}: it no longer exists"
                         ))
                     })?;
-                    if donor.host.ipc_mode != "shareable" && donor.host.ipc_mode != "host" {
+                    if donor.host.ipc_mode != "shareable" && super::rootless::active() {
+                        return Err(invalid(format!(
+                            "rootless containers can join the IPC of a container only when it \
+                             uses the host's (--ipc host): container {id} has its own, and a \
+                             shareable one needs root"
+                        )));
+                    }
+                    if donor.host.ipc_mode != "shareable" {
                         return Err(invalid(format!(
                             "can't join IPC of container {id}: non-shareable IPC (hint: use \
                              IpcMode:shareable for the donor container)"
@@ -132,10 +144,7 @@ impl Engine {
                     let pid = self.pid_of(id, "IPC")?;
                     join.push((LinuxNamespaceType::Ipc, "ipc", pid));
                     // And the donor's /dev/shm, as docker binds it: the same files.
-                    let shm = match donor.host.ipc_mode.as_str() {
-                        "host" => Some(PathBuf::from("/dev/shm")),
-                        _ => Some(self.shm_dir(id)).filter(|d| is_mount_point(d)),
-                    };
+                    let shm = Some(self.shm_dir(id)).filter(|d| is_mount_point(d));
                     if let Some(shm) = shm {
                         let dest = PathBuf::from("/dev/shm");
                         mounts.retain(|m| m.destination() != &dest);
@@ -222,6 +231,26 @@ impl Engine {
                 "cannot join {what} of a non running container: {}",
                 target.name
             ))),
+        }
+    }
+}
+
+/// The host's /dev/shm and /dev/mqueue for a container that uses the host's IPC, as docker
+/// gives them. As root, a fresh mqueue mount in the host's namespace shows the host's queues;
+/// a rootless berth may not mount one there (the namespace is the host's), so it binds the
+/// host's /dev/mqueue, as podman does, or leaves it out where the host has none mounted.
+fn host_ipc_mounts(mounts: &mut Vec<Mount>) {
+    for m in mounts.iter_mut() {
+        if m.destination() == &PathBuf::from("/dev/shm") {
+            *m = super::spec::bind(std::path::Path::new("/dev/shm"), "/dev/shm", false);
+        }
+    }
+    if super::rootless::active() {
+        let host_mqueue = std::path::Path::new("/dev/mqueue");
+        let dest = PathBuf::from("/dev/mqueue");
+        mounts.retain(|m| m.destination() != &dest);
+        if is_mount_point(host_mqueue) {
+            mounts.push(super::spec::bind(host_mqueue, "/dev/mqueue", false));
         }
     }
 }
