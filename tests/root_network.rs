@@ -372,12 +372,6 @@ fn root_network_commands_flags_and_messages() {
         "the bridge is named by -o com.docker.network.bridge.name"
     );
     one_batch_per_container(&b);
-    fails_with(
-        &b,
-        &["network", "rm", "front"],
-        1,
-        &format!("error while removing network: network front id {id} has active endpoints"),
-    );
     let v = json(&b.ok(&["network", "inspect", "front"]))[0].clone();
     let on = &v["Containers"][&c1];
     assert_eq!(on["Name"], "c1");
@@ -385,7 +379,19 @@ fn root_network_commands_flags_and_messages() {
     assert_eq!(on["IPv4Address"], format!("{p0}.128/24"));
     let octet: u8 = p0.rsplit('.').next().unwrap().parse().unwrap();
     assert_eq!(on["MacAddress"], format!("02:42:0a:62:{octet:02x}:80"));
-    assert_eq!(on["EndpointID"].as_str().unwrap().len(), 64);
+    let endpoint = on["EndpointID"].as_str().unwrap();
+    assert_eq!(endpoint.len(), 64);
+    // docker 28's refusal names each endpoint: its container's name, its short id.
+    fails_with(
+        &b,
+        &["network", "rm", "front"],
+        1,
+        &format!(
+            "error while removing network: network front has active endpoints (name:\"c1\" \
+             id:\"{}\")",
+            &endpoint[..12]
+        ),
+    );
     assert_eq!(listed(&b, &["dangling=false", "type=custom"]), ["front"]);
 
     // prune: asks first; filters by label and age; keeps what a container names.
@@ -430,6 +436,7 @@ fn root_network_commands_flags_and_messages() {
     b.ok(&["network", "rm", "lab"]);
 
     // connect and disconnect: docker's messages.
+    let not_on_bridge = format!("container {c1} is not connected to network bridge");
     for (args, needle) in [
         (&["connect", "nosuch", "c1"][..], "network nosuch not found"),
         (
@@ -445,10 +452,7 @@ fn root_network_commands_flags_and_messages() {
             "network-scoped alias is supported only for containers in user defined networks",
         ),
         (&["connect", "host", "c1"], "conflicting options"),
-        (
-            &["disconnect", "bridge", "c1"],
-            "is not connected to network bridge",
-        ),
+        (&["disconnect", "bridge", "c1"], not_on_bridge.as_str()),
         (&["disconnect", "nosuch", "c1"], "network nosuch not found"),
         (
             &["connect", "--ip", "10.1.2.3", "back", "c1"],
@@ -1274,10 +1278,20 @@ fn root_internal_hairpin_and_macvlan_through_the_cli() {
         "macvlan",
     );
     b.ok(&["rm", "-f", "in1", "server", "client"]);
+    let bridges: Vec<String> = ["inside", "hp"]
+        .iter()
+        .map(|n| {
+            let id = b.ok(&["network", "inspect", "-f", "{{.Id}}", n]);
+            format!("br-{}", &id[..12])
+        })
+        .collect();
     assert_eq!(
         b.ok(&["network", "rm", "inside", "hp", "mv", "mv6"]),
         "inside\nhp\nmv\nmv6\n"
     );
+    let subnets = [format!("{p4}.0/24"), format!("{p5}.0/24")];
+    let left = network_traces(&bridges, &subnets);
+    assert!(left.is_empty(), "{left:?}");
 }
 
 /// What networks made by this root could leave on the host: bridges named `br-<id>` or the
@@ -1880,6 +1894,7 @@ fn root_ipv6_networks_through_the_cli() {
         .into_owned();
     assert!(!rules.contains(&format!("{v6}/64")), "{rules}");
     assert!(!rules.contains(&s2_v6), "{rules}");
+    assert!(!rules.contains(&format!("br-{in6_bridge}")), "{rules}");
 }
 
 /// docker 28's IPv6-only networks (`--ipv4=false --ipv6`): a container gets an IPv6 address

@@ -59,7 +59,7 @@ pub use commit::CommitOptions;
 pub use confine::capabilities;
 pub use cp::{CopyOptions, HostSource, HostTarget};
 pub use logs::{log_settings, read_log, read_logs, LogLine, LogOptions};
-pub use network::{predefined_id, NetworkOptions, NetworkRecord, PREDEFINED};
+pub use network::{endpoint_id, predefined_id, NetworkOptions, NetworkRecord, PREDEFINED};
 pub use record::{
     ContainerRecord, DeviceMapping, EndpointConfig, EndpointState, Healthcheck, HostConfig,
     LastRun, Lifecycle, LogConfig, MountPoint, MountSpec, NetworkMode, NetworkState, PortBinding,
@@ -2140,7 +2140,7 @@ impl Engine {
         if !listed {
             return Err(EngineError::Invalid(format!(
                 "container {} is not connected to network {name}",
-                rec.short_id()
+                rec.id
             )));
         }
         let mut updated = rec.clone();

@@ -29,6 +29,14 @@ use super::{io_err, names, new_id, write_file, Engine, EngineError, Result, Stat
 pub const PREDEFINED: [(&str, &str); 3] =
     [("bridge", "bridge"), ("host", "host"), ("none", "null")];
 
+/// An endpoint's id: berth keeps no endpoint objects, so it is derived from the container's
+/// and the network's ids (stable for the pair, different for every other).
+pub fn endpoint_id(container: &str, network: &str) -> String {
+    Digest::sha256_of(format!("berth endpoint {container} {network}").as_bytes())
+        .hex()
+        .to_string()
+}
+
 /// The id of a predefined network: stable, from its name (no daemon hands out random ones).
 pub fn predefined_id(name: &str) -> String {
     Digest::sha256_of(format!("berth network {name}").as_bytes())
@@ -605,6 +613,20 @@ impl Engine {
         Ok(v)
     }
 
+    /// docker 28's refusal of `network rm` while containers are on the network: each
+    /// endpoint's (container's) name and short id.
+    fn active_endpoints(rec: &NetworkRecord, users: &[(String, String)]) -> EngineError {
+        let eps: Vec<String> = users
+            .iter()
+            .map(|(id, name)| format!("name:\"{name}\" id:\"{}\"", &endpoint_id(id, &rec.id)[..12]))
+            .collect();
+        EngineError::Invalid(format!(
+            "error while removing network: network {} has active endpoints ({})",
+            rec.name,
+            eps.join(", ")
+        ))
+    }
+
     /// docker's `network rm`: refused for predefined networks and while a container is on it.
     pub fn remove_network(&self, s: &str) -> Result<NetworkRecord> {
         if PREDEFINED.iter().any(|(n, _)| *n == s) {
@@ -618,17 +640,11 @@ impl Engine {
         let host = self.host_side(&rec);
         let users = self.network_users(&rec.name, &rec.id)?;
         if !users.is_empty() || net::in_use(&host) {
-            return Err(EngineError::Invalid(format!(
-                "error while removing network: network {} id {} has active endpoints",
-                rec.name, rec.id
-            )));
+            return Err(Self::active_endpoints(&rec, &users));
         }
         net::remove(&host).map_err(|e| match e {
             berth_runtime::Error::Network(m) if m.contains("active endpoints") => {
-                EngineError::Invalid(format!(
-                    "error while removing network: network {} id {} has active endpoints",
-                    rec.name, rec.id
-                ))
+                Self::active_endpoints(&rec, &users)
             }
             other => other.into(),
         })?;

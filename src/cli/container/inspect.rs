@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 use berth_client::engine::{
-    hostname_of, predefined_id, ContainerRecord, EndpointConfig, EndpointState, Engine,
-    NetworkMode, NetworkState, PortBinding, Status, DEFAULT_SHM_SIZE,
+    endpoint_id, hostname_of, predefined_id, ContainerRecord, EndpointConfig, EndpointState,
+    Engine, NetworkMode, NetworkState, PortBinding, Status, DEFAULT_SHM_SIZE,
 };
 use clap::Args;
 use serde_json::{json, Value};
@@ -13,7 +13,6 @@ use serde_json::{json, Value};
 use super::each::ContainersArg;
 use crate::cli::format::print_inspect;
 use crate::cli::globals::Globals;
-use crate::cli::network::view::endpoint_id;
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {

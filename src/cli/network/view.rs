@@ -3,10 +3,9 @@
 
 use anyhow::{bail, Result};
 use berth_client::engine::{
-    predefined_id, ContainerRecord, EndpointState, Engine, NetworkMode, NetworkRecord, Status,
-    PREDEFINED,
+    endpoint_id, predefined_id, ContainerRecord, EndpointState, Engine, NetworkMode, NetworkRecord,
+    Status, PREDEFINED,
 };
-use berth_storage::Digest;
 use serde_json::{json, Map, Value};
 
 /// One network, predefined or user-defined.
@@ -180,14 +179,6 @@ impl View {
             "Labels": self.labels(),
         }))
     }
-}
-
-/// An endpoint's id: berth keeps no endpoint objects, so it is derived from the container's
-/// and the network's ids (stable for the pair, different for every other).
-pub fn endpoint_id(container: &str, network: &str) -> String {
-    Digest::sha256_of(format!("berth endpoint {container} {network}").as_bytes())
-        .hex()
-        .to_string()
 }
 
 /// Every network of the root, sorted by name as docker lists them.
