@@ -186,11 +186,14 @@ json.dump({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.
 open(os.path.join(root, "oci-layout"), "w").write('{"imageLayoutVersion": "1.0.0"}')
 PY
 # Each run starts its registry on an empty root (skopeo would skip blobs a registry already has);
-# the start-up is inside the timed command for both, and is a few milliseconds for each.
+# the start-up is inside the timed command for both, and is a few milliseconds for each. The
+# address file goes too: the last run's `listening on` line, read before the new server had
+# truncated the file, once gave skopeo an empty address (a push that failed the whole bench).
+# A failed push stops its server too (it was left running).
 hyperfine -N --runs "${PUSH_RUNS:-3}" --export-json "$WORK/push.json" \
-  --prepare "rm -rf $WORK/pb $WORK/pd; sync" \
-  -n "berth skopeo push" "bash -c 'set -e; $BERTH serve --listen 127.0.0.1:0 --root $WORK/pb > $WORK/pb.addr 2>/dev/null & p=\$!; for k in \$(seq 100); do grep -q listening $WORK/pb.addr 2>/dev/null && break; sleep 0.05; done; a=\$(sed -n \"s/listening on //p\" $WORK/pb.addr); skopeo copy -q --dest-tls-verify=false oci:$WORK/oci:latest docker://\$a/push/x:latest; kill \$p'" \
-  -n "distribution skopeo push" "bash -c 'set -e; q=\$(python3 -c \"import socket;s=socket.socket();s.bind((\\\"127.0.0.1\\\",0));print(s.getsockname()[1])\"); printf \"version: 0.1\\nlog: {level: error}\\nstorage: {filesystem: {rootdirectory: $WORK/pd}}\\nhttp: {addr: 127.0.0.1:\$q}\\n\" > $WORK/pd.yml; /usr/bin/docker-registry serve $WORK/pd.yml >/dev/null 2>&1 & p=\$!; for k in \$(seq 100); do curl -sf http://127.0.0.1:\$q/v2/ >/dev/null && break; sleep 0.05; done; skopeo copy -q --dest-tls-verify=false oci:$WORK/oci:latest docker://127.0.0.1:\$q/push/x:latest; kill \$p'" >/dev/null
+  --prepare "rm -rf $WORK/pb $WORK/pd $WORK/pb.addr; sync" \
+  -n "berth skopeo push" "bash -c 'set -e; $BERTH serve --listen 127.0.0.1:0 --root $WORK/pb > $WORK/pb.addr 2>/dev/null & p=\$!; for k in \$(seq 100); do grep -q listening $WORK/pb.addr 2>/dev/null && break; sleep 0.05; done; a=\$(sed -n \"s/listening on //p\" $WORK/pb.addr); skopeo copy -q --dest-tls-verify=false oci:$WORK/oci:latest docker://\$a/push/x:latest || { kill \$p; exit 1; }; kill \$p'" \
+  -n "distribution skopeo push" "bash -c 'set -e; q=\$(python3 -c \"import socket;s=socket.socket();s.bind((\\\"127.0.0.1\\\",0));print(s.getsockname()[1])\"); printf \"version: 0.1\\nlog: {level: error}\\nstorage: {filesystem: {rootdirectory: $WORK/pd}}\\nhttp: {addr: 127.0.0.1:\$q}\\n\" > $WORK/pd.yml; /usr/bin/docker-registry serve $WORK/pd.yml >/dev/null 2>&1 & p=\$!; for k in \$(seq 100); do curl -sf http://127.0.0.1:\$q/v2/ >/dev/null && break; sleep 0.05; done; skopeo copy -q --dest-tls-verify=false oci:$WORK/oci:latest docker://127.0.0.1:\$q/push/x:latest || { kill \$p; exit 1; }; kill \$p'" >/dev/null
 
 python3 - "$WORK/blob.json" "$WORK/push.json" "$BLOB_MIB" <<'PY'
 import json, sys

@@ -672,13 +672,31 @@ fn root_pid_ipc_uts_cgroupns_userns_modes() {
         &["--network", "none", "--ipc", "host"],
         "readlink /proc/self/ns/ipc",
     );
-    assert_eq!(
-        stdout(&o).trim(),
-        std::fs::read_link("/proc/self/ns/ipc")
-            .unwrap()
-            .display()
-            .to_string()
+    let host_ipc = std::fs::read_link("/proc/self/ns/ipc")
+        .unwrap()
+        .display()
+        .to_string();
+    assert_eq!(stdout(&o).trim(), host_ipc);
+    // Joining a container that uses the host's IPC is the host's, /dev/shm included.
+    let donor: Vec<&str> = "run -d --network none --name hostipc --ipc host bb sleep 1000"
+        .split(' ')
+        .collect();
+    b.ok(&donor);
+    let on_host = format!("berth-test-{}", std::process::id());
+    std::fs::write(Path::new("/dev/shm").join(&on_host), "from-host\n").unwrap();
+    let o = sh(
+        &b,
+        &["--network", "none", "--ipc", "container:hostipc"],
+        &format!("readlink /proc/self/ns/ipc; cat /dev/shm/{on_host}"),
     );
+    let _ = std::fs::remove_file(Path::new("/dev/shm").join(&on_host));
+    assert_eq!(
+        stdout(&o),
+        format!("{host_ipc}\nfrom-host\n"),
+        "{}",
+        stderr(&o)
+    );
+    b.ok(&["rm", "-f", "hostipc"]);
     // A joiner has the donor's /dev/shm too (the same files, both ways; the donor's
     // --shm-size), a private container its own.
     b.ok(&["exec", "donor", "sh", "-c", "echo from-donor > /dev/shm/f"]);

@@ -524,21 +524,39 @@ impl CgroupPaths {
             .then_some(dir)
     }
 
-    /// Moves the calling process into every directory of the container (`0` means "me").
+    /// Moves the calling process, which must have one thread (a child just forked), into
+    /// every directory of the container: [`join_self_v1`](Self::join_self_v1), then the v2
+    /// directory's `cgroup.procs` (`0` means "me").
     pub fn join_self(&self) -> io::Result<()> {
-        for dir in self.dirs() {
-            std::fs::write(dir.join("cgroup.procs"), "0")?;
+        self.join_self_v1()?;
+        self.join_v2("0")
+    }
+
+    /// Moves the calling thread into the container's v1 directories by writing `0` to their
+    /// `tasks`: for one thread moving itself the kernel takes no threadgroup lock, where a
+    /// `cgroup.procs` write takes it for writing and first waits for an RCU grace period
+    /// (several milliseconds, more while network namespaces are being torn down). Of a
+    /// process with one thread (a child just forked), that moves the process.
+    pub fn join_self_v1(&self) -> io::Result<()> {
+        for dir in self
+            .v1
+            .iter()
+            .map(|d| d.dir.as_path())
+            .chain(self.cpuset_later())
+        {
+            std::fs::write(dir.join("tasks"), "0")?;
         }
         Ok(())
     }
 
-    /// Moves process `pid` (as the caller's pid namespace numbers it) into every directory
-    /// of the container.
-    pub fn join_pid(&self, pid: i32) -> io::Result<()> {
-        for dir in self.dirs() {
-            std::fs::write(dir.join("cgroup.procs"), pid.to_string())?;
+    /// Moves process `pid` (as the caller's pid namespace numbers it, or `0` for the
+    /// caller) into the container's v2 directory, if it has one. cgroup v2 moves whole
+    /// processes only.
+    pub fn join_v2(&self, pid: &str) -> io::Result<()> {
+        match &self.v2 {
+            Some(dir) => std::fs::write(dir.join("cgroup.procs"), pid),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     pub fn freeze(&self, frozen: bool) -> Result<()> {

@@ -244,6 +244,7 @@ fn plan(cfg: &ContainerConfig) -> Result<MonitorPlan> {
             layout,
             process,
             reaper: cfg.init,
+            announce_netns: false,
         },
         state_dir,
         new_pid_ns,
@@ -259,6 +260,26 @@ fn plan(cfg: &ContainerConfig) -> Result<MonitorPlan> {
 /// A failure leaves no process, cgroup or mount behind (the state directory stays, empty of
 /// state, for the caller to remove).
 pub fn create(cfg: ContainerConfig) -> Result<Container> {
+    create_inner(cfg, None)
+}
+
+/// [`create`], and `netns_ready` is called with the init's pid as soon as the container's new
+/// network namespace exists (`/proc/PID/ns/net`), while the init still sets up its root
+/// filesystem: the caller plugs the container's network in meanwhile instead of after
+/// (the command runs only at `start`). Not called for a container that has no network
+/// namespace of its own, nor when the creation fails before it exists; `create` still
+/// returns after it, with the outcome of the whole creation.
+pub fn create_with_netns(
+    cfg: ContainerConfig,
+    netns_ready: &mut dyn FnMut(i32),
+) -> Result<Container> {
+    create_inner(cfg, Some(netns_ready))
+}
+
+fn create_inner(
+    cfg: ContainerConfig,
+    netns_ready: Option<&mut dyn FnMut(i32)>,
+) -> Result<Container> {
     if !valid_id(&cfg.id) {
         return Err(Error::InvalidSpec(format!(
             "invalid container id {:?}",
@@ -270,7 +291,8 @@ pub fn create(cfg: ContainerConfig) -> Result<Container> {
     if cfg.state_dir.join(STATE_FILE).exists() {
         return Err(Error::AlreadyExists(cfg.state_dir.clone()));
     }
-    let plan = plan(&cfg)?;
+    let mut plan = plan(&cfg)?;
+    plan.init.announce_netns = netns_ready.is_some();
     let spec_file = cfg.state_dir.join(SPEC_FILE);
     let spec = serde_json::to_vec_pretty(&cfg.spec)
         .map_err(|e| Error::InvalidSpec(format!("the spec does not serialise: {e}")))?;
@@ -283,7 +305,8 @@ pub fn create(cfg: ContainerConfig) -> Result<Container> {
             let _ = std::fs::remove_file(&filter_file);
         }
     }
-    if let Err(e) = monitor::spawn(plan) {
+    let mut nothing = |_| {};
+    if let Err(e) = monitor::spawn(plan, netns_ready.unwrap_or(&mut nothing)) {
         let _ = std::fs::remove_file(&filter_file);
         return Err(e);
     }

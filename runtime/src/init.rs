@@ -22,6 +22,8 @@ pub(crate) const MSG_READY: u8 = b'R';
 pub(crate) const MSG_GO: u8 = b'G';
 pub(crate) const MSG_PTY: u8 = b'P';
 pub(crate) const MSG_PID: u8 = b'I';
+/// Init to monitor: the container's new network namespace exists (see `InitPlan::announce_netns`).
+pub(crate) const MSG_NETNS: u8 = b'T';
 /// Monitor to init: the init is in the container's cgroups (`1`), or why not (`0`, text).
 pub(crate) const MSG_CGROUPS: u8 = b'C';
 pub(crate) const FAIL_SETUP: u8 = b'S';
@@ -49,6 +51,9 @@ pub(crate) struct InitPlan {
     pub process: ProcessPlan,
     /// Stay as pid 1 under the command, reaping and forwarding signals (`--init`).
     pub reaper: bool,
+    /// Tell the monitor as soon as the new network namespace exists, so that the creator
+    /// can plug the container's network in while the rest is set up.
+    pub announce_netns: bool,
 }
 
 pub(crate) fn report(sock: RawFd, kind: u8, msg: &str) {
@@ -162,8 +167,8 @@ fn become_init(p: &ProcessPlan, sock: RawFd) -> ! {
 fn setup(plan: &InitPlan, sock: RawFd, stdio: [RawFd; 3]) -> Result<()> {
     // SAFETY: umask cannot fail.
     unsafe { libc::umask(0) };
-    // The monitor moves this process into the container's cgroups meanwhile (a cgroup v1
-    // `cgroup.procs` write waits ~10 ms for an RCU grace period): see `enter_cgroups`.
+    // The monitor moves this process into the container's v2 cgroup meanwhile (a
+    // `cgroup.procs` write waits for an RCU grace period): see `enter_cgroups`.
     for (flag, path) in &plan.join {
         let f = std::fs::File::open(path).ctx(|| format!("open namespace {}", path.display()))?;
         // SAFETY: setns on an fd we hold.
@@ -173,6 +178,9 @@ fn setup(plan: &InitPlan, sock: RawFd, stdio: [RawFd; 3]) -> Result<()> {
     // SAFETY: unshare/setsid are plain system calls.
     cvt(unsafe { libc::unshare(plan.unshare & !libc::CLONE_NEWCGROUP) })
         .ctx(|| "unshare namespaces".into())?;
+    if plan.announce_netns && plan.unshare & libc::CLONE_NEWNET != 0 {
+        sys::send_msg(sock, &[MSG_NETNS], None).ctx(|| "tell the monitor".into())?;
+    }
     // SAFETY: as above.
     unsafe { libc::setsid() };
 
@@ -253,11 +261,15 @@ fn setup(plan: &InitPlan, sock: RawFd, stdio: [RawFd; 3]) -> Result<()> {
     Ok(())
 }
 
-/// Waits for the monitor to have moved this process into the container's cgroups (it does so
-/// while the root filesystem is mounted), then makes the cgroup namespace, whose root is the
-/// cgroup it is in at that moment. Comes before the cgroup filesystem is mounted and before
-/// anything the cgroups limit (devices, processes) happens.
+/// Moves this process into the container's v1 cgroups (itself: no RCU grace period to wait
+/// for, see `CgroupPaths::join_self_v1`), waits for the monitor to have moved it into its v2
+/// cgroup (it does so while the root filesystem is mounted), then makes the cgroup
+/// namespace, whose root is the cgroup it is in at that moment. Comes before the cgroup
+/// filesystem is mounted and before anything the cgroups limit (devices, processes) happens.
 fn enter_cgroups(plan: &InitPlan, sock: RawFd) -> Result<()> {
+    plan.cgroups
+        .join_self_v1()
+        .ctx(|| "join the container's cgroups".into())?;
     let mut buf = [0u8; 1024];
     match sys::recv_msg(sock, &mut buf) {
         Ok((n, _)) if n >= 2 && buf[0] == MSG_CGROUPS && buf[1] == b'1' => {}

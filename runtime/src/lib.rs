@@ -124,7 +124,7 @@ pub use cgroup::{
     delegated_subtree, host_supports_blkio_weight, host_supports_cpu_realtime,
     host_supports_memory_swappiness, host_supports_oom_kill_disable,
 };
-pub use container::{create, Container, ContainerConfig, IPC_SYSCTLS};
+pub use container::{create, create_with_netns, Container, ContainerConfig, IPC_SYSCTLS};
 pub use error::{Error, Result};
 pub use exec::{ExecProcess, ExecStdio};
 pub use logfile::{LogConfig, LogEntry, LogFormat, LogReader};

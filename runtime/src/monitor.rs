@@ -4,7 +4,8 @@
 //! the monitor is re-parented and survives the CLI), and waits for one line on a pipe: the
 //! container is created, or why not. The monitor then:
 //!
-//! 1. creates the cgroups and applies the limits;
+//! 1. creates the cgroups and applies the limits (the init moves itself into the v1
+//!    hierarchies; the monitor moves it into the v2 one);
 //! 2. creates the stdio pipes (or lets the init open a pty in the container's devpts and
 //!    receives the master), binds `attach.sock`;
 //! 3. forks the init into a new pid namespace and waits for its `Ready` (see `init`);
@@ -55,7 +56,9 @@ const STDIN_HIGH: usize = 1 << 20;
 const DRAIN: Duration = Duration::from_secs(2);
 
 /// Starts the monitor; returns the init's host pid once the container is created.
-pub(crate) fn spawn(plan: MonitorPlan) -> Result<i32> {
+/// `netns_ready` gets the pid earlier, once the init's network namespace exists (when the
+/// plan asks the init to say so).
+pub(crate) fn spawn(plan: MonitorPlan, netns_ready: &mut dyn FnMut(i32)) -> Result<i32> {
     let (rd, wr) = sys::pipe().map_err(|e| Error::io("pipe", e))?;
     let pid = sys::fork().map_err(|e| Error::io("fork the monitor", e))?;
     if pid == 0 {
@@ -76,20 +79,19 @@ pub(crate) fn spawn(plan: MonitorPlan) -> Result<i32> {
     }
     drop(wr);
     let _ = sys::wait_child(pid, 0);
-    // One line: "ok PID" or "err " + failure. Not to end of stream: the init holds a copy of
-    // the pipe until it executes the command.
+    // "net PID" lines, then one line: "ok PID" or "err " + failure. Not to end of stream:
+    // the init holds a copy of the pipe until it executes the command.
     let mut file = std::fs::File::from(rd);
-    let mut line = vec![];
-    let mut byte = [0u8; 1];
-    while line.len() < 8192 {
-        match file.read(&mut byte) {
-            Ok(1) if byte[0] == b'\n' => break,
-            Ok(1) => line.push(byte[0]),
-            Ok(_) => break,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::io("read the monitor's report", e)),
+    let line = loop {
+        let line = read_line(&mut file)?;
+        match line.strip_prefix(b"net ") {
+            Some(p) => match String::from_utf8_lossy(p).parse() {
+                Ok(init) => netns_ready(init),
+                Err(_) => return Err(Error::Protocol("bad pid from the monitor".into())),
+            },
+            None => break line,
         }
-    }
+    };
     if let Some(pid) = line.strip_prefix(b"ok ") {
         return String::from_utf8_lossy(pid)
             .parse()
@@ -101,10 +103,31 @@ pub(crate) fn spawn(plan: MonitorPlan) -> Result<i32> {
     Err(Error::Setup("the monitor exited without a report".into()))
 }
 
+/// One line of the monitor's report (without its newline; at most 8 KiB).
+fn read_line(file: &mut std::fs::File) -> Result<Vec<u8>> {
+    let mut line = vec![];
+    let mut byte = [0u8; 1];
+    while line.len() < 8192 {
+        match file.read(&mut byte) {
+            Ok(1) if byte[0] == b'\n' => break,
+            Ok(1) => line.push(byte[0]),
+            Ok(_) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io("read the monitor's report", e)),
+        }
+    }
+    Ok(line)
+}
+
 fn report(line: &str) {
     let _ = sys::write_all(STATUS_FD, format!("{line}\n").as_bytes());
     // SAFETY: closing our own fd; the caller sees the end of the report.
     unsafe { libc::close(STATUS_FD) };
+}
+
+/// A line to the creator before the report: `net PID`, the init's network namespace exists.
+fn tell(line: &str) {
+    let _ = sys::write_all(STATUS_FD, format!("{line}\n").as_bytes());
 }
 
 fn monitor_main(plan: &MonitorPlan, status: RawFd) -> i32 {
@@ -268,8 +291,9 @@ impl<'a> Monitor<'a> {
             init::run(&plan.init, sync_child.as_raw_fd(), stdio);
         }
         drop((stdin_theirs, out_theirs, err_theirs, sync_child));
-        // The init mounts its root meanwhile and waits for this before it needs its cgroups.
-        let joined = plan.init.cgroups.join_pid(pid);
+        // The init mounts its root meanwhile, moves itself into the v1 hierarchies (see
+        // `CgroupPaths::join_self_v1`) and waits for this before it needs its cgroups.
+        let joined = plan.init.cgroups.join_v2(&pid.to_string());
         let mut word = vec![init::MSG_CGROUPS];
         match &joined {
             Ok(()) => word.push(b'1'),
@@ -295,6 +319,7 @@ impl<'a> Monitor<'a> {
                     ));
                 }
                 Some(&init::MSG_PTY) => pty = fd,
+                Some(&init::MSG_NETNS) => tell(&format!("net {pid}")),
                 Some(&init::MSG_READY) => break,
                 _ => {
                     let _ = sys::wait_child(pid, 0);

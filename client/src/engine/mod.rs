@@ -762,14 +762,11 @@ impl Engine {
         Ok((state, a.ports))
     }
 
-    /// Plugs a created container into its networks (one interface each, the default route
-    /// through the first that has a way out, the published ports on the first) and writes
-    /// its address into its /etc/hosts.
-    fn connect(&self, rec: &ContainerRecord, c: &Container) -> Result<()> {
+    /// Plugs a container being created (its init is `pid`) into its networks (one interface
+    /// each, the default route through the first that has a way out, the published ports on
+    /// the first) and writes its address into its /etc/hosts.
+    fn connect(&self, rec: &ContainerRecord, pid: i32) -> Result<()> {
         use berth_runtime::net::{PortMapping, Protocol};
-        let pid = c.state()?.pid.ok_or_else(|| {
-            EngineError::Invalid(format!("container {} has no process to plug in", rec.id))
-        })?;
         let ports: Vec<PortMapping> = rec
             .host
             .port_bindings
@@ -1634,7 +1631,7 @@ impl Engine {
         if let Some(parent) = log.as_ref().and_then(|l| l.path.parent()) {
             std::fs::create_dir_all(parent).map_err(io_err(parent))?;
         }
-        let c = berth_runtime::create(ContainerConfig {
+        let cfg = ContainerConfig {
             id: rec.id.clone(),
             spec,
             rootfs,
@@ -1643,17 +1640,40 @@ impl Engine {
             log,
             on_exit: Some(die_event(self.journal(), rec.clone(), dir.clone())),
             init: rec.host.init,
-        });
+        };
+        // A bridge container is plugged in as soon as its network namespace exists, while
+        // its init mounts its root: the veth pair, addresses and routes cost no time of
+        // their own in a start.
+        let mut early: Option<Result<()>> = None;
+        let c = match rec.host.network {
+            NetworkMode::Bridge => berth_runtime::create_with_netns(cfg, &mut |pid| {
+                early = Some(self.connect(rec, pid))
+            }),
+            _ => berth_runtime::create(cfg),
+        };
         let c = match c {
             Ok(c) => c,
             Err(e) => {
+                if matches!(early, Some(Ok(()))) {
+                    self.disconnect(rec);
+                }
                 let _ = remove_tree(&self.runtime_dir(&rec.id));
                 return Err(e.into());
             }
         };
-        let plugged = match (rec.host.network, pasta) {
-            (NetworkMode::Bridge, _) => self.connect(rec, &c),
-            (NetworkMode::Pasta, Some(pasta)) => self.connect_pasta(rec, pasta),
+        let plugged = match (rec.host.network, pasta, early) {
+            (NetworkMode::Bridge, _, Some(plugged)) => plugged,
+            (NetworkMode::Bridge, _, None) => match c.state() {
+                Ok(s) => match s.pid {
+                    Some(pid) => self.connect(rec, pid),
+                    None => Err(EngineError::Invalid(format!(
+                        "container {} has no process to plug in",
+                        rec.id
+                    ))),
+                },
+                Err(e) => Err(e.into()),
+            },
+            (NetworkMode::Pasta, Some(pasta), _) => self.connect_pasta(rec, pasta),
             _ => Ok(()),
         };
         if let Err(e) = plugged {

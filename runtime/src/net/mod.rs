@@ -4,8 +4,9 @@
 //! A [`Network`] is the host side of one network: a bridge with the gateway's address (or,
 //! with `parent`, macvlan links over a host interface, the gateway being a router outside),
 //! its subnet and its rules. The container's network namespace is the one the runtime made
-//! for it (no path in the Spec): [`connect`] runs between `create` and `start`, while the
-//! init waits, and plugs one interface per network into it by the init's pid; a running
+//! for it (no path in the Spec): [`connect`] runs once that namespace exists and before
+//! `start` (the engine calls it from `create_with_netns`'s callback, while the init mounts
+//! its root), and plugs one interface per network into it by the init's pid; a running
 //! container can be plugged into more ([`connect`] again, with another interface name) and
 //! unplugged ([`detach`]). The interfaces die with the namespace, so a container that exits
 //! (or whose monitor is killed) leaves none behind. What outlives it is host-wide:

@@ -27,6 +27,7 @@ pub use template::Template;
 use crate::cli::exit::StatusError;
 pub use units::{
     bytes_size, created_at, ellipsis, go_quote, human_ago, human_since, human_size, human_size4,
+    rfc3339_seconds,
 };
 
 /// How a command reads its `--format`, as docker's commands differ: listings (docker's
