@@ -321,11 +321,30 @@ CMD ["cat /srv/greeting"]
         ],
         c.path(),
     );
-    assert!(
-        out.contains("# syntax=docker/dockerfile:1") || out.contains("syntax"),
-        "{out}"
+    let notes: Vec<&str> = out.lines().filter(|l| l.contains("syntax")).collect();
+    assert_eq!(
+        notes,
+        ["[WARNING]: the `# syntax=docker/dockerfile:1` directive is ignored: berth reads Dockerfiles itself"]
     );
     let i = r.inspect("every:1");
+    // The image id at the end of the progress, and the name, as BuildKit prints them.
+    let id = i["Id"].as_str().unwrap();
+    let end: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with('#'))
+        .rev()
+        .take(3)
+        .collect();
+    let v = end[0].split(' ').next().unwrap();
+    assert!(end[0].starts_with(&format!("{v} DONE ")), "{out}");
+    assert_eq!(
+        end[1..],
+        [
+            format!("{v} naming to docker.io/library/every:1 done"),
+            format!("{v} writing image {id} done"),
+        ],
+        "{out}"
+    );
     let cfg = &i["Config"];
     assert_eq!(i["Author"], "someone <someone@example.com>");
     assert_eq!(cfg["Labels"]["org.example.one"], "1");
@@ -1154,8 +1173,10 @@ fn root_build_result_runs_in_berth_docker_and_podman() {
     assert_eq!(out, "hello\nbuilt\n");
 }
 
-// The corpus: each directory of tests/build-corpus built by berth and by docker (its
-// classic builder: the docker here has no buildx), the two images' files compared.
+// The corpus: each directory of tests/build-corpus built by berth and by docker's classic
+// builder, the two images' files compared. (dockerd's BuildKit here reads only Dockerfile
+// 1.2-era syntax and fetches a frontend for `# syntax=`: the features it can build are
+// compared in `root_build_buildkit_features_match_buildkit`.)
 
 /// Files the corpus needs that git does not keep well (archives, modes, symlinks).
 fn prepare(name: &str, dir: &Path) {
@@ -1834,10 +1855,91 @@ fn differences(r: &Root, d: &Dockerd, name: &str, tag: &str, ours: &Path) -> Opt
     (!failures.is_empty()).then(|| failures.join("\n"))
 }
 
+/// A saved image (`save -o TAR`, unpacked under `into`): its config, and the digest of each
+/// of its layers uncompressed, in order.
+fn saved(tar: &Path, into: &Path) -> (Value, Vec<String>) {
+    std::fs::create_dir_all(into).unwrap();
+    run(Command::new("tar").arg("-xf").arg(tar).arg("-C").arg(into));
+    let read = |p: &str| -> Value {
+        serde_json::from_slice(&std::fs::read(into.join(p)).unwrap()).unwrap()
+    };
+    let m = read("manifest.json");
+    let config = read(m[0]["Config"].as_str().unwrap());
+    let layers = m[0]["Layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let o = run(Command::new("sh")
+                .arg("-c")
+                .arg("gzip -dcf < \"$1\"")
+                .arg("sh")
+                .arg(into.join(l.as_str().unwrap())));
+            format!("sha256:{}", sha256_hex(&o.stdout))
+        })
+        .collect();
+    (config, layers)
+}
+
+/// An RFC 3339 time as a value that sorts as time does (Go drops a fraction's trailing
+/// zeros, so the strings alone do not).
+fn instant(t: &str) -> (String, u32) {
+    let t = t
+        .strip_suffix('Z')
+        .unwrap_or_else(|| panic!("not UTC: {t}"));
+    let (whole, frac) = t.split_once('.').unwrap_or((t, ""));
+    (whole.to_string(), format!("{frac:0<9}").parse().unwrap())
+}
+
+/// What a history says, entry by entry after the first `skip`: what made it (through
+/// `wording`), whether it made a layer, its comment, and which entry first had its time;
+/// checked on the way: times never go back, the image's time is the last entry's, and the
+/// diff ids are the layers' digests, one per entry that made a layer.
+fn history_shape(
+    (config, layers): &(Value, Vec<String>),
+    skip: usize,
+    wording: impl Fn(&str) -> String,
+) -> Vec<String> {
+    let history = config["history"].as_array().unwrap();
+    let times: Vec<(String, u32)> = history
+        .iter()
+        .map(|h| {
+            instant(
+                h["created"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("no time: {h}")),
+            )
+        })
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "times go back: {history:#?}"
+    );
+    assert_eq!(config["created"], history.last().unwrap()["created"]);
+    assert_eq!(config["rootfs"]["diff_ids"], json!(layers));
+    let with_layer = history.iter().filter(|h| h["empty_layer"] != true).count();
+    assert_eq!(with_layer, layers.len(), "{history:#?}");
+    history
+        .iter()
+        .zip(&times)
+        .skip(skip)
+        .map(|(h, t)| {
+            let first = times[skip..].iter().position(|u| u == t).unwrap();
+            format!(
+                "{} | layer={} | {} | time of entry {first}",
+                wording(h["created_by"].as_str().unwrap_or_default()),
+                h["empty_layer"] != true,
+                h["comment"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn root_build_buildkit_features_match_buildkit() {
     // What BuildKit alone does that dockerd's BuildKit here can build: COPY/ADD --chmod and
-    // RUN --mount (cache, bind from the context and from an image, tmpfs).
+    // RUN --mount (cache, bind from the context and from an image, tmpfs); and the history
+    // BuildKit writes for every kind of instruction.
     let r = setup();
     let d = Dockerd::start_with(&["--storage-driver=overlay2".into()]);
     docker_base(&r, &d);
@@ -1845,14 +1947,26 @@ fn root_build_buildkit_features_match_buildkit() {
         (
             "Dockerfile",
             "FROM base:1\n\
+             ARG V=1\n\
+             LABEL org.example.kind=buildkit\n\
+             ENV X=1 Y=\"two words\"\n\
+             WORKDIR /srv\n\
              COPY --chmod=640 a.txt /files/a.txt\n\
              COPY --chmod=755 dir /files/dir/\n\
              ADD --chmod=600 a.txt /files/added\n\
-             RUN --mount=type=cache,target=/cache echo x >> /cache/log && wc -l < /cache/log > /files/cache-lines\n\
+             RUN --mount=type=cache,target=/cache echo $V >> /cache/log && wc -l < /cache/log > /files/cache-lines\n\
              RUN --mount=type=bind,source=dir,target=/mnt/dir ls -R /mnt/dir > /files/bound\n\
              RUN --mount=type=bind,target=/ctx cat /ctx/a.txt > /files/ctx-a\n\
              RUN --mount=type=tmpfs,target=/scratch touch /scratch/x && ls /scratch > /files/tmpfs\n\
-             RUN --mount=type=bind,from=base:1,source=/etc,target=/baseetc cat /baseetc/motd > /files/motd\n",
+             RUN --mount=type=bind,from=base:1,source=/etc,target=/baseetc cat /baseetc/motd > /files/motd\n\
+             USER nobody\n\
+             EXPOSE 80 53/udp\n\
+             VOLUME /data\n\
+             STOPSIGNAL SIGQUIT\n\
+             HEALTHCHECK --interval=5s CMD true\n\
+             SHELL [\"/bin/sh\", \"-ec\"]\n\
+             ENTRYPOINT [\"sh\"]\n\
+             CMD [\"-c\", \"true\"]\n",
         ),
         ("a.txt", "a\n"),
         ("dir/x", "x\n"),
@@ -1902,6 +2016,57 @@ fn root_build_buildkit_features_match_buildkit() {
         );
     }
     assert_eq!(r.cat("bk:1", "/files/cache-lines"), "1\n");
+    // The history after the base's one entry. dockerd 20.10's BuildKit (v0.8) words three
+    // kinds of entries otherwise than BuildKit does today (its dockerfile2llb: COPY and ADD
+    // name their --chown/--chmod, EXPOSE lists its ports, HEALTHCHECK prints its fields by
+    // name), and berth writes today's words: those map to the older ones.
+    let older: &[(&str, &str)] = &[
+        ("COPY --chmod=640 a.txt /files/a.txt # buildkit", "COPY a.txt /files/a.txt # buildkit"),
+        ("COPY --chmod=755 dir /files/dir/ # buildkit", "COPY dir /files/dir/ # buildkit"),
+        ("ADD --chmod=600 a.txt /files/added # buildkit", "ADD a.txt /files/added # buildkit"),
+        ("EXPOSE [53/udp 80/tcp]", "EXPOSE map[53/udp:{} 80/tcp:{}]"),
+        (
+            "HEALTHCHECK {Test:[CMD-SHELL true] Interval:5s Timeout:0s StartPeriod:0s StartInterval:0s Retries:0}",
+            "HEALTHCHECK &{[\"CMD-SHELL\" \"true\"] \"5s\" \"0s\" \"0s\" '\\x00'}",
+        ),
+    ];
+    let then = |w: &str| -> String {
+        older
+            .iter()
+            .find(|(now, _)| *now == w)
+            .map_or(w, |(_, then)| then)
+            .to_string()
+    };
+    let berth_tar = r.work.path().join("bk-berth-save.tar");
+    r.b.ok(&["save", "-o", berth_tar.to_str().unwrap(), "bk:1"]);
+    let docker_tar = r.work.path().join("bk-docker-save.tar");
+    d.ok(&["save", "-o", docker_tar.to_str().unwrap(), "bk:1"]);
+    let ours = history_shape(
+        &saved(&berth_tar, &r.work.path().join("bk-berth-save")),
+        1,
+        then,
+    );
+    let theirs = history_shape(
+        &saved(&docker_tar, &r.work.path().join("bk-docker-save")),
+        1,
+        str::to_string,
+    );
+    assert_eq!(ours, theirs);
+    assert_eq!(ours.len(), 20, "{ours:#?}");
+    // `history` prints the times as docker's CLI does: to the second.
+    let shape = |out: String| -> String {
+        out.chars()
+            .map(|c| if c.is_ascii_digit() { '9' } else { c })
+            .collect()
+    };
+    let times = [
+        "history",
+        "--human=false",
+        "--format",
+        "{{.CreatedAt}} {{.CreatedSince}}",
+        "bk:1",
+    ];
+    assert_eq!(shape(r.b.ok(&times)), shape(d.ok(&times)));
 }
 
 #[test]

@@ -28,7 +28,7 @@ use super::ignore::{clean, Ignore};
 use super::plan::{self, Base, FromSource, Plan, PlanOptions, PROXY_ARGS};
 use super::{BuildError, BuildOptions, BuildResult, Progress};
 use crate::dockerfile::config::{
-    go_list, go_quoted_list, health_history, HealthConfig, ImageConfig, DEFAULT_PATH,
+    go_list, go_quoted_list, health_history, HealthConfig, History, ImageConfig, DEFAULT_PATH,
 };
 use crate::dockerfile::instructions::{self, Command, CommandLine, Copy, Instruction};
 use crate::dockerfile::parser as dockerfile;
@@ -1867,6 +1867,39 @@ fn is_archive(file: &Path) -> bool {
 }
 
 /// Writes the target's image into the store and gives it its names.
+/// Times for the history entries that have none (ARG, ENV, LABEL, …), by BuildKit's rule
+/// (its image exporter's `normalizeLayersAndHistory`): the entries of the first run without a
+/// time take the first time after it, every later one the time of the entry before it. So
+/// the instructions before a build's first layer carry that layer's time, those after a
+/// layer its time, and times never go back. With no time at all, `fallback`.
+fn fill_history_times(history: &mut [History], fallback: Option<&str>) {
+    let mut gap = false;
+    let mut time = None;
+    for h in history.iter() {
+        match &h.created {
+            Some(t) => {
+                time = Some(t.clone());
+                if gap {
+                    break;
+                }
+            }
+            None => gap = true,
+        }
+    }
+    let mut time = time.or_else(|| fallback.map(str::to_string));
+    let mut gap = false;
+    for h in history.iter_mut() {
+        match &h.created {
+            Some(t) if gap => time = Some(t.clone()),
+            Some(_) => {}
+            None => {
+                gap = true;
+                h.created = time.clone();
+            }
+        }
+    }
+}
+
 fn export(b: &Build) -> Result<BuildResult> {
     let out = b
         .done
@@ -1889,13 +1922,7 @@ fn export(b: &Build) -> Result<BuildResult> {
             .or_else(|| config.history.iter().rev().find_map(|h| h.created.clone()))
             .unwrap_or_else(|| rfc3339(chrono::Utc::now())),
     });
-    // History entries of this build without a time get the image's.
-    let created = config.created.clone();
-    for h in config.history.iter_mut() {
-        if h.created.is_none() {
-            h.created = created.clone();
-        }
-    }
+    fill_history_times(&mut config.history, config.created.as_deref());
     config.rootfs.diff_ids = out.layers.iter().map(|l| l.diff_id.to_string()).collect();
     let p = crate::remote::Platform::host();
     config.os = p.os.clone();
@@ -1997,5 +2024,43 @@ mod tests {
         assert_eq!(key("p", &d), key("p", &d));
         assert_ne!(key("p", &d), key("q", &d));
         assert_ne!(key("p", &d), key("p", &json!({"op": "run", "args": ["b"]})));
+    }
+
+    #[test]
+    fn history_times_as_buildkit_fills_them() {
+        // Each case: the entries' times (None: an entry without one), the fallback, and the
+        // times BuildKit's exporter gives them.
+        type Case<'a> = (&'a [Option<&'a str>], Option<&'a str>, &'a [&'a str]);
+        let cases: &[Case] = &[
+            // Base, ARG, ENV, WORKDIR (a layer), RUN, USER, CMD: the first gap takes the
+            // first layer's time, the last the last layer's.
+            (
+                &[Some("b"), None, None, Some("w"), Some("r"), None, None],
+                Some("x"),
+                &["b", "w", "w", "w", "r", "r", "r"],
+            ),
+            // A gap between layers takes the time before it.
+            (
+                &[Some("b"), None, Some("c"), None, Some("d")],
+                None,
+                &["b", "c", "c", "c", "d"],
+            ),
+            // No layer in this build: the base's last time.
+            (&[Some("b"), None, None], Some("x"), &["b", "b", "b"]),
+            // No time anywhere: the fallback.
+            (&[None, None], Some("x"), &["x", "x"]),
+        ];
+        for (times, fallback, want) in cases {
+            let mut h: Vec<History> = times
+                .iter()
+                .map(|t| History {
+                    created: t.map(str::to_string),
+                    ..Default::default()
+                })
+                .collect();
+            fill_history_times(&mut h, *fallback);
+            let got: Vec<&str> = h.iter().map(|e| e.created.as_deref().unwrap()).collect();
+            assert_eq!(got, *want, "{times:?}");
+        }
     }
 }

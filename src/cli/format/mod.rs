@@ -23,6 +23,7 @@ pub use table::tabulate;
 pub use template::Template;
 pub use units::{
     bytes_size, created_at, ellipsis, go_quote, human_ago, human_since, human_size, human_size4,
+    rfc3339_seconds,
 };
 
 fn parse(format: &str) -> Result<Template> {

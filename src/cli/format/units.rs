@@ -112,6 +112,17 @@ pub fn created_at(t: Option<&str>) -> String {
         .unwrap_or_default()
 }
 
+/// docker's history `CreatedAt` (Go's `time.RFC3339` of the Unix second:
+/// `2024-01-02T03:04:05Z`); empty when unknown.
+pub fn rfc3339_seconds(t: Option<&str>) -> String {
+    t.and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| {
+            t.with_timezone(&Utc)
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        })
+        .unwrap_or_default()
+}
+
 /// docker's `ellipsis`: at most `n` characters, the last one `…` when cut.
 pub fn ellipsis(s: &str, n: usize) -> String {
     if s.chars().count() <= n {

@@ -5,7 +5,7 @@ use berth_client::images::ImageStore;
 use clap::Args;
 use serde_json::{json, Value};
 
-use crate::cli::format::{ellipsis, human_ago, human_size, print_list};
+use crate::cli::format::{ellipsis, human_ago, human_size, print_list, rfc3339_seconds};
 use crate::cli::globals::block_on;
 
 #[derive(Args)]
@@ -47,8 +47,8 @@ async fn history(store: &ImageStore, a: HistoryArgs) -> Result<i32> {
             };
             json!({
                 "ID": id,
-                "CreatedSince": if a.human { human_ago(e.created.as_deref()) } else { e.created.clone().unwrap_or_default() },
-                "CreatedAt": e.created.clone().unwrap_or_default(),
+                "CreatedSince": if a.human { human_ago(e.created.as_deref()) } else { rfc3339_seconds(e.created.as_deref()) },
+                "CreatedAt": rfc3339_seconds(e.created.as_deref()),
                 "CreatedBy": created_by,
                 "Size": if a.human { human_size(e.size) } else { e.size.to_string() },
                 "Comment": e.comment,
