@@ -306,6 +306,51 @@ fn root_restart_policies_through_the_cli() {
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(field(&b, "loop", "{{.RestartCount}}"), count);
     assert_eq!(field(&b, "loop", "{{.State.Status}}"), "exited");
+    // A stop that arrives while the supervisor is starting a restart's run (held there by
+    // its test hook, under the container's lock) waits for that run and stops it: the
+    // container is down when `stop` returns and stays down. Decided on a record read before
+    // the lock, such a stop saw neither a running nor a restarting container and let the
+    // restarts go on.
+    let mut run = b.cmd(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--restart",
+        "always",
+        "--name",
+        "held",
+        "bb",
+        "sh",
+        "-c",
+        "echo ran; sleep 0.5; exit 1",
+    ]);
+    run.env("BERTH_TEST_RESTART_PAUSE_MS", "1500");
+    crate::util::run(&mut run);
+    let id = field(&b, "held", "{{.Id}}");
+    let lock = std::fs::File::open(b.root.join("containers").join(&id).join("lock")).unwrap();
+    eventually("the supervisor to hold the lock for the restart", || {
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a descriptor this test owns; a lock it gets is given back at once.
+        let free = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        if free {
+            // SAFETY: as above.
+            unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_UN) };
+        }
+        !free && field(&b, "held", "{{.RestartCount}}") == "1"
+    });
+    b.ok(&["stop", "-t", "1", "held"]);
+    assert_eq!(
+        field(&b, "held", "{{.State.Status}} {{.RestartCount}}"),
+        "exited 1"
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        field(&b, "held", "{{.State.Status}} {{.RestartCount}}"),
+        "exited 1"
+    );
+    let st = inspect(&b, "held")["State"].clone();
+    assert_eq!(stdout(&out(&b, &["logs", "held"])), "ran\nran\n", "{st}");
     // always survives a kill of its process from outside, and a manual start resets the
     // count; `berth kill` is a person's stop: it stays down.
     b.ok(&[

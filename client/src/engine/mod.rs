@@ -1736,18 +1736,35 @@ impl Engine {
                 && self.supervisor_alive(rec))
     }
 
+    /// A person's `stop` or `kill` decided under the container's lock: a restart the
+    /// supervisor is making meanwhile (it holds the lock from the old run's removal to the
+    /// new run's start) finishes first and its new run is the one stopped, and no restart
+    /// starts after the decision. (Decided on a record read before, a stop that came in
+    /// that window saw neither a running nor a restarting container and did nothing.) When the container runs or waits to restart, it is marked stopped
+    /// by a person and, when `cancel` says so, its restarts are cancelled. Returns the
+    /// running container, or whether it was waiting to restart.
+    fn settle_under_lock(
+        &self,
+        rec: &ContainerRecord,
+        cancel: bool,
+    ) -> Result<std::result::Result<Container, bool>> {
+        let _lock = self.lock(&rec.id)?;
+        let mut now = self.load(&rec.id)?;
+        let running = self.running(&now);
+        let restarting = running.is_err() && self.restart_pending(&now);
+        if running.is_ok() || restarting {
+            now.manually_stopped = true;
+            now.restart_cancelled |= cancel;
+            now.restarting &= !cancel;
+            self.save(&now)?;
+        }
+        Ok(running.map_err(|_| restarting))
+    }
+
     /// docker's `stop`: the stop signal, then SIGKILL after `timeout`. A container that is
     /// not running is left as it is.
     pub fn stop(&self, rec: &ContainerRecord, timeout: Duration) -> Result<()> {
-        let running = self.running(rec);
-        if running.is_ok() || self.restart_pending(rec) {
-            // docker: a stopped container stays down, whatever its restart policy.
-            self.update(&rec.id, |r| {
-                r.manually_stopped = true;
-                r.restart_cancelled = true;
-                r.restarting = false;
-            })?;
-        }
+        let running = self.settle_under_lock(rec, true)?;
         let Ok(c) = running else {
             return Ok(());
         };
@@ -1767,25 +1784,20 @@ impl Engine {
     /// stopping the container: `unless-stopped` no longer restarts it, and its next exit is
     /// not restarted unless the signal differs from a stop signal the container has.
     pub fn kill(&self, rec: &ContainerRecord, signal: i32) -> Result<()> {
-        let running = self.running(rec);
-        let restarting = running.is_err() && self.restart_pending(rec);
-        if running.is_ok() || restarting {
-            let stop_signal = rec
-                .config
-                .stop_signal
-                .as_deref()
-                .and_then(|s| berth_runtime::parse_signal(s).ok());
-            let cancel = stop_signal.is_none_or(|s| s == signal) || signal == libc::SIGKILL;
-            self.update(&rec.id, |r| {
-                r.manually_stopped = true;
-                r.restart_cancelled |= cancel;
-                r.restarting &= !cancel;
-            })?;
-        }
-        if restarting {
-            return Ok(());
-        }
-        running?.kill(signal)?;
+        let stop_signal = rec
+            .config
+            .stop_signal
+            .as_deref()
+            .and_then(|s| berth_runtime::parse_signal(s).ok());
+        let cancel = stop_signal.is_none_or(|s| s == signal) || signal == libc::SIGKILL;
+        let running = self.settle_under_lock(rec, cancel)?;
+        let c = match running {
+            Ok(c) => c,
+            // A restarting container: the kill is the decision above, no process gets it.
+            Err(true) => return Ok(()),
+            Err(false) => return Err(EngineError::NotRunning(rec.id.clone())),
+        };
+        c.kill(signal)?;
         self.journal()
             .record(container_event(rec, "kill").attr("signal", signal.to_string()));
         Ok(())

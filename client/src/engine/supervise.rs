@@ -49,6 +49,11 @@ const HEALTH_LOG_ENTRIES: usize = 5;
 const HEALTH_OUTPUT: usize = 4096;
 /// How often a supervisor waiting to restart looks whether a person acted meanwhile.
 const BACKOFF_TICK: Duration = Duration::from_millis(100);
+/// A test hook: with `BERTH_TEST_RESTART_PAUSE_MS=N`, a supervisor holds the container's
+/// lock N ms (at most [`RESTART_PAUSE_LIMIT`]) right before it starts a restart's run, so
+/// that a test can make a `stop` or `kill` arrive in that moment.
+const RESTART_PAUSE_ENV: &str = "BERTH_TEST_RESTART_PAUSE_MS";
+const RESTART_PAUSE_LIMIT: Duration = Duration::from_secs(10);
 
 /// docker's `State.Health`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -425,6 +430,12 @@ impl Engine {
             let mut rec = self.load(id)?;
             if rec.restart_cancelled || !rec.restarting {
                 continue;
+            }
+            if let Some(ms) = std::env::var(RESTART_PAUSE_ENV)
+                .ok()
+                .and_then(|v| v.parse().ok())
+            {
+                std::thread::sleep(Duration::from_millis(ms).min(RESTART_PAUSE_LIMIT));
             }
             // `restarting` holds until the new run exists: between the two, the container
             // never reads as exited (docker's Restarting lasts until the start).
