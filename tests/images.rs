@@ -612,6 +612,28 @@ fn save_load_import_prune_and_df() {
     assert!(out.contains(&format!("deleted: {}", image.config)), "{out}");
     assert!(!out.contains(&import_id), "{out}");
     assert_eq!(berth.ok(&["images", "-q"]).trim(), "");
+
+    // Each image command wrote its event, in docker's words.
+    let until = (chrono::Utc::now().timestamp() + 1).to_string();
+    let actions = |b: &Berth| -> Vec<String> {
+        let out = b.ok(&[
+            "events",
+            "--since",
+            "10m",
+            "--until",
+            &until,
+            "--filter",
+            "type=image",
+            "--format",
+            "{{.Action}}",
+        ]);
+        out.lines().map(str::to_string).collect()
+    };
+    let seen = actions(&berth);
+    for action in ["pull", "save", "import", "tag", "untag", "delete"] {
+        assert!(seen.iter().any(|a| a == action), "{action} in {seen:?}");
+    }
+    assert_eq!(actions(&other), ["load"]);
 }
 
 #[test]
