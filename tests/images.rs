@@ -322,6 +322,19 @@ fn push_to_distribution_then_podman_pulls_it() {
     let target = format!("{}/dst/img:2", dst.host());
     berth.ok(&["tag", &format!("{}/src/img:1", src.host()), &target]);
     let out = berth.ok(&["push", &target]);
+    let until = (chrono::Utc::now().timestamp() + 1).to_string();
+    let pushed = berth.ok(&[
+        "events",
+        "--since",
+        "10m",
+        "--until",
+        &until,
+        "--filter",
+        "event=push",
+        "--format",
+        "{{.Type}} {{.Action}} {{.Actor.ID}}",
+    ]);
+    assert_eq!(pushed, format!("image push {target}\n"));
     assert!(
         out.contains(&format!(
             "The push refers to repository [{}/dst/img]",
