@@ -465,3 +465,41 @@ fn the_documents_point_at_nothing_outside_the_repository() {
         }
     }
 }
+
+#[test]
+fn a_directory_per_object_and_one_formatter() {
+    // docker's layout: src/cli/<object>/ holds its verbs; only src/cli/format/ prints tables,
+    // templates and indented JSON.
+    let cli = repo().join("src/cli");
+    for object in [
+        "container",
+        "image",
+        "network",
+        "volume",
+        "system",
+        "registry",
+        "serve",
+    ] {
+        assert!(
+            cli.join(object).join("mod.rs").exists(),
+            "src/cli/{object}/"
+        );
+    }
+    let format = cli.join("format");
+    let mut found = Vec::new();
+    for f in rust_files(&repo().join("src")) {
+        if f.starts_with(&format) {
+            continue;
+        }
+        let code = code_only(&std::fs::read_to_string(&f).unwrap());
+        for formatter in ["PrettyFormatter", "to_string_pretty", "gotmpl", "tabwriter"] {
+            if code.contains(formatter) {
+                found.push(format!("{}: {formatter}", f.display()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "formatting outside src/cli/format/: {found:?}"
+    );
+}

@@ -322,6 +322,19 @@ fn push_to_distribution_then_podman_pulls_it() {
     let target = format!("{}/dst/img:2", dst.host());
     berth.ok(&["tag", &format!("{}/src/img:1", src.host()), &target]);
     let out = berth.ok(&["push", &target]);
+    let until = (chrono::Utc::now().timestamp() + 1).to_string();
+    let pushed = berth.ok(&[
+        "events",
+        "--since",
+        "10m",
+        "--until",
+        &until,
+        "--filter",
+        "event=push",
+        "--format",
+        "{{.Type}} {{.Action}} {{.Actor.ID}}",
+    ]);
+    assert_eq!(pushed, format!("image push {target}\n"));
     assert!(
         out.contains(&format!(
             "The push refers to repository [{}/dst/img]",
@@ -612,6 +625,28 @@ fn save_load_import_prune_and_df() {
     assert!(out.contains(&format!("deleted: {}", image.config)), "{out}");
     assert!(!out.contains(&import_id), "{out}");
     assert_eq!(berth.ok(&["images", "-q"]).trim(), "");
+
+    // Each image command wrote its event, in docker's words.
+    let until = (chrono::Utc::now().timestamp() + 1).to_string();
+    let actions = |b: &Berth| -> Vec<String> {
+        let out = b.ok(&[
+            "events",
+            "--since",
+            "10m",
+            "--until",
+            &until,
+            "--filter",
+            "type=image",
+            "--format",
+            "{{.Action}}",
+        ]);
+        out.lines().map(str::to_string).collect()
+    };
+    let seen = actions(&berth);
+    for action in ["pull", "save", "import", "tag", "untag", "delete"] {
+        assert!(seen.iter().any(|a| a == action), "{action} in {seen:?}");
+    }
+    assert_eq!(actions(&other), ["load"]);
 }
 
 #[test]
