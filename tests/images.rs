@@ -671,7 +671,6 @@ fn bad_inputs_are_one_line_and_nonzero() {
             "invalid platform",
         ),
         (&["images", "-f", "bogus=1"], "invalid filter"),
-        (&["images", "--format", "{{.Nope"], "template"),
         (&["load", "-i", "/nonexistent.tar"], "/nonexistent.tar"),
         (
             &["push", "nosuch:1"],
@@ -694,6 +693,12 @@ fn bad_inputs_are_one_line_and_nonzero() {
             "No such image",
         ),
     ];
+    // A listing's template that does not parse: docker's words, without "Error: ".
+    let (_, err) = berth.fails(&["images", "--format", "{{.Nope"]);
+    assert_eq!(
+        err,
+        "template parsing error: template: :1: unclosed action\n"
+    );
     for (args, want) in cases {
         let (_, err) = berth.fails(args);
         assert_eq!(err.lines().count(), 1, "berth {args:?}: {err}");

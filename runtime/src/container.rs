@@ -316,6 +316,25 @@ fn create_inner(
     })
 }
 
+/// The state `rec` records, as it is now: a monitor that died before recording an exit shows
+/// as `Status::MonitorDied` (unless the record, read again, now shows the exit), a frozen
+/// cgroup as `Status::Paused`.
+fn live_state(dir: &Path, rec: &Record, monitor_alive: bool) -> Result<State> {
+    let mut state = rec.state.clone();
+    match state.status {
+        Status::Created | Status::Running if !monitor_alive => {
+            let again = Record::load(dir)?;
+            if again.state.status == Status::Stopped {
+                return Ok(again.state);
+            }
+            state.status = Status::MonitorDied;
+        }
+        Status::Running if rec.cgroups.is_frozen() => state.status = Status::Paused,
+        _ => {}
+    }
+    Ok(state)
+}
+
 impl Container {
     /// The container in `state_dir`, created earlier by any process.
     pub fn open(state_dir: impl AsRef<Path>) -> Result<Container> {
@@ -338,20 +357,23 @@ impl Container {
     /// The container's state. Never blocks on the monitor: a monitor that died before
     /// recording an exit shows as `Status::MonitorDied`.
     pub fn state(&self) -> Result<State> {
-        let rec = Record::load(&self.state_dir)?;
-        let mut state = rec.state.clone();
-        match state.status {
-            Status::Created | Status::Running if !rec.monitor_alive() => {
-                let again = Record::load(&self.state_dir)?;
-                if again.state.status == Status::Stopped {
-                    return Ok(again.state);
-                }
-                state.status = Status::MonitorDied;
-            }
-            Status::Running if rec.cgroups.is_frozen() => state.status = Status::Paused,
-            _ => {}
-        }
-        Ok(state)
+        let rec = self.record()?;
+        let monitor_alive = rec.monitor_alive();
+        live_state(&self.state_dir, &rec, monitor_alive)
+    }
+
+    /// The state of the container in `state_dir` and, when it runs (or is paused), what it
+    /// uses now (its cgroups' and its network namespace's counters): from one read of the
+    /// record and one look at the monitor, as `stats` asks this of every container at every
+    /// sample.
+    pub fn sample(state_dir: impl AsRef<Path>) -> Result<(State, Option<crate::Usage>)> {
+        let dir = state_dir.as_ref();
+        let rec = Record::load(dir)?;
+        let monitor_alive = rec.monitor_alive();
+        let state = live_state(dir, &rec, monitor_alive)?;
+        let usage = (rec.state.status == Status::Running && monitor_alive)
+            .then(|| rec.cgroups.usage(rec.state.pid));
+        Ok((state, usage))
     }
 
     fn record(&self) -> Result<Record> {
@@ -494,18 +516,6 @@ impl Container {
             .pid
             .map(sys::namespace_processes)
             .unwrap_or_default())
-    }
-
-    /// What the running (or paused) container uses now: its cgroups' and its network
-    /// namespace's counters.
-    pub fn usage(&self) -> Result<crate::Usage> {
-        // One read of the record: `stats` asks this of every container.
-        let rec = self.record()?;
-        let status = rec.state.status;
-        if status != Status::Running || !rec.monitor_alive() {
-            return Err(self.invalid(status, "only a running container has usage"));
-        }
-        Ok(rec.cgroups.usage(rec.state.pid))
     }
 
     /// New limits for the running (or paused) container, written to its live cgroups (only

@@ -24,7 +24,7 @@
 //! Container::pause(), resume()                      cgroup freezer
 //! Container::exec(&Process, ExecStdio) -> ExecProcess   setns into a running container
 //! Container::processes() -> Vec<pid>                for `top`
-//! Container::usage() -> Usage                      cgroup and network counters, for `stats`
+//! Container::sample(dir) -> (State, Option<Usage>) one read of state and counters, for `stats`
 //! Container::update(&LinuxResources)               new limits on the live cgroups
 //! Container::delete(force)                          leaves nothing behind
 //! ContainerConfig::on_exit                          called by the monitor with the exit

@@ -1443,6 +1443,17 @@ impl Engine {
 
     /// The container's live state.
     pub fn state(&self, rec: &ContainerRecord) -> ContainerState {
+        let runtime = self.runtime(rec).and_then(|c| c.state().ok());
+        self.state_from(rec, runtime)
+    }
+
+    /// The container's live state from what its runtime says (`None`: it has not run, or
+    /// its runtime state cannot be read), read once by the caller.
+    pub(crate) fn state_from(
+        &self,
+        rec: &ContainerRecord,
+        runtime: Option<berth_runtime::State>,
+    ) -> ContainerState {
         let last = rec.last_run.as_ref();
         let mut st = ContainerState {
             status: Status::Created,
@@ -1457,10 +1468,7 @@ impl Engine {
         if last.is_some() {
             st.status = Status::Exited;
         }
-        let Some(c) = self.runtime(rec) else {
-            return st;
-        };
-        let Ok(s) = c.state() else {
+        let Some(s) = runtime else {
             return st;
         };
         use berth_runtime::Status as R;

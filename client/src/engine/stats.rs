@@ -6,6 +6,8 @@
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use berth_runtime::Container;
+
 use super::{ContainerRecord, Engine, Result};
 
 /// One reading of a container's use. A container that does not run reads as zeros, as
@@ -87,20 +89,20 @@ impl Engine {
             name: rec.name.clone(),
             ..Default::default()
         };
-        let state = self.state(rec);
+        // One read of the runtime's record for both the state and the counters.
+        let (runtime, usage) = match Container::sample(self.runtime_dir(&rec.id)) {
+            Ok((state, usage)) => (Some(state), usage),
+            Err(_) => (None, None),
+        };
+        let state = self.state_from(rec, runtime);
         if !matches!(state.status, super::Status::Running | super::Status::Paused) {
             return Ok(s);
         }
-        let Some(c) = self.runtime(rec) else {
+        // A record that does not show it running has no counters.
+        let Some(usage) = usage else {
             return Ok(s);
         };
         let started = state.started_at;
-        let usage = match c.usage() {
-            Ok(u) => u,
-            // Stopped between the look and the reading.
-            Err(berth_runtime::Error::InvalidState { .. }) => return Ok(s),
-            Err(e) => return Err(e.into()),
-        };
         s.read_at_ns = unix_ns(SystemTime::now());
         s.running = true;
         s.started_at_ns = started
