@@ -1748,9 +1748,10 @@ impl Engine {
     /// supervisor is making meanwhile (it holds the lock from the old run's removal to the
     /// new run's start) finishes first and its new run is the one stopped, and no restart
     /// starts after the decision. (Decided on a record read before, a stop that came in
-    /// that window saw neither a running nor a restarting container and did nothing.) When the container runs or waits to restart, it is marked stopped
-    /// by a person and, when `cancel` says so, its restarts are cancelled. Returns the
-    /// running container, or whether it was waiting to restart.
+    /// that window saw neither a running nor a restarting container and did nothing.) When
+    /// the container runs or waits to restart, it is marked stopped by a person and, when
+    /// `cancel` says so, its restarts are cancelled. Returns the running container, or
+    /// whether it was waiting to restart.
     fn settle_under_lock(
         &self,
         rec: &ContainerRecord,
