@@ -322,18 +322,7 @@ fn push_to_distribution_then_podman_pulls_it() {
     let target = format!("{}/dst/img:2", dst.host());
     berth.ok(&["tag", &format!("{}/src/img:1", src.host()), &target]);
     let out = berth.ok(&["push", &target]);
-    let until = (chrono::Utc::now().timestamp() + 1).to_string();
-    let pushed = berth.ok(&[
-        "events",
-        "--since",
-        "10m",
-        "--until",
-        &until,
-        "--filter",
-        "event=push",
-        "--format",
-        "{{.Type}} {{.Action}} {{.Actor.ID}}",
-    ]);
+    let pushed = recent_events(&berth, "event=push", "{{.Type}} {{.Action}} {{.Actor.ID}}");
     assert_eq!(pushed, format!("image push {target}\n"));
     assert!(
         out.contains(&format!(
@@ -627,19 +616,8 @@ fn save_load_import_prune_and_df() {
     assert_eq!(berth.ok(&["images", "-q"]).trim(), "");
 
     // Each image command wrote its event, in docker's words.
-    let until = (chrono::Utc::now().timestamp() + 1).to_string();
     let actions = |b: &Berth| -> Vec<String> {
-        let out = b.ok(&[
-            "events",
-            "--since",
-            "10m",
-            "--until",
-            &until,
-            "--filter",
-            "type=image",
-            "--format",
-            "{{.Action}}",
-        ]);
+        let out = recent_events(b, "type=image", "{{.Action}}");
         out.lines().map(str::to_string).collect()
     };
     let seen = actions(&berth);
@@ -647,6 +625,15 @@ fn save_load_import_prune_and_df() {
         assert!(seen.iter().any(|a| a == action), "{action} in {seen:?}");
     }
     assert_eq!(actions(&other), ["load"]);
+}
+
+/// The events of the last ten minutes up to now (`--until`, so the command does not follow)
+/// that `filter` keeps, one line each in `format`.
+fn recent_events(b: &Berth, filter: &str, format: &str) -> String {
+    let until = (chrono::Utc::now().timestamp() + 1).to_string();
+    b.ok(&[
+        "events", "--since", "10m", "--until", &until, "--filter", filter, "--format", format,
+    ])
 }
 
 #[test]
