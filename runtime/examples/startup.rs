@@ -43,6 +43,7 @@ fn main() {
                 berth_runtime::LogFormat::JsonFile,
             )),
             on_exit: None,
+            on_start: None,
             init: false,
         })
         .expect("create");

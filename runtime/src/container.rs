@@ -11,7 +11,9 @@ use crate::monitor::{self, MonitorPlan};
 use crate::rootfs::{Device, Rootfs};
 use crate::seccomp;
 use crate::spec::{ns_flag, MountPlan, ProcessPlan};
-use crate::state::{Exit, ExitHook, Record, State, Status, ROOTFS_DIR, SPEC_FILE, STATE_FILE};
+use crate::state::{
+    Exit, ExitHook, Record, StartHook, State, Status, ROOTFS_DIR, SPEC_FILE, STATE_FILE,
+};
 use crate::sys;
 use oci_spec::runtime::{LinuxDeviceType, LinuxNamespaceType, LinuxResources, Spec};
 use std::io;
@@ -43,6 +45,10 @@ pub struct ContainerConfig {
     /// with it). It runs in the monitor process, after the fork: keep it to a few system
     /// calls.
     pub on_exit: Option<ExitHook>,
+    /// Called by the monitor once the command has started, before it answers the starter
+    /// and before it can see the exit (the engine writes its `start` event with it, so that
+    /// a `die` never comes first). It runs in the monitor process, as `on_exit`.
+    pub on_start: Option<StartHook>,
     /// Run a small init as the container's first process, with the command as its child: it
     /// reaps zombies and forwards signals (docker's `--init`).
     pub init: bool,
@@ -221,6 +227,7 @@ fn plan(cfg: &ContainerConfig) -> Result<MonitorPlan> {
         .ctx(|| format!("resolve {}", cfg.state_dir.display()))?;
     Ok(MonitorPlan {
         on_exit: cfg.on_exit.clone(),
+        on_start: cfg.on_start.clone(),
         id: cfg.id.clone(),
         init: InitPlan {
             unshare,

@@ -28,6 +28,7 @@
 //! Container::update(&LinuxResources)               new limits on the live cgroups
 //! Container::delete(force)                          leaves nothing behind
 //! ContainerConfig::on_exit                          called by the monitor with the exit
+//! ContainerConfig::on_start                         called by the monitor once it started
 //! default_spec(id) -> Spec, resolve_user(layers, "user:group"), Error::exit_code()
 //! resolve_groups(layers, ["audio", "10"]), host_supports_blkio_weight(),
 //! host_supports_cpu_realtime(), host_supports_oom_kill_disable(),
@@ -133,7 +134,7 @@ pub use spec::{
     default_spec, device_rule, host_has_cgroupns, parse_signal, CAPABILITIES, COPY_UP,
     DEFAULT_CAPABILITIES, DEFAULT_MASKED_PATHS, DEFAULT_PATH, DEFAULT_READONLY_PATHS,
 };
-pub use state::{now_rfc3339, Exit, ExitHook, State, Status};
+pub use state::{now_rfc3339, Exit, ExitHook, StartHook, State, Status};
 pub use usage::Usage;
 pub use user::{resolve_groups, resolve_user, ResolvedUser};
 

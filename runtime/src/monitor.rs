@@ -48,6 +48,7 @@ pub(crate) struct MonitorPlan {
     pub log: Option<LogConfig>,
     pub resources: Option<LinuxResources>,
     pub on_exit: Option<crate::state::ExitHook>,
+    pub on_start: Option<crate::state::StartHook>,
 }
 
 const STATUS_FD: RawFd = 3;
@@ -524,6 +525,9 @@ impl<'a> Monitor<'a> {
             frame(attach::START_FAILED, &buf[..n])
         };
         let _ = self.record.save(&self.plan.state_dir);
+        if let (0, Some(hook)) = (n, &self.plan.on_start) {
+            (hook.0)();
+        }
         for c in self.clients.iter_mut().filter(|c| c.starter) {
             c.starter = false;
             c.outbuf.extend_from_slice(&answer);

@@ -76,6 +76,18 @@ impl std::fmt::Debug for ExitHook {
     }
 }
 
+/// A function the monitor calls once the container's command has started (given by the
+/// container's creator, as [`ExitHook`]). It runs in the monitor before any exit of that run
+/// is seen, so what it records comes before what the exit hook records.
+#[derive(Clone)]
+pub struct StartHook(pub std::sync::Arc<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for StartHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StartHook")
+    }
+}
+
 /// What `Container::state` reports.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {

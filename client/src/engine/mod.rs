@@ -46,7 +46,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use berth_runtime::{Container, ContainerConfig, ExitHook, Rootfs};
+use berth_runtime::{Container, ContainerConfig, ExitHook, Rootfs, StartHook};
 use berth_storage::Digest;
 use serde_json::Value;
 
@@ -1526,7 +1526,6 @@ impl Engine {
             let _ = c.wait_timeout(Some(Duration::from_secs(5)));
             return Err(e.into());
         }
-        self.journal().record(container_event(rec, "start"));
         Ok(())
     }
 
@@ -1647,6 +1646,7 @@ impl Engine {
             open_stdin: rec.config.open_stdin,
             log,
             on_exit: Some(die_event(self.journal(), rec.clone(), dir.clone())),
+            on_start: Some(start_event(self.journal(), rec.clone(), manual)),
             init: rec.host.init,
         };
         // A bridge container is plugged in as soon as its network namespace exists, while
@@ -1806,9 +1806,10 @@ impl Engine {
             Err(true) => return Ok(()),
             Err(false) => return Err(EngineError::NotRunning(rec.id.clone())),
         };
-        c.kill(signal)?;
+        // Before the signal, as `stop` does: the `die` it may cause comes after it.
         self.journal()
             .record(container_event(rec, "kill").attr("signal", signal.to_string()));
+        c.kill(signal)?;
         Ok(())
     }
 
@@ -2442,6 +2443,18 @@ fn die_event(journal: Journal, rec: ContainerRecord, dir: PathBuf) -> ExitHook {
             rootless::stop_pasta(&dir, !rec.host.port_bindings.is_empty());
         }
         journal.record(container_event(&rec, "die").attr("exitCode", exit.code.to_string()));
+    }))
+}
+
+/// The monitor's hook that writes a run's `start` event to the journal once its command
+/// has started, and `restart` after it when the restart policy (not a person) started it.
+/// The monitor calls it before it can see the run's exit: `die` never comes first.
+fn start_event(journal: Journal, rec: ContainerRecord, manual: bool) -> StartHook {
+    StartHook(std::sync::Arc::new(move || {
+        journal.record(container_event(&rec, "start"));
+        if !manual {
+            journal.record(container_event(&rec, "restart"));
+        }
     }))
 }
 

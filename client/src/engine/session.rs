@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use berth_runtime::{AttachOptions, Container};
 
-use super::{container_event, ContainerRecord, Engine, EngineError, Result, Status};
+use super::{ContainerRecord, Engine, EngineError, Result, Status};
 use crate::events::{Event, Journal};
 
 /// How a process ended.
@@ -56,8 +56,6 @@ pub enum Output {
 pub struct Attached {
     attach: berth_runtime::Attach,
     container: Container,
-    /// The journal and the `start` event to write once the command runs.
-    on_start: Option<(Journal, Event)>,
 }
 
 /// The sending half of an attached container's streams: its stdin and its terminal's size.
@@ -98,10 +96,8 @@ impl Attached {
 
     /// Runs the container's command (after [`Engine::attach_new`]).
     pub fn start(&mut self) -> Result<()> {
+        // The monitor writes the `start` event (see `start_event`).
         self.attach.start()?;
-        if let Some((journal, event)) = self.on_start.take() {
-            journal.record(event);
-        }
         Ok(())
     }
 
@@ -214,11 +210,7 @@ impl Engine {
             };
         }
         let attach = container.attach(streams)?;
-        Ok(Attached {
-            attach,
-            container,
-            on_start: Some((self.journal(), container_event(rec, "start"))),
-        })
+        Ok(Attached { attach, container })
     }
 
     /// `attach`: a running container's streams, refused as docker refuses a paused or
@@ -236,11 +228,7 @@ impl Engine {
             ));
         };
         let attach = container.attach(streams(stdin))?;
-        Ok(Attached {
-            attach,
-            container,
-            on_start: None,
-        })
+        Ok(Attached { attach, container })
     }
 
     /// Whether a container's log may still grow: its command runs, or is about to (prepared

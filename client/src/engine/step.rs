@@ -236,6 +236,7 @@ impl Engine {
             log: None,
             // BuildKit's steps are no containers to `docker events`: no die event.
             on_exit: None,
+            on_start: None,
             init: false,
         })?;
         let run = (|| -> Result<i32> {

@@ -312,7 +312,7 @@ impl Engine {
     }
 
     /// An event of the container's life in the journal (`health_status: healthy`); `die`
-    /// comes from the monitor and `start` from [`Engine::start_run`].
+    /// `start`, `restart` and `die` come from the monitor (see `start_event`).
     fn event(&self, rec: &ContainerRecord, action: &str) {
         self.journal().record(container_event(rec, action));
     }
@@ -443,11 +443,8 @@ impl Engine {
             rec.restarting = false;
             self.save(&rec)?;
             return match started {
-                Ok(()) => {
-                    // After the run's `start`: the restart the policy asked for.
-                    self.event(&rec, "restart");
-                    Ok(true)
-                }
+                // The run's `start` and `restart` events are the monitor's (see `start_event`).
+                Ok(()) => Ok(true),
                 Err(e) => {
                     tracing::warn!("restarting container {}: {e}", rec.id);
                     Ok(false)

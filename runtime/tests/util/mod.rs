@@ -148,6 +148,7 @@ impl Fixture {
                 berth_runtime::LogFormat::JsonFile,
             )),
             on_exit: None,
+            on_start: None,
             init: false,
         }
     }
