@@ -36,3 +36,16 @@ fn main() {
     let code = cli::run(&globals, cli.command);
     std::process::exit(code);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A start builds only the verb it runs (`#[command(defer = true)]`), so clap's checks of
+    /// a definition (conflicting names, bad defaults) would reach the other verbs only when
+    /// someone runs them: here the whole tree is built and checked.
+    #[test]
+    fn every_verb_is_well_defined() {
+        cli::usage::docker_usage(Cli::command()).debug_assert();
+    }
+}

@@ -141,6 +141,57 @@ fn every_verb_answers_help_under_each_spelling_with_the_same_flags() {
     );
 }
 
+/// The verbs a help text lists under `Commands:`, each with the line that describes it.
+fn listed_verbs(help: &str) -> Vec<(String, String)> {
+    help.split_once("Commands:\n")
+        .map(|(_, rest)| rest)
+        .unwrap_or_default()
+        .lines()
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| {
+            let (name, about) = l.trim().split_once(' ')?;
+            let about = about.trim().split(" [alias").next().unwrap_or_default();
+            (name != "help").then(|| (name.trim_end_matches(',').to_string(), about.to_string()))
+        })
+        .collect()
+}
+
+/// A verb's arguments are built only when the verb is named (clap's `defer`): its own help
+/// still opens with the line its object's help lists for it, not one its arguments' struct
+/// would set.
+#[test]
+fn every_verb_help_opens_with_the_line_its_object_lists() {
+    let mut checked = 0;
+    let (top, _) = help(&[]);
+    let mut objects: Vec<Vec<String>> = vec![vec![]];
+    while let Some(path) = objects.pop() {
+        let words: Vec<&str> = path.iter().map(String::as_str).collect();
+        let (text, _) = if words.is_empty() {
+            (top.clone(), String::new())
+        } else {
+            help(&words)
+        };
+        for (name, about) in listed_verbs(&text) {
+            let mut verb = path.clone();
+            verb.push(name);
+            let words: Vec<&str> = verb.iter().map(String::as_str).collect();
+            let (verb_text, _) = help(&words);
+            assert_eq!(
+                verb_text.lines().next(),
+                Some(about.as_str()),
+                "berth {} --help:\n{verb_text}",
+                words.join(" ")
+            );
+            checked += 1;
+            if verb_text.contains("Commands:\n") {
+                objects.push(verb);
+            }
+        }
+    }
+    // The top level's verbs and those of container, image, network, volume, system, builder.
+    assert!(checked > 80, "{checked} verbs");
+}
+
 /// The long flags (`--name`) a help text lists, without their values.
 fn long_flags(help: &str) -> std::collections::BTreeSet<String> {
     help.lines()

@@ -9,6 +9,7 @@ use super::globals::Globals;
 
 /// `berth builder …`.
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum BuilderCommand {
     /// Remove build cache
     Prune(prune::PruneArgs),

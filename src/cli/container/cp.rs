@@ -13,13 +13,6 @@ use crate::cli::format::human_size;
 use crate::cli::globals::Globals;
 
 #[derive(Args, Debug)]
-#[command(
-    long_about = "Copy files/folders between a container and the local filesystem\n\n\
-                  Use '-' as the source to read a tar archive from stdin\n\
-                  and extract it to a directory destination in a container.\n\
-                  Use '-' as the destination to stream a tar archive of a\n\
-                  container source to stdout."
-)]
 pub struct CpArgs {
     /// Archive mode (copy all uid/gid information)
     #[arg(short, long)]

@@ -46,6 +46,7 @@ use super::verb::{Object, Respell, Respelling};
 
 /// The container verbs docker has under both spellings.
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum ContainerVerb {
     /// Create and run a new container from an image
     Run(run::RunArgs),
@@ -147,6 +148,7 @@ impl ContainerVerb {
 
 /// `berth container …`: the shared verbs, and those docker has only under the object.
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum ContainerCommand {
     #[command(flatten)]
     Verb(Box<Object<ContainerVerb>>),

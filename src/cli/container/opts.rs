@@ -19,7 +19,8 @@ use super::mount::parse_mount;
 use super::resources::ResourceFlags;
 use crate::cli::flags::parse_bytes;
 
-/// The flags `create` and `run` share.
+// The flags `create` and `run` share. (A plain comment: clap would take a doc comment for the
+// verb's about; see cli/mod.rs.)
 #[derive(Args, Debug, Clone)]
 #[command(disable_help_flag = true)]
 pub struct CreateFlags {

@@ -7,7 +7,8 @@
 use anyhow::{bail, Result};
 use clap::Args;
 
-/// docker's flags berth refuses (each hidden; see the module's note).
+// docker's flags berth refuses (each hidden; see the module's note). A plain comment, as
+// CreateFlags'.
 #[derive(Args, Debug, Clone, Default)]
 pub struct RefusedFlags {
     #[arg(long, hide = true, value_name = "LIST")]

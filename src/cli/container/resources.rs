@@ -11,7 +11,8 @@ use clap::Args;
 
 use crate::cli::flags::parse_bytes;
 
-/// Devices, limits and kernel settings of a container (docker's names and help).
+// Devices, limits and kernel settings of a container (docker's names and help). A plain
+// comment, as CreateFlags'.
 #[derive(Args, Debug, Clone, Default)]
 pub struct ResourceFlags {
     /// Block IO (relative weight), between 10 and 1000, or 0 to disable (default 0)

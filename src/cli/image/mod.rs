@@ -28,6 +28,7 @@ use super::verb::{Object, Respell, Respelling};
 
 /// The image verbs docker has under both spellings.
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum ImageVerb {
     /// Build an image from a Dockerfile
     Build(Box<build::BuildArgs>),
@@ -91,6 +92,7 @@ impl ImageVerb {
 
 /// `berth image …`: the shared verbs, and those docker has only under the object.
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum ImageCommand {
     #[command(flatten)]
     Verb(Object<ImageVerb>),

@@ -19,6 +19,7 @@ use clap::Subcommand;
 use super::globals::Globals;
 
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum NetworkCommand {
     /// Connect a container to a network
     Connect(connect::ConnectArgs),

@@ -21,6 +21,7 @@ use super::verb::{Object, Respell, Respelling};
 
 /// The system verbs docker has under both spellings (`berth events`, `berth system events`).
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum SystemVerb {
     /// Get real time events from the server
     Events(events::EventsArgs),
@@ -45,6 +46,7 @@ impl SystemVerb {
 
 /// `berth system …`.
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum SystemCommand {
     #[command(flatten)]
     Verb(Object<SystemVerb>),

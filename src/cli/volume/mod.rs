@@ -18,6 +18,7 @@ use super::exit::quiet_pipe;
 use super::globals::Globals;
 
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum VolumeCommand {
     /// Create a volume
     Create(create::CreateArgs),
