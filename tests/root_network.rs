@@ -774,8 +774,11 @@ struct Upstream {
 
 impl Upstream {
     fn start() -> Upstream {
+        // One address per test process and upstream: the tests of a process run side by side.
+        static STARTED: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+        let n = STARTED.fetch_add(1, Ordering::Relaxed);
         let pid = std::process::id();
-        let addr = Ipv4Addr::new(127, 53, (pid >> 8) as u8, pid as u8 | 1);
+        let addr = Ipv4Addr::new(127, 53 + n, (pid >> 8) as u8, pid as u8 | 1);
         let sock = UdpSocket::bind((addr, 53)).unwrap();
         sock.set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
@@ -864,6 +867,15 @@ fn with_resolv(mut c: Command, resolv: &std::path::Path, inner: Command) -> Outp
     c.stdin(std::process::Stdio::null()).output().unwrap()
 }
 
+/// `berth run -d ARGS bb sleep 120`, the resolvers it starts forwarding to `upstream`.
+fn sleeper_with_upstream(b: &Berth, upstream: &Upstream, args: &[&str]) {
+    let mut full = vec!["run", "-d"];
+    full.extend(args);
+    full.extend(["bb", "sleep", "120"]);
+    let o = with_upstream(b, upstream, &full);
+    assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+}
+
 /// What `nslookup NAME` in a running container answered: (succeeded, its output).
 fn lookup(b: &Berth, container: &str, name: &str) -> (bool, String) {
     let o = out(
@@ -906,13 +918,7 @@ fn root_names_resolve_through_the_cli() {
         &format!("{p3}.0/24"),
         "other",
     ]);
-    let start = |args: &[&str]| {
-        let mut full = vec!["run", "-d"];
-        full.extend(args);
-        full.extend(["bb", "sleep", "120"]);
-        let o = with_upstream(&b, &upstream, &full);
-        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
-    };
+    let start = |args: &[&str]| sleeper_with_upstream(&b, &upstream, args);
     start(&[
         "--name",
         "db",
@@ -1146,50 +1152,23 @@ fn root_internal_hairpin_and_macvlan_through_the_cli() {
         "the host's 127.0.0.1 was reached"
     );
 
-    // macvlan over one end of a veth pair of the test's own (this kernel has no dummy
-    // interfaces), its other end in a namespace of the test's own at .200.
-    let k = std::process::id() % 100_000;
-    let (parent, peer, ns) = (
-        format!("bmc{k}a"),
-        format!("bmc{k}b"),
-        format!("berth-mc-{k}"),
-    );
-    struct Cleanup(String, String);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            let _ = Command::new("ip").args(["link", "del", &self.0]).status();
-            let _ = Command::new("ip").args(["netns", "del", &self.1]).status();
-        }
-    }
+    // macvlan over one end of a veth pair of the test's own, its other end in a namespace of
+    // the test's own at .200.
+    let mc = MacvlanParent::new('c');
+    let (parent, peer, ns, k) = (mc.parent.as_str(), mc.peer.as_str(), mc.ns.as_str(), mc.k);
     let ip = |args: &[&str]| crate::util::run(Command::new("ip").args(args));
-    ip(&["netns", "add", &ns]);
-    let _cleanup = Cleanup(parent.clone(), ns.clone());
-    ip(&[
-        "link", "add", &parent, "type", "veth", "peer", "name", &peer, "netns", &ns,
-    ]);
-    ip(&["link", "set", &parent, "up"]);
     let p6 = format!("10.97.{}", k % 250);
     ip(&[
         "-n",
-        &ns,
+        ns,
         "addr",
         "add",
         &format!("{p6}.200/24"),
         "dev",
-        &peer,
+        peer,
     ]);
-    ip(&["-n", &ns, "link", "set", &peer, "up"]);
-    b.ok(&[
-        "network",
-        "create",
-        "-d",
-        "macvlan",
-        "--subnet",
-        &format!("{p6}.0/24"),
-        "-o",
-        &format!("parent={parent}"),
-        "mv",
-    ]);
+    ip(&["-n", ns, "link", "set", peer, "up"]);
+    mc.network(&b, "mv", &["--subnet", &format!("{p6}.0/24")]);
     assert_eq!(
         b.ok(&[
             "network",
@@ -1230,27 +1209,19 @@ fn root_internal_hairpin_and_macvlan_through_the_cli() {
     let v6 = format!("fd47:{:x}::", k & 0xffff);
     ip(&[
         "-n",
-        &ns,
+        ns,
         "addr",
         "add",
         &format!("{v6}200/64"),
         "dev",
-        &peer,
+        peer,
         "nodad",
     ]);
-    b.ok(&[
-        "network",
-        "create",
-        "-d",
-        "macvlan",
-        "--ipv4=false",
-        "--ipv6",
-        "--subnet",
-        &format!("{v6}/64"),
-        "-o",
-        &format!("parent={parent}"),
+    mc.network(
+        &b,
         "mv6",
-    ]);
+        &["--ipv4=false", "--ipv6", "--subnet", &format!("{v6}/64")],
+    );
     let o = out(
         &b,
         &[
@@ -1292,6 +1263,241 @@ fn root_internal_hairpin_and_macvlan_through_the_cli() {
     let subnets = [format!("{p4}.0/24"), format!("{p5}.0/24")];
     let left = network_traces(&bridges, &subnets);
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// The name resolver of a macvlan network, whose gateway is not the host's: docker's
+/// embedded one at 127.0.0.11 in each container (sockets a resolver on the host holds in the
+/// container's namespace).
+#[test]
+fn root_macvlan_names_resolve_through_the_cli() {
+    let _host = shared();
+    let b = nets();
+    let upstream = Upstream::start();
+    let mp = MacvlanParent::new('d');
+    let p = format!("10.97.{}", (mp.k + 125) % 250);
+    let v6 = format!("fd48:{:x}::", mp.k & 0xffff);
+    mp.network(&b, "mvd", &["--subnet", &format!("{p}.0/24")]);
+    let start = |args: &[&str]| sleeper_with_upstream(&b, &upstream, args);
+    start(&[
+        "--name",
+        "one",
+        "--network",
+        "mvd",
+        "--network-alias",
+        "first",
+    ]);
+    start(&["--name", "two", "--network", "mvd"]);
+    // docker's embedded resolver's address is the name server.
+    let nameservers = |c: &str| -> Vec<String> {
+        b.ok(&["exec", c, "cat", "/etc/resolv.conf"])
+            .lines()
+            .filter(|l| l.starts_with("nameserver"))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(nameservers("two"), ["nameserver 127.0.0.11"]);
+    let (one, two) = (address(&b, "one", "mvd"), address(&b, "two", "mvd"));
+    let one_id = inspect(&b, "one")["Id"].as_str().unwrap()[..12].to_string();
+    for name in ["one", "first", &one_id, "ONE."] {
+        assert!(
+            resolves(&b, "two", name, &one),
+            "{name}: {:?}",
+            lookup(&b, "two", name)
+        );
+    }
+    assert!(
+        resolves(&b, "one", "two", &two),
+        "{:?}",
+        lookup(&b, "one", "two")
+    );
+    // Over TCP too.
+    let two_addr: Ipv4Addr = two.parse().unwrap();
+    assert_eq!(tcp_lookup(pid_of(&b, "one"), "two"), Some(two_addr));
+    // Other names go to the host's resolvers (the test's, on loopback).
+    assert!(
+        resolves(&b, "two", "outside.test", "10.123.45.67"),
+        "{:?}",
+        lookup(&b, "two", "outside.test")
+    );
+    assert!(gone(&b, "two", "nosuch.test"));
+
+    // The resolver: its pid in its lock file, a control socket and two sockets per container.
+    let resolver_of = |net: &str| -> (String, i32) {
+        let iface = format!(
+            "mv-{}",
+            &b.ok(&["network", "inspect", "-f", "{{.Id}}", net])[..12]
+        );
+        let pid = std::fs::read_to_string(format!("/run/berth/net/{iface}.dns"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        (iface, pid)
+    };
+    let (iface, resolver) = resolver_of("mvd");
+    let sockets = || {
+        std::fs::read_dir(format!("/proc/{resolver}/fd"))
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| {
+                        std::fs::read_link(e.path())
+                            .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    eventually("a control socket and two sockets per container", || {
+        sockets() == 5
+    });
+    // A removed container's names stop resolving, and its sockets go with it (they would
+    // keep its namespace and macvlan link alive).
+    b.ok(&["rm", "-f", "one"]);
+    for name in ["one", "first", &one_id] {
+        assert!(
+            gone(&b, "two", name),
+            "{name}: {:?}",
+            lookup(&b, "two", name)
+        );
+    }
+    eventually(
+        "the resolver to close the removed container's sockets",
+        || sockets() == 3,
+    );
+    // A newcomer is answered for; a container given the removed one's address gets it.
+    start(&["--name", "three", "--network", "mvd", "--ip", &one]);
+    assert!(
+        resolves(&b, "two", "three", &one),
+        "{:?}",
+        lookup(&b, "two", "three")
+    );
+
+    // IPv6-only: the name server is 127.0.0.11 too (the container's loopback), not IPv4
+    // servers it has no route to; names get their IPv6 addresses.
+    mp.network(
+        &b,
+        "mvd6",
+        &["--ipv4=false", "--ipv6", "--subnet", &format!("{v6}/64")],
+    );
+    start(&["--name", "six", "--network", "mvd6"]);
+    start(&["--name", "seven", "--network", "mvd6"]);
+    assert_eq!(nameservers("seven"), ["nameserver 127.0.0.11"]);
+    let six = inspect(&b, "six")["NetworkSettings"]["Networks"]["mvd6"]["GlobalIPv6Address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(six.starts_with(&v6), "{six}");
+    assert!(
+        resolves(&b, "seven", "six", &six),
+        "{:?}",
+        lookup(&b, "seven", "six")
+    );
+
+    // Nothing left once the containers and networks go: no resolver, no state.
+    let (iface6, resolver6) = resolver_of("mvd6");
+    b.ok(&["rm", "-f", "two", "three", "six", "seven"]);
+    for pid in [resolver, resolver6] {
+        eventually("the resolvers to exit", || {
+            !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        });
+    }
+    b.ok(&["network", "rm", "mvd", "mvd6"]);
+    let left: Vec<String> = std::fs::read_dir("/run/berth/net")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&iface) || n.starts_with(&iface6))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    drop(upstream);
+}
+
+/// Asks 127.0.0.11 over TCP, in the network namespace of `pid`, for the IPv4 address of
+/// `name`: the first A record's.
+fn tcp_lookup(pid: i32, name: &str) -> Option<Ipv4Addr> {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).unwrap();
+    let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let mut msg = (q.len() as u16).to_be_bytes().to_vec();
+    msg.extend_from_slice(&q);
+    let reply = std::thread::spawn(move || {
+        // SAFETY: moves this thread only, which ends here.
+        assert_eq!(
+            unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
+            0
+        );
+        let mut s = std::net::TcpStream::connect("127.0.0.11:53").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(&msg).unwrap();
+        let mut len = [0u8; 2];
+        s.read_exact(&mut len).unwrap();
+        let mut r = vec![0u8; u16::from_be_bytes(len) as usize];
+        s.read_exact(&mut r).unwrap();
+        r
+    })
+    .join()
+    .unwrap();
+    // An answer: the same id, no error, one record, an A record last (its address last).
+    assert_eq!(reply[..2], [0x12, 0x34]);
+    if reply[3] & 0x0f != 0 || u16::from_be_bytes([reply[6], reply[7]]) != 1 {
+        return None;
+    }
+    let a = &reply[reply.len() - 4..];
+    Some(Ipv4Addr::new(a[0], a[1], a[2], a[3]))
+}
+
+/// A parent interface for macvlan networks: one end of a veth pair of the test's own (this
+/// kernel has no dummy interfaces), the other end in a network namespace of the test's own;
+/// both go when it drops. `letter` keeps the names of the tests of one process apart.
+struct MacvlanParent {
+    parent: String,
+    peer: String,
+    ns: String,
+    /// A number from the test process's id, for names and subnets.
+    k: u32,
+}
+
+impl MacvlanParent {
+    /// `network create -d macvlan FLAGS -o parent=PARENT NAME`.
+    fn network(&self, b: &Berth, name: &str, flags: &[&str]) {
+        let parent = format!("parent={}", self.parent);
+        let mut args = vec!["network", "create", "-d", "macvlan"];
+        args.extend(flags);
+        args.extend(["-o", &parent, name]);
+        b.ok(&args);
+    }
+
+    fn new(letter: char) -> MacvlanParent {
+        let k = std::process::id() % 100_000;
+        let m = MacvlanParent {
+            parent: format!("bm{letter}{k}a"),
+            peer: format!("bm{letter}{k}b"),
+            ns: format!("berth-m{letter}-{k}"),
+            k,
+        };
+        let ip = |args: &[&str]| crate::util::run(Command::new("ip").args(args));
+        ip(&["netns", "add", &m.ns]);
+        ip(&[
+            "link", "add", &m.parent, "type", "veth", "peer", "name", &m.peer, "netns", &m.ns,
+        ]);
+        ip(&["link", "set", &m.parent, "up"]);
+        m
+    }
+}
+
+impl Drop for MacvlanParent {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.parent])
+            .status();
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
 }
 
 /// What networks made by this root could leave on the host: bridges named `br-<id>` or the

@@ -1597,8 +1597,10 @@ impl Engine {
             self.init_layer(rec)?;
         }
         if rec.host.network == NetworkMode::Bridge && rec.host.dns.is_empty() {
-            // On a user-defined bridge network, names are answered by its resolver on the
-            // gateway (the first such network's).
+            // On a user-defined network, names are answered by its resolver (the first such
+            // network's): a bridge's on its gateway, a macvlan network's at 127.0.0.11 in the
+            // container (docker's address on every user-defined network; the only one an
+            // IPv6-only macvlan network's containers can reach).
             let resolver = self
                 .endpoints_of(rec)?
                 .into_iter()

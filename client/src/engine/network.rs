@@ -260,7 +260,9 @@ impl Engine {
                 .then(|| parse_cidr(&r.ip_range).ok())
                 .flatten(),
             internal: r.internal,
-            dns: r.driver == "bridge",
+            // Every user-defined network resolves names: a bridge on its gateway, a macvlan
+            // network at 127.0.0.11 in each container.
+            dns: true,
             parent: r.options.get("parent").cloned(),
             ipv6: r
                 .enable_ipv6

@@ -16,6 +16,9 @@
 //! networks, which have no way out. It exits once no container is left on its network:
 //! at once when the last one is unplugged ([`stop_if_idle`]), or within a second when the
 //! last one dies without being unplugged.
+//!
+//! A macvlan network's gateway is not the host's: its resolver answers the same questions
+//! from sockets on 127.0.0.11 in each container's own namespace instead (see [`embedded`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -31,6 +34,8 @@ use simple_dns::{Packet, PacketFlag, ResourceRecord, CLASS, QTYPE, RCODE, TYPE};
 use super::{leases_in, Lock, Network};
 use crate::error::{Context, Error, Result};
 use crate::sys;
+
+pub(super) mod embedded;
 
 /// How long a forwarded question waits for each upstream resolver.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
@@ -78,6 +83,13 @@ pub(super) fn ensure(n: &Network) -> Result<()> {
             n.name
         ))
     })?;
+    let keep = [udp.as_raw_fd(), tcp.as_raw_fd()];
+    spawn(n, lock, &keep, move |r, lock| r.serve(lock, udp, tcp))
+}
+
+/// Forks the network's resolver, which holds `lock` (taken) and the fds `keep` and runs
+/// `serve`; returns once its pid is in the lock file.
+fn spawn(n: &Network, lock: File, keep: &[i32], serve: impl FnOnce(Resolver, &File)) -> Result<()> {
     let upstreams = upstreams();
     let pid = sys::fork().map_err(|e| Error::io("fork the name resolver", e))?;
     if pid == 0 {
@@ -85,16 +97,16 @@ pub(super) fn ensure(n: &Network) -> Result<()> {
         unsafe { libc::setsid() };
         match sys::fork() {
             Ok(0) => {
-                let keep = [lock.as_raw_fd(), udp.as_raw_fd(), tcp.as_raw_fd()];
+                let mut keep = keep.to_vec();
+                keep.push(lock.as_raw_fd());
                 detach_process(&keep);
                 let r = Resolver {
                     net: n.clone(),
                     upstreams,
                 };
-                let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    r.serve(&lock, udp, tcp)
-                }))
-                .map_or(70, |_| 0);
+                let code =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serve(r, &lock)))
+                        .map_or(70, |_| 0);
                 sys::exit_now(code)
             }
             // The pid is in the lock file before `ensure` returns (it waits for this
@@ -169,6 +181,7 @@ pub(super) fn stop(n: &Network) {
     }
     drop(lock);
     let _ = fs::remove_file(lock_path(n));
+    let _ = fs::remove_file(embedded::socket_path(n));
 }
 
 /// Ends the resolver when no container is left on the network.
@@ -192,6 +205,7 @@ pub(super) fn upstreams() -> Vec<IpAddr> {
         .collect()
 }
 
+#[derive(Clone)]
 struct Resolver {
     net: Network,
     upstreams: Vec<IpAddr>,
@@ -242,16 +256,17 @@ impl Resolver {
             }
             if fds[0].revents & libc::POLLIN != 0 {
                 if let Ok((len, from)) = udp.recv_from(&mut buf) {
-                    self.on_udp(&udp, &buf[..len], from);
+                    let asker = self.asker_at(from.ip());
+                    self.on_udp(&udp, &buf[..len], from, asker.as_deref());
                 }
             }
             if fds[1].revents & libc::POLLIN != 0 {
                 if let Ok((stream, from)) = tcp.accept() {
-                    let me = Resolver {
-                        net: self.net.clone(),
-                        upstreams: self.upstreams.clone(),
-                    };
-                    std::thread::spawn(move || me.on_tcp(stream, from));
+                    let me = self.clone();
+                    std::thread::spawn(move || {
+                        let asker = me.asker_at(from.ip());
+                        me.on_tcp(stream, asker.as_deref())
+                    });
                 }
             }
         }
@@ -261,8 +276,9 @@ impl Resolver {
         !super::in_use(&self.net)
     }
 
-    fn on_udp(&self, udp: &UdpSocket, query: &[u8], from: SocketAddr) {
-        match self.answer(query, from.ip()) {
+    /// Answers one UDP question from `from`, a container whose tag is `asker` if known.
+    fn on_udp(&self, udp: &UdpSocket, query: &[u8], from: SocketAddr, asker: Option<&str>) {
+        match self.answer(query, asker) {
             Answer::Local(reply) => {
                 let _ = udp.send_to(&reply, from);
             }
@@ -283,7 +299,8 @@ impl Resolver {
         }
     }
 
-    fn on_tcp(&self, mut s: TcpStream, from: SocketAddr) {
+    /// Answers the questions of one TCP connection of the container whose tag is `asker`.
+    fn on_tcp(&self, mut s: TcpStream, asker: Option<&str>) {
         let _ = s.set_read_timeout(Some(UPSTREAM_TIMEOUT));
         // Several questions may come on one connection, each with its length first.
         loop {
@@ -295,7 +312,7 @@ impl Resolver {
             if s.read_exact(&mut query).is_err() {
                 return;
             }
-            let reply = match self.answer(&query, from.ip()) {
+            let reply = match self.answer(&query, asker) {
                 Answer::Local(r) => r,
                 Answer::Forward => forward_tcp(&self.upstreams, &query)
                     .unwrap_or_else(|| failure(&query, RCODE::ServerFailure)),
@@ -309,16 +326,11 @@ impl Resolver {
         }
     }
 
-    /// The addresses `name` has for the container at `from`: IPv4 (none on an IPv6-only
-    /// network), and IPv6 for those on a network with an IPv6 subnet.
-    fn lookup(&self, name: &str, from: IpAddr) -> Vec<(Option<Ipv4Addr>, Option<Ipv6Addr>)> {
-        let name = name.trim_end_matches('.').to_ascii_lowercase();
-        if name.is_empty() {
-            return vec![];
-        }
-        let own = leases_in(&self.net.lease_dir());
-        let asker = own
-            .iter()
+    /// The tag of the container of this network at `from` (a bridge network's resolver is
+    /// asked from the containers' own addresses).
+    fn asker_at(&self, from: IpAddr) -> Option<String> {
+        leases_in(&self.net.lease_dir())
+            .into_iter()
             .find(|(addr, l)| {
                 l.alive()
                     && match from {
@@ -326,32 +338,46 @@ impl Resolver {
                         IpAddr::V6(a) => l.address6 == Some(a),
                     }
             })
-            .map(|(_, l)| l.tag.clone());
+            .map(|(_, l)| l.tag)
+    }
+
+    /// The addresses `name` has for the container tagged `asker`: IPv4 (none on an
+    /// IPv6-only network), and IPv6 for those on a network with an IPv6 subnet.
+    fn lookup(&self, name: &str, asker: Option<&str>) -> Vec<(Option<Ipv4Addr>, Option<Ipv6Addr>)> {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        if name.is_empty() {
+            return vec![];
+        }
         // This network first, then the other resolving networks the asker is on.
         let mut dirs = vec![self.net.lease_dir()];
-        if let Some(tag) = &asker {
+        if let Some(tag) = asker {
             for e in fs::read_dir(&self.net.state_dir)
                 .into_iter()
                 .flatten()
                 .flatten()
             {
                 let p = e.path();
-                let Some(stem) = p
-                    .file_name()
-                    .and_then(|f| f.to_str())
-                    .and_then(|f| f.strip_suffix(".net"))
-                else {
+                let Some(f) = p.file_name().and_then(|f| f.to_str()) else {
                     continue;
                 };
-                if stem == self.net.name
-                    || !fs::read_to_string(&p).is_ok_and(|s| s.contains("dns=true"))
-                {
+                // A bridge network resolves names if its stamp says so; a macvlan network
+                // has no stamp, but its resolver's control socket while it runs.
+                let stem = match (f.strip_suffix(".net"), f.strip_suffix(embedded::SOCKET)) {
+                    (Some(stem), _)
+                        if fs::read_to_string(&p).is_ok_and(|s| s.contains("dns=true")) =>
+                    {
+                        stem
+                    }
+                    (_, Some(stem)) => stem,
+                    _ => continue,
+                };
+                if stem == self.net.name {
                     continue;
                 }
                 let dir = self.net.state_dir.join(stem);
                 if leases_in(&dir)
                     .iter()
-                    .any(|(_, l)| &l.tag == tag && l.alive())
+                    .any(|(_, l)| l.tag == tag && l.alive())
                 {
                     dirs.push(dir);
                 }
@@ -371,7 +397,7 @@ impl Resolver {
         vec![]
     }
 
-    fn answer(&self, query: &[u8], from: IpAddr) -> Answer {
+    fn answer(&self, query: &[u8], asker: Option<&str>) -> Answer {
         let Ok(q) = Packet::parse(query) else {
             return Answer::Drop;
         };
@@ -382,7 +408,7 @@ impl Resolver {
             return Answer::Local(failure(query, RCODE::FormatError));
         };
         let name = question.qname.to_string();
-        let found = self.lookup(&name, from);
+        let found = self.lookup(&name, asker);
         let known = !found.is_empty();
         if !known {
             return if self.net.internal || self.upstreams.is_empty() {

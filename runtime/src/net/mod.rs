@@ -20,8 +20,9 @@
 //!   `berth:<tag>` (see `firewall`);
 //! - per network, a stamp `<state_dir>/<name>.net` saying its bridge (by interface index)
 //!   has its address and rules, so a start checks one netlink answer instead of the rules;
-//! - per user-defined bridge network, a resolver process (see `dns`), started with its first
-//!   container and gone after its last.
+//! - per user-defined network, a resolver process (see `dns`), started with its first
+//!   container and gone after its last (on a macvlan network, with sockets in each of its
+//!   containers' namespaces).
 //!
 //! All of it changes under one host-wide flock (`<state_dir>/lock`), so containers of
 //! different berth roots, processes and networks never get the same address or port.
@@ -269,9 +270,15 @@ impl Network {
         }
     }
 
-    /// The gateway containers send their names' questions to: the IPv4 one, else (on an
-    /// IPv6-only network) the IPv6 one.
+    /// Where containers send their names' questions: the IPv4 gateway, else (on an IPv6-only
+    /// network) the IPv6 one; on a macvlan network, 127.0.0.11 (in each container's own
+    /// network namespace, see `dns::embedded`).
     pub fn resolver_address(&self) -> IpAddr {
+        if self.parent.is_some() {
+            // A macvlan network's gateway is not the host's: the resolver is docker's
+            // embedded one, in each container's own namespace.
+            return IpAddr::V4(dns::embedded::ADDRESS);
+        }
         match (self.ipv4, self.ipv6) {
             (false, Some((gw6, _))) => IpAddr::V6(gw6),
             _ => IpAddr::V4(self.gateway),
@@ -376,6 +383,16 @@ struct Lock {
 
 impl Lock {
     fn take(state_dir: &Path) -> Result<Lock> {
+        Lock::flock(state_dir, libc::LOCK_EX)
+    }
+
+    /// The lock if no one holds it, without waiting: for those that must never wait for it
+    /// (a macvlan network's resolver, which callers holding it wait for).
+    fn try_take(state_dir: &Path) -> Option<Lock> {
+        Lock::flock(state_dir, libc::LOCK_EX | libc::LOCK_NB).ok()
+    }
+
+    fn flock(state_dir: &Path, how: i32) -> Result<Lock> {
         fs::create_dir_all(state_dir).ctx(|| format!("create {}", state_dir.display()))?;
         let path = state_dir.join("lock");
         let f = OpenOptions::new()
@@ -384,7 +401,8 @@ impl Lock {
             .write(true)
             .open(&path)
             .ctx(|| format!("open {}", path.display()))?;
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        // SAFETY: flock on an fd we own.
+        if unsafe { libc::flock(f.as_raw_fd(), how) } != 0 {
             return Err(Error::io(
                 format!("lock {}", path.display()),
                 std::io::Error::last_os_error(),
@@ -392,6 +410,24 @@ impl Lock {
         }
         Ok(Lock { _file: f })
     }
+}
+
+/// Runs `f` in the network namespace `ns` (an open `/proc/PID/ns/net`), in a thread of its
+/// own that enters it and ends with `f`: the caller's threads stay where they are, and the
+/// sockets `f` makes stay in `ns`.
+fn in_netns<T: Send>(ns: &File, f: impl FnOnce() -> T + Send) -> std::io::Result<T> {
+    let fd = ns.as_raw_fd();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: setns of this thread only (CLONE_NEWNET moves the calling thread).
+            if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(f())
+        })
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("the namespace's thread panicked")))
+    })
 }
 
 /// A lease file: `tag pid netns-inode` on its first line (all that berth wrote before
@@ -533,7 +569,11 @@ fn all_leases(state_dir: &Path) -> Vec<(PathBuf, IpAddr, Lease)> {
 /// kernel's to remove, and it does so in the background: deleting it here would wait for
 /// that namespace's teardown (RCU barriers, ~13 ms of every `run --rm` on a bridge). A name
 /// still held by a dying pair is freed by [`plug`] when a restart needs it.
-fn clear_stale(path: &Path, key: IpAddr, l: &Lease, rt: Option<&mut Rtnl>) {
+fn clear_stale(n: &Network, path: &Path, key: IpAddr, l: &Lease, rt: Option<&mut Rtnl>) {
+    if n.dns && n.parent.is_some() {
+        // Its sockets would keep its namespace, and so its macvlan link, alive.
+        dns::embedded::forget(n, &l.tag);
+    }
     if l.complete {
         firewall::unpublish(&l.tag, v4(key), l.address6, &l.ports);
     } else {
@@ -701,7 +741,7 @@ fn take_lease(n: &Network, lease: &Lease, key: IpAddr, rt: &mut Rtnl) -> Result<
     let path = n.lease_dir().join(key.to_string());
     match Lease::read(&path) {
         Some(l) if l.alive() && l.tag != lease.tag => return Ok(false),
-        Some(l) => clear_stale(&path, key, &l, Some(rt)),
+        Some(l) => clear_stale(n, &path, key, &l, Some(rt)),
         None => {}
     }
     lease.write(&path)?;
@@ -1046,8 +1086,10 @@ pub fn connect_endpoint(n: &Network, e: &Endpoint) -> Result<Attachment> {
                 return Err(err);
             }
         }
-        if n.dns {
-            dns::ensure(n)?;
+        match (n.dns, &n.parent) {
+            (true, None) => dns::ensure(n)?,
+            (true, Some(_)) => dns::embedded::attach(n, &e.tag, e.pid, netns)?,
+            (false, _) => {}
         }
         let m = e.mac.unwrap_or_else(|| endpoint_mac(address, address6));
         Ok(Attachment {
@@ -1213,7 +1255,7 @@ pub fn disconnect(n: &Network, tag: &str) -> Result<()> {
     }
     let mut rt = Rtnl::open().ok();
     for (path, addr, l) in &leases {
-        clear_stale(path, *addr, l, rt.as_mut());
+        clear_stale(n, path, *addr, l, rt.as_mut());
     }
     if n.dns {
         dns::stop_if_idle(n);
@@ -1230,7 +1272,7 @@ pub fn detach(n: &Network, tag: &str, interface: &str) -> Result<()> {
         if l.alive() && n.parent.is_some() {
             remove_inside(l.pid, interface)?;
         }
-        clear_stale(&path, addr, &l, Some(&mut rt));
+        clear_stale(n, &path, addr, &l, Some(&mut rt));
     }
     if n.dns {
         dns::stop_if_idle(n);
@@ -1270,6 +1312,7 @@ pub fn remove(n: &Network) -> Result<()> {
     }
     for (addr, l) in &leases {
         clear_stale(
+            n,
             &n.lease_dir().join(addr.to_string()),
             *addr,
             l,

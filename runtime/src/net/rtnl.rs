@@ -46,19 +46,7 @@ impl Rtnl {
     /// A socket in the network namespace `ns` (an open `/proc/PID/ns/net`): made by a thread
     /// of its own that enters the namespace, so the caller's threads stay where they are.
     pub fn open_in(ns: &File) -> Result<Rtnl> {
-        let fd = ns.as_raw_fd();
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                // SAFETY: setns on this thread only (CLONE_NEWNET moves the calling thread);
-                // the thread ends right after the socket is made.
-                if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Rtnl::open()
-            })
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("the netlink thread panicked")))
-        })
+        super::in_netns(ns, Rtnl::open)?
     }
 
     /// Sends one request and gathers what comes back until its acknowledgement (or, for a
