@@ -1858,7 +1858,7 @@ fn root_bridge_network_addresses_publishes_ports_and_leaves_nothing() {
         ),
         (
             vec!["-p".into(), "1.2.3:80:80".into()],
-            "is not an IPv4 address",
+            "invalid IP address: 1.2.3",
         ),
         (
             vec!["--network".into(), "none".into(), "-p".into(), "80".into()],

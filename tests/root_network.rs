@@ -1961,7 +1961,8 @@ fn root_ipv6_networks_through_the_cli() {
         rules.contains(&format!("-A POSTROUTING -s {v6}/64 ! -o br-")),
         "{rules}"
     );
-    // A port published on all addresses answers on the host's IPv6 addresses too.
+    // A port published on all addresses is bound in both families, on one host port, and
+    // shown so as docker 28 shows it: 0.0.0.0 and [::] in `port`, `ps` and `inspect`.
     let hport = b.ok(&["port", "s2", "8080"]);
     let hport = hport
         .lines()
@@ -1971,6 +1972,25 @@ fn root_ipv6_networks_through_the_cli() {
         .next()
         .unwrap()
         .to_string();
+    assert_eq!(
+        b.ok(&["port", "s2", "8080"]),
+        format!("0.0.0.0:{hport}\n[::]:{hport}\n")
+    );
+    assert_eq!(
+        b.ok(&["port", "s2"]),
+        format!("8080/tcp -> 0.0.0.0:{hport}\n8080/tcp -> [::]:{hport}\n")
+    );
+    assert_eq!(
+        b.ok(&["ps", "-f", "name=s2", "--format", "{{.Ports}}"]),
+        format!("0.0.0.0:{hport}->8080/tcp, [::]:{hport}->8080/tcp\n")
+    );
+    assert_eq!(
+        inspect(&b, "s2")["NetworkSettings"]["Ports"],
+        serde_json::json!({"8080/tcp": [
+            {"HostIp": "0.0.0.0", "HostPort": hport},
+            {"HostIp": "::", "HostPort": hport},
+        ]})
+    );
     b.ok(&[
         "exec",
         "s2",
@@ -2016,6 +2036,143 @@ fn root_ipv6_networks_through_the_cli() {
                 stderr(&o)
             );
         }
+    }
+
+    // ... and over IPv4: from the host on 127.0.0.1, from a container by hairpin.
+    eventually("the published port over IPv4", || {
+        http_get(&format!("127.0.0.1:{hport}"), "/index.html").as_deref() == Some("from-s2\n")
+    });
+    let gw4 = s1["Gateway"].as_str().unwrap().to_string();
+    let script = format!("printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {gw4} {hport}");
+    assert!(b
+        .ok(&["exec", "s1", "sh", "-c", &script])
+        .ends_with("from-s2\n"));
+
+    // A host address in `-p` picks the family: an IPv6 address of the host's (`[ADDR]`,
+    // bracketed or not), all of its IPv6 addresses (`[::]`), all of its IPv4 ones
+    // (`0.0.0.0`). Each answers there only.
+    let o1 = format!("{}1", outside.v6);
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "six",
+        "-p",
+        &format!("[{o1}]::80"),
+        "-p",
+        "[::]::81",
+        "-p",
+        "0.0.0.0::82",
+        "bb",
+        "sh",
+        "-c",
+        "mkdir -p /w && echo from-w > /w/index.html && httpd -p 80 -h /w && httpd -p 81 -h /w \
+         && httpd -p 82 -h /w && exec sleep 60",
+    ]);
+    let port_of = |c: &str| {
+        let p = b.ok(&["port", "web", c]);
+        let (host, port) = p.trim().rsplit_once(':').unwrap_or_else(|| panic!("{p}"));
+        (host.to_string(), port.to_string())
+    };
+    let ((h80, p80), (h81, p81), (h82, p82)) = (port_of("80"), port_of("81"), port_of("82"));
+    assert_eq!(
+        (h80.as_str(), h81.as_str(), h82.as_str()),
+        (format!("[{o1}]").as_str(), "[::]", "0.0.0.0")
+    );
+    assert_eq!(
+        b.ok(&["ps", "-f", "name=web", "--format", "{{.Ports}}"]),
+        format!("[{o1}]:{p80}->80/tcp, [::]:{p81}->81/tcp, 0.0.0.0:{p82}->82/tcp\n")
+    );
+    let w = inspect(&b, "web");
+    assert_eq!(
+        w["NetworkSettings"]["Ports"],
+        serde_json::json!({
+            "80/tcp": [{"HostIp": o1, "HostPort": p80}],
+            "81/tcp": [{"HostIp": "::", "HostPort": p81}],
+            "82/tcp": [{"HostIp": "0.0.0.0", "HostPort": p82}],
+        })
+    );
+    assert_eq!(
+        w["HostConfig"]["PortBindings"]["80/tcp"],
+        serde_json::json!([{"HostIp": o1, "HostPort": ""}])
+    );
+    let gw6 = format!("[{v6}1]");
+    for (at, answers) in [
+        (format!("[{o1}]:{p80}"), true),
+        (format!("{gw6}:{p80}"), false),
+        (format!("{gw6}:{p81}"), true),
+        (format!("127.0.0.1:{p81}"), false),
+        (format!("127.0.0.1:{p82}"), true),
+        (format!("{gw6}:{p82}"), false),
+    ] {
+        if answers {
+            eventually(&format!("from-w on {at}"), || {
+                http_get(&at, "/index.html").as_deref() == Some("from-w\n")
+            });
+        } else {
+            let tried =
+                std::net::TcpStream::connect_timeout(&at.parse().unwrap(), Duration::from_secs(3));
+            let e = tried.map(drop).expect_err(&at);
+            assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{at}: {e}");
+        }
+    }
+    // Hairpin to the one IPv6 address.
+    let script = format!("printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {o1} {p80}");
+    let o = out(&b, &["exec", "s1", "sh", "-c", &script]);
+    assert!(
+        stdout(&o).ends_with("from-w\n"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    let w_v6 = w["NetworkSettings"]["Networks"]["six"]["GlobalIPv6Address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let w_id = w["Id"].as_str().unwrap().to_string();
+    // Refused at create, with the reason: [::1] (the kernel forwards no IPv6 loopback
+    // packet to a container, and berth has no userland proxy), an IPv6 address on a network
+    // without IPv6 (the default bridge too), a bad address as docker's CLI words it.
+    for (net, spec, status, needle) in [
+        (
+            "six",
+            "[::1]:8080:80",
+            125,
+            "ports cannot be published on ::1: ",
+        ),
+        (
+            "six",
+            "::1:8080:80",
+            125,
+            "ports cannot be published on ::1: ",
+        ),
+        (
+            "v4only",
+            &format!("[{o1}]:8080:80") as &str,
+            125,
+            "ports cannot be published on network v4only: it has no IPv6 subnet",
+        ),
+        (
+            "bridge",
+            "[::]:8080:80",
+            125,
+            "ports cannot be published on network bridge: it has no IPv6 subnet",
+        ),
+        (
+            "six",
+            "[fd00::zz]:80:80",
+            125,
+            "invalid IP address: fd00::zz",
+        ),
+    ] {
+        fails_with(
+            &b,
+            &["create", "--network", net, "-p", spec, "bb", "true"],
+            status,
+            needle,
+        );
     }
 
     // An internal IPv6 network: no IPv6 route out, and none made by hand forwards either
@@ -2094,12 +2251,17 @@ fn root_ipv6_networks_through_the_cli() {
         "{rules}"
     );
 
-    b.ok(&["rm", "-f", "s1", "s2", "s3", "i1", "i2"]);
+    b.ok(&["rm", "-f", "s1", "s2", "s3", "web", "i1", "i2"]);
     b.ok(&["network", "rm", "six", "v4only", "in6"]);
     let rules = String::from_utf8_lossy(&Command::new("ip6tables-save").output().unwrap().stdout)
         .into_owned();
     assert!(!rules.contains(&format!("{v6}/64")), "{rules}");
-    assert!(!rules.contains(&s2_v6), "{rules}");
+    assert!(!rules.contains(&s2_v6) && !rules.contains(&w_v6), "{rules}");
+    let rules4 = String::from_utf8_lossy(&Command::new("iptables-save").output().unwrap().stdout)
+        .into_owned();
+    for r in [&rules, &rules4] {
+        assert!(!r.contains(&format!("berth:{w_id}")), "{r}");
+    }
     assert!(!rules.contains(&format!("br-{in6_bridge}")), "{rules}");
 }
 

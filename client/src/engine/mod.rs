@@ -806,13 +806,16 @@ impl Engine {
             }
         }
         let first = states.first().cloned().unwrap_or_default();
-        // Without an IPv4 address (an IPv6-only network) a port is published on the host's
-        // IPv6 addresses only, which docker writes `::`.
-        let all = if first.ip_address.is_empty() {
-            "::"
-        } else {
-            ""
-        };
+        // A port published on all addresses is bound, as docker 28 shows it, once per family
+        // the container has an address in: `0.0.0.0` (written empty, as before networks had
+        // IPv6) and `::`, one host port for both.
+        let mut all = vec![];
+        if !first.ip_address.is_empty() {
+            all.push("");
+        }
+        if !first.global_ipv6_address.is_empty() {
+            all.push("::");
+        }
         let state = NetworkState {
             ip_address: first.ip_address.clone(),
             gateway: first.gateway.clone(),
@@ -820,11 +823,17 @@ impl Engine {
             mac_address: first.mac_address.clone(),
             ports: published
                 .iter()
-                .map(|m| PortBinding {
-                    protocol: m.protocol.as_str().to_string(),
-                    container_port: m.container_port,
-                    host_ip: m.host_ip.map_or(all.to_string(), |i| i.to_string()),
-                    host_port: m.host_port,
+                .flat_map(|m| {
+                    let ips = match m.host_ip {
+                        Some(ip) => vec![ip.to_string()],
+                        None => all.iter().map(|a| a.to_string()).collect(),
+                    };
+                    ips.into_iter().map(|host_ip| PortBinding {
+                        protocol: m.protocol.as_str().to_string(),
+                        container_port: m.container_port,
+                        host_ip,
+                        host_port: m.host_port,
+                    })
                 })
                 .collect(),
             endpoints: states,
@@ -2217,35 +2226,63 @@ impl Engine {
     }
 
     /// Refuses, at create, ports that the container's first network (the one its ports are
-    /// published on) cannot publish, naming the network as the user knows it.
+    /// published on) cannot publish, naming the network as the user knows it: a host address
+    /// must be of a family the container has an address in (berth has no userland proxy to
+    /// carry IPv6 to an IPv4 address, as docker's does), and never `::1`.
     fn check_publish(&self, e: &EndpointConfig, ports: &[PortBinding]) -> Result<()> {
-        if ports.is_empty() || e.network == "bridge" {
+        if ports.is_empty() {
             return Ok(());
         }
-        let Some(r) = self.find_network(&e.network)? else {
-            return Ok(());
-        };
-        let why = if r.internal {
-            "it is internal (no route out)".to_string()
-        } else if r.driver == "macvlan" {
-            "its driver is macvlan: its containers have addresses of their own on the parent's \
-             network"
-                .to_string()
-        } else if let (false, Some(p)) =
-            (r.enable_ipv4, ports.iter().find(|p| !p.host_ip.is_empty()))
-        {
-            format!(
-                "it is IPv6-only, and {} is an IPv4 address (leave the address out to publish \
-                 on all of the host's IPv6 addresses)",
-                p.host_ip
-            )
+        let (ipv4, ipv6) = if e.network == "bridge" {
+            (true, self.bridge.ipv6.is_some())
         } else {
-            return Ok(());
+            let Some(r) = self.find_network(&e.network)? else {
+                return Ok(());
+            };
+            if r.internal {
+                return Err(cannot_publish_on(e, "it is internal (no route out)"));
+            }
+            if r.driver == "macvlan" {
+                return Err(cannot_publish_on(
+                    e,
+                    "its driver is macvlan: its containers have addresses of their own on the \
+                     parent's network",
+                ));
+            }
+            (r.enable_ipv4, r.enable_ipv6)
         };
-        Err(EngineError::Invalid(format!(
-            "ports cannot be published on network {}: {why}",
-            e.network
-        )))
+        for p in ports.iter().filter(|p| !p.host_ip.is_empty()) {
+            let ip: std::net::IpAddr = p
+                .host_ip
+                .parse()
+                .map_err(|_| EngineError::Invalid(format!("invalid IP address: {}", p.host_ip)))?;
+            if ip == std::net::Ipv6Addr::LOCALHOST {
+                return Err(EngineError::Invalid(format!(
+                    "ports cannot be published on {ip}: the kernel forwards no IPv6 loopback \
+                     packet to a container, and berth has no userland proxy (publish on [::] \
+                     or another of the host's addresses)"
+                )));
+            }
+            if ip.is_ipv4() && !ipv4 {
+                return Err(cannot_publish_on(
+                    e,
+                    &format!(
+                        "it is IPv6-only, and {ip} is an IPv4 address (leave the address out to \
+                         publish on all of the host's IPv6 addresses)"
+                    ),
+                ));
+            }
+            if ip.is_ipv6() && !ipv6 {
+                return Err(cannot_publish_on(
+                    e,
+                    &format!(
+                        "it has no IPv6 subnet, and {ip} is an IPv6 address (berth has no \
+                         userland proxy to carry IPv6 to a container's IPv4 address)"
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Checks an endpoint `create` or `network connect` was asked for: the network exists
@@ -2473,6 +2510,14 @@ pub struct ExecOptions {
     pub workdir: Option<String>,
     pub user: Option<String>,
     pub tty: bool,
+}
+
+/// docker's refusal of ports on a network: `ports cannot be published on network NAME: WHY`.
+fn cannot_publish_on(e: &EndpointConfig, why: &str) -> EngineError {
+    EngineError::Invalid(format!(
+        "ports cannot be published on network {}: {why}",
+        e.network
+    ))
 }
 
 #[cfg(test)]

@@ -16,8 +16,8 @@
 //!   once rather than sent where the kernel drops it.
 //! - A container's published ports: DNAT rules in the nat table's `BERTH` chain, each
 //!   commented `berth:<tag>`, added in one batch ([`publish`]) and removed in one
-//!   ([`unpublish`]); a port published on all of the host's addresses of a container with an
-//!   IPv6 address gets the same rule for IPv6.
+//!   ([`unpublish`]): in IPv4 for a port published on an IPv4 address, in IPv6 for one on an
+//!   IPv6 address, in both (the container's families) for one on all addresses.
 
 use std::io::Write;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -329,7 +329,10 @@ fn remove_own(n: &Network, f: Family, subnet: &str, tables: &[&str]) -> Result<(
 
 /// The DNAT rule of one published port, as `-A`/`-D` arguments (without the verb).
 fn port_rule(tag: &str, to: &str, m: &PortMapping) -> String {
-    let dest = m.host_ip.map(|a| format!("-d {a}/32 ")).unwrap_or_default();
+    let dest = match m.host_ip {
+        Some(a) if !a.is_unspecified() => format!("-d {a}/{} ", if a.is_ipv4() { 32 } else { 128 }),
+        _ => String::new(),
+    };
     let p = m.protocol.as_str();
     format!(
         "{CHAIN} {dest}-p {p} -m {p} --dport {} -m comment --comment berth:{tag} -j DNAT \
@@ -338,8 +341,9 @@ fn port_rule(tag: &str, to: &str, m: &PortMapping) -> String {
     )
 }
 
-/// The batches that add (`verb` `-A`) or remove (`-D`) a container's published ports:
-/// IPv4's, and IPv6's for the ports published on all addresses when it has `address6`.
+/// The batches that add (`verb` `-A`) or remove (`-D`) a container's published ports: a
+/// port goes to `address` when published on an IPv4 address or all addresses, to
+/// `address6` when published on an IPv6 address or all addresses.
 fn port_batches(
     verb: &str,
     tag: &str,
@@ -347,26 +351,18 @@ fn port_batches(
     address6: Option<Ipv6Addr>,
     ports: &[PortMapping],
 ) -> (Option<String>, Option<String>) {
-    let v4: String = address
-        .map(|a| {
-            ports
-                .iter()
-                .map(|m| format!("{verb} {}\n", port_rule(tag, &a.to_string(), m)))
-                .collect()
-        })
-        .unwrap_or_default();
-    let v6: String = address6
-        .map(|a6| {
-            ports
-                .iter()
-                .filter(|m| m.host_ip.is_none())
-                .map(|m| format!("{verb} {}\n", port_rule(tag, &format!("[{a6}]"), m)))
-                .collect()
-        })
-        .unwrap_or_default();
+    let batch = |to: Option<String>, v6: bool| -> Option<String> {
+        let to = to?;
+        let rules: String = ports
+            .iter()
+            .filter(|m| m.host_ip.is_none_or(|a| a.is_ipv6() == v6))
+            .map(|m| format!("{verb} {}\n", port_rule(tag, &to, m)))
+            .collect();
+        (!rules.is_empty()).then(|| format!("*nat\n{rules}COMMIT\n"))
+    };
     (
-        (!v4.is_empty()).then(|| format!("*nat\n{v4}COMMIT\n")),
-        (!v6.is_empty()).then(|| format!("*nat\n{v6}COMMIT\n")),
+        batch(address.map(|a| a.to_string()), false),
+        batch(address6.map(|a| format!("[{a}]")), true),
     )
 }
 
@@ -469,5 +465,58 @@ fn remove_tagged_in(f: Family, gone: impl Fn(&str) -> bool) {
             "remove stale published ports",
             &format!("*nat\n{dels}COMMIT\n"),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::Protocol;
+
+    #[test]
+    fn a_port_goes_to_the_family_of_its_host_address() {
+        let port = |ip: Option<&str>, host_port| PortMapping {
+            host_ip: ip.map(|a| a.parse().unwrap()),
+            host_port,
+            container_port: 80,
+            protocol: Protocol::Tcp,
+        };
+        let ports = [
+            port(None, 1),
+            port(Some("0.0.0.0"), 2),
+            port(Some("127.0.0.1"), 3),
+            port(Some("::"), 4),
+            port(Some("fd00::1"), 5),
+        ];
+        let a4 = Some(Ipv4Addr::new(10, 0, 0, 2));
+        let a6 = Some("fd01::2".parse().unwrap());
+        let rule = |dest: &str, port: u16, to: &str| {
+            format!(
+                "-A BERTH {dest}-p tcp -m tcp --dport {port} -m comment --comment berth:t -j \
+                 DNAT --to-destination {to}:80\n"
+            )
+        };
+        let (v4, v6) = port_batches("-A", "t", a4, a6, &ports);
+        assert_eq!(
+            v4.unwrap(),
+            format!(
+                "*nat\n{}{}{}COMMIT\n",
+                rule("", 1, "10.0.0.2"),
+                rule("", 2, "10.0.0.2"),
+                rule("-d 127.0.0.1/32 ", 3, "10.0.0.2")
+            )
+        );
+        assert_eq!(
+            v6.unwrap(),
+            format!(
+                "*nat\n{}{}{}COMMIT\n",
+                rule("", 1, "[fd01::2]"),
+                rule("", 4, "[fd01::2]"),
+                rule("-d fd00::1/128 ", 5, "[fd01::2]")
+            )
+        );
+        // Without an IPv6 address, no IPv6 batch; with only IPv6 ports, no IPv4 one.
+        assert_eq!(port_batches("-A", "t", a4, None, &ports).1, None);
+        assert_eq!(port_batches("-A", "t", a4, a6, &ports[3..]).0, None);
     }
 }

@@ -330,8 +330,10 @@ impl Protocol {
 /// A port of the container published on the host (`-p`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PortMapping {
-    /// The host address it answers on; `None` for all of the host's addresses.
-    pub host_ip: Option<Ipv4Addr>,
+    /// The host address it answers on: `None` for all of the host's addresses in each
+    /// family the container has an address in; `0.0.0.0` for all of the IPv4 ones, `::`
+    /// for all of the IPv6 ones.
+    pub host_ip: Option<IpAddr>,
     /// The host port; 0 picks a free one (docker's `-p 80`).
     pub host_port: u16,
     pub container_port: u16,
@@ -902,12 +904,22 @@ fn publish(
     if ports.is_empty() {
         return Ok(vec![]);
     }
-    if address.is_none() {
-        if let Some(ip) = ports.iter().find_map(|p| p.host_ip) {
+    for ip in ports.iter().filter_map(|p| p.host_ip) {
+        let (family, missing) = match ip {
+            IpAddr::V4(_) => ("IPv4", address.is_none()),
+            IpAddr::V6(_) => ("IPv6", address6.is_none()),
+        };
+        if missing {
             return Err(Error::Network(format!(
-                "a port cannot be published on the IPv4 address {ip}: network {} is IPv6-only \
-                 (publish it on all of the host's addresses)",
+                "a port cannot be published on the {family} address {ip}: the container has no \
+                 {family} address on network {}",
                 n.name
+            )));
+        }
+        if ip == IpAddr::V6(Ipv6Addr::LOCALHOST) {
+            return Err(Error::Network(format!(
+                "a port cannot be published on {ip}: the kernel forwards no IPv6 loopback \
+                 packet to a container"
             )));
         }
     }
@@ -943,28 +955,42 @@ fn publish(
     }
     let mut done = vec![];
     for m in ports {
-        // A container without an IPv4 address is published on the host's IPv6 addresses
-        // only (docker 28's `[::]`): the port must be free there.
-        let host_ip = match (m.host_ip, address) {
-            (Some(ip), _) => IpAddr::V4(ip),
-            (None, Some(_)) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            (None, None) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        // Where the port must be free: its address, or on all addresses each of the
+        // container's families (docker 28's `0.0.0.0` and `[::]`, one port for both).
+        let host_ips: Vec<IpAddr> = match m.host_ip {
+            Some(ip) => vec![ip],
+            None => [
+                address.map(|_| IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+                address6.map(|_| IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
         };
+        let first = host_ips[..]
+            .first()
+            .copied()
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         let mut m = m.clone();
         if m.host_port == 0 {
             m.host_port = loop {
-                let p = free_port(m.protocol, host_ip)?;
-                if !taken.contains(&(m.protocol, p)) {
+                let p = free_port(m.protocol, first)?;
+                let free = |ip: &IpAddr| port_unused(&PortMapping { host_port: p, ..m }, *ip);
+                if !taken.contains(&(m.protocol, p))
+                    && host_ips.iter().skip(1).all(|ip| free(ip).is_ok())
+                {
                     break p;
                 }
             };
         } else if taken.contains(&(m.protocol, m.host_port)) {
+            let host = SocketAddr::new(first, m.host_port);
             return Err(Error::Network(format!(
-                "Bind for {host_ip}:{} failed: port is already allocated",
-                m.host_port
+                "Bind for {host} failed: port is already allocated"
             )));
         } else {
-            port_unused(&m, host_ip)?;
+            for ip in &host_ips {
+                port_unused(&m, *ip)?;
+            }
         }
         taken.insert((m.protocol, m.host_port));
         done.push(m);
@@ -1539,7 +1565,7 @@ mod tests {
             host_interface: Some("bvabc".into()),
             address6: Some("fd00:1::5".parse().unwrap()),
             ports: vec![PortMapping {
-                host_ip: Some(Ipv4Addr::LOCALHOST),
+                host_ip: Some(Ipv4Addr::LOCALHOST.into()),
                 host_port: 8080,
                 container_port: 80,
                 protocol: Protocol::Tcp,

@@ -720,18 +720,23 @@ fn parse_publish(arg: &str) -> Result<Vec<PortBinding>> {
         Some((_, p)) => return Err(bad(&format!("unknown protocol {p:?} (tcp or udp)"))),
         None => (arg, "tcp"),
     };
-    if spec.starts_with('[') {
-        return Err(bad("IPv6 host addresses are not supported"));
-    }
+    // docker's split: the last two parts are the ports, what comes before them the host
+    // address, an IPv6 one in brackets or not (`[::1]:8080:80`, `::1:8080:80`).
     let parts: Vec<&str> = spec.split(':').collect();
     let (host_ip, host, container) = match parts[..] {
-        [c] => ("", "", c),
-        [h, c] => ("", h, c),
-        [ip, h, c] => (ip, h, c),
-        _ => return Err(bad("expected [IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]")),
+        [c] => (String::new(), "", c),
+        [h, c] => (String::new(), h, c),
+        [ref ip @ .., h, c] => (ip.join(":"), h, c),
+        [] => unreachable!("split yields one part at least"),
     };
-    if !host_ip.is_empty() && host_ip.parse::<std::net::Ipv4Addr>().is_err() {
-        return Err(bad(&format!("{host_ip:?} is not an IPv4 address")));
+    let host_ip = match host_ip.strip_prefix('[') {
+        Some(inner) => inner.strip_suffix(']').ok_or_else(|| {
+            anyhow!("invalid IP address {host_ip}: address {host_ip}:: missing ']' in address")
+        })?,
+        None => host_ip.as_str(),
+    };
+    if !host_ip.is_empty() && host_ip.parse::<std::net::IpAddr>().is_err() {
+        bail!("invalid IP address: {host_ip}");
     }
     let range = |s: &str, zero_ok: bool| -> Result<(u16, u16)> {
         let (a, b) = s.split_once('-').unwrap_or((s, s));
@@ -863,14 +868,27 @@ mod tests {
         assert_eq!(one("10.0.0.1:81:80/tcp"), "10.0.0.1|81|80/tcp");
         assert_eq!(one("8000-8001:90-91"), "|8000|90/tcp |8001|91/tcp");
         assert_eq!(one("90-91"), "|0|90/tcp |0|91/tcp");
+        assert_eq!(one("[::1]:8080:80"), "::1|8080|80/tcp");
+        assert_eq!(one("::1:8080:80"), "::1|8080|80/tcp");
+        assert_eq!(one("[fd00::1:2]::53/udp"), "fd00::1:2|0|53/udp");
+        assert_eq!(one("[::]:8080:80"), "::|8080|80/tcp");
+        for (bad, message) in [
+            ("x.y:80:80", "invalid IP address: x.y"),
+            ("1:2:3:4", "invalid IP address: 1:2"),
+            ("[fd00::zz]:80:80", "invalid IP address: fd00::zz"),
+            (
+                "[::1:80:80",
+                "invalid IP address [::1: address [::1:: missing ']' in address",
+            ),
+        ] {
+            assert_eq!(parse_publish(bad).unwrap_err().to_string(), message);
+        }
         for bad in [
             "",
             "0",
             "http",
             "80/sctp",
-            "1:2:3:4",
-            "[::1]:80:80",
-            "x.y:80:80",
+            "[::1]80:80",
             "70000",
             "81-80",
             "8000-8002:80-81",
