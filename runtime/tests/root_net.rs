@@ -347,7 +347,7 @@ fn root_removed_network_leaves_nothing() {
             &n,
             &["x"],
             vec![PortMapping {
-                host_ip: Some(Ipv4Addr::LOCALHOST),
+                host_ip: Some(Ipv4Addr::LOCALHOST.into()),
                 host_port: 0,
                 container_port: 80,
                 protocol: Protocol::Udp,
