@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::util::{busybox_rootfs, import_rootfs, run_with_input, Berth};
+use crate::util::{busybox_rootfs, import_rootfs, run_with_input, Berth, Dockerd};
 
 #[test]
 fn version_fields_and_formats() {
@@ -184,6 +184,11 @@ fn malformed_templates_fail_with_gos_parse_errors() {
         "{{range .Server.Components}}{{else if .Y}}{{end}}",
         "{{nope}}",
         "a\n{{.Client | nope}}",
+        // a number is digits and one fraction; a command begins with an operand
+        "{{1.2.3}}",
+        "{{1..2}}",
+        "{{.Client.Version | | printf \"%s\"}}",
+        "{{|.Client.Version}}",
     ] {
         let o = std::process::Command::new(&docker)
             .args(["version", "--format", template])
@@ -248,6 +253,8 @@ fn malformed_templates_fail_with_gos_parse_errors() {
         ("{{$x := 1}}{{/* $y ( */}}{{$x}}{{\"}}$z)\"}}", "1}}$z)"),
         ("{{\"a\\\"b\\n\"}}{{1.5}} {{(.Client).Context}}", "a\"b\n1.5 default"),
         ("{{`{{$nope`}}{{'$'}}", "{{$nope36"),
+        // A pipeline may end in `|`.
+        ("{{.Client.Context |}}{{(.Client.Context|)}}", "defaultdefault"),
     ] {
         assert_eq!(
             b.ok(&["version", "--format", template]),
@@ -363,6 +370,127 @@ fn bad_templates_answer_in_each_commands_words() {
     // `info` with a template that fails as it runs: Go's error alone, status 1.
     let (_, err) = b.fails(&["info", "--format", "{{.Nope}}"]);
     assert!(err.starts_with("template: "), "{err}");
+}
+
+#[test]
+fn templates_fail_and_read_maps_where_docker_does() {
+    // A private dockerd and berth, each with the same image, a container and a volume: each
+    // template gives docker's exact output, error (Go's position and node, the Go type of a
+    // struct without the field) and status. A key missing from a map is no value, a field
+    // missing from a struct an error; docker's inspect of containers, images and networks
+    // runs a failed template again on the JSON (where every object is a map).
+    let d = Dockerd::start();
+    let b = Berth::new();
+    let rootfs = b.dir.path().join("rootfs");
+    busybox_rootfs(&rootfs, &[]);
+    let tar = import_rootfs(&b, &rootfs, "tmpl:1");
+    d.ok(&["import", tar.to_str().unwrap(), "tmpl:1"]);
+    for args in [
+        &["create", "--name", "tc", "-l", "a=b", "tmpl:1", "sh"][..],
+        &["volume", "create", "tv"],
+    ] {
+        d.ok(args);
+        b.ok(args);
+    }
+    let same = |args: &[&str]| {
+        let theirs = d.cmd(args).output().unwrap();
+        let ours = b.cmd(args).output().unwrap();
+        let text = |o: &std::process::Output| {
+            (
+                String::from_utf8_lossy(&o.stdout).to_string(),
+                String::from_utf8_lossy(&o.stderr).to_string(),
+                o.status.code(),
+            )
+        };
+        assert_eq!(text(&ours), text(&theirs), "{args:?}");
+    };
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["inspect", "tc"],
+            &[
+                "{{.Config.Labels.nope}}|{{index .Config.Labels \"x\"}}",
+                "{{.NetworkSettings.Networks.nope}}|{{.HostConfig.LogConfig.Config.x}}",
+                "{{.Config.Volumes.x}}|{{.HostConfig.Sysctls.x}}",
+                "{{.Nope}}",
+                "x{{.Config.Nope}}",
+                "{{.Config.Labels.nope}}{{.State.Nope}}",
+                "{{.NetworkSettings.Ports.x}}",
+            ],
+        ),
+        (
+            &["container", "inspect", "tc"],
+            &[
+                "{{.Config.Labels.nope}}",
+                "{{.State.Nope}}{{.Config.Labels.nope}}",
+            ],
+        ),
+        (
+            &["image", "inspect", "tmpl:1"],
+            &[
+                "{{.Config.Labels.nope}}|{{.GraphDriver.Data.nope}}",
+                "{{.Config.Nope}}",
+            ],
+        ),
+        (
+            &["volume", "inspect", "tv"],
+            &["{{.Labels.nope}}|{{.Options.x}}|{{.Status.x}}", "{{.Nope}}"],
+        ),
+        (
+            &["ps", "-a"],
+            &["{{.Nope}}", "{{.Labels.nope}}", "x\n{{.Names}}{{.Nope}}"],
+        ),
+        (
+            &["images"],
+            &["{{.Nope}}", "{{.ID}}{{.Nope}}", "table {{.Nope}}"],
+        ),
+        (
+            &["events", "--since", "1s", "--until", "1s"],
+            &[
+                "{{.Nope}}",
+                "{{.Actor.Nope}}",
+                "{{.Actor.Attributes.x}}",
+                "{{json}}",
+            ],
+        ),
+        (
+            &["info"],
+            &[
+                "{{.Nope}}",
+                "{{.Plugins.Nope}}",
+                "{{.RegistryConfig.Nope}}",
+                "{{.RegistryConfig.IndexConfigs.nope}}",
+            ],
+        ),
+        (
+            &["version"],
+            &[
+                "{{.Nope}}",
+                "ab\nc{{.Client.Nope}}",
+                "{{index .Client.Version 99}}",
+                "{{.Server.Nope}}",
+                "{{(index .Server.Components 0).Nope}}",
+                "{{(index .Server.Components 0).Details.nope}}",
+                "{{.Client.Version|.Client}}",
+                "{{$x = 1}}",
+                "{{printf \"%s\" 1|}}",
+            ],
+        ),
+        (&["volume", "ls"], &["{{.Nope}}"]),
+        (&["network", "ls"], &["{{.Nope}}"]),
+        (
+            &["network", "ls", "--filter", "name=none-such"],
+            &["table {{.Nope}}"],
+        ),
+        (&["history", "tmpl:1"], &["{{.Nope}}"]),
+        (&["system", "df"], &["{{.Nope}}"]),
+    ];
+    for (args, templates) in cases {
+        for template in *templates {
+            let mut args = args.to_vec();
+            args.extend(["--format", template]);
+            same(&args);
+        }
+    }
 }
 
 fn go_arch() -> &'static str {

@@ -12,7 +12,8 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use crate::cli::format::{
-    created_at, ellipsis, go_quote, human_ago, human_since, human_size, print_list, Format, Style,
+    created_at, ellipsis, go_quote, human_ago, human_since, human_size, print_list, Format, Schema,
+    Style,
 };
 use crate::cli::globals::Globals;
 
@@ -240,7 +241,7 @@ fn check_format(format: &str) -> Result<()> {
     if let Some(fields) = empty.as_object_mut() {
         fields.values_mut().for_each(|v| *v = json!(""));
     }
-    Format::parse(format, Style::PS)?.probe(&empty, false)
+    Format::parse(format, Style::PS)?.typed(&ROW).probe(&empty)
 }
 
 pub fn run(g: &Globals, a: PsArgs) -> Result<i32> {
@@ -283,5 +284,12 @@ pub fn run(g: &Globals, a: PsArgs) -> Result<i32> {
     } else {
         "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
     };
-    print_list(a.format.as_deref(), default, &headers(), &rows)
+    print_list(a.format.as_deref(), default, &headers(), &rows, &ROW)
 }
+
+/// docker's row of `ps`.
+pub const ROW: Schema = Schema {
+    root: "*formatter.ContainerContext",
+    types: &[],
+    raw_fallback: false,
+};

@@ -15,7 +15,7 @@ use berth_client::engine::{ContainerRecord, ContainerStats, Engine, EngineError}
 use clap::Args;
 use serde_json::{json, Value};
 
-use crate::cli::format::{bytes_size, human_size, list_format, render_list};
+use crate::cli::format::{bytes_size, human_size, list_format, render_list, Schema};
 use crate::cli::globals::Globals;
 
 const DEFAULT_FORMAT: &str = "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}";
@@ -116,7 +116,7 @@ pub fn run(g: &Globals, a: StatsArgs) -> Result<i32> {
     let e = g.engine()?;
     let format = a.format.as_deref();
     // A bad template is refused before anything is read, even with no container to show.
-    list_format(format, DEFAULT_FORMAT)?;
+    list_format(format, DEFAULT_FORMAT, &ROW)?;
     let trunc = !a.no_trunc;
     if a.no_stream {
         let mut rows = Vec::new();
@@ -130,7 +130,7 @@ pub fn run(g: &Globals, a: StatsArgs) -> Result<i32> {
         if rows.is_empty() {
             return Ok(0);
         }
-        let text = render_list(format, DEFAULT_FORMAT, &headers(), &rows)?;
+        let text = render_list(format, DEFAULT_FORMAT, &headers(), &rows, &ROW)?;
         let mut out = std::io::stdout().lock();
         out.write_all(text.as_bytes())?;
         out.flush()?;
@@ -154,7 +154,7 @@ pub fn run(g: &Globals, a: StatsArgs) -> Result<i32> {
             now.insert(rec.id.clone(), s);
         }
         previous = now;
-        let text = render_list(format, DEFAULT_FORMAT, &headers(), &rows)?;
+        let text = render_list(format, DEFAULT_FORMAT, &headers(), &rows, &ROW)?;
         let mut frame = String::from("\x1b[H");
         for line in text.split('\n') {
             frame.push_str(line);
@@ -168,3 +168,10 @@ pub fn run(g: &Globals, a: StatsArgs) -> Result<i32> {
         std::thread::sleep(Duration::from_secs(1).saturating_sub(began.elapsed()));
     }
 }
+
+/// docker's row of `stats`.
+pub const ROW: Schema = Schema {
+    root: "*container.statsContext",
+    types: &[],
+    raw_fallback: false,
+};

@@ -12,6 +12,7 @@
 //! - [`template`]: Go's text/template with docker's functions; [`table`]: the tabwriter;
 //!   [`units`]: sizes, durations, dates and quoting as docker writes them.
 
+pub mod exec;
 pub mod table;
 pub mod template;
 pub mod units;
@@ -21,8 +22,9 @@ use std::io::Write;
 use anyhow::Result;
 use serde_json::Value;
 
+pub use exec::Schema;
 pub use table::tabulate;
-pub use template::Template;
+pub use template::{Failed, Template};
 
 use crate::cli::exit::StatusError;
 pub use units::{
@@ -102,6 +104,7 @@ impl Style {
 pub struct Format {
     template: Template,
     style: Style,
+    schema: Option<&'static Schema>,
 }
 
 impl Format {
@@ -109,7 +112,18 @@ impl Format {
     pub fn parse(src: &str, style: Style) -> Result<Format> {
         let template = Template::parse_as(src, style.name, style.list)
             .map_err(|e| Style::fail(style.parse, e))?;
-        Ok(Format { template, style })
+        Ok(Format {
+            template,
+            style,
+            schema: None,
+        })
+    }
+
+    /// The template run on values of Go's types as `schema` gives them (a key missing from
+    /// a map is no value, a field missing from a struct an error).
+    pub fn typed(mut self, schema: &'static Schema) -> Format {
+        self.schema = Some(schema);
+        self
     }
 
     /// Whether the format began with `table`.
@@ -119,28 +133,37 @@ impl Format {
 
     /// The template run for one value.
     pub fn render(&self, v: &Value) -> Result<String> {
-        self.template
-            .render(v)
-            .map_err(|e| Style::fail(self.style.exec, e))
+        self.render_as(v, self.schema)
+    }
+
+    fn render_as(&self, v: &Value, schema: Option<&Schema>) -> Result<String> {
+        self.run_as(v, schema)
+            .map_err(|e| Style::fail(self.style.exec, e.error))
+    }
+
+    /// A run on `v` of Go's types as `schema` gives them (none: `v` read as JSON); when a
+    /// typed run fails and the schema says so, docker's second run on the JSON answers.
+    fn run_as(&self, v: &Value, schema: Option<&Schema>) -> Result<String, Failed> {
+        match schema {
+            None => self.template.render(v),
+            Some(s) => match self.template.render_typed(v, s) {
+                Err(_) if s.raw_fallback => self.template.render(v),
+                run => run,
+            },
+        }
     }
 
     /// A `table` format's header row from the column titles.
     pub fn render_header(&self, titles: &Value) -> Result<String> {
         self.template
             .render_header(titles)
-            .map_err(|e| Style::fail(self.style.exec, e))
+            .map_err(|e| Style::fail(self.style.exec, e.error))
     }
 
     /// docker's check of a template before anything is listed (`ps`, `events`): one run on
-    /// an empty row, so that a field no row has fails even when there is no row. With
-    /// `nil_maps`, a key missing from a map is no error: docker's empty row has nil maps
-    /// there (an event's attributes), which a JSON row cannot tell from its fields.
-    pub fn probe(&self, empty: &Value, nil_maps: bool) -> Result<()> {
-        let run = match nil_maps {
-            true => self.template.render_lenient(empty),
-            false => self.template.render(empty),
-        };
-        run.map(drop).map_err(|e| Style::fail(self.style.exec, e))
+    /// an empty row, so that a field no row has fails even when there is no row.
+    pub fn probe(&self, empty: &Value) -> Result<()> {
+        self.render(empty).map(drop)
     }
 }
 
@@ -151,8 +174,9 @@ pub fn print_list(
     default: &str,
     headers: &Value,
     rows: &[Value],
+    schema: &'static Schema,
 ) -> Result<i32> {
-    let text = render_list(format, default, headers, rows)?;
+    let text = render_list(format, default, headers, rows, schema)?;
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())?;
     out.flush()?;
@@ -165,30 +189,34 @@ pub fn render_list(
     default: &str,
     headers: &Value,
     rows: &[Value],
+    schema: &'static Schema,
 ) -> Result<String> {
-    render_rows(&list_format(format, default)?, headers, rows)
+    render_rows(&list_format(format, default, schema)?, headers, rows)
 }
 
 /// A listing's `--format` read as [`render_list`] reads it (`None`, empty or `table`:
 /// `default`; `json`: `{{json .}}`); for a command that must refuse a bad template even when
-/// it has no row to print.
-pub fn list_format(format: Option<&str>, default: &str) -> Result<Format> {
+/// it has no row to print. Rows are of Go's types as `schema` gives them (docker's
+/// formatter's row contexts).
+pub fn list_format(format: Option<&str>, default: &str, schema: &'static Schema) -> Result<Format> {
     let format = match format {
         None | Some("") | Some("table") => default,
         Some("json") => "{{json .}}",
         Some(f) => f,
     };
-    Format::parse(format, Style::LIST)
+    Ok(Format::parse(format, Style::LIST)?.typed(schema))
 }
 
 /// Renders rows with a template; a `table` template gets a header and aligned columns.
 fn render_rows(t: &Format, headers: &Value, rows: &[Value]) -> Result<String> {
-    let mut lines = Vec::new();
-    if t.table() {
-        lines.push(t.render_header(headers)?);
-    }
+    // docker runs the rows first, then the header.
+    let mut lines = vec![String::new()];
     for v in rows {
         lines.push(t.render(v)?);
+    }
+    match t.table() {
+        true => lines[0] = t.render_header(headers)?,
+        false => drop(lines.remove(0)),
     }
     if t.table() {
         return Ok(tabulate(&lines));
@@ -223,34 +251,76 @@ impl InspectFormat {
         })
     }
 
-    /// Prints the documents found.
-    pub fn print(&self, docs: &[Value]) -> Result<()> {
+    /// Prints the documents found, each of Go's types as `schema` gives them.
+    pub fn print(&self, docs: &[Value], schema: &'static Schema) -> Result<()> {
+        self.print_each(docs, |_| schema)
+    }
+
+    /// Prints the documents found, the `i`th of Go's types as `schema(i)` gives them.
+    pub fn print_each(
+        &self,
+        docs: &[Value],
+        schema: impl Fn(usize) -> &'static Schema,
+    ) -> Result<()> {
         match self {
             InspectFormat::Indented => print_json_indented(&Value::Array(docs.to_vec())),
             InspectFormat::Json => {
                 println!("{}", serde_json::to_string(docs)?);
                 Ok(())
             }
+            // As docker: a document the template fails on prints nothing and the others
+            // print; then the errors, a line each (and an empty line when nothing printed).
             InspectFormat::Template(t) => {
                 let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-                for v in docs {
-                    writeln!(out, "{}", t.render(v)?)?;
+                let (mut errors, mut printed) = (Vec::new(), false);
+                for (i, v) in docs.iter().enumerate() {
+                    match t.run_as(v, Some(schema(i))) {
+                        Ok(text) => {
+                            writeln!(out, "{text}")?;
+                            printed = true;
+                        }
+                        Err(e) => errors.push(format!("{}{}", t.style.exec.0, e.error)),
+                    }
+                }
+                if errors.is_empty() {
+                    return Ok(out.flush()?);
+                }
+                if !printed {
+                    writeln!(out)?;
                 }
                 out.flush()?;
-                Ok(())
+                Err(StatusError {
+                    status: t.style.exec.1,
+                    message: errors.join("\n"),
+                }
+                .into())
             }
         }
     }
 }
 
-/// Prints one document (`version`, `info`) through `--format`: `json` as one line, otherwise
-/// a template read in the command's `style`.
-pub fn print_document(doc: &Value, format: &str, style: Style) -> Result<()> {
+/// Prints one document (`version`, `info`) of Go's types as `schema` gives them through
+/// `--format`: `json` as one line, otherwise a template read in the command's `style`.
+pub fn print_document(
+    doc: &Value,
+    format: &str,
+    style: Style,
+    schema: &'static Schema,
+) -> Result<()> {
     if format == "json" {
         println!("{}", serde_json::to_string(doc)?);
         return Ok(());
     }
-    InspectFormat::parse_as(Some(format), style)?.print(std::slice::from_ref(doc))
+    // As docker: what the template wrote before it failed, and a newline, then the error.
+    let t = Format::parse(format, style)?;
+    match t.run_as(doc, Some(schema)) {
+        Ok(text) => println!("{text}"),
+        Err(e) => {
+            println!("{}", e.partial);
+            return Err(Style::fail(style.exec, e.error));
+        }
+    }
+    Ok(())
 }
 
 /// A prune's section, as docker prints it: `Deleted Containers:`, an item a line, a blank

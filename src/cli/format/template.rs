@@ -10,15 +10,20 @@
 //! as they are). docker's formatters give some rows methods: `.Label "key"` (ps, volume ls,
 //! network ls) reads one label, here from the row's `Labels`.
 //!
-//! A missing field is an error, as a missing struct field is in Go; a present null prints as
-//! `<no value>`. Maps print as Go prints them (`map[k:v]`, keys sorted), lists as `[a b]`.
+//! The crate parses; [`super::exec`] runs the trees as Go's executor does. A value is read as
+//! JSON (every object a map, whose missing key is an error: docker's inspect of a document
+//! it decoded) or through a command's [`Schema`] of Go's types (a field missing from a struct
+//! is an error, a key missing from a map no value). A present null prints as `<no value>`.
+//! Maps print as Go prints them (`map[k:v]`, keys sorted), lists as `[a b]`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use gotmpl::parse::{Expr, ListNode, Node, PipeNode, SmolStr};
-use gotmpl::{MissingKey, TemplateError, Value as Go};
+use gotmpl::{TemplateError, Value as Go};
 use serde_json::Value;
+
+use super::exec::{Func, Funcs, Param, Schema, Sig, Trees, Val};
 
 /// The name every parsed format is kept under.
 const NAME: &str = "format";
@@ -28,8 +33,7 @@ const METHODS: &[(&str, &str)] = &[("Label", "__method_label")];
 /// A parsed `--format` value.
 #[derive(Clone)]
 pub struct Template {
-    rows: Option<Box<gotmpl::Template>>,
-    header: Option<Box<gotmpl::Template>>,
+    trees: Option<Arc<Trees>>,
     /// The format began with `table`.
     pub table: bool,
 }
@@ -42,98 +46,59 @@ impl std::fmt::Debug for Template {
     }
 }
 
-type Func = fn(&[Go]) -> Result<Go, TemplateError>;
-
-fn fail(msg: impl Into<String>) -> TemplateError {
-    TemplateError::Exec(msg.into())
-}
-
-fn want(name: &str, args: &[Go], n: usize) -> Result<(), TemplateError> {
-    if args.len() != n {
-        return Err(fail(format!(
-            "wrong number of args for {name}: want {n} got {}",
-            args.len()
-        )));
-    }
-    Ok(())
-}
-
-fn string_arg<'a>(name: &str, v: &'a Go) -> Result<&'a str, TemplateError> {
+fn want_str<'a>(name: &str, v: &'a Val) -> Result<&'a str, String> {
     v.as_str().ok_or_else(|| {
-        fail(format!(
-            "error calling {name}: wrong type for value; expected string; got {}",
+        format!(
+            "wrong type for value; expected string; got {} ({name})",
             v.type_name()
-        ))
+        )
     })
-}
-
-fn int_arg(name: &str, v: &Go) -> Result<i64, TemplateError> {
-    v.as_int().ok_or_else(|| {
-        fail(format!(
-            "error calling {name}: wrong type for value; expected int; got {}",
-            v.type_name()
-        ))
-    })
-}
-
-fn string(s: impl AsRef<str>) -> Go {
-    Go::String(Arc::from(s.as_ref()))
 }
 
 /// docker's `json`: the value as JSON on one line, HTML characters left alone.
-fn json(args: &[Go]) -> Result<Go, TemplateError> {
-    want("json", args, 1)?;
-    Ok(string(
-        serde_json::to_string(&from_go(&args[0])).map_err(|e| fail(e.to_string()))?,
-    ))
+fn json(args: &[Val]) -> Result<Val, String> {
+    serde_json::to_string(&args[0].to_json())
+        .map(Val::str)
+        .map_err(|e| e.to_string())
 }
 
-fn split(args: &[Go]) -> Result<Go, TemplateError> {
-    want("split", args, 2)?;
-    let (s, sep) = (
-        string_arg("split", &args[0])?,
-        string_arg("split", &args[1])?,
-    );
-    let parts: Vec<Go> = if sep.is_empty() {
-        s.chars().map(|c| string(c.to_string())).collect()
+fn split(args: &[Val]) -> Result<Val, String> {
+    let (s, sep) = (want_str("split", &args[0])?, want_str("split", &args[1])?);
+    let parts: Vec<Val> = if sep.is_empty() {
+        s.chars().map(|c| Val::str(c.to_string())).collect()
     } else {
-        s.split(sep).map(string).collect()
+        s.split(sep).map(Val::str).collect()
     };
-    Ok(Go::List(parts.into()))
+    Ok(Val::List(parts.into()))
 }
 
 /// docker's `join`: a list's elements as Go prints them, between `sep`; a map's values,
 /// sorted; nil is empty.
-fn join(args: &[Go]) -> Result<Go, TemplateError> {
-    want("join", args, 2)?;
-    let sep = string_arg("join", &args[1])?;
+fn join(args: &[Val]) -> Result<Val, String> {
+    let sep = want_str("join", &args[1])?;
     match &args[0] {
-        Go::Nil => Ok(string("")),
-        Go::List(items) => Ok(string(
+        Val::Invalid | Val::Null => Ok(Val::str("")),
+        Val::List(items) => Ok(Val::str(
             items
                 .iter()
                 .map(|i| i.to_string())
                 .collect::<Vec<_>>()
                 .join(sep),
         )),
-        Go::Map(m) => {
+        Val::Map(m, _) | Val::Struct(m, _) => {
             let mut values: Vec<String> = m.values().map(|v| v.to_string()).collect();
             values.sort();
-            Ok(string(values.join(sep)))
+            Ok(Val::str(values.join(sep)))
         }
-        other => Err(fail(format!(
-            "error calling join: expected slice, got {}",
-            other.type_name()
-        ))),
+        other => Err(format!("expected slice, got {}", other.type_name())),
     }
 }
 
 /// Go's `strings.Title`: each letter that follows a separator upper-cased.
-fn title(args: &[Go]) -> Result<Go, TemplateError> {
-    want("title", args, 1)?;
+fn title(args: &[Val]) -> Result<Val, String> {
     let mut out = String::new();
     let mut after_separator = true;
-    for c in string_arg("title", &args[0])?.chars() {
+    for c in want_str("title", &args[0])?.chars() {
         if after_separator {
             out.extend(c.to_uppercase());
         } else {
@@ -141,88 +106,380 @@ fn title(args: &[Go]) -> Result<Go, TemplateError> {
         }
         after_separator = !(c.is_alphanumeric() || c == '_');
     }
-    Ok(string(out))
+    Ok(Val::str(out))
 }
 
-fn lower(args: &[Go]) -> Result<Go, TemplateError> {
-    want("lower", args, 1)?;
-    Ok(string(string_arg("lower", &args[0])?.to_lowercase()))
+fn lower(args: &[Val]) -> Result<Val, String> {
+    Ok(Val::str(want_str("lower", &args[0])?.to_lowercase()))
 }
 
-fn upper(args: &[Go]) -> Result<Go, TemplateError> {
-    want("upper", args, 1)?;
-    Ok(string(string_arg("upper", &args[0])?.to_uppercase()))
+fn upper(args: &[Val]) -> Result<Val, String> {
+    Ok(Val::str(want_str("upper", &args[0])?.to_uppercase()))
 }
 
 /// docker's `pad`: spaces before and after a non-empty string.
-fn pad(args: &[Go]) -> Result<Go, TemplateError> {
-    want("pad", args, 3)?;
-    let s = string_arg("pad", &args[0])?;
+fn pad(args: &[Val]) -> Result<Val, String> {
+    let s = want_str("pad", &args[0])?;
     if s.is_empty() {
-        return Ok(string(""));
+        return Ok(Val::str(""));
     }
-    let (before, after) = (int_arg("pad", &args[1])?, int_arg("pad", &args[2])?);
-    let spaces = |n: i64| " ".repeat(n.max(0) as usize);
-    Ok(string(format!("{}{s}{}", spaces(before), spaces(after))))
+    let n = |v: &Val| v.as_int().unwrap_or(0).max(0) as usize;
+    Ok(Val::str(format!(
+        "{}{s}{}",
+        " ".repeat(n(&args[1])),
+        " ".repeat(n(&args[2]))
+    )))
 }
 
 /// docker's `truncate`: the first `n` bytes (here: no further than a character's start).
-fn truncate(args: &[Go]) -> Result<Go, TemplateError> {
-    want("truncate", args, 2)?;
-    let s = string_arg("truncate", &args[0])?;
-    let n = int_arg("truncate", &args[1])?.max(0) as usize;
+fn truncate(args: &[Val]) -> Result<Val, String> {
+    let s = want_str("truncate", &args[0])?;
+    let n = args[1].as_int().unwrap_or(0).max(0) as usize;
     if s.len() < n {
-        return Ok(string(s));
+        return Ok(Val::str(s));
     }
     let mut end = n;
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    Ok(string(&s[..end]))
+    Ok(Val::str(&s[..end]))
 }
 
 /// A table's header row keeps each column's title as it is (docker's `HeaderFunctions`).
-fn title_as_is(args: &[Go]) -> Result<Go, TemplateError> {
-    Ok(args.first().cloned().unwrap_or(Go::Nil))
+fn title_as_is(args: &[Val]) -> Result<Val, String> {
+    Ok(args.first().cloned().unwrap_or(Val::Invalid))
 }
 
 /// docker's `Label` method of its list rows: one label's value, empty when it has none. The
 /// row's `Labels` is a map, or docker's `k=v,k2=v2` text.
-fn method_label(args: &[Go]) -> Result<Go, TemplateError> {
-    want("Label", args, 2)?;
-    let key = string_arg("Label", &args[1])?;
-    let value = match args[0].field("Labels") {
-        Some(Go::Map(m)) => m.get(key).map(|v| v.to_string()),
-        Some(Go::String(s)) => s
+fn method_label(args: &[Val]) -> Result<Val, String> {
+    let key = want_str("Label", &args[1])?;
+    let labels = match &args[0] {
+        Val::Map(m, _) | Val::Struct(m, _) => m.get("Labels").cloned(),
+        _ => None,
+    };
+    let value = match labels {
+        Some(Val::Map(m, _)) => m.get(key).map(|v| v.to_string()),
+        Some(Val::Str(s)) => s
             .split(',')
             .filter_map(|kv| kv.split_once('='))
             .find(|(k, _)| *k == key)
             .map(|(_, v)| v.to_string()),
         _ => None,
     };
-    Ok(string(value.unwrap_or_default()))
+    Ok(Val::str(value.unwrap_or_default()))
 }
 
-fn functions(header: bool) -> Vec<(&'static str, Func)> {
-    let docker: [(&'static str, Func); 8] = [
-        ("json", json),
-        ("split", split),
-        ("join", join),
-        ("title", title),
-        ("lower", lower),
-        ("upper", upper),
-        ("pad", pad),
-        ("truncate", truncate),
-    ];
-    let mut out: Vec<(&'static str, Func)> = docker
-        .into_iter()
-        .map(|(name, f)| {
-            let as_is = header && name != "pad";
-            (name, if as_is { title_as_is as Func } else { f })
-        })
+/// Go's `not`.
+fn not(args: &[Val]) -> Result<Val, String> {
+    Ok(Val::Bool(!args[0].truth()))
+}
+
+/// Go's `len`.
+fn len(args: &[Val]) -> Result<Val, String> {
+    match &args[0] {
+        Val::Str(s) => Ok(Val::Int(s.len() as i64)),
+        Val::List(l) => Ok(Val::Int(l.len() as i64)),
+        Val::Map(m, _) => Ok(Val::Int(m.len() as i64)),
+        Val::Invalid | Val::Null => Err("len of untyped nil".into()),
+        other => Err(format!("len of type {}", other.type_name())),
+    }
+}
+
+/// Go's `index`: into lists and strings by number, maps by key (a missing key is the
+/// elements' zero value).
+fn index(args: &[Val]) -> Result<Val, String> {
+    let mut item = args[0].clone();
+    for i in &args[1..] {
+        item = match (&item, i) {
+            (Val::Invalid | Val::Null, _) => return Err("index of untyped nil".into()),
+            (Val::List(_) | Val::Str(_), i) => {
+                let len = match &item {
+                    Val::List(l) => l.len(),
+                    Val::Str(s) => s.len(),
+                    _ => 0,
+                };
+                let n = match i {
+                    Val::Int(n) => *n,
+                    Val::Uint(u) => i64::try_from(*u).unwrap_or(i64::MAX),
+                    Val::Invalid | Val::Null => {
+                        return Err("cannot index slice/array with nil".into())
+                    }
+                    other => {
+                        return Err(format!(
+                            "cannot index slice/array with type {}",
+                            other.type_name()
+                        ))
+                    }
+                };
+                if n < 0 || n as usize >= len {
+                    return Err(format!("index out of range: {n}"));
+                }
+                match &item {
+                    Val::List(l) => l[n as usize].clone(),
+                    Val::Str(s) => Val::Uint(u64::from(s.as_bytes()[n as usize])),
+                    _ => Val::Invalid,
+                }
+            }
+            (Val::Map(m, ty), Val::Str(k)) => m.get(k).cloned().unwrap_or_else(|| Val::zero_of(ty)),
+            (Val::Map(_, ty), other) => {
+                return Err(format!(
+                    "value has type {}; should be string ({ty})",
+                    other.type_name()
+                ))
+            }
+            (other, _) => return Err(format!("can't index item of type {}", other.type_name())),
+        };
+    }
+    Ok(item)
+}
+
+/// Go's `slice`.
+fn slice(args: &[Val]) -> Result<Val, String> {
+    let item = &args[0];
+    let len = match item {
+        Val::List(l) => l.len(),
+        Val::Str(s) => s.len(),
+        Val::Invalid | Val::Null => return Err("slice of untyped nil".into()),
+        other => return Err(format!("can't slice item of type {}", other.type_name())),
+    };
+    if args.len() > 4 {
+        return Err(format!("too many slice indexes: {}", args.len() - 1));
+    }
+    let mut idx = [0, len];
+    for (n, i) in args[1..].iter().take(2).enumerate() {
+        let v = i
+            .as_int()
+            .ok_or_else(|| format!("cannot index slice/array with type {}", i.type_name()))?;
+        if v < 0 || v as usize > len {
+            return Err(format!("index out of range: {v}"));
+        }
+        idx[n] = v as usize;
+    }
+    if idx[0] > idx[1] {
+        return Err(format!("invalid slice index: {} > {}", idx[0], idx[1]));
+    }
+    Ok(match item {
+        Val::List(l) => Val::List(l[idx[0]..idx[1]].to_vec().into()),
+        Val::Str(s) => Val::str(s.get(idx[0]..idx[1]).unwrap_or("")),
+        _ => Val::Invalid,
+    })
+}
+
+#[derive(PartialEq)]
+enum Kind {
+    Bool,
+    Int,
+    Uint,
+    Float,
+    Str,
+    Other,
+}
+
+fn kind(v: &Val) -> Kind {
+    match v {
+        Val::Bool(_) => Kind::Bool,
+        Val::Int(_) => Kind::Int,
+        Val::Uint(_) => Kind::Uint,
+        Val::Float(_) => Kind::Float,
+        Val::Str(_) => Kind::Str,
+        _ => Kind::Other,
+    }
+}
+
+/// Go's ordering of two basic values of kinds that compare.
+fn compare(a: &Val, b: &Val) -> Result<std::cmp::Ordering, String> {
+    use std::cmp::Ordering;
+    let bad = || "incompatible types for comparison".to_string();
+    Ok(match (a, b) {
+        (Val::Int(x), Val::Int(y)) => x.cmp(y),
+        (Val::Uint(x), Val::Uint(y)) => x.cmp(y),
+        (Val::Int(x), Val::Uint(y)) => match u64::try_from(*x) {
+            Ok(x) => x.cmp(y),
+            Err(_) => Ordering::Less,
+        },
+        (Val::Uint(x), Val::Int(y)) => match u64::try_from(*y) {
+            Ok(y) => x.cmp(&y),
+            Err(_) => Ordering::Greater,
+        },
+        (Val::Float(x), Val::Float(y)) => x.partial_cmp(y).unwrap_or(Ordering::Equal),
+        (Val::Str(x), Val::Str(y)) => x.cmp(y),
+        _ => return Err(bad()),
+    })
+}
+
+/// Go's `eq`: the first argument equal to any of the others.
+fn eq(args: &[Val]) -> Result<Val, String> {
+    let a = &args[0];
+    if args.len() < 2 {
+        return Err("missing argument for comparison".into());
+    }
+    for b in &args[1..] {
+        let equal = match (kind(a), kind(b)) {
+            (Kind::Bool, Kind::Bool) => a.truth() == b.truth(),
+            (Kind::Other, _) | (_, Kind::Other) => match (a, b) {
+                (Val::Invalid | Val::Null, Val::Invalid | Val::Null) => true,
+                (Val::Invalid | Val::Null, _) | (_, Val::Invalid | Val::Null) => false,
+                _ => return Err("incompatible types for comparison".into()),
+            },
+            _ => compare(a, b)? == std::cmp::Ordering::Equal,
+        };
+        if equal {
+            return Ok(Val::Bool(true));
+        }
+    }
+    Ok(Val::Bool(false))
+}
+
+fn ne(args: &[Val]) -> Result<Val, String> {
+    Ok(Val::Bool(!eq(args)?.truth()))
+}
+
+fn ordered(args: &[Val]) -> Result<std::cmp::Ordering, String> {
+    for v in args {
+        if matches!(kind(v), Kind::Bool | Kind::Other) {
+            return Err("invalid type for comparison".into());
+        }
+    }
+    compare(&args[0], &args[1])
+}
+
+fn lt(args: &[Val]) -> Result<Val, String> {
+    Ok(Val::Bool(ordered(args)?.is_lt()))
+}
+
+fn le(args: &[Val]) -> Result<Val, String> {
+    Ok(Val::Bool(ordered(args)?.is_le()))
+}
+
+fn gt(args: &[Val]) -> Result<Val, String> {
+    Ok(Val::Bool(ordered(args)?.is_gt()))
+}
+
+fn ge(args: &[Val]) -> Result<Val, String> {
+    Ok(Val::Bool(ordered(args)?.is_ge()))
+}
+
+/// A function of Go's `fmt` (`print`, `printf`, …), run by the template crate, whose
+/// formatting is Go's.
+fn through_gotmpl(name: &str, args: &[Val]) -> Result<Val, String> {
+    let call: String = (0..args.len())
+        .map(|i| format!(" (index .a {i})"))
         .collect();
-    out.push(("__method_label", method_label));
-    out
+    let src = format!("{{{{{name}{call}}}}}");
+    let t = gotmpl::Template::new("f")
+        .parse(&src)
+        .map_err(|e| e.to_string())?;
+    let data = Go::Map(Arc::new(BTreeMap::from([(
+        Arc::from("a"),
+        Go::List(args.iter().map(Val::to_go).collect::<Vec<_>>().into()),
+    )])));
+    t.execute_to_string(&data)
+        .map(Val::str)
+        .map_err(|e| e.to_string())
+}
+
+fn print(args: &[Val]) -> Result<Val, String> {
+    through_gotmpl("print", args)
+}
+
+fn printf(args: &[Val]) -> Result<Val, String> {
+    through_gotmpl("printf", args)
+}
+
+fn println(args: &[Val]) -> Result<Val, String> {
+    through_gotmpl("println", args)
+}
+
+fn html(args: &[Val]) -> Result<Val, String> {
+    let text = print(args)?.to_string();
+    Ok(Val::str(gotmpl::html_escape(&text)))
+}
+
+fn js(args: &[Val]) -> Result<Val, String> {
+    let text = print(args)?.to_string();
+    Ok(Val::str(gotmpl::js_escape(&text)))
+}
+
+fn urlquery(args: &[Val]) -> Result<Val, String> {
+    let text = print(args)?.to_string();
+    Ok(Val::str(gotmpl::url_encode(&text)))
+}
+
+fn call(args: &[Val]) -> Result<Val, String> {
+    match &args[0] {
+        Val::Invalid | Val::Null => Err("call of nil".into()),
+        other => Err(format!("non-function of type {}", other.type_name())),
+    }
+}
+
+const fn sig(params: &'static [Param], variadic: bool) -> Sig {
+    Sig { params, variadic }
+}
+
+const ANY: &[Param] = &[Param::Any];
+const ANY2: &[Param] = &[Param::Any, Param::Any];
+const STR: &[Param] = &[Param::Str];
+const STR2: &[Param] = &[Param::Str, Param::Str];
+
+/// The functions of rows, or of a table's header row (docker's header functions, which leave
+/// the titles as they are, except `pad`).
+fn functions(header: bool) -> &'static Funcs {
+    static ROWS: std::sync::OnceLock<Funcs> = std::sync::OnceLock::new();
+    static HEADER: std::sync::OnceLock<Funcs> = std::sync::OnceLock::new();
+    let build = move || {
+        let mut f = Funcs::new();
+        let go: [(&'static str, Sig, Func); 18] = [
+            ("not", sig(ANY, false), not),
+            ("len", sig(ANY, false), len),
+            ("index", sig(ANY2, true), index),
+            ("slice", sig(ANY2, true), slice),
+            ("eq", sig(ANY2, true), eq),
+            ("ne", sig(ANY2, false), ne),
+            ("lt", sig(ANY2, false), lt),
+            ("le", sig(ANY2, false), le),
+            ("gt", sig(ANY2, false), gt),
+            ("ge", sig(ANY2, false), ge),
+            ("print", sig(ANY, true), print),
+            ("printf", sig(&[Param::Str, Param::Any], true), printf),
+            ("println", sig(ANY, true), println),
+            ("html", sig(ANY, true), html),
+            ("js", sig(ANY, true), js),
+            ("urlquery", sig(ANY, true), urlquery),
+            ("call", sig(ANY2, true), call),
+            (
+                "__method_label",
+                sig(&[Param::Any, Param::Str], false),
+                method_label,
+            ),
+        ];
+        for (name, s, func) in go {
+            f.insert(name, (s, func));
+        }
+        let docker: [(&'static str, Sig, Func); 8] = [
+            ("json", sig(ANY, false), json),
+            ("split", sig(STR2, false), split),
+            ("join", sig(&[Param::Any, Param::Str], false), join),
+            ("title", sig(STR, false), title),
+            ("lower", sig(STR, false), lower),
+            ("upper", sig(STR, false), upper),
+            (
+                "pad",
+                sig(&[Param::Str, Param::Int, Param::Int], false),
+                pad,
+            ),
+            ("truncate", sig(&[Param::Str, Param::Int], false), truncate),
+        ];
+        for (name, s, func) in docker {
+            let as_is = header && name != "pad";
+            f.insert(name, (s, if as_is { title_as_is as Func } else { func }));
+        }
+        f
+    };
+    match header {
+        true => HEADER.get_or_init(build),
+        false => ROWS.get_or_init(build),
+    }
 }
 
 /// Go's own functions (text/template's builtins).
@@ -236,7 +493,7 @@ fn known(e: &Expr) -> Result<(), (usize, String)> {
     match e {
         Expr::Identifier(pos, name) => {
             let name = name.as_str();
-            let ours = functions(false).iter().any(|(n, _)| *n == name);
+            let ours = functions(false).contains_key(name);
             if ours || BUILTINS.contains(&name) {
                 Ok(())
             } else {
@@ -443,6 +700,34 @@ fn check_operands(inner: &str) -> Result<(), String> {
                 b'(' => depth += 1,
                 b')' if depth == 0 => return Err("unexpected right paren".into()),
                 b')' => depth -= 1,
+                // A command begins with an operand: not with `|` (a `|` may end a pipeline).
+                b'|' => {
+                    let before = inner[..i].trim_end();
+                    if before.is_empty() || before.ends_with(['|', '(', '=']) {
+                        return Err("unexpected \"|\" in command".into());
+                    }
+                }
+                // Go's lexer reads a number as digits and one fraction: a `.` and digits
+                // right after it begin another number (`1.2.3`).
+                b'0'..=b'9' if i == 0 || !(word(bytes[i - 1]) || bytes[i - 1] == b'.') => {
+                    let digits = |from: usize| {
+                        from + inner[from..]
+                            .find(|c: char| !(c.is_ascii_digit() || c == '_'))
+                            .unwrap_or(inner.len() - from)
+                    };
+                    let mut end = digits(i);
+                    if bytes.get(end) == Some(&b'.') {
+                        end = digits(end + 1);
+                    }
+                    if bytes.get(end) == Some(&b'.')
+                        && bytes.get(end + 1).is_some_and(u8::is_ascii_digit)
+                    {
+                        let next = &inner[end..digits(end + 1)];
+                        return Err(format!("unexpected {next:?} in operand"));
+                    }
+                    i = end;
+                    continue;
+                }
                 b'.' => {
                     let after_operand = i > 0
                         && (word(bytes[i - 1]) && !bytes[i - 1].is_ascii_digit()
@@ -639,78 +924,87 @@ fn go_parse_error(e: &TemplateError, name: &str) -> String {
     }
 }
 
-/// Parses `src` with the functions of rows or of a header, and turns method calls into
-/// function calls. `None` for a format with nothing to render.
-fn build(src: &str, name: &str, header: bool) -> Result<Option<Box<gotmpl::Template>>, String> {
-    let with_funcs = |mut t: gotmpl::Template| {
-        for (name, f) in functions(header) {
-            t = t.func(name, f);
-        }
-        t.missing_key(MissingKey::Error)
-    };
+/// Parses `src` and turns method calls into function calls. `None` for a format with
+/// nothing to render.
+fn build(src: &str, name: &str) -> Result<Option<Arc<Trees>>, String> {
     check_blocks(src, name)?;
-    let parsed = with_funcs(gotmpl::Template::new(NAME))
-        .parse(src)
-        .map_err(|e| go_parse_error(&e, name))?;
-    let mut out = with_funcs(gotmpl::Template::new(NAME));
-    let mut any = false;
+    // The template crate refuses a pipeline's last `|` with nothing after it; Go reads it as
+    // no command (`{{.A |}}`). A space in its place keeps every position.
+    let src = trailing_pipes(src);
+    let mut parsed = gotmpl::Template::new(NAME);
+    for (f, _) in functions(false).iter() {
+        parsed = parsed.func(f, |_| Ok(Go::Nil));
+    }
+    let parsed = parsed.parse(&src).map_err(|e| go_parse_error(&e, name))?;
+    let mut trees = BTreeMap::new();
     for tree_name in parsed.templates() {
         if let Some(tree) = parsed.lookup(tree_name) {
             let mut tree = tree.clone();
             methods_in_list(&mut tree)
                 .map_err(|(line, e)| format!("template: {name}:{line}: {e}"))?;
-            any |= tree_name == NAME;
-            out = out.add_parse_tree(tree_name, tree);
+            trees.insert(tree_name.to_string(), tree);
         }
     }
-    Ok(any.then(|| Box::new(out)))
-}
-
-/// A JSON value as the template engine's.
-fn to_go(v: &Value) -> Go {
-    match v {
-        Value::Null => Go::Nil,
-        Value::Bool(b) => Go::Bool(*b),
-        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
-            (Some(i), _) => Go::Int(i),
-            (None, Some(u)) => Go::Uint(u),
-            _ => Go::Float(n.as_f64().unwrap_or(0.0)),
-        },
-        Value::String(s) => string(s),
-        Value::Array(a) => Go::List(a.iter().map(to_go).collect::<Vec<_>>().into()),
-        Value::Object(m) => Go::Map(Arc::new(
-            m.iter()
-                .map(|(k, v)| (Arc::from(k.as_str()), to_go(v)))
-                .collect::<BTreeMap<_, _>>(),
-        )),
+    if !trees.contains_key(NAME) {
+        return Ok(None);
     }
+    Ok(Some(Arc::new(Trees {
+        src: src.into_owned(),
+        name: name.to_string(),
+        trees,
+        main: NAME.to_string(),
+    })))
 }
 
-/// The engine's value as JSON (for `json`).
-fn from_go(v: &Go) -> Value {
-    match v {
-        Go::Nil => Value::Null,
-        Go::Bool(b) => Value::Bool(*b),
-        Go::Int(i) => Value::from(*i),
-        Go::Uint(u) => Value::from(*u),
-        Go::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
-        Go::String(s) => Value::String(s.to_string()),
-        Go::List(items) => Value::Array(items.iter().map(from_go).collect()),
-        Go::Map(m) => Value::Object(m.iter().map(|(k, v)| (k.to_string(), from_go(v))).collect()),
-        other => Value::String(other.to_string()),
+/// `src` with each `|` that ends a pipeline (before `}}`, `-}}` or `)`, outside quoted
+/// strings and comments) made a space.
+fn trailing_pipes(src: &str) -> std::borrow::Cow<'_, str> {
+    let bytes = src.as_bytes();
+    let (mut inside, mut quote, mut out, mut i) = (false, None::<u8>, None::<Vec<u8>>, 0);
+    while i < bytes.len() {
+        let c = bytes[i];
+        match (inside, quote) {
+            (false, _) => {
+                if src[i..].starts_with("{{") {
+                    inside = true;
+                    let after = src[i + 2..].trim_start_matches('-').trim_start();
+                    if after.starts_with("/*") {
+                        let end = src[i..].find("*/").map_or(bytes.len(), |e| i + e + 2);
+                        inside = false;
+                        i = end;
+                        continue;
+                    }
+                    i += 1;
+                }
+            }
+            (true, Some(q)) => {
+                if c == b'\\' && q != b'`' {
+                    i += 1;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            (true, None) => match c {
+                b'"' | b'`' | b'\'' => quote = Some(c),
+                b'}' if bytes.get(i + 1) == Some(&b'}') => inside = false,
+                b'|' => {
+                    let rest = src[i + 1..].trim_start();
+                    let ends = rest.starts_with("}}")
+                        || rest.starts_with(')')
+                        || (rest.starts_with("-}}") && src[i + 1..].len() > rest.len());
+                    if ends {
+                        out.get_or_insert_with(|| bytes.to_vec())[i] = b' ';
+                    }
+                }
+                _ => {}
+            },
+        }
+        i += 1;
     }
-}
-
-/// An error of a template run, in Go's words where the template crate's differ (Go's adds
-/// where in the template it happened, which the crate does not say).
-fn exec_error(e: &TemplateError) -> String {
-    let msg = match e {
-        TemplateError::MissingKey { key } => format!("map has no entry for key {key:?}"),
-        TemplateError::UndefinedTemplate(name) => format!("template {name:?} not defined"),
-        TemplateError::Exec(msg) => msg.clone(),
-        other => other.to_string(),
-    };
-    format!("template: {msg}")
+    match out {
+        Some(o) => std::borrow::Cow::Owned(String::from_utf8(o).expect("ASCII replaced")),
+        None => std::borrow::Cow::Borrowed(src),
+    }
 }
 
 impl Template {
@@ -737,48 +1031,57 @@ impl Template {
             false => rest.to_string(),
         };
         Ok(Template {
-            rows: build(&src, name, false)?,
-            header: if table {
-                build(&src, name, true)?
-            } else {
-                None
-            },
+            trees: build(&src, name)?,
             table,
         })
     }
 
-    fn run(t: &Option<Box<gotmpl::Template>>, v: &Value) -> Result<String, String> {
-        match t {
+    fn run(&self, v: Val, header: bool, missing_key_error: bool) -> Result<String, Failed> {
+        match &self.trees {
             Some(t) => t
-                .execute_template_to_string(NAME, &to_go(v))
-                .map_err(|e| exec_error(&e)),
+                .execute(functions(header), v, missing_key_error)
+                .map_err(|(partial, error)| Failed { partial, error }),
             None => Ok(String::new()),
         }
     }
 
-    /// Renders the template for one value.
-    pub fn render(&self, v: &Value) -> Result<String, String> {
-        Self::run(&self.rows, v)
+    /// Renders the template for one value, each object in it a map whose missing key is an
+    /// error (docker's inspect of a document read as JSON).
+    pub fn render(&self, v: &Value) -> Result<String, Failed> {
+        self.run(Val::from_json(v, None), false, true)
     }
 
-    /// Renders with a key missing from a map read as no value (Go's default for maps), not
-    /// as an error: for a value whose maps stand for Go's nil maps.
-    pub fn render_lenient(&self, v: &Value) -> Result<String, String> {
-        let lenient = self
-            .rows
-            .as_ref()
-            .map(|t| Box::new((**t).clone().missing_key(MissingKey::Invalid)));
-        Self::run(&lenient, v)
+    /// Renders the template for one value of Go's types as `schema` gives them: a field
+    /// missing from a struct is an error, a key missing from a map no value.
+    pub fn render_typed(&self, v: &Value, schema: &Schema) -> Result<String, Failed> {
+        self.run(Val::from_json(v, Some(schema)), false, false)
     }
 
-    /// Renders a `table` format's header row from the column titles.
-    pub fn render_header(&self, titles: &Value) -> Result<String, String> {
-        let t = if self.header.is_some() {
-            &self.header
-        } else {
-            &self.rows
-        };
-        Self::run(t, titles)
+    /// Renders a `table` format's header row from the column titles (docker's map of them:
+    /// a key missing is no value).
+    pub fn render_header(&self, titles: &Value) -> Result<String, Failed> {
+        let titles = Val::from_json(titles, Some(&HEADER));
+        self.run(titles, self.table, false)
+    }
+}
+
+/// A header row: a map of column titles.
+const HEADER: Schema = Schema {
+    root: "map[string]string",
+    types: &[],
+    raw_fallback: false,
+};
+
+/// A run that failed: Go's error, and what the template wrote before it.
+#[derive(Debug)]
+pub struct Failed {
+    pub partial: String,
+    pub error: String,
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.error)
     }
 }
 

@@ -5,7 +5,7 @@ use berth_client::images::ImageStore;
 use clap::Args;
 use serde_json::{json, Value};
 
-use crate::cli::format::{ellipsis, human_ago, human_size, print_list, rfc3339_seconds};
+use crate::cli::format::{ellipsis, human_ago, human_size, print_list, rfc3339_seconds, Schema};
 use crate::cli::globals::block_on;
 
 #[derive(Args)]
@@ -64,5 +64,12 @@ async fn history(store: &ImageStore, a: HistoryArgs) -> Result<i32> {
     let default = "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}";
     let headers = json!({"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
         "CreatedBy": "CREATED BY", "Size": "SIZE", "Comment": "COMMENT"});
-    print_list(a.format.as_deref(), default, &headers, &values)
+    print_list(a.format.as_deref(), default, &headers, &values, &ROW)
 }
+
+/// docker's row of `history`.
+pub const ROW: Schema = Schema {
+    root: "*image.historyContext",
+    types: &[],
+    raw_fallback: false,
+};

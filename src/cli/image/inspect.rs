@@ -1,5 +1,6 @@
 //! `berth image inspect`: `berth inspect --type image`.
 
+use crate::cli::format::Schema;
 use anyhow::Result;
 use berth_client::images::ImageStore;
 use clap::Args;
@@ -18,3 +19,21 @@ pub struct InspectArgs {
 pub fn run(store: &ImageStore, a: InspectArgs) -> Result<i32> {
     inspect::inspect(store, &a.images, Kind::Image, a.format.as_deref(), false)
 }
+
+/// docker's image document; a run that fails on its types runs again on its JSON.
+pub const DOC: Schema = Schema {
+    root: "image.InspectResponse",
+    types: &[
+        ("Config.Labels", "map[string]string"),
+        ("Config.ExposedPorts", "nat.PortSet map[nat.Port]struct {}"),
+        ("Config.Volumes", "map[string]struct {}"),
+        ("ContainerConfig.Labels", "map[string]string"),
+        (
+            "ContainerConfig.ExposedPorts",
+            "nat.PortSet map[nat.Port]struct {}",
+        ),
+        ("ContainerConfig.Volumes", "map[string]struct {}"),
+        ("GraphDriver.Data", "map[string]string"),
+    ],
+    raw_fallback: true,
+};

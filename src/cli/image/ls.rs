@@ -8,7 +8,7 @@ use berth_client::reference::ImageRef;
 use clap::Args;
 use serde_json::{json, Value};
 
-use crate::cli::format::{created_at, human_ago, human_size, print_list};
+use crate::cli::format::{created_at, human_ago, human_size, print_list, Schema};
 
 #[derive(Args)]
 pub struct ListArgs {
@@ -170,5 +170,12 @@ pub fn run(store: &ImageStore, a: ListArgs) -> Result<i32> {
         "Digest": "DIGEST", "ID": "IMAGE ID", "Repository": "REPOSITORY", "SharedSize": "SHARED SIZE",
         "Size": "SIZE", "Tag": "TAG", "UniqueSize": "UNIQUE SIZE", "VirtualSize": "VIRTUAL SIZE",
     });
-    print_list(a.format.as_deref(), default, &headers, &values)
+    print_list(a.format.as_deref(), default, &headers, &values, &ROW)
 }
+
+/// docker's row of `images`.
+pub const ROW: Schema = Schema {
+    root: "*formatter.imageContext",
+    types: &[],
+    raw_fallback: false,
+};

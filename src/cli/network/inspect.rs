@@ -4,7 +4,7 @@ use anyhow::Result;
 use clap::Args;
 
 use super::view;
-use crate::cli::format::InspectFormat;
+use crate::cli::format::{InspectFormat, Schema};
 use crate::cli::globals::Globals;
 
 #[derive(Args, Debug)]
@@ -32,6 +32,20 @@ pub fn run(g: &Globals, a: InspectArgs) -> Result<i32> {
             }
         }
     }
-    format.print(&out)?;
+    format.print(&out, &DOC)?;
     Ok(code)
 }
+
+/// docker's network document; a run that fails on its types runs again on its JSON.
+pub const DOC: Schema = Schema {
+    root: "network.Inspect",
+    types: &[
+        ("Labels", "map[string]string"),
+        ("Options", "map[string]string"),
+        ("Containers", "map[string]network.EndpointResource"),
+        ("IPAM.Options", "map[string]string"),
+        ("IPAM.Config.*.AuxiliaryAddresses", "map[string]string"),
+        ("Services", "map[string]network.ServiceInfo"),
+    ],
+    raw_fallback: true,
+};

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::view::{self, View};
 use crate::cli::flags::has_label;
-use crate::cli::format::{created_at, print_list};
+use crate::cli::format::{created_at, print_list, Schema};
 use crate::cli::globals::Globals;
 
 #[derive(Args, Debug)]
@@ -129,5 +129,12 @@ pub fn run(g: &Globals, a: LsArgs) -> Result<i32> {
     } else {
         a.format.as_deref()
     };
-    print_list(format, default, &headers, &rows)
+    print_list(format, default, &headers, &rows, &ROW)
 }
+
+/// docker's row of `network ls` (its methods are fields here).
+pub const ROW: Schema = Schema {
+    root: "*network.networkContext",
+    types: &[],
+    raw_fallback: false,
+};

@@ -4,7 +4,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::{json, Value};
 
-use crate::cli::format::{ellipsis, print_list};
+use crate::cli::format::{ellipsis, print_list, Schema};
 use crate::cli::globals::block_on;
 use crate::cli::remote::remote;
 
@@ -86,5 +86,12 @@ async fn search(a: SearchArgs) -> Result<i32> {
     let default = "table {{.Name}}\t{{.Description}}\t{{.StarCount}}\t{{.IsOfficial}}";
     let headers = json!({"Name": "NAME", "Description": "DESCRIPTION", "StarCount": "STARS",
         "IsOfficial": "OFFICIAL", "IsAutomated": "AUTOMATED"});
-    print_list(a.format.as_deref(), default, &headers, &values)
+    print_list(a.format.as_deref(), default, &headers, &values, &ROW)
 }
+
+/// docker's row of `search`.
+pub const ROW: Schema = Schema {
+    root: "*registry.searchContext",
+    types: &[],
+    raw_fallback: false,
+};

@@ -7,7 +7,7 @@ use berth_client::images::ImageStore;
 use clap::Args;
 use serde_json::json;
 
-use crate::cli::format::{human_size4, print_list};
+use crate::cli::format::{human_size4, print_list, Schema};
 
 #[derive(Args)]
 pub struct DfArgs {
@@ -35,5 +35,12 @@ pub fn run(store: &ImageStore, a: DfArgs) -> Result<i32> {
     ];
     let default = "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}";
     let headers = json!({"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE", "Reclaimable": "RECLAIMABLE"});
-    print_list(a.format.as_deref(), default, &headers, &values)
+    print_list(a.format.as_deref(), default, &headers, &values, &ROW)
 }
+
+/// docker's row of `system df` (the first section's type: its errors come first).
+pub const ROW: Schema = Schema {
+    root: "*formatter.diskUsageImagesContext",
+    types: &[],
+    raw_fallback: false,
+};

@@ -12,7 +12,7 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use crate::cli::flags::parse_time;
-use crate::cli::format::{Format, Style};
+use crate::cli::format::{Format, Schema, Style};
 use crate::cli::globals::Globals;
 
 #[derive(Args)]
@@ -53,8 +53,8 @@ pub fn run(g: &Globals, a: EventsArgs) -> Result<i32> {
         Some("json") | Some("{{json .}}") => Output::Json,
         Some(f) => {
             // docker runs the template once on an empty event before it reads any.
-            let t = Format::parse(f, Style::EVENTS)?;
-            t.probe(&empty_event(), true)?;
+            let t = Format::parse(f, Style::EVENTS)?.typed(&EVENT);
+            t.probe(&empty_event())?;
             Output::Template(t)
         }
     };
@@ -169,3 +169,13 @@ fn go_fields(e: &Event) -> Value {
         "TimeNano": e.time_nano,
     })
 }
+
+/// docker's event message.
+pub const EVENT: Schema = Schema {
+    root: "*events.Message",
+    types: &[
+        ("Actor", "events.Actor"),
+        ("Actor.Attributes", "map[string]string"),
+    ],
+    raw_fallback: false,
+};

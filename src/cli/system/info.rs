@@ -8,7 +8,7 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use super::version::{go_arch, kernel_version};
-use crate::cli::format::{print_document, Style};
+use crate::cli::format::{print_document, Schema, Style};
 use crate::cli::globals::Globals;
 
 #[derive(Args)]
@@ -144,7 +144,7 @@ fn document(g: &Globals) -> Result<Value> {
 pub fn run(g: &Globals, a: InfoArgs) -> Result<i32> {
     let d = document(g)?;
     if let Some(f) = a.format.as_deref().filter(|f| !f.is_empty()) {
-        print_document(&d, f, Style::INFO)?;
+        print_document(&d, f, Style::INFO, &DOC)?;
         return Ok(0);
     }
     let s = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_string);
@@ -221,6 +221,29 @@ pub fn run(g: &Globals, a: InfoArgs) -> Result<i32> {
     print!("{out}");
     Ok(0)
 }
+
+/// docker's `info` document.
+pub const DOC: Schema = Schema {
+    root: "system.dockerInfo",
+    types: &[
+        ("Plugins", "system.PluginsInfo"),
+        ("RegistryConfig", "*registry.ServiceConfig"),
+        (
+            "RegistryConfig.IndexConfigs",
+            "map[string]*registry.IndexInfo",
+        ),
+        ("RegistryConfig.IndexConfigs.*", "*registry.IndexInfo"),
+        ("Runtimes", "map[string]system.RuntimeWithStatus"),
+        ("Runtimes.*", "system.RuntimeWithStatus"),
+        ("Runtimes.*.status", "map[string]string"),
+        ("ClientInfo", "*system.clientInfo"),
+        ("Swarm", "swarm.Info"),
+        ("ContainerdCommit", "system.Commit"),
+        ("RuncCommit", "system.Commit"),
+        ("InitCommit", "system.Commit"),
+    ],
+    raw_fallback: false,
+};
 
 #[cfg(test)]
 mod tests {

@@ -10,6 +10,7 @@ use crate::cli::container::inspect::inspect_value;
 use crate::cli::exit::one_line;
 use crate::cli::format::InspectFormat;
 use crate::cli::globals::block_on;
+use crate::cli::{container, image};
 
 #[derive(Args)]
 pub struct InspectArgs {
@@ -55,13 +56,14 @@ pub fn inspect(
     let format = InspectFormat::parse(format)?;
     block_on(async {
         let engine = Engine::with_images(store.clone())?;
-        let mut out = Vec::new();
+        let (mut out, mut schemas) = (Vec::new(), Vec::new());
         let mut code = 0;
         for name in names {
             // docker looks for a container first, then an image.
             if kind != Kind::Image {
                 if let Ok(rec) = engine.resolve(name) {
                     out.push(inspect_value(&engine, &rec, size));
+                    schemas.push(&container::inspect::DOC);
                     continue;
                 }
             }
@@ -74,14 +76,17 @@ pub fn inspect(
                     .map_err(|_| anyhow!("No such object: {name}")),
             };
             match found {
-                Ok(i) => out.push(store.inspect(&i).await?),
+                Ok(i) => {
+                    out.push(store.inspect(&i).await?);
+                    schemas.push(&image::inspect::DOC);
+                }
                 Err(e) => {
                     eprintln!("Error: {}", one_line(&e));
                     code = 1;
                 }
             }
         }
-        format.print(&out)?;
+        format.print_each(&out, |i| schemas[i])?;
         Ok(code)
     })
 }

@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::Args;
 use serde_json::{json, Value};
 
-use crate::cli::format::{print_document, Style};
+use crate::cli::format::{print_document, Schema, Style};
 
 #[derive(Args)]
 pub struct VersionArgs {
@@ -88,7 +88,7 @@ fn document() -> Value {
 pub fn run(a: VersionArgs) -> Result<i32> {
     let doc = document();
     if let Some(f) = a.format.as_deref().filter(|f| !f.is_empty()) {
-        print_document(&doc, f, Style::VERSION)?;
+        print_document(&doc, f, Style::VERSION, &DOC)?;
         return Ok(0);
     }
     let c = &doc["Client"];
@@ -127,3 +127,16 @@ pub fn run(a: VersionArgs) -> Result<i32> {
     line("  ", "Version", &s["Version"]);
     Ok(0)
 }
+
+/// docker's `version` document.
+pub const DOC: Schema = Schema {
+    root: "system.versionInfo",
+    types: &[
+        ("Client", "system.clientVersion"),
+        ("Server", "*types.Version"),
+        ("Server.Platform", "struct { Name string }"),
+        ("Server.Components.*", "types.ComponentVersion"),
+        ("Server.Components.*.Details", "map[string]string"),
+    ],
+    raw_fallback: false,
+};

@@ -5,7 +5,7 @@ use berth_client::engine::EngineError;
 use clap::Args;
 
 use super::view;
-use crate::cli::format::InspectFormat;
+use crate::cli::format::{InspectFormat, Schema};
 use crate::cli::globals::Globals;
 
 #[derive(Args, Debug)]
@@ -34,6 +34,18 @@ pub fn run(g: &Globals, a: InspectArgs) -> Result<i32> {
             Err(err) => return Err(err.into()),
         }
     }
-    format.print(&out)?;
+    format.print(&out, &DOC)?;
     Ok(code)
 }
+
+/// docker's volume document (docker's inspect runs no second pass on its JSON for volumes).
+pub const DOC: Schema = Schema {
+    root: "volume.Volume",
+    types: &[
+        ("Labels", "map[string]string"),
+        ("Options", "map[string]string"),
+        ("Status", "map[string]interface {}"),
+        ("UsageData", "*volume.UsageData"),
+    ],
+    raw_fallback: false,
+};

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::view;
 use crate::cli::flags::has_label;
-use crate::cli::format::print_list;
+use crate::cli::format::{print_list, Schema};
 use crate::cli::globals::Globals;
 
 #[derive(Args, Debug)]
@@ -81,5 +81,18 @@ pub fn run(g: &Globals, a: LsArgs) -> Result<i32> {
     } else {
         a.format.as_deref()
     };
-    print_list(format, "table {{.Driver}}\t{{.Name}}", &headers, &rows)
+    print_list(
+        format,
+        "table {{.Driver}}\t{{.Name}}",
+        &headers,
+        &rows,
+        &ROW,
+    )
 }
+
+/// docker's row of `volume ls`.
+pub const ROW: Schema = Schema {
+    root: "*formatter.volumeContext",
+    types: &[],
+    raw_fallback: false,
+};
