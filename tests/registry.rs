@@ -688,6 +688,32 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits_zero() {
     assert_eq!(status.code(), Some(0), "{}", reg.stderr.all().join("\n"));
 }
 
+/// A request sent while the server cannot run (stopped, or slow under load) and a SIGTERM
+/// that comes before the server accepts it: the connection is accepted during shutdown, and
+/// its request, already there, is answered all the same.
+#[test]
+fn sigterm_before_the_accept_still_answers_the_request_already_sent() {
+    let storage = Storage::fs();
+    let mut reg = Registry::start(&storage, "");
+    let digest = digest_of(b"late");
+    reg.signal(libc::SIGSTOP);
+    let mut stream = util::send_head(
+        &reg.addr,
+        "POST",
+        &format!("/v2/late/blobs/uploads/?digest={digest}"),
+        &[("Content-Type", "application/octet-stream")],
+        4,
+    );
+    stream.write_all(b"late").unwrap();
+    stream.flush().unwrap();
+    reg.signal(libc::SIGTERM);
+    reg.signal(libc::SIGCONT);
+    let post: Response = util::read_response(stream, "POST");
+    assert_eq!(post.status, 201, "{post:?}");
+    let status = reg.wait(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(0), "{}", reg.stderr.all().join("\n"));
+}
+
 #[test]
 fn serve_without_arguments_uses_port_5000_and_the_default_directory() {
     let dir = tempfile::tempdir().unwrap();

@@ -34,7 +34,6 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::Request;
 use berth_storage::Store;
-use futures::FutureExt;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use tokio::net::{TcpListener, TcpStream};
@@ -200,9 +199,25 @@ impl Server {
         }
         tracing::info!("shutting down: letting in-flight requests finish");
         let _ = stop.send(true);
-        // Clients in the listen queue have connected and may have sent their request.
-        while let Some(Ok((socket, peer))) = self.listener.accept().now_or_never() {
-            spawn(socket, peer);
+        // Clients in the listen queue have connected and may have sent their request. They are
+        // taken from the kernel's queue directly: the reactor may not have seen them yet (a
+        // server stopped or starved while they connected learns of them and of the signal in
+        // one turn), and an accept through it would then find nothing.
+        match self.listener.into_std() {
+            Ok(listener) => {
+                while let Ok((socket, peer)) = listener.accept() {
+                    let socket = socket
+                        .set_nonblocking(true)
+                        .and_then(|()| TcpStream::from_std(socket));
+                    match socket {
+                        Ok(socket) => spawn(socket, peer),
+                        Err(e) => {
+                            tracing::debug!(%peer, error = %e, "a queued connection could not be served")
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "the listen queue could not be read at shutdown"),
         }
         drop(stopping);
         tokio::select! {
@@ -348,6 +363,10 @@ pub struct Transport {
 /// `[server] header_timeout` shortens it.
 const OPENING_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a connection accepted during shutdown may take to show the request its client
+/// had already sent (the reactor's turn, not the client's).
+const SHUTDOWN_OPENING: Duration = Duration::from_millis(200);
+
 /// What an HTTP/2 client without TLS sends first.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -383,9 +402,11 @@ impl Connection {
     ) {
         let deadline = tokio::time::Instant::now() + opening;
         if *self.stopping.borrow() {
-            // Accepted during shutdown: answered only if its request is already here.
-            match opening_bytes(&socket).now_or_never() {
-                Some(Ok(Some(_))) => {}
+            // Accepted during shutdown: answered only if its request is already here. A
+            // socket just handed to this thread has no readiness yet (tokio learns it at the
+            // reactor's next turn), so "here" is: readable within a moment, not at once.
+            match tokio::time::timeout(SHUTDOWN_OPENING, opening_bytes(&socket)).await {
+                Ok(Ok(Some(_))) => {}
                 _ => return,
             }
         }

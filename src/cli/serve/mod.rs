@@ -71,6 +71,7 @@ pub fn run(globals: &Globals, args: ServeArgs) -> anyhow::Result<i32> {
                 }
             });
         }
+        let shutdown = shutdown_signal()?;
         // A line on stdout for scripts and tests that start berth on port 0.
         println!("listening on {}", server.local_addr());
         // Start-up is over: what it alone touched need not stay resident, nor what serving
@@ -83,7 +84,7 @@ pub fn run(globals: &Globals, args: ServeArgs) -> anyhow::Result<i32> {
         let idle = tokio::spawn(pages::when_idle(|| {
             berth_registry::metrics::REQUESTS.load(std::sync::atomic::Ordering::Relaxed)
         }));
-        let served = server.run(shutdown_signal()).await;
+        let served = server.run(shutdown).await;
         idle.abort();
         served?;
         tracing::info!("stopped");
@@ -103,14 +104,19 @@ fn describe(storage: &StoreConfig) -> String {
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+/// A future that resolves on Ctrl-C (SIGINT) or SIGTERM. The handlers are installed here,
+/// at once, not when the future is first polled: a signal that comes right after the server
+/// said it listens is a shutdown, never the signal's default (death, the listen queue reset).
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
 }
 
 /// Sends logs to stderr, as text or one JSON object a line; `RUST_LOG` (or `BERTH_LOG`)
