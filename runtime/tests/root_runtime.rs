@@ -425,6 +425,43 @@ fn root_command_not_found_is_127_and_not_executable_is_126() {
     }
 }
 
+/// The monitor calls `on_start` once the command runs and before it can see the exit, so a
+/// command that exits at once still has its start recorded first; a start that fails calls
+/// only `on_exit`.
+#[test]
+fn root_start_hook_comes_before_the_exit_hook_and_only_for_a_started_command() {
+    for (args, want) in [
+        (&["true"][..], "start exit "),
+        (&["no-such-command"][..], "exit "),
+    ] {
+        let fx = Fixture::new();
+        let order = fx.dir.path().join("order");
+        let note = |word: &'static str| {
+            let order = order.clone();
+            move || {
+                use std::io::Write;
+                let mut f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&order)
+                    .unwrap();
+                write!(f, "{word} ").unwrap();
+            }
+        };
+        let mut cfg = fx.config(fx.spec(args));
+        let exited = note("exit");
+        cfg.on_start = Some(berth_runtime::StartHook(std::sync::Arc::new(note("start"))));
+        cfg.on_exit = Some(berth_runtime::ExitHook(std::sync::Arc::new(move |_| {
+            exited()
+        })));
+        let c = create(cfg).expect("create");
+        let _ = c.start();
+        c.wait().unwrap();
+        assert_eq!(std::fs::read_to_string(&order).unwrap(), want, "{args:?}");
+        c.delete(false).unwrap();
+    }
+}
+
 #[test]
 fn root_detached_container_writes_json_log() {
     let fx = Fixture::new();
