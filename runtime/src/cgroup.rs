@@ -559,13 +559,22 @@ impl CgroupPaths {
         }
     }
 
+    /// Freezes or thaws the container's processes. A thaw of a cgroup that is gone already
+    /// (its last process died, SIGKILLed while frozen, and the monitor removed it) has
+    /// nothing left to do.
     pub fn freeze(&self, frozen: bool) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(10);
         if let Some(dir) = self.v1_dir("freezer") {
             let want = if frozen { "FROZEN" } else { "THAWED" };
             let file = dir.join("freezer.state");
             loop {
-                write(&file, want)?;
+                if let Err(e) = write(&file, want) {
+                    return if !frozen && !dir.exists() {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    };
+                }
                 let now = std::fs::read_to_string(&file).unwrap_or_default();
                 if now.trim() == want {
                     return Ok(());
@@ -579,11 +588,17 @@ impl CgroupPaths {
         let Some(dir) = &self.v2 else {
             return Err(Self::missing("freezer"));
         };
-        write(&dir.join("cgroup.freeze"), if frozen { "1" } else { "0" })?;
+        if let Err(e) = write(&dir.join("cgroup.freeze"), if frozen { "1" } else { "0" }) {
+            return if !frozen && !dir.exists() {
+                Ok(())
+            } else {
+                Err(e)
+            };
+        }
         let want = if frozen { "frozen 1" } else { "frozen 0" };
         loop {
             let events = std::fs::read_to_string(dir.join("cgroup.events")).unwrap_or_default();
-            if events.lines().any(|l| l == want) {
+            if events.lines().any(|l| l == want) || (!frozen && !dir.exists()) {
                 return Ok(());
             }
             if Instant::now() > deadline {
