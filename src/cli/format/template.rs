@@ -361,15 +361,29 @@ fn ge(args: &[Val]) -> Result<Val, String> {
 }
 
 /// A function of Go's `fmt` (`print`, `printf`, …), run by the template crate, whose
-/// formatting is Go's.
-fn through_gotmpl(name: &str, args: &[Val]) -> Result<Val, String> {
-    let call: String = (0..args.len())
-        .map(|i| format!(" (index .a {i})"))
-        .collect();
-    let src = format!("{{{{{name}{call}}}}}");
-    let t = gotmpl::Template::new("f")
-        .parse(&src)
-        .map_err(|e| e.to_string())?;
+/// formatting is Go's: a template that calls it on its data's arguments, parsed once for each
+/// function and number of arguments.
+fn through_gotmpl(name: &'static str, args: &[Val]) -> Result<Val, String> {
+    type Calls = std::collections::HashMap<(&'static str, usize), Arc<gotmpl::Template>>;
+    static CALLS: std::sync::OnceLock<std::sync::Mutex<Calls>> = std::sync::OnceLock::new();
+    let t = {
+        let mut calls = CALLS
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match calls.entry((name, args.len())) {
+            std::collections::hash_map::Entry::Occupied(e) => e.get().clone(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let call: String = (0..args.len())
+                    .map(|i| format!(" (index .a {i})"))
+                    .collect();
+                let t = gotmpl::Template::new("f")
+                    .parse(&format!("{{{{{name}{call}}}}}"))
+                    .map_err(|e| e.to_string())?;
+                e.insert(Arc::new(t)).clone()
+            }
+        }
+    };
     let data = Go::Map(Arc::new(BTreeMap::from([(
         Arc::from("a"),
         Go::List(args.iter().map(Val::to_go).collect::<Vec<_>>().into()),
