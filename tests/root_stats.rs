@@ -89,13 +89,20 @@ fn root_stats_columns_formats_and_refresh() {
     b.ok(&["create", "--name", "idle", "bb", "true"]);
     let busy = inspect(&b, "busy");
     let id = busy["Id"].as_str().unwrap().to_string();
-    // Let the burst finish and the packets go.
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // Let the burst finish and the packets go: busy is down to its two sleeps, and net's
+    // wget has ended (its shell has exec'd its sleep).
+    let net_pid = inspect(&b, "net")["State"]["Pid"].to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let pids = cgroup_file("pids", &id, "pids.current");
-        if pids == "2" || Instant::now() > deadline {
+        let net_cmd = std::fs::read_to_string(format!("/proc/{net_pid}/comm")).unwrap_or_default();
+        if pids == "2" && net_cmd.trim() == "sleep" {
             break;
         }
+        assert!(
+            Instant::now() < deadline,
+            "busy at {pids} pids, net's pid 1 {net_cmd:?} after 30 s"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_millis(1500));
@@ -209,18 +216,29 @@ fn root_stats_columns_formats_and_refresh() {
         });
     }
     let mut child = command.spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(2500));
+    // Read until two whole frames came (a frame ends with its erase; a second frame is a
+    // second's reading later), then interrupt: a loaded machine may be slow to start it.
+    let mut stdout_pipe = child.stdout.take().unwrap();
+    let mut live = Vec::new();
+    let mut buf = [0u8; 4096];
+    let whole = |live: &[u8]| live.windows(3).filter(|w| *w == b"\x1b[J").count();
+    while whole(&live) < 2 {
+        match stdout_pipe.read(&mut buf).unwrap() {
+            0 => panic!("the live view ended: {:?}", String::from_utf8_lossy(&live)),
+            n => live.extend_from_slice(&buf[..n]),
+        }
+    }
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let mut live = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut live)
-        .unwrap();
+    stdout_pipe.read_to_end(&mut live).unwrap();
     child.wait().unwrap();
-    let frames: Vec<&str> = live.split("\x1b[H").filter(|f| !f.is_empty()).collect();
-    assert!(frames.len() >= 2, "two frames in 2.5 s: {live:?}");
+    let live = String::from_utf8(live).unwrap();
+    // The interrupt may cut the frame it came in (its last line and its erase are two
+    // writes): the frames before it are whole.
+    let mut frames: Vec<&str> = live.split("\x1b[H").filter(|f| !f.is_empty()).collect();
+    if frames.last().is_some_and(|f| !f.ends_with("\x1b[J")) {
+        frames.pop();
+    }
+    assert!(frames.len() >= 2, "two frames: {live:?}");
     for f in &frames {
         assert!(f.ends_with("\x1b[J"), "{f:?}");
         let first = f.lines().next().unwrap();
