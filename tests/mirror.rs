@@ -254,9 +254,11 @@ fn tags_are_revalidated_with_a_head_after_their_time_to_live() {
     // The upstream logs what it is asked.
     let up = Distribution::start_logged("");
     let first = push_image(&up.host(), "library/app", "1", &[b"one"]);
+    // Three seconds: the second request must come within it, and a loaded machine can
+    // hold a test up for a second.
     let (mirror, _s) = start_mirror(&mirror_toml(
         Some("docker.io"),
-        1,
+        3,
         &[],
         &[Up {
             host: "docker.io",
@@ -279,7 +281,7 @@ fn tags_are_revalidated_with_a_head_after_their_time_to_live() {
     );
     assert_eq!((metric(&mirror, misses), metric(&mirror, hits)), (1, 1));
     // After it, a HEAD finds the same digest: nothing is downloaded.
-    std::thread::sleep(Duration::from_millis(1200));
+    std::thread::sleep(Duration::from_millis(3200));
     assert_eq!(
         get(&mirror, path).header("docker-content-digest"),
         Some(first.as_str())
@@ -287,7 +289,7 @@ fn tags_are_revalidated_with_a_head_after_their_time_to_live() {
     assert_eq!((metric(&mirror, misses), metric(&mirror, hits)), (1, 2));
     // The upstream moves the tag: the mirror follows once the time to live is over.
     let second = push_image(&up.host(), "library/app", "1", &[b"two"]);
-    std::thread::sleep(Duration::from_millis(1200));
+    std::thread::sleep(Duration::from_millis(3200));
     let r = get(&mirror, path);
     assert_eq!(r.header("docker-content-digest"), Some(second.as_str()));
     assert_eq!(metric(&mirror, misses), 2);
