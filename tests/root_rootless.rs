@@ -341,7 +341,10 @@ fn root_rootless_pull_run_and_the_container_verbs_as_a_user() {
         u.ok(&["exec", "web", "cat", "/home/u/f"]),
         "from the image\n"
     );
-    assert_eq!(u.ok(&["logs", "web"]), "started\n");
+    // The monitor copies the output to the log as it reads it: httpd may answer first.
+    eventually("the first run's log", || {
+        u.ok(&["logs", "web"]) == "started\n"
+    });
     let copied = u.home.path().join("copied");
     u.ok(&["cp", "web:/home/u/f", copied.to_str().unwrap()]);
     assert_eq!(
@@ -355,7 +358,9 @@ fn root_rootless_pull_run_and_the_container_verbs_as_a_user() {
     u.ok(&["restart", "-t", "1", "web"]);
     let body = http_get(port, "/f");
     assert!(body.ends_with("from the image\n"), "{body}");
-    assert_eq!(u.ok(&["logs", "web"]), "started\nstarted\n");
+    eventually("the second run's log", || {
+        u.ok(&["logs", "web"]) == "started\nstarted\n"
+    });
     u.ok(&["stop", "-t", "1", "web"]);
     // The port is given back with the container's network.
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
