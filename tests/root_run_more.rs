@@ -6,7 +6,7 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 
@@ -435,10 +435,8 @@ fn root_init_reaps_zombies_and_forwards_signals() {
     assert_eq!(ps, "init\nsleep\n");
     assert_eq!(inspect(&b, "reaped")["HostConfig"]["Init"], true);
     // stop's SIGTERM reaches the command through the init (a bare pid 1 ignores it and
-    // waits for the SIGKILL).
-    let t = Instant::now();
+    // waits for the SIGKILL): its status is SIGTERM's 143, not the SIGKILL's 137 after -t.
     b.ok(&["stop", "-t", "20", "reaped"]);
-    assert!(t.elapsed() < Duration::from_secs(15));
     assert_eq!(
         b.ok(&["inspect", "-f", "{{.State.ExitCode}}", "reaped"])
             .trim(),
@@ -983,9 +981,8 @@ fn root_lifecycle_leftovers_start_interval_restart_event_signals_image_healthche
             "trap 'exit 5' 37; while true; do sleep 0.1; done",
         ]);
         assert_eq!(field(name, "{{.Config.StopSignal}}"), signal);
-        let t = Instant::now();
+        // The trap's 5, not the SIGKILL's 137 after -t.
         b.ok(&["stop", "-t", "20", name]);
-        assert!(t.elapsed() < Duration::from_secs(15));
         assert_eq!(field(name, "{{.State.ExitCode}}"), "5");
     }
     b.ok(&["rm", "-f", "quick", "imagehc", "again", "num", "rt"]);
