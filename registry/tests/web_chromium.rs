@@ -120,9 +120,10 @@ async fn click_and_wait(c: &Client, what: Locator<'_>, until: &str, script: &str
     wait_for(c, until, script).await;
 }
 
-/// Runs `script` (an expression) until it is true, for at most 10 s.
+/// Runs `script` (an expression) until it is true, for at most 30 s (three browsers share
+/// CI's two cores).
 async fn wait_for(c: &Client, what: &str, script: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let v = c
             .execute(&format!("return !!({script});"), vec![])
@@ -136,7 +137,7 @@ async fn wait_for(c: &Client, what: &str, script: &str) {
                 .execute("return document.body.innerText;", vec![])
                 .await
                 .unwrap_or_default();
-            panic!("waited 10 s for {what} ({script}); the page says: {body}");
+            panic!("waited 30 s for {what} ({script}); the page says: {body}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
