@@ -391,9 +391,10 @@ impl Engine {
             rec.restart_count += 1;
             rec.restarting = true;
             self.save(&rec)?;
-            drop(lock);
-            // Give the address and ports back while it waits.
+            // Give the address and ports back while it waits, under the lock: a person's
+            // start right after it must not have its new network taken away.
             self.disconnect(&rec);
+            drop(lock);
             if !self.wait_to_restart(id, delay)? {
                 drop(_mine);
                 return self.after_last_exit(id);
@@ -465,7 +466,20 @@ impl Engine {
         match self.state(&rec).status {
             Status::Exited if rec.host.auto_remove => self.remove(&rec, false, true),
             Status::Exited => {
-                self.disconnect(&rec);
+                // Under the container's lock, on the state read there: a person's start
+                // meanwhile has a network of its own that must stay, and an `rm` (or a
+                // `network rm` after it) comes after the `disconnect` event, not before.
+                let _lock = match self.lock(id) {
+                    Ok(l) => l,
+                    Err(EngineError::NotFound(_)) => return Ok(()),
+                    Err(e) => return Err(e),
+                };
+                let Ok(rec) = self.load(id) else {
+                    return Ok(());
+                };
+                if self.state(&rec).status == Status::Exited && !rec.restarting {
+                    self.disconnect(&rec);
+                }
                 Ok(())
             }
             _ => Ok(()),
