@@ -26,13 +26,37 @@ use berth_storage::Digest;
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
-/// A free TCP port on 127.0.0.1 (bound, read, released).
+/// A free TCP port on 127.0.0.1 for a server that a test starts itself, one this process
+/// never gave out before, from below the kernel's ephemeral range (`ip_local_port_range`).
+/// The kernel hands ports of that range to every `bind` to port 0 and every outgoing
+/// connection: a port bound and released there could be another test's server or
+/// connection by the time this test's server binds it (or a refused port answer).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let (low, span) = (10_000, ephemeral.saturating_sub(10_000));
+    if span < 1_000 {
+        return TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+    }
+    // Each test process starts elsewhere in the range, and walks it.
+    let start = std::process::id().wrapping_mul(7919) % span;
+    for _ in 0..span {
+        let port = (low + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span) as u16;
+        // Each listener is closed before the next is tried.
+        let free = |addr: &str| TcpListener::bind((addr, port)).is_ok();
+        if free("127.0.0.1") && free("0.0.0.0") {
+            return port;
+        }
+    }
+    panic!("no free port in {low}..{}", low + span);
 }
 
 /// Runs a program within [`PEER_TIMEOUT`], panicking with its output if it fails.
