@@ -216,7 +216,9 @@ fn webhooks_deliver_each_event_once_across_a_restart() {
 
     let all = Arc::new(Mutex::new(Received::default()));
     let pushes = Arc::new(Mutex::new(Received::default()));
-    let receiver = Receiver::start(0, all.clone());
+    // A port of its own (not the kernel's pick): while the receiver is down, no other
+    // server or connection may take it, or it could not come back on it.
+    let receiver = Receiver::start(crate::util::free_port(), all.clone());
     let port = receiver.port;
     let push_receiver = Receiver::start(0, pushes.clone());
     let queue = work.path().join("queue");
