@@ -701,7 +701,10 @@ fn chaos(storage: Storage) {
         docker_images.push(name);
     }
 
-    let mut reg = Registry::start(&storage, "");
+    // A port of its own (not the kernel's pick): between a kill and the restart on the same
+    // address, no other server or connection may take it.
+    let listen = format!("127.0.0.1:{}", util::free_port());
+    let mut reg = Registry::start_in(&storage, "", None, &listen);
     let target = Arc::new(Target {
         addr: reg.addr.clone(),
         stage: Mutex::new(HashMap::new()),
