@@ -490,29 +490,6 @@ fn ipam_config(c: &berth_client::engine::EndpointConfig) -> Value {
 /// docker's container document; a run that fails on its types runs again on its JSON.
 pub const DOC: Schema = Schema {
     root: "container.InspectResponse",
-    types: &[
-        ("Config.Labels", "map[string]string"),
-        ("Config.ExposedPorts", "nat.PortSet map[nat.Port]struct {}"),
-        ("Config.Volumes", "map[string]struct {}"),
-        ("HostConfig.Sysctls", "map[string]string"),
-        ("HostConfig.Tmpfs", "map[string]string"),
-        ("HostConfig.StorageOpt", "map[string]string"),
-        ("HostConfig.Annotations", "map[string]string"),
-        ("HostConfig.LogConfig.Config", "map[string]string"),
-        (
-            "HostConfig.PortBindings",
-            "nat.PortMap map[nat.Port][]nat.PortBinding",
-        ),
-        (
-            "NetworkSettings.Ports",
-            "nat.PortMap map[nat.Port][]nat.PortBinding",
-        ),
-        (
-            "NetworkSettings.Networks",
-            "map[string]*network.EndpointSettings",
-        ),
-        ("NetworkSettings.Networks.*.DriverOpts", "map[string]string"),
-        ("GraphDriver.Data", "map[string]string"),
-    ],
+    types: &[],
     raw_fallback: true,
 };

@@ -3,9 +3,16 @@
 //! field is an error) from a map (whose missing key is no value), and where in the template a
 //! run failed (`template: :1:2: executing "" at <.Nope>: …`).
 //!
-//! Values are JSON documents read through a [`Schema`]: the objects it names as maps are Go
-//! maps, the others structs (named by the schema where Go's errors name them); without a
-//! schema every object is a map, as docker's inspect reads a document it decoded as JSON.
+//! Values are JSON documents read through a [`Schema`]: a root of docker's Go types
+//! ([`super::gotypes`]) reads each field as its declared type, in declaration order; a root
+//! named only by path gives the Go type of the objects that matter (the others are structs
+//! whose fields are the document's); without a schema every object is a map, as docker's
+//! inspect reads a document it decoded as JSON.
+//!
+//! A value prints as Go's `fmt` prints it: a struct as `{a b}`, a nil slice `[]`, a nil map
+//! `map[]`, a nil pointer `<nil>`. A pointer that is not nil inside a struct, list or map
+//! prints as Go prints an address; Go's addresses change from run to run, berth prints
+//! `0xc000000000` for each.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,11 +20,14 @@ use std::sync::Arc;
 use gotmpl::parse::{CommandNode, Expr, ListNode, Node, Number, PipeNode};
 use serde_json::Value;
 
+use super::gotypes::{self, Kind};
+
 /// Go's types of a command's `--format` value: the document's type as Go's errors name it,
 /// and the Go type of each object below it that matters, by path (`Config.Labels`; `*` is
 /// any element of a list or value of a map). A type beginning with `map[` is a map, and so is
 /// a named one written with its map type after it (`nat.PortMap map[nat.Port]…`, whose keys
-/// are no strings: no field reads one); any other object is a struct.
+/// are no strings: no field reads one); any other object is a struct. A root that
+/// [`super::gotypes`] declares needs no paths: every field has its declared type.
 #[derive(Debug)]
 pub struct Schema {
     pub root: &'static str,
@@ -27,6 +37,10 @@ pub struct Schema {
     /// images and networks).
     pub raw_fallback: bool,
 }
+
+/// What Go prints for a pointer inside a struct, list or map (an address, which changes
+/// from run to run in Go).
+pub const ADDRESS: &str = "0xc000000000";
 
 /// A value as Go's template engine sees it.
 #[derive(Clone, Debug)]
@@ -40,20 +54,89 @@ pub enum Val {
     Uint(u64),
     Float(f64),
     Str(Arc<str>),
-    List(Arc<[Val]>),
+    /// A slice or array and its Go type.
+    List(Arc<[Val]>, &'static str),
     /// A map; its type (`map[string]string`), for its zero value and Go's errors.
     Map(Arc<BTreeMap<Arc<str>, Val>>, &'static str),
-    /// A struct, its Go type's name and fields.
-    Struct(Arc<BTreeMap<Arc<str>, Val>>, &'static str),
+    /// A struct, its fields (in Go's order when its type is declared) and its type's name.
+    Struct(Arc<[FieldVal]>, &'static str),
+    /// A pointer that is not nil, and its type (`*container.State`).
+    Ptr(Arc<Val>, &'static str),
+    /// A nil of a type that has one: a pointer (`<nil>`), slice (`[]`) or map (`map[]`).
+    Nil(&'static str),
+}
+
+/// A field of a struct value.
+#[derive(Clone, Debug)]
+pub struct FieldVal {
+    pub name: Arc<str>,
+    pub val: Val,
+    /// Its declaration, when the struct's type is declared.
+    pub decl: Option<&'static gotypes::Field>,
 }
 
 const RAW_MAP: &str = "map[string]interface {}";
+const RAW_LIST: &str = "[]interface {}";
 
 impl Val {
     /// A JSON document read through `schema` (none: every object a map).
     pub fn from_json(v: &Value, schema: Option<&Schema>) -> Val {
+        if let Some(s) = schema.filter(|s| gotypes::declared(s.root)) {
+            return Self::typed(Some(v), s.root);
+        }
         let mut path = Vec::new();
         Self::read(v, schema, &mut path)
+    }
+
+    /// A value of the declared type `ty` from JSON, as Go's decoder fills one (a missing
+    /// field or null is the zero value).
+    pub fn typed(v: Option<&Value>, ty: &'static str) -> Val {
+        let v = v.filter(|v| !v.is_null());
+        match (gotypes::kind(ty), v) {
+            (Kind::Ptr(_), None) => Val::Nil(ty),
+            (Kind::Ptr(elem), v) => Val::Ptr(Arc::new(Self::typed(v, elem)), ty),
+            (Kind::Slice(elem), Some(Value::Array(a))) => {
+                Val::List(a.iter().map(|e| Self::typed(Some(e), elem)).collect(), ty)
+            }
+            (Kind::Slice(_), _) => Val::Nil(ty),
+            (Kind::Array(n, elem), v) => {
+                let a = v.and_then(Value::as_array);
+                let item = |i: usize| Self::typed(a.and_then(|a| a.get(i)), elem);
+                Val::List((0..n).map(item).collect(), ty)
+            }
+            (Kind::Map(_, elem), Some(Value::Object(m))) => Val::Map(
+                Arc::new(
+                    m.iter()
+                        .map(|(k, e)| (Arc::from(k.as_str()), Self::typed(Some(e), elem)))
+                        .collect(),
+                ),
+                ty,
+            ),
+            (Kind::Map(..), _) => Val::Nil(ty),
+            (Kind::Struct(fields), v) => {
+                let obj = v.and_then(Value::as_object);
+                let fields = fields.iter().map(|f| FieldVal {
+                    name: Arc::from(f.name),
+                    val: match (f.embedded, f.json) {
+                        // An embedded struct's fields are in the outer object.
+                        (true, _) => Self::typed(obj.map(|_| v.unwrap_or(&Value::Null)), f.ty),
+                        (false, Some(key)) => Self::typed(obj.and_then(|o| o.get(key)), f.ty),
+                        (false, None) => Self::typed(None, f.ty),
+                    },
+                    decl: Some(f),
+                });
+                Val::Struct(fields.collect(), ty)
+            }
+            (Kind::Bool, v) => Val::Bool(v.and_then(Value::as_bool).unwrap_or(false)),
+            (Kind::Int, v) => Val::Int(v.and_then(Value::as_i64).unwrap_or(0)),
+            (Kind::Uint, v) => Val::Uint(v.and_then(Value::as_u64).unwrap_or(0)),
+            (Kind::Float, v) => Val::Float(v.and_then(Value::as_f64).unwrap_or(0.0)),
+            (Kind::Str, Some(Value::String(s))) => Val::str(s),
+            (Kind::Str, None) => Val::str(""),
+            // A value the type does not expect is read as JSON is.
+            (_, Some(v)) => Self::from_json(v, None),
+            (Kind::Iface, None) => Val::Null,
+        }
     }
 
     fn read<'v>(v: &'v Value, schema: Option<&Schema>, path: &mut Vec<&'v str>) -> Val {
@@ -86,7 +169,7 @@ impl Val {
                     out.push(Self::read(item, schema, path));
                     path.pop();
                 }
-                Val::List(out.into())
+                Val::List(out.into(), RAW_LIST)
             }
             Value::Object(m) => {
                 let ty = ty(schema, path);
@@ -115,44 +198,233 @@ impl Val {
                 }
                 match a_map {
                     true => Val::Map(Arc::new(out), ty),
-                    false => Val::Struct(Arc::new(out), ty),
+                    false => Val::Struct(
+                        out.into_iter()
+                            .map(|(name, val)| FieldVal {
+                                name,
+                                val,
+                                decl: None,
+                            })
+                            .collect(),
+                        ty,
+                    ),
                 }
             }
         }
     }
 
-    /// The value as JSON (for docker's `json`).
+    /// A struct's field (or an embedded struct's), and its declared type when known.
+    pub fn field(&self, name: &str) -> Option<(Val, Option<&'static str>)> {
+        let Val::Struct(fields, _) = self else {
+            return None;
+        };
+        if let Some(f) = fields.iter().find(|f| &*f.name == name) {
+            return Some((f.val.clone(), f.decl.map(|d| d.ty)));
+        }
+        fields
+            .iter()
+            .filter(|f| f.decl.is_some_and(|d| d.embedded))
+            .find_map(|f| f.val.deref().field(name))
+    }
+
+    /// A field of a struct or a key of a map (`Labels` of a row).
+    pub fn get(&self, name: &str) -> Option<Val> {
+        match self.deref() {
+            Val::Map(m, _) => m.get(name).cloned(),
+            s => s.field(name).map(|(v, _)| v),
+        }
+    }
+
+    /// What a pointer points at; any other value itself.
+    pub fn deref(&self) -> &Val {
+        match self {
+            Val::Ptr(inner, _) => inner,
+            other => other,
+        }
+    }
+
+    /// A nil slice or map as an empty one (what Go's `len`, `index` and `range` see).
+    pub fn nil_as_empty(&self) -> Val {
+        match self {
+            Val::Nil(ty) => match gotypes::kind(ty) {
+                Kind::Slice(_) => Val::List(Arc::new([]), ty),
+                Kind::Map(..) => Val::Map(Arc::default(), ty),
+                _ => self.clone(),
+            },
+            other => other.clone(),
+        }
+    }
+
+    /// The value as JSON (for docker's `json`): Go's encoding, a struct's fields in their
+    /// order under their JSON names (`omitempty` ones left out when empty).
+    pub fn json_text(&self) -> String {
+        let mut out = String::new();
+        self.write_json(&mut out);
+        out
+    }
+
+    fn write_json(&self, out: &mut String) {
+        match self {
+            Val::Invalid | Val::Null | Val::Nil(_) => out.push_str("null"),
+            Val::Bool(b) => out.push_str(&b.to_string()),
+            Val::Int(i) => out.push_str(&i.to_string()),
+            Val::Uint(u) => out.push_str(&u.to_string()),
+            Val::Float(_) => out.push_str(&self.to_json().to_string()),
+            Val::Str(s) => out.push_str(&Value::String(s.to_string()).to_string()),
+            Val::Ptr(inner, _) => inner.write_json(out),
+            Val::List(items, _) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    item.write_json(out);
+                }
+                out.push(']');
+            }
+            Val::Map(m, _) => {
+                out.push('{');
+                for (i, (k, v)) in m.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&Value::String(k.to_string()).to_string());
+                    out.push(':');
+                    v.write_json(out);
+                }
+                out.push('}');
+            }
+            Val::Struct(..) => {
+                out.push('{');
+                let mut first = true;
+                self.write_json_fields(out, &mut first);
+                out.push('}');
+            }
+        }
+    }
+
+    fn write_json_fields(&self, out: &mut String, first: &mut bool) {
+        let Val::Struct(fields, _) = self else {
+            return;
+        };
+        for f in fields.iter() {
+            let key = match f.decl {
+                Some(d) if d.embedded => {
+                    f.val.deref().write_json_fields(out, first);
+                    continue;
+                }
+                Some(d) => match d.json {
+                    Some(key) if !(d.omitempty && f.val.is_empty()) => key,
+                    _ => continue,
+                },
+                None => &*f.name,
+            };
+            if !std::mem::take(first) {
+                out.push(',');
+            }
+            out.push_str(&Value::String(key.to_string()).to_string());
+            out.push(':');
+            f.val.write_json(out);
+        }
+    }
+
+    /// Go's "empty value" of `omitempty`.
+    fn is_empty(&self) -> bool {
+        match self {
+            Val::Struct(..) | Val::Ptr(..) => false,
+            other => !other.truth(),
+        }
+    }
+
+    /// The value as JSON.
     pub fn to_json(&self) -> Value {
         match self {
-            Val::Invalid | Val::Null => Value::Null,
+            Val::Invalid | Val::Null | Val::Nil(_) => Value::Null,
             Val::Bool(b) => Value::Bool(*b),
             Val::Int(i) => Value::from(*i),
             Val::Uint(u) => Value::from(*u),
             Val::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
             Val::Str(s) => Value::String(s.to_string()),
-            Val::List(items) => Value::Array(items.iter().map(Val::to_json).collect()),
-            Val::Map(m, _) | Val::Struct(m, _) => Value::Object(
+            Val::Ptr(inner, _) => inner.to_json(),
+            Val::List(items, _) => Value::Array(items.iter().map(Val::to_json).collect()),
+            Val::Map(m, _) => Value::Object(
                 m.iter()
                     .map(|(k, v)| (k.to_string(), v.to_json()))
                     .collect(),
             ),
+            Val::Struct(..) => serde_json::from_str(&self.json_text()).unwrap_or(Value::Null),
         }
     }
 
-    /// The value as the `gotmpl` crate's (whose formatting is Go's `fmt`).
+    /// The value as the `gotmpl` crate's (whose formatting is Go's `fmt`): a struct or a
+    /// pointer to one as the text Go's `%v` makes of it.
     pub fn to_go(&self) -> gotmpl::Value {
         use gotmpl::Value as Go;
         match self {
             Val::Invalid | Val::Null => Go::Nil,
+            Val::Nil(_) => match self.nil_as_empty() {
+                Val::Nil(_) => Go::Nil,
+                empty => empty.to_go(),
+            },
             Val::Bool(b) => Go::Bool(*b),
             Val::Int(i) => Go::Int(*i),
             Val::Uint(u) => Go::Uint(*u),
             Val::Float(f) => Go::Float(*f),
             Val::Str(s) => Go::String(s.clone()),
-            Val::List(items) => Go::List(items.iter().map(Val::to_go).collect::<Vec<_>>().into()),
-            Val::Map(m, _) | Val::Struct(m, _) => Go::Map(Arc::new(
+            Val::List(items, _) => {
+                Go::List(items.iter().map(Val::to_go).collect::<Vec<_>>().into())
+            }
+            Val::Map(m, _) => Go::Map(Arc::new(
                 m.iter().map(|(k, v)| (k.clone(), v.to_go())).collect(),
             )),
+            Val::Struct(..) => Go::String(Arc::from(self.go_fmt(0))),
+            Val::Ptr(inner, _) => match &**inner {
+                Val::Struct(..) | Val::List(..) | Val::Map(..) => {
+                    Go::String(Arc::from(format!("&{}", inner.go_fmt(0))))
+                }
+                _ => Go::String(Arc::from(ADDRESS)),
+            },
+        }
+    }
+
+    /// Go's `fmt` `%v` of the value, `depth` levels inside a struct, list or map.
+    fn go_fmt(&self, depth: usize) -> String {
+        match self {
+            Val::Invalid => "<no value>".into(),
+            Val::Null => "<nil>".into(),
+            Val::Str(s) => s.to_string(),
+            Val::Nil(_) => match self.nil_as_empty() {
+                Val::Nil(_) => "<nil>".into(),
+                empty => empty.go_fmt(depth),
+            },
+            Val::List(items, _) => {
+                let items: Vec<String> = items.iter().map(|i| i.go_fmt(depth + 1)).collect();
+                format!("[{}]", items.join(" "))
+            }
+            Val::Map(m, _) => {
+                let items: Vec<String> = m
+                    .iter()
+                    .map(|(k, v)| format!("{k}:{}", v.go_fmt(depth + 1)))
+                    .collect();
+                format!("map[{}]", items.join(" "))
+            }
+            Val::Struct(fields, _) => {
+                let items: Vec<String> = fields.iter().map(|f| f.val.go_fmt(depth + 1)).collect();
+                format!("{{{}}}", items.join(" "))
+            }
+            // go-units' Ulimit has a String method.
+            Val::Ptr(inner, "*units.Ulimit") => {
+                let get = |n: &str| inner.get(n).map_or(String::new(), |v| v.go_fmt(1));
+                format!("{}={}:{}", get("Name"), get("Soft"), get("Hard"))
+            }
+            Val::Ptr(..) if depth > 0 => ADDRESS.into(),
+            Val::Ptr(inner, _) => match &**inner {
+                Val::Struct(..) | Val::List(..) | Val::Map(..) => {
+                    format!("&{}", inner.go_fmt(0))
+                }
+                _ => ADDRESS.into(),
+            },
+            other => other.to_go().to_string(),
         }
     }
 
@@ -166,7 +438,7 @@ impl Val {
             Val::Uint(_) => "uint64",
             Val::Float(_) => "float64",
             Val::Str(_) => "string",
-            Val::List(_) => "[]interface {}",
+            Val::List(_, t) | Val::Ptr(_, t) | Val::Nil(t) => t,
             Val::Map(_, t) | Val::Struct(_, t) => t.split(" map[").next().unwrap_or(t),
         }
     }
@@ -174,15 +446,15 @@ impl Val {
     /// Go's truth of a value (`if`, `with`, `and`, `or`, `not`).
     pub fn truth(&self) -> bool {
         match self {
-            Val::Invalid | Val::Null => false,
+            Val::Invalid | Val::Null | Val::Nil(_) => false,
             Val::Bool(b) => *b,
             Val::Int(i) => *i != 0,
             Val::Uint(u) => *u != 0,
             Val::Float(f) => *f != 0.0,
             Val::Str(s) => !s.is_empty(),
-            Val::List(l) => !l.is_empty(),
+            Val::List(l, _) => !l.is_empty(),
             Val::Map(m, _) => !m.is_empty(),
-            Val::Struct(..) => true,
+            Val::Struct(..) | Val::Ptr(..) => true,
         }
     }
 
@@ -205,22 +477,40 @@ impl Val {
         Val::Str(Arc::from(s.as_ref()))
     }
 
+    /// A list of strings (`[]string`).
+    pub fn strings(items: impl IntoIterator<Item = Val>) -> Val {
+        Val::List(items.into_iter().collect(), "[]string")
+    }
+
     /// The zero value of a map's elements (a missing key's value for `index`).
-    pub fn zero_of(map_type: &str) -> Val {
-        match map_type.rsplit_once(']').map(|(_, e)| e) {
-            Some("string") => Val::str(""),
+    pub fn zero_of(map_type: &'static str) -> Val {
+        if map_type.contains(" map[") {
+            return match map_type.rsplit_once(']').map(|(_, e)| e) {
+                Some("string") => Val::str(""),
+                _ => Val::Invalid,
+            };
+        }
+        match gotypes::kind(map_type) {
+            Kind::Map(_, elem) => Self::typed(None, elem),
             _ => Val::Invalid,
+        }
+    }
+
+    /// Whether a field name reads a key of this map (Go: the key type takes a string).
+    pub fn string_keys(map_type: &'static str) -> bool {
+        match is_map(map_type) {
+            true => map_type.starts_with("map[string]"),
+            false => matches!(gotypes::kind(map_type), Kind::Map("string", _)),
         }
     }
 }
 
-/// Go's `fmt.Sprint` of one value (what an action prints).
+/// Go's `fmt.Sprint` of one value, as an action prints it: a pointer is followed first.
 impl std::fmt::Display for Val {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Val::Invalid => f.write_str("<no value>"),
-            Val::Str(s) => f.write_str(s),
-            other => write!(f, "{}", other.to_go()),
+            Val::Ptr(inner, _) => f.write_str(&inner.go_fmt(0)),
+            other => f.write_str(&other.go_fmt(0)),
         }
     }
 }
@@ -468,11 +758,12 @@ impl<'t> State<'t> {
     fn walk_range(&mut self, dot: &Val, node: &'t Node, r: &'t gotmpl::parse::RangeNode) -> R<()> {
         self.at = At::Node(node);
         let outer = self.mark();
-        let v = self.eval_pipeline(dot, &r.pipe)?;
+        // Go's range follows a pointer; a nil slice or map is an empty one.
+        let v = self.eval_pipeline(dot, &r.pipe)?.deref().nil_as_empty();
         let mark = self.mark();
         let decl = r.pipe.decl.len();
         let items: Vec<(Val, Val)> = match &v {
-            Val::List(l) => l
+            Val::List(l, _) => l
                 .iter()
                 .enumerate()
                 .map(|(i, e)| (Val::Int(i as i64), e.clone()))
@@ -608,45 +899,65 @@ impl<'t> State<'t> {
         fin: Option<Val>,
     ) -> R<Val> {
         let n = idents.len();
+        // The declared type of a value read from a struct's field (Go's errors name it).
+        let mut declared = None;
         for ident in &idents[..n - 1] {
-            receiver = self.eval_field(ident, &[], &None, receiver)?;
+            (receiver, declared) = self.eval_field(ident, &[], &None, receiver, declared)?;
         }
-        self.eval_field(&idents[n - 1], args, &fin, receiver)
+        self.eval_field(&idents[n - 1], args, &fin, receiver, declared)
+            .map(|(v, _)| v)
     }
 
-    fn eval_field(&self, name: &str, args: &[Expr], fin: &Option<Val>, receiver: Val) -> R<Val> {
+    fn eval_field(
+        &self,
+        name: &str,
+        args: &[Expr],
+        fin: &Option<Val>,
+        receiver: Val,
+        declared: Option<&'static str>,
+    ) -> R<(Val, Option<&'static str>)> {
         let has_args = args.len() > 1 || fin.is_some();
+        let cant = |ty: &str| self.errorf(format!("can't evaluate field {name} in type {ty}"));
+        let receiver = receiver.nil_as_empty();
         match &receiver {
             Val::Invalid => {
                 if self.missing_key_error {
                     return Err(self.errorf(format!("nil data; no entry for key {name:?}")));
                 }
-                Ok(Val::Invalid)
+                Ok((Val::Invalid, None))
             }
             Val::Null => Err(self.errorf(format!("nil pointer evaluating interface {{}}.{name}"))),
-            Val::Struct(fields, ty) => match fields.get(name) {
+            // A nil pointer to a struct that has the field.
+            Val::Nil(ty) => match gotypes::kind(ty) {
+                Kind::Ptr(elem) if Val::typed(None, elem).field(name).is_some() => {
+                    Err(self.errorf(format!("nil pointer evaluating {ty}.{name}")))
+                }
+                _ => Err(cant(ty)),
+            },
+            Val::Struct(_, ty) | Val::Ptr(_, ty) => match receiver.deref().field(name) {
                 Some(_) if has_args => Err(self.errorf(format!(
                     "{name} has arguments but cannot be invoked as function"
                 ))),
-                Some(v) => Ok(v.clone()),
-                None => Err(self.errorf(format!("can't evaluate field {name} in type {ty}"))),
+                Some(found) => Ok(found),
+                None => Err(cant(ty)),
             },
-            Val::Map(m, ty) if ty.starts_with("map[string]") => {
+            Val::Map(m, ty) if Val::string_keys(ty) => {
                 if has_args {
                     return Err(self.errorf(format!("{name} is not a method but has arguments")));
                 }
+                let elem = match gotypes::kind(ty) {
+                    Kind::Map(_, elem) => Some(elem),
+                    _ => None,
+                };
                 match m.get(name) {
-                    Some(v) => Ok(v.clone()),
+                    Some(v) => Ok((v.clone(), elem)),
                     None if self.missing_key_error => {
                         Err(self.errorf(format!("map has no entry for key {name:?}")))
                     }
-                    None => Ok(Val::Invalid),
+                    None => Ok((Val::Invalid, None)),
                 }
             }
-            other => Err(self.errorf(format!(
-                "can't evaluate field {name} in type {}",
-                other.type_name()
-            ))),
+            other => Err(cant(declared.unwrap_or(other.type_name()))),
         }
     }
 

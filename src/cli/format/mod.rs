@@ -13,6 +13,7 @@
 //!   [`units`]: sizes, durations, dates and quoting as docker writes them.
 
 pub mod exec;
+pub mod gotypes;
 pub mod table;
 pub mod template;
 pub mod units;

@@ -57,9 +57,7 @@ fn want_str<'a>(name: &str, v: &'a Val) -> Result<&'a str, String> {
 
 /// docker's `json`: the value as JSON on one line, HTML characters left alone.
 fn json(args: &[Val]) -> Result<Val, String> {
-    serde_json::to_string(&args[0].to_json())
-        .map(Val::str)
-        .map_err(|e| e.to_string())
+    Ok(Val::str(args[0].json_text()))
 }
 
 fn split(args: &[Val]) -> Result<Val, String> {
@@ -69,23 +67,23 @@ fn split(args: &[Val]) -> Result<Val, String> {
     } else {
         s.split(sep).map(Val::str).collect()
     };
-    Ok(Val::List(parts.into()))
+    Ok(Val::strings(parts))
 }
 
 /// docker's `join`: a list's elements as Go prints them, between `sep`; a map's values,
 /// sorted; nil is empty.
 fn join(args: &[Val]) -> Result<Val, String> {
     let sep = want_str("join", &args[1])?;
-    match &args[0] {
-        Val::Invalid | Val::Null => Ok(Val::str("")),
-        Val::List(items) => Ok(Val::str(
+    match &args[0].nil_as_empty() {
+        Val::Invalid | Val::Null | Val::Nil(_) => Ok(Val::str("")),
+        Val::List(items, _) => Ok(Val::str(
             items
                 .iter()
                 .map(|i| i.to_string())
                 .collect::<Vec<_>>()
                 .join(sep),
         )),
-        Val::Map(m, _) | Val::Struct(m, _) => {
+        Val::Map(m, _) => {
             let mut values: Vec<String> = m.values().map(|v| v.to_string()).collect();
             values.sort();
             Ok(Val::str(values.join(sep)))
@@ -154,10 +152,7 @@ fn title_as_is(args: &[Val]) -> Result<Val, String> {
 /// row's `Labels` is a map, or docker's `k=v,k2=v2` text.
 fn method_label(args: &[Val]) -> Result<Val, String> {
     let key = want_str("Label", &args[1])?;
-    let labels = match &args[0] {
-        Val::Map(m, _) | Val::Struct(m, _) => m.get("Labels").cloned(),
-        _ => None,
-    };
+    let labels = args[0].get("Labels");
     let value = match labels {
         Some(Val::Map(m, _)) => m.get(key).map(|v| v.to_string()),
         Some(Val::Str(s)) => s
@@ -177,9 +172,9 @@ fn not(args: &[Val]) -> Result<Val, String> {
 
 /// Go's `len`.
 fn len(args: &[Val]) -> Result<Val, String> {
-    match &args[0] {
+    match &args[0].nil_as_empty() {
         Val::Str(s) => Ok(Val::Int(s.len() as i64)),
-        Val::List(l) => Ok(Val::Int(l.len() as i64)),
+        Val::List(l, _) => Ok(Val::Int(l.len() as i64)),
         Val::Map(m, _) => Ok(Val::Int(m.len() as i64)),
         Val::Invalid | Val::Null => Err("len of untyped nil".into()),
         other => Err(format!("len of type {}", other.type_name())),
@@ -191,11 +186,12 @@ fn len(args: &[Val]) -> Result<Val, String> {
 fn index(args: &[Val]) -> Result<Val, String> {
     let mut item = args[0].clone();
     for i in &args[1..] {
+        item = item.nil_as_empty();
         item = match (&item, i) {
             (Val::Invalid | Val::Null, _) => return Err("index of untyped nil".into()),
-            (Val::List(_) | Val::Str(_), i) => {
+            (Val::List(..) | Val::Str(_), i) => {
                 let len = match &item {
-                    Val::List(l) => l.len(),
+                    Val::List(l, _) => l.len(),
                     Val::Str(s) => s.len(),
                     _ => 0,
                 };
@@ -216,12 +212,14 @@ fn index(args: &[Val]) -> Result<Val, String> {
                     return Err(format!("index out of range: {n}"));
                 }
                 match &item {
-                    Val::List(l) => l[n as usize].clone(),
+                    Val::List(l, _) => l[n as usize].clone(),
                     Val::Str(s) => Val::Uint(u64::from(s.as_bytes()[n as usize])),
                     _ => Val::Invalid,
                 }
             }
-            (Val::Map(m, ty), Val::Str(k)) => m.get(k).cloned().unwrap_or_else(|| Val::zero_of(ty)),
+            (Val::Map(m, ty), Val::Str(k)) => {
+                m.get(k).cloned().unwrap_or_else(|| Val::zero_of(*ty))
+            }
             (Val::Map(_, ty), other) => {
                 return Err(format!(
                     "value has type {}; should be string ({ty})",
@@ -236,9 +234,9 @@ fn index(args: &[Val]) -> Result<Val, String> {
 
 /// Go's `slice`.
 fn slice(args: &[Val]) -> Result<Val, String> {
-    let item = &args[0];
+    let item = &args[0].nil_as_empty();
     let len = match item {
-        Val::List(l) => l.len(),
+        Val::List(l, _) => l.len(),
         Val::Str(s) => s.len(),
         Val::Invalid | Val::Null => return Err("slice of untyped nil".into()),
         other => return Err(format!("can't slice item of type {}", other.type_name())),
@@ -260,7 +258,7 @@ fn slice(args: &[Val]) -> Result<Val, String> {
         return Err(format!("invalid slice index: {} > {}", idx[0], idx[1]));
     }
     Ok(match item {
-        Val::List(l) => Val::List(l[idx[0]..idx[1]].to_vec().into()),
+        Val::List(l, ty) => Val::List(l[idx[0]..idx[1]].to_vec().into(), ty),
         Val::Str(s) => Val::str(s.get(idx[0]..idx[1]).unwrap_or("")),
         _ => Val::Invalid,
     })

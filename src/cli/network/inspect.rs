@@ -39,13 +39,6 @@ pub fn run(g: &Globals, a: InspectArgs) -> Result<i32> {
 /// docker's network document; a run that fails on its types runs again on its JSON.
 pub const DOC: Schema = Schema {
     root: "network.Inspect",
-    types: &[
-        ("Labels", "map[string]string"),
-        ("Options", "map[string]string"),
-        ("Containers", "map[string]network.EndpointResource"),
-        ("IPAM.Options", "map[string]string"),
-        ("IPAM.Config.*.AuxiliaryAddresses", "map[string]string"),
-        ("Services", "map[string]network.ServiceInfo"),
-    ],
+    types: &[],
     raw_fallback: true,
 };

@@ -41,11 +41,6 @@ pub fn run(g: &Globals, a: InspectArgs) -> Result<i32> {
 /// docker's volume document (docker's inspect runs no second pass on its JSON for volumes).
 pub const DOC: Schema = Schema {
     root: "volume.Volume",
-    types: &[
-        ("Labels", "map[string]string"),
-        ("Options", "map[string]string"),
-        ("Status", "map[string]interface {}"),
-        ("UsageData", "*volume.UsageData"),
-    ],
+    types: &[],
     raw_fallback: false,
 };
