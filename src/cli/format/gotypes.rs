@@ -201,7 +201,7 @@ impl Parser<'_> {
         let exported = name.starts_with(|c: char| c.is_ascii_uppercase());
         Some(Field {
             name,
-            json: (exported && json_name != "-").then(|| match json_name {
+            json: (exported && json_name != "-").then_some(match json_name {
                 "" => name,
                 n => n,
             }),

@@ -218,7 +218,7 @@ fn index(args: &[Val]) -> Result<Val, String> {
                 }
             }
             (Val::Map(m, ty), Val::Str(k)) => {
-                m.get(k).cloned().unwrap_or_else(|| Val::zero_of(*ty))
+                m.get(k).cloned().unwrap_or_else(|| Val::zero_of(ty))
             }
             (Val::Map(_, ty), other) => {
                 return Err(format!(
