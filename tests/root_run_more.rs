@@ -883,9 +883,10 @@ fn root_lifecycle_leftovers_start_interval_restart_event_signals_image_healthche
     eventually("healthy within the start period", || {
         field("quick", "{{.State.Health.Status}}") == "healthy"
     });
+    // In the order of the fields of docker's HealthConfig, as docker's `json` writes it.
     assert_eq!(
         field("quick", "{{json .Config.Healthcheck}}"),
-        r#"{"Interval":3600000000000,"StartInterval":200000000,"StartPeriod":60000000000,"Test":["CMD-SHELL","true"]}"#
+        r#"{"Test":["CMD-SHELL","true"],"Interval":3600000000000,"StartPeriod":60000000000,"StartInterval":200000000}"#
     );
     let o = out(
         &b,
@@ -932,7 +933,7 @@ fn root_lifecycle_leftovers_start_interval_restart_event_signals_image_healthche
     });
     assert_eq!(
         field("imagehc", "{{json .Config.Healthcheck}}"),
-        r#"{"Interval":200000000,"Retries":2,"Test":["CMD-SHELL","test -e /tmp/ok"]}"#
+        r#"{"Test":["CMD-SHELL","test -e /tmp/ok"],"Interval":200000000,"Retries":2}"#
     );
     // A restart by the policy is a `restart` event in the journal, after the run's start.
     b.ok(&[

@@ -217,9 +217,7 @@ fn index(args: &[Val]) -> Result<Val, String> {
                     _ => Val::Invalid,
                 }
             }
-            (Val::Map(m, ty), Val::Str(k)) => {
-                m.get(k).cloned().unwrap_or_else(|| Val::zero_of(ty))
-            }
+            (Val::Map(m, ty), Val::Str(k)) => m.get(k).cloned().unwrap_or_else(|| Val::zero_of(ty)),
             (Val::Map(_, ty), other) => {
                 return Err(format!(
                     "value has type {}; should be string ({ty})",
