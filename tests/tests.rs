@@ -20,6 +20,7 @@ mod root_events;
 mod root_files;
 mod root_lifecycle;
 mod root_network;
+mod root_network_ports;
 mod root_prune;
 mod root_resources;
 mod root_rootless;

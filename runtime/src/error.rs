@@ -67,6 +67,10 @@ pub enum Error {
     /// Bridge networking failed: the bridge, an address, a veth pair or a published port.
     #[error("network: {0}")]
     Network(String),
+    /// A published port's host address and port cannot be had, in docker's words ("Bind for
+    /// 0.0.0.0:8080 failed: port is already allocated"), which name no network.
+    #[error("{0}")]
+    PortTaken(String),
 }
 
 impl Error {

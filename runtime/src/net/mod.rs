@@ -31,11 +31,12 @@
 
 mod dns;
 mod firewall;
+mod ports;
 mod rtnl;
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -803,17 +804,6 @@ fn allocate_only6(
     )))
 }
 
-fn free_port(protocol: Protocol, host_ip: IpAddr) -> Result<u16> {
-    let addr = SocketAddr::new(host_ip, 0);
-    let port = match protocol {
-        Protocol::Tcp => TcpListener::bind(addr).and_then(|l| l.local_addr()),
-        Protocol::Udp => UdpSocket::bind(addr).and_then(|s| s.local_addr()),
-    }
-    .ctx(|| "pick a free host port".into())?
-    .port();
-    Ok(port)
-}
-
 /// The IPv6 address of the container that got the IPv4 `address` on a network with an IPv6
 /// subnet: `wanted` (docker's `--ip6`), else the one with the IPv4 address's host part,
 /// else the first free one. Called under the host-wide lock, before the lease says it.
@@ -871,26 +861,6 @@ fn allocate6(
         })
 }
 
-/// Fails when a host process listens on the port (a published port would hide it).
-fn port_unused(m: &PortMapping, host_ip: IpAddr) -> Result<()> {
-    let addr = SocketAddr::new(host_ip, m.host_port);
-    let bound = match m.protocol {
-        Protocol::Tcp => TcpListener::bind(addr).map(drop),
-        Protocol::Udp => UdpSocket::bind(addr).map(drop),
-    };
-    bound.map_err(|e| {
-        Error::Network(format!(
-            "publish {addr}/{}: {}",
-            m.protocol.as_str(),
-            if e.kind() == std::io::ErrorKind::AddrInUse {
-                "address already in use".to_string()
-            } else {
-                e.to_string()
-            }
-        ))
-    })
-}
-
 /// Chooses the host ports and adds the rules, in one batch. Ports held by living leases are
 /// taken; stale leases' rules are cleared first, so no rule sends a port to an address that
 /// is gone or handed to another container.
@@ -923,14 +893,17 @@ fn publish(
             )));
         }
     }
-    let mut taken: HashSet<(Protocol, u16)> = HashSet::new();
+    let mut held = ports::Held::default();
     let mut legacy = false;
     let mut live_tags = HashSet::new();
     for (dir, addr, l) in all_leases(&n.state_dir) {
         if l.alive() {
             live_tags.insert(l.tag.clone());
             legacy |= !l.complete;
-            taken.extend(l.ports.iter().map(|p| (p.protocol, p.host_port)));
+            let has6 = addr.is_ipv6() || l.address6.is_some();
+            for p in &l.ports {
+                held.add(p, addr.is_ipv4(), has6);
+            }
         } else if !l.ports.is_empty() || !l.complete {
             // Its rules go; the address stays leased until taken over.
             firewall::unpublish(&l.tag, v4(addr), l.address6, &l.ports);
@@ -947,54 +920,13 @@ fn publish(
         for (_, t, proto, port) in firewall::tagged_rules() {
             if live_tags.contains(&t) {
                 if let Some(p) = Protocol::parse(&proto) {
-                    taken.insert((p, port));
+                    held.add_anywhere(p, port);
                 }
             }
         }
         firewall::remove_tagged(|t| !live_tags.contains(t) && t != tag);
     }
-    let mut done = vec![];
-    for m in ports {
-        // Where the port must be free: its address, or on all addresses each of the
-        // container's families (docker 28's `0.0.0.0` and `[::]`, one port for both).
-        let host_ips: Vec<IpAddr> = match m.host_ip {
-            Some(ip) => vec![ip],
-            None => [
-                address.map(|_| IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
-                address6.map(|_| IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
-            ]
-            .into_iter()
-            .flatten()
-            .collect(),
-        };
-        let first = host_ips[..]
-            .first()
-            .copied()
-            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        let mut m = m.clone();
-        if m.host_port == 0 {
-            m.host_port = loop {
-                let p = free_port(m.protocol, first)?;
-                let free = |ip: &IpAddr| port_unused(&PortMapping { host_port: p, ..m }, *ip);
-                if !taken.contains(&(m.protocol, p))
-                    && host_ips.iter().skip(1).all(|ip| free(ip).is_ok())
-                {
-                    break p;
-                }
-            };
-        } else if taken.contains(&(m.protocol, m.host_port)) {
-            let host = SocketAddr::new(first, m.host_port);
-            return Err(Error::Network(format!(
-                "Bind for {host} failed: port is already allocated"
-            )));
-        } else {
-            for ip in &host_ips {
-                port_unused(&m, *ip)?;
-            }
-        }
-        taken.insert((m.protocol, m.host_port));
-        done.push(m);
-    }
+    let done = ports::choose(&mut held, ports, address.is_some(), address6.is_some())?;
     firewall::publish(tag, address, address6, &done)?;
     Ok(done)
 }
