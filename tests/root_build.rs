@@ -898,10 +898,11 @@ fn root_build_multi_stage_in_parallel() {
     let port = crate::util::free_port();
     // The two stages meet over the host's network: the build ends only if they run at once.
     // The server reads with -e: a plain `nc -l` shuts its sending side when its (empty) stdin
-    // ends, and the client may see that and leave before it has sent anything.
+    // ends, and the client may see that and leave before it has sent anything. The client
+    // tries for a minute: a loaded machine can start the server's container seconds later.
     let df = format!(
         "FROM base:1 AS server\nRUN nc -l -p {port} -e sh -c 'cat > /got'\n\
-         FROM base:1 AS client\nRUN for i in $(seq 100); do echo hi | nc 127.0.0.1 {port} && exit 0; sleep 0.1; done; exit 1\n\
+         FROM base:1 AS client\nRUN for i in $(seq 600); do echo hi | nc 127.0.0.1 {port} && exit 0; sleep 0.1; done; exit 1\n\
          FROM base:1 AS skipped\nRUN exit 9\n\
          FROM base:1\nCOPY --from=server /got /got\nCOPY --from=client /etc/motd /motd\n"
     );
