@@ -268,13 +268,15 @@ fn root_seccomp_program_is_compiled_once_per_host() {
     b.ok(&["run", "--rm", "--network", "none", "probe:1", "true"]);
     let cache = Path::new("/run/berth/seccomp");
     // Other tests on the host may add programs meanwhile: what must not happen is that a
-    // program already there is written again (a rename gives it a new inode).
+    // program already there is written again (a rename gives it a new inode). A program
+    // another test is writing is a `.tmp-…` file until its rename: not one of them.
     let programs = || -> Vec<(std::ffi::OsString, u64)> {
         use std::os::unix::fs::MetadataExt;
         std::fs::read_dir(cache)
             .map(|d| {
                 d.flatten()
-                    .map(|e| (e.file_name(), e.metadata().unwrap().ino()))
+                    .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                    .filter_map(|e| Some((e.file_name(), e.metadata().ok()?.ino())))
                     .collect()
             })
             .unwrap_or_default()
