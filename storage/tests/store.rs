@@ -43,6 +43,18 @@ fn tag(s: &str) -> Tag {
     s.parse().unwrap()
 }
 
+/// Waits (bounded) until the file system's `.tmp` is empty: a write that was given up is
+/// removed by its worker thread once that has seen the writer go, after the failed `put`
+/// returned (a fixed 100 ms raced that on a loaded machine).
+async fn no_temporaries_left(root: &std::path::Path) {
+    let count = || std::fs::read_dir(root.join(".tmp")).unwrap().count();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while count() != 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(count(), 0, "temporary files left behind");
+}
+
 async fn blob_round_trip(t: TestStore) {
     let blobs = &t.store.blobs;
     let content = data(3 << 20, 1);
@@ -110,9 +122,7 @@ async fn blob_mismatch_leaves_nothing(t: TestStore) {
     ));
     assert_eq!(t.store.blobs.stat(&d).await.unwrap(), None);
     if let Some(dir) = &t.dir {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        let tmp = std::fs::read_dir(dir.path().join(".tmp")).unwrap().count();
-        assert_eq!(tmp, 0, "temporary files left behind");
+        no_temporaries_left(dir.path()).await;
     }
 }
 
@@ -640,11 +650,7 @@ async fn concurrent_puts_of_same_content(t: TestStore) {
     );
     assert_eq!(t.store.blobs.read(&d).await.unwrap(), content.as_slice());
     if let Some(dir) = &t.dir {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        assert_eq!(
-            std::fs::read_dir(dir.path().join(".tmp")).unwrap().count(),
-            0
-        );
+        no_temporaries_left(dir.path()).await;
     }
 }
 
