@@ -55,10 +55,10 @@ fn nets() -> Nets {
     Nets(setup())
 }
 
-/// The first three octets of this test process's subnet number `i` (0 to 13), under 10.98:
+/// The first three octets of this test process's subnet number `i` (0 to 14), under 10.98:
 /// each test has its own, as the tests of one process run side by side.
 fn net24(i: u8) -> String {
-    let n = (std::process::id() % 18) as u8 * 14 + i;
+    let n = (std::process::id() % 17) as u8 * 15 + i;
     format!("10.98.{n}")
 }
 
@@ -779,22 +779,39 @@ impl Upstream {
         let n = STARTED.fetch_add(1, Ordering::Relaxed);
         let pid = std::process::id();
         let addr = Ipv4Addr::new(127, 53 + n, (pid >> 8) as u8, pid as u8 | 1);
-        let sock = UdpSocket::bind((addr, 53)).unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
+        Upstream::serve(None, addr, OUTSIDE)
+    }
+
+    /// A name server on `addr` in the network namespace of process `pid` (the host's when
+    /// none) that answers `outside.test` with `outside`.
+    fn serve(pid: Option<i32>, addr: Ipv4Addr, outside: Ipv4Addr) -> Upstream {
+        let (bound, sock) = std::sync::mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
+            if let Some(pid) = pid {
+                // This thread alone moves into the namespace; its socket stays there.
+                let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).unwrap();
+                let entered = unsafe {
+                    libc::setns(std::os::fd::AsRawFd::as_raw_fd(&ns), libc::CLONE_NEWNET)
+                };
+                assert_eq!(entered, 0, "{}", std::io::Error::last_os_error());
+            }
+            let sock = UdpSocket::bind((addr, 53)).unwrap();
+            sock.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            bound.send(()).unwrap();
             let mut buf = [0u8; 512];
             while !flag.load(Ordering::Relaxed) {
                 let Ok((n, from)) = sock.recv_from(&mut buf) else {
                     continue;
                 };
-                if let Some(reply) = answer(&buf[..n]) {
+                if let Some(reply) = answer(&buf[..n], outside) {
                     let _ = sock.send_to(&reply, from);
                 }
             }
         });
+        sock.recv().expect("the name server's socket is bound");
         Upstream {
             addr,
             stop,
@@ -812,8 +829,12 @@ impl Drop for Upstream {
     }
 }
 
-/// A DNS reply by hand: the question echoed, an A record for `outside.test`, else NXDOMAIN.
-fn answer(q: &[u8]) -> Option<Vec<u8>> {
+/// What the host's name server of the tests answers for `outside.test`.
+const OUTSIDE: Ipv4Addr = Ipv4Addr::new(10, 123, 45, 67);
+
+/// A DNS reply by hand: the question echoed, an A record `outside` for `outside.test`, else
+/// NXDOMAIN.
+fn answer(q: &[u8], outside: Ipv4Addr) -> Option<Vec<u8>> {
     if q.len() < 12 {
         return None;
     }
@@ -834,7 +855,8 @@ fn answer(q: &[u8]) -> Option<Vec<u8>> {
     if labels.join(".") == "outside.test" {
         if qtype == 1 {
             r[7] = 1;
-            r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 123, 45, 67]);
+            r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+            r.extend_from_slice(&outside.octets());
         }
     } else {
         r[3] |= 3; // NXDOMAIN
@@ -1005,6 +1027,113 @@ fn root_names_resolve_through_the_cli() {
         stdout(&o)
     );
     drop(upstream);
+}
+
+/// `--dns`, `--dns-search` and `--dns-option` on a user-defined network, as docker's: the
+/// network's resolver stays the container's name server (container names resolve), and it
+/// sends the container's other names to the `--dns` servers, asked from the container's own
+/// namespace, as docker's embedded DNS asks its `ExtServers` (here a name server of the
+/// test's on loopback inside the container: the host has none at that address); resolv.conf
+/// says `search`, the resolver and `options` with `ndots:0` unless ndots is given, as
+/// dockerd writes them. A container on the default bridge connected to the network gets the
+/// resolver as its name server (its other names still reach the host's name servers), keeps
+/// it while it is on the network, and gets its own servers back once off.
+#[test]
+fn root_dns_flags_and_connect_keep_container_names() {
+    let _host = shared();
+    let b = nets();
+    let upstream = Upstream::start();
+    let p = net24(14);
+    b.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        &format!("{p}.0/24"),
+        "dnsnet",
+    ]);
+    let start = |args: &[&str]| sleeper_with_upstream(&b, &upstream, args);
+    let resolv = |c: &str| b.ok(&["exec", c, "cat", "/etc/resolv.conf"]);
+    start(&["--name", "db", "--network", "dnsnet"]);
+    let pid = std::process::id();
+    let inside = Ipv4Addr::new(127, 77, (pid >> 8) as u8, pid as u8 | 1).to_string();
+    start(&[
+        "--name",
+        "web",
+        "--network",
+        "dnsnet",
+        "--dns",
+        &inside,
+        "--dns-search",
+        "corp.test",
+        "--dns-option",
+        "ndots:2",
+        "--dns-option",
+        "attempts:3",
+    ]);
+    let own = Ipv4Addr::new(10, 77, 7, 7);
+    let _in_web = Upstream::serve(Some(pid_of(&b, "web")), inside.parse().unwrap(), own);
+    assert_eq!(
+        resolv("web"),
+        format!("search corp.test\nnameserver {p}.1\noptions ndots:2 attempts:3\n")
+    );
+    assert_eq!(resolv("db"), format!("nameserver {p}.1\noptions ndots:0\n"));
+    let (db, web) = (address(&b, "db", "dnsnet"), address(&b, "web", "dnsnet"));
+    // web's names end in a dot: busybox's nslookup asks only the first search domain's name.
+    assert!(
+        resolves(&b, "web", "db.", &db),
+        "{:?}",
+        lookup(&b, "web", "db.")
+    );
+    assert!(
+        resolves(&b, "db", "web", &web),
+        "{:?}",
+        lookup(&b, "db", "web")
+    );
+    // Other names: web's own server, db's the host's.
+    assert!(
+        resolves(&b, "web", "outside.test.", &own.to_string()),
+        "{:?}",
+        lookup(&b, "web", "outside.test.")
+    );
+    assert!(gone(&b, "web", "nosuch.test."));
+    assert!(
+        resolves(&b, "db", "outside.test", &OUTSIDE.to_string()),
+        "{:?}",
+        lookup(&b, "db", "outside.test")
+    );
+
+    // From the default bridge (whose name servers are the host's that it can reach: none of
+    // loopback) onto the network and off it again.
+    start(&["--name", "plain"]);
+    let before = resolv("plain");
+    assert!(!before.contains(&p), "{before}");
+    let cli = |args: &[&str]| {
+        let o = with_upstream(&b, &upstream, args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    };
+    cli(&["network", "connect", "dnsnet", "plain"]);
+    assert_eq!(
+        resolv("plain"),
+        format!("nameserver {p}.1\noptions ndots:0\n")
+    );
+    assert!(
+        resolves(&b, "plain", "db", &db),
+        "{:?}",
+        lookup(&b, "plain", "db")
+    );
+    assert!(resolves(&b, "db", "plain", &address(&b, "plain", "dnsnet")));
+    assert!(resolves(&b, "plain", "outside.test", &OUTSIDE.to_string()));
+    // Off the default bridge, still on the network: the resolver stays.
+    cli(&["network", "disconnect", "bridge", "plain"]);
+    assert_eq!(
+        resolv("plain"),
+        format!("nameserver {p}.1\noptions ndots:0\n")
+    );
+    assert!(resolves(&b, "plain", "web", &web));
+    cli(&["network", "connect", "bridge", "plain"]);
+    cli(&["network", "disconnect", "dnsnet", "plain"]);
+    assert_eq!(resolv("plain"), before);
+    assert!(gone(&b, "web", "plain."));
 }
 
 /// The pid of a running container's init.

@@ -693,6 +693,33 @@ impl Engine {
         v
     }
 
+    /// On a user-defined network, names are answered by its resolver (the first such
+    /// network's): a bridge's on its gateway, a macvlan network's at 127.0.0.11 in the
+    /// container (docker's address on every user-defined network; the only one an IPv6-only
+    /// macvlan network's containers can reach). Writes `resolv` (in place: it is
+    /// bind-mounted) to name it, when the container is on such a network; returns whether.
+    fn point_resolv_at_resolver(
+        &self,
+        rec: &ContainerRecord,
+        eps: &[(
+            EndpointConfig,
+            berth_runtime::net::Network,
+            Option<NetworkRecord>,
+        )],
+        resolv: &Path,
+    ) -> Result<bool> {
+        let Some(resolver) = eps
+            .iter()
+            .find(|(_, h, _)| h.dns)
+            .map(|(_, h, _)| h.resolver_address())
+        else {
+            return Ok(false);
+        };
+        let text = spec::resolv_with_nameserver(rec, &resolver.to_string());
+        std::fs::write(resolv, text).map_err(io_err(resolv))?;
+        Ok(true)
+    }
+
     /// Plugs one network into a created or running container as `interface`; returns where
     /// it sits and the published ports (host ports chosen).
     fn plug_endpoint(
@@ -738,6 +765,12 @@ impl Engine {
                     .flatten(),
                 names: if user.is_some() {
                     Self::dns_names(rec, e)
+                } else {
+                    vec![]
+                },
+                // The network's resolver asks them for the container's other names.
+                dns: if user.is_some() {
+                    rec.host.dns.iter().filter_map(|d| d.parse().ok()).collect()
                 } else {
                     vec![]
                 },
@@ -1605,20 +1638,9 @@ impl Engine {
         if !rec.layers.is_empty() {
             self.init_layer(rec)?;
         }
-        if rec.host.network == NetworkMode::Bridge && rec.host.dns.is_empty() {
-            // On a user-defined network, names are answered by its resolver (the first such
-            // network's): a bridge's on its gateway, a macvlan network's at 127.0.0.11 in the
-            // container (docker's address on every user-defined network; the only one an
-            // IPv6-only macvlan network's containers can reach).
-            let resolver = self
-                .endpoints_of(rec)?
-                .into_iter()
-                .find(|(_, h, _)| h.dns)
-                .map(|(_, h, _)| h.resolver_address());
-            if let Some(gw) = resolver {
-                let text = spec::resolv_with_nameserver(rec, &gw.to_string());
-                std::fs::write(&etc.resolv, text).map_err(io_err(&etc.resolv))?;
-            }
+        if rec.host.network == NetworkMode::Bridge {
+            let eps = self.endpoints_of(rec)?;
+            self.point_resolv_at_resolver(rec, &eps, &etc.resolv)?;
         }
         let layers = self.layer_dirs(rec);
         let mut spec = spec::build(rec, &layers, &etc)?;
@@ -2142,6 +2164,12 @@ impl Engine {
                 let _ = berth_runtime::net::detach(&eps[index].1, &rec.id, &interface);
                 return Err(err);
             }
+            // Its first resolving network: docker's embedded DNS takes the container's name
+            // servers as its upstreams and becomes its name server.
+            if eps[index].1.dns && !eps[..index].iter().any(|(_, h, _)| h.dns) {
+                let resolv = self.dir(&rec.id).join("resolv.conf");
+                self.point_resolv_at_resolver(&updated, &eps[index..], &resolv)?;
+            }
             self.journal()
                 .record(self.endpoint_event(&updated, &s, "connect"));
             return Ok(());
@@ -2208,6 +2236,15 @@ impl Engine {
                 let driver = found.as_ref().map_or("bridge", |r| r.driver.as_str());
                 self.journal()
                     .record(network_event(rec, &name, &id, driver, "disconnect"));
+            }
+            // Its name server follows: the next resolving network's resolver; off the last,
+            // its name servers again (docker's embedded DNS would forward every name to
+            // them now: the same answers).
+            let resolv = self.dir(&rec.id).join("resolv.conf");
+            let eps = self.endpoints_of(&updated).unwrap_or_default();
+            if !self.point_resolv_at_resolver(&updated, &eps, &resolv)? {
+                let text = spec::plain_resolv(&updated);
+                std::fs::write(&resolv, text).map_err(io_err(&resolv))?;
             }
             if let Some(state) = state.as_mut() {
                 state.endpoints.retain(|e| e.interface != interface);

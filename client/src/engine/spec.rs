@@ -42,13 +42,19 @@ pub(crate) fn write_etc_files(rec: &ContainerRecord, dir: &Path) -> std::io::Res
         }
     };
     std::fs::write(&files.hosts, hosts)?;
+    std::fs::write(&files.resolv, plain_resolv(rec))?;
+    Ok(files)
+}
+
+/// resolv.conf of a container on no user-defined network: the host's, with `--dns`,
+/// `--dns-search` and `--dns-option` in place of its lines.
+pub(crate) fn plain_resolv(rec: &ContainerRecord) -> String {
     let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let resolv = match rec.host.network {
         NetworkMode::Bridge if rec.host.dns.is_empty() => bridge_resolv(&resolv),
         _ => resolv,
     };
-    std::fs::write(&files.resolv, with_dns_flags(rec, &resolv))?;
-    Ok(files)
+    with_dns_flags(rec, &resolv)
 }
 
 /// /etc/hosts of a container with a network namespace of its own: localhost, the
@@ -103,17 +109,42 @@ fn with_dns_flags(rec: &ContainerRecord, resolv: &str) -> String {
     out
 }
 
-/// resolv.conf with `nameserver` alone in place of the host's name servers (the host's
-/// search and options kept), then the `--dns-*` flags.
+/// resolv.conf of a container on a user-defined network, as docker writes it: `search`
+/// (`--dns-search`, else the host's), the network's resolver at `nameserver` alone (the
+/// `--dns` servers are its upstreams for the container), then `options` (`--dns-option`,
+/// else the host's) with `ndots:0` unless they set ndots, so that a container's name is
+/// asked as it is before any search domain.
 pub(crate) fn resolv_with_nameserver(rec: &ContainerRecord, nameserver: &str) -> String {
     let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let mut out: String = host
-        .lines()
-        .filter(|l| l.split_whitespace().next() != Some("nameserver"))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    // The last line of a kind is the one resolvers use.
+    let host_line = |kind: &str| -> Vec<String> {
+        host.lines()
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                (w.next() == Some(kind)).then(|| w.map(str::to_string).collect())
+            })
+            .next_back()
+            .unwrap_or_default()
+    };
+    let given = |flag: &Vec<String>, kind: &str| {
+        if flag.is_empty() {
+            host_line(kind)
+        } else {
+            flag.clone()
+        }
+    };
+    let search = given(&rec.host.dns_search, "search");
+    let mut options = given(&rec.host.dns_options, "options");
+    if !options.iter().any(|o| o.starts_with("ndots:")) {
+        options.push("ndots:0".into());
+    }
+    let mut out = String::new();
+    if !search.is_empty() {
+        out.push_str(&format!("search {}\n", search.join(" ")));
+    }
     out.push_str(&format!("nameserver {nameserver}\n"));
-    with_dns_flags(rec, &out)
+    out.push_str(&format!("options {}\n", options.join(" ")));
+    out
 }
 
 /// The host's resolv.conf as a container on the bridge can use it (docker's rule): name

@@ -11,9 +11,12 @@
 //! container shares (this one or another user-defined network it is also on) lists it (the
 //! container's name, its aliases, its short id), with its IPv4 address (A) and, on a network
 //! with an IPv6 subnet, its IPv6 address (AAAA; only that on an IPv6-only network); other
-//! names are forwarded to the host's resolvers (from the host's namespace, so loopback
-//! resolvers work), except on internal
-//! networks, which have no way out. It exits once no container is left on its network:
+//! names are forwarded, except on internal networks, which have no way out: to the
+//! container's `--dns` servers (its lease lists them) from the container's own namespace, as
+//! docker's embedded DNS asks its `ExtServers`, else to the host's resolvers from the host's
+//! namespace (so loopback resolvers work). A forwarded question is given up within
+//! [`WAIT_STEP`] once its container is gone, so no socket of the resolver's holds a dead
+//! container's namespace (and its interfaces) longer. It exits once no container is left on its network:
 //! at once when the last one is unplugged ([`stop_if_idle`]), or within a second when the
 //! last one dies without being unplugged.
 //!
@@ -26,6 +29,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, U
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use simple_dns::rdata::{RData, A, AAAA};
@@ -39,6 +43,9 @@ pub(super) mod embedded;
 
 /// How long a forwarded question waits for each upstream resolver.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How often a forwarded question looks whether anyone still waits for its reply.
+const WAIT_STEP: Duration = Duration::from_millis(100);
 
 /// How long [`stop`] waits for a running resolver's pid to be readable.
 const STOP_WAIT: Duration = Duration::from_secs(2);
@@ -223,6 +230,7 @@ enum Answer {
 
 impl Resolver {
     fn serve(&self, lock: &File, udp: UdpSocket, tcp: TcpListener) {
+        let udp = Arc::new(udp);
         let mut fds = [
             libc::pollfd {
                 fd: udp.as_raw_fd(),
@@ -276,21 +284,21 @@ impl Resolver {
         !super::in_use(&self.net)
     }
 
-    /// Answers one UDP question from `from`, a container whose tag is `asker` if known.
-    fn on_udp(&self, udp: &UdpSocket, query: &[u8], from: SocketAddr, asker: Option<&str>) {
+    /// Answers one UDP question from `from`, a container whose tag is `asker` if known. A
+    /// forwarded question's reply goes out on `udp` if it is still open then: the thread
+    /// that waits for it holds no copy (a macvlan container's socket holds its namespace).
+    fn on_udp(&self, udp: &Arc<UdpSocket>, query: &[u8], from: SocketAddr, asker: Option<&str>) {
         match self.answer(query, asker) {
             Answer::Local(reply) => {
                 let _ = udp.send_to(&reply, from);
             }
             Answer::Forward => {
-                let (Ok(sock), query) = (udp.try_clone(), query.to_vec()) else {
-                    return;
-                };
-                let upstreams = self.upstreams.clone();
+                let (sock, query) = (Arc::downgrade(udp), query.to_vec());
+                let route = self.route(asker);
                 std::thread::spawn(move || {
-                    let reply = forward_udp(&upstreams, &query)
-                        .unwrap_or_else(|| failure(&query, RCODE::ServerFailure));
-                    if !reply.is_empty() {
+                    let waiting = || sock.strong_count() > 0 && route.asker_alive();
+                    let reply = route.forward(&query, waiting);
+                    if let (Some(sock), false) = (sock.upgrade(), reply.is_empty()) {
                         let _ = sock.send_to(&reply, from);
                     }
                 });
@@ -314,8 +322,10 @@ impl Resolver {
             }
             let reply = match self.answer(&query, asker) {
                 Answer::Local(r) => r,
-                Answer::Forward => forward_tcp(&self.upstreams, &query)
-                    .unwrap_or_else(|| failure(&query, RCODE::ServerFailure)),
+                Answer::Forward => {
+                    let route = self.route(asker);
+                    route.forward_tcp(&query, || route.asker_alive())
+                }
                 Answer::Drop => return,
             };
             let mut out = (reply.len() as u16).to_be_bytes().to_vec();
@@ -339,6 +349,29 @@ impl Resolver {
                     }
             })
             .map(|(_, l)| l.tag)
+    }
+
+    /// Where the other questions of the container tagged `asker` go: its `--dns` servers,
+    /// asked from its namespace, else the host's resolvers, asked from the host's.
+    fn route(&self, asker: Option<&str>) -> Route {
+        let lease = asker.and_then(|tag| {
+            leases_in(&self.net.lease_dir())
+                .into_iter()
+                .map(|(_, l)| l)
+                .find(|l| l.tag == tag && l.alive())
+        });
+        match lease {
+            Some(l) if !l.dns.is_empty() => Route {
+                servers: l.dns,
+                asker: Some((l.pid, l.netns)),
+                inside: true,
+            },
+            l => Route {
+                servers: self.upstreams.clone(),
+                asker: l.map(|l| (l.pid, l.netns)),
+                inside: false,
+            },
+        }
     }
 
     /// The addresses `name` has for the container tagged `asker`: IPv4 (none on an
@@ -411,7 +444,7 @@ impl Resolver {
         let found = self.lookup(&name, asker);
         let known = !found.is_empty();
         if !known {
-            return if self.net.internal || self.upstreams.is_empty() {
+            return if self.net.internal {
                 Answer::Local(failure(query, RCODE::NameError))
             } else {
                 Answer::Forward
@@ -482,50 +515,101 @@ fn failure(query: &[u8], rcode: RCODE) -> Vec<u8> {
     r.build_bytes_vec().unwrap_or_default()
 }
 
-fn forward_udp(upstreams: &[IpAddr], query: &[u8]) -> Option<Vec<u8>> {
-    for up in upstreams {
-        let local: SocketAddr = match up {
-            IpAddr::V4(_) => "0.0.0.0:0".parse().ok()?,
-            IpAddr::V6(_) => "[::]:0".parse().ok()?,
-        };
-        let Ok(s) = UdpSocket::bind(local) else {
-            continue;
-        };
-        if s.connect(SocketAddr::new(*up, 53)).is_err()
-            || s.set_read_timeout(Some(UPSTREAM_TIMEOUT)).is_err()
-            || s.send(query).is_err()
-        {
-            continue;
-        }
-        let mut buf = vec![0u8; 65535];
-        if let Ok(n) = s.recv(&mut buf) {
-            buf.truncate(n);
-            return Some(buf);
-        }
-    }
-    None
+/// Where one container's forwarded questions go.
+struct Route {
+    servers: Vec<IpAddr>,
+    /// The asker's init and network namespace, when known.
+    asker: Option<(i32, u64)>,
+    /// Whether the servers are asked from the asker's namespace (its `--dns` servers, as
+    /// docker's `ExtServers`) rather than the host's.
+    inside: bool,
 }
 
-fn forward_tcp(upstreams: &[IpAddr], query: &[u8]) -> Option<Vec<u8>> {
-    for up in upstreams {
-        let Ok(mut s) = TcpStream::connect_timeout(&SocketAddr::new(*up, 53), UPSTREAM_TIMEOUT)
-        else {
-            continue;
-        };
-        let _ = s.set_read_timeout(Some(UPSTREAM_TIMEOUT));
-        let mut out = (query.len() as u16).to_be_bytes().to_vec();
-        out.extend_from_slice(query);
-        if s.write_all(&out).is_err() {
-            continue;
-        }
-        let mut len = [0u8; 2];
-        if s.read_exact(&mut len).is_err() {
-            continue;
-        }
-        let mut reply = vec![0u8; u16::from_be_bytes(len) as usize];
-        if s.read_exact(&mut reply).is_ok() {
-            return Some(reply);
+impl Route {
+    /// Whether the asker still lives: a question of a container that is gone is dropped, so
+    /// that no socket in its namespace outlives it by more than [`WAIT_STEP`].
+    fn asker_alive(&self) -> bool {
+        self.asker
+            .is_none_or(|(pid, netns)| super::netns_inode(pid) == Some(netns))
+    }
+
+    /// Runs `f` in the namespace the servers are asked from.
+    fn within<T: Send>(&self, f: impl FnOnce() -> std::io::Result<T> + Send) -> std::io::Result<T> {
+        match (self.inside, self.asker) {
+            (true, Some((pid, netns))) => {
+                let ns = File::open(format!("/proc/{pid}/ns/net"))?;
+                if std::os::unix::fs::MetadataExt::ino(&ns.metadata()?) != netns {
+                    return Err(std::io::Error::other("the container is gone"));
+                }
+                super::in_netns(&ns, f)?
+            }
+            (true, None) => Err(std::io::Error::other("no container to ask from")),
+            (false, _) => f(),
         }
     }
-    None
+
+    /// The servers' reply to `query`, each asked in turn by `ask` while `waiting` holds;
+    /// SERVFAIL when none answers, NXDOMAIN when there is none to ask, nothing when no one
+    /// waits any more.
+    fn ask_each(
+        &self,
+        query: &[u8],
+        waiting: &dyn Fn() -> bool,
+        ask: impl Fn(IpAddr) -> Option<Vec<u8>>,
+    ) -> Vec<u8> {
+        if self.servers.is_empty() {
+            return failure(query, RCODE::NameError);
+        }
+        for up in &self.servers {
+            if !waiting() {
+                return vec![];
+            }
+            if let Some(reply) = ask(*up) {
+                return reply;
+            }
+        }
+        failure(query, RCODE::ServerFailure)
+    }
+
+    /// The reply to `query`, asked over UDP (see [`Route::ask_each`]).
+    fn forward(&self, query: &[u8], waiting: impl Fn() -> bool) -> Vec<u8> {
+        self.ask_each(query, &waiting, |up| {
+            let local: SocketAddr = match up {
+                IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+                IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+            };
+            let s = self.within(|| UdpSocket::bind(local)).ok()?;
+            s.connect(SocketAddr::new(up, 53)).ok()?;
+            s.set_read_timeout(Some(WAIT_STEP)).ok()?;
+            s.send(query).ok()?;
+            let deadline = Instant::now() + UPSTREAM_TIMEOUT;
+            let mut buf = vec![0u8; 65535];
+            while Instant::now() < deadline && waiting() {
+                if let Ok(n) = s.recv(&mut buf) {
+                    buf.truncate(n);
+                    return Some(buf);
+                }
+            }
+            None
+        })
+    }
+
+    /// The reply to `query`, asked over TCP (a question that came over TCP).
+    fn forward_tcp(&self, query: &[u8], waiting: impl Fn() -> bool) -> Vec<u8> {
+        self.ask_each(query, &waiting, |up| {
+            let to = SocketAddr::new(up, 53);
+            let mut s = self
+                .within(|| TcpStream::connect_timeout(&to, UPSTREAM_TIMEOUT))
+                .ok()?;
+            s.set_read_timeout(Some(UPSTREAM_TIMEOUT)).ok()?;
+            let mut out = (query.len() as u16).to_be_bytes().to_vec();
+            out.extend_from_slice(query);
+            s.write_all(&out).ok()?;
+            let mut len = [0u8; 2];
+            s.read_exact(&mut len).ok()?;
+            let mut reply = vec![0u8; u16::from_be_bytes(len) as usize];
+            s.read_exact(&mut reply).ok()?;
+            Some(reply)
+        })
+    }
 }

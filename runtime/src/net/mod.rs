@@ -360,6 +360,10 @@ pub struct Endpoint {
     pub ports: Vec<PortMapping>,
     /// What the network's resolver answers with this address: name, aliases, short id.
     pub names: Vec<String>,
+    /// docker's `--dns`: where the network's resolver sends this container's other
+    /// questions, from the container's network namespace (docker's `ExtServers`); none: to
+    /// the host's resolvers, from the host's.
+    pub dns: Vec<IpAddr>,
     /// docker's `--mac-address`: this MAC address, else 02:42 and the IPv4 address.
     pub mac: Option<[u8; 6]>,
 }
@@ -435,7 +439,7 @@ fn in_netns<T: Send>(ns: &File, f: impl FnOnce() -> T + Send) -> std::io::Result
 
 /// A lease file: `tag pid netns-inode` on its first line (all that berth wrote before
 /// leases said more), then `if NAME`, `ip6 ADDRESS`, `port PROTO HOST-IP|- HOST-PORT
-/// CONTAINER-PORT` and `name NAME` lines.
+/// CONTAINER-PORT`, `name NAME` and `dns ADDRESS` lines.
 #[derive(Clone, Debug, Default)]
 struct Lease {
     tag: String,
@@ -449,6 +453,8 @@ struct Lease {
     address6: Option<Ipv6Addr>,
     ports: Vec<PortMapping>,
     names: Vec<String>,
+    /// The container's `--dns` servers, its resolver's upstreams for it.
+    dns: Vec<IpAddr>,
 }
 
 impl Lease {
@@ -472,6 +478,7 @@ impl Lease {
                 ["if", name] => l.host_interface = Some(name.to_string()),
                 ["ip6", a] => l.address6 = a.parse().ok(),
                 ["name", name] => l.names.push(name.to_string()),
+                ["dns", a] => l.dns.extend(a.parse::<IpAddr>()),
                 ["port", proto, ip, host, container] => l.ports.push(PortMapping {
                     protocol: Protocol::parse(proto)?,
                     host_ip: if *ip == "-" { None } else { ip.parse().ok() },
@@ -503,6 +510,9 @@ impl Lease {
         }
         for n in &self.names {
             s.push_str(&format!("name {n}\n"));
+        }
+        for a in &self.dns {
+            s.push_str(&format!("dns {a}\n"));
         }
         s
     }
@@ -1009,6 +1019,7 @@ pub fn connect_endpoint(n: &Network, e: &Endpoint) -> Result<Attachment> {
         address6: None,
         ports: vec![],
         names: e.names.clone(),
+        dns: e.dns.clone(),
     };
     // The lease's key: the IPv4 address, or on an IPv6-only network the IPv6 one.
     let (address, key) = if n.ipv4 {
@@ -1503,10 +1514,15 @@ mod tests {
                 protocol: Protocol::Tcp,
             }],
             names: vec!["web".into(), "abc".into()],
+            dns: vec![
+                Ipv4Addr::new(10, 0, 0, 2).into(),
+                "fd00::53".parse().unwrap(),
+            ],
         };
         let back = Lease::parse(&l.render()).unwrap();
         assert_eq!(back.render(), l.render());
         assert_eq!(back.address6, l.address6);
+        assert_eq!(back.dns, l.dns);
         assert!(back.complete);
         // The first line is what older berths read.
         assert_eq!(l.render().lines().next(), Some("abc 12 345"));

@@ -8,7 +8,7 @@
 //! thread of its own enters the namespace, brings its loopback up, binds and ends, and the
 //! sockets stay there. The socket a question comes in on names the asker, and the answer is
 //! a bridge network's resolver's (see the parent module): the names of the networks the
-//! asker is on; other names are forwarded from the host's namespace.
+//! asker is on; other names are forwarded as there.
 //!
 //! Its control socket `<name>.dns.sock` takes `add TAG PID NETNS` from `connect` (bind in
 //! that container's namespace) and `drop TAG` from whatever removes a lease (close its
@@ -17,8 +17,10 @@
 //! tries it, to exit once it holds no container's sockets. Sockets go at once when asked
 //! because they keep their namespace alive, and with it the container's macvlan link, whose
 //! MAC address the next container given the same address needs; a container that dies
-//! without being unplugged has its sockets closed within a second. A forwarded question
-//! holds a copy of its UDP socket until the host's resolvers answer (or time out).
+//! without being unplugged has its sockets closed within a second. A forwarded question's
+//! thread holds no copy of the socket it came on (only a weak reference to send the reply
+//! on, if it is still open then), and gives up within a tenth of a second once its
+//! container is gone.
 
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Write};
@@ -27,6 +29,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{lock_path, open_lock, spawn, try_lock, Resolver, UPSTREAM_TIMEOUT};
@@ -105,7 +108,9 @@ struct Member {
     tag: String,
     pid: i32,
     netns: u64,
-    udp: UdpSocket,
+    /// Shared with the threads that wait for forwarded replies, which hold it only weakly:
+    /// dropped here, it closes at once.
+    udp: Arc<UdpSocket>,
     tcp: TcpListener,
 }
 
@@ -126,7 +131,7 @@ impl Member {
             tag: tag.to_string(),
             pid,
             netns,
-            udp,
+            udp: Arc::new(udp),
             tcp,
         })
     }
