@@ -232,8 +232,11 @@ fn root_hairpin_reaches_published_ports_but_not_the_hosts_loopback() {
     let get = |host: Ipv4Addr, port: u16| {
         format!("printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {host} {port}")
     };
+    // Until httpd listens: bounded by time, not by a count of tries (a second's worth was
+    // short on a loaded machine).
     let mut got = (false, String::new());
-    for _ in 0..10 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
         got = in_net(pb, &get(n.gateway, port));
         if got.0 {
             break;
