@@ -476,7 +476,10 @@ fn root_rootless_pull_run_and_the_container_verbs_as_a_user() {
 
 fn http_get(port: u16, path: &str) -> String {
     use std::io::Write;
-    for _ in 0..100 {
+    // Until the container's server answers through pasta: bounded by time, not by a count
+    // of tries (five seconds' worth was short for a start on a loaded machine).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
         if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
             s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
             write!(s, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
