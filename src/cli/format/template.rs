@@ -685,11 +685,22 @@ fn variables_used(inner: &str) -> Vec<&str> {
     used
 }
 
+/// Go's parser refuses a field right after a literal (`1.5.Foo`, `"a".Foo`, `nil.Foo`).
+fn term_then_field(term: &str, after: &str) -> Result<(), String> {
+    let mut rest = after.chars();
+    match (rest.next(), rest.next()) {
+        (Some('.'), Some(c)) if c.is_alphanumeric() || c == '_' => {
+            Err(format!("unexpected . after term {term:?}"))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Go's lexer's and parser's checks of an action's operands, outside its quoted strings, which
 /// the template crate does not make or words otherwise: parentheses that match, a `.` that
 /// begins a field name (`.A.` and `..` are not), escapes Go's strings know.
 fn check_operands(inner: &str) -> Result<(), String> {
-    let (mut quote, mut depth, mut i) = (None::<u8>, 0usize, 0);
+    let (mut quote, mut depth, mut i, mut opened) = (None::<u8>, 0usize, 0, 0);
     let bytes = inner.as_bytes();
     let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
     while i < bytes.len() {
@@ -703,10 +714,13 @@ fn check_operands(inner: &str) -> Result<(), String> {
                 i += 1;
             }
             Some(b'\'') if c == b'\\' => i += 1,
-            Some(q) if c == q => quote = None,
+            Some(q) if c == q => {
+                quote = None;
+                term_then_field(&inner[opened..=i], &inner[i + 1..])?;
+            }
             Some(_) => {}
             None => match c {
-                b'"' | b'`' | b'\'' => quote = Some(c),
+                b'"' | b'`' | b'\'' => (quote, opened) = (Some(c), i),
                 b'(' => depth += 1,
                 b')' if depth == 0 => return Err("unexpected right paren".into()),
                 b')' => depth -= 1,
@@ -735,10 +749,20 @@ fn check_operands(inner: &str) -> Result<(), String> {
                         let next = &inner[end..digits(end + 1)];
                         return Err(format!("unexpected {next:?} in operand"));
                     }
+                    term_then_field(&inner[i..end], &inner[end..])?;
                     i = end;
                     continue;
                 }
                 b'.' => {
+                    let before = &inner[..i];
+                    let word_start = before
+                        .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                        .map_or(0, |w| w + 1);
+                    let starts_term =
+                        word_start == 0 || !matches!(bytes[word_start - 1], b'.' | b'$');
+                    if starts_term && matches!(&before[word_start..], "true" | "false" | "nil") {
+                        term_then_field(&before[word_start..], &inner[i..])?;
+                    }
                     let after_operand = i > 0
                         && (word(bytes[i - 1]) && !bytes[i - 1].is_ascii_digit()
                             || matches!(bytes[i - 1], b'.' | b')' | b'$'));
