@@ -189,6 +189,14 @@ fn malformed_templates_fail_with_gos_parse_errors() {
         "{{1..2}}",
         "{{.Client.Version | | printf \"%s\"}}",
         "{{|.Client.Version}}",
+        // a field right after a literal
+        "{{1.5.Foo}}",
+        "{{\"a\".Foo}}",
+        "{{`a`.Foo}}",
+        "{{'a'.Foo}}",
+        "{{true.Foo}}",
+        "{{nil.Foo}}",
+        "{{.Client.Version | printf \"%s\" 2.5.X}}",
     ] {
         let o = std::process::Command::new(&docker)
             .args(["version", "--format", template])
@@ -489,6 +497,13 @@ fn templates_fail_and_read_maps_where_docker_does() {
                 "{{.Plugins.Nope}}",
                 "{{.RegistryConfig.Nope}}",
                 "{{.RegistryConfig.IndexConfigs.nope}}",
+                // docker's Go types: Labels is a []string, Swarm.Cluster a nil pointer, a
+                // missing runtime the zero RuntimeWithStatus (which embeds a Runtime).
+                "{{.Labels.x}}",
+                "{{.Labels}}|{{.GenericResources}}|{{.FirewallBackend}}|{{.Containerd}}|{{.CDISpecDirs}}",
+                "{{.Swarm.Cluster}}|{{index .Runtimes \"nope\"}}|{{.Runtimes.nope}}",
+                "{{.Swarm.Cluster.ID}}",
+                "{{.Plugins.Volume.x}}",
             ],
         ),
         (
@@ -503,6 +518,9 @@ fn templates_fail_and_read_maps_where_docker_does() {
                 "{{.Client.Version|.Client}}",
                 "{{$x = 1}}",
                 "{{printf \"%s\" 1|}}",
+                "{{.Server.Platform.Nope}}",
+                "{{.Client.Version.x}}",
+                "{{(index .Server.Components 0).Name.x}}",
             ],
         ),
         (&["volume", "ls"], &["{{.Nope}}"]),

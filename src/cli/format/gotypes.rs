@@ -169,8 +169,11 @@ impl Parser<'_> {
                 .insert(name, Def::Struct(Box::leak(fields.into_boxed_slice())));
             return name;
         }
-        if t.starts_with("interface") {
+        if t.starts_with("interface") || t == "any" {
             return "interface {}";
+        }
+        if t == "byte" {
+            return "uint8";
         }
         if BUILTIN.contains(&t) || t.contains('.') {
             return self.aliases.get(t).copied().unwrap_or(t);

@@ -225,23 +225,7 @@ pub fn run(g: &Globals, a: InfoArgs) -> Result<i32> {
 /// docker's `info` document.
 pub const DOC: Schema = Schema {
     root: "system.dockerInfo",
-    types: &[
-        ("Plugins", "system.PluginsInfo"),
-        ("RegistryConfig", "*registry.ServiceConfig"),
-        (
-            "RegistryConfig.IndexConfigs",
-            "map[string]*registry.IndexInfo",
-        ),
-        ("RegistryConfig.IndexConfigs.*", "*registry.IndexInfo"),
-        ("Runtimes", "map[string]system.RuntimeWithStatus"),
-        ("Runtimes.*", "system.RuntimeWithStatus"),
-        ("Runtimes.*.status", "map[string]string"),
-        ("ClientInfo", "*system.clientInfo"),
-        ("Swarm", "swarm.Info"),
-        ("ContainerdCommit", "system.Commit"),
-        ("RuncCommit", "system.Commit"),
-        ("InitCommit", "system.Commit"),
-    ],
+    types: &[],
     raw_fallback: false,
 };
 

@@ -131,12 +131,6 @@ pub fn run(a: VersionArgs) -> Result<i32> {
 /// docker's `version` document.
 pub const DOC: Schema = Schema {
     root: "system.versionInfo",
-    types: &[
-        ("Client", "system.clientVersion"),
-        ("Server", "*types.Version"),
-        ("Server.Platform", "struct { Name string }"),
-        ("Server.Components.*", "types.ComponentVersion"),
-        ("Server.Components.*.Details", "map[string]string"),
-    ],
+    types: &[],
     raw_fallback: false,
 };
