@@ -1134,6 +1134,14 @@ fn root_dns_flags_and_connect_keep_container_names() {
     cli(&["network", "disconnect", "dnsnet", "plain"]);
     assert_eq!(resolv("plain"), before);
     assert!(gone(&b, "web", "plain."));
+
+    // Its last containers killed (not unplugged), the resolver ends by itself and leaves
+    // no file behind.
+    let id = b.ok(&["network", "inspect", "-f", "{{.Id}}", "dnsnet"]);
+    let lock = std::path::Path::new("/run/berth/net").join(format!("br-{}.dns", &id[..12]));
+    assert!(lock.exists(), "{}", lock.display());
+    b.ok(&["kill", "db", "web"]);
+    eventually("the idle resolver's file to go", || !lock.exists());
 }
 
 /// The pid of a running container's init.

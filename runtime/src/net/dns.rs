@@ -251,9 +251,11 @@ impl Resolver {
                 if self.idle() {
                     // Under the host-wide lock, so no container is being plugged in
                     // meanwhile; the resolver's own lock goes first, so the next `connect`
-                    // sees it free and starts another.
+                    // sees it free and starts another (its file too: a network with no
+                    // container keeps no resolver's state).
                     let host = Lock::take(&self.net.state_dir);
                     if self.idle() {
+                        let _ = fs::remove_file(lock_path(&self.net));
                         // SAFETY: unlocking an fd we own.
                         unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_UN) };
                         drop(host);
