@@ -457,6 +457,12 @@ fn templates_fail_and_read_maps_where_docker_does() {
             &[
                 "{{.Config.Labels.nope}}|{{.GraphDriver.Data.nope}}",
                 "{{.Config.Nope}}",
+                // docker's image Config is an OCI image config with docker's extensions
+                // embedded: printed as Go prints it, its nil slices and maps as [] and map[].
+                "{{.Config}}",
+                "{{.RootFS}}|{{.RepoDigests}}|{{.Descriptor}}|{{.Manifests}}",
+                "{{.Config.Env}}|{{.Config.Healthcheck}}|{{json .Config}}|{{json .RootFS}}",
+                "{{.Config.Labels}}|{{.Config.Volumes}}|{{.RepoTags}}",
             ],
         ),
         (

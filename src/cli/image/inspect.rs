@@ -23,17 +23,6 @@ pub fn run(store: &ImageStore, a: InspectArgs) -> Result<i32> {
 /// docker's image document; a run that fails on its types runs again on its JSON.
 pub const DOC: Schema = Schema {
     root: "image.InspectResponse",
-    types: &[
-        ("Config.Labels", "map[string]string"),
-        ("Config.ExposedPorts", "nat.PortSet map[nat.Port]struct {}"),
-        ("Config.Volumes", "map[string]struct {}"),
-        ("ContainerConfig.Labels", "map[string]string"),
-        (
-            "ContainerConfig.ExposedPorts",
-            "nat.PortSet map[nat.Port]struct {}",
-        ),
-        ("ContainerConfig.Volumes", "map[string]struct {}"),
-        ("GraphDriver.Data", "map[string]string"),
-    ],
+    types: &[],
     raw_fallback: true,
 };
