@@ -6,8 +6,9 @@
 
 use std::process::Command;
 
-use crate::root_containers::{eventually, http_get, setup, shared, Root};
+use crate::root_containers::{eventually, http_get, inspect, setup, shared, Root};
 use crate::util::{free_port, run};
+use serde_json::json;
 
 /// Starts `name` serving `name\n` over HTTP on its port 80, published with `publish`.
 fn serve(b: &Root, name: &str, network: &str, publish: &[&str]) {
@@ -44,11 +45,13 @@ struct HostLink {
 }
 
 impl HostLink {
-    fn new() -> HostLink {
+    /// The link `bp<tag><pid>a`, its addresses `fd<tag>:<pid>::1` and `::2` (`tag` two hex
+    /// digits, one per test).
+    fn new(tag: &str) -> HostLink {
         let k = std::process::id() & 0xffff;
         let d = HostLink {
-            name: format!("bpd{k:x}a"),
-            prefix: format!("fd44:{k:x}::"),
+            name: format!("bp{tag}{k:x}a"),
+            prefix: format!("fd{tag}:{k:x}::"),
         };
         let ip = |args: &[&str]| run(Command::new("ip").args(args));
         let peer = format!("{}b", d.name);
@@ -151,7 +154,7 @@ fn root_published_ports_are_held_per_host_address() {
 
     // The same over IPv6: two host addresses side by side, `[::]` refused beside them, and
     // the IPv4 port free beside the IPv6 one.
-    let d = HostLink::new();
+    let d = HostLink::new("44");
     b.ok(&["network", "create", "--ipv6", "ports6"]);
     let (h1, h2) = (format!("{}1", d.prefix), format!("{}2", d.prefix));
     let s = free_port();
@@ -193,4 +196,117 @@ fn root_published_ports_are_held_per_host_address() {
     );
     b.ok(&["rm", "-f", "a2", "a3", "a4", "b2", "b3", "b4"]);
     b.ok(&["network", "rm", "ports6"]);
+}
+
+/// `n` consecutive free ports (free_port walks its range one port a call; another test's
+/// call in between breaks a run, and the next try starts after it).
+fn free_run(n: u16) -> u16 {
+    for _ in 0..50 {
+        let first = free_port();
+        if (1..n).all(|i| free_port() == first + i) {
+            return first;
+        }
+    }
+    panic!("no {n} consecutive free ports");
+}
+
+/// `ps`'s PORTS column and `port`'s lines as docker's CLI writes them for the same `-p` sets
+/// (checked against docker 28's CLI over a private dockerd with IPv6): sorted, consecutive
+/// ports merged into ranges per host address and protocol, IPv4 before `[::]`, exposed ports
+/// without a host side; `port` in natural order; `inspect`'s exposed ports `null`.
+#[test]
+fn root_published_ports_are_listed_as_docker_lists_them() {
+    let _host = shared();
+    let b = setup();
+    let tar = b.dir.path().join("rootfs.tar");
+    let tar = tar.to_str().unwrap();
+    b.ok(&[
+        "import",
+        "-c",
+        "EXPOSE 80/tcp",
+        "-c",
+        "EXPOSE 53/udp",
+        tar,
+        "bbx:ports",
+    ]);
+    b.ok(&["network", "create", "--ipv6", "ports46"]);
+    let sleeper = |name: &str, flags: &[String]| {
+        let mut args = vec!["run", "-d", "--name", name, "--network", "ports46"];
+        args.extend(flags.iter().map(String::as_str));
+        args.extend(["bbx:ports", "sleep", "120"]);
+        b.ok(&args);
+    };
+    let ps = |name: &str| {
+        b.ok(&[
+            "ps",
+            "-a",
+            "-f",
+            &format!("name={name}"),
+            "--format",
+            "{{.Ports}}",
+        ])
+    };
+
+    let a = free_run(3);
+    let (a1, a2) = (a + 1, a + 2);
+    sleeper("r1", &["-p".into(), format!("{a}-{a2}:{a}-{a2}")]);
+    assert_eq!(
+        ps("r1"),
+        format!("53/udp, 80/tcp, 0.0.0.0:{a}-{a2}->{a}-{a2}/tcp, [::]:{a}-{a2}->{a}-{a2}/tcp\n")
+    );
+    let mut lines = String::new();
+    for p in [a, a1, a2] {
+        lines += &format!("{p}/tcp -> 0.0.0.0:{p}\n{p}/tcp -> [::]:{p}\n");
+    }
+    assert_eq!(b.ok(&["port", "r1"]), lines);
+
+    let c = free_run(4);
+    let (c1, c2, c3) = (c + 1, c + 2, c + 3);
+    let flags: Vec<String> = [
+        format!("{c}:{c}"),
+        format!("{c2}:{c2}"),
+        format!("{c1}:{c1}/udp"),
+        format!("{c1}:{c1}"),
+        format!("127.0.0.1:{c3}:80"),
+    ]
+    .into_iter()
+    .flat_map(|p| ["-p".to_string(), p])
+    .chain(["--expose".into(), "9000-9002".into()])
+    .collect();
+    sleeper("r2", &flags);
+    assert_eq!(
+        ps("r2"),
+        format!(
+            "53/udp, 9000-9002/tcp, 0.0.0.0:{c}-{c2}->{c}-{c2}/tcp, [::]:{c}-{c2}->{c}-{c2}/tcp, \
+             0.0.0.0:{c1}->{c1}/udp, [::]:{c1}->{c1}/udp, 127.0.0.1:{c3}->80/tcp\n"
+        )
+    );
+    assert_eq!(
+        b.ok(&["port", "r2"]),
+        format!(
+            "80/tcp -> 127.0.0.1:{c3}\n\
+             {c}/tcp -> 0.0.0.0:{c}\n{c}/tcp -> [::]:{c}\n\
+             {c1}/tcp -> 0.0.0.0:{c1}\n{c1}/tcp -> [::]:{c1}\n\
+             {c1}/udp -> 0.0.0.0:{c1}\n{c1}/udp -> [::]:{c1}\n\
+             {c2}/tcp -> 0.0.0.0:{c2}\n{c2}/tcp -> [::]:{c2}\n"
+        )
+    );
+    assert_eq!(
+        b.ok(&["port", "r2", &format!("{c1}/udp")]),
+        format!("0.0.0.0:{c1}\n[::]:{c1}\n")
+    );
+    let ports = &inspect(&b, "r2")["NetworkSettings"]["Ports"];
+    for exposed in ["53/udp", "9000/tcp", "9001/tcp", "9002/tcp"] {
+        assert_eq!(ports[exposed], json!(null), "{exposed}: {ports}");
+    }
+    assert_eq!(
+        ports["80/tcp"],
+        json!([{"HostIp": "127.0.0.1", "HostPort": c3.to_string()}])
+    );
+
+    // A container that does not run lists no port, as docker's.
+    b.ok(&["stop", "-t", "0", "r1"]);
+    assert_eq!(ps("r1"), "\n");
+    b.ok(&["rm", "-f", "r1", "r2"]);
+    b.ok(&["network", "rm", "ports46"]);
 }

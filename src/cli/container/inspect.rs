@@ -116,7 +116,7 @@ pub fn inspect_value(e: &Engine, rec: &ContainerRecord, size: bool) -> Value {
             "Binds": if rec.host.binds.is_empty() { Value::Null } else { json!(rec.host.binds) },
             "LogConfig": { "Type": rec.log_config.driver, "Config": rec.log_config.options },
             "NetworkMode": rec.host.network_mode(),
-            "PortBindings": ports_map(&rec.host.port_bindings, false),
+            "PortBindings": ports_map(&rec.host.port_bindings, None),
             "PublishAllPorts": rec.host.publish_all,
             "Dns": rec.host.dns,
             "DnsSearch": rec.host.dns_search,
@@ -374,9 +374,9 @@ fn network_settings(rec: &ContainerRecord, net: &Option<NetworkState>) -> Value 
     }
     let mut v = top;
     v["Networks"] = Value::Object(networks);
-    v["Ports"] = net
-        .as_ref()
-        .map_or(json!({}), |n| ports_map(&n.ports, true));
+    v["Ports"] = net.as_ref().map_or(json!({}), |n| {
+        ports_map(&n.ports, Some(&rec.config.exposed_ports))
+    });
     v
 }
 
@@ -402,9 +402,11 @@ pub fn run(g: &Globals, a: InspectArgs) -> Result<i32> {
 /// docker's `{"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}`; `host_port` 0 is
 /// written empty, as docker writes a binding whose host port is chosen at start. A binding
 /// on every address keeps the empty `HostIp` it was asked with in `HostConfig.PortBindings`
-/// and shows the address it listens on, `0.0.0.0`, once bound (`NetworkSettings.Ports`).
-fn ports_map(ports: &[PortBinding], bound: bool) -> Value {
-    let mut m: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+/// and shows the address it listens on, `0.0.0.0`, once bound (`NetworkSettings.Ports`, where
+/// the `exposed` ports without a binding are `null`).
+fn ports_map(ports: &[PortBinding], exposed: Option<&Vec<String>>) -> Value {
+    let bound = exposed.is_some();
+    let mut m: BTreeMap<String, Value> = BTreeMap::new();
     for p in ports {
         let host_port = if p.host_port == 0 {
             String::new()
@@ -415,9 +417,13 @@ fn ports_map(ports: &[PortBinding], bound: bool) -> Value {
             "" if bound => "0.0.0.0",
             ip => ip,
         };
-        m.entry(p.key())
-            .or_default()
-            .push(json!({ "HostIp": host_ip, "HostPort": host_port }));
+        let list = m.entry(p.key()).or_insert_with(|| json!([]));
+        if let Some(list) = list.as_array_mut() {
+            list.push(json!({ "HostIp": host_ip, "HostPort": host_port }));
+        }
+    }
+    for key in exposed.into_iter().flatten() {
+        m.entry(key.clone()).or_insert(Value::Null);
     }
     json!(m)
 }

@@ -3,6 +3,7 @@
 use anyhow::{anyhow, bail, Result};
 use clap::Args;
 
+use crate::cli::format::ports::natural;
 use crate::cli::globals::Globals;
 
 #[derive(Args, Debug)]
@@ -32,18 +33,24 @@ pub fn run(g: &Globals, a: PortArgs) -> Result<i32> {
             Some(format!("{port}/{proto}"))
         }
     };
-    let mut found = false;
-    for p in &ports {
-        let host = p.host_address();
-        match &wanted {
-            None => println!("{} -> {host}", p.key()),
-            Some(w) if *w == p.key() => println!("{host}"),
-            Some(_) => continue,
-        }
-        found = true;
-    }
-    if let (Some(w), false) = (&wanted, found) {
+    let mut lines: Vec<String> = ports
+        .iter()
+        .filter_map(|p| {
+            let host = p.host_address();
+            match &wanted {
+                None => Some(format!("{} -> {host}", p.key())),
+                Some(w) if *w == p.key() => Some(host),
+                Some(_) => None,
+            }
+        })
+        .collect();
+    if let (Some(w), true) = (&wanted, lines.is_empty()) {
         bail!("No public port '{w}' published for {}", a.container);
+    }
+    // docker's order: natural, whatever order the ports were published in.
+    lines.sort_by(|a, b| natural(a, b));
+    for l in lines {
+        println!("{l}");
     }
     Ok(0)
 }

@@ -11,6 +11,7 @@ use berth_client::engine::{
 use clap::Args;
 use serde_json::{json, Value};
 
+use crate::cli::format::ports::{displayable, Port};
 use crate::cli::format::{
     created_at, ellipsis, go_quote, human_ago, human_since, human_size, print_list, Format, Schema,
     Style,
@@ -72,13 +73,41 @@ fn status_text(st: &ContainerState, health: Option<&Health>) -> String {
     }
 }
 
-/// docker's PORTS column: `0.0.0.0:8080->80/tcp, [::]:32768->53/udp`.
-fn ports_column(net: &Option<NetworkState>) -> String {
-    net.iter()
-        .flat_map(|n| &n.ports)
-        .map(|p| format!("{}->{}", p.host_address(), p.key()))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// docker's PORTS column: `53/udp, 0.0.0.0:8000-8002->8000-8002/tcp, [::]:8080->80/tcp`. A
+/// container on a network lists its published ports and, beside them, the exposed ports it
+/// does not publish (docker lists none for a container that does not run).
+fn ports_column(rec: &ContainerRecord, net: &Option<NetworkState>) -> String {
+    let Some(net) = net else {
+        return String::new();
+    };
+    let mut ports: Vec<Port> = net
+        .ports
+        .iter()
+        .map(|p| Port {
+            private: p.container_port,
+            ip: if p.host_ip.is_empty() {
+                "0.0.0.0"
+            } else {
+                &p.host_ip
+            }
+            .to_string(),
+            public: p.host_port,
+            protocol: p.protocol.clone(),
+        })
+        .collect();
+    for key in &rec.config.exposed_ports {
+        let (port, protocol) = key.split_once('/').unwrap_or((key, "tcp"));
+        let (Ok(private), false) = (port.parse(), net.ports.iter().any(|p| p.key() == *key)) else {
+            continue;
+        };
+        ports.push(Port {
+            private,
+            ip: String::new(),
+            public: 0,
+            protocol: protocol.to_string(),
+        });
+    }
+    displayable(ports)
 }
 
 fn ps_row(
@@ -120,7 +149,7 @@ fn ps_row(
         "Command": go_quote(&command),
         "CreatedAt": created_at(Some(&rec.created)),
         "RunningFor": human_ago(Some(&rec.created)),
-        "Ports": ports_column(&e.network_state(rec, st.status)),
+        "Ports": ports_column(rec, &e.network_state(rec, st.status)),
         "State": st.status_word(),
         "Status": status_text(st, e.health_in(rec, st).as_ref()),
         "Size": size,

@@ -14,6 +14,7 @@
 
 pub mod exec;
 pub mod gotypes;
+pub mod ports;
 pub mod table;
 pub mod template;
 pub mod units;
