@@ -524,10 +524,12 @@ impl<'a> Monitor<'a> {
             self.record.state.error = Some(init::decode_failure(&buf[..n]).to_string());
             frame(attach::START_FAILED, &buf[..n])
         };
-        let _ = self.record.save(&self.plan.state_dir);
+        // The hook first, as docker logs its event before the state can be read: whoever sees
+        // the run's state finds its event in the journal.
         if let (0, Some(hook)) = (n, &self.plan.on_start) {
             (hook.0)();
         }
+        let _ = self.record.save(&self.plan.state_dir);
         for c in self.clients.iter_mut().filter(|c| c.starter) {
             c.starter = false;
             c.outbuf.extend_from_slice(&answer);
@@ -703,10 +705,10 @@ impl<'a> Monitor<'a> {
         self.record.state.status = Status::Stopped;
         self.record.state.exit = Some(exit);
         self.record.state.finished_at = Some(now_rfc3339());
-        let _ = self.record.save(&self.plan.state_dir);
         if let Some(hook) = &self.plan.on_exit {
             (hook.0)(&exit);
         }
+        let _ = self.record.save(&self.plan.state_dir);
         let payload = serde_json::to_vec(&exit).unwrap_or_default();
         let answer_starter = frame(attach::ERROR, b"the container has exited");
         self.accept();

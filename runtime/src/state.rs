@@ -66,7 +66,8 @@ pub struct Exit {
 
 /// A function the monitor calls with the container's exit (given by the container's
 /// creator; kept here beside [`Exit`] so that neither the monitor nor the container module
-/// needs the other for it).
+/// needs the other for it). It runs before the exit is saved: whoever reads the stopped
+/// state finds what the hook recorded.
 #[derive(Clone)]
 pub struct ExitHook(pub std::sync::Arc<dyn Fn(&Exit) + Send + Sync>);
 
@@ -78,7 +79,8 @@ impl std::fmt::Debug for ExitHook {
 
 /// A function the monitor calls once the container's command has started (given by the
 /// container's creator, as [`ExitHook`]). It runs in the monitor before any exit of that run
-/// is seen, so what it records comes before what the exit hook records.
+/// is seen, so what it records comes before what the exit hook records, and before the
+/// running state is saved.
 #[derive(Clone)]
 pub struct StartHook(pub std::sync::Arc<dyn Fn() + Send + Sync>);
 

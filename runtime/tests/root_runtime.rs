@@ -430,25 +430,32 @@ fn root_command_not_found_is_127_and_not_executable_is_126() {
 /// only `on_exit`.
 #[test]
 fn root_start_hook_comes_before_the_exit_hook_and_only_for_a_started_command() {
+    // Each hook also notes the state a reader sees while it runs: the state it belongs to is
+    // saved after it (as docker logs an event before its state can be read).
     for (args, want) in [
-        (&["true"][..], "start exit "),
-        (&["no-such-command"][..], "exit "),
+        (&["true"][..], "start(Created) exit(Running) "),
+        (&["no-such-command"][..], "exit(Running) "),
     ] {
         let fx = Fixture::new();
         let order = fx.dir.path().join("order");
+        let mut cfg = fx.config(fx.spec(args));
         let note = |word: &'static str| {
             let order = order.clone();
+            let state_dir = cfg.state_dir.clone();
             move || {
                 use std::io::Write;
+                let seen = berth_runtime::Container::open(&state_dir)
+                    .and_then(|c| c.state())
+                    .unwrap()
+                    .status;
                 let mut f = std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(&order)
                     .unwrap();
-                write!(f, "{word} ").unwrap();
+                write!(f, "{word}({seen:?}) ").unwrap();
             }
         };
-        let mut cfg = fx.config(fx.spec(args));
         let exited = note("exit");
         cfg.on_start = Some(berth_runtime::StartHook(std::sync::Arc::new(note("start"))));
         cfg.on_exit = Some(berth_runtime::ExitHook(std::sync::Arc::new(move |_| {
