@@ -23,7 +23,7 @@ use crate::root_events::journal;
 use crate::util::{bounded, free_port, require, Berth, NetNs, PEER_TIMEOUT};
 
 /// A test's client root whose containers, then networks, go when it drops.
-struct Nets(Root);
+pub(crate) struct Nets(Root);
 
 impl std::ops::Deref for Nets {
     type Target = Berth;
@@ -51,7 +51,7 @@ impl Drop for Nets {
     }
 }
 
-fn nets() -> Nets {
+pub(crate) fn nets() -> Nets {
     Nets(setup())
 }
 

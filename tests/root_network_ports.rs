@@ -6,12 +6,13 @@
 
 use std::process::Command;
 
-use crate::root_containers::{eventually, http_get, inspect, setup, shared, Root};
-use crate::util::{free_port, run};
+use crate::root_containers::{eventually, http_get, inspect, shared};
+use crate::root_network::nets;
+use crate::util::{free_port, run, Berth};
 use serde_json::json;
 
 /// Starts `name` serving `name\n` over HTTP on its port 80, published with `publish`.
-fn serve(b: &Root, name: &str, network: &str, publish: &[&str]) {
+fn serve(b: &Berth, name: &str, network: &str, publish: &[&str]) {
     let mut args = vec!["run", "-d", "--name", name, "--network", network];
     for p in publish {
         args.extend(["-p", p]);
@@ -25,7 +26,7 @@ fn serve(b: &Root, name: &str, network: &str, publish: &[&str]) {
 
 /// Asserts that `run -p PUBLISH…` (a `-p` for each word) fails with docker's status and
 /// exactly `message` after berth's prefix.
-fn refused(b: &Root, network: &str, publish: &str, message: &str) {
+fn refused(b: &Berth, network: &str, publish: &str, message: &str) {
     let mut args = vec!["run", "--rm", "--network", network];
     for p in publish.split_whitespace() {
         args.extend(["-p", p]);
@@ -79,7 +80,8 @@ impl Drop for HostLink {
 #[test]
 fn root_published_ports_are_held_per_host_address() {
     let _host = shared();
-    let b = setup();
+    // Its containers, then its networks, go when it ends, passed or not.
+    let b = nets();
     // Two IPv4 loopback addresses hold one port side by side, each answered by its own
     // container; the same address again is the allocator's refusal, all of the IPv4
     // addresses the proxy's bind failure (and the other way round).
@@ -217,7 +219,8 @@ fn free_run(n: u16) -> u16 {
 #[test]
 fn root_published_ports_are_listed_as_docker_lists_them() {
     let _host = shared();
-    let b = setup();
+    // Its containers, then its networks, go when it ends, passed or not.
+    let b = nets();
     let tar = b.dir.path().join("rootfs.tar");
     let tar = tar.to_str().unwrap();
     b.ok(&[
