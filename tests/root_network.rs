@@ -1135,6 +1135,23 @@ fn root_dns_flags_and_connect_keep_container_names() {
     assert_eq!(resolv("plain"), before);
     assert!(gone(&b, "web", "plain."));
 
+    // A container with no network of its own or the host's cannot be connected: dockerd's
+    // messages.
+    start(&["--name", "private", "--network", "none"]);
+    start(&["--name", "onhost", "--network", "host"]);
+    fails_with(
+        &b,
+        &["network", "connect", "dnsnet", "private"],
+        1,
+        "container cannot be connected to multiple networks with one of the networks in private (none) mode",
+    );
+    fails_with(
+        &b,
+        &["network", "connect", "dnsnet", "onhost"],
+        1,
+        "container sharing network namespace with another container or host cannot be connected to any other network",
+    );
+
     // Its last containers killed (not unplugged), the resolver ends by itself and leaves
     // no file behind.
     let id = b.ok(&["network", "inspect", "-f", "{{.Id}}", "dnsnet"]);

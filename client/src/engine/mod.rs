@@ -2094,12 +2094,18 @@ impl Engine {
     /// docker's `network connect`: the container is on the network from its next start, and
     /// at once when it runs (a new interface, `eth<N>`).
     pub fn connect_network(&self, rec: &ContainerRecord, e: EndpointConfig) -> Result<()> {
-        if rec.host.network != NetworkMode::Bridge {
-            return Err(EngineError::Invalid(format!(
-                "container sharing network namespace with another container or host cannot be connected to any other network (container {} has --network {})",
-                rec.name,
-                rec.host.network_mode()
-            )));
+        match rec.host.network {
+            NetworkMode::Bridge => {}
+            NetworkMode::None => {
+                return Err(EngineError::Invalid(
+                    "container cannot be connected to multiple networks with one of the networks in private (none) mode".into(),
+                ))
+            }
+            _ => {
+                return Err(EngineError::Invalid(
+                    "container sharing network namespace with another container or host cannot be connected to any other network".into(),
+                ))
+            }
         }
         let mut updated = rec.clone();
         let mut e = self.check_endpoint(e)?;
