@@ -1492,6 +1492,18 @@ fn root_more_flags_sig_proxy_detach_keys_stop_signal_until_top_start_i_prune_pro
         b.ok(&["ps", "-a", "-f", "name=usr", "--format", "{{.Names}}"]),
         "usr1\n"
     );
+    // The name filter is a regular expression, as docker's (`^usr1$`, `^/usr`); a value that
+    // is none matches only a name equal to it.
+    for f in ["name=^usr1$", "name=^/usr", "name=us+r1", "name=/usr1"] {
+        assert_eq!(
+            b.ok(&["ps", "-a", "-f", f, "--format", "{{.Names}}"]),
+            "usr1\n",
+            "{f}"
+        );
+    }
+    for f in ["name=^sr1", "name=usr1$x", "name=usr(", "name=^usr$"] {
+        assert_eq!(b.ok(&["ps", "-a", "-f", f, "-q"]), "", "{f}");
+    }
     let sid = inspect(&b, "si")["Id"].as_str().unwrap().to_string();
     assert_eq!(
         b.ok(&[

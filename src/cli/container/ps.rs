@@ -226,7 +226,7 @@ fn matches(
                     .map_or("none".to_string(), |h| h.status)
                     == *v
             }
-            "name" => rec.name.contains(v.trim_start_matches('/')),
+            "name" => name_matches(&rec.name, v),
             "id" => rec.id.starts_with(v.as_str()),
             "exited" => st.status == Status::Exited && v.parse() == Ok(st.exit_code),
             "network" => match rec.host.network {
@@ -322,3 +322,14 @@ pub const ROW: Schema = Schema {
     types: &[],
     raw_fallback: false,
 };
+
+/// docker's `name` filter: the value equals the name or, as a regular expression (Go's RE2
+/// syntax, which the regex crate shares), matches it with or without docker's leading `/`
+/// (`usr` finds `usr1`, `^usr1$` only it). A value that is no regular expression matches
+/// only itself, as docker skips it.
+fn name_matches(name: &str, filter: &str) -> bool {
+    let slashed = format!("/{name}");
+    filter == name
+        || filter == slashed
+        || regex::Regex::new(filter).is_ok_and(|re| re.is_match(name) || re.is_match(&slashed))
+}
