@@ -396,6 +396,23 @@ fn templates_fail_and_read_maps_where_docker_does() {
     for args in [
         &["create", "--name", "tc", "-l", "a=b", "tmpl:1", "sh"][..],
         &["volume", "create", "tv"],
+        &[
+            "create",
+            "--name",
+            "th",
+            "--health-cmd",
+            "true",
+            "--health-interval",
+            "90m",
+            "--health-timeout",
+            "1500ms",
+            "--health-start-period",
+            "1m30s",
+            "--health-retries",
+            "2",
+            "tmpl:1",
+            "sh",
+        ],
     ] {
         d.ok(args);
         b.ok(args);
@@ -479,6 +496,19 @@ fn templates_fail_and_read_maps_where_docker_does() {
             &["network", "inspect", "none"],
             &["{{.IPAM}}|{{.ConfigFrom}}|{{.Containers}}|{{.Peers}}|{{.Services}}"],
         ),
+        // Durations print with their String method (1h30m0s), and compare and write JSON as
+        // the integers they are.
+        (
+            &["inspect", "th"],
+            &[
+                "{{.Config.Healthcheck.Interval}}|{{.Config.Healthcheck}}",
+                "{{printf \"%v %s\" .Config.Healthcheck.Timeout .Config.Healthcheck.StartPeriod}}",
+                "{{json .Config.Healthcheck}}|{{.Config.Healthcheck.StartInterval}}",
+                "{{eq .Config.Healthcheck.Retries 2}} {{gt .Config.Healthcheck.Interval 5}}",
+                "{{if .Config.Healthcheck.StartInterval}}y{{else}}n{{end}}",
+                "{{.Config.Healthcheck.Interval.x}}",
+            ],
+        ),
         (
             &["ps", "-a"],
             &["{{.Nope}}", "{{.Labels.nope}}", "x\n{{.Names}}{{.Nope}}"],
@@ -545,6 +575,28 @@ fn templates_fail_and_read_maps_where_docker_does() {
             same(&args);
         }
     }
+    // A time prints with its String method (`2026-12-06 06:27:17.24 +0000 UTC`): the same
+    // shape as docker's for the times each has.
+    let shape = |out: String| {
+        let digits: String = out
+            .chars()
+            .map(|c| if c.is_ascii_digit() { '9' } else { c })
+            .collect();
+        match digits.split_once('.') {
+            Some((whole, rest)) => format!("{whole}{}", &rest[rest.find(' ').unwrap()..]),
+            None => digits,
+        }
+    };
+    let time = [
+        "image",
+        "inspect",
+        "tmpl:1",
+        "--format",
+        "{{.Metadata.LastTagTime}}",
+    ];
+    let ours = shape(b.ok(&time));
+    assert_eq!(ours, "9999-99-99 99:99:99 +9999 UTC\n");
+    assert_eq!(ours, shape(d.ok(&time)));
 }
 
 /// Each `0xc…` (a Go address) as `0xc000000000`.

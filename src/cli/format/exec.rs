@@ -64,6 +64,9 @@ pub enum Val {
     Ptr(Arc<Val>, &'static str),
     /// A nil of a type that has one: a pointer (`<nil>`), slice (`[]`) or map (`map[]`).
     Nil(&'static str),
+    /// A value of a type with a `String` method (`time.Duration`, `time.Time`): printed by
+    /// it, written as JSON and compared as the value underneath (an `Int`, a `Str`).
+    Named(Arc<Val>, &'static str),
 }
 
 /// A field of a struct value.
@@ -92,6 +95,14 @@ impl Val {
     /// field or null is the zero value).
     pub fn typed(v: Option<&Value>, ty: &'static str) -> Val {
         let v = v.filter(|v| !v.is_null());
+        if gotypes::stringer(ty, &Val::Invalid).is_some() {
+            let under = match v {
+                Some(Value::String(s)) => Val::str(s),
+                Some(Value::Number(n)) => Val::Int(n.as_i64().unwrap_or(0)),
+                _ => gotypes::zero_of_named(ty),
+            };
+            return Val::Named(Arc::new(under), ty);
+        }
         match (gotypes::kind(ty), v) {
             (Kind::Ptr(_), None) => Val::Nil(ty),
             (Kind::Ptr(elem), v) => Val::Ptr(Arc::new(Self::typed(v, elem)), ty),
@@ -271,7 +282,7 @@ impl Val {
             Val::Uint(u) => out.push_str(&u.to_string()),
             Val::Float(_) => out.push_str(&self.to_json().to_string()),
             Val::Str(s) => out.push_str(&Value::String(s.to_string()).to_string()),
-            Val::Ptr(inner, _) => inner.write_json(out),
+            Val::Ptr(inner, _) | Val::Named(inner, _) => inner.write_json(out),
             Val::List(items, _) => {
                 out.push('[');
                 for (i, item) in items.iter().enumerate() {
@@ -345,7 +356,7 @@ impl Val {
             Val::Uint(u) => Value::from(*u),
             Val::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
             Val::Str(s) => Value::String(s.to_string()),
-            Val::Ptr(inner, _) => inner.to_json(),
+            Val::Ptr(inner, _) | Val::Named(inner, _) => inner.to_json(),
             Val::List(items, _) => Value::Array(items.iter().map(Val::to_json).collect()),
             Val::Map(m, _) => Value::Object(
                 m.iter()
@@ -371,6 +382,8 @@ impl Val {
             Val::Uint(u) => Go::Uint(*u),
             Val::Float(f) => Go::Float(*f),
             Val::Str(s) => Go::String(s.clone()),
+            // printf's %v and %s call the String method (%d of a duration differs from Go).
+            Val::Named(..) => Go::String(Arc::from(self.go_fmt(0))),
             Val::List(items, _) => {
                 Go::List(items.iter().map(Val::to_go).collect::<Vec<_>>().into())
             }
@@ -391,6 +404,9 @@ impl Val {
     fn go_fmt(&self, depth: usize) -> String {
         match self {
             Val::Invalid => "<no value>".into(),
+            Val::Named(inner, ty) => {
+                gotypes::stringer(ty, inner).unwrap_or_else(|| inner.go_fmt(depth))
+            }
             Val::Null => "<nil>".into(),
             Val::Str(s) => s.to_string(),
             Val::Nil(_) => match self.nil_as_empty() {
@@ -438,7 +454,7 @@ impl Val {
             Val::Uint(_) => "uint64",
             Val::Float(_) => "float64",
             Val::Str(_) => "string",
-            Val::List(_, t) | Val::Ptr(_, t) | Val::Nil(t) => t,
+            Val::List(_, t) | Val::Ptr(_, t) | Val::Nil(t) | Val::Named(_, t) => t,
             Val::Map(_, t) | Val::Struct(_, t) => t.split(" map[").next().unwrap_or(t),
         }
     }
@@ -455,6 +471,8 @@ impl Val {
             Val::List(l, _) => !l.is_empty(),
             Val::Map(m, _) => !m.is_empty(),
             Val::Struct(..) | Val::Ptr(..) => true,
+            // A time is a struct; a duration an integer.
+            Val::Named(inner, _) => matches!(**inner, Val::Str(_)) || inner.truth(),
         }
     }
 

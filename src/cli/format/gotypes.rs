@@ -89,8 +89,7 @@ pub fn kind(ty: &'static str) -> Kind {
         }
         "float32" | "float64" => return Kind::Float,
         "string" => return Kind::Str,
-        // berth reads times and durations as their JSON (Go prints them with their String
-        // methods: not done).
+        // Read as their JSON; [`stringer`] prints them.
         "time.Time" => return Kind::Str,
         "time.Duration" => return Kind::Int,
         _ => {}
@@ -282,6 +281,90 @@ fn parse(text: &'static str) -> Types {
     Types { defs: p.defs }
 }
 
+/// The `String` method of a named type that has one, applied to `v` (its value underneath,
+/// as JSON has it): none for a type without one. `Val::Invalid` asks only whether it has.
+pub fn stringer(ty: &str, v: &crate::cli::format::exec::Val) -> Option<String> {
+    use crate::cli::format::exec::Val;
+    match (ty, v) {
+        ("time.Duration", Val::Int(d)) => Some(go_duration(*d)),
+        ("time.Time", Val::Str(t)) => Some(go_time(t)),
+        ("time.Duration" | "time.Time", Val::Invalid) => Some(String::new()),
+        _ => None,
+    }
+}
+
+/// The zero value underneath a type [`stringer`] knows.
+pub fn zero_of_named(ty: &str) -> crate::cli::format::exec::Val {
+    use crate::cli::format::exec::Val;
+    match ty {
+        "time.Time" => Val::str("0001-01-01T00:00:00Z"),
+        _ => Val::Int(0),
+    }
+}
+
+/// Go's `time.Duration.String`: `1h0m0s`, `1.5s`, `200ms`, `1.5µs`, `0s`.
+pub fn go_duration(d: i64) -> String {
+    if d == 0 {
+        return "0s".into();
+    }
+    let u = d.unsigned_abs();
+    // `v`'s last `prec` digits as a fraction without trailing zeros, and what is left.
+    let frac = |v: u64, prec: u32| {
+        let p = 10u64.pow(prec);
+        let digits = format!("{:0width$}", v % p, width = prec as usize);
+        let digits = digits.trim_end_matches('0');
+        let text = if digits.is_empty() {
+            String::new()
+        } else {
+            format!(".{digits}")
+        };
+        (text, v / p)
+    };
+    let body = if u < 1_000_000_000 {
+        let (unit, prec) = match u {
+            0..1_000 => ("ns", 0),
+            1_000..1_000_000 => ("µs", 3),
+            _ => ("ms", 6),
+        };
+        let (f, whole) = frac(u, prec);
+        format!("{whole}{f}{unit}")
+    } else {
+        let (f, secs) = frac(u, 9);
+        let (s, mins) = (secs % 60, secs / 60);
+        let (m, h) = (mins % 60, mins / 60);
+        match (h, mins) {
+            (_, 0) => format!("{s}{f}s"),
+            (0, _) => format!("{m}m{s}{f}s"),
+            _ => format!("{h}h{m}m{s}{f}s"),
+        }
+    };
+    match d < 0 {
+        true => format!("-{body}"),
+        false => body,
+    }
+}
+
+/// Go's `time.Time.String` of an RFC 3339 time as JSON has it:
+/// `2026-12-06 06:27:17.24 +0000 UTC` (a zone without a name is its offset again). A text
+/// that is no time prints as it is.
+pub fn go_time(t: &str) -> String {
+    let Ok(time) = chrono::DateTime::parse_from_rfc3339(t) else {
+        return t.to_string();
+    };
+    let nanos = time.timestamp_subsec_nanos();
+    let frac = format!("{nanos:09}");
+    let frac = match frac.trim_end_matches('0') {
+        "" => String::new(),
+        digits => format!(".{digits}"),
+    };
+    let offset = time.format("%z").to_string();
+    let zone = match time.offset().local_minus_utc() {
+        0 => "UTC".to_string(),
+        _ => offset.clone(),
+    };
+    format!("{}{frac} {offset} {zone}", time.format("%Y-%m-%d %H:%M:%S"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,5 +402,37 @@ mod tests {
         let volumes = config.iter().find(|f| f.name == "Volumes").unwrap();
         assert_eq!(volumes.ty, "map[string]struct {}");
         assert!(matches!(kind("struct {}"), Kind::Struct([])));
+    }
+
+    #[test]
+    fn durations_and_times_print_as_go_prints_them() {
+        for (d, want) in [
+            (0, "0s"),
+            (1, "1ns"),
+            (1_500, "1.5µs"),
+            (200_000_000, "200ms"),
+            (1_500_000_000, "1.5s"),
+            (90_000_000_000, "1m30s"),
+            (5_400_000_000_000, "1h30m0s"),
+            (3_600_000_000_001, "1h0m0.000000001s"),
+            (-61_000_000_000, "-1m1s"),
+            (i64::MIN, "-2562047h47m16.854775808s"),
+        ] {
+            assert_eq!(go_duration(d), want, "{d}");
+        }
+        for (t, want) in [
+            (
+                "2026-12-06T06:27:17.24Z",
+                "2026-12-06 06:27:17.24 +0000 UTC",
+            ),
+            ("0001-01-01T00:00:00Z", "0001-01-01 00:00:00 +0000 UTC"),
+            (
+                "2026-12-06T07:27:17.000000001+01:00",
+                "2026-12-06 07:27:17.000000001 +0100 +0100",
+            ),
+            ("not a time", "not a time"),
+        ] {
+            assert_eq!(go_time(t), want, "{t}");
+        }
     }
 }

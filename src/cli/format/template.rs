@@ -279,6 +279,7 @@ fn kind(v: &Val) -> Kind {
         Val::Uint(_) => Kind::Uint,
         Val::Float(_) => Kind::Float,
         Val::Str(_) => Kind::Str,
+        Val::Named(inner, _) => kind(inner),
         _ => Kind::Other,
     }
 }
@@ -287,7 +288,11 @@ fn kind(v: &Val) -> Kind {
 fn compare(a: &Val, b: &Val) -> Result<std::cmp::Ordering, String> {
     use std::cmp::Ordering;
     let bad = || "incompatible types for comparison".to_string();
-    Ok(match (a, b) {
+    let under = |v: &'_ Val| match v {
+        Val::Named(inner, _) => (**inner).clone(),
+        other => other.clone(),
+    };
+    Ok(match (&under(a), &under(b)) {
         (Val::Int(x), Val::Int(y)) => x.cmp(y),
         (Val::Uint(x), Val::Uint(y)) => x.cmp(y),
         (Val::Int(x), Val::Uint(y)) => match u64::try_from(*x) {
