@@ -440,6 +440,7 @@ fn templates_fail_and_read_maps_where_docker_does() {
             &["inspect", "tc"],
             &[
                 "{{.Config.Labels.nope}}|{{index .Config.Labels \"x\"}}",
+                "{{json .Config.Env}}|{{.Config.Env}}|{{len .Config.Env}}",
                 "{{.NetworkSettings.Networks.nope}}|{{.HostConfig.LogConfig.Config.x}}",
                 "{{.Config.Volumes.x}}|{{.HostConfig.Sysctls.x}}",
                 "{{.Nope}}",

@@ -161,7 +161,8 @@ pub fn inspect_value(e: &Engine, rec: &ContainerRecord, size: bool) -> Value {
             "Tty": rec.config.tty,
             "OpenStdin": rec.config.open_stdin,
             "StdinOnce": rec.config.open_stdin,
-            "Env": rec.config.env,
+            // docker's merge leaves a nil list when neither the image nor the run sets one.
+            "Env": if rec.config.env.is_empty() { Value::Null } else { json!(rec.config.env) },
             "Cmd": if rec.config.cmd.is_empty() { Value::Null } else { json!(rec.config.cmd) },
             "Image": rec.image,
             "Volumes": if env_map.is_empty() { Value::Null } else { json!(env_map) },
