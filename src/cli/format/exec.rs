@@ -95,11 +95,12 @@ impl Val {
     /// field or null is the zero value).
     pub fn typed(v: Option<&Value>, ty: &'static str) -> Val {
         let v = v.filter(|v| !v.is_null());
-        if gotypes::stringer(ty, &Val::Invalid).is_some() {
-            let under = match v {
-                Some(Value::String(s)) => Val::str(s),
-                Some(Value::Number(n)) => Val::Int(n.as_i64().unwrap_or(0)),
-                _ => gotypes::zero_of_named(ty),
+        if gotypes::has_string_method(ty) {
+            let under = match (v, ty) {
+                (Some(Value::String(s)), _) => Val::str(s),
+                (Some(Value::Number(n)), _) => Val::Int(n.as_i64().unwrap_or(0)),
+                (_, "time.Time") => Val::str("0001-01-01T00:00:00Z"),
+                _ => Val::Int(0),
             };
             return Val::Named(Arc::new(under), ty);
         }
@@ -404,9 +405,11 @@ impl Val {
     fn go_fmt(&self, depth: usize) -> String {
         match self {
             Val::Invalid => "<no value>".into(),
-            Val::Named(inner, ty) => {
-                gotypes::stringer(ty, inner).unwrap_or_else(|| inner.go_fmt(depth))
-            }
+            Val::Named(inner, ty) => match (*ty, &**inner) {
+                ("time.Duration", Val::Int(d)) => gotypes::go_duration(*d),
+                ("time.Time", Val::Str(t)) => gotypes::go_time(t),
+                _ => inner.go_fmt(depth),
+            },
             Val::Null => "<nil>".into(),
             Val::Str(s) => s.to_string(),
             Val::Nil(_) => match self.nil_as_empty() {

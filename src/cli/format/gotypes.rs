@@ -89,7 +89,7 @@ pub fn kind(ty: &'static str) -> Kind {
         }
         "float32" | "float64" => return Kind::Float,
         "string" => return Kind::Str,
-        // Read as their JSON; [`stringer`] prints them.
+        // Read as their JSON; exec.rs prints them with [`go_duration`] and [`go_time`].
         "time.Time" => return Kind::Str,
         "time.Duration" => return Kind::Int,
         _ => {}
@@ -281,25 +281,10 @@ fn parse(text: &'static str) -> Types {
     Types { defs: p.defs }
 }
 
-/// The `String` method of a named type that has one, applied to `v` (its value underneath,
-/// as JSON has it): none for a type without one. `Val::Invalid` asks only whether it has.
-pub fn stringer(ty: &str, v: &crate::cli::format::exec::Val) -> Option<String> {
-    use crate::cli::format::exec::Val;
-    match (ty, v) {
-        ("time.Duration", Val::Int(d)) => Some(go_duration(*d)),
-        ("time.Time", Val::Str(t)) => Some(go_time(t)),
-        ("time.Duration" | "time.Time", Val::Invalid) => Some(String::new()),
-        _ => None,
-    }
-}
-
-/// The zero value underneath a type [`stringer`] knows.
-pub fn zero_of_named(ty: &str) -> crate::cli::format::exec::Val {
-    use crate::cli::format::exec::Val;
-    match ty {
-        "time.Time" => Val::str("0001-01-01T00:00:00Z"),
-        _ => Val::Int(0),
-    }
+/// Whether `ty` is a named type whose `String` method berth applies when it prints one
+/// ([`go_duration`], [`go_time`]).
+pub fn has_string_method(ty: &str) -> bool {
+    matches!(ty, "time.Duration" | "time.Time")
 }
 
 /// Go's `time.Duration.String`: `1h0m0s`, `1.5s`, `200ms`, `1.5µs`, `0s`.
